@@ -1,0 +1,220 @@
+//! Audio outputs: the small trait every backend (JACK, PipeWire, null) implements, and the
+//! one [`PeriodProcessor`] every realtime callback calls.
+//!
+//! Lifecycle: [`AudioOutput`] is an *opened* output whose format (rate, period) the server
+//! has dictated; the caller builds the ring at that format, then
+//! [`start`](AudioOutput::start)s it with a [`PeriodProcessor`], getting a
+//! [`RunningOutput`] to watch and stop.
+//!
+//! Threading: outputs are opened, started and stopped on the main thread. The realtime
+//! callback only calls [`PeriodProcessor::process_planar`] or
+//! [`PeriodProcessor::process_interleaved`]: no allocation (checked by `assert_no_alloc` in
+//! debug builds), no lock, no syscall, no logging; it reports through atomic counters.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use latentd_engine::RingReader;
+
+/// The format an output runs at, as its server dictates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputFormat {
+    /// Frames per second.
+    pub sample_rate: u32,
+    /// Largest period (frames per callback) the output will ask for.
+    pub period_frames: usize,
+    /// Output channels (ports).
+    pub channels: usize,
+}
+
+/// Counters an output's callback keeps; readable from any thread.
+#[derive(Debug, Default)]
+pub struct OutputStats {
+    /// Callbacks run.
+    pub callbacks: AtomicU64,
+    /// Frames delivered to the server.
+    pub frames: AtomicU64,
+    /// Over- and underruns the server reported.
+    pub xruns: AtomicU64,
+    /// Frames the record tap could not queue (its reader fell behind).
+    pub record_dropped: AtomicU64,
+}
+
+impl OutputStats {
+    /// A plain copy of the counters.
+    pub fn snapshot(&self) -> OutputStatsSnapshot {
+        OutputStatsSnapshot {
+            callbacks: self.callbacks.load(Ordering::Relaxed),
+            frames: self.frames.load(Ordering::Relaxed),
+            xruns: self.xruns.load(Ordering::Relaxed),
+            record_dropped: self.record_dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A plain copy of [`OutputStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutputStatsSnapshot {
+    /// Callbacks run.
+    pub callbacks: u64,
+    /// Frames delivered.
+    pub frames: u64,
+    /// Xruns reported by the server.
+    pub xruns: u64,
+    /// Frames the record tap dropped.
+    pub record_dropped: u64,
+}
+
+/// Everything a realtime callback needs, allocated before the callback starts: the ring's
+/// reader, the optional record tap (interleaved samples into a lock-free queue), the stats.
+pub struct PeriodProcessor {
+    reader: RingReader,
+    tap: Option<rtrb::Producer<f32>>,
+    tap_channels: usize,
+    stats: Arc<OutputStats>,
+}
+
+impl PeriodProcessor {
+    /// A processor playing `reader`, optionally feeding `tap` (interleaved, `tap_channels`
+    /// per frame) with what was played.
+    pub fn new(reader: RingReader, tap: Option<(rtrb::Producer<f32>, usize)>) -> Self {
+        let (tap, tap_channels) = match tap {
+            Some((p, c)) => (Some(p), c),
+            None => (None, 0),
+        };
+        Self {
+            reader,
+            tap,
+            tap_channels,
+            stats: Arc::new(OutputStats::default()),
+        }
+    }
+
+    /// The counters, to share with the main thread.
+    pub fn stats(&self) -> Arc<OutputStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// One period into planar outputs (JACK ports). Realtime-safe.
+    pub fn process_planar(&mut self, outputs: &mut [&mut [f32]]) {
+        rt_guard(|| {
+            self.reader.read_planar(outputs);
+            let n = outputs.iter().map(|o| o.len()).min().unwrap_or(0);
+            let ports = outputs.len().max(1);
+            self.tap_and_count(n, |i, k| outputs[k % ports][i]);
+        });
+    }
+
+    /// One period into an interleaved buffer of `channels` channels (PipeWire, null).
+    /// Realtime-safe.
+    pub fn process_interleaved(&mut self, out: &mut [f32], channels: usize) {
+        rt_guard(|| {
+            self.reader.read_interleaved(out, channels);
+            let channels = channels.max(1);
+            let n = out.len() / channels;
+            self.tap_and_count(n, |i, k| out[i * channels + k % channels]);
+        });
+    }
+
+    /// Queue the `n` frames just played (`sample(frame, channel)`) to the record tap, as
+    /// many as fit, then count the period.
+    #[inline]
+    fn tap_and_count(&mut self, n: usize, sample: impl Fn(usize, usize) -> f32) {
+        if let Some(tap) = self.tap.as_mut() {
+            let ch = self.tap_channels.max(1);
+            let frames = n.min(tap.slots() / ch);
+            if let Ok(mut chunk) = tap.write_chunk_uninit(frames * ch) {
+                let (a, b) = chunk.as_mut_slices();
+                for (idx, slot) in a.iter_mut().chain(b.iter_mut()).enumerate() {
+                    slot.write(sample(idx / ch, idx % ch));
+                }
+                // SAFETY: every slot of both slices was written just above.
+                unsafe { chunk.commit_all() };
+            }
+            if frames < n {
+                self.stats
+                    .record_dropped
+                    .fetch_add((n - frames) as u64, Ordering::Relaxed);
+            }
+        }
+        self.count(n);
+    }
+
+    fn count(&self, frames: usize) {
+        self.stats.callbacks.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .frames
+            .fetch_add(frames as u64, Ordering::Relaxed);
+    }
+}
+
+/// Runs `f` with allocation forbidden in debug builds (needs `assert_no_alloc`'s
+/// `AllocDisabler` as the global allocator, which the binary and the tests install).
+#[inline]
+fn rt_guard<T>(f: impl FnOnce() -> T) -> T {
+    #[cfg(debug_assertions)]
+    {
+        assert_no_alloc::assert_no_alloc(f)
+    }
+    #[cfg(not(debug_assertions))]
+    {
+        f()
+    }
+}
+
+/// Why an output could not be opened, started or run.
+#[derive(Debug, thiserror::Error)]
+pub enum AudioError {
+    /// No server of this kind answered.
+    #[error("{backend}: no server reachable: {reason}")]
+    Unreachable {
+        /// Backend name.
+        backend: &'static str,
+        /// What failed.
+        reason: String,
+    },
+    /// This build lacks the backend's cargo feature.
+    #[error("{0}: this build of latentd was made without it")]
+    NotBuilt(&'static str),
+    /// The server's format is one latentd cannot follow.
+    #[error("{backend}: unsupported: {what}")]
+    Unsupported {
+        /// Backend name.
+        backend: &'static str,
+        /// What is unsupported.
+        what: String,
+    },
+    /// Any other backend failure.
+    #[error("{backend}: {reason}")]
+    Backend {
+        /// Backend name.
+        backend: &'static str,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// An opened output whose format is known; start it to play.
+pub trait AudioOutput: Send {
+    /// Backend name: `jack`, `pipewire` or `null`.
+    fn name(&self) -> &'static str;
+    /// The format the server dictates.
+    fn format(&self) -> OutputFormat;
+    /// Start the realtime callback, which calls `processor` once per period.
+    fn start(
+        self: Box<Self>,
+        processor: PeriodProcessor,
+    ) -> Result<Box<dyn RunningOutput>, AudioError>;
+}
+
+/// A started output.
+pub trait RunningOutput: Send {
+    /// Backend name.
+    fn name(&self) -> &'static str;
+    /// The format it runs at (it may have changed since it was opened: JACK buffer size).
+    fn format(&self) -> OutputFormat;
+    /// The callback's counters.
+    fn stats(&self) -> OutputStatsSnapshot;
+    /// Stop the callback and close the client; returns once the callback no longer runs.
+    fn stop(self: Box<Self>) -> Result<(), AudioError>;
+}

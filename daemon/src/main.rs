@@ -1,0 +1,3 @@
+//! The `latentd` binary.
+
+fn main() {}

@@ -1,0 +1,15 @@
+//! `latentd-engine`: everything between the model and the output ports, with no audio
+//! server, OSC or systemd in sight.
+//!
+//! - [`ring`]: the loop-length [`PlayheadRing`](ring::PlayheadRing) the audio callback plays
+//!   and the engine patches.
+//!
+//! Threading rules are stated per module; the short version: the ring's reader belongs to the
+//! audio callback (no allocation, no lock, no syscall), its writer to the engine thread, and
+//! its [`RingHandle`](ring::RingHandle) to anyone.
+#![deny(missing_docs)]
+
+pub mod ring;
+mod sync;
+
+pub use ring::{PlayheadRing, RingCounters, RingError, RingHandle, RingReader, RingWriter};

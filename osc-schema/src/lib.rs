@@ -1,0 +1,3 @@
+//! The OSC address space of latentd as one table (filled in by the OSC issue).
+//!
+//! Threading: plain data and pure functions; usable from any thread.
