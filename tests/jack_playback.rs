@@ -310,3 +310,85 @@ fn a_taken_client_name_is_a_precise_error() {
     }
     drop(first);
 }
+
+/// Poll `condition` every 10 ms for up to five seconds.
+fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_buffer_size_change_is_followed() {
+    let session = jack_session(48_000, 256);
+    let output = JackOutput::open(&JackOptions::default()).unwrap();
+    let ring = PlayheadRing::silence(12_000, 2, 48_000, PlayheadRing::guard_for_period(256));
+    let ring = ring.unwrap();
+    let handle = ring.handle();
+    let (_writer, reader) = ring.split();
+    let running = Box::new(output)
+        .start(PeriodProcessor::new(reader, None))
+        .unwrap();
+    let (probe, _) = Client::new("probe", ClientOptions::NO_START_SERVER).unwrap();
+    let latency = || {
+        probe
+            .port_by_name("latentd:out_2")
+            .unwrap()
+            .get_latency_range(LatencyType::Playback)
+    };
+    eventually("latency of one 256-frame period", || {
+        latency() == (256, 256)
+    });
+
+    let resize = session.server.command("jack_bufsize").arg("1024").output();
+    assert!(resize.unwrap().status.success(), "jack_bufsize 1024 failed");
+    eventually("the new period", || running.format().period_frames == 1024);
+    assert_eq!(handle.guard_frames(), PlayheadRing::guard_for_period(1024));
+    eventually("latency of one 1024-frame period", || {
+        latency() == (1024, 1024)
+    });
+    let before = running.stats();
+    eventually("callbacks at the new period", || {
+        running.stats().callbacks >= before.callbacks + 3
+    });
+    let after = running.stats();
+    assert_eq!(
+        (after.frames - before.frames) % 1024,
+        0,
+        "{before:?} -> {after:?}"
+    );
+    running.stop().unwrap();
+    assert_eq!(handle.counters().torn_reads, 0);
+}
+
+#[test]
+fn xruns_are_counted() {
+    let _session = jack_session(48_000, 64);
+    let output = JackOutput::open(&JackOptions::default()).unwrap();
+    let ring = PlayheadRing::silence(12_000, 2, 48_000, PlayheadRing::guard_for_period(64));
+    let (_writer, reader) = ring.unwrap().split();
+    let running = Box::new(output)
+        .start(PeriodProcessor::new(reader, None))
+        .unwrap();
+    assert_eq!(running.stats().xruns, 0);
+    // A client that overruns its 1.3 ms cycles by far, for a few cycles.
+    let (slow, _) = Client::new("slow", ClientOptions::NO_START_SERVER).unwrap();
+    let mut late_cycles = 5;
+    let slow = slow
+        .activate_async(
+            (),
+            ClosureProcessHandler::new(move |_: &Client, _: &ProcessScope| {
+                if late_cycles > 0 {
+                    late_cycles -= 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Control::Continue
+            }),
+        )
+        .unwrap();
+    eventually("an xrun", || running.stats().xruns > 0);
+    slow.deactivate().unwrap();
+    running.stop().unwrap();
+}
