@@ -3,3 +3,9 @@
 //!
 //! Threading: fixtures are plain values owned by one test; their `Drop` stops what they
 //! started.
+
+pub mod index_signal;
+pub mod jack_server;
+
+pub use index_signal::{PathReport, check_path, decode_frame, encode_frame, index_signal};
+pub use jack_server::JackServer;

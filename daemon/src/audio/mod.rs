@@ -14,7 +14,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use latentd_engine::RingReader;
+use latentd_engine::{RingHandle, RingReader};
+
+#[cfg(feature = "jack")]
+pub mod jack;
 
 /// The format an output runs at, as its server dictates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +96,12 @@ impl PeriodProcessor {
     /// The counters, to share with the main thread.
     pub fn stats(&self) -> Arc<OutputStats> {
         Arc::clone(&self.stats)
+    }
+
+    /// A handle on the ring being played, for the output's non-realtime callbacks (a JACK
+    /// buffer-size change grows the ring's guard through it).
+    pub fn ring_handle(&self) -> RingHandle {
+        self.reader.handle()
     }
 
     /// One period into planar outputs (JACK ports). Realtime-safe.

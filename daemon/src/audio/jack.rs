@@ -1,0 +1,377 @@
+//! The JACK output: a client with two ports, `out_1` and `out_2`, whose process callback
+//! plays the ring through [`PeriodProcessor::process_planar`].
+//!
+//! The server dictates the format: its sample rate and buffer size ([`JackOutput::format`]).
+//! The client never starts a server ([`ClientOptions::NO_START_SERVER`]); libjack picks the
+//! server named by `JACK_DEFAULT_SERVER`, or the default one.
+//!
+//! Threading:
+//! - [`JackOutput::open`], [`AudioOutput::start`] and [`RunningOutput::stop`] run on the
+//!   main thread.
+//! - JACK's process thread (realtime) runs [`Process::process`], which only fetches the two
+//!   port buffers and calls the [`PeriodProcessor`]. Its buffer-size callback runs outside
+//!   the realtime path (JACK calls it between cycles) and updates the reported period and
+//!   the ring's guard.
+//! - JACK's notification thread (not realtime) counts xruns, reports a sample-rate change as
+//!   an error in the log, and answers latency requests: the output ports' playback latency
+//!   is what lies downstream plus one period.
+
+use std::ffi::c_void;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use ::jack::{
+    AsyncClient, AudioOut, Client, ClientOptions, ClientStatus, Control, Frames,
+    NotificationHandler, Port, PortFlags, ProcessHandler, ProcessScope,
+};
+use latentd_engine::{PlayheadRing, RingHandle};
+
+use super::{
+    AudioError, AudioOutput, OutputFormat, OutputStats, OutputStatsSnapshot, PeriodProcessor,
+    RunningOutput,
+};
+
+const BACKEND: &str = "jack";
+
+/// Output ports, in channel order.
+pub const PORT_NAMES: [&str; 2] = ["out_1", "out_2"];
+
+/// How to open the JACK output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JackOptions {
+    /// The JACK client name; the ports are `<client_name>:out_1` and `:out_2`.
+    pub client_name: String,
+    /// Connect `out_1`, `out_2` to the first physical playback ports once started.
+    pub autoconnect: bool,
+}
+
+impl Default for JackOptions {
+    fn default() -> Self {
+        Self {
+            client_name: "latentd".to_owned(),
+            autoconnect: false,
+        }
+    }
+}
+
+/// The format as the server last reported it; shared by the callbacks and the main thread.
+#[derive(Debug)]
+struct LiveFormat {
+    sample_rate: AtomicU32,
+    period_frames: AtomicU32,
+}
+
+impl LiveFormat {
+    fn get(&self) -> OutputFormat {
+        OutputFormat {
+            sample_rate: self.sample_rate.load(Ordering::Relaxed),
+            period_frames: self.period_frames.load(Ordering::Relaxed) as usize,
+            channels: PORT_NAMES.len(),
+        }
+    }
+}
+
+/// What the latency callback reads: our ports and the live period. Boxed so its address
+/// stays put while libjack holds it; it outlives the client (see field order below).
+struct LatencyTarget {
+    ports: [*mut ::jack::jack_sys::jack_port_t; 2],
+    format: Arc<LiveFormat>,
+}
+
+// SAFETY: the port pointers are only handed to libjack, whose port calls are thread-safe;
+// the rest is atomics.
+unsafe impl Send for LatencyTarget {}
+unsafe impl Sync for LatencyTarget {}
+
+/// libjack's latency callback (notification thread). In playback mode JACK has just set
+/// each output port's range to what lies downstream; add the one period we hold.
+unsafe extern "C" fn on_latency(
+    mode: ::jack::jack_sys::jack_latency_callback_mode_t,
+    arg: *mut c_void,
+) {
+    use ::jack::jack_sys as j;
+    if mode != j::JackPlaybackLatency || arg.is_null() {
+        return;
+    }
+    // SAFETY: `arg` is the `LatencyTarget` registered in `open`, alive until after the
+    // client is closed.
+    let target = unsafe { &*(arg as *const LatencyTarget) };
+    let period = target.format.period_frames.load(Ordering::Relaxed);
+    for &port in &target.ports {
+        let mut range = j::jack_latency_range_t { min: 0, max: 0 };
+        // SAFETY: `port` is one of our registered ports, valid while the client is open.
+        unsafe {
+            j::jack_port_get_latency_range(port, j::JackPlaybackLatency, &mut range);
+            range.min = range.min.saturating_add(period);
+            range.max = range.max.saturating_add(period);
+            j::jack_port_set_latency_range(port, j::JackPlaybackLatency, &mut range);
+        }
+    }
+}
+
+/// An opened JACK client with its two ports registered, not yet processing.
+pub struct JackOutput {
+    // Field order is drop order: the client closes before the latency target goes.
+    client: Client,
+    ports: [Port<AudioOut>; 2],
+    format: Arc<LiveFormat>,
+    latency: Box<LatencyTarget>,
+    options: JackOptions,
+}
+
+fn open_error(name: &str, e: ::jack::Error) -> AudioError {
+    match e {
+        ::jack::Error::ClientError(status) if status.contains(ClientStatus::SERVER_FAILED) => {
+            AudioError::Unreachable {
+                backend: BACKEND,
+                reason: format!("could not connect to the JACK server ({status:?})"),
+            }
+        }
+        // libjack2 reports a taken exact name as a bare server error; ask the server.
+        ::jack::Error::ClientError(status) if client_name_taken(name) => AudioError::Backend {
+            backend: BACKEND,
+            reason: format!("client name {name:?} already taken on this server ({status:?})"),
+        },
+        ::jack::Error::ClientError(status) => AudioError::Backend {
+            backend: BACKEND,
+            reason: format!("the JACK server refused client {name:?} ({status:?})"),
+        },
+        ::jack::Error::LibraryError(reason) => AudioError::Unreachable {
+            backend: BACKEND,
+            reason: format!("libjack could not be loaded: {reason}"),
+        },
+        other => backend_error("opening the client", other),
+    }
+}
+
+/// Does the server already have a client called `name`? (Asked through a probe client.)
+fn client_name_taken(name: &str) -> bool {
+    Client::new("latentd-probe", ClientOptions::NO_START_SERVER)
+        .is_ok_and(|(probe, _)| probe.uuid_of_client_by_name(name).is_some())
+}
+
+fn backend_error(what: &str, e: ::jack::Error) -> AudioError {
+    AudioError::Backend {
+        backend: BACKEND,
+        reason: format!("{what}: {e}"),
+    }
+}
+
+impl JackOutput {
+    /// Open a client on the running server (never starting one) and register its ports.
+    pub fn open(options: &JackOptions) -> Result<Self, AudioError> {
+        let (client, _status) = Client::new(
+            &options.client_name,
+            ClientOptions::NO_START_SERVER | ClientOptions::USE_EXACT_NAME,
+        )
+        .map_err(|e| open_error(&options.client_name, e))?;
+        let register = |name: &str| {
+            client
+                .register_port(name, AudioOut::default())
+                .map_err(|e| backend_error(&format!("registering port {name}"), e))
+        };
+        let ports = [register(PORT_NAMES[0])?, register(PORT_NAMES[1])?];
+        let format = Arc::new(LiveFormat {
+            sample_rate: AtomicU32::new(client.sample_rate()),
+            period_frames: AtomicU32::new(client.buffer_size()),
+        });
+        let latency = Box::new(LatencyTarget {
+            ports: [ports[0].raw(), ports[1].raw()],
+            format: Arc::clone(&format),
+        });
+        // SAFETY: the client is open and not active; `latency` is boxed and dropped only
+        // after the client is closed (field order of `JackOutput` and `RunningJack`).
+        let rc = unsafe {
+            ::jack::jack_sys::jack_set_latency_callback(
+                client.raw(),
+                Some(on_latency),
+                &*latency as *const LatencyTarget as *mut c_void,
+            )
+        };
+        if rc != 0 {
+            return Err(AudioError::Backend {
+                backend: BACKEND,
+                reason: format!("setting the latency callback failed (code {rc})"),
+            });
+        }
+        Ok(Self {
+            client,
+            ports,
+            format,
+            latency,
+            options: options.clone(),
+        })
+    }
+
+    /// Is a JACK server answering (the one `JACK_DEFAULT_SERVER` names, or the default)?
+    /// Opens a probe client without starting a server, and closes it.
+    pub fn server_reachable() -> bool {
+        Client::new("latentd-probe", ClientOptions::NO_START_SERVER).is_ok()
+    }
+
+    /// Connect our ports to the first physical playback ports; a missing one is a warning.
+    fn autoconnect(client: &Client) {
+        let own = client.name().to_owned();
+        let physical = client.ports(
+            None,
+            Some(::jack::jack_sys::FLOAT_MONO_AUDIO),
+            PortFlags::IS_INPUT | PortFlags::IS_PHYSICAL,
+        );
+        if physical.is_empty() {
+            log::warn!("jack: autoconnect: the server has no physical playback ports");
+            return;
+        }
+        for (k, port) in PORT_NAMES.iter().enumerate() {
+            // A mono device gets both channels on its one port.
+            let dest = &physical[k.min(physical.len() - 1)];
+            let src = format!("{own}:{port}");
+            if let Err(e) = client.connect_ports_by_name(&src, dest) {
+                log::warn!("jack: autoconnect {src} -> {dest} failed: {e}");
+            }
+        }
+    }
+}
+
+impl AudioOutput for JackOutput {
+    fn name(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn format(&self) -> OutputFormat {
+        self.format.get()
+    }
+
+    fn start(
+        self: Box<Self>,
+        processor: PeriodProcessor,
+    ) -> Result<Box<dyn RunningOutput>, AudioError> {
+        let JackOutput {
+            client,
+            ports,
+            format,
+            latency,
+            options,
+        } = *self;
+        let ring = processor.ring_handle();
+        let stats = processor.stats();
+        let notifications = Notifications {
+            stats: Arc::clone(&stats),
+            format: Arc::clone(&format),
+            ring_rate: ring.sample_rate(),
+            rate_seen: 0,
+        };
+        let [out_1, out_2] = ports;
+        let process = Process {
+            processor,
+            out_1,
+            out_2,
+            format: Arc::clone(&format),
+            ring,
+        };
+        let active = client
+            .activate_async(notifications, process)
+            .map_err(|e| backend_error("activating the client", e))?;
+        if options.autoconnect {
+            JackOutput::autoconnect(active.as_client());
+        }
+        Ok(Box::new(RunningJack {
+            active,
+            format,
+            stats,
+            _latency: latency,
+        }))
+    }
+}
+
+/// The realtime side: two ports and the processor.
+struct Process {
+    processor: PeriodProcessor,
+    out_1: Port<AudioOut>,
+    out_2: Port<AudioOut>,
+    format: Arc<LiveFormat>,
+    ring: RingHandle,
+}
+
+impl ProcessHandler for Process {
+    fn process(&mut self, _: &Client, scope: &ProcessScope) -> Control {
+        let out_1 = self.out_1.as_mut_slice(scope);
+        let out_2 = self.out_2.as_mut_slice(scope);
+        self.processor.process_planar(&mut [out_1, out_2]);
+        Control::Continue
+    }
+
+    /// Between cycles, not realtime: record the new period and grow the ring's guard.
+    fn buffer_size(&mut self, _: &Client, frames: Frames) -> Control {
+        self.format.period_frames.store(frames, Ordering::Relaxed);
+        let guard = PlayheadRing::guard_for_period(frames as usize);
+        if guard > self.ring.guard_frames()
+            && let Err(e) = self.ring.set_guard_frames(guard)
+        {
+            log::error!("jack: buffer size {frames}: cannot grow the ring's guard: {e}");
+        }
+        Control::Continue
+    }
+}
+
+/// The notification side: xruns and sample-rate changes.
+struct Notifications {
+    stats: Arc<OutputStats>,
+    format: Arc<LiveFormat>,
+    ring_rate: u32,
+    /// Last server rate reported, to log each change once.
+    rate_seen: u32,
+}
+
+impl NotificationHandler for Notifications {
+    fn xrun(&mut self, _: &Client) -> Control {
+        self.stats.xruns.fetch_add(1, Ordering::Relaxed);
+        Control::Continue
+    }
+
+    fn sample_rate(&mut self, _: &Client, rate: Frames) -> Control {
+        self.format.sample_rate.store(rate, Ordering::Relaxed);
+        let previous = std::mem::replace(&mut self.rate_seen, rate);
+        if rate != self.ring_rate && previous != rate {
+            log::error!(
+                "jack: sample rate changed from {} to {rate} at run time; unsupported, restart latentd",
+                self.ring_rate
+            );
+        }
+        Control::Continue
+    }
+}
+
+/// A started JACK output.
+struct RunningJack {
+    // Field order is drop order: the client closes before the latency target goes.
+    active: AsyncClient<Notifications, Process>,
+    format: Arc<LiveFormat>,
+    stats: Arc<OutputStats>,
+    _latency: Box<LatencyTarget>,
+}
+
+impl RunningOutput for RunningJack {
+    fn name(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn format(&self) -> OutputFormat {
+        self.format.get()
+    }
+
+    fn stats(&self) -> OutputStatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    fn stop(self: Box<Self>) -> Result<(), AudioError> {
+        let RunningJack {
+            active, _latency, ..
+        } = *self;
+        let (client, _notifications, _process) = active
+            .deactivate()
+            .map_err(|e| backend_error("deactivating the client", e))?;
+        drop(client);
+        drop(_latency);
+        Ok(())
+    }
+}

@@ -1,0 +1,394 @@
+//! latentd's JACK output against a real `jackd -d dummy`: its ports appear, a second JACK
+//! client captures what it plays, and the capture decodes sample-exactly to the ring
+//! reader's path, across loop wraps and a loop-band change, at 44.1 and 48 kHz with periods
+//! of 64 and 1024 frames.
+//!
+//! Every process callback here (latentd's through `PeriodProcessor`, the capture's
+//! explicitly) runs under `assert_no_alloc`, which aborts the binary on an allocation.
+//!
+//! Threading: the jack crate cannot name a server, so libjack finds each test's private
+//! server through the process-wide `JACK_DEFAULT_SERVER` variable. Changing the environment
+//! while another thread may read it is undefined behaviour (hence `unsafe` `set_var`), and
+//! two tests would also aim at each other's servers; so every test holds [`JACK_TESTS`] from
+//! before it sets the variable until its server is gone.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use assert_no_alloc::{AllocDisabler, assert_no_alloc};
+use jack::contrib::ClosureProcessHandler;
+use jack::{AsyncClient, AudioIn, Client, ClientOptions, Control, LatencyType, ProcessScope};
+use latentd::audio::jack::{JackOptions, JackOutput};
+use latentd::audio::{AudioError, AudioOutput, OutputFormat, PeriodProcessor};
+use latentd_engine::PlayheadRing;
+use latentd_tests::{JackServer, check_path, index_signal};
+
+#[global_allocator]
+static ALLOCATOR: AllocDisabler = AllocDisabler;
+
+/// Serializes every test of this binary that talks to JACK (see the module doc).
+static JACK_TESTS: Mutex<()> = Mutex::new(());
+
+/// The most a capture may take beyond its nominal duration.
+const CAPTURE_SLACK: Duration = Duration::from_secs(10);
+
+/// A private server, the default for this process while the session lives.
+struct JackSession {
+    // Field order is drop order: the server stops before the lock is released.
+    server: JackServer,
+    _serial: MutexGuard<'static, ()>,
+}
+
+fn jack_session(sample_rate: u32, period: usize) -> JackSession {
+    let serial = JACK_TESTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let server = JackServer::start(sample_rate, period);
+    // SAFETY: JACK_TESTS is held, so no other test thread reads or writes the environment.
+    unsafe { std::env::set_var("JACK_DEFAULT_SERVER", server.name()) };
+    JackSession {
+        server,
+        _serial: serial,
+    }
+}
+
+/// A second JACK client with two inputs, recording interleaved frames into a queue
+/// allocated up front; the test thread drains it.
+struct Capture {
+    active: AsyncClient<(), ClosureProcessHandler<(), CaptureCallback>>,
+    queue: rtrb::Consumer<f32>,
+    dropped: Arc<AtomicU64>,
+    frames: Vec<f32>,
+}
+
+type CaptureCallback = Box<dyn FnMut(&Client, &ProcessScope) -> Control + Send>;
+
+impl Capture {
+    /// Start a client `capture` with ports `in_1`, `in_2` fed by `<source>:out_1`, `:out_2`.
+    fn start(source: &str, sample_rate: u32) -> Capture {
+        let (client, _) = Client::new("capture", ClientOptions::NO_START_SERVER)
+            .expect("opening the capture client");
+        let in_1 = client.register_port("in_1", AudioIn::default()).unwrap();
+        let in_2 = client.register_port("in_2", AudioIn::default()).unwrap();
+        // One second of room; the test thread drains it every few milliseconds.
+        let (mut producer, queue) = rtrb::RingBuffer::new(2 * sample_rate as usize);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let dropped_in_callback = Arc::clone(&dropped);
+        let callback: CaptureCallback = Box::new(move |_, scope| {
+            assert_no_alloc(|| {
+                let (left, right) = (in_1.as_slice(scope), in_2.as_slice(scope));
+                match producer.write_chunk_uninit(2 * left.len()) {
+                    Ok(chunk) => {
+                        chunk.fill_from_iter(left.iter().zip(right).flat_map(|(&l, &r)| [l, r]));
+                    }
+                    Err(_) => {
+                        dropped_in_callback.fetch_add(left.len() as u64, Ordering::Relaxed);
+                    }
+                }
+            });
+            Control::Continue
+        });
+        let active = client
+            .activate_async((), ClosureProcessHandler::new(callback))
+            .expect("activating the capture client");
+        for k in 1..=2 {
+            active
+                .as_client()
+                .connect_ports_by_name(&format!("{source}:out_{k}"), &format!("capture:in_{k}"))
+                .unwrap_or_else(|e| panic!("connecting {source}:out_{k} to capture:in_{k}: {e}"));
+        }
+        Capture {
+            active,
+            queue,
+            dropped,
+            frames: Vec::with_capacity(8 * sample_rate as usize),
+        }
+    }
+
+    /// Keep draining until `more` further frames have arrived.
+    fn record(&mut self, more: usize) {
+        let target = self.frames.len() + 2 * more;
+        let deadline = Instant::now() + CAPTURE_SLACK;
+        while self.frames.len() < target {
+            let chunk = self.queue.read_chunk(self.queue.slots()).unwrap();
+            let (a, b) = chunk.as_slices();
+            self.frames.extend_from_slice(a);
+            self.frames.extend_from_slice(b);
+            chunk.commit_all();
+            assert!(Instant::now() < deadline, "the capture stalled");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Playback latency JACK reports for one of our ports, as seen by this client.
+    fn playback_latency(&self, port: &str) -> (u32, u32) {
+        self.active
+            .as_client()
+            .port_by_name(port)
+            .unwrap_or_else(|| panic!("port {port} not found"))
+            .get_latency_range(LatencyType::Playback)
+    }
+
+    /// Stop the client; the recorded interleaved frames.
+    fn finish(self) -> Vec<f32> {
+        self.active
+            .deactivate()
+            .expect("deactivating the capture client");
+        assert_eq!(
+            self.dropped.load(Ordering::Relaxed),
+            0,
+            "capture queue overflowed"
+        );
+        self.frames
+    }
+}
+
+/// Play a 0.25 s index-coded loop through latentd's JACK output, capture it, arm a band
+/// mid-capture and clear it, and check every captured frame against the reader's path.
+fn playback_is_sample_exact(sample_rate: u32, period: usize) {
+    let session = jack_session(sample_rate, period);
+    let output = JackOutput::open(&JackOptions::default()).expect("opening the JACK output");
+    let expected = OutputFormat {
+        sample_rate,
+        period_frames: period,
+        channels: 2,
+    };
+    assert_eq!(output.format(), expected);
+
+    let loop_frames = sample_rate as usize / 4;
+    let guard = PlayheadRing::guard_for_period(period);
+    let ring =
+        PlayheadRing::from_interleaved(index_signal(loop_frames), 2, sample_rate, guard).unwrap();
+    let handle = ring.handle();
+    let (_writer, reader) = ring.split();
+    let processor = PeriodProcessor::new(reader, None);
+    let stats = processor.stats();
+    let running = Box::new(output)
+        .start(processor)
+        .expect("starting the JACK output");
+
+    let mut capture = Capture::start("latentd", sample_rate);
+    capture.record(3 * loop_frames + loop_frames / 2);
+    let band = (loop_frames / 4, loop_frames / 4 + loop_frames / 8);
+    handle.set_band(band.0, band.1).unwrap();
+    capture.record(4 * (band.1 - band.0) + 4 * period);
+    assert_eq!(
+        handle.band_applied(),
+        Some(band),
+        "the reader never took the band"
+    );
+    handle.clear_band();
+    capture.record(loop_frames + 4 * period);
+    let latency = capture.playback_latency("latentd:out_1");
+    let captured = capture.finish();
+
+    assert_eq!(running.format(), expected);
+    running.stop().expect("stopping the JACK output");
+    let stats = stats.snapshot();
+    let counters = handle.counters();
+    assert_eq!(counters.torn_reads, 0);
+    assert_eq!(stats.callbacks, counters.periods);
+    assert_eq!(stats.frames, counters.frames_played);
+    eprintln!("{sample_rate} Hz / {period}: {stats:?}, playback latency {latency:?}");
+    assert_eq!(latency, (period as u32, period as u32));
+
+    let report = check_path(&captured, loop_frames, period, Some(band))
+        .unwrap_or_else(|e| panic!("{sample_rate} Hz, period {period}: {e}"));
+    assert!(report.wraps_before_band >= 3, "{report:?}");
+    assert!(
+        report.entered_by_jump || report.band_wraps > 0,
+        "{report:?}"
+    );
+    assert!(report.band_wraps >= 2, "{report:?}");
+    assert!(
+        report.band_left && report.wraps_after_band >= 1,
+        "{report:?}"
+    );
+    drop(session);
+}
+
+#[test]
+fn playback_is_sample_exact_44100_period_64() {
+    playback_is_sample_exact(44_100, 64);
+}
+
+#[test]
+fn playback_is_sample_exact_44100_period_1024() {
+    playback_is_sample_exact(44_100, 1024);
+}
+
+#[test]
+fn playback_is_sample_exact_48000_period_64() {
+    playback_is_sample_exact(48_000, 64);
+}
+
+#[test]
+fn playback_is_sample_exact_48000_period_1024() {
+    playback_is_sample_exact(48_000, 1024);
+}
+
+/// `jack_lsp -c` as port -> connected ports.
+fn connections(server: &JackServer) -> BTreeMap<String, Vec<String>> {
+    let out = server.command("jack_lsp").arg("-c").output().unwrap();
+    assert!(out.status.success(), "jack_lsp -c failed");
+    let mut map = BTreeMap::<String, Vec<String>>::new();
+    let mut current = String::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some(peer) = line.strip_prefix("   ") {
+            map.entry(current.clone())
+                .or_default()
+                .push(peer.to_owned());
+        } else {
+            current = line.to_owned();
+            map.entry(current.clone()).or_default();
+        }
+    }
+    map
+}
+
+#[test]
+fn ports_appear_and_autoconnect_to_the_physical_playback_ports() {
+    let session = jack_session(48_000, 256);
+    let options = JackOptions {
+        autoconnect: true,
+        ..JackOptions::default()
+    };
+    let output = JackOutput::open(&options).unwrap();
+    let ring = PlayheadRing::silence(48_000, 2, 48_000, PlayheadRing::guard_for_period(256));
+    let (_writer, reader) = ring.unwrap().split();
+    let running = Box::new(output)
+        .start(PeriodProcessor::new(reader, None))
+        .unwrap();
+
+    let ports = session.server.list_ports();
+    for port in ["latentd:out_1", "latentd:out_2"] {
+        assert!(ports.iter().any(|p| p == port), "{port} not in {ports:?}");
+    }
+    let graph = connections(&session.server);
+    assert_eq!(graph["latentd:out_1"], ["system:playback_1"]);
+    assert_eq!(graph["latentd:out_2"], ["system:playback_2"]);
+
+    assert!(
+        running.stats().callbacks > 0,
+        "the process callback never ran"
+    );
+    running.stop().unwrap();
+    let ports = session.server.list_ports();
+    assert!(
+        !ports.iter().any(|p| p.starts_with("latentd:")),
+        "{ports:?}"
+    );
+}
+
+#[test]
+fn an_absent_server_is_unreachable_and_a_running_one_reachable() {
+    let session = jack_session(48_000, 256);
+    assert!(JackOutput::server_reachable());
+    let absent = format!("{}-absent", session.server.name());
+    // SAFETY: JACK_TESTS is held by `session`.
+    unsafe { std::env::set_var("JACK_DEFAULT_SERVER", &absent) };
+    assert!(!JackOutput::server_reachable());
+    match JackOutput::open(&JackOptions::default()) {
+        Err(AudioError::Unreachable {
+            backend: "jack", ..
+        }) => {}
+        Err(other) => panic!("expected Unreachable, got {other}"),
+        Ok(_) => panic!("opened a client on the absent server {absent}"),
+    }
+}
+
+#[test]
+fn a_taken_client_name_is_a_precise_error() {
+    let _session = jack_session(48_000, 256);
+    let first = JackOutput::open(&JackOptions::default()).unwrap();
+    match JackOutput::open(&JackOptions::default()) {
+        Err(e @ AudioError::Backend { .. }) => assert!(e.to_string().contains("already taken")),
+        Err(other) => panic!("expected Backend, got {other}"),
+        Ok(_) => panic!("a second client named latentd was opened"),
+    }
+    drop(first);
+}
+
+/// Poll `condition` every 10 ms for up to five seconds.
+fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_buffer_size_change_is_followed() {
+    let session = jack_session(48_000, 256);
+    let output = JackOutput::open(&JackOptions::default()).unwrap();
+    let ring = PlayheadRing::silence(12_000, 2, 48_000, PlayheadRing::guard_for_period(256));
+    let ring = ring.unwrap();
+    let handle = ring.handle();
+    let (_writer, reader) = ring.split();
+    let running = Box::new(output)
+        .start(PeriodProcessor::new(reader, None))
+        .unwrap();
+    let (probe, _) = Client::new("probe", ClientOptions::NO_START_SERVER).unwrap();
+    let latency = || {
+        probe
+            .port_by_name("latentd:out_2")
+            .unwrap()
+            .get_latency_range(LatencyType::Playback)
+    };
+    eventually("latency of one 256-frame period", || {
+        latency() == (256, 256)
+    });
+
+    let resize = session.server.command("jack_bufsize").arg("1024").output();
+    assert!(resize.unwrap().status.success(), "jack_bufsize 1024 failed");
+    eventually("the new period", || running.format().period_frames == 1024);
+    assert_eq!(handle.guard_frames(), PlayheadRing::guard_for_period(1024));
+    eventually("latency of one 1024-frame period", || {
+        latency() == (1024, 1024)
+    });
+    let before = running.stats();
+    eventually("callbacks at the new period", || {
+        running.stats().callbacks >= before.callbacks + 3
+    });
+    let after = running.stats();
+    assert_eq!(
+        (after.frames - before.frames) % 1024,
+        0,
+        "{before:?} -> {after:?}"
+    );
+    running.stop().unwrap();
+    assert_eq!(handle.counters().torn_reads, 0);
+}
+
+#[test]
+fn xruns_are_counted() {
+    let _session = jack_session(48_000, 64);
+    let output = JackOutput::open(&JackOptions::default()).unwrap();
+    let ring = PlayheadRing::silence(12_000, 2, 48_000, PlayheadRing::guard_for_period(64));
+    let (_writer, reader) = ring.unwrap().split();
+    let running = Box::new(output)
+        .start(PeriodProcessor::new(reader, None))
+        .unwrap();
+    assert_eq!(running.stats().xruns, 0);
+    // A client that overruns its 1.3 ms cycles by far, for a few cycles.
+    let (slow, _) = Client::new("slow", ClientOptions::NO_START_SERVER).unwrap();
+    let mut late_cycles = 5;
+    let slow = slow
+        .activate_async(
+            (),
+            ClosureProcessHandler::new(move |_: &Client, _: &ProcessScope| {
+                if late_cycles > 0 {
+                    late_cycles -= 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Control::Continue
+            }),
+        )
+        .unwrap();
+    eventually("an xrun", || running.stats().xruns > 0);
+    slow.deactivate().unwrap();
+    running.stop().unwrap();
+}

@@ -1,0 +1,152 @@
+//! A private JACK server for one test: `jackd --no-realtime --sync -n <unique name> -d dummy`,
+//! started by [`JackServer::start`] and stopped by PID when dropped.
+//!
+//! `--sync` makes the server wait for the whole graph every cycle: without realtime
+//! scheduling on a loaded machine a client can miss a cycle (an xrun), and a capture
+//! client would then see a hole that is no fault of the client under test. In sync mode a
+//! late cycle is late, never skipped, so captures stay contiguous.
+//!
+//! Threading: a plain value owned by one test. Clients reach it through
+//! `JACK_DEFAULT_SERVER=<name>`; subprocesses get that variable from
+//! [`JackServer::command`].
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to answer `jack_lsp` after it is spawned.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a server may take to exit after SIGTERM before it gets SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(3);
+
+static SERVERS_STARTED: AtomicU32 = AtomicU32::new(0);
+
+/// A running `jackd` with the dummy driver under a name no other test uses.
+pub struct JackServer {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl JackServer {
+    /// Start a dummy-driver server at `sample_rate` Hz with `period` frames per cycle and
+    /// wait until it answers. Panics with the reason (jackd missing, jackd exited, no answer
+    /// in time) and jackd's own output.
+    pub fn start(sample_rate: u32, period: usize) -> JackServer {
+        let name = format!(
+            "latentd-test-{}-{}",
+            std::process::id(),
+            SERVERS_STARTED.fetch_add(1, Ordering::Relaxed)
+        );
+        let log = std::env::temp_dir().join(format!("{name}.log"));
+        let log_file = std::fs::File::create(&log)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
+        let log_err = log_file
+            .try_clone()
+            .expect("duplicating the log file handle");
+        let child = Command::new("jackd")
+            .args(["--no-realtime", "--sync", "-n", &name, "-d", "dummy"])
+            .args(["-r", &sample_rate.to_string(), "-p", &period.to_string()])
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_err)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run jackd ({e}); install the jackd2 package (apt-get install jackd2)"
+                )
+            });
+        let mut server = JackServer { name, child, log };
+        server.wait_until_answering();
+        server
+    }
+
+    /// The server name, for `JACK_DEFAULT_SERVER`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A command aimed at this server (`JACK_DEFAULT_SERVER` set, autostart off).
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env("JACK_DEFAULT_SERVER", &self.name)
+            .env("JACK_NO_START_SERVER", "1");
+        cmd
+    }
+
+    /// Port names as `jack_lsp` lists them. Panics if `jack_lsp` cannot run or fails.
+    pub fn list_ports(&self) -> Vec<String> {
+        let out = self.command("jack_lsp").output().unwrap_or_else(|e| {
+            panic!("cannot run jack_lsp ({e}); install the jackd2 package (apt-get install jackd2)")
+        });
+        assert!(
+            out.status.success(),
+            "jack_lsp against {} failed: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// What jackd has written to its stdout and stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_until_answering(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "jackd {} exited early ({status}):\n{}",
+                    self.name,
+                    self.log()
+                );
+            }
+            let answered = self
+                .command("jack_lsp")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!("cannot run jack_lsp ({e}); install the jackd2 package (apt-get install jackd2)")
+                });
+            if answered.status.success() && !answered.stdout.is_empty() {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "jackd {} did not answer jack_lsp within {START_TIMEOUT:?}:\n{}",
+                    self.name,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for JackServer {
+    /// SIGTERM (jackd then removes its sockets and shared memory), SIGKILL if it lingers.
+    fn drop(&mut self) {
+        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: plain kill(2) on our own child, which has not been reaped yet.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                let _ = std::fs::remove_file(&self.log);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
