@@ -3,3 +3,5 @@
 //!
 //! Threading: fixtures are plain values owned by one test; their `Drop` stops what they
 //! started.
+
+pub mod pipewire_graph;
