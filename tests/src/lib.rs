@@ -9,3 +9,4 @@ pub mod jack_server;
 
 pub use index_signal::{PathReport, check_path, decode_frame, encode_frame, index_signal};
 pub use jack_server::JackServer;
+pub mod pipewire_graph;

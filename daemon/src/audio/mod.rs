@@ -19,6 +19,9 @@ use latentd_engine::{RingHandle, RingReader};
 #[cfg(feature = "jack")]
 pub mod jack;
 
+#[cfg(feature = "pipewire")]
+pub mod pipewire;
+
 /// The format an output runs at, as its server dictates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutputFormat {
@@ -41,6 +44,9 @@ pub struct OutputStats {
     pub xruns: AtomicU64,
     /// Frames the record tap could not queue (its reader fell behind).
     pub record_dropped: AtomicU64,
+    /// Most frames any one callback delivered (the server's real period, which may exceed
+    /// the one asked for).
+    pub max_period_frames: AtomicU64,
 }
 
 impl OutputStats {
@@ -51,6 +57,7 @@ impl OutputStats {
             frames: self.frames.load(Ordering::Relaxed),
             xruns: self.xruns.load(Ordering::Relaxed),
             record_dropped: self.record_dropped.load(Ordering::Relaxed),
+            max_period_frames: self.max_period_frames.load(Ordering::Relaxed),
         }
     }
 }
@@ -66,6 +73,8 @@ pub struct OutputStatsSnapshot {
     pub xruns: u64,
     /// Frames the record tap dropped.
     pub record_dropped: u64,
+    /// Most frames one callback delivered.
+    pub max_period_frames: u64,
 }
 
 /// Everything a realtime callback needs, allocated before the callback starts: the ring's
@@ -154,6 +163,9 @@ impl PeriodProcessor {
         self.stats
             .frames
             .fetch_add(frames as u64, Ordering::Relaxed);
+        self.stats
+            .max_period_frames
+            .fetch_max(frames as u64, Ordering::Relaxed);
     }
 }
 
