@@ -312,11 +312,7 @@ fn merge(cli: Cli, file: ConfigFile) -> Result<Settings, SettingsError> {
     );
     let client_name = match name {
         Some((v, origin)) if v.is_empty() || v.len() > MAX_CLIENT_NAME || v.contains(':') => {
-            return Err(bad(
-                &origin,
-                format!("{v:?}"),
-                "1 to 63 bytes without ':'",
-            ));
+            return Err(bad(&origin, format!("{v:?}"), "1 to 63 bytes without ':'"));
         }
         Some((v, _)) => v,
         None => "latentd".into(),
@@ -333,10 +329,7 @@ fn merge(cli: Cli, file: ConfigFile) -> Result<Settings, SettingsError> {
         period_frames,
         loop_seconds,
         record: cli.record.or(file.record.file),
-        log_level: cli
-            .log_level
-            .or(file.log.level)
-            .unwrap_or(LogLevel::Info),
+        log_level: cli.log_level.or(file.log.level).unwrap_or(LogLevel::Info),
     })
 }
 

@@ -226,8 +226,8 @@ mod tests {
         let path = temp_path("full.wav");
         // A queue of 100 frames, never drained before the processor fills it.
         let (recorder, producer) = Recorder::start(&path, 1000, 1, 0.1).unwrap();
-        let ring = PlayheadRing::silence(1000, 1, 1000, PlayheadRing::guard_for_period(64))
-            .unwrap();
+        let ring =
+            PlayheadRing::silence(1000, 1, 1000, PlayheadRing::guard_for_period(64)).unwrap();
         let (_w, reader) = ring.split();
         let mut processor = PeriodProcessor::new(reader, Some((producer, 1)));
         let stats = processor.stats();

@@ -191,7 +191,7 @@ fn pack_band(a: usize, b: usize) -> u64 {
 }
 
 fn unpack_band(v: u64) -> Option<(usize, usize)> {
-    (v != NO_BAND).then(|| ((v >> 32) as usize, (v & 0xffff_ffff) as usize))
+    (v != NO_BAND).then_some(((v >> 32) as usize, (v & 0xffff_ffff) as usize))
 }
 
 /// Does `[bs, be)` meet `[start, start + len)` taken modulo `frames`?

@@ -78,7 +78,8 @@ impl AudioOutput for NullOutput {
         let format = self.format;
         let stats = processor.stats();
         let stop = Arc::new(AtomicBool::new(false));
-        let period = Duration::from_secs_f64(format.period_frames as f64 / format.sample_rate as f64);
+        let period =
+            Duration::from_secs_f64(format.period_frames as f64 / format.sample_rate as f64);
         let mut buffer = vec![0.0f32; format.period_frames * format.channels];
         let thread = {
             let stop = Arc::clone(&stop);
@@ -161,8 +162,13 @@ mod tests {
     use latentd_engine::PlayheadRing;
 
     fn start(rate: u32, period: usize) -> (Box<dyn RunningOutput>, latentd_engine::RingHandle) {
-        let ring = PlayheadRing::silence(rate as usize, 2, rate, PlayheadRing::guard_for_period(period))
-            .unwrap();
+        let ring = PlayheadRing::silence(
+            rate as usize,
+            2,
+            rate,
+            PlayheadRing::guard_for_period(period),
+        )
+        .unwrap();
         let handle = ring.handle();
         let (_writer, reader) = ring.split();
         let output = Box::new(NullOutput::open(rate, period, 2).unwrap());
@@ -205,7 +211,11 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         let t0 = Instant::now();
         running.stop().unwrap();
-        assert!(t0.elapsed() < Duration::from_millis(200), "{:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() < Duration::from_millis(200),
+            "{:?}",
+            t0.elapsed()
+        );
     }
 
     #[test]

@@ -94,7 +94,9 @@ pub fn open_output(
                 return open_jack(opts);
             }
             if pipewire_reachable() {
-                log::info!("audio: auto: no JACK server; a PipeWire server answers, using pipewire");
+                log::info!(
+                    "audio: auto: no JACK server; a PipeWire server answers, using pipewire"
+                );
                 return open_pipewire(opts);
             }
             log::info!("audio: auto: neither a JACK nor a PipeWire server answers, using null");
@@ -185,7 +187,10 @@ mod tests {
         let out = open_output(BackendChoice::Null, &opts()).unwrap();
         assert_eq!(out.name(), "null");
         let f = out.format();
-        assert_eq!((f.sample_rate, f.period_frames, f.channels), (44_100, 128, 2));
+        assert_eq!(
+            (f.sample_rate, f.period_frames, f.channels),
+            (44_100, 128, 2)
+        );
     }
 
     #[test]

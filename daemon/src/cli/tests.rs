@@ -47,7 +47,10 @@ fn flags_override_the_file() {
     let p = path.to_str().unwrap();
     let from_file = run(&["--config", p]).unwrap();
     assert_eq!(from_file.backend, BackendChoice::Jack);
-    assert_eq!((from_file.sample_rate, from_file.period_frames), (44_100, 512));
+    assert_eq!(
+        (from_file.sample_rate, from_file.period_frames),
+        (44_100, 512)
+    );
     assert_eq!(from_file.client_name, "file");
     assert!(from_file.autoconnect);
     assert_eq!(from_file.source, Some(PathBuf::from("a.wav")));
@@ -56,8 +59,20 @@ fn flags_override_the_file() {
     assert_eq!(from_file.log_level, LogLevel::Debug);
 
     let s = run(&[
-        "--config", p, "--audio", "null", "--rate", "96000", "--period", "64",
-        "--client-name", "flag", "--source", "b.wav", "--log-level", "warn",
+        "--config",
+        p,
+        "--audio",
+        "null",
+        "--rate",
+        "96000",
+        "--period",
+        "64",
+        "--client-name",
+        "flag",
+        "--source",
+        "b.wav",
+        "--log-level",
+        "warn",
     ])
     .unwrap();
     std::fs::remove_file(&path).unwrap();
@@ -92,7 +107,10 @@ fn unknown_config_key_names_the_key_line_and_the_accepted_keys() {
 fn wrong_type_and_bad_variant_in_config_name_the_line() {
     let path = config_file("type", "[audio]\nrate = \"fast\"\n");
     let err = run(&["--config", path.to_str().unwrap()]).unwrap_err();
-    assert!(err.contains("line 2: `rate = \"fast\"`") && err.contains("u32"), "{err}");
+    assert!(
+        err.contains("line 2: `rate = \"fast\"`") && err.contains("u32"),
+        "{err}"
+    );
 
     let path2 = config_file("variant", "[audio]\nbackend = \"alsa\"\n");
     let err = run(&["--config", path2.to_str().unwrap()]).unwrap_err();
@@ -107,7 +125,10 @@ fn out_of_range_values_name_where_they_came_from() {
     let path = config_file("range", "[audio]\nperiod = 5\n");
     let err = run(&["--config", path.to_str().unwrap()]).unwrap_err();
     std::fs::remove_file(&path).unwrap();
-    assert_eq!(err, "config key audio.period = 5: expected 16..=8192 frames");
+    assert_eq!(
+        err,
+        "config key audio.period = 5: expected 16..=8192 frames"
+    );
     assert_eq!(
         run(&["--rate", "0"]).unwrap_err(),
         "--rate = 0: expected 8000..=384000 Hz"
@@ -125,5 +146,8 @@ fn out_of_range_values_name_where_they_came_from() {
 #[test]
 fn missing_config_file_is_named() {
     let err = run(&["--config", "/nonexistent/latentd.toml"]).unwrap_err();
-    assert!(err.starts_with("config /nonexistent/latentd.toml: "), "{err}");
+    assert!(
+        err.starts_with("config /nonexistent/latentd.toml: "),
+        "{err}"
+    );
 }

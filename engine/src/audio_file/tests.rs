@@ -128,7 +128,10 @@ fn six_channels_downmix_by_averaging_even_and_odd_channels() {
     let left = (0.1 + 0.3 + 0.5) / 3.0;
     let right = (0.2 + 0.4 + 0.6) / 3.0;
     for f in audio.samples.chunks_exact(2) {
-        assert!((f[0] - left).abs() < 1e-6 && (f[1] - right).abs() < 1e-6, "{f:?}");
+        assert!(
+            (f[0] - left).abs() < 1e-6 && (f[1] - right).abs() < 1e-6,
+            "{f:?}"
+        );
     }
 }
 
@@ -167,12 +170,12 @@ fn resampling_44k1_to_48k_keeps_length_ratio_and_pitch() {
 
 #[test]
 fn resampling_treats_the_loop_as_periodic() {
-    // 441 Hz fits 441 whole cycles into one second, so the loop is seamless. The resampler
-    // may shift the whole loop by a fraction of a sample, but the seam must be no worse
-    // than the middle: without the wrap-around padding the edges would fade in from
-    // silence and miss the ideal sine by up to the full amplitude.
+    // A 441 Hz cosine fits 441 whole cycles into one second, so the loop is seamless, but it
+    // starts and ends at its peak: padding with silence instead of the loop's other end
+    // would leave a 0.5 step at the seam. The resampler may shift the whole loop by a
+    // fraction of a sample, but the seam must be no worse than the middle.
     let tone: Vec<f32> = (0..44_100)
-        .map(|i| (0.5 * (TAU * 441.0 * i as f64 / 44_100.0).sin()) as f32)
+        .map(|i| (0.5 * (TAU * 441.0 * i as f64 / 44_100.0).cos()) as f32)
         .collect();
     let audio = LoopAudio {
         samples: tone,
@@ -185,13 +188,16 @@ fn resampling_treats_the_loop_as_periodic() {
         .samples
         .iter()
         .enumerate()
-        .map(|(i, &v)| (v as f64 - 0.5 * (TAU * 441.0 * i as f64 / 48_000.0).sin()).abs())
+        .map(|(i, &v)| (v as f64 - 0.5 * (TAU * 441.0 * i as f64 / 48_000.0).cos()).abs())
         .collect();
     let worst = |r: std::ops::Range<usize>| err[r].iter().copied().fold(0.0, f64::max);
     let middle = worst(4_000..44_000);
     let seam = worst(0..500).max(worst(47_500..48_000));
     assert!(middle < 0.02, "middle deviates by {middle}");
-    assert!(seam <= middle * 1.05 + 1e-4, "seam {seam} vs middle {middle}");
+    assert!(
+        seam <= middle * 1.05 + 1e-4,
+        "seam {seam} vs middle {middle}"
+    );
 }
 
 fn err_text(path: &Path) -> String {
@@ -215,7 +221,10 @@ fn text_file_is_not_a_wav() {
     let err = load_wav(&path, 48_000, 2).unwrap_err();
     assert!(matches!(err, AudioFileError::NotWav { .. }), "{err:?}");
     let text = err.to_string();
-    assert!(text.starts_with(&format!("{}: not a WAV file", path.display())), "{text}");
+    assert!(
+        text.starts_with(&format!("{}: not a WAV file", path.display())),
+        "{text}"
+    );
     assert!(text.contains("RIFF"), "{text}");
 }
 
@@ -223,7 +232,10 @@ fn text_file_is_not_a_wav() {
 fn directory_is_not_a_wav() {
     let dir = TempDir::new();
     let text = err_text(&dir.0);
-    assert!(text.ends_with("not a WAV file or corrupt header: it is a directory"), "{text}");
+    assert!(
+        text.ends_with("not a WAV file or corrupt header: it is a directory"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -252,7 +264,10 @@ fn zero_frames_are_rejected() {
     write_int(&path, 2, 48_000, 16, &[]);
     let err = load_wav(&path, 48_000, 2).unwrap_err();
     assert!(matches!(err, AudioFileError::Empty { .. }), "{err:?}");
-    assert_eq!(err.to_string(), format!("{}: holds zero audio frames", path.display()));
+    assert_eq!(
+        err.to_string(),
+        format!("{}: holds zero audio frames", path.display())
+    );
     assert!(probe_wav(&path).is_err());
 }
 
@@ -295,10 +310,17 @@ fn test_signal_is_audible_bounded_and_seamless() {
     assert!(rms > 0.03, "rms {rms}");
     // Seamless: both ends of the loop sit at (almost) zero, so the wrap cannot click.
     assert!(audio.samples[..2].iter().all(|v| v.abs() < 1e-3));
-    assert!(audio.samples[audio.samples.len() - 2..].iter().all(|v| v.abs() < 1e-3));
+    assert!(
+        audio.samples[audio.samples.len() - 2..]
+            .iter()
+            .all(|v| v.abs() < 1e-3)
+    );
     // The notes differ: the first and second quarter seconds have different pitches.
     let left: Vec<f32> = audio.samples.iter().step_by(2).copied().collect();
     let a = measured_hz(&left[600..11_000], 48_000.0);
     let c = measured_hz(&left[12_600..23_000], 48_000.0);
-    assert!((a - 220.0).abs() < 2.0 && (c - 261.63).abs() < 2.0, "{a} {c}");
+    assert!(
+        (a - 220.0).abs() < 2.0 && (c - 261.63).abs() < 2.0,
+        "{a} {c}"
+    );
 }
