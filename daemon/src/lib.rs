@@ -1,4 +1,12 @@
-//! `latentd` as a library: the daemon's parts (audio outputs, and later config, OSC
-//! transport, systemd glue) so integration tests can drive them in-process.
+//! `latentd` as a library: the daemon's parts (audio outputs, the record tap, the command
+//! line and config file, and later OSC transport and systemd glue) so integration tests can
+//! drive them in-process.
 
 pub mod audio;
+pub mod cli;
+pub mod record;
+
+/// The lib's unit tests run the realtime path under `assert_no_alloc`, as the binary does.
+#[cfg(all(test, debug_assertions))]
+#[global_allocator]
+static TEST_ALLOCATOR: assert_no_alloc::AllocDisabler = assert_no_alloc::AllocDisabler;

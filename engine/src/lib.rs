@@ -1,6 +1,7 @@
 //! `latentd-engine`: everything between the model and the output ports, with no audio
 //! server, OSC or systemd in sight.
 //!
+//! - [`audio_file`]: WAV loading and conversion to the output format, the test loop.
 //! - [`ring`]: the loop-length [`PlayheadRing`](ring::PlayheadRing) the audio callback plays
 //!   and the engine patches.
 //!
@@ -9,6 +10,7 @@
 //! its [`RingHandle`](ring::RingHandle) to anyone.
 #![deny(missing_docs)]
 
+pub mod audio_file;
 pub mod ring;
 mod sync;
 

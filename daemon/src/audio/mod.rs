@@ -11,6 +11,9 @@
 //! [`PeriodProcessor::process_interleaved`]: no allocation (checked by `assert_no_alloc` in
 //! debug builds), no lock, no syscall, no logging; it reports through atomic counters.
 
+pub mod null;
+pub mod select;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 

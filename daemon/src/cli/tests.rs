@@ -1,0 +1,153 @@
+//! Command line and config file: merging, precedence and one-line errors, with real files.
+
+use super::*;
+
+fn config_file(name: &str, text: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("latentd-cli-{}-{name}.toml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run(args: &[&str]) -> Result<Settings, String> {
+    let argv = std::iter::once("latentd").chain(args.iter().copied());
+    match parse_args(argv) {
+        Ok(Invocation::Run(s)) => Ok(*s),
+        Ok(Invocation::Print(text)) => panic!("printed {text}"),
+        Err(e) => Err(e.0),
+    }
+}
+
+#[test]
+fn defaults_without_flags_or_file() {
+    let s = run(&[]).unwrap();
+    assert_eq!(
+        s,
+        Settings {
+            source: None,
+            backend: BackendChoice::Auto,
+            client_name: "latentd".into(),
+            autoconnect: false,
+            sample_rate: 48_000,
+            period_frames: 256,
+            loop_seconds: 8.0,
+            record: None,
+            log_level: LogLevel::Info,
+        }
+    );
+}
+
+#[test]
+fn flags_override_the_file() {
+    let path = config_file(
+        "override",
+        "[audio]\nbackend = \"jack\"\nrate = 44100\nperiod = 512\nclient_name = \"file\"\n\
+         autoconnect = true\n[source]\nfile = \"a.wav\"\nloop_seconds = 4.5\n\
+         [record]\nfile = \"r.wav\"\n[log]\nlevel = \"debug\"\n",
+    );
+    let p = path.to_str().unwrap();
+    let from_file = run(&["--config", p]).unwrap();
+    assert_eq!(from_file.backend, BackendChoice::Jack);
+    assert_eq!(
+        (from_file.sample_rate, from_file.period_frames),
+        (44_100, 512)
+    );
+    assert_eq!(from_file.client_name, "file");
+    assert!(from_file.autoconnect);
+    assert_eq!(from_file.source, Some(PathBuf::from("a.wav")));
+    assert_eq!(from_file.loop_seconds, 4.5);
+    assert_eq!(from_file.record, Some(PathBuf::from("r.wav")));
+    assert_eq!(from_file.log_level, LogLevel::Debug);
+
+    let s = run(&[
+        "--config",
+        p,
+        "--audio",
+        "null",
+        "--rate",
+        "96000",
+        "--period",
+        "64",
+        "--client-name",
+        "flag",
+        "--source",
+        "b.wav",
+        "--log-level",
+        "warn",
+    ])
+    .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(s.backend, BackendChoice::Null);
+    assert_eq!((s.sample_rate, s.period_frames), (96_000, 64));
+    assert_eq!(s.client_name, "flag");
+    assert_eq!(s.source, Some(PathBuf::from("b.wav")));
+    assert_eq!(s.log_level, LogLevel::Warn);
+    assert_eq!(s.record, Some(PathBuf::from("r.wav")));
+}
+
+#[test]
+fn unknown_backend_flag_is_one_line_with_the_accepted_values() {
+    let err = run(&["--audio", "alsa"]).unwrap_err();
+    assert!(!err.contains('\n'), "{err}");
+    assert!(err.contains("'alsa'") && err.contains("--audio"), "{err}");
+    assert!(err.contains("auto, jack, pipewire, null"), "{err}");
+}
+
+#[test]
+fn unknown_config_key_names_the_key_line_and_the_accepted_keys() {
+    let path = config_file("unknown", "[audio]\nrate = 48000\nbuffer = 64\n");
+    let err = run(&["--config", path.to_str().unwrap()]).unwrap_err();
+    std::fs::remove_file(&path).unwrap();
+    assert!(!err.contains('\n'), "{err}");
+    assert!(err.contains("line 3: `buffer = 64`"), "{err}");
+    assert!(err.contains("unknown field `buffer`"), "{err}");
+    assert!(err.contains("`period`"), "{err}");
+}
+
+#[test]
+fn wrong_type_and_bad_variant_in_config_name_the_line() {
+    let path = config_file("type", "[audio]\nrate = \"fast\"\n");
+    let err = run(&["--config", path.to_str().unwrap()]).unwrap_err();
+    assert!(
+        err.contains("line 2: `rate = \"fast\"`") && err.contains("u32"),
+        "{err}"
+    );
+
+    let path2 = config_file("variant", "[audio]\nbackend = \"alsa\"\n");
+    let err = run(&["--config", path2.to_str().unwrap()]).unwrap_err();
+    std::fs::remove_file(&path).unwrap();
+    std::fs::remove_file(&path2).unwrap();
+    assert!(err.contains("`backend = \"alsa\"`"), "{err}");
+    assert!(err.contains("`auto`, `jack`, `pipewire`"), "{err}");
+}
+
+#[test]
+fn out_of_range_values_name_where_they_came_from() {
+    let path = config_file("range", "[audio]\nperiod = 5\n");
+    let err = run(&["--config", path.to_str().unwrap()]).unwrap_err();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(
+        err,
+        "config key audio.period = 5: expected 16..=8192 frames"
+    );
+    assert_eq!(
+        run(&["--rate", "0"]).unwrap_err(),
+        "--rate = 0: expected 8000..=384000 Hz"
+    );
+    assert_eq!(
+        run(&["--loop-seconds", "-1"]).unwrap_err(),
+        "--loop-seconds = -1: expected seconds above 0 and at most 600"
+    );
+    assert_eq!(
+        run(&["--client-name", "a:b"]).unwrap_err(),
+        "--client-name = \"a:b\": expected 1 to 63 bytes without ':'"
+    );
+}
+
+#[test]
+fn missing_config_file_is_named() {
+    let err = run(&["--config", "/nonexistent/latentd.toml"]).unwrap_err();
+    assert!(
+        err.starts_with("config /nonexistent/latentd.toml: "),
+        "{err}"
+    );
+}

@@ -1,0 +1,333 @@
+//! The `latentd` binary end to end: bad input fails with one line and status 2; the null
+//! output plays until SIGINT or SIGTERM and exits 0 within a second with the counters line;
+//! `--record` captures exactly the source loop.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_latentd");
+
+/// A private directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("latentd-cli-test-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Environment under which no JACK or PipeWire server can be found.
+fn isolated<'a>(cmd: &'a mut Command, dir: &TempDir) -> &'a mut Command {
+    let runtime = dir.path("xdg-runtime");
+    std::fs::create_dir_all(&runtime).unwrap();
+    cmd.env(
+        "JACK_DEFAULT_SERVER",
+        format!("latentd-none-{}", std::process::id()),
+    )
+    .env("JACK_NO_START_SERVER", "1")
+    .env("XDG_RUNTIME_DIR", &runtime)
+    .env("PIPEWIRE_REMOTE", "latentd-none")
+    .env_remove("RUST_LOG")
+}
+
+fn write_float_wav(path: &Path, channels: u16, rate: u32, samples: &[f32]) {
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for &s in samples {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}
+
+/// Run `latentd args`, expect status 2 and exactly one stderr line; return that line.
+fn expect_startup_error(dir: &TempDir, args: &[&str]) -> String {
+    let mut child = isolated(&mut Command::new(BIN), dir)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_timeout(&mut child, Duration::from_secs(10));
+    let Some(status) = status else {
+        child.kill().unwrap();
+        panic!("latentd {args:?} did not exit");
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(2), "latentd {args:?}: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "latentd {args:?} printed {lines:#?}");
+    assert!(lines[0].starts_with("latentd: error: "), "{}", lines[0]);
+    lines[0].to_string()
+}
+
+#[test]
+fn bad_inputs_exit_2_with_one_line_naming_the_problem() {
+    let dir = TempDir::new("bad");
+    let missing = dir.path("missing.wav");
+    let text = dir.path("notes.wav");
+    std::fs::write(&text, "not audio at all\n").unwrap();
+    let avi = dir.path("movie.wav");
+    std::fs::write(&avi, b"RIFF\x24\x00\x00\x00AVI LIST\x00\x00\x00\x00").unwrap();
+    let empty = dir.path("empty.wav");
+    write_float_wav(&empty, 2, 48_000, &[]);
+    let unknown_key = dir.path("unknown.toml");
+    std::fs::write(&unknown_key, "[audio]\nbakend = \"null\"\n").unwrap();
+    let bad_value = dir.path("value.toml");
+    std::fs::write(&bad_value, "[audio]\nperiod = 100000\n").unwrap();
+
+    let cases: Vec<(Vec<&str>, Vec<String>)> = vec![
+        (
+            vec!["--audio", "null", "--source", missing.to_str().unwrap()],
+            vec![format!("source {}: no such file", missing.display())],
+        ),
+        (
+            vec!["--audio", "null", "--source", text.to_str().unwrap()],
+            vec![format!("source {}: not a WAV file", text.display())],
+        ),
+        (
+            vec!["--audio", "null", "--source", avi.to_str().unwrap()],
+            vec![
+                format!("source {}: not a WAV file", avi.display()),
+                "WAVE".into(),
+            ],
+        ),
+        (
+            vec!["--audio", "null", "--source", empty.to_str().unwrap()],
+            vec![format!(
+                "source {}: holds zero audio frames",
+                empty.display()
+            )],
+        ),
+        (
+            vec!["--audio", "alsa"],
+            vec![
+                "'alsa'".into(),
+                "--audio".into(),
+                "auto, jack, pipewire, null".into(),
+            ],
+        ),
+        (
+            vec!["--config", unknown_key.to_str().unwrap()],
+            vec!["line 2".into(), "bakend".into(), "`backend`".into()],
+        ),
+        (
+            vec!["--config", bad_value.to_str().unwrap()],
+            vec!["config key audio.period = 100000: expected 16..=8192 frames".into()],
+        ),
+        (
+            vec!["--audio", "jack"],
+            vec!["latentd: error: jack: ".into()],
+        ),
+        (
+            vec!["--audio", "pipewire"],
+            vec!["latentd: error: pipewire: ".into()],
+        ),
+        (
+            vec![
+                "--audio",
+                "null",
+                "--record",
+                "/nonexistent-latentd-dir/out.wav",
+            ],
+            vec!["directory /nonexistent-latentd-dir does not exist".into()],
+        ),
+        (vec!["--bogus"], vec!["--bogus".into()]),
+    ];
+    for (args, wanted) in cases {
+        let line = expect_startup_error(&dir, &args);
+        for w in wanted {
+            assert!(line.contains(&w), "latentd {args:?}: {line:?} lacks {w:?}");
+        }
+    }
+}
+
+/// A running daemon whose stderr lines arrive on a channel.
+struct Daemon {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Daemon {
+    fn start(dir: &TempDir, args: &[&str]) -> Self {
+        let mut child = isolated(&mut Command::new(BIN), dir)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// Wait for a stderr line containing `needle`; returns it.
+    fn wait_for(&self, needle: &str, limit: Duration) -> String {
+        let t0 = Instant::now();
+        while let Some(left) = limit.checked_sub(t0.elapsed()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("no stderr line with {needle:?} within {limit:?}");
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: plain FFI call; the pid is our own child, still unreaped.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert_eq!(rc, 0);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Parse `key=value` pairs of the counters line.
+fn counter(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("{key} missing from {line:?}"))
+        .parse()
+        .unwrap()
+}
+
+fn stops_cleanly_on(sig: libc::c_int, tag: &str) {
+    let dir = TempDir::new(tag);
+    let mut daemon = Daemon::start(
+        &dir,
+        &["--audio", "null", "--period", "256", "--loop-seconds", "1"],
+    );
+    daemon.wait_for("playing a loop", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    daemon.signal(sig);
+    let status = wait_timeout(&mut daemon.child, Duration::from_secs(1))
+        .unwrap_or_else(|| panic!("still running 1 s after signal {sig}"));
+    assert!(t0.elapsed() < Duration::from_secs(1));
+    assert_eq!(status.code(), Some(0));
+    let line = daemon.wait_for("latentd: stopped:", Duration::from_secs(1));
+    let periods = counter(&line, "periods");
+    // About 0.3 s of 256-frame periods at 48 kHz is 56; allow a loaded machine its slack.
+    assert!(periods >= 20, "{line}");
+    assert_eq!(counter(&line, "frames"), periods * 256, "{line}");
+    assert_eq!(counter(&line, "torn_reads"), 0, "{line}");
+    assert_eq!(counter(&line, "late_frames"), 0, "{line}");
+    counter(&line, "xruns");
+}
+
+#[test]
+fn sigint_stops_within_a_second_with_the_counters_line() {
+    stops_cleanly_on(libc::SIGINT, "sigint");
+}
+
+#[test]
+fn sigterm_stops_within_a_second_with_the_counters_line() {
+    stops_cleanly_on(libc::SIGTERM, "sigterm");
+}
+
+#[test]
+fn record_on_null_captures_the_source_loop_sample_exact() {
+    let dir = TempDir::new("record");
+    let source = dir.path("source.wav");
+    let out = dir.path("out.wav");
+    let loop_frames = 12_345usize; // about a quarter second: several laps get recorded
+    let samples: Vec<f32> = (0..loop_frames * 2)
+        .map(|i| ((i as f32 * 0.0071).sin() * 0.4) + if i % 2 == 0 { 0.01 } else { -0.01 })
+        .collect();
+    write_float_wav(&source, 2, 48_000, &samples);
+    let mut daemon = Daemon::start(
+        &dir,
+        &[
+            "--audio",
+            "null",
+            "--rate",
+            "48000",
+            "--period",
+            "128",
+            "--source",
+            source.to_str().unwrap(),
+            "--record",
+            out.to_str().unwrap(),
+        ],
+    );
+    daemon.wait_for("playing a loop", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(800));
+    daemon.signal(libc::SIGINT);
+    let status = wait_timeout(&mut daemon.child, Duration::from_secs(1)).expect("exits");
+    assert_eq!(status.code(), Some(0));
+    let line = daemon.wait_for("latentd: stopped:", Duration::from_secs(1));
+    assert_eq!(counter(&line, "record_dropped"), 0, "{line}");
+
+    let mut wav = hound::WavReader::open(&out).unwrap();
+    let spec = wav.spec();
+    assert_eq!((spec.channels, spec.sample_rate), (2, 48_000));
+    assert_eq!(spec.sample_format, hound::SampleFormat::Float);
+    let recorded: Vec<f32> = wav.samples::<f32>().map(Result::unwrap).collect();
+    let frames = recorded.len() / 2;
+    assert_eq!(frames as u64, counter(&line, "frames"), "{line}");
+    assert!(frames > 2 * loop_frames, "only {frames} frames recorded");
+    for (i, &s) in recorded.iter().enumerate() {
+        assert_eq!(s, samples[i % samples.len()], "sample {i}");
+    }
+}
+
+#[test]
+fn auto_falls_back_to_null_when_no_server_answers() {
+    let dir = TempDir::new("auto");
+    let mut daemon = Daemon::start(&dir, &["--audio", "auto", "--loop-seconds", "1"]);
+    let why = daemon.wait_for("audio: auto:", Duration::from_secs(10));
+    assert!(why.ends_with("using null"), "{why}");
+    daemon.wait_for("playing a loop", Duration::from_secs(10));
+    daemon.signal(libc::SIGTERM);
+    let status = wait_timeout(&mut daemon.child, Duration::from_secs(1)).expect("exits");
+    assert_eq!(status.code(), Some(0));
+}

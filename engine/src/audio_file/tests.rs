@@ -1,0 +1,326 @@
+//! Tests with real WAV files written by hound into a private temporary directory.
+
+use std::f64::consts::TAU;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::*;
+
+/// A directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "latentd-audio-file-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn write_int(path: &Path, channels: u16, rate: u32, bits: u16, samples: &[i32]) {
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate: rate,
+        bits_per_sample: bits,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for &s in samples {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+fn write_float(path: &Path, channels: u16, rate: u32, samples: &[f32]) {
+    write_wav_f32(
+        path,
+        &LoopAudio {
+            samples: samples.to_vec(),
+            channels: channels as usize,
+            sample_rate: rate,
+        },
+    )
+    .unwrap();
+}
+
+/// Samples spread over the full range of a `bits`-bit integer, both signs, both extremes.
+fn int_ramp(bits: u16, n: usize) -> Vec<i32> {
+    let max = (1i64 << (bits - 1)) - 1;
+    let min = -(1i64 << (bits - 1));
+    (0..n)
+        .map(|i| (min + (i as i64 * (max - min)) / (n as i64 - 1)) as i32)
+        .collect()
+}
+
+fn check_int_depth(bits: u16) {
+    let dir = TempDir::new();
+    let path = dir.path("int.wav");
+    let ramp = int_ramp(bits, 2 * 1000);
+    write_int(&path, 2, 48_000, bits, &ramp);
+    let audio = load_wav(&path, 48_000, 2).unwrap();
+    assert_eq!(audio.frames(), 1000);
+    assert_eq!(audio.channels, 2);
+    assert_eq!(audio.sample_rate, 48_000);
+    let scale = (1i64 << (bits - 1)) as f64;
+    for (got, &raw) in audio.samples.iter().zip(&ramp) {
+        assert_eq!(*got, (raw as f64 / scale) as f32, "{bits}-bit sample {raw}");
+    }
+    assert_eq!(audio.samples[0], -1.0);
+    assert!(*audio.samples.last().unwrap() <= 1.0);
+}
+
+#[test]
+fn reads_8_16_24_32_bit_integer_wavs_exactly() {
+    for bits in [8, 16, 24, 32] {
+        check_int_depth(bits);
+    }
+}
+
+#[test]
+fn reads_float_wav_exactly() {
+    let dir = TempDir::new();
+    let path = dir.path("float.wav");
+    let samples: Vec<f32> = (0..2000).map(|i| ((i as f32) * 0.37).sin() * 0.9).collect();
+    write_float(&path, 2, 48_000, &samples);
+    let audio = load_wav(&path, 48_000, 2).unwrap();
+    assert_eq!(audio.samples, samples);
+}
+
+#[test]
+fn mono_is_copied_to_both_channels() {
+    let dir = TempDir::new();
+    let path = dir.path("mono.wav");
+    let mono = int_ramp(16, 500);
+    write_int(&path, 1, 48_000, 16, &mono);
+    let audio = load_wav(&path, 48_000, 2).unwrap();
+    assert_eq!(audio.frames(), 500);
+    for (frame, &raw) in audio.samples.chunks_exact(2).zip(&mono) {
+        let want = raw as f32 / 32768.0;
+        assert_eq!(frame, [want, want]);
+    }
+}
+
+#[test]
+fn six_channels_downmix_by_averaging_even_and_odd_channels() {
+    let dir = TempDir::new();
+    let path = dir.path("six.wav");
+    // Channel j carries the constant 0.1 * (j + 1).
+    let frame: Vec<f32> = (0..6).map(|j| 0.1 * (j + 1) as f32).collect();
+    let samples: Vec<f32> = frame.iter().cycle().take(6 * 100).copied().collect();
+    write_float(&path, 6, 48_000, &samples);
+    let audio = load_wav(&path, 48_000, 2).unwrap();
+    assert_eq!(audio.frames(), 100);
+    let left = (0.1 + 0.3 + 0.5) / 3.0;
+    let right = (0.2 + 0.4 + 0.6) / 3.0;
+    for f in audio.samples.chunks_exact(2) {
+        assert!(
+            (f[0] - left).abs() < 1e-6 && (f[1] - right).abs() < 1e-6,
+            "{f:?}"
+        );
+    }
+}
+
+/// Frequency from positive-going zero crossings, interpolated between samples.
+fn measured_hz(signal: &[f32], rate: f64) -> f64 {
+    let mut crossings = Vec::new();
+    for i in 1..signal.len() {
+        let (a, b) = (signal[i - 1] as f64, signal[i] as f64);
+        if a < 0.0 && b >= 0.0 {
+            crossings.push((i - 1) as f64 + a / (a - b));
+        }
+    }
+    let (first, last) = (crossings[0], *crossings.last().unwrap());
+    (crossings.len() - 1) as f64 * rate / (last - first)
+}
+
+#[test]
+fn resampling_44k1_to_48k_keeps_length_ratio_and_pitch() {
+    let dir = TempDir::new();
+    let path = dir.path("tone.wav");
+    let frames = 44_100 + 22_050 + 7;
+    let tone: Vec<f32> = (0..frames)
+        .map(|i| (0.5 * (TAU * 1000.0 * i as f64 / 44_100.0).sin()) as f32)
+        .collect();
+    write_float(&path, 1, 44_100, &tone);
+    let audio = load_wav(&path, 48_000, 2).unwrap();
+    let want = (frames as f64 * 48_000.0 / 44_100.0).round() as usize;
+    assert_eq!(audio.frames(), want);
+    assert_eq!(audio.sample_rate, 48_000);
+    let left: Vec<f32> = audio.samples.iter().step_by(2).copied().collect();
+    let hz = measured_hz(&left[4800..want - 4800], 48_000.0);
+    assert!((hz - 1000.0).abs() < 0.1, "measured {hz} Hz");
+    let peak = left.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!((peak - 0.5).abs() < 0.01, "peak {peak}");
+}
+
+#[test]
+fn resampling_treats_the_loop_as_periodic() {
+    // A 441 Hz cosine fits 441 whole cycles into one second, so the loop is seamless, but it
+    // starts and ends at its peak: padding with silence instead of the loop's other end
+    // would leave a 0.5 step at the seam. The resampler may shift the whole loop by a
+    // fraction of a sample, but the seam must be no worse than the middle.
+    let tone: Vec<f32> = (0..44_100)
+        .map(|i| (0.5 * (TAU * 441.0 * i as f64 / 44_100.0).cos()) as f32)
+        .collect();
+    let audio = LoopAudio {
+        samples: tone,
+        channels: 1,
+        sample_rate: 44_100,
+    };
+    let out = resample_loop(&audio, 48_000).unwrap();
+    assert_eq!(out.frames(), 48_000);
+    let err: Vec<f64> = out
+        .samples
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (v as f64 - 0.5 * (TAU * 441.0 * i as f64 / 48_000.0).cos()).abs())
+        .collect();
+    let worst = |r: std::ops::Range<usize>| err[r].iter().copied().fold(0.0, f64::max);
+    let middle = worst(4_000..44_000);
+    let seam = worst(0..500).max(worst(47_500..48_000));
+    assert!(middle < 0.02, "middle deviates by {middle}");
+    assert!(
+        seam <= middle * 1.05 + 1e-4,
+        "seam {seam} vs middle {middle}"
+    );
+}
+
+fn err_text(path: &Path) -> String {
+    load_wav(path, 48_000, 2).unwrap_err().to_string()
+}
+
+#[test]
+fn missing_file_is_named() {
+    let dir = TempDir::new();
+    let path = dir.path("nope.wav");
+    let err = load_wav(&path, 48_000, 2).unwrap_err();
+    assert!(matches!(err, AudioFileError::Missing { .. }), "{err:?}");
+    assert_eq!(err.to_string(), format!("{}: no such file", path.display()));
+}
+
+#[test]
+fn text_file_is_not_a_wav() {
+    let dir = TempDir::new();
+    let path = dir.path("notes.wav");
+    std::fs::write(&path, "these are not samples, just some text\n").unwrap();
+    let err = load_wav(&path, 48_000, 2).unwrap_err();
+    assert!(matches!(err, AudioFileError::NotWav { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("{}: not a WAV file", path.display())),
+        "{text}"
+    );
+    assert!(text.contains("RIFF"), "{text}");
+}
+
+#[test]
+fn directory_is_not_a_wav() {
+    let dir = TempDir::new();
+    let text = err_text(&dir.0);
+    assert!(
+        text.ends_with("not a WAV file or corrupt header: it is a directory"),
+        "{text}"
+    );
+}
+
+#[test]
+fn truncated_header_and_truncated_data_are_told_apart() {
+    let dir = TempDir::new();
+    let path = dir.path("full.wav");
+    write_int(&path, 2, 48_000, 16, &int_ramp(16, 2000));
+    let bytes = std::fs::read(&path).unwrap();
+
+    let head = dir.path("head.wav");
+    std::fs::write(&head, &bytes[..20]).unwrap();
+    let err = load_wav(&head, 48_000, 2).unwrap_err();
+    assert!(matches!(err, AudioFileError::NotWav { .. }), "{err:?}");
+
+    let data = dir.path("data.wav");
+    std::fs::write(&data, &bytes[..bytes.len() / 2]).unwrap();
+    let err = load_wav(&data, 48_000, 2).unwrap_err();
+    assert!(matches!(err, AudioFileError::CorruptData { .. }), "{err:?}");
+    assert!(err.to_string().starts_with(&data.display().to_string()));
+}
+
+#[test]
+fn zero_frames_are_rejected() {
+    let dir = TempDir::new();
+    let path = dir.path("empty.wav");
+    write_int(&path, 2, 48_000, 16, &[]);
+    let err = load_wav(&path, 48_000, 2).unwrap_err();
+    assert!(matches!(err, AudioFileError::Empty { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!("{}: holds zero audio frames", path.display())
+    );
+    assert!(probe_wav(&path).is_err());
+}
+
+#[test]
+fn probe_reports_the_header() {
+    let dir = TempDir::new();
+    let path = dir.path("probe.wav");
+    write_int(&path, 1, 44_100, 24, &int_ramp(24, 300));
+    let info = probe_wav(&path).unwrap();
+    assert_eq!(
+        info,
+        WavInfo {
+            channels: 1,
+            sample_rate: 44_100,
+            frames: 300,
+            bits: 24,
+            float: false
+        }
+    );
+}
+
+#[test]
+fn float_wav_round_trips_through_write_wav_f32() {
+    let dir = TempDir::new();
+    let path = dir.path("round.wav");
+    let audio = test_signal(48_000, 2, 0.5);
+    write_wav_f32(&path, &audio).unwrap();
+    assert_eq!(load_wav(&path, 48_000, 2).unwrap(), audio);
+}
+
+#[test]
+fn test_signal_is_audible_bounded_and_seamless() {
+    let audio = test_signal(48_000, 2, 2.0);
+    assert_eq!(audio.frames(), 96_000);
+    let peak = audio.samples.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(peak <= 0.5 && peak > 0.2, "peak {peak}");
+    let rms = (audio.samples.iter().map(|v| (v * v) as f64).sum::<f64>()
+        / audio.samples.len() as f64)
+        .sqrt();
+    assert!(rms > 0.03, "rms {rms}");
+    // Seamless: both ends of the loop sit at (almost) zero, so the wrap cannot click.
+    assert!(audio.samples[..2].iter().all(|v| v.abs() < 1e-3));
+    assert!(
+        audio.samples[audio.samples.len() - 2..]
+            .iter()
+            .all(|v| v.abs() < 1e-3)
+    );
+    // The notes differ: the first and second quarter seconds have different pitches.
+    let left: Vec<f32> = audio.samples.iter().step_by(2).copied().collect();
+    let a = measured_hz(&left[600..11_000], 48_000.0);
+    let c = measured_hz(&left[12_600..23_000], 48_000.0);
+    assert!(
+        (a - 220.0).abs() < 2.0 && (c - 261.63).abs() < 2.0,
+        "{a} {c}"
+    );
+}
