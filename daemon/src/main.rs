@@ -42,8 +42,19 @@ fn main() -> ExitCode {
         }
         Err(e) => return fail(EXIT_STARTUP, &e),
     };
+    let level = settings.log_level.filter();
+    // libjack reports every failed connect (and its own shared-memory chatter) as errors
+    // through the jack crate's log bridge; latentd states the outcome in its own words, so
+    // libjack's lines only show when debugging.
+    let libjack = if level >= log::LevelFilter::Debug {
+        level
+    } else {
+        log::LevelFilter::Off
+    };
     env_logger::Builder::new()
-        .filter_level(settings.log_level.filter())
+        .filter_level(level)
+        .filter_module("jack", libjack)
+        .filter_module("jack_sys", libjack)
         .target(env_logger::Target::Stderr)
         .init();
     match run(&settings) {

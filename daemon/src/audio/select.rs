@@ -113,60 +113,44 @@ fn open_null(opts: &OutputOptions) -> Result<Box<dyn AudioOutput>, AudioError> {
     )?))
 }
 
-#[cfg(feature = "jack")]
 fn jack_reachable() -> bool {
-    // wired at merge: super::jack::server_reachable()
-    false
+    #[cfg(feature = "jack")]
+    return super::jack::JackOutput::server_reachable();
+    #[cfg(not(feature = "jack"))]
+    return false;
 }
 
-#[cfg(not(feature = "jack"))]
-fn jack_reachable() -> bool {
-    false
-}
-
-#[cfg(feature = "jack")]
 fn open_jack(opts: &OutputOptions) -> Result<Box<dyn AudioOutput>, AudioError> {
-    // wired at merge:
-    // Ok(Box::new(super::jack::JackOutput::open(&super::jack::JackOptions {
-    //     client_name: opts.client_name.clone(),
-    //     autoconnect: opts.autoconnect,
-    // })?))
-    let _ = opts;
-    Err(AudioError::NotBuilt("jack"))
+    #[cfg(feature = "jack")]
+    return Ok(Box::new(super::jack::JackOutput::open(
+        &super::jack::JackOptions {
+            client_name: opts.client_name.clone(),
+            autoconnect: opts.autoconnect,
+        },
+    )?));
+    #[cfg(not(feature = "jack"))]
+    return Err(AudioError::NotBuilt("jack"));
 }
 
-#[cfg(not(feature = "jack"))]
-fn open_jack(_opts: &OutputOptions) -> Result<Box<dyn AudioOutput>, AudioError> {
-    Err(AudioError::NotBuilt("jack"))
-}
-
-#[cfg(feature = "pipewire")]
 fn pipewire_reachable() -> bool {
-    // wired at merge: super::pipewire::server_reachable()
-    false
+    #[cfg(feature = "pipewire")]
+    return super::pipewire::PipeWireOutput::server_reachable();
+    #[cfg(not(feature = "pipewire"))]
+    return false;
 }
 
-#[cfg(not(feature = "pipewire"))]
-fn pipewire_reachable() -> bool {
-    false
-}
-
-#[cfg(feature = "pipewire")]
 fn open_pipewire(opts: &OutputOptions) -> Result<Box<dyn AudioOutput>, AudioError> {
-    // wired at merge:
-    // Ok(Box::new(super::pipewire::PipeWireOutput::open(&super::pipewire::PipeWireOptions {
-    //     node_name: opts.client_name.clone(),
-    //     target: None,
-    //     sample_rate: opts.sample_rate,
-    //     period_frames: opts.period_frames,
-    // })?))
-    let _ = opts;
-    Err(AudioError::NotBuilt("pipewire"))
-}
-
-#[cfg(not(feature = "pipewire"))]
-fn open_pipewire(_opts: &OutputOptions) -> Result<Box<dyn AudioOutput>, AudioError> {
-    Err(AudioError::NotBuilt("pipewire"))
+    #[cfg(feature = "pipewire")]
+    return Ok(Box::new(super::pipewire::PipeWireOutput::open(
+        &super::pipewire::PipeWireOptions {
+            node_name: opts.client_name.clone(),
+            target: None,
+            sample_rate: opts.sample_rate,
+            period_frames: opts.period_frames,
+        },
+    )?));
+    #[cfg(not(feature = "pipewire"))]
+    return Err(AudioError::NotBuilt("pipewire"));
 }
 
 #[cfg(test)]
