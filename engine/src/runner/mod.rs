@@ -31,9 +31,11 @@
 pub mod lead;
 
 pub mod targeting;
+pub mod trace;
 
 pub use lead::{LeadConfig, LeadController, LeadError};
 pub use targeting::{
     LoopGeometry, Segment, TargetingError, WritePlan, frames_until_reached, frontier_target,
     repatch_target,
 };
+pub use trace::{ActionEvent, ActionKind, Trace, TraceError, TraceEvent, WriteEvent, WriteKind};
