@@ -29,11 +29,13 @@
 //! allocates, so the tick loop may record every event.
 
 pub mod lead;
+pub mod metrics;
 
 pub mod targeting;
 pub mod trace;
 
 pub use lead::{LeadConfig, LeadController, LeadError};
+pub use metrics::{ActionLatency, GoldenReport, KindFigures, Percentiles, StreamFigures};
 pub use targeting::{
     LoopGeometry, Segment, TargetingError, WritePlan, frames_until_reached, frontier_target,
     repatch_target,
