@@ -41,3 +41,6 @@ pub use targeting::{
     repatch_target,
 };
 pub use trace::{ActionEvent, ActionKind, Trace, TraceError, TraceEvent, WriteEvent, WriteKind};
+
+#[cfg(test)]
+mod tests;
