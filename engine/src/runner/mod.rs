@@ -30,7 +30,6 @@
 
 pub mod lead;
 pub mod metrics;
-
 pub mod targeting;
 pub mod trace;
 
