@@ -170,7 +170,9 @@ struct Shared {
     samples: Box<[AtomicU32]>,
     /// One sequence number per block; odd while the writer is inside the block.
     seqs: Box<[AtomicU32]>,
-    /// The playhead, in `0 .. frames`: the next frame the reader will play.
+    /// The playhead word: the next frame the reader will play (`0 .. frames`, low 32 bits)
+    /// and the low 32 bits of the frame clock at that moment (high 32 bits), published
+    /// together with one store so a (playhead, clock) pair is always consistent.
     position: AtomicU64,
     /// Guard length in frames; at least [`BLOCK_FRAMES`].
     guard: AtomicU64,
@@ -224,7 +226,40 @@ fn edge_weight(i: usize, len: usize, xf: usize) -> f32 {
     }
 }
 
+/// Pack a playhead and the frame clock into one word.
+fn pack_position(pos: usize, clock: u64) -> u64 {
+    (clock << 32) | pos as u64
+}
+
+/// The full frame clock whose low 32 bits are `low`, given a full counter `near` read a
+/// little later (within 2^31 frames, i.e. hours): the nearest value with those low bits.
+fn unpack_clock(low: u64, near: u64) -> u64 {
+    let clock = (near & !0xffff_ffff) | low;
+    if clock > near.saturating_add(1 << 31) {
+        clock.saturating_sub(1 << 32)
+    } else if clock.saturating_add(1 << 31) < near {
+        clock + (1 << 32)
+    } else {
+        clock
+    }
+}
+
 impl Shared {
+    /// The published playhead.
+    fn playhead(&self) -> usize {
+        (self.position.load(Ordering::Acquire) & 0xffff_ffff) as usize
+    }
+
+    /// The published playhead and the frame clock when it was published, consistent.
+    fn playhead_and_clock(&self) -> (usize, u64) {
+        let word = self.position.load(Ordering::Acquire);
+        let played = self.frames_played.load(Ordering::Relaxed);
+        (
+            (word & 0xffff_ffff) as usize,
+            unpack_clock(word >> 32, played),
+        )
+    }
+
     fn band_requested(&self) -> Option<(usize, usize)> {
         unpack_band(self.band_requested.load(Ordering::Acquire))
     }
@@ -233,7 +268,7 @@ impl Shared {
     fn block_in_guard(&self, block: usize) -> bool {
         let bs = block * BLOCK_FRAMES;
         let be = (bs + BLOCK_FRAMES).min(self.frames);
-        let pos = self.position.load(Ordering::Acquire) as usize;
+        let pos = self.playhead();
         let guard = self.guard.load(Ordering::Relaxed) as usize;
         let applied = unpack_band(self.band_applied.load(Ordering::Acquire));
         let requested = self.band_requested();
@@ -390,7 +425,14 @@ pub struct RingHandle {
 impl RingHandle {
     /// The published playhead, in `0 .. loop_frames()`.
     pub fn playhead(&self) -> usize {
-        self.shared.position.load(Ordering::Acquire) as usize
+        self.shared.playhead()
+    }
+
+    /// The published playhead and the reader's frame clock
+    /// ([`RingCounters::frames_played`]) at the same instant: the pair the latency
+    /// metrics need (two separate loads could straddle a period).
+    pub fn playhead_and_clock(&self) -> (usize, u64) {
+        self.shared.playhead_and_clock()
     }
 
     /// Loop length in frames.
@@ -506,7 +548,7 @@ impl RingWriter {
 
     /// The published playhead.
     pub fn playhead(&self) -> usize {
-        self.shared.position.load(Ordering::Acquire) as usize
+        self.shared.playhead()
     }
 
     /// Crossfade length (frames) a window of `len` frames gets on each edge.
@@ -648,7 +690,8 @@ impl RingReader {
                 && !(a..b).contains(&self.pos)
             {
                 self.pos = a;
-                s.position.store(a as u64, Ordering::Release);
+                s.position
+                    .store(pack_position(a, self.played), Ordering::Release);
             }
             s.band_applied.store(requested, Ordering::Release);
         }
@@ -694,10 +737,11 @@ impl RingReader {
             done += seg_end - self.pos;
             self.pos = if seg_end == wrap_at { wrap_to } else { seg_end };
         }
-        s.position.store(self.pos as u64, Ordering::Release);
         self.played += n as u64;
         self.periods += 1;
         s.frames_played.store(self.played, Ordering::Relaxed);
+        s.position
+            .store(pack_position(self.pos, self.played), Ordering::Release);
         s.periods.store(self.periods, Ordering::Relaxed);
         if torn > 0 {
             s.torn_reads.fetch_add(torn, Ordering::Relaxed);

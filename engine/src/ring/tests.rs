@@ -214,3 +214,29 @@ fn construction_checks_geometry() {
         Err(RingError::Ragged { .. })
     ));
 }
+
+#[test]
+fn playhead_and_clock_are_published_together() {
+    let ring = ramp_ring(1000, 64);
+    let h = ring.handle();
+    let (_w, mut r) = ring.split();
+    assert_eq!(h.playhead_and_clock(), (0, 0));
+    for _ in 0..7 {
+        read_period(&mut r, 300);
+    }
+    assert_eq!(h.playhead_and_clock(), (100, 2100));
+    h.set_band(500, 600).unwrap();
+    read_period(&mut r, 10);
+    assert_eq!(h.playhead_and_clock(), (510, 2110));
+}
+
+#[test]
+fn the_clock_is_rebuilt_across_32_bit_rollovers() {
+    let two32 = 1u64 << 32;
+    assert_eq!(unpack_clock(5, 5), 5);
+    assert_eq!(unpack_clock(5, 900), 5);
+    // The counter moved past a rollover after the word was published.
+    assert_eq!(unpack_clock(0xffff_ff00, two32 + 100), 0xffff_ff00);
+    assert_eq!(unpack_clock(100, 3 * two32 + 200), 3 * two32 + 100);
+    assert_eq!(unpack_clock(200, 7 * two32 + 100), 7 * two32 + 200);
+}
