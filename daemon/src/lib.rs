@@ -2,4 +2,5 @@
 //! transport, systemd glue) so integration tests can drive them in-process.
 
 pub mod audio;
+pub mod logging;
 pub mod systemd;
