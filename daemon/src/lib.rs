@@ -3,4 +3,5 @@
 
 pub mod audio;
 pub mod logging;
+pub mod state;
 pub mod systemd;
