@@ -168,7 +168,10 @@ impl StateStore {
         remove_stray_temps(&path);
         let (state, outcome) = match fs::read(&path) {
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                log::info!("no state file at {}: starting from defaults", path.display());
+                log::info!(
+                    "no state file at {}: starting from defaults",
+                    path.display()
+                );
                 (PersistentState::default(), LoadOutcome::Fresh)
             }
             Err(error) => reject(&path, format!("unreadable: {error}")),
@@ -230,7 +233,9 @@ impl StateStore {
 fn parse(bytes: &[u8]) -> Result<PersistentState, String> {
     let state: PersistentState =
         serde_json::from_slice(bytes).map_err(|error| format!("invalid JSON: {error}"))?;
-    state.validate().map_err(|reason| format!("invalid: {reason}"))?;
+    state
+        .validate()
+        .map_err(|reason| format!("invalid: {reason}"))?;
     Ok(state)
 }
 

@@ -111,7 +111,9 @@ impl Notifier {
             return Ok(());
         };
         let message: String = states.iter().map(|state| format!("{state}\n")).collect();
-        let sent = target.socket.send_to_addr(message.as_bytes(), &target.address)?;
+        let sent = target
+            .socket
+            .send_to_addr(message.as_bytes(), &target.address)?;
         if sent != message.len() {
             return Err(io::Error::new(
                 io::ErrorKind::WriteZero,

@@ -8,7 +8,9 @@ const DEFAULT_CONFIG: &str = include_str!("../../systemd/latentd.toml");
 
 #[test]
 fn default_config_has_every_documented_key() {
-    let config: toml::Table = DEFAULT_CONFIG.parse().expect("default config is valid TOML");
+    let config: toml::Table = DEFAULT_CONFIG
+        .parse()
+        .expect("default config is valid TOML");
     let expected: &[(&str, &[(&str, &str)])] = &[
         (
             "audio",
@@ -52,7 +54,9 @@ fn default_config_has_every_documented_key() {
         config.keys().collect::<Vec<_>>()
     );
     for (section, keys) in expected {
-        let table = config[*section].as_table().unwrap_or_else(|| panic!("[{section}]"));
+        let table = config[*section]
+            .as_table()
+            .unwrap_or_else(|| panic!("[{section}]"));
         assert_eq!(table.len(), keys.len(), "[{section}] keys: {table:?}");
         for (key, kind) in *keys {
             let value = table

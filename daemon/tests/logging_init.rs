@@ -63,7 +63,10 @@ fn auto_without_journal_writes_level_filtered_lines_to_stderr() {
         .find(|line| line.contains("state file moved aside"))
         .unwrap_or_else(|| panic!("no warn line in {text:?}"));
     assert!(line.contains("WARN"), "{line}");
-    assert!(!text.contains("debug detail"), "debug filtered at warn: {text}");
+    assert!(
+        !text.contains("debug detail"),
+        "debug filtered at warn: {text}"
+    );
 }
 
 #[test]

@@ -55,7 +55,9 @@ fn take_records() -> Vec<Captured> {
 
 #[test]
 fn events_pushed_without_allocating_become_log_records() {
-    let _serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     take_records();
     let (mut sender, receiver) = rt_log(64);
     let logger = RtLogger::spawn(receiver, Duration::from_millis(5)).unwrap();
@@ -91,10 +93,22 @@ fn events_pushed_without_allocating_become_log_records() {
 
     let expected: Vec<Captured> = [
         (Level::Warn, "xrun", "audio xrun (3 since start)"),
-        (Level::Info, "period_changed", "period changed to 512 frames"),
-        (Level::Info, "rate_changed", "sample rate changed to 44100 Hz"),
+        (
+            Level::Info,
+            "period_changed",
+            "period changed to 512 frames",
+        ),
+        (
+            Level::Info,
+            "rate_changed",
+            "sample rate changed to 44100 Hz",
+        ),
         (Level::Warn, "torn_read", "torn ring read (1 since start)"),
-        (Level::Warn, "record_dropped", "record tap dropped 128 frames"),
+        (
+            Level::Warn,
+            "record_dropped",
+            "record tap dropped 128 frames",
+        ),
         (
             Level::Error,
             "period_over_capacity",
@@ -114,7 +128,9 @@ fn events_pushed_without_allocating_become_log_records() {
 
 #[test]
 fn a_full_queue_counts_drops_and_reports_them() {
-    let _serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     take_records();
     let (mut sender, receiver) = rt_log(4);
     let accepted = assert_no_alloc(|| {

@@ -13,9 +13,12 @@ use latentd::state::{
 fn sample_state() -> PersistentState {
     PersistentState {
         version: STATE_VERSION,
-        knobs: [("density".to_owned(), 0.75), ("brightness".to_owned(), -0.25)]
-            .into_iter()
-            .collect(),
+        knobs: [
+            ("density".to_owned(), 0.75),
+            ("brightness".to_owned(), -0.25),
+        ]
+        .into_iter()
+        .collect(),
         prompt: Some("warm analog pads".to_owned()),
         prompt_b: Some("glitchy breakbeat".to_owned()),
         prompt_blend: 0.3,
@@ -57,9 +60,15 @@ fn missing_file_starts_fresh_and_a_save_round_trips() {
 #[test]
 fn corrupt_file_is_moved_aside_with_its_bytes_and_defaults_are_used() {
     for (bytes, reason_part) in [
-        (&b"{\"version\": 1, \"knobs\": {\"density\": "[..], "invalid JSON"),
+        (
+            &b"{\"version\": 1, \"knobs\": {\"density\": "[..],
+            "invalid JSON",
+        ),
         (&b"{\"version\": 99}"[..], "version 99"),
-        (&b"{\"version\": 1, \"prompt_blend\": 4.0}"[..], "prompt_blend 4"),
+        (
+            &b"{\"version\": 1, \"prompt_blend\": 4.0}"[..],
+            "prompt_blend 4",
+        ),
         (&b"{\"version\": 1, \"knbos\": {}}"[..], "unknown field"),
         (
             &b"{\"version\": 1, \"loop_band\": {\"start\": 5.0, \"end\": 1.0}}"[..],
@@ -165,10 +174,15 @@ fn debounced_saver_coalesces_changes_and_flushes_the_latest() {
     // 100 knob changes in a burst: one write, 500 ms after the first.
     let first = Instant::now();
     for step in 0..100 {
-        state.knobs.insert("density".into(), f64::from(step) / 100.0);
+        state
+            .knobs
+            .insert("density".into(), f64::from(step) / 100.0);
         saver.request_save(state.clone()).unwrap();
     }
-    assert!(first.elapsed() < Duration::from_millis(400), "requests too slow to test");
+    assert!(
+        first.elapsed() < Duration::from_millis(400),
+        "requests too slow to test"
+    );
     assert_eq!(saver.writes(), 0, "nothing written inside the window");
     let deadline = Instant::now() + Duration::from_secs(3);
     while saver.writes() == 0 && Instant::now() < deadline {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use latentd::systemd::{Heartbeat, Notifier, Watched, WatchdogSupervisor, ping_interval};
+use latentd::systemd::{Heartbeat, Notifier, WatchdogSupervisor, Watched, ping_interval};
 
 /// A bound notify socket in its own temp dir.
 struct ManagerSocket {
@@ -83,11 +83,12 @@ fn ready_status_reloading_stopping_arrive_as_datagrams() {
     assert!(notifier.is_enabled());
 
     notifier.ready().unwrap();
-    assert_eq!(manager.receive(Duration::from_secs(2)).unwrap().0, "READY=1\n");
+    assert_eq!(
+        manager.receive(Duration::from_secs(2)).unwrap().0,
+        "READY=1\n"
+    );
 
-    notifier
-        .status("jack 48000 Hz/256\nlead 210 ms")
-        .unwrap();
+    notifier.status("jack 48000 Hz/256\nlead 210 ms").unwrap();
     assert_eq!(
         manager.receive(Duration::from_secs(2)).unwrap().0,
         "STATUS=jack 48000 Hz/256 lead 210 ms\n"
@@ -111,7 +112,10 @@ fn ready_status_reloading_stopping_arrive_as_datagrams() {
     );
 
     notifier.stopping().unwrap();
-    assert_eq!(manager.receive(Duration::from_secs(2)).unwrap().0, "STOPPING=1\n");
+    assert_eq!(
+        manager.receive(Duration::from_secs(2)).unwrap().0,
+        "STOPPING=1\n"
+    );
 }
 
 #[test]
