@@ -4,7 +4,10 @@
 
 pub mod audio;
 pub mod cli;
+pub mod logging;
 pub mod record;
+pub mod state;
+pub mod systemd;
 
 /// The lib's unit tests run the realtime path under `assert_no_alloc`, as the binary does.
 #[cfg(all(test, debug_assertions))]
