@@ -3,13 +3,23 @@
 //!
 //! - [`ring`]: the loop-length [`PlayheadRing`](ring::PlayheadRing) the audio callback plays
 //!   and the engine patches.
+//! - [`knobs`]: the knob table and the lock-free [`KnobStore`](knobs::KnobStore).
+//! - [`conditioning`]: prompt / timbre / structure, encoded off-lock and committed by epoch.
+//! - [`schedule`]: the flow-matching time schedule and its bounded cache.
+//! - [`rng`]: counter-based noise keyed by (seed, slot, step, draw index).
+//! - [`audio_clip`]: validated reference audio (interleaved `f32`).
 //!
 //! Threading rules are stated per module; the short version: the ring's reader belongs to the
 //! audio callback (no allocation, no lock, no syscall), its writer to the engine thread, and
 //! its [`RingHandle`](ring::RingHandle) to anyone.
 #![deny(missing_docs)]
 
+pub mod audio_clip;
+pub mod conditioning;
+pub mod knobs;
 pub mod ring;
+pub mod rng;
+pub mod schedule;
 mod sync;
 
 pub use ring::{PlayheadRing, RingCounters, RingError, RingHandle, RingReader, RingWriter};
