@@ -5,6 +5,8 @@
 //!   and the engine patches.
 //! - [`knobs`]: the knob table and the lock-free [`KnobStore`](knobs::KnobStore).
 //! - [`conditioning`]: prompt / timbre / structure, encoded off-lock and committed by epoch.
+//! - [`model`]: the `Model` trait and the built-in CPU model.
+//! - [`pipeline`]: the streaming pipeline (depth slots, one batched denoise per tick).
 //! - [`schedule`]: the flow-matching time schedule and its bounded cache.
 //! - [`rng`]: counter-based noise keyed by (seed, slot, step, draw index).
 //! - [`audio_clip`]: validated reference audio (interleaved `f32`).
@@ -17,6 +19,8 @@
 pub mod audio_clip;
 pub mod conditioning;
 pub mod knobs;
+pub mod model;
+pub mod pipeline;
 pub mod ring;
 pub mod rng;
 pub mod schedule;
