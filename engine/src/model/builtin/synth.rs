@@ -305,31 +305,53 @@ impl Synth {
         if kick < TRIGGER && snare < TRIGGER && hat < TRIGGER {
             return;
         }
+        // Each hit is computed from its own start (recurrences, no per-sample exp), so a sample
+        // does not depend on which window asked for it.
         let sr = self.sample_rate;
-        let len = (0.35 * sr) as isize;
-        let begin = (-offset).max(0);
-        let end = len.min(out.len() as isize / 2 - offset);
-        let noise_at = |i: isize| (hash(id, i as u64, 7) >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
-        let mut prev_noise = if begin > 0 { noise_at(begin - 1) } else { 0.0 };
-        for i in begin..end {
-            let t = i as f32 / sr;
-            let mut v = 0.0;
-            if kick >= TRIGGER {
-                let phase = TAU * (50.0 * t + 100.0 * 0.03 * (1.0 - (-t / 0.03).exp()));
-                v += 0.9 * kick.min(1.5) * (-t / 0.15).exp() * phase.sin();
+        let end = (out.len() as isize / 2 - offset).max(0) as usize;
+        let begin = (-offset).max(0) as usize;
+        let mut emit = |i: usize, v: f32| {
+            if i >= begin {
+                let pos = (offset + i as isize) as usize * 2;
+                out[pos] += v;
+                out[pos + 1] += v;
             }
-            let noise = noise_at(i);
-            if snare >= TRIGGER {
-                let tone = (TAU * 185.0 * t).sin();
-                v += 0.35 * snare.min(1.5) * (-t / 0.07).exp() * (0.7 * noise + 0.3 * tone);
+        };
+        if kick >= TRIGGER {
+            let (mut body, mut sweep, mut phase) = (0.9 * kick.min(1.5), 1.0f32, 0.0f32);
+            let (body_decay, sweep_decay) =
+                ((-1.0 / (0.15 * sr)).exp(), (-1.0 / (0.03 * sr)).exp());
+            for i in 0..((0.35 * sr) as usize).min(end) {
+                emit(i, body * phase.sin());
+                phase = (phase + TAU * (50.0 + 100.0 * sweep) / sr) % TAU;
+                body *= body_decay;
+                sweep *= sweep_decay;
             }
-            if hat >= TRIGGER {
-                v += 0.2 * hat.min(1.5) * (-t / 0.025).exp() * (noise - prev_noise);
+        }
+        let noise_at = |i: usize| (hash(id, i as u64, 7) >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
+        if snare >= TRIGGER {
+            let mut amp = 0.35 * snare.min(1.5);
+            let decay = (-1.0 / (0.07 * sr)).exp();
+            let (rs, rc) = (TAU * 185.0 / sr).sin_cos();
+            let (mut s, mut c) = (0.0f32, 1.0f32);
+            for i in 0..((0.25 * sr) as usize).min(end) {
+                emit(i, amp * (0.7 * noise_at(i) + 0.3 * s));
+                let ns = s * rc + c * rs;
+                c = c * rc - s * rs;
+                s = ns;
+                amp *= decay;
             }
-            prev_noise = noise;
-            let pos = (offset + i) as usize * 2;
-            out[pos] += v;
-            out[pos + 1] += v;
+        }
+        if hat >= TRIGGER {
+            let mut amp = 0.2 * hat.min(1.5);
+            let decay = (-1.0 / (0.025 * sr)).exp();
+            let mut prev = 0.0;
+            for i in 0..((0.1 * sr) as usize).min(end) {
+                let noise = noise_at(i);
+                emit(i, amp * (noise - prev));
+                prev = noise;
+                amp *= decay;
+            }
         }
     }
 }

@@ -317,4 +317,23 @@ mod tests {
         assert!(unknown.is_empty());
         assert_ne!(parse("calm pad").0.pattern, parse("calm pluck").0.pattern);
     }
+
+    #[test]
+    fn every_word_and_knob_is_documented() {
+        let doc = include_str!("../../../../docs/engine.md");
+        for (word, _, _) in VOCABULARY {
+            assert!(
+                doc.contains(&format!("| `{word}` |")),
+                "docs/engine.md lacks `{word}`"
+            );
+        }
+        for spec in crate::knobs::KNOBS {
+            let name = spec.name;
+            let grouped = name.starts_with("ch_g");
+            assert!(
+                grouped || doc.contains(&format!("| `{name}` |")),
+                "docs lack knob `{name}`"
+            );
+        }
+    }
 }
