@@ -6,6 +6,13 @@
 //!   and the engine patches.
 //! - [`runner`]: the model-independent parts of the runner: lead controller, write
 //!   targeting, the trace of actions and writes, and the knob-to-ear metrics over it.
+//! - [`knobs`]: the knob table and the lock-free [`KnobStore`](knobs::KnobStore).
+//! - [`conditioning`]: prompt / timbre / structure, encoded off-lock and committed by epoch.
+//! - [`model`]: the `Model` trait and the built-in CPU model.
+//! - [`pipeline`]: the streaming pipeline (depth slots, one batched denoise per tick).
+//! - [`schedule`]: the flow-matching time schedule and its bounded cache.
+//! - [`rng`]: counter-based noise keyed by (seed, slot, step, draw index).
+//! - [`audio_clip`]: validated reference audio (interleaved `f32`).
 //!
 //! Threading rules are stated per module; the short version: the ring's reader belongs to the
 //! audio callback (no allocation, no lock, no syscall), its writer to the engine thread, and
@@ -13,8 +20,15 @@
 #![deny(missing_docs)]
 
 pub mod audio_file;
+pub mod audio_clip;
+pub mod conditioning;
+pub mod knobs;
+pub mod model;
+pub mod pipeline;
 pub mod ring;
+pub mod rng;
 pub mod runner;
+pub mod schedule;
 mod sync;
 
 pub use ring::{PlayheadRing, RingCounters, RingError, RingHandle, RingReader, RingWriter};

@@ -1,0 +1,427 @@
+//! Knobs: the performer's live controls, one table ([`KNOBS`]) that says every knob's name,
+//! range, default, unit, meaning and scope, and a [`KnobStore`] that writers set and the engine
+//! reads.
+//!
+//! Setter discipline (where all the work happens, never per read):
+//! - validate: unknown name, NaN or out-of-range value → a [`KnobError`] naming the knob and
+//!   its accepted range; nothing changes;
+//! - canonicalize: integer knobs rounded, float knobs stored at `f32` precision, `-0` → `0`;
+//! - dedup: setting the value already there publishes nothing and wakes nobody;
+//! - derive: flags such as [`DerivedFlags::ch_gains_all_zero`] are computed here, so the step
+//!   loop reads a bool instead of scanning values.
+//!
+//! Threading: any number of writer threads share the [`KnobStore`] (a mutex serializes them
+//! among themselves). The engine owns the one [`KnobReader`], which never locks or blocks: it
+//! reads the newest published [`KnobSnapshot`] through a `triple_buffer`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use triple_buffer::{Input, Output, triple_buffer};
+
+/// What a knob's value is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KnobKind {
+    /// A real number (stored at `f32` precision).
+    Float,
+    /// An integer in range (rounded at the setter).
+    Int,
+}
+
+/// When a knob's new value reaches the sound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KnobScope {
+    /// A shared curve: every in-flight slot uses it from the next tick.
+    SharedCurve,
+    /// A per-slot value: captured when a slot starts, so it reaches only new slots.
+    PerSlot,
+    /// Shapes the pipeline itself (slot count, steps); applied between ticks without dropout.
+    Pipeline,
+    /// Read by the decoder on every window.
+    Decoder,
+}
+
+/// One row of the knob table.
+#[derive(Clone, Copy, Debug)]
+pub struct KnobSpec {
+    /// The knob's name (OSC: `/knob/<name>`).
+    pub name: &'static str,
+    /// Smallest accepted value.
+    pub min: f64,
+    /// Largest accepted value.
+    pub max: f64,
+    /// Value at start.
+    pub default: f64,
+    /// Unit, for documentation and UIs ("" when unitless).
+    pub unit: &'static str,
+    /// Float or integer.
+    pub kind: KnobKind,
+    /// When it takes effect.
+    pub scope: KnobScope,
+    /// One line on what it does.
+    pub doc: &'static str,
+}
+
+macro_rules! knob_table {
+    ($($id:ident = $name:literal, $min:expr, $max:expr, $default:expr, $unit:literal,
+       $kind:ident, $scope:ident, $doc:literal;)*) => {
+        /// Every knob, in table order ([`KnobId`] `as usize` indexes [`KNOBS`]).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(usize)]
+        #[allow(non_camel_case_types)]
+        pub enum KnobId { $(#[doc = $doc] $id,)* }
+
+        /// The knob table: the one source of truth for names, ranges, defaults and docs.
+        pub static KNOBS: &[KnobSpec] = &[$(KnobSpec {
+            name: $name, min: $min as f64, max: $max as f64, default: $default as f64,
+            unit: $unit, kind: KnobKind::$kind, scope: KnobScope::$scope, doc: $doc,
+        },)*];
+
+        impl KnobId {
+            /// Every id, in table order.
+            pub const ALL: &[KnobId] = &[$(KnobId::$id,)*];
+        }
+    };
+}
+
+knob_table! {
+    denoise = "denoise", 0, 1, 0.5, "", Float, PerSlot,
+        "ODE: how far from the source a new slot starts (0 = the source, 1 = pure noise)";
+    sampler = "sampler", 0, 1, 0, "", Int, PerSlot,
+        "sampling mode of new slots: 0 = ODE (Euler, uses denoise), 1 = SDE (uses sde_amp)";
+    sde_amp = "sde_amp", 0, 1, 0.5, "", Float, SharedCurve,
+        "SDE: amplitude of the per-frame blend between generation and source";
+    periodicity = "periodicity", 0, 12.5, 0, "Hz", Float, SharedCurve,
+        "SDE: cycles per second of the generation/source blend (0 = constant)";
+    seed = "seed", 0, u32::MAX, 0, "", Int, PerSlot,
+        "noise seed of new slots";
+    shift = "shift", 1, 6, 3.5, "", Float, PerSlot,
+        "schedule warp: higher spends more steps at high noise (broad strokes)";
+    guidance = "guidance", 1, 15, 1, "", Float, SharedCurve,
+        "how hard the denoiser pushes toward the prompt (1 = plain)";
+    cfg_rescale = "cfg_rescale", 0, 1, 0, "", Float, SharedCurve,
+        "pulls guided predictions back toward the unguided level (tames harshness)";
+    x0_target = "x0_target", 0, 1, 0, "", Float, SharedCurve,
+        "source lock: in the second half of the schedule, blend the prediction toward the source";
+    feedback = "feedback", 0, 1, 0, "", Float, PerSlot,
+        "new slots start from a blend of the source and a past finished latent";
+    feedback_depth = "feedback_depth", 1, 8, 1, "latents", Int, PerSlot,
+        "which past latent feedback uses: 1 = the last finished, N = N back";
+    ch_g0 = "ch_g0", 0, 3, 1, "x", Float, Decoder, "gain of latent channel group 0 (ch 0-7)";
+    ch_g1 = "ch_g1", 0, 3, 1, "x", Float, Decoder, "gain of latent channel group 1 (ch 8-15)";
+    ch_g2 = "ch_g2", 0, 3, 1, "x", Float, Decoder, "gain of latent channel group 2 (ch 16-23)";
+    ch_g3 = "ch_g3", 0, 3, 1, "x", Float, Decoder, "gain of latent channel group 3 (ch 24-31)";
+    ch_g4 = "ch_g4", 0, 3, 1, "x", Float, Decoder, "gain of latent channel group 4 (ch 32-39)";
+    ch_g5 = "ch_g5", 0, 3, 1, "x", Float, Decoder, "gain of latent channel group 5 (ch 40-47)";
+    ch_g6 = "ch_g6", 0, 3, 1, "x", Float, Decoder, "gain of latent channel group 6 (ch 48-55)";
+    ch_g7 = "ch_g7", 0, 3, 1, "x", Float, Decoder, "gain of latent channel group 7 (ch 56-63)";
+    steps = "steps", 1, 16, 8, "steps", Int, Pipeline,
+        "denoising steps per request (new slots; finishing slots keep theirs)";
+    depth = "depth", 1, 8, 4, "slots", Int, Pipeline,
+        "slots in flight (more = more throughput, same per-request latency in ticks)";
+    timbre_strength = "timbre_strength", 0, 1, 0.5, "", Float, SharedCurve,
+        "how strongly the timbre reference shapes the spectral envelope";
+    structure_strength = "structure_strength", 0, 1, 0.5, "", Float, SharedCurve,
+        "how strongly the structure reference shapes rhythm";
+    prompt_blend = "prompt_blend", 0, 1, 0, "", Float, SharedCurve,
+        "mix between prompt A (0) and prompt B (1)";
+}
+
+/// How many knobs there are.
+pub const KNOB_COUNT: usize = KnobId::ALL.len();
+
+impl KnobId {
+    /// The knob's table row.
+    pub fn spec(self) -> &'static KnobSpec {
+        &KNOBS[self as usize]
+    }
+
+    /// Looks a knob up by name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        KnobId::ALL
+            .iter()
+            .copied()
+            .find(|id| id.spec().name == name)
+    }
+
+    /// The eight channel-group gains, in order.
+    pub const CHANNEL_GAINS: [KnobId; 8] = [
+        KnobId::ch_g0,
+        KnobId::ch_g1,
+        KnobId::ch_g2,
+        KnobId::ch_g3,
+        KnobId::ch_g4,
+        KnobId::ch_g5,
+        KnobId::ch_g6,
+        KnobId::ch_g7,
+    ];
+}
+
+/// A knob value that was refused; nothing changed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum KnobError {
+    /// No knob has that name.
+    #[error("unknown knob `{name}`")]
+    Unknown {
+        /// The name given.
+        name: String,
+    },
+    /// The value is NaN or infinite.
+    #[error("knob `{name}`: value {value} is not a finite number (accepted: {min} to {max})")]
+    NotFinite {
+        /// The knob.
+        name: &'static str,
+        /// The value given.
+        value: f64,
+        /// Smallest accepted value.
+        min: f64,
+        /// Largest accepted value.
+        max: f64,
+    },
+    /// The value is outside the knob's range.
+    #[error("knob `{name}`: value {value} is out of range (accepted: {min} to {max})")]
+    OutOfRange {
+        /// The knob.
+        name: &'static str,
+        /// The value given.
+        value: f64,
+        /// Smallest accepted value.
+        min: f64,
+        /// Largest accepted value.
+        max: f64,
+    },
+}
+
+/// Facts about the values that the step loop and decoder branch on, computed at the setter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct DerivedFlags {
+    /// Every `ch_g*` is 0: the decoder emits exact silence without synthesizing.
+    pub ch_gains_all_zero: bool,
+    /// Every `ch_g*` is 1: the decoder can skip the gain multiply.
+    pub ch_gains_all_unity: bool,
+    /// `x0_target > 0`: the source-lock blend runs.
+    pub x0_target_nonzero: bool,
+    /// `feedback > 0`: new slots look up a past latent.
+    pub feedback_nonzero: bool,
+    /// `sde_amp > 0`: the SDE blend curve is not identically zero.
+    pub sde_curve_nonzero: bool,
+}
+
+/// One consistent set of knob values, as published to the engine.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KnobSnapshot {
+    /// Bumped by every publish that changed a value (0 = the defaults).
+    pub version: u64,
+    values: [f64; KNOB_COUNT],
+    /// Flags derived from the values.
+    pub flags: DerivedFlags,
+}
+
+impl KnobSnapshot {
+    /// The defaults from the table.
+    pub fn defaults() -> Self {
+        let mut values = [0.0; KNOB_COUNT];
+        for (v, spec) in values.iter_mut().zip(KNOBS) {
+            *v = spec.default;
+        }
+        let mut snap = Self {
+            version: 0,
+            values,
+            flags: DerivedFlags::default(),
+        };
+        snap.flags = snap.derive_flags();
+        snap
+    }
+
+    /// A knob's canonical value.
+    #[inline]
+    pub fn get(&self, id: KnobId) -> f64 {
+        self.values[id as usize]
+    }
+
+    /// A float knob's value as `f32` (exact: floats are stored at `f32` precision).
+    #[inline]
+    pub fn f32(&self, id: KnobId) -> f32 {
+        self.values[id as usize] as f32
+    }
+
+    /// An integer knob's value.
+    #[inline]
+    pub fn u32(&self, id: KnobId) -> u32 {
+        self.values[id as usize] as u32
+    }
+
+    /// The eight channel-group gains.
+    pub fn channel_gains(&self) -> [f32; 8] {
+        KnobId::CHANNEL_GAINS.map(|id| self.f32(id))
+    }
+
+    /// Whether new slots sample with the SDE sampler.
+    pub fn sde(&self) -> bool {
+        self.u32(KnobId::sampler) == 1
+    }
+
+    fn derive_flags(&self) -> DerivedFlags {
+        let gains = self.channel_gains();
+        DerivedFlags {
+            ch_gains_all_zero: gains.iter().all(|&g| g == 0.0),
+            ch_gains_all_unity: gains.iter().all(|&g| g == 1.0),
+            x0_target_nonzero: self.f32(KnobId::x0_target) > 0.0,
+            feedback_nonzero: self.f32(KnobId::feedback) > 0.0,
+            sde_curve_nonzero: self.f32(KnobId::sde_amp) > 0.0,
+        }
+    }
+}
+
+/// Validates and canonicalizes a value for a knob (the setter's first half, exposed so the OSC
+/// layer can check a value without setting it).
+pub fn canonicalize(id: KnobId, value: f64) -> Result<f64, KnobError> {
+    let spec = id.spec();
+    let (name, min, max) = (spec.name, spec.min, spec.max);
+    if !value.is_finite() {
+        return Err(KnobError::NotFinite {
+            name,
+            value,
+            min,
+            max,
+        });
+    }
+    let canonical = match spec.kind {
+        KnobKind::Int => value.round(),
+        KnobKind::Float => f64::from(value as f32),
+    };
+    if !(min..=max).contains(&canonical) || !(min..=max).contains(&value) {
+        return Err(KnobError::OutOfRange {
+            name,
+            value,
+            min,
+            max,
+        });
+    }
+    Ok(canonical + 0.0) // -0 becomes +0
+}
+
+/// What a successful set did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetOutcome {
+    /// The value was new; a snapshot with this version was published.
+    Changed {
+        /// The published snapshot's version.
+        version: u64,
+    },
+    /// The value was already there; nothing was published.
+    Unchanged,
+}
+
+struct Writer {
+    current: KnobSnapshot,
+    input: Input<KnobSnapshot>,
+}
+
+type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// The writers' side of the knobs: validate, canonicalize, dedup, derive, publish, wake.
+pub struct KnobStore {
+    writer: Mutex<Writer>,
+    version: AtomicU64,
+    waker: Mutex<Option<Waker>>,
+}
+
+/// The engine's side: a lock-free view of the newest published snapshot.
+pub struct KnobReader {
+    output: Output<KnobSnapshot>,
+}
+
+impl KnobStore {
+    /// A store at the table defaults, and its one reader.
+    pub fn new() -> (Self, KnobReader) {
+        let defaults = KnobSnapshot::defaults();
+        let (input, output) = triple_buffer(&defaults);
+        let store = Self {
+            writer: Mutex::new(Writer {
+                current: defaults,
+                input,
+            }),
+            version: AtomicU64::new(0),
+            waker: Mutex::new(None),
+        };
+        (store, KnobReader { output })
+    }
+
+    /// Calls `wake` after every publish (e.g. to unpark the engine thread).
+    pub fn set_waker(&self, wake: impl Fn() + Send + Sync + 'static) {
+        *self.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(wake));
+    }
+
+    /// Sets a knob by name. See the module doc for the setter discipline.
+    pub fn set(&self, name: &str, value: f64) -> Result<SetOutcome, KnobError> {
+        let id = KnobId::from_name(name).ok_or_else(|| KnobError::Unknown { name: name.into() })?;
+        self.set_many(&[(id, value)])
+    }
+
+    /// Sets one knob by id.
+    pub fn set_id(&self, id: KnobId, value: f64) -> Result<SetOutcome, KnobError> {
+        self.set_many(&[(id, value)])
+    }
+
+    /// Sets several knobs atomically: all are validated first; if any is refused, none
+    /// changes; the engine sees either none or all of them.
+    pub fn set_many(&self, changes: &[(KnobId, f64)]) -> Result<SetOutcome, KnobError> {
+        let mut canonical = Vec::with_capacity(changes.len());
+        for &(id, value) in changes {
+            canonical.push((id, canonicalize(id, value)?));
+        }
+        let version = {
+            let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let mut next = writer.current.clone();
+            for &(id, value) in &canonical {
+                next.values[id as usize] = value;
+            }
+            if next.values == writer.current.values {
+                return Ok(SetOutcome::Unchanged);
+            }
+            next.flags = next.derive_flags();
+            next.version = writer.current.version + 1;
+            writer.input.write(next.clone());
+            writer.current = next;
+            self.version
+                .store(writer.current.version, Ordering::Release);
+            writer.current.version
+        };
+        let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(wake) = waker {
+            wake();
+        }
+        Ok(SetOutcome::Changed { version })
+    }
+
+    /// The current values (a copy; for replies and state saving, not for the engine).
+    pub fn current(&self) -> KnobSnapshot {
+        self.writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .current
+            .clone()
+    }
+
+    /// The version of the newest publish (cheap, lock-free).
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+}
+
+impl KnobReader {
+    /// The newest published snapshot. Never blocks.
+    #[inline]
+    pub fn read(&mut self) -> &KnobSnapshot {
+        self.output.read()
+    }
+
+    /// Whether a publish happened since the last [`read`](Self::read).
+    pub fn changed(&self) -> bool {
+        self.output.updated()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,154 @@
+use super::*;
+use std::sync::atomic::AtomicUsize;
+
+#[test]
+fn table_is_consistent() {
+    assert_eq!(KNOBS.len(), KnobId::ALL.len());
+    for (i, (id, spec)) in KnobId::ALL.iter().zip(KNOBS).enumerate() {
+        assert_eq!(*id as usize, i);
+        assert!(
+            spec.min <= spec.default && spec.default <= spec.max,
+            "{}",
+            spec.name
+        );
+        assert_eq!(KnobId::from_name(spec.name), Some(*id));
+        assert_eq!(
+            canonicalize(*id, spec.default),
+            Ok(spec.default),
+            "{}",
+            spec.name
+        );
+        assert!(!spec.doc.is_empty());
+    }
+    let p = KnobId::periodicity.spec();
+    assert_eq!((p.min, p.max), (0.0, 12.5));
+    assert_eq!(KnobId::seed.spec().max, f64::from(u32::MAX));
+}
+
+#[test]
+fn same_value_twice_publishes_once_and_wakes_once() {
+    let (store, mut reader) = KnobStore::new();
+    let wakes = Arc::new(AtomicUsize::new(0));
+    let w = Arc::clone(&wakes);
+    store.set_waker(move || {
+        w.fetch_add(1, Ordering::SeqCst);
+    });
+    assert_eq!(
+        store.set("denoise", 0.8),
+        Ok(SetOutcome::Changed { version: 1 })
+    );
+    assert!(reader.changed());
+    assert_eq!(reader.read().f32(KnobId::denoise), 0.8);
+    assert_eq!(store.set("denoise", 0.8), Ok(SetOutcome::Unchanged));
+    // A value that canonicalizes to the same thing is the same value.
+    assert_eq!(
+        store.set("denoise", f64::from(0.8f32)),
+        Ok(SetOutcome::Unchanged)
+    );
+    assert_eq!(store.set("steps", 8.2), Ok(SetOutcome::Unchanged));
+    assert!(!reader.changed());
+    assert_eq!(wakes.load(Ordering::SeqCst), 1);
+    assert_eq!(store.version(), 1);
+}
+
+#[test]
+fn values_are_canonicalized_at_the_setter() {
+    let (store, mut reader) = KnobStore::new();
+    store.set("steps", 11.6).unwrap();
+    store.set("seed", 41.5).unwrap();
+    assert_eq!(store.set("x0_target", -0.0), Ok(SetOutcome::Unchanged));
+    let snap = reader.read();
+    assert_eq!(snap.get(KnobId::steps), 12.0);
+    assert_eq!(snap.u32(KnobId::seed), 42);
+    assert_eq!(snap.get(KnobId::x0_target).to_bits(), 0.0f64.to_bits());
+    store.set("seed", f64::from(u32::MAX)).unwrap();
+    assert_eq!(reader.read().u32(KnobId::seed), u32::MAX);
+}
+
+#[test]
+fn derived_flags_follow_the_values() {
+    let (store, mut reader) = KnobStore::new();
+    let f = reader.read().flags;
+    assert!(!f.ch_gains_all_zero && f.ch_gains_all_unity && !f.x0_target_nonzero);
+    let zeros: Vec<_> = KnobId::CHANNEL_GAINS.iter().map(|&id| (id, 0.0)).collect();
+    store.set_many(&zeros[..7]).unwrap();
+    assert!(!reader.read().flags.ch_gains_all_zero);
+    store.set("ch_g7", 0.0).unwrap();
+    assert!(reader.read().flags.ch_gains_all_zero);
+    store.set("x0_target", 0.25).unwrap();
+    store.set("feedback", 0.1).unwrap();
+    let f = reader.read().flags;
+    assert!(f.x0_target_nonzero && f.feedback_nonzero && !f.ch_gains_all_unity);
+    store.set("sde_amp", 0.0).unwrap();
+    assert!(!reader.read().flags.sde_curve_nonzero);
+}
+
+#[test]
+fn bad_input_is_refused_by_name_and_range_and_changes_nothing() {
+    let (store, mut reader) = KnobStore::new();
+    let before = reader.read().clone();
+    assert_eq!(
+        store.set("denoize", 0.5),
+        Err(KnobError::Unknown {
+            name: "denoize".into()
+        })
+    );
+    let err = store.set("periodicity", 13.0).unwrap_err();
+    assert_eq!(
+        err,
+        KnobError::OutOfRange {
+            name: "periodicity",
+            value: 13.0,
+            min: 0.0,
+            max: 12.5
+        }
+    );
+    assert!(err.to_string().contains("periodicity") && err.to_string().contains("12.5"));
+    assert!(matches!(
+        store.set("shift", f64::NAN),
+        Err(KnobError::NotFinite { name: "shift", .. })
+    ));
+    assert!(store.set("steps", 16.4).is_err());
+    assert!(store.set("seed", -1.0).is_err());
+    assert!(store.set("ch_g3", f64::INFINITY).is_err());
+    // A batch with one bad value changes nothing at all.
+    assert!(
+        store
+            .set_many(&[(KnobId::denoise, 0.9), (KnobId::depth, 9.0)])
+            .is_err()
+    );
+    assert!(!reader.changed());
+    assert_eq!(*reader.read(), before);
+    assert_eq!(store.version(), 0);
+}
+
+#[test]
+fn reader_sees_whole_snapshots_while_writers_race() {
+    let (store, mut reader) = KnobStore::new();
+    let store = Arc::new(store);
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for i in 0..500 {
+                    let v = f64::from((i * 4 + t) % 100) / 100.0;
+                    // Both knobs always move together: a torn snapshot would split them.
+                    store
+                        .set_many(&[(KnobId::feedback, v), (KnobId::x0_target, v)])
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut last_version = 0;
+    while writers.iter().any(|w| !w.is_finished()) {
+        let snap = reader.read();
+        assert_eq!(snap.get(KnobId::feedback), snap.get(KnobId::x0_target));
+        assert!(snap.version >= last_version);
+        last_version = snap.version;
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert_eq!(reader.read().version, store.version());
+}

@@ -1,0 +1,169 @@
+//! The [`Model`] trait every backend implements (the built-in CPU model, later CUDA / ONNX),
+//! and the plain data the pipeline hands it.
+//!
+//! Tensors stay on the backend's side: latents ([`Model::Latents`]), per-frame curves
+//! ([`Model::Curve`]) and conditioning ([`ConditionEncoder::Cond`]) are associated types, and
+//! the backend does all tensor math: slot start, the model's prediction, the Euler / SDE update.
+//! The pipeline and runner only ever see decoded audio on the host (plus
+//! [`Model::latents_to_host`] for tests and state saving).
+//!
+//! Sampler convention (flow matching, the lineage's): `x_t = t * noise + (1 - t) * x0`,
+//! velocity `v = noise - x0`, so `x0_pred = x_t - t * v` and the Euler step is
+//! `x += (t_next - t_curr) * v`. SDE step: `n = randn`,
+//! `x_full = t_next * n + (1 - t_next) * x0_pred`, `x_src = t_next * n + (1 - t_next) * source`,
+//! `x_next = sdc * x_full + (1 - sdc) * x_src` with `sdc` the per-frame SDE curve (with no
+//! source, `x_next = x_full`).
+//!
+//! Threading: a model is `Send + Sync`; the engine thread calls the denoise and decode methods,
+//! the encoder thread the encode methods, concurrently.
+
+pub mod builtin;
+
+use crate::audio_clip::AudioView;
+use crate::conditioning::{ConditionEncoder, Conditioning, EncodeError};
+use crate::knobs::KnobSnapshot;
+use crate::rng::NoiseKey;
+
+/// The shapes a model works in.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Geometry {
+    /// Output sample rate, Hz.
+    pub sample_rate: u32,
+    /// Output channels.
+    pub audio_channels: usize,
+    /// Channels per latent frame.
+    pub latent_channels: usize,
+    /// Latent frames per second.
+    pub latent_frame_rate: u32,
+}
+
+impl Geometry {
+    /// Audio frames per latent frame.
+    pub fn samples_per_latent_frame(&self) -> usize {
+        (self.sample_rate / self.latent_frame_rate) as usize
+    }
+
+    /// Latent frames covering `seconds` of audio (rounded to nearest).
+    pub fn latent_frames_for(&self, seconds: f64) -> usize {
+        (seconds * f64::from(self.latent_frame_rate)).round() as usize
+    }
+}
+
+/// How a new slot's starting latent is made (backend-side). The rule every backend follows:
+/// `base` = the source, moved linearly toward the feedback latent by its weight (the feedback
+/// latent alone when there is no source); with a base and `t_start < 1`,
+/// `x = t_start * noise + (1 - t_start) * base`; otherwise `x = noise`. Noise draw `i` is
+/// element `i` in frame-major order.
+pub struct SlotStart<'a, L> {
+    /// Latent frames (the loop length).
+    pub frames: usize,
+    /// The source loop's latents, if any.
+    pub source: Option<&'a L>,
+    /// A past finished latent and its weight (`feedback`), if feedback is on.
+    pub feedback: Option<(&'a L, f32)>,
+    /// The schedule's first noise level.
+    pub t_start: f32,
+    /// The noise stream for the start (`step` = [`crate::rng::INIT_STEP`]).
+    pub noise: NoiseKey,
+}
+
+/// One slot's step in a batched denoise call.
+pub struct SlotStep<'a, L> {
+    /// The slot's latent, updated in place.
+    pub x: &'a mut L,
+    /// Current noise level.
+    pub t_curr: f32,
+    /// Noise level after the step.
+    pub t_next: f32,
+    /// The slot's schedule start (how far from the source it began: the model's
+    /// source / prompt balance).
+    pub t_start: f32,
+    /// SDE (true) or ODE Euler (false).
+    pub sde: bool,
+    /// Source-lock weight for this step (`x0_target` in the schedule's second half, else 0):
+    /// `x0_pred` is blended toward the source by it before the update.
+    pub x0_lock: f32,
+    /// The noise stream for this step's draws (SDE only draws; ODE draws nothing).
+    pub noise: NoiseKey,
+}
+
+/// What all slots of one tick share.
+pub struct StepShared<'a, M: Model + ?Sized> {
+    /// The committed conditioning.
+    pub cond: &'a Conditioning<M::Cond>,
+    /// The knob snapshot of this tick (guidance, cfg_rescale, blends ...).
+    pub knobs: &'a KnobSnapshot,
+    /// The source loop's latents, if any.
+    pub source: Option<&'a M::Latents>,
+    /// The SDE blend curve (`None` when `sde_amp` is 0: the curve is identically 0).
+    pub sde_curve: Option<&'a M::Curve>,
+}
+
+/// Why a decode failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    /// The output buffer has the wrong length.
+    #[error("decode: output buffer holds {got} samples, the window needs {want}")]
+    BufferLength {
+        /// Samples given.
+        got: usize,
+        /// Samples needed.
+        want: usize,
+    },
+    /// The window is empty or longer than the loop.
+    #[error("decode: window of {frames} frames (accepted: 1 to {loop_frames})")]
+    Window {
+        /// Frames asked.
+        frames: usize,
+        /// Loop length in frames.
+        loop_frames: usize,
+    },
+}
+
+/// A generative model backend.
+pub trait Model: ConditionEncoder + 'static {
+    /// A `[frames, latent_channels]` latent tensor, wherever the backend keeps it.
+    type Latents: Send + Sync + 'static;
+    /// A per-frame curve, wherever the backend keeps it.
+    type Curve: Send + Sync + 'static;
+
+    /// The model's shapes.
+    fn geometry(&self) -> Geometry;
+
+    /// Analyses a source loop into latents (one latent frame per 1/frame_rate s of audio).
+    fn encode_source(&self, audio: AudioView<'_>) -> Result<Self::Latents, EncodeError>;
+
+    /// Latent frames in `latents`.
+    fn latent_frames(&self, latents: &Self::Latents) -> usize;
+
+    /// Copies latents to the host, frame-major (tests, hashing, state saving; not per tick).
+    fn latents_to_host(&self, latents: &Self::Latents) -> Vec<f32>;
+
+    /// Moves a per-frame curve to the backend (called when the curve changes, not per tick).
+    fn upload_curve(&self, host: &[f32]) -> Self::Curve;
+
+    /// Makes a new slot's starting latent (see [`SlotStart`] for the rule).
+    fn start_slot(&self, start: SlotStart<'_, Self::Latents>) -> Self::Latents;
+
+    /// Advances every slot in `batch` by one step, in one batched call. Each slot's result
+    /// must not depend on which other slots share the batch.
+    fn denoise_batch(
+        &self,
+        batch: &mut [SlotStep<'_, Self::Latents>],
+        shared: &StepShared<'_, Self>,
+    );
+
+    /// Renders latent frames `start_frame .. start_frame + frames` (wrapping at the loop end)
+    /// into `out`: interleaved, `frames * samples_per_latent_frame * audio_channels` samples.
+    /// `gains` are the eight channel-group gains; `all_zero` says they are all 0 (exact
+    /// silence is then required).
+    fn decode_window(
+        &self,
+        latents: &Self::Latents,
+        gains: &[f32; 8],
+        all_zero: bool,
+        start_frame: usize,
+        frames: usize,
+        out: &mut [f32],
+    ) -> Result<(), DecodeError>;
+}

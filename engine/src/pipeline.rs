@@ -1,0 +1,382 @@
+//! The streaming pipeline: `depth` slots in flight, each at a different step of its own
+//! schedule, advanced together by one batched denoise call per tick; a slot that finishes is
+//! delivered in the same tick.
+//!
+//! Rules (see `docs/engine.md`):
+//! - A slot starts when fewer than `depth` are in flight and at least
+//!   `max(1, steps / depth)` ticks have passed since the last start, so once warm a latent
+//!   finishes every `steps / depth` ticks. A new slot takes its first step in the tick it
+//!   starts in.
+//! - A new slot's per-slot values ([`SlotParams`]) come from the one pending request if there
+//!   is one (`queue_cap = 1`: [`StreamPipeline::submit`] replaces it, the newest wins), else
+//!   from the knobs of that tick. Each slot keeps its own seed, denoise, steps, shift and cached
+//!   schedule until it finishes.
+//! - Shared curves (`x0_target`, the SDE curve from `sde_amp` / `periodicity`, guidance, blends)
+//!   apply to every in-flight slot from the next tick.
+//! - Changing `depth` or `steps` never drops a slot: in-flight slots finish on their own
+//!   schedules; only the start rule changes.
+//! - Slot serials (0, 1, 2, ...) key the noise: a request run alone ([`run_request`]) draws
+//!   exactly what it drew in the stream, so the two agree bit for bit.
+//!
+//! Threading: a pipeline belongs to the engine thread.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::conditioning::Conditioning;
+use crate::knobs::{KnobId, KnobSnapshot};
+use crate::model::{Model, SlotStart, SlotStep, StepShared};
+use crate::rng::{INIT_STEP, NoiseKey};
+use crate::schedule::{Schedule, ScheduleCache};
+
+/// Finished latents kept for `feedback` (the largest `feedback_depth`).
+pub const FEEDBACK_HISTORY: usize = 8;
+
+/// The per-slot values a slot keeps from start to finish.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SlotParams {
+    /// Noise seed.
+    pub seed: u32,
+    /// ODE start distance from the source (SDE slots use 1).
+    pub denoise: f32,
+    /// Steps of the schedule.
+    pub steps: u32,
+    /// Schedule warp.
+    pub shift: f32,
+    /// SDE sampler (else ODE Euler).
+    pub sde: bool,
+    /// Weight of the past latent in the start base.
+    pub feedback: f32,
+    /// Which past latent (1 = the last finished).
+    pub feedback_depth: u32,
+}
+
+impl SlotParams {
+    /// The per-slot values in a knob snapshot.
+    pub fn from_knobs(knobs: &KnobSnapshot) -> Self {
+        Self {
+            seed: knobs.u32(KnobId::seed),
+            denoise: knobs.f32(KnobId::denoise),
+            steps: knobs.u32(KnobId::steps),
+            shift: knobs.f32(KnobId::shift),
+            sde: knobs.sde(),
+            feedback: knobs.f32(KnobId::feedback),
+            feedback_depth: knobs.u32(KnobId::feedback_depth),
+        }
+    }
+
+    fn schedule(&self, cache: &mut ScheduleCache) -> Arc<Schedule> {
+        let denoise = if self.sde { 1.0 } else { self.denoise };
+        cache.get(self.steps, denoise, self.shift)
+    }
+}
+
+/// A slot's result.
+pub struct FinishedLatent<L> {
+    /// The slot's serial (its noise key's `slot`).
+    pub serial: u32,
+    /// The values it ran with.
+    pub params: SlotParams,
+    /// The tick it finished in.
+    pub tick: u64,
+    /// The latent.
+    pub latents: Arc<L>,
+}
+
+struct Slot<L> {
+    serial: u32,
+    params: SlotParams,
+    schedule: Arc<Schedule>,
+    step: usize,
+    x: L,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct CurveKey {
+    amp_bits: u32,
+    periodicity_bits: u32,
+    frames: usize,
+}
+
+/// The SDE blend curve on the host: `amp * (0.5 + 0.5 sin(2 pi cycles u))`, `u = f / frames`,
+/// `cycles = periodicity * frames / frame_rate`; constant `amp` when `periodicity <= 0.01`.
+pub fn sde_curve(amp: f32, periodicity: f32, frames: usize, frame_rate: u32) -> Vec<f32> {
+    if periodicity <= 0.01 {
+        return vec![amp; frames];
+    }
+    let cycles = f64::from(periodicity) * frames as f64 / f64::from(frame_rate);
+    (0..frames)
+        .map(|f| {
+            let u = f as f64 / frames as f64;
+            let s = (std::f64::consts::TAU * cycles * u).sin();
+            (f64::from(amp) * (0.5 + 0.5 * s)) as f32
+        })
+        .collect()
+}
+
+fn start_slot<M: Model>(
+    model: &M,
+    params: SlotParams,
+    serial: u32,
+    schedule: &Schedule,
+    frames: usize,
+    source: Option<&M::Latents>,
+    past: Option<&M::Latents>,
+) -> M::Latents {
+    let feedback = past
+        .filter(|_| params.feedback > 0.0)
+        .map(|p| (p, params.feedback));
+    model.start_slot(SlotStart {
+        frames,
+        source,
+        feedback,
+        t_start: schedule.t_start(),
+        noise: NoiseKey {
+            seed: params.seed,
+            slot: serial,
+            step: INIT_STEP,
+        },
+    })
+}
+
+fn slot_step<'a, L>(slot: &'a mut Slot<L>, knobs: &KnobSnapshot) -> SlotStep<'a, L> {
+    let t = slot.schedule.points();
+    let k = slot.step;
+    let second_half = 2 * k >= slot.schedule.steps();
+    let x0_lock = if knobs.flags.x0_target_nonzero && second_half {
+        knobs.f32(KnobId::x0_target)
+    } else {
+        0.0
+    };
+    SlotStep {
+        x: &mut slot.x,
+        t_curr: t[k],
+        t_next: t[k + 1],
+        t_start: t[0],
+        sde: slot.params.sde,
+        x0_lock,
+        noise: NoiseKey {
+            seed: slot.params.seed,
+            slot: slot.serial,
+            step: k as u32 + 1,
+        },
+    }
+}
+
+/// The streaming pipeline (see the module doc).
+pub struct StreamPipeline<M: Model> {
+    model: Arc<M>,
+    frames: usize,
+    source: Option<Arc<M::Latents>>,
+    slots: Vec<Slot<M::Latents>>,
+    pending: Option<SlotParams>,
+    next_serial: u32,
+    schedules: ScheduleCache,
+    history: VecDeque<Arc<M::Latents>>,
+    curve: Option<(CurveKey, M::Curve)>,
+    tick: u64,
+    last_start: Option<u64>,
+}
+
+impl<M: Model> StreamPipeline<M> {
+    /// A pipeline over a loop of `frames` latent frames, with no source.
+    pub fn new(model: Arc<M>, frames: usize) -> Self {
+        Self {
+            model,
+            frames: frames.max(1),
+            source: None,
+            slots: Vec::new(),
+            pending: None,
+            next_serial: 0,
+            schedules: ScheduleCache::new(),
+            history: VecDeque::with_capacity(FEEDBACK_HISTORY),
+            curve: None,
+            tick: 0,
+            last_start: None,
+        }
+    }
+
+    /// Sets (or clears) the source loop's latents; the loop length follows the source. Slots in
+    /// flight keep going; new slots start from the new source.
+    pub fn set_source(&mut self, source: Option<Arc<M::Latents>>) {
+        if let Some(s) = &source {
+            self.frames = self.model.latent_frames(s);
+        }
+        self.source = source;
+    }
+
+    /// Queues the values for the next slot to start; replaces any pending request.
+    pub fn submit(&mut self, params: SlotParams) {
+        self.pending = Some(params);
+    }
+
+    /// Slots in flight.
+    pub fn in_flight(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Ticks run so far.
+    pub fn ticks(&self) -> u64 {
+        self.tick
+    }
+
+    /// Loop length in latent frames.
+    pub fn frames(&self) -> usize {
+        self.frames
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Arc<M> {
+        &self.model
+    }
+
+    /// Runs one tick: maybe start a slot, one batched denoise over every slot, deliver the
+    /// slots that finished into `finished` (appended, in serial order).
+    pub fn tick(
+        &mut self,
+        knobs: &KnobSnapshot,
+        cond: &Conditioning<M::Cond>,
+        finished: &mut Vec<FinishedLatent<M::Latents>>,
+    ) {
+        self.maybe_start(knobs);
+        self.refresh_curve(knobs);
+        if !self.slots.is_empty() {
+            let shared = StepShared {
+                cond,
+                knobs,
+                source: self.source.as_deref(),
+                sde_curve: self.curve.as_ref().map(|(_, c)| c),
+            };
+            let mut batch: Vec<_> = self.slots.iter_mut().map(|s| slot_step(s, knobs)).collect();
+            self.model.denoise_batch(&mut batch, &shared);
+        }
+        let mut i = 0;
+        while i < self.slots.len() {
+            self.slots[i].step += 1;
+            if self.slots[i].step == self.slots[i].schedule.steps() {
+                let slot = self.slots.remove(i);
+                let latents = Arc::new(slot.x);
+                if self.history.len() == FEEDBACK_HISTORY {
+                    self.history.pop_back();
+                }
+                self.history.push_front(Arc::clone(&latents));
+                finished.push(FinishedLatent {
+                    serial: slot.serial,
+                    params: slot.params,
+                    tick: self.tick,
+                    latents,
+                });
+            } else {
+                i += 1;
+            }
+        }
+        self.tick += 1;
+    }
+
+    fn maybe_start(&mut self, knobs: &KnobSnapshot) {
+        let depth = knobs.u32(KnobId::depth).max(1) as usize;
+        let steps = knobs.u32(KnobId::steps).max(1) as usize;
+        let spacing = (steps / depth).max(1) as u64;
+        let due = self.last_start.is_none_or(|t| self.tick - t >= spacing);
+        if self.slots.len() >= depth || !due {
+            return;
+        }
+        let params = self
+            .pending
+            .take()
+            .unwrap_or_else(|| SlotParams::from_knobs(knobs));
+        let schedule = params.schedule(&mut self.schedules);
+        let past = self
+            .history
+            .get(params.feedback_depth.max(1) as usize - 1)
+            .map(|p| &**p);
+        let serial = self.next_serial;
+        let x = start_slot(
+            &*self.model,
+            params,
+            serial,
+            &schedule,
+            self.frames,
+            self.source.as_deref(),
+            past,
+        );
+        self.next_serial = self.next_serial.wrapping_add(1);
+        self.last_start = Some(self.tick);
+        self.slots.push(Slot {
+            serial,
+            params,
+            schedule,
+            step: 0,
+            x,
+        });
+    }
+
+    fn refresh_curve(&mut self, knobs: &KnobSnapshot) {
+        if !knobs.flags.sde_curve_nonzero {
+            self.curve = None;
+            return;
+        }
+        let amp = knobs.f32(KnobId::sde_amp);
+        let periodicity = knobs.f32(KnobId::periodicity);
+        let key = CurveKey {
+            amp_bits: amp.to_bits(),
+            periodicity_bits: periodicity.to_bits(),
+            frames: self.frames,
+        };
+        if self.curve.as_ref().is_some_and(|(k, _)| *k == key) {
+            return;
+        }
+        let rate = self.model.geometry().latent_frame_rate;
+        let host = sde_curve(amp, periodicity, self.frames, rate);
+        self.curve = Some((key, self.model.upload_curve(&host)));
+    }
+}
+
+/// Runs one request to completion on its own (a batch of one per step), with fixed knobs and
+/// conditioning: the reference the stream must match bit for bit.
+#[allow(clippy::too_many_arguments)]
+pub fn run_request<M: Model>(
+    model: &M,
+    params: SlotParams,
+    serial: u32,
+    frames: usize,
+    source: Option<&M::Latents>,
+    past: Option<&M::Latents>,
+    knobs: &KnobSnapshot,
+    cond: &Conditioning<M::Cond>,
+) -> M::Latents {
+    let mut cache = ScheduleCache::new();
+    let schedule = params.schedule(&mut cache);
+    let x = start_slot(model, params, serial, &schedule, frames, source, past);
+    let mut slot = Slot {
+        serial,
+        params,
+        schedule,
+        step: 0,
+        x,
+    };
+    let curve = knobs.flags.sde_curve_nonzero.then(|| {
+        let rate = model.geometry().latent_frame_rate;
+        let amp = knobs.f32(KnobId::sde_amp);
+        model.upload_curve(&sde_curve(
+            amp,
+            knobs.f32(KnobId::periodicity),
+            frames,
+            rate,
+        ))
+    });
+    let shared = StepShared {
+        cond,
+        knobs,
+        source,
+        sde_curve: curve.as_ref(),
+    };
+    while slot.step < slot.schedule.steps() {
+        model.denoise_batch(&mut [slot_step(&mut slot, knobs)], &shared);
+        slot.step += 1;
+    }
+    slot.x
+}
+
+#[cfg(test)]
+mod tests;

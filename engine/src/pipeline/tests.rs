@@ -1,0 +1,236 @@
+//! Pipeline tests against the built-in model (short loops so debug builds stay quick).
+
+use super::*;
+use crate::conditioning::{ConditionEncoder, PromptSpec};
+use crate::knobs::KnobStore;
+use crate::model::builtin::{BuiltinCond, BuiltinModel, CpuLatents};
+
+const FRAMES: usize = 50; // a 2 s loop
+
+fn source(model: &BuiltinModel) -> Arc<CpuLatents> {
+    let rate = 48_000usize;
+    let samples: Vec<f32> = (0..rate * 2)
+        .flat_map(|i| {
+            let t = i as f32 / rate as f32;
+            let note = if (t * 4.0) as usize % 2 == 0 {
+                220.0
+            } else {
+                330.0
+            };
+            let v = 0.3 * (std::f32::consts::TAU * note * t).sin();
+            [v, v * 0.8]
+        })
+        .collect();
+    let view = crate::audio_clip::AudioView {
+        samples: &samples,
+        channels: 2,
+        sample_rate: 48_000,
+    };
+    Arc::new(model.encode_source(view).unwrap())
+}
+
+fn conditioning(model: &BuiltinModel) -> Conditioning<BuiltinCond> {
+    let a = model.encode_prompt("fast bright drums pluck").unwrap();
+    let prompt = crate::conditioning::CommittedPrompt {
+        spec: PromptSpec {
+            tags: "fast bright drums pluck".into(),
+            tags_b: None,
+        },
+        a,
+        b: None,
+    };
+    Conditioning {
+        epoch: 1,
+        prompt: Some(Arc::new(prompt)),
+        timbre: None,
+        structure: None,
+    }
+}
+
+fn knobs(settings: &[(&str, f64)]) -> KnobSnapshot {
+    let (store, mut reader) = KnobStore::new();
+    for (name, value) in settings {
+        store.set(name, *value).unwrap();
+    }
+    reader.read().clone()
+}
+
+fn bits(model: &BuiltinModel, l: &CpuLatents) -> Vec<u32> {
+    model
+        .latents_to_host(l)
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
+}
+
+/// Streams `ticks` ticks, submitting a different request every few ticks.
+fn stream(
+    model: &Arc<BuiltinModel>,
+    knobs: &KnobSnapshot,
+    cond: &Conditioning<BuiltinCond>,
+    ticks: usize,
+) -> Vec<FinishedLatent<CpuLatents>> {
+    let mut pipeline = StreamPipeline::new(Arc::clone(model), FRAMES);
+    pipeline.set_source(Some(source(model)));
+    let mut finished = Vec::new();
+    for tick in 0..ticks {
+        if tick % 3 == 0 {
+            let mut params = SlotParams::from_knobs(knobs);
+            params.seed = 1000 + tick as u32;
+            params.denoise = 0.2 + 0.1 * (tick % 7) as f32;
+            pipeline.submit(params);
+        }
+        pipeline.tick(knobs, cond, &mut finished);
+    }
+    finished
+}
+
+fn drain_parity(knobs: KnobSnapshot) {
+    let model = Arc::new(BuiltinModel::new());
+    let cond = conditioning(&model);
+    let finished = stream(&model, &knobs, &cond, 40);
+    assert!(finished.len() >= 10, "only {} finished", finished.len());
+    let src = source(&model);
+    for done in &finished {
+        let alone = run_request(
+            &*model,
+            done.params,
+            done.serial,
+            FRAMES,
+            Some(&src),
+            None,
+            &knobs,
+            &cond,
+        );
+        assert_eq!(
+            bits(&model, &done.latents),
+            bits(&model, &alone),
+            "slot {}",
+            done.serial
+        );
+    }
+}
+
+#[test]
+fn streaming_equals_each_request_run_alone_ode() {
+    drain_parity(knobs(&[("x0_target", 0.3)]));
+}
+
+#[test]
+fn streaming_equals_each_request_run_alone_sde() {
+    drain_parity(knobs(&[
+        ("sampler", 1.0),
+        ("sde_amp", 0.7),
+        ("periodicity", 2.0),
+    ]));
+}
+
+#[test]
+fn same_inputs_give_bit_identical_latents() {
+    for sde in [0.0, 1.0] {
+        let k = knobs(&[("sampler", sde), ("feedback", 0.4), ("feedback_depth", 2.0)]);
+        let model = Arc::new(BuiltinModel::new());
+        let cond = conditioning(&model);
+        let a: Vec<_> = stream(&model, &k, &cond, 30)
+            .iter()
+            .map(|f| bits(&model, &f.latents))
+            .collect();
+        let model = Arc::new(BuiltinModel::new());
+        let b: Vec<_> = stream(&model, &k, &cond, 30)
+            .iter()
+            .map(|f| bits(&model, &f.latents))
+            .collect();
+        assert!(!a.is_empty());
+        assert_eq!(a, b, "sde {sde}");
+        let k2 = knobs(&[("sampler", sde), ("seed", 5.0)]);
+        let c: Vec<_> = stream(&model, &k2, &cond, 30)
+            .iter()
+            .map(|f| bits(&model, &f.latents))
+            .collect();
+        assert_eq!(a.len(), c.len());
+    }
+}
+
+#[test]
+fn warm_pipeline_delivers_every_steps_over_depth_ticks_in_the_same_tick() {
+    let model = Arc::new(BuiltinModel::new());
+    let cond = conditioning(&model);
+    let k = knobs(&[]); // depth 4, steps 8
+    let mut pipeline = StreamPipeline::new(Arc::clone(&model), FRAMES);
+    let mut finished = Vec::new();
+    let mut ticks_with_output = Vec::new();
+    for tick in 0..40u64 {
+        let before = finished.len();
+        pipeline.tick(&k, &cond, &mut finished);
+        if finished.len() > before {
+            ticks_with_output.push(tick);
+            assert_eq!(finished.last().unwrap().tick, tick);
+        }
+        assert!(pipeline.in_flight() <= 4);
+    }
+    // The first slot starts in tick 0 and takes 8 steps: it finishes in tick 7.
+    assert_eq!(ticks_with_output[0], 7);
+    for pair in ticks_with_output.windows(2) {
+        assert_eq!(pair[1] - pair[0], 2, "{ticks_with_output:?}");
+    }
+}
+
+#[test]
+fn newest_pending_request_wins() {
+    let model = Arc::new(BuiltinModel::new());
+    let cond = conditioning(&model);
+    let k = knobs(&[]);
+    let mut pipeline = StreamPipeline::new(Arc::clone(&model), FRAMES);
+    let mut finished = Vec::new();
+    pipeline.tick(&k, &cond, &mut finished); // slot 0 starts from the knobs
+    let mut first = SlotParams::from_knobs(&k);
+    first.seed = 11;
+    let mut second = first;
+    second.seed = 22;
+    pipeline.submit(first);
+    pipeline.submit(second);
+    for _ in 0..12 {
+        pipeline.tick(&k, &cond, &mut finished);
+    }
+    let seeds: Vec<u32> = finished.iter().map(|f| f.params.seed).collect();
+    assert_eq!(seeds[..2], [0, 22], "{seeds:?}");
+}
+
+#[test]
+fn depth_and_steps_changes_keep_in_flight_slots() {
+    let model = Arc::new(BuiltinModel::new());
+    let cond = conditioning(&model);
+    let (store, mut reader) = KnobStore::new();
+    let mut pipeline = StreamPipeline::new(Arc::clone(&model), FRAMES);
+    let mut finished = Vec::new();
+    for _ in 0..7 {
+        pipeline.tick(reader.read(), &cond, &mut finished);
+    }
+    let in_flight = pipeline.in_flight();
+    assert_eq!(in_flight, 4);
+    store.set("depth", 1.0).unwrap();
+    store.set("steps", 4.0).unwrap();
+    let mut last_tick = 0;
+    for _ in 0..40 {
+        pipeline.tick(reader.read(), &cond, &mut finished);
+        assert!(
+            pipeline.ticks() - last_tick <= 9,
+            "a gap longer than one request: dropout"
+        );
+        if let Some(f) = finished.last() {
+            last_tick = f.tick;
+        }
+    }
+    // Every slot that was in flight finished with its own 8 steps; later ones use 4.
+    let serials: Vec<u32> = finished.iter().map(|f| f.serial).collect();
+    assert_eq!(
+        serials,
+        (0..serials.len() as u32).collect::<Vec<_>>(),
+        "no slot dropped"
+    );
+    assert!(
+        finished.iter().any(|f| f.params.steps == 8)
+            && finished.iter().any(|f| f.params.steps == 4)
+    );
+    assert_eq!(pipeline.in_flight(), 1);
+}
