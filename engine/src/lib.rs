@@ -19,8 +19,8 @@
 //! its [`RingHandle`](ring::RingHandle) to anyone.
 #![deny(missing_docs)]
 
-pub mod audio_file;
 pub mod audio_clip;
+pub mod audio_file;
 pub mod conditioning;
 pub mod knobs;
 pub mod model;
