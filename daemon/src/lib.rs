@@ -2,3 +2,4 @@
 //! transport, systemd glue) so integration tests can drive them in-process.
 
 pub mod audio;
+pub mod osc;
