@@ -25,7 +25,9 @@ impl FromStr for Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let network: IpAddr = addr.parse().map_err(|_| format!("{s:?}: {addr:?} is not an IP address"))?;
+        let network: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{s:?}: {addr:?} is not an IP address"))?;
         let max = if network.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
@@ -48,11 +50,15 @@ impl Cidr {
         };
         match (self.network, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u32::from(net) & mask == u32::from(ip) & mask
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
                 u128::from(net) & mask == u128::from(ip) & mask
             }
             _ => false,
@@ -71,7 +77,10 @@ pub struct Allowlist {
 impl Allowlist {
     /// The rule for a server bound to `bind` with the configured networks.
     pub fn new(bind: IpAddr, networks: Vec<Cidr>) -> Allowlist {
-        Allowlist { open: bind.is_loopback(), networks }
+        Allowlist {
+            open: bind.is_loopback(),
+            networks,
+        }
     }
 
     /// True when `peer` may be served.
@@ -112,20 +121,26 @@ const MAX_TRACKED: usize = 4096;
 impl<K: Hash + Eq + Clone> RateLimiter<K> {
     /// A limiter allowing `rate` packets/s with bursts of `burst`.
     pub fn new(rate: f64, burst: f64) -> RateLimiter<K> {
-        RateLimiter { rate, burst: burst.max(1.0), buckets: HashMap::new() }
+        RateLimiter {
+            rate,
+            burst: burst.max(1.0),
+            buckets: HashMap::new(),
+        }
     }
 
     /// Account one packet from `client` at `now`.
     pub fn admit(&mut self, client: &K, now: Instant) -> Admission {
         if self.buckets.len() >= MAX_TRACKED && !self.buckets.contains_key(client) {
             let (rate, burst) = (self.rate, self.burst);
-            self.buckets.retain(|_, b| b.tokens + now.duration_since(b.last).as_secs_f64() * rate < burst);
+            self.buckets
+                .retain(|_, b| b.tokens + now.duration_since(b.last).as_secs_f64() * rate < burst);
         }
         let burst = self.burst;
-        let bucket = self
-            .buckets
-            .entry(client.clone())
-            .or_insert(Bucket { tokens: burst, last: now, over: false });
+        let bucket = self.buckets.entry(client.clone()).or_insert(Bucket {
+            tokens: burst,
+            last: now,
+            over: false,
+        });
         let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * self.rate).min(self.burst);
         bucket.last = now;
@@ -172,8 +187,18 @@ mod tests {
         assert!(all.contains("192.168.1.1".parse().unwrap()));
         let host: Cidr = "::1".parse().unwrap();
         assert!(host.contains("::1".parse().unwrap()));
-        assert!("10.0.0.0/33".parse::<Cidr>().unwrap_err().contains("0..=32"));
-        assert!("ten/8".parse::<Cidr>().unwrap_err().contains("not an IP address"));
+        assert!(
+            "10.0.0.0/33"
+                .parse::<Cidr>()
+                .unwrap_err()
+                .contains("0..=32")
+        );
+        assert!(
+            "ten/8"
+                .parse::<Cidr>()
+                .unwrap_err()
+                .contains("not an IP address")
+        );
     }
 
     #[test]
@@ -193,7 +218,11 @@ mod tests {
         let got: Vec<Admission> = (0..6).map(|_| limiter.admit(&1, t0)).collect();
         use Admission::*;
         assert_eq!(got, [Admit, Admit, Admit, FailOnce, Drop, Drop]);
-        assert_eq!(limiter.admit(&2, t0), Admit, "clients have their own buckets");
+        assert_eq!(
+            limiter.admit(&2, t0),
+            Admit,
+            "clients have their own buckets"
+        );
         assert_eq!(limiter.admit(&1, t0 + Duration::from_millis(110)), Admit);
         assert_eq!(limiter.admit(&1, t0 + Duration::from_millis(110)), FailOnce);
     }

@@ -56,7 +56,13 @@ impl FrameReader {
             FramingMode::Auto => None,
             FramingMode::Fixed(f) => Some(f),
         };
-        FrameReader { mode, framing, buf: Vec::new(), max_packet, skipping: false }
+        FrameReader {
+            mode,
+            framing,
+            buf: Vec::new(),
+            max_packet,
+            skipping: false,
+        }
     }
 
     /// The framing in use (None until the first byte arrived in auto mode).
@@ -93,7 +99,8 @@ impl FrameReader {
     fn size_prefixed(&mut self) -> Vec<Result<Vec<u8>, FrameError>> {
         let mut out = Vec::new();
         while self.buf.len() >= 4 {
-            let size = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+            let size =
+                u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
             if size > self.max_packet {
                 out.push(Err(FrameError {
                     reason: format!(
@@ -146,7 +153,9 @@ impl FrameReader {
                         return Err(FrameError {
                             reason: format!(
                                 "bad SLIP escape: 0xDB followed by {}",
-                                other.map_or("the end of the frame".to_string(), |b| format!("0x{b:02x}"))
+                                other.map_or("the end of the frame".to_string(), |b| format!(
+                                    "0x{b:02x}"
+                                ))
                             ),
                             fatal: false,
                         });
@@ -163,7 +172,10 @@ impl FrameReader {
 
     fn oversized(&self, len: usize) -> FrameError {
         FrameError {
-            reason: format!("packet of {len} bytes exceeds the limit of {} bytes", self.max_packet),
+            reason: format!(
+                "packet of {len} bytes exceeds the limit of {} bytes",
+                self.max_packet
+            ),
             fatal: false,
         }
     }
@@ -229,10 +241,25 @@ mod tests {
         let mut got = reader.push(&encode_frame(Framing::Slip, &[1; 6]));
         got.extend(reader.push(&[END, 1, ESC, 7, END]));
         got.extend(reader.push(&encode_frame(Framing::Slip, &[5; 4])));
-        assert!(got[0].as_ref().unwrap_err().reason.contains("6 bytes exceeds the limit of 4"));
-        assert!(got[1].as_ref().unwrap_err().reason.contains("bad SLIP escape: 0xDB followed by 0x07"));
+        assert!(
+            got[0]
+                .as_ref()
+                .unwrap_err()
+                .reason
+                .contains("6 bytes exceeds the limit of 4")
+        );
+        assert!(
+            got[1]
+                .as_ref()
+                .unwrap_err()
+                .reason
+                .contains("bad SLIP escape: 0xDB followed by 0x07")
+        );
         assert_eq!(got[2], Ok(vec![5; 4]));
-        assert!(got.iter().all(|r| r.as_ref().map_or_else(|e| !e.fatal, |_| true)));
+        assert!(
+            got.iter()
+                .all(|r| r.as_ref().map_or_else(|e| !e.fatal, |_| true))
+        );
     }
 
     #[test]
@@ -240,6 +267,12 @@ mod tests {
         let mut reader = FrameReader::new(FramingMode::Auto, 64);
         let got = reader.push(b"/knob");
         assert!(got[0].as_ref().unwrap_err().fatal);
-        assert!(got[0].as_ref().unwrap_err().reason.contains("first byte is 0x2f"));
+        assert!(
+            got[0]
+                .as_ref()
+                .unwrap_err()
+                .reason
+                .contains("first byte is 0x2f")
+        );
     }
 }

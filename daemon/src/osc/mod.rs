@@ -33,8 +33,8 @@ use latentd_osc_schema::{Command, Fail, Schema, Timed, reply};
 
 pub use access::{Admission, Allowlist, Cidr, RateLimiter};
 pub use framing::{FrameError, FrameReader, Framing, FramingMode, encode_frame};
-pub use subscribers::Subscribers;
 use subscribers::Sink;
+pub use subscribers::Subscribers;
 
 /// Default OSC port (UDP and TCP).
 pub const DEFAULT_PORT: u16 = 7770;
@@ -93,7 +93,10 @@ impl Default for OscConfig {
     fn default() -> OscConfig {
         OscConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
-            allow: vec!["127.0.0.0/8".parse().expect("valid"), "::1/128".parse().expect("valid")],
+            allow: vec![
+                "127.0.0.0/8".parse().expect("valid"),
+                "::1/128".parse().expect("valid"),
+            ],
             tcp_framing: FramingMode::Auto,
             max_packet_bytes: 64 * 1024,
             rate_per_s: 2000.0,
@@ -137,7 +140,11 @@ impl<H: CommandHandler> Core<H> {
     /// Process one packet from `peer`; replies are sent through `sink`.
     fn packet(&self, peer: &Peer, sink: &Sink, bytes: &[u8]) {
         self.stats.packets.fetch_add(1, Ordering::Relaxed);
-        let admission = self.limiter.lock().unwrap_or_else(|p| p.into_inner()).admit(peer, Instant::now());
+        let admission = self
+            .limiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .admit(peer, Instant::now());
         let replies = match admission {
             Admission::Admit => self.admitted(peer, sink, bytes),
             Admission::FailOnce => {
@@ -186,7 +193,9 @@ impl<H: CommandHandler> Core<H> {
         let mut replies = Vec::new();
         let mut notify_failed = false;
         packet.value.retain(|command| {
-            let Command::Notify(on) = command else { return true };
+            let Command::Notify(on) = command else {
+                return true;
+            };
             if *on {
                 match self.subscribers.subscribe(*peer, sink.clone()) {
                     Ok(()) => replies.push(reply::done("/notify", vec![])),
@@ -215,7 +224,10 @@ impl<H: CommandHandler> Core<H> {
 
     fn forget(&self, peer: &Peer) {
         self.subscribers.unsubscribe(peer);
-        self.limiter.lock().unwrap_or_else(|p| p.into_inner()).forget(peer);
+        self.limiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .forget(peer);
     }
 }
 
@@ -256,11 +268,22 @@ impl OscServer {
         });
         let threads = vec![
             udp::spawn(core.clone(), udp)?,
-            tcp::spawn(core.clone(), tcp, config.tcp_framing, config.max_tcp_connections)?,
+            tcp::spawn(
+                core.clone(),
+                tcp,
+                config.tcp_framing,
+                config.max_tcp_connections,
+            )?,
         ];
         log::info!("OSC listening on udp://{udp_addr} and tcp://{tcp_addr}");
         let stop = Arc::new(move || core.stop.store(true, Ordering::Relaxed));
-        Ok(OscServer { udp_addr, tcp_addr, stats, stop, threads })
+        Ok(OscServer {
+            udp_addr,
+            tcp_addr,
+            stats,
+            stop,
+            threads,
+        })
     }
 
     /// The bound UDP address.

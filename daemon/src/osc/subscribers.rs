@@ -17,8 +17,14 @@ use super::framing::{Framing, encode_frame};
 /// Where packets for one client go: its UDP address, or its TCP connection and framing.
 #[derive(Debug, Clone)]
 pub(crate) enum Sink {
-    Udp { socket: Arc<UdpSocket>, to: SocketAddr },
-    Tcp { stream: Arc<Mutex<TcpStream>>, framing: Framing },
+    Udp {
+        socket: Arc<UdpSocket>,
+        to: SocketAddr,
+    },
+    Tcp {
+        stream: Arc<Mutex<TcpStream>>,
+        framing: Framing,
+    },
 }
 
 impl Sink {
@@ -56,7 +62,12 @@ pub struct Subscribers {
 impl Subscribers {
     /// An empty list holding at most `cap` subscribers.
     pub fn new(cap: usize) -> Subscribers {
-        Subscribers { inner: Arc::new(Mutex::new(List { cap, entries: Vec::new() })) }
+        Subscribers {
+            inner: Arc::new(Mutex::new(List {
+                cap,
+                entries: Vec::new(),
+            })),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, List> {
@@ -81,22 +92,28 @@ impl Subscribers {
     /// Send `packet` to every subscriber; returns how many it reached. TCP subscribers whose
     /// connection fails are removed.
     pub fn broadcast(&self, packet: &OscPacket) -> usize {
-        let Ok(bytes) = encoder::encode(packet) else { return 0 };
+        let Ok(bytes) = encoder::encode(packet) else {
+            return 0;
+        };
         let mut list = self.lock();
         let before = list.entries.len();
         let mut delivered = 0;
-        list.entries.retain(|(_, sink)| match sink.send_bytes(&bytes) {
-            Ok(()) => {
-                delivered += 1;
-                true
-            }
-            Err(e) => {
-                log::debug!("push to a subscriber failed: {e}");
-                matches!(sink, Sink::Udp { .. })
-            }
-        });
+        list.entries
+            .retain(|(_, sink)| match sink.send_bytes(&bytes) {
+                Ok(()) => {
+                    delivered += 1;
+                    true
+                }
+                Err(e) => {
+                    log::debug!("push to a subscriber failed: {e}");
+                    matches!(sink, Sink::Udp { .. })
+                }
+            });
         if list.entries.len() < before {
-            log::info!("dropped {} TCP subscriber(s) whose connection failed", before - list.entries.len());
+            log::info!(
+                "dropped {} TCP subscriber(s) whose connection failed",
+                before - list.entries.len()
+            );
         }
         delivered
     }
@@ -108,7 +125,10 @@ impl Subscribers {
             return Ok(());
         }
         if list.entries.len() >= list.cap {
-            return Err(format!("subscriber list is full ({} subscribers)", list.cap));
+            return Err(format!(
+                "subscriber list is full ({} subscribers)",
+                list.cap
+            ));
         }
         list.entries.push((peer, sink));
         Ok(())

@@ -30,7 +30,12 @@ pub(crate) fn spawn<H: CommandHandler>(
         .spawn(move || accept_loop(&core, &listener, framing, max_connections))
 }
 
-fn accept_loop<H: CommandHandler>(core: &Arc<Core<H>>, listener: &TcpListener, framing: FramingMode, max: usize) {
+fn accept_loop<H: CommandHandler>(
+    core: &Arc<Core<H>>,
+    listener: &TcpListener,
+    framing: FramingMode,
+    max: usize,
+) {
     let open = Arc::new(AtomicUsize::new(0));
     let mut threads: Vec<JoinHandle<()>> = Vec::new();
     let mut next_connection = 0u64;
@@ -58,16 +63,21 @@ fn accept_loop<H: CommandHandler>(core: &Arc<Core<H>>, listener: &TcpListener, f
         }
         core.stats.tcp_connections.fetch_add(1, Ordering::Relaxed);
         next_connection += 1;
-        let peer = Peer::Tcp { addr, connection: next_connection };
+        let peer = Peer::Tcp {
+            addr,
+            connection: next_connection,
+        };
         let (core, open) = (core.clone(), open.clone());
         open.fetch_add(1, Ordering::Relaxed);
-        let spawned = std::thread::Builder::new().name(format!("osc-tcp-{next_connection}")).spawn(move || {
-            if let Err(e) = serve(&core, stream, peer, framing) {
-                log::debug!("OSC TCP connection {peer:?} ended: {e}");
-            }
-            core.forget(&peer);
-            open.fetch_sub(1, Ordering::Relaxed);
-        });
+        let spawned = std::thread::Builder::new()
+            .name(format!("osc-tcp-{next_connection}"))
+            .spawn(move || {
+                if let Err(e) = serve(&core, stream, peer, framing) {
+                    log::debug!("OSC TCP connection {peer:?} ended: {e}");
+                }
+                core.forget(&peer);
+                open.fetch_sub(1, Ordering::Relaxed);
+            });
         match spawned {
             Ok(t) => threads.push(t),
             Err(e) => log::warn!("OSC TCP: cannot start a connection thread: {e}"),
@@ -78,7 +88,12 @@ fn accept_loop<H: CommandHandler>(core: &Arc<Core<H>>, listener: &TcpListener, f
     }
 }
 
-fn serve<H: CommandHandler>(core: &Core<H>, stream: TcpStream, peer: Peer, mode: FramingMode) -> io::Result<()> {
+fn serve<H: CommandHandler>(
+    core: &Core<H>,
+    stream: TcpStream,
+    peer: Peer,
+    mode: FramingMode,
+) -> io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_millis(100)))?;
     stream.set_write_timeout(Some(Duration::from_millis(500)))?;
@@ -91,21 +106,34 @@ fn serve<H: CommandHandler>(core: &Core<H>, stream: TcpStream, peer: Peer, mode:
         let n = match stream.read(&mut buf) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
             Err(e) => return Err(e),
         };
         for frame in reader.push(&buf[..n]) {
             let framing = reader.framing();
             match (frame, framing) {
                 (Ok(packet), Some(framing)) => {
-                    let sink = Sink::Tcp { stream: writer.clone(), framing };
+                    let sink = Sink::Tcp {
+                        stream: writer.clone(),
+                        framing,
+                    };
                     core.packet(&peer, &sink, &packet);
                 }
                 (Ok(_), None) => unreachable!("frames only come once the framing is known"),
                 (Err(error), framing) => {
                     core.stats.failed.fetch_add(1, Ordering::Relaxed);
                     if let Some(framing) = framing {
-                        let sink = Sink::Tcp { stream: writer.clone(), framing };
+                        let sink = Sink::Tcp {
+                            stream: writer.clone(),
+                            framing,
+                        };
                         let _ = sink.send(&reply::fail(&Fail::packet(error.reason.clone())));
                     }
                     if error.fatal {

@@ -12,10 +12,15 @@ use std::time::Duration;
 use super::subscribers::Sink;
 use super::{CommandHandler, Core, Peer};
 
-pub(crate) fn spawn<H: CommandHandler>(core: Arc<Core<H>>, socket: UdpSocket) -> io::Result<JoinHandle<()>> {
+pub(crate) fn spawn<H: CommandHandler>(
+    core: Arc<Core<H>>,
+    socket: UdpSocket,
+) -> io::Result<JoinHandle<()>> {
     socket.set_read_timeout(Some(Duration::from_millis(100)))?;
     let socket = Arc::new(socket);
-    std::thread::Builder::new().name("osc-udp".into()).spawn(move || run(&core, &socket))
+    std::thread::Builder::new()
+        .name("osc-udp".into())
+        .spawn(move || run(&core, &socket))
 }
 
 fn run<H: CommandHandler>(core: &Core<H>, socket: &Arc<UdpSocket>) {
@@ -24,7 +29,14 @@ fn run<H: CommandHandler>(core: &Core<H>, socket: &Arc<UdpSocket>) {
     while !core.stop.load(Ordering::Relaxed) {
         let (len, from) = match socket.recv_from(&mut buf) {
             Ok(got) => got,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
             Err(e) => {
                 log::warn!("OSC UDP receive failed: {e}");
                 std::thread::sleep(Duration::from_millis(10));
@@ -35,7 +47,10 @@ fn run<H: CommandHandler>(core: &Core<H>, socket: &Arc<UdpSocket>) {
             core.stats.refused_peers.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        let sink = Sink::Udp { socket: socket.clone(), to: from };
+        let sink = Sink::Udp {
+            socket: socket.clone(),
+            to: from,
+        };
         core.packet(&Peer::Udp(from), &sink, &buf[..len]);
     }
 }
