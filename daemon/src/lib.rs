@@ -5,6 +5,7 @@
 pub mod audio;
 pub mod cli;
 pub mod logging;
+pub mod osc;
 pub mod record;
 pub mod state;
 pub mod systemd;

@@ -1,3 +1,33 @@
-//! The OSC address space of latentd as one table (filled in by the OSC issue).
+//! The OSC address space of latentd as one table, and everything derived from it.
 //!
-//! Threading: plain data and pure functions; usable from any thread.
+//! - [`table::ADDRESSES`]: the contract, address by address (arguments, timing, reply, doc).
+//! - [`ParamSpec`] / [`reference_knobs`]: the knob list, neutral of the engine.
+//! - [`Schema`]: the table instantiated for a knob list and a media folder;
+//!   [`Schema::decode`] turns packet bytes into validated [`Command`]s or a precise [`Fail`].
+//! - [`reply`]: builders for every reply (`/done`, `/fail`, `/synced`, `/status.reply`, ...).
+//! - [`generate`]: `docs/osc.md`, the OSCQuery description and the client examples.
+//!
+//! This crate depends on neither the engine nor sockets.
+//!
+//! Threading: plain data and pure functions; usable from any thread. Decoding allocates and
+//! may read file metadata (media paths): control threads only, never the audio callback.
+#![deny(missing_docs)]
+
+pub mod command;
+mod decode;
+pub mod generate;
+pub mod knobs;
+pub mod media;
+pub mod pattern;
+pub mod reply;
+pub mod schema;
+pub mod table;
+
+pub use command::{Command, Fail, PACKET_ADDRESS, Timed, When, ntp_to_unix_seconds};
+pub use decode::describe;
+pub use knobs::{ParamSpec, reference_knobs};
+pub use media::MediaRoot;
+pub use schema::{Endpoint, Limits, Schema};
+
+/// Re-exported so users build and match packets with the same `rosc` version.
+pub use rosc;

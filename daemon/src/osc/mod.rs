@@ -1,0 +1,335 @@
+//! The OSC transport: UDP and TCP servers (TCP with OSC 1.0 size-prefix or OSC 1.1 SLIP
+//! framing), the allowlist, per-client rate limits, the subscriber list, and hand-off of
+//! decoded packets to a [`CommandHandler`]. The contract itself (addresses, validation,
+//! replies) lives in `latentd-osc-schema`.
+//!
+//! Per packet: allowlist (refused peers are dropped and counted, TCP connections closed) ->
+//! rate limit (the first packet over the limit gets `/fail`, later ones are dropped until the
+//! bucket refills) -> size limit -> `Schema::decode` (a `Fail` is answered with `/fail`) ->
+//! `/notify` is applied here (the transport owns the subscriber sinks) -> the rest goes to
+//! the handler as one atomic batch -> its replies go back to the sender (UDP: its address;
+//! TCP: the same connection in the same framing).
+//!
+//! Threading: control threads only (one UDP thread, one TCP accept thread, one thread per TCP
+//! connection). The handler is behind a mutex, so it sees one packet at a time; it reaches the
+//! engine through the lock-free knob store and a bounded command queue, never blocking on the
+//! audio thread.
+
+mod access;
+mod framing;
+mod subscribers;
+mod tcp;
+mod udp;
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use latentd_osc_schema::rosc::OscPacket;
+use latentd_osc_schema::{Command, Fail, Schema, Timed, reply};
+
+pub use access::{Admission, Allowlist, Cidr, RateLimiter};
+pub use framing::{FrameError, FrameReader, Framing, FramingMode, encode_frame};
+use subscribers::Sink;
+pub use subscribers::Subscribers;
+
+/// Default OSC port (UDP and TCP).
+pub const DEFAULT_PORT: u16 = 7770;
+
+/// A client: where a packet came from and where replies go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Peer {
+    /// A UDP sender.
+    Udp(SocketAddr),
+    /// A TCP connection (`connection` is unique per accepted connection).
+    Tcp {
+        /// The remote address.
+        addr: SocketAddr,
+        /// Connection number.
+        connection: u64,
+    },
+}
+
+impl Peer {
+    /// The remote address.
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            Peer::Udp(addr) | Peer::Tcp { addr, .. } => *addr,
+        }
+    }
+}
+
+/// Receives every decoded packet (minus `/notify`, which the transport handles) and returns
+/// the replies for the sender. The commands of one call come from one packet and must apply
+/// atomically at `packet.when`. Pushes to other clients go through [`Subscribers`].
+pub trait CommandHandler: Send + 'static {
+    /// Apply one packet's commands; return the replies for `from`.
+    fn handle(&mut self, from: &Peer, packet: Timed<Vec<Command>>) -> Vec<OscPacket>;
+}
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct OscConfig {
+    /// UDP and TCP bind address (port 0 picks a free one, the same for both).
+    pub bind: SocketAddr,
+    /// Client networks served when `bind` is wider than loopback.
+    pub allow: Vec<Cidr>,
+    /// TCP framing choice.
+    pub tcp_framing: FramingMode,
+    /// Largest packet in bytes.
+    pub max_packet_bytes: usize,
+    /// Sustained packets per second per client.
+    pub rate_per_s: f64,
+    /// Burst size per client.
+    pub burst: f64,
+    /// Most simultaneous TCP connections; more are closed at once.
+    pub max_tcp_connections: usize,
+}
+
+impl Default for OscConfig {
+    fn default() -> OscConfig {
+        OscConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+            allow: vec![
+                "127.0.0.0/8".parse().expect("valid"),
+                "::1/128".parse().expect("valid"),
+            ],
+            tcp_framing: FramingMode::Auto,
+            max_packet_bytes: 64 * 1024,
+            rate_per_s: 2000.0,
+            burst: 500.0,
+            max_tcp_connections: 64,
+        }
+    }
+}
+
+/// Default cap of the subscriber list.
+pub const DEFAULT_MAX_SUBSCRIBERS: usize = 32;
+
+/// Counters, readable from any thread.
+#[derive(Debug, Default)]
+pub struct OscStats {
+    /// Packets received from allowed peers.
+    pub packets: AtomicU64,
+    /// Packets answered with `/fail` (decode, size, rate, subscriber cap).
+    pub failed: AtomicU64,
+    /// Packets over the rate limit (answered once, then dropped).
+    pub rate_limited: AtomicU64,
+    /// Packets or connections from peers outside the allowlist.
+    pub refused_peers: AtomicU64,
+    /// TCP connections accepted.
+    pub tcp_connections: AtomicU64,
+}
+
+/// Shared by the server threads.
+pub(crate) struct Core<H> {
+    schema: Arc<Schema>,
+    handler: Mutex<H>,
+    subscribers: Subscribers,
+    limiter: Mutex<RateLimiter<Peer>>,
+    allow: Allowlist,
+    stats: Arc<OscStats>,
+    max_packet: usize,
+    stop: AtomicBool,
+}
+
+impl<H: CommandHandler> Core<H> {
+    /// Process one packet from `peer`; replies are sent through `sink`.
+    fn packet(&self, peer: &Peer, sink: &Sink, bytes: &[u8]) {
+        self.stats.packets.fetch_add(1, Ordering::Relaxed);
+        let admission = self
+            .limiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .admit(peer, Instant::now());
+        let replies = match admission {
+            Admission::Admit => self.admitted(peer, sink, bytes),
+            Admission::FailOnce => {
+                self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                let reason = format!(
+                    "rate limit exceeded ({} packets/s, burst {}); further packets are dropped until it recovers",
+                    self.limiter_rate().0,
+                    self.limiter_rate().1
+                );
+                vec![reply::fail(&Fail::packet(reason))]
+            }
+            Admission::Drop => {
+                self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                Vec::new()
+            }
+        };
+        for packet in replies {
+            if let Err(e) = sink.send(&packet) {
+                log::debug!("reply to {peer:?} failed: {e}");
+            }
+        }
+    }
+
+    fn limiter_rate(&self) -> (f64, f64) {
+        let l = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
+        (l.rate(), l.burst())
+    }
+
+    fn admitted(&self, peer: &Peer, sink: &Sink, bytes: &[u8]) -> Vec<OscPacket> {
+        let decoded = if bytes.len() > self.max_packet {
+            Err(Fail::packet(format!(
+                "packet larger than the limit of {} bytes",
+                self.max_packet
+            )))
+        } else {
+            self.schema.decode(bytes)
+        };
+        let mut packet = match decoded {
+            Ok(packet) => packet,
+            Err(fail) => {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                return vec![reply::fail(&fail)];
+            }
+        };
+        let mut replies = Vec::new();
+        let mut notify_failed = false;
+        packet.value.retain(|command| {
+            let Command::Notify(on) = command else {
+                return true;
+            };
+            if *on {
+                match self.subscribers.subscribe(*peer, sink.clone()) {
+                    Ok(()) => replies.push(reply::done("/notify", vec![])),
+                    Err(reason) => {
+                        notify_failed = true;
+                        replies.push(reply::fail(&Fail::new("/notify", reason)));
+                    }
+                }
+            } else {
+                self.subscribers.unsubscribe(peer);
+                replies.push(reply::done("/notify", vec![]));
+            }
+            false
+        });
+        if notify_failed {
+            // The packet applies as a whole or not at all.
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            return replies.into_iter().filter(|r| !is_done(r)).collect();
+        }
+        if !packet.value.is_empty() {
+            let mut handler = self.handler.lock().unwrap_or_else(|p| p.into_inner());
+            replies.extend(handler.handle(peer, packet));
+        }
+        replies
+    }
+
+    fn forget(&self, peer: &Peer) {
+        self.subscribers.unsubscribe(peer);
+        self.limiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .forget(peer);
+    }
+}
+
+fn is_done(packet: &OscPacket) -> bool {
+    matches!(packet, OscPacket::Message(m) if m.addr == "/done")
+}
+
+/// A running server; [`OscServer::shutdown`] (or drop) stops its threads.
+pub struct OscServer {
+    udp_addr: SocketAddr,
+    tcp_addr: SocketAddr,
+    stats: Arc<OscStats>,
+    stop: Arc<dyn Fn() + Send + Sync>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl OscServer {
+    /// Bind UDP and TCP on `config.bind` and start serving. `subscribers` is the handle the
+    /// handler (and other threads) broadcast through.
+    pub fn start<H: CommandHandler>(
+        config: OscConfig,
+        schema: Arc<Schema>,
+        subscribers: Subscribers,
+        handler: H,
+    ) -> io::Result<OscServer> {
+        let (udp, tcp) = bind_pair(config.bind)?;
+        let (udp_addr, tcp_addr) = (udp.local_addr()?, tcp.local_addr()?);
+        let stats = Arc::new(OscStats::default());
+        let core = Arc::new(Core {
+            schema,
+            handler: Mutex::new(handler),
+            subscribers,
+            limiter: Mutex::new(RateLimiter::new(config.rate_per_s, config.burst)),
+            allow: Allowlist::new(config.bind.ip(), config.allow.clone()),
+            stats: stats.clone(),
+            max_packet: config.max_packet_bytes,
+            stop: AtomicBool::new(false),
+        });
+        let threads = vec![
+            udp::spawn(core.clone(), udp)?,
+            tcp::spawn(
+                core.clone(),
+                tcp,
+                config.tcp_framing,
+                config.max_tcp_connections,
+            )?,
+        ];
+        log::info!("OSC listening on udp://{udp_addr} and tcp://{tcp_addr}");
+        let stop = Arc::new(move || core.stop.store(true, Ordering::Relaxed));
+        Ok(OscServer {
+            udp_addr,
+            tcp_addr,
+            stats,
+            stop,
+            threads,
+        })
+    }
+
+    /// The bound UDP address.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp_addr
+    }
+
+    /// The bound TCP address.
+    pub fn tcp_addr(&self) -> SocketAddr {
+        self.tcp_addr
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &OscStats {
+        &self.stats
+    }
+
+    /// Stop and join every server thread (within about 100 ms).
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        (self.stop)();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for OscServer {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// Bind UDP, then TCP on the same port; with port 0, retry when the TCP port is taken.
+fn bind_pair(bind: SocketAddr) -> io::Result<(UdpSocket, std::net::TcpListener)> {
+    let mut last = None;
+    for _ in 0..8 {
+        let udp = UdpSocket::bind(bind)?;
+        match std::net::TcpListener::bind(udp.local_addr()?) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if bind.port() == 0 && e.kind() == io::ErrorKind::AddrInUse => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("could not bind UDP and TCP on one port")))
+}

@@ -1,0 +1,178 @@
+//! `docs/osc.md`: the reference in the style of SuperCollider's Server Command Reference.
+
+use std::fmt::Write;
+
+use rosc::{OscMessage, OscPacket, OscType};
+
+use super::{DEFAULT_HOST, DEFAULT_PORT, num};
+use crate::schema::Schema;
+use crate::table::{ADDRESSES, PUSHES, Timing};
+
+/// Render the reference for `schema`.
+pub fn markdown(schema: &Schema) -> String {
+    let mut out = String::new();
+    let limits = schema.limits();
+    let w = &mut out;
+    let _ = writeln!(w, "# latentd OSC reference\n");
+    let _ = writeln!(
+        w,
+        "<!-- Generated from osc-schema (cargo run -p latentd-osc-schema --example gen); do not edit. -->\n"
+    );
+    let _ = writeln!(w, "## Transport\n");
+    let _ = writeln!(
+        w,
+        "- UDP and TCP on port {DEFAULT_PORT}, bound to {DEFAULT_HOST} by default (`--osc ADDR:PORT` or the config file change it). \
+When bound wider than loopback, only clients in the configured allowlist of networks (CIDR) are served."
+    );
+    let _ = writeln!(
+        w,
+        "- TCP framing: OSC 1.0 (each packet preceded by its size, int32 big-endian) or OSC 1.1 SLIP (packets between 0xC0 bytes). \
+The server detects it from the first byte of a connection (0xC0: SLIP) unless configured, and answers in the same framing."
+    );
+    let _ = writeln!(
+        w,
+        "- Replies go to the sender: its UDP address, or the same TCP connection."
+    );
+    let _ = writeln!(
+        w,
+        "- Limits: packets up to {} bytes, addresses up to {} bytes, strings up to {} bytes; a per-client rate limit (token bucket) answers the first packet over it with `/fail` and drops the rest until the bucket refills.",
+        limits.max_packet_bytes, limits.max_address_bytes, limits.max_string_bytes
+    );
+    let _ = writeln!(w, "\n## Conventions\n");
+    let _ = writeln!(
+        w,
+        "- `/done <address> [...]`: an asynchronous command has taken effect."
+    );
+    let _ = writeln!(
+        w,
+        "- `/fail <address> <reason>`: the packet was rejected; nothing in it applied. `<address>` is the address as sent (a pattern stays a pattern), `#bundle` for a malformed bundle, `#packet` when no address could be read."
+    );
+    let _ = writeln!(
+        w,
+        "- Numbers: `i`, `f`, `h` and `d` are accepted wherever a number is expected and converted to float64; NaN and infinities are refused. Integer knobs accept a float only when it is integral. `T`, `F`, `N`, strings and blobs are refused where a number is expected."
+    );
+    let _ = writeln!(
+        w,
+        "- Address patterns (`*`, `?`, `[a-z]`, `[!0-3]`, `{{a,b}}`) are matched against every address; each match receives the same arguments, and all must be valid for any to apply (`/knob/ch_g* 0` mutes all channel groups)."
+    );
+    let _ = writeln!(
+        w,
+        "- Bundles: all elements apply atomically (same engine tick). A bundle whose timetag is in the future applies at the audio frame corresponding to that time; \"immediately\" (0, 1) or a past time applies at once. Nested bundles are refused."
+    );
+    let _ = writeln!(w, "\n## Commands\n");
+    for spec in ADDRESSES {
+        let _ = writeln!(w, "### `{}`\n", spec.address);
+        let _ = writeln!(w, "{}\n", spec.doc);
+        if spec.args.is_empty() {
+            let _ = writeln!(w, "Arguments: none.\n");
+        } else {
+            let _ = writeln!(
+                w,
+                "| argument | type | unit | meaning |\n| --- | --- | --- | --- |"
+            );
+            for arg in spec.args {
+                let opt = if arg.optional { " (optional)" } else { "" };
+                let unit = if arg.unit.is_empty() { "-" } else { arg.unit };
+                let _ = writeln!(
+                    w,
+                    "| `{}`{opt} | `{}` | {unit} | {} |",
+                    arg.name,
+                    arg.ty.tag(),
+                    arg.doc
+                );
+            }
+            let _ = writeln!(w);
+        }
+        let timing = match spec.timing {
+            Timing::Immediate => "immediate",
+            Timing::Asynchronous => "**asynchronous**",
+        };
+        let _ = writeln!(w, "Timing: {timing}. Reply: {}.\n", spec.reply);
+    }
+    let _ = writeln!(w, "## Knobs\n");
+    let _ = writeln!(
+        w,
+        "Addressed as `/knob/<name>`. Replies and pushes carry the value as `f`, or `i` for integer knobs (`d` when the range exceeds int32).\n"
+    );
+    let _ = writeln!(
+        w,
+        "| name | range | default | unit | type | meaning |\n| --- | --- | --- | --- | --- | --- |"
+    );
+    for k in schema.knobs() {
+        let unit = if k.unit.is_empty() { "-" } else { k.unit };
+        let ty = if k.integer { "integer" } else { "float" };
+        let _ = writeln!(
+            w,
+            "| `{}` | {} .. {} | {} | {unit} | {ty} (`{}`) | {} |",
+            k.name,
+            num(k.min),
+            num(k.max),
+            num(k.default),
+            k.reply_tag(),
+            k.doc
+        );
+    }
+    let _ = writeln!(w, "\n## Pushes to subscribers\n");
+    let _ = writeln!(
+        w,
+        "After `/notify 1`, the server sends these to the subscriber's address:\n"
+    );
+    for (msg, doc) in PUSHES {
+        let _ = writeln!(w, "- `{msg}`: {doc}");
+    }
+    let _ = writeln!(w, "\n## Examples of `/fail`\n");
+    let _ = writeln!(
+        w,
+        "Produced by the decoder itself when this file was generated:\n"
+    );
+    let _ = writeln!(w, "| sent | reply |\n| --- | --- |");
+    for (shown, message) in fail_examples() {
+        let packet = rosc::encoder::encode(&OscPacket::Message(message)).expect("examples encode");
+        if let Err(fail) = schema.decode(&packet) {
+            let _ = writeln!(
+                w,
+                "| `{shown}` | `/fail {} \"{}\"` |",
+                fail.address,
+                fail.reason.replace('|', "\\|")
+            );
+        }
+    }
+    out
+}
+
+fn fail_examples() -> Vec<(&'static str, OscMessage)> {
+    let m = |addr: &str, args: Vec<OscType>| OscMessage {
+        addr: addr.to_string(),
+        args,
+    };
+    vec![
+        (
+            "/knob/denoise 1.5",
+            m("/knob/denoise", vec![OscType::Float(1.5)]),
+        ),
+        (
+            "/knob/denoise NaN",
+            m("/knob/denoise", vec![OscType::Float(f32::NAN)]),
+        ),
+        (
+            "/knob/denoise T",
+            m("/knob/denoise", vec![OscType::Bool(true)]),
+        ),
+        (
+            "/knob/steps 2.5",
+            m("/knob/steps", vec![OscType::Float(2.5)]),
+        ),
+        (
+            "/knob/volume 1",
+            m("/knob/volume", vec![OscType::Float(1.0)]),
+        ),
+        ("/knob/ch_g* 5", m("/knob/ch_g*", vec![OscType::Int(5)])),
+        (
+            "/loop 4 2",
+            m("/loop", vec![OscType::Float(4.0), OscType::Float(2.0)]),
+        ),
+        ("/transport/seek", m("/transport/seek", vec![])),
+        ("/notify 2", m("/notify", vec![OscType::Int(2)])),
+        ("/nope", m("/nope", vec![])),
+    ]
+}

@@ -1,0 +1,130 @@
+//! Builders for everything the server sends: replies to the sender and pushes to
+//! subscribers. Each returns a `rosc` packet; the transport encodes and frames it.
+//!
+//! Threading: pure functions; usable from any thread.
+
+use rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
+
+use crate::command::Fail;
+use crate::knobs::ParamSpec;
+
+fn message(addr: impl Into<String>, args: Vec<OscType>) -> OscPacket {
+    OscPacket::Message(OscMessage {
+        addr: addr.into(),
+        args,
+    })
+}
+
+/// `/done <address> [extra...]`: an asynchronous command took effect.
+pub fn done(address: &str, extra: Vec<OscType>) -> OscPacket {
+    let mut args = vec![OscType::String(address.to_string())];
+    args.extend(extra);
+    message("/done", args)
+}
+
+/// `/fail <address> <reason>`.
+pub fn fail(failure: &Fail) -> OscPacket {
+    message(
+        "/fail",
+        vec![
+            OscType::String(failure.address.clone()),
+            OscType::String(failure.reason.clone()),
+        ],
+    )
+}
+
+/// `/synced <id>`.
+pub fn synced(id: i32) -> OscPacket {
+    message("/synced", vec![OscType::Int(id)])
+}
+
+/// `/knob/<name> <value>`, typed by [`ParamSpec::reply_tag`]: `f` for continuous knobs,
+/// `i` for integer knobs that fit int32, `d` for wider integer knobs (`seed`).
+pub fn knob_value(knob: &ParamSpec, value: f64) -> OscPacket {
+    let arg = match knob.reply_tag() {
+        'i' => OscType::Int(value as i32),
+        'd' => OscType::Double(value),
+        _ => OscType::Float(value as f32),
+    };
+    message(format!("/knob/{}", knob.name), vec![arg])
+}
+
+/// A bundle (timetag "immediately") of `/knob/<name> <value>`, one per knob: the reply to `/knobs`.
+pub fn knobs_bundle<'a>(values: impl IntoIterator<Item = (&'a ParamSpec, f64)>) -> OscPacket {
+    OscPacket::Bundle(OscBundle {
+        timetag: OscTime {
+            seconds: 0,
+            fractional: 1,
+        },
+        content: values.into_iter().map(|(k, v)| knob_value(k, v)).collect(),
+    })
+}
+
+/// `/prompt/applied <epoch> <tags>`: pushed to subscribers when the engine uses a prompt.
+pub fn prompt_applied(epoch: i32, tags: &str) -> OscPacket {
+    message(
+        "/prompt/applied",
+        vec![OscType::Int(epoch), OscType::String(tags.to_string())],
+    )
+}
+
+/// What `/status.reply` reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusReport {
+    /// Engine backend (`builtin`, `cuda`, ...).
+    pub backend: String,
+    /// Output sample rate in Hz.
+    pub sample_rate: u32,
+    /// Output period in frames.
+    pub period_frames: u32,
+    /// Playhead in seconds.
+    pub playhead_s: f64,
+    /// Loop (ring) length in seconds.
+    pub loop_s: f64,
+    /// Engine ticks per second.
+    pub ticks_per_s: f64,
+    /// Median tick duration in ms.
+    pub tick_ms_p50: f64,
+    /// Current lead in seconds.
+    pub lead_s: f64,
+    /// Output xruns since start.
+    pub xruns: u64,
+    /// Ring writes that landed (partly) inside the guard.
+    pub late_landings: u64,
+    /// Last measured knob-to-ear latency in ms; `None` before the first measurement.
+    pub last_knob_to_ear_ms: Option<f64>,
+}
+
+/// `/status.reply s backend, i sample_rate, i period_frames, f playhead_s, f loop_s,
+/// f ticks_per_s, f tick_ms_p50, f lead_s, i xruns, i late_landings, f last_knob_to_ear_ms`
+/// (counters saturate at i32::MAX; -1 stands for "not measured").
+pub fn status_reply(s: &StatusReport) -> OscPacket {
+    let int = |v: u64| OscType::Int(i32::try_from(v).unwrap_or(i32::MAX));
+    message(
+        "/status.reply",
+        vec![
+            OscType::String(s.backend.clone()),
+            int(u64::from(s.sample_rate)),
+            int(u64::from(s.period_frames)),
+            OscType::Float(s.playhead_s as f32),
+            OscType::Float(s.loop_s as f32),
+            OscType::Float(s.ticks_per_s as f32),
+            OscType::Float(s.tick_ms_p50 as f32),
+            OscType::Float(s.lead_s as f32),
+            int(s.xruns),
+            int(s.late_landings),
+            OscType::Float(s.last_knob_to_ear_ms.map_or(-1.0, |v| v as f32)),
+        ],
+    )
+}
+
+/// `/version.reply <name> <version>`.
+pub fn version_reply(name: &str, version: &str) -> OscPacket {
+    message(
+        "/version.reply",
+        vec![
+            OscType::String(name.to_string()),
+            OscType::String(version.to_string()),
+        ],
+    )
+}

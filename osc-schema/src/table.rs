@@ -1,0 +1,321 @@
+//! The OSC contract as data: every address, its arguments, whether it is asynchronous, its
+//! reply, and its doc. Knob addresses (`/knob/<name>`) are one row here and are expanded per
+//! knob by [`crate::Schema`]. Decoding, docs and client examples are all derived from this.
+//!
+//! Threading: static data; usable from any thread.
+
+/// What an address does once decoded; [`crate::Schema`] routes concrete addresses to these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// `/knob/<name>`: set (one number) or query (no argument).
+    Knob,
+    /// `/knobs`
+    Knobs,
+    /// `/prompt`
+    Prompt,
+    /// `/timbre`
+    Timbre,
+    /// `/timbre/clear`
+    TimbreClear,
+    /// `/structure`
+    Structure,
+    /// `/structure/clear`
+    StructureClear,
+    /// `/source`
+    Source,
+    /// `/loop`
+    Loop,
+    /// `/loop/clear`
+    LoopClear,
+    /// `/transport/play`
+    Play,
+    /// `/transport/pause`
+    Pause,
+    /// `/transport/seek`
+    Seek,
+    /// `/status`
+    Status,
+    /// `/notify`
+    Notify,
+    /// `/sync`
+    Sync,
+    /// `/version`
+    Version,
+}
+
+/// How an argument is typed on the wire and which coercions apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgType {
+    /// A number: `i`, `f`, `h` or `d` accepted, converted to f64; must be finite.
+    Number,
+    /// An `i` (int32) only.
+    Int,
+    /// An `s` (string) only.
+    Str,
+}
+
+impl ArgType {
+    /// The OSC type tag shown in docs (`f` for numbers: what clients should send).
+    pub fn tag(self) -> char {
+        match self {
+            ArgType::Number => 'f',
+            ArgType::Int => 'i',
+            ArgType::Str => 's',
+        }
+    }
+}
+
+/// One argument of an address.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ArgSpec {
+    /// Name used in docs and in `/fail` reasons.
+    pub name: &'static str,
+    /// Wire type and coercion.
+    pub ty: ArgType,
+    /// May be omitted (only trailing arguments are optional).
+    pub optional: bool,
+    /// Unit (`""` when none).
+    pub unit: &'static str,
+    /// What it means and what is accepted.
+    pub doc: &'static str,
+}
+
+/// Whether an address takes effect at once or reports completion later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timing {
+    /// Takes effect before the next engine tick; no reply unless stated.
+    Immediate,
+    /// Takes effect later; `/done <address> ...` when it has.
+    Asynchronous,
+}
+
+/// One row of the contract.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AddressSpec {
+    /// The address; `/knob/<name>` stands for one address per knob.
+    pub address: &'static str,
+    /// Where decode routes it.
+    pub route: Route,
+    /// Arguments in order.
+    pub args: &'static [ArgSpec],
+    /// Immediate or asynchronous.
+    pub timing: Timing,
+    /// What the server sends back to the sender (and to subscribers, where stated).
+    pub reply: &'static str,
+    /// What it does.
+    pub doc: &'static str,
+}
+
+const fn arg(name: &'static str, ty: ArgType, unit: &'static str, doc: &'static str) -> ArgSpec {
+    ArgSpec {
+        name,
+        ty,
+        optional: false,
+        unit,
+        doc,
+    }
+}
+
+const PATH_DOC: &str = "file inside the configured media folder, relative to it or absolute; \
+                        paths that resolve outside it (`..`, symlinks) are refused";
+
+/// The address space, in the order the reference lists it.
+pub const ADDRESSES: &[AddressSpec] = &[
+    AddressSpec {
+        address: "/knob/<name>",
+        route: Route::Knob,
+        args: &[ArgSpec {
+            name: "value",
+            ty: ArgType::Number,
+            optional: true,
+            unit: "",
+            doc: "new value within the knob's range (see the knob table); `i`, `f`, `h`, `d` \
+                  accepted; integer knobs take an integral value; omit it to query",
+        }],
+        timing: Timing::Immediate,
+        reply: "set: none on success; subscribers receive `/knob/<name> <value>`. \
+                query (no argument): `/knob/<name> <value>`",
+        doc: "Set or query one knob. Address patterns expand to several knobs \
+              (`/knob/ch_g*` sets all eight channel gains).",
+    },
+    AddressSpec {
+        address: "/knobs",
+        route: Route::Knobs,
+        args: &[],
+        timing: Timing::Immediate,
+        reply: "a bundle of `/knob/<name> <value>`, one per knob",
+        doc: "Query every knob at once.",
+    },
+    AddressSpec {
+        address: "/prompt",
+        route: Route::Prompt,
+        args: &[
+            arg("tags", ArgType::Str, "", "comma-separated style tags"),
+            ArgSpec {
+                name: "tags_b",
+                ty: ArgType::Str,
+                optional: true,
+                unit: "",
+                doc: "second prompt, blended in by the `prompt_blend` knob",
+            },
+        ],
+        timing: Timing::Asynchronous,
+        reply: "`/done /prompt <epoch>` once the engine uses it; subscribers receive \
+                `/prompt/applied <epoch> <tags>`",
+        doc: "Replace the text conditioning. Encoding runs on the encoder thread; a newer \
+              prompt supersedes an older one still encoding.",
+    },
+    AddressSpec {
+        address: "/timbre",
+        route: Route::Timbre,
+        args: &[arg("path", ArgType::Str, "", PATH_DOC)],
+        timing: Timing::Asynchronous,
+        reply: "`/done /timbre <epoch>`",
+        doc: "Use an audio file as timbre reference.",
+    },
+    AddressSpec {
+        address: "/timbre/clear",
+        route: Route::TimbreClear,
+        args: &[],
+        timing: Timing::Asynchronous,
+        reply: "`/done /timbre/clear <epoch>`",
+        doc: "Remove the timbre reference.",
+    },
+    AddressSpec {
+        address: "/structure",
+        route: Route::Structure,
+        args: &[arg("path", ArgType::Str, "", PATH_DOC)],
+        timing: Timing::Asynchronous,
+        reply: "`/done /structure <epoch>`",
+        doc: "Use an audio file as structure reference.",
+    },
+    AddressSpec {
+        address: "/structure/clear",
+        route: Route::StructureClear,
+        args: &[],
+        timing: Timing::Asynchronous,
+        reply: "`/done /structure/clear <epoch>`",
+        doc: "Remove the structure reference.",
+    },
+    AddressSpec {
+        address: "/source",
+        route: Route::Source,
+        args: &[arg("path", ArgType::Str, "", PATH_DOC)],
+        timing: Timing::Asynchronous,
+        reply: "`/done /source`",
+        doc: "Load a new source loop; the playhead ring takes its length.",
+    },
+    AddressSpec {
+        address: "/loop",
+        route: Route::Loop,
+        args: &[
+            arg("a_seconds", ArgType::Number, "s", "band start, >= 0"),
+            arg(
+                "b_seconds",
+                ArgType::Number,
+                "s",
+                "band end, > a_seconds, <= loop length",
+            ),
+        ],
+        timing: Timing::Immediate,
+        reply: "none on success",
+        doc: "Arm a loop band: the playhead wraps from B back to A.",
+    },
+    AddressSpec {
+        address: "/loop/clear",
+        route: Route::LoopClear,
+        args: &[],
+        timing: Timing::Immediate,
+        reply: "none on success",
+        doc: "Disarm the loop band.",
+    },
+    AddressSpec {
+        address: "/transport/play",
+        route: Route::Play,
+        args: &[],
+        timing: Timing::Immediate,
+        reply: "none on success",
+        doc: "Start (or resume) playback.",
+    },
+    AddressSpec {
+        address: "/transport/pause",
+        route: Route::Pause,
+        args: &[],
+        timing: Timing::Immediate,
+        reply: "none on success",
+        doc: "Pause playback (the output plays silence, the playhead holds).",
+    },
+    AddressSpec {
+        address: "/transport/seek",
+        route: Route::Seek,
+        args: &[arg(
+            "seconds",
+            ArgType::Number,
+            "s",
+            "new playhead, >= 0, < loop length",
+        )],
+        timing: Timing::Immediate,
+        reply: "none on success",
+        doc: "Move the playhead.",
+    },
+    AddressSpec {
+        address: "/status",
+        route: Route::Status,
+        args: &[],
+        timing: Timing::Immediate,
+        reply: "`/status.reply s backend, i sample_rate, i period_frames, f playhead_s, \
+                f loop_s, f ticks_per_s, f tick_ms_p50, f lead_s, i xruns, i late_landings, \
+                f last_knob_to_ear_ms` (-1 when not measured yet)",
+        doc: "Report engine and output health.",
+    },
+    AddressSpec {
+        address: "/notify",
+        route: Route::Notify,
+        args: &[arg(
+            "on",
+            ArgType::Int,
+            "",
+            "1 subscribes the sender to pushes, 0 unsubscribes",
+        )],
+        timing: Timing::Asynchronous,
+        reply: "`/done /notify`; `/fail /notify` when the subscriber list is full",
+        doc: "Subscribe to pushes: knob echoes, `/prompt/applied`, status changes.",
+    },
+    AddressSpec {
+        address: "/sync",
+        route: Route::Sync,
+        args: &[arg("id", ArgType::Int, "", "any int, echoed back")],
+        timing: Timing::Asynchronous,
+        reply: "`/synced <id>` once every earlier asynchronous command has completed",
+        doc: "Wait for earlier asynchronous commands.",
+    },
+    AddressSpec {
+        address: "/version",
+        route: Route::Version,
+        args: &[],
+        timing: Timing::Immediate,
+        reply: "`/version.reply s name, s version`",
+        doc: "Report the server's name and version.",
+    },
+];
+
+/// Pushes the server sends to subscribers (after `/notify 1`), for docs and clients.
+pub const PUSHES: &[(&str, &str)] = &[
+    ("/knob/<name> <value>", "a knob changed (from any client)"),
+    (
+        "/prompt/applied i epoch, s tags",
+        "the engine started using a prompt",
+    ),
+    (
+        "/status.reply ...",
+        "status changed (backend restarted, xrun, source loaded)",
+    ),
+];
+
+/// Look up the row for a route.
+pub fn spec(route: Route) -> &'static AddressSpec {
+    ADDRESSES
+        .iter()
+        .find(|s| s.route == route)
+        .expect("every route has a row in ADDRESSES")
+}
