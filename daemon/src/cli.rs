@@ -1,39 +1,26 @@
-//! The command line and the config file, merged into one validated [`Settings`].
+//! The command line and the config file ([`crate::config`]), merged into one validated
+//! [`Settings`].
 //!
-//! `latentd [--source FILE.wav] [--audio auto|jack|pipewire|null] [--record FILE.wav]
-//! [--config FILE] [--client-name NAME] [--autoconnect] [--rate HZ] [--period FRAMES]
-//! [--loop-seconds S] [--log-level LEVEL]`
-//!
-//! The config file is TOML with the same settings in sections (every key optional):
-//!
-//! ```toml
-//! [audio]
-//! backend = "auto"        # auto | jack | pipewire | null
-//! client_name = "latentd" # JACK client / PipeWire node name
-//! autoconnect = false     # connect to the system playback ports
-//! rate = 48000            # Hz, for null and PipeWire (JACK's server dictates its own)
-//! period = 256            # frames, for null and PipeWire
-//! [source]
-//! file = "loop.wav"       # without it: the built-in test loop
-//! loop_seconds = 8.0      # length of the built-in test loop
-//! [record]
-//! file = "out.wav"        # record what is played (32-bit float WAV)
-//! [log]
-//! level = "info"          # off | error | warn | info | debug | trace
-//! ```
-//!
+//! `latentd [FLAGS]` runs the daemon; `latentd check-config [FILE]` validates a config file
+//! (the default one when `FILE` is omitted), prints the effective settings and exits.
 //! Command-line flags override the file. Unknown keys, wrong types and out-of-range values
 //! are errors that name the key, the value and what is accepted; every error is one line.
 //!
-//! Threading: main thread, before anything starts.
+//! Threading: main thread, before anything starts (and on SIGHUP, to reload).
 
 use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
+use latentd_engine::knobs::{self, KnobId};
+use latentd_engine::runner::lead::LeadConfig;
 use serde::Deserialize;
 
 use crate::audio::select::BackendChoice;
+use crate::config::{ConfigFile, default_config_path, read_config};
+use crate::logging::LogTarget;
+use crate::osc::{Cidr, DEFAULT_PORT};
 
 /// Accepted sample rates, in Hz.
 pub const RATE_RANGE: std::ops::RangeInclusive<u32> = 8_000..=384_000;
@@ -63,6 +50,18 @@ pub enum LogLevel {
 }
 
 impl LogLevel {
+    /// The spelling in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Error => "error",
+            Self::Warn => "warn",
+            Self::Info => "info",
+            Self::Debug => "debug",
+            Self::Trace => "trace",
+        }
+    }
+
     /// As a `log` filter.
     pub fn filter(self) -> log::LevelFilter {
         match self {
@@ -115,53 +114,44 @@ pub struct Cli {
     /// Log verbosity [default: info].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<LogLevel>,
+    /// Where logs go: auto (the journal under systemd, else stderr), journal, stderr.
+    #[arg(long, value_name = "TARGET")]
+    pub log_target: Option<String>,
+    /// OSC address for UDP and TCP [default: 127.0.0.1:7770].
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub osc: Option<SocketAddr>,
+    /// OSCQuery HTTP port; 0 turns it off [default: 7771].
+    #[arg(long, value_name = "PORT")]
+    pub oscquery_port: Option<u16>,
+    /// Folder that paths given over OSC must stay inside [default: the working directory].
+    #[arg(long, value_name = "DIR")]
+    pub media: Option<PathBuf>,
+    /// Prompt at start (the saved state's prompt wins over the config file's, not over this).
+    #[arg(long, value_name = "TAGS")]
+    pub prompt: Option<String>,
+    /// A knob value at start, `name=value`; may repeat.
+    #[arg(long = "knob", value_name = "NAME=VALUE")]
+    pub knobs: Vec<String>,
+    /// Turn the near-playhead repatch off (for A/B latency measurement).
+    #[arg(long)]
+    pub no_repatch: bool,
+    /// State file (knobs, prompt, references, loop band, source).
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Subcommand; without one, run the daemon.
+    #[command(subcommand)]
+    pub command: Option<Command>,
 }
 
-/// The config file's `[audio]` section.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AudioSection {
-    backend: Option<BackendChoice>,
-    client_name: Option<String>,
-    autoconnect: Option<bool>,
-    rate: Option<u32>,
-    period: Option<usize>,
-}
-
-/// The config file's `[source]` section.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SourceSection {
-    file: Option<PathBuf>,
-    loop_seconds: Option<f64>,
-}
-
-/// The config file's `[record]` section.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RecordSection {
-    file: Option<PathBuf>,
-}
-
-/// The config file's `[log]` section.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LogSection {
-    level: Option<LogLevel>,
-}
-
-/// The whole config file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfigFile {
-    #[serde(default)]
-    audio: AudioSection,
-    #[serde(default)]
-    source: SourceSection,
-    #[serde(default)]
-    record: RecordSection,
-    #[serde(default)]
-    log: LogSection,
+/// `latentd` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a config file and print the effective settings.
+    CheckConfig {
+        /// The file [default: $XDG_CONFIG_HOME/latentd/latentd.toml or
+        /// /etc/latentd/latentd.toml].
+        file: Option<PathBuf>,
+    },
 }
 
 /// Everything the daemon runs with, merged and validated.
@@ -185,6 +175,28 @@ pub struct Settings {
     pub record: Option<PathBuf>,
     /// Log verbosity.
     pub log_level: LogLevel,
+    /// Where logs go.
+    pub log_target: LogTarget,
+    /// OSC bind address (UDP and TCP).
+    pub osc_bind: SocketAddr,
+    /// Client networks served when bound wider than loopback.
+    pub osc_allow: Vec<Cidr>,
+    /// OSCQuery HTTP port (0: off).
+    pub oscquery_port: u16,
+    /// Folder OSC paths must stay inside.
+    pub media_folder: PathBuf,
+    /// Prompt at start (`None`: the saved one, else the engine's default prompt).
+    pub prompt: Option<String>,
+    /// Second prompt at start.
+    pub prompt_b: Option<String>,
+    /// Knob values at start, canonicalized (file first, then flags).
+    pub knobs: Vec<(KnobId, f64)>,
+    /// Lead and repatch settings.
+    pub lead: LeadConfig,
+    /// State file.
+    pub state_path: PathBuf,
+    /// The config file read, if any (SIGHUP re-reads it).
+    pub config_path: Option<PathBuf>,
 }
 
 /// What the command line asks for.
@@ -194,6 +206,8 @@ pub enum Invocation {
     Run(Box<Settings>),
     /// Print this (help or version) on stdout and exit 0.
     Print(String),
+    /// `check-config`: these settings are valid; print them and exit 0.
+    CheckConfig(Box<Settings>),
 }
 
 /// A bad command line or config file, as one line of text.
@@ -219,11 +233,40 @@ where
             };
         }
     };
-    let file = match &cli.config {
+    let check = matches!(cli.command, Some(Command::CheckConfig { .. }));
+    let config_path = match &cli.command {
+        Some(Command::CheckConfig { file: Some(file) }) => Some(file.clone()),
+        _ => cli.config.clone().or_else(default_config_path),
+    };
+    if check && config_path.is_none() {
+        return Err(SettingsError(
+            "check-config: no config file given and none found at \
+             $XDG_CONFIG_HOME/latentd/latentd.toml or /etc/latentd/latentd.toml"
+                .into(),
+        ));
+    }
+    let file = match &config_path {
         Some(path) => read_config(path)?,
         None => ConfigFile::default(),
     };
-    merge(cli, file).map(|s| Invocation::Run(Box::new(s)))
+    let settings = Box::new(merge(cli, file, config_path)?);
+    Ok(if check {
+        Invocation::CheckConfig(settings)
+    } else {
+        Invocation::Run(settings)
+    })
+}
+
+/// Re-read the config file for SIGHUP, with the same command line on top.
+pub fn reload<I, T>(args: I) -> Result<Settings, SettingsError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    match parse_args(args)? {
+        Invocation::Run(s) | Invocation::CheckConfig(s) => Ok(*s),
+        Invocation::Print(_) => Err(SettingsError("reload: not a daemon command line".into())),
+    }
 }
 
 /// clap's multi-line message as one line: no `error:` prefix, no usage, no help hint.
@@ -234,31 +277,6 @@ fn one_line_clap(text: &str) -> String {
         .map(|l| l.strip_prefix("error: ").unwrap_or(l))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn read_config(path: &Path) -> Result<ConfigFile, SettingsError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| SettingsError(format!("config {}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| {
-        let (line_no, line) = match e.span() {
-            Some(span) => {
-                let start = span.start.min(text.len());
-                let line_no = text[..start].matches('\n').count() + 1;
-                let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
-                (line_no, line)
-            }
-            None => (0, ""),
-        };
-        let message = e.message().trim().replace('\n', " ");
-        if line.is_empty() {
-            SettingsError(format!("config {}: {message}", path.display()))
-        } else {
-            SettingsError(format!(
-                "config {}: line {line_no}: `{line}`: {message}",
-                path.display()
-            ))
-        }
-    })
 }
 
 /// A flag's value if given, else the file's, with the name to blame in errors.
@@ -274,7 +292,11 @@ fn bad(origin: &str, value: impl std::fmt::Display, accepted: &str) -> SettingsE
     SettingsError(format!("{origin} = {value}: expected {accepted}"))
 }
 
-fn merge(cli: Cli, file: ConfigFile) -> Result<Settings, SettingsError> {
+fn merge(
+    cli: Cli,
+    file: ConfigFile,
+    config_path: Option<PathBuf>,
+) -> Result<Settings, SettingsError> {
     let rate = pick(cli.rate, "--rate", file.audio.rate, "audio.rate");
     let sample_rate = match rate {
         Some((v, origin)) if !RATE_RANGE.contains(&v) => {
@@ -302,7 +324,7 @@ fn merge(cli: Cli, file: ConfigFile) -> Result<Settings, SettingsError> {
             return Err(bad(&origin, v, "seconds above 0 and at most 600"));
         }
         Some((v, _)) => v,
-        None => 8.0,
+        None => 60.0,
     };
     let name = pick(
         cli.client_name,
@@ -330,8 +352,229 @@ fn merge(cli: Cli, file: ConfigFile) -> Result<Settings, SettingsError> {
         loop_seconds,
         record: cli.record.or(file.record.file),
         log_level: cli.log_level.or(file.log.level).unwrap_or(LogLevel::Info),
+        log_target: log_target(cli.log_target, file.log.target)?,
+        osc_bind: osc_bind(cli.osc, file.osc.bind)?,
+        osc_allow: allowlist(file.osc.allowlist)?,
+        oscquery_port: cli.oscquery_port.or(file.osc.oscquery_port).unwrap_or(7771),
+        media_folder: media_folder(cli.media.or(file.media.folder))?,
+        prompt: prompt("--prompt", cli.prompt, "engine.prompt", file.engine.prompt)?,
+        prompt_b: prompt(
+            "engine.prompt_b",
+            None,
+            "engine.prompt_b",
+            file.engine.prompt_b,
+        )?
+        .filter(|p| !p.trim().is_empty()),
+        knobs: start_knobs(&file.engine.knobs, &cli.knobs)?,
+        lead: lead(file.lead, cli.no_repatch)?,
+        state_path: cli
+            .state
+            .or(file.state.path)
+            .unwrap_or_else(default_state_path),
+        config_path,
     })
+}
+
+fn log_target(flag: Option<String>, file: Option<String>) -> Result<LogTarget, SettingsError> {
+    match pick(flag, "--log-target", file, "log.target") {
+        Some((v, origin)) => v
+            .parse()
+            .map_err(|_| bad(&origin, format!("{v:?}"), "auto, journal or stderr")),
+        None => Ok(LogTarget::Auto),
+    }
+}
+
+fn osc_bind(flag: Option<SocketAddr>, file: Option<String>) -> Result<SocketAddr, SettingsError> {
+    if let Some(addr) = flag {
+        return Ok(addr);
+    }
+    match file {
+        Some(text) => text.parse().map_err(|_| {
+            bad(
+                "config key osc.bind",
+                format!("{text:?}"),
+                "ADDR:PORT, e.g. \"127.0.0.1:7770\" or \"[::]:7770\"",
+            )
+        }),
+        None => Ok(SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))),
+    }
+}
+
+fn allowlist(file: Option<Vec<String>>) -> Result<Vec<Cidr>, SettingsError> {
+    let Some(entries) = file else {
+        return Ok(vec![
+            "127.0.0.0/8".parse().expect("valid"),
+            "::1/128".parse().expect("valid"),
+        ]);
+    };
+    entries
+        .iter()
+        .map(|e| {
+            e.parse().map_err(|_| {
+                bad(
+                    "config key osc.allowlist",
+                    format!("{e:?}"),
+                    "networks in CIDR notation, e.g. \"192.168.1.0/24\"",
+                )
+            })
+        })
+        .collect()
+}
+
+fn media_folder(dir: Option<PathBuf>) -> Result<PathBuf, SettingsError> {
+    let dir = match dir {
+        Some(d) => d,
+        None => std::env::current_dir()
+            .map_err(|e| SettingsError(format!("media folder: working directory: {e}")))?,
+    };
+    Ok(dir)
+}
+
+/// Longest prompt accepted at start (the OSC contract has its own limit for live prompts).
+pub const MAX_PROMPT_BYTES: usize = 1024;
+
+fn prompt(
+    flag_name: &str,
+    flag: Option<String>,
+    key: &str,
+    file: Option<String>,
+) -> Result<Option<String>, SettingsError> {
+    match pick(flag, flag_name, file, key) {
+        Some((v, origin)) if v.len() > MAX_PROMPT_BYTES => Err(bad(
+            &origin,
+            format!("a prompt of {} bytes", v.len()),
+            "at most 1024 bytes",
+        )),
+        Some((v, _)) => Ok(Some(v)),
+        None => Ok(None),
+    }
+}
+
+fn start_knobs(
+    file: &std::collections::BTreeMap<String, f64>,
+    flags: &[String],
+) -> Result<Vec<(KnobId, f64)>, SettingsError> {
+    let names = || {
+        knobs::KNOBS
+            .iter()
+            .map(|k| k.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut out: Vec<(KnobId, f64)> = Vec::new();
+    let mut set = |origin: String, name: &str, value: f64| {
+        let id = KnobId::from_name(name).ok_or_else(|| {
+            SettingsError(format!(
+                "{origin}: unknown knob {name:?}; known: {}",
+                names()
+            ))
+        })?;
+        let value =
+            knobs::canonicalize(id, value).map_err(|e| SettingsError(format!("{origin}: {e}")))?;
+        out.retain(|(k, _)| *k != id);
+        out.push((id, value));
+        Ok::<(), SettingsError>(())
+    };
+    for (name, value) in file {
+        set(format!("config key engine.knobs.{name}"), name, *value)?;
+    }
+    for flag in flags {
+        let (name, value) = flag
+            .split_once('=')
+            .and_then(|(n, v)| Some((n.trim(), v.trim().parse::<f64>().ok()?)))
+            .ok_or_else(|| {
+                bad(
+                    "--knob",
+                    format!("{flag:?}"),
+                    "NAME=NUMBER, e.g. denoise=0.7",
+                )
+            })?;
+        set(format!("--knob {name}"), name, value)?;
+    }
+    Ok(out)
+}
+
+fn lead(mut lead: LeadConfig, no_repatch: bool) -> Result<LeadConfig, SettingsError> {
+    if no_repatch {
+        lead.repatch = false;
+    }
+    lead.validate()
+        .map_err(|e| SettingsError(format!("config section [lead]: {e}")))?;
+    Ok(lead)
+}
+
+/// `$STATE_DIRECTORY/state.json` under systemd, else `$XDG_STATE_HOME/latentd/state.json`,
+/// else `./latentd-state.json`.
+fn default_state_path() -> PathBuf {
+    if let Some(dir) = std::env::var_os("STATE_DIRECTORY") {
+        // systemd may pass several, colon-separated; the first is ours.
+        let first = dir
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        if !first.is_empty() {
+            return Path::new(&first).join("state.json");
+        }
+    }
+    if let Some(base) = std::env::var_os("XDG_STATE_HOME") {
+        return PathBuf::from(base).join("latentd/state.json");
+    }
+    PathBuf::from("latentd-state.json")
 }
 
 #[cfg(test)]
 mod tests;
+
+impl Settings {
+    /// The effective settings as a config file (what `check-config` prints).
+    pub fn to_toml(&self) -> String {
+        let opt_path = |p: &Option<PathBuf>| match p {
+            Some(p) => format!("file = {:?}", p.display().to_string()),
+            None => "# file: none".into(),
+        };
+        let knobs = self
+            .knobs
+            .iter()
+            .map(|(id, v)| format!("{} = {v}", id.spec().name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let allow = self
+            .osc_allow
+            .iter()
+            .map(|c| format!("{:?}", c.to_string()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let lead = toml::to_string(&self.lead).unwrap_or_default();
+        format!(
+            "# effective settings{}\n\
+             [audio]\nbackend = \"{}\"\nclient_name = {:?}\nautoconnect = {}\nrate = {}\n\
+             period = {}\n\n[source]\n{}\nloop_seconds = {}\n\n[record]\n{}\n\n\
+             [osc]\nbind = \"{}\"\nallowlist = [{allow}]\noscquery_port = {}\n\n\
+             [media]\nfolder = {:?}\n\n[engine]\nprompt = {:?}\nprompt_b = {:?}\n\
+             knobs = {{ {knobs} }}\n\n[lead]\n{lead}\n[state]\npath = {:?}\n\n\
+             [log]\nlevel = \"{}\"\ntarget = \"{}\"\n",
+            match &self.config_path {
+                Some(p) => format!(" (from {})", p.display()),
+                None => " (no config file)".into(),
+            },
+            self.backend,
+            self.client_name,
+            self.autoconnect,
+            self.sample_rate,
+            self.period_frames,
+            opt_path(&self.source),
+            self.loop_seconds,
+            opt_path(&self.record),
+            self.osc_bind,
+            self.oscquery_port,
+            self.media_folder.display().to_string(),
+            self.prompt.as_deref().unwrap_or(""),
+            self.prompt_b.as_deref().unwrap_or(""),
+            self.state_path.display().to_string(),
+            self.log_level.as_str(),
+            self.log_target.as_str(),
+        )
+    }
+}

@@ -4,6 +4,7 @@
 
 pub mod audio;
 pub mod cli;
+pub mod config;
 pub mod logging;
 pub mod osc;
 pub mod record;

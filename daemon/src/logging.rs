@@ -29,6 +29,17 @@ pub enum LogTarget {
     Stderr,
 }
 
+impl LogTarget {
+    /// The spelling in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Journal => "journal",
+            Self::Stderr => "stderr",
+        }
+    }
+}
+
 impl FromStr for LogTarget {
     type Err = LogError;
 

@@ -40,6 +40,10 @@ fn main() -> ExitCode {
             print!("{text}");
             return ExitCode::SUCCESS;
         }
+        Ok(Invocation::CheckConfig(settings)) => {
+            print!("{}", settings.to_toml());
+            return ExitCode::SUCCESS;
+        }
         Err(e) => return fail(EXIT_STARTUP, &e),
     };
     let level = settings.log_level.filter();

@@ -1,103 +1,62 @@
-//! The shipped default config `systemd/latentd.toml` parses, holds every documented key with
-//! the right type, and its values are ones the daemon accepts.
+//! The shipped default config `systemd/latentd.toml` is accepted by the daemon's own
+//! parser (the same one `latentd check-config` uses), every key in it is documented by a
+//! comment, and what `check-config` prints is itself a valid config with the same meaning.
 
-use latentd::logging::parse_level;
-use toml::Value;
+use std::path::PathBuf;
+
+use latentd::audio::select::BackendChoice;
+use latentd::cli::{Invocation, Settings, parse_args};
 
 const DEFAULT_CONFIG: &str = include_str!("../../systemd/latentd.toml");
 
-#[test]
-fn default_config_has_every_documented_key() {
-    let config: toml::Table = DEFAULT_CONFIG
-        .parse()
-        .expect("default config is valid TOML");
-    let expected: &[(&str, &[(&str, &str)])] = &[
-        (
-            "audio",
-            &[
-                ("backend", "string"),
-                ("client_name", "string"),
-                ("autoconnect", "boolean"),
-                ("rate", "integer"),
-                ("period", "integer"),
-            ],
-        ),
-        ("osc", &[("bind", "array"), ("allowlist", "array")]),
-        ("media", &[("folder", "string")]),
-        (
-            "engine",
-            &[
-                ("knobs", "table"),
-                ("prompt", "string"),
-                ("depth", "integer"),
-                ("steps", "integer"),
-                ("loop", "float"),
-            ],
-        ),
-        (
-            "lead",
-            &[
-                ("gain", "float"),
-                ("margin", "float"),
-                ("floor", "float"),
-                ("ceiling", "float"),
-                ("repatch", "boolean"),
-            ],
-        ),
-        ("state", &[]),
-        ("log", &[("level", "string")]),
-    ];
-    assert_eq!(
-        config.keys().collect::<Vec<_>>().len(),
-        expected.len(),
-        "sections: {:?}",
-        config.keys().collect::<Vec<_>>()
-    );
-    for (section, keys) in expected {
-        let table = config[*section]
-            .as_table()
-            .unwrap_or_else(|| panic!("[{section}]"));
-        assert_eq!(table.len(), keys.len(), "[{section}] keys: {table:?}");
-        for (key, kind) in *keys {
-            let value = table
-                .get(*key)
-                .unwrap_or_else(|| panic!("[{section}] {key} missing"));
-            assert_eq!(value.type_str(), *kind, "[{section}] {key}");
-            let documented = DEFAULT_CONFIG
-                .lines()
-                .take_while(|line| !line.starts_with(&format!("{key} =")))
-                .last()
-                .is_some_and(|above| above.starts_with('#') || !above.contains('='));
-            assert!(
-                documented || *section == "lead",
-                "[{section}] {key} has no comment above it"
-            );
-        }
+fn shipped() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../systemd/latentd.toml")
+}
+
+fn check(path: &std::path::Path) -> Settings {
+    let argv = ["latentd", "check-config", path.to_str().unwrap()];
+    match parse_args(argv).unwrap() {
+        Invocation::CheckConfig(s) => *s,
+        _ => panic!("check-config did not check"),
     }
-    // The state path is documented but commented out (it defaults to $STATE_DIRECTORY).
-    assert!(DEFAULT_CONFIG.contains("# path = \"/var/lib/latentd/state.json\""));
 }
 
 #[test]
-fn default_values_are_accepted() {
-    let config: toml::Table = DEFAULT_CONFIG.parse().unwrap();
-    let backend = config["audio"]["backend"].as_str().unwrap();
-    assert!(["jack", "pipewire", "null"].contains(&backend), "{backend}");
-    parse_level(config["log"]["level"].as_str().unwrap()).unwrap();
-    for bind in config["osc"]["bind"].as_array().unwrap() {
-        let bind = bind.as_str().unwrap();
-        let address = bind
-            .strip_prefix("udp://")
-            .or_else(|| bind.strip_prefix("tcp://"))
-            .unwrap_or_else(|| panic!("{bind}: no udp:// or tcp://"));
-        address
-            .parse::<std::net::SocketAddr>()
-            .unwrap_or_else(|error| panic!("{bind}: {error}"));
+fn the_daemon_accepts_the_shipped_config() {
+    let s = check(&shipped());
+    assert_eq!(s.backend, BackendChoice::Jack);
+    assert_eq!(s.osc_bind.to_string(), "127.0.0.1:7770");
+    assert_eq!(s.oscquery_port, 7771);
+    assert_eq!(s.media_folder, PathBuf::from("/srv/latentd/media"));
+    assert!(s.prompt.as_deref().is_some_and(|p| p.contains("pad")));
+    assert_eq!(s.knobs.len(), 3);
+    assert!(s.lead.repatch);
+}
+
+#[test]
+fn every_key_of_the_shipped_config_has_a_comment_above_it() {
+    let lines: Vec<&str> = DEFAULT_CONFIG.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let is_key = !line.starts_with('#') && !line.starts_with('[') && line.contains(" = ");
+        if is_key {
+            // A comment somewhere in the key's paragraph (keys may share one).
+            let documented = lines[..i]
+                .iter()
+                .rev()
+                .take_while(|l| !l.is_empty() && !l.starts_with('['))
+                .any(|l| l.starts_with('#'));
+            assert!(documented, "`{line}` has no comment above it");
+        }
     }
-    let lead = &config["lead"];
-    let floor = lead["floor"].as_float().unwrap();
-    let ceiling = lead["ceiling"].as_float().unwrap();
-    assert!(0.0 < floor && floor < ceiling, "{floor}..{ceiling}");
-    let knobs = config["engine"]["knobs"].as_table().unwrap();
-    assert!(knobs.values().all(|value| matches!(value, Value::Float(_))));
+}
+
+#[test]
+fn check_config_output_reads_back_to_the_same_settings() {
+    let first = check(&shipped());
+    let dir = tempfile::tempdir().unwrap();
+    let printed = dir.path().join("effective.toml");
+    std::fs::write(&printed, first.to_toml()).unwrap();
+    let mut second = check(&printed);
+    second.config_path = first.config_path.clone();
+    assert_eq!(first, second);
 }

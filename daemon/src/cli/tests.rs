@@ -1,6 +1,7 @@
 //! Command line and config file: merging, precedence and one-line errors, with real files.
 
 use super::*;
+use crate::osc::Cidr;
 
 fn config_file(name: &str, text: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("latentd-cli-{}-{name}.toml", std::process::id()));
@@ -13,6 +14,7 @@ fn run(args: &[&str]) -> Result<Settings, String> {
     match parse_args(argv) {
         Ok(Invocation::Run(s)) => Ok(*s),
         Ok(Invocation::Print(text)) => panic!("printed {text}"),
+        Ok(Invocation::CheckConfig(_)) => panic!("checked"),
         Err(e) => Err(e.0),
     }
 }
@@ -20,20 +22,79 @@ fn run(args: &[&str]) -> Result<Settings, String> {
 #[test]
 fn defaults_without_flags_or_file() {
     let s = run(&[]).unwrap();
-    assert_eq!(
-        s,
-        Settings {
-            source: None,
-            backend: BackendChoice::Auto,
-            client_name: "latentd".into(),
-            autoconnect: false,
-            sample_rate: 48_000,
-            period_frames: 256,
-            loop_seconds: 8.0,
-            record: None,
-            log_level: LogLevel::Info,
-        }
+    assert_eq!(s.source, None);
+    assert_eq!(s.backend, BackendChoice::Auto);
+    assert_eq!(s.client_name, "latentd");
+    assert!(!s.autoconnect);
+    assert_eq!((s.sample_rate, s.period_frames), (48_000, 256));
+    assert_eq!(s.loop_seconds, 60.0);
+    assert_eq!(s.record, None);
+    assert_eq!(s.log_level, LogLevel::Info);
+    assert_eq!(s.log_target, LogTarget::Auto);
+    assert_eq!(s.osc_bind, SocketAddr::from(([127, 0, 0, 1], 7770)));
+    assert_eq!(s.oscquery_port, 7771);
+    assert_eq!(s.media_folder, std::env::current_dir().unwrap());
+    assert_eq!((s.prompt.clone(), s.prompt_b.clone()), (None, None));
+    assert!(s.knobs.is_empty());
+    assert_eq!(s.lead, LeadConfig::default());
+}
+
+#[test]
+fn engine_osc_lead_and_state_keys_are_read_and_overridden() {
+    let path = config_file(
+        "engine",
+        "[osc]\nbind = \"0.0.0.0:9000\"\nallowlist = [\"10.0.0.0/8\"]\noscquery_port = 0\n\
+         [media]\nfolder = \"/srv/m\"\n[engine]\nprompt = \"dark slow\"\n\
+         knobs = { denoise = 0.25, steps = 6.0 }\n[lead]\ngain = 2.0\n\
+         [state]\npath = \"/tmp/s.json\"\n[log]\ntarget = \"stderr\"\n",
     );
+    let p = path.to_str().unwrap();
+    let s = run(&["--config", p, "--knob", "denoise=0.75", "--no-repatch"]).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(s.osc_bind.to_string(), "0.0.0.0:9000");
+    assert_eq!(s.osc_allow, vec!["10.0.0.0/8".parse::<Cidr>().unwrap()]);
+    assert_eq!(s.oscquery_port, 0);
+    assert_eq!(s.media_folder, PathBuf::from("/srv/m"));
+    assert_eq!(s.prompt.as_deref(), Some("dark slow"));
+    assert_eq!(
+        s.knobs,
+        vec![
+            (KnobId::from_name("steps").unwrap(), 6.0),
+            (KnobId::from_name("denoise").unwrap(), 0.75)
+        ]
+    );
+    assert_eq!(s.lead.gain, 2.0);
+    assert!(!s.lead.repatch);
+    assert_eq!(s.state_path, PathBuf::from("/tmp/s.json"));
+    assert_eq!(s.log_target, LogTarget::Stderr);
+}
+
+#[test]
+fn bad_engine_and_osc_values_name_the_key_and_what_is_accepted() {
+    for (text, wants) in [
+        ("[osc]\nbind = \"localhost\"\n", "osc.bind"),
+        ("[osc]\nallowlist = [\"ten/8\"]\n", "CIDR"),
+        (
+            "[engine]\nknobs = { loudness = 1.0 }\n",
+            "unknown knob \"loudness\"",
+        ),
+        (
+            "[engine]\nknobs = { denoise = 3.0 }\n",
+            "engine.knobs.denoise",
+        ),
+        ("[lead]\nfloor_s = 2.0\n", "[lead]"),
+        ("[log]\ntarget = \"syslog\"\n", "auto, journal or stderr"),
+    ] {
+        let path = config_file("bad-engine", text);
+        let err = run(&["--config", path.to_str().unwrap()]).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(!err.contains('\n'), "{err}");
+        assert!(err.contains(wants), "{text:?}: {err}");
+    }
+    let err = run(&["--knob", "denoise"]).unwrap_err();
+    assert!(err.contains("NAME=NUMBER"), "{err}");
+    let err = run(&["--knob", "seed=-1"]).unwrap_err();
+    assert!(err.contains("--knob seed"), "{err}");
 }
 
 #[test]

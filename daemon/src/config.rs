@@ -1,0 +1,180 @@
+//! The config file: one TOML document, every key optional, unknown keys refused.
+//!
+//! ```toml
+//! [audio]
+//! backend = "auto"        # auto | jack | pipewire | null
+//! client_name = "latentd" # JACK client / PipeWire node name
+//! autoconnect = false     # connect to the system playback ports
+//! rate = 48000            # Hz, for null and PipeWire (a JACK server dictates its own)
+//! period = 256            # frames, for null and PipeWire
+//! [source]
+//! file = "loop.wav"       # the loop to play and re-imagine; without it: a text-only loop
+//! loop_seconds = 60.0     # loop length without a source file
+//! [record]
+//! file = "out.wav"        # record what is played (32-bit float WAV)
+//! [osc]
+//! bind = "127.0.0.1:7770" # UDP and TCP, same port
+//! allowlist = ["127.0.0.0/8", "::1/128"] # client networks served when bound wider
+//! oscquery_port = 7771    # OSCQuery HTTP; 0 turns it off
+//! [media]
+//! folder = "/srv/latentd/media" # paths given over OSC must stay inside it
+//! [engine]
+//! prompt = "calm warm pad pluck bass"
+//! prompt_b = ""            # optional second prompt, mixed by the prompt_blend knob
+//! knobs = { denoise = 0.5, ch_g0 = 1.2 }
+//! [lead]                   # see docs/operations.md; field names as in LeadConfig
+//! gain = 1.6
+//! repatch = true
+//! [state]
+//! path = "/var/lib/latentd/state.json"
+//! [log]
+//! level = "info"          # off | error | warn | info | debug | trace
+//! target = "auto"         # auto | journal | stderr
+//! ```
+//!
+//! Threading: main thread (at start and on SIGHUP).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use latentd_engine::runner::lead::LeadConfig;
+use serde::Deserialize;
+
+use crate::audio::select::BackendChoice;
+use crate::cli::{LogLevel, SettingsError};
+
+/// `[audio]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioSection {
+    pub(crate) backend: Option<BackendChoice>,
+    pub(crate) client_name: Option<String>,
+    pub(crate) autoconnect: Option<bool>,
+    pub(crate) rate: Option<u32>,
+    pub(crate) period: Option<usize>,
+}
+
+/// `[source]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSection {
+    pub(crate) file: Option<PathBuf>,
+    pub(crate) loop_seconds: Option<f64>,
+}
+
+/// `[record]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordSection {
+    pub(crate) file: Option<PathBuf>,
+}
+
+/// `[osc]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OscSection {
+    pub(crate) bind: Option<String>,
+    pub(crate) allowlist: Option<Vec<String>>,
+    pub(crate) oscquery_port: Option<u16>,
+}
+
+/// `[media]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaSection {
+    pub(crate) folder: Option<PathBuf>,
+}
+
+/// `[engine]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSection {
+    pub(crate) prompt: Option<String>,
+    pub(crate) prompt_b: Option<String>,
+    #[serde(default)]
+    pub(crate) knobs: BTreeMap<String, f64>,
+}
+
+/// `[state]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSection {
+    pub(crate) path: Option<PathBuf>,
+}
+
+/// `[log]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    pub(crate) level: Option<LogLevel>,
+    pub(crate) target: Option<String>,
+}
+
+/// The whole config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub(crate) audio: AudioSection,
+    #[serde(default)]
+    pub(crate) source: SourceSection,
+    #[serde(default)]
+    pub(crate) record: RecordSection,
+    #[serde(default)]
+    pub(crate) osc: OscSection,
+    #[serde(default)]
+    pub(crate) media: MediaSection,
+    #[serde(default)]
+    pub(crate) engine: EngineSection,
+    #[serde(default)]
+    pub(crate) lead: LeadConfig,
+    #[serde(default)]
+    pub(crate) state: StateSection,
+    #[serde(default)]
+    pub(crate) log: LogSection,
+}
+
+/// Read and parse a config file; errors name the file, the line and the key.
+pub fn read_config(path: &Path) -> Result<ConfigFile, SettingsError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SettingsError(format!("config {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| {
+        let (line_no, line) = match e.span() {
+            Some(span) => {
+                let start = span.start.min(text.len());
+                let line_no = text[..start].matches('\n').count() + 1;
+                let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+                (line_no, line)
+            }
+            None => (0, ""),
+        };
+        let message = e.message().trim().replace('\n', " ");
+        if line.is_empty() {
+            SettingsError(format!("config {}: {message}", path.display()))
+        } else {
+            SettingsError(format!(
+                "config {}: line {line_no}: `{line}`: {message}",
+                path.display()
+            ))
+        }
+    })
+}
+
+/// Where the config file is looked for when `--config` is not given: the system file for
+/// the system unit, the user's otherwise. `None` when neither exists.
+pub fn default_config_path() -> Option<PathBuf> {
+    let user = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .map(|base| base.join("latentd/latentd.toml"));
+    let system = PathBuf::from("/etc/latentd/latentd.toml");
+    // The system unit runs with a StateDirectory under /var/lib; a user session has HOME.
+    let candidates = if std::env::var_os("STATE_DIRECTORY")
+        .is_some_and(|d| Path::new(&d).starts_with("/var/lib"))
+    {
+        vec![Some(system)]
+    } else {
+        vec![user, Some(system)]
+    };
+    candidates.into_iter().flatten().find(|p| p.is_file())
+}
