@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use latentd::osc::{
-    CommandHandler, FrameReader, Framing, FramingMode, OscConfig, OscServer, Peer, Subscribers,
-    encode_frame,
+    CommandHandler, FrameReader, Framing, FramingMode, OscConfig, OscServer, Peer, ReplyTo,
+    Subscribers, encode_frame,
 };
 use latentd_osc_schema::rosc::{
     OscBundle, OscMessage, OscPacket, OscTime, OscType, decoder, encoder,
@@ -30,7 +30,12 @@ struct KnobTable {
 }
 
 impl CommandHandler for KnobTable {
-    fn handle(&mut self, from: &Peer, packet: Timed<Vec<Command>>) -> Vec<OscPacket> {
+    fn handle(
+        &mut self,
+        from: &Peer,
+        _reply: &ReplyTo,
+        packet: Timed<Vec<Command>>,
+    ) -> Vec<OscPacket> {
         self.log.lock().unwrap().push((*from, packet.clone()));
         let mut replies = Vec::new();
         for command in packet.value {

@@ -15,7 +15,7 @@ pub mod null;
 pub mod select;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use latentd_engine::{RingHandle, RingReader};
 
@@ -87,6 +87,44 @@ pub struct PeriodProcessor {
     tap: Option<rtrb::Producer<f32>>,
     tap_channels: usize,
     stats: Arc<OutputStats>,
+    fade: Arc<FadeOut>,
+    /// Output gain while fading (1 until a fade is asked for, then down to 0).
+    gain: f32,
+}
+
+/// Frames over which [`FadeOut`] takes the output from full level to silence (about 5 ms at
+/// 48 kHz): short enough to stop within a second, long enough not to click.
+pub const FADE_FRAMES: usize = 256;
+
+/// Asks a running output to fade to silence, and tells when it is silent. Shared between the
+/// main thread (asks, waits) and the callback (ramps, reports).
+#[derive(Debug, Default)]
+pub struct FadeOut {
+    requested: AtomicBool,
+    silent: AtomicBool,
+}
+
+impl FadeOut {
+    /// Start the fade at the next period.
+    pub fn request(&self) {
+        self.requested.store(true, Ordering::Release);
+    }
+
+    /// True once the callback has played its last non-silent frame.
+    pub fn is_silent(&self) -> bool {
+        self.silent.load(Ordering::Acquire)
+    }
+
+    /// Ask for the fade and wait until the output is silent or `timeout` passed (a stopped
+    /// server never runs the callback); returns whether it went silent.
+    pub fn fade_and_wait(&self, timeout: std::time::Duration) -> bool {
+        self.request();
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.is_silent() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        self.is_silent()
+    }
 }
 
 impl PeriodProcessor {
@@ -102,6 +140,30 @@ impl PeriodProcessor {
             tap,
             tap_channels,
             stats: Arc::new(OutputStats::default()),
+            fade: Arc::new(FadeOut::default()),
+            gain: 1.0,
+        }
+    }
+
+    /// The fade-out control, to share with the main thread (shutdown fades, then stops).
+    pub fn fade(&self) -> Arc<FadeOut> {
+        Arc::clone(&self.fade)
+    }
+
+    /// Apply the fade ramp to frame `i` of this period (`scale(i, gain)` multiplies that
+    /// frame by `gain`); a no-op until a fade is asked for.
+    #[inline]
+    fn apply_fade(&mut self, n: usize, mut scale: impl FnMut(usize, f32)) {
+        if self.gain >= 1.0 && !self.fade.requested.load(Ordering::Acquire) {
+            return;
+        }
+        let step = 1.0 / FADE_FRAMES as f32;
+        for i in 0..n {
+            self.gain = (self.gain - step).max(0.0);
+            scale(i, self.gain);
+        }
+        if self.gain == 0.0 {
+            self.fade.silent.store(true, Ordering::Release);
         }
     }
 
@@ -121,6 +183,11 @@ impl PeriodProcessor {
         rt_guard(|| {
             self.reader.read_planar(outputs);
             let n = outputs.iter().map(|o| o.len()).min().unwrap_or(0);
+            self.apply_fade(n, |i, g| {
+                for out in outputs.iter_mut() {
+                    out[i] *= g;
+                }
+            });
             let ports = outputs.len().max(1);
             self.tap_and_count(n, |i, k| outputs[k % ports][i]);
         });
@@ -133,6 +200,11 @@ impl PeriodProcessor {
             self.reader.read_interleaved(out, channels);
             let channels = channels.max(1);
             let n = out.len() / channels;
+            self.apply_fade(n, |i, g| {
+                for o in &mut out[i * channels..(i + 1) * channels] {
+                    *o *= g;
+                }
+            });
             self.tap_and_count(n, |i, k| out[i * channels + k % channels]);
         });
     }
@@ -241,4 +313,33 @@ pub trait RunningOutput: Send {
     fn stats(&self) -> OutputStatsSnapshot;
     /// Stop the callback and close the client; returns once the callback no longer runs.
     fn stop(self: Box<Self>) -> Result<(), AudioError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use latentd_engine::PlayheadRing;
+
+    #[test]
+    fn fade_out_ramps_to_exact_silence_and_says_so() {
+        let ring = PlayheadRing::from_interleaved(vec![1.0; 2 * 4096], 2, 48_000, 64).unwrap();
+        let (_w, reader) = ring.split();
+        let mut p = PeriodProcessor::new(reader, None);
+        let fade = p.fade();
+        let mut out = vec![0.0f32; 2 * 200];
+        p.process_interleaved(&mut out, 2);
+        assert!(out.iter().all(|&v| v == 1.0));
+        assert!(!fade.is_silent());
+        fade.request();
+        let mut played = Vec::new();
+        for _ in 0..2 {
+            p.process_interleaved(&mut out, 2);
+            played.extend(out.chunks_exact(2).map(|f| f[0]));
+        }
+        // Strictly decreasing through the ramp, exactly zero from FADE_FRAMES on.
+        assert!(played[..FADE_FRAMES].windows(2).all(|w| w[1] < w[0]));
+        assert!(played[0] < 1.0 && played[0] > 0.99);
+        assert!(played[FADE_FRAMES - 1..].iter().all(|&v| v == 0.0));
+        assert!(fade.is_silent());
+    }
 }

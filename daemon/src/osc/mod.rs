@@ -64,10 +64,30 @@ impl Peer {
 
 /// Receives every decoded packet (minus `/notify`, which the transport handles) and returns
 /// the replies for the sender. The commands of one call come from one packet and must apply
-/// atomically at `packet.when`. Pushes to other clients go through [`Subscribers`].
+/// atomically at `packet.when`. Replies that come later (an asynchronous command's `/done`)
+/// go through a clone of `reply`; pushes to other clients through [`Subscribers`].
 pub trait CommandHandler: Send + 'static {
-    /// Apply one packet's commands; return the replies for `from`.
-    fn handle(&mut self, from: &Peer, packet: Timed<Vec<Command>>) -> Vec<OscPacket>;
+    /// Apply one packet's commands; return the immediate replies for `from`.
+    fn handle(
+        &mut self,
+        from: &Peer,
+        reply: &ReplyTo,
+        packet: Timed<Vec<Command>>,
+    ) -> Vec<OscPacket>;
+}
+
+/// The way back to one client (its UDP address, or its TCP connection and framing), for
+/// replies sent after [`CommandHandler::handle`] returned. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ReplyTo {
+    sink: Sink,
+}
+
+impl ReplyTo {
+    /// Send one packet to the client (UDP: non-blocking; TCP: bounded by a write timeout).
+    pub fn send(&self, packet: &OscPacket) -> io::Result<()> {
+        self.sink.send(packet)
+    }
 }
 
 /// Server settings.
@@ -217,7 +237,8 @@ impl<H: CommandHandler> Core<H> {
         }
         if !packet.value.is_empty() {
             let mut handler = self.handler.lock().unwrap_or_else(|p| p.into_inner());
-            replies.extend(handler.handle(peer, packet));
+            let reply_to = ReplyTo { sink: sink.clone() };
+            replies.extend(handler.handle(peer, &reply_to, packet));
         }
         replies
     }
