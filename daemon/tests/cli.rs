@@ -3,39 +3,17 @@
 //! `--record` captures exactly the source loop.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use tempfile::TempDir;
+
 const BIN: &str = env!("CARGO_BIN_EXE_latentd");
 
-/// A private directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("latentd-cli-test-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Environment under which no JACK or PipeWire server can be found.
 fn isolated<'a>(cmd: &'a mut Command, dir: &TempDir) -> &'a mut Command {
-    let runtime = dir.path("xdg-runtime");
+    let runtime = dir.path().join("xdg-runtime");
     std::fs::create_dir_all(&runtime).unwrap();
     cmd.env(
         "JACK_DEFAULT_SERVER",
@@ -96,17 +74,17 @@ fn expect_startup_error(dir: &TempDir, args: &[&str]) -> String {
 
 #[test]
 fn bad_inputs_exit_2_with_one_line_naming_the_problem() {
-    let dir = TempDir::new("bad");
-    let missing = dir.path("missing.wav");
-    let text = dir.path("notes.wav");
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.wav");
+    let text = dir.path().join("notes.wav");
     std::fs::write(&text, "not audio at all\n").unwrap();
-    let avi = dir.path("movie.wav");
+    let avi = dir.path().join("movie.wav");
     std::fs::write(&avi, b"RIFF\x24\x00\x00\x00AVI LIST\x00\x00\x00\x00").unwrap();
-    let empty = dir.path("empty.wav");
+    let empty = dir.path().join("empty.wav");
     write_float_wav(&empty, 2, 48_000, &[]);
-    let unknown_key = dir.path("unknown.toml");
+    let unknown_key = dir.path().join("unknown.toml");
     std::fs::write(&unknown_key, "[audio]\nbakend = \"null\"\n").unwrap();
-    let bad_value = dir.path("value.toml");
+    let bad_value = dir.path().join("value.toml");
     std::fs::write(&bad_value, "[audio]\nperiod = 100000\n").unwrap();
 
     let cases: Vec<(Vec<&str>, Vec<String>)> = vec![
@@ -240,8 +218,8 @@ fn counter(line: &str, key: &str) -> u64 {
         .unwrap()
 }
 
-fn stops_cleanly_on(sig: libc::c_int, tag: &str) {
-    let dir = TempDir::new(tag);
+fn stops_cleanly_on(sig: libc::c_int) {
+    let dir = tempfile::tempdir().unwrap();
     let mut daemon = Daemon::start(
         &dir,
         &["--audio", "null", "--period", "256", "--loop-seconds", "1"],
@@ -266,19 +244,19 @@ fn stops_cleanly_on(sig: libc::c_int, tag: &str) {
 
 #[test]
 fn sigint_stops_within_a_second_with_the_counters_line() {
-    stops_cleanly_on(libc::SIGINT, "sigint");
+    stops_cleanly_on(libc::SIGINT);
 }
 
 #[test]
 fn sigterm_stops_within_a_second_with_the_counters_line() {
-    stops_cleanly_on(libc::SIGTERM, "sigterm");
+    stops_cleanly_on(libc::SIGTERM);
 }
 
 #[test]
 fn record_on_null_captures_the_source_loop_sample_exact() {
-    let dir = TempDir::new("record");
-    let source = dir.path("source.wav");
-    let out = dir.path("out.wav");
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.wav");
+    let out = dir.path().join("out.wav");
     let loop_frames = 12_345usize; // about a quarter second: several laps get recorded
     let samples: Vec<f32> = (0..loop_frames * 2)
         .map(|i| ((i as f32 * 0.0071).sin() * 0.4) + if i % 2 == 0 { 0.01 } else { -0.01 })
@@ -322,7 +300,7 @@ fn record_on_null_captures_the_source_loop_sample_exact() {
 
 #[test]
 fn auto_falls_back_to_null_when_no_server_answers() {
-    let dir = TempDir::new("auto");
+    let dir = tempfile::tempdir().unwrap();
     let mut daemon = Daemon::start(&dir, &["--audio", "auto", "--loop-seconds", "1"]);
     let why = daemon.wait_for("audio: auto:", Duration::from_secs(10));
     assert!(why.ends_with("using null"), "{why}");

@@ -1,36 +1,9 @@
 //! Tests with real WAV files written by hound into a private temporary directory.
 
 use std::f64::consts::TAU;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 
 use super::*;
-
-/// A directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "latentd-audio-file-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn write_int(path: &Path, channels: u16, rate: u32, bits: u16, samples: &[i32]) {
     let spec = hound::WavSpec {
@@ -68,8 +41,8 @@ fn int_ramp(bits: u16, n: usize) -> Vec<i32> {
 }
 
 fn check_int_depth(bits: u16) {
-    let dir = TempDir::new();
-    let path = dir.path("int.wav");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("int.wav");
     let ramp = int_ramp(bits, 2 * 1000);
     write_int(&path, 2, 48_000, bits, &ramp);
     let audio = load_wav(&path, 48_000, 2).unwrap();
@@ -93,8 +66,8 @@ fn reads_8_16_24_32_bit_integer_wavs_exactly() {
 
 #[test]
 fn reads_float_wav_exactly() {
-    let dir = TempDir::new();
-    let path = dir.path("float.wav");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("float.wav");
     let samples: Vec<f32> = (0..2000).map(|i| ((i as f32) * 0.37).sin() * 0.9).collect();
     write_float(&path, 2, 48_000, &samples);
     let audio = load_wav(&path, 48_000, 2).unwrap();
@@ -103,8 +76,8 @@ fn reads_float_wav_exactly() {
 
 #[test]
 fn mono_is_copied_to_both_channels() {
-    let dir = TempDir::new();
-    let path = dir.path("mono.wav");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mono.wav");
     let mono = int_ramp(16, 500);
     write_int(&path, 1, 48_000, 16, &mono);
     let audio = load_wav(&path, 48_000, 2).unwrap();
@@ -117,8 +90,8 @@ fn mono_is_copied_to_both_channels() {
 
 #[test]
 fn six_channels_downmix_by_averaging_even_and_odd_channels() {
-    let dir = TempDir::new();
-    let path = dir.path("six.wav");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("six.wav");
     // Channel j carries the constant 0.1 * (j + 1).
     let frame: Vec<f32> = (0..6).map(|j| 0.1 * (j + 1) as f32).collect();
     let samples: Vec<f32> = frame.iter().cycle().take(6 * 100).copied().collect();
@@ -150,8 +123,8 @@ fn measured_hz(signal: &[f32], rate: f64) -> f64 {
 
 #[test]
 fn resampling_44k1_to_48k_keeps_length_ratio_and_pitch() {
-    let dir = TempDir::new();
-    let path = dir.path("tone.wav");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tone.wav");
     let frames = 44_100 + 22_050 + 7;
     let tone: Vec<f32> = (0..frames)
         .map(|i| (0.5 * (TAU * 1000.0 * i as f64 / 44_100.0).sin()) as f32)
@@ -206,8 +179,8 @@ fn err_text(path: &Path) -> String {
 
 #[test]
 fn missing_file_is_named() {
-    let dir = TempDir::new();
-    let path = dir.path("nope.wav");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nope.wav");
     let err = load_wav(&path, 48_000, 2).unwrap_err();
     assert!(matches!(err, AudioFileError::Missing { .. }), "{err:?}");
     assert_eq!(err.to_string(), format!("{}: no such file", path.display()));
@@ -215,8 +188,8 @@ fn missing_file_is_named() {
 
 #[test]
 fn text_file_is_not_a_wav() {
-    let dir = TempDir::new();
-    let path = dir.path("notes.wav");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.wav");
     std::fs::write(&path, "these are not samples, just some text\n").unwrap();
     let err = load_wav(&path, 48_000, 2).unwrap_err();
     assert!(matches!(err, AudioFileError::NotWav { .. }), "{err:?}");
@@ -230,8 +203,8 @@ fn text_file_is_not_a_wav() {
 
 #[test]
 fn directory_is_not_a_wav() {
-    let dir = TempDir::new();
-    let text = err_text(&dir.0);
+    let dir = tempfile::tempdir().unwrap();
+    let text = err_text(&dir.path());
     assert!(
         text.ends_with("not a WAV file or corrupt header: it is a directory"),
         "{text}"
@@ -240,17 +213,17 @@ fn directory_is_not_a_wav() {
 
 #[test]
 fn truncated_header_and_truncated_data_are_told_apart() {
-    let dir = TempDir::new();
-    let path = dir.path("full.wav");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("full.wav");
     write_int(&path, 2, 48_000, 16, &int_ramp(16, 2000));
     let bytes = std::fs::read(&path).unwrap();
 
-    let head = dir.path("head.wav");
+    let head = dir.path().join("head.wav");
     std::fs::write(&head, &bytes[..20]).unwrap();
     let err = load_wav(&head, 48_000, 2).unwrap_err();
     assert!(matches!(err, AudioFileError::NotWav { .. }), "{err:?}");
 
-    let data = dir.path("data.wav");
+    let data = dir.path().join("data.wav");
     std::fs::write(&data, &bytes[..bytes.len() / 2]).unwrap();
     let err = load_wav(&data, 48_000, 2).unwrap_err();
     assert!(matches!(err, AudioFileError::CorruptData { .. }), "{err:?}");
@@ -259,8 +232,8 @@ fn truncated_header_and_truncated_data_are_told_apart() {
 
 #[test]
 fn zero_frames_are_rejected() {
-    let dir = TempDir::new();
-    let path = dir.path("empty.wav");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.wav");
     write_int(&path, 2, 48_000, 16, &[]);
     let err = load_wav(&path, 48_000, 2).unwrap_err();
     assert!(matches!(err, AudioFileError::Empty { .. }), "{err:?}");
@@ -273,8 +246,8 @@ fn zero_frames_are_rejected() {
 
 #[test]
 fn probe_reports_the_header() {
-    let dir = TempDir::new();
-    let path = dir.path("probe.wav");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("probe.wav");
     write_int(&path, 1, 44_100, 24, &int_ramp(24, 300));
     let info = probe_wav(&path).unwrap();
     assert_eq!(
@@ -291,8 +264,8 @@ fn probe_reports_the_header() {
 
 #[test]
 fn float_wav_round_trips_through_write_wav_f32() {
-    let dir = TempDir::new();
-    let path = dir.path("round.wav");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("round.wav");
     let audio = test_signal(48_000, 2, 0.5);
     write_wav_f32(&path, &audio).unwrap();
     assert_eq!(load_wav(&path, 48_000, 2).unwrap(), audio);
