@@ -204,7 +204,7 @@ fn text_file_is_not_a_wav() {
 #[test]
 fn directory_is_not_a_wav() {
     let dir = tempfile::tempdir().unwrap();
-    let text = err_text(&dir.path());
+    let text = err_text(dir.path());
     assert!(
         text.ends_with("not a WAV file or corrupt header: it is a directory"),
         "{text}"
