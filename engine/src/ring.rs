@@ -74,6 +74,12 @@ pub const CROSSFADE_FRAMES_48K: usize = 1200;
 /// Packed "no band" value: a real band has `B > A >= 0`, so `B != 0`.
 const NO_BAND: u64 = 0;
 
+/// "No seek pending".
+const NO_SEEK: u64 = u64::MAX;
+
+/// Frames over which the reader fades out on pause and in on play (about 5 ms at 48 kHz).
+pub const TRANSPORT_FADE_FRAMES: usize = 256;
+
 /// Errors from building a ring, writing a window or arming a band.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RingError {
@@ -116,6 +122,14 @@ pub enum RingError {
     WindowTooLong {
         /// Window length in frames.
         frames: usize,
+        /// Loop length in frames.
+        loop_frames: usize,
+    },
+    /// A seek target must lie inside the loop.
+    #[error("seek to frame {frame} is outside the loop of {loop_frames} frames")]
+    Seek {
+        /// Target frame.
+        frame: usize,
         /// Loop length in frames.
         loop_frames: usize,
     },
@@ -180,6 +194,10 @@ struct Shared {
     band_requested: AtomicU64,
     /// Band the reader is using (packed).
     band_applied: AtomicU64,
+    /// Transport: 1 while paused (the reader fades out, then plays silence and holds).
+    paused: AtomicU64,
+    /// A seek the reader applies at its next period ([`NO_SEEK`] for none).
+    seek_request: AtomicU64,
     frames_played: AtomicU64,
     periods: AtomicU64,
     torn_reads: AtomicU64,
@@ -273,6 +291,10 @@ impl Shared {
         let applied = unpack_band(self.band_applied.load(Ordering::Acquire));
         let requested = self.band_requested();
         let frames = self.frames;
+        let seek = self.seek_request.load(Ordering::Acquire);
+        if seek != NO_SEEK && meets_wrapped(bs, be, seek as usize, guard, frames) {
+            return true;
+        }
         match applied {
             // Steady band with the playhead inside it: the path runs to B, then from A.
             Some((a, b)) if requested == applied && (a..b).contains(&pos) => {
@@ -358,6 +380,8 @@ impl PlayheadRing {
             guard: AtomicU64::new(guard_frames as u64),
             band_requested: AtomicU64::new(NO_BAND),
             band_applied: AtomicU64::new(NO_BAND),
+            paused: AtomicU64::new(0),
+            seek_request: AtomicU64::new(NO_SEEK),
             frames_played: AtomicU64::new(0),
             periods: AtomicU64::new(0),
             torn_reads: AtomicU64::new(0),
@@ -410,6 +434,7 @@ impl PlayheadRing {
             band: NO_BAND,
             played: 0,
             periods: 0,
+            gain: 1.0,
             _not_sync: PhantomData,
         };
         (writer, reader)
@@ -496,6 +521,34 @@ impl RingHandle {
     /// Disarm the loop band from the reader's next period on.
     pub fn clear_band(&self) {
         self.shared.band_requested.store(NO_BAND, Ordering::Release);
+    }
+
+    /// Pause (fade out over [`TRANSPORT_FADE_FRAMES`], then silence with the playhead held)
+    /// or play (fade back in from where it stopped), from the reader's next period.
+    pub fn set_paused(&self, paused: bool) {
+        self.shared
+            .paused
+            .store(u64::from(paused), Ordering::Release);
+    }
+
+    /// Whether the transport is paused (asked for; the fade may still be running).
+    pub fn is_paused(&self) -> bool {
+        self.shared.paused.load(Ordering::Acquire) == 1
+    }
+
+    /// Move the playhead to `frame` at the reader's next period (into the band's A if a band
+    /// is armed and `frame` lies outside it).
+    pub fn seek(&self, frame: usize) -> Result<(), RingError> {
+        if frame >= self.shared.frames {
+            return Err(RingError::Seek {
+                frame,
+                loop_frames: self.shared.frames,
+            });
+        }
+        self.shared
+            .seek_request
+            .store(frame as u64, Ordering::Release);
+        Ok(())
     }
 
     /// The band last asked for (what the reader will use from its next period).
@@ -631,6 +684,8 @@ pub struct RingReader {
     band: u64,
     played: u64,
     periods: u64,
+    /// Transport gain: 1 playing, 0 paused, in between while fading.
+    gain: f32,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -701,19 +756,45 @@ impl RingReader {
     /// with its index in the period, then one playhead publish.
     #[inline]
     fn read_with(&mut self, n: usize, mut sink: impl FnMut(usize, &[f32])) {
+        // Load first: the swap (a locked instruction) only when a seek is pending.
+        if self.shared.seek_request.load(Ordering::Acquire) != NO_SEEK {
+            let seek = self.shared.seek_request.swap(NO_SEEK, Ordering::AcqRel);
+            if seek != NO_SEEK {
+                self.pos = seek as usize;
+            }
+        }
         self.apply_band();
         let s = &*self.shared;
-        let ch = s.channels;
         let band = unpack_band(self.band);
+        if let Some((a, b)) = band
+            && !(a..b).contains(&self.pos)
+        {
+            self.pos = a; // a seek outside the armed band lands at A
+        }
+        let ch = s.channels;
         let mut frame = [0.0f32; MAX_CHANNELS];
+        let target = if s.paused.load(Ordering::Acquire) == 1 {
+            0.0
+        } else {
+            1.0
+        };
+        let step = (target - self.gain).signum() / TRANSPORT_FADE_FRAMES as f32;
+        // Fading out, the playhead stops where the sound does: only the frames until the
+        // gain reaches 0 advance it (the gain is a multiple of 1/256, so this is exact).
+        // Paused and silent, none do: the playhead holds while the clock runs.
+        let audible = if target == 0.0 {
+            ((self.gain * TRANSPORT_FADE_FRAMES as f32).ceil() as usize).min(n)
+        } else {
+            n
+        };
         let mut torn = 0u64;
         let mut done = 0;
-        while done < n {
+        while done < audible {
             let (wrap_at, wrap_to) = match band {
                 Some((a, b)) => (b, a),
                 None => (s.frames, 0),
             };
-            let seg_end = (self.pos + (n - done)).min(wrap_at);
+            let seg_end = (self.pos + (audible - done)).min(wrap_at);
             let mut f = self.pos;
             while f < seg_end {
                 let block = f / BLOCK_FRAMES;
@@ -724,6 +805,10 @@ impl RingReader {
                     let cells = &s.samples[x * ch..(x + 1) * ch];
                     for (slot, cell) in frame.iter_mut().zip(cells) {
                         *slot = f32::from_bits(cell.load(Ordering::Relaxed));
+                    }
+                    if self.gain != target {
+                        self.gain = (self.gain + step).clamp(0.0, 1.0);
+                        frame.iter_mut().for_each(|v| *v *= self.gain);
                     }
                     sink(done + x - self.pos, &frame[..ch]);
                 }
@@ -737,6 +822,17 @@ impl RingReader {
             done += seg_end - self.pos;
             self.pos = if seg_end == wrap_at { wrap_to } else { seg_end };
         }
+        frame.fill(0.0);
+        for i in audible..n {
+            sink(i, &frame[..ch]);
+        }
+        self.publish(n, torn);
+    }
+
+    /// End of a period: advance the clock, publish the playhead, count.
+    #[inline]
+    fn publish(&mut self, n: usize, torn: u64) {
+        let s = &*self.shared;
         self.played += n as u64;
         self.periods += 1;
         s.frames_played.store(self.played, Ordering::Relaxed);

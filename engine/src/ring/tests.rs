@@ -240,3 +240,62 @@ fn the_clock_is_rebuilt_across_32_bit_rollovers() {
     assert_eq!(unpack_clock(100, 3 * two32 + 200), 3 * two32 + 100);
     assert_eq!(unpack_clock(200, 7 * two32 + 100), 7 * two32 + 200);
 }
+
+fn constant_ring(frames: usize) -> PlayheadRing {
+    PlayheadRing::from_interleaved(vec![1.0; 2 * frames], 2, RATE, 64).unwrap()
+}
+
+#[test]
+fn pause_fades_to_silence_holds_the_playhead_and_play_fades_back_in() {
+    let ring = constant_ring(10_000);
+    let h = ring.handle();
+    let (_w, mut r) = ring.split();
+    read_period(&mut r, 100);
+    h.set_paused(true);
+    let (l, _) = read_period(&mut r, 400);
+    let n = TRANSPORT_FADE_FRAMES;
+    assert!(l[..n].windows(2).all(|w| w[1] < w[0]), "ramps down");
+    assert!(l[n - 1..].iter().all(|&v| v == 0.0), "then silent");
+    let held = h.playhead();
+    assert_eq!(held, 100 + n, "the fade plays on, then the playhead holds");
+    let (l, _) = read_period(&mut r, 300);
+    assert!(l.iter().all(|&v| v == 0.0));
+    assert_eq!(h.playhead(), held);
+    assert_eq!(
+        h.counters().frames_played,
+        800,
+        "the clock runs while paused"
+    );
+    h.set_paused(false);
+    let (l, _) = read_period(&mut r, 400);
+    assert!(l[..n].windows(2).all(|w| w[1] > w[0]), "ramps up");
+    assert!(l[n..].iter().all(|&v| v == 1.0));
+    assert_eq!(h.playhead(), held + 400);
+}
+
+#[test]
+fn seek_moves_the_playhead_and_lands_at_a_outside_the_band() {
+    let ring = ramp_ring(10_000, 64);
+    let h = ring.handle();
+    let (_w, mut r) = ring.split();
+    read_period(&mut r, 100);
+    h.seek(5_000).unwrap();
+    let (l, _) = read_period(&mut r, 10);
+    assert_eq!(l[0], 5_000.0);
+    h.set_band(1_000, 2_000).unwrap();
+    read_period(&mut r, 10);
+    h.seek(7_000).unwrap();
+    let (l, _) = read_period(&mut r, 10);
+    assert_eq!(l[0], 1_000.0, "outside the armed band: A");
+    assert!(matches!(h.seek(10_000), Err(RingError::Seek { .. })));
+}
+
+#[test]
+fn a_pending_seek_target_is_inside_the_guard() {
+    let ring = PlayheadRing::silence(10_000, 2, RATE, 64).unwrap();
+    let h = ring.handle();
+    let (mut w, _r) = ring.split();
+    h.seek(6_400).unwrap();
+    let report = w.write(6_400, &vec![1.0; 2 * 200]).unwrap();
+    assert_eq!(report.late_frames, 64);
+}
