@@ -146,6 +146,28 @@ impl Link {
         }
     }
 
+    /// Close our sending side and collect what the server sends until it closes too. Over
+    /// TCP the server closes only after it has processed every packet we sent, so this
+    /// returns once they have taken effect; `None` when `deadline` passes first. UDP has no
+    /// such signal: `Some(empty)` at once.
+    pub fn finish(&mut self, deadline: Instant) -> io::Result<Option<Vec<OscPacket>>> {
+        let Some(tcp) = &self.tcp else {
+            return Ok(Some(Vec::new()));
+        };
+        tcp.shutdown(std::net::Shutdown::Write)?;
+        let mut received = Vec::new();
+        loop {
+            match self.recv(deadline) {
+                Ok(Some(packet)) => received.push(packet),
+                Ok(None) => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {
+                    return Ok(Some(received));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// One complete TCP frame out of `pending`, if there is one.
     fn take_frame(&mut self) -> io::Result<Option<Vec<u8>>> {
         match self.transport {

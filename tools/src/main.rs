@@ -1,6 +1,8 @@
 //! `latentctl`: command-line companion of latentd.
 //!
-//! - `send ADDRESS [ARGS...]`: send one message; nothing is awaited.
+//! - `send ADDRESS [ARGS...]`: send one message. Over UDP nothing is awaited; over TCP it
+//!   returns once the server has applied it (the server closes its side after reading ours),
+//!   and a `/fail` exits 1.
 //! - `query ADDRESS [ARGS...]`: send it, then `/sync <id>`; print every reply until
 //!   `/synced <id>` (so commands without a reply finish at once, and asynchronous ones after
 //!   their `/done`). `/fail` prints the reason and exits 1.
@@ -53,7 +55,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Send one message and exit (use `query` to see the reply or a failure).
+    /// Send one message (over TCP: wait until applied, exit 1 on /fail; over UDP: do not wait).
     Send {
         /// OSC address or pattern, e.g. /knob/denoise or /knob/ch_g*.
         address: String,
@@ -122,7 +124,22 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Cmd::Send { address, args } => {
             let packet = packet(address, args)?;
             let mut link = connect(cli)?;
-            link.send(&packet).map_err(|e| network(&link, e))
+            link.send(&packet).map_err(|e| network(&link, e))?;
+            let deadline = Instant::now() + timeout(cli);
+            match link.finish(deadline).map_err(|e| network(&link, e))? {
+                Some(replies) => {
+                    let fail = replies
+                        .iter()
+                        .flat_map(show::messages)
+                        .find_map(show::failure);
+                    fail.map_or(Ok(()), |why| Err(Failure::Refused(why)))
+                }
+                None => Err(Failure::Unreachable(format!(
+                    "{} did not confirm within {} s that the message was applied",
+                    link.describe(),
+                    cli.timeout
+                ))),
+            }
         }
         Cmd::Query { address, args } => {
             let packet = packet(address, args)?;
@@ -183,24 +200,36 @@ fn exchange(
     packet: &OscPacket,
     timeout: Duration,
 ) -> Result<Vec<OscMessage>, Failure> {
+    let mut replies = Vec::new();
+    exchange_with(link, packet, timeout, &mut |m| replies.push(m.clone()))?;
+    Ok(replies)
+}
+
+/// Send `packet`, then `/sync <id>`; hand every other message to `reply` until
+/// `/synced <id>`. A `/fail` ends it.
+fn exchange_with(
+    link: &mut Link,
+    packet: &OscPacket,
+    timeout: Duration,
+    reply: &mut dyn FnMut(&OscMessage),
+) -> Result<(), Failure> {
     let id = sync_id();
     link.send(packet).map_err(|e| network(link, e))?;
     link.send(&message("/sync", vec![OscType::Int(id)]))
         .map_err(|e| network(link, e))?;
     let deadline = Instant::now() + timeout;
-    let mut replies = Vec::new();
     loop {
-        let Some(reply) = link.recv(deadline).map_err(|e| network(link, e))? else {
+        let Some(packet) = link.recv(deadline).map_err(|e| network(link, e))? else {
             return Err(no_reply(link, timeout));
         };
-        for m in show::messages(&reply) {
+        for m in show::messages(&packet) {
             if let Some(why) = show::failure(m) {
                 return Err(Failure::Refused(why));
             }
             if m.addr == "/synced" && m.args == [OscType::Int(id)] {
-                return Ok(replies);
+                return Ok(());
             }
-            replies.push(m.clone());
+            reply(m);
         }
     }
 }
@@ -231,19 +260,21 @@ fn watch(cli: &Cli) -> Result<(), Failure> {
     }
     let mut link = connect(cli)?;
     let notify = |on| message("/notify", vec![OscType::Int(on)]);
-    exchange(&mut link, &notify(1), timeout(cli))?;
+    // Pushes can arrive before the subscription is confirmed and after it is withdrawn.
+    let mut print = |m: &OscMessage| {
+        let done_notify =
+            m.addr == "/done" && m.args.first() == Some(&OscType::String("/notify".into()));
+        if !done_notify {
+            println!("{} {}", show::timestamp_now(), show::message(m));
+        }
+    };
+    exchange_with(&mut link, &notify(1), timeout(cli), &mut print)?;
     eprintln!("latentctl: watching {} (Ctrl-C to stop)", link.describe());
     while !stop.load(Ordering::Relaxed) {
         let deadline = Instant::now() + Duration::from_millis(100);
-        let Some(push) = link.recv(deadline).map_err(|e| network(&link, e))? else {
-            continue;
-        };
-        let at = show::timestamp_now();
-        for m in show::messages(&push) {
-            println!("{at} {}", show::message(m));
+        if let Some(push) = link.recv(deadline).map_err(|e| network(&link, e))? {
+            show::messages(&push).into_iter().for_each(&mut print);
         }
     }
-    // Pushes that race the unsubscribe are dropped with the rest of the exchange.
-    exchange(&mut link, &notify(0), timeout(cli))?;
-    Ok(())
+    exchange_with(&mut link, &notify(0), timeout(cli), &mut print)
 }
