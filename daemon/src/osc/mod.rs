@@ -1,7 +1,8 @@
 //! The OSC transport: UDP and TCP servers (TCP with OSC 1.0 size-prefix or OSC 1.1 SLIP
 //! framing), the allowlist, per-client rate limits, the subscriber list, and hand-off of
 //! decoded packets to a [`CommandHandler`]. The contract itself (addresses, validation,
-//! replies) lives in `latentd-osc-schema`.
+//! replies) lives in `latentd-osc-schema`. [`oscquery`] serves the same address space as
+//! OSCQuery JSON over HTTP.
 //!
 //! Per packet: allowlist (refused peers are dropped and counted, TCP connections closed) ->
 //! rate limit (the first packet over the limit gets `/fail`, later ones are dropped until the
@@ -17,6 +18,7 @@
 
 mod access;
 mod framing;
+pub mod oscquery;
 mod subscribers;
 mod tcp;
 mod udp;
