@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use latentd::osc::{CommandHandler, OscConfig, OscServer, Peer, Subscribers};
+use latentd::osc::{CommandHandler, OscConfig, OscServer, Peer, ReplyTo, Subscribers};
 use latentd_osc_schema::reply::{self, StatusReport};
 use latentd_osc_schema::rosc::{OscPacket, OscType};
 use latentd_osc_schema::{Command as Cmd, Schema, Timed, reference_knobs};
@@ -24,7 +24,12 @@ struct KnobTable {
 }
 
 impl CommandHandler for KnobTable {
-    fn handle(&mut self, _from: &Peer, packet: Timed<Vec<Cmd>>) -> Vec<OscPacket> {
+    fn handle(
+        &mut self,
+        _from: &Peer,
+        _reply: &ReplyTo,
+        packet: Timed<Vec<Cmd>>,
+    ) -> Vec<OscPacket> {
         let mut replies = Vec::new();
         for command in packet.value {
             match command {
