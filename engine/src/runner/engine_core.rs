@@ -392,7 +392,8 @@ impl<M: Model> EngineCore<M> {
             &mut self.samples_seen[0],
             tick_s * 1e3,
         );
-        let started_slots = (self.pipeline.in_flight() + self.finished.len()).saturating_sub(before);
+        let started_slots =
+            (self.pipeline.in_flight() + self.finished.len()).saturating_sub(before);
         for _ in 0..started_slots {
             self.slot_starts[self.next_serial as usize % START_SLOTS] = prefix;
             self.next_serial = self.next_serial.wrapping_add(1);
@@ -499,7 +500,12 @@ impl<M: Model> EngineCore<M> {
                 late_frames: report.late_frames,
                 issued_frame: frame,
                 landed_frame: report.landed_at,
-                start_reached_frame: start_reached_frame(&geometry, frame, playhead, seg.ring_start),
+                start_reached_frame: start_reached_frame(
+                    &geometry,
+                    frame,
+                    playhead,
+                    seg.ring_start,
+                ),
                 newest_action_id: attr.newest,
                 full_action_id: attr.full,
             };

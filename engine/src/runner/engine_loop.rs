@@ -286,10 +286,7 @@ impl<M: Model> EngineHandle<M> {
     /// Write the trace as JSON lines ([`Trace::write_jsonl`](super::trace::Trace::write_jsonl)).
     pub fn dump_trace(&self, out: &mut impl Write) -> Result<(), EngineError> {
         let record = self.record()?;
-        record
-            .trace
-            .write_jsonl(out)
-            .map_err(EngineError::Io)
+        record.trace.write_jsonl(out).map_err(EngineError::Io)
     }
 
     /// The ring this engine writes.
@@ -314,3 +311,7 @@ impl<M: Model> Drop for EngineHandle<M> {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "engine_loop_tests.rs"]
+mod tests;

@@ -217,9 +217,7 @@ pub fn script(scenario: Scenario, opts: &GoldenOptions, rate: u32) -> Vec<(f64, 
 pub fn report_of(record: &EngineRecord, sample_rate: u32, underruns: u64) -> GoldenReport {
     let writes: Vec<WriteEvent> = record.trace.writes().copied().collect();
     let acks: BTreeMap<u64, u64> = record.acks.iter().copied().collect();
-    let latencies = action_latencies(record.trace.actions(), &writes, |id| {
-        acks.get(&id).copied()
-    });
+    let latencies = action_latencies(record.trace.actions(), &writes, |id| acks.get(&id).copied());
     let stream = StreamFigures::from_samples(
         &record.tick_ms,
         &record.decode_ms,

@@ -193,9 +193,7 @@ impl<M: Model> SimHarness<M> {
                 let rate = self.ring.sample_rate() as f64;
                 match band {
                     Some((a, b)) => {
-                        let _ = self
-                            .ring
-                            .set_band((a * rate) as usize, (b * rate) as usize);
+                        let _ = self.ring.set_band((a * rate) as usize, (b * rate) as usize);
                     }
                     None => self.ring.clear_band(),
                 }
