@@ -378,6 +378,12 @@ impl Model for BuiltinModel {
         }
     }
 
+    fn decode_context_frames(&self) -> usize {
+        // Every sample is a pure function of its loop position (see `synth`): context
+        // frames would not change the kept ones.
+        0
+    }
+
     fn decode_window(
         &self,
         latents: &CpuLatents,

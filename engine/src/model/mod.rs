@@ -153,6 +153,15 @@ pub trait Model: ConditionEncoder + 'static {
         shared: &StepShared<'_, Self>,
     );
 
+    /// Latent frames of context a windowed decode needs on each side of the frames it keeps.
+    /// The lineage's VAE decodes a fixed 1 s window (25 frames) and keeps its centre 0.36 s
+    /// (9 frames), so the default is 8. A decoder whose every sample is a function of its
+    /// position in the loop alone (the built-in model) needs none and returns 0: decoding
+    /// the kept frames directly gives the same samples at a third of the cost.
+    fn decode_context_frames(&self) -> usize {
+        8
+    }
+
     /// Renders latent frames `start_frame .. start_frame + frames` (wrapping at the loop end)
     /// into `out`: interleaved, `frames * samples_per_latent_frame * audio_channels` samples.
     /// `gains` are the eight channel-group gains; `all_zero` says they are all 0 (exact

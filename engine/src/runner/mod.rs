@@ -10,6 +10,12 @@
 //!   as JSON lines.
 //! - [`metrics`]: per-action knob-to-ear figures over a trace (`next_slice`,
 //!   `audible_first`, `audible_full`), percentiles, and the [`GoldenReport`].
+//! - [`engine_loop`]: the engine thread ([`Engine::spawn`]) and the daemon's
+//!   [`EngineHandle`]; [`engine_core`]: the tick itself (pipeline, decode, frontier,
+//!   repatch, gap-fill), clock-agnostic; [`engine_config`]: its settings and stats;
+//!   [`actions`]: action ids, applied marks and control messages.
+//! - [`clock`]: real and simulated time; [`sim`]: the engine stepped in simulated time.
+//! - [`golden`]: the golden latency scenarios, simulated or in real time.
 //!
 //! # Conventions
 //!
@@ -28,10 +34,23 @@
 //! plain values, no shared state, no locks. [`Trace::record`](trace::Trace::record) never
 //! allocates, so the tick loop may record every event.
 
+pub mod actions;
+pub mod clock;
+pub mod engine_config;
+pub mod engine_core;
+pub mod engine_loop;
+pub mod golden;
 pub mod lead;
 pub mod metrics;
+pub mod sim;
 pub mod targeting;
 pub mod trace;
+
+pub use clock::{EngineClock, RealClock, SimClock, SimCosts, Work};
+pub use engine_config::{EngineConfig, EngineError, EngineStats};
+pub use engine_core::EngineCore;
+pub use engine_loop::{Engine, EngineHandle};
+pub use sim::{SimAction, SimHarness};
 
 pub use lead::{LeadConfig, LeadController, LeadError};
 pub use metrics::{ActionLatency, GoldenReport, KindFigures, Percentiles, StreamFigures};

@@ -195,6 +195,7 @@ pub enum TraceError {
 }
 
 /// A fixed-capacity ring of trace events, oldest dropped first.
+#[derive(Clone)]
 pub struct Trace {
     /// Up to `capacity` events; once full, `head` is the oldest.
     events: Vec<TraceEvent>,

@@ -1,0 +1,186 @@
+//! Settings, errors and published statistics of the engine's tick loop
+//! ([`super::engine_core`], [`super::engine_loop`]).
+//!
+//! # Threading
+//!
+//! Plain values: the config is copied into the engine thread at spawn; [`EngineStats`] is
+//! published by the engine thread through a triple buffer and read by anyone through
+//! [`EngineHandle::stats`](super::engine_loop::EngineHandle::stats).
+
+use serde::{Deserialize, Serialize};
+
+use super::lead::{LeadConfig, LeadError};
+use crate::model::DecodeError;
+use crate::ring::RingError;
+
+/// Settings of the tick loop; every field has a default, so a config file may name only
+/// what it changes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// The lead controller (frontier lead, repatch switch and activity window).
+    pub lead: LeadConfig,
+    /// Seconds added to `interval_ema * gain` for the near-playhead repatch. The lineage
+    /// used 0.05 s for network transit to a browser; latentd owns its playhead, so only
+    /// the reader's publish granularity is left to cover (the targeting also keeps the
+    /// repatch out of the guard plus one decode).
+    pub repatch_margin_s: f64,
+    /// Multiplier on the decode-gap EMA for the near-playhead repatch (the design's
+    /// `interval_ema * gain`; defaults to the lead's gain, 1.6). 0 puts the repatch right
+    /// behind the guard plus one decode.
+    pub repatch_gain: f64,
+    /// Latent frames of each decoded window that are written (9 = 0.36 s at 25 fps).
+    pub keep_latent_frames: usize,
+    /// Seconds between ticks when no inbound activity is recent (the engine paces itself).
+    pub tick_interval_s: f64,
+    /// Seconds between ticks within `active_window_s` of inbound activity (0: back to
+    /// back, as fast as the model goes).
+    pub active_tick_interval_s: f64,
+    /// How long after inbound activity the engine ticks at the active interval.
+    pub active_window_s: f64,
+    /// With no inbound activity for this many seconds the engine stops generating (the
+    /// ring keeps looping); any input resumes it at once. 0 disables the idle pause.
+    pub idle_after_s: f64,
+    /// Events the trace keeps (oldest dropped first).
+    pub trace_capacity: usize,
+    /// Timing samples kept for the stream figures (oldest dropped first).
+    pub sample_capacity: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            lead: LeadConfig::default(),
+            repatch_margin_s: 0.005,
+            repatch_gain: 1.6,
+            keep_latent_frames: 9,
+            tick_interval_s: 0.04,
+            active_tick_interval_s: 0.0,
+            active_window_s: 2.0,
+            idle_after_s: 20.0,
+            trace_capacity: 1 << 16,
+            sample_capacity: 1 << 16,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Check every field; the first bad one is named in the error.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        self.lead.validate()?;
+        let non_negative = [
+            ("repatch_margin_s", self.repatch_margin_s),
+            ("repatch_gain", self.repatch_gain),
+            ("tick_interval_s", self.tick_interval_s),
+            ("active_tick_interval_s", self.active_tick_interval_s),
+            ("active_window_s", self.active_window_s),
+            ("idle_after_s", self.idle_after_s),
+        ];
+        for (field, value) in non_negative {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(EngineError::Config {
+                    field,
+                    reason: format!("must be a finite number >= 0, got {value}"),
+                });
+            }
+        }
+        for (field, value) in [
+            ("keep_latent_frames", self.keep_latent_frames),
+            ("trace_capacity", self.trace_capacity),
+            ("sample_capacity", self.sample_capacity),
+        ] {
+            if value == 0 {
+                return Err(EngineError::Config {
+                    field,
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the engine cannot do, with the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A setting is out of range.
+    #[error("engine config: {field} {reason}")]
+    Config {
+        /// The setting.
+        field: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The lead settings are invalid.
+    #[error(transparent)]
+    Lead(#[from] LeadError),
+    /// The ring and the model disagree (rate, channels) or the window does not fit.
+    #[error("engine: {0}")]
+    Geometry(String),
+    /// A loop band in seconds that is not a band of this loop.
+    #[error("loop band [{a_s} s, {b_s} s): {reason}")]
+    Band {
+        /// Start, seconds.
+        a_s: f64,
+        /// End, seconds.
+        b_s: f64,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The ring refused something.
+    #[error(transparent)]
+    Ring(#[from] RingError),
+    /// The model could not encode a source.
+    #[error("engine: source: {0}")]
+    Source(String),
+    /// A decode failed.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The engine thread is gone (stopped, or it died).
+    #[error("engine: the engine thread is not running")]
+    NotRunning,
+    /// The engine thread panicked outside the caught tick.
+    #[error("engine: the engine thread panicked")]
+    ThreadPanicked,
+    /// Spawning the thread failed.
+    #[error("engine: cannot spawn the engine thread: {0}")]
+    Spawn(std::io::Error),
+    /// Writing a dump failed.
+    #[error("engine: dump: {0}")]
+    Io(std::io::Error),
+}
+
+/// The engine's figures, published a few times a second and on demand.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EngineStats {
+    /// Ticks run.
+    pub ticks: u64,
+    /// Ticks per second over the last publish interval.
+    pub ticks_per_s: f64,
+    /// Tick duration over the recent ticks, ms (median).
+    pub tick_ms_p50: f64,
+    /// Tick duration over the recent ticks, ms (95th percentile).
+    pub tick_ms_p95: f64,
+    /// Windowed decode duration over the recent decodes, ms (median).
+    pub decode_ms_p50: f64,
+    /// Current frontier lead, seconds.
+    pub lead_s: f64,
+    /// Writes that lost frames to the ring's guard.
+    pub late_landings: u64,
+    /// Ticks without a fresh latent that re-rendered the cached one.
+    pub gap_fills: u64,
+    /// Near-playhead repatch writes.
+    pub repatches: u64,
+    /// Frontier writes of fresh latents.
+    pub frontier_writes: u64,
+    /// Panics caught inside the tick (the pipeline was restarted each time).
+    pub panics: u64,
+    /// Whether generation is paused by the idle rule.
+    pub idle: bool,
+    /// Whether generation is paused by the transport.
+    pub paused: bool,
+    /// Knob-to-ear (`audible_first`) of the newest knob action, ms, once heard.
+    pub last_knob_to_ear_ms: Option<f64>,
+    /// Trace events dropped because the trace was full.
+    pub trace_dropped: u64,
+}

@@ -1,0 +1,600 @@
+//! The tick loop's body, without a thread: [`EngineCore`] joins the pipeline, the knobs,
+//! the conditioning and the ring. [`super::engine_loop`] runs it on the engine thread with
+//! a [`RealClock`](super::clock::RealClock); [`super::sim`] steps it in simulated time.
+//!
+//! One tick ([`EngineCore::tick`]):
+//! 1. [`poll`](EngineCore::poll): advance the applied prefix ([`super::actions`]), drain the
+//!    control messages, note inbound activity.
+//! 2. Read the knob snapshot and the conditioning; [`StreamPipeline::tick`] (one batched
+//!    denoise); charge its time to the clock.
+//! 3. A fresh latent: decode its kept window at `playhead + lead` (**frontier**), feed the
+//!    gap EMA; within the activity window decode it again at `playhead + repatch lead`
+//!    (**repatch**: no floor, no stall bump, out of the guard plus one decode). No fresh
+//!    latent: re-render the cached one at `playhead + lead` (**gap-fill**).
+//!
+//! A window is `keep_latent_frames` latent frames (0.36 s) of audio; the decode covers them
+//! plus [`Model::decode_context_frames`] on each side (the lineage's 1 s window) and keeps
+//! the centre. Every write is traced ([`super::trace`]); a panic inside the tick is caught,
+//! counted, and the pipeline restarted (the ring keeps playing what it holds).
+//!
+//! # Threading
+//!
+//! Owned by one thread (the engine thread, or a simulation). It never blocks: control
+//! messages are drained with `try_recv`, knobs and conditioning are read through triple
+//! buffers, the ring write is lock-free, and nothing is logged.
+
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::time::Instant;
+
+use super::actions::{ActionLog, Control, EngineRecord};
+use super::clock::{EngineClock, Work};
+use super::engine_config::{EngineConfig, EngineError, EngineStats};
+use super::lead::{LeadController, seconds_to_frames};
+use super::metrics::ActionLatency;
+use super::targeting::{LoopGeometry, frontier_target, repatch_target};
+use super::trace::{ActionEvent, ActionKind, Trace, WriteEvent, WriteKind, start_reached_frame};
+use crate::conditioning::ConditioningReader;
+use crate::knobs::{KnobReader, KnobSnapshot};
+use crate::model::Model;
+use crate::pipeline::{FinishedLatent, StreamPipeline};
+use crate::ring::{RingHandle, RingWriter};
+
+/// Slots whose start prefix is remembered (more than the deepest pipeline).
+const START_SLOTS: usize = 16;
+/// Recent per-slot actions remembered for attribution.
+const PER_SLOT_IDS: usize = 64;
+/// Recent durations the published percentiles cover.
+const RECENT: usize = 256;
+/// Seconds between stats publishes.
+const PUBLISH_EVERY_S: f64 = 0.1;
+
+/// Which actions a latent reflects (see [`WriteEvent`]).
+#[derive(Clone, Copy, Default)]
+struct Attribution {
+    newest: Option<u64>,
+    full: Option<u64>,
+}
+
+/// A fixed ring of recent durations (ms) for the published percentiles.
+struct Recent {
+    values: [f64; RECENT],
+    len: usize,
+    next: usize,
+}
+
+impl Recent {
+    fn new() -> Self {
+        Self {
+            values: [0.0; RECENT],
+            len: 0,
+            next: 0,
+        }
+    }
+
+    fn push(&mut self, v: f64) {
+        self.values[self.next] = v;
+        self.next = (self.next + 1) % RECENT;
+        self.len = (self.len + 1).min(RECENT);
+    }
+
+    /// (p50, p95) without allocating.
+    fn percentiles(&self) -> (f64, f64) {
+        if self.len == 0 {
+            return (0.0, 0.0);
+        }
+        let mut sorted = self.values;
+        let s = &mut sorted[..self.len];
+        s.sort_unstable_by(f64::total_cmp);
+        let at = |p: usize| s[((p * s.len()).div_ceil(100)).clamp(1, s.len()) - 1];
+        (at(50), at(95))
+    }
+}
+
+fn push_sample(samples: &mut Vec<f64>, cap: usize, count: &mut usize, v: f64) {
+    if samples.len() < cap {
+        samples.push(v);
+    } else {
+        samples[*count % cap] = v;
+    }
+    *count += 1;
+}
+
+/// The engine's tick loop body (see the module doc).
+pub struct EngineCore<M: Model> {
+    model: Arc<M>,
+    config: EngineConfig,
+    pipeline: StreamPipeline<M>,
+    source: Option<Arc<M::Latents>>,
+    knobs: KnobReader,
+    cond: ConditioningReader<M::Cond>,
+    writer: RingWriter,
+    ring: RingHandle,
+    lead: LeadController,
+    log: Arc<ActionLog>,
+    control: Receiver<Control<M::Latents>>,
+    record: EngineRecord,
+    samples_seen: [usize; 3],
+    prefix: u64,
+    per_slot_ids: VecDeque<u64>,
+    slot_starts: [u64; START_SLOTS],
+    next_serial: u32,
+    finished: Vec<FinishedLatent<M::Latents>>,
+    cached: Option<(Arc<M::Latents>, Attribution)>,
+    last_tick_s: Option<f64>,
+    last_activity_s: f64,
+    last_fresh_s: Option<f64>,
+    activity_pending: bool,
+    paused: bool,
+    stopped: bool,
+    stall_next_s: f64,
+    cond_epoch: u64,
+    band: Option<(usize, usize)>,
+    decode_ema_s: f64,
+    scratch: Vec<f32>,
+    window_at: usize,
+    hop: usize,
+    channels: usize,
+    keep_len: usize,
+    rate: u32,
+    stats: EngineStats,
+    recent_tick: Recent,
+    recent_decode: Recent,
+    newest_knob: Option<ActionEvent>,
+    stats_in: triple_buffer::Input<EngineStats>,
+    last_publish: Option<(f64, u64)>,
+}
+
+impl<M: Model> EngineCore<M> {
+    /// A core writing through `writer`, fed by `control` (see [`super::actions`]); the stats
+    /// go to `stats_in`. Checks that the ring and the model agree.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        model: Arc<M>,
+        writer: RingWriter,
+        knobs: KnobReader,
+        cond: ConditioningReader<M::Cond>,
+        config: EngineConfig,
+        log: Arc<ActionLog>,
+        control: Receiver<Control<M::Latents>>,
+        stats_in: triple_buffer::Input<EngineStats>,
+    ) -> Result<Self, EngineError> {
+        config.validate()?;
+        let ring = writer.handle();
+        let g = model.geometry();
+        if g.sample_rate != ring.sample_rate() || g.audio_channels != ring.channels() {
+            return Err(EngineError::Geometry(format!(
+                "the model makes {} Hz, {} channels; the ring holds {} Hz, {} channels",
+                g.sample_rate,
+                g.audio_channels,
+                ring.sample_rate(),
+                ring.channels()
+            )));
+        }
+        let hop = g.samples_per_latent_frame();
+        let keep_len = config.keep_latent_frames * hop;
+        let latent_frames = ring.loop_frames() / hop;
+        if keep_len + ring.guard_frames() >= ring.loop_frames()
+            || config.keep_latent_frames + 1 > latent_frames
+        {
+            return Err(EngineError::Geometry(format!(
+                "a kept window of {} latent frames ({keep_len} frames) does not fit a loop of \
+                 {} frames",
+                config.keep_latent_frames,
+                ring.loop_frames()
+            )));
+        }
+        let ctx = model.decode_context_frames();
+        let scratch = vec![0.0; (config.keep_latent_frames + 1 + 2 * ctx) * hop * g.audio_channels];
+        let record = EngineRecord {
+            trace: Trace::new(config.trace_capacity).map_err(|e| EngineError::Config {
+                field: "trace_capacity",
+                reason: e.to_string(),
+            })?,
+            acks: Vec::with_capacity(config.trace_capacity),
+            tick_ms: Vec::with_capacity(config.sample_capacity),
+            decode_ms: Vec::with_capacity(config.sample_capacity),
+            lead_s: Vec::with_capacity(config.sample_capacity),
+            late_landings: 0,
+        };
+        Ok(Self {
+            pipeline: StreamPipeline::new(Arc::clone(&model), latent_frames),
+            model,
+            lead: LeadController::new(config.lead)?,
+            config,
+            source: None,
+            knobs,
+            cond,
+            writer,
+            band: ring.band(),
+            ring,
+            log,
+            control,
+            record,
+            samples_seen: [0; 3],
+            prefix: 0,
+            per_slot_ids: VecDeque::with_capacity(PER_SLOT_IDS),
+            slot_starts: [0; START_SLOTS],
+            next_serial: 0,
+            finished: Vec::with_capacity(8),
+            cached: None,
+            last_tick_s: None,
+            last_activity_s: 0.0,
+            last_fresh_s: None,
+            activity_pending: false,
+            paused: false,
+            stopped: false,
+            stall_next_s: 0.0,
+            cond_epoch: 0,
+            decode_ema_s: 0.0,
+            scratch,
+            window_at: 0,
+            hop,
+            channels: g.audio_channels,
+            keep_len,
+            rate: g.sample_rate,
+            stats: EngineStats::default(),
+            recent_tick: Recent::new(),
+            recent_decode: Recent::new(),
+            newest_knob: None,
+            stats_in,
+            last_publish: None,
+        })
+    }
+
+    /// Start the activity clock at `now_s` (the engine generates for `idle_after_s` after).
+    pub fn start(&mut self, now_s: f64) {
+        self.last_activity_s = now_s;
+    }
+
+    /// Whether a [`Control::Stop`] arrived.
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// Give the ring's writer back (after the loop ended).
+    pub fn into_writer(self) -> RingWriter {
+        self.writer
+    }
+
+    /// Advance the applied prefix, drain control messages, and note inbound activity
+    /// (actions, knob publishes, conditioning commits, band changes). Returns whether any
+    /// arrived.
+    pub fn poll(&mut self, now_s: f64) -> bool {
+        self.log.advance_prefix(&mut self.prefix);
+        let mut activity = false;
+        while let Ok(msg) = self.control.try_recv() {
+            activity = true;
+            match msg {
+                Control::Action(a) => {
+                    if a.kind == ActionKind::PerSlotKnob {
+                        if self.per_slot_ids.len() == PER_SLOT_IDS {
+                            self.per_slot_ids.pop_front();
+                        }
+                        self.per_slot_ids.push_back(a.id);
+                    }
+                    if matches!(a.kind, ActionKind::Knob | ActionKind::PerSlotKnob) {
+                        self.newest_knob = Some(a);
+                        self.stats.last_knob_to_ear_ms = None;
+                    }
+                    self.record.trace.record(a);
+                }
+                Control::Ack { id, frame } => {
+                    if self.record.acks.len() < self.record.acks.capacity() {
+                        self.record.acks.push((id, frame));
+                    }
+                }
+                Control::Source(s) => {
+                    self.source = s.clone();
+                    self.pipeline.set_source(s);
+                }
+                Control::Pause(p) => self.paused = p,
+                Control::Stall(s) => self.stall_next_s += s,
+                Control::Record(reply) => {
+                    let _ = reply.send(self.record.clone());
+                }
+                Control::Stop => self.stopped = true,
+            }
+        }
+        if self.knobs.changed() {
+            self.knobs.read();
+            activity = true;
+        }
+        let epoch = self.cond.read().epoch;
+        if epoch != self.cond_epoch {
+            self.cond_epoch = epoch;
+            activity = true;
+        }
+        let band = self.ring.band();
+        if band != self.band {
+            self.band = band;
+            activity = true;
+        }
+        if activity {
+            self.last_activity_s = self.last_activity_s.max(now_s);
+            self.lead.note_activity(now_s);
+            self.activity_pending = true;
+        }
+        activity
+    }
+
+    /// Whether generation is paused by the idle rule at `now_s`.
+    pub fn idle(&self, now_s: f64) -> bool {
+        self.config.idle_after_s > 0.0 && now_s - self.last_activity_s > self.config.idle_after_s
+    }
+
+    /// When the next tick is due (seconds on the clock's timeline); `None` while paused,
+    /// idle or stopped (the caller waits for input).
+    pub fn next_tick_due(&self, now_s: f64) -> Option<f64> {
+        if self.stopped || self.paused || self.idle(now_s) {
+            return None;
+        }
+        if self.activity_pending {
+            return Some(now_s);
+        }
+        let active = now_s - self.last_activity_s <= self.config.active_window_s;
+        let interval = if active {
+            self.config.active_tick_interval_s
+        } else {
+            self.config.tick_interval_s
+        };
+        Some(self.last_tick_s.map_or(now_s, |t| t + interval))
+    }
+
+    /// Run one tick now (see the module doc). A panic inside is caught and counted.
+    pub fn tick(&mut self, clock: &mut dyn EngineClock) {
+        let now = clock.now_s();
+        self.poll(now);
+        self.last_tick_s = Some(now);
+        self.activity_pending = false;
+        self.stats.ticks += 1;
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.tick_body(clock)));
+        match outcome {
+            Ok(Ok(())) => {}
+            // A decode or ring error (a geometry the checks at construction rule out):
+            // counted with the panics, the ring keeps what it holds.
+            Ok(Err(_)) => self.stats.panics += 1,
+            Err(_) => {
+                self.stats.panics += 1;
+                self.restart_pipeline();
+            }
+        }
+        self.publish_stats(clock.now_s(), false);
+    }
+
+    fn restart_pipeline(&mut self) {
+        let frames = self.pipeline.frames();
+        self.pipeline = StreamPipeline::new(Arc::clone(&self.model), frames);
+        self.pipeline.set_source(self.source.clone());
+        self.next_serial = 0;
+        self.finished.clear();
+    }
+
+    fn tick_body(&mut self, clock: &mut dyn EngineClock) -> Result<(), EngineError> {
+        if self.stall_next_s > 0.0 {
+            clock.stall(std::mem::take(&mut self.stall_next_s));
+        }
+        let prefix = self.prefix;
+        let knobs = self.knobs.read().clone();
+        let cond = Arc::clone(self.cond.read());
+        let before = self.pipeline.in_flight();
+        self.finished.clear();
+        let started = Instant::now();
+        self.pipeline.tick(&knobs, &cond, &mut self.finished);
+        let tick_s = clock.charge(Work::Tick, started.elapsed().as_secs_f64());
+        self.recent_tick.push(tick_s * 1e3);
+        let cap = self.config.sample_capacity;
+        push_sample(
+            &mut self.record.tick_ms,
+            cap,
+            &mut self.samples_seen[0],
+            tick_s * 1e3,
+        );
+        let started_slots =
+            (self.pipeline.in_flight() + self.finished.len()).saturating_sub(before);
+        for _ in 0..started_slots {
+            self.slot_starts[self.next_serial as usize % START_SLOTS] = prefix;
+            self.next_serial = self.next_serial.wrapping_add(1);
+        }
+        let fresh = self
+            .finished
+            .last()
+            .map(|f| (Arc::clone(&f.latents), self.attribution(f.serial, prefix)));
+        let now = clock.now_s();
+        if let Some((latent, attr)) = fresh {
+            if let Some(prev) = self.last_fresh_s {
+                let window_s = self.keep_len as f64 / self.rate as f64;
+                self.lead.observe_gap(now - prev, window_s, now)?;
+            }
+            self.last_fresh_s = Some(now);
+            self.cached = Some((Arc::clone(&latent), attr));
+            self.write_window(clock, WriteKind::Frontier, &latent, attr, &knobs)?;
+            self.stats.frontier_writes += 1;
+            if self.lead.repatch_due(clock.now_s()) {
+                self.write_window(clock, WriteKind::Repatch, &latent, attr, &knobs)?;
+            }
+        } else if let Some((latent, attr)) = self.cached.clone() {
+            self.write_window(clock, WriteKind::GapFill, &latent, attr, &knobs)?;
+            self.stats.gap_fills += 1;
+        }
+        Ok(())
+    }
+
+    /// The actions a latent started with `start_prefix` (serial `serial`) and finished
+    /// now (prefix `prefix`) reflects: shared changes up to `prefix`, but no per-slot
+    /// change applied after it started.
+    fn attribution(&self, serial: u32, prefix: u64) -> Attribution {
+        let start = self.slot_starts[serial as usize % START_SLOTS].min(prefix);
+        let unseen = self.per_slot_ids.iter().find(|&&id| id > start);
+        let newest = unseen.map_or(prefix, |&id| (id - 1).min(prefix));
+        Attribution {
+            newest: (newest > 0).then_some(newest),
+            full: (start > 0).then_some(start),
+        }
+    }
+
+    fn write_window(
+        &mut self,
+        clock: &mut dyn EngineClock,
+        kind: WriteKind,
+        latent: &M::Latents,
+        attr: Attribution,
+        knobs: &KnobSnapshot,
+    ) -> Result<(), EngineError> {
+        let now = clock.now_s();
+        let (playhead, frame) = clock.playhead_and_clock();
+        let geometry = LoopGeometry::new(self.ring.loop_frames(), self.ring.band())
+            .map_err(|e| EngineError::Geometry(e.to_string()))?;
+        let geo_err = |e: super::targeting::TargetingError| EngineError::Geometry(e.to_string());
+        let plan = if kind == WriteKind::Repatch {
+            let lead_s = self.lead.interval_ema_s() * self.config.repatch_gain
+                + self.config.repatch_margin_s;
+            let guard =
+                self.ring.guard_frames() + seconds_to_frames(self.decode_ema_s, self.rate) as usize;
+            let lead = seconds_to_frames(lead_s, self.rate);
+            match repatch_target(&geometry, playhead, lead, guard, self.keep_len)
+                .map_err(geo_err)?
+            {
+                Some(plan) => plan,
+                None => return Ok(()),
+            }
+        } else {
+            let lead_s = self.lead.lead_s(now);
+            self.stats.lead_s = lead_s;
+            let cap = self.config.sample_capacity;
+            push_sample(
+                &mut self.record.lead_s,
+                cap,
+                &mut self.samples_seen[2],
+                lead_s,
+            );
+            let lead = seconds_to_frames(lead_s, self.rate);
+            frontier_target(&geometry, playhead, lead, self.keep_len).map_err(geo_err)?
+        };
+        let started = Instant::now();
+        self.decode_into(latent, knobs, plan.target())?;
+        let decode_s = clock.charge(Work::Decode, started.elapsed().as_secs_f64());
+        self.decode_ema_s += 0.2 * (decode_s - self.decode_ema_s);
+        self.recent_decode.push(decode_s * 1e3);
+        let cap = self.config.sample_capacity;
+        push_sample(
+            &mut self.record.decode_ms,
+            cap,
+            &mut self.samples_seen[1],
+            decode_s * 1e3,
+        );
+        if kind == WriteKind::Repatch {
+            self.stats.repatches += 1;
+        }
+        let ch = self.channels;
+        for (i, seg) in plan.segments().iter().enumerate() {
+            let from = self.window_at + seg.window_offset * ch;
+            let audio = &self.scratch[from..from + seg.len * ch];
+            let report = self.writer.write(seg.ring_start, audio)?;
+            let event = WriteEvent {
+                kind: if i == 0 { kind } else { WriteKind::BandWrap },
+                ring_start: seg.ring_start,
+                len: seg.len,
+                late_frames: report.late_frames,
+                issued_frame: frame,
+                landed_frame: report.landed_at,
+                start_reached_frame: start_reached_frame(
+                    &geometry,
+                    frame,
+                    playhead,
+                    seg.ring_start,
+                ),
+                newest_action_id: attr.newest,
+                full_action_id: attr.full,
+            };
+            if report.late_frames > 0 {
+                self.stats.late_landings += 1;
+                self.record.late_landings += 1;
+            }
+            self.note_heard(&event);
+            self.record.trace.record(event);
+        }
+        Ok(())
+    }
+
+    /// Decode the kept window for loop frames `[at, at + keep)` into the scratch buffer;
+    /// it starts at `self.window_at` (samples).
+    fn decode_into(
+        &mut self,
+        latent: &M::Latents,
+        knobs: &KnobSnapshot,
+        at: usize,
+    ) -> Result<(), EngineError> {
+        let hop = self.hop;
+        let ch = self.channels;
+        let lat_frames = self.model.latent_frames(latent).max(1);
+        let first = at / hop;
+        let offset = at % hop;
+        let kept = (offset + self.keep_len).div_ceil(hop);
+        let mut ctx = self.model.decode_context_frames();
+        if kept + 2 * ctx > lat_frames {
+            ctx = lat_frames.saturating_sub(kept) / 2;
+        }
+        let frames = (kept + 2 * ctx).min(lat_frames);
+        let start = (first % lat_frames + lat_frames - ctx % lat_frames) % lat_frames;
+        let want = frames * hop * ch;
+        if self.scratch.len() < want {
+            self.scratch.resize(want, 0.0);
+        }
+        let gains = knobs.channel_gains();
+        self.model.decode_window(
+            latent,
+            &gains,
+            knobs.flags.ch_gains_all_zero,
+            start,
+            frames,
+            &mut self.scratch[..want],
+        )?;
+        self.window_at = (ctx * hop + offset) * ch;
+        Ok(())
+    }
+
+    /// Update the newest knob action's knob-to-ear figure with a new write.
+    fn note_heard(&mut self, write: &WriteEvent) {
+        let Some(action) = self.newest_knob else {
+            return;
+        };
+        let l = ActionLatency::compute(&action, None, std::iter::once(write));
+        if let Some(f) = l.audible_first {
+            let ms = f as f64 * 1e3 / self.rate as f64;
+            let best = self.stats.last_knob_to_ear_ms.map_or(ms, |b| b.min(ms));
+            self.stats.last_knob_to_ear_ms = Some(best);
+        }
+    }
+
+    /// Publish the stats (at most every 0.1 s unless `force`).
+    pub fn publish_stats(&mut self, now_s: f64, force: bool) {
+        let (t0, ticks0) = self.last_publish.unwrap_or((now_s, self.stats.ticks));
+        if !force && self.last_publish.is_some() && now_s - t0 < PUBLISH_EVERY_S {
+            return;
+        }
+        let dt = now_s - t0;
+        if dt > 0.0 {
+            self.stats.ticks_per_s = (self.stats.ticks - ticks0) as f64 / dt;
+        }
+        (self.stats.tick_ms_p50, self.stats.tick_ms_p95) = self.recent_tick.percentiles();
+        self.stats.decode_ms_p50 = self.recent_decode.percentiles().0;
+        self.stats.idle = self.idle(now_s);
+        self.stats.paused = self.paused;
+        self.stats.trace_dropped = self.record.trace.dropped();
+        self.stats_in.write(self.stats.clone());
+        self.last_publish = Some((now_s, self.stats.ticks));
+    }
+
+    /// The stats as of now (not published).
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    /// The record (trace, replies, samples).
+    pub fn record(&self) -> &EngineRecord {
+        &self.record
+    }
+}
