@@ -75,6 +75,27 @@ impl LogLevel {
     }
 }
 
+/// Which engine generates into the ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EngineChoice {
+    /// The built-in model on the CPU.
+    BuiltinCpu,
+    /// No generation: the ring plays the source (or silence) untouched; OSC still steers
+    /// the loop band and transport.
+    Off,
+}
+
+impl EngineChoice {
+    /// The spelling on the command line and in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BuiltinCpu => "builtin-cpu",
+            Self::Off => "off",
+        }
+    }
+}
+
 /// The command line, as typed (unset flags are `None`).
 #[derive(Debug, Parser)]
 #[command(
@@ -132,6 +153,9 @@ pub struct Cli {
     /// A knob value at start, `name=value`; may repeat.
     #[arg(long = "knob", value_name = "NAME=VALUE")]
     pub knobs: Vec<String>,
+    /// Engine: builtin-cpu (the default) or off (play the loop untouched).
+    #[arg(long, value_name = "ENGINE")]
+    pub engine: Option<EngineChoice>,
     /// Turn the near-playhead repatch off (for A/B latency measurement).
     #[arg(long)]
     pub no_repatch: bool,
@@ -189,6 +213,8 @@ pub struct Settings {
     pub prompt: Option<String>,
     /// Second prompt at start.
     pub prompt_b: Option<String>,
+    /// Which engine generates.
+    pub engine: EngineChoice,
     /// Knob values at start, canonicalized (file first, then flags).
     pub knobs: Vec<(KnobId, f64)>,
     /// Lead and repatch settings.
@@ -365,6 +391,10 @@ fn merge(
             file.engine.prompt_b,
         )?
         .filter(|p| !p.trim().is_empty()),
+        engine: cli
+            .engine
+            .or(file.engine.backend)
+            .unwrap_or(EngineChoice::BuiltinCpu),
         knobs: start_knobs(&file.engine.knobs, &cli.knobs)?,
         lead: lead(file.lead, cli.no_repatch)?,
         state_path: cli
@@ -504,7 +534,7 @@ fn lead(mut lead: LeadConfig, no_repatch: bool) -> Result<LeadConfig, SettingsEr
 }
 
 /// `$STATE_DIRECTORY/state.json` under systemd, else `$XDG_STATE_HOME/latentd/state.json`,
-/// else `./latentd-state.json`.
+/// else `~/.local/state/latentd/state.json`, else `./latentd-state.json`.
 fn default_state_path() -> PathBuf {
     if let Some(dir) = std::env::var_os("STATE_DIRECTORY") {
         // systemd may pass several, colon-separated; the first is ours.
@@ -520,6 +550,9 @@ fn default_state_path() -> PathBuf {
     }
     if let Some(base) = std::env::var_os("XDG_STATE_HOME") {
         return PathBuf::from(base).join("latentd/state.json");
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        return PathBuf::from(home).join(".local/state/latentd/state.json");
     }
     PathBuf::from("latentd-state.json")
 }
@@ -552,7 +585,7 @@ impl Settings {
              [audio]\nbackend = \"{}\"\nclient_name = {:?}\nautoconnect = {}\nrate = {}\n\
              period = {}\n\n[source]\n{}\nloop_seconds = {}\n\n[record]\n{}\n\n\
              [osc]\nbind = \"{}\"\nallowlist = [{allow}]\noscquery_port = {}\n\n\
-             [media]\nfolder = {:?}\n\n[engine]\nprompt = {:?}\nprompt_b = {:?}\n\
+             [media]\nfolder = {:?}\n\n[engine]\nbackend = \"{}\"\nprompt = {:?}\nprompt_b = {:?}\n\
              knobs = {{ {knobs} }}\n\n[lead]\n{lead}\n[state]\npath = {:?}\n\n\
              [log]\nlevel = \"{}\"\ntarget = \"{}\"\n",
             match &self.config_path {
@@ -570,6 +603,7 @@ impl Settings {
             self.osc_bind,
             self.oscquery_port,
             self.media_folder.display().to_string(),
+            self.engine.as_str(),
             self.prompt.as_deref().unwrap_or(""),
             self.prompt_b.as_deref().unwrap_or(""),
             self.state_path.display().to_string(),

@@ -19,6 +19,7 @@
 //! [media]
 //! folder = "/srv/latentd/media" # paths given over OSC must stay inside it
 //! [engine]
+//! backend = "builtin-cpu"  # builtin-cpu | off (play the loop untouched)
 //! prompt = "calm warm pad pluck bass"
 //! prompt_b = ""            # optional second prompt, mixed by the prompt_blend knob
 //! knobs = { denoise = 0.5, ch_g0 = 1.2 }
@@ -89,6 +90,7 @@ pub struct MediaSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EngineSection {
+    pub(crate) backend: Option<crate::cli::EngineChoice>,
     pub(crate) prompt: Option<String>,
     pub(crate) prompt_b: Option<String>,
     #[serde(default)]

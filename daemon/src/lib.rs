@@ -5,9 +5,11 @@
 pub mod audio;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod logging;
 pub mod osc;
 pub mod record;
+pub mod service;
 pub mod state;
 pub mod systemd;
 

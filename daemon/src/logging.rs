@@ -108,8 +108,18 @@ pub fn init(level: LevelFilter, target: LogTarget) -> Result<LogTarget, LogError
 }
 
 fn init_stderr(level: LevelFilter) -> Result<(), LogError> {
+    // libjack reports every failed connect (and its shared-memory chatter) as errors through
+    // the jack crate's log bridge; latentd states the outcome in its own words, so libjack's
+    // lines only show when debugging.
+    let libjack = if level >= LevelFilter::Debug {
+        level
+    } else {
+        LevelFilter::Off
+    };
     env_logger::Builder::new()
         .filter_level(level)
+        .filter_module("jack", libjack)
+        .filter_module("jack_sys", libjack)
         .target(env_logger::Target::Stderr)
         .format_timestamp_millis()
         .try_init()

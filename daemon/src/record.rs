@@ -167,6 +167,26 @@ fn drain_loop(
     Ok(samples_written / channels as u64)
 }
 
+/// Check that a record path can be created (not a directory, its folder exists), before
+/// anything opens.
+pub fn check_record_path(path: &std::path::Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err(format!("record {}: is a directory", path.display()));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!(
+            "record {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

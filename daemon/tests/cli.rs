@@ -1,6 +1,6 @@
 //! The `latentd` binary end to end: bad input fails with one line and status 2; the null
 //! output plays until SIGINT or SIGTERM and exits 0 within a second with the counters line;
-//! `--record` captures exactly the source loop.
+//! `--record` captures exactly the source loop (with `--engine off`), then the fade-out.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -22,7 +22,13 @@ fn isolated<'a>(cmd: &'a mut Command, dir: &TempDir) -> &'a mut Command {
     .env("JACK_NO_START_SERVER", "1")
     .env("XDG_RUNTIME_DIR", &runtime)
     .env("PIPEWIRE_REMOTE", "latentd-none")
+    .env("XDG_STATE_HOME", dir.path().join("state"))
+    .env("XDG_CONFIG_HOME", dir.path().join("config"))
+    .env_remove("STATE_DIRECTORY")
+    .env_remove("NOTIFY_SOCKET")
     .env_remove("RUST_LOG")
+    // Tests run side by side: OSC on a free port, no OSCQuery.
+    .args(["--osc", "127.0.0.1:0", "--oscquery-port", "0"])
 }
 
 fn write_float_wav(path: &Path, channels: u16, rate: u32, samples: &[f32]) {
@@ -257,7 +263,7 @@ fn record_on_null_captures_the_source_loop_sample_exact() {
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("source.wav");
     let out = dir.path().join("out.wav");
-    let loop_frames = 12_345usize; // about a quarter second: several laps get recorded
+    let loop_frames = 20_011usize; // about 0.42 s (the engine needs a kept window): laps get recorded
     let samples: Vec<f32> = (0..loop_frames * 2)
         .map(|i| ((i as f32 * 0.0071).sin() * 0.4) + if i % 2 == 0 { 0.01 } else { -0.01 })
         .collect();
@@ -275,10 +281,13 @@ fn record_on_null_captures_the_source_loop_sample_exact() {
             source.to_str().unwrap(),
             "--record",
             out.to_str().unwrap(),
+            // The ring plays the source untouched: what is recorded must be the source.
+            "--engine",
+            "off",
         ],
     );
     daemon.wait_for("playing a loop", Duration::from_secs(10));
-    std::thread::sleep(Duration::from_millis(800));
+    std::thread::sleep(Duration::from_millis(1200));
     daemon.signal(libc::SIGINT);
     let status = wait_timeout(&mut daemon.child, Duration::from_secs(1)).expect("exits");
     assert_eq!(status.code(), Some(0));
@@ -293,9 +302,25 @@ fn record_on_null_captures_the_source_loop_sample_exact() {
     let frames = recorded.len() / 2;
     assert_eq!(frames as u64, counter(&line, "frames"), "{line}");
     assert!(frames > 2 * loop_frames, "only {frames} frames recorded");
-    for (i, &s) in recorded.iter().enumerate() {
-        assert_eq!(s, samples[i % samples.len()], "sample {i}");
+    // Sample-exact up to the stop, where the output fades to silence (no click): from the
+    // first difference on, every sample is the source scaled down, and the last is zero.
+    let fade_start = recorded
+        .iter()
+        .enumerate()
+        .position(|(i, &s)| s != samples[i % samples.len()])
+        .expect("the stop fades out");
+    assert!(
+        fade_start > 2 * 2 * loop_frames,
+        "differs at sample {fade_start}"
+    );
+    for (i, &s) in recorded.iter().enumerate().skip(fade_start) {
+        let source = samples[i % samples.len()];
+        assert!(
+            s.abs() <= source.abs() && s * source >= 0.0,
+            "sample {i}: {s} vs {source}"
+        );
     }
+    assert_eq!(recorded[recorded.len() - 2..], [0.0, 0.0]);
 }
 
 #[test]

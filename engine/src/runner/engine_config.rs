@@ -45,6 +45,11 @@ pub struct EngineConfig {
     pub trace_capacity: usize,
     /// Timing samples kept for the stream figures (oldest dropped first).
     pub sample_capacity: usize,
+    /// Start with generation paused (as after [`EngineHandle::set_paused`]`(true)`): the ring
+    /// plays what it holds, untouched, until the engine is unpaused.
+    ///
+    /// [`EngineHandle::set_paused`]: super::engine_loop::EngineHandle::set_paused
+    pub start_paused: bool,
 }
 
 impl Default for EngineConfig {
@@ -60,6 +65,7 @@ impl Default for EngineConfig {
             idle_after_s: 20.0,
             trace_capacity: 1 << 16,
             sample_capacity: 1 << 16,
+            start_paused: false,
         }
     }
 }

@@ -224,7 +224,7 @@ impl<M: Model> EngineCore<M> {
             last_activity_s: 0.0,
             last_fresh_s: None,
             activity_pending: false,
-            paused: false,
+            paused: config.start_paused,
             stopped: false,
             stall_next_s: 0.0,
             cond_epoch: 0,

@@ -1,0 +1,522 @@
+//! The daemon's life: start every part in an order that never half-starts, serve until a
+//! signal, stop in the reverse order without a click.
+//!
+//! Start: validate inputs → state file → model, knobs, conditioning (the saved session over
+//! the config) → output (its rate and period decide the ring) → ring → engine thread →
+//! record tap → output running → encoder thread, OSC, OSCQuery → `READY=1` (only now: the
+//! output plays and the sockets are bound) → watchdog.
+//! Serve: SIGHUP reloads the config (`RELOADING=1` … `READY=1`), applying what can change
+//! live (log level) and naming what needs a restart; `STATUS=` lines every few seconds.
+//! Stop (SIGINT, SIGTERM): `STOPPING=1`, fade to silence, close OSC, finish the queued
+//! jobs, save the state, stop the engine and the output, print the counters.
+//!
+//! Threading: main thread. Test hook: `LATENTD_TEST_ENGINE_STALL_S=<s>` stalls the engine
+//! thread that long, 1 s after `READY=1` (the watchdog test makes the engine hang with it).
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use latentd_engine::audio_clip::AudioView;
+use latentd_engine::audio_file::{self, LoopAudio};
+use latentd_engine::conditioning::{Conditioner, PromptSpec};
+use latentd_engine::knobs::{KnobId, KnobStore};
+use latentd_engine::model::Model;
+use latentd_engine::model::builtin::BuiltinModel;
+use latentd_engine::ring::PlayheadRing;
+use latentd_engine::runner::clock::RealClock;
+use latentd_engine::runner::engine_config::EngineConfig;
+use latentd_engine::runner::engine_loop::Engine;
+use latentd_osc_schema::{MediaRoot, Schema};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::audio::select::{OUTPUT_CHANNELS, OutputOptions, open_output};
+use crate::audio::{FadeOut, PeriodProcessor};
+use crate::cli::{EngineChoice, Settings, reload};
+use crate::control::jobs::{JobContext, JobWorker};
+use crate::control::session::Session;
+use crate::control::{ControlHandler, DaemonEngine, Dispatcher, StatusSources, param_specs};
+use crate::osc::oscquery::{OscQueryConfig, OscQueryServer};
+use crate::osc::{DEFAULT_MAX_SUBSCRIBERS, OscConfig, OscServer, Subscribers};
+use crate::record::Recorder;
+use crate::state::{DebouncedSaver, PersistentState, StateStore};
+use crate::systemd::{
+    Liveness, Notifier, WatchdogSupervisor, Watched, ping_interval, watchdog_timeout_from_env,
+};
+
+/// Exit status for bad input at start (nothing was left running).
+pub const EXIT_STARTUP: u8 = 2;
+/// Exit status for a failure while running or stopping.
+pub const EXIT_RUNTIME: u8 = 1;
+/// Seconds of audio the record queue holds before it drops.
+const RECORD_QUEUE_SECONDS: f64 = 2.0;
+/// State saves are coalesced within this window.
+const STATE_DEBOUNCE: Duration = Duration::from_millis(500);
+/// How often `STATUS=` is refreshed.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+/// Longest wait for the fade-out at stop.
+const FADE_TIMEOUT: Duration = Duration::from_millis(200);
+
+type Failure = (u8, String);
+
+fn startup(e: &dyn std::fmt::Display) -> Failure {
+    (EXIT_STARTUP, e.to_string())
+}
+
+/// The engine thread's heartbeat, as the watchdog reads it.
+struct EngineBeat(Arc<DaemonEngine>);
+
+impl Liveness for EngineBeat {
+    fn beats(&self) -> u64 {
+        self.0.heartbeat()
+    }
+}
+
+/// Run the daemon with `settings` until SIGINT or SIGTERM. `args` is the command line, kept
+/// for SIGHUP reloads.
+pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(|e| startup(&format!("cannot install signal handlers: {e}")))?;
+    let notifier = Notifier::from_env().map_err(|e| startup(&format!("NOTIFY_SOCKET: {e}")))?;
+
+    // Every input is checked before anything opens.
+    if let Some(path) = &settings.source {
+        audio_file::probe_wav(path).map_err(|e| startup(&format!("source {e}")))?;
+    }
+    if let Some(path) = &settings.record {
+        crate::record::check_record_path(path).map_err(|e| startup(&e))?;
+    }
+    let media = MediaRoot::new(&settings.media_folder)
+        .map_err(|e| startup(&format!("media folder: {e}")))?;
+    let schema = Arc::new(
+        Schema::new(&param_specs())
+            .map_err(|e| startup(&format!("knob table: {e}")))?
+            .with_media_root(media),
+    );
+
+    let output = open_output(
+        settings.backend,
+        &OutputOptions {
+            client_name: settings.client_name.clone(),
+            autoconnect: settings.autoconnect,
+            sample_rate: settings.sample_rate,
+            period_frames: settings.period_frames,
+        },
+    )
+    .map_err(|e| startup(&e))?;
+    let format = output.format();
+    log::info!(
+        "audio: {} output, {} Hz, period {} frames, {} channels",
+        output.name(),
+        format.sample_rate,
+        format.period_frames,
+        format.channels
+    );
+    let (store, restored, outcome) = StateStore::open(&settings.state_path);
+    log::debug!("state {}: {outcome:?}", settings.state_path.display());
+    let saver = DebouncedSaver::spawn(store, STATE_DEBOUNCE)
+        .map_err(|e| startup(&format!("state saver: {e}")))?;
+
+    let model = Arc::new(BuiltinModel::new());
+    let geometry = model.geometry();
+    let (knobs, knob_reader) = KnobStore::new();
+    let knobs = Arc::new(knobs);
+    apply_start_knobs(&knobs, settings, &restored);
+    let (conditioner, cond_reader) = Conditioner::new(Arc::clone(&model), None);
+    let conditioner = Arc::new(conditioner);
+    apply_start_conditioning(&conditioner, settings, &restored, geometry.sample_rate);
+
+    if format.sample_rate != geometry.sample_rate {
+        return Err(startup(&format!(
+            "the {} output runs at {} Hz; the built-in engine generates at {} Hz and \
+             resampling its windows is not supported yet: run the server at {} Hz",
+            output.name(),
+            format.sample_rate,
+            geometry.sample_rate,
+            geometry.sample_rate
+        )));
+    }
+
+    // The loop: the source (the saved one, else the configured one), else silence that the
+    // engine fills from the prompt.
+    let source_path = restored.source.clone().or_else(|| settings.source.clone());
+    let source = match &source_path {
+        Some(path) => Some(load_source(path, format.sample_rate)?),
+        None => None,
+    };
+    let ring = match &source {
+        Some(audio) => PlayheadRing::from_interleaved(
+            audio.samples.clone(),
+            audio.channels,
+            audio.sample_rate,
+            PlayheadRing::guard_for_period(format.period_frames),
+        ),
+        None => PlayheadRing::silence(
+            (settings.loop_seconds * f64::from(format.sample_rate)).round() as usize,
+            OUTPUT_CHANNELS,
+            format.sample_rate,
+            PlayheadRing::guard_for_period(format.period_frames),
+        ),
+    }
+    .map_err(|e| startup(&format!("loop: {e}")))?;
+    let ring_handle = ring.handle();
+    let (writer, reader) = ring.split();
+
+    let generate = settings.engine != EngineChoice::Off;
+    let engine_config = EngineConfig {
+        lead: settings.lead,
+        start_paused: !generate,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::spawn(
+        Arc::clone(&model),
+        writer,
+        knob_reader,
+        cond_reader,
+        engine_config,
+        RealClock::new(ring_handle.clone()),
+    )
+    .map_err(|e| startup(&e))?;
+    let engine = Arc::new(engine);
+    knobs.set_waker(engine.waker());
+    if let Some(audio) = &source {
+        engine
+            .set_source(AudioView {
+                samples: &audio.samples,
+                channels: audio.channels,
+                sample_rate: audio.sample_rate,
+            })
+            .map_err(|e| startup(&format!("source: {e}")))?;
+    }
+    if let Some(band) = restored.loop_band
+        && let Err(e) = engine.set_loop(band.start, band.end)
+    {
+        log::warn!("state: saved loop band not restored: {e}");
+    }
+
+    let (recorder, tap) = match &settings.record {
+        Some(path) => {
+            let (rec, producer) = Recorder::start(
+                path,
+                format.sample_rate,
+                format.channels,
+                RECORD_QUEUE_SECONDS,
+            )
+            .map_err(|e| startup(&e))?;
+            (Some(rec), Some((producer, format.channels)))
+        }
+        None => (None, None),
+    };
+    let processor = PeriodProcessor::new(reader, tap);
+    let output_stats = processor.stats();
+    let fade = processor.fade();
+    let running = output.start(processor).map_err(|e| startup(&e))?;
+    log::info!(
+        "playing a loop of {} frames ({:.2} s){}{}",
+        ring_handle.loop_frames(),
+        ring_handle.loop_frames() as f64 / f64::from(format.sample_rate),
+        match &source_path {
+            Some(p) => format!(" from {}", p.display()),
+            None => " generated from the prompt".into(),
+        },
+        match &settings.record {
+            Some(p) => format!(", recording to {}", p.display()),
+            None => String::new(),
+        }
+    );
+
+    let subscribers = Subscribers::new(DEFAULT_MAX_SUBSCRIBERS);
+    let mut session_state = restored.clone();
+    session_state.source = source_path.clone();
+    let session = Arc::new(Session::new(session_state, Some(saver)));
+    let (worker, jobs) = JobWorker::spawn(JobContext {
+        conditioner: Arc::clone(&conditioner),
+        engine: Arc::clone(&engine),
+        subscribers: subscribers.clone(),
+        session: Arc::clone(&session),
+        geometry,
+    })
+    .map_err(|e| startup(&format!("encoder thread: {e}")))?;
+    let dispatcher = Arc::new(Dispatcher::new(
+        Arc::clone(&schema),
+        Arc::clone(&knobs),
+        Arc::clone(&engine),
+        jobs,
+        subscribers.clone(),
+        Arc::clone(&session),
+        StatusSources {
+            output: Arc::clone(&output_stats),
+            period_frames: format.period_frames,
+            backend: settings.engine.as_str(),
+            generate,
+        },
+    ));
+    let handler = ControlHandler::new(Arc::clone(&dispatcher))
+        .map_err(|e| startup(&format!("OSC scheduler: {e}")))?;
+    let osc = OscServer::start(
+        OscConfig {
+            bind: settings.osc_bind,
+            allow: settings.osc_allow.clone(),
+            ..OscConfig::default()
+        },
+        Arc::clone(&schema),
+        subscribers.clone(),
+        handler,
+    )
+    .map_err(|e| startup(&format!("OSC on {}: {e}", settings.osc_bind)))?;
+    let oscquery = if settings.oscquery_port == 0 {
+        None
+    } else {
+        let values_knobs = Arc::clone(&knobs);
+        let values = move || {
+            let now = values_knobs.current();
+            latentd_engine::knobs::KNOBS
+                .iter()
+                .filter_map(|k| {
+                    KnobId::from_name(k.name).map(|id| (k.name.to_string(), now.get(id)))
+                })
+                .collect::<Vec<_>>()
+        };
+        let config = OscQueryConfig {
+            bind: std::net::SocketAddr::new(settings.osc_bind.ip(), settings.oscquery_port),
+            allow: settings.osc_allow.clone(),
+            osc_port: osc.udp_addr().port(),
+            ..OscQueryConfig::default()
+        };
+        Some(
+            OscQueryServer::start(config, Arc::clone(&schema), Arc::new(values)).map_err(|e| {
+                startup(&format!("OSCQuery on port {}: {e}", settings.oscquery_port))
+            })?,
+        )
+    };
+    log::info!(
+        "OSC on udp+tcp {} (OSCQuery {})",
+        osc.udp_addr(),
+        oscquery
+            .as_ref()
+            .map(|q| q.addr().to_string())
+            .unwrap_or_else(|| "off".into())
+    );
+
+    if let Err(e) = notifier.ready() {
+        log::warn!("sd_notify READY: {e}");
+    }
+    let watchdog = match watchdog_timeout_from_env() {
+        Some(timeout) => Some(
+            WatchdogSupervisor::spawn(
+                notifier.clone(),
+                ping_interval(timeout),
+                vec![
+                    Watched::from_source(
+                        "engine",
+                        Arc::new(EngineBeat(Arc::clone(&engine))),
+                        timeout / 2,
+                    ),
+                    Watched::from_source("audio", output_stats.clone(), timeout / 2),
+                ],
+            )
+            .map_err(|e| (EXIT_RUNTIME, format!("watchdog: {e}")))?,
+        ),
+        None => None,
+    };
+    test_fault_hook(&engine);
+
+    serve(&mut signals, &notifier, &dispatcher, args);
+
+    // Stop, in reverse order.
+    let _ = notifier.stopping();
+    stop_audio(&fade);
+    if let Some(w) = watchdog {
+        w.stop();
+    }
+    osc.shutdown();
+    drop(oscquery);
+    drop(dispatcher); // the last queue sender goes with it: the encoder finishes and ends
+    worker.join();
+    session.flush();
+    let engine = Arc::try_unwrap(engine).ok();
+    let stats = running.stats();
+    let stopped = running.stop();
+    if let Some(engine) = engine
+        && let Err(e) = engine.stop()
+    {
+        log::warn!("engine: {e}");
+    }
+    let recorded = recorder.map(Recorder::finish);
+    let counters = ring_handle.counters();
+    eprintln!(
+        "latentd: stopped: periods={} frames={} torn_reads={} late_frames={} xruns={} record_dropped={}",
+        counters.periods,
+        counters.frames_played,
+        counters.torn_reads,
+        counters.late_frames,
+        stats.xruns,
+        stats.record_dropped
+    );
+    stopped.map_err(|e| (EXIT_RUNTIME, e.to_string()))?;
+    if let Some(recorded) = recorded {
+        let frames = recorded.map_err(|e| (EXIT_RUNTIME, e.to_string()))?;
+        log::info!("recorded {frames} frames");
+    }
+    Ok(())
+}
+
+/// Serve until SIGINT or SIGTERM: reload on SIGHUP, refresh `STATUS=`.
+fn serve(signals: &mut Signals, notifier: &Notifier, dispatcher: &Dispatcher, args: Vec<OsString>) {
+    let mut last_status = Instant::now() - STATUS_EVERY;
+    loop {
+        if last_status.elapsed() >= STATUS_EVERY {
+            let s = dispatcher.status_report();
+            let _ = notifier.status(&format!(
+                "playing {:.1}/{:.1} s, {:.0} ticks/s, lead {:.2} s, xruns {}, late {}",
+                s.playhead_s, s.loop_s, s.ticks_per_s, s.lead_s, s.xruns, s.late_landings
+            ));
+            last_status = Instant::now();
+        }
+        for signal in signals.pending() {
+            match signal {
+                SIGHUP => reload_config(notifier, &args),
+                _ => {
+                    log::info!(
+                        "{} received, stopping",
+                        if signal == SIGINT {
+                            "SIGINT"
+                        } else {
+                            "SIGTERM"
+                        }
+                    );
+                    return;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// SIGHUP: re-read the config; apply the log level live; name what needs a restart.
+fn reload_config(notifier: &Notifier, args: &[OsString]) {
+    let _ = notifier.reloading();
+    match reload(args.iter().cloned()) {
+        Ok(new) => {
+            log::set_max_level(new.log_level.filter());
+            log::info!(
+                "config reloaded: log level {}; audio, OSC, media, engine, lead and state \
+                 settings take effect at the next restart",
+                new.log_level.as_str()
+            );
+        }
+        Err(e) => log::error!("config reload refused, keeping the running settings: {e}"),
+    }
+    let _ = notifier.ready();
+}
+
+/// Fade to silence so stopping never clicks.
+fn stop_audio(fade: &FadeOut) {
+    if !fade.fade_and_wait(FADE_TIMEOUT) {
+        log::debug!("fade-out did not complete (the output had stopped calling back)");
+    }
+}
+
+/// Knobs at start: the config's (and `--knob`s), then the saved session's.
+fn apply_start_knobs(knobs: &KnobStore, settings: &Settings, restored: &PersistentState) {
+    if let Err(e) = knobs.set_many(&settings.knobs) {
+        log::warn!("config knobs not applied: {e}");
+    }
+    for (name, value) in &restored.knobs {
+        match KnobId::from_name(name) {
+            Some(id) => {
+                if let Err(e) = knobs.set_id(id, *value) {
+                    log::warn!("state: knob {name} not restored: {e}");
+                }
+            }
+            None => log::warn!("state: unknown knob {name:?} ignored"),
+        }
+    }
+}
+
+/// Prompt and references at start: the saved session's, else the config's, else the
+/// model's default prompt (so a newcomer hears music at once).
+fn apply_start_conditioning(
+    conditioner: &Conditioner<BuiltinModel>,
+    settings: &Settings,
+    restored: &PersistentState,
+    rate: u32,
+) {
+    let tags = restored
+        .prompt
+        .clone()
+        .or_else(|| settings.prompt.clone())
+        .unwrap_or_else(|| latentd_engine::model::builtin::vocab::DEFAULT_PROMPT.to_string());
+    let tags_b = restored
+        .prompt_b
+        .clone()
+        .or_else(|| settings.prompt_b.clone());
+    match conditioner.set_prompt(PromptSpec {
+        tags: tags.clone(),
+        tags_b,
+    }) {
+        Ok(_) => log::info!("prompt: {tags:?}"),
+        Err(e) => log::warn!("prompt {tags:?} not applied: {e}"),
+    }
+    let load = |path: &Path| audio_file::load_wav(path, rate, OUTPUT_CHANNELS);
+    if let Some(path) = &restored.timbre {
+        match load(path) {
+            Ok(a) => {
+                if let Err(e) = conditioner.set_timbre(view(&a)) {
+                    log::warn!("state: timbre {} not restored: {e}", path.display());
+                }
+            }
+            Err(e) => log::warn!("state: timbre not restored: {e}"),
+        }
+    }
+    if let Some(path) = &restored.structure {
+        match load(path) {
+            Ok(a) => {
+                if let Err(e) = conditioner.set_structure(view(&a)) {
+                    log::warn!("state: structure {} not restored: {e}", path.display());
+                }
+            }
+            Err(e) => log::warn!("state: structure not restored: {e}"),
+        }
+    }
+}
+
+fn view(audio: &LoopAudio) -> AudioView<'_> {
+    AudioView {
+        samples: &audio.samples,
+        channels: audio.channels,
+        sample_rate: audio.sample_rate,
+    }
+}
+
+fn load_source(path: &Path, rate: u32) -> Result<LoopAudio, Failure> {
+    let audio = audio_file::load_wav(path, rate, OUTPUT_CHANNELS)
+        .map_err(|e| startup(&format!("source {e}")))?;
+    log::info!(
+        "source {}: {} frames ({:.2} s) at {rate} Hz",
+        path.display(),
+        audio.frames(),
+        audio.frames() as f64 / f64::from(rate)
+    );
+    Ok(audio)
+}
+
+/// See the module doc: a test-only way to make the engine thread hang.
+fn test_fault_hook(engine: &Arc<DaemonEngine>) {
+    let Some(seconds) = std::env::var("LATENTD_TEST_ENGINE_STALL_S")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+    else {
+        return;
+    };
+    let engine = Arc::clone(engine);
+    let _ = std::thread::Builder::new()
+        .name("test-fault".into())
+        .spawn(move || {
+            std::thread::sleep(Duration::from_secs(1));
+            log::warn!("test hook: stalling the engine thread for {seconds} s");
+            engine.inject_stall(seconds);
+        });
+}
