@@ -9,16 +9,19 @@
 //! - [`JackOutput::open`], [`AudioOutput::start`] and [`RunningOutput::stop`] run on the
 //!   main thread.
 //! - JACK's process thread (realtime) runs [`Process::process`], which only fetches the two
-//!   port buffers and calls the [`PeriodProcessor`]. Its buffer-size callback runs outside
+//!   port buffers and plays the [`ProcessorSlot`]. Its buffer-size callback runs outside
 //!   the realtime path (JACK calls it between cycles) and updates the reported period and
 //!   the ring's guard.
 //! - JACK's notification thread (not realtime) counts xruns, reports a sample-rate change as
 //!   an error in the log, and answers latency requests: the output ports' playback latency
-//!   is what lies downstream plus one period.
+//!   is what lies downstream plus one period. When the server goes away, libjack calls the
+//!   shutdown callback there, which only sets the flag [`RunningOutput::server_lost`] reads.
+//! - [`RunningOutput::connections`] and [`RunningOutput::connect`] run on the supervising
+//!   thread; they talk to the server, never to the callbacks.
 
 use std::ffi::c_void;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use ::jack::{
     AsyncClient, AudioOut, Client, ClientOptions, ClientStatus, Control, Frames,
@@ -27,8 +30,8 @@ use ::jack::{
 use latentd_engine::{PlayheadRing, RingHandle};
 
 use super::{
-    AudioError, AudioOutput, OutputFormat, OutputStats, OutputStatsSnapshot, PeriodProcessor,
-    RunningOutput,
+    AudioError, AudioOutput, OutputFormat, OutputStats, OutputStatsSnapshot, PeerLink,
+    ProcessorSlot, RunningOutput,
 };
 
 const BACKEND: &str = "jack";
@@ -241,9 +244,9 @@ impl AudioOutput for JackOutput {
         self.format.get()
     }
 
-    fn start(
+    fn start_shared(
         self: Box<Self>,
-        processor: PeriodProcessor,
+        processor: Arc<ProcessorSlot>,
     ) -> Result<Box<dyn RunningOutput>, AudioError> {
         let JackOutput {
             client,
@@ -254,8 +257,10 @@ impl AudioOutput for JackOutput {
         } = *self;
         let ring = processor.ring_handle();
         let stats = processor.stats();
+        let lost = Arc::new(AtomicBool::new(false));
         let notifications = Notifications {
             stats: Arc::clone(&stats),
+            lost: Arc::clone(&lost),
             format: Arc::clone(&format),
             ring_rate: ring.sample_rate(),
             rate_seen: 0,
@@ -278,6 +283,7 @@ impl AudioOutput for JackOutput {
             active,
             format,
             stats,
+            lost,
             _latency: latency,
         }))
     }
@@ -285,7 +291,7 @@ impl AudioOutput for JackOutput {
 
 /// The realtime side: two ports and the processor.
 struct Process {
-    processor: PeriodProcessor,
+    processor: Arc<ProcessorSlot>,
     out_1: Port<AudioOut>,
     out_2: Port<AudioOut>,
     format: Arc<LiveFormat>,
@@ -313,9 +319,11 @@ impl ProcessHandler for Process {
     }
 }
 
-/// The notification side: xruns and sample-rate changes.
+/// The notification side: xruns, sample-rate changes, the server's shutdown.
 struct Notifications {
     stats: Arc<OutputStats>,
+    /// Set when the server shut the client down.
+    lost: Arc<AtomicBool>,
     format: Arc<LiveFormat>,
     ring_rate: u32,
     /// Last server rate reported, to log each change once.
@@ -323,6 +331,11 @@ struct Notifications {
 }
 
 impl NotificationHandler for Notifications {
+    /// Async-signal-safe: one atomic store.
+    unsafe fn shutdown(&mut self, _status: ClientStatus, _reason: &str) {
+        self.lost.store(true, Ordering::Release);
+    }
+
     fn xrun(&mut self, _: &Client) -> Control {
         self.stats.xruns.fetch_add(1, Ordering::Relaxed);
         Control::Continue
@@ -347,7 +360,14 @@ struct RunningJack {
     active: AsyncClient<Notifications, Process>,
     format: Arc<LiveFormat>,
     stats: Arc<OutputStats>,
+    lost: Arc<AtomicBool>,
     _latency: Box<LatencyTarget>,
+}
+
+impl RunningJack {
+    fn own_port(&self, channel: usize) -> String {
+        format!("{}:{}", self.active.as_client().name(), PORT_NAMES[channel])
+    }
 }
 
 impl RunningOutput for RunningJack {
@@ -361,6 +381,44 @@ impl RunningOutput for RunningJack {
 
     fn stats(&self) -> OutputStatsSnapshot {
         self.stats.snapshot()
+    }
+
+    fn server_lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
+    }
+
+    fn called_every_period(&self) -> bool {
+        true
+    }
+
+    fn connections(&self) -> Vec<Vec<String>> {
+        let client = self.active.as_client();
+        (0..PORT_NAMES.len())
+            .map(|k| {
+                client
+                    .port_by_name(&self.own_port(k))
+                    .map(|port| port.get_connections())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    fn connect(&self, channel: usize, peer: &str) -> Result<PeerLink, AudioError> {
+        if channel >= PORT_NAMES.len() {
+            return Err(AudioError::Unsupported {
+                backend: BACKEND,
+                what: format!("output channel {channel}; there are {}", PORT_NAMES.len()),
+            });
+        }
+        let client = self.active.as_client();
+        if client.port_by_name(peer).is_none() {
+            return Ok(PeerLink::Absent);
+        }
+        let own = self.own_port(channel);
+        match client.connect_ports_by_name(&own, peer) {
+            Ok(()) | Err(::jack::Error::PortAlreadyConnected(..)) => Ok(PeerLink::Linked),
+            Err(e) => Err(backend_error(&format!("connecting {own} to {peer}"), e)),
+        }
     }
 
     fn stop(self: Box<Self>) -> Result<(), AudioError> {
