@@ -7,7 +7,8 @@
 //!
 //! Threading:
 //! - [`JackOutput::open`], [`AudioOutput::start`] and [`RunningOutput::stop`] run on the
-//!   main thread.
+//!   main thread, or on the supervising thread when it reopens a lost output. libjack's own
+//!   messages go to the log as [`libjack_log`](super::libjack_log) says.
 //! - JACK's process thread (realtime) runs [`Process::process`], which only fetches the two
 //!   port buffers and plays the [`ProcessorSlot`]. Its buffer-size callback runs outside
 //!   the realtime path (JACK calls it between cycles) and updates the reported period and
@@ -149,7 +150,7 @@ fn open_error(name: &str, e: ::jack::Error) -> AudioError {
 
 /// Does the server already have a client called `name`? (Asked through a probe client.)
 fn client_name_taken(name: &str) -> bool {
-    Client::new("latentd-probe", ClientOptions::NO_START_SERVER)
+    super::libjack_log::opening(|| Client::new("latentd-probe", ClientOptions::NO_START_SERVER))
         .is_ok_and(|(probe, _)| probe.uuid_of_client_by_name(name).is_some())
 }
 
@@ -163,10 +164,12 @@ fn backend_error(what: &str, e: ::jack::Error) -> AudioError {
 impl JackOutput {
     /// Open a client on the running server (never starting one) and register its ports.
     pub fn open(options: &JackOptions) -> Result<Self, AudioError> {
-        let (client, _status) = Client::new(
-            &options.client_name,
-            ClientOptions::NO_START_SERVER | ClientOptions::USE_EXACT_NAME,
-        )
+        let (client, _status) = super::libjack_log::opening(|| {
+            Client::new(
+                &options.client_name,
+                ClientOptions::NO_START_SERVER | ClientOptions::USE_EXACT_NAME,
+            )
+        })
         .map_err(|e| open_error(&options.client_name, e))?;
         let register = |name: &str| {
             client
@@ -209,7 +212,16 @@ impl JackOutput {
     /// Is a JACK server answering (the one `JACK_DEFAULT_SERVER` names, or the default)?
     /// Opens a probe client without starting a server, and closes it.
     pub fn server_reachable() -> bool {
-        Client::new("latentd-probe", ClientOptions::NO_START_SERVER).is_ok()
+        super::libjack_log::opening(|| Client::new("latentd-probe", ClientOptions::NO_START_SERVER))
+            .is_ok()
+    }
+
+    /// The sample rate of the server `JACK_DEFAULT_SERVER` names (or the default one), if
+    /// one answers; asked through a probe client without ports, which is closed again.
+    pub fn server_sample_rate() -> Option<u32> {
+        super::libjack_log::opening(|| Client::new("latentd-probe", ClientOptions::NO_START_SERVER))
+            .ok()
+            .map(|(probe, _)| probe.sample_rate())
     }
 
     /// Connect our ports to the first physical playback ports; a missing one is a warning.

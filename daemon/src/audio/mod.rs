@@ -13,9 +13,9 @@
 //! [`PeriodProcessor::process_interleaved`]: no allocation (checked by `assert_no_alloc` in
 //! debug builds), no lock, no syscall, no logging; it reports through atomic counters.
 
+pub mod links;
 pub mod null;
 pub mod select;
-pub mod links;
 pub mod slot;
 pub mod supervisor;
 
@@ -28,6 +28,8 @@ use latentd_engine::{RingHandle, RingReader};
 
 #[cfg(feature = "jack")]
 pub mod jack;
+#[cfg(feature = "jack")]
+mod libjack_log;
 
 #[cfg(feature = "pipewire")]
 pub mod pipewire;

@@ -117,7 +117,8 @@ mod tests {
         let slot = ProcessorSlot::new(PeriodProcessor::new(reader, None));
         let mut out = vec![1.0f32; 2 * 64];
         // A callback that holds the processor while another one runs.
-        slot.with(|_| slot.process_interleaved(&mut out, 2)).unwrap();
+        slot.with(|_| slot.process_interleaved(&mut out, 2))
+            .unwrap();
         assert!(out.iter().all(|&v| v == 0.0), "a busy slot must be silent");
         assert_eq!(slot.stats().snapshot().callbacks, 0);
         slot.process_interleaved(&mut out, 2);

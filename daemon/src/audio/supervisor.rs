@@ -30,7 +30,9 @@ use std::time::{Duration, Instant};
 use latentd_engine::PlayheadRing;
 
 use super::links::LinkMemory;
-use super::select::{BackendChoice, OUTPUT_CHANNELS, OutputOptions, open_output};
+use super::select::{
+    BackendChoice, OUTPUT_CHANNELS, OutputOptions, open_output, server_sample_rate,
+};
 use super::{
     AudioError, AudioOutput, OutputFormat, OutputStatsSnapshot, PeerLink, PeriodProcessor,
     ProcessorSlot, RunningOutput,
@@ -159,10 +161,12 @@ impl OutputSupervisor {
         processor: PeriodProcessor,
     ) -> Result<Self, AudioError> {
         let backend = output.name();
-        let choice = backend.parse::<BackendChoice>().map_err(|e| AudioError::Backend {
-            backend,
-            reason: format!("cannot supervise this output: {e}"),
-        })?;
+        let choice = backend
+            .parse::<BackendChoice>()
+            .map_err(|e| AudioError::Backend {
+                backend,
+                reason: format!("cannot supervise this output: {e}"),
+            })?;
         let slot = ProcessorSlot::new(processor);
         let running = start_on(output, &slot)?;
         let published = Arc::new(Mutex::new(Published {
@@ -248,6 +252,31 @@ fn lock(published: &Mutex<Published>) -> std::sync::MutexGuard<'_, Published> {
     published.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Open the output `choice` names for the slot's ring: a server known to run at another
+/// rate is refused before any port is registered (no ports flapping once a retry).
+fn reopen(
+    choice: BackendChoice,
+    options: &OutputOptions,
+    slot: &Arc<ProcessorSlot>,
+) -> Result<Box<dyn RunningOutput>, AudioError> {
+    let ring_rate = slot.ring_handle().sample_rate();
+    if let Some(rate) = server_sample_rate(choice)
+        && rate != ring_rate
+    {
+        return Err(rate_mismatch(choice.as_str(), rate, ring_rate));
+    }
+    start_on(open_output(choice, options)?, slot)
+}
+
+fn rate_mismatch(backend: &'static str, server: u32, ring: u32) -> AudioError {
+    AudioError::Unsupported {
+        backend,
+        what: format!(
+            "the server runs at {server} Hz but the loop is at {ring} Hz; waiting for a server at {ring} Hz"
+        ),
+    }
+}
+
 /// Check that `output` can play the slot's ring (same rate; the guard grown for its
 /// period), then start it.
 fn start_on(
@@ -258,15 +287,11 @@ fn start_on(
     let format = output.format();
     let ring = slot.ring_handle();
     if format.sample_rate != ring.sample_rate() {
-        return Err(AudioError::Unsupported {
+        return Err(rate_mismatch(
             backend,
-            what: format!(
-                "the server runs at {} Hz but the loop is at {} Hz; waiting for a server at {} Hz",
-                format.sample_rate,
-                ring.sample_rate(),
-                ring.sample_rate()
-            ),
-        });
+            format.sample_rate,
+            ring.sample_rate(),
+        ));
     }
     let guard = PlayheadRing::guard_for_period(format.period_frames);
     if guard > ring.guard_frames() {
@@ -335,7 +360,10 @@ impl Watch {
         let lost = if running.server_lost() {
             Some("the server shut the client down".to_owned())
         } else if running.called_every_period() && now - self.progress_at >= STALL_LIMIT {
-            Some(format!("no callback for {:.1} s", STALL_LIMIT.as_secs_f64()))
+            Some(format!(
+                "no callback for {:.1} s",
+                STALL_LIMIT.as_secs_f64()
+            ))
         } else {
             None
         };
@@ -367,8 +395,7 @@ impl Watch {
 
     fn try_reopen(&mut self, now: Instant) {
         let backend = self.backend();
-        let reopened = open_output(self.choice, &self.options).and_then(|o| start_on(o, &self.slot));
-        match reopened {
+        match reopen(self.choice, &self.options, &self.slot) {
             Ok(running) => {
                 self.running = Some(running);
                 self.reconnects += 1;
@@ -528,7 +555,10 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         let status = sup.status();
-        assert_eq!((status.backend, status.state), ("null", OutputState::Running));
+        assert_eq!(
+            (status.backend, status.state),
+            ("null", OutputState::Running)
+        );
         assert_eq!(status.reconnects, 0);
         assert_eq!(status.links, [Vec::<String>::new(), Vec::new()]);
         sup.stop().unwrap();
@@ -541,8 +571,14 @@ mod tests {
     fn an_output_at_another_rate_than_the_ring_is_refused() {
         let (p, _ring) = processor(48_000);
         match OutputSupervisor::start(BackendChoice::Null, options(44_100), p) {
-            Err(AudioError::Unsupported { backend: "null", what }) => {
-                assert!(what.contains("44100 Hz but the loop is at 48000 Hz"), "{what}")
+            Err(AudioError::Unsupported {
+                backend: "null",
+                what,
+            }) => {
+                assert!(
+                    what.contains("44100 Hz but the loop is at 48000 Hz"),
+                    "{what}"
+                )
             }
             Err(e) => panic!("expected Unsupported, got {e}"),
             Ok(_) => panic!("started at 44100 Hz on a 48000 Hz ring"),
