@@ -186,6 +186,7 @@ impl OutputSupervisor {
             links: LinkMemory::new(OUTPUT_CHANNELS),
             callbacks_seen: 0,
             progress_at: Instant::now(),
+            ticked_at: Instant::now(),
             lost_at: Instant::now(),
             failed: 0,
             next_try: Instant::now(),
@@ -315,8 +316,10 @@ struct Watch {
     links: LinkMemory,
     /// Callbacks counted at the last progress.
     callbacks_seen: u64,
-    /// When the callback count last moved.
+    /// When the callback count last moved (or the watch resumed after a gap).
     progress_at: Instant,
+    /// When the last tick ran.
+    ticked_at: Instant,
     /// When the current loss was noticed.
     lost_at: Instant,
     /// Failed attempts since the loss.
@@ -353,7 +356,10 @@ impl Watch {
             return;
         };
         let callbacks = self.slot.stats().snapshot().callbacks;
-        if callbacks != self.callbacks_seen {
+        // After a gap in our own ticks (the machine was suspended, or this thread starved),
+        // the callback gets a fresh chance before it counts as stalled.
+        let gap = now - std::mem::replace(&mut self.ticked_at, now) > STALL_LIMIT / 4;
+        if callbacks != self.callbacks_seen || gap {
             self.callbacks_seen = callbacks;
             self.progress_at = now;
         }
@@ -401,6 +407,7 @@ impl Watch {
                 self.reconnects += 1;
                 self.last_error = None;
                 self.progress_at = now;
+                self.ticked_at = now;
                 let wanted = self.links.pending().len();
                 self.restore_links();
                 let waiting = self.links.pending();
