@@ -1,5 +1,6 @@
 //! A private JACK server for one test: `jackd --no-realtime --sync -n <unique name> -d dummy`,
-//! started by [`JackServer::start`] and stopped by PID when dropped.
+//! started by [`JackServer::start`] and stopped by PID when dropped. A test of recovery can
+//! [`kill`](JackServer::kill) it and [`restart`](JackServer::restart) it under the same name.
 //!
 //! `--sync` makes the server wait for the whole graph every cycle: without realtime
 //! scheduling on a loaded machine a client can miss a cycle (an xrun), and a capture
@@ -22,10 +23,12 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(3);
 
 static SERVERS_STARTED: AtomicU32 = AtomicU32::new(0);
 
-/// A running `jackd` with the dummy driver under a name no other test uses.
+/// A `jackd` with the dummy driver under a name no other test uses.
 pub struct JackServer {
     name: String,
-    child: Child,
+    /// The running jackd; `None` between [`JackServer::kill`] and
+    /// [`JackServer::restart`] (never a reaped child, whose PID may be reused).
+    child: Option<Child>,
     log: PathBuf,
 }
 
@@ -40,13 +43,66 @@ impl JackServer {
             SERVERS_STARTED.fetch_add(1, Ordering::Relaxed)
         );
         let log = std::env::temp_dir().join(format!("{name}.log"));
-        let log_file = std::fs::File::create(&log)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
+        // A leftover of an earlier run with the same PID; restarts append to it.
+        let _ = std::fs::remove_file(&log);
+        let mut server = JackServer {
+            name,
+            child: None,
+            log,
+        };
+        server.spawn(sample_rate, period);
+        server
+    }
+
+    /// Kill the server with SIGKILL, as a crash would (no goodbye to its clients; they
+    /// learn it from their sockets), and reap it. A no-op if it is not running.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stop the server with SIGTERM, as `systemctl stop` would (it disconnects every port,
+    /// then tells its clients it is going), and reap it; SIGKILL if it lingers. A no-op if
+    /// it is not running.
+    pub fn terminate(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+            // SAFETY: plain kill(2) on our own child, which has not been reaped yet.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Start the server again under the same name (after [`JackServer::kill`]; it kills a
+    /// running one first), at `sample_rate` and `period`, and wait until it answers.
+    pub fn restart(&mut self, sample_rate: u32, period: usize) {
+        self.kill();
+        self.spawn(sample_rate, period);
+    }
+
+    fn spawn(&mut self, sample_rate: u32, period: usize) {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", self.log.display()));
         let log_err = log_file
             .try_clone()
             .expect("duplicating the log file handle");
         let child = Command::new("jackd")
-            .args(["--no-realtime", "--sync", "-n", &name, "-d", "dummy"])
+            .args(["--no-realtime", "--sync", "-n", &self.name, "-d", "dummy"])
             .args(["-r", &sample_rate.to_string(), "-p", &period.to_string()])
             .stdin(Stdio::null())
             .stdout(log_file)
@@ -57,9 +113,8 @@ impl JackServer {
                     "cannot run jackd ({e}); install the jackd2 package (apt-get install jackd2)"
                 )
             });
-        let mut server = JackServer { name, child, log };
-        server.wait_until_answering();
-        server
+        self.child = Some(child);
+        self.wait_until_answering();
     }
 
     /// The server name, for `JACK_DEFAULT_SERVER`.
@@ -100,7 +155,11 @@ impl JackServer {
     fn wait_until_answering(&mut self) {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            let child = self
+                .child
+                .as_mut()
+                .expect("wait_until_answering after spawn");
+            if let Ok(Some(status)) = child.try_wait() {
                 panic!(
                     "jackd {} exited early ({status}):\n{}",
                     self.name,
@@ -133,20 +192,7 @@ impl JackServer {
 impl Drop for JackServer {
     /// SIGTERM (jackd then removes its sockets and shared memory), SIGKILL if it lingers.
     fn drop(&mut self) {
-        if let Ok(pid) = libc::pid_t::try_from(self.child.id()) {
-            // SAFETY: plain kill(2) on our own child, which has not been reaped yet.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                let _ = std::fs::remove_file(&self.log);
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.terminate();
         let _ = std::fs::remove_file(&self.log);
     }
 }

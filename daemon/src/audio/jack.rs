@@ -7,18 +7,22 @@
 //!
 //! Threading:
 //! - [`JackOutput::open`], [`AudioOutput::start`] and [`RunningOutput::stop`] run on the
-//!   main thread.
+//!   main thread, or on the supervising thread when it reopens a lost output. libjack's own
+//!   messages go to the log as [`libjack_log`](super::libjack_log) says.
 //! - JACK's process thread (realtime) runs [`Process::process`], which only fetches the two
-//!   port buffers and calls the [`PeriodProcessor`]. Its buffer-size callback runs outside
+//!   port buffers and plays the [`ProcessorSlot`]. Its buffer-size callback runs outside
 //!   the realtime path (JACK calls it between cycles) and updates the reported period and
 //!   the ring's guard.
 //! - JACK's notification thread (not realtime) counts xruns, reports a sample-rate change as
 //!   an error in the log, and answers latency requests: the output ports' playback latency
-//!   is what lies downstream plus one period.
+//!   is what lies downstream plus one period. When the server goes away, libjack calls the
+//!   shutdown callback there, which only sets the flag [`RunningOutput::server_lost`] reads.
+//! - [`RunningOutput::connections`] and [`RunningOutput::connect`] run on the supervising
+//!   thread; they talk to the server, never to the callbacks.
 
 use std::ffi::c_void;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use ::jack::{
     AsyncClient, AudioOut, Client, ClientOptions, ClientStatus, Control, Frames,
@@ -27,8 +31,8 @@ use ::jack::{
 use latentd_engine::{PlayheadRing, RingHandle};
 
 use super::{
-    AudioError, AudioOutput, OutputFormat, OutputStats, OutputStatsSnapshot, PeriodProcessor,
-    RunningOutput,
+    AudioError, AudioOutput, OutputFormat, OutputStats, OutputStatsSnapshot, PeerLink,
+    ProcessorSlot, RunningOutput,
 };
 
 const BACKEND: &str = "jack";
@@ -146,7 +150,7 @@ fn open_error(name: &str, e: ::jack::Error) -> AudioError {
 
 /// Does the server already have a client called `name`? (Asked through a probe client.)
 fn client_name_taken(name: &str) -> bool {
-    Client::new("latentd-probe", ClientOptions::NO_START_SERVER)
+    super::libjack_log::opening(|| Client::new("latentd-probe", ClientOptions::NO_START_SERVER))
         .is_ok_and(|(probe, _)| probe.uuid_of_client_by_name(name).is_some())
 }
 
@@ -160,10 +164,12 @@ fn backend_error(what: &str, e: ::jack::Error) -> AudioError {
 impl JackOutput {
     /// Open a client on the running server (never starting one) and register its ports.
     pub fn open(options: &JackOptions) -> Result<Self, AudioError> {
-        let (client, _status) = Client::new(
-            &options.client_name,
-            ClientOptions::NO_START_SERVER | ClientOptions::USE_EXACT_NAME,
-        )
+        let (client, _status) = super::libjack_log::opening(|| {
+            Client::new(
+                &options.client_name,
+                ClientOptions::NO_START_SERVER | ClientOptions::USE_EXACT_NAME,
+            )
+        })
         .map_err(|e| open_error(&options.client_name, e))?;
         let register = |name: &str| {
             client
@@ -206,7 +212,16 @@ impl JackOutput {
     /// Is a JACK server answering (the one `JACK_DEFAULT_SERVER` names, or the default)?
     /// Opens a probe client without starting a server, and closes it.
     pub fn server_reachable() -> bool {
-        Client::new("latentd-probe", ClientOptions::NO_START_SERVER).is_ok()
+        super::libjack_log::opening(|| Client::new("latentd-probe", ClientOptions::NO_START_SERVER))
+            .is_ok()
+    }
+
+    /// The sample rate of the server `JACK_DEFAULT_SERVER` names (or the default one), if
+    /// one answers; asked through a probe client without ports, which is closed again.
+    pub fn server_sample_rate() -> Option<u32> {
+        super::libjack_log::opening(|| Client::new("latentd-probe", ClientOptions::NO_START_SERVER))
+            .ok()
+            .map(|(probe, _)| probe.sample_rate())
     }
 
     /// Connect our ports to the first physical playback ports; a missing one is a warning.
@@ -241,9 +256,9 @@ impl AudioOutput for JackOutput {
         self.format.get()
     }
 
-    fn start(
+    fn start_shared(
         self: Box<Self>,
-        processor: PeriodProcessor,
+        processor: Arc<ProcessorSlot>,
     ) -> Result<Box<dyn RunningOutput>, AudioError> {
         let JackOutput {
             client,
@@ -254,8 +269,10 @@ impl AudioOutput for JackOutput {
         } = *self;
         let ring = processor.ring_handle();
         let stats = processor.stats();
+        let lost = Arc::new(AtomicBool::new(false));
         let notifications = Notifications {
             stats: Arc::clone(&stats),
+            lost: Arc::clone(&lost),
             format: Arc::clone(&format),
             ring_rate: ring.sample_rate(),
             rate_seen: 0,
@@ -278,6 +295,7 @@ impl AudioOutput for JackOutput {
             active,
             format,
             stats,
+            lost,
             _latency: latency,
         }))
     }
@@ -285,7 +303,7 @@ impl AudioOutput for JackOutput {
 
 /// The realtime side: two ports and the processor.
 struct Process {
-    processor: PeriodProcessor,
+    processor: Arc<ProcessorSlot>,
     out_1: Port<AudioOut>,
     out_2: Port<AudioOut>,
     format: Arc<LiveFormat>,
@@ -313,9 +331,11 @@ impl ProcessHandler for Process {
     }
 }
 
-/// The notification side: xruns and sample-rate changes.
+/// The notification side: xruns, sample-rate changes, the server's shutdown.
 struct Notifications {
     stats: Arc<OutputStats>,
+    /// Set when the server shut the client down.
+    lost: Arc<AtomicBool>,
     format: Arc<LiveFormat>,
     ring_rate: u32,
     /// Last server rate reported, to log each change once.
@@ -323,6 +343,11 @@ struct Notifications {
 }
 
 impl NotificationHandler for Notifications {
+    /// Async-signal-safe: one atomic store.
+    unsafe fn shutdown(&mut self, _status: ClientStatus, _reason: &str) {
+        self.lost.store(true, Ordering::Release);
+    }
+
     fn xrun(&mut self, _: &Client) -> Control {
         self.stats.xruns.fetch_add(1, Ordering::Relaxed);
         Control::Continue
@@ -347,7 +372,14 @@ struct RunningJack {
     active: AsyncClient<Notifications, Process>,
     format: Arc<LiveFormat>,
     stats: Arc<OutputStats>,
+    lost: Arc<AtomicBool>,
     _latency: Box<LatencyTarget>,
+}
+
+impl RunningJack {
+    fn own_port(&self, channel: usize) -> String {
+        format!("{}:{}", self.active.as_client().name(), PORT_NAMES[channel])
+    }
 }
 
 impl RunningOutput for RunningJack {
@@ -361,6 +393,44 @@ impl RunningOutput for RunningJack {
 
     fn stats(&self) -> OutputStatsSnapshot {
         self.stats.snapshot()
+    }
+
+    fn server_lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
+    }
+
+    fn called_every_period(&self) -> bool {
+        true
+    }
+
+    fn connections(&self) -> Vec<Vec<String>> {
+        let client = self.active.as_client();
+        (0..PORT_NAMES.len())
+            .map(|k| {
+                client
+                    .port_by_name(&self.own_port(k))
+                    .map(|port| port.get_connections())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    fn connect(&self, channel: usize, peer: &str) -> Result<PeerLink, AudioError> {
+        if channel >= PORT_NAMES.len() {
+            return Err(AudioError::Unsupported {
+                backend: BACKEND,
+                what: format!("output channel {channel}; there are {}", PORT_NAMES.len()),
+            });
+        }
+        let client = self.active.as_client();
+        if client.port_by_name(peer).is_none() {
+            return Ok(PeerLink::Absent);
+        }
+        let own = self.own_port(channel);
+        match client.connect_ports_by_name(&own, peer) {
+            Ok(()) | Err(::jack::Error::PortAlreadyConnected(..)) => Ok(PeerLink::Linked),
+            Err(e) => Err(backend_error(&format!("connecting {own} to {peer}"), e)),
+        }
     }
 
     fn stop(self: Box<Self>) -> Result<(), AudioError> {

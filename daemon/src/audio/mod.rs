@@ -4,15 +4,22 @@
 //! Lifecycle: [`AudioOutput`] is an *opened* output whose format (rate, period) the server
 //! has dictated; the caller builds the ring at that format, then
 //! [`start`](AudioOutput::start)s it with a [`PeriodProcessor`], getting a
-//! [`RunningOutput`] to watch and stop.
+//! [`RunningOutput`] to watch and stop. The processor lives in a shared [`ProcessorSlot`]
+//! so that [`supervisor::OutputSupervisor`] can play it through a new output when the old
+//! one's server went away.
 //!
 //! Threading: outputs are opened, started and stopped on the main thread. The realtime
 //! callback only calls [`PeriodProcessor::process_planar`] or
 //! [`PeriodProcessor::process_interleaved`]: no allocation (checked by `assert_no_alloc` in
 //! debug builds), no lock, no syscall, no logging; it reports through atomic counters.
 
+pub mod links;
 pub mod null;
 pub mod select;
+pub mod slot;
+pub mod supervisor;
+
+pub use slot::ProcessorSlot;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +28,8 @@ use latentd_engine::{RingHandle, RingReader};
 
 #[cfg(feature = "jack")]
 pub mod jack;
+#[cfg(feature = "jack")]
+mod libjack_log;
 
 #[cfg(feature = "pipewire")]
 pub mod pipewire;
@@ -300,7 +309,24 @@ pub trait AudioOutput: Send {
     fn start(
         self: Box<Self>,
         processor: PeriodProcessor,
+    ) -> Result<Box<dyn RunningOutput>, AudioError> {
+        self.start_shared(ProcessorSlot::new(processor))
+    }
+    /// Start the realtime callback on a processor that outlives this output: the callback
+    /// plays `processor` once per period; a later output may play the same slot.
+    fn start_shared(
+        self: Box<Self>,
+        processor: Arc<ProcessorSlot>,
     ) -> Result<Box<dyn RunningOutput>, AudioError>;
+}
+
+/// Linking an output channel to a port of the server's graph ([`RunningOutput::connect`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerLink {
+    /// The channel feeds the port now (newly or already).
+    Linked,
+    /// The server has no port of that name (yet).
+    Absent,
 }
 
 /// A started output.
@@ -312,7 +338,31 @@ pub trait RunningOutput: Send {
     /// The callback's counters.
     fn stats(&self) -> OutputStatsSnapshot;
     /// Stop the callback and close the client; returns once the callback no longer runs.
+    /// Also the way to discard an output whose server went away.
     fn stop(self: Box<Self>) -> Result<(), AudioError>;
+    /// True once the server told this output it is gone (JACK's shutdown notice): the
+    /// callback will not run again. Backends without such a notice say false.
+    fn server_lost(&self) -> bool {
+        false
+    }
+    /// True if a live server calls the callback every period whatever the graph looks
+    /// like (JACK, null), so a callback that stops counting means a dead server. False
+    /// where an unlinked or suspended stream is legitimately not called (PipeWire).
+    fn called_every_period(&self) -> bool {
+        false
+    }
+    /// For each output channel, the full names of the ports it feeds now; empty for
+    /// backends without a port graph.
+    fn connections(&self) -> Vec<Vec<String>> {
+        Vec::new()
+    }
+    /// Make output channel `channel` feed the port named `peer`.
+    fn connect(&self, channel: usize, peer: &str) -> Result<PeerLink, AudioError> {
+        Err(AudioError::Unsupported {
+            backend: self.name(),
+            what: format!("connecting channel {channel} to {peer:?}: no port graph"),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! Threading: [`NullOutput::open`] and [`RunningOutput::stop`] run on the main thread. The
 //! clock thread (named `latentd-null-clock`) asks for `SCHED_FIFO` once (kept if the system
 //! allows it, ignored otherwise), then loops on an absolute-deadline schedule: it calls
-//! [`PeriodProcessor::process_interleaved`] once per period, then sleeps until the next
+//! [`ProcessorSlot::process_interleaved`] once per period, then sleeps until the next
 //! deadline (`deadline += period`, so no drift accumulates). When it falls more than
 //! [`RESYNC_PERIODS`] periods behind it counts one xrun and restarts the schedule from now
 //! instead of bursting to catch up. The buffer is allocated before the thread starts.
@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{
-    AudioError, AudioOutput, OutputFormat, OutputStats, OutputStatsSnapshot, PeriodProcessor,
+    AudioError, AudioOutput, OutputFormat, OutputStats, OutputStatsSnapshot, ProcessorSlot,
     RunningOutput,
 };
 
@@ -71,9 +71,9 @@ impl AudioOutput for NullOutput {
         self.format
     }
 
-    fn start(
+    fn start_shared(
         self: Box<Self>,
-        mut processor: PeriodProcessor,
+        processor: Arc<ProcessorSlot>,
     ) -> Result<Box<dyn RunningOutput>, AudioError> {
         let format = self.format;
         let stats = processor.stats();
@@ -147,6 +147,10 @@ impl RunningOutput for RunningNull {
         self.stats.snapshot()
     }
 
+    fn called_every_period(&self) -> bool {
+        true
+    }
+
     fn stop(self: Box<Self>) -> Result<(), AudioError> {
         self.stop.store(true, Ordering::Release);
         self.thread.join().map_err(|_| AudioError::Backend {
@@ -159,6 +163,7 @@ impl RunningOutput for RunningNull {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audio::PeriodProcessor;
     use latentd_engine::PlayheadRing;
 
     fn start(rate: u32, period: usize) -> (Box<dyn RunningOutput>, latentd_engine::RingHandle) {

@@ -1,12 +1,12 @@
 //! Native PipeWire output: one playback stream (F32LE, interleaved stereo) whose realtime
-//! `process` callback plays the ring through [`PeriodProcessor::process_interleaved`].
+//! `process` callback plays the ring through [`ProcessorSlot::process_interleaved`].
 //!
 //! Threading: PipeWire objects are neither `Send` nor `Sync`, so every one of them lives on
 //! one dedicated, ordinary (non-realtime) thread that runs `pw::main_loop`. The thread is
 //! spawned by [`PipeWireOutput::open`], connects to the server, makes one roundtrip and
 //! reports success or failure over a std channel; `open` waits at most
 //! [`STARTUP_TIMEOUT`]. The main thread then talks to the loop thread only through a
-//! `pw::channel`: [`Command::Start`] hands over the [`PeriodProcessor`] and creates the
+//! `pw::channel`: [`Command::Start`] hands over the [`ProcessorSlot`] and creates the
 //! stream, [`Command::Quit`] quits the loop, after which the thread destroys the stream
 //! (which waits until the data thread no longer calls `process`) and exits; the caller
 //! joins it.
@@ -30,7 +30,7 @@ use pw::spa;
 use pw::stream::{StreamFlags, StreamListener, StreamRc, StreamState};
 
 use super::{
-    AudioError, AudioOutput, OutputFormat, OutputStats, OutputStatsSnapshot, PeriodProcessor,
+    AudioError, AudioOutput, OutputFormat, OutputStats, OutputStatsSnapshot, ProcessorSlot,
     RunningOutput,
 };
 
@@ -77,7 +77,7 @@ impl Default for PipeWireOptions {
 /// What the main thread asks the loop thread to do.
 enum Command {
     /// Create and connect the stream playing this processor; answer on the sender.
-    Start(PeriodProcessor, mpsc::SyncSender<Result<(), AudioError>>),
+    Start(Arc<ProcessorSlot>, mpsc::SyncSender<Result<(), AudioError>>),
     /// Quit the main loop; the thread then tears everything down and exits.
     Quit,
 }
@@ -213,9 +213,9 @@ impl AudioOutput for PipeWireOutput {
         format_of(&self.options)
     }
 
-    fn start(
+    fn start_shared(
         self: Box<Self>,
-        processor: PeriodProcessor,
+        processor: Arc<ProcessorSlot>,
     ) -> Result<Box<dyn RunningOutput>, AudioError> {
         let this = *self;
         let stats = processor.stats();
@@ -383,7 +383,7 @@ struct ActiveStream {
 fn start_stream(
     core: &pw::core::CoreRc,
     options: &PipeWireOptions,
-    mut processor: PeriodProcessor,
+    processor: Arc<ProcessorSlot>,
 ) -> Result<ActiveStream, AudioError> {
     let backend_err = |what: &str, e: pw::Error| AudioError::Backend {
         backend: BACKEND,
@@ -411,7 +411,7 @@ fn start_stream(
             StreamState::Error(message) => log::error!("pipewire stream: error: {message}"),
             new => log::info!("pipewire stream: {old:?} -> {new:?}"),
         })
-        .process(move |stream, _| fill_buffer(stream, &mut processor, fallback_frames))
+        .process(move |stream, _| fill_buffer(stream, &processor, fallback_frames))
         .register()
         .map_err(|e| backend_err("stream listener", e))?;
 
@@ -439,7 +439,7 @@ fn start_stream(
 /// The realtime `process` body: one buffer, `min(requested, capacity)` frames.
 /// `requested` is 0 when the server does not say; then one configured period is played.
 #[inline]
-fn fill_buffer(stream: &pw::stream::Stream, processor: &mut PeriodProcessor, fallback: usize) {
+fn fill_buffer(stream: &pw::stream::Stream, processor: &ProcessorSlot, fallback: usize) {
     let Some(mut buffer) = stream.dequeue_buffer() else {
         return;
     };

@@ -105,6 +105,16 @@ pub fn open_output(
     }
 }
 
+/// The sample rate a server of the backend `choice` runs at, if that backend's server
+/// dictates one and answers (JACK); `None` otherwise. Opens no ports.
+pub fn server_sample_rate(choice: BackendChoice) -> Option<u32> {
+    match choice {
+        #[cfg(feature = "jack")]
+        BackendChoice::Jack => super::jack::JackOutput::server_sample_rate(),
+        _ => None,
+    }
+}
+
 fn open_null(opts: &OutputOptions) -> Result<Box<dyn AudioOutput>, AudioError> {
     Ok(Box::new(NullOutput::open(
         opts.sample_rate,

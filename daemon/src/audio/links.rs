@@ -1,0 +1,175 @@
+//! [`LinkMemory`]: which ports each output channel feeds, learned from the server's graph
+//! while the output runs, so that the same links can be restored when the output comes
+//! back after its server went away.
+//!
+//! Rules:
+//! - A link seen in the graph is remembered at once.
+//! - A remembered link missing from the graph is forgotten only once it has stayed missing
+//!   for [`DISCONNECT_GRACE`] while the output ran: a server that is shutting down removes
+//!   every link a moment before it tells its clients it is gone, and those links must
+//!   survive. A link the user removes on purpose is forgotten after the grace.
+//! - When the output is lost, every remembered link becomes *pending*: to be restored by
+//!   the next output as soon as its peer port exists, however long that takes (a peer
+//!   client may come back well after the server). A pending link is never forgotten for
+//!   being absent from the graph.
+//!
+//! Threading: plain data, owned by the supervising thread.
+
+use std::time::{Duration, Instant};
+
+/// How long a link must stay missing from the graph before it is believed removed.
+pub const DISCONNECT_GRACE: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkState {
+    /// In the graph at the last look.
+    Live,
+    /// Missing from the graph since this instant; forgotten after the grace.
+    Missing(Instant),
+    /// Remembered from before a loss; not restored yet.
+    Pending,
+}
+
+/// The remembered links of every output channel.
+#[derive(Debug, Clone, Default)]
+pub struct LinkMemory {
+    /// Per channel: (peer port, state), in the order first seen.
+    channels: Vec<Vec<(String, LinkState)>>,
+}
+
+impl LinkMemory {
+    /// Nothing remembered yet, for `channels` output channels.
+    pub fn new(channels: usize) -> Self {
+        Self {
+            channels: vec![Vec::new(); channels],
+        }
+    }
+
+    /// Take in the graph as it is `now` (per channel, the peers it feeds).
+    pub fn observe(&mut self, graph: &[Vec<String>], now: Instant) {
+        for (k, links) in self.channels.iter_mut().enumerate() {
+            let seen = graph.get(k).map(Vec::as_slice).unwrap_or_default();
+            for (peer, state) in links.iter_mut() {
+                *state = match *state {
+                    _ if seen.contains(peer) => LinkState::Live,
+                    LinkState::Live => LinkState::Missing(now),
+                    other => other,
+                };
+            }
+            links.retain(|(_, state)| match *state {
+                LinkState::Missing(since) => now.duration_since(since) < DISCONNECT_GRACE,
+                _ => true,
+            });
+            for peer in seen {
+                if !links.iter().any(|(p, _)| p == peer) {
+                    links.push((peer.clone(), LinkState::Live));
+                }
+            }
+        }
+    }
+
+    /// The output is gone: every remembered link is to be restored.
+    pub fn output_lost(&mut self) {
+        for (_, state) in self.channels.iter_mut().flatten() {
+            *state = LinkState::Pending;
+        }
+    }
+
+    /// Links waiting to be restored, as (channel, peer).
+    pub fn pending(&self) -> Vec<(usize, String)> {
+        self.links()
+            .filter(|(_, _, s)| *s == LinkState::Pending)
+            .map(|(k, peer, _)| (k, peer.to_owned()))
+            .collect()
+    }
+
+    /// `peer` is fed by `channel` again.
+    pub fn restored(&mut self, channel: usize, peer: &str) {
+        self.set(channel, peer, Some(LinkState::Live));
+    }
+
+    /// Stop trying to restore `peer` on `channel`.
+    pub fn forget(&mut self, channel: usize, peer: &str) {
+        self.set(channel, peer, None);
+    }
+
+    /// Every remembered link (live, missing within the grace, or pending), per channel.
+    pub fn remembered(&self) -> Vec<Vec<String>> {
+        self.channels
+            .iter()
+            .map(|links| links.iter().map(|(p, _)| p.clone()).collect())
+            .collect()
+    }
+
+    fn links(&self) -> impl Iterator<Item = (usize, &str, LinkState)> {
+        self.channels.iter().enumerate().flat_map(|(k, links)| {
+            links
+                .iter()
+                .map(move |(peer, state)| (k, peer.as_str(), *state))
+        })
+    }
+
+    fn set(&mut self, channel: usize, peer: &str, state: Option<LinkState>) {
+        if let Some(links) = self.channels.get_mut(channel) {
+            match state {
+                Some(state) => {
+                    if let Some(link) = links.iter_mut().find(|(p, _)| p == peer) {
+                        link.1 = state;
+                    }
+                }
+                None => links.retain(|(p, _)| p != peer),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graph(a: &[&str], b: &[&str]) -> Vec<Vec<String>> {
+        let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect();
+        vec![owned(a), owned(b)]
+    }
+
+    #[test]
+    fn links_seen_are_remembered_and_a_removal_is_believed_after_the_grace() {
+        let t0 = Instant::now();
+        let mut m = LinkMemory::new(2);
+        m.observe(&graph(&["sys:p1", "cap:in_1"], &["sys:p2"]), t0);
+        assert_eq!(m.remembered(), graph(&["sys:p1", "cap:in_1"], &["sys:p2"]));
+        // cap:in_1 unplugged: kept through the grace, forgotten after it.
+        m.observe(&graph(&["sys:p1"], &["sys:p2"]), t0);
+        let within = t0 + DISCONNECT_GRACE / 2;
+        m.observe(&graph(&["sys:p1"], &["sys:p2"]), within);
+        assert_eq!(m.remembered(), graph(&["sys:p1", "cap:in_1"], &["sys:p2"]));
+        m.observe(&graph(&["sys:p1"], &["sys:p2"]), t0 + DISCONNECT_GRACE);
+        assert_eq!(m.remembered(), graph(&["sys:p1"], &["sys:p2"]));
+        assert!(m.pending().is_empty());
+    }
+
+    #[test]
+    fn links_that_vanish_just_before_a_loss_are_restored() {
+        let t0 = Instant::now();
+        let mut m = LinkMemory::new(2);
+        m.observe(&graph(&["sys:p1"], &["cap:in_2"]), t0);
+        // The dying server empties the graph, then the loss is noticed.
+        m.observe(&graph(&[], &[]), t0 + Duration::from_millis(10));
+        m.output_lost();
+        assert_eq!(
+            m.pending(),
+            [(0, "sys:p1".to_owned()), (1, "cap:in_2".to_owned())]
+        );
+        // The new output: sys:p1 restored, cap:in_2's port not back yet.
+        m.restored(0, "sys:p1");
+        let later = t0 + 10 * DISCONNECT_GRACE;
+        m.observe(&graph(&["sys:p1"], &[]), later);
+        assert_eq!(m.pending(), [(1, "cap:in_2".to_owned())]);
+        assert_eq!(m.remembered(), graph(&["sys:p1"], &["cap:in_2"]));
+        // Something else linked it (autoconnect, a user): no longer pending.
+        m.observe(&graph(&["sys:p1"], &["cap:in_2"]), later);
+        assert!(m.pending().is_empty());
+        m.forget(0, "sys:p1");
+        assert_eq!(m.remembered(), graph(&[], &["cap:in_2"]));
+    }
+}

@@ -1,0 +1,129 @@
+//! [`ProcessorSlot`]: the one [`PeriodProcessor`] of a playing daemon, kept where every
+//! incarnation of an output can reach it, so that losing an output (its server went away)
+//! never loses the processor, its ring reader, record tap or counters.
+//!
+//! Threading: the slot is shared (`Arc`) by the thread that starts and restarts outputs and
+//! by whichever realtime callback runs now. The callback borrows the processor for one
+//! period through a try-lock (one atomic compare-exchange, one store; it never waits): if
+//! the processor is busy, which only happens when a dying output's callback overlaps the
+//! next output's, the period is played as silence. Nothing else touches the processor;
+//! the other threads only read the shared handles (stats, fade, ring) taken at creation.
+
+use std::cell::UnsafeCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use latentd_engine::RingHandle;
+
+use super::{FadeOut, OutputStats, PeriodProcessor};
+
+/// A [`PeriodProcessor`] that outlives the outputs playing it.
+pub struct ProcessorSlot {
+    /// True while one callback holds the processor.
+    busy: AtomicBool,
+    /// Only reached through [`ProcessorSlot::with`], while `busy` is held.
+    processor: UnsafeCell<PeriodProcessor>,
+    stats: Arc<OutputStats>,
+    fade: Arc<FadeOut>,
+    ring: RingHandle,
+}
+
+// SAFETY: the processor is `Send` and is only ever reached by the one thread that set
+// `busy` from false to true, until it sets it back; the other fields are `Sync`.
+unsafe impl Sync for ProcessorSlot {}
+
+/// Releases the slot when the borrow ends, even if the period's work unwinds.
+struct Release<'a>(&'a AtomicBool);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl ProcessorSlot {
+    /// Put `processor` in a new shared slot.
+    pub fn new(processor: PeriodProcessor) -> Arc<Self> {
+        Arc::new(Self {
+            busy: AtomicBool::new(false),
+            stats: processor.stats(),
+            fade: processor.fade(),
+            ring: processor.ring_handle(),
+            processor: UnsafeCell::new(processor),
+        })
+    }
+
+    /// Run `f` on the processor unless another callback holds it (then `None`).
+    /// Realtime-safe: never waits.
+    #[inline]
+    pub fn with<R>(&self, f: impl FnOnce(&mut PeriodProcessor) -> R) -> Option<R> {
+        if self
+            .busy
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return None;
+        }
+        let _release = Release(&self.busy);
+        // SAFETY: `busy` is ours until `_release` drops, so no other reference exists.
+        Some(f(unsafe { &mut *self.processor.get() }))
+    }
+
+    /// One period into planar outputs, or silence if the processor is busy. Realtime-safe.
+    #[inline]
+    pub fn process_planar(&self, outputs: &mut [&mut [f32]]) {
+        if self.with(|p| p.process_planar(outputs)).is_none() {
+            outputs.iter_mut().for_each(|o| o.fill(0.0));
+        }
+    }
+
+    /// One period into an interleaved buffer, or silence if the processor is busy.
+    /// Realtime-safe.
+    #[inline]
+    pub fn process_interleaved(&self, out: &mut [f32], channels: usize) {
+        if self
+            .with(|p| p.process_interleaved(out, channels))
+            .is_none()
+        {
+            out.fill(0.0);
+        }
+    }
+
+    /// The processor's counters.
+    pub fn stats(&self) -> Arc<OutputStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// The processor's fade-out control.
+    pub fn fade(&self) -> Arc<FadeOut> {
+        Arc::clone(&self.fade)
+    }
+
+    /// A handle on the ring the processor plays.
+    pub fn ring_handle(&self) -> RingHandle {
+        self.ring.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use latentd_engine::PlayheadRing;
+
+    #[test]
+    fn a_busy_slot_plays_silence_and_a_free_one_the_ring() {
+        let ring = PlayheadRing::from_interleaved(vec![0.5; 2 * 4096], 2, 48_000, 64).unwrap();
+        let (_w, reader) = ring.split();
+        let slot = ProcessorSlot::new(PeriodProcessor::new(reader, None));
+        let mut out = vec![1.0f32; 2 * 64];
+        // A callback that holds the processor while another one runs.
+        slot.with(|_| slot.process_interleaved(&mut out, 2))
+            .unwrap();
+        assert!(out.iter().all(|&v| v == 0.0), "a busy slot must be silent");
+        assert_eq!(slot.stats().snapshot().callbacks, 0);
+        slot.process_interleaved(&mut out, 2);
+        assert!(out.iter().all(|&v| v == 0.5));
+        assert_eq!(slot.stats().snapshot().callbacks, 1);
+        assert_eq!(slot.ring_handle().counters().frames_played, 64);
+    }
+}

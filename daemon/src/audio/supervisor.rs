@@ -1,0 +1,594 @@
+//! [`OutputSupervisor`]: owns the audio output for the daemon's lifetime. When the output's
+//! server goes away, the daemon keeps running (the engine and the ring do not notice
+//! beyond the playhead standing still); the supervisor reopens the same backend with
+//! exponential backoff ([`retry_delay`]: 100 ms doubling to a 1 s cap, so a returning
+//! server is picked up within about a second), plays the same [`ProcessorSlot`] through
+//! the new output and restores the port links it remembered ([`LinkMemory`]).
+//!
+//! Loss is noticed two ways: the backend says so ([`RunningOutput::server_lost`]: JACK's
+//! shutdown notice), or a backend whose server calls it every period
+//! ([`RunningOutput::called_every_period`]: JACK, null) has not been called for
+//! [`STALL_LIMIT`]. PipeWire has neither, so a PipeWire output is supervised (status,
+//! stop) but not recovered.
+//!
+//! A returning server must run at the ring's sample rate: one at another rate is refused
+//! with an error in the log and `/status`, and the supervisor keeps retrying (no rate
+//! conversion). A different period is followed: the ring's guard grows for it.
+//!
+//! Threading: [`OutputSupervisor::start`] and [`OutputSupervisor::stop`] run on the main
+//! thread; one supervising thread (`latentd-audio-supervisor`) owns the running output,
+//! watches it every [`TICK`], logs every transition and publishes the status behind a
+//! mutex that only it and [`OutputSupervisor::status`] take. The realtime callback never
+//! sees any of this: it only plays the slot.
+
+use std::fmt;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use latentd_engine::PlayheadRing;
+
+use super::links::LinkMemory;
+use super::select::{
+    BackendChoice, OUTPUT_CHANNELS, OutputOptions, open_output, server_sample_rate,
+};
+use super::{
+    AudioError, AudioOutput, OutputFormat, OutputStatsSnapshot, PeerLink, PeriodProcessor,
+    ProcessorSlot, RunningOutput,
+};
+
+/// How often the supervising thread looks at the output.
+pub const TICK: Duration = Duration::from_millis(50);
+/// First wait after a loss or a failed attempt.
+pub const FIRST_RETRY: Duration = Duration::from_millis(100);
+/// Longest wait between two attempts.
+pub const RETRY_CAP: Duration = Duration::from_secs(1);
+/// A backend called every period that has not been called for this long is lost.
+pub const STALL_LIMIT: Duration = Duration::from_secs(3);
+/// Longest [`OutputSupervisor::stop`] waits for the fade to silence.
+pub const FADE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The wait before the next attempt once `failed` attempts have failed since the loss:
+/// [`FIRST_RETRY`] doubling, at most [`RETRY_CAP`].
+pub fn retry_delay(failed: u32) -> Duration {
+    FIRST_RETRY
+        .saturating_mul(1u32.checked_shl(failed).unwrap_or(u32::MAX))
+        .min(RETRY_CAP)
+}
+
+/// Where the output stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputState {
+    /// Playing.
+    Running,
+    /// The server went away at `since`; no attempt to reopen has failed yet.
+    Lost {
+        /// When the loss was noticed.
+        since: Instant,
+    },
+    /// The server went away at `since`; `attempts` attempts to reopen have failed.
+    Reconnecting {
+        /// When the loss was noticed.
+        since: Instant,
+        /// Failed attempts so far.
+        attempts: u32,
+    },
+}
+
+impl OutputState {
+    /// `running`, `lost` or `reconnecting`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Lost { .. } => "lost",
+            Self::Reconnecting { .. } => "reconnecting",
+        }
+    }
+}
+
+impl fmt::Display for OutputState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Running => f.write_str("running"),
+            Self::Lost { since } => write!(f, "lost {:.1} s ago", since.elapsed().as_secs_f64()),
+            Self::Reconnecting { since, attempts } => write!(
+                f,
+                "reconnecting: lost {:.1} s ago, {attempts} attempts failed",
+                since.elapsed().as_secs_f64()
+            ),
+        }
+    }
+}
+
+/// What `/status` shows about the output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputStatus {
+    /// `jack`, `pipewire` or `null` (what `auto` chose).
+    pub backend: &'static str,
+    /// Running, lost, reconnecting.
+    pub state: OutputState,
+    /// Times the output came back after a loss.
+    pub reconnects: u64,
+    /// The format it runs at (the last one while lost).
+    pub format: OutputFormat,
+    /// The callback's counters, summed over every output played since the start.
+    pub stats: OutputStatsSnapshot,
+    /// Why the last attempt to reopen failed, or why the output was lost; `None` once
+    /// running again.
+    pub last_error: Option<String>,
+    /// Per output channel, the ports it feeds or is to feed again once they exist.
+    pub links: Vec<Vec<String>>,
+}
+
+/// What the supervising thread publishes (the rest of [`OutputStatus`] is read live).
+#[derive(Debug, Clone)]
+struct Published {
+    state: OutputState,
+    reconnects: u64,
+    format: OutputFormat,
+    last_error: Option<String>,
+    links: Vec<Vec<String>>,
+}
+
+/// The audio output, kept playing across server restarts. See the module doc.
+pub struct OutputSupervisor {
+    backend: &'static str,
+    slot: Arc<ProcessorSlot>,
+    published: Arc<Mutex<Published>>,
+    stop: mpsc::Sender<()>,
+    thread: Option<JoinHandle<Result<(), AudioError>>>,
+}
+
+impl OutputSupervisor {
+    /// Open the output `choice` names (for `auto`, the first that answers; later reopens
+    /// use the backend it chose) and play `processor` through it. Fails, without retrying,
+    /// when the output cannot be opened or started, or runs at another rate than the ring.
+    pub fn start(
+        choice: BackendChoice,
+        options: OutputOptions,
+        processor: PeriodProcessor,
+    ) -> Result<Self, AudioError> {
+        let output = open_output(choice, &options)?;
+        Self::adopt(output, options, processor)
+    }
+
+    /// Play `processor` through `output`, already opened (the caller read its format to
+    /// build the ring), and supervise it; reopens use `options` and `output`'s backend.
+    pub fn adopt(
+        output: Box<dyn AudioOutput>,
+        options: OutputOptions,
+        processor: PeriodProcessor,
+    ) -> Result<Self, AudioError> {
+        let backend = output.name();
+        let choice = backend
+            .parse::<BackendChoice>()
+            .map_err(|e| AudioError::Backend {
+                backend,
+                reason: format!("cannot supervise this output: {e}"),
+            })?;
+        let slot = ProcessorSlot::new(processor);
+        let running = start_on(output, &slot)?;
+        let published = Arc::new(Mutex::new(Published {
+            state: OutputState::Running,
+            reconnects: 0,
+            format: running.format(),
+            last_error: None,
+            links: vec![Vec::new(); OUTPUT_CHANNELS],
+        }));
+        let (stop, stop_rx) = mpsc::channel();
+        let watch = Watch {
+            choice,
+            options,
+            slot: Arc::clone(&slot),
+            published: Arc::clone(&published),
+            running: Some(running),
+            links: LinkMemory::new(OUTPUT_CHANNELS),
+            callbacks_seen: 0,
+            progress_at: Instant::now(),
+            ticked_at: Instant::now(),
+            lost_at: Instant::now(),
+            failed: 0,
+            next_try: Instant::now(),
+            last_error: None,
+            reconnects: 0,
+        };
+        let thread = std::thread::Builder::new()
+            .name("latentd-audio-supervisor".into())
+            .spawn(move || watch.run(&stop_rx))
+            .map_err(|e| AudioError::Backend {
+                backend,
+                reason: format!("cannot start the supervising thread: {e}"),
+            })?;
+        log::info!("audio: supervising the {backend} output");
+        Ok(Self {
+            backend,
+            slot,
+            published,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Where the output stands now.
+    pub fn status(&self) -> OutputStatus {
+        let published = lock(&self.published).clone();
+        OutputStatus {
+            backend: self.backend,
+            state: published.state,
+            reconnects: published.reconnects,
+            format: published.format,
+            stats: self.slot.stats().snapshot(),
+            last_error: published.last_error,
+            links: published.links,
+        }
+    }
+
+    /// Fade to silence (if playing), stop the output and the supervising thread.
+    pub fn stop(mut self) -> Result<(), AudioError> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> Result<(), AudioError> {
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
+        let _ = self.stop.send(());
+        thread.join().map_err(|_| AudioError::Backend {
+            backend: self.backend,
+            reason: "the supervising thread panicked".into(),
+        })?
+    }
+}
+
+impl Drop for OutputSupervisor {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop_and_join() {
+            log::error!("audio: stopping the output: {e}");
+        }
+    }
+}
+
+fn lock(published: &Mutex<Published>) -> std::sync::MutexGuard<'_, Published> {
+    published.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Open the output `choice` names for the slot's ring: a server known to run at another
+/// rate is refused before any port is registered (no ports flapping once a retry).
+fn reopen(
+    choice: BackendChoice,
+    options: &OutputOptions,
+    slot: &Arc<ProcessorSlot>,
+) -> Result<Box<dyn RunningOutput>, AudioError> {
+    let ring_rate = slot.ring_handle().sample_rate();
+    if let Some(rate) = server_sample_rate(choice)
+        && rate != ring_rate
+    {
+        return Err(rate_mismatch(choice.as_str(), rate, ring_rate));
+    }
+    start_on(open_output(choice, options)?, slot)
+}
+
+fn rate_mismatch(backend: &'static str, server: u32, ring: u32) -> AudioError {
+    AudioError::Unsupported {
+        backend,
+        what: format!(
+            "the server runs at {server} Hz but the loop is at {ring} Hz; waiting for a server at {ring} Hz"
+        ),
+    }
+}
+
+/// Check that `output` can play the slot's ring (same rate; the guard grown for its
+/// period), then start it.
+fn start_on(
+    output: Box<dyn AudioOutput>,
+    slot: &Arc<ProcessorSlot>,
+) -> Result<Box<dyn RunningOutput>, AudioError> {
+    let backend = output.name();
+    let format = output.format();
+    let ring = slot.ring_handle();
+    if format.sample_rate != ring.sample_rate() {
+        return Err(rate_mismatch(
+            backend,
+            format.sample_rate,
+            ring.sample_rate(),
+        ));
+    }
+    let guard = PlayheadRing::guard_for_period(format.period_frames);
+    if guard > ring.guard_frames() {
+        ring.set_guard_frames(guard)
+            .map_err(|e| AudioError::Unsupported {
+                backend,
+                what: format!("a period of {} frames: {e}", format.period_frames),
+            })?;
+    }
+    output.start_shared(Arc::clone(slot))
+}
+
+/// The supervising thread's state.
+struct Watch {
+    choice: BackendChoice,
+    options: OutputOptions,
+    slot: Arc<ProcessorSlot>,
+    published: Arc<Mutex<Published>>,
+    /// The output playing now; `None` while lost.
+    running: Option<Box<dyn RunningOutput>>,
+    links: LinkMemory,
+    /// Callbacks counted at the last progress.
+    callbacks_seen: u64,
+    /// When the callback count last moved (or the watch resumed after a gap).
+    progress_at: Instant,
+    /// When the last tick ran.
+    ticked_at: Instant,
+    /// When the current loss was noticed.
+    lost_at: Instant,
+    /// Failed attempts since the loss.
+    failed: u32,
+    /// When to try reopening next.
+    next_try: Instant,
+    last_error: Option<String>,
+    reconnects: u64,
+}
+
+impl Watch {
+    fn run(mut self, stop: &mpsc::Receiver<()>) -> Result<(), AudioError> {
+        loop {
+            match stop.recv_timeout(TICK) {
+                Err(RecvTimeoutError::Timeout) => {}
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => return self.shut_down(),
+            }
+            let now = Instant::now();
+            if self.running.is_some() {
+                self.watch_running(now);
+            } else if now >= self.next_try {
+                self.try_reopen(now);
+            }
+            self.publish();
+        }
+    }
+
+    fn backend(&self) -> &'static str {
+        self.choice.as_str()
+    }
+
+    fn watch_running(&mut self, now: Instant) {
+        let Some(running) = self.running.as_ref() else {
+            return;
+        };
+        let callbacks = self.slot.stats().snapshot().callbacks;
+        // After a gap in our own ticks (the machine was suspended, or this thread starved),
+        // the callback gets a fresh chance before it counts as stalled.
+        let gap = now - std::mem::replace(&mut self.ticked_at, now) > STALL_LIMIT / 4;
+        if callbacks != self.callbacks_seen || gap {
+            self.callbacks_seen = callbacks;
+            self.progress_at = now;
+        }
+        let lost = if running.server_lost() {
+            Some("the server shut the client down".to_owned())
+        } else if running.called_every_period() && now - self.progress_at >= STALL_LIMIT {
+            Some(format!(
+                "no callback for {:.1} s",
+                STALL_LIMIT.as_secs_f64()
+            ))
+        } else {
+            None
+        };
+        match lost {
+            Some(reason) => self.lose(now, reason),
+            None => {
+                self.links.observe(&running.connections(), now);
+                self.restore_links();
+            }
+        }
+    }
+
+    fn lose(&mut self, now: Instant, reason: String) {
+        let backend = self.backend();
+        log::warn!(
+            "audio: {backend} output lost ({reason}); the engine keeps running, reconnecting"
+        );
+        if let Some(running) = self.running.take()
+            && let Err(e) = running.stop()
+        {
+            log::debug!("audio: closing the lost {backend} output: {e}");
+        }
+        self.links.output_lost();
+        self.lost_at = now;
+        self.failed = 0;
+        self.next_try = now + retry_delay(0);
+        self.last_error = Some(reason);
+    }
+
+    fn try_reopen(&mut self, now: Instant) {
+        let backend = self.backend();
+        match reopen(self.choice, &self.options, &self.slot) {
+            Ok(running) => {
+                self.running = Some(running);
+                self.reconnects += 1;
+                self.last_error = None;
+                self.progress_at = now;
+                self.ticked_at = now;
+                let wanted = self.links.pending().len();
+                self.restore_links();
+                let waiting = self.links.pending();
+                log::info!(
+                    "audio: {backend} output back after {:.2} s ({} attempts): ports registered, {} of {wanted} links restored{}",
+                    (now - self.lost_at).as_secs_f64(),
+                    self.failed + 1,
+                    wanted - waiting.len(),
+                    if waiting.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; waiting for {}", peers_list(&waiting))
+                    }
+                );
+            }
+            Err(e) => {
+                self.failed += 1;
+                let message = e.to_string();
+                if self.last_error.as_deref() != Some(message.as_str()) {
+                    match e {
+                        AudioError::Unsupported { .. } => log::error!(
+                            "audio: cannot reopen the {backend} output: {message}; retrying"
+                        ),
+                        _ => log::warn!(
+                            "audio: cannot reopen the {backend} output yet: {message}; retrying every {:.1} s at most",
+                            RETRY_CAP.as_secs_f64()
+                        ),
+                    }
+                } else {
+                    log::debug!(
+                        "audio: reopening the {backend} output, attempt {}: {message}",
+                        self.failed
+                    );
+                }
+                self.last_error = Some(message);
+                self.next_try = now + retry_delay(self.failed);
+            }
+        }
+    }
+
+    /// Link every pending peer that exists now.
+    fn restore_links(&mut self) {
+        let Some(running) = self.running.as_ref() else {
+            return;
+        };
+        for (channel, peer) in self.links.pending() {
+            match running.connect(channel, &peer) {
+                Ok(PeerLink::Linked) => {
+                    log::info!(
+                        "audio: {} channel {} feeds {peer} again",
+                        self.choice,
+                        channel + 1
+                    );
+                    self.links.restored(channel, &peer);
+                }
+                Ok(PeerLink::Absent) => {}
+                Err(e) => {
+                    log::warn!("audio: not restoring a link: {e}");
+                    self.links.forget(channel, &peer);
+                }
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let state = match (&self.running, self.failed) {
+            (Some(_), _) => OutputState::Running,
+            (None, 0) => OutputState::Lost {
+                since: self.lost_at,
+            },
+            (None, attempts) => OutputState::Reconnecting {
+                since: self.lost_at,
+                attempts,
+            },
+        };
+        let mut published = lock(&self.published);
+        published.state = state;
+        published.reconnects = self.reconnects;
+        if let Some(running) = &self.running {
+            published.format = running.format();
+        }
+        published.last_error.clone_from(&self.last_error);
+        published.links = self.links.remembered();
+    }
+
+    fn shut_down(mut self) -> Result<(), AudioError> {
+        let Some(running) = self.running.take() else {
+            log::info!("audio: stopping; the {} output was lost", self.backend());
+            return Ok(());
+        };
+        if !self.slot.fade().fade_and_wait(FADE_TIMEOUT) {
+            log::warn!(
+                "audio: the {} output did not fade to silence within {:.1} s",
+                self.backend(),
+                FADE_TIMEOUT.as_secs_f64()
+            );
+        }
+        running.stop()
+    }
+}
+
+fn peers_list(links: &[(usize, String)]) -> String {
+    links
+        .iter()
+        .map(|(k, peer)| format!("{peer} (channel {})", k + 1))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use latentd_engine::PlayheadRing;
+
+    #[test]
+    fn retries_start_at_100_ms_double_and_stop_growing_at_1_s() {
+        let ms = |failed| retry_delay(failed).as_millis();
+        assert_eq!(
+            (0..7).map(ms).collect::<Vec<_>>(),
+            [100, 200, 400, 800, 1000, 1000, 1000]
+        );
+        assert_eq!(ms(31), 1000);
+        assert_eq!(ms(32), 1000);
+        assert_eq!(ms(u32::MAX), 1000);
+        // A server back at any moment is tried again within the cap plus one tick.
+        assert!(RETRY_CAP + TICK <= Duration::from_millis(1100));
+    }
+
+    fn options(rate: u32) -> OutputOptions {
+        OutputOptions {
+            client_name: "latentd-supervisor-test".into(),
+            autoconnect: false,
+            sample_rate: rate,
+            period_frames: 64,
+        }
+    }
+
+    fn processor(rate: u32) -> (PeriodProcessor, latentd_engine::RingHandle) {
+        let ring = PlayheadRing::silence(rate as usize, 2, rate, 64).unwrap();
+        let handle = ring.handle();
+        let (_writer, reader) = ring.split();
+        (PeriodProcessor::new(reader, None), handle)
+    }
+
+    #[test]
+    fn a_null_output_is_supervised_running_and_stops_faded() {
+        let (p, ring) = processor(48_000);
+        let sup = OutputSupervisor::start(BackendChoice::Null, options(48_000), p).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while sup.status().stats.callbacks < 10 {
+            assert!(Instant::now() < deadline, "the null output never played");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let status = sup.status();
+        assert_eq!(
+            (status.backend, status.state),
+            ("null", OutputState::Running)
+        );
+        assert_eq!(status.reconnects, 0);
+        assert_eq!(status.links, [Vec::<String>::new(), Vec::new()]);
+        sup.stop().unwrap();
+        let played = ring.counters().frames_played;
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(ring.counters().frames_played, played, "still playing");
+    }
+
+    #[test]
+    fn an_output_at_another_rate_than_the_ring_is_refused() {
+        let (p, _ring) = processor(48_000);
+        match OutputSupervisor::start(BackendChoice::Null, options(44_100), p) {
+            Err(AudioError::Unsupported {
+                backend: "null",
+                what,
+            }) => {
+                assert!(
+                    what.contains("44100 Hz but the loop is at 48000 Hz"),
+                    "{what}"
+                )
+            }
+            Err(e) => panic!("expected Unsupported, got {e}"),
+            Ok(_) => panic!("started at 44100 Hz on a 48000 Hz ring"),
+        }
+    }
+}

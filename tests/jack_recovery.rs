@@ -1,0 +1,438 @@
+//! latentd's output supervisor against a real `jackd -d dummy` that goes away and comes
+//! back under the same name: the supervisor reports the loss, the ring keeps its state
+//! (band, counters) while nothing plays, and within 2 s of the server's return our ports
+//! are registered again, the links we had are restored (to `system:playback_1` at once,
+//! to a capture client's ports as soon as that client is back) and audio flows again. A
+//! server that returns at another sample rate is refused, in the status, until one at the
+//! ring's rate returns.
+//!
+//! Every process callback here (latentd's through the processor slot, the capture's
+//! explicitly) runs under `assert_no_alloc`, which aborts the binary on an allocation.
+//!
+//! Threading: as in `jack_playback.rs`, libjack finds the private server through the
+//! process-wide `JACK_DEFAULT_SERVER`, so every test holds [`JACK_TESTS`] from before it
+//! sets the variable until its server is gone. libjack shares one connection state among
+//! the clients of a process, so the test closes its own clients of a dead server before
+//! the server returns, as the daemon (whose only client is the supervised one) does.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use assert_no_alloc::{AllocDisabler, assert_no_alloc};
+use jack::contrib::ClosureProcessHandler;
+use jack::{AsyncClient, AudioIn, Client, ClientOptions, Control, ProcessScope};
+use latentd::audio::PeriodProcessor;
+use latentd::audio::select::{BackendChoice, OutputOptions};
+use latentd::audio::supervisor::{OutputState, OutputStatus, OutputSupervisor};
+use latentd_engine::{PlayheadRing, RingHandle};
+use latentd_tests::JackServer;
+
+#[global_allocator]
+static ALLOCATOR: AllocDisabler = AllocDisabler;
+
+/// Serializes every test of this binary that talks to JACK (see the module doc).
+static JACK_TESTS: Mutex<()> = Mutex::new(());
+
+const RATE: u32 = 48_000;
+const PERIOD: usize = 256;
+/// What the ring plays on both channels, so the capture can tell our audio from silence.
+const LEVEL: f32 = 0.25;
+/// The promise: this long after the server answers again, we are back.
+const RETURN_LIMIT: Duration = Duration::from_secs(2);
+
+/// Every log record of this process, kept for the checks and echoed to stderr.
+struct Recorder {
+    lines: Mutex<Vec<String>>,
+}
+
+static LOG: Recorder = Recorder {
+    lines: Mutex::new(Vec::new()),
+};
+
+impl log::Log for Recorder {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Info
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            let line = format!("{} {}", record.level(), record.args());
+            eprintln!("log: {line}");
+            self.lines.lock().unwrap().push(line);
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Log lines recorded since `mark` (an index into the record) that contain `text`.
+fn logged_since(mark: usize, text: &str) -> Vec<String> {
+    LOG.lines.lock().unwrap()[mark..]
+        .iter()
+        .filter(|l| l.contains(text))
+        .cloned()
+        .collect()
+}
+
+fn log_mark() -> usize {
+    LOG.lines.lock().unwrap().len()
+}
+
+/// A private server, the default for this process while the session lives.
+struct JackSession {
+    // Field order is drop order: the server stops before the lock is released.
+    server: JackServer,
+    _serial: MutexGuard<'static, ()>,
+}
+
+fn jack_session() -> JackSession {
+    let serial = JACK_TESTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Installed by the first test; the others find it there.
+    if log::set_logger(&LOG).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
+    let server = JackServer::start(RATE, PERIOD);
+    // SAFETY: JACK_TESTS is held, so no other test thread reads or writes the environment.
+    unsafe { std::env::set_var("JACK_DEFAULT_SERVER", server.name()) };
+    JackSession {
+        server,
+        _serial: serial,
+    }
+}
+
+type CaptureCallback = Box<dyn FnMut(&Client, &ProcessScope) -> Control + Send>;
+
+/// A client `capture` with inputs `in_1`, `in_2` that counts the frames in which both
+/// inputs carry exactly [`LEVEL`].
+struct Capture {
+    _active: AsyncClient<(), ClosureProcessHandler<(), CaptureCallback>>,
+    level_frames: Arc<AtomicU64>,
+}
+
+impl Capture {
+    fn start() -> Capture {
+        let (client, _) = Client::new("capture", ClientOptions::NO_START_SERVER)
+            .expect("opening the capture client");
+        let in_1 = client.register_port("in_1", AudioIn::default()).unwrap();
+        let in_2 = client.register_port("in_2", AudioIn::default()).unwrap();
+        let level_frames = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&level_frames);
+        let callback: CaptureCallback = Box::new(move |_, scope| {
+            assert_no_alloc(|| {
+                let (left, right) = (in_1.as_slice(scope), in_2.as_slice(scope));
+                let n = left
+                    .iter()
+                    .zip(right)
+                    .filter(|&(&l, &r)| l == LEVEL && r == LEVEL)
+                    .count();
+                counter.fetch_add(n as u64, Ordering::Relaxed);
+            });
+            Control::Continue
+        });
+        let active = client
+            .activate_async((), ClosureProcessHandler::new(callback))
+            .expect("activating the capture client");
+        Capture {
+            _active: active,
+            level_frames,
+        }
+    }
+
+    fn connect_from(&self, source: &str, ports: [(&str, &str); 2]) {
+        for (ours, theirs) in ports {
+            let (src, dst) = (format!("{source}:{ours}"), format!("capture:{theirs}"));
+            self._active
+                .as_client()
+                .connect_ports_by_name(&src, &dst)
+                .unwrap_or_else(|e| panic!("connecting {src} to {dst}: {e}"));
+        }
+    }
+}
+
+/// `jack_lsp -c` as port -> connected ports (sorted); empty if the server does not answer.
+fn connections(server: &JackServer) -> BTreeMap<String, Vec<String>> {
+    let Ok(out) = server.command("jack_lsp").arg("-c").output() else {
+        return BTreeMap::new();
+    };
+    let mut map = BTreeMap::<String, Vec<String>>::new();
+    let mut current = String::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some(peer) = line.strip_prefix("   ") {
+            map.entry(current.clone())
+                .or_default()
+                .push(peer.to_owned());
+        } else {
+            current = line.to_owned();
+            map.entry(current.clone()).or_default();
+        }
+    }
+    map.values_mut().for_each(|peers| peers.sort());
+    map
+}
+
+/// Poll `condition` every 10 ms until `limit` has passed since `from`; log how long it took.
+fn within(what: &str, from: Instant, limit: Duration, mut condition: impl FnMut() -> bool) {
+    while !condition() {
+        assert!(
+            from.elapsed() < limit,
+            "{what}: not within {limit:?} ({:?} passed)",
+            from.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!("{what}: after {:?}", from.elapsed());
+}
+
+fn sorted(links: &[Vec<String>]) -> Vec<Vec<String>> {
+    links
+        .iter()
+        .map(|l| {
+            let mut l = l.clone();
+            l.sort();
+            l
+        })
+        .collect()
+}
+
+/// The links we make before the loss, and expect back after it.
+fn expected_links() -> Vec<Vec<String>> {
+    vec![
+        vec!["capture:in_1".to_owned(), "system:playback_1".to_owned()],
+        vec!["capture:in_2".to_owned()],
+    ]
+}
+
+/// Supervisor on a ring of constant [`LEVEL`] with a band armed; a capture client and
+/// `system:playback_1` linked; the links learned.
+fn playing(session: &JackSession) -> (OutputSupervisor, RingHandle, Capture) {
+    let ring = PlayheadRing::from_interleaved(vec![LEVEL; 2 * RATE as usize], 2, RATE, 2 * PERIOD)
+        .unwrap();
+    let handle = ring.handle();
+    let (_writer, reader) = ring.split();
+    let options = OutputOptions {
+        client_name: "latentd".into(),
+        autoconnect: false,
+        sample_rate: RATE,
+        period_frames: PERIOD,
+    };
+    let sup = OutputSupervisor::start(
+        BackendChoice::Jack,
+        options,
+        PeriodProcessor::new(reader, None),
+    )
+    .expect("starting the supervised JACK output");
+    handle
+        .set_band(RATE as usize / 4, RATE as usize / 2)
+        .unwrap();
+
+    let capture = Capture::start();
+    capture.connect_from("latentd", [("out_1", "in_1"), ("out_2", "in_2")]);
+    capture
+        ._active
+        .as_client()
+        .connect_ports_by_name("latentd:out_1", "system:playback_1")
+        .unwrap();
+    let t = Instant::now();
+    within("the links learned", t, Duration::from_secs(3), || {
+        sorted(&sup.status().links) == expected_links()
+    });
+    within("audio at the capture", t, Duration::from_secs(3), || {
+        capture.level_frames.load(Ordering::Relaxed) >= 4 * PERIOD as u64
+    });
+    assert_eq!(
+        connections(&session.server)["latentd:out_1"],
+        expected_links()[0]
+    );
+    (sup, handle, capture)
+}
+
+/// Wait for the loss to be reported; check the ring kept its state and stands still.
+fn check_lost(sup: &OutputSupervisor, ring: &RingHandle, since: Instant) -> u64 {
+    within("the loss reported", since, Duration::from_secs(2), || {
+        sup.status().state != OutputState::Running
+    });
+    let played = ring.counters().frames_played;
+    std::thread::sleep(Duration::from_millis(300));
+    let status = sup.status();
+    assert!(
+        matches!(
+            status.state,
+            OutputState::Lost { .. } | OutputState::Reconnecting { .. }
+        ),
+        "{status:?}"
+    );
+    assert!(status.last_error.is_some(), "{status:?}");
+    assert_eq!(ring.counters().frames_played, played, "playing while lost");
+    assert_eq!(ring.band(), Some((RATE as usize / 4, RATE as usize / 2)));
+    assert_eq!(ring.counters().torn_reads, 0);
+    assert_eq!(sorted(&status.links), expected_links(), "links forgotten");
+    played
+}
+
+/// After the server answers again at `back`: ports, the system link, the capture link
+/// once the capture client returns, and audio, each within [`RETURN_LIMIT`].
+fn check_back(
+    session: &JackSession,
+    sup: &OutputSupervisor,
+    ring: &RingHandle,
+    back: Instant,
+    played_before: u64,
+) -> Capture {
+    within("our ports registered again", back, RETURN_LIMIT, || {
+        let ports = session.server.list_ports();
+        ["latentd:out_1", "latentd:out_2"]
+            .iter()
+            .all(|p| ports.iter().any(|q| q == p))
+    });
+    within(
+        "the link to system:playback_1 restored",
+        back,
+        RETURN_LIMIT,
+        || {
+            connections(&session.server)
+                .get("latentd:out_1")
+                .is_some_and(|peers| peers.iter().any(|p| p == "system:playback_1"))
+        },
+    );
+    let status = sup.status();
+    assert_eq!(status.state, OutputState::Running, "{status:?}");
+    assert_eq!(status.reconnects, 1);
+    assert_eq!(status.last_error, None);
+
+    let capture_back = Instant::now();
+    let capture = Capture::start();
+    within(
+        "the links to the capture restored",
+        capture_back,
+        RETURN_LIMIT,
+        || {
+            let graph = connections(&session.server);
+            graph.get("latentd:out_1") == Some(&expected_links()[0])
+                && graph.get("latentd:out_2") == Some(&expected_links()[1])
+        },
+    );
+    within(
+        "audio at the capture again",
+        capture_back,
+        RETURN_LIMIT,
+        || capture.level_frames.load(Ordering::Relaxed) >= 4 * PERIOD as u64,
+    );
+    let counters = ring.counters();
+    assert!(counters.frames_played > played_before, "{counters:?}");
+    assert_eq!(counters.torn_reads, 0);
+    assert_eq!(
+        ring.band_applied(),
+        Some((RATE as usize / 4, RATE as usize / 2))
+    );
+    let OutputStatus { stats, .. } = sup.status();
+    assert_eq!(stats.frames, counters.frames_played, "{stats:?}");
+    assert_eq!(sorted(&sup.status().links), expected_links());
+    capture
+}
+
+/// Kill the server (crash or clean stop), keep it away for a while, bring it back.
+fn recovers_after(stop: impl FnOnce(&mut JackServer)) {
+    let mut session = jack_session();
+    let (sup, ring, capture) = playing(&session);
+
+    let gone = Instant::now();
+    let mark = log_mark();
+    stop(&mut session.server);
+    drop(capture);
+    let played = check_lost(&sup, &ring, gone);
+    let lost = logged_since(mark, "jack output lost");
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert!(lost[0].starts_with("WARN"), "{lost:?}");
+    // Away long enough for several attempts to fail.
+    within(
+        "failed attempts",
+        gone,
+        Duration::from_secs(5),
+        || matches!(sup.status().state, OutputState::Reconnecting { attempts, .. } if attempts >= 3),
+    );
+
+    session.server.restart(RATE, PERIOD);
+    let back = Instant::now();
+    let capture = check_back(&session, &sup, &ring, back, played);
+    let back_lines = logged_since(mark, "jack output back after");
+    assert_eq!(back_lines.len(), 1, "{back_lines:?}");
+    assert!(
+        back_lines[0].contains("1 of 3 links restored; waiting for capture:in_1"),
+        "{back_lines:?}"
+    );
+    assert_eq!(logged_since(mark, "feeds capture:in_2 again").len(), 1);
+    let failures = logged_since(mark, "cannot reopen the jack output yet");
+    assert_eq!(
+        failures.len(),
+        1,
+        "one warning, then quiet retries: {failures:?}"
+    );
+
+    sup.stop().expect("stopping the supervised output");
+    let ports = session.server.list_ports();
+    assert!(
+        !ports.iter().any(|p| p.starts_with("latentd:")),
+        "{ports:?}"
+    );
+    drop(capture);
+    drop(session);
+}
+
+#[test]
+fn recovers_after_the_server_is_killed() {
+    recovers_after(JackServer::kill);
+}
+
+#[test]
+fn recovers_after_the_server_stops_cleanly() {
+    // SIGTERM: jackd disconnects every port, then tells its clients it is going.
+    recovers_after(JackServer::terminate);
+}
+
+#[test]
+fn a_server_back_at_another_rate_is_refused_until_one_at_the_ring_rate_returns() {
+    let mut session = jack_session();
+    let (sup, ring, capture) = playing(&session);
+    let gone = Instant::now();
+    session.server.kill();
+    drop(capture);
+    let played = check_lost(&sup, &ring, gone);
+
+    let mark = log_mark();
+    session.server.restart(44_100, PERIOD);
+    let wrong = Instant::now();
+    within("the rate refused", wrong, RETURN_LIMIT, || {
+        sup.status()
+            .last_error
+            .is_some_and(|e| e.contains("44100 Hz but the loop is at 48000 Hz"))
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = sup.status();
+    assert!(
+        matches!(status.state, OutputState::Reconnecting { .. }),
+        "{status:?}"
+    );
+    let ports = session.server.list_ports();
+    assert!(
+        !ports.iter().any(|p| p.starts_with("latentd:")),
+        "{ports:?}"
+    );
+    assert_eq!(ring.counters().frames_played, played);
+    let refused = logged_since(mark, "44100 Hz but the loop is at 48000 Hz");
+    assert_eq!(
+        refused.len(),
+        1,
+        "logged once, not at every attempt: {refused:?}"
+    );
+    assert!(refused[0].starts_with("ERROR"), "{refused:?}");
+
+    session.server.restart(RATE, PERIOD);
+    let back = Instant::now();
+    let capture = check_back(&session, &sup, &ring, back, played);
+    sup.stop().unwrap();
+    drop(capture);
+}
