@@ -33,6 +33,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::audio::select::{OUTPUT_CHANNELS, OutputOptions, open_output};
+use crate::audio::supervisor::OutputSupervisor;
 use crate::audio::{FadeOut, PeriodProcessor};
 use crate::cli::{EngineChoice, Settings, reload};
 use crate::control::jobs::{JobContext, JobWorker};
@@ -96,16 +97,13 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
             .with_media_root(media),
     );
 
-    let output = open_output(
-        settings.backend,
-        &OutputOptions {
-            client_name: settings.client_name.clone(),
-            autoconnect: settings.autoconnect,
-            sample_rate: settings.sample_rate,
-            period_frames: settings.period_frames,
-        },
-    )
-    .map_err(|e| startup(&e))?;
+    let output_options = OutputOptions {
+        client_name: settings.client_name.clone(),
+        autoconnect: settings.autoconnect,
+        sample_rate: settings.sample_rate,
+        period_frames: settings.period_frames,
+    };
+    let output = open_output(settings.backend, &output_options).map_err(|e| startup(&e))?;
     let format = output.format();
     log::info!(
         "audio: {} output, {} Hz, period {} frames, {} channels",
@@ -212,7 +210,10 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     let processor = PeriodProcessor::new(reader, tap);
     let output_stats = processor.stats();
     let fade = processor.fade();
-    let running = output.start(processor).map_err(|e| startup(&e))?;
+    // The supervisor keeps the output alive: a JACK server that goes away is retried with
+    // backoff and our ports and connections come back with it; the ring plays on.
+    let running =
+        OutputSupervisor::adopt(output, output_options, processor).map_err(|e| startup(&e))?;
     log::info!(
         "playing a loop of {} frames ({:.2} s){}{}",
         ring_handle.loop_frames(),
@@ -337,7 +338,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     worker.join();
     session.flush();
     let engine = Arc::try_unwrap(engine).ok();
-    let stats = running.stats();
+    let stats = running.status().stats;
     let stopped = running.stop();
     if let Some(engine) = engine
         && let Err(e) = engine.stop()
