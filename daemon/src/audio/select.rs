@@ -139,7 +139,10 @@ fn open_jack(opts: &OutputOptions) -> Result<Box<dyn AudioOutput>, AudioError> {
         },
     )?));
     #[cfg(not(feature = "jack"))]
-    return Err(AudioError::NotBuilt("jack"));
+    return {
+        let _ = opts;
+        Err(AudioError::NotBuilt("jack"))
+    };
 }
 
 fn pipewire_reachable() -> bool {
@@ -160,7 +163,10 @@ fn open_pipewire(opts: &OutputOptions) -> Result<Box<dyn AudioOutput>, AudioErro
         },
     )?));
     #[cfg(not(feature = "pipewire"))]
-    return Err(AudioError::NotBuilt("pipewire"));
+    return {
+        let _ = opts;
+        Err(AudioError::NotBuilt("pipewire"))
+    };
 }
 
 #[cfg(test)]
