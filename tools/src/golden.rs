@@ -41,7 +41,11 @@ pub enum AudioChoice {
 #[derive(Args)]
 pub struct GoldenArgs {
     /// Run in simulated time (deterministic, fast).
-    #[arg(long, conflicts_with = "realtime", required_unless_present = "realtime")]
+    #[arg(
+        long,
+        conflicts_with = "realtime",
+        required_unless_present = "realtime"
+    )]
     sim: bool,
     /// Run in real time on an audio output.
     #[arg(long)]
