@@ -9,6 +9,9 @@
 //! - `watch`: `/notify 1`, then print every push with a UTC timestamp until Ctrl-C (or
 //!   SIGTERM), then `/notify 0`.
 //! - `status`: `/status`, printed as named fields.
+//! - `golden`: the knob-to-ear golden run (`latentd_engine::runner::golden`) with an
+//!   in-process engine, in simulated time (`--sim`) or in real time on an audio output
+//!   (`--realtime --audio null|jack`).
 //!
 //! Arguments are typed by the schema (see `args`). Exit status: 0 success, 1 the server
 //! answered `/fail`, 2 bad command line, 3 no reply within `--timeout` or a network error.
@@ -16,6 +19,7 @@
 //! Threading: a plain command-line program; one thread (signal-hook sets a flag for Ctrl-C).
 
 mod args;
+mod golden;
 mod link;
 mod show;
 
@@ -75,6 +79,9 @@ enum Cmd {
     Watch,
     /// Print /status.reply as named fields.
     Status,
+    /// Knob-to-ear golden run (in-process engine): per action kind ack_gap, next_slice,
+    /// audible_first, audible_full (p50/p95/p99) and the stream figures.
+    Golden(golden::GoldenArgs),
     // The external knob-to-ear bench (`latentctl bench knob-to-ear`) belongs here as
     // `Bench(bench::Args)` with its code in `bench.rs`; it drives a running engine and reuses
     // `Link`, `args::typed_args` and `exchange` below.
@@ -96,6 +103,12 @@ fn parse_timeout(text: &str) -> Result<f64, String> {
         _ => Err(format!("{text:?} is not a number of seconds in (0, 3600]")),
     }
 }
+
+// `golden --realtime` runs an output's realtime callback in this process, under
+// `assert_no_alloc` in debug builds as in the daemon.
+#[cfg(debug_assertions)]
+#[global_allocator]
+static ALLOCATOR: assert_no_alloc::AllocDisabler = assert_no_alloc::AllocDisabler;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -162,6 +175,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             Ok(())
         }
         Cmd::Watch => watch(cli),
+        Cmd::Golden(args) => golden::run(args.clone()).map_err(|e| Failure::Refused(e.to_string())),
     }
 }
 

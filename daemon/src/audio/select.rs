@@ -152,6 +152,7 @@ fn pipewire_reachable() -> bool {
     return false;
 }
 
+#[cfg_attr(not(feature = "pipewire"), allow(unused_variables))]
 fn open_pipewire(opts: &OutputOptions) -> Result<Box<dyn AudioOutput>, AudioError> {
     #[cfg(feature = "pipewire")]
     return Ok(Box::new(super::pipewire::PipeWireOutput::open(

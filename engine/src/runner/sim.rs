@@ -251,3 +251,7 @@ impl<M: Model> SimHarness<M> {
         &self.knobs
     }
 }
+
+#[cfg(test)]
+#[path = "sim_tests.rs"]
+mod tests;

@@ -1,0 +1,151 @@
+//! A panic inside the tick, in simulated time: caught, counted, the pipeline restarted,
+//! and the ring keeps playing (no silence) while the engine keeps writing afterwards.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::*;
+use crate::audio_clip::AudioView;
+use crate::conditioning::{ConditionEncoder, EncodeError, PromptEncoding};
+use crate::model::builtin::{BuiltinCond, BuiltinModel, CpuLatents};
+use crate::model::{DecodeError, Geometry, Model, SlotStart, SlotStep, StepShared};
+use crate::ring::PlayheadRing;
+use crate::runner::clock::SimCosts;
+use crate::runner::engine_config::EngineConfig;
+use crate::runner::trace::WriteKind;
+
+/// The built-in model, except that denoise calls `panic_from .. panic_to` panic.
+struct FaultyModel {
+    inner: BuiltinModel,
+    calls: AtomicU64,
+    panic_from: u64,
+    panic_to: u64,
+}
+
+impl ConditionEncoder for FaultyModel {
+    type Cond = BuiltinCond;
+    fn encode_prompt(&self, tags: &str) -> Result<PromptEncoding<BuiltinCond>, EncodeError> {
+        self.inner.encode_prompt(tags)
+    }
+    fn encode_timbre(&self, audio: AudioView<'_>) -> Result<BuiltinCond, EncodeError> {
+        self.inner.encode_timbre(audio)
+    }
+    fn encode_structure(&self, audio: AudioView<'_>) -> Result<BuiltinCond, EncodeError> {
+        self.inner.encode_structure(audio)
+    }
+}
+
+impl Model for FaultyModel {
+    type Latents = CpuLatents;
+    type Curve = Vec<f32>;
+    fn geometry(&self) -> Geometry {
+        self.inner.geometry()
+    }
+    fn encode_source(&self, audio: AudioView<'_>) -> Result<CpuLatents, EncodeError> {
+        self.inner.encode_source(audio)
+    }
+    fn latent_frames(&self, latents: &CpuLatents) -> usize {
+        self.inner.latent_frames(latents)
+    }
+    fn latents_to_host(&self, latents: &CpuLatents) -> Vec<f32> {
+        self.inner.latents_to_host(latents)
+    }
+    fn upload_curve(&self, host: &[f32]) -> Vec<f32> {
+        self.inner.upload_curve(host)
+    }
+    fn start_slot(&self, start: SlotStart<'_, CpuLatents>) -> CpuLatents {
+        self.inner.start_slot(start)
+    }
+    fn denoise_batch(&self, batch: &mut [SlotStep<'_, CpuLatents>], shared: &StepShared<'_, Self>) {
+        let n = self.calls.fetch_add(1, Ordering::Relaxed);
+        if (self.panic_from..self.panic_to).contains(&n) {
+            panic!("injected fault in denoise call {n}");
+        }
+        let shared = StepShared {
+            cond: shared.cond,
+            knobs: shared.knobs,
+            source: shared.source,
+            sde_curve: shared.sde_curve,
+        };
+        self.inner.denoise_batch(batch, &shared);
+    }
+    fn decode_context_frames(&self) -> usize {
+        self.inner.decode_context_frames()
+    }
+    fn decode_window(
+        &self,
+        latents: &CpuLatents,
+        gains: &[f32; 8],
+        all_zero: bool,
+        start_frame: usize,
+        frames: usize,
+        out: &mut [f32],
+    ) -> Result<(), DecodeError> {
+        self.inner
+            .decode_window(latents, gains, all_zero, start_frame, frames, out)
+    }
+}
+
+#[test]
+fn a_panic_in_the_tick_is_caught_and_the_ring_keeps_playing() {
+    let model = Arc::new(FaultyModel {
+        inner: BuiltinModel::new(),
+        calls: AtomicU64::new(0),
+        panic_from: 20,
+        panic_to: 25,
+    });
+    let source = crate::audio_file::test_signal(48_000, 2, 3.0);
+    let ring = PlayheadRing::from_interleaved(
+        source.samples.clone(),
+        2,
+        48_000,
+        PlayheadRing::guard_for_period(128),
+    )
+    .unwrap();
+    let mut sim = SimHarness::new(
+        model,
+        ring,
+        128,
+        EngineConfig::default(),
+        SimCosts::default(),
+    )
+    .unwrap();
+    sim.set_source(AudioView {
+        samples: &source.samples,
+        channels: 2,
+        sample_rate: 48_000,
+    })
+    .unwrap();
+    // Keep the engine active (a knob now and then) so it ticks at full rate.
+    for i in 0..6 {
+        sim.schedule(
+            0.5 * i as f64,
+            SimAction::Knob {
+                id: crate::knobs::KnobId::ch_g4,
+                value: if i % 2 == 0 { 0.5 } else { 1.0 },
+                kind: crate::runner::trace::ActionKind::Knob,
+            },
+        );
+    }
+    sim.clock().record_output();
+    sim.run_until(3.0);
+    assert_eq!(sim.stats().panics, 5);
+    // Fresh frontier writes resumed after the faults.
+    let frontier_after = sim
+        .record()
+        .trace
+        .writes()
+        .filter(|w| w.kind == WriteKind::Frontier && w.issued_frame > 48_000 * 2)
+        .count();
+    assert!(frontier_after > 5);
+    let silent = sim
+        .clock()
+        .played()
+        .chunks(2)
+        .fold((0usize, 0usize), |(run, longest), f| {
+            let run = if f == [0.0, 0.0] { run + 1 } else { 0 };
+            (run, longest.max(run))
+        })
+        .1;
+    assert!(silent < 48, "{silent}");
+}
