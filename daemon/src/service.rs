@@ -9,8 +9,9 @@
 //! live (log level) and naming the changed keys that need a restart; `STATUS=` lines every
 //! few seconds; a failed engine tick (caught by the engine, which restarts its pipeline
 //! while the ring keeps playing) is logged.
-//! Stop (SIGINT, SIGTERM): `STOPPING=1`, fade to silence, close OSC, finish the queued
-//! jobs, save the state, stop the engine and the output, print the counters.
+//! Stop (SIGINT, SIGTERM): watchdog pings end, `STOPPING=1`, fade to silence, close OSC,
+//! finish the queued jobs, save the state, stop the engine and the output, print the
+//! counters.
 //!
 //! Threading: main thread. Test hook: `LATENTD_TEST_ENGINE_STALL_S=<s>` stalls the engine
 //! thread that long, 1 s after `READY=1` (the watchdog test makes the engine hang with it).
@@ -346,12 +347,12 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         args,
     );
 
-    // Stop, in reverse order.
-    let _ = notifier.stopping();
-    stop_audio(&fade);
+    // Stop, in reverse order; no watchdog ping follows STOPPING=1.
     if let Some(w) = watchdog {
         w.stop();
     }
+    let _ = notifier.stopping();
+    stop_audio(&fade);
     osc.shutdown();
     drop(oscquery);
     drop(dispatcher); // the last queue sender goes with it: the encoder finishes and ends

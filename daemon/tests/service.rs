@@ -35,9 +35,11 @@ fn notify_ready_status_watchdog_through_an_engine_hang_and_stopping() {
         &dir,
         Launch {
             notify: Some(&notify),
+            // Pings every second, an engine silent for over a second counts as hung (the
+            // debug-built engine's ticks stay well below that even on a loaded machine).
             env: vec![
-                ("WATCHDOG_USEC", "1000000".into()),
-                ("LATENTD_TEST_ENGINE_STALL_S", "3".into()),
+                ("WATCHDOG_USEC", "2000000".into()),
+                ("LATENTD_TEST_ENGINE_STALL_S", "4".into()),
             ],
             ..Launch::default()
         },
@@ -48,9 +50,10 @@ fn notify_ready_status_watchdog_through_an_engine_hang_and_stopping() {
         .receive(START)
         .unwrap_or_else(|| panic!("no datagram:\n{}", daemon.lines().join("\n")));
     assert_eq!(first, "READY=1\n");
-    // By then the output runs and OSC is bound: the log says so, and /status answers at once
-    // with a moving playhead.
-    // (Lines written before READY=1 may still be in the pipe: allow the reader a moment.)
+    let datagrams = notify.record();
+    // By then the output runs and OSC is bound: the log says so (lines written before
+    // READY=1 may still be in the pipe: the reader gets a moment), and /status answers at
+    // once with a moving playhead.
     daemon.wait_line("playing a loop of", Duration::from_secs(2));
     let osc = Osc::new(daemon.osc_addr(Duration::from_secs(2)));
     let s0 = osc.status();
@@ -58,29 +61,30 @@ fn notify_ready_status_watchdog_through_an_engine_hang_and_stopping() {
     let s1 = osc.status();
     assert!(s1.playhead_s > s0.playhead_s, "{s0:?} then {s1:?}");
 
-    // STATUS= and WATCHDOG=1 every 0.5 s (half of WATCHDOG_USEC); the hook stalls the engine
-    // 1 s after READY for 3 s.
+    // The hook stalls the engine 1 s after READY for 4 s; meanwhile the loop keeps playing.
+    while ready_at.elapsed() < Duration::from_millis(2500) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let in_stall = osc.status().playhead_s;
+    std::thread::sleep(Duration::from_millis(1000));
+    let later_in_stall = osc.status().playhead_s;
+    assert!(
+        later_in_stall > in_stall + 0.5,
+        "{in_stall} then {later_in_stall}"
+    );
+    while ready_at.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
     let mut status_lines = Vec::new();
     let mut pings = Vec::new();
-    let mut playhead_in_stall = Vec::new();
-    // Pings sent while the test was busy above wait in the socket: their arrival is not
-    // their sending time, so they are not timed.
-    let timed_from = Instant::now() + Duration::from_millis(50);
-    while ready_at.elapsed() < Duration::from_secs(7) {
-        if let Some((text, at)) = notify.receive(Duration::from_millis(100)) {
-            for line in text.lines() {
-                match line {
-                    "WATCHDOG=1" if at > timed_from => pings.push(at),
-                    "WATCHDOG=1" => {}
-                    l if l.starts_with("STATUS=") => status_lines.push(l.to_string()),
-                    other => panic!("unexpected {other:?} while running"),
-                }
+    for (text, at) in datagrams.try_iter() {
+        for line in text.lines() {
+            match line {
+                "WATCHDOG=1" => pings.push(at),
+                l if l.starts_with("STATUS=") => status_lines.push(l.to_string()),
+                other => panic!("unexpected {other:?} while running"),
             }
-        }
-        let since = ready_at.elapsed().as_secs_f64();
-        if (2.0..3.5).contains(&since) && playhead_in_stall.len() < 2 {
-            playhead_in_stall.push(osc.status().playhead_s);
-            std::thread::sleep(Duration::from_millis(500));
         }
     }
     assert!(
@@ -89,6 +93,8 @@ fn notify_ready_status_watchdog_through_an_engine_hang_and_stopping() {
             .is_some_and(|l| l.starts_with("STATUS=playing ")),
         "{status_lines:?}"
     );
+    assert!(status_lines.len() >= 2, "{status_lines:?}");
+    // WATCHDOG=1 every second (half of WATCHDOG_USEC), except for the hang.
     let gaps = gaps(&pings);
     let (longest_at, longest) = gaps
         .iter()
@@ -96,10 +102,10 @@ fn notify_ready_status_watchdog_through_an_engine_hang_and_stopping() {
         .enumerate()
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .expect("pings");
-    // The hang withholds pings for about 2.5 s (detected after 0.5 s of silence, resumed
-    // at the next check after the engine's 3 s stall).
+    // Pings are withheld from the first check that finds the engine silent for over 1 s
+    // until the first check after its 4 s stall ends.
     assert!(
-        (2.0..4.0).contains(&longest),
+        (3.0..6.0).contains(&longest),
         "longest gap {longest:.2} s in {gaps:?}"
     );
     let hang_started = (pings[longest_at] - ready_at).as_secs_f64();
@@ -107,41 +113,47 @@ fn notify_ready_status_watchdog_through_an_engine_hang_and_stopping() {
         hang_started > 0.9,
         "pings stopped {hang_started:.2} s after READY"
     );
-    // Regular pings before and after the hang, about 0.5 s apart.
     let regular: Vec<f64> = gaps
         .iter()
         .enumerate()
         .filter(|(i, _)| *i != longest_at)
         .map(|(_, g)| *g)
         .collect();
-    assert!(regular.len() >= 6, "{gaps:?}");
-    assert!(regular.iter().all(|g| (0.25..0.9).contains(g)), "{gaps:?}");
+    assert!(regular.len() >= 4, "{gaps:?}");
+    assert!(regular.iter().all(|g| (0.6..1.6).contains(g)), "{gaps:?}");
     let mut sorted = regular.clone();
     sorted.sort_by(f64::total_cmp);
     let median = sorted[sorted.len() / 2];
-    assert!((0.4..0.6).contains(&median), "median gap {median:.3} s");
+    assert!((0.85..1.15).contains(&median), "median gap {median:.3} s");
     assert!(
-        gaps.len() - longest_at >= 4,
+        gaps.len() - longest_at >= 3,
         "pings did not resume: {gaps:?}"
     );
     daemon.wait_line("heartbeat 'engine' silent", Duration::from_secs(2));
     daemon.wait_line("heartbeat 'engine' recovered", Duration::from_secs(2));
-    // The loop kept playing while the engine hung.
-    assert!(
-        playhead_in_stall.len() == 2 && playhead_in_stall[1] > playhead_in_stall[0],
-        "{playhead_in_stall:?}"
-    );
 
     // SIGTERM: STOPPING=1, then exit 0 within a second.
     let sent = Instant::now();
     daemon.signal(libc::SIGTERM);
-    let stopping = notify.until("STOPPING=1", Duration::from_secs(2));
-    assert!(stopping.last().unwrap().1 - sent < Duration::from_millis(500));
+    let stopping = loop {
+        let (text, at) = datagrams
+            .recv_timeout(Duration::from_secs(2))
+            .expect("STOPPING=1 within 2 s");
+        if text.lines().any(|l| l == "STOPPING=1") {
+            break at;
+        }
+    };
+    assert!(stopping - sent < Duration::from_millis(500));
     let status = daemon.wait(Duration::from_secs(5)).expect("exit");
     let took = sent.elapsed();
     assert_eq!(status.code(), Some(0), "{:?}", daemon.lines());
     assert!(took < Duration::from_secs(1), "exit took {took:?}");
-    assert!(notify.receive(Duration::from_millis(100)).is_none());
+    std::thread::sleep(Duration::from_millis(100));
+    let after: Vec<_> = datagrams.try_iter().map(|(t, _)| t).collect();
+    assert!(
+        after.iter().all(|t| !t.contains("WATCHDOG=1")),
+        "pinged after STOPPING: {after:?}"
+    );
 }
 
 #[test]

@@ -60,6 +60,24 @@ impl NotifySocket {
         }
     }
 
+    /// A thread that receives every datagram from now on and stamps it on arrival (so the
+    /// times are right while the test is busy elsewhere); it ends with the socket's owner.
+    pub fn record(&self) -> std::sync::mpsc::Receiver<(String, Instant)> {
+        let socket = self.socket.try_clone().unwrap();
+        socket.set_read_timeout(None).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = socket.recv(&mut buffer) {
+                let text = String::from_utf8(buffer[..n].to_vec()).unwrap();
+                if tx.send((text, Instant::now())).is_err() {
+                    return;
+                }
+            }
+        });
+        rx
+    }
+
     /// Every datagram for `span`.
     pub fn collect_for(&self, span: Duration) -> Vec<(String, Instant)> {
         let end = Instant::now() + span;
