@@ -6,9 +6,12 @@
 //! record tap → output running → encoder thread, OSC, OSCQuery → `READY=1` (only now: the
 //! output plays and the sockets are bound) → watchdog.
 //! Serve: SIGHUP reloads the config (`RELOADING=1` … `READY=1`), applying what can change
-//! live (log level) and naming what needs a restart; `STATUS=` lines every few seconds.
-//! Stop (SIGINT, SIGTERM): `STOPPING=1`, fade to silence, close OSC, finish the queued
-//! jobs, save the state, stop the engine and the output, print the counters.
+//! live (log level) and naming the changed keys that need a restart; `STATUS=` lines every
+//! few seconds; a failed engine tick (caught by the engine, which restarts its pipeline
+//! while the ring keeps playing) is logged.
+//! Stop (SIGINT, SIGTERM): watchdog pings end, `STOPPING=1`, fade to silence, close OSC,
+//! finish the queued jobs, save the state, stop the engine and the output, print the
+//! counters.
 //!
 //! Threading: main thread. Test hook: `LATENTD_TEST_ENGINE_STALL_S=<s>` stalls the engine
 //! thread that long, 1 s after `READY=1` (the watchdog test makes the engine hang with it).
@@ -138,11 +141,23 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     }
 
     // The loop: the source (the saved one, else the configured one), else silence that the
-    // engine fills from the prompt.
-    let source_path = restored.source.clone().or_else(|| settings.source.clone());
-    let source = match &source_path {
-        Some(path) => Some(load_source(path, format.sample_rate)?),
-        None => None,
+    // engine fills from the prompt. A saved source that cannot be loaded any more (moved,
+    // deleted) is skipped with a warning: the state file must never keep the daemon down.
+    let saved_source = restored.source.as_ref().and_then(|path| {
+        load_source(path, format.sample_rate)
+            .map(|audio| (path.clone(), audio))
+            .map_err(|(_, e)| log::warn!("state: saved {e}; not restored"))
+            .ok()
+    });
+    let (source_path, source) = match saved_source {
+        Some((path, audio)) => (Some(path), Some(audio)),
+        None => match &settings.source {
+            Some(path) => (
+                Some(path.clone()),
+                Some(load_source(path, format.sample_rate)?),
+            ),
+            None => (None, None),
+        },
     };
     let ring = match &source {
         Some(audio) => PlayheadRing::from_interleaved(
@@ -324,14 +339,21 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     };
     test_fault_hook(&engine);
 
-    serve(&mut signals, &notifier, &dispatcher, args);
+    serve(
+        &mut signals,
+        &notifier,
+        &dispatcher,
+        &engine,
+        settings,
+        args,
+    );
 
-    // Stop, in reverse order.
-    let _ = notifier.stopping();
-    stop_audio(&fade);
+    // Stop, in reverse order; no watchdog ping follows STOPPING=1.
     if let Some(w) = watchdog {
         w.stop();
     }
+    let _ = notifier.stopping();
+    stop_audio(&fade);
     osc.shutdown();
     drop(oscquery);
     drop(dispatcher); // the last queue sender goes with it: the encoder finishes and ends
@@ -364,9 +386,19 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Serve until SIGINT or SIGTERM: reload on SIGHUP, refresh `STATUS=`.
-fn serve(signals: &mut Signals, notifier: &Notifier, dispatcher: &Dispatcher, args: Vec<OsString>) {
+/// Serve until SIGINT or SIGTERM: reload on SIGHUP, refresh `STATUS=`, report engine
+/// panics (the engine catches them and restarts its pipeline; the ring keeps playing).
+fn serve(
+    signals: &mut Signals,
+    notifier: &Notifier,
+    dispatcher: &Dispatcher,
+    engine: &DaemonEngine,
+    settings: &Settings,
+    args: Vec<OsString>,
+) {
+    let mut running = settings.clone();
     let mut last_status = Instant::now() - STATUS_EVERY;
+    let mut panics_reported = 0;
     loop {
         if last_status.elapsed() >= STATUS_EVERY {
             let s = dispatcher.status_report();
@@ -376,9 +408,18 @@ fn serve(signals: &mut Signals, notifier: &Notifier, dispatcher: &Dispatcher, ar
             ));
             last_status = Instant::now();
         }
+        let panics = engine.stats().panics;
+        if panics > panics_reported {
+            log::error!(
+                "engine: {} tick(s) failed ({panics} since start); pipeline restarted, the \
+                 loop keeps playing",
+                panics - panics_reported
+            );
+            panics_reported = panics;
+        }
         for signal in signals.pending() {
             match signal {
-                SIGHUP => reload_config(notifier, &args),
+                SIGHUP => reload_config(notifier, &mut running, &args),
                 _ => {
                     log::info!(
                         "{} received, stopping",
@@ -397,20 +438,68 @@ fn serve(signals: &mut Signals, notifier: &Notifier, dispatcher: &Dispatcher, ar
 }
 
 /// SIGHUP: re-read the config; apply the log level live; name what needs a restart.
-fn reload_config(notifier: &Notifier, args: &[OsString]) {
+fn reload_config(notifier: &Notifier, running: &mut Settings, args: &[OsString]) {
     let _ = notifier.reloading();
     match reload(args.iter().cloned()) {
         Ok(new) => {
-            log::set_max_level(new.log_level.filter());
+            crate::logging::set_level(new.log_level.filter());
+            let pending = changed_until_restart(running, &new);
             log::info!(
-                "config reloaded: log level {}; audio, OSC, media, engine, lead and state \
-                 settings take effect at the next restart",
-                new.log_level.as_str()
+                "config reloaded: log level {}{}",
+                new.log_level.as_str(),
+                if pending.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; changed, applied at the next restart: {}",
+                        pending.join(", ")
+                    )
+                }
             );
+            // What is not applied stays as started, so the next reload names it again.
+            running.log_level = new.log_level;
         }
         Err(e) => log::error!("config reload refused, keeping the running settings: {e}"),
     }
     let _ = notifier.ready();
+}
+
+/// The settings that differ between `running` and `new` and only apply at a restart.
+fn changed_until_restart(running: &Settings, new: &Settings) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    let mut check = |differs: bool, name: &'static str| {
+        if differs {
+            changed.push(name);
+        }
+    };
+    check(running.backend != new.backend, "audio.backend");
+    check(running.client_name != new.client_name, "audio.client_name");
+    check(running.autoconnect != new.autoconnect, "audio.autoconnect");
+    check(running.sample_rate != new.sample_rate, "audio.rate");
+    check(running.period_frames != new.period_frames, "audio.period");
+    check(running.source != new.source, "source.file");
+    check(
+        running.loop_seconds != new.loop_seconds,
+        "source.loop_seconds",
+    );
+    check(running.record != new.record, "record.file");
+    check(running.log_target != new.log_target, "log.target");
+    check(running.osc_bind != new.osc_bind, "osc.bind");
+    check(running.osc_allow != new.osc_allow, "osc.allowlist");
+    check(
+        running.oscquery_port != new.oscquery_port,
+        "osc.oscquery_port",
+    );
+    check(running.media_folder != new.media_folder, "media.folder");
+    check(running.engine != new.engine, "engine.backend");
+    check(
+        running.prompt != new.prompt || running.prompt_b != new.prompt_b,
+        "engine.prompt",
+    );
+    check(running.knobs != new.knobs, "engine.knobs");
+    check(running.lead != new.lead, "lead");
+    check(running.state_path != new.state_path, "state.path");
+    changed
 }
 
 /// Fade to silence so stopping never clicks.
