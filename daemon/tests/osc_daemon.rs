@@ -1,0 +1,357 @@
+//! Issue 5's OSC contract against the running `latentd` binary (null output, built-in
+//! engine): every row of docs/osc.md over UDP, TCP with a size prefix and TCP with SLIP;
+//! address patterns; immediate, timed and nested bundles; pushes to two subscribers; `/sync`
+//! ordering; an independent OSC implementation (liblo's `oscsend`, python-osc); and bad input,
+//! each answered with a precise `/fail` while the daemon keeps playing and nothing changes.
+//!
+//! One daemon serves the whole file (started on first use, stopped at exit); the tests take
+//! turns (a lock) since they share its state, and each leaves it as it found it.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::osc_client::{
+    IMMEDIATELY, Link, Status, Transport, bundle, int, msg, number, s, timetag,
+};
+use common::{Daemon, write_float_wav};
+use latentd::control::param_specs;
+use latentd_osc_schema::rosc::{OscPacket, OscType, encoder};
+
+/// The loop the daemon plays (seconds; no `--source`, so the engine fills it).
+const LOOP_S: f64 = 2.0;
+const RATE: u32 = 48_000;
+const PERIOD: usize = 256;
+
+struct Fixture {
+    osc: SocketAddr,
+    media: PathBuf,
+    daemon: Mutex<Daemon>,
+}
+
+static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+static TURN: Mutex<()> = Mutex::new(());
+static DAEMON_PID: AtomicI32 = AtomicI32::new(0);
+static DAEMON_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// At exit: stop the shared daemon (SIGTERM, then SIGKILL) and remove its folder.
+extern "C" fn stop_shared_daemon() {
+    let pid = DAEMON_PID.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: plain FFI calls on our own child's pid.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+            let mut status = 0;
+            let t0 = Instant::now();
+            while libc::waitpid(pid, &mut status, libc::WNOHANG) == 0 {
+                if t0.elapsed() > Duration::from_secs(2) {
+                    libc::kill(pid, libc::SIGKILL);
+                    libc::waitpid(pid, &mut status, 0);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+    if let Some(dir) = DAEMON_DIR.get() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// The shared daemon, and this test's turn with it.
+fn fixture() -> (MutexGuard<'static, ()>, &'static Fixture) {
+    let turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
+    let fx = FIXTURE.get_or_init(start_daemon);
+    let exited = fx.daemon.lock().unwrap().child.try_wait().unwrap();
+    assert!(exited.is_none(), "the daemon exited: {exited:?}");
+    (turn, fx)
+}
+
+fn start_daemon() -> Fixture {
+    let dir = tempfile::tempdir().unwrap().keep();
+    DAEMON_DIR.set(dir.clone()).unwrap();
+    let media = dir.join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    write_media(&media);
+    let state = dir.join("state.json");
+    let loop_s = LOOP_S.to_string();
+    let period = PERIOD.to_string();
+    let daemon = Daemon::start(
+        &dir,
+        &[
+            "--audio",
+            "null",
+            "--rate",
+            "48000",
+            "--period",
+            &period,
+            "--loop-seconds",
+            &loop_s,
+            "--media",
+            media.to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+        ],
+    );
+    DAEMON_PID.store(daemon.child.id() as i32, Ordering::SeqCst);
+    // SAFETY: registers a plain extern "C" function.
+    assert_eq!(unsafe { libc::atexit(stop_shared_daemon) }, 0);
+    let line = daemon.wait_for("OSC on udp+tcp ", Duration::from_secs(20));
+    let addr = line
+        .split("OSC on udp+tcp ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    Fixture {
+        osc: addr.parse().unwrap(),
+        media,
+        daemon: Mutex::new(daemon),
+    }
+}
+
+/// The WAVs the tests load: a source of the loop's length, one half as long, references.
+fn write_media(media: &Path) {
+    let frames = (LOOP_S * f64::from(RATE)) as usize;
+    let tone = |n: usize, hz: f32| -> Vec<f32> {
+        (0..n * 2)
+            .map(|i| (((i / 2) as f32) * hz * std::f32::consts::TAU / RATE as f32).sin() * 0.3)
+            .collect()
+    };
+    write_float_wav(&media.join("loop.wav"), 2, RATE, &tone(frames, 220.0));
+    write_float_wav(&media.join("short.wav"), 2, RATE, &tone(frames / 4, 330.0));
+    write_float_wav(&media.join("timbre.wav"), 2, RATE, &tone(RATE as usize, 440.0));
+    write_float_wav(&media.join("structure.wav"), 2, RATE, &tone(RATE as usize, 110.0));
+    std::fs::write(media.join("notes.wav"), "not audio\n").unwrap();
+}
+
+fn f(v: f32) -> OscType {
+    OscType::Float(v)
+}
+
+fn i(v: i32) -> OscType {
+    OscType::Int(v)
+}
+
+/// Wait until `probe` holds (polling every 10 ms), at most `limit`.
+fn eventually(limit: Duration, mut probe: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if probe() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+fn assert_sane(status: &Status) {
+    assert_eq!(status.backend, "builtin-cpu", "{status:?}");
+    assert_eq!(status.sample_rate, RATE as i32, "{status:?}");
+    assert_eq!(status.period_frames, PERIOD as i32, "{status:?}");
+    assert!((status.loop_s - LOOP_S).abs() < 1e-3, "{status:?}");
+    assert!(
+        (0.0..status.loop_s).contains(&status.playhead_s),
+        "{status:?}"
+    );
+    assert!(status.ticks_per_s > 0.0, "{status:?}");
+    assert!(status.tick_ms_p50 > 0.0, "{status:?}");
+    assert!(
+        (0.0..=LOOP_S).contains(&status.lead_s),
+        "{status:?}"
+    );
+    assert!(status.xruns >= 0 && status.late_landings >= 0, "{status:?}");
+    assert!(
+        status.last_knob_to_ear_ms == -1.0 || status.last_knob_to_ear_ms > 0.0,
+        "{status:?}"
+    );
+}
+
+/// The playhead advances: two `/status` 150 ms apart differ (modulo the loop).
+fn assert_playing(link: &mut Link) {
+    let a = link.status().playhead_s;
+    std::thread::sleep(Duration::from_millis(150));
+    let b = link.status().playhead_s;
+    let moved = (b - a).rem_euclid(LOOP_S);
+    assert!(
+        (0.05..1.0).contains(&moved),
+        "playhead {a} -> {b} in 150 ms"
+    );
+}
+
+/// One pass over every row of the contract on `transport`; `subscriber` (UDP, subscribed)
+/// checks the pushes. `k` makes this pass's knob values its own.
+fn contract_rows(fx: &Fixture, transport: Transport, k: f32) {
+    let mut link = Link::connect(fx.osc, transport);
+    let mut sub = Link::connect(fx.osc, Transport::Udp);
+    sub.send(&msg("/notify", vec![i(1)]));
+    assert_eq!(sub.expect("/done"), vec![s("/notify")]);
+
+    // /version
+    link.send(&msg("/version", vec![]));
+    assert_eq!(
+        link.expect("/version.reply"),
+        vec![s("latentd"), s(env!("CARGO_PKG_VERSION"))]
+    );
+
+    // /knob/<name>: set (no reply; subscribers get the echo), then query.
+    link.send(&msg("/knob/denoise", vec![f(k)]));
+    assert_eq!(sub.expect("/knob/denoise"), vec![f(k)]);
+    link.send(&msg("/knob/steps", vec![i(3)]));
+    assert_eq!(sub.expect("/knob/steps"), vec![i(3)]);
+    link.send(&msg("/knob/seed", vec![OscType::Double(4_000_000_000.0)]));
+    assert_eq!(sub.expect("/knob/seed"), vec![OscType::Double(4e9)]);
+    link.expect_silence(Duration::from_millis(100));
+    assert_eq!(link.knob("denoise"), f64::from(k));
+    link.send(&msg("/knob/steps", vec![]));
+    assert_eq!(link.expect("/knob/steps"), vec![i(3)]);
+    assert_eq!(link.knob("seed"), 4e9);
+
+    // /knobs: a bundle of every knob, the new values in it.
+    let all = link.knobs();
+    let names: Vec<&str> = param_specs().iter().map(|k| k.name).collect();
+    assert_eq!(
+        all.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+        names,
+        "{all:?}"
+    );
+    assert!(all.contains(&("denoise".into(), f64::from(k))), "{all:?}");
+    assert!(all.contains(&("steps".into(), 3.0)), "{all:?}");
+
+    // /prompt -> /done /prompt <epoch>; subscribers get /prompt/applied <epoch> <tags>.
+    let tags = format!("warm pad {transport:?}");
+    link.send(&msg("/prompt", vec![s(&tags), s("bright pluck")]));
+    let done = link.expect("/done");
+    assert_eq!(done.len(), 2, "{done:?}");
+    assert_eq!(done[0], s("/prompt"));
+    let epoch = int(&done[1]);
+    assert!(epoch > 0, "{done:?}");
+    assert_eq!(sub.expect("/prompt/applied"), vec![i(epoch), s(&tags)]);
+
+    // /timbre and /structure with a WAV of the media folder, and their /clear.
+    for (addr, file) in [("/timbre", "timbre.wav"), ("/structure", "structure.wav")] {
+        link.send(&msg(addr, vec![s(file)]));
+        let done = link.expect("/done");
+        assert_eq!(done[0], s(addr), "{done:?}");
+        let set_epoch = int(&done[1]);
+        let clear = format!("{addr}/clear");
+        link.send(&msg(&clear, vec![]));
+        let done = link.expect("/done");
+        assert_eq!(done[0], s(&clear), "{done:?}");
+        assert!(int(&done[1]) > set_epoch, "{done:?} after epoch {set_epoch}");
+    }
+    // An absolute path inside the folder is accepted too.
+    let absolute = fx.media.canonicalize().unwrap().join("timbre.wav");
+    link.send(&msg("/timbre", vec![s(absolute.to_str().unwrap())]));
+    assert_eq!(link.expect("/done")[0], s("/timbre"));
+    link.send(&msg("/timbre/clear", vec![]));
+    assert_eq!(link.expect("/done")[0], s("/timbre/clear"));
+
+    // /source: a WAV of the loop's length loads; a shorter one fails naming the lengths.
+    link.send(&msg("/source", vec![s("loop.wav")]));
+    assert_eq!(link.expect("/done"), vec![s("/source")]);
+    let (addr, reason) = link.fails(&msg("/source", vec![s("short.wav")]));
+    assert_eq!(addr, "/source");
+    assert!(
+        reason.contains("latent frames long") && reason.contains("the ring's loop"),
+        "{reason}"
+    );
+    assert_eq!(link.status().loop_s, LOOP_S);
+
+    // /sync: /synced arrives after the /done of every earlier asynchronous command.
+    link.send(&msg("/prompt", vec![s("calm pad")]));
+    link.send(&msg("/timbre", vec![s("timbre.wav")]));
+    link.send(&msg("/structure/clear", vec![]));
+    link.send(&msg("/sync", vec![i(42)]));
+    assert_eq!(link.expect("/done")[0], s("/prompt"));
+    assert_eq!(link.expect("/done")[0], s("/timbre"));
+    assert_eq!(link.expect("/done")[0], s("/structure/clear"));
+    assert_eq!(link.expect("/synced"), vec![i(42)]);
+    assert_eq!(sub.expect("/prompt/applied")[1], s("calm pad"));
+    link.send(&msg("/timbre/clear", vec![]));
+    assert_eq!(link.expect("/done")[0], s("/timbre/clear"));
+
+    // /status: every field sane, and the playhead moving.
+    assert_sane(&link.status());
+    assert_playing(&mut link);
+
+    // /loop: the playhead stays inside the band; /loop/clear lets it out again.
+    link.send(&msg("/loop", vec![f(0.5), f(0.75)]));
+    link.expect_silence(Duration::from_millis(60));
+    let mut inside = 0;
+    for _ in 0..8 {
+        let p = link.status().playhead_s;
+        assert!((0.5..0.75).contains(&p), "playhead {p} outside the band");
+        inside += 1;
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    assert_eq!(inside, 8);
+    link.send(&msg("/loop/clear", vec![]));
+    assert!(
+        eventually(Duration::from_secs(2), || {
+            let p = link.status().playhead_s;
+            !(0.5..0.76).contains(&p)
+        }),
+        "the playhead never left the cleared band"
+    );
+
+    // /transport/pause holds the playhead; /transport/seek moves it; /play resumes.
+    link.send(&msg("/transport/pause", vec![]));
+    link.expect_silence(Duration::from_millis(60));
+    let held = link.status().playhead_s;
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(link.status().playhead_s, held, "the playhead moved while paused");
+    link.send(&msg("/transport/seek", vec![f(1.25)]));
+    link.expect_silence(Duration::from_millis(60));
+    assert!(
+        eventually(Duration::from_secs(1), || (link.status().playhead_s - 1.25).abs() < 1e-3),
+        "seek did not move the paused playhead to 1.25 s"
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    assert!((link.status().playhead_s - 1.25).abs() < 1e-3);
+    link.send(&msg("/transport/play", vec![]));
+    link.expect_silence(Duration::from_millis(60));
+    assert_playing(&mut link);
+
+    // The subscriber got nothing it was not owed.
+    sub.send(&msg("/notify", vec![i(0)]));
+    assert_eq!(sub.expect("/done"), vec![s("/notify")]);
+    sub.expect_silence(Duration::from_millis(50));
+    restore_defaults(&mut link);
+}
+
+/// Put every knob back to its default (one bundle), and check.
+fn restore_defaults(link: &mut Link) {
+    let specs = param_specs();
+    let content = specs
+        .iter()
+        .map(|k| msg(&format!("/knob/{}", k.name), vec![OscType::Double(k.default)]))
+        .collect();
+    link.send(&bundle(IMMEDIATELY, content));
+    let now = link.knobs();
+    for (spec, (name, value)) in specs.iter().zip(&now) {
+        assert_eq!((spec.name, spec.default), (name.as_str(), *value));
+    }
+}
+
+#[test]
+fn contract_over_udp() {
+    let (_turn, fx) = fixture();
+    contract_rows(fx, Transport::Udp, 0.125);
+}
+
+#[test]
+fn contract_over_tcp_size_prefix() {
+    let (_turn, fx) = fixture();
+    contract_rows(fx, Transport::TcpSizePrefix, 0.25);
+}
+
+#[test]
+fn contract_over_tcp_slip() {
+    let (_turn, fx) = fixture();
+    contract_rows(fx, Transport::TcpSlip, 0.375);
+}
