@@ -355,3 +355,174 @@ fn contract_over_tcp_slip() {
     let (_turn, fx) = fixture();
     contract_rows(fx, Transport::TcpSlip, 0.375);
 }
+
+/// `/notify 1` from two clients (UDP and TCP): both receive every push; `/notify 0` stops
+/// them.
+#[test]
+fn pushes_reach_two_subscribers() {
+    let (_turn, fx) = fixture();
+    let mut control = Link::connect(fx.osc, Transport::Udp);
+    let mut subs = [
+        Link::connect(fx.osc, Transport::Udp),
+        Link::connect(fx.osc, Transport::TcpSlip),
+    ];
+    for sub in &mut subs {
+        sub.send(&msg("/notify", vec![i(1)]));
+        assert_eq!(sub.expect("/done"), vec![s("/notify")]);
+    }
+    control.send(&msg("/knob/guidance", vec![f(7.5)]));
+    control.send(&msg("/prompt", vec![s("dark drone")]));
+    let epoch = int(&control.expect("/done")[1]);
+    for sub in &mut subs {
+        assert_eq!(sub.expect("/knob/guidance"), vec![f(7.5)]);
+        assert_eq!(sub.expect("/prompt/applied"), vec![i(epoch), s("dark drone")]);
+    }
+    for sub in &mut subs {
+        sub.send(&msg("/notify", vec![i(0)]));
+        assert_eq!(sub.expect("/done"), vec![s("/notify")]);
+    }
+    control.send(&msg("/knob/guidance", vec![f(1.0)]));
+    assert_eq!(control.knob("guidance"), 1.0);
+    for sub in &mut subs {
+        sub.expect_silence(Duration::from_millis(100));
+    }
+}
+
+/// Patterns expand to every matching knob; a bundle's elements apply together, or none.
+#[test]
+fn patterns_and_immediate_bundles() {
+    let (_turn, fx) = fixture();
+    let mut link = Link::connect(fx.osc, Transport::Udp);
+    let gains = |link: &mut Link| -> Vec<f64> {
+        link.knobs()
+            .into_iter()
+            .filter(|(n, _)| n.starts_with("ch_g"))
+            .map(|(_, v)| v)
+            .collect()
+    };
+    link.send(&msg("/knob/ch_g*", vec![f(0.5)]));
+    link.expect_silence(Duration::from_millis(50));
+    assert_eq!(gains(&mut link), vec![0.5; 8]);
+    link.send(&msg("/knob/ch_g[0-3]", vec![f(2.0)]));
+    link.send(&msg("/knob/ch_g{5,7}", vec![i(0)]));
+    assert_eq!(
+        gains(&mut link),
+        vec![2.0, 2.0, 2.0, 2.0, 0.5, 0.0, 0.5, 0.0]
+    );
+    // One bad match refuses the pattern as a whole.
+    let (addr, reason) = link.fails(&msg("/knob/ch_g?", vec![f(3.5)]));
+    assert_eq!(addr, "/knob/ch_g?");
+    assert!(reason.contains("out of range for knob ch_g0"), "{reason}");
+    assert_eq!(
+        gains(&mut link),
+        vec![2.0, 2.0, 2.0, 2.0, 0.5, 0.0, 0.5, 0.0]
+    );
+
+    // Several knobs in one bundle: all change, and subscribers see each.
+    let mut sub = Link::connect(fx.osc, Transport::TcpSizePrefix);
+    sub.send(&msg("/notify", vec![i(1)]));
+    sub.expect("/done");
+    link.send(&bundle(
+        IMMEDIATELY,
+        vec![
+            msg("/knob/denoise", vec![f(0.75)]),
+            msg("/knob/shift", vec![f(2.5)]),
+            msg("/knob/depth", vec![i(2)]),
+            msg("/knob/ch_g*", vec![f(1.5)]),
+        ],
+    ));
+    link.expect_silence(Duration::from_millis(50));
+    let mut echoed: Vec<String> = (0..11).map(|_| sub.recv_message().addr).collect();
+    echoed.sort();
+    assert_eq!(&echoed[..3], ["/knob/ch_g0", "/knob/ch_g1", "/knob/ch_g2"]);
+    assert!(echoed.contains(&"/knob/depth".to_string()), "{echoed:?}");
+    assert_eq!(link.knob("denoise"), 0.75);
+    assert_eq!(link.knob("shift"), 2.5);
+    assert_eq!(link.knob("depth"), 2.0);
+    assert_eq!(gains(&mut link), vec![1.5; 8]);
+    // A bundle with one bad element changes nothing.
+    let before = link.knobs();
+    let (addr, reason) = link.fails(&bundle(
+        IMMEDIATELY,
+        vec![
+            msg("/knob/denoise", vec![f(0.25)]),
+            msg("/knob/steps", vec![f(2.5)]),
+        ],
+    ));
+    assert_eq!(addr, "/knob/steps");
+    assert!(reason.contains("knob steps takes an integer in [1, 16]; got 2.5"), "{reason}");
+    assert_eq!(link.knobs(), before);
+    sub.expect_silence(Duration::from_millis(50));
+    restore_defaults(&mut link);
+}
+
+/// A bundle timed 300 ms ahead: the knob holds its value before the timetag and has the new
+/// one after; the change lands close to the timetag (early by at most the engine's
+/// knob-to-ear latency, capped at 50 ms, so it is heard at the timetag).
+#[test]
+fn timed_bundle_applies_at_its_timetag() {
+    let (_turn, fx) = fixture();
+    let mut link = Link::connect(fx.osc, Transport::Udp);
+    for attempt in 0..3 {
+        let before = link.knob("periodicity");
+        let new = 1.0 + f64::from(attempt);
+        let ahead_ms = link.status().last_knob_to_ear_ms.clamp(0.0, 50.0);
+        let at = SystemTime::now() + Duration::from_millis(300);
+        link.send(&bundle(
+            timetag(at),
+            vec![msg("/knob/periodicity", vec![f(new as f32)])],
+        ));
+        // Poll until the value changes; note when.
+        let mut changed_at = None;
+        let deadline = at + Duration::from_millis(500);
+        while SystemTime::now() < deadline {
+            let asked = SystemTime::now();
+            let v = link.knob("periodicity");
+            if v == new {
+                changed_at = Some(asked);
+                break;
+            }
+            assert_eq!(v, before, "an unrelated value appeared");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let changed_at = changed_at.expect("the timed bundle never applied");
+        // Milliseconds from the timetag to the first query that saw the new value.
+        let offset_ms = match changed_at.duration_since(at) {
+            Ok(late) => late.as_secs_f64() * 1e3,
+            Err(early) => -early.duration().as_secs_f64() * 1e3,
+        };
+        let period_ms = PERIOD as f64 * 1e3 / f64::from(RATE);
+        let lower = -ahead_ms - period_ms - 3.0;
+        let upper = 2.0 * period_ms + 10.0; // one poll interval and a loaded machine's wake-up
+        eprintln!(
+            "attempt {attempt}: change seen {offset_ms:.1} ms from the timetag (ahead {ahead_ms:.1} ms, accepted {lower:.1}..={upper:.1})"
+        );
+        if (lower..=upper).contains(&offset_ms) {
+            link.send(&msg("/knob/periodicity", vec![f(0.0)]));
+            assert_eq!(link.knob("periodicity"), 0.0);
+            return;
+        }
+    }
+    panic!("the timed bundle missed its timetag three times");
+}
+
+/// A bundle inside a bundle is refused as a whole.
+#[test]
+fn nested_bundle_fails() {
+    let (_turn, fx) = fixture();
+    let mut link = Link::connect(fx.osc, Transport::TcpSlip);
+    let before = link.knob("denoise");
+    let (addr, reason) = link.fails(&bundle(
+        IMMEDIATELY,
+        vec![
+            msg("/knob/denoise", vec![f(0.9)]),
+            bundle(IMMEDIATELY, vec![msg("/knob/shift", vec![f(2.0)])]),
+        ],
+    ));
+    assert_eq!(addr, "#bundle");
+    assert!(
+        reason.contains("bundle element 2 is a nested bundle"),
+        "{reason}"
+    );
+    assert_eq!(link.knob("denoise"), before);
+}
