@@ -127,6 +127,7 @@ fn write_media(media: &Path) {
     write_float_wav(&media.join("timbre.wav"), 2, RATE, &tone(RATE as usize, 440.0));
     write_float_wav(&media.join("structure.wav"), 2, RATE, &tone(RATE as usize, 110.0));
     std::fs::write(media.join("notes.wav"), "not audio\n").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", media.join("escape.wav")).unwrap();
 }
 
 fn f(v: f32) -> OscType {
@@ -525,4 +526,241 @@ fn nested_bundle_fails() {
         "{reason}"
     );
     assert_eq!(link.knob("denoise"), before);
+}
+
+fn encode(packet: &OscPacket) -> Vec<u8> {
+    encoder::encode(packet).unwrap()
+}
+
+/// A message with hand-written type tags and argument bytes.
+fn raw_message(addr: &str, tags: &str, args: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for text in [addr, tags] {
+        out.extend_from_slice(text.as_bytes());
+        out.push(0);
+        while out.len() % 4 != 0 {
+            out.push(0);
+        }
+    }
+    out.extend_from_slice(args);
+    out
+}
+
+/// Bad input, case by case: each gets `/fail <address> <precise reason>`; afterwards the
+/// daemon still plays and no knob changed.
+#[test]
+fn bad_input_fails_precisely_and_changes_nothing() {
+    let (_turn, fx) = fixture();
+    let mut link = Link::connect(fx.osc, Transport::Udp);
+    let knobs_before = link.knobs();
+    let status_before = link.status();
+
+    let denoise = encode(&msg("/knob/denoise", vec![f(0.3)]));
+    let long_text = "a".repeat(3000);
+    let long_address = format!("/knob/{}", "x".repeat(300));
+    let long_address_shown = format!("{}...", &long_address[..64]);
+    let cases: Vec<(&str, Vec<u8>, &str, Vec<&str>)> = vec![
+        (
+            "truncated argument",
+            denoise[..denoise.len() - 2].to_vec(),
+            "/knob/denoise",
+            vec!["truncated packet: the argument of type tag 1 ('f') needs 4 bytes; 2 follow"],
+        ),
+        (
+            "unterminated string argument",
+            raw_message("/prompt", ",s", b"calm"),
+            "/prompt",
+            vec!["the argument of type tag 1 ('s'): string is not NUL-terminated"],
+        ),
+        (
+            "truncated address",
+            b"/knob/den".to_vec(),
+            "#packet",
+            vec!["address"],
+        ),
+        ("empty packet", Vec::new(), "#packet", vec!["empty packet"]),
+        (
+            "neither message nor bundle",
+            b"knob\0\0\0\0".to_vec(),
+            "#packet",
+            vec!["0x6b", "neither a message"],
+        ),
+        (
+            "truncated bundle",
+            b"#bundle\0\0\0\0\0".to_vec(),
+            "#bundle",
+            vec!["truncated bundle: 12 bytes"],
+        ),
+        (
+            "string where a number goes",
+            encode(&msg("/knob/denoise", vec![s("loud")])),
+            "/knob/denoise",
+            vec!["must be a number", "got s"],
+        ),
+        (
+            "unknown type tag",
+            raw_message("/knob/denoise", ",x", &[0, 0, 0, 0]),
+            "/knob/denoise",
+            vec!["unknown type tag 'x'"],
+        ),
+        (
+            "type tags without the comma",
+            raw_message("/knob/denoise", "f", &0.3f32.to_be_bytes()),
+            "/knob/denoise",
+            vec!["does not start with ','"],
+        ),
+        (
+            "NaN",
+            encode(&msg("/knob/denoise", vec![f(f32::NAN)])),
+            "/knob/denoise",
+            vec!["is NaN; a finite number is required"],
+        ),
+        (
+            "+inf",
+            encode(&msg("/knob/shift", vec![OscType::Double(f64::INFINITY)])),
+            "/knob/shift",
+            vec!["infinite"],
+        ),
+        (
+            "-inf in /loop",
+            encode(&msg("/loop", vec![f(f32::NEG_INFINITY), f(1.0)])),
+            "/loop",
+            vec!["infinite"],
+        ),
+        (
+            "out of range",
+            encode(&msg("/knob/denoise", vec![f(1.5)])),
+            "/knob/denoise",
+            vec!["value 1.5 is out of range for knob denoise: accepted [0, 1]"],
+        ),
+        (
+            "integer knob below its range",
+            encode(&msg("/knob/steps", vec![i(0)])),
+            "/knob/steps",
+            vec!["[1, 16]"],
+        ),
+        (
+            "band past the loop end",
+            encode(&msg("/loop", vec![f(1.0), f(3.0)])),
+            "/loop",
+            vec!["2 s"],
+        ),
+        (
+            "empty band",
+            encode(&msg("/loop", vec![f(1.0), f(1.0)])),
+            "/loop",
+            vec!["must be greater than a_seconds"],
+        ),
+        (
+            "seek past the loop end",
+            encode(&msg("/transport/seek", vec![f(2.5)])),
+            "/transport/seek",
+            vec!["past the loop end (2.000 s)"],
+        ),
+        (
+            "negative seek",
+            encode(&msg("/transport/seek", vec![f(-1.0)])),
+            "/transport/seek",
+            vec![">= 0"],
+        ),
+        (
+            "missing argument",
+            encode(&msg("/transport/seek", vec![])),
+            "/transport/seek",
+            vec!["takes (f seconds); got 0 argument(s)"],
+        ),
+        (
+            "bad /notify value",
+            encode(&msg("/notify", vec![i(2)])),
+            "/notify",
+            vec!["must be i 0 or i 1; got i 2"],
+        ),
+        (
+            "unknown address",
+            encode(&msg("/nope", vec![])),
+            "/nope",
+            vec!["unknown address"],
+        ),
+        (
+            "unknown knob",
+            encode(&msg("/knob/volume", vec![f(1.0)])),
+            "/knob/volume",
+            vec!["unknown knob \"volume\""],
+        ),
+        (
+            "oversized string",
+            encode(&msg("/prompt", vec![s(&long_text)])),
+            "/prompt",
+            vec!["string of 3000 bytes; the limit is 2048"],
+        ),
+        (
+            "oversized address",
+            encode(&msg(&long_address, vec![f(1.0)])),
+            &long_address_shown,
+            vec!["address is 306 bytes; the limit is 256"],
+        ),
+        (
+            "path outside the media folder",
+            encode(&msg("/timbre", vec![s("../../etc/passwd")])),
+            "/timbre",
+            vec!["\"../../etc/passwd\" is outside the media folder"],
+        ),
+        (
+            "absolute path outside the media folder",
+            encode(&msg("/structure", vec![s("/etc/passwd")])),
+            "/structure",
+            vec!["outside the media folder"],
+        ),
+        (
+            "symlink out of the media folder",
+            encode(&msg("/source", vec![s("escape.wav")])),
+            "/source",
+            vec!["outside the media folder"],
+        ),
+        (
+            "missing file",
+            encode(&msg("/timbre", vec![s("missing.wav")])),
+            "/timbre",
+            vec!["missing.wav"],
+        ),
+        (
+            "not a WAV",
+            encode(&msg("/timbre", vec![s("notes.wav")])),
+            "/timbre",
+            vec!["not a WAV file"],
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (label, bytes, addr, wanted) in &cases {
+        link.send_bytes(bytes);
+        let (got_addr, reason) = link.expect_fail();
+        eprintln!("{label}: /fail {got_addr} {reason:?}");
+        if got_addr != *addr || !wanted.iter().all(|w| reason.contains(w)) {
+            wrong.push(format!("{label}: /fail {got_addr} {reason:?}; wanted {addr} {wanted:?}"));
+        }
+        link.expect_silence(Duration::from_millis(5));
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+
+    // Oversized packets over TCP: a size prefix over the limit closes the connection after
+    // its /fail; an oversized SLIP frame is skipped and the connection goes on.
+    let mut tcp = Link::connect(fx.osc, Transport::TcpSizePrefix);
+    tcp.send_raw_stream(&70_000u32.to_be_bytes());
+    let (addr, reason) = tcp.expect_fail();
+    assert_eq!(addr, "#packet");
+    assert!(reason.contains("70000") && reason.contains("65536"), "{reason}");
+    assert!(tcp.recv(Duration::from_millis(500)).is_none());
+    let mut slip = Link::connect(fx.osc, Transport::TcpSlip);
+    slip.send(&msg("/prompt", vec![s(&"b".repeat(70_000))]));
+    let (addr, reason) = slip.expect_fail();
+    assert_eq!(addr, "#packet");
+    assert!(reason.contains("65536"), "{reason}");
+    assert_eq!(slip.knob("denoise"), knobs_before[0].1);
+
+    // Still playing, nothing changed.
+    let status_after = link.status();
+    assert_sane(&status_after);
+    assert_playing(&mut link);
+    assert_eq!(status_after.xruns, status_before.xruns);
+    assert_eq!(link.knobs(), knobs_before);
 }
