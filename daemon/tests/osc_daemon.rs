@@ -16,9 +16,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::osc_client::{
-    IMMEDIATELY, Link, Status, Transport, bundle, int, msg, number, s, timetag,
-};
+use common::osc_client::{IMMEDIATELY, Link, Status, Transport, bundle, int, msg, s, timetag};
 use common::{Daemon, write_float_wav};
 use latentd::control::param_specs;
 use latentd_osc_schema::rosc::{OscPacket, OscType, encoder};
@@ -124,8 +122,18 @@ fn write_media(media: &Path) {
     };
     write_float_wav(&media.join("loop.wav"), 2, RATE, &tone(frames, 220.0));
     write_float_wav(&media.join("short.wav"), 2, RATE, &tone(frames / 4, 330.0));
-    write_float_wav(&media.join("timbre.wav"), 2, RATE, &tone(RATE as usize, 440.0));
-    write_float_wav(&media.join("structure.wav"), 2, RATE, &tone(RATE as usize, 110.0));
+    write_float_wav(
+        &media.join("timbre.wav"),
+        2,
+        RATE,
+        &tone(RATE as usize, 440.0),
+    );
+    write_float_wav(
+        &media.join("structure.wav"),
+        2,
+        RATE,
+        &tone(RATE as usize, 110.0),
+    );
     std::fs::write(media.join("notes.wav"), "not audio\n").unwrap();
     std::os::unix::fs::symlink("/etc/passwd", media.join("escape.wav")).unwrap();
 }
@@ -161,10 +169,7 @@ fn assert_sane(status: &Status) {
     );
     assert!(status.ticks_per_s > 0.0, "{status:?}");
     assert!(status.tick_ms_p50 > 0.0, "{status:?}");
-    assert!(
-        (0.0..=LOOP_S).contains(&status.lead_s),
-        "{status:?}"
-    );
+    assert!((0.0..=LOOP_S).contains(&status.lead_s), "{status:?}");
     assert!(status.xruns >= 0 && status.late_landings >= 0, "{status:?}");
     assert!(
         status.last_knob_to_ear_ms == -1.0 || status.last_knob_to_ear_ms > 0.0,
@@ -243,7 +248,10 @@ fn contract_rows(fx: &Fixture, transport: Transport, k: f32) {
         link.send(&msg(&clear, vec![]));
         let done = link.expect("/done");
         assert_eq!(done[0], s(&clear), "{done:?}");
-        assert!(int(&done[1]) > set_epoch, "{done:?} after epoch {set_epoch}");
+        assert!(
+            int(&done[1]) > set_epoch,
+            "{done:?} after epoch {set_epoch}"
+        );
     }
     // An absolute path inside the folder is accepted too.
     let absolute = fx.media.canonicalize().unwrap().join("timbre.wav");
@@ -305,11 +313,17 @@ fn contract_rows(fx: &Fixture, transport: Transport, k: f32) {
     link.expect_silence(Duration::from_millis(60));
     let held = link.status().playhead_s;
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(link.status().playhead_s, held, "the playhead moved while paused");
+    assert_eq!(
+        link.status().playhead_s,
+        held,
+        "the playhead moved while paused"
+    );
     link.send(&msg("/transport/seek", vec![f(1.25)]));
     link.expect_silence(Duration::from_millis(60));
     assert!(
-        eventually(Duration::from_secs(1), || (link.status().playhead_s - 1.25).abs() < 1e-3),
+        eventually(Duration::from_secs(1), || (link.status().playhead_s - 1.25)
+            .abs()
+            < 1e-3),
         "seek did not move the paused playhead to 1.25 s"
     );
     std::thread::sleep(Duration::from_millis(100));
@@ -330,7 +344,12 @@ fn restore_defaults(link: &mut Link) {
     let specs = param_specs();
     let content = specs
         .iter()
-        .map(|k| msg(&format!("/knob/{}", k.name), vec![OscType::Double(k.default)]))
+        .map(|k| {
+            msg(
+                &format!("/knob/{}", k.name),
+                vec![OscType::Double(k.default)],
+            )
+        })
         .collect();
     link.send(&bundle(IMMEDIATELY, content));
     let now = link.knobs();
@@ -376,7 +395,10 @@ fn pushes_reach_two_subscribers() {
     let epoch = int(&control.expect("/done")[1]);
     for sub in &mut subs {
         assert_eq!(sub.expect("/knob/guidance"), vec![f(7.5)]);
-        assert_eq!(sub.expect("/prompt/applied"), vec![i(epoch), s("dark drone")]);
+        assert_eq!(
+            sub.expect("/prompt/applied"),
+            vec![i(epoch), s("dark drone")]
+        );
     }
     for sub in &mut subs {
         sub.send(&msg("/notify", vec![i(0)]));
@@ -451,8 +473,39 @@ fn patterns_and_immediate_bundles() {
         ],
     ));
     assert_eq!(addr, "/knob/steps");
-    assert!(reason.contains("knob steps takes an integer in [1, 16]; got 2.5"), "{reason}");
+    assert!(
+        reason.contains("knob steps takes an integer in [1, 16]; got 2.5"),
+        "{reason}"
+    );
     assert_eq!(link.knobs(), before);
+    // Refusals only the running daemon can decide (the loop's length) refuse the whole
+    // bundle too.
+    for (bad, addr, why) in [
+        (
+            msg("/loop", vec![f(1.0), f(3.0)]),
+            "/loop",
+            "needs 0 <= A < B <= 2 s",
+        ),
+        (
+            msg("/transport/seek", vec![f(2.5)]),
+            "/transport/seek",
+            "past the loop end",
+        ),
+    ] {
+        let (got, reason) = link.fails(&bundle(
+            IMMEDIATELY,
+            vec![
+                msg("/knob/denoise", vec![f(0.25)]),
+                msg("/transport/pause", vec![]),
+                bad,
+            ],
+        ));
+        assert_eq!(got, addr);
+        assert!(reason.contains(why), "{reason}");
+        link.expect_silence(Duration::from_millis(30));
+        assert_eq!(link.knobs(), before, "a refused bundle changed knobs");
+        assert_playing(&mut link);
+    }
     sub.expect_silence(Duration::from_millis(50));
     restore_defaults(&mut link);
 }
@@ -736,7 +789,9 @@ fn bad_input_fails_precisely_and_changes_nothing() {
         let (got_addr, reason) = link.expect_fail();
         eprintln!("{label}: /fail {got_addr} {reason:?}");
         if got_addr != *addr || !wanted.iter().all(|w| reason.contains(w)) {
-            wrong.push(format!("{label}: /fail {got_addr} {reason:?}; wanted {addr} {wanted:?}"));
+            wrong.push(format!(
+                "{label}: /fail {got_addr} {reason:?}; wanted {addr} {wanted:?}"
+            ));
         }
         link.expect_silence(Duration::from_millis(5));
     }
@@ -748,7 +803,10 @@ fn bad_input_fails_precisely_and_changes_nothing() {
     tcp.send_raw_stream(&70_000u32.to_be_bytes());
     let (addr, reason) = tcp.expect_fail();
     assert_eq!(addr, "#packet");
-    assert!(reason.contains("70000") && reason.contains("65536"), "{reason}");
+    assert!(
+        reason.contains("70000") && reason.contains("65536"),
+        "{reason}"
+    );
     assert!(tcp.recv(Duration::from_millis(500)).is_none());
     let mut slip = Link::connect(fx.osc, Transport::TcpSlip);
     slip.send(&msg("/prompt", vec![s(&"b".repeat(70_000))]));
@@ -763,4 +821,90 @@ fn bad_input_fails_precisely_and_changes_nothing() {
     assert_playing(&mut link);
     assert_eq!(status_after.xruns, status_before.xruns);
     assert_eq!(link.knobs(), knobs_before);
+}
+
+/// Run `program args` to completion; its stdout (it must succeed).
+fn run_tool(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Independent implementations against the daemon: liblo's `oscsend` sets knobs (UDP and
+/// TCP), a python-osc subscriber (the generated client's `watch`) receives the echoes, and
+/// python-osc queries read the values and the status back.
+#[test]
+fn independent_osc_implementations() {
+    let (_turn, fx) = fixture();
+    let port = fx.osc.port().to_string();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/osc/latentd_client.py");
+    let script = script.to_str().unwrap();
+    let mut watch = Command::new("python3")
+        .args(["-u", script, "--port", &port, "watch"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let next_line = || {
+        lines
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the python subscriber printed nothing")
+    };
+    assert_eq!(next_line(), "/done /notify");
+
+    run_tool(
+        "oscsend",
+        &["127.0.0.1", &port, "/knob/x0_target", "f", "0.625"],
+    );
+    assert_eq!(next_line(), "/knob/x0_target 0.625");
+    let tcp_url = format!("osc.tcp://127.0.0.1:{port}");
+    run_tool("oscsend", &[&tcp_url, "/knob/feedback_depth", "i", "5"]);
+    assert_eq!(next_line(), "/knob/feedback_depth 5");
+    run_tool("oscsend", &["127.0.0.1", &port, "/knob/ch_g*", "d", "0.25"]);
+    let mut gains: Vec<String> = (0..8).map(|_| next_line()).collect();
+    gains.sort();
+    let wanted: Vec<String> = (0..8).map(|g| format!("/knob/ch_g{g} 0.25")).collect();
+    assert_eq!(gains, wanted);
+    let _ = watch.kill();
+    let _ = watch.wait();
+
+    let get = |name: &str| run_tool("python3", &[script, "--port", &port, "get", name]);
+    assert_eq!(get("x0_target").trim(), "/knob/x0_target 0.625");
+    assert_eq!(get("feedback_depth").trim(), "/knob/feedback_depth 5");
+    let status = run_tool("python3", &[script, "--port", &port, "status"]);
+    assert!(
+        status.starts_with("/status.reply builtin-cpu 48000 256 "),
+        "{status}"
+    );
+    let fail = Command::new("python3")
+        .args([script, "--port", &port, "send", "/knob/x0_target", "nan"])
+        .output()
+        .unwrap();
+    assert!(!fail.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&fail.stdout).trim(),
+        "/fail /knob/x0_target argument 1 (value) is NaN; a finite number is required"
+    );
+
+    let mut link = Link::connect(fx.osc, Transport::Udp);
+    assert_eq!(link.knob("x0_target"), 0.625);
+    restore_defaults(&mut link);
 }

@@ -10,7 +10,9 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use latentd::osc::{FrameReader, Framing, FramingMode, encode_frame};
-use latentd_osc_schema::rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType, decoder, encoder};
+use latentd_osc_schema::rosc::{
+    OscBundle, OscMessage, OscPacket, OscTime, OscType, decoder, encoder,
+};
 
 /// How long a reply may take before a test calls it missing.
 pub const REPLY_LIMIT: Duration = Duration::from_secs(5);
@@ -55,7 +57,11 @@ impl Link {
                 } else {
                     Framing::SizePrefix
                 };
-                Socket::Tcp(s, framing, FrameReader::new(FramingMode::Fixed(framing), 1 << 20))
+                Socket::Tcp(
+                    s,
+                    framing,
+                    FrameReader::new(FramingMode::Fixed(framing), 1 << 20),
+                )
             }
         };
         Link {
