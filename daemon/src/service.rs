@@ -2,7 +2,8 @@
 //! signal, stop in the reverse order without a click.
 //!
 //! Start: validate inputs → state file → model, knobs, conditioning (the saved session over
-//! the config) → output (its rate and period decide the ring) → ring → engine thread →
+//! the config) → output (its period sizes the ring's guard; the ring runs at the model's
+//! rate and the callback converts to the output's) → ring → engine thread →
 //! record tap → output running → encoder thread, OSC, OSCQuery → `READY=1` (only now: the
 //! output plays and the sockets are bound) → watchdog.
 //! Serve: SIGHUP reloads the config (`RELOADING=1` … `READY=1`), applying what can change
@@ -37,7 +38,7 @@ use signal_hook::iterator::Signals;
 
 use crate::audio::select::{OUTPUT_CHANNELS, OutputOptions, open_output};
 use crate::audio::supervisor::OutputSupervisor;
-use crate::audio::{FadeOut, PeriodProcessor};
+use crate::audio::{FadeOut, PeriodProcessor, Rates};
 use crate::cli::{EngineChoice, Settings, reload};
 use crate::control::jobs::{JobContext, JobWorker};
 use crate::control::session::Session;
@@ -129,22 +130,21 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     let conditioner = Arc::new(conditioner);
     apply_start_conditioning(&conditioner, settings, &restored, geometry.sample_rate);
 
-    if format.sample_rate != geometry.sample_rate {
-        return Err(startup(&format!(
-            "the {} output runs at {} Hz; the built-in engine generates at {} Hz and \
-             resampling its windows is not supported yet: run the server at {} Hz",
-            output.name(),
-            format.sample_rate,
-            geometry.sample_rate,
-            geometry.sample_rate
-        )));
-    }
+    // The ring runs at the model's rate (the engine writes its windows straight into it),
+    // also with `--engine off`, so a source set later is at the engine's rate; the output
+    // callback converts when the server runs at another rate.
+    let ring_rate = geometry.sample_rate;
 
     // The loop: the source (the saved one, else the configured one), else silence that the
     // engine fills from the prompt. A saved source that cannot be loaded any more (moved,
     // deleted) is skipped with a warning: the state file must never keep the daemon down.
+    let rates = Rates {
+        ring: ring_rate,
+        output: format.sample_rate,
+    };
+    let ring_period = rates.ring_frames_per_period(format.period_frames);
     let saved_source = restored.source.as_ref().and_then(|path| {
-        load_source(path, format.sample_rate)
+        load_source(path, ring_rate)
             .map(|audio| (path.clone(), audio))
             .map_err(|(_, e)| log::warn!("state: saved {e}; not restored"))
             .ok()
@@ -152,10 +152,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     let (source_path, source) = match saved_source {
         Some((path, audio)) => (Some(path), Some(audio)),
         None => match &settings.source {
-            Some(path) => (
-                Some(path.clone()),
-                Some(load_source(path, format.sample_rate)?),
-            ),
+            Some(path) => (Some(path.clone()), Some(load_source(path, ring_rate)?)),
             None => (None, None),
         },
     };
@@ -164,13 +161,13 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
             audio.samples.clone(),
             audio.channels,
             audio.sample_rate,
-            PlayheadRing::guard_for_period(format.period_frames),
+            PlayheadRing::guard_for_period(ring_period),
         ),
         None => PlayheadRing::silence(
-            (settings.loop_seconds * f64::from(format.sample_rate)).round() as usize,
+            (settings.loop_seconds * f64::from(ring_rate)).round() as usize,
             OUTPUT_CHANNELS,
-            format.sample_rate,
-            PlayheadRing::guard_for_period(format.period_frames),
+            ring_rate,
+            PlayheadRing::guard_for_period(ring_period),
         ),
     }
     .map_err(|e| startup(&format!("loop: {e}")))?;
@@ -222,7 +219,18 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         }
         None => (None, None),
     };
-    let processor = PeriodProcessor::new(reader, tap);
+    let processor = PeriodProcessor::new(reader, tap)
+        .converting_to(format.sample_rate, format.period_frames)
+        .map_err(|e| startup(&e))?;
+    if rates.converts() {
+        log::info!(
+            "audio: output at {} Hz, engine and ring at {} Hz: converting in the callback \
+             ({} frames of added latency)",
+            rates.output,
+            rates.ring,
+            processor.conversion_latency_frames()
+        );
+    }
     let output_stats = processor.stats();
     let fade = processor.fade();
     // The supervisor keeps the output alive: a JACK server that goes away is retried with
@@ -232,7 +240,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     log::info!(
         "playing a loop of {} frames ({:.2} s){}{}",
         ring_handle.loop_frames(),
-        ring_handle.loop_frames() as f64 / f64::from(format.sample_rate),
+        ring_handle.loop_frames() as f64 / f64::from(ring_rate),
         match &source_path {
             Some(p) => format!(" from {}", p.display()),
             None => " generated from the prompt".into(),
