@@ -9,13 +9,16 @@
 //! - `watch`: `/notify 1`, then print every push with a UTC timestamp until Ctrl-C (or
 //!   SIGTERM), then `/notify 0`.
 //! - `status`: `/status`, printed as named fields.
+//! - `bench knob-to-ear`, `bench flood`: external measurements (see `bench`).
 //!
 //! Arguments are typed by the schema (see `args`). Exit status: 0 success, 1 the server
 //! answered `/fail`, 2 bad command line, 3 no reply within `--timeout` or a network error.
 //!
-//! Threading: a plain command-line program; one thread (signal-hook sets a flag for Ctrl-C).
+//! Threading: a plain command-line program; one thread (signal-hook sets a flag for Ctrl-C),
+//! except `bench`, which has JACK's threads and a flood thread besides (see `bench`).
 
 mod args;
+mod bench;
 mod link;
 mod show;
 
@@ -75,9 +78,8 @@ enum Cmd {
     Watch,
     /// Print /status.reply as named fields.
     Status,
-    // The external knob-to-ear bench (`latentctl bench knob-to-ear`) belongs here as
-    // `Bench(bench::Args)` with its code in `bench.rs`; it drives a running engine and reuses
-    // `Link`, `args::typed_args` and `exchange` below.
+    /// Measure a running latentd from outside: knob-to-ear via JACK capture, OSC floods.
+    Bench(bench::BenchArgs),
 }
 
 /// Why a command did not succeed; each maps to an exit status.
@@ -162,6 +164,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             Ok(())
         }
         Cmd::Watch => watch(cli),
+        Cmd::Bench(args) => bench::run(cli, args, &schema),
     }
 }
 
