@@ -173,9 +173,13 @@ fn a_short_run_hears_every_change_and_reports_it() {
         String::from_utf8_lossy(&run.stderr),
         daemon.log()
     );
-    assert!(stdout.contains("5 sent, 5 detected"), "{stdout}");
-
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        stdout.contains("5 sent, 5 detected"),
+        "{stdout}\n{text}\nlatentd: {}",
+        daemon.log()
+    );
+    let report: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(report["bench"], "knob-to-ear");
     assert_eq!(report["address"], "/knob/ch_g*");
     assert_eq!(report["client_name"], name.as_str());

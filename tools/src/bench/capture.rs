@@ -8,14 +8,18 @@
 //! `jack_frame_time` (libjack's estimate of the current frame from the microsecond clock and
 //! the cycle timing), on the same axis: a send stamped with it compares directly with
 //! captured labels. Resolution: one frame (20.8 µs at 48 kHz), plus however far the
-//! driver's wake-ups drift from libjack's estimate within a cycle.
+//! driver's wake-ups drift from libjack's estimate within a cycle. When the server runs
+//! behind the wall clock (no realtime scheduling on a loaded machine), the estimate runs
+//! ahead of the frames the graph has processed, and a change could land at a frame
+//! "before" its send; [`Capture::frame_now`] then clamps the stamp to the next cycle after
+//! the newest one this client ran (an overestimate by at most one period).
 //!
 //! Threading: [`Capture`] lives on the bench's main thread. JACK's process thread runs
 //! [`Recorder::process`]: no allocation, lock, syscall or panic; when the queues lack room
 //! it drops the cycle and counts it. JACK's notification thread counts xruns.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use jack::{
     AsyncClient, AudioIn, Client, ClientOptions, Control, LatencyType, NotificationHandler, Port,
@@ -37,6 +41,10 @@ struct Stamp {
 struct Counters {
     xruns: AtomicU64,
     dropped_cycles: AtomicU64,
+    /// `last_frame_time` of the newest cycle this client ran.
+    cycle_frame: AtomicU32,
+    /// Frames in it (0: no cycle yet).
+    cycle_frames: AtomicU32,
 }
 
 /// The process callback's side.
@@ -52,6 +60,11 @@ impl ProcessHandler for Recorder {
         let left = self.inputs[0].as_slice(scope);
         let right = self.inputs[1].as_slice(scope);
         let n = left.len().min(right.len());
+        let frame = scope.last_frame_time();
+        self.counters.cycle_frame.store(frame, Ordering::Relaxed);
+        self.counters
+            .cycle_frames
+            .store(n as u32, Ordering::Release);
         let room = self.samples.slots() >= n && self.stamps.slots() >= 1;
         let chunk = if room {
             self.samples.write_chunk_uninit(n).ok()
@@ -64,7 +77,7 @@ impl ProcessHandler for Recorder {
         };
         chunk.fill_from_iter(left.iter().zip(right).map(|(&l, &r)| [l, r]));
         let stamp = Stamp {
-            frame: scope.last_frame_time(),
+            frame,
             frames: n as u32,
         };
         // Cannot fail: room was checked and this thread is the only producer.
@@ -158,10 +171,25 @@ impl Capture {
         })
     }
 
-    /// The current JACK frame time (see the module doc), extended to 64 bits.
-    pub fn frame_now(&mut self) -> u64 {
-        let now = self.client.as_client().frame_time();
-        self.clock.extend(now)
+    /// The current JACK frame time (see the module doc), extended to 64 bits, and whether
+    /// it was clamped: when the server runs late, `jack_frame_time` (wall clock) runs ahead
+    /// of the frames the graph has processed; the send is then stamped with the first frame
+    /// of the next cycle after the newest this client ran, the earliest cycle a change sent
+    /// now can reach.
+    pub fn frame_now(&mut self) -> (u64, bool) {
+        let estimate = self.client.as_client().frame_time();
+        let frames = self.counters.cycle_frames.load(Ordering::Acquire);
+        let next_cycle = self
+            .counters
+            .cycle_frame
+            .load(Ordering::Relaxed)
+            .wrapping_add(frames);
+        let ahead = estimate.wrapping_sub(next_cycle) as i32 > 0;
+        if frames > 0 && ahead {
+            (self.clock.extend(next_cycle), true)
+        } else {
+            (self.clock.extend(estimate), false)
+        }
     }
 
     /// Hand every queued frame to `sink(frame, left, right)`, in order.

@@ -33,7 +33,7 @@ const WARM_UP_SOUNDING_S: f64 = 0.5;
 const WARM_UP_TIMEOUT_S: f64 = 30.0;
 /// How the clock is read, for the report.
 const CLOCK: &str = "send: jack_frame_time() immediately before send(2) on a connected UDP \
-    socket; heard: jack_last_frame_time() of the capture cycle + sample index (the daemon \
+    socket, clamped to the first frame of the next cycle when the server runs late; heard: jack_last_frame_time() of the capture cycle + sample index (the daemon \
     feeds the capture client, so it runs first in the same cycle); resolution 1 frame";
 
 /// `/status.reply` argument positions.
@@ -121,13 +121,15 @@ pub fn run(cli: &Cli, args: &KnobToEarArgs, schema: &Schema) -> Result<(), Failu
     let mut changes = Vec::with_capacity(args.count as usize);
     let mut edge = Edge::ToSilence;
     let mut last_state = Edge::ToSound;
+    let mut clamped_sends = 0;
     for index in 0..args.count as usize {
         pump(&mut capture, &mut detector, Instant::now() + interval);
         check_fail(&socket)?;
         note_reversion(&mut changes, detector.take_reversion(), rate);
         let during_flood = flooding.load(Ordering::SeqCst);
-        let sent = capture.frame_now();
+        let (sent, clamped) = capture.frame_now();
         send(edge)?;
+        clamped_sends += usize::from(clamped);
         detector.arm(edge, sent);
         let heard = pump(&mut capture, &mut detector, Instant::now() + timeout);
         if heard.is_none() {
@@ -171,6 +173,7 @@ pub fn run(cli: &Cli, args: &KnobToEarArgs, schema: &Schema) -> Result<(), Failu
         sent: changes.len(),
         detected: changes.iter().filter(|c| c.latency_ms.is_some()).count(),
         clean: changes.iter().filter(|c| clean(c)).count(),
+        clamped_sends,
         reverted: changes
             .iter()
             .filter(|c| c.reverted_after_ms.is_some())

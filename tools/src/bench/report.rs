@@ -167,6 +167,8 @@ pub struct Report {
     pub detected: usize,
     /// Changes heard whose output held the previous state until the send.
     pub clean: usize,
+    /// Sends whose stamp was clamped because the server ran behind the wall clock.
+    pub clamped_sends: usize,
     /// Changes whose new state did not hold until the next send (see `reverted_after_ms`).
     pub reverted: usize,
     /// Summaries over every detected change.
@@ -213,13 +215,15 @@ impl Report {
             }
         }
         out.push_str(&format!(
-            "xruns: daemon {} -> {}, capture {}; late landings {} -> {}; capture cycles dropped {}\n",
+            "xruns: daemon {} -> {}, capture {}; late landings {} -> {}; capture cycles dropped {}; \
+             send stamps clamped {}\n",
             self.daemon.xruns_before,
             self.daemon.xruns_after,
             self.jack.capture_xruns,
             self.daemon.late_landings_before,
             self.daemon.late_landings_after,
-            self.jack.capture_dropped_cycles
+            self.jack.capture_dropped_cycles,
+            self.clamped_sends
         ));
         if let Some(f) = &self.flood {
             out.push_str(&f.text());
