@@ -12,14 +12,16 @@
 //! Threading: the main thread sends, drains the capture queue and analyses; JACK's threads
 //! run the capture callbacks; a helper thread runs the flood when asked.
 
-mod detect;
 mod flood;
-mod report;
 
 #[cfg(feature = "jack")]
 mod capture;
 #[cfg(feature = "jack")]
+mod detect;
+#[cfg(feature = "jack")]
 mod knob_to_ear;
+#[cfg(feature = "jack")]
+mod report;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -112,7 +114,7 @@ fn seconds(text: &str) -> Result<f64, String> {
 
 fn rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 1.0 && v <= 1_000_000.0 => Ok(v),
+        Ok(v) if (1.0..=1_000_000.0).contains(&v) => Ok(v),
         _ => Err(format!(
             "{text:?} is not a rate in messages per second in [1, 1000000]"
         )),

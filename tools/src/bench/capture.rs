@@ -209,7 +209,7 @@ impl Capture {
 
     /// Server sample rate, Hz.
     pub fn sample_rate(&self) -> u32 {
-        self.client.as_client().sample_rate() as u32
+        self.client.as_client().sample_rate()
     }
 
     /// Server period, frames.
