@@ -12,13 +12,16 @@
 //! - `golden`: the knob-to-ear golden run (`latentd_engine::runner::golden`) with an
 //!   in-process engine, in simulated time (`--sim`) or in real time on an audio output
 //!   (`--realtime --audio null|jack`).
+//! - `bench knob-to-ear`, `bench flood`: external measurements (see `bench`).
 //!
 //! Arguments are typed by the schema (see `args`). Exit status: 0 success, 1 the server
 //! answered `/fail`, 2 bad command line, 3 no reply within `--timeout` or a network error.
 //!
-//! Threading: a plain command-line program; one thread (signal-hook sets a flag for Ctrl-C).
+//! Threading: a plain command-line program; one thread (signal-hook sets a flag for Ctrl-C),
+//! except `bench`, which has JACK's threads and a flood thread besides (see `bench`).
 
 mod args;
+mod bench;
 mod golden;
 mod link;
 mod show;
@@ -82,9 +85,8 @@ enum Cmd {
     /// Knob-to-ear golden run (in-process engine): per action kind ack_gap, next_slice,
     /// audible_first, audible_full (p50/p95/p99) and the stream figures.
     Golden(golden::GoldenArgs),
-    // The external knob-to-ear bench (`latentctl bench knob-to-ear`) belongs here as
-    // `Bench(bench::Args)` with its code in `bench.rs`; it drives a running engine and reuses
-    // `Link`, `args::typed_args` and `exchange` below.
+    /// Measure a running latentd from outside: knob-to-ear via JACK capture, OSC floods.
+    Bench(bench::BenchArgs),
 }
 
 /// Why a command did not succeed; each maps to an exit status.
@@ -176,6 +178,7 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         }
         Cmd::Watch => watch(cli),
         Cmd::Golden(args) => golden::run(args.clone()).map_err(|e| Failure::Refused(e.to_string())),
+        Cmd::Bench(args) => bench::run(cli, args, &schema),
     }
 }
 
