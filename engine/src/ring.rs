@@ -27,6 +27,14 @@
 //!   block it copies and counts a torn read when it changed. With the guard respected (the
 //!   writer re-checks the playhead before every block) it stays at zero; it is counted, not
 //!   prevented, because the reader must never wait.
+//! - **Guard size** ([`PlayheadRing::guard_for_period`]): one period plus two blocks. The
+//!   reader publishes its playhead once per period, after it has read the whole period,
+//!   so between two publishes it reads only `[published, published + period)`. A block
+//!   the writer checked against the published playhead therefore lies beyond the period
+//!   being read; the reader reaches it only after its *next* publish plus two blocks of
+//!   the period after that, which is a whole callback interval later. A block write takes
+//!   nanoseconds from its check to its last store, so only a writer preempted for about a
+//!   period between the two can be overtaken, and the seqlock counts exactly that.
 //!
 //! Samples live in `AtomicU32` cells (the bit patterns of `f32`) accessed with `Relaxed`
 //! ordering: plain loads and stores on the machine, but no data race in the language.
@@ -318,11 +326,18 @@ pub struct PlayheadRing {
 }
 
 impl PlayheadRing {
-    /// The guard a ring needs behind an output with this period: two periods (the one being
-    /// read and the next, which the reader may start while a block write is in flight) and
-    /// two blocks of rounding.
+    /// The guard a ring needs behind an output with this period: one period and two blocks.
+    ///
+    /// Between two publishes the reader reads only `[published, published + period)`, so a
+    /// block checked against the published playhead is safe while that period is read.
+    /// The reader gets past the guard only after it has published again *and* played two
+    /// blocks of the following period; with the callback's cadence that is at least one
+    /// period (milliseconds) after any check that saw the older playhead, while a block
+    /// write takes nanoseconds. Only a writer preempted between its check and the end of
+    /// its block for about a period can be overtaken, and that is what torn-read
+    /// detection counts (see the module doc).
     pub fn guard_for_period(period_frames: usize) -> usize {
-        2 * period_frames + 2 * BLOCK_FRAMES
+        period_frames + 2 * BLOCK_FRAMES
     }
 
     /// Longest loop a ring can hold, in frames (positions are 32-bit in the band encoding).

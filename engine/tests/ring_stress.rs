@@ -1,14 +1,18 @@
 //! Concurrent stress of the playhead ring: a reader thread playing random periods, a writer
 //! thread patching random windows, band changes from the writer side, millions of frames.
 //!
-//! "Guard respected" is made explicit: the reader runs at most one period while any write is
-//! in flight (real periods last milliseconds, real block writes nanoseconds), so a writer
-//! preempted in the middle of a block cannot be overtaken. Under that rule torn
-//! reads must be zero. A second test breaks the rule on purpose and checks that torn reads
+//! "Guard respected" is made explicit. The guard is one period plus two blocks
+//! ([`PlayheadRing::guard_for_period`]): a block the writer checked against playhead `P` is
+//! safe while the reader plays the period from `P`, but not the one after. So before each
+//! period the reader waits until every write that had started when it published its
+//! previous playhead has finished: a write whose checks saw an older playhead is then
+//! over (real periods last milliseconds, real block writes nanoseconds; here the wait
+//! stands in for that, so a writer preempted in the middle of a block cannot be
+//! overtaken). Under that rule torn reads must be zero. A second test breaks the rule on purpose and checks that torn reads
 //! are then detected, so the first test's zero means something.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -55,24 +59,35 @@ fn millions_of_frames_with_random_windows_and_bands_have_no_torn_reads() {
     let target_frames: u64 = 3_000_000;
     let done = Arc::new(AtomicBool::new(false));
     let broken_frames = Arc::new(AtomicU64::new(0));
+    // Writes started and finished, counted around `write` by the writer thread.
+    let started = Arc::new(AtomicU64::new(0));
+    let finished = Arc::new(AtomicU64::new(0));
 
     let reader_thread = {
         let (handle, done, broken) = (handle.clone(), done.clone(), broken_frames.clone());
+        let (started, finished) = (started.clone(), finished.clone());
         thread::spawn(move || {
             let mut rng = StdRng::seed_from_u64(1);
             let mut out = vec![0.0f32; 2 * max_period];
-            let mut last_writes = u64::MAX;
+            // Writes started by the time the previous period's playhead was published.
+            let mut started_at_publish = 0;
+            let mut last_finished = u64::MAX;
             while handle.counters().frames_played < target_frames {
-                // Each period waits for a write completed since the previous one, so at
-                // most one period runs while any write is in flight: the guard holds.
-                let mut writes = handle.counters().writes;
-                while writes == last_writes {
+                // The guard rule: every write in flight at the last publish (whose checks
+                // may have seen the playhead before it) is over before the next period.
+                // Waiting also for one more finished write keeps the two threads in step.
+                let mut now_finished = finished.load(Ordering::SeqCst);
+                while now_finished < started_at_publish || now_finished == last_finished {
                     thread::yield_now();
-                    writes = handle.counters().writes;
+                    now_finished = finished.load(Ordering::SeqCst);
                 }
-                last_writes = writes;
+                last_finished = now_finished;
                 let n = rng.random_range(64..=max_period);
                 reader.read_interleaved(&mut out[..2 * n], 2);
+                // The publish (a release store inside the read) is ordered before this
+                // load: a write not counted here checks against the new playhead.
+                fence(Ordering::SeqCst);
+                started_at_publish = started.load(Ordering::SeqCst);
                 let bad = out[..2 * n]
                     .chunks_exact(2)
                     .filter(|f| f[1] != -f[0])
@@ -88,7 +103,12 @@ fn millions_of_frames_with_random_windows_and_bands_have_no_torn_reads() {
     while !done.load(Ordering::Acquire) {
         let len = rng.random_range(100..6_000);
         let start = rng.random_range(0..LOOP);
-        writer.write(start, &window(&mut rng, len)).unwrap();
+        let audio = window(&mut rng, len);
+        started.fetch_add(1, Ordering::SeqCst);
+        // Ordered before the guard checks' playhead loads (see the reader's fence).
+        fence(Ordering::SeqCst);
+        writer.write(start, &audio).unwrap();
+        finished.fetch_add(1, Ordering::SeqCst);
         writes += 1;
         if writes % 97 == 0 {
             let a = rng.random_range(0..LOOP - 6_000);

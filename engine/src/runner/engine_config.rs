@@ -20,14 +20,15 @@ use crate::ring::RingError;
 pub struct EngineConfig {
     /// The lead controller (frontier lead, repatch switch and activity window).
     pub lead: LeadConfig,
-    /// Seconds added to `interval_ema * gain` for the near-playhead repatch. The lineage
-    /// used 0.05 s for network transit to a browser; latentd owns its playhead, so only
-    /// the reader's publish granularity is left to cover (the targeting also keeps the
-    /// repatch out of the guard plus one decode).
+    /// Seconds added to `interval_ema * repatch_gain` for the near-playhead repatch
+    /// distance (default 0). The lineage used 0.05 s for network transit to a browser's
+    /// playhead; latentd owns its playhead and places the repatch from it after the decode,
+    /// so nothing is left to cover: the distance is never below the ring's guard plus one
+    /// block, which is what the default gives.
     pub repatch_margin_s: f64,
-    /// Multiplier on the decode-gap EMA for the near-playhead repatch (the design's
-    /// `interval_ema * gain`; defaults to the lead's gain, 1.6). 0 puts the repatch right
-    /// behind the guard plus one decode.
+    /// Multiplier on the decode-gap EMA for the near-playhead repatch distance (default 0;
+    /// the lineage's `interval_ema * gain` used 1.6, which the lineage needed because its
+    /// target was fixed before the decode and sent over a network).
     pub repatch_gain: f64,
     /// Latent frames of each decoded window that are written (9 = 0.36 s at 25 fps).
     pub keep_latent_frames: usize,
@@ -56,8 +57,8 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             lead: LeadConfig::default(),
-            repatch_margin_s: 0.005,
-            repatch_gain: 1.6,
+            repatch_margin_s: 0.0,
+            repatch_gain: 0.0,
             keep_latent_frames: 9,
             tick_interval_s: 0.04,
             active_tick_interval_s: 0.0,

@@ -7,10 +7,23 @@
 //!    control messages, note inbound activity.
 //! 2. Read the knob snapshot and the conditioning; [`StreamPipeline::tick`] (one batched
 //!    denoise); charge its time to the clock.
-//! 3. A fresh latent: decode its kept window at `playhead + lead` (**frontier**), feed the
-//!    gap EMA; within the activity window decode it again at `playhead + repatch lead`
-//!    (**repatch**: no floor, no stall bump, out of the guard plus one decode). No fresh
-//!    latent: re-render the cached one at `playhead + lead` (**gap-fill**).
+//!    Before it, when a decoder-scope knob (the channel gains) changed since the last
+//!    write and the repatch is due: re-render the cached latent with the new knobs near
+//!    the playhead (**knob repatch**); a decoder knob needs no fresh latent.
+//! 3. A fresh latent: within the activity window decode it near the playhead first
+//!    (**repatch**: no floor, no stall bump), then at `playhead + lead` (**frontier**),
+//!    and feed the gap EMA. No fresh latent: re-render the cached one at
+//!    `playhead + lead` (**gap-fill**).
+//!
+//! # Where a near-playhead write lands
+//!
+//! Both repatches decode the window for the earliest place it could go (the guard plus one
+//! block past the playhead as the decode starts), then read the playhead again and write
+//! from the guard plus one block past *that*, skipping the decoded frames the reader has
+//! meanwhile come too close to. The decode's duration is thus never predicted, so a slow
+//! decode costs its own time but loses nothing to the guard. `repatch_gain` and
+//! `repatch_margin_s` can push the distance out to the lineage's `interval_ema * gain +
+//! margin` (measured the same way); by default both are 0.
 //!
 //! A window is `keep_latent_frames` latent frames (0.36 s) of audio; the decode covers them
 //! plus [`Model::decode_context_frames`] on each side (the lineage's 1 s window) and keeps
@@ -34,13 +47,13 @@ use super::clock::{EngineClock, Work};
 use super::engine_config::{EngineConfig, EngineError, EngineStats};
 use super::lead::{LeadController, seconds_to_frames};
 use super::metrics::ActionLatency;
-use super::targeting::{LoopGeometry, frontier_target, repatch_target};
+use super::targeting::{LoopGeometry, TargetingError, WritePlan, frontier_target, repatch_target};
 use super::trace::{ActionEvent, ActionKind, Trace, WriteEvent, WriteKind, start_reached_frame};
 use crate::conditioning::ConditioningReader;
-use crate::knobs::{KnobReader, KnobSnapshot};
+use crate::knobs::{KnobId, KnobReader, KnobScope, KnobSnapshot};
 use crate::model::Model;
 use crate::pipeline::{FinishedLatent, StreamPipeline};
-use crate::ring::{RingHandle, RingWriter};
+use crate::ring::{BLOCK_FRAMES, RingHandle, RingWriter};
 
 /// Slots whose start prefix is remembered (more than the deepest pipeline).
 const START_SLOTS: usize = 16;
@@ -52,7 +65,7 @@ const RECENT: usize = 256;
 const PUBLISH_EVERY_S: f64 = 0.1;
 
 /// Which actions a latent reflects (see [`WriteEvent`]).
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
 struct Attribution {
     newest: Option<u64>,
     full: Option<u64>,
@@ -93,6 +106,24 @@ impl Recent {
     }
 }
 
+fn geo_err(e: TargetingError) -> EngineError {
+    EngineError::Geometry(e.to_string())
+}
+
+/// Whether two snapshots hold the same value for every knob outside the decoder's scope
+/// (so a latent computed under one would be computed the same under the other).
+fn same_outside_decoder(a: &KnobSnapshot, b: &KnobSnapshot) -> bool {
+    KnobId::ALL
+        .iter()
+        .filter(|id| id.spec().scope != KnobScope::Decoder)
+        .all(|&id| a.get(id) == b.get(id))
+}
+
+/// The decoder's inputs from a snapshot: the channel gains and their all-zero flag.
+fn decoder_knobs(k: &KnobSnapshot) -> ([f32; 8], bool) {
+    (k.channel_gains(), k.flags.ch_gains_all_zero)
+}
+
 fn push_sample(samples: &mut Vec<f64>, cap: usize, count: &mut usize, v: f64) {
     if samples.len() < cap {
         samples.push(v);
@@ -119,10 +150,17 @@ pub struct EngineCore<M: Model> {
     samples_seen: [usize; 3],
     prefix: u64,
     per_slot_ids: VecDeque<u64>,
+    /// Recent ids of actions that are not shared knobs (per-slot knobs, prompts, loops...):
+    /// a knob repatch of an older latent cannot reflect them.
+    other_ids: VecDeque<u64>,
     slot_starts: [u64; START_SLOTS],
     next_serial: u32,
     finished: Vec<FinishedLatent<M::Latents>>,
     cached: Option<(Arc<M::Latents>, Attribution)>,
+    /// The knobs of the tick that finished the cached latent.
+    cached_knobs: KnobSnapshot,
+    /// The decoder knobs the newest write was rendered with.
+    rendered_decoder: Option<([f32; 8], bool)>,
     last_tick_s: Option<f64>,
     last_activity_s: f64,
     last_fresh_s: Option<f64>,
@@ -132,7 +170,6 @@ pub struct EngineCore<M: Model> {
     stall_next_s: f64,
     cond_epoch: u64,
     band: Option<(usize, usize)>,
-    decode_ema_s: f64,
     scratch: Vec<f32>,
     window_at: usize,
     hop: usize,
@@ -216,10 +253,13 @@ impl<M: Model> EngineCore<M> {
             samples_seen: [0; 3],
             prefix: 0,
             per_slot_ids: VecDeque::with_capacity(PER_SLOT_IDS),
+            other_ids: VecDeque::with_capacity(PER_SLOT_IDS),
             slot_starts: [0; START_SLOTS],
             next_serial: 0,
             finished: Vec::with_capacity(8),
             cached: None,
+            cached_knobs: KnobSnapshot::defaults(),
+            rendered_decoder: None,
             last_tick_s: None,
             last_activity_s: 0.0,
             last_fresh_s: None,
@@ -228,7 +268,6 @@ impl<M: Model> EngineCore<M> {
             stopped: false,
             stall_next_s: 0.0,
             cond_epoch: 0,
-            decode_ema_s: 0.0,
             scratch,
             window_at: 0,
             hop,
@@ -274,6 +313,12 @@ impl<M: Model> EngineCore<M> {
                             self.per_slot_ids.pop_front();
                         }
                         self.per_slot_ids.push_back(a.id);
+                    }
+                    if a.kind != ActionKind::Knob {
+                        if self.other_ids.len() == PER_SLOT_IDS {
+                            self.other_ids.pop_front();
+                        }
+                        self.other_ids.push_back(a.id);
                     }
                     if matches!(a.kind, ActionKind::Knob | ActionKind::PerSlotKnob) {
                         self.newest_knob = Some(a);
@@ -379,6 +424,10 @@ impl<M: Model> EngineCore<M> {
         let prefix = self.prefix;
         let knobs = self.knobs.read().clone();
         let cond = Arc::clone(self.cond.read());
+        if let Some((latent, attr)) = self.knob_repatch_due(&knobs, prefix, clock.now_s()) {
+            self.write_window(clock, WriteKind::KnobRepatch, &latent, attr, &knobs)?;
+            self.stats.repatches += 1;
+        }
         let before = self.pipeline.in_flight();
         self.finished.clear();
         let started = Instant::now();
@@ -410,16 +459,55 @@ impl<M: Model> EngineCore<M> {
             }
             self.last_fresh_s = Some(now);
             self.cached = Some((Arc::clone(&latent), attr));
+            self.cached_knobs = knobs.clone();
+            // Near the playhead first: the frontier is a quarter second ahead and can wait
+            // one decode; the repatch is what the listener hears next.
+            if self.lead.repatch_due(now) {
+                self.write_window(clock, WriteKind::Repatch, &latent, attr, &knobs)?;
+                self.stats.repatches += 1;
+            }
             self.write_window(clock, WriteKind::Frontier, &latent, attr, &knobs)?;
             self.stats.frontier_writes += 1;
-            if self.lead.repatch_due(clock.now_s()) {
-                self.write_window(clock, WriteKind::Repatch, &latent, attr, &knobs)?;
-            }
         } else if let Some((latent, attr)) = self.cached.clone() {
             self.write_window(clock, WriteKind::GapFill, &latent, attr, &knobs)?;
             self.stats.gap_fills += 1;
         }
         Ok(())
+    }
+
+    /// The cached latent and what a re-render of it with `knobs` reflects, when a knob
+    /// repatch is due: the repatch is on and within its activity window, and the decoder
+    /// knobs differ from those the newest write used. It reflects the actions after the
+    /// latent only when they are all shared knobs and no knob outside the decoder's scope
+    /// changed since the latent finished (then those actions changed decoder knobs only).
+    fn knob_repatch_due(
+        &self,
+        knobs: &KnobSnapshot,
+        prefix: u64,
+        now_s: f64,
+    ) -> Option<(Arc<M::Latents>, Attribution)> {
+        let (latent, attr) = self.cached.as_ref()?;
+        if !self.lead.repatch_due(now_s)
+            || self
+                .rendered_decoder
+                .is_none_or(|d| d == decoder_knobs(knobs))
+        {
+            return None;
+        }
+        let mut attr = *attr;
+        let base = attr.newest.unwrap_or(0);
+        if same_outside_decoder(knobs, &self.cached_knobs) && prefix > base {
+            let newest = self
+                .other_ids
+                .iter()
+                .find(|&&id| id > base)
+                .map_or(prefix, |&id| (id - 1).min(prefix));
+            if attr.full == attr.newest {
+                attr.full = (newest > 0).then_some(newest);
+            }
+            attr.newest = (newest > 0).then_some(newest);
+        }
+        Some((Arc::clone(latent), attr))
     }
 
     /// The actions a latent started with `start_prefix` (serial `serial`) and finished
@@ -443,25 +531,16 @@ impl<M: Model> EngineCore<M> {
         attr: Attribution,
         knobs: &KnobSnapshot,
     ) -> Result<(), EngineError> {
-        let now = clock.now_s();
+        let near = matches!(kind, WriteKind::Repatch | WriteKind::KnobRepatch);
         let (playhead, frame) = clock.playhead_and_clock();
-        let geometry = LoopGeometry::new(self.ring.loop_frames(), self.ring.band())
-            .map_err(|e| EngineError::Geometry(e.to_string()))?;
-        let geo_err = |e: super::targeting::TargetingError| EngineError::Geometry(e.to_string());
-        let plan = if kind == WriteKind::Repatch {
-            let lead_s = self.lead.interval_ema_s() * self.config.repatch_gain
-                + self.config.repatch_margin_s;
-            let guard =
-                self.ring.guard_frames() + seconds_to_frames(self.decode_ema_s, self.rate) as usize;
-            let lead = seconds_to_frames(lead_s, self.rate);
-            match repatch_target(&geometry, playhead, lead, guard, self.keep_len)
-                .map_err(geo_err)?
-            {
+        let geometry = self.geometry()?;
+        let plan = if near {
+            match self.near_plan(&geometry, playhead)? {
                 Some(plan) => plan,
                 None => return Ok(()),
             }
         } else {
-            let lead_s = self.lead.lead_s(now);
+            let lead_s = self.lead.lead_s(clock.now_s());
             self.stats.lead_s = lead_s;
             let cap = self.config.sample_capacity;
             push_sample(
@@ -474,9 +553,9 @@ impl<M: Model> EngineCore<M> {
             frontier_target(&geometry, playhead, lead, self.keep_len).map_err(geo_err)?
         };
         let started = Instant::now();
-        self.decode_into(latent, knobs, plan.target())?;
+        let decoded = self.decode_into(latent, knobs, plan.target())?;
         let decode_s = clock.charge(Work::Decode, started.elapsed().as_secs_f64());
-        self.decode_ema_s += 0.2 * (decode_s - self.decode_ema_s);
+        self.rendered_decoder = Some(decoder_knobs(knobs));
         self.recent_decode.push(decode_s * 1e3);
         let cap = self.config.sample_capacity;
         push_sample(
@@ -485,18 +564,39 @@ impl<M: Model> EngineCore<M> {
             &mut self.samples_seen[1],
             decode_s * 1e3,
         );
-        if kind == WriteKind::Repatch {
-            self.stats.repatches += 1;
-        }
+        // A near write is placed from the playhead as it is now, after the decode: the
+        // decoded frames from the new target on are written, those the reader came too
+        // close to meanwhile are skipped (see the module doc).
+        let (plan, skip, playhead, frame, geometry) = if near {
+            let (now_playhead, now_frame) = clock.playhead_and_clock();
+            let now_geometry = self.geometry()?;
+            let Some(now_plan) = self.near_plan(&now_geometry, now_playhead)? else {
+                return Ok(());
+            };
+            let loop_frames = now_geometry.loop_frames();
+            let skip = (now_plan.target() + loop_frames - plan.target()) % loop_frames;
+            if skip >= decoded {
+                return Ok(());
+            }
+            (now_plan, skip, now_playhead, now_frame, now_geometry)
+        } else {
+            (plan, 0, playhead, frame, geometry)
+        };
         let ch = self.channels;
+        let avail = if near { decoded } else { usize::MAX };
         for (i, seg) in plan.segments().iter().enumerate() {
-            let from = self.window_at + seg.window_offset * ch;
-            let audio = &self.scratch[from..from + seg.len * ch];
+            let offset = skip + seg.window_offset;
+            let len = seg.len.min(avail.saturating_sub(offset));
+            if len == 0 {
+                continue;
+            }
+            let from = self.window_at + offset * ch;
+            let audio = &self.scratch[from..from + len * ch];
             let report = self.writer.write(seg.ring_start, audio)?;
             let event = WriteEvent {
                 kind: if i == 0 { kind } else { WriteKind::BandWrap },
                 ring_start: seg.ring_start,
-                len: seg.len,
+                len,
                 late_frames: report.late_frames,
                 issued_frame: frame,
                 landed_frame: report.landed_at,
@@ -519,14 +619,36 @@ impl<M: Model> EngineCore<M> {
         Ok(())
     }
 
+    /// The loop and band as the ring has them now.
+    fn geometry(&self) -> Result<LoopGeometry, EngineError> {
+        LoopGeometry::new(self.ring.loop_frames(), self.ring.band()).map_err(geo_err)
+    }
+
+    /// Where a near-playhead write from `playhead` goes: the guard plus one block past it
+    /// (the block covers the playhead moving by a publish between this read and the
+    /// write's guard checks), or the lineage's `interval_ema * gain + margin` when
+    /// `repatch_gain` / `repatch_margin_s` make that longer. `None`: skip it.
+    fn near_plan(
+        &self,
+        geometry: &LoopGeometry,
+        playhead: usize,
+    ) -> Result<Option<WritePlan>, EngineError> {
+        let lineage_s =
+            self.lead.interval_ema_s() * self.config.repatch_gain + self.config.repatch_margin_s;
+        let lead = seconds_to_frames(lineage_s, self.rate);
+        let min_distance = self.ring.guard_frames() + BLOCK_FRAMES;
+        repatch_target(geometry, playhead, lead, min_distance, self.keep_len).map_err(geo_err)
+    }
+
     /// Decode the kept window for loop frames `[at, at + keep)` into the scratch buffer;
-    /// it starts at `self.window_at` (samples).
+    /// it starts at `self.window_at` (samples). Returns the frames from `at` on that the
+    /// buffer holds clear of the decode's right context (at least the kept window).
     fn decode_into(
         &mut self,
         latent: &M::Latents,
         knobs: &KnobSnapshot,
         at: usize,
-    ) -> Result<(), EngineError> {
+    ) -> Result<usize, EngineError> {
         let hop = self.hop;
         let ch = self.channels;
         let lat_frames = self.model.latent_frames(latent).max(1);
@@ -553,7 +675,7 @@ impl<M: Model> EngineCore<M> {
             &mut self.scratch[..want],
         )?;
         self.window_at = (ctx * hop + offset) * ch;
-        Ok(())
+        Ok((frames - ctx) * hop - offset)
     }
 
     /// Update the newest knob action's knob-to-ear figure with a new write.

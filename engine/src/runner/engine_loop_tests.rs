@@ -97,9 +97,13 @@ fn the_engine_thread_hears_a_knob_and_stops() {
     std::thread::sleep(Duration::from_millis(200));
     assert!(engine.heartbeat() > beat);
     assert_eq!(engine.stats().ticks, idle.ticks);
-    // Any input resumes it at once.
+    // Any input resumes it (a debug build on a loaded machine may take a while for its
+    // first ticks and their stats publish: wait for them, up to a generous deadline).
     store.set_id(KnobId::ch_g4, 1.0).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while engine.stats().ticks <= idle.ticks && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(engine.stats().ticks > idle.ticks);
     let _writer = engine.stop().unwrap();
     done.store(true, Ordering::Relaxed);

@@ -85,6 +85,9 @@ pub enum WriteKind {
     GapFill,
     /// The part of a window placed at A because the band wrapped it.
     BandWrap,
+    /// The cached latent re-rendered near the playhead because a decoder-scope knob (a
+    /// channel gain) changed: no fresh latent is needed for those.
+    KnobRepatch,
 }
 
 /// One ring write.

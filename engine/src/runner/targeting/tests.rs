@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 const LOOP: usize = 48_000 * 60;
 const WINDOW: usize = 17_280; // 0.36 s at 48 kHz
-const GUARD: usize = 576; // PlayheadRing::guard_for_period(256)
+const GUARD: usize = 320; // PlayheadRing::guard_for_period(256)
 
 fn seg(ring_start: usize, window_offset: usize, len: usize) -> Segment {
     Segment {
