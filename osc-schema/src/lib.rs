@@ -6,8 +6,9 @@
 //!   [`Schema::decode`] turns packet bytes into validated [`Command`]s or a precise [`Fail`].
 //! - [`reply`]: builders for every reply (`/done`, `/fail`, `/synced`, `/status.reply`, ...).
 //! - [`generate`]: `docs/osc.md`, the OSCQuery description and the client examples.
+//! - [`framing`]: OSC-over-TCP stream framing (size prefix, SLIP), for servers and clients.
 //!
-//! This crate depends on neither the engine nor sockets.
+//! This crate depends on neither the engine nor sockets (framing works on bytes).
 //!
 //! Threading: plain data and pure functions; usable from any thread. Decoding allocates and
 //! may read file metadata (media paths): control threads only, never the audio callback.
@@ -15,6 +16,7 @@
 
 pub mod command;
 mod decode;
+pub mod framing;
 pub mod generate;
 pub mod knobs;
 pub mod media;

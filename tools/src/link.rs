@@ -8,15 +8,11 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
 use std::time::{Duration, Instant};
 
+use latentd_osc_schema::framing::{FrameReader, Framing, FramingMode, encode_frame};
 use latentd_osc_schema::rosc::{OscPacket, decoder, encoder};
 
 /// Largest packet accepted from the server (the server's own limit).
 const MAX_PACKET: usize = 64 * 1024;
-
-const END: u8 = 0xC0;
-const ESC: u8 = 0xDB;
-const ESC_END: u8 = 0xDC;
-const ESC_ESC: u8 = 0xDD;
 
 /// How packets travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +41,21 @@ pub struct Link {
     transport: Transport,
     udp: Option<UdpSocket>,
     tcp: Option<TcpStream>,
-    /// TCP bytes received but not yet framed.
-    pending: Vec<u8>,
+    /// TCP: splits the received stream into packets (the server's framing code).
+    frames: FrameReader,
+    /// TCP packets (or framing errors) split off but not yet returned.
+    pending: std::collections::VecDeque<Result<Vec<u8>, String>>,
+}
+
+impl Transport {
+    /// The TCP framing, `None` for UDP.
+    fn framing(self) -> Option<Framing> {
+        match self {
+            Transport::Udp => None,
+            Transport::TcpSizePrefix => Some(Framing::SizePrefix),
+            Transport::TcpSlip => Some(Framing::Slip),
+        }
+    }
 }
 
 impl Link {
@@ -84,7 +93,11 @@ impl Link {
             transport,
             udp,
             tcp,
-            pending: Vec::new(),
+            frames: FrameReader::new(
+                FramingMode::Fixed(transport.framing().unwrap_or(Framing::SizePrefix)),
+                MAX_PACKET,
+            ),
+            pending: Default::default(),
         })
     }
 
@@ -99,15 +112,22 @@ impl Link {
         if let Some(udp) = &self.udp {
             return udp.send(&bytes).map(|_| ());
         }
-        let framed = frame(self.transport, &bytes);
-        self.tcp.as_mut().expect("TCP link").write_all(&framed)
+        let framing = self.transport.framing().expect("a TCP link has a framing");
+        self.tcp
+            .as_mut()
+            .expect("TCP link")
+            .write_all(&encode_frame(framing, &bytes))
     }
 
     /// The next packet from the server, or `None` when `deadline` passes first.
     pub fn recv(&mut self, deadline: Instant) -> io::Result<Option<OscPacket>> {
         loop {
-            if let Some(bytes) = self.take_frame()? {
-                return decode(&bytes).map(Some);
+            match self.pending.pop_front() {
+                Some(Ok(bytes)) => return decode(&bytes).map(Some),
+                Some(Err(reason)) => {
+                    return Err(io::Error::other(format!("the server's stream: {reason}")));
+                }
+                None => {}
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -133,7 +153,12 @@ impl Link {
                     ));
                 }
                 Ok(n) if self.udp.is_some() => return decode(&buf[..n]).map(Some),
-                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Ok(n) => self.pending.extend(
+                    self.frames
+                        .push(&buf[..n])
+                        .into_iter()
+                        .map(|r| r.map_err(|e| e.reason)),
+                ),
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -167,107 +192,10 @@ impl Link {
             }
         }
     }
-
-    /// One complete TCP frame out of `pending`, if there is one.
-    fn take_frame(&mut self) -> io::Result<Option<Vec<u8>>> {
-        match self.transport {
-            Transport::Udp => Ok(None),
-            Transport::TcpSizePrefix => {
-                if self.pending.len() < 4 {
-                    return Ok(None);
-                }
-                let size =
-                    u32::from_be_bytes(self.pending[..4].try_into().expect("4 bytes")) as usize;
-                if size > MAX_PACKET {
-                    return Err(io::Error::other(format!(
-                        "the server sent a frame of {size} bytes (limit {MAX_PACKET})"
-                    )));
-                }
-                if self.pending.len() < 4 + size {
-                    return Ok(None);
-                }
-                let packet = self.pending[4..4 + size].to_vec();
-                self.pending.drain(..4 + size);
-                Ok(Some(packet))
-            }
-            Transport::TcpSlip => {
-                while let Some(end) = self.pending.iter().position(|&b| b == END) {
-                    let raw: Vec<u8> = self.pending.drain(..=end).take(end).collect();
-                    if !raw.is_empty() {
-                        return unslip(&raw).map(Some);
-                    }
-                }
-                Ok(None)
-            }
-        }
-    }
 }
 
 fn decode(bytes: &[u8]) -> io::Result<OscPacket> {
     decoder::decode_udp(bytes)
         .map(|(_, packet)| packet)
         .map_err(|e| io::Error::other(format!("the server sent an undecodable packet: {e}")))
-}
-
-/// Frame one encoded packet for `transport` (UDP: unchanged).
-pub fn frame(transport: Transport, packet: &[u8]) -> Vec<u8> {
-    match transport {
-        Transport::Udp => packet.to_vec(),
-        Transport::TcpSizePrefix => {
-            let mut out = (packet.len() as u32).to_be_bytes().to_vec();
-            out.extend_from_slice(packet);
-            out
-        }
-        Transport::TcpSlip => {
-            let mut out = vec![END];
-            for &b in packet {
-                match b {
-                    END => out.extend_from_slice(&[ESC, ESC_END]),
-                    ESC => out.extend_from_slice(&[ESC, ESC_ESC]),
-                    _ => out.push(b),
-                }
-            }
-            out.push(END);
-            out
-        }
-    }
-}
-
-fn unslip(raw: &[u8]) -> io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut bytes = raw.iter();
-    while let Some(&b) = bytes.next() {
-        out.push(match b {
-            ESC => match bytes.next() {
-                Some(&ESC_END) => END,
-                Some(&ESC_ESC) => ESC,
-                other => {
-                    return Err(io::Error::other(format!(
-                        "the server sent a bad SLIP escape (0xDB followed by {other:02x?})"
-                    )));
-                }
-            },
-            b => b,
-        });
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slip_frames_round_trip_with_escapes() {
-        let packet = [1, END, 2, ESC, 3];
-        let framed = frame(Transport::TcpSlip, &packet);
-        assert_eq!(framed, [END, 1, ESC, ESC_END, 2, ESC, ESC_ESC, 3, END]);
-        assert_eq!(unslip(&framed[1..framed.len() - 1]).unwrap(), packet);
-        assert!(unslip(&[ESC, 7]).is_err());
-    }
-
-    #[test]
-    fn size_prefix_frames() {
-        assert_eq!(frame(Transport::TcpSizePrefix, &[9, 8]), [0, 0, 0, 2, 9, 8]);
-    }
 }

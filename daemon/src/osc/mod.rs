@@ -17,7 +17,6 @@
 //! audio thread.
 
 mod access;
-mod framing;
 pub mod oscquery;
 mod subscribers;
 mod tcp;
@@ -34,7 +33,9 @@ use latentd_osc_schema::rosc::OscPacket;
 use latentd_osc_schema::{Command, Fail, Schema, Timed, reply};
 
 pub use access::{Admission, Allowlist, Cidr, RateLimiter};
-pub use framing::{FrameError, FrameReader, Framing, FramingMode, encode_frame};
+pub use latentd_osc_schema::framing::{
+    FrameError, FrameReader, Framing, FramingMode, encode_frame,
+};
 use subscribers::Sink;
 pub use subscribers::Subscribers;
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use latentd_osc_schema::rosc::{OscPacket, encoder};
 
 use super::Peer;
-use super::framing::{Framing, encode_frame};
+use latentd_osc_schema::framing::{Framing, encode_frame};
 
 /// Where packets for one client go: its UDP address, or its TCP connection and framing.
 #[derive(Debug, Clone)]

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use latentd_osc_schema::{Fail, reply};
 
-use super::framing::{FrameReader, FramingMode};
 use super::subscribers::Sink;
 use super::{CommandHandler, Core, Peer};
+use latentd_osc_schema::framing::{FrameReader, FramingMode};
 
 pub(crate) fn spawn<H: CommandHandler>(
     core: Arc<Core<H>>,
