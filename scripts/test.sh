@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # The PipeWire test skips (saying why) when a graph cannot start; here everything it needs
 # was just installed, so a skip is a failure unless the caller says otherwise.
 export LATENTD_REQUIRE_PIPEWIRE="${LATENTD_REQUIRE_PIPEWIRE:-1}"
-cargo test --workspace "$@"
+cargo test --workspace --no-fail-fast "$@"
 # The systemd units: systemd-analyze verify, sysusers/tmpfiles, and their ExecStart= flags
 # and the shipped config through the binary the tests just built (about a second).
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')

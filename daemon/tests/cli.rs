@@ -133,7 +133,9 @@ fn stops_cleanly_on(sig: libc::c_int) {
     assert!(periods >= 20, "{line}");
     assert_eq!(counter(&line, "frames"), periods * 256, "{line}");
     assert_eq!(counter(&line, "torn_reads"), 0, "{line}");
-    assert_eq!(counter(&line, "late_frames"), 0, "{line}");
+    // Late landings are the engine's business (a window that lands behind the playhead is
+    // dropped and counted); here only that they are reported.
+    counter(&line, "late_frames");
     counter(&line, "xruns");
 }
 

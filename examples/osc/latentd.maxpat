@@ -16,7 +16,7 @@
           "numoutlets": 0,
           "patching_rect": [
             20.0,
-            700.0,
+            760.0,
             160.0,
             22.0
           ],
@@ -79,8 +79,8 @@
       },
       {
         "box": {
-          "id": "obj-num-sde_amp",
-          "maxclass": "flonum",
+          "id": "obj-num-sampler",
+          "maxclass": "number",
           "maximum": 1.0,
           "minimum": 0.0,
           "numinlets": 1,
@@ -100,7 +100,7 @@
       },
       {
         "box": {
-          "id": "obj-msg-sde_amp",
+          "id": "obj-msg-sampler",
           "maxclass": "message",
           "numinlets": 2,
           "numoutlets": 1,
@@ -110,6 +110,45 @@
           "patching_rect": [
             90.0,
             70.0,
+            200.0,
+            22.0
+          ],
+          "text": "/knob/sampler $1"
+        }
+      },
+      {
+        "box": {
+          "id": "obj-num-sde_amp",
+          "maxclass": "flonum",
+          "maximum": 1.0,
+          "minimum": 0.0,
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            20.0,
+            100.0,
+            60.0,
+            22.0
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-msg-sde_amp",
+          "maxclass": "message",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            90.0,
+            100.0,
             200.0,
             22.0
           ],
@@ -131,7 +170,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             20.0,
-            100.0,
+            130.0,
             60.0,
             22.0
           ]
@@ -148,7 +187,7 @@
           ],
           "patching_rect": [
             90.0,
-            100.0,
+            130.0,
             200.0,
             22.0
           ],
@@ -170,7 +209,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             20.0,
-            130.0,
+            160.0,
             60.0,
             22.0
           ]
@@ -187,7 +226,7 @@
           ],
           "patching_rect": [
             90.0,
-            130.0,
+            160.0,
             200.0,
             22.0
           ],
@@ -209,7 +248,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             20.0,
-            160.0,
+            190.0,
             60.0,
             22.0
           ]
@@ -226,7 +265,7 @@
           ],
           "patching_rect": [
             90.0,
-            160.0,
+            190.0,
             200.0,
             22.0
           ],
@@ -248,7 +287,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             20.0,
-            190.0,
+            220.0,
             60.0,
             22.0
           ]
@@ -265,7 +304,7 @@
           ],
           "patching_rect": [
             90.0,
-            190.0,
+            220.0,
             200.0,
             22.0
           ],
@@ -287,7 +326,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             20.0,
-            220.0,
+            250.0,
             60.0,
             22.0
           ]
@@ -304,7 +343,7 @@
           ],
           "patching_rect": [
             90.0,
-            220.0,
+            250.0,
             200.0,
             22.0
           ],
@@ -326,7 +365,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             20.0,
-            250.0,
+            280.0,
             60.0,
             22.0
           ]
@@ -343,7 +382,7 @@
           ],
           "patching_rect": [
             90.0,
-            250.0,
+            280.0,
             200.0,
             22.0
           ],
@@ -365,7 +404,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             20.0,
-            280.0,
+            310.0,
             60.0,
             22.0
           ]
@@ -382,7 +421,7 @@
           ],
           "patching_rect": [
             90.0,
-            280.0,
+            310.0,
             200.0,
             22.0
           ],
@@ -404,7 +443,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             20.0,
-            310.0,
+            340.0,
             60.0,
             22.0
           ]
@@ -421,7 +460,7 @@
           ],
           "patching_rect": [
             90.0,
-            310.0,
+            340.0,
             200.0,
             22.0
           ],
@@ -443,7 +482,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             20.0,
-            340.0,
+            370.0,
             60.0,
             22.0
           ]
@@ -460,7 +499,7 @@
           ],
           "patching_rect": [
             90.0,
-            340.0,
+            370.0,
             200.0,
             22.0
           ],
@@ -482,7 +521,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             20.0,
-            370.0,
+            400.0,
             60.0,
             22.0
           ]
@@ -499,7 +538,7 @@
           ],
           "patching_rect": [
             90.0,
-            370.0,
+            400.0,
             200.0,
             22.0
           ],
@@ -521,7 +560,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             20.0,
-            400.0,
+            430.0,
             60.0,
             22.0
           ]
@@ -538,7 +577,7 @@
           ],
           "patching_rect": [
             90.0,
-            400.0,
+            430.0,
             200.0,
             22.0
           ],
@@ -560,7 +599,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             20.0,
-            430.0,
+            460.0,
             60.0,
             22.0
           ]
@@ -577,7 +616,7 @@
           ],
           "patching_rect": [
             90.0,
-            430.0,
+            460.0,
             200.0,
             22.0
           ],
@@ -599,7 +638,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             20.0,
-            460.0,
+            490.0,
             60.0,
             22.0
           ]
@@ -616,7 +655,7 @@
           ],
           "patching_rect": [
             90.0,
-            460.0,
+            490.0,
             200.0,
             22.0
           ],
@@ -638,7 +677,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             20.0,
-            490.0,
+            520.0,
             60.0,
             22.0
           ]
@@ -655,7 +694,7 @@
           ],
           "patching_rect": [
             90.0,
-            490.0,
+            520.0,
             200.0,
             22.0
           ],
@@ -677,7 +716,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             20.0,
-            520.0,
+            550.0,
             60.0,
             22.0
           ]
@@ -694,7 +733,7 @@
           ],
           "patching_rect": [
             90.0,
-            520.0,
+            550.0,
             200.0,
             22.0
           ],
@@ -716,7 +755,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             20.0,
-            550.0,
+            580.0,
             60.0,
             22.0
           ]
@@ -733,7 +772,7 @@
           ],
           "patching_rect": [
             90.0,
-            550.0,
+            580.0,
             200.0,
             22.0
           ],
@@ -755,7 +794,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             20.0,
-            580.0,
+            610.0,
             60.0,
             22.0
           ]
@@ -772,7 +811,7 @@
           ],
           "patching_rect": [
             90.0,
-            580.0,
+            610.0,
             200.0,
             22.0
           ],
@@ -794,7 +833,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             20.0,
-            610.0,
+            640.0,
             60.0,
             22.0
           ]
@@ -811,7 +850,7 @@
           ],
           "patching_rect": [
             90.0,
-            610.0,
+            640.0,
             200.0,
             22.0
           ],
@@ -833,7 +872,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             20.0,
-            640.0,
+            670.0,
             60.0,
             22.0
           ]
@@ -850,11 +889,50 @@
           ],
           "patching_rect": [
             90.0,
-            640.0,
+            670.0,
             200.0,
             22.0
           ],
           "text": "/knob/timbre_strength $1"
+        }
+      },
+      {
+        "box": {
+          "id": "obj-num-structure_strength",
+          "maxclass": "flonum",
+          "maximum": 1.0,
+          "minimum": 0.0,
+          "numinlets": 1,
+          "numoutlets": 2,
+          "outlettype": [
+            "",
+            "bang"
+          ],
+          "parameter_enable": 0,
+          "patching_rect": [
+            20.0,
+            700.0,
+            60.0,
+            22.0
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "obj-msg-structure_strength",
+          "maxclass": "message",
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ],
+          "patching_rect": [
+            90.0,
+            700.0,
+            200.0,
+            22.0
+          ],
+          "text": "/knob/structure_strength $1"
         }
       },
       {
@@ -872,7 +950,7 @@
           "parameter_enable": 0,
           "patching_rect": [
             20.0,
-            670.0,
+            730.0,
             60.0,
             22.0
           ]
@@ -889,7 +967,7 @@
           ],
           "patching_rect": [
             90.0,
-            670.0,
+            730.0,
             200.0,
             22.0
           ],
@@ -1046,6 +1124,30 @@
           ],
           "source": [
             "obj-msg-denoise",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "destination": [
+            "obj-msg-sampler",
+            0
+          ],
+          "source": [
+            "obj-num-sampler",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "destination": [
+            "obj-udpsend",
+            0
+          ],
+          "source": [
+            "obj-msg-sampler",
             0
           ]
         }
@@ -1533,6 +1635,30 @@
       {
         "patchline": {
           "destination": [
+            "obj-msg-structure_strength",
+            0
+          ],
+          "source": [
+            "obj-num-structure_strength",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "destination": [
+            "obj-udpsend",
+            0
+          ],
+          "source": [
+            "obj-msg-structure_strength",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "destination": [
             "obj-msg-prompt_blend",
             0
           ],
@@ -1643,7 +1769,7 @@
       100.0,
       100.0,
       600.0,
-      780.0
+      840.0
     ]
   }
 }

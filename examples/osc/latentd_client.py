@@ -19,7 +19,8 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 # name: (min, max, default, integer)
 KNOBS = {
     "denoise": (0, 1, 0.5, False),
-    "sde_amp": (0, 1, 0, False),
+    "sampler": (0, 1, 0, True),
+    "sde_amp": (0, 1, 0.5, False),
     "periodicity": (0, 12.5, 0, False),
     "seed": (0, 4294967295, 0, True),
     "shift": (1, 6, 3.5, False),
@@ -38,7 +39,8 @@ KNOBS = {
     "ch_g7": (0, 3, 1, False),
     "steps": (1, 16, 8, True),
     "depth": (1, 8, 4, True),
-    "timbre_strength": (0, 1, 0, False),
+    "timbre_strength": (0, 1, 0.5, False),
+    "structure_strength": (0, 1, 0.5, False),
     "prompt_blend": (0, 1, 0, False),
 }
 

@@ -61,19 +61,24 @@ const fn float(
     }
 }
 
-const fn int(name: &'static str, min: f64, max: f64, default: f64, doc: &'static str) -> ParamSpec {
+const fn int(
+    name: &'static str,
+    min: f64,
+    max: f64,
+    default: f64,
+    unit: &'static str,
+    doc: &'static str,
+) -> ParamSpec {
     ParamSpec {
         name,
         min,
         max,
         default,
         integer: true,
-        unit: "",
+        unit,
         doc,
     }
 }
-
-const CHANNEL_GAIN_DOC: &str = "gain of one latent channel group (0 mutes it, 1 is neutral)";
 
 /// The reference knob set: the knobs of the engine issue (issue 3), with their ranges.
 ///
@@ -82,22 +87,30 @@ const CHANNEL_GAIN_DOC: &str = "gain of one latent channel group (0 mutes it, 1 
 /// table equals this list), so a knob added in the engine without updating this list fails
 /// a test instead of silently changing the published OSC contract.
 pub fn reference_knobs() -> &'static [ParamSpec] {
-    static KNOBS: [ParamSpec; 22] = [
+    static KNOBS: [ParamSpec; 24] = [
         float(
             "denoise",
             0.0,
             1.0,
             0.5,
             "",
-            "how much of the source is re-generated (0 keeps it, 1 replaces it)",
+            "ODE: how far from the source a new slot starts (0 = the source, 1 = pure noise)",
+        ),
+        int(
+            "sampler",
+            0.0,
+            1.0,
+            0.0,
+            "",
+            "sampling mode of new slots: 0 = ODE (Euler, uses denoise), 1 = SDE (uses sde_amp)",
         ),
         float(
             "sde_amp",
             0.0,
             1.0,
-            0.0,
+            0.5,
             "",
-            "stochastic noise amplitude re-injected at each sampler step",
+            "SDE: amplitude of the per-frame blend between generation and source",
         ),
         float(
             "periodicity",
@@ -105,16 +118,23 @@ pub fn reference_knobs() -> &'static [ParamSpec] {
             12.5,
             0.0,
             "Hz",
-            "strength of the periodic (beat-locked) noise component",
+            "SDE: cycles per second of the generation/source blend (0 = constant)",
         ),
-        int("seed", 0.0, 4_294_967_295.0, 0.0, "noise seed (u32)"),
+        int(
+            "seed",
+            0.0,
+            4294967295.0,
+            0.0,
+            "",
+            "noise seed of new slots",
+        ),
         float(
             "shift",
             1.0,
             6.0,
             3.5,
             "",
-            "timestep shift of the sampler schedule",
+            "schedule warp: higher spends more steps at high noise (broad strokes)",
         ),
         float(
             "guidance",
@@ -122,7 +142,7 @@ pub fn reference_knobs() -> &'static [ParamSpec] {
             15.0,
             1.0,
             "",
-            "classifier-free guidance scale",
+            "how hard the denoiser pushes toward the prompt (1 = plain)",
         ),
         float(
             "cfg_rescale",
@@ -130,7 +150,7 @@ pub fn reference_knobs() -> &'static [ParamSpec] {
             1.0,
             0.0,
             "",
-            "rescale of the guided prediction toward the conditional one",
+            "pulls guided predictions back toward the unguided level (tames harshness)",
         ),
         float(
             "x0_target",
@@ -138,7 +158,7 @@ pub fn reference_knobs() -> &'static [ParamSpec] {
             1.0,
             0.0,
             "",
-            "pull of the predicted clean latent toward the source",
+            "source lock: in the second half of the schedule, blend the prediction toward the source",
         ),
         float(
             "feedback",
@@ -146,38 +166,111 @@ pub fn reference_knobs() -> &'static [ParamSpec] {
             1.0,
             0.0,
             "",
-            "amount of the previous output fed back as the next source",
+            "new slots start from a blend of the source and a past finished latent",
         ),
         int(
             "feedback_depth",
             1.0,
             8.0,
             1.0,
-            "how many generations back the feedback reaches",
+            "latents",
+            "which past latent feedback uses: 1 = the last finished, N = N back",
         ),
-        float("ch_g0", 0.0, 3.0, 1.0, "", CHANNEL_GAIN_DOC),
-        float("ch_g1", 0.0, 3.0, 1.0, "", CHANNEL_GAIN_DOC),
-        float("ch_g2", 0.0, 3.0, 1.0, "", CHANNEL_GAIN_DOC),
-        float("ch_g3", 0.0, 3.0, 1.0, "", CHANNEL_GAIN_DOC),
-        float("ch_g4", 0.0, 3.0, 1.0, "", CHANNEL_GAIN_DOC),
-        float("ch_g5", 0.0, 3.0, 1.0, "", CHANNEL_GAIN_DOC),
-        float("ch_g6", 0.0, 3.0, 1.0, "", CHANNEL_GAIN_DOC),
-        float("ch_g7", 0.0, 3.0, 1.0, "", CHANNEL_GAIN_DOC),
-        int("steps", 1.0, 16.0, 8.0, "sampler steps per generation"),
+        float(
+            "ch_g0",
+            0.0,
+            3.0,
+            1.0,
+            "x",
+            "gain of latent channel group 0 (ch 0-7)",
+        ),
+        float(
+            "ch_g1",
+            0.0,
+            3.0,
+            1.0,
+            "x",
+            "gain of latent channel group 1 (ch 8-15)",
+        ),
+        float(
+            "ch_g2",
+            0.0,
+            3.0,
+            1.0,
+            "x",
+            "gain of latent channel group 2 (ch 16-23)",
+        ),
+        float(
+            "ch_g3",
+            0.0,
+            3.0,
+            1.0,
+            "x",
+            "gain of latent channel group 3 (ch 24-31)",
+        ),
+        float(
+            "ch_g4",
+            0.0,
+            3.0,
+            1.0,
+            "x",
+            "gain of latent channel group 4 (ch 32-39)",
+        ),
+        float(
+            "ch_g5",
+            0.0,
+            3.0,
+            1.0,
+            "x",
+            "gain of latent channel group 5 (ch 40-47)",
+        ),
+        float(
+            "ch_g6",
+            0.0,
+            3.0,
+            1.0,
+            "x",
+            "gain of latent channel group 6 (ch 48-55)",
+        ),
+        float(
+            "ch_g7",
+            0.0,
+            3.0,
+            1.0,
+            "x",
+            "gain of latent channel group 7 (ch 56-63)",
+        ),
+        int(
+            "steps",
+            1.0,
+            16.0,
+            8.0,
+            "steps",
+            "denoising steps per request (new slots; finishing slots keep theirs)",
+        ),
         int(
             "depth",
             1.0,
             8.0,
             4.0,
-            "pipeline depth (generations in flight)",
+            "slots",
+            "slots in flight (more = more throughput, same per-request latency in ticks)",
         ),
         float(
             "timbre_strength",
             0.0,
             1.0,
-            0.0,
+            0.5,
             "",
-            "weight of the timbre reference",
+            "how strongly the timbre reference shapes the spectral envelope",
+        ),
+        float(
+            "structure_strength",
+            0.0,
+            1.0,
+            0.5,
+            "",
+            "how strongly the structure reference shapes rhythm",
         ),
         float(
             "prompt_blend",
@@ -185,7 +278,7 @@ pub fn reference_knobs() -> &'static [ParamSpec] {
             1.0,
             0.0,
             "",
-            "blend from prompt tags (0) to tags_b (1)",
+            "mix between prompt A (0) and prompt B (1)",
         ),
     ];
     &KNOBS

@@ -65,7 +65,7 @@ fn every_row_decodes() {
     assert_eq!(
         one(&s, &msg("/knob/steps", vec![Float(4.0)])),
         Command::SetKnob {
-            index: 18,
+            index: s.knob_index("steps").unwrap(),
             name: "steps",
             value: 4.0
         }
@@ -73,7 +73,7 @@ fn every_row_decodes() {
     assert_eq!(
         one(&s, &msg("/knob/seed", vec![Long(4_294_967_295)])),
         Command::SetKnob {
-            index: 3,
+            index: s.knob_index("seed").unwrap(),
             name: "seed",
             value: 4_294_967_295.0
         }
