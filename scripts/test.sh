@@ -10,6 +10,11 @@ cd "$(dirname "$0")/.."
 # was just installed, so a skip is a failure unless the caller says otherwise.
 export LATENTD_REQUIRE_PIPEWIRE="${LATENTD_REQUIRE_PIPEWIRE:-1}"
 cargo test --workspace "$@"
+# The CUDA backend builds everywhere (cudarc loads the driver at run time); its CPU-side
+# tests (C parity, failover) run here, its GPU tests skip saying so. scripts/gpu-check.sh
+# runs them on a GPU machine.
+cargo build -p latentd --features cuda
+cargo test -p latentd-engine --features cuda --lib model::cuda
 # The ring's publish protocol, model-checked by loom (a separate build with --cfg loom).
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
     cargo test -p latentd-engine --release --test ring_loom

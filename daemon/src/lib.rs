@@ -5,6 +5,7 @@
 pub mod audio;
 pub mod cli;
 pub mod config;
+pub mod engine_select;
 pub mod control;
 pub mod logging;
 pub mod osc;

@@ -130,3 +130,73 @@ fn the_tick_does_not_block_the_host() {
         "tick events resolved"
     );
 }
+
+/// The GPU benchmark (`scripts/gpu-check.sh` runs it with `--ignored`): tick and decode
+/// times from CUDA events and host syncs per tick, at depth 4/8, steps 8/16, loops of 60 and
+/// 240 s. One JSON line per configuration on stdout (prefixed `BENCH `).
+#[test]
+#[ignore = "GPU benchmark: run by scripts/gpu-check.sh"]
+fn gpu_benchmark() {
+    let Some(gpu) = device() else { return };
+    let gpu = Arc::new(gpu);
+    let ticks: usize = std::env::var("LATENTD_BENCH_TICKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    for loop_s in [60usize, 240] {
+        let samples: Vec<f32> = audio().iter().copied().cycle().take(48_000 * 2 * loop_s).collect();
+        let view = AudioView { samples: &samples, channels: 2, sample_rate: 48_000 };
+        let source = Arc::new(gpu.encode_source(view).unwrap());
+        let frames = gpu.latent_frames(&source);
+        for depth in [4u32, 8] {
+            for steps in [8u32, 16] {
+                let (store, mut reader) = KnobStore::new();
+                store.set("depth", f64::from(depth)).unwrap();
+                store.set("steps", f64::from(steps)).unwrap();
+                store.set("sde_amp", 0.5).unwrap();
+                let knobs = reader.read().clone();
+                let mut p = StreamPipeline::new(Arc::clone(&gpu), frames);
+                p.set_source(Some(Arc::clone(&source)));
+                let cond = Conditioning::default();
+                let mut fin: Vec<FinishedLatent<super::CudaLatents>> = Vec::new();
+                let (mut tick_ms, mut decode_ms) = (Vec::new(), Vec::new());
+                let mut out = vec![0.0f32; 9 * 1920 * 2];
+                let before = gpu.host_syncs();
+                let mut launch_ms = Vec::new();
+                for _ in 0..ticks {
+                    fin.clear();
+                    let t0 = std::time::Instant::now();
+                    p.tick(&knobs, &cond, &mut fin);
+                    launch_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+                    if let Some(t) = gpu.device_times().and_then(|d| d.tick_s) {
+                        tick_ms.push(t * 1e3);
+                    }
+                    for f in &fin {
+                        gpu.decode_window(&f.latents, &[1.0; 8], false, 0, 9, &mut out).unwrap();
+                        if let Some(t) = gpu.device_times().and_then(|d| d.decode_s) {
+                            decode_ms.push(t * 1e3);
+                        }
+                    }
+                }
+                let after = gpu.host_syncs();
+                let pct = |v: &mut Vec<f64>, q: f64| {
+                    v.sort_by(f64::total_cmp);
+                    v.get(((v.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN)
+                };
+                println!(
+                    "BENCH {{\"device\":\"{}\",\"loop_s\":{loop_s},\"depth\":{depth},\"steps\":{steps},\"ticks\":{ticks},\"tick_ms_p50\":{:.4},\"tick_ms_p95\":{:.4},\"host_launch_ms_p50\":{:.4},\"decode_ms_p50\":{:.4},\"decode_ms_p95\":{:.4},\"decodes\":{},\"tick_host_syncs_per_tick\":{:.4},\"decode_host_syncs_per_decode\":{:.4}}}",
+                    gpu.device_name(),
+                    pct(&mut tick_ms, 0.5),
+                    pct(&mut tick_ms, 0.95),
+                    pct(&mut launch_ms, 0.5),
+                    pct(&mut decode_ms, 0.5),
+                    pct(&mut decode_ms, 0.95),
+                    decode_ms.len(),
+                    (after.tick - before.tick) as f64 / ticks as f64,
+                    (after.decode - before.decode) as f64 / decode_ms.len().max(1) as f64,
+                );
+            }
+        }
+    }
+    assert!(gpu.fault().is_none(), "{:?}", gpu.fault());
+}
