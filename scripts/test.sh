@@ -10,6 +10,10 @@ cd "$(dirname "$0")/.."
 # was just installed, so a skip is a failure unless the caller says otherwise.
 export LATENTD_REQUIRE_PIPEWIRE="${LATENTD_REQUIRE_PIPEWIRE:-1}"
 cargo test --workspace "$@"
+# The systemd units: systemd-analyze verify, sysusers/tmpfiles, and their ExecStart= flags
+# and the shipped config through the binary the tests just built (about a second).
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+LATENTD_BIN="$target_dir/debug/latentd" ./scripts/verify-units.sh
 # The CUDA backend builds everywhere (cudarc loads the driver at run time); its CPU-side
 # tests (C parity, failover) run here, its GPU tests skip saying so. scripts/gpu-check.sh
 # runs them on a GPU machine.

@@ -1,6 +1,7 @@
 //! Logging: [`init`] sends records to the journal (with structured fields) when stderr is
-//! connected to it, to stderr otherwise; [`rt_log`] is the lock-free path by which realtime
-//! code reports events without logging itself.
+//! connected to it, to stderr otherwise, at a level [`set_level`] can change live (SIGHUP);
+//! [`rt_log`] is the lock-free path by which realtime code reports events without logging
+//! itself.
 //!
 //! Threading: [`init`] runs once on the main thread before any other thread starts.
 //! [`RtLogSender::push`] is realtime-safe: it copies a small `Copy` [`RtEvent`] (codes and
@@ -16,7 +17,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use log::{Level, LevelFilter};
+use log::{Level, LevelFilter, Log};
 
 /// Where log records go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,23 +108,60 @@ pub fn init(level: LevelFilter, target: LogTarget) -> Result<LogTarget, LogError
     Ok(LogTarget::Stderr)
 }
 
+/// Changes the level of the installed logger, live (SIGHUP): both the journal and the stderr
+/// logger filter by `log`'s global maximum only, so this is the one switch.
+pub fn set_level(level: LevelFilter) {
+    log::set_max_level(level);
+}
+
 fn init_stderr(level: LevelFilter) -> Result<(), LogError> {
-    // libjack reports every failed connect (and its shared-memory chatter) as errors through
-    // the jack crate's log bridge; latentd states the outcome in its own words, so libjack's
-    // lines only show when debugging.
-    let libjack = if level >= LevelFilter::Debug {
-        level
-    } else {
-        LevelFilter::Off
-    };
-    env_logger::Builder::new()
-        .filter_level(level)
-        .filter_module("jack", libjack)
-        .filter_module("jack_sys", libjack)
+    // env_logger keeps its own filter, fixed when it is built; it passes everything here so
+    // that the global maximum ([`set_level`]) alone decides, and a reload can raise it.
+    let inner = env_logger::Builder::new()
+        .filter_level(LevelFilter::Trace)
         .target(env_logger::Target::Stderr)
         .format_timestamp_millis()
-        .try_init()
-        .map_err(|_| LogError::AlreadyInstalled)
+        .build();
+    let logger: &'static StderrLog = Box::leak(Box::new(StderrLog { inner }));
+    log::set_logger(logger).map_err(|_| LogError::AlreadyInstalled)?;
+    set_level(level);
+    Ok(())
+}
+
+/// env_logger behind the global level, with libjack's chatter held back below debug.
+struct StderrLog {
+    inner: env_logger::Logger,
+}
+
+impl StderrLog {
+    /// libjack reports every failed connect (and its shared-memory chatter) as errors
+    /// through the jack crate's log bridge; latentd states the outcome in its own words, so
+    /// libjack's lines only show when debugging.
+    fn is_libjack_below_debug(target: &str) -> bool {
+        let libjack = ["jack", "jack_sys"].iter().any(|module| {
+            target == *module
+                || target
+                    .strip_prefix(module)
+                    .is_some_and(|rest| rest.starts_with("::"))
+        });
+        libjack && log::max_level() < LevelFilter::Debug
+    }
+}
+
+impl Log for StderrLog {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level() && !Self::is_libjack_below_debug(metadata.target())
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            self.inner.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        self.inner.flush();
+    }
 }
 
 /// Log target of records made from [`RtEvent`]s.

@@ -2,13 +2,17 @@
 //! signal, stop in the reverse order without a click.
 //!
 //! Start: validate inputs → state file → model, knobs, conditioning (the saved session over
-//! the config) → output (its rate and period decide the ring) → ring → engine thread →
+//! the config) → output (its period sizes the ring's guard; the ring runs at the model's
+//! rate and the callback converts to the output's) → ring → engine thread →
 //! record tap → output running → encoder thread, OSC, OSCQuery → `READY=1` (only now: the
 //! output plays and the sockets are bound) → watchdog.
 //! Serve: SIGHUP reloads the config (`RELOADING=1` … `READY=1`), applying what can change
-//! live (log level) and naming what needs a restart; `STATUS=` lines every few seconds.
-//! Stop (SIGINT, SIGTERM): `STOPPING=1`, fade to silence, close OSC, finish the queued
-//! jobs, save the state, stop the engine and the output, print the counters.
+//! live (log level) and naming the changed keys that need a restart; `STATUS=` lines every
+//! few seconds; a failed engine tick (caught by the engine, which restarts its pipeline
+//! while the ring keeps playing) is logged.
+//! Stop (SIGINT, SIGTERM): watchdog pings end, `STOPPING=1`, fade to silence, close OSC,
+//! finish the queued jobs, save the state, stop the engine and the output, print the
+//! counters.
 //!
 //! Threading: main thread. Test hook: `LATENTD_TEST_ENGINE_STALL_S=<s>` stalls the engine
 //! thread that long, 1 s after `READY=1` (the watchdog test makes the engine hang with it).
@@ -33,7 +37,7 @@ use signal_hook::iterator::Signals;
 
 use crate::audio::select::{OUTPUT_CHANNELS, OutputOptions, open_output};
 use crate::audio::supervisor::OutputSupervisor;
-use crate::audio::{FadeOut, PeriodProcessor};
+use crate::audio::{FadeOut, PeriodProcessor, Rates};
 use crate::cli::{EngineChoice, Settings, reload};
 use crate::control::jobs::{JobContext, JobWorker};
 use crate::control::session::Session;
@@ -126,36 +130,44 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     let conditioner = Arc::new(conditioner);
     apply_start_conditioning(&conditioner, settings, &restored, geometry.sample_rate);
 
-    if format.sample_rate != geometry.sample_rate {
-        return Err(startup(&format!(
-            "the {} output runs at {} Hz; the built-in engine generates at {} Hz and \
-             resampling its windows is not supported yet: run the server at {} Hz",
-            output.name(),
-            format.sample_rate,
-            geometry.sample_rate,
-            geometry.sample_rate
-        )));
-    }
+    // The ring runs at the model's rate (the engine writes its windows straight into it),
+    // also with `--engine off`, so a source set later is at the engine's rate; the output
+    // callback converts when the server runs at another rate.
+    let ring_rate = geometry.sample_rate;
 
     // The loop: the source (the saved one, else the configured one), else silence that the
-    // engine fills from the prompt.
-    let source_path = restored.source.clone().or_else(|| settings.source.clone());
-    let source = match &source_path {
-        Some(path) => Some(load_source(path, format.sample_rate)?),
-        None => None,
+    // engine fills from the prompt. A saved source that cannot be loaded any more (moved,
+    // deleted) is skipped with a warning: the state file must never keep the daemon down.
+    let rates = Rates {
+        ring: ring_rate,
+        output: format.sample_rate,
+    };
+    let ring_period = rates.ring_frames_per_period(format.period_frames);
+    let saved_source = restored.source.as_ref().and_then(|path| {
+        load_source(path, ring_rate)
+            .map(|audio| (path.clone(), audio))
+            .map_err(|(_, e)| log::warn!("state: saved {e}; not restored"))
+            .ok()
+    });
+    let (source_path, source) = match saved_source {
+        Some((path, audio)) => (Some(path), Some(audio)),
+        None => match &settings.source {
+            Some(path) => (Some(path.clone()), Some(load_source(path, ring_rate)?)),
+            None => (None, None),
+        },
     };
     let ring = match &source {
         Some(audio) => PlayheadRing::from_interleaved(
             audio.samples.clone(),
             audio.channels,
             audio.sample_rate,
-            PlayheadRing::guard_for_period(format.period_frames),
+            PlayheadRing::guard_for_period(ring_period),
         ),
         None => PlayheadRing::silence(
-            (settings.loop_seconds * f64::from(format.sample_rate)).round() as usize,
+            (settings.loop_seconds * f64::from(ring_rate)).round() as usize,
             OUTPUT_CHANNELS,
-            format.sample_rate,
-            PlayheadRing::guard_for_period(format.period_frames),
+            ring_rate,
+            PlayheadRing::guard_for_period(ring_period),
         ),
     }
     .map_err(|e| startup(&format!("loop: {e}")))?;
@@ -207,7 +219,18 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         }
         None => (None, None),
     };
-    let processor = PeriodProcessor::new(reader, tap);
+    let processor = PeriodProcessor::new(reader, tap)
+        .converting_to(format.sample_rate, format.period_frames)
+        .map_err(|e| startup(&e))?;
+    if rates.converts() {
+        log::info!(
+            "audio: output at {} Hz, engine and ring at {} Hz: converting in the callback \
+             ({} frames of added latency)",
+            rates.output,
+            rates.ring,
+            processor.conversion_latency_frames()
+        );
+    }
     let output_stats = processor.stats();
     let fade = processor.fade();
     // The supervisor keeps the output alive: a JACK server that goes away is retried with
@@ -217,7 +240,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     log::info!(
         "playing a loop of {} frames ({:.2} s){}{}",
         ring_handle.loop_frames(),
-        ring_handle.loop_frames() as f64 / f64::from(format.sample_rate),
+        ring_handle.loop_frames() as f64 / f64::from(ring_rate),
         match &source_path {
             Some(p) => format!(" from {}", p.display()),
             None => " generated from the prompt".into(),
@@ -328,14 +351,21 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     };
     test_fault_hook(&engine);
 
-    serve(&mut signals, &notifier, &dispatcher, args);
+    serve(
+        &mut signals,
+        &notifier,
+        &dispatcher,
+        &engine,
+        settings,
+        args,
+    );
 
-    // Stop, in reverse order.
-    let _ = notifier.stopping();
-    stop_audio(&fade);
+    // Stop, in reverse order; no watchdog ping follows STOPPING=1.
     if let Some(w) = watchdog {
         w.stop();
     }
+    let _ = notifier.stopping();
+    stop_audio(&fade);
     osc.shutdown();
     drop(oscquery);
     drop(dispatcher); // the last queue sender goes with it: the encoder finishes and ends
@@ -368,10 +398,20 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Serve until SIGINT or SIGTERM: reload on SIGHUP, refresh `STATUS=`.
-fn serve(signals: &mut Signals, notifier: &Notifier, dispatcher: &Dispatcher, args: Vec<OsString>) {
+/// Serve until SIGINT or SIGTERM: reload on SIGHUP, refresh `STATUS=`, report engine
+/// panics (the engine catches them and restarts its pipeline; the ring keeps playing).
+fn serve(
+    signals: &mut Signals,
+    notifier: &Notifier,
+    dispatcher: &Dispatcher,
+    engine: &DaemonEngine,
+    settings: &Settings,
+    args: Vec<OsString>,
+) {
+    let mut running = settings.clone();
     let mut last_status = Instant::now() - STATUS_EVERY;
     let mut last_backend = String::new();
+    let mut panics_reported = 0;
     loop {
         if last_status.elapsed() >= STATUS_EVERY {
             let s = dispatcher.status_report();
@@ -388,9 +428,18 @@ fn serve(signals: &mut Signals, notifier: &Notifier, dispatcher: &Dispatcher, ar
             ));
             last_status = Instant::now();
         }
+        let panics = engine.stats().panics;
+        if panics > panics_reported {
+            log::error!(
+                "engine: {} tick(s) failed ({panics} since start); pipeline restarted, the \
+                 loop keeps playing",
+                panics - panics_reported
+            );
+            panics_reported = panics;
+        }
         for signal in signals.pending() {
             match signal {
-                SIGHUP => reload_config(notifier, &args),
+                SIGHUP => reload_config(notifier, &mut running, &args),
                 _ => {
                     log::info!(
                         "{} received, stopping",
@@ -409,20 +458,68 @@ fn serve(signals: &mut Signals, notifier: &Notifier, dispatcher: &Dispatcher, ar
 }
 
 /// SIGHUP: re-read the config; apply the log level live; name what needs a restart.
-fn reload_config(notifier: &Notifier, args: &[OsString]) {
+fn reload_config(notifier: &Notifier, running: &mut Settings, args: &[OsString]) {
     let _ = notifier.reloading();
     match reload(args.iter().cloned()) {
         Ok(new) => {
-            log::set_max_level(new.log_level.filter());
+            crate::logging::set_level(new.log_level.filter());
+            let pending = changed_until_restart(running, &new);
             log::info!(
-                "config reloaded: log level {}; audio, OSC, media, engine, lead and state \
-                 settings take effect at the next restart",
-                new.log_level.as_str()
+                "config reloaded: log level {}{}",
+                new.log_level.as_str(),
+                if pending.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; changed, applied at the next restart: {}",
+                        pending.join(", ")
+                    )
+                }
             );
+            // What is not applied stays as started, so the next reload names it again.
+            running.log_level = new.log_level;
         }
         Err(e) => log::error!("config reload refused, keeping the running settings: {e}"),
     }
     let _ = notifier.ready();
+}
+
+/// The settings that differ between `running` and `new` and only apply at a restart.
+fn changed_until_restart(running: &Settings, new: &Settings) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    let mut check = |differs: bool, name: &'static str| {
+        if differs {
+            changed.push(name);
+        }
+    };
+    check(running.backend != new.backend, "audio.backend");
+    check(running.client_name != new.client_name, "audio.client_name");
+    check(running.autoconnect != new.autoconnect, "audio.autoconnect");
+    check(running.sample_rate != new.sample_rate, "audio.rate");
+    check(running.period_frames != new.period_frames, "audio.period");
+    check(running.source != new.source, "source.file");
+    check(
+        running.loop_seconds != new.loop_seconds,
+        "source.loop_seconds",
+    );
+    check(running.record != new.record, "record.file");
+    check(running.log_target != new.log_target, "log.target");
+    check(running.osc_bind != new.osc_bind, "osc.bind");
+    check(running.osc_allow != new.osc_allow, "osc.allowlist");
+    check(
+        running.oscquery_port != new.oscquery_port,
+        "osc.oscquery_port",
+    );
+    check(running.media_folder != new.media_folder, "media.folder");
+    check(running.engine != new.engine, "engine.backend");
+    check(
+        running.prompt != new.prompt || running.prompt_b != new.prompt_b,
+        "engine.prompt",
+    );
+    check(running.knobs != new.knobs, "engine.knobs");
+    check(running.lead != new.lead, "lead");
+    check(running.state_path != new.state_path, "state.path");
+    changed
 }
 
 /// Fade to silence so stopping never clicks.

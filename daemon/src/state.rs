@@ -386,6 +386,7 @@ fn run_saver(
         };
         store.save_now(&state)?;
         writes.fetch_add(1, Ordering::Relaxed);
+        log::debug!("state saved to {}", store.path().display());
         Ok(())
     };
     let write_logged = |pending: &mut Option<Box<PersistentState>>| {

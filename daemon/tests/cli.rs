@@ -2,63 +2,17 @@
 //! output plays until SIGINT or SIGTERM and exits 0 within a second with the counters line;
 //! `--record` captures exactly the source loop (with `--engine off`), then the fade-out.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+mod common;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{BIN, Daemon, counter, isolated, wait_timeout, write_float_wav};
 use tempfile::TempDir;
-
-const BIN: &str = env!("CARGO_BIN_EXE_latentd");
-
-fn isolated<'a>(cmd: &'a mut Command, dir: &TempDir) -> &'a mut Command {
-    let runtime = dir.path().join("xdg-runtime");
-    std::fs::create_dir_all(&runtime).unwrap();
-    cmd.env(
-        "JACK_DEFAULT_SERVER",
-        format!("latentd-none-{}", std::process::id()),
-    )
-    .env("JACK_NO_START_SERVER", "1")
-    .env("XDG_RUNTIME_DIR", &runtime)
-    .env("PIPEWIRE_REMOTE", "latentd-none")
-    .env("XDG_STATE_HOME", dir.path().join("state"))
-    .env("XDG_CONFIG_HOME", dir.path().join("config"))
-    .env_remove("STATE_DIRECTORY")
-    .env_remove("NOTIFY_SOCKET")
-    .env_remove("RUST_LOG")
-    // Tests run side by side: OSC on a free port, no OSCQuery.
-    .args(["--osc", "127.0.0.1:0", "--oscquery-port", "0"])
-}
-
-fn write_float_wav(path: &Path, channels: u16, rate: u32, samples: &[f32]) {
-    let spec = hound::WavSpec {
-        channels,
-        sample_rate: rate,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for &s in samples {
-        w.write_sample(s).unwrap();
-    }
-    w.finalize().unwrap();
-}
-
-fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    None
-}
 
 /// Run `latentd args`, expect status 2 and exactly one stderr line; return that line.
 fn expect_startup_error(dir: &TempDir, args: &[&str]) -> String {
-    let mut child = isolated(&mut Command::new(BIN), dir)
+    let mut child = isolated(&mut Command::new(BIN), dir.path())
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -159,75 +113,10 @@ fn bad_inputs_exit_2_with_one_line_naming_the_problem() {
     }
 }
 
-/// A running daemon whose stderr lines arrive on a channel.
-struct Daemon {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Daemon {
-    fn start(dir: &TempDir, args: &[&str]) -> Self {
-        let mut child = isolated(&mut Command::new(BIN), dir)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, lines }
-    }
-
-    /// Wait for a stderr line containing `needle`; returns it.
-    fn wait_for(&self, needle: &str, limit: Duration) -> String {
-        let t0 = Instant::now();
-        while let Some(left) = limit.checked_sub(t0.elapsed()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        panic!("no stderr line with {needle:?} within {limit:?}");
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: plain FFI call; the pid is our own child, still unreaped.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
-        assert_eq!(rc, 0);
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Parse `key=value` pairs of the counters line.
-fn counter(line: &str, key: &str) -> u64 {
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("{key} missing from {line:?}"))
-        .parse()
-        .unwrap()
-}
-
 fn stops_cleanly_on(sig: libc::c_int) {
     let dir = tempfile::tempdir().unwrap();
     let mut daemon = Daemon::start(
-        &dir,
+        dir.path(),
         &["--audio", "null", "--period", "256", "--loop-seconds", "1"],
     );
     daemon.wait_for("playing a loop", Duration::from_secs(10));
@@ -269,7 +158,7 @@ fn record_on_null_captures_the_source_loop_sample_exact() {
         .collect();
     write_float_wav(&source, 2, 48_000, &samples);
     let mut daemon = Daemon::start(
-        &dir,
+        dir.path(),
         &[
             "--audio",
             "null",
@@ -326,7 +215,7 @@ fn record_on_null_captures_the_source_loop_sample_exact() {
 #[test]
 fn auto_falls_back_to_null_when_no_server_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::start(&dir, &["--audio", "auto", "--loop-seconds", "1"]);
+    let mut daemon = Daemon::start(dir.path(), &["--audio", "auto", "--loop-seconds", "1"]);
     let why = daemon.wait_for("audio: auto:", Duration::from_secs(10));
     assert!(why.ends_with("using null"), "{why}");
     daemon.wait_for("playing a loop", Duration::from_secs(10));

@@ -1,6 +1,7 @@
 //! The shipped default config `systemd/latentd.toml` is accepted by the daemon's own
 //! parser (the same one `latentd check-config` uses), every key in it is documented by a
-//! comment, and what `check-config` prints is itself a valid config with the same meaning.
+//! comment, what `check-config` prints is itself a valid config with the same meaning, and
+//! docs/operations.md's key table lists exactly the keys the daemon reads.
 
 use std::path::PathBuf;
 
@@ -59,4 +60,52 @@ fn check_config_output_reads_back_to_the_same_settings() {
     let mut second = check(&printed);
     second.config_path = first.config_path.clone();
     assert_eq!(first, second);
+}
+
+/// Keys (`section.key`) in a config as `check-config` prints it, commented-out unset paths
+/// (`# file: none`) included.
+fn printed_keys(settings: &Settings) -> std::collections::BTreeSet<String> {
+    let mut section = String::new();
+    let mut keys = std::collections::BTreeSet::new();
+    for line in settings.to_toml().lines() {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_string();
+        } else if let Some((key, _)) = line
+            .strip_prefix("# ")
+            .and_then(|l| l.split_once(": none"))
+            .or_else(|| line.split_once(" = "))
+        {
+            keys.insert(format!("{section}.{}", key.trim()));
+        }
+    }
+    keys
+}
+
+#[test]
+fn docs_operations_lists_exactly_the_keys_the_daemon_reads() {
+    let docs = include_str!("../../docs/operations.md");
+    let table = docs
+        .split("## Config keys")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("docs/operations.md has a Config keys section");
+    let documented: std::collections::BTreeSet<String> = table
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .flat_map(|row| {
+            let first_cell = row.split('|').nth(1).unwrap_or("");
+            first_cell
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let read = printed_keys(&check(&shipped()));
+    assert!(read.len() > 20, "{read:?}");
+    assert_eq!(
+        documented, read,
+        "docs/operations.md's key table differs from what the daemon reads"
+    );
 }

@@ -470,7 +470,7 @@ fn bad_input_gets_a_precise_fail_and_changes_nothing() {
         (
             good[..good.len() - 3].to_vec(),
             "/knob/denoise",
-            "arguments do not match type tags",
+            "truncated packet: the argument of type tag 1 ('f') needs 4 bytes; 1 follow",
         ),
         (wrong_tag, "/knob/denoise", "unknown type tag 'q'"),
         (

@@ -139,7 +139,7 @@ impl Schema {
                 args: vec![],
             });
         }
-        let (tags, _) = osc_string(&bytes[bytes.len() - after_address.len()..])
+        let (tags, argument_bytes) = osc_string(&bytes[bytes.len() - after_address.len()..])
             .map_err(|why| fail(format!("type tag string {why}")))?;
         let tags = std::str::from_utf8(tags)
             .map_err(|_| fail("type tag string is not valid UTF-8".into()))?;
@@ -158,6 +158,7 @@ impl Schema {
                 i + 1
             )));
         }
+        check_argument_bytes(tag_list, argument_bytes).map_err(fail)?;
         let decoded = rosc::decoder::decode_udp(bytes)
             .map_err(|e| fail(format!("arguments do not match type tags {tags:?} ({e})")))?;
         let (remainder, packet) = decoded;
@@ -462,6 +463,33 @@ pub fn describe(arg: &OscType) -> String {
         OscType::Nil => "N (nil)".to_string(),
         OscType::Inf => "I (infinitum)".to_string(),
     }
+}
+
+/// Walk the argument bytes by type tag (`tags` without the ',') so that a short packet is
+/// named precisely; the decoder's own error would not say which argument or why.
+fn check_argument_bytes(tags: &str, mut rest: &[u8]) -> Result<(), String> {
+    for (position, tag) in tags.chars().enumerate() {
+        let at = format!("the argument of type tag {} ({tag:?})", position + 1);
+        let size = match tag {
+            'h' | 'd' | 't' => 8,
+            'i' | 'f' | 'c' | 'r' | 'm' => 4,
+            's' | 'S' => {
+                let (_, after) = osc_string(rest).map_err(|why| format!("{at}: string {why}"))?;
+                rest.len() - after.len()
+            }
+            'b' if rest.len() >= 4 => 4 + (be_u32(&rest[..4]) as usize).div_ceil(4) * 4,
+            'b' => 4,
+            _ => 0,
+        };
+        if rest.len() < size {
+            return Err(format!(
+                "truncated packet: {at} needs {size} bytes; {} follow",
+                rest.len()
+            ));
+        }
+        rest = &rest[size..];
+    }
+    Ok(())
 }
 
 fn truncate(s: &str, max: usize) -> String {

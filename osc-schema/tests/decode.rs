@@ -322,7 +322,7 @@ fn bad_input_gets_a_precise_reason() {
         (
             good[..good.len() - 2].to_vec(),
             "/knob/denoise",
-            "arguments do not match type tags \",f\"",
+            "truncated packet: the argument of type tag 1 ('f') needs 4 bytes; 2 follow",
         ),
         (
             trailing,

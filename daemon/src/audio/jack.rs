@@ -12,7 +12,8 @@
 //! - JACK's process thread (realtime) runs [`Process::process`], which only fetches the two
 //!   port buffers and plays the [`ProcessorSlot`]. Its buffer-size callback runs outside
 //!   the realtime path (JACK calls it between cycles) and updates the reported period and
-//!   the ring's guard.
+//!   the ring's guard; a rate converter in the processor needs nothing there (it is
+//!   preallocated for JACK's largest buffer size, see [`super::convert`]).
 //! - JACK's notification thread (not realtime) counts xruns, reports a sample-rate change as
 //!   an error in the log, and answers latency requests: the output ports' playback latency
 //!   is what lies downstream plus one period. When the server goes away, libjack calls the
@@ -28,7 +29,7 @@ use ::jack::{
     AsyncClient, AudioOut, Client, ClientOptions, ClientStatus, Control, Frames,
     NotificationHandler, Port, PortFlags, ProcessHandler, ProcessScope,
 };
-use latentd_engine::{PlayheadRing, RingHandle};
+use latentd_engine::RingHandle;
 
 use super::{
     AudioError, AudioOutput, OutputFormat, OutputStats, OutputStatsSnapshot, PeerLink,
@@ -274,7 +275,7 @@ impl AudioOutput for JackOutput {
             stats: Arc::clone(&stats),
             lost: Arc::clone(&lost),
             format: Arc::clone(&format),
-            ring_rate: ring.sample_rate(),
+            rate_played: processor.rates().output,
             rate_seen: 0,
         };
         let [out_1, out_2] = ports;
@@ -321,7 +322,7 @@ impl ProcessHandler for Process {
     /// Between cycles, not realtime: record the new period and grow the ring's guard.
     fn buffer_size(&mut self, _: &Client, frames: Frames) -> Control {
         self.format.period_frames.store(frames, Ordering::Relaxed);
-        let guard = PlayheadRing::guard_for_period(frames as usize);
+        let guard = self.processor.guard_for_output_period(frames as usize);
         if guard > self.ring.guard_frames()
             && let Err(e) = self.ring.set_guard_frames(guard)
         {
@@ -337,7 +338,8 @@ struct Notifications {
     /// Set when the server shut the client down.
     lost: Arc<AtomicBool>,
     format: Arc<LiveFormat>,
-    ring_rate: u32,
+    /// The rate the processor plays at (the ring's, or its converter's output rate).
+    rate_played: u32,
     /// Last server rate reported, to log each change once.
     rate_seen: u32,
 }
@@ -356,10 +358,10 @@ impl NotificationHandler for Notifications {
     fn sample_rate(&mut self, _: &Client, rate: Frames) -> Control {
         self.format.sample_rate.store(rate, Ordering::Relaxed);
         let previous = std::mem::replace(&mut self.rate_seen, rate);
-        if rate != self.ring_rate && previous != rate {
+        if rate != self.rate_played && previous != rate {
             log::error!(
                 "jack: sample rate changed from {} to {rate} at run time; unsupported, restart latentd",
-                self.ring_rate
+                self.rate_played
             );
         }
         Control::Continue

@@ -13,12 +13,14 @@
 //! [`PeriodProcessor::process_interleaved`]: no allocation (checked by `assert_no_alloc` in
 //! debug builds), no lock, no syscall, no logging; it reports through atomic counters.
 
+pub mod convert;
 pub mod links;
 pub mod null;
 pub mod select;
 pub mod slot;
 pub mod supervisor;
 
+pub use convert::{RateConverter, Rates};
 pub use slot::ProcessorSlot;
 
 use std::sync::Arc;
@@ -90,9 +92,12 @@ pub struct OutputStatsSnapshot {
 }
 
 /// Everything a realtime callback needs, allocated before the callback starts: the ring's
-/// reader, the optional record tap (interleaved samples into a lock-free queue), the stats.
+/// reader, the optional rate converter (when the output runs at another rate than the
+/// ring), the optional record tap (interleaved samples, as played, into a lock-free queue),
+/// the stats.
 pub struct PeriodProcessor {
     reader: RingReader,
+    converter: Option<RateConverter>,
     tap: Option<rtrb::Producer<f32>>,
     tap_channels: usize,
     stats: Arc<OutputStats>,
@@ -146,12 +151,56 @@ impl PeriodProcessor {
         };
         Self {
             reader,
+            converter: None,
             tap,
             tap_channels,
             stats: Arc::new(OutputStats::default()),
             fade: Arc::new(FadeOut::default()),
             gain: 1.0,
         }
+    }
+
+    /// Play the ring through an output at `output_rate` (frames per second), converting in
+    /// the callback when that differs from the ring's rate; `max_period` is the longest
+    /// period the output is known to ask for (the converter preallocates for it, and for
+    /// JACK's largest). Equal rates: no converter, the ring is played as is.
+    pub fn converting_to(
+        mut self,
+        output_rate: u32,
+        max_period: usize,
+    ) -> Result<Self, AudioError> {
+        let ring = self.reader.handle();
+        let rates = Rates {
+            ring: ring.sample_rate(),
+            output: output_rate,
+        };
+        self.converter = if rates.converts() {
+            Some(RateConverter::new(rates, ring.channels(), max_period)?)
+        } else {
+            None
+        };
+        Ok(self)
+    }
+
+    /// The ring's rate and the rate this processor plays at.
+    pub fn rates(&self) -> Rates {
+        match &self.converter {
+            Some(c) => c.rates(),
+            None => {
+                let rate = self.reader.handle().sample_rate();
+                Rates {
+                    ring: rate,
+                    output: rate,
+                }
+            }
+        }
+    }
+
+    /// Delay the rate conversion adds, in output frames (0 without conversion).
+    pub fn conversion_latency_frames(&self) -> usize {
+        self.converter
+            .as_ref()
+            .map_or(0, RateConverter::latency_frames)
     }
 
     /// The fade-out control, to share with the main thread (shutdown fades, then stops).
@@ -190,8 +239,20 @@ impl PeriodProcessor {
     /// One period into planar outputs (JACK ports). Realtime-safe.
     pub fn process_planar(&mut self, outputs: &mut [&mut [f32]]) {
         rt_guard(|| {
-            self.reader.read_planar(outputs);
             let n = outputs.iter().map(|o| o.len()).min().unwrap_or(0);
+            match self.converter.as_mut() {
+                None => self.reader.read_planar(outputs),
+                Some(converter) => {
+                    let ch = converter.channels();
+                    converter.convert(&mut self.reader, n, |first, samples| {
+                        for (i, frame) in samples.chunks_exact(ch).enumerate() {
+                            for (k, out) in outputs.iter_mut().enumerate() {
+                                out[first + i] = frame[k % ch];
+                            }
+                        }
+                    });
+                }
+            }
             self.apply_fade(n, |i, g| {
                 for out in outputs.iter_mut() {
                     out[i] *= g;
@@ -206,9 +267,25 @@ impl PeriodProcessor {
     /// Realtime-safe.
     pub fn process_interleaved(&mut self, out: &mut [f32], channels: usize) {
         rt_guard(|| {
-            self.reader.read_interleaved(out, channels);
+            if self.converter.is_none() {
+                self.reader.read_interleaved(out, channels);
+            }
             let channels = channels.max(1);
             let n = out.len() / channels;
+            match self.converter.as_mut() {
+                None => {}
+                Some(converter) => {
+                    let ch = converter.channels();
+                    converter.convert(&mut self.reader, n, |first, samples| {
+                        for (i, frame) in samples.chunks_exact(ch).enumerate() {
+                            let at = (first + i) * channels;
+                            for (k, o) in out[at..at + channels].iter_mut().enumerate() {
+                                *o = frame[k % ch];
+                            }
+                        }
+                    });
+                }
+            }
             self.apply_fade(n, |i, g| {
                 for o in &mut out[i * channels..(i + 1) * channels] {
                     *o *= g;

@@ -13,9 +13,9 @@ use std::cell::UnsafeCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use latentd_engine::RingHandle;
+use latentd_engine::{PlayheadRing, RingHandle};
 
-use super::{FadeOut, OutputStats, PeriodProcessor};
+use super::{FadeOut, OutputStats, PeriodProcessor, Rates};
 
 /// A [`PeriodProcessor`] that outlives the outputs playing it.
 pub struct ProcessorSlot {
@@ -26,6 +26,7 @@ pub struct ProcessorSlot {
     stats: Arc<OutputStats>,
     fade: Arc<FadeOut>,
     ring: RingHandle,
+    rates: Rates,
 }
 
 // SAFETY: the processor is `Send` and is only ever reached by the one thread that set
@@ -49,6 +50,7 @@ impl ProcessorSlot {
             stats: processor.stats(),
             fade: processor.fade(),
             ring: processor.ring_handle(),
+            rates: processor.rates(),
             processor: UnsafeCell::new(processor),
         })
     }
@@ -103,12 +105,23 @@ impl ProcessorSlot {
     pub fn ring_handle(&self) -> RingHandle {
         self.ring.clone()
     }
+
+    /// The ring's rate and the output rate the processor plays at (fixed at creation: an
+    /// output at another rate cannot play this slot).
+    pub fn rates(&self) -> Rates {
+        self.rates
+    }
+
+    /// The guard the ring needs behind an output period of `output_frames` (counted in the
+    /// ring frames that period reads).
+    pub fn guard_for_output_period(&self, output_frames: usize) -> usize {
+        PlayheadRing::guard_for_period(self.rates.ring_frames_per_period(output_frames))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use latentd_engine::PlayheadRing;
 
     #[test]
     fn a_busy_slot_plays_silence_and_a_free_one_the_ring() {

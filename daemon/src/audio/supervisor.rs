@@ -11,9 +11,11 @@
 //! [`STALL_LIMIT`]. PipeWire has neither, so a PipeWire output is supervised (status,
 //! stop) but not recovered.
 //!
-//! A returning server must run at the ring's sample rate: one at another rate is refused
-//! with an error in the log and `/status`, and the supervisor keeps retrying (no rate
-//! conversion). A different period is followed: the ring's guard grows for it.
+//! A returning server must run at the rate the processor plays at (the ring's, or the one
+//! its converter was built for: the record tap's file has that rate too): one at another
+//! rate is refused with an error in the log and `/status`, and the supervisor keeps
+//! retrying. A different period is followed: the ring's guard grows for it (counted in
+//! ring frames, which differ from output frames when the processor converts).
 //!
 //! Threading: [`OutputSupervisor::start`] and [`OutputSupervisor::stop`] run on the main
 //! thread; one supervising thread (`latentd-audio-supervisor`) owns the running output,
@@ -27,15 +29,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use latentd_engine::PlayheadRing;
-
 use super::links::LinkMemory;
 use super::select::{
     BackendChoice, OUTPUT_CHANNELS, OutputOptions, open_output, server_sample_rate,
 };
 use super::{
     AudioError, AudioOutput, OutputFormat, OutputStatsSnapshot, PeerLink, PeriodProcessor,
-    ProcessorSlot, RunningOutput,
+    ProcessorSlot, Rates, RunningOutput,
 };
 
 /// How often the supervising thread looks at the output.
@@ -260,26 +260,31 @@ fn reopen(
     options: &OutputOptions,
     slot: &Arc<ProcessorSlot>,
 ) -> Result<Box<dyn RunningOutput>, AudioError> {
-    let ring_rate = slot.ring_handle().sample_rate();
     if let Some(rate) = server_sample_rate(choice)
-        && rate != ring_rate
+        && rate != slot.rates().output
     {
-        return Err(rate_mismatch(choice.as_str(), rate, ring_rate));
+        return Err(rate_mismatch(choice.as_str(), rate, slot.rates()));
     }
     start_on(open_output(choice, options)?, slot)
 }
 
-fn rate_mismatch(backend: &'static str, server: u32, ring: u32) -> AudioError {
-    AudioError::Unsupported {
-        backend,
-        what: format!(
+fn rate_mismatch(backend: &'static str, server: u32, rates: Rates) -> AudioError {
+    let Rates { ring, output } = rates;
+    let what = if rates.converts() {
+        format!(
+            "the server runs at {server} Hz but the {ring} Hz loop is converted to {output} Hz \
+             (a rate change while running is not followed); waiting for a server at {output} Hz"
+        )
+    } else {
+        format!(
             "the server runs at {server} Hz but the loop is at {ring} Hz; waiting for a server at {ring} Hz"
-        ),
-    }
+        )
+    };
+    AudioError::Unsupported { backend, what }
 }
 
-/// Check that `output` can play the slot's ring (same rate; the guard grown for its
-/// period), then start it.
+/// Check that `output` can play the slot (the rate it plays at; the ring's guard grown for
+/// the output's period), then start it.
 fn start_on(
     output: Box<dyn AudioOutput>,
     slot: &Arc<ProcessorSlot>,
@@ -287,14 +292,10 @@ fn start_on(
     let backend = output.name();
     let format = output.format();
     let ring = slot.ring_handle();
-    if format.sample_rate != ring.sample_rate() {
-        return Err(rate_mismatch(
-            backend,
-            format.sample_rate,
-            ring.sample_rate(),
-        ));
+    if format.sample_rate != slot.rates().output {
+        return Err(rate_mismatch(backend, format.sample_rate, slot.rates()));
     }
-    let guard = PlayheadRing::guard_for_period(format.period_frames);
+    let guard = slot.guard_for_output_period(format.period_frames);
     if guard > ring.guard_frames() {
         ring.set_guard_frames(guard)
             .map_err(|e| AudioError::Unsupported {

@@ -117,19 +117,26 @@ impl Dispatcher {
         &self.schema
     }
 
-    /// Apply one packet's commands now; returns the immediate replies.
+    /// Apply one packet's commands now; returns the immediate replies. A packet with any
+    /// command the running engine refuses (a band or seek outside the loop, a knob it lacks)
+    /// is refused as a whole: `/fail` for each such command, nothing applied.
     pub fn apply(&self, reply_to: &ReplyTo, commands: Vec<Command>) -> Vec<OscPacket> {
+        let refusals: Vec<OscPacket> = commands
+            .iter()
+            .filter_map(|c| self.refusal(c).map(|why| fail(&c.address(), &why)))
+            .collect();
+        if !refusals.is_empty() {
+            return refusals;
+        }
         let mut replies = Vec::new();
         let mut knob_sets: Vec<(KnobId, &'static str, f64)> = Vec::new();
         for command in commands {
             match command {
-                Command::SetKnob { name, value, .. } => match KnobId::from_name(name) {
-                    Some(id) => knob_sets.push((id, name, value)),
-                    None => replies.push(fail(
-                        &format!("/knob/{name}"),
-                        "the engine has no such knob",
-                    )),
-                },
+                Command::SetKnob { name, value, .. } => {
+                    if let Some(id) = KnobId::from_name(name) {
+                        knob_sets.push((id, name, value)); // known: checked by `refusal`
+                    }
+                }
                 other => self.apply_one(reply_to, other, &mut replies),
             }
         }
@@ -138,6 +145,38 @@ impl Dispatcher {
             self.set_knobs(&knob_sets, &mut replies);
         }
         replies
+    }
+
+    /// Why the engine as it runs now refuses `command` (the decoder has checked everything
+    /// that does not depend on it, such as ranges and types).
+    fn refusal(&self, command: &Command) -> Option<String> {
+        let rate = f64::from(self.ring.sample_rate());
+        let loop_frames = self.ring.loop_frames();
+        let loop_s = loop_frames as f64 / rate;
+        match *command {
+            Command::SetKnob { name, .. } if KnobId::from_name(name).is_none() => {
+                Some("the engine has no such knob".to_string())
+            }
+            Command::Loop { a, b } => {
+                let a_frame = (a * rate).round();
+                let b_frame = (b * rate).round().min(loop_frames as f64);
+                if !(0.0 <= a && a < b && b <= loop_s) {
+                    Some(format!(
+                        "loop band [{a} s, {b} s): needs 0 <= A < B <= {loop_s} s (the loop)"
+                    ))
+                } else if a_frame >= b_frame {
+                    Some(format!(
+                        "loop band [{a} s, {b} s) is shorter than one frame"
+                    ))
+                } else {
+                    None
+                }
+            }
+            Command::Seek { seconds } if (seconds * rate).round() >= loop_frames as f64 => {
+                Some(format!("{seconds} s is past the loop end ({loop_s:.3} s)"))
+            }
+            _ => None,
+        }
     }
 
     fn set_knobs(&self, sets: &[(KnobId, &'static str, f64)], replies: &mut Vec<OscPacket>) {
@@ -268,20 +307,13 @@ impl Dispatcher {
                 self.engine.note_action(ActionKind::Transport);
             }
             Command::Seek { seconds } => {
-                let frame = (seconds * f64::from(self.ring.sample_rate())).round();
-                let result = if frame < self.ring.loop_frames() as f64 {
-                    self.ring.seek(frame as usize).map_err(|e| e.to_string())
-                } else {
-                    Err(format!(
-                        "{seconds} s is past the loop end ({:.3} s)",
-                        self.ring.loop_frames() as f64 / f64::from(self.ring.sample_rate())
-                    ))
-                };
-                match result {
+                // In the loop: checked by `refusal`.
+                let frame = (seconds * f64::from(self.ring.sample_rate())).round() as usize;
+                match self.ring.seek(frame) {
                     Ok(()) => {
                         self.engine.note_action(ActionKind::Transport);
                     }
-                    Err(reason) => replies.push(fail(&address, &reason)),
+                    Err(e) => replies.push(fail(&address, &e.to_string())),
                 }
             }
             Command::Status => replies.push(reply::status_reply(&self.status_report())),

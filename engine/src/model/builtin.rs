@@ -3,8 +3,9 @@
 //!
 //! Latents are an explicit musical description of each 40 ms frame ([`layout`]): spectral
 //! envelope, melody and bass voices, onsets, stereo width. [`analysis`] measures them from
-//! audio, [`synth`] resynthesizes audio from them, [`vocab`] turns prompts into a target latent
-//! sequence.
+//! audio, [`refine`] fits a source's envelope, voice levels and hits by analysis-by-synthesis,
+//! [`synth`] resynthesizes audio from them, [`vocab`] turns prompts into a target latent
+//! sequence (varied by the slot's seed).
 //!
 //! The denoiser is the exact posterior-mean denoiser of a Gaussian prior per element,
 //! `x0 ~ N(m, sigma_c^2)`, with prior mean `m = S + t_start * (target - S)`: `S` is the source
@@ -20,6 +21,7 @@
 
 pub mod analysis;
 pub mod layout;
+pub mod refine;
 pub mod synth;
 pub mod vocab;
 
@@ -92,6 +94,7 @@ struct TargetKey {
     parts: [usize; 3],
     knob_version: u64,
     frames: usize,
+    seed: u32,
 }
 
 type CachedTarget = (TargetKey, Arc<Vec<f32>>, Conditioning<BuiltinCond>);
@@ -99,6 +102,9 @@ type CachedTarget = (TargetKey, Arc<Vec<f32>>, Conditioning<BuiltinCond>);
 /// The built-in CPU model.
 pub struct BuiltinModel {
     synth: synth::Synth,
+    /// The source encoder's own decoder (analysis-by-synthesis), so encodes never contend
+    /// with the engine thread's decodes.
+    encode_synth: synth::Synth,
     /// The cached target, its key, and the conditioning it came from (held so the addresses
     /// in the key cannot be reused while cached).
     target: Mutex<Option<CachedTarget>>,
@@ -116,17 +122,31 @@ impl BuiltinModel {
     pub fn new() -> Self {
         Self {
             synth: synth::Synth::new(SAMPLE_RATE, FRAME_RATE),
+            encode_synth: synth::Synth::new(SAMPLE_RATE, FRAME_RATE),
             target: Mutex::new(None),
             noise: Mutex::new(Vec::new()),
         }
     }
 
-    /// The target latent sequence for this conditioning and knob snapshot (cached).
+    /// The target latent sequence for this conditioning and knob snapshot, with the prompt's
+    /// own pattern (seed 0; cached).
     pub fn target(
         &self,
         cond: &Conditioning<BuiltinCond>,
         knobs: &KnobSnapshot,
         frames: usize,
+    ) -> Arc<Vec<f32>> {
+        self.target_for_seed(cond, knobs, frames, 0)
+    }
+
+    /// The target latent sequence for this conditioning, knob snapshot and slot seed (the seed
+    /// picks the prompt's pattern variation; cached, one entry).
+    pub fn target_for_seed(
+        &self,
+        cond: &Conditioning<BuiltinCond>,
+        knobs: &KnobSnapshot,
+        frames: usize,
+        seed: u32,
     ) -> Arc<Vec<f32>> {
         let parts = [
             cond.prompt.as_ref().map_or(0, |p| Arc::as_ptr(p) as usize),
@@ -140,6 +160,7 @@ impl BuiltinModel {
             parts,
             knob_version: knobs.version,
             frames,
+            seed,
         };
         let mut cache = self.target.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((k, t, _)) = cache.as_ref()
@@ -147,7 +168,7 @@ impl BuiltinModel {
         {
             return Arc::clone(t);
         }
-        let t = Arc::new(build_target(cond, knobs, frames));
+        let t = Arc::new(build_target(cond, knobs, frames, seed));
         *cache = Some((key, Arc::clone(&t), cond.clone()));
         t
     }
@@ -160,18 +181,23 @@ fn prompt_target(encoding: &PromptEncoding<BuiltinCond>) -> Option<&vocab::Promp
     }
 }
 
-fn build_target(cond: &Conditioning<BuiltinCond>, knobs: &KnobSnapshot, frames: usize) -> Vec<f32> {
+fn build_target(
+    cond: &Conditioning<BuiltinCond>,
+    knobs: &KnobSnapshot,
+    frames: usize,
+    seed: u32,
+) -> Vec<f32> {
     let mut out = vec![0.0f32; frames * LATENT_CHANNELS];
     let default = vocab::parse(vocab::DEFAULT_PROMPT).0;
     let (a, b) = match &cond.prompt {
         Some(p) => (prompt_target(&p.a), p.b.as_ref().and_then(prompt_target)),
         None => (None, None),
     };
-    vocab::render_target(a.unwrap_or(&default), frames, FRAME_RATE, &mut out);
+    vocab::render_target(a.unwrap_or(&default), seed, frames, FRAME_RATE, &mut out);
     let blend = knobs.f32(KnobId::prompt_blend);
     if let Some(b) = b.filter(|_| blend > 0.0) {
         let mut other = vec![0.0f32; out.len()];
-        vocab::render_target(b, frames, FRAME_RATE, &mut other);
+        vocab::render_target(b, seed, frames, FRAME_RATE, &mut other);
         for (x, y) in out.iter_mut().zip(&other) {
             *x += blend * (y - *x);
         }
@@ -282,7 +308,7 @@ impl Model for BuiltinModel {
 
     fn encode_source(&self, audio: AudioView<'_>) -> Result<CpuLatents, EncodeError> {
         audio.validate("source")?;
-        let (frames, data) = analysis::analyse(audio, FRAME_RATE);
+        let (frames, data) = refine::encode(audio, FRAME_RATE, &self.encode_synth);
         Ok(CpuLatents { frames, data })
     }
 
@@ -329,14 +355,14 @@ impl Model for BuiltinModel {
         let Some(frames) = batch.first().map(|s| s.x.frames) else {
             return;
         };
-        let target = self.target(shared.cond, shared.knobs, frames);
         let source = shared
             .source
             .filter(|s| s.frames == frames)
             .map(|s| &s.data[..]);
-        let anchor = source.unwrap_or(&target);
         let mut noise = self.noise.lock().unwrap_or_else(|e| e.into_inner());
         for slot in batch.iter_mut() {
+            let target = self.target_for_seed(shared.cond, shared.knobs, frames, slot.noise.seed);
+            let anchor = source.unwrap_or(&target);
             let (t, tn, ts) = (slot.t_curr, slot.t_next, slot.t_start);
             if t <= 0.0 || slot.x.data.len() != target.len() {
                 continue;

@@ -39,9 +39,87 @@ pub fn analyse(audio: AudioView<'_>, frame_rate: u32) -> (usize, Vec<f32>) {
     analyse_with(audio, frame_rate, false)
 }
 
+/// Hann-windowed power spectra two frames long, centred on each latent frame, wrapping at the
+/// loop end (the loop wraps, so analysis windows wrap too).
+pub(super) struct Spectrogram {
+    hop: usize,
+    window: Vec<f32>,
+    win_sq: f32,
+    /// A sine of amplitude A has `|X| = A * amp_scale` at its bin.
+    pub(super) amp_scale: f32,
+    pub(super) bin_hz: f32,
+    fft: std::sync::Arc<dyn realfft::RealToComplex<f32>>,
+    input: Vec<f32>,
+    spectrum: Vec<realfft::num_complex::Complex32>,
+    scratch: Vec<realfft::num_complex::Complex32>,
+}
+
+impl Spectrogram {
+    pub(super) fn new(sample_rate: u32, frame_rate: u32) -> Self {
+        let hop = (sample_rate / frame_rate) as usize;
+        let n = 2 * hop;
+        let window: Vec<f32> = (0..n)
+            .map(|i| 0.5 - 0.5 * (std::f32::consts::TAU * i as f32 / n as f32).cos())
+            .collect();
+        let win_sum: f32 = window.iter().sum();
+        let win_sq: f32 = window.iter().map(|w| w * w).sum();
+        let fft = RealFftPlanner::<f32>::new().plan_fft_forward(n);
+        Self {
+            hop,
+            amp_scale: win_sum / 2.0 / win_sq.sqrt(),
+            bin_hz: sample_rate as f32 / n as f32,
+            window,
+            win_sq,
+            input: fft.make_input_vec(),
+            spectrum: fft.make_output_vec(),
+            scratch: fft.make_scratch_vec(),
+            fft,
+        }
+    }
+
+    /// Samples per latent frame.
+    pub(super) fn hop(&self) -> usize {
+        self.hop
+    }
+
+    /// Power per bin of frame `f` of `signal` into `out`, scaled so white noise of variance
+    /// `s2` reads `s2` in every bin.
+    pub(super) fn power(&mut self, signal: &[f32], f: usize, out: &mut Vec<f32>) {
+        let centre = f * self.hop + self.hop / 2;
+        let len = signal.len();
+        for (i, (x, w)) in self.input.iter_mut().zip(&self.window).enumerate() {
+            let idx = (centre + i + len * 2 - self.hop) % len;
+            *x = signal[idx] * w;
+        }
+        self.fft
+            .process_with_scratch(&mut self.input, &mut self.spectrum, &mut self.scratch)
+            .expect("fft sizes");
+        out.clear();
+        out.extend(self.spectrum.iter().map(|c| c.norm_sqr() / self.win_sq));
+    }
+
+    /// Mean power per band (all bins, voices included) of every frame of mono `signal`.
+    pub(super) fn band_means(&mut self, signal: &[f32], frames: usize) -> Vec<[f64; BANDS]> {
+        let mut power = Vec::new();
+        (0..frames)
+            .map(|f| {
+                self.power(signal, f, &mut power);
+                let (mut sum, mut count) = ([0.0f64; BANDS], [0usize; BANDS]);
+                for (k, &p) in power.iter().enumerate() {
+                    if let Some(b) = band_of(k as f32 * self.bin_hz) {
+                        sum[b] += f64::from(p);
+                        count[b] += 1;
+                    }
+                }
+                std::array::from_fn(|b| sum[b] / count[b].max(1) as f64)
+            })
+            .collect()
+    }
+}
+
 fn analyse_with(audio: AudioView<'_>, frame_rate: u32, total_bands: bool) -> (usize, Vec<f32>) {
-    let hop = (audio.sample_rate / frame_rate) as usize;
-    let n = 2 * hop;
+    let mut spectrogram = Spectrogram::new(audio.sample_rate, frame_rate);
+    let hop = spectrogram.hop();
     let mono = audio.mono();
     let side: Vec<f32> = if audio.channels >= 2 {
         audio
@@ -53,39 +131,42 @@ fn analyse_with(audio: AudioView<'_>, frame_rate: u32, total_bands: bool) -> (us
         vec![0.0; mono.len()]
     };
     let frames = (mono.len() as f64 / hop as f64).round().max(1.0) as usize;
-    let window: Vec<f32> = (0..n)
-        .map(|i| 0.5 - 0.5 * (std::f32::consts::TAU * i as f32 / n as f32).cos())
-        .collect();
-    let win_sum: f32 = window.iter().sum();
-    let win_sq: f32 = window.iter().map(|w| w * w).sum();
-    let fft = RealFftPlanner::<f32>::new().plan_fft_forward(n);
-    let mut input = fft.make_input_vec();
-    let mut spectrum = fft.make_output_vec();
-    let mut scratch = fft.make_scratch_vec();
-    let mut power = |signal: &[f32], f: usize| -> Vec<f32> {
-        let centre = f * hop + hop / 2;
-        for (i, (x, w)) in input.iter_mut().zip(&window).enumerate() {
-            // The loop wraps, so analysis windows wrap too.
-            let idx = (centre + i + signal.len() * 2 - hop) % signal.len();
-            *x = signal[idx] * w;
-        }
-        fft.process_with_scratch(&mut input, &mut spectrum, &mut scratch)
-            .expect("fft sizes");
-        spectrum.iter().map(|c| c.norm_sqr() / win_sq).collect()
-    };
     let mut out = vec![0.0f32; frames * LATENT_CHANNELS];
     let mut prev_group_db = [f32::NEG_INFINITY; GROUPS];
+    let mut spec = FrameSpectrum {
+        mid: Vec::new(),
+        side: Vec::new(),
+        amp_scale: spectrogram.amp_scale,
+        bin_hz: spectrogram.bin_hz,
+    };
     for f in 0..frames {
-        let spec = FrameSpectrum {
-            mid: power(&mono, f),
-            side: power(&side, f),
-            amp_scale: win_sum / 2.0 / win_sq.sqrt(),
-            bin_hz: audio.sample_rate as f32 / n as f32,
-        };
+        spectrogram.power(&mono, f, &mut spec.mid);
+        spectrogram.power(&side, f, &mut spec.side);
         let frame = &mut out[f * LATENT_CHANNELS..(f + 1) * LATENT_CHANNELS];
         analyse_frame(&spec, frame, &mut prev_group_db, f == 0, total_bands);
     }
+    hold_silent_pitches(&mut out, frames);
     (frames, out)
+}
+
+/// A silent voice frame keeps the pitch of the last sounding one (wrapping round the loop), so
+/// the decoder's level interpolation into and out of it stays on the note's pitch.
+fn hold_silent_pitches(out: &mut [f32], frames: usize) {
+    for first in [MELODY, BASS] {
+        let sounding =
+            |f: usize, out: &[f32]| latent_to_db(out[f * LATENT_CHANNELS + first + 1]) > -80.0;
+        let Some(last) = (0..frames).rev().find(|&f| sounding(f, out)) else {
+            continue;
+        };
+        let mut pitch = out[last * LATENT_CHANNELS + first];
+        for f in 0..frames {
+            if sounding(f, out) {
+                pitch = out[f * LATENT_CHANNELS + first];
+            } else {
+                out[f * LATENT_CHANNELS + first] = pitch;
+            }
+        }
+    }
 }
 
 fn peak_in(spec: &FrameSpectrum, lo_hz: f32, hi_hz: f32) -> Option<(f32, usize)> {
@@ -111,13 +192,26 @@ fn peak_in(spec: &FrameSpectrum, lo_hz: f32, hi_hz: f32) -> Option<(f32, usize)>
     Some(((k as f32 + delta.clamp(-0.5, 0.5)) * spec.bin_hz, k))
 }
 
+/// The amplitude of the sinusoid nearest `hz`: the strongest of the three nearest bins, its
+/// level interpolated (parabola through the log power of it and its neighbours) to undo the
+/// window's scalloping loss between bins.
 fn amplitude_near(spec: &FrameSpectrum, hz: f32) -> f32 {
     let k = (hz / spec.bin_hz).round() as usize;
-    if k + 1 >= spec.mid.len() || k == 0 {
+    if k + 2 >= spec.mid.len() || k < 2 {
         return 0.0;
     }
-    let p = spec.mid[k - 1].max(spec.mid[k]).max(spec.mid[k + 1]);
-    p.sqrt() / spec.amp_scale
+    let m = (k - 1..=k + 1)
+        .max_by(|&a, &b| spec.mid[a].total_cmp(&spec.mid[b]))
+        .unwrap_or(k);
+    let (a, b, c) = (
+        spec.mid[m - 1].max(1e-20).ln(),
+        spec.mid[m].max(1e-20).ln(),
+        spec.mid[m + 1].max(1e-20).ln(),
+    );
+    let curvature = (a - 2.0 * b + c).min(-1e-9);
+    let delta = (0.5 * (a - c) / curvature).clamp(-0.5, 0.5);
+    let peak = b - 0.25 * (a - c) * delta;
+    (0.5 * peak).exp() / spec.amp_scale
 }
 
 fn voice(

@@ -6,7 +6,8 @@
 //!   32 band levels (phases hashed from frame, bin and side; left and right phases decorrelated
 //!   by the width channels), sqrt-Hann windowed, overlap-added at 50 % (constant power);
 //! - melody and bass voices: seven harmonic partials each, phase integrated from the loop start
-//!   (continuous across frames), levels interpolated linearly between frame centres;
+//!   (continuous across frames; detuned so each partial completes whole cycles over the loop,
+//!   so the loop seam is seamless), levels interpolated linearly between frame centres;
 //! - percussion: kick (pitch sweep), snare (noise + tone) and hats (bright noise) triggered by
 //!   the onset channels, tails looked up from earlier frames;
 //! - a soft limiter with a knee at 0.8, so the output never exceeds 1 (the generated
@@ -28,8 +29,9 @@ use super::layout::*;
 const PHASES: usize = 1024;
 /// Frames of percussion tail looked back at.
 const TAIL_FRAMES: usize = 8;
-/// Onset strength that triggers a percussion hit (0.3 = a 3.6 dB rise in the residual).
-const TRIGGER: f32 = 0.3;
+/// Onset strength that triggers a percussion hit (0.3 = a 6.6 dB rise in the residual at full
+/// level).
+pub const TRIGGER: f32 = 0.3;
 
 struct Scratch {
     spectrum: Vec<Complex32>,
@@ -100,6 +102,16 @@ impl Synth {
             phase_table,
             scratch: Mutex::new(scratch),
         }
+    }
+
+    /// Samples per latent frame.
+    pub fn hop(&self) -> usize {
+        self.hop
+    }
+
+    /// Output sample rate, Hz.
+    pub fn sample_rate(&self) -> u32 {
+        self.sample_rate as u32
     }
 
     /// Renders frames `start .. start + frames` (wrapping at `total` frames) of `latents` into
@@ -246,7 +258,15 @@ impl Synth {
                 10f32.powf(db.min(6.0) / 20.0) * gain
             }
         };
-        // Phase at the start of each loop frame: integrated from frame 0.
+        // Phase (in cycles of the fundamental) at the start of each loop frame, integrated from
+        // frame 0. The loop's total is rounded to whole cycles by a constant detune `drift`
+        // (at most half a cycle per loop), so every partial completes whole cycles over the
+        // loop and the wrap is seamless.
+        let seconds_per_frame = self.hop as f64 / f64::from(self.sample_rate);
+        let cycles: f64 = (0..total)
+            .map(|f| f64::from(hz(f)) * seconds_per_frame)
+            .sum();
+        let drift = (cycles - cycles.round()) / total as f64;
         let phases = &mut scratch.voice_phase;
         if phases.len() != total + 1 {
             phases.resize(total + 1, 0.0);
@@ -255,10 +275,10 @@ impl Synth {
         for (f, p) in phases.iter_mut().enumerate().take(total + 1) {
             *p = acc;
             if f < total {
-                acc = (acc + f64::from(hz(f)) * self.hop as f64 / f64::from(self.sample_rate))
-                    .fract();
+                acc = (acc + f64::from(hz(f)) * seconds_per_frame - drift).rem_euclid(1.0);
             }
         }
+        let drift_hz = (drift / seconds_per_frame) as f32;
         for j in 0..frames {
             let f = (start + j) % total;
             let prev = (f + total - 1) % total;
@@ -267,7 +287,7 @@ impl Synth {
             if a0 < 1e-6 && a1 < 1e-6 {
                 continue;
             }
-            let f0 = hz(f);
+            let f0 = hz(f) - drift_hz;
             let base = &mut out[j * self.hop * 2..(j + 1) * self.hop * 2];
             for k in 1..=PARTIALS {
                 let fk = f0 * k as f32;

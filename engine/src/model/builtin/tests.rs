@@ -112,16 +112,24 @@ fn generate(model: &BuiltinModel, tags: &str, seed: u32, frames: usize) -> CpuLa
 #[test]
 fn denoise_zero_reconstructs_the_source() {
     let model = BuiltinModel::new();
-    let audio = test_loop();
-    let source = model.encode_source(view(&audio)).unwrap();
+    for (name, audio) in [
+        ("pluck, bass, hats", test_loop()),
+        ("with kick and snare", drum_loop()),
+    ] {
+        reconstructs(&model, name, &audio);
+    }
+}
+
+fn reconstructs(model: &BuiltinModel, name: &str, audio: &[f32]) {
+    let source = model.encode_source(view(audio)).unwrap();
     assert_eq!(source.frames, 75);
     let (_, mut reader) = KnobStore::new();
     let knobs = reader.read().clone();
     let mut params = SlotParams::from_knobs(&knobs);
     params.denoise = 0.0;
-    let cond = prompt_cond(&model, "dark sparse");
+    let cond = prompt_cond(model, "dark sparse");
     let out = run_request(
-        &model,
+        model,
         params,
         0,
         source.frames,
@@ -131,16 +139,16 @@ fn denoise_zero_reconstructs_the_source() {
         &cond,
     );
     assert_eq!(out, source, "denoise 0 leaves the source latents untouched");
-    let decoded = decode_all(&model, &out, [1.0; 8]);
-    let distance = spectral_distance_db(&audio, &decoded);
-    let generated = decode_all(&model, &generate(&model, "dark sparse", 1, 75), [1.0; 8]);
-    let baseline = spectral_distance_db(&audio, &generated);
+    let decoded = decode_all(model, &out, [1.0; 8]);
+    let distance = spectral_distance_db(audio, &decoded);
+    let generated = decode_all(model, &generate(model, "dark sparse", 1, 75), [1.0; 8]);
+    let baseline = spectral_distance_db(audio, &generated);
     println!(
-        "spectral distance: reconstruction {distance:.2} dB, unrelated generation {baseline:.2} dB"
+        "{name}: spectral distance: reconstruction {distance:.2} dB, unrelated generation {baseline:.2} dB"
     );
-    // Measured: about 8.7 dB mean absolute band-level error (voices, envelope and hits are
-    // re-synthesized, not copied) against about 26 dB for an unrelated generation.
-    assert!(distance < 10.0, "reconstruction distance {distance} dB");
+    // Measured: about 5.2 dB (pluck, bass, hats) and 5.6 dB (with kick and snare) mean
+    // absolute band-level error, against about 26 dB for an unrelated generation.
+    assert!(distance < 6.5, "reconstruction distance {distance} dB");
     assert!(
         distance < 0.4 * baseline,
         "{distance} vs baseline {baseline}"
@@ -217,6 +225,11 @@ fn golden_hash_is_stable_across_runs() {
     let first = hash();
     println!("golden hash of 3 s: {first:016x}");
     assert_eq!(first, hash());
+    // Pinned on the reference platform (the decoder uses the platform's sin/cos/pow); a change
+    // to the model's sound changes it, on purpose and noted in the commit.
+    if cfg!(all(target_arch = "x86_64", target_os = "linux")) {
+        assert_eq!(first, 0x974e_191f_5c0a_a3d1, "golden hash {first:016x}");
+    }
 }
 
 #[test]
@@ -262,4 +275,126 @@ fn timbre_and_structure_references_shape_the_target() {
     };
     assert!(diff(ENVELOPE..ENVELOPE + BANDS) > 1.0);
     assert!(diff(ONSETS..ONSETS + GROUPS) > 1.0);
+}
+
+/// The test loop with a kick on every beat (120 bpm) and a snare on the backbeats.
+fn drum_loop() -> Vec<f32> {
+    let mut a = test_loop();
+    let sr = 48_000.0f32;
+    for (i, pair) in a.chunks_exact_mut(2).enumerate() {
+        let t = i as f32 / sr;
+        let tk = t % 0.5;
+        let kick = 0.5
+            * (-tk / 0.12).exp()
+            * (std::f32::consts::TAU * (50.0 * tk + 100.0 * 0.03 * (1.0 - (-tk / 0.03).exp())))
+                .sin();
+        let ts = (t + 0.5) % 1.0;
+        let noise = ((i as u32)
+            .wrapping_mul(747_796_405)
+            .wrapping_add(2_891_336_453)
+            >> 8) as f32
+            / (1 << 24) as f32
+            - 0.5;
+        let snare =
+            (-ts / 0.06).exp() * (0.4 * noise + 0.1 * (std::f32::consts::TAU * 190.0 * ts).sin());
+        pair[0] += kick + snare;
+        pair[1] += kick + snare;
+    }
+    a
+}
+
+#[test]
+fn the_loop_seam_is_as_smooth_as_the_rest() {
+    // A held melody note whose cycles do not fit the loop a whole number of times.
+    let model = BuiltinModel::new();
+    let mut data = vec![0.0f32; 75 * LATENT_CHANNELS];
+    for frame in data.chunks_exact_mut(LATENT_CHANNELS) {
+        frame[ENVELOPE..ENVELOPE + BANDS].fill(db_to_latent(-100.0));
+        frame[MELODY] = 0.0123; // 443.1 Hz
+        frame[MELODY + 1] = db_to_latent(-12.0);
+        frame[MELODY + 2..MELODY + 8].fill(-1.0);
+        frame[BASS + 1] = db_to_latent(-100.0);
+    }
+    let l = CpuLatents::from_host(data);
+    let mut out = vec![0.0; 4 * HOP * 2];
+    model
+        .decode_window(&l, &[1.0; 8], false, 73, 4, &mut out)
+        .unwrap();
+    let left: Vec<f32> = out.iter().step_by(2).copied().collect();
+    let steps: Vec<f32> = left.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
+    let seam = steps[2 * HOP - 1];
+    let typical = steps.iter().fold(0.0f32, |m, &s| m.max(s));
+    let elsewhere = steps[..2 * HOP - 1]
+        .iter()
+        .chain(&steps[2 * HOP..])
+        .fold(0.0f32, |m, &s| m.max(s));
+    println!("loop seam step {seam:.5}, largest step elsewhere {elsewhere:.5}");
+    assert!(typical > 0.01, "the note sounds");
+    assert!(
+        seam <= 1.05 * elsewhere,
+        "seam step {seam} vs largest step elsewhere {elsewhere}"
+    );
+    // The same holds for a re-synthesized musical loop (voices, envelope, hits).
+    let audio = drum_loop();
+    let source = model.encode_source(view(&audio)).unwrap();
+    let mut out = vec![0.0; 4 * HOP * 2];
+    model
+        .decode_window(&source, &[1.0; 8], false, 73, 4, &mut out)
+        .unwrap();
+    let left: Vec<f32> = out.iter().step_by(2).copied().collect();
+    let mut steps: Vec<f32> = left.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
+    let seam = steps[2 * HOP - 1];
+    steps.sort_by(f32::total_cmp);
+    let p99 = steps[steps.len() * 99 / 100];
+    println!("musical loop: seam step {seam:.5}, 99th percentile step {p99:.5}");
+    assert!(seam <= p99, "seam step {seam} vs 99th percentile {p99}");
+}
+
+/// Onset frames and the mean band levels of a decoded generation.
+fn features(audio: &[f32]) -> (Vec<usize>, Vec<f32>) {
+    let model = BuiltinModel::new();
+    let lat = model.encode_structure(view(audio)).unwrap();
+    let BuiltinCond::Structure { onsets } = lat else {
+        unreachable!()
+    };
+    let hits = (0..onsets.len())
+        .filter(|&f| onsets[f].iter().any(|&o| o > 0.2))
+        .collect();
+    let bands = analysis::band_levels_db(view(audio), FRAME_RATE);
+    let melody_bands = bands
+        .iter()
+        .map(|f| f[12..20].iter().sum::<f32>())
+        .collect();
+    (hits, melody_bands)
+}
+
+#[test]
+fn the_seed_changes_the_music_at_full_denoise_and_repeats_exactly() {
+    let model = BuiltinModel::new();
+    let tags = "medium pluck drums bass";
+    let a = decode_all(&model, &generate(&model, tags, 1, 75), [1.0; 8]);
+    let a_again = decode_all(&model, &generate(&model, tags, 1, 75), [1.0; 8]);
+    let b = decode_all(&model, &generate(&model, tags, 2, 75), [1.0; 8]);
+    assert!(
+        a.iter()
+            .zip(&a_again)
+            .all(|(x, y)| x.to_bits() == y.to_bits())
+    );
+    let (hits_a, mel_a) = features(&a);
+    let (hits_b, mel_b) = features(&b);
+    let melody_diff = mel_a
+        .iter()
+        .zip(&mel_b)
+        .map(|(x, y)| (x - y).abs())
+        .sum::<f32>()
+        / mel_a.len() as f32
+        / 8.0;
+    println!(
+        "seed 1 vs 2: onset frames {hits_a:?} vs {hits_b:?}, melody bands differ {melody_diff:.1} dB"
+    );
+    assert_ne!(hits_a, hits_b, "onset patterns");
+    assert!(
+        melody_diff > 3.0,
+        "melody band levels differ by {melody_diff} dB"
+    );
 }

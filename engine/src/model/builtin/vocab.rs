@@ -218,7 +218,20 @@ fn mix(seed: u64, n: u64) -> u64 {
 }
 
 /// Writes the target latent for `frames` frames at `frame_rate` into `out` (frame-major).
-pub fn render_target(target: &PromptTarget, frames: usize, frame_rate: u32, out: &mut [f32]) {
+/// `seed` picks the variation: 0 plays the prompt's own pattern, any other seed a different
+/// melody (notes, which eighths play) and hat pattern in the same key, tempo and textures.
+pub fn render_target(
+    target: &PromptTarget,
+    seed: u32,
+    frames: usize,
+    frame_rate: u32,
+    out: &mut [f32],
+) {
+    let pattern = if seed == 0 {
+        target.pattern
+    } else {
+        mix(target.pattern, u64::from(seed) | 1 << 40)
+    };
     let scale: &[f32; 5] = match target.tension {
         t if t < 0.4 => &PENTATONIC,
         t if t < 0.75 => &MINOR,
@@ -240,9 +253,9 @@ pub fn render_target(target: &PromptTarget, frames: usize, frame_rate: u32, out:
         let in_eighth = beat * 2.0 - eighth as f32; // 0..1 through the eighth note
         let bar = (beat / 4.0).floor() as usize;
         let root = roots[bar % 4];
-        let h = mix(target.pattern, eighth);
+        let h = mix(pattern, eighth);
         let note_on = (h % 1000) as f32 / 1000.0 < 0.25 + 0.7 * target.density;
-        let degree = (mix(target.pattern, eighth / 2) % 8) as usize;
+        let degree = (mix(pattern, eighth / 2) % 8) as usize;
         let octave = if degree >= 5 { 12.0 } else { 0.0 };
         let melody_midi =
             69.0 + target.register + root.rem_euclid(12.0) + scale[degree % 5] + octave;

@@ -62,8 +62,9 @@ int main(int argc, char **argv) {
     ld_slot_step *st = calloc(slots, sizeof *st);
     float **xs = calloc(slots, sizeof *xs);
     for (ld_u32 s = 0; s < slots; ++s) {
-      memcpy(&st[s], take(sizeof *st), sizeof *st); xs[s] = f32s(n); st[s].x = (ld_u64)(size_t)xs[s]; }
-    ld_denoise_batch(st, (int)slots, (long long)n, target, (ld_u64)(size_t)src, (ld_u64)(size_t)curve, (long long)clen);
+      memcpy(&st[s], take(sizeof *st), sizeof *st); xs[s] = f32s(n); st[s].x = (ld_u64)(size_t)xs[s];
+      st[s].target = (ld_u64)(size_t)target; }
+    ld_denoise_batch(st, (int)slots, (long long)n, (ld_u64)(size_t)src, (ld_u64)(size_t)curve, (long long)clen);
     for (ld_u32 s = 0; s < slots; ++s) emit(xs[s], n);
   } else if (!strcmp(op, "decode")) {
     ld_u64 total = u64v(), start = u64v(), frames = u64v(); int hop = (int)u32v(); float sr = f32v();
@@ -79,7 +80,7 @@ int main(int argc, char **argv) {
       ld_envelope_grains(grain, grains, n, re, im, tc, ts, win);
     }
     if (gains[4] > 0 || gains[5] > 0) {
-      phases = malloc((total + 1) * 2 * 8);
+      phases = malloc((total + 2) * 2 * 8);
       ld_voice_phases(phases, lat, (long long)total, hop, sr);
     }
     float *out = malloc(frames * hop * 2 * 4);
@@ -314,7 +315,8 @@ fn denoise_kernel_matches_the_rust_batch_step() {
     let curve: Vec<f32> = (0..frames)
         .map(|f| (f as f32 / frames as f32).sin().abs())
         .collect();
-    let target = model.target(&cond, &knobs, frames);
+    // Every slot below uses seed 5: one target.
+    let target = model.target_for_seed(&cond, &knobs, frames, 5);
     for with_src in [true, false] {
         // Slots: SDE and Euler, one finished (t = 0, left alone).
         let specs = [

@@ -188,12 +188,24 @@ struct Tables {
     window: CudaSlice<f32>,
 }
 
+/// A conditioning target on the device, for one slot seed.
+struct DeviceTarget {
+    seed: u32,
+    host: Arc<Vec<f32>>,
+    dev: CudaSlice<f32>,
+    stage: Staged<f32>,
+    last_tick: u64,
+}
+
+/// Targets kept on the device (distinct seeds in flight; the oldest is replaced).
+const TARGET_CACHE: usize = 8;
+
 struct State {
     steps: [Option<Staged<SlotStepRecord>>; 2],
     steps_next: usize,
     steps_dev: CudaSlice<SlotStepRecord>,
-    target: Option<(Arc<Vec<f32>>, CudaSlice<f32>)>,
-    target_stage: Option<Staged<f32>>,
+    targets: Vec<DeviceTarget>,
+    tick_serial: u64,
     curve_stage: Option<Staged<f32>>,
     gains_stage: Staged<f32>,
     gains_dev: CudaSlice<f32>,
@@ -312,8 +324,8 @@ impl CudaModel {
             steps: [None, None],
             steps_next: 0,
             steps_dev: stream.alloc_zeros(STEP_CAPACITY)?,
-            target: None,
-            target_stage: None,
+            targets: Vec::new(),
+            tick_serial: 0,
             curve_stage: None,
             gains_stage: Staged::new(&ctx, 8)?,
             gains_dev: stream.alloc_zeros(8)?,
@@ -457,34 +469,28 @@ impl CudaModel {
         let mut guard = self.state();
         let st = &mut *guard;
         Self::resolve_times(st)?;
-        // The target: rebuilt on the host only when the conditioning or knobs change (the
-        // CPU model's cache), uploaded only then.
-        let target = self.cpu.target(shared.cond, shared.knobs, frames);
-        if st
-            .target
-            .as_ref()
-            .is_none_or(|(t, _)| !Arc::ptr_eq(t, &target))
-        {
-            let mut dev = match st.target.take() {
-                Some((_, d)) if d.len() == len => d,
-                _ => stream.alloc_zeros(len)?,
-            };
-            ensure_staged(&self.ctx, &mut st.target_stage, len)?;
-            let stage = st.target_stage.as_mut().expect("staged");
-            stage.upload(
-                stream,
-                &self.syncs.tick,
-                |h| h.copy_from_slice(&target),
-                len,
-                &mut dev,
-            )?;
-            st.target = Some((Arc::clone(&target), dev));
+        // Targets, one per slot seed: built on the host by the CPU model's cache (only when
+        // the conditioning, knobs or seed change), uploaded only when their values change.
+        st.tick_serial += 1;
+        let mut target_ptrs: Vec<(u32, u64)> = Vec::with_capacity(batch.len());
+        for slot in batch.iter() {
+            let seed = slot.noise.seed;
+            if target_ptrs.iter().any(|(s, _)| *s == seed) {
+                continue;
+            }
+            let host = self.cpu.target_for_seed(shared.cond, shared.knobs, frames, seed);
+            let ptr = self.device_target(st, seed, host)?;
+            target_ptrs.push((seed, ptr));
         }
         let source = shared.source.filter(|s| s.frames == frames);
         let records: Vec<SlotStepRecord> = batch
             .iter()
             .map(|s| SlotStepRecord {
                 x: s.x.ptr(stream),
+                target: target_ptrs
+                    .iter()
+                    .find(|(seed, _)| *seed == s.noise.seed)
+                    .map_or(0, |(_, p)| *p),
                 t_curr: s.t_curr,
                 t_next: s.t_next,
                 t_start: s.t_start,
@@ -519,7 +525,6 @@ impl CudaModel {
         )?;
         let (start_ev, end_ev) = (self.event(st)?, self.event(st)?);
         start_ev.record(stream)?;
-        let target_dev = &st.target.as_ref().expect("uploaded").1;
         let src_ptr = source.map_or(0, |s| s.ptr(stream));
         let (curve_ptr, curve_len) = match shared.sde_curve {
             Some(c) if !c.host.is_empty() => (c.buf.device_ptr(stream).0, c.host.len() as i64),
@@ -532,16 +537,50 @@ impl CudaModel {
             .arg(&st.steps_dev)
             .arg(&slots)
             .arg(&len_arg)
-            .arg(target_dev)
             .arg(&src_ptr)
             .arg(&curve_ptr)
             .arg(&curve_len);
         // SAFETY: the argument list matches `ld_denoise_batch`; every address is a live
-        // buffer of `len` floats (the slots' latents, the target, the source) or 0.
+        // buffer of `len` floats (the slots' latents, their targets, the source) or 0.
         unsafe { launch.launch(launch_cfg(records.len() * len)) }?;
         end_ev.record(stream)?;
         st.tick_events.push_back((start_ev, end_ev));
         Ok(())
+    }
+
+    /// The device address of `seed`'s target with values `host`, uploading only on change.
+    fn device_target(&self, st: &mut State, seed: u32, host: Arc<Vec<f32>>) -> Result<u64, DriverError> {
+        let len = host.len();
+        let tick = st.tick_serial;
+        let at = match st.targets.iter().position(|t| t.seed == seed && t.dev.len() == len) {
+            Some(i) => i,
+            None => {
+                let entry = DeviceTarget {
+                    seed,
+                    host: Arc::new(Vec::new()),
+                    dev: self.stream.alloc_zeros(len.max(1))?,
+                    stage: Staged::new(&self.ctx, len)?,
+                    last_tick: tick,
+                };
+                if st.targets.len() < TARGET_CACHE {
+                    st.targets.push(entry);
+                    st.targets.len() - 1
+                } else {
+                    let oldest = (0..st.targets.len())
+                        .min_by_key(|&i| st.targets[i].last_tick)
+                        .expect("full cache");
+                    st.targets[oldest] = entry;
+                    oldest
+                }
+            }
+        };
+        let t = &mut st.targets[at];
+        t.last_tick = tick;
+        if !Arc::ptr_eq(&t.host, &host) && *t.host != *host {
+            t.stage.upload(&self.stream, &self.syncs.tick, |h| h.copy_from_slice(&host), len, &mut t.dev)?;
+        }
+        t.host = host;
+        Ok(t.dev.device_ptr(&self.stream).0)
     }
 
     fn start_on_device(
@@ -643,7 +682,7 @@ impl CudaModel {
         }
         let mut phases_ptr = 0u64;
         if gains[4] > 0.0 || gains[5] > 0.0 {
-            grow(stream, &mut st.phases, 2 * (total + 1))?;
+            grow(stream, &mut st.phases, 2 * (total + 2))?;
             let mut l = stream.launch_builder(&self.kernels.voice_phases);
             l.arg(&mut st.phases)
                 .arg(lat)

@@ -114,9 +114,10 @@ LD_GLOBAL ld_start_slot(float *x, long long n, ld_u64 source_ptr, ld_u64 feedbac
 
 /* ------------------------------------------------------------ denoise (SlotStep) ---- */
 
-/* One slot's step, as staged by the host (48 bytes, repr(C) on the Rust side). */
+/* One slot's step, as staged by the host (56 bytes, repr(C) on the Rust side). */
 typedef struct {
     ld_u64 x;        /* device address of the slot's latent */
+    ld_u64 target;   /* device address of the target for the slot's seed */
     float t_curr;
     float t_next;
     float t_start;
@@ -146,8 +147,7 @@ LD_DEV float ld_sigma(int group) {
 /* All slots of a tick: element e is slot e / len, index e % len. The exact Gaussian
  * posterior-mean x0 (builtin.rs), the source lock, then the Euler or SDE update. */
 LD_GLOBAL ld_denoise_batch(const ld_slot_step *steps, int slots, long long len,
-                           const float *target, ld_u64 source_ptr, ld_u64 curve_ptr,
-                           long long curve_len) {
+                           ld_u64 source_ptr, ld_u64 curve_ptr, long long curve_len) {
     const float *src = (const float *)source_ptr;
     const float *curve = (const float *)curve_ptr;
     LD_FOR_EACH(e, (long long)slots * len) {
@@ -155,6 +155,7 @@ LD_GLOBAL ld_denoise_batch(const ld_slot_step *steps, int slots, long long len,
         long long i = e % len;
         if (!st->active) continue;
         float *x = (float *)st->x;
+        const float *target = (const float *)st->target;
         float t = st->t_curr, tn = st->t_next, ts = st->t_start;
         int c = (int)(i % LD_CHANNELS);
         float k = ld_posterior_gain(t, ld_sigma(c / (LD_CHANNELS / LD_GROUPS)));
@@ -266,9 +267,10 @@ LD_GLOBAL ld_envelope_grains(float *grain, int grains, int n, const float *re, c
     }
 }
 
-/* Voice phase at the start of each loop frame (cycles, integrated from frame 0 in double):
- * phases[v * (total + 1) + f], v = 0 melody, 1 bass. One thread per voice: a scan whose
- * fract() at every step keeps it bit-compatible with synth.rs. */
+/* Voice phase at the start of each loop frame (cycles, integrated from frame 0 in double,
+ * detuned by a constant drift so the loop holds whole cycles, as synth.rs):
+ * phases[v * (total + 2) + f] for f <= total, and the drift in Hz at index total + 1;
+ * v = 0 melody, 1 bass. One thread per voice: a sequential scan, in synth.rs's order. */
 LD_DEV float ld_voice_hz(const float *lat, long long f, int first, float ref_midi) {
     float p = lat[f * LD_CHANNELS + first];
     return 440.0f * powf(2.0f, (ref_midi + 12.0f * p - 69.0f) / 12.0f);
@@ -279,16 +281,21 @@ LD_GLOBAL ld_voice_phases(double *phases, const float *lat, long long total, int
     LD_FOR_EACH(v, 2) {
         int first = v == 0 ? LD_MELODY : LD_BASS;
         float ref = v == 0 ? 69.0f : 45.0f;
+        double spf = (double)hop / (double)sample_rate;
+        double cycles = 0.0;
+        for (long long f = 0; f < total; ++f) cycles += (double)ld_voice_hz(lat, f, first, ref) * spf;
+        double drift = (cycles - round(cycles)) / (double)total;
         double acc = 0.0;
-        double *p = phases + v * (total + 1);
+        double *p = phases + v * (total + 2);
         for (long long f = 0; f <= total; ++f) {
             p[f] = acc;
             if (f < total) {
-                double x = acc + (double)ld_voice_hz(lat, f, first, ref) * (double)hop /
-                                     (double)sample_rate;
-                acc = x - trunc(x);
+                double x = acc + (double)ld_voice_hz(lat, f, first, ref) * spf - drift;
+                double r = fmod(x, 1.0);
+                acc = r < 0.0 ? r + 1.0 : r;
             }
         }
+        p[total + 1] = (double)(float)(drift / spf);
     }
 }
 
@@ -308,7 +315,7 @@ LD_DEV float ld_voice_sample(const float *lat, const double *phases, long long t
     float a0 = 0.5f * (ld_voice_amp(lat, prev, first, gain) + a_mid);
     float a1 = 0.5f * (a_mid + ld_voice_amp(lat, next, first, gain));
     if (a0 < 1e-6f && a1 < 1e-6f) return 0.0f;
-    float f0 = ld_voice_hz(lat, f, first, ref);
+    float f0 = ld_voice_hz(lat, f, first, ref) - (float)phases[total + 1];
     float sum = 0.0f;
     for (int k = 1; k <= LD_PARTIALS; ++k) {
         float fk = f0 * (float)k;
@@ -392,7 +399,7 @@ LD_GLOBAL ld_mix_window(float *out, long long frames, int hop, float sample_rate
                 v += ld_voice_sample(lat, phases, total, LD_MELODY, 69.0f, gains[4], f, i, hop,
                                      sample_rate);
             if (gains[5] > 0.0f)
-                v += ld_voice_sample(lat, phases + (total + 1), total, LD_BASS, 45.0f, gains[5],
+                v += ld_voice_sample(lat, phases + (total + 2), total, LD_BASS, 45.0f, gains[5],
                                      f, i, hop, sample_rate);
         }
         if (gains[6] > 0.0f) {

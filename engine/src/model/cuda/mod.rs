@@ -47,12 +47,14 @@ pub const KERNEL_NAMES: [&str; 7] = [
     "ld_mix_window",
 ];
 
-/// One slot's step as the denoise kernel reads it (`ld_slot_step` in `kernels.cuh`, 48 bytes).
+/// One slot's step as the denoise kernel reads it (`ld_slot_step` in `kernels.cuh`, 56 bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct SlotStepRecord {
     /// Device address of the slot's latent.
     pub x: u64,
+    /// Device address of the conditioning target for the slot's seed.
+    pub target: u64,
     /// Current noise level.
     pub t_curr: f32,
     /// Noise level after the step.
@@ -71,7 +73,7 @@ pub struct SlotStepRecord {
     pub step: u32,
     /// 0 when the slot is left alone (`t_curr <= 0`).
     pub active: u32,
-    /// Padding to 48 bytes.
+    /// Padding to 56 bytes.
     pub pad: u32,
 }
 

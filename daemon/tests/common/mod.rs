@@ -1,0 +1,134 @@
+//! Helpers shared by the tests that run the `latentd` binary: an isolated environment (no
+//! JACK or PipeWire server, no systemd, private XDG folders), a running daemon whose stderr
+//! lines arrive on a channel, WAV writing, waiting for a child with a limit.
+//!
+//! Threading: a [`Daemon`] is owned by one test (or a shared fixture); a reader thread per
+//! daemon forwards its stderr lines.
+
+#![allow(dead_code)] // each test binary uses a subset
+
+pub mod osc_client;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The daemon binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_latentd");
+
+/// Isolate `cmd` from the machine's audio servers, systemd and user folders (all under
+/// `dir`); OSC on a free port, no OSCQuery.
+pub fn isolated<'a>(cmd: &'a mut Command, dir: &Path) -> &'a mut Command {
+    let runtime = dir.join("xdg-runtime");
+    std::fs::create_dir_all(&runtime).unwrap();
+    cmd.env(
+        "JACK_DEFAULT_SERVER",
+        format!("latentd-none-{}", std::process::id()),
+    )
+    .env("JACK_NO_START_SERVER", "1")
+    .env("XDG_RUNTIME_DIR", &runtime)
+    .env("PIPEWIRE_REMOTE", "latentd-none")
+    .env("XDG_STATE_HOME", dir.join("state"))
+    .env("XDG_CONFIG_HOME", dir.join("config"))
+    .env_remove("STATE_DIRECTORY")
+    .env_remove("NOTIFY_SOCKET")
+    .env_remove("RUST_LOG")
+    // Tests run side by side: OSC on a free port, no OSCQuery.
+    .args(["--osc", "127.0.0.1:0", "--oscquery-port", "0"])
+}
+
+/// Write a 32-bit float WAV of interleaved `samples`.
+pub fn write_float_wav(path: &Path, channels: u16, rate: u32, samples: &[f32]) {
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate: rate,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for &s in samples {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+/// Wait for `child` to exit, at most `limit`.
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}
+
+/// A running daemon whose stderr lines arrive on a channel; killed on drop if still running.
+pub struct Daemon {
+    /// The process.
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Daemon {
+    /// Start `latentd args`, isolated under `dir`.
+    pub fn start(dir: &Path, args: &[&str]) -> Self {
+        let mut child = isolated(&mut Command::new(BIN), dir)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                // Nobody listening any more: keep draining so the daemon never blocks.
+                let _ = tx.send(line);
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// Wait for a stderr line containing `needle`; returns it.
+    pub fn wait_for(&self, needle: &str, limit: Duration) -> String {
+        let t0 = Instant::now();
+        while let Some(left) = limit.checked_sub(t0.elapsed()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("no stderr line with {needle:?} within {limit:?}");
+    }
+
+    /// Send `sig` to the daemon.
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: plain FFI call; the pid is our own child, still unreaped.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert_eq!(rc, 0);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Parse `key=value` pairs of the counters line.
+pub fn counter(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("{key} missing from {line:?}"))
+        .parse()
+        .unwrap()
+}

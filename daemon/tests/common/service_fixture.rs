@@ -1,0 +1,383 @@
+//! A running `latentd` for the service tests: the real binary on the null output, in an
+//! isolated environment (no JACK, no PipeWire, its own XDG dirs and state file), with its
+//! stderr collected line by line, a raw OSC/UDP client for it, and the sd_notify socket a
+//! service manager would own.
+//!
+//! Threading: one reader thread per daemon collects stderr; everything else runs on the
+//! test's thread.
+
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rosc::{OscMessage, OscPacket, OscType};
+use tempfile::TempDir;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_latentd");
+
+/// A Unix datagram socket bound where `NOTIFY_SOCKET` will point, as systemd owns it.
+pub struct NotifySocket {
+    socket: UnixDatagram,
+    /// The socket's path (the value for `NOTIFY_SOCKET`).
+    pub path: PathBuf,
+}
+
+impl NotifySocket {
+    /// Binds `notify.sock` in `dir`.
+    pub fn bind(dir: &Path) -> Self {
+        let path = dir.join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        Self { socket, path }
+    }
+
+    /// The next datagram within `timeout`, with its arrival time.
+    pub fn receive(&self, timeout: Duration) -> Option<(String, Instant)> {
+        self.socket
+            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
+            .unwrap();
+        let mut buffer = [0u8; 4096];
+        match self.socket.recv(&mut buffer) {
+            Ok(n) => Some((
+                String::from_utf8(buffer[..n].to_vec()).unwrap(),
+                Instant::now(),
+            )),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                None
+            }
+            Err(e) => panic!("notify socket: {e}"),
+        }
+    }
+
+    /// A thread that receives every datagram from now on and stamps it on arrival (so the
+    /// times are right while the test is busy elsewhere); it ends with the socket's owner.
+    pub fn record(&self) -> std::sync::mpsc::Receiver<(String, Instant)> {
+        let socket = self.socket.try_clone().unwrap();
+        socket.set_read_timeout(None).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = socket.recv(&mut buffer) {
+                let text = String::from_utf8(buffer[..n].to_vec()).unwrap();
+                if tx.send((text, Instant::now())).is_err() {
+                    return;
+                }
+            }
+        });
+        rx
+    }
+
+    /// Every datagram for `span`.
+    pub fn collect_for(&self, span: Duration) -> Vec<(String, Instant)> {
+        let end = Instant::now() + span;
+        let mut out = Vec::new();
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            if let Some(m) = self.receive(left) {
+                out.push(m);
+            }
+        }
+        out
+    }
+
+    /// Datagrams until one contains `line` (returned last), or panic after `timeout`.
+    pub fn until(&self, line: &str, timeout: Duration) -> Vec<(String, Instant)> {
+        let end = Instant::now() + timeout;
+        let mut out = Vec::new();
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            if let Some(m) = self.receive(left) {
+                let done = m.0.lines().any(|l| l == line);
+                out.push(m);
+                if done {
+                    return out;
+                }
+            }
+        }
+        panic!("no {line} within {timeout:?}; got {out:?}");
+    }
+}
+
+/// How to start a daemon.
+pub struct Launch<'a> {
+    /// Extra arguments after the fixed ones.
+    pub args: Vec<String>,
+    /// Extra environment.
+    pub env: Vec<(&'a str, String)>,
+    /// `NOTIFY_SOCKET` target, if any.
+    pub notify: Option<&'a NotifySocket>,
+    /// `--osc` (default `127.0.0.1:0`: a free port).
+    pub osc_bind: String,
+}
+
+impl Default for Launch<'_> {
+    fn default() -> Self {
+        Self {
+            args: Vec::new(),
+            env: Vec::new(),
+            notify: None,
+            osc_bind: "127.0.0.1:0".into(),
+        }
+    }
+}
+
+/// A running `latentd` (killed on drop if still running).
+pub struct Daemon {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    /// The state file it was started with.
+    pub state: PathBuf,
+}
+
+/// The environment of every test daemon: nothing outside `dir` is read or written.
+pub fn isolated<'a>(cmd: &'a mut Command, dir: &Path) -> &'a mut Command {
+    let runtime = dir.join("xdg-runtime");
+    std::fs::create_dir_all(&runtime).unwrap();
+    cmd.env(
+        "JACK_DEFAULT_SERVER",
+        format!("latentd-none-{}", std::process::id()),
+    )
+    .env("JACK_NO_START_SERVER", "1")
+    .env("XDG_RUNTIME_DIR", &runtime)
+    .env("PIPEWIRE_REMOTE", "latentd-none")
+    .env("XDG_STATE_HOME", dir.join("xdg-state"))
+    .env("XDG_CONFIG_HOME", dir.join("xdg-config"))
+    .env_remove("STATE_DIRECTORY")
+    .env_remove("NOTIFY_SOCKET")
+    .env_remove("WATCHDOG_USEC")
+    .env_remove("WATCHDOG_PID")
+    .env_remove("LATENTD_TEST_ENGINE_STALL_S")
+    .env_remove("JOURNAL_STREAM")
+    .env_remove("RUST_LOG")
+}
+
+impl Daemon {
+    /// Starts `latentd --audio null --oscquery-port 0 --osc <launch.osc_bind> --state
+    /// <dir>/state.json` plus `launch`.
+    pub fn start(dir: &TempDir, launch: Launch<'_>) -> Self {
+        let state = dir.path().join("state.json");
+        let mut cmd = Command::new(BIN);
+        isolated(&mut cmd, dir.path())
+            .args(["--audio", "null", "--oscquery-port", "0", "--osc"])
+            .arg(&launch.osc_bind)
+            .arg("--state")
+            .arg(&state)
+            .args(&launch.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(notify) = launch.notify {
+            cmd.env("NOTIFY_SOCKET", &notify.path);
+        }
+        for (key, value) in &launch.env {
+            cmd.env(key, value);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self {
+            child,
+            lines,
+            state,
+        }
+    }
+
+    /// The stderr lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// Waits until a stderr line contains `text`; returns it.
+    pub fn wait_line(&self, text: &str, timeout: Duration) -> String {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.lines().into_iter().find(|l| l.contains(text)) {
+                return line;
+            }
+            if Instant::now() > end {
+                panic!(
+                    "no line with {text:?} in {timeout:?}:\n{}",
+                    self.lines().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Whether a stderr line contains `text` now.
+    pub fn has_line(&self, text: &str) -> bool {
+        self.lines().iter().any(|l| l.contains(text))
+    }
+
+    /// The OSC address from the "OSC listening on udp://…" line.
+    pub fn osc_addr(&self, timeout: Duration) -> SocketAddr {
+        let line = self.wait_line("OSC listening on udp://", timeout);
+        let rest = line.split("udp://").nth(1).unwrap();
+        rest.split_whitespace().next().unwrap().parse().unwrap()
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    }
+
+    /// Whether it has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
+    /// Waits up to `limit` for the exit.
+    pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let end = Instant::now() + limit;
+        while Instant::now() < end {
+            if let Some(status) = self.exited() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
+    }
+
+    /// SIGTERM, then the exit status and how long the exit took (panics after 5 s).
+    pub fn terminate(&mut self) -> (ExitStatus, Duration) {
+        let sent = Instant::now();
+        self.signal(libc::SIGTERM);
+        let status = self
+            .wait(Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("no exit 5 s after SIGTERM:\n{}", self.lines().join("\n")));
+        let took = sent.elapsed();
+        // Let the reader thread take the last lines.
+        std::thread::sleep(Duration::from_millis(50));
+        (status, took)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A raw OSC/UDP client.
+pub struct Osc {
+    socket: UdpSocket,
+    to: SocketAddr,
+}
+
+/// The `/status.reply` figures the tests look at.
+#[derive(Debug, Clone, Copy)]
+pub struct Status {
+    /// Playhead, seconds into the loop.
+    pub playhead_s: f64,
+    /// Loop length, seconds.
+    pub loop_s: f64,
+    /// Output xruns.
+    pub xruns: i32,
+}
+
+impl Osc {
+    /// A client for the daemon at `to`.
+    pub fn new(to: SocketAddr) -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Self { socket, to }
+    }
+
+    /// Sends `/addr args…`.
+    pub fn send(&self, addr: &str, args: Vec<OscType>) {
+        let packet = OscPacket::Message(OscMessage {
+            addr: addr.to_string(),
+            args,
+        });
+        self.socket
+            .send_to(&rosc::encoder::encode(&packet).unwrap(), self.to)
+            .unwrap();
+    }
+
+    /// The next message addressed `addr` within `timeout` (others are skipped).
+    pub fn reply(&self, addr: &str, timeout: Duration) -> Option<OscMessage> {
+        let end = Instant::now() + timeout;
+        let mut buffer = [0u8; 65_536];
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            self.socket
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            let Ok(n) = self.socket.recv(&mut buffer) else {
+                continue;
+            };
+            let (_, packet) = rosc::decoder::decode_udp(&buffer[..n]).unwrap();
+            if let Some(m) = find(packet, addr) {
+                return Some(m);
+            }
+        }
+        None
+    }
+
+    /// Sends `/addr args…` and waits for `reply_addr`.
+    pub fn ask(&self, addr: &str, args: Vec<OscType>, reply_addr: &str) -> Option<OscMessage> {
+        self.send(addr, args);
+        self.reply(reply_addr, Duration::from_secs(2))
+    }
+
+    /// `/status` now (panics without a reply).
+    pub fn status(&self) -> Status {
+        let m = self
+            .ask("/status", vec![], "/status.reply")
+            .expect("no /status.reply within 2 s");
+        let float = |i: usize| match m.args[i] {
+            OscType::Float(v) => f64::from(v),
+            ref other => panic!("/status.reply arg {i}: {other:?}"),
+        };
+        let int = |i: usize| match m.args[i] {
+            OscType::Int(v) => v,
+            ref other => panic!("/status.reply arg {i}: {other:?}"),
+        };
+        Status {
+            playhead_s: float(3),
+            loop_s: float(4),
+            xruns: int(8),
+        }
+    }
+
+    /// A knob's value, queried.
+    pub fn knob(&self, name: &str) -> f64 {
+        let addr = format!("/knob/{name}");
+        let m = self
+            .ask(&addr, vec![], &addr)
+            .unwrap_or_else(|| panic!("no reply to {addr}"));
+        match m.args[0] {
+            OscType::Float(v) => f64::from(v),
+            OscType::Double(v) => v,
+            OscType::Int(v) => f64::from(v),
+            ref other => panic!("{addr}: {other:?}"),
+        }
+    }
+}
+
+fn find(packet: OscPacket, addr: &str) -> Option<OscMessage> {
+    match packet {
+        OscPacket::Message(m) if m.addr == addr => Some(m),
+        OscPacket::Message(_) => None,
+        OscPacket::Bundle(b) => b.content.into_iter().find_map(|p| find(p, addr)),
+    }
+}
