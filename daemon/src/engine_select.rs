@@ -34,7 +34,9 @@ mod imp {
             EngineChoice::Auto if cuda_available() => match CudaModel::new(0) {
                 Ok(m) => FailoverModel::new(m),
                 Err(e) => {
-                    log::warn!("engine auto: a CUDA device is present but unusable ({e}); using the CPU");
+                    log::warn!(
+                        "engine auto: a CUDA device is present but unusable ({e}); using the CPU"
+                    );
                     FailoverModel::cpu_only()
                 }
             },

@@ -5,8 +5,8 @@
 pub mod audio;
 pub mod cli;
 pub mod config;
-pub mod engine_select;
 pub mod control;
+pub mod engine_select;
 pub mod logging;
 pub mod osc;
 pub mod record;

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use clap::{Args, ValueEnum};
 use latentd::audio::PeriodProcessor;
 use latentd::audio::select::{BackendChoice, OutputOptions, open_output};
-use latentd_engine::PlayheadRing;
-use latentd_engine::model::Model;
 use latentd::cli::EngineChoice;
 use latentd::control::DaemonModel;
+use latentd_engine::PlayheadRing;
+use latentd_engine::model::Model;
 use latentd_engine::runner::golden::{
     GoldenOptions, GoldenRun, Scenario, run_realtime, run_sim, source_loop,
 };

@@ -159,6 +159,7 @@ impl Blob {
     }
     fn record(&mut self, r: &SlotStepRecord) -> &mut Self {
         self.u64(r.x)
+            .u64(r.target)
             .f32(r.t_curr)
             .f32(r.t_next)
             .f32(r.t_start)
@@ -412,8 +413,7 @@ pub(super) fn c_decode(
     let tables = DecoderTables::new(SAMPLE_RATE, FRAME_RATE);
     let mut blob = Blob::default();
     blob.u64(total as u64).u64(start as u64).u64(frames as u64);
-    blob.u32((SAMPLE_RATE / FRAME_RATE) as u32)
-        .f32(SAMPLE_RATE as f32);
+    blob.u32(SAMPLE_RATE / FRAME_RATE).f32(SAMPLE_RATE as f32);
     blob.f32s(gains).f32s(latents);
     blob.0.extend(&tables.bin_band);
     blob.f32s(&tables.phase_sin).f32s(&tables.phase_cos);

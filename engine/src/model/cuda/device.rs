@@ -478,7 +478,9 @@ impl CudaModel {
             if target_ptrs.iter().any(|(s, _)| *s == seed) {
                 continue;
             }
-            let host = self.cpu.target_for_seed(shared.cond, shared.knobs, frames, seed);
+            let host = self
+                .cpu
+                .target_for_seed(shared.cond, shared.knobs, frames, seed);
             let ptr = self.device_target(st, seed, host)?;
             target_ptrs.push((seed, ptr));
         }
@@ -549,10 +551,19 @@ impl CudaModel {
     }
 
     /// The device address of `seed`'s target with values `host`, uploading only on change.
-    fn device_target(&self, st: &mut State, seed: u32, host: Arc<Vec<f32>>) -> Result<u64, DriverError> {
+    fn device_target(
+        &self,
+        st: &mut State,
+        seed: u32,
+        host: Arc<Vec<f32>>,
+    ) -> Result<u64, DriverError> {
         let len = host.len();
         let tick = st.tick_serial;
-        let at = match st.targets.iter().position(|t| t.seed == seed && t.dev.len() == len) {
+        let at = match st
+            .targets
+            .iter()
+            .position(|t| t.seed == seed && t.dev.len() == len)
+        {
             Some(i) => i,
             None => {
                 let entry = DeviceTarget {
@@ -577,7 +588,13 @@ impl CudaModel {
         let t = &mut st.targets[at];
         t.last_tick = tick;
         if !Arc::ptr_eq(&t.host, &host) && *t.host != *host {
-            t.stage.upload(&self.stream, &self.syncs.tick, |h| h.copy_from_slice(&host), len, &mut t.dev)?;
+            t.stage.upload(
+                &self.stream,
+                &self.syncs.tick,
+                |h| h.copy_from_slice(&host),
+                len,
+                &mut t.dev,
+            )?;
         }
         t.host = host;
         Ok(t.dev.device_ptr(&self.stream).0)
@@ -792,7 +809,7 @@ impl Model for CudaModel {
         let frames = self.cpu.latent_frames(&host);
         self.upload_host_latents(host.as_slice().to_vec(), frames)
             .map_err(|e| {
-                self.record_fault("source upload", &e);
+                self.record_fault("source upload", e);
                 EncodeError::Refused {
                     field: "source",
                     reason: format!("CUDA upload failed: {e}"),
@@ -914,7 +931,7 @@ impl Model for CudaModel {
         }
         self.decode_on_device(latents, gains, start_frame, frames, out)
             .map_err(|e| {
-                self.record_fault("decode", &e);
+                self.record_fault("decode", e);
                 DecodeError::Backend(format!("CUDA decode: {e}"))
             })
     }

@@ -144,8 +144,17 @@ fn gpu_benchmark() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
     for loop_s in [60usize, 240] {
-        let samples: Vec<f32> = audio().iter().copied().cycle().take(48_000 * 2 * loop_s).collect();
-        let view = AudioView { samples: &samples, channels: 2, sample_rate: 48_000 };
+        let samples: Vec<f32> = audio()
+            .iter()
+            .copied()
+            .cycle()
+            .take(48_000 * 2 * loop_s)
+            .collect();
+        let view = AudioView {
+            samples: &samples,
+            channels: 2,
+            sample_rate: 48_000,
+        };
         let source = Arc::new(gpu.encode_source(view).unwrap());
         let frames = gpu.latent_frames(&source);
         for depth in [4u32, 8] {
@@ -172,7 +181,8 @@ fn gpu_benchmark() {
                         tick_ms.push(t * 1e3);
                     }
                     for f in &fin {
-                        gpu.decode_window(&f.latents, &[1.0; 8], false, 0, 9, &mut out).unwrap();
+                        gpu.decode_window(&f.latents, &[1.0; 8], false, 0, 9, &mut out)
+                            .unwrap();
                         if let Some(t) = gpu.device_times().and_then(|d| d.decode_s) {
                             decode_ms.push(t * 1e3);
                         }
@@ -181,7 +191,9 @@ fn gpu_benchmark() {
                 let after = gpu.host_syncs();
                 let pct = |v: &mut Vec<f64>, q: f64| {
                     v.sort_by(f64::total_cmp);
-                    v.get(((v.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN)
+                    v.get(((v.len() as f64 - 1.0) * q).round() as usize)
+                        .copied()
+                        .unwrap_or(f64::NAN)
                 };
                 println!(
                     "BENCH {{\"device\":\"{}\",\"loop_s\":{loop_s},\"depth\":{depth},\"steps\":{steps},\"ticks\":{ticks},\"tick_ms_p50\":{:.4},\"tick_ms_p95\":{:.4},\"host_launch_ms_p50\":{:.4},\"decode_ms_p50\":{:.4},\"decode_ms_p95\":{:.4},\"decodes\":{},\"tick_host_syncs_per_tick\":{:.4},\"decode_host_syncs_per_decode\":{:.4}}}",
