@@ -160,7 +160,9 @@ pub struct Cli {
     /// A knob value at start, `name=value`; may repeat.
     #[arg(long = "knob", value_name = "NAME=VALUE")]
     pub knobs: Vec<String>,
-    /// Engine: builtin-cpu (the default) or off (play the loop untouched).
+    /// Engine: builtin-cpu (the default), builtin-cuda (NVIDIA GPU; a build with the `cuda`
+    /// feature), auto (CUDA when a usable device exists, else the CPU), or off (play the loop
+    /// untouched).
     #[arg(long, value_name = "ENGINE")]
     pub engine: Option<EngineChoice>,
     /// Turn the near-playhead repatch off (for A/B latency measurement).
