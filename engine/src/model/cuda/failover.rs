@@ -15,6 +15,7 @@
 //!
 //! Threading: as [`Model`]; the status is shared (`Arc`) with whoever reports it.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -178,12 +179,13 @@ impl<D: DeviceBackend> FailoverModel<D> {
         }
     }
 
-    fn to_host(&self, l: &FailoverLatents<D::Latents>) -> Option<CpuLatents> {
+    /// Host latents: borrowed when already on the host, rescued from the device otherwise.
+    fn to_host<'a>(&self, l: &'a FailoverLatents<D::Latents>) -> Option<Cow<'a, CpuLatents>> {
         match l {
-            FailoverLatents::Host(h) => Some(h.clone()),
+            FailoverLatents::Host(h) => Some(Cow::Borrowed(h)),
             FailoverLatents::Device(d) => self.dev().rescue(d).map(|v| {
                 self.status.rescued.fetch_add(1, Ordering::Relaxed);
-                CpuLatents::from_host(v)
+                Cow::Owned(CpuLatents::from_host(v))
             }),
         }
     }
@@ -272,8 +274,8 @@ impl<D: DeviceBackend> Model for FailoverModel<D> {
             .and_then(|(p, w)| self.to_host(p).map(|h| (h, w)));
         FailoverLatents::Host(self.cpu.start_slot(SlotStart {
             frames: start.frames,
-            source: source.as_ref(),
-            feedback: feedback.as_ref().map(|(h, w)| (h, *w)),
+            source: source.as_deref(),
+            feedback: feedback.as_ref().map(|(h, w)| (&**h, *w)),
             t_start: start.t_start,
             noise: start.noise,
         }))
@@ -325,19 +327,23 @@ impl<D: DeviceBackend> Model for FailoverModel<D> {
         let source = shared.source.and_then(|s| self.to_host(s));
         for slot in batch.iter_mut() {
             if let FailoverLatents::Device(_) = slot.x {
-                let host = self.to_host(slot.x).unwrap_or_else(|| {
-                    self.status.renoised.fetch_add(1, Ordering::Relaxed);
-                    let frames = self.latent_frames(slot.x);
-                    let mut x = vec![0.0f32; frames * 64];
-                    fill_gaussian(slot.noise, 0, &mut x);
-                    if let Some(src) = source.as_ref().filter(|s| s.as_slice().len() == x.len()) {
-                        let t = slot.t_curr;
-                        for (v, s) in x.iter_mut().zip(src.as_slice()) {
-                            *v = t * *v + (1.0 - t) * s;
+                let host = self
+                    .to_host(slot.x)
+                    .map(Cow::into_owned)
+                    .unwrap_or_else(|| {
+                        self.status.renoised.fetch_add(1, Ordering::Relaxed);
+                        let frames = self.latent_frames(slot.x);
+                        let mut x = vec![0.0f32; frames * 64];
+                        fill_gaussian(slot.noise, 0, &mut x);
+                        if let Some(src) = source.as_ref().filter(|s| s.as_slice().len() == x.len())
+                        {
+                            let t = slot.t_curr;
+                            for (v, s) in x.iter_mut().zip(src.as_slice()) {
+                                *v = t * *v + (1.0 - t) * s;
+                            }
                         }
-                    }
-                    CpuLatents::from_host(x)
-                });
+                        CpuLatents::from_host(x)
+                    });
                 *slot.x = FailoverLatents::Host(host);
             }
         }
@@ -356,12 +362,11 @@ impl<D: DeviceBackend> Model for FailoverModel<D> {
                 FailoverLatents::Device(_) => None,
             })
             .collect();
-        let curve = shared.sde_curve.map(|c| c.host.clone());
         let shared_cpu = StepShared::<BuiltinModel> {
             cond: shared.cond,
             knobs: shared.knobs,
-            source: source.as_ref(),
-            sde_curve: curve.as_ref(),
+            source: source.as_deref(),
+            sde_curve: shared.sde_curve.map(|c| &c.host),
         };
         self.cpu.denoise_batch(&mut steps, &shared_cpu);
     }
