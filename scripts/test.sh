@@ -14,6 +14,11 @@ cargo test --workspace --no-fail-fast "$@"
 # and the shipped config through the binary the tests just built (about a second).
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 LATENTD_BIN="$target_dir/debug/latentd" ./scripts/verify-units.sh
+# The CUDA backend builds everywhere (cudarc loads the driver at run time); its CPU-side
+# tests (C parity, failover) run here, its GPU tests skip saying so. scripts/gpu-check.sh
+# runs them on a GPU machine.
+cargo build -p latentd --features cuda
+cargo test -p latentd-engine --features cuda --lib model::cuda
 # The ring's publish protocol, model-checked by loom (a separate build with --cfg loom).
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
     cargo test -p latentd-engine --release --test ring_loom

@@ -81,6 +81,11 @@ impl LogLevel {
 pub enum EngineChoice {
     /// The built-in model on the CPU.
     BuiltinCpu,
+    /// The built-in model on an NVIDIA GPU (CUDA; needs a build with `--features cuda`),
+    /// falling back to the CPU if the device fails while running.
+    BuiltinCuda,
+    /// CUDA when a usable device exists, else the CPU (the choice is logged).
+    Auto,
     /// No generation: the ring plays the source (or silence) untouched; OSC still steers
     /// the loop band and transport.
     Off,
@@ -91,6 +96,8 @@ impl EngineChoice {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::BuiltinCpu => "builtin-cpu",
+            Self::BuiltinCuda => "builtin-cuda",
+            Self::Auto => "auto",
             Self::Off => "off",
         }
     }
@@ -153,7 +160,9 @@ pub struct Cli {
     /// A knob value at start, `name=value`; may repeat.
     #[arg(long = "knob", value_name = "NAME=VALUE")]
     pub knobs: Vec<String>,
-    /// Engine: builtin-cpu (the default) or off (play the loop untouched).
+    /// Engine: builtin-cpu (the default), builtin-cuda (NVIDIA GPU; a build with the `cuda`
+    /// feature), auto (CUDA when a usable device exists, else the CPU), or off (play the loop
+    /// untouched).
     #[arg(long, value_name = "ENGINE")]
     pub engine: Option<EngineChoice>,
     /// Turn the near-playhead repatch off (for A/B latency measurement).

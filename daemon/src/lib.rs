@@ -6,6 +6,7 @@ pub mod audio;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod engine_select;
 pub mod logging;
 pub mod osc;
 pub mod record;

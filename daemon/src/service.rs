@@ -27,7 +27,6 @@ use latentd_engine::audio_file::{self, LoopAudio};
 use latentd_engine::conditioning::{Conditioner, PromptSpec};
 use latentd_engine::knobs::{KnobId, KnobStore};
 use latentd_engine::model::Model;
-use latentd_engine::model::builtin::BuiltinModel;
 use latentd_engine::ring::PlayheadRing;
 use latentd_engine::runner::clock::RealClock;
 use latentd_engine::runner::engine_config::EngineConfig;
@@ -121,7 +120,8 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     let saver = DebouncedSaver::spawn(store, STATE_DEBOUNCE)
         .map_err(|e| startup(&format!("state saver: {e}")))?;
 
-    let model = Arc::new(BuiltinModel::new());
+    let (model, backend_name) =
+        crate::engine_select::build_model(settings.engine).map_err(|e| startup(&e))?;
     let geometry = model.geometry();
     let (knobs, knob_reader) = KnobStore::new();
     let knobs = Arc::new(knobs);
@@ -273,7 +273,11 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         StatusSources {
             output: Arc::clone(&output_stats),
             period_frames: format.period_frames,
-            backend: settings.engine.as_str(),
+            backend: if generate {
+                backend_name
+            } else {
+                Arc::new(|| "off".into())
+            },
             generate,
         },
     ));
@@ -406,10 +410,18 @@ fn serve(
 ) {
     let mut running = settings.clone();
     let mut last_status = Instant::now() - STATUS_EVERY;
+    let mut last_backend = String::new();
     let mut panics_reported = 0;
     loop {
         if last_status.elapsed() >= STATUS_EVERY {
             let s = dispatcher.status_report();
+            if s.backend != last_backend {
+                // A GPU failure shows here: the backend becomes "builtin-cpu (fallback ...)".
+                if !last_backend.is_empty() {
+                    log::error!("engine backend changed: {}", s.backend);
+                }
+                last_backend = s.backend.clone();
+            }
             let _ = notifier.status(&format!(
                 "playing {:.1}/{:.1} s, {:.0} ticks/s, lead {:.2} s, xruns {}, late {}",
                 s.playhead_s, s.loop_s, s.ticks_per_s, s.lead_s, s.xruns, s.late_landings
@@ -537,7 +549,7 @@ fn apply_start_knobs(knobs: &KnobStore, settings: &Settings, restored: &Persiste
 /// Prompt and references at start: the saved session's, else the config's, else the
 /// model's default prompt (so a newcomer hears music at once).
 fn apply_start_conditioning(
-    conditioner: &Conditioner<BuiltinModel>,
+    conditioner: &Conditioner<crate::control::DaemonModel>,
     settings: &Settings,
     restored: &PersistentState,
     rate: u32,

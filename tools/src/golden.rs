@@ -12,9 +12,10 @@ use std::sync::Arc;
 use clap::{Args, ValueEnum};
 use latentd::audio::PeriodProcessor;
 use latentd::audio::select::{BackendChoice, OutputOptions, open_output};
+use latentd::cli::EngineChoice;
+use latentd::control::DaemonModel;
 use latentd_engine::PlayheadRing;
 use latentd_engine::model::Model;
-use latentd_engine::model::builtin::BuiltinModel;
 use latentd_engine::runner::golden::{
     GoldenOptions, GoldenRun, Scenario, run_realtime, run_sim, source_loop,
 };
@@ -78,6 +79,9 @@ pub struct GoldenArgs {
     /// Write the JSON report here.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Engine backend (builtin-cuda and auto need a build with `--features cuda`).
+    #[arg(long, value_enum, default_value = "builtin-cpu")]
+    engine: EngineChoice,
 }
 
 /// Run `latentctl golden`.
@@ -97,7 +101,8 @@ pub fn run(args: GoldenArgs) -> Result<(), String> {
         opts.engine.repatch_gain = g;
     }
     opts.engine.validate().map_err(|e| e.to_string())?;
-    let model = Arc::new(BuiltinModel::new());
+    let (model, backend) = latentd::engine_select::build_model(args.engine)?;
+    eprintln!("engine backend: {}", backend());
     let run = if args.sim {
         run_sim(model, &opts).map_err(|e| e.to_string())?
     } else {
@@ -112,7 +117,7 @@ pub fn run(args: GoldenArgs) -> Result<(), String> {
 }
 
 fn realtime(
-    model: Arc<BuiltinModel>,
+    model: Arc<DaemonModel>,
     opts: &GoldenOptions,
     audio: AudioChoice,
 ) -> Result<GoldenRun, String> {

@@ -22,7 +22,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use latentd_engine::knobs::{KNOBS, KnobId, KnobKind, KnobScope, KnobStore};
-use latentd_engine::model::builtin::BuiltinModel;
 use latentd_engine::ring::RingHandle;
 use latentd_engine::runner::engine_loop::EngineHandle;
 use latentd_engine::runner::trace::ActionKind;
@@ -36,8 +35,8 @@ use jobs::{Job, JobQueue};
 use scheduler::Scheduler;
 use session::Session;
 
-/// The engine model the daemon runs.
-pub type DaemonModel = BuiltinModel;
+/// The engine model the daemon runs (see [`crate::engine_select`]).
+pub use crate::engine_select::DaemonModel;
 
 /// The daemon's engine handle.
 pub type DaemonEngine = EngineHandle<DaemonModel>;
@@ -70,8 +69,8 @@ pub struct StatusSources {
     pub output: Arc<OutputStats>,
     /// Output period in frames.
     pub period_frames: usize,
-    /// Engine backend name for `/status`.
-    pub backend: &'static str,
+    /// Engine backend name for `/status` (the running backend: it changes if a GPU fails).
+    pub backend: crate::engine_select::BackendName,
     /// Whether the engine generates (`--engine off`: transport never unpauses it).
     pub generate: bool,
 }
@@ -337,7 +336,7 @@ impl Dispatcher {
         let rate = f64::from(self.ring.sample_rate());
         let counters = self.ring.counters();
         StatusReport {
-            backend: self.status.backend.to_string(),
+            backend: (self.status.backend)(),
             sample_rate: self.ring.sample_rate(),
             period_frames: self.status.period_frames as u32,
             playhead_s: self.ring.playhead() as f64 / rate,

@@ -18,6 +18,7 @@
 //! the encoder thread the encode methods, concurrently.
 
 pub mod builtin;
+pub mod cuda;
 
 use crate::audio_clip::AudioView;
 use crate::conditioning::{ConditionEncoder, Conditioning, EncodeError};
@@ -110,6 +111,9 @@ pub enum DecodeError {
         /// Samples needed.
         want: usize,
     },
+    /// The backend failed (a device error); the model's failover moves to the CPU.
+    #[error("decode: backend failure: {0}")]
+    Backend(String),
     /// The window is empty or longer than the loop.
     #[error("decode: window of {frames} frames (accepted: 1 to {loop_frames})")]
     Window {
@@ -118,6 +122,16 @@ pub enum DecodeError {
         /// Loop length in frames.
         loop_frames: usize,
     },
+}
+
+/// Device-measured durations of finished work (GPU backends), read without blocking.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct DeviceTimes {
+    /// The newest tick (`denoise_batch`) whose events have completed: usually the previous
+    /// tick, since the current one is still running when the runner asks.
+    pub tick_s: Option<f64>,
+    /// The newest decode whose events have completed.
+    pub decode_s: Option<f64>,
 }
 
 /// A generative model backend.
@@ -160,6 +174,14 @@ pub trait Model: ConditionEncoder + 'static {
     /// the kept frames directly gives the same samples at a third of the cost.
     fn decode_context_frames(&self) -> usize {
         8
+    }
+
+    /// Device times of the newest work already finished. `None`
+    /// (the default, CPU backends): the runner's wall-clock measurement is the time. A GPU
+    /// backend measures with events and resolves them with non-blocking queries, one tick
+    /// late, so the tick loop never waits for the device to time it.
+    fn device_times(&self) -> Option<DeviceTimes> {
+        None
     }
 
     /// Renders latent frames `start_frame .. start_frame + frames` (wrapping at the loop end)

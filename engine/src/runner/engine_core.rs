@@ -432,7 +432,16 @@ impl<M: Model> EngineCore<M> {
         self.finished.clear();
         let started = Instant::now();
         self.pipeline.tick(&knobs, &cond, &mut self.finished);
-        let tick_s = clock.charge(Work::Tick, started.elapsed().as_secs_f64());
+        // A GPU backend's tick time comes from its events, resolved one tick late (the wall
+        // clock here would time only the launches); until the first resolves, the launch
+        // time stands in.
+        let wall_s = started.elapsed().as_secs_f64();
+        let measured_s = self
+            .model
+            .device_times()
+            .and_then(|d| d.tick_s)
+            .unwrap_or(wall_s);
+        let tick_s = clock.charge(Work::Tick, measured_s);
         self.recent_tick.push(tick_s * 1e3);
         let cap = self.config.sample_capacity;
         push_sample(
@@ -554,7 +563,14 @@ impl<M: Model> EngineCore<M> {
         };
         let started = Instant::now();
         let decoded = self.decode_into(latent, knobs, plan.target())?;
-        let decode_s = clock.charge(Work::Decode, started.elapsed().as_secs_f64());
+        let wall_s = started.elapsed().as_secs_f64();
+        // A GPU decode waits for its own audio, so its events have resolved by now.
+        let measured_s = self
+            .model
+            .device_times()
+            .and_then(|d| d.decode_s)
+            .unwrap_or(wall_s);
+        let decode_s = clock.charge(Work::Decode, measured_s);
         self.rendered_decoder = Some(decoder_knobs(knobs));
         self.recent_decode.push(decode_s * 1e3);
         let cap = self.config.sample_capacity;

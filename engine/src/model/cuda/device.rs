@@ -1,0 +1,948 @@
+//! [`CudaModel`]: the built-in model on an NVIDIA GPU through cudarc (driver API and NVRTC,
+//! both loaded at run time).
+//!
+//! Latency rules, made structural:
+//! - one stream; nothing in [`Model::denoise_batch`] waits for the device: tick times come from
+//!   CUDA events read with a non-blocking query one tick later ([`Model::device_times`]);
+//! - per-tick host data (one [`SlotStepRecord`] per slot) goes through a pinned staging buffer
+//!   (two, alternating) with one async copy; the conditioning target is uploaded only when it
+//!   changes (same cache key as the CPU model), curves at the setter ([`Model::upload_curve`]);
+//! - no readback decides control flow: which slots are active, which decoder layers run, all
+//!   come from host-side values;
+//! - every device buffer is allocated once per shape and grown, never shrunk; latents recycle
+//!   through a pool;
+//! - [`Model::decode_window`] runs its kernels into a device buffer, then ONE device-to-host
+//!   copy into a pinned buffer and one wait (the audio has to reach the ring): the only
+//!   blocking call per window.
+//!
+//! Calls that may block are counted ([`HostSyncCounts`]): the benchmark reports them per tick.
+//! A device error is kept ([`CudaModel::fault`]); after one the model does no more device work
+//! and [`super::failover::FailoverModel`] moves the engine to the CPU.
+//!
+//! Threading: `Send + Sync`; device state behind an uncontended mutex (engine thread); the
+//! encoder thread only runs the CPU encoders and one upload.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use cudarc::driver::{
+    CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
+    DriverError, LaunchConfig, PinnedHostSlice, PushKernelArg, ValidAsZeroBits, sys,
+};
+use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
+
+use super::{DecoderTables, KERNEL_NAMES, KERNEL_SOURCE, SlotStepRecord};
+use crate::audio_clip::AudioView;
+use crate::conditioning::{ConditionEncoder, EncodeError, PromptEncoding};
+use crate::model::builtin::{BuiltinCond, BuiltinModel, FRAME_RATE, SAMPLE_RATE};
+use crate::model::{DecodeError, DeviceTimes, Geometry, Model, SlotStart, SlotStep, StepShared};
+
+// SAFETY: plain `repr(C)` data of integers and floats, the layout of `ld_slot_step`.
+unsafe impl DeviceRepr for SlotStepRecord {}
+// SAFETY: all-zero bytes are a valid record.
+unsafe impl ValidAsZeroBits for SlotStepRecord {}
+
+const CHANNELS: usize = 64;
+const BLOCK: u32 = 256;
+/// Slot records a step staging buffer holds (pipeline depth is far below).
+const STEP_CAPACITY: usize = 64;
+/// Latent buffers kept for reuse.
+const POOL_CAP: usize = 64;
+
+/// Whether the CUDA driver library can be loaded and reports a device (no context made).
+pub fn cuda_available() -> bool {
+    // SAFETY: only tries to dlopen the driver library.
+    if !unsafe { sys::is_culib_present() } {
+        return false;
+    }
+    CudaContext::device_count().is_ok_and(|n| n > 0)
+}
+
+/// Calls that may block the host, by where they happen.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostSyncCounts {
+    /// In the tick (`denoise_batch`, `start_slot`, curve and target uploads): waits that
+    /// actually had to wait for a staging buffer's previous copy.
+    pub tick: u64,
+    /// In decodes: the one wait for the window's audio, per window.
+    pub decode: u64,
+    /// Outside the tick loop (encodes, `latents_to_host`).
+    pub other: u64,
+}
+
+#[derive(Default)]
+struct SyncCounters {
+    tick: AtomicU64,
+    decode: AtomicU64,
+    other: AtomicU64,
+}
+
+/// Latents on the device (and, for encoded sources, their host copy).
+pub struct CudaLatents {
+    buf: Option<CudaSlice<f32>>,
+    frames: usize,
+    host: Option<Arc<Vec<f32>>>,
+    pool: Arc<Mutex<Vec<CudaSlice<f32>>>>,
+}
+
+impl CudaLatents {
+    fn ptr(&self, stream: &CudaStream) -> u64 {
+        let buf = self.buf.as_ref().expect("latents present until dropped");
+        let (p, _guard) = buf.device_ptr(stream);
+        p
+    }
+
+    /// The host copy kept for encoded sources (`None` for latents made on the device).
+    pub fn host_copy(&self) -> Option<&Arc<Vec<f32>>> {
+        self.host.as_ref()
+    }
+
+    /// Latent frames.
+    pub fn frames(&self) -> usize {
+        self.frames
+    }
+}
+
+impl Drop for CudaLatents {
+    fn drop(&mut self) {
+        if let Some(buf) = self.buf.take() {
+            let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < POOL_CAP {
+                pool.push(buf);
+            }
+        }
+    }
+}
+
+/// A per-frame curve on the device, with the host values it came from.
+pub struct CudaCurve {
+    buf: CudaSlice<f32>,
+    host: Vec<f32>,
+}
+
+impl CudaCurve {
+    /// The host values.
+    pub fn host(&self) -> &[f32] {
+        &self.host
+    }
+}
+
+/// A pinned host buffer for uploads, with the event that marks its last copy done.
+struct Staged<T> {
+    host: PinnedHostSlice<T>,
+    done: CudaEvent,
+    used: bool,
+}
+
+impl<T: DeviceRepr + ValidAsZeroBits> Staged<T> {
+    fn new(ctx: &Arc<CudaContext>, len: usize) -> Result<Self, DriverError> {
+        Ok(Self {
+            // SAFETY: every element is written before it is copied.
+            host: unsafe {
+                ctx.alloc_pinned_with_flags(len.max(1), sys::CU_MEMHOSTALLOC_WRITECOMBINED)
+            }?,
+            done: ctx.new_event(None)?,
+            used: false,
+        })
+    }
+
+    /// Fills the buffer's first `len` elements with `data` and copies the whole buffer to
+    /// `dst` (async; `dst` holds at least the buffer's length). Waits only if the previous
+    /// copy from this buffer has not finished, and counts that wait.
+    fn upload(
+        &mut self,
+        stream: &Arc<CudaStream>,
+        counter: &AtomicU64,
+        data: impl FnOnce(&mut [T]),
+        len: usize,
+        dst: &mut CudaSlice<T>,
+    ) -> Result<(), DriverError> {
+        if self.used && !self.done.try_is_complete()? {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        data(&mut self.host.as_mut_slice()?[..len]);
+        stream.memcpy_htod(&self.host, dst)?;
+        self.done.record(stream)?;
+        self.used = true;
+        Ok(())
+    }
+}
+
+struct Kernels {
+    start: CudaFunction,
+    denoise: CudaFunction,
+    env_spectrum: CudaFunction,
+    env_grains: CudaFunction,
+    voice_phases: CudaFunction,
+    mix: CudaFunction,
+}
+
+struct Tables {
+    n: usize,
+    bin_band: CudaSlice<u8>,
+    phase_sin: CudaSlice<f32>,
+    phase_cos: CudaSlice<f32>,
+    twiddle_cos: CudaSlice<f32>,
+    twiddle_sin: CudaSlice<f32>,
+    window: CudaSlice<f32>,
+}
+
+/// A conditioning target on the device, for one slot seed.
+struct DeviceTarget {
+    seed: u32,
+    host: Arc<Vec<f32>>,
+    dev: CudaSlice<f32>,
+    stage: Staged<f32>,
+    last_tick: u64,
+}
+
+/// Targets kept on the device (distinct seeds in flight; the oldest is replaced).
+const TARGET_CACHE: usize = 8;
+
+struct State {
+    steps: [Option<Staged<SlotStepRecord>>; 2],
+    steps_next: usize,
+    steps_dev: CudaSlice<SlotStepRecord>,
+    targets: Vec<DeviceTarget>,
+    tick_serial: u64,
+    curve_stage: Option<Staged<f32>>,
+    gains_stage: Staged<f32>,
+    gains_dev: CudaSlice<f32>,
+    re: CudaSlice<f32>,
+    im: CudaSlice<f32>,
+    grain: CudaSlice<f32>,
+    phases: CudaSlice<f64>,
+    out_dev: CudaSlice<f32>,
+    out_host: Option<PinnedHostSlice<f32>>,
+    tick_events: VecDeque<(CudaEvent, CudaEvent)>,
+    decode_events: VecDeque<(CudaEvent, CudaEvent)>,
+    spare_events: Vec<CudaEvent>,
+    times: DeviceTimes,
+}
+
+/// The built-in model on a CUDA device (see the module doc).
+pub struct CudaModel {
+    cpu: BuiltinModel,
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    kernels: Kernels,
+    tables: Tables,
+    name: String,
+    state: Mutex<State>,
+    pool: Arc<Mutex<Vec<CudaSlice<f32>>>>,
+    fault: Mutex<Option<String>>,
+    syncs: SyncCounters,
+}
+
+fn launch_cfg(n: usize) -> LaunchConfig {
+    let blocks = (n as u64).div_ceil(u64::from(BLOCK)).clamp(1, 65_535) as u32;
+    LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+fn grow<T: DeviceRepr + ValidAsZeroBits>(
+    stream: &Arc<CudaStream>,
+    buf: &mut CudaSlice<T>,
+    len: usize,
+) -> Result<(), DriverError> {
+    if buf.len() < len {
+        *buf = stream.alloc_zeros(len)?;
+    }
+    Ok(())
+}
+
+/// Makes sure `staged` holds exactly `len` elements (reallocated only when a shape changes:
+/// the loop length for targets and curves).
+fn ensure_staged<T: DeviceRepr + ValidAsZeroBits>(
+    ctx: &Arc<CudaContext>,
+    staged: &mut Option<Staged<T>>,
+    len: usize,
+) -> Result<(), DriverError> {
+    if staged.as_ref().is_none_or(|s| s.host.len() != len.max(1)) {
+        *staged = Some(Staged::new(ctx, len)?);
+    }
+    Ok(())
+}
+
+impl CudaModel {
+    /// The model on device `ordinal`: checks the driver is present, makes a context and one
+    /// stream, compiles the kernels with NVRTC and uploads the decoder tables.
+    pub fn new(ordinal: usize) -> Result<Self, String> {
+        // SAFETY: only tries to dlopen the driver library.
+        if !unsafe { sys::is_culib_present() } {
+            return Err("the CUDA driver library (libcuda) is not present".into());
+        }
+        Self::build(ordinal).map_err(|e| format!("CUDA: {e}"))
+    }
+
+    fn build(ordinal: usize) -> Result<Self, Box<dyn std::error::Error>> {
+        let ctx = CudaContext::new(ordinal)?;
+        // One stream: ordering is the stream's, cudarc's per-buffer events are not needed.
+        // SAFETY: no buffer of this context is shared between streams.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.new_stream()?;
+        let name = ctx.name()?;
+        let ptx = compile_ptx_with_opts(
+            KERNEL_SOURCE,
+            CompileOptions {
+                // No FMA contraction and IEEE division / sqrt: closest to the CPU, and
+                // bit-stable run to run.
+                fmad: Some(false),
+                prec_div: Some(true),
+                prec_sqrt: Some(true),
+                ftz: Some(false),
+                name: Some("latentd_kernels.cu".into()),
+                ..Default::default()
+            },
+        )?;
+        let module = ctx.load_module(ptx)?;
+        let f = |name: &str| module.load_function(name);
+        debug_assert_eq!(KERNEL_NAMES[1], "ld_start_slot");
+        let kernels = Kernels {
+            start: f("ld_start_slot")?,
+            denoise: f("ld_denoise_batch")?,
+            env_spectrum: f("ld_envelope_spectrum")?,
+            env_grains: f("ld_envelope_grains")?,
+            voice_phases: f("ld_voice_phases")?,
+            mix: f("ld_mix_window")?,
+        };
+        let t = DecoderTables::new(SAMPLE_RATE, FRAME_RATE);
+        let tables = Tables {
+            n: t.n,
+            bin_band: stream.clone_htod(&t.bin_band)?,
+            phase_sin: stream.clone_htod(&t.phase_sin)?,
+            phase_cos: stream.clone_htod(&t.phase_cos)?,
+            twiddle_cos: stream.clone_htod(&t.twiddle_cos)?,
+            twiddle_sin: stream.clone_htod(&t.twiddle_sin)?,
+            window: stream.clone_htod(&t.window)?,
+        };
+        let state = State {
+            steps: [None, None],
+            steps_next: 0,
+            steps_dev: stream.alloc_zeros(STEP_CAPACITY)?,
+            targets: Vec::new(),
+            tick_serial: 0,
+            curve_stage: None,
+            gains_stage: Staged::new(&ctx, 8)?,
+            gains_dev: stream.alloc_zeros(8)?,
+            re: stream.alloc_zeros(1)?,
+            im: stream.alloc_zeros(1)?,
+            grain: stream.alloc_zeros(1)?,
+            phases: stream.alloc_zeros(1)?,
+            out_dev: stream.alloc_zeros(1)?,
+            out_host: None,
+            tick_events: VecDeque::new(),
+            decode_events: VecDeque::new(),
+            spare_events: Vec::new(),
+            times: DeviceTimes::default(),
+        };
+        stream.synchronize()?;
+        Ok(Self {
+            cpu: BuiltinModel::new(),
+            ctx,
+            stream,
+            kernels,
+            tables,
+            name,
+            state: Mutex::new(state),
+            pool: Arc::new(Mutex::new(Vec::new())),
+            fault: Mutex::new(None),
+            syncs: SyncCounters::default(),
+        })
+    }
+
+    /// The device's name.
+    pub fn device_name(&self) -> &str {
+        &self.name
+    }
+
+    /// The first device error, if one happened (the model then does no more device work).
+    pub fn fault(&self) -> Option<String> {
+        self.fault.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Blocking calls so far (see [`HostSyncCounts`]).
+    pub fn host_syncs(&self) -> HostSyncCounts {
+        HostSyncCounts {
+            tick: self.syncs.tick.load(Ordering::Relaxed),
+            decode: self.syncs.decode.load(Ordering::Relaxed),
+            other: self.syncs.other.load(Ordering::Relaxed),
+        }
+    }
+
+    fn faulted(&self) -> bool {
+        self.fault
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    fn record_fault(&self, what: &str, e: impl std::fmt::Display) {
+        let mut f = self.fault.lock().unwrap_or_else(|e| e.into_inner());
+        if f.is_none() {
+            *f = Some(format!("{what}: {e}"));
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn alloc_latents(&self, frames: usize) -> Result<CudaLatents, DriverError> {
+        let len = frames * CHANNELS;
+        let reused = {
+            let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+            pool.iter()
+                .position(|b| b.len() == len)
+                .map(|i| pool.swap_remove(i))
+        };
+        let buf = match reused {
+            Some(b) => b,
+            // Stream-ordered allocation (cuMemAllocAsync): does not wait.
+            None => self.stream.alloc_zeros(len)?,
+        };
+        Ok(CudaLatents {
+            buf: Some(buf),
+            frames,
+            host: None,
+            pool: Arc::clone(&self.pool),
+        })
+    }
+
+    fn event(&self, state: &mut State) -> Result<CudaEvent, DriverError> {
+        match state.spare_events.pop() {
+            Some(e) => Ok(e),
+            None => self
+                .ctx
+                .new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)),
+        }
+    }
+
+    /// Resolves finished event pairs into `times` (non-blocking queries only).
+    fn resolve_times(state: &mut State) -> Result<(), DriverError> {
+        for which in 0..2 {
+            loop {
+                let queue = if which == 0 {
+                    &mut state.tick_events
+                } else {
+                    &mut state.decode_events
+                };
+                let Some((a, b)) = queue.front() else { break };
+                if !b.try_is_complete()? {
+                    break;
+                }
+                // Both recorded and complete: elapsed_ms's synchronize returns at once.
+                let s = f64::from(a.elapsed_ms(b)?) / 1e3;
+                let (a, b) = queue.pop_front().expect("front");
+                if which == 0 {
+                    state.times.tick_s = Some(s);
+                } else {
+                    state.times.decode_s = Some(s);
+                }
+                state.spare_events.extend([a, b]);
+            }
+        }
+        // Unresolved pairs beyond a few are dropped, not waited for.
+        while state.tick_events.len() > 8 {
+            state.tick_events.pop_front();
+        }
+        while state.decode_events.len() > 8 {
+            state.decode_events.pop_front();
+        }
+        Ok(())
+    }
+
+    fn denoise_on_device(
+        &self,
+        batch: &mut [SlotStep<'_, CudaLatents>],
+        shared: &StepShared<'_, Self>,
+    ) -> Result<(), DriverError> {
+        let Some(frames) = batch.first().map(|s| s.x.frames) else {
+            return Ok(());
+        };
+        let len = frames * CHANNELS;
+        let stream = &self.stream;
+        let mut guard = self.state();
+        let st = &mut *guard;
+        Self::resolve_times(st)?;
+        // Targets, one per slot seed: built on the host by the CPU model's cache (only when
+        // the conditioning, knobs or seed change), uploaded only when their values change.
+        st.tick_serial += 1;
+        let mut target_ptrs: Vec<(u32, u64)> = Vec::with_capacity(batch.len());
+        for slot in batch.iter() {
+            let seed = slot.noise.seed;
+            if target_ptrs.iter().any(|(s, _)| *s == seed) {
+                continue;
+            }
+            let host = self
+                .cpu
+                .target_for_seed(shared.cond, shared.knobs, frames, seed);
+            let ptr = self.device_target(st, seed, host)?;
+            target_ptrs.push((seed, ptr));
+        }
+        let source = shared.source.filter(|s| s.frames == frames);
+        let records: Vec<SlotStepRecord> = batch
+            .iter()
+            .map(|s| SlotStepRecord {
+                x: s.x.ptr(stream),
+                target: target_ptrs
+                    .iter()
+                    .find(|(seed, _)| *seed == s.noise.seed)
+                    .map_or(0, |(_, p)| *p),
+                t_curr: s.t_curr,
+                t_next: s.t_next,
+                t_start: s.t_start,
+                x0_lock: if source.is_some() { s.x0_lock } else { 0.0 },
+                sde: u32::from(s.sde),
+                seed: s.noise.seed,
+                slot: s.noise.slot,
+                step: s.noise.step,
+                active: u32::from(s.t_curr > 0.0 && s.x.frames == frames),
+                pad: 0,
+            })
+            .collect();
+        let i = st.steps_next;
+        st.steps_next = 1 - i;
+        // Step staging holds STEP_CAPACITY records (more only if a batch ever needs it).
+        let cap = records.len().max(STEP_CAPACITY);
+        if st.steps[i]
+            .as_ref()
+            .is_none_or(|s| s.host.len() < records.len())
+        {
+            st.steps[i] = Some(Staged::new(&self.ctx, cap)?);
+        }
+        let staged_len = st.steps[i].as_ref().expect("staged").host.len();
+        grow(stream, &mut st.steps_dev, staged_len)?;
+        let stage = st.steps[i].as_mut().expect("staged");
+        stage.upload(
+            stream,
+            &self.syncs.tick,
+            |h| h.copy_from_slice(&records),
+            records.len(),
+            &mut st.steps_dev,
+        )?;
+        let (start_ev, end_ev) = (self.event(st)?, self.event(st)?);
+        start_ev.record(stream)?;
+        let src_ptr = source.map_or(0, |s| s.ptr(stream));
+        let (curve_ptr, curve_len) = match shared.sde_curve {
+            Some(c) if !c.host.is_empty() => (c.buf.device_ptr(stream).0, c.host.len() as i64),
+            _ => (0u64, 0i64),
+        };
+        let slots = records.len() as i32;
+        let len_arg = len as i64;
+        let mut launch = stream.launch_builder(&self.kernels.denoise);
+        launch
+            .arg(&st.steps_dev)
+            .arg(&slots)
+            .arg(&len_arg)
+            .arg(&src_ptr)
+            .arg(&curve_ptr)
+            .arg(&curve_len);
+        // SAFETY: the argument list matches `ld_denoise_batch`; every address is a live
+        // buffer of `len` floats (the slots' latents, their targets, the source) or 0.
+        unsafe { launch.launch(launch_cfg(records.len() * len)) }?;
+        end_ev.record(stream)?;
+        st.tick_events.push_back((start_ev, end_ev));
+        Ok(())
+    }
+
+    /// The device address of `seed`'s target with values `host`, uploading only on change.
+    fn device_target(
+        &self,
+        st: &mut State,
+        seed: u32,
+        host: Arc<Vec<f32>>,
+    ) -> Result<u64, DriverError> {
+        let len = host.len();
+        let tick = st.tick_serial;
+        let at = match st
+            .targets
+            .iter()
+            .position(|t| t.seed == seed && t.dev.len() == len)
+        {
+            Some(i) => i,
+            None => {
+                let entry = DeviceTarget {
+                    seed,
+                    host: Arc::new(Vec::new()),
+                    dev: self.stream.alloc_zeros(len.max(1))?,
+                    stage: Staged::new(&self.ctx, len)?,
+                    last_tick: tick,
+                };
+                if st.targets.len() < TARGET_CACHE {
+                    st.targets.push(entry);
+                    st.targets.len() - 1
+                } else {
+                    let oldest = (0..st.targets.len())
+                        .min_by_key(|&i| st.targets[i].last_tick)
+                        .expect("full cache");
+                    st.targets[oldest] = entry;
+                    oldest
+                }
+            }
+        };
+        let t = &mut st.targets[at];
+        t.last_tick = tick;
+        if !Arc::ptr_eq(&t.host, &host) && *t.host != *host {
+            t.stage.upload(
+                &self.stream,
+                &self.syncs.tick,
+                |h| h.copy_from_slice(&host),
+                len,
+                &mut t.dev,
+            )?;
+        }
+        t.host = host;
+        Ok(t.dev.device_ptr(&self.stream).0)
+    }
+
+    fn start_on_device(
+        &self,
+        start: SlotStart<'_, CudaLatents>,
+    ) -> Result<CudaLatents, DriverError> {
+        let x = self.alloc_latents(start.frames)?;
+        let n = (start.frames * CHANNELS) as i64;
+        let stream = &self.stream;
+        let fits = |l: &CudaLatents| l.frames == start.frames;
+        let src = start
+            .source
+            .filter(|s| fits(s))
+            .map_or(0, |s| s.ptr(stream));
+        let (fb, w) = match start.feedback {
+            Some((p, w)) if fits(p) => (p.ptr(stream), w),
+            _ => (0, 0.0),
+        };
+        let mut launch = stream.launch_builder(&self.kernels.start);
+        let xp = x.buf.as_ref().expect("fresh");
+        launch
+            .arg(xp)
+            .arg(&n)
+            .arg(&src)
+            .arg(&fb)
+            .arg(&w)
+            .arg(&start.t_start)
+            .arg(&start.noise.seed)
+            .arg(&start.noise.slot)
+            .arg(&start.noise.step);
+        // SAFETY: matches `ld_start_slot`; addresses are live buffers of n floats or 0.
+        unsafe { launch.launch(launch_cfg(n as usize)) }?;
+        Ok(x)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn decode_on_device(
+        &self,
+        latents: &CudaLatents,
+        gains: &[f32; 8],
+        start_frame: usize,
+        frames: usize,
+        out: &mut [f32],
+    ) -> Result<(), DriverError> {
+        let stream = &self.stream;
+        let hop = (SAMPLE_RATE / FRAME_RATE) as usize;
+        let total = latents.frames;
+        let n = self.tables.n;
+        let bins = n / 2 + 1;
+        let grains = frames + 2;
+        let mut guard = self.state();
+        let st = &mut *guard;
+        Self::resolve_times(st)?;
+        let (start_ev, end_ev) = (self.event(st)?, self.event(st)?);
+        start_ev.record(stream)?;
+        st.gains_stage.upload(
+            stream,
+            &self.syncs.decode,
+            |h| h.copy_from_slice(gains),
+            8,
+            &mut st.gains_dev,
+        )?;
+        let lat = latents.buf.as_ref().expect("latents present");
+        let (total_a, start_a, frames_a) =
+            (total as i64, (start_frame % total) as i64, frames as i64);
+        let (hop_a, n_a, sr) = (hop as i32, n as i32, SAMPLE_RATE as f32);
+        let mut grain_ptr = 0u64;
+        if gains[..4].iter().any(|&g| g > 0.0) {
+            grow(stream, &mut st.re, grains * 2 * bins)?;
+            grow(stream, &mut st.im, grains * 2 * bins)?;
+            grow(stream, &mut st.grain, grains * 2 * n)?;
+            let grains_a = grains as i32;
+            let mut l = stream.launch_builder(&self.kernels.env_spectrum);
+            l.arg(&mut st.re)
+                .arg(&mut st.im)
+                .arg(&grains_a)
+                .arg(&n_a)
+                .arg(lat)
+                .arg(&total_a)
+                .arg(&start_a)
+                .arg(&st.gains_dev)
+                .arg(&self.tables.bin_band)
+                .arg(&self.tables.phase_sin)
+                .arg(&self.tables.phase_cos);
+            // SAFETY: matches `ld_envelope_spectrum`; buffers sized above.
+            unsafe { l.launch(launch_cfg(grains * 2 * bins)) }?;
+            let mut l = stream.launch_builder(&self.kernels.env_grains);
+            l.arg(&mut st.grain)
+                .arg(&grains_a)
+                .arg(&n_a)
+                .arg(&st.re)
+                .arg(&st.im)
+                .arg(&self.tables.twiddle_cos)
+                .arg(&self.tables.twiddle_sin)
+                .arg(&self.tables.window);
+            // SAFETY: matches `ld_envelope_grains`; buffers sized above.
+            unsafe { l.launch(launch_cfg(grains * 2 * n)) }?;
+            grain_ptr = st.grain.device_ptr(stream).0;
+        }
+        let mut phases_ptr = 0u64;
+        if gains[4] > 0.0 || gains[5] > 0.0 {
+            grow(stream, &mut st.phases, 2 * (total + 2))?;
+            let mut l = stream.launch_builder(&self.kernels.voice_phases);
+            l.arg(&mut st.phases)
+                .arg(lat)
+                .arg(&total_a)
+                .arg(&hop_a)
+                .arg(&sr);
+            // SAFETY: matches `ld_voice_phases`; two threads, one per voice.
+            unsafe {
+                l.launch(LaunchConfig {
+                    grid_dim: (1, 1, 1),
+                    block_dim: (32, 1, 1),
+                    shared_mem_bytes: 0,
+                })
+            }?;
+            phases_ptr = st.phases.device_ptr(stream).0;
+        }
+        let want = frames * hop * 2;
+        grow(stream, &mut st.out_dev, want)?;
+        let mut l = stream.launch_builder(&self.kernels.mix);
+        l.arg(&mut st.out_dev)
+            .arg(&frames_a)
+            .arg(&hop_a)
+            .arg(&sr)
+            .arg(lat)
+            .arg(&total_a)
+            .arg(&start_a)
+            .arg(&st.gains_dev)
+            .arg(&grain_ptr)
+            .arg(&n_a)
+            .arg(&phases_ptr);
+        // SAFETY: matches `ld_mix_window`; out_dev holds `want` floats.
+        unsafe { l.launch(launch_cfg(want)) }?;
+        end_ev.record(stream)?;
+        if st.out_host.as_ref().is_none_or(|h| h.len() != want) {
+            // Plain pinned memory (not write-combined): the host reads it.
+            // SAFETY: fully written by the copy below before it is read.
+            st.out_host = Some(unsafe { self.ctx.alloc_pinned_with_flags(want, 0) }?);
+        }
+        let host = st.out_host.as_mut().expect("allocated");
+        stream.memcpy_dtoh(&st.out_dev.slice(..want), host)?;
+        // The one blocking call per window: the audio must be on the host for the ring.
+        self.syncs.decode.fetch_add(1, Ordering::Relaxed);
+        out.copy_from_slice(host.as_slice()?);
+        st.decode_events.push_back((start_ev, end_ev));
+        Ok(())
+    }
+
+    fn upload_host_latents(
+        &self,
+        data: Vec<f32>,
+        frames: usize,
+    ) -> Result<CudaLatents, DriverError> {
+        let buf = self.stream.clone_htod(&data)?;
+        self.syncs.other.fetch_add(1, Ordering::Relaxed);
+        Ok(CudaLatents {
+            buf: Some(buf),
+            frames,
+            host: Some(Arc::new(data)),
+            pool: Arc::clone(&self.pool),
+        })
+    }
+
+    /// Latents made from host values (an uploaded copy; the host copy is kept).
+    pub fn latents_from_host(&self, data: Vec<f32>) -> Result<CudaLatents, String> {
+        let frames = data.len() / CHANNELS;
+        self.upload_host_latents(data, frames)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Copies latents to the host, or the error (used by the failover to rescue slots).
+    pub fn try_latents_to_host(&self, latents: &CudaLatents) -> Result<Vec<f32>, String> {
+        if let Some(h) = &latents.host {
+            return Ok(h.to_vec());
+        }
+        self.syncs.other.fetch_add(1, Ordering::Relaxed);
+        let buf = latents.buf.as_ref().expect("latents present");
+        self.stream.clone_dtoh(buf).map_err(|e| e.to_string())
+    }
+}
+
+impl ConditionEncoder for CudaModel {
+    type Cond = BuiltinCond;
+
+    fn encode_prompt(&self, tags: &str) -> Result<PromptEncoding<BuiltinCond>, EncodeError> {
+        self.cpu.encode_prompt(tags)
+    }
+
+    fn encode_timbre(&self, audio: AudioView<'_>) -> Result<BuiltinCond, EncodeError> {
+        self.cpu.encode_timbre(audio)
+    }
+
+    fn encode_structure(&self, audio: AudioView<'_>) -> Result<BuiltinCond, EncodeError> {
+        self.cpu.encode_structure(audio)
+    }
+}
+
+impl Model for CudaModel {
+    type Latents = CudaLatents;
+    type Curve = CudaCurve;
+
+    fn geometry(&self) -> Geometry {
+        self.cpu.geometry()
+    }
+
+    fn encode_source(&self, audio: AudioView<'_>) -> Result<CudaLatents, EncodeError> {
+        let host = self.cpu.encode_source(audio)?;
+        let frames = self.cpu.latent_frames(&host);
+        self.upload_host_latents(host.as_slice().to_vec(), frames)
+            .map_err(|e| {
+                self.record_fault("source upload", e);
+                EncodeError::Refused {
+                    field: "source",
+                    reason: format!("CUDA upload failed: {e}"),
+                }
+            })
+    }
+
+    fn latent_frames(&self, latents: &CudaLatents) -> usize {
+        latents.frames
+    }
+
+    fn latents_to_host(&self, latents: &CudaLatents) -> Vec<f32> {
+        self.try_latents_to_host(latents).unwrap_or_else(|e| {
+            self.record_fault("latents to host", &e);
+            vec![0.0; latents.frames * CHANNELS]
+        })
+    }
+
+    fn upload_curve(&self, host: &[f32]) -> CudaCurve {
+        let upload = || -> Result<CudaSlice<f32>, DriverError> {
+            let mut buf = self.stream.alloc_zeros(host.len().max(1))?;
+            if !host.is_empty() {
+                let mut st = self.state();
+                ensure_staged(&self.ctx, &mut st.curve_stage, host.len())?;
+                let stage = st.curve_stage.as_mut().expect("staged");
+                stage.upload(
+                    &self.stream,
+                    &self.syncs.tick,
+                    |h| h.copy_from_slice(host),
+                    host.len(),
+                    &mut buf,
+                )?;
+            }
+            Ok(buf)
+        };
+        let buf = if self.faulted() {
+            None
+        } else {
+            upload()
+                .map_err(|e| self.record_fault("curve upload", e))
+                .ok()
+        };
+        CudaCurve {
+            // After a fault the curve keeps its host values only; a zero-length slice would
+            // need the device, so the failover never passes such a curve to the device.
+            buf: buf
+                .unwrap_or_else(|| self.stream.null().expect("null slice needs no device work")),
+            host: host.to_vec(),
+        }
+    }
+
+    fn start_slot(&self, start: SlotStart<'_, CudaLatents>) -> CudaLatents {
+        let frames = start.frames;
+        if !self.faulted() {
+            match self.start_on_device(start) {
+                Ok(x) => return x,
+                Err(e) => self.record_fault("start slot", e),
+            }
+        }
+        CudaLatents {
+            buf: None,
+            frames,
+            host: None,
+            pool: Arc::clone(&self.pool),
+        }
+    }
+
+    fn denoise_batch(
+        &self,
+        batch: &mut [SlotStep<'_, CudaLatents>],
+        shared: &StepShared<'_, Self>,
+    ) {
+        if self.faulted() || batch.iter().any(|s| s.x.buf.is_none()) {
+            return;
+        }
+        if let Err(e) = self.denoise_on_device(batch, shared) {
+            self.record_fault("denoise", e);
+        }
+    }
+
+    fn decode_context_frames(&self) -> usize {
+        0
+    }
+
+    fn decode_window(
+        &self,
+        latents: &CudaLatents,
+        gains: &[f32; 8],
+        all_zero: bool,
+        start_frame: usize,
+        frames: usize,
+        out: &mut [f32],
+    ) -> Result<(), DecodeError> {
+        let hop = (SAMPLE_RATE / FRAME_RATE) as usize;
+        let want = frames * hop * 2;
+        if frames == 0 || frames > latents.frames {
+            return Err(DecodeError::Window {
+                frames,
+                loop_frames: latents.frames,
+            });
+        }
+        if out.len() != want {
+            return Err(DecodeError::BufferLength {
+                got: out.len(),
+                want,
+            });
+        }
+        if all_zero {
+            out.fill(0.0);
+            return Ok(());
+        }
+        if let Some(f) = self.fault() {
+            return Err(DecodeError::Backend(f));
+        }
+        if latents.buf.is_none() {
+            return Err(DecodeError::Backend(
+                "latents were never made on the device".into(),
+            ));
+        }
+        self.decode_on_device(latents, gains, start_frame, frames, out)
+            .map_err(|e| {
+                self.record_fault("decode", e);
+                DecodeError::Backend(format!("CUDA decode: {e}"))
+            })
+    }
+
+    fn device_times(&self) -> Option<DeviceTimes> {
+        let mut st = self.state();
+        if let Err(e) = Self::resolve_times(&mut st) {
+            drop(st);
+            self.record_fault("event query", e);
+            return None;
+        }
+        Some(st.times)
+    }
+}
