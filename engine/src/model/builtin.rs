@@ -316,6 +316,16 @@ impl Model for BuiltinModel {
         latents.frames
     }
 
+    fn slice_latents(&self, latents: &CpuLatents, start_frame: usize, frames: usize) -> CpuLatents {
+        let total = latents.frames.max(1);
+        let mut data = Vec::with_capacity(frames * LATENT_CHANNELS);
+        for f in 0..frames {
+            let at = (start_frame + f) % total * LATENT_CHANNELS;
+            data.extend_from_slice(&latents.data[at..at + LATENT_CHANNELS]);
+        }
+        CpuLatents { frames, data }
+    }
+
     fn latents_to_host(&self, latents: &CpuLatents) -> Vec<f32> {
         latents.data.clone()
     }

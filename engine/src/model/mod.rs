@@ -136,6 +136,16 @@ pub trait Model: ConditionEncoder + 'static {
     /// Latent frames in `latents`.
     fn latent_frames(&self, latents: &Self::Latents) -> usize;
 
+    /// Latent frames `start_frame .. start_frame + frames` of `latents` (wrapping at the
+    /// end) as latents of their own: a walk-mode chunk ([`crate::runner::walk`]). Called when
+    /// a source arrives, not per tick.
+    fn slice_latents(
+        &self,
+        latents: &Self::Latents,
+        start_frame: usize,
+        frames: usize,
+    ) -> Self::Latents;
+
     /// Copies latents to the host, frame-major (tests, hashing, state saving; not per tick).
     fn latents_to_host(&self, latents: &Self::Latents) -> Vec<f32>;
 

@@ -45,6 +45,7 @@ pub mod metrics;
 pub mod sim;
 pub mod targeting;
 pub mod trace;
+pub mod walk;
 
 pub use clock::{EngineClock, RealClock, SimClock, SimCosts, Work};
 pub use engine_config::{EngineConfig, EngineError, EngineStats};
