@@ -15,6 +15,13 @@
 //!    and feed the gap EMA. No fresh latent: re-render the cached one at
 //!    `playhead + lead` (**gap-fill**).
 //!
+//! # Walk mode
+//!
+//! A loop longer than `walk_chunk_s` is generated in chunks ([`super::walk`]): before the
+//! pipeline step, the pipeline moves to the chunk holding the point `walk_prewarm_s` ahead
+//! of the playhead; every write is decoded from a latent of the chunk its target falls in
+//! and clamped to that chunk (the fresh latent, else that chunk's newest, else none).
+//!
 //! # Where a near-playhead write lands
 //!
 //! Both repatches decode the window for the earliest place it could go (the guard plus one
@@ -443,9 +450,11 @@ impl<M: Model> EngineCore<M> {
     /// whole source to the pipeline as before (slots in flight go on); a walking loop lets
     /// the next tick pick the chunk from the playhead.
     fn set_walk_source(&mut self, source: Option<Arc<M::Latents>>) {
-        let total = source.as_ref().map_or(self.ring.loop_frames() / self.hop, |s| {
-            self.model.latent_frames(s)
-        });
+        let total = source
+            .as_ref()
+            .map_or(self.ring.loop_frames() / self.hop, |s| {
+                self.model.latent_frames(s)
+            });
         let rate = f64::from(self.model.geometry().latent_frame_rate);
         let chunk_latent = (self.config.walk_chunk_s * rate).round() as usize;
         self.walk = WalkLayout::new(self.ring.loop_frames(), self.hop, total, chunk_latent);

@@ -138,3 +138,7 @@ mod tests {
         assert_eq!(w.chunk_of(10 * 48_000 + 699), 0);
     }
 }
+
+#[cfg(test)]
+#[path = "walk_tests.rs"]
+mod walk_sim_tests;
