@@ -31,6 +31,14 @@ if ((${#missing[@]})); then
     "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# python-osc: an independent OSC implementation the OSC tests talk to (and the Python
+# client example's dependency).
+if ! python3 -c "import pythonosc" 2>/dev/null; then
+    echo "setup: installing python-osc (pip)" >&2
+    python3 -m pip install --quiet python-osc 2>/dev/null ||
+        python3 -m pip install --quiet --break-system-packages python-osc
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
     if [[ -x "$HOME/.cargo/bin/cargo" ]]; then
         echo "setup: cargo is in ~/.cargo/bin but not on PATH; run: . \"\$HOME/.cargo/env\"" >&2

@@ -205,6 +205,19 @@ impl<M: Model> StreamPipeline<M> {
         self.source = source;
     }
 
+    /// Moves the pipeline to another window of a longer loop (a walk-mode chunk, see
+    /// [`crate::runner::walk`]): its source (or none) and its length (the source's, or
+    /// `frames` without one). Unlike [`Self::set_source`], the slots in flight and the
+    /// feedback history are dropped: they belong to the old window (its source anchors
+    /// every step, and its length may differ). Serials go on, so noise keys never repeat.
+    pub fn set_window(&mut self, source: Option<Arc<M::Latents>>, frames: usize) {
+        self.slots.clear();
+        self.history.clear();
+        self.last_start = None;
+        self.frames = frames.max(1);
+        self.set_source(source);
+    }
+
     /// Queues the values for the next slot to start; replaces any pending request.
     pub fn submit(&mut self, params: SlotParams) {
         self.pending = Some(params);

@@ -316,6 +316,11 @@ impl Model for BuiltinModel {
         latents.frames
     }
 
+    fn slice_latents(&self, latents: &CpuLatents, start_frame: usize, frames: usize) -> CpuLatents {
+        let data = super::slice_host_frames(&latents.data, LATENT_CHANNELS, start_frame, frames);
+        CpuLatents { frames, data }
+    }
+
     fn latents_to_host(&self, latents: &CpuLatents) -> Vec<f32> {
         latents.data.clone()
     }

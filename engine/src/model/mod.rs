@@ -150,6 +150,16 @@ pub trait Model: ConditionEncoder + 'static {
     /// Latent frames in `latents`.
     fn latent_frames(&self, latents: &Self::Latents) -> usize;
 
+    /// Latent frames `start_frame .. start_frame + frames` of `latents` (wrapping at the
+    /// end) as latents of their own: a walk-mode chunk ([`crate::runner::walk`]). Called when
+    /// a source arrives, not per tick.
+    fn slice_latents(
+        &self,
+        latents: &Self::Latents,
+        start_frame: usize,
+        frames: usize,
+    ) -> Self::Latents;
+
     /// Copies latents to the host, frame-major (tests, hashing, state saving; not per tick).
     fn latents_to_host(&self, latents: &Self::Latents) -> Vec<f32>;
 
@@ -197,4 +207,16 @@ pub trait Model: ConditionEncoder + 'static {
         frames: usize,
         out: &mut [f32],
     ) -> Result<(), DecodeError>;
+}
+
+/// Frames `start .. start + frames` (wrapping) of frame-major host latents of `channels`
+/// channels: the host half of every backend's [`Model::slice_latents`].
+pub fn slice_host_frames(data: &[f32], channels: usize, start: usize, frames: usize) -> Vec<f32> {
+    let total = (data.len() / channels.max(1)).max(1);
+    let mut out = Vec::with_capacity(frames * channels);
+    for f in 0..frames {
+        let at = (start + f) % total * channels;
+        out.extend_from_slice(&data[at..at + channels]);
+    }
+    out
 }

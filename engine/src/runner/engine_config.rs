@@ -51,6 +51,14 @@ pub struct EngineConfig {
     ///
     /// [`EngineHandle::set_paused`]: super::engine_loop::EngineHandle::set_paused
     pub start_paused: bool,
+    /// Walk mode ([`super::walk`]): a loop longer than this many seconds is generated in
+    /// chunks of this length around the playhead (default 60 s, the model's window).
+    pub walk_chunk_s: f64,
+    /// Walk mode: the pipeline switches to the next chunk when the playhead is this many
+    /// seconds from the chunk's end (default 3 s: a pipeline drain plus the lead ceiling),
+    /// so fresh latents for the next chunk exist when the playhead crosses. Below
+    /// `walk_chunk_s`.
+    pub walk_prewarm_s: f64,
 }
 
 impl Default for EngineConfig {
@@ -67,6 +75,8 @@ impl Default for EngineConfig {
             trace_capacity: 1 << 16,
             sample_capacity: 1 << 16,
             start_paused: false,
+            walk_chunk_s: 60.0,
+            walk_prewarm_s: 3.0,
         }
     }
 }
@@ -82,6 +92,7 @@ impl EngineConfig {
             ("active_tick_interval_s", self.active_tick_interval_s),
             ("active_window_s", self.active_window_s),
             ("idle_after_s", self.idle_after_s),
+            ("walk_prewarm_s", self.walk_prewarm_s),
         ];
         for (field, value) in non_negative {
             if !(value.is_finite() && value >= 0.0) {
@@ -90,6 +101,21 @@ impl EngineConfig {
                     reason: format!("must be a finite number >= 0, got {value}"),
                 });
             }
+        }
+        if !(self.walk_chunk_s.is_finite() && self.walk_chunk_s > 0.0) {
+            return Err(EngineError::Config {
+                field: "walk_chunk_s",
+                reason: format!("must be a finite number > 0, got {}", self.walk_chunk_s),
+            });
+        }
+        if self.walk_prewarm_s >= self.walk_chunk_s {
+            return Err(EngineError::Config {
+                field: "walk_prewarm_s",
+                reason: format!(
+                    "must be below walk_chunk_s ({} s), got {}",
+                    self.walk_chunk_s, self.walk_prewarm_s
+                ),
+            });
         }
         for (field, value) in [
             ("keep_latent_frames", self.keep_latent_frames),
@@ -190,4 +216,8 @@ pub struct EngineStats {
     pub last_knob_to_ear_ms: Option<f64>,
     /// Trace events dropped because the trace was full.
     pub trace_dropped: u64,
+    /// Walk mode: the chunk the pipeline generates for (0 when the loop is one chunk).
+    pub walk_chunk: usize,
+    /// Walk mode: pipeline switches from one chunk to another.
+    pub walk_switches: u64,
 }

@@ -15,6 +15,13 @@
 //!    and feed the gap EMA. No fresh latent: re-render the cached one at
 //!    `playhead + lead` (**gap-fill**).
 //!
+//! # Walk mode
+//!
+//! A loop longer than `walk_chunk_s` is generated in chunks ([`super::walk`]): before the
+//! pipeline step, the pipeline moves to the chunk holding the point `walk_prewarm_s` ahead
+//! of the playhead; every write is decoded from a latent of the chunk its target falls in
+//! and clamped to that chunk (the fresh latent, else that chunk's newest, else none).
+//!
 //! # Where a near-playhead write lands
 //!
 //! Both repatches decode the window for the earliest place it could go (the guard plus one
@@ -49,6 +56,7 @@ use super::lead::{LeadController, seconds_to_frames};
 use super::metrics::ActionLatency;
 use super::targeting::{LoopGeometry, TargetingError, WritePlan, frontier_target, repatch_target};
 use super::trace::{ActionEvent, ActionKind, Trace, WriteEvent, WriteKind, start_reached_frame};
+use super::walk::WalkLayout;
 use crate::conditioning::ConditioningReader;
 use crate::knobs::{KnobId, KnobReader, KnobScope, KnobSnapshot};
 use crate::model::Model;
@@ -138,7 +146,14 @@ pub struct EngineCore<M: Model> {
     model: Arc<M>,
     config: EngineConfig,
     pipeline: StreamPipeline<M>,
-    source: Option<Arc<M::Latents>>,
+    /// The source's latents cut into the walk chunks (one entry, the whole source, when
+    /// the loop is one chunk); `None` entries without a source.
+    chunks: Vec<Option<Arc<M::Latents>>>,
+    walk: WalkLayout,
+    /// The chunk the pipeline generates for; `None` until the next tick picks one.
+    pipeline_chunk: Option<usize>,
+    /// The newest finished latent of each chunk (what a write into a chunk falls back to).
+    chunk_cache: Vec<Option<(Arc<M::Latents>, Attribution)>>,
     knobs: KnobReader,
     cond: ConditioningReader<M::Cond>,
     writer: RingWriter,
@@ -156,7 +171,8 @@ pub struct EngineCore<M: Model> {
     slot_starts: [u64; START_SLOTS],
     next_serial: u32,
     finished: Vec<FinishedLatent<M::Latents>>,
-    cached: Option<(Arc<M::Latents>, Attribution)>,
+    /// The newest finished latent, with its chunk.
+    cached: Option<(usize, Arc<M::Latents>, Attribution)>,
     /// The knobs of the tick that finished the cached latent.
     cached_knobs: KnobSnapshot,
     /// The decoder knobs the newest write was rendered with.
@@ -223,6 +239,18 @@ impl<M: Model> EngineCore<M> {
                 ring.loop_frames()
             )));
         }
+        let chunk_latent = (config.walk_chunk_s * f64::from(g.latent_frame_rate)).round() as usize;
+        if chunk_latent < 2 * (config.keep_latent_frames + 1) {
+            return Err(EngineError::Config {
+                field: "walk_chunk_s",
+                reason: format!(
+                    "{} s is {chunk_latent} latent frames; a chunk (at least half of it) must \
+                     hold a kept window of {} latent frames",
+                    config.walk_chunk_s, config.keep_latent_frames
+                ),
+            });
+        }
+        let walk = WalkLayout::new(ring.loop_frames(), hop, latent_frames, chunk_latent);
         let ctx = model.decode_context_frames();
         let scratch = vec![0.0; (config.keep_latent_frames + 1 + 2 * ctx) * hop * g.audio_channels];
         let record = EngineRecord {
@@ -241,7 +269,10 @@ impl<M: Model> EngineCore<M> {
             model,
             lead: LeadController::new(config.lead)?,
             config,
-            source: None,
+            chunks: vec![None; walk.count()],
+            pipeline_chunk: (!walk.walking()).then_some(0),
+            chunk_cache: vec![None; walk.count()],
+            walk,
             knobs,
             cond,
             writer,
@@ -331,10 +362,7 @@ impl<M: Model> EngineCore<M> {
                         self.record.acks.push((id, frame));
                     }
                 }
-                Control::Source(s) => {
-                    self.source = s.clone();
-                    self.pipeline.set_source(s);
-                }
+                Control::Source(s) => self.set_walk_source(s),
                 Control::Pause(p) => self.paused = p,
                 Control::Stall(s) => self.stall_next_s += s,
                 Control::Record(reply) => {
@@ -412,9 +440,65 @@ impl<M: Model> EngineCore<M> {
     fn restart_pipeline(&mut self) {
         let frames = self.pipeline.frames();
         self.pipeline = StreamPipeline::new(Arc::clone(&self.model), frames);
-        self.pipeline.set_source(self.source.clone());
+        let source = self.chunks[self.pipeline_chunk.unwrap_or(0)].clone();
+        self.pipeline.set_source(source);
         self.next_serial = 0;
         self.finished.clear();
+    }
+
+    /// A new source (or none): cut it into the walk chunks. A loop of one chunk hands the
+    /// whole source to the pipeline as before (slots in flight go on); a walking loop lets
+    /// the next tick pick the chunk from the playhead.
+    fn set_walk_source(&mut self, source: Option<Arc<M::Latents>>) {
+        let total = source
+            .as_ref()
+            .map_or(self.ring.loop_frames() / self.hop, |s| {
+                self.model.latent_frames(s)
+            });
+        let rate = f64::from(self.model.geometry().latent_frame_rate);
+        let chunk_latent = (self.config.walk_chunk_s * rate).round() as usize;
+        self.walk = WalkLayout::new(self.ring.loop_frames(), self.hop, total, chunk_latent);
+        let count = self.walk.count();
+        self.chunk_cache.resize(count, None);
+        if !self.walk.walking() {
+            self.chunks = vec![source.clone()];
+            self.pipeline_chunk = Some(0);
+            self.pipeline.set_source(source);
+            return;
+        }
+        self.chunks = (0..count)
+            .map(|k| {
+                let (start, len) = self.walk.latent_range(k);
+                source
+                    .as_ref()
+                    .map(|s| Arc::new(self.model.slice_latents(s, start, len)))
+            })
+            .collect();
+        self.pipeline_chunk = None;
+    }
+
+    /// Walk mode: move the pipeline to the chunk holding the point `walk_prewarm_s` along
+    /// the reader's path, so fresh latents for the next chunk exist before the playhead
+    /// crosses into it. Nothing when the loop is one chunk.
+    fn follow_playhead(&mut self, clock: &mut dyn EngineClock) -> Result<(), EngineError> {
+        if !self.walk.walking() {
+            return Ok(());
+        }
+        let (playhead, _) = clock.playhead_and_clock();
+        let prewarm = seconds_to_frames(self.config.walk_prewarm_s, self.rate);
+        let ahead = self.geometry()?.advance(playhead, prewarm);
+        let want = self.walk.chunk_of(ahead);
+        if self.pipeline_chunk == Some(want) {
+            return Ok(());
+        }
+        if self.pipeline_chunk.is_some() {
+            self.stats.walk_switches += 1;
+        }
+        let (_, frames) = self.walk.latent_range(want);
+        self.pipeline.set_window(self.chunks[want].clone(), frames);
+        self.pipeline_chunk = Some(want);
+        self.stats.walk_chunk = want;
+        Ok(())
     }
 
     fn tick_body(&mut self, clock: &mut dyn EngineClock) -> Result<(), EngineError> {
@@ -424,10 +508,12 @@ impl<M: Model> EngineCore<M> {
         let prefix = self.prefix;
         let knobs = self.knobs.read().clone();
         let cond = Arc::clone(self.cond.read());
-        if let Some((latent, attr)) = self.knob_repatch_due(&knobs, prefix, clock.now_s()) {
-            self.write_window(clock, WriteKind::KnobRepatch, &latent, attr, &knobs)?;
+        if let Some((chunk, latent, attr)) = self.knob_repatch_due(&knobs, prefix, clock.now_s()) {
+            self.write_window(clock, WriteKind::KnobRepatch, chunk, &latent, attr, &knobs)?;
             self.stats.repatches += 1;
         }
+        self.follow_playhead(clock)?;
+        let chunk = self.pipeline_chunk.unwrap_or(0);
         let before = self.pipeline.in_flight();
         self.finished.clear();
         let started = Instant::now();
@@ -467,18 +553,21 @@ impl<M: Model> EngineCore<M> {
                 self.lead.observe_gap(now - prev, window_s, now)?;
             }
             self.last_fresh_s = Some(now);
-            self.cached = Some((Arc::clone(&latent), attr));
+            self.cached = Some((chunk, Arc::clone(&latent), attr));
+            if let Some(slot) = self.chunk_cache.get_mut(chunk) {
+                *slot = Some((Arc::clone(&latent), attr));
+            }
             self.cached_knobs = knobs.clone();
             // Near the playhead first: the frontier is a quarter second ahead and can wait
             // one decode; the repatch is what the listener hears next.
             if self.lead.repatch_due(now) {
-                self.write_window(clock, WriteKind::Repatch, &latent, attr, &knobs)?;
+                self.write_window(clock, WriteKind::Repatch, chunk, &latent, attr, &knobs)?;
                 self.stats.repatches += 1;
             }
-            self.write_window(clock, WriteKind::Frontier, &latent, attr, &knobs)?;
+            self.write_window(clock, WriteKind::Frontier, chunk, &latent, attr, &knobs)?;
             self.stats.frontier_writes += 1;
-        } else if let Some((latent, attr)) = self.cached.clone() {
-            self.write_window(clock, WriteKind::GapFill, &latent, attr, &knobs)?;
+        } else if let Some((chunk, latent, attr)) = self.cached.clone() {
+            self.write_window(clock, WriteKind::GapFill, chunk, &latent, attr, &knobs)?;
             self.stats.gap_fills += 1;
         }
         Ok(())
@@ -494,8 +583,8 @@ impl<M: Model> EngineCore<M> {
         knobs: &KnobSnapshot,
         prefix: u64,
         now_s: f64,
-    ) -> Option<(Arc<M::Latents>, Attribution)> {
-        let (latent, attr) = self.cached.as_ref()?;
+    ) -> Option<(usize, Arc<M::Latents>, Attribution)> {
+        let (chunk, latent, attr) = self.cached.as_ref()?;
         if !self.lead.repatch_due(now_s)
             || self
                 .rendered_decoder
@@ -516,7 +605,7 @@ impl<M: Model> EngineCore<M> {
             }
             attr.newest = (newest > 0).then_some(newest);
         }
-        Some((Arc::clone(latent), attr))
+        Some((*chunk, Arc::clone(latent), attr))
     }
 
     /// The actions a latent started with `start_prefix` (serial `serial`) and finished
@@ -532,11 +621,16 @@ impl<M: Model> EngineCore<M> {
         }
     }
 
+    /// Decode and write one window of `latent` (a latent of walk chunk `chunk`). In walk
+    /// mode the write stays inside the chunk its target falls in, with that chunk's newest
+    /// latent when it is not `chunk` (a frontier write is then traced as a gap-fill); with
+    /// none for that chunk yet, nothing is written (the ring keeps older audio).
     fn write_window(
         &mut self,
         clock: &mut dyn EngineClock,
         kind: WriteKind,
-        latent: &M::Latents,
+        chunk: usize,
+        latent: &Arc<M::Latents>,
         attr: Attribution,
         knobs: &KnobSnapshot,
     ) -> Result<(), EngineError> {
@@ -561,8 +655,22 @@ impl<M: Model> EngineCore<M> {
             let lead = seconds_to_frames(lead_s, self.rate);
             frontier_target(&geometry, playhead, lead, self.keep_len).map_err(geo_err)?
         };
+        let target_chunk = self.walk.chunk_of(plan.target());
+        let (latent, attr, kind) = if target_chunk == chunk {
+            (Arc::clone(latent), attr, kind)
+        } else {
+            let Some((older, older_attr)) = self.chunk_cache[target_chunk].clone() else {
+                return Ok(());
+            };
+            let kind = match kind {
+                WriteKind::Frontier => WriteKind::GapFill,
+                k => k,
+            };
+            (older, older_attr, kind)
+        };
+        let (chunk_start, chunk_end) = self.walk.ring_range(target_chunk);
         let started = Instant::now();
-        let decoded = self.decode_into(latent, knobs, plan.target())?;
+        let decoded = self.decode_into(&latent, knobs, plan.target() - chunk_start)?;
         let wall_s = started.elapsed().as_secs_f64();
         // A GPU decode waits for its own audio, so its events have resolved by now.
         let measured_s = self
@@ -589,6 +697,9 @@ impl<M: Model> EngineCore<M> {
             let Some(now_plan) = self.near_plan(&now_geometry, now_playhead)? else {
                 return Ok(());
             };
+            if self.walk.chunk_of(now_plan.target()) != target_chunk {
+                return Ok(());
+            }
             let loop_frames = now_geometry.loop_frames();
             let skip = (now_plan.target() + loop_frames - plan.target()) % loop_frames;
             if skip >= decoded {
@@ -602,7 +713,14 @@ impl<M: Model> EngineCore<M> {
         let avail = if near { decoded } else { usize::MAX };
         for (i, seg) in plan.segments().iter().enumerate() {
             let offset = skip + seg.window_offset;
-            let len = seg.len.min(avail.saturating_sub(offset));
+            let mut len = seg.len.min(avail.saturating_sub(offset));
+            if self.walk.walking() {
+                // A walk chunk's latent covers its own chunk only.
+                if self.walk.chunk_of(seg.ring_start) != target_chunk {
+                    continue;
+                }
+                len = len.min(chunk_end - seg.ring_start);
+            }
             if len == 0 {
                 continue;
             }

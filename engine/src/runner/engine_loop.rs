@@ -229,7 +229,9 @@ impl<M: Model> EngineHandle<M> {
     }
 
     /// Encode `audio` as the new source (on the caller's thread, not the engine's) and swap
-    /// it in; its length must match the ring's loop (within one latent frame).
+    /// it in; its length must match the ring's loop (within one latent frame). A source
+    /// longer than `walk_chunk_s` is generated in chunks around the playhead (walk mode,
+    /// [`super::walk`]); the ring still holds, and loops, the whole of it.
     pub fn set_source(&self, audio: AudioView<'_>) -> Result<(), EngineError> {
         let latents = self
             .model
@@ -240,8 +242,8 @@ impl<M: Model> EngineHandle<M> {
         let loop_frames = self.ring.loop_frames();
         if frames.abs_diff(loop_frames / hop) > 1 {
             return Err(EngineError::Source(format!(
-                "the source is {frames} latent frames long, the ring's loop {} (walk mode \
-                 for longer sources is not implemented)",
+                "the source is {frames} latent frames long, the ring's loop {}: a source \
+                 must be as long as the loop (build the ring from it)",
                 loop_frames / hop
             )));
         }

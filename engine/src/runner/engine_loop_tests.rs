@@ -110,3 +110,73 @@ fn the_engine_thread_hears_a_knob_and_stops() {
     player.join().unwrap();
     assert_eq!(handle_ring.counters().torn_reads, 0);
 }
+
+#[test]
+fn set_source_takes_a_walking_source_as_long_as_the_ring_and_refuses_another_length() {
+    let model = Arc::new(BuiltinModel::new());
+    // 50 s in 20 s chunks: three chunks (the 10 s rest is half a chunk, a chunk of its own).
+    let source = crate::audio_file::test_signal(48_000, 2, 50.0);
+    let ring = PlayheadRing::from_interleaved(
+        source.samples.clone(),
+        2,
+        48_000,
+        PlayheadRing::guard_for_period(256),
+    )
+    .unwrap();
+    let handle_ring = ring.handle();
+    let (writer, _reader) = ring.split();
+    let (_store, knob_reader) = KnobStore::new();
+    let (_conditioner, cond_reader) = Conditioner::new(Arc::clone(&model), None);
+    let config = EngineConfig {
+        walk_chunk_s: 20.0,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::spawn(
+        model,
+        writer,
+        knob_reader,
+        cond_reader,
+        config,
+        RealClock::new(handle_ring),
+    )
+    .unwrap();
+    engine
+        .set_source(AudioView {
+            samples: &source.samples,
+            channels: 2,
+            sample_rate: 48_000,
+        })
+        .unwrap();
+    let shorter = crate::audio_file::test_signal(48_000, 2, 40.0);
+    let err = engine
+        .set_source(AudioView {
+            samples: &shorter.samples,
+            channels: 2,
+            sample_rate: 48_000,
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("1000 latent frames long, the ring's loop 1250"),
+        "{err}"
+    );
+    // The walking engine generates for chunk 0 (the playhead stays at 0: no reader).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while engine.stats().frontier_writes < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stats = engine.stats();
+    assert!(stats.frontier_writes >= 3, "{stats:?}");
+    assert_eq!((stats.panics, stats.walk_chunk), (0, 0));
+    let record = engine.record().unwrap();
+    let (_, chunk_end) =
+        super::super::walk::WalkLayout::new(50 * 48_000, 1920, 1250, 500).ring_range(0);
+    assert!(
+        record
+            .trace
+            .writes()
+            .all(|w| w.ring_start + w.len <= chunk_end),
+        "a write outside chunk 0"
+    );
+    engine.stop().unwrap();
+}

@@ -16,6 +16,8 @@
 //!   [`actions`]: action ids, applied marks and control messages.
 //! - [`clock`]: real and simulated time; [`sim`]: the engine stepped in simulated time.
 //! - [`golden`]: the golden latency scenarios, simulated or in real time.
+//! - [`walk`]: walk mode, for loops longer than the model's window: the chunks the pipeline
+//!   generates one at a time around the playhead, prewarmed before a boundary.
 //!
 //! # Conventions
 //!
@@ -45,6 +47,7 @@ pub mod metrics;
 pub mod sim;
 pub mod targeting;
 pub mod trace;
+pub mod walk;
 
 pub use clock::{EngineClock, RealClock, SimClock, SimCosts, Work};
 pub use engine_config::{EngineConfig, EngineError, EngineStats};

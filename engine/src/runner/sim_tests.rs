@@ -47,6 +47,9 @@ impl Model for FaultyModel {
     fn latent_frames(&self, latents: &CpuLatents) -> usize {
         self.inner.latent_frames(latents)
     }
+    fn slice_latents(&self, latents: &CpuLatents, start: usize, frames: usize) -> CpuLatents {
+        self.inner.slice_latents(latents, start, frames)
+    }
     fn latents_to_host(&self, latents: &CpuLatents) -> Vec<f32> {
         self.inner.latents_to_host(latents)
     }

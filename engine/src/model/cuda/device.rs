@@ -821,6 +821,30 @@ impl Model for CudaModel {
         latents.frames
     }
 
+    fn slice_latents(
+        &self,
+        latents: &CudaLatents,
+        start_frame: usize,
+        frames: usize,
+    ) -> CudaLatents {
+        // Called when a source arrives (walk-mode chunks), not per tick: cut on the host and
+        // upload the chunk, keeping its host copy like any encoded source.
+        let host = self.latents_to_host(latents);
+        let data = crate::model::slice_host_frames(&host, CHANNELS, start_frame, frames);
+        match self.upload_host_latents(data.clone(), frames) {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                self.record_fault("walk chunk upload", e);
+                CudaLatents {
+                    buf: None,
+                    frames,
+                    host: Some(Arc::new(data)),
+                    pool: Arc::clone(&self.pool),
+                }
+            }
+        }
+    }
+
     fn latents_to_host(&self, latents: &CudaLatents) -> Vec<f32> {
         self.try_latents_to_host(latents).unwrap_or_else(|e| {
             self.record_fault("latents to host", &e);

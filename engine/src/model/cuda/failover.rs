@@ -233,6 +233,17 @@ impl<D: DeviceBackend> Model for FailoverModel<D> {
         }
     }
 
+    fn slice_latents(&self, latents: &Self::Latents, start: usize, frames: usize) -> Self::Latents {
+        match latents {
+            FailoverLatents::Device(d) => {
+                FailoverLatents::Device(self.dev().slice_latents(d, start, frames))
+            }
+            FailoverLatents::Host(h) => {
+                FailoverLatents::Host(self.cpu.slice_latents(h, start, frames))
+            }
+        }
+    }
+
     fn latents_to_host(&self, latents: &Self::Latents) -> Vec<f32> {
         match latents {
             FailoverLatents::Device(d) => self.dev().latents_to_host(d),
@@ -474,6 +485,17 @@ impl Model for MockFaultyDevice {
     }
     fn latents_to_host(&self, l: &MockDeviceLatents) -> Vec<f32> {
         l.data.as_slice().to_vec()
+    }
+    fn slice_latents(
+        &self,
+        l: &MockDeviceLatents,
+        start: usize,
+        frames: usize,
+    ) -> MockDeviceLatents {
+        MockDeviceLatents {
+            data: self.cpu.slice_latents(&l.data, start, frames),
+            host_copy: l.host_copy,
+        }
     }
     fn upload_curve(&self, host: &[f32]) -> Vec<f32> {
         host.to_vec()
