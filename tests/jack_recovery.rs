@@ -328,8 +328,15 @@ fn check_back(
         ring.band_applied(),
         Some((RATE as usize / 4, RATE as usize / 2))
     );
+    // The callback keeps running: the output's count lies between two reads of the ring's.
     let OutputStatus { stats, .. } = sup.status();
-    assert_eq!(stats.frames, counters.frames_played, "{stats:?}");
+    let after = ring.counters();
+    assert!(
+        (counters.frames_played..=after.frames_played).contains(&stats.frames),
+        "{stats:?} vs ring {} ..= {}",
+        counters.frames_played,
+        after.frames_played
+    );
     assert_eq!(sorted(&sup.status().links), expected_links());
     capture
 }
@@ -342,7 +349,10 @@ fn recovers_after(stop: impl FnOnce(&mut JackServer)) {
     let gone = Instant::now();
     let mark = log_mark();
     stop(&mut session.server);
-    drop(capture);
+    // Leaked on purpose, as latentd leaks its own lost client: closing a client whose server
+    // died makes libjack cancel its threads, and a cancellation that unwinds through the
+    // jack crate's Rust callback frames aborts the process.
+    std::mem::forget(capture);
     let played = check_lost(&sup, &ring, gone);
     let lost = logged_since(mark, "jack output lost");
     assert_eq!(lost.len(), 1, "{lost:?}");
@@ -399,7 +409,10 @@ fn a_server_back_at_another_rate_is_refused_until_one_at_the_ring_rate_returns()
     let (sup, ring, capture) = playing(&session);
     let gone = Instant::now();
     session.server.kill();
-    drop(capture);
+    // Leaked on purpose, as latentd leaks its own lost client: closing a client whose server
+    // died makes libjack cancel its threads, and a cancellation that unwinds through the
+    // jack crate's Rust callback frames aborts the process.
+    std::mem::forget(capture);
     let played = check_lost(&sup, &ring, gone);
 
     let mark = log_mark();

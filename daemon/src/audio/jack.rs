@@ -435,6 +435,13 @@ impl RunningOutput for RunningJack {
         }
     }
 
+    /// The server is gone: closing the client would make libjack cancel its threads, and a
+    /// cancellation unwinding through the jack crate's Rust callback frames aborts the
+    /// process. The dead client (a few kilobytes and two parked threads) is leaked instead.
+    fn abandon(self: Box<Self>) {
+        std::mem::forget(self);
+    }
+
     fn stop(self: Box<Self>) -> Result<(), AudioError> {
         let RunningJack {
             active, _latency, ..

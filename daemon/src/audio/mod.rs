@@ -415,8 +415,15 @@ pub trait RunningOutput: Send {
     /// The callback's counters.
     fn stats(&self) -> OutputStatsSnapshot;
     /// Stop the callback and close the client; returns once the callback no longer runs.
-    /// Also the way to discard an output whose server went away.
     fn stop(self: Box<Self>) -> Result<(), AudioError>;
+
+    /// Discard an output whose server went away. By default [`stop`](Self::stop); a
+    /// backend whose close is unsafe against a dead server (JACK) leaks the client instead.
+    fn abandon(self: Box<Self>) {
+        if let Err(e) = self.stop() {
+            log::debug!("audio: closing a lost output: {e}");
+        }
+    }
     /// True once the server told this output it is gone (JACK's shutdown notice): the
     /// callback will not run again. Backends without such a notice say false.
     fn server_lost(&self) -> bool {

@@ -388,10 +388,8 @@ impl Watch {
         log::warn!(
             "audio: {backend} output lost ({reason}); the engine keeps running, reconnecting"
         );
-        if let Some(running) = self.running.take()
-            && let Err(e) = running.stop()
-        {
-            log::debug!("audio: closing the lost {backend} output: {e}");
+        if let Some(running) = self.running.take() {
+            running.abandon();
         }
         self.links.output_lost();
         self.lost_at = now;
