@@ -9,8 +9,9 @@
 //! Every test runs the real binary on the null output with its own notify socket, OSC port
 //! and state file.
 
-#[path = "common/service_fixture.rs"]
-mod service_fixture;
+mod common;
+
+use common::service_fixture;
 
 use std::time::{Duration, Instant};
 

@@ -8,6 +8,7 @@
 #![allow(dead_code)] // each test binary uses a subset
 
 pub mod osc_client;
+pub mod service_fixture;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -18,9 +19,9 @@ use std::time::{Duration, Instant};
 /// The daemon binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_latentd");
 
-/// Isolate `cmd` from the machine's audio servers, systemd and user folders (all under
-/// `dir`); OSC on a free port, no OSCQuery.
-pub fn isolated<'a>(cmd: &'a mut Command, dir: &Path) -> &'a mut Command {
+/// Isolate `cmd`'s environment from the machine's audio servers, systemd, the journal and
+/// the user's folders (all under `dir`).
+pub fn isolated_env<'a>(cmd: &'a mut Command, dir: &Path) -> &'a mut Command {
     let runtime = dir.join("xdg-runtime");
     std::fs::create_dir_all(&runtime).unwrap();
     cmd.env(
@@ -34,9 +35,16 @@ pub fn isolated<'a>(cmd: &'a mut Command, dir: &Path) -> &'a mut Command {
     .env("XDG_CONFIG_HOME", dir.join("config"))
     .env_remove("STATE_DIRECTORY")
     .env_remove("NOTIFY_SOCKET")
+    .env_remove("WATCHDOG_USEC")
+    .env_remove("WATCHDOG_PID")
+    .env_remove("LATENTD_TEST_ENGINE_STALL_S")
+    .env_remove("JOURNAL_STREAM")
     .env_remove("RUST_LOG")
-    // Tests run side by side: OSC on a free port, no OSCQuery.
-    .args(["--osc", "127.0.0.1:0", "--oscquery-port", "0"])
+}
+
+/// [`isolated_env`], plus OSC on a free port and no OSCQuery (tests run side by side).
+pub fn isolated<'a>(cmd: &'a mut Command, dir: &Path) -> &'a mut Command {
+    isolated_env(cmd, dir).args(["--osc", "127.0.0.1:0", "--oscquery-port", "0"])
 }
 
 /// Write a 32-bit float WAV of interleaved `samples`.

@@ -6,8 +6,6 @@
 //! Threading: one reader thread per daemon collects stderr; everything else runs on the
 //! test's thread.
 
-#![allow(dead_code)] // each test binary uses a different part
-
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::net::UnixDatagram;
@@ -19,8 +17,7 @@ use std::time::{Duration, Instant};
 use rosc::{OscMessage, OscPacket, OscType};
 use tempfile::TempDir;
 
-/// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_latentd");
+use super::{BIN, isolated_env};
 
 /// A Unix datagram socket bound where `NOTIFY_SOCKET` will point, as systemd owns it.
 pub struct NotifySocket {
@@ -138,35 +135,13 @@ pub struct Daemon {
     pub state: PathBuf,
 }
 
-/// The environment of every test daemon: nothing outside `dir` is read or written.
-pub fn isolated<'a>(cmd: &'a mut Command, dir: &Path) -> &'a mut Command {
-    let runtime = dir.join("xdg-runtime");
-    std::fs::create_dir_all(&runtime).unwrap();
-    cmd.env(
-        "JACK_DEFAULT_SERVER",
-        format!("latentd-none-{}", std::process::id()),
-    )
-    .env("JACK_NO_START_SERVER", "1")
-    .env("XDG_RUNTIME_DIR", &runtime)
-    .env("PIPEWIRE_REMOTE", "latentd-none")
-    .env("XDG_STATE_HOME", dir.join("xdg-state"))
-    .env("XDG_CONFIG_HOME", dir.join("xdg-config"))
-    .env_remove("STATE_DIRECTORY")
-    .env_remove("NOTIFY_SOCKET")
-    .env_remove("WATCHDOG_USEC")
-    .env_remove("WATCHDOG_PID")
-    .env_remove("LATENTD_TEST_ENGINE_STALL_S")
-    .env_remove("JOURNAL_STREAM")
-    .env_remove("RUST_LOG")
-}
-
 impl Daemon {
     /// Starts `latentd --audio null --oscquery-port 0 --osc <launch.osc_bind> --state
     /// <dir>/state.json` plus `launch`.
     pub fn start(dir: &TempDir, launch: Launch<'_>) -> Self {
         let state = dir.path().join("state.json");
         let mut cmd = Command::new(BIN);
-        isolated(&mut cmd, dir.path())
+        isolated_env(&mut cmd, dir.path())
             .args(["--audio", "null", "--oscquery-port", "0", "--osc"])
             .arg(&launch.osc_bind)
             .arg("--state")

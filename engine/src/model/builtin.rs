@@ -425,19 +425,7 @@ impl Model for BuiltinModel {
         out: &mut [f32],
     ) -> Result<(), DecodeError> {
         let hop = (SAMPLE_RATE / FRAME_RATE) as usize;
-        let want = frames * hop * 2;
-        if frames == 0 || frames > latents.frames {
-            return Err(DecodeError::Window {
-                frames,
-                loop_frames: latents.frames,
-            });
-        }
-        if out.len() != want {
-            return Err(DecodeError::BufferLength {
-                got: out.len(),
-                want,
-            });
-        }
+        super::check_decode_request(latents.frames, frames, hop * 2, out.len())?;
         if all_zero {
             out.fill(0.0);
             return Ok(());

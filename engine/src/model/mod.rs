@@ -220,3 +220,25 @@ pub fn slice_host_frames(data: &[f32], channels: usize, start: usize, frames: us
     }
     out
 }
+
+/// The checks every [`Model::decode_window`] makes before rendering: at least one frame, no
+/// more than the latents hold, and an output buffer of exactly `frames` latent frames of
+/// `samples_per_frame` interleaved samples.
+pub fn check_decode_request(
+    latent_frames: usize,
+    frames: usize,
+    samples_per_frame: usize,
+    out_len: usize,
+) -> Result<(), DecodeError> {
+    if frames == 0 || frames > latent_frames {
+        return Err(DecodeError::Window {
+            frames,
+            loop_frames: latent_frames,
+        });
+    }
+    let want = frames * samples_per_frame;
+    if out_len != want {
+        return Err(DecodeError::BufferLength { got: out_len, want });
+    }
+    Ok(())
+}
