@@ -4,8 +4,8 @@
 //! Start: validate inputs → state file → model, knobs, conditioning (the saved session over
 //! the config) → output (its period sizes the ring's guard; the ring runs at the model's
 //! rate and the callback converts to the output's) → ring → engine thread →
-//! record tap → output running → encoder thread, OSC, OSCQuery → `READY=1` (only now: the
-//! output plays and the sockets are bound) → watchdog.
+//! record tap → output running → encoder thread, OSC, OSCQuery → memory locked → `READY=1`
+//! (only now: the output plays and the sockets are bound) → watchdog.
 //! Serve: SIGHUP reloads the config (`RELOADING=1` … `READY=1`), applying what can change
 //! live (log level) and naming the changed keys that need a restart; `STATUS=` lines every
 //! few seconds; a failed engine tick (caught by the engine, which restarts its pipeline
@@ -328,6 +328,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
             .unwrap_or_else(|| "off".into())
     );
 
+    lock_memory();
     if let Err(e) = notifier.ready() {
         log::warn!("sd_notify READY: {e}");
     }
@@ -520,6 +521,22 @@ fn changed_until_restart(running: &Settings, new: &Settings) -> Vec<&'static str
     check(running.lead != new.lead, "lead");
     check(running.state_path != new.state_path, "state.path");
     changed
+}
+
+/// Lock what is allocated so far (the ring, the engine's buffers, the output's) into RAM,
+/// so the audio callback never page-faults on it. Needs `LimitMEMLOCK=infinity` (the system
+/// unit sets it) or root; without it latentd runs unlocked and says so.
+fn lock_memory() {
+    // SAFETY: plain FFI call with valid flags; it only changes the process's paging.
+    if unsafe { libc::mlockall(libc::MCL_CURRENT) } == 0 {
+        log::info!("memory locked (mlockall) after preallocation");
+    } else {
+        log::warn!(
+            "memory not locked (mlockall: {}); raise LimitMEMLOCK to avoid page faults in \
+             the audio path",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 /// Fade to silence so stopping never clicks.
