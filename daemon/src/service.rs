@@ -14,6 +14,8 @@
 //! finish the queued jobs, save the state, stop the engine and the output, print the
 //! counters.
 //!
+//! SIGUSR1 writes the engine's trace as JSON lines beside the state file.
+//!
 //! Threading: main thread. Test hook: `LATENTD_TEST_ENGINE_STALL_S=<s>` stalls the engine
 //! thread that long, 1 s after `READY=1` (the watchdog test makes the engine hang with it).
 
@@ -32,7 +34,7 @@ use latentd_engine::runner::clock::RealClock;
 use latentd_engine::runner::engine_config::EngineConfig;
 use latentd_engine::runner::engine_loop::Engine;
 use latentd_osc_schema::{MediaRoot, Schema};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
 use crate::audio::select::{OUTPUT_CHANNELS, OutputOptions, open_output};
@@ -81,7 +83,7 @@ impl Liveness for EngineBeat {
 /// Run the daemon with `settings` until SIGINT or SIGTERM. `args` is the command line, kept
 /// for SIGHUP reloads.
 pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1])
         .map_err(|e| startup(&format!("cannot install signal handlers: {e}")))?;
     let notifier = Notifier::from_env().map_err(|e| startup(&format!("NOTIFY_SOCKET: {e}")))?;
 
@@ -441,6 +443,7 @@ fn serve(
         for signal in signals.pending() {
             match signal {
                 SIGHUP => reload_config(notifier, &mut running, &args),
+                SIGUSR1 => dump_trace(engine, &settings.state_path),
                 _ => {
                     log::info!(
                         "{} received, stopping",
@@ -536,6 +539,30 @@ fn lock_memory() {
              the audio path",
             std::io::Error::last_os_error()
         );
+    }
+}
+
+/// SIGUSR1: write the engine's trace (every action and ring write, with their frames) as
+/// JSON lines beside the state file, `trace-<unix seconds>.jsonl`.
+fn dump_trace(engine: &DaemonEngine, state_path: &Path) {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let dir = state_path.parent().filter(|d| !d.as_os_str().is_empty());
+    let path = dir
+        .unwrap_or(Path::new("."))
+        .join(format!("trace-{stamp}.jsonl"));
+    let result = std::fs::File::create(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|file| {
+            let mut out = std::io::BufWriter::new(file);
+            engine.dump_trace(&mut out).map_err(|e| e.to_string())?;
+            std::io::Write::flush(&mut out).map_err(|e| e.to_string())
+        });
+    match result {
+        Ok(()) => log::info!("trace written to {}", path.display()),
+        Err(e) => log::error!("trace dump to {} failed: {e}", path.display()),
     }
 }
 
