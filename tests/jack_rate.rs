@@ -20,7 +20,7 @@ use jack::{AsyncClient, AudioIn, Client, ClientOptions, Control, ProcessScope};
 use latentd::audio::jack::{JackOptions, JackOutput};
 use latentd::audio::{AudioOutput, OutputFormat, PeriodProcessor, Rates};
 use latentd_engine::PlayheadRing;
-use latentd_tests::JackServer;
+use latentd_tests::{JackServer, fit_sine};
 
 #[global_allocator]
 static ALLOCATOR: AllocDisabler = AllocDisabler;
@@ -120,24 +120,6 @@ fn crossing_frequency(x: &[f32], rate: f64) -> f64 {
         .collect();
     assert!(rising.len() > 100, "only {} rising crossings", rising.len());
     (rising.len() - 1) as f64 * rate / (rising[rising.len() - 1] - rising[0])
-}
-
-/// Amplitude of the best-fitting sine at `freq` and the RMS of what is left.
-fn fit_sine(x: &[f32], rate: f64, freq: f64) -> (f64, f64) {
-    let w = TAU * freq / rate;
-    let (mut s, mut c) = (0.0, 0.0);
-    for (i, &v) in x.iter().enumerate() {
-        s += f64::from(v) * (w * i as f64).sin();
-        c += f64::from(v) * (w * i as f64).cos();
-    }
-    let (a, b) = (2.0 * s / x.len() as f64, 2.0 * c / x.len() as f64);
-    let residual = x
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| (f64::from(v) - a * (w * i as f64).sin() - b * (w * i as f64).cos()).powi(2))
-        .sum::<f64>()
-        / x.len() as f64;
-    (a.hypot(b), residual.sqrt())
 }
 
 fn tone_at_48_khz_plays_at_44_1_khz(period: usize) {

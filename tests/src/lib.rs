@@ -10,3 +10,6 @@ pub mod jack_server;
 pub use index_signal::{PathReport, check_path, decode_frame, encode_frame, index_signal};
 pub use jack_server::JackServer;
 pub mod pipewire_graph;
+pub mod signal_fit;
+
+pub use signal_fit::fit_sine;

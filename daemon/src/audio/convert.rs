@@ -212,6 +212,8 @@ mod tests {
     use latentd_engine::{PlayheadRing, RingHandle};
     use std::f64::consts::TAU;
 
+    use latentd_tests::fit_sine;
+
     const RING_RATE: u32 = 48_000;
     /// Odd, changing periods, one longer than the preallocated chunk.
     const PERIODS: [usize; 7] = [127, 333, 1, 1021, 64, 9001, 255];
@@ -246,27 +248,6 @@ mod tests {
             played.extend_from_slice(out);
         }
         played
-    }
-
-    /// Amplitude of the best-fitting sine at `freq` Hz and the RMS of what is left.
-    fn fit_sine(x: &[f32], rate: f64, freq: f64) -> (f64, f64) {
-        let w = TAU * freq / rate;
-        let (mut s, mut c) = (0.0, 0.0);
-        for (i, &v) in x.iter().enumerate() {
-            s += f64::from(v) * (w * i as f64).sin();
-            c += f64::from(v) * (w * i as f64).cos();
-        }
-        let (a, b) = (2.0 * s / x.len() as f64, 2.0 * c / x.len() as f64);
-        let residual = x
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| {
-                let e = f64::from(v) - a * (w * i as f64).sin() - b * (w * i as f64).cos();
-                e * e
-            })
-            .sum::<f64>()
-            / x.len() as f64;
-        (a.hypot(b), residual.sqrt())
     }
 
     /// Frequency from the rising zero crossings (linearly interpolated) of `x`.
