@@ -244,6 +244,30 @@ fn build_target(
     out
 }
 
+/// A backend whose conditioning encoders are the built-in model's (CPU) ones: implementing
+/// this one accessor gives it [`ConditionEncoder`] (the GPU backend, its failover wrapper and
+/// test models that wrap the built-in model).
+pub trait BuiltinEncoders: Send + Sync {
+    /// The built-in model whose encoders this backend uses.
+    fn builtin_encoders(&self) -> &BuiltinModel;
+}
+
+impl<T: BuiltinEncoders> ConditionEncoder for T {
+    type Cond = BuiltinCond;
+
+    fn encode_prompt(&self, tags: &str) -> Result<PromptEncoding<BuiltinCond>, EncodeError> {
+        self.builtin_encoders().encode_prompt(tags)
+    }
+
+    fn encode_timbre(&self, audio: AudioView<'_>) -> Result<BuiltinCond, EncodeError> {
+        self.builtin_encoders().encode_timbre(audio)
+    }
+
+    fn encode_structure(&self, audio: AudioView<'_>) -> Result<BuiltinCond, EncodeError> {
+        self.builtin_encoders().encode_structure(audio)
+    }
+}
+
 impl ConditionEncoder for BuiltinModel {
     type Cond = BuiltinCond;
 

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::*;
 use crate::audio_clip::AudioView;
-use crate::conditioning::{ConditionEncoder, EncodeError, PromptEncoding};
-use crate::model::builtin::{BuiltinCond, BuiltinModel, CpuLatents};
+use crate::conditioning::EncodeError;
+use crate::model::builtin::{BuiltinEncoders, BuiltinModel, CpuLatents};
 use crate::model::{DecodeError, Geometry, Model, SlotStart, SlotStep, StepShared};
 use crate::ring::PlayheadRing;
 use crate::runner::clock::SimCosts;
@@ -22,16 +22,9 @@ struct FaultyModel {
     panic_to: u64,
 }
 
-impl ConditionEncoder for FaultyModel {
-    type Cond = BuiltinCond;
-    fn encode_prompt(&self, tags: &str) -> Result<PromptEncoding<BuiltinCond>, EncodeError> {
-        self.inner.encode_prompt(tags)
-    }
-    fn encode_timbre(&self, audio: AudioView<'_>) -> Result<BuiltinCond, EncodeError> {
-        self.inner.encode_timbre(audio)
-    }
-    fn encode_structure(&self, audio: AudioView<'_>) -> Result<BuiltinCond, EncodeError> {
-        self.inner.encode_structure(audio)
+impl BuiltinEncoders for FaultyModel {
+    fn builtin_encoders(&self) -> &BuiltinModel {
+        &self.inner
     }
 }
 

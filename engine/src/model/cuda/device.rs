@@ -34,8 +34,8 @@ use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
 
 use super::{DecoderTables, KERNEL_NAMES, KERNEL_SOURCE, SlotStepRecord};
 use crate::audio_clip::AudioView;
-use crate::conditioning::{ConditionEncoder, EncodeError, PromptEncoding};
-use crate::model::builtin::{BuiltinCond, BuiltinModel, FRAME_RATE, SAMPLE_RATE};
+use crate::conditioning::EncodeError;
+use crate::model::builtin::{BuiltinEncoders, BuiltinModel, FRAME_RATE, SAMPLE_RATE};
 use crate::model::{DecodeError, DeviceTimes, Geometry, Model, SlotStart, SlotStep, StepShared};
 
 // SAFETY: plain `repr(C)` data of integers and floats, the layout of `ld_slot_step`.
@@ -780,19 +780,9 @@ impl CudaModel {
     }
 }
 
-impl ConditionEncoder for CudaModel {
-    type Cond = BuiltinCond;
-
-    fn encode_prompt(&self, tags: &str) -> Result<PromptEncoding<BuiltinCond>, EncodeError> {
-        self.cpu.encode_prompt(tags)
-    }
-
-    fn encode_timbre(&self, audio: AudioView<'_>) -> Result<BuiltinCond, EncodeError> {
-        self.cpu.encode_timbre(audio)
-    }
-
-    fn encode_structure(&self, audio: AudioView<'_>) -> Result<BuiltinCond, EncodeError> {
-        self.cpu.encode_structure(audio)
+impl BuiltinEncoders for CudaModel {
+    fn builtin_encoders(&self) -> &BuiltinModel {
+        &self.cpu
     }
 }
 

@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::audio_clip::AudioView;
-use crate::conditioning::{ConditionEncoder, EncodeError, PromptEncoding};
-use crate::model::builtin::{BuiltinCond, BuiltinModel, CpuLatents};
+use crate::conditioning::EncodeError;
+use crate::model::builtin::{BuiltinCond, BuiltinEncoders, BuiltinModel, CpuLatents};
 use crate::model::{DecodeError, DeviceTimes, Geometry, Model, SlotStart, SlotStep, StepShared};
 use crate::rng::fill_gaussian;
 
@@ -191,19 +191,9 @@ impl<D: DeviceBackend> FailoverModel<D> {
     }
 }
 
-impl<D: DeviceBackend> ConditionEncoder for FailoverModel<D> {
-    type Cond = BuiltinCond;
-
-    fn encode_prompt(&self, tags: &str) -> Result<PromptEncoding<BuiltinCond>, EncodeError> {
-        self.cpu.encode_prompt(tags)
-    }
-
-    fn encode_timbre(&self, audio: AudioView<'_>) -> Result<BuiltinCond, EncodeError> {
-        self.cpu.encode_timbre(audio)
-    }
-
-    fn encode_structure(&self, audio: AudioView<'_>) -> Result<BuiltinCond, EncodeError> {
-        self.cpu.encode_structure(audio)
+impl<D: DeviceBackend> BuiltinEncoders for FailoverModel<D> {
+    fn builtin_encoders(&self) -> &BuiltinModel {
+        &self.cpu
     }
 }
 
@@ -454,16 +444,9 @@ impl MockFaultyDevice {
     }
 }
 
-impl ConditionEncoder for MockFaultyDevice {
-    type Cond = BuiltinCond;
-    fn encode_prompt(&self, tags: &str) -> Result<PromptEncoding<BuiltinCond>, EncodeError> {
-        self.cpu.encode_prompt(tags)
-    }
-    fn encode_timbre(&self, audio: AudioView<'_>) -> Result<BuiltinCond, EncodeError> {
-        self.cpu.encode_timbre(audio)
-    }
-    fn encode_structure(&self, audio: AudioView<'_>) -> Result<BuiltinCond, EncodeError> {
-        self.cpu.encode_structure(audio)
+impl BuiltinEncoders for MockFaultyDevice {
+    fn builtin_encoders(&self) -> &BuiltinModel {
+        &self.cpu
     }
 }
 
