@@ -3,8 +3,8 @@
 //! reader's path, across loop wraps and a loop-band change, at 44.1 and 48 kHz with periods
 //! of 64 and 1024 frames.
 //!
-//! Every process callback here (latentd's through `PeriodProcessor`, the capture's
-//! explicitly) runs under `assert_no_alloc`, which aborts the binary on an allocation.
+//! Every process callback here (latentd's through `PeriodProcessor`, the capture's in
+//! [`JackCapture`]) runs under `assert_no_alloc`, which aborts the binary on an allocation.
 //!
 //! Threading: the jack crate cannot name a server, so libjack finds each test's private
 //! server through the process-wide `JACK_DEFAULT_SERVER` variable. Changing the environment
@@ -13,17 +13,16 @@
 //! before it sets the variable until its server is gone.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use assert_no_alloc::{AllocDisabler, assert_no_alloc};
+use assert_no_alloc::AllocDisabler;
 use jack::contrib::ClosureProcessHandler;
-use jack::{AsyncClient, AudioIn, Client, ClientOptions, Control, LatencyType, ProcessScope};
+use jack::{Client, ClientOptions, Control, LatencyType, ProcessScope};
 use latentd::audio::jack::{JackOptions, JackOutput};
 use latentd::audio::{AudioError, AudioOutput, OutputFormat, PeriodProcessor};
 use latentd_engine::PlayheadRing;
-use latentd_tests::{JackServer, check_path, index_signal};
+use latentd_tests::{JackCapture, JackServer, check_path, index_signal};
 
 #[global_allocator]
 static ALLOCATOR: AllocDisabler = AllocDisabler;
@@ -31,7 +30,7 @@ static ALLOCATOR: AllocDisabler = AllocDisabler;
 /// Serializes every test of this binary that talks to JACK (see the module doc).
 static JACK_TESTS: Mutex<()> = Mutex::new(());
 
-/// The most a capture may take beyond its nominal duration.
+/// The most a capture may take to record what it waits for.
 const CAPTURE_SLACK: Duration = Duration::from_secs(10);
 
 /// A private server, the default for this process while the session lives.
@@ -54,95 +53,13 @@ fn jack_session(sample_rate: u32, period: usize) -> JackSession {
     }
 }
 
-/// A second JACK client with two inputs, recording interleaved frames into a queue
-/// allocated up front; the test thread drains it.
-struct Capture {
-    active: AsyncClient<(), ClosureProcessHandler<(), CaptureCallback>>,
-    queue: rtrb::Consumer<f32>,
-    dropped: Arc<AtomicU64>,
-    frames: Vec<f32>,
-}
-
-type CaptureCallback = Box<dyn FnMut(&Client, &ProcessScope) -> Control + Send>;
-
-impl Capture {
-    /// Start a client `capture` with ports `in_1`, `in_2` fed by `<source>:out_1`, `:out_2`.
-    fn start(source: &str, sample_rate: u32) -> Capture {
-        let (client, _) = Client::new("capture", ClientOptions::NO_START_SERVER)
-            .expect("opening the capture client");
-        let in_1 = client.register_port("in_1", AudioIn::default()).unwrap();
-        let in_2 = client.register_port("in_2", AudioIn::default()).unwrap();
-        // One second of room; the test thread drains it every few milliseconds.
-        let (mut producer, queue) = rtrb::RingBuffer::new(2 * sample_rate as usize);
-        let dropped = Arc::new(AtomicU64::new(0));
-        let dropped_in_callback = Arc::clone(&dropped);
-        let callback: CaptureCallback = Box::new(move |_, scope| {
-            assert_no_alloc(|| {
-                let (left, right) = (in_1.as_slice(scope), in_2.as_slice(scope));
-                match producer.write_chunk_uninit(2 * left.len()) {
-                    Ok(chunk) => {
-                        chunk.fill_from_iter(left.iter().zip(right).flat_map(|(&l, &r)| [l, r]));
-                    }
-                    Err(_) => {
-                        dropped_in_callback.fetch_add(left.len() as u64, Ordering::Relaxed);
-                    }
-                }
-            });
-            Control::Continue
-        });
-        let active = client
-            .activate_async((), ClosureProcessHandler::new(callback))
-            .expect("activating the capture client");
-        for k in 1..=2 {
-            active
-                .as_client()
-                .connect_ports_by_name(&format!("{source}:out_{k}"), &format!("capture:in_{k}"))
-                .unwrap_or_else(|e| panic!("connecting {source}:out_{k} to capture:in_{k}: {e}"));
-        }
-        Capture {
-            active,
-            queue,
-            dropped,
-            frames: Vec::with_capacity(8 * sample_rate as usize),
-        }
-    }
-
-    /// Keep draining until `more` further frames have arrived.
-    fn record(&mut self, more: usize) {
-        let target = self.frames.len() + 2 * more;
-        let deadline = Instant::now() + CAPTURE_SLACK;
-        while self.frames.len() < target {
-            let chunk = self.queue.read_chunk(self.queue.slots()).unwrap();
-            let (a, b) = chunk.as_slices();
-            self.frames.extend_from_slice(a);
-            self.frames.extend_from_slice(b);
-            chunk.commit_all();
-            assert!(Instant::now() < deadline, "the capture stalled");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// Playback latency JACK reports for one of our ports, as seen by this client.
-    fn playback_latency(&self, port: &str) -> (u32, u32) {
-        self.active
-            .as_client()
-            .port_by_name(port)
-            .unwrap_or_else(|| panic!("port {port} not found"))
-            .get_latency_range(LatencyType::Playback)
-    }
-
-    /// Stop the client; the recorded interleaved frames.
-    fn finish(self) -> Vec<f32> {
-        self.active
-            .deactivate()
-            .expect("deactivating the capture client");
-        assert_eq!(
-            self.dropped.load(Ordering::Relaxed),
-            0,
-            "capture queue overflowed"
-        );
-        self.frames
-    }
+/// Playback latency JACK reports for `port`, as `capture`'s client sees it.
+fn playback_latency(capture: &JackCapture, port: &str) -> (u32, u32) {
+    capture
+        .client()
+        .port_by_name(port)
+        .unwrap_or_else(|| panic!("port {port} not found"))
+        .get_latency_range(LatencyType::Playback)
 }
 
 /// Play a 0.25 s index-coded loop through latentd's JACK output, capture it, arm a band
@@ -169,20 +86,20 @@ fn playback_is_sample_exact(sample_rate: u32, period: usize) {
         .start(processor)
         .expect("starting the JACK output");
 
-    let mut capture = Capture::start("latentd", sample_rate);
-    capture.record(3 * loop_frames + loop_frames / 2);
+    let capture = JackCapture::connected("capture", ["latentd:out_1", "latentd:out_2"]);
+    capture.record(3 * loop_frames + loop_frames / 2, CAPTURE_SLACK);
     let band = (loop_frames / 4, loop_frames / 4 + loop_frames / 8);
     handle.set_band(band.0, band.1).unwrap();
-    capture.record(4 * (band.1 - band.0) + 4 * period);
+    capture.record(4 * (band.1 - band.0) + 4 * period, CAPTURE_SLACK);
     assert_eq!(
         handle.band_applied(),
         Some(band),
         "the reader never took the band"
     );
     handle.clear_band();
-    capture.record(loop_frames + 4 * period);
-    let latency = capture.playback_latency("latentd:out_1");
-    let captured = capture.finish();
+    capture.record(loop_frames + 4 * period, CAPTURE_SLACK);
+    let latency = playback_latency(&capture, "latentd:out_1");
+    let captured = capture.finish().samples;
 
     assert_eq!(running.format(), expected);
     running.stop().expect("stopping the JACK output");

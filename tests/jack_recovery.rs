@@ -6,8 +6,8 @@
 //! server that returns at another sample rate is refused, in the status, until one at the
 //! ring's rate returns.
 //!
-//! Every process callback here (latentd's through the processor slot, the capture's
-//! explicitly) runs under `assert_no_alloc`, which aborts the binary on an allocation.
+//! Every process callback here (latentd's through the processor slot, the capture's in
+//! [`JackCapture`]) runs under `assert_no_alloc`, which aborts the binary on an allocation.
 //!
 //! Threading: as in `jack_playback.rs`, libjack finds the private server through the
 //! process-wide `JACK_DEFAULT_SERVER`, so every test holds [`JACK_TESTS`] from before it
@@ -16,18 +16,15 @@
 //! the server returns, as the daemon (whose only client is the supervised one) does.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use assert_no_alloc::{AllocDisabler, assert_no_alloc};
-use jack::contrib::ClosureProcessHandler;
-use jack::{AsyncClient, AudioIn, Client, ClientOptions, Control, ProcessScope};
+use assert_no_alloc::AllocDisabler;
 use latentd::audio::PeriodProcessor;
 use latentd::audio::select::{BackendChoice, OutputOptions};
 use latentd::audio::supervisor::{OutputState, OutputStatus, OutputSupervisor};
 use latentd_engine::{PlayheadRing, RingHandle};
-use latentd_tests::JackServer;
+use latentd_tests::{JackCapture, JackServer};
 
 #[global_allocator]
 static ALLOCATOR: AllocDisabler = AllocDisabler;
@@ -104,53 +101,14 @@ fn jack_session() -> JackSession {
     }
 }
 
-type CaptureCallback = Box<dyn FnMut(&Client, &ProcessScope) -> Control + Send>;
-
-/// A client `capture` with inputs `in_1`, `in_2` that counts the frames in which both
-/// inputs carry exactly [`LEVEL`].
-struct Capture {
-    _active: AsyncClient<(), ClosureProcessHandler<(), CaptureCallback>>,
-    level_frames: Arc<AtomicU64>,
-}
-
-impl Capture {
-    fn start() -> Capture {
-        let (client, _) = Client::new("capture", ClientOptions::NO_START_SERVER)
-            .expect("opening the capture client");
-        let in_1 = client.register_port("in_1", AudioIn::default()).unwrap();
-        let in_2 = client.register_port("in_2", AudioIn::default()).unwrap();
-        let level_frames = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&level_frames);
-        let callback: CaptureCallback = Box::new(move |_, scope| {
-            assert_no_alloc(|| {
-                let (left, right) = (in_1.as_slice(scope), in_2.as_slice(scope));
-                let n = left
-                    .iter()
-                    .zip(right)
-                    .filter(|&(&l, &r)| l == LEVEL && r == LEVEL)
-                    .count();
-                counter.fetch_add(n as u64, Ordering::Relaxed);
-            });
-            Control::Continue
-        });
-        let active = client
-            .activate_async((), ClosureProcessHandler::new(callback))
-            .expect("activating the capture client");
-        Capture {
-            _active: active,
-            level_frames,
-        }
-    }
-
-    fn connect_from(&self, source: &str, ports: [(&str, &str); 2]) {
-        for (ours, theirs) in ports {
-            let (src, dst) = (format!("{source}:{ours}"), format!("capture:{theirs}"));
-            self._active
-                .as_client()
-                .connect_ports_by_name(&src, &dst)
-                .unwrap_or_else(|e| panic!("connecting {src} to {dst}: {e}"));
-        }
-    }
+/// Frames `capture` has recorded with exactly [`LEVEL`] on both inputs.
+fn level_frames(capture: &JackCapture) -> usize {
+    capture
+        .recording()
+        .samples
+        .chunks_exact(2)
+        .filter(|frame| frame == &[LEVEL, LEVEL])
+        .count()
 }
 
 /// `jack_lsp -c` as port -> connected ports (sorted); empty if the server does not answer.
@@ -208,7 +166,7 @@ fn expected_links() -> Vec<Vec<String>> {
 
 /// Supervisor on a ring of constant [`LEVEL`] with a band armed; a capture client and
 /// `system:playback_1` linked; the links learned.
-fn playing(session: &JackSession) -> (OutputSupervisor, RingHandle, Capture) {
+fn playing(session: &JackSession) -> (OutputSupervisor, RingHandle, JackCapture) {
     let ring = PlayheadRing::from_interleaved(vec![LEVEL; 2 * RATE as usize], 2, RATE, 2 * PERIOD)
         .unwrap();
     let handle = ring.handle();
@@ -229,11 +187,9 @@ fn playing(session: &JackSession) -> (OutputSupervisor, RingHandle, Capture) {
         .set_band(RATE as usize / 4, RATE as usize / 2)
         .unwrap();
 
-    let capture = Capture::start();
-    capture.connect_from("latentd", [("out_1", "in_1"), ("out_2", "in_2")]);
+    let capture = JackCapture::connected("capture", ["latentd:out_1", "latentd:out_2"]);
     capture
-        ._active
-        .as_client()
+        .client()
         .connect_ports_by_name("latentd:out_1", "system:playback_1")
         .unwrap();
     let t = Instant::now();
@@ -241,7 +197,7 @@ fn playing(session: &JackSession) -> (OutputSupervisor, RingHandle, Capture) {
         sorted(&sup.status().links) == expected_links()
     });
     within("audio at the capture", t, Duration::from_secs(3), || {
-        capture.level_frames.load(Ordering::Relaxed) >= 4 * PERIOD as u64
+        level_frames(&capture) >= 4 * PERIOD
     });
     assert_eq!(
         connections(&session.server)["latentd:out_1"],
@@ -281,7 +237,7 @@ fn check_back(
     ring: &RingHandle,
     back: Instant,
     played_before: u64,
-) -> Capture {
+) -> JackCapture {
     within("our ports registered again", back, RETURN_LIMIT, || {
         let ports = session.server.list_ports();
         ["latentd:out_1", "latentd:out_2"]
@@ -304,7 +260,7 @@ fn check_back(
     assert_eq!(status.last_error, None);
 
     let capture_back = Instant::now();
-    let capture = Capture::start();
+    let capture = JackCapture::start("capture");
     within(
         "the links to the capture restored",
         capture_back,
@@ -319,7 +275,7 @@ fn check_back(
         "audio at the capture again",
         capture_back,
         RETURN_LIMIT,
-        || capture.level_frames.load(Ordering::Relaxed) >= 4 * PERIOD as u64,
+        || level_frames(&capture) >= 4 * PERIOD,
     );
     let counters = ring.counters();
     assert!(counters.frames_played > played_before, "{counters:?}");
@@ -349,10 +305,8 @@ fn recovers_after(stop: impl FnOnce(&mut JackServer)) {
     let gone = Instant::now();
     let mark = log_mark();
     stop(&mut session.server);
-    // Leaked on purpose, as latentd leaks its own lost client: closing a client whose server
-    // died makes libjack cancel its threads, and a cancellation that unwinds through the
-    // jack crate's Rust callback frames aborts the process.
-    std::mem::forget(capture);
+    // Leaked, as latentd leaks its own lost client (see JackCapture::abandon).
+    capture.abandon();
     let played = check_lost(&sup, &ring, gone);
     let lost = logged_since(mark, "jack output lost");
     assert_eq!(lost.len(), 1, "{lost:?}");
@@ -409,10 +363,8 @@ fn a_server_back_at_another_rate_is_refused_until_one_at_the_ring_rate_returns()
     let (sup, ring, capture) = playing(&session);
     let gone = Instant::now();
     session.server.kill();
-    // Leaked on purpose, as latentd leaks its own lost client: closing a client whose server
-    // died makes libjack cancel its threads, and a cancellation that unwinds through the
-    // jack crate's Rust callback frames aborts the process.
-    std::mem::forget(capture);
+    // Leaked, as latentd leaks its own lost client (see JackCapture::abandon).
+    capture.abandon();
     let played = check_lost(&sup, &ring, gone);
 
     let mark = log_mark();

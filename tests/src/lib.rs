@@ -1,13 +1,16 @@
 //! Test fixtures shared by latentd's integration tests: a private JACK dummy server started
-//! and stopped by PID, a private PipeWire graph, WAV helpers.
+//! and stopped by PID, a JACK client that records what arrives at its inputs, a private
+//! PipeWire graph, WAV helpers.
 //!
 //! Threading: fixtures are plain values owned by one test; their `Drop` stops what they
 //! started.
 
 pub mod index_signal;
+pub mod jack_capture;
 pub mod jack_server;
 
 pub use index_signal::{PathReport, check_path, decode_frame, encode_frame, index_signal};
+pub use jack_capture::{CapturedPeriod, FrameTimeGap, JackCapture, Recording};
 pub use jack_server::JackServer;
 pub mod pipewire_graph;
 pub mod signal_fit;

@@ -1,7 +1,8 @@
-//! A running `latentd` for the service tests: the real binary on the null output, in an
-//! isolated environment (no JACK, no PipeWire, its own XDG dirs and state file), with its
-//! stderr collected line by line, a raw OSC/UDP client for it, and the sd_notify socket a
-//! service manager would own.
+//! A running `latentd` for the service tests: the real binary on the null output (or the
+//! backend [`Launch::audio`] names, e.g. a private JACK server), in an isolated environment
+//! (no JACK, no PipeWire, its own XDG dirs and state file), with its stderr collected line
+//! by line, a raw OSC/UDP client for it, and the sd_notify socket a service manager would
+//! own.
 //!
 //! Threading: one reader thread per daemon collects stderr; everything else runs on the
 //! test's thread.
@@ -114,6 +115,9 @@ pub struct Launch<'a> {
     pub notify: Option<&'a NotifySocket>,
     /// `--osc` (default `127.0.0.1:0`: a free port).
     pub osc_bind: String,
+    /// `--audio` (default `null`; `jack` with `JACK_DEFAULT_SERVER` in `env` plays into a
+    /// private server).
+    pub audio: &'a str,
 }
 
 impl Default for Launch<'_> {
@@ -123,6 +127,7 @@ impl Default for Launch<'_> {
             env: Vec::new(),
             notify: None,
             osc_bind: "127.0.0.1:0".into(),
+            audio: "null",
         }
     }
 }
@@ -136,13 +141,13 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `latentd --audio null --oscquery-port 0 --osc <launch.osc_bind> --state
-    /// <dir>/state.json` plus `launch`.
+    /// Starts `latentd --audio <launch.audio> --oscquery-port 0 --osc <launch.osc_bind>
+    /// --state <dir>/state.json` plus `launch`.
     pub fn start(dir: &TempDir, launch: Launch<'_>) -> Self {
         let state = dir.path().join("state.json");
         let mut cmd = Command::new(BIN);
         isolated_env(&mut cmd, dir.path())
-            .args(["--audio", "null", "--oscquery-port", "0", "--osc"])
+            .args(["--audio", launch.audio, "--oscquery-port", "0", "--osc"])
             .arg(&launch.osc_bind)
             .arg("--state")
             .arg(&state)

@@ -1,0 +1,391 @@
+//! The real `latentd` binary playing into a private `jackd -d dummy`, heard through a
+//! [`JackCapture`] client on its ports (issue 6): SIGTERM fades out instead of clicking
+//! (exit 0 within a second, the state file written, the capture unbroken up to a ramp down
+//! to exact silence), and SIGHUP reloads never interrupt the audio.
+//!
+//! The daemon plays, with `--engine off`, a one-second loop of a 440 Hz quadrature pair
+//! (`out_1` = A·sin, `out_2` = A·cos). Its envelope, √(L² + R²) = A·gain, and its phase,
+//! atan2(L, R), are then known at every frame: a dropout, a skipped or repeated period, a
+//! cut or a fade each show on their own, whatever the phase at which they happen (a cut
+//! always drops at least one channel by A/√2). The loop holds a whole number of cycles, so
+//! its wrap is seamless.
+//!
+//! Threading: libjack finds the private server through the process-wide
+//! `JACK_DEFAULT_SERVER`, so each test holds [`JACK_TESTS`] from before it sets the variable
+//! until its server is gone. The capture's callback runs on JACK's thread (see
+//! [`JackCapture`]); everything else on the test's thread.
+
+mod common;
+
+use std::f32::consts::PI;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::service_fixture::{Daemon, Launch, NotifySocket, Osc};
+use latentd_tests::{JackCapture, JackServer, Recording};
+use rosc::OscType;
+use tempfile::TempDir;
+
+/// Serializes the tests of this binary (see the module doc).
+static JACK_TESTS: Mutex<()> = Mutex::new(());
+
+/// The server's rate, equal to the engine's so the callback plays the ring unconverted.
+const RATE: u32 = 48_000;
+const PERIOD: usize = 256;
+/// Peak level of each channel.
+const LEVEL: f32 = 0.5;
+/// Tone frequency; the one-second loop holds exactly this many cycles.
+const TONE_HZ: f32 = 440.0;
+/// How long the daemon may take to start playing.
+const START: Duration = Duration::from_secs(30);
+/// Envelope (relative to [`LEVEL`]) within which a frame counts as full level: float
+/// rounding in the WAV, the ring and JACK stay far inside it.
+const FULL_LEVEL_TOLERANCE: f32 = 0.01;
+/// Largest error of the phase step between two full-level frames, in radians.
+const PHASE_TOLERANCE: f32 = 0.002;
+
+/// The tone's phase step per frame, in radians.
+fn phase_step() -> f32 {
+    2.0 * PI * TONE_HZ / RATE as f32
+}
+
+/// A private server, the default for this process while the session lives.
+struct JackSession {
+    // Field order is drop order: the server stops before the lock is released.
+    server: JackServer,
+    _serial: MutexGuard<'static, ()>,
+}
+
+fn jack_session() -> JackSession {
+    let serial = JACK_TESTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let server = JackServer::start(RATE, PERIOD);
+    // SAFETY: JACK_TESTS is held, so no other test thread reads or writes the environment.
+    unsafe { std::env::set_var("JACK_DEFAULT_SERVER", server.name()) };
+    JackSession {
+        server,
+        _serial: serial,
+    }
+}
+
+/// Write the one-second quadrature loop (see the module doc) to `path`.
+fn write_quadrature_loop(path: &Path) {
+    let samples: Vec<f32> = (0..RATE)
+        .flat_map(|i| {
+            let phase = std::f64::consts::TAU * f64::from(TONE_HZ) * f64::from(i) / f64::from(RATE);
+            [LEVEL * phase.sin() as f32, LEVEL * phase.cos() as f32]
+        })
+        .collect();
+    common::write_float_wav(path, 2, RATE, &samples);
+}
+
+/// `latentd --audio jack --engine off --source <loop> --config <config>` on `session`'s
+/// server, with its own notify socket; returns once it has said `READY=1`.
+fn start_daemon(
+    session: &JackSession,
+    dir: &TempDir,
+    notify: &NotifySocket,
+    config: &Path,
+) -> Daemon {
+    let source = dir.path().join("quadrature.wav");
+    write_quadrature_loop(&source);
+    let daemon = Daemon::start(
+        dir,
+        Launch {
+            audio: "jack",
+            notify: Some(notify),
+            env: vec![("JACK_DEFAULT_SERVER", session.server.name().to_owned())],
+            args: [
+                "--engine",
+                "off",
+                "--source",
+                &source.display().to_string(),
+                "--config",
+                &config.display().to_string(),
+            ]
+            .map(String::from)
+            .to_vec(),
+            ..Launch::default()
+        },
+    );
+    let start = notify.until("READY=1", START);
+    assert!(!start.is_empty(), "{:?}", daemon.lines());
+    daemon
+}
+
+/// The envelope of frame `i` relative to [`LEVEL`].
+fn envelope(rec: &Recording, i: usize) -> f32 {
+    let [l, r] = rec.frame(i);
+    l.hypot(r) / LEVEL
+}
+
+/// The phase of frame `i`, radians.
+fn phase(rec: &Recording, i: usize) -> f32 {
+    let [l, r] = rec.frame(i);
+    l.atan2(r)
+}
+
+/// `a - b` wrapped into (-π, π].
+fn phase_difference(a: f32, b: f32) -> f32 {
+    let d = (a - b).rem_euclid(2.0 * PI);
+    if d > PI { d - 2.0 * PI } else { d }
+}
+
+/// Check that frames `from..to` play the loop unbroken at full level: every envelope
+/// within tolerance (no dropout, no exact-zero frame), every phase step the tone's (no
+/// skipped, repeated or foreign sample).
+fn assert_unbroken(rec: &Recording, from: usize, to: usize, what: &str) {
+    for i in from..to {
+        let e = envelope(rec, i);
+        assert!(
+            (e - 1.0).abs() <= FULL_LEVEL_TOLERANCE,
+            "{what}: envelope {e:.4} of full level at frame {i} (unbroken from {from} to {to}; \
+             frame {:?})",
+            rec.frame(i)
+        );
+        if i > from {
+            let step = phase_difference(phase(rec, i), phase(rec, i - 1));
+            assert!(
+                (step - phase_step()).abs() <= PHASE_TOLERANCE,
+                "{what}: phase step {step:.5} rad at frame {i}, the tone's is {:.5}; {:?}",
+                phase_step(),
+                (i.saturating_sub(4)..i + 4)
+                    .map(|j| rec.frame(j))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+/// The start of the first cycle that is at full level throughout: the capture starts on
+/// silence, then hears `out_1` alone for a cycle or two (the links are made one by one).
+fn first_full_level(rec: &Recording) -> usize {
+    let mut start = 0;
+    for period in &rec.periods {
+        let end = start + period.frames as usize;
+        if (start..end).all(|i| (envelope(rec, i) - 1.0).abs() <= FULL_LEVEL_TOLERANCE) {
+            return start;
+        }
+        start = end;
+    }
+    panic!("the capture never heard the loop at full level for a whole cycle");
+}
+
+/// Largest sample-to-sample step on either channel over frames `from..to` (each frame
+/// against the one before it).
+fn largest_step(rec: &Recording, from: usize, to: usize) -> (f32, usize) {
+    (from.max(1)..to)
+        .map(|i| {
+            let ([a, b], [c, d]) = (rec.frame(i - 1), rec.frame(i));
+            ((c - a).abs().max((d - b).abs()), i)
+        })
+        .fold((0.0, 0), |best, x| if x.0 > best.0 { x } else { best })
+}
+
+#[test]
+fn sigterm_fades_out_without_a_click_and_exits_0_within_a_second() {
+    let session = jack_session();
+    let dir = TempDir::new().unwrap();
+    let notify = NotifySocket::bind(dir.path());
+    let config = dir.path().join("latentd.toml");
+    std::fs::write(&config, "[log]\nlevel = \"info\"\n").unwrap();
+    let mut daemon = start_daemon(&session, &dir, &notify, &config);
+    let capture = JackCapture::connected("capture", ["latentd:out_1", "latentd:out_2"]);
+    capture.record(RATE as usize, Duration::from_secs(10));
+
+    // A change right before SIGTERM, which only the save at exit can write.
+    let osc = Osc::new(daemon.osc_addr(Duration::from_secs(2)));
+    osc.send("/knob/denoise", vec![OscType::Float(0.75)]);
+    assert_eq!(osc.knob("denoise"), 0.75);
+    let (status, took) = daemon.terminate();
+    assert_eq!(status.code(), Some(0), "{:?}", daemon.lines());
+    assert!(took < Duration::from_secs(1), "exit took {took:?}");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&daemon.state).expect("the state file"))
+            .expect("the state file is JSON");
+    assert_eq!(state["knobs"]["denoise"], 0.75, "{state}");
+    // The capture keeps running on the silence after the daemon's ports went.
+    capture.record(RATE as usize / 10, Duration::from_secs(5));
+    let rec = capture.finish();
+
+    let start = first_full_level(&rec);
+    let last_sound = (0..rec.frames())
+        .rev()
+        .find(|&i| rec.frame(i) != [0.0, 0.0])
+        .expect("nothing captured");
+    // The fade starts after the last full-level frame.
+    let fade_start = (start..=last_sound)
+        .rev()
+        .find(|&i| envelope(&rec, i) >= 1.0 - FULL_LEVEL_TOLERANCE)
+        .expect("no full-level frame");
+    let fade_frames = last_sound - fade_start;
+    let fade_ms = 1000.0 * fade_frames as f64 / f64::from(RATE);
+    eprintln!(
+        "captured {} frames; full level from {start}, fade {fade_frames} frames ({fade_ms:.2} ms) \
+         ending at {last_sound}; frame-time gaps {:?}",
+        rec.frames(),
+        rec.frame_time_gaps()
+    );
+    assert!(
+        last_sound - start > RATE as usize / 2,
+        "played only {} frames",
+        last_sound - start
+    );
+
+    // Unbroken up to the fade: the audio, and JACK's timeline under it.
+    assert_unbroken(&rec, start, fade_start + 1, "before the fade");
+    let gaps: Vec<_> = rec
+        .frame_time_gaps()
+        .into_iter()
+        .filter(|g| (start..=last_sound + 1).contains(&g.frame))
+        .collect();
+    assert!(gaps.is_empty(), "holes in the capture's timeline: {gaps:?}");
+
+    // A ramp of a few milliseconds down to exact silence, never back up, in phase.
+    assert!(
+        (2.0..50.0).contains(&fade_ms),
+        "the sound ended with a {fade_ms:.2} ms fade ({fade_frames} frames)"
+    );
+    for i in fade_start + 1..=last_sound {
+        let (before, now) = (envelope(&rec, i - 1), envelope(&rec, i));
+        assert!(
+            now <= before + 1e-4,
+            "the fade rose at frame {i}: {before:.5} -> {now:.5}"
+        );
+        if now > 0.05 {
+            let step = phase_difference(phase(&rec, i), phase(&rec, i - 1));
+            assert!(
+                (step - phase_step()).abs() <= PHASE_TOLERANCE,
+                "the fade skipped at frame {i}: phase step {step:.5}"
+            );
+        }
+    }
+    assert!(
+        envelope(&rec, last_sound) < 0.02,
+        "the last sound was at {:.3} of full level: a cut, not a fade",
+        envelope(&rec, last_sound)
+    );
+    assert!(
+        (last_sound + 1..rec.frames()).all(|i| rec.frame(i) == [0.0, 0.0]),
+        "sound after the end"
+    );
+
+    // No click: near the end no step is larger than the steady tone's own, with room for
+    // the fade's slope (LEVEL / 256 per frame) and rounding. A cut from full level steps
+    // by at least LEVEL / √2 on one channel.
+    let (steady, _) = largest_step(&rec, start + 1, fade_start);
+    let bound = 1.25 * steady + 0.01 * LEVEL;
+    let tail = last_sound.saturating_sub(RATE as usize / 50).max(start + 1);
+    let (worst, at) = largest_step(&rec, tail, (last_sound + 2).min(rec.frames()));
+    assert!(
+        worst <= bound,
+        "a click: step {worst:.4} at frame {at} (fade {fade_start}..={last_sound}); the steady \
+         tone's largest is {steady:.4}, bound {bound:.4}"
+    );
+    drop(session);
+}
+
+/// The config the SIGHUP test starts with, and the one it alternates with: every key that
+/// a reload may apply live (log level, OSC allowlist, knob defaults, lead) differs.
+const CONFIG_A: &str = "[log]\nlevel = \"info\"\n\
+    [osc]\nallowlist = [\"127.0.0.0/8\"]\n\
+    [engine]\nknobs = { denoise = 0.5, steps = 8 }\n\
+    [lead]\ngain = 1.6\nmargin_s = 0.05\nfloor_s = 0.25\n";
+const CONFIG_B: &str = "[log]\nlevel = \"debug\"\n\
+    [osc]\nallowlist = [\"127.0.0.0/8\", \"10.0.0.0/8\"]\n\
+    [engine]\nknobs = { denoise = 0.3, steps = 6 }\n\
+    [lead]\ngain = 2.0\nmargin_s = 0.1\nfloor_s = 0.3\n";
+/// Reloads in the SIGHUP test.
+const RELOADS: usize = 4;
+
+/// Frames `from..to` of the capture, with JACK's xruns over them as `/status` counts them.
+#[derive(Debug)]
+struct Window {
+    from: usize,
+    to: usize,
+    xruns: i32,
+}
+
+/// How many stderr lines of `daemon` contain `text`.
+fn count_lines(daemon: &Daemon, text: &str) -> usize {
+    daemon.lines().iter().filter(|l| l.contains(text)).count()
+}
+
+#[test]
+fn sighup_reloads_never_interrupt_the_audio() {
+    let session = jack_session();
+    let dir = TempDir::new().unwrap();
+    let notify = NotifySocket::bind(dir.path());
+    let config = dir.path().join("latentd.toml");
+    std::fs::write(&config, CONFIG_A).unwrap();
+    let mut daemon = start_daemon(&session, &dir, &notify, &config);
+    let osc = Osc::new(daemon.osc_addr(Duration::from_secs(2)));
+    let capture = JackCapture::connected("capture", ["latentd:out_1", "latentd:out_2"]);
+    capture.record(RATE as usize / 2, Duration::from_secs(10));
+
+    // A quiet baseline, as long as a reload window will be.
+    let mut baseline = Vec::new();
+    let mut reloads = Vec::new();
+    for k in 0..RELOADS {
+        let xruns = osc.status().xruns;
+        let from = capture.frames();
+        capture.record(RATE as usize / 2, Duration::from_secs(10));
+        baseline.push(Window {
+            from,
+            to: capture.frames(),
+            xruns: osc.status().xruns - xruns,
+        });
+
+        let xruns = osc.status().xruns;
+        let from = capture.frames();
+        let done = count_lines(&daemon, "config reloaded");
+        std::fs::write(&config, if k % 2 == 0 { CONFIG_B } else { CONFIG_A }).unwrap();
+        daemon.signal(libc::SIGHUP);
+        notify.until("READY=1", Duration::from_secs(5));
+        let t = Instant::now();
+        while count_lines(&daemon, "config reloaded") == done {
+            assert!(
+                t.elapsed() < Duration::from_secs(2),
+                "reload {k} not logged: {:?}",
+                daemon.lines()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Then as long as the baseline, so the windows compare.
+        capture.record(
+            (RATE as usize / 2).saturating_sub(capture.frames() - from),
+            Duration::from_secs(10),
+        );
+        reloads.push(Window {
+            from,
+            to: capture.frames(),
+            xruns: osc.status().xruns - xruns,
+        });
+    }
+    let lines = daemon.lines();
+    let reloaded: Vec<_> = lines
+        .iter()
+        .filter(|l| l.contains("config reloaded"))
+        .collect();
+    assert_eq!(reloaded.len(), RELOADS, "{lines:?}");
+    assert!(reloaded[0].contains("log level debug"), "{reloaded:?}");
+    assert!(reloaded[1].contains("log level info"), "{reloaded:?}");
+    assert!(
+        !lines.iter().any(|l| l.contains("config reload refused")),
+        "{lines:?}"
+    );
+    let (status, _) = daemon.terminate();
+    assert_eq!(status.code(), Some(0));
+    let rec = capture.finish();
+
+    let gaps = rec.frame_time_gaps();
+    eprintln!(
+        "captured {} frames; baseline {baseline:?}; reloads {reloads:?}; frame-time gaps {gaps:?}",
+        rec.frames()
+    );
+    let start = first_full_level(&rec);
+    let end = reloads.last().unwrap().to;
+    assert_unbroken(&rec, start, end, "across the reloads");
+}
