@@ -100,11 +100,17 @@ struct Recorder {
     samples: rtrb::Producer<f32>,
     periods: rtrb::Producer<CapturedPeriod>,
     overflowed: Arc<AtomicU64>,
+    /// Cleared before the client is deactivated, which unlinks the inputs one by one while
+    /// cycles still run: the recording must not end on a half-linked cycle.
+    armed: Arc<AtomicBool>,
 }
 
 impl jack::ProcessHandler for Recorder {
     fn process(&mut self, _: &Client, scope: &ProcessScope) -> Control {
         assert_no_alloc(|| {
+            if !self.armed.load(Ordering::Acquire) {
+                return;
+            }
             let [left, right] = [&self.inputs[0], &self.inputs[1]].map(|p| p.as_slice(scope));
             let n = left.len().min(right.len());
             if self.samples.slots() < 2 * n || self.periods.slots() == 0 {
@@ -129,6 +135,7 @@ pub struct JackCapture {
     client: Option<AsyncClient<(), Recorder>>,
     recording: Arc<Mutex<Recording>>,
     overflowed: Arc<AtomicU64>,
+    armed: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     drain: Option<JoinHandle<()>>,
 }
@@ -150,11 +157,13 @@ impl JackCapture {
         // One stamp per cycle; JACK's shortest period is 16 frames.
         let (periods, mut period_queue) = rtrb::RingBuffer::new(QUEUE_SECONDS * rate / 16);
         let overflowed = Arc::new(AtomicU64::new(0));
+        let armed = Arc::new(AtomicBool::new(true));
         let recorder = Recorder {
             inputs,
             samples,
             periods,
             overflowed: Arc::clone(&overflowed),
+            armed: Arc::clone(&armed),
         };
         let recording = Arc::new(Mutex::new(Recording {
             samples: Vec::with_capacity(2 * 8 * rate),
@@ -185,6 +194,7 @@ impl JackCapture {
             client: Some(client),
             recording,
             overflowed,
+            armed,
             stop,
             drain: Some(drain),
         }
@@ -249,9 +259,11 @@ impl JackCapture {
         }
     }
 
-    /// Deactivate and close the client, take the last queued frames and return the whole
+    /// Stop recording (from the next cycle on; the recording ends on a whole cycle),
+    /// deactivate and close the client, take the last queued frames and return the whole
     /// recording. Panics if the client cannot be deactivated or the queue overflowed.
     pub fn finish(mut self) -> Recording {
+        self.disarm();
         let client = self.client.take().expect("finish once");
         client
             .deactivate()
@@ -269,6 +281,13 @@ impl JackCapture {
         self.stop_draining();
     }
 
+    /// Stop recording and wait until a cycle has passed, so none is being recorded.
+    fn disarm(&mut self) {
+        self.armed.store(false, Ordering::Release);
+        let cycle = self.client().buffer_size() as f64 / self.client().sample_rate() as f64;
+        std::thread::sleep(Duration::from_secs_f64(2.0 * cycle) + Duration::from_millis(5));
+    }
+
     fn stop_draining(&mut self) {
         self.stop.store(true, Ordering::Release);
         if let Some(drain) = self.drain.take() {
@@ -279,6 +298,9 @@ impl JackCapture {
 
 impl Drop for JackCapture {
     fn drop(&mut self) {
+        if self.client.is_some() {
+            self.disarm();
+        }
         // Close the client first, so the drain thread's last pass takes everything.
         drop(self.client.take());
         self.stop_draining();
