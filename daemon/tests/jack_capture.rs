@@ -110,8 +110,14 @@ fn start_daemon(
             ..Launch::default()
         },
     );
-    let start = notify.until("READY=1", START);
-    assert!(!start.is_empty(), "{:?}", daemon.lines());
+    notify.until("READY=1", START);
+    // Into the private server, at its rate: the ring (at the engine's rate) plays unconverted.
+    daemon.wait_line("audio: jack output, 48000 Hz", Duration::from_secs(2));
+    assert!(
+        !daemon.has_line("converting in the callback"),
+        "{:?}",
+        daemon.lines()
+    );
     daemon
 }
 
