@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
 # The external knob-to-ear bench of docs/PERFORMANCE.md, end to end: a private dummy JACK
-# server, latentd (release) with the near-playhead repatch on, then off, each measured by
-# `latentctl bench knob-to-ear`, quiet and under a 10,000 messages/s flood of another knob.
+# server (realtime when the machine allows it), latentd (release) with the near-playhead
+# repatch on, then off, each measured by `latentctl bench knob-to-ear`, quiet and under a
+# 10,000 messages/s flood of another knob. Prints, per run, the latency percentiles beside
+# every xrun count there is (the daemon's /status, the bench's capture client, the JACK
+# server's own log) and, when cyclictest (rt-tests) is installed, how often a plain
+# SCHED_FIFO thread woke more than one period late meanwhile; then the throughput
+# must-show's verdict (flood p99 within one period of quiet p99, no xrun during the flood).
 # Reports (JSON) go to $OUT (default: target/bench-knob-to-ear/).
 #
 #   ./scripts/bench-knob-to-ear.sh [COUNT] [PERIOD]
+#
+# Scheduling: jackd runs `-R -P 70` when `chrt -f` works here (root or an rtprio limit),
+# so libjack gives the clients' process threads (latentd's, the capture's) SCHED_FIFO 65;
+# everything else (latentd's engine and OSC threads, the flood) stays at normal priority.
+# Otherwise jackd runs --no-realtime and the script says so. NO_RT=1 forces the latter.
 #
 # Every process started here is stopped by its PID on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-50}
 period=${2:-128}
+rate=48000
 target=${CARGO_TARGET_DIR:-target}
 out=${OUT:-$target/bench-knob-to-ear}
 mkdir -p "$out"
@@ -30,10 +41,71 @@ cleanup() {
 }
 trap cleanup EXIT
 
-jackd --no-realtime -n "$JACK_DEFAULT_SERVER" -d dummy -r 48000 -p "$period" \
+if [[ ${NO_RT:-0} != 1 ]] && chrt -f 1 true 2>/dev/null; then
+    jack_sched=(-R -P 70)
+else
+    jack_sched=(--no-realtime)
+    echo "note: no realtime scheduling here (chrt -f fails, or NO_RT=1): jackd runs" \
+        "--no-realtime, so xruns and tails measure the machine's scheduling" >&2
+fi
+jackd "${jack_sched[@]}" -n "$JACK_DEFAULT_SERVER" -d dummy -r $rate -p "$period" \
     >"$out/jackd.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do jack_lsp >/dev/null 2>&1 && break; sleep 0.1; done
+if grep -q "starting in realtime mode" "$out/jackd.log"; then
+    jack_mode="realtime ($(grep -o 'priority [0-9]*' "$out/jackd.log"))"
+else
+    jack_mode="not realtime"
+    [[ ${jack_sched[0]} == -R ]] && echo "note: jackd -R did not get realtime scheduling" >&2
+fi
+preempt=$(cat /sys/kernel/debug/sched/preempt 2>/dev/null ||
+    dmesg 2>/dev/null | grep -o 'Dynamic Preempt: [a-z]*' | tail -1 || true)
+echo "machine: $(nproc) CPUs, $(uname -r), preemption: ${preempt:-unknown}; jackd $jack_mode," \
+    "dummy $rate Hz / $period frames"
+
+# Lines of jackd's log since line $1: late driver wake-ups, and clients not finished.
+jack_xruns() {
+    tail -n +"$(($1 + 1))" "$out/jackd.log" | awk '
+        /TimedDriver::Process XRun/ { driver++ }
+        /was not finished/ { clients++; who[$4 " (" $NF ")"]++ }
+        END { printf "{\"driver_late\": %d, \"clients_late\": %d, \"who\": \"", driver, clients
+              sep = ""; for (w in who) { printf "%s%d %s", sep, who[w], w; sep = ", " }
+              printf "\"}" }'
+}
+
+has_cyclictest=0
+command -v cyclictest >/dev/null && [[ $jack_mode == realtime* ]] && has_cyclictest=1
+period_us=$((period * 1000000 / rate))
+# Run one bench (args after $1 = run name) with the machine probes around it.
+measured() {
+    local name=$1
+    shift
+    local lines ct=""
+    lines=$(wc -l <"$out/jackd.log")
+    if ((has_cyclictest)); then
+        # A bare SCHED_FIFO 60 thread (below the audio threads) waking every ms.
+        cyclictest -m -p 60 -t 1 -i 1000 -q -h 20000 --histfile="$out/$name.cyclictest" \
+            >/dev/null 2>&1 &
+        ct=$!
+        pids+=("$ct")
+    fi
+    local load
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    "$latentctl" --port $osc_port bench knob-to-ear --count "$count" "$@" --out "$out/$name.json"
+    local probe="null"
+    if [[ -n $ct ]]; then
+        kill -INT "$ct"
+        wait "$ct" || true
+        unset 'pids[${#pids[@]}-1]'
+        probe=$(awk -v p=$period_us '/^# Total:/ { n = $3 + 0 } /^# Max Latencies:/ { m = $4 + 0 }
+            /^# Histogram Overflows:/ { late += $4 } !/^#/ && $1 >= p { late += $2 }
+            END { printf "{\"wakeups\": %d, \"max_us\": %d, \"later_than_period\": %d}", n, m, late }' \
+            "$out/$name.cyclictest")
+    fi
+    printf '{"load_before": %s, "load_after": %s, "jackd": %s, "fifo_probe": %s}\n' \
+        "$load" "$(cut -d' ' -f1 /proc/loadavg)" "$(jack_xruns "$lines")" "$probe" \
+        >"$out/$name.machine.json"
+}
 
 osc_port=17770
 for mode in repatch no-repatch; do
@@ -50,16 +122,46 @@ for mode in repatch no-repatch; do
         sleep 0.1
     done
     sleep 2 # let the lead settle
+    echo "latentd threads not SCHED_OTHER: $(ps -L -o tid=,cls=,rtprio=,comm= -p "$daemon" |
+        awk '$2 != "TS" { printf "%s%s %s %s", s, $4, $2, $3; s = ", " }')"
     echo "== $mode, quiet"
-    "$latentctl" --port $osc_port bench knob-to-ear --count "$count" \
-        --out "$out/$mode-quiet.json"
+    measured "$mode-quiet"
     echo "== $mode, flood 10000/s of /knob/denoise for 10 s"
-    "$latentctl" --port $osc_port bench knob-to-ear --count "$count" \
-        --flood-rate 10000 --flood-seconds 10 --flood-knob denoise \
-        --out "$out/$mode-flood.json"
+    measured "$mode-flood" --flood-rate 10000 --flood-seconds 10 --flood-knob denoise
     "$latentctl" --port $osc_port status
     kill "$daemon"
     wait "$daemon" || true
     unset 'pids[${#pids[@]}-1]'
     rm -rf "$state"
 done
+
+python3 - "$out" "$period" "$rate" <<'EOF'
+import json, sys
+out, period, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+period_ms = period * 1000 / rate
+def load(name):
+    return json.load(open(f"{out}/{name}.json")), json.load(open(f"{out}/{name}.machine.json"))
+print(f"\nsummary (ms; xruns counted over each run; period {period_ms:.2f} ms)")
+print(f"{'run':<20} {'p50':>6} {'p95':>6} {'p99':>6} {'daemon':>6} {'capture':>7} "
+      f"{'jackd drv/cli':>13} {'fifo>period':>11} {'load':>9}  jackd: late clients")
+for mode in ("repatch", "no-repatch"):
+    runs = {}
+    for run in ("quiet", "flood"):
+        r, m = load(f"{mode}-{run}")
+        runs[run] = (r, m)
+        s, d, j, p = r["latency"]["all"], r["daemon"], m["jackd"], m["fifo_probe"]
+        probe = f"{p['later_than_period']}/{p['wakeups']}" if p else "-"
+        print(f"{mode + ', ' + run:<20} {s['p50_ms']:>6.1f} {s['p95_ms']:>6.1f} {s['p99_ms']:>6.1f} "
+              f"{d['xruns_after'] - d['xruns_before']:>6} {r['jack']['capture_xruns']:>7} "
+              f"{str(j['driver_late']) + '/' + str(j['clients_late']):>13} {probe:>11} "
+              f"{m['load_before']:>4}-{m['load_after']:<4}  {j['who'] or '-'}")
+    q, f = runs["quiet"][0], runs["flood"][0]
+    during = f["latency_during_flood"]["all"]
+    rise = during["p99_ms"] - q["latency"]["all"]["p99_ms"]
+    xr = f["daemon"]["xruns_after"] - f["daemon"]["xruns_before"]
+    fl = f["flood"]
+    print(f"  {mode}: flood {fl['sent']} msgs in {fl['seconds']:.2f} s, {fl['fails']} /fail; "
+          f"p99 of the {during['count']} changes sent during it {during['p99_ms']:.1f} ms, "
+          f"{rise:+.2f} ms on quiet ({'within' if rise <= period_ms else 'MORE than'} one period); "
+          f"{xr} daemon xruns in the flood run ({'none' if xr == 0 else 'NOT none'})")
+EOF
