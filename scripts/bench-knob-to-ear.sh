@@ -9,7 +9,10 @@
 # must-show's verdict (flood p99 within one period of quiet p99, no xrun during the flood).
 # Reports (JSON) go to $OUT (default: target/bench-knob-to-ear/).
 #
-#   ./scripts/bench-knob-to-ear.sh [COUNT] [PERIOD]
+#   [REPEAT=N] [MODES="repatch no-repatch"] ./scripts/bench-knob-to-ear.sh [COUNT] [PERIOD]
+#
+# REPEAT runs each quiet/flood pair N times on the same daemon; the verdict then pools the
+# changes of all runs (p99 of 50 changes is their maximum; pooled runs give a real p99).
 #
 # Scheduling: jackd runs `-R -P 70` when `chrt -f` works here (root or an rtprio limit),
 # so libjack gives the clients' process threads (latentd's, the capture's) SCHED_FIFO 65;
@@ -108,7 +111,9 @@ measured() {
 }
 
 osc_port=17770
-for mode in repatch no-repatch; do
+repeat=${REPEAT:-1}
+modes=${MODES:-repatch no-repatch}
+for mode in $modes; do
     flags=()
     [[ $mode == no-repatch ]] && flags+=(--no-repatch)
     state=$(mktemp -d)
@@ -124,10 +129,12 @@ for mode in repatch no-repatch; do
     sleep 2 # let the lead settle
     echo "latentd threads not SCHED_OTHER: $(ps -L -o tid=,cls=,rtprio=,comm= -p "$daemon" |
         awk '$2 != "TS" { printf "%s%s %s %s", s, $4, $2, $3; s = ", " }')"
-    echo "== $mode, quiet"
-    measured "$mode-quiet"
-    echo "== $mode, flood 10000/s of /knob/denoise for 10 s"
-    measured "$mode-flood" --flood-rate 10000 --flood-seconds 10 --flood-knob denoise
+    for rep in $(seq "$repeat"); do
+        echo "== $mode, quiet ($rep/$repeat)"
+        measured "$mode-quiet-$rep"
+        echo "== $mode, flood 10000/s of /knob/denoise for 10 s ($rep/$repeat)"
+        measured "$mode-flood-$rep" --flood-rate 10000 --flood-seconds 10 --flood-knob denoise
+    done
     "$latentctl" --port $osc_port status
     kill "$daemon"
     wait "$daemon" || true
@@ -135,33 +142,48 @@ for mode in repatch no-repatch; do
     rm -rf "$state"
 done
 
-python3 - "$out" "$period" "$rate" <<'EOF'
-import json, sys
-out, period, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+python3 - "$out" "$period" "$rate" "$repeat" $modes <<'EOF'
+import json, math, sys
+out, period, rate, repeat, modes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5:]
 period_ms = period * 1000 / rate
-def load(name):
-    return json.load(open(f"{out}/{name}.json")), json.load(open(f"{out}/{name}.machine.json"))
+def rank(v, p):  # nearest rank, as latentctl's reports
+    v = sorted(v)
+    return v[min(max(math.ceil(p / 100 * len(v)), 1), len(v)) - 1]
 print(f"\nsummary (ms; xruns counted over each run; period {period_ms:.2f} ms)")
-print(f"{'run':<20} {'p50':>6} {'p95':>6} {'p99':>6} {'daemon':>6} {'capture':>7} "
+print(f"{'run':<24} {'p50':>6} {'p95':>6} {'p99':>6} {'daemon':>6} {'capture':>7} "
       f"{'jackd drv/cli':>13} {'fifo>period':>11} {'load':>9}  jackd: late clients")
-for mode in ("repatch", "no-repatch"):
-    runs = {}
-    for run in ("quiet", "flood"):
-        r, m = load(f"{mode}-{run}")
-        runs[run] = (r, m)
-        s, d, j, p = r["latency"]["all"], r["daemon"], m["jackd"], m["fifo_probe"]
-        probe = f"{p['later_than_period']}/{p['wakeups']}" if p else "-"
-        print(f"{mode + ', ' + run:<20} {s['p50_ms']:>6.1f} {s['p95_ms']:>6.1f} {s['p99_ms']:>6.1f} "
-              f"{d['xruns_after'] - d['xruns_before']:>6} {r['jack']['capture_xruns']:>7} "
-              f"{str(j['driver_late']) + '/' + str(j['clients_late']):>13} {probe:>11} "
-              f"{m['load_before']:>4}-{m['load_after']:<4}  {j['who'] or '-'}")
-    q, f = runs["quiet"][0], runs["flood"][0]
-    during = f["latency_during_flood"]["all"]
-    rise = during["p99_ms"] - q["latency"]["all"]["p99_ms"]
-    xr = f["daemon"]["xruns_after"] - f["daemon"]["xruns_before"]
-    fl = f["flood"]
-    print(f"  {mode}: flood {fl['sent']} msgs in {fl['seconds']:.2f} s, {fl['fails']} /fail; "
-          f"p99 of the {during['count']} changes sent during it {during['p99_ms']:.1f} ms, "
-          f"{rise:+.2f} ms on quiet ({'within' if rise <= period_ms else 'MORE than'} one period); "
-          f"{xr} daemon xruns in the flood run ({'none' if xr == 0 else 'NOT none'})")
+for mode in modes:
+    pool = {"quiet": [], "flood": []}
+    xruns = {"quiet": 0, "flood": 0}
+    floods = []
+    for rep in range(1, repeat + 1):
+        for run in ("quiet", "flood"):
+            name = f"{mode}-{run}-{rep}"
+            r = json.load(open(f"{out}/{name}.json"))
+            m = json.load(open(f"{out}/{name}.machine.json"))
+            s, d, j, p = r["latency"]["all"], r["daemon"], m["jackd"], m["fifo_probe"]
+            xr = d["xruns_after"] - d["xruns_before"]
+            xruns[run] += xr
+            pool[run] += [c["latency_ms"] for c in r["changes"]
+                          if c["clean"] and c["latency_ms"] is not None
+                          and (run == "quiet" or c["during_flood"])]
+            if r["flood"]:
+                floods.append(r["flood"])
+            probe = f"{p['later_than_period']}/{p['wakeups']}" if p else "-"
+            print(f"{name:<24} {s['p50_ms']:>6.1f} {s['p95_ms']:>6.1f} {s['p99_ms']:>6.1f} {xr:>6} "
+                  f"{r['jack']['capture_xruns']:>7} "
+                  f"{str(j['driver_late']) + '/' + str(j['clients_late']):>13} {probe:>11} "
+                  f"{m['load_before']:>4}-{m['load_after']:<4}  {j['who'] or '-'}")
+    q, f = pool["quiet"], pool["flood"]
+    rise = rank(f, 99) - rank(q, 99)
+    sent = sum(x["sent"] for x in floods)
+    fails = sum(x["fails"] for x in floods)
+    print(f"  {mode}: quiet p50/p95/p99 {rank(q, 50):.1f}/{rank(q, 95):.1f}/{rank(q, 99):.1f} ms "
+          f"({len(q)} changes); during the floods {rank(f, 50):.1f}/{rank(f, 95):.1f}/"
+          f"{rank(f, 99):.1f} ms ({len(f)} changes; {len(floods)} x 10 s, {sent} messages, "
+          f"{fails} /fail)")
+    print(f"  {mode}: p99 {rise:+.2f} ms under the flood "
+          f"({'within' if rise <= period_ms else 'MORE than'} one period); daemon xruns: quiet "
+          f"runs {xruns['quiet']}, flood runs {xruns['flood']} "
+          f"({'none' if xruns['flood'] == 0 else 'NOT none'} under the flood)")
 EOF
