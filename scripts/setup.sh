@@ -8,6 +8,7 @@ packages=(
     libjack-jackd2-dev jackd2
     libpipewire-0.3-dev pipewire pipewire-bin wireplumber dbus
     liblo-tools
+    rt-tests # cyclictest: scripts/bench-knob-to-ear.sh's wake-up latency probe
     systemd # systemd-analyze, systemd-sysusers, systemd-tmpfiles for scripts/verify-units.sh
 )
 
