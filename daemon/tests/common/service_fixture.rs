@@ -114,6 +114,8 @@ pub struct Launch<'a> {
     pub notify: Option<&'a NotifySocket>,
     /// `--osc` (default `127.0.0.1:0`: a free port).
     pub osc_bind: String,
+    /// `--oscquery-port` (default 0: off).
+    pub oscquery_port: u16,
 }
 
 impl Default for Launch<'_> {
@@ -123,6 +125,7 @@ impl Default for Launch<'_> {
             env: Vec::new(),
             notify: None,
             osc_bind: "127.0.0.1:0".into(),
+            oscquery_port: 0,
         }
     }
 }
@@ -136,13 +139,15 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `latentd --audio null --oscquery-port 0 --osc <launch.osc_bind> --state
-    /// <dir>/state.json` plus `launch`.
+    /// Starts `latentd --audio null --oscquery-port <launch.oscquery_port> --osc
+    /// <launch.osc_bind> --state <dir>/state.json` plus `launch`.
     pub fn start(dir: &TempDir, launch: Launch<'_>) -> Self {
         let state = dir.path().join("state.json");
         let mut cmd = Command::new(BIN);
         isolated_env(&mut cmd, dir.path())
-            .args(["--audio", "null", "--oscquery-port", "0", "--osc"])
+            .args(["--audio", "null", "--oscquery-port"])
+            .arg(launch.oscquery_port.to_string())
+            .arg("--osc")
             .arg(&launch.osc_bind)
             .arg("--state")
             .arg(&state)
