@@ -10,6 +10,7 @@ pub mod engine_select;
 pub mod logging;
 pub mod osc;
 pub mod record;
+pub mod reload;
 pub mod service;
 pub mod state;
 pub mod systemd;

@@ -6,9 +6,10 @@
 //! rate and the callback converts to the output's) → ring → engine thread →
 //! record tap → output running → encoder thread, OSC, OSCQuery → memory locked → `READY=1`
 //! (only now: the output plays and the sockets are bound) → watchdog.
-//! Serve: SIGHUP reloads the config (`RELOADING=1` … `READY=1`), applying what can change
-//! live (log level) and naming the changed keys that need a restart; `STATUS=` lines every
-//! few seconds; a failed engine tick (caught by the engine, which restarts its pipeline
+//! Serve: SIGHUP reloads the config (`RELOADING=1` … `READY=1`, see [`crate::reload`]),
+//! applying what can change live (log level, OSC allowlist, knob defaults, lead settings)
+//! without touching the audio, and naming the changed keys that need a restart; `STATUS=`
+//! lines every few seconds; a failed engine tick (caught by the engine, which restarts its pipeline
 //! while the ring keeps playing) is logged.
 //! Stop (SIGINT, SIGTERM): watchdog pings end, `STOPPING=1`, fade to silence, close OSC,
 //! finish the queued jobs, save the state, stop the engine and the output, print the
@@ -40,13 +41,14 @@ use signal_hook::iterator::Signals;
 use crate::audio::select::{OUTPUT_CHANNELS, OutputOptions, open_output};
 use crate::audio::supervisor::OutputSupervisor;
 use crate::audio::{FadeOut, PeriodProcessor, Rates};
-use crate::cli::{EngineChoice, Settings, reload};
+use crate::cli::{EngineChoice, Settings};
 use crate::control::jobs::{JobContext, JobWorker};
 use crate::control::session::Session;
 use crate::control::{ControlHandler, DaemonEngine, Dispatcher, StatusSources, param_specs};
 use crate::osc::oscquery::{OscQueryConfig, OscQueryServer};
 use crate::osc::{DEFAULT_MAX_SUBSCRIBERS, OscConfig, OscServer, Subscribers};
 use crate::record::Recorder;
+use crate::reload::{LiveParts, reload_config};
 use crate::state::{DebouncedSaver, PersistentState, StateStore};
 use crate::systemd::{
     Liveness, Notifier, WatchdogSupervisor, Watched, ping_interval, watchdog_timeout_from_env,
@@ -357,8 +359,12 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     serve(
         &mut signals,
         &notifier,
-        &dispatcher,
-        &engine,
+        &LiveParts {
+            dispatcher: &dispatcher,
+            engine: &engine,
+            osc: &osc,
+            oscquery: oscquery.as_ref(),
+        },
         settings,
         args,
     );
@@ -406,11 +412,11 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
 fn serve(
     signals: &mut Signals,
     notifier: &Notifier,
-    dispatcher: &Dispatcher,
-    engine: &DaemonEngine,
+    live: &LiveParts<'_>,
     settings: &Settings,
     args: Vec<OsString>,
 ) {
+    let (dispatcher, engine) = (live.dispatcher, live.engine);
     let mut running = settings.clone();
     let mut last_status = Instant::now() - STATUS_EVERY;
     let mut last_backend = String::new();
@@ -442,7 +448,7 @@ fn serve(
         }
         for signal in signals.pending() {
             match signal {
-                SIGHUP => reload_config(notifier, &mut running, &args),
+                SIGHUP => reload_config(notifier, &mut running, &args, live),
                 SIGUSR1 => dump_trace(engine, &settings.state_path),
                 _ => {
                     log::info!(
@@ -459,71 +465,6 @@ fn serve(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// SIGHUP: re-read the config; apply the log level live; name what needs a restart.
-fn reload_config(notifier: &Notifier, running: &mut Settings, args: &[OsString]) {
-    let _ = notifier.reloading();
-    match reload(args.iter().cloned()) {
-        Ok(new) => {
-            crate::logging::set_level(new.log_level.filter());
-            let pending = changed_until_restart(running, &new);
-            log::info!(
-                "config reloaded: log level {}{}",
-                new.log_level.as_str(),
-                if pending.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        "; changed, applied at the next restart: {}",
-                        pending.join(", ")
-                    )
-                }
-            );
-            // What is not applied stays as started, so the next reload names it again.
-            running.log_level = new.log_level;
-        }
-        Err(e) => log::error!("config reload refused, keeping the running settings: {e}"),
-    }
-    let _ = notifier.ready();
-}
-
-/// The settings that differ between `running` and `new` and only apply at a restart.
-fn changed_until_restart(running: &Settings, new: &Settings) -> Vec<&'static str> {
-    let mut changed = Vec::new();
-    let mut check = |differs: bool, name: &'static str| {
-        if differs {
-            changed.push(name);
-        }
-    };
-    check(running.backend != new.backend, "audio.backend");
-    check(running.client_name != new.client_name, "audio.client_name");
-    check(running.autoconnect != new.autoconnect, "audio.autoconnect");
-    check(running.sample_rate != new.sample_rate, "audio.rate");
-    check(running.period_frames != new.period_frames, "audio.period");
-    check(running.source != new.source, "source.file");
-    check(
-        running.loop_seconds != new.loop_seconds,
-        "source.loop_seconds",
-    );
-    check(running.record != new.record, "record.file");
-    check(running.log_target != new.log_target, "log.target");
-    check(running.osc_bind != new.osc_bind, "osc.bind");
-    check(running.osc_allow != new.osc_allow, "osc.allowlist");
-    check(
-        running.oscquery_port != new.oscquery_port,
-        "osc.oscquery_port",
-    );
-    check(running.media_folder != new.media_folder, "media.folder");
-    check(running.engine != new.engine, "engine.backend");
-    check(
-        running.prompt != new.prompt || running.prompt_b != new.prompt_b,
-        "engine.prompt",
-    );
-    check(running.knobs != new.knobs, "engine.knobs");
-    check(running.lead != new.lead, "lead");
-    check(running.state_path != new.state_path, "state.path");
-    changed
 }
 
 /// Lock what is allocated so far (the ring, the engine's buffers, the output's) into RAM,

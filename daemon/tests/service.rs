@@ -2,7 +2,7 @@
 //! output plays and OSC answers, `STATUS=` lines, `WATCHDOG=1` pings that stop while the
 //! engine thread hangs (test hook) and resume after, `STOPPING=1` and exit 0 within a second
 //! at SIGTERM; SIGHUP reloads (`RELOADING=1`, `READY=1`) apply a new log level live, name
-//! what needs a restart, refuse a bad file and never interrupt the audio; the session
+//! what needs a restart (the other live keys: `reload.rs`), refuse a bad file and never interrupt the audio; the session
 //! (knobs, prompt, loop band) is saved debounced and at exit and restored at the next start;
 //! a corrupt state file or a vanished saved source never keeps the daemon down.
 //!
@@ -215,10 +215,11 @@ fn sighup_reloads_the_log_level_live_refuses_a_bad_file_and_keeps_playing() {
     );
     assert!(!daemon.has_line("state saved to"), "{:?}", daemon.lines());
 
-    // Debug level and a wider allowlist: the level applies now, the allowlist is named.
+    // Debug level, another allowlist and period: the level and the allowlist apply now,
+    // the period is named as waiting for a restart (daemon/tests/reload.rs tests each key).
     std::fs::write(
         &config,
-        "[log]\nlevel = \"debug\"\n[osc]\nallowlist = [\"10.0.0.0/8\"]\n",
+        "[log]\nlevel = \"debug\"\n[audio]\nperiod = 512\n[osc]\nallowlist = [\"10.0.0.0/8\"]\n",
     )
     .unwrap();
     daemon.signal(libc::SIGHUP);
@@ -231,7 +232,10 @@ fn sighup_reloads_the_log_level_live_refuses_a_bad_file_and_keeps_playing() {
     assert!(reloading.contains("\nMONOTONIC_USEC="), "{reloading:?}");
     let line = daemon.wait_line("config reloaded", Duration::from_secs(2));
     assert!(
-        line.contains("log level debug; changed, applied at the next restart: osc.allowlist"),
+        line.contains(
+            "log level debug; applied live: osc.allowlist = [10.0.0.0/8]; changed, applied at \
+             the next restart: audio.period"
+        ),
         "{line}"
     );
     osc.send("/knob/denoise", vec![OscType::Float(0.4)]);

@@ -26,7 +26,7 @@ use latentd_engine::ring::RingHandle;
 use latentd_engine::runner::engine_loop::EngineHandle;
 use latentd_engine::runner::trace::ActionKind;
 use latentd_osc_schema::reply::{self, StatusReport};
-use latentd_osc_schema::rosc::{OscPacket, OscTime};
+use latentd_osc_schema::rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType, encoder};
 use latentd_osc_schema::{Command, Fail, ParamSpec, Schema, Timed, When, ntp_to_unix_seconds};
 
 use crate::audio::OutputStats;
@@ -145,6 +145,61 @@ impl Dispatcher {
             self.set_knobs(&knob_sets, &mut replies);
         }
         replies
+    }
+
+    /// Set knobs exactly as one OSC bundle of `/knob/<name> <value>` messages from a
+    /// client would (the config reload uses it): decoded and range-checked by the schema,
+    /// checked against the engine, published at once in one store publish, echoed to the
+    /// `/notify` subscribers and saved with the session. All or nothing: the error names
+    /// the first refusal.
+    pub fn set_knobs_as_osc(&self, values: &[(&str, f64)]) -> Result<(), String> {
+        let bundle = OscPacket::Bundle(OscBundle {
+            timetag: OscTime::from((0, 1)), // "immediately"
+            content: values
+                .iter()
+                .map(|&(name, value)| {
+                    OscPacket::Message(OscMessage {
+                        addr: format!("/knob/{name}"),
+                        args: vec![OscType::Double(value)],
+                    })
+                })
+                .collect(),
+        });
+        let bytes = encoder::encode(&bundle).map_err(|e| e.to_string())?;
+        let commands = self
+            .schema
+            .decode(&bytes)
+            .map_err(|f| format!("{}: {}", f.address, f.reason))?
+            .value;
+        let mut sets = Vec::with_capacity(commands.len());
+        for command in &commands {
+            if let Some(why) = self.refusal(command) {
+                return Err(format!("{}: {why}", command.address()));
+            }
+            match *command {
+                Command::SetKnob { name, value, .. } => {
+                    if let Some(id) = KnobId::from_name(name) {
+                        sets.push((id, name, value));
+                    }
+                }
+                ref other => return Err(format!("{}: not a knob set", other.address())),
+            }
+        }
+        let mut failures = Vec::new();
+        if !sets.is_empty() {
+            self.set_knobs(&sets, &mut failures);
+        }
+        match failures.first() {
+            // `/fail address reason`.
+            Some(OscPacket::Message(m)) => Err(m
+                .args
+                .iter()
+                .filter_map(|a| a.clone().string())
+                .collect::<Vec<_>>()
+                .join(": ")),
+            Some(other) => Err(format!("{other:?}")),
+            None => Ok(()),
+        }
     }
 
     /// Why the engine as it runs now refuses `command` (the decoder has checked everything

@@ -1,13 +1,16 @@
 //! Who may talk to the server (an allowlist of client networks) and how fast (a token bucket
 //! per client).
 //!
-//! Threading: `Allowlist` is immutable; `RateLimiter` is owned by one control thread or held
-//! behind the server's mutex.
+//! Threading: `Allowlist` is immutable; [`SharedAllowlist`] is the servers' copy that a
+//! config reload swaps (a read lock per packet, the write lock only for the swap; control
+//! threads only, never the audio thread); `RateLimiter` is owned by one control thread or
+//! held behind the server's mutex.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 /// A client network in CIDR notation (`10.0.0.0/8`, `::1/128`, or a bare address).
@@ -92,6 +95,31 @@ impl Allowlist {
     /// True when `peer` may be served.
     pub fn allows(&self, peer: IpAddr) -> bool {
         self.open || self.networks.iter().any(|n| n.contains(peer))
+    }
+}
+
+/// The allowlist the server threads consult, replaceable while they run (a SIGHUP reload).
+/// Cloning shares it.
+#[derive(Debug, Clone)]
+pub struct SharedAllowlist(Arc<RwLock<Allowlist>>);
+
+impl SharedAllowlist {
+    /// Share `list`.
+    pub fn new(list: Allowlist) -> SharedAllowlist {
+        SharedAllowlist(Arc::new(RwLock::new(list)))
+    }
+
+    /// True when `peer` may be served under the list in force now.
+    pub fn allows(&self, peer: IpAddr) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .allows(peer)
+    }
+
+    /// Serve these networks from now on (the bind rule stays: a loopback server stays open).
+    pub fn set_networks(&self, networks: Vec<Cidr>) {
+        self.0.write().unwrap_or_else(|p| p.into_inner()).networks = networks;
     }
 }
 
@@ -215,6 +243,25 @@ mod tests {
         let wide = Allowlist::new("0.0.0.0".parse().unwrap(), vec![lan]);
         assert!(wide.allows("192.168.4.4".parse().unwrap()));
         assert!(!wide.allows("127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_shared_allowlist_swaps_its_networks_for_every_holder() {
+        let wide = SharedAllowlist::new(Allowlist::new(
+            "0.0.0.0".parse().unwrap(),
+            vec!["10.0.0.0/8".parse().unwrap()],
+        ));
+        let server_copy = wide.clone();
+        assert!(!server_copy.allows("127.0.0.1".parse().unwrap()));
+        wide.set_networks(vec!["127.0.0.0/8".parse().unwrap()]);
+        assert!(server_copy.allows("127.0.0.1".parse().unwrap()));
+        assert!(!server_copy.allows("10.1.1.1".parse().unwrap()));
+        let local = SharedAllowlist::new(Allowlist::new("127.0.0.1".parse().unwrap(), vec![]));
+        local.set_networks(vec!["10.0.0.0/8".parse().unwrap()]);
+        assert!(
+            local.allows("127.0.0.1".parse().unwrap()),
+            "loopback binds stay open"
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! replies) lives in `latentd-osc-schema`. [`oscquery`] serves the same address space as
 //! OSCQuery JSON over HTTP.
 //!
-//! Per packet: allowlist (refused peers are dropped and counted, TCP connections closed) ->
+//! Per packet: allowlist (refused peers are dropped and counted, TCP connections closed; a
+//! reload swaps the list, see [`OscServer::set_allowed_networks`]) ->
 //! rate limit (the first packet over the limit gets `/fail`, later ones are dropped until the
 //! bucket refills) -> size limit -> `Schema::decode` (a `Fail` is answered with `/fail`) ->
 //! `/notify` is applied here (the transport owns the subscriber sinks) -> the rest goes to
@@ -32,7 +33,7 @@ use std::time::Instant;
 use latentd_osc_schema::rosc::OscPacket;
 use latentd_osc_schema::{Command, Fail, Schema, Timed, reply};
 
-pub use access::{Admission, Allowlist, Cidr, RateLimiter};
+pub use access::{Admission, Allowlist, Cidr, RateLimiter, SharedAllowlist};
 pub use latentd_osc_schema::framing::{
     FrameError, FrameReader, Framing, FramingMode, encode_frame,
 };
@@ -153,7 +154,7 @@ pub(crate) struct Core<H> {
     handler: Mutex<H>,
     subscribers: Subscribers,
     limiter: Mutex<RateLimiter<Peer>>,
-    allow: Allowlist,
+    allow: SharedAllowlist,
     stats: Arc<OscStats>,
     max_packet: usize,
     stop: AtomicBool,
@@ -263,6 +264,8 @@ fn is_done(packet: &OscPacket) -> bool {
 pub struct OscServer {
     udp_addr: SocketAddr,
     tcp_addr: SocketAddr,
+    allow: SharedAllowlist,
+    subscribers: Subscribers,
     stats: Arc<OscStats>,
     stop: Arc<dyn Fn() + Send + Sync>,
     threads: Vec<JoinHandle<()>>,
@@ -280,12 +283,13 @@ impl OscServer {
         let (udp, tcp) = bind_pair(config.bind)?;
         let (udp_addr, tcp_addr) = (udp.local_addr()?, tcp.local_addr()?);
         let stats = Arc::new(OscStats::default());
+        let allow = SharedAllowlist::new(Allowlist::new(config.bind.ip(), config.allow.clone()));
         let core = Arc::new(Core {
             schema,
             handler: Mutex::new(handler),
             subscribers,
             limiter: Mutex::new(RateLimiter::new(config.rate_per_s, config.burst)),
-            allow: Allowlist::new(config.bind.ip(), config.allow.clone()),
+            allow: allow.clone(),
             stats: stats.clone(),
             max_packet: config.max_packet_bytes,
             stop: AtomicBool::new(false),
@@ -300,10 +304,13 @@ impl OscServer {
             )?,
         ];
         log::info!("OSC listening on udp://{udp_addr} and tcp://{tcp_addr}");
+        let subscribers = core.subscribers.clone();
         let stop = Arc::new(move || core.stop.store(true, Ordering::Relaxed));
         Ok(OscServer {
             udp_addr,
             tcp_addr,
+            allow,
+            subscribers,
             stats,
             stop,
             threads,
@@ -318,6 +325,20 @@ impl OscServer {
     /// The bound TCP address.
     pub fn tcp_addr(&self) -> SocketAddr {
         self.tcp_addr
+    }
+
+    /// Serve these client networks from now on (a config reload): new packets are judged
+    /// by them, subscribers now outside them stop receiving pushes, and open TCP
+    /// connections from peers now outside are closed within about 100 ms (before their
+    /// next packet is handled). A server bound to loopback stays open to everyone.
+    pub fn set_allowed_networks(&self, networks: Vec<Cidr>) {
+        self.allow.set_networks(networks);
+        let dropped = self
+            .subscribers
+            .retain(|peer| self.allow.allows(peer.addr().ip()));
+        if dropped > 0 {
+            log::info!("OSC: {dropped} subscriber(s) outside the new allowlist dropped");
+        }
     }
 
     /// Counters.

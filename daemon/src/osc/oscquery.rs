@@ -8,7 +8,8 @@
 //!   OSCQuery does not define.
 //! - `GET /?HOST_INFO`: `NAME`, `OSC_PORT`, `OSC_TRANSPORT`, `EXTENSIONS`.
 //! - 404 for an unknown path, 405 for methods other than GET and HEAD, 403 for peers outside
-//!   the allowlist (the same rule as the OSC server).
+//!   the allowlist (the same rule as the OSC server; a reload swaps it,
+//!   [`OscQueryServer::set_allowed_networks`]).
 //!
 //! The static part (types, ranges, docs) is generated once by the osc-schema OSCQuery
 //! generator; each request clones it and fills `VALUE` from [`KnobValues`].
@@ -31,7 +32,7 @@ use latentd_osc_schema::generate::oscquery;
 use serde_json::{Map, Value, json};
 use tiny_http::{Header, Method, Request, Response, Server};
 
-use super::{Allowlist, Cidr};
+use super::{Allowlist, Cidr, SharedAllowlist};
 
 /// Default OSCQuery HTTP port.
 pub const DEFAULT_OSCQUERY_PORT: u16 = 7771;
@@ -111,6 +112,7 @@ impl Default for OscQueryConfig {
 /// A running OSCQuery server; [`OscQueryServer::shutdown`] (or drop) stops it.
 pub struct OscQueryServer {
     addr: SocketAddr,
+    allow: SharedAllowlist,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -125,12 +127,13 @@ impl OscQueryServer {
         let listener = TcpListener::bind(config.bind)?;
         let addr = listener.local_addr()?;
         let server = Server::from_listener(listener, None).map_err(io::Error::other)?;
+        let allow = SharedAllowlist::new(Allowlist::new(config.bind.ip(), config.allow.clone()));
         let namespace = Namespace {
             tree: oscquery(&schema, None),
             host_info: host_info(&config),
             schema,
             values,
-            allow: Allowlist::new(config.bind.ip(), config.allow),
+            allow: allow.clone(),
         };
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = stop.clone();
@@ -140,6 +143,7 @@ impl OscQueryServer {
         log::info!("OSCQuery listening on http://{addr}");
         Ok(OscQueryServer {
             addr,
+            allow,
             stop,
             thread: Some(thread),
         })
@@ -148,6 +152,12 @@ impl OscQueryServer {
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Serve these client networks from the next request on (a config reload); a server
+    /// bound to loopback stays open to everyone.
+    pub fn set_allowed_networks(&self, networks: Vec<Cidr>) {
+        self.allow.set_networks(networks);
     }
 
     /// Stop and join the server thread (within about 100 ms).
@@ -239,7 +249,7 @@ struct Namespace {
     host_info: Value,
     schema: Arc<Schema>,
     values: Arc<dyn KnobValues>,
-    allow: Allowlist,
+    allow: SharedAllowlist,
 }
 
 impl Namespace {

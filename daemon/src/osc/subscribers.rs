@@ -134,6 +134,15 @@ impl Subscribers {
         Ok(())
     }
 
+    /// Keep only the subscribers `keep` accepts (an allowlist reload); returns how many
+    /// were removed.
+    pub(crate) fn retain(&self, mut keep: impl FnMut(&Peer) -> bool) -> usize {
+        let mut list = self.lock();
+        let before = list.entries.len();
+        list.entries.retain(|(p, _)| keep(p));
+        before - list.entries.len()
+    }
+
     /// Remove `peer`; true when it was subscribed.
     pub(crate) fn unsubscribe(&self, peer: &Peer) -> bool {
         let mut list = self.lock();

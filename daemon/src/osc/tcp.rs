@@ -3,6 +3,9 @@
 //! A fatal framing error (unknown framing, oversized size prefix) is answered with `/fail`
 //! where the framing is known, then the connection closes.
 //!
+//! A connection whose peer a reloaded allowlist no longer serves is closed before its next
+//! packet is handled (and at the latest 100 ms after the reload).
+//!
 //! Threading: control threads only; each wakes every 100 ms to notice shutdown.
 
 use std::io::{self, Read};
@@ -103,6 +106,7 @@ fn serve<H: CommandHandler>(
     let mut reader = FrameReader::new(mode, core.max_packet);
     let mut buf = vec![0u8; 16 * 1024];
     while !core.stop.load(Ordering::Relaxed) {
+        refuse_if_outside(core, &peer)?;
         let n = match stream.read(&mut buf) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
@@ -120,6 +124,7 @@ fn serve<H: CommandHandler>(
             let framing = reader.framing();
             match (frame, framing) {
                 (Ok(packet), Some(framing)) => {
+                    refuse_if_outside(core, &peer)?;
                     let sink = Sink::Tcp {
                         stream: writer.clone(),
                         framing,
@@ -144,4 +149,18 @@ fn serve<H: CommandHandler>(
         }
     }
     Ok(())
+}
+
+/// An open connection whose peer a reloaded allowlist no longer serves is closed (checked
+/// before each packet and at each read timeout).
+fn refuse_if_outside<H: CommandHandler>(core: &Core<H>, peer: &Peer) -> io::Result<()> {
+    if core.allow.allows(peer.addr().ip()) {
+        return Ok(());
+    }
+    core.stats.refused_peers.fetch_add(1, Ordering::Relaxed);
+    log::info!("OSC TCP: closing {peer:?}, outside the reloaded allowlist");
+    Err(io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        "peer outside the allowlist",
+    ))
 }

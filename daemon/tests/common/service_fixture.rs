@@ -118,6 +118,8 @@ pub struct Launch<'a> {
     /// `--audio` (default `null`; `jack` with `JACK_DEFAULT_SERVER` in `env` plays into a
     /// private server).
     pub audio: &'a str,
+    /// `--oscquery-port` (default 0: off).
+    pub oscquery_port: u16,
 }
 
 impl Default for Launch<'_> {
@@ -128,6 +130,7 @@ impl Default for Launch<'_> {
             notify: None,
             osc_bind: "127.0.0.1:0".into(),
             audio: "null",
+            oscquery_port: 0,
         }
     }
 }
@@ -141,13 +144,15 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts `latentd --audio <launch.audio> --oscquery-port 0 --osc <launch.osc_bind>
-    /// --state <dir>/state.json` plus `launch`.
+    /// Starts `latentd --audio <launch.audio> --oscquery-port <launch.oscquery_port> --osc
+    /// <launch.osc_bind> --state <dir>/state.json` plus `launch`.
     pub fn start(dir: &TempDir, launch: Launch<'_>) -> Self {
         let state = dir.path().join("state.json");
         let mut cmd = Command::new(BIN);
         isolated_env(&mut cmd, dir.path())
-            .args(["--audio", launch.audio, "--oscquery-port", "0", "--osc"])
+            .args(["--audio", launch.audio, "--oscquery-port"])
+            .arg(launch.oscquery_port.to_string())
+            .arg("--osc")
             .arg(&launch.osc_bind)
             .arg("--state")
             .arg(&state)

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 
+use super::lead::LeadConfig;
 use super::trace::{ActionEvent, Trace};
 
 /// Actions in flight the applied marks can tell apart.
@@ -108,6 +109,8 @@ pub enum Control<L> {
     Source(Option<Arc<L>>),
     /// Transport pause (true) or play.
     Pause(bool),
+    /// New lead settings (already validated), from a config reload.
+    Lead(LeadConfig),
     /// Stall the next tick by this many seconds (a test hook for the `stall` scenario).
     Stall(f64),
     /// Send a copy of the record back.

@@ -52,7 +52,7 @@ use std::time::Instant;
 use super::actions::{ActionLog, Control, EngineRecord};
 use super::clock::{EngineClock, Work};
 use super::engine_config::{EngineConfig, EngineError, EngineStats};
-use super::lead::{LeadController, seconds_to_frames};
+use super::lead::{LeadConfig, LeadController, seconds_to_frames};
 use super::metrics::ActionLatency;
 use super::targeting::{LoopGeometry, TargetingError, WritePlan, frontier_target, repatch_target};
 use super::trace::{ActionEvent, ActionKind, Trace, WriteEvent, WriteKind, start_reached_frame};
@@ -336,6 +336,11 @@ impl<M: Model> EngineCore<M> {
         self.log.advance_prefix(&mut self.prefix);
         let mut activity = false;
         while let Ok(msg) = self.control.try_recv() {
+            if let Control::Lead(config) = msg {
+                // Settings, not a performer's action: no activity, no repatch.
+                self.set_lead(config, now_s);
+                continue;
+            }
             activity = true;
             match msg {
                 Control::Action(a) => {
@@ -363,6 +368,7 @@ impl<M: Model> EngineCore<M> {
                     }
                 }
                 Control::Source(s) => self.set_walk_source(s),
+                Control::Lead(_) => {}
                 Control::Pause(p) => self.paused = p,
                 Control::Stall(s) => self.stall_next_s += s,
                 Control::Record(reply) => {
@@ -842,6 +848,21 @@ impl<M: Model> EngineCore<M> {
         self.stats.trace_dropped = self.record.trace.dropped();
         self.stats_in.write(self.stats.clone());
         self.last_publish = Some((now_s, self.stats.ticks));
+    }
+
+    /// Use `config` for the lead from now on (see [`LeadController::set_config`]); the
+    /// stats show the lead it gives at once, also while the engine idles. The handle has
+    /// validated `config`; one that still fails validation leaves the settings in use.
+    fn set_lead(&mut self, config: LeadConfig, now_s: f64) {
+        if self.lead.set_config(config).is_ok() {
+            self.config.lead = config;
+            self.stats.lead_s = self.lead.lead_s(now_s);
+        }
+    }
+
+    /// The lead settings in use.
+    pub fn lead_config(&self) -> &LeadConfig {
+        self.lead.config()
     }
 
     /// The stats as of now (not published).

@@ -30,6 +30,7 @@
 //! handle.set_loop(a_s, b_s)?; handle.clear_loop(); // arms the ring band; writes follow
 //! handle.set_source(audio)?;                       // encodes on the caller's thread
 //! handle.set_paused(true);                         // transport: the engine idles
+//! handle.set_lead(lead_config)?;                   // a config reload: new lead settings
 //! handle.stats(); handle.heartbeat(); handle.dump_trace(&mut file)?;
 //! handle.stop()?;                                  // joins; gives the ring writer back
 //! ```
@@ -51,6 +52,7 @@ use super::actions::{ActionLog, Control, EngineRecord};
 use super::clock::EngineClock;
 use super::engine_config::{EngineConfig, EngineError, EngineStats};
 use super::engine_core::EngineCore;
+use super::lead::LeadConfig;
 use super::trace::{ActionEvent, ActionKind};
 use crate::audio_clip::AudioView;
 use crate::conditioning::ConditioningReader;
@@ -259,6 +261,15 @@ impl<M: Model> EngineHandle<M> {
     /// Transport: paused, the engine stops generating (the ring's reader is not touched).
     pub fn set_paused(&self, paused: bool) {
         self.send(Control::Pause(paused));
+    }
+
+    /// Use `config` for the lead from the engine's next loop turn on (a config reload); the
+    /// learned lead state carries over. Validated here; the engine thread takes it from
+    /// its control queue without waiting.
+    pub fn set_lead(&self, config: LeadConfig) -> Result<(), EngineError> {
+        config.validate()?;
+        self.send(Control::Lead(config));
+        Ok(())
     }
 
     /// Stall the engine's next tick by `seconds` (a test hook: the `stall` scenario).

@@ -12,6 +12,7 @@ use crate::knobs::{KnobId, KnobStore};
 use crate::model::builtin::BuiltinModel;
 use crate::ring::PlayheadRing;
 use crate::runner::RealClock;
+use crate::runner::lead::LeadConfig;
 use crate::runner::metrics::ActionLatency;
 use crate::runner::trace::{ActionKind, WriteEvent};
 
@@ -178,5 +179,51 @@ fn set_source_takes_a_walking_source_as_long_as_the_ring_and_refuses_another_len
             .all(|w| w.ring_start + w.len <= chunk_end),
         "a write outside chunk 0"
     );
+    engine.stop().unwrap();
+}
+
+#[test]
+fn new_lead_settings_reach_the_running_engine_and_bad_ones_are_refused() {
+    let model = Arc::new(BuiltinModel::new());
+    let ring =
+        PlayheadRing::silence(4 * 48_000, 2, 48_000, PlayheadRing::guard_for_period(256)).unwrap();
+    let handle_ring = ring.handle();
+    let (writer, _reader) = ring.split();
+    let (_store, knob_reader) = KnobStore::new();
+    let (_conditioner, cond_reader) = Conditioner::new(Arc::clone(&model), None);
+    let config = EngineConfig {
+        start_paused: true,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::spawn(
+        model,
+        writer,
+        knob_reader,
+        cond_reader,
+        config,
+        RealClock::new(handle_ring),
+    )
+    .unwrap();
+    let lifted = LeadConfig {
+        floor_s: 0.9,
+        ceiling_s: 1.2,
+        ..LeadConfig::default()
+    };
+    engine.set_lead(lifted).unwrap();
+    // Paused, the engine never ticks; the lead it would use shows in the stats anyway.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while engine.stats().lead_s < 0.9 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stats = engine.stats();
+    assert!((stats.lead_s - 0.9).abs() < 1e-9, "{stats:?}");
+    assert_eq!(stats.ticks, 0, "a settings change is not activity");
+    let err = engine
+        .set_lead(LeadConfig {
+            gain: -1.0,
+            ..lifted
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("gain must be above 0"), "{err}");
     engine.stop().unwrap();
 }

@@ -202,6 +202,16 @@ impl LeadController {
         &self.config
     }
 
+    /// Switch to `config` while running (a config reload): the learned state (the gap
+    /// EMA, the stall bump, the transport extra, the latest activity) carries over, so
+    /// the lead moves to the new bounds at once instead of restarting from the seed. A bad
+    /// `config` is refused and the settings in use stay.
+    pub fn set_config(&mut self, config: LeadConfig) -> Result<(), LeadError> {
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+
     /// The EMA of capped decode gaps, seconds.
     pub fn interval_ema_s(&self) -> f64 {
         self.interval_ema

@@ -255,3 +255,43 @@ fn deterministic_for_the_same_inputs() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn new_settings_keep_the_learned_state_and_bad_ones_change_nothing() {
+    let mut c = controller();
+    c.observe_gap(0.1, 0.36, 1.0).unwrap();
+    c.observe_gap(0.5, 0.36, 1.0).unwrap(); // a stall: 0.5 - 0.36 + 0.05 = 0.19
+    c.set_transport_extra(0.1).unwrap();
+    c.note_activity(1.0);
+    let ema = c.interval_ema_s();
+    let stall = c.stall_extra_s(1.0);
+    close(stall, 0.19);
+    let lifted = LeadConfig {
+        floor_s: 0.9,
+        ceiling_s: 1.2,
+        repatch_window_s: 0.5,
+        ..LeadConfig::default()
+    };
+    c.set_config(lifted).unwrap();
+    assert_eq!(c.config(), &lifted);
+    close(c.interval_ema_s(), ema);
+    close(c.stall_extra_s(1.0), stall);
+    // The raw lead (ema * 1.6 + 0.05 + 0.19) is under the new floor: floor + transport extra.
+    close(c.lead_s(1.0), 0.9 + 0.1);
+    assert!(
+        c.repatch_due(1.4) && !c.repatch_due(1.6),
+        "the new window applies"
+    );
+    let bad = LeadConfig {
+        ceiling_s: 0.5,
+        ..lifted
+    };
+    assert_eq!(
+        c.set_config(bad).unwrap_err(),
+        LeadError::CeilingBelowFloor {
+            floor: 0.9,
+            ceiling: 0.5
+        }
+    );
+    assert_eq!(c.config(), &lifted);
+}
