@@ -110,6 +110,8 @@ pub enum Control<L> {
     Pause(bool),
     /// Stall the next tick by this many seconds (a test hook for the `stall` scenario).
     Stall(f64),
+    /// Panic inside the next tick, once (a test hook: the engine's panic recovery).
+    PanicNextTick,
     /// Send a copy of the record back.
     Record(Sender<EngineRecord>),
     /// Finish the loop.
