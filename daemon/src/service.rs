@@ -17,8 +17,10 @@
 //!
 //! SIGUSR1 writes the engine's trace as JSON lines beside the state file.
 //!
-//! Threading: main thread. Test hook: `LATENTD_TEST_ENGINE_STALL_S=<s>` stalls the engine
-//! thread that long, 1 s after `READY=1` (the watchdog test makes the engine hang with it).
+//! Threading: main thread. Test hooks: `LATENTD_TEST_ENGINE_STALL_S=<s>` stalls the engine
+//! thread that long, 1 s after `READY=1` (the watchdog test makes the engine hang with it);
+//! `LATENTD_TEST_ENGINE_PANIC_AFTER_S=<s>` makes one engine tick panic, `<s>` seconds after
+//! `READY=1` (the fault test checks the recovery: log, `/status`, unbroken audio).
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -598,20 +600,36 @@ fn load_source(path: &Path, rate: u32) -> Result<LoopAudio, Failure> {
     Ok(audio)
 }
 
-/// See the module doc: a test-only way to make the engine thread hang.
+/// See the module doc: test-only ways to make the engine thread hang or panic.
 fn test_fault_hook(engine: &Arc<DaemonEngine>) {
-    let Some(seconds) = std::env::var("LATENTD_TEST_ENGINE_STALL_S")
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-    else {
-        return;
+    let seconds = |name: &str| {
+        let value = std::env::var(name).ok()?;
+        match value.parse::<f64>() {
+            Ok(s) if s.is_finite() && s >= 0.0 => Some(s),
+            _ => {
+                log::warn!("test hook {name}={value:?} ignored: not a number of seconds >= 0");
+                None
+            }
+        }
     };
-    let engine = Arc::clone(engine);
-    let _ = std::thread::Builder::new()
-        .name("test-fault".into())
-        .spawn(move || {
-            std::thread::sleep(Duration::from_secs(1));
-            log::warn!("test hook: stalling the engine thread for {seconds} s");
-            engine.inject_stall(seconds);
-        });
+    if let Some(after) = seconds("LATENTD_TEST_ENGINE_PANIC_AFTER_S") {
+        let engine = Arc::clone(engine);
+        let _ = std::thread::Builder::new()
+            .name("test-panic".into())
+            .spawn(move || {
+                std::thread::sleep(Duration::from_secs_f64(after));
+                log::warn!("test hook: the engine's next tick panics");
+                engine.inject_panic();
+            });
+    }
+    if let Some(seconds) = seconds("LATENTD_TEST_ENGINE_STALL_S") {
+        let engine = Arc::clone(engine);
+        let _ = std::thread::Builder::new()
+            .name("test-stall".into())
+            .spawn(move || {
+                std::thread::sleep(Duration::from_secs(1));
+                log::warn!("test hook: stalling the engine thread for {seconds} s");
+                engine.inject_stall(seconds);
+            });
+    }
 }

@@ -135,12 +135,13 @@ pub enum LoadOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// A file operation failed.
-    #[error("state file {path}: {operation}: {source}")]
+    #[error("state file {path}: {operation}: {}", describe_io(source))]
     Io {
-        /// The path involved.
+        /// The state file.
         path: PathBuf,
-        /// What was being done.
-        operation: &'static str,
+        /// What was being done, naming any other path involved (the temp file, the
+        /// directory) and whether the saved file was left as it was.
+        operation: String,
         /// The OS error.
         source: io::Error,
     },
@@ -197,8 +198,8 @@ impl StateStore {
         if self.protected {
             return Err(StateError::Protected(self.path.clone()));
         }
-        let io_error = |operation, path: &Path| {
-            let path = path.to_owned();
+        let failed = |operation: String| {
+            let path = self.path.clone();
             move |source| StateError::Io {
                 path,
                 operation,
@@ -206,27 +207,72 @@ impl StateStore {
             }
         };
         let dir = parent_dir(&self.path);
-        fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
+        fs::create_dir_all(dir).map_err(failed(format!(
+            "create directory {} (the saved file is untouched)",
+            dir.display()
+        )))?;
         let temp = temp_path(&self.path);
         let mut bytes = serde_json::to_vec_pretty(state).expect("state serialises");
         bytes.push(b'\n');
-        let written = File::create(&temp)
-            .and_then(|mut file| {
-                file.write_all(&bytes)?;
-                file.sync_all()
-            })
-            .map_err(io_error("write temp file", &temp));
-        if let Err(error) = written {
-            let _ = fs::remove_file(&temp);
-            return Err(error);
+        let mut file = File::create(&temp).map_err(failed(format!(
+            "create temp file {} (the saved file is untouched)",
+            temp.display()
+        )))?;
+        if let Err(source) = file.write_all(&bytes).and_then(|()| file.sync_all()) {
+            drop(file);
+            let removed = remove_temp(&temp);
+            return Err(failed(format!(
+                "write temp file {} (the saved file is untouched; {removed})",
+                temp.display()
+            ))(source));
         }
+        drop(file);
         if let Err(source) = fs::rename(&temp, &self.path) {
-            let _ = fs::remove_file(&temp);
-            return Err(io_error("rename temp file over", &self.path)(source));
+            let removed = remove_temp(&temp);
+            return Err(failed(format!(
+                "rename temp file {} over it (the saved file is untouched; {removed})",
+                temp.display()
+            ))(source));
         }
         File::open(dir)
             .and_then(|dir| dir.sync_all())
-            .map_err(io_error("fsync directory", dir))
+            .map_err(failed(format!(
+                "fsync directory {} after the rename (the new file is in place)",
+                dir.display()
+            )))
+    }
+}
+
+/// Remove the temp file of a failed save; says what happened, for the error.
+fn remove_temp(temp: &Path) -> String {
+    match fs::remove_file(temp) {
+        Ok(()) => "temp file removed".into(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => "no temp file left".into(),
+        Err(e) => format!("the temp file could not be removed: {}", describe_io(&e)),
+    }
+}
+
+/// An I/O error with its errno name (`No space left on device (os error 28, ENOSPC)`), so
+/// an operator can grep the log for the condition.
+fn describe_io(error: &io::Error) -> String {
+    let name = match error.raw_os_error() {
+        Some(libc::ENOSPC) => "ENOSPC",
+        Some(libc::EDQUOT) => "EDQUOT",
+        Some(libc::EROFS) => "EROFS",
+        Some(libc::EACCES) => "EACCES",
+        Some(libc::EPERM) => "EPERM",
+        Some(libc::EIO) => "EIO",
+        Some(libc::ENOENT) => "ENOENT",
+        Some(libc::ENOTDIR) => "ENOTDIR",
+        Some(libc::EISDIR) => "EISDIR",
+        Some(libc::EXDEV) => "EXDEV",
+        Some(libc::EBUSY) => "EBUSY",
+        _ => return error.to_string(),
+    };
+    let text = error.to_string();
+    match text.strip_suffix(')') {
+        Some(open) if open.contains("(os error") => format!("{open}, {name})"),
+        _ => format!("{text} ({name})"),
     }
 }
 
@@ -310,7 +356,9 @@ enum SaverMessage {
 }
 
 /// A thread that owns a [`StateStore`] and writes the latest requested state at most once
-/// per debounce window.
+/// per debounce window. A failed write is logged and its state kept pending (not retried
+/// on a timer): the next request replaces it, [`DebouncedSaver::flush`] and the exit retry
+/// it.
 pub struct DebouncedSaver {
     sender: Option<mpsc::Sender<SaverMessage>>,
     thread: Option<JoinHandle<()>>,
@@ -384,7 +432,12 @@ fn run_saver(
         let Some(state) = pending.take() else {
             return Ok(());
         };
-        store.save_now(&state)?;
+        if let Err(error) = store.save_now(&state) {
+            // Kept for the next request or the flush at exit (a disk with space again
+            // then gets the newest session without waiting for another change).
+            *pending = Some(state);
+            return Err(error);
+        }
         writes.fetch_add(1, Ordering::Relaxed);
         log::debug!("state saved to {}", store.path().display());
         Ok(())

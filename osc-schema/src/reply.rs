@@ -93,11 +93,14 @@ pub struct StatusReport {
     pub late_landings: u64,
     /// Last measured knob-to-ear latency in ms; `None` before the first measurement.
     pub last_knob_to_ear_ms: Option<f64>,
+    /// Engine pipeline restarts since start (each after a caught panic in a tick; the
+    /// loop kept playing).
+    pub engine_restarts: u64,
 }
 
 /// `/status.reply s backend, i sample_rate, i period_frames, f playhead_s, f loop_s,
-/// f ticks_per_s, f tick_ms_p50, f lead_s, i xruns, i late_landings, f last_knob_to_ear_ms`
-/// (counters saturate at i32::MAX; -1 stands for "not measured").
+/// f ticks_per_s, f tick_ms_p50, f lead_s, i xruns, i late_landings, f last_knob_to_ear_ms,
+/// i engine_restarts` (counters saturate at i32::MAX; -1 stands for "not measured").
 pub fn status_reply(s: &StatusReport) -> OscPacket {
     let int = |v: u64| OscType::Int(i32::try_from(v).unwrap_or(i32::MAX));
     message(
@@ -114,6 +117,7 @@ pub fn status_reply(s: &StatusReport) -> OscPacket {
             int(s.xruns),
             int(s.late_landings),
             OscType::Float(s.last_knob_to_ear_ms.map_or(-1.0, |v| v as f32)),
+            int(s.engine_restarts),
         ],
     )
 }

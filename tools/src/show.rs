@@ -64,6 +64,7 @@ const STATUS_FIELDS: &[(&str, &str)] = &[
     ("xruns", ""),
     ("late_landings", ""),
     ("last_knob_to_ear_ms", "ms"),
+    ("engine_restarts", ""),
 ];
 
 /// `/status.reply` as aligned `name  value unit` lines.
@@ -152,6 +153,7 @@ mod tests {
             xruns: 2,
             late_landings: 0,
             last_knob_to_ear_ms: None,
+            engine_restarts: 1,
         };
         let packet = status_reply(&report);
         let text = status(messages(&packet)[0]).unwrap();
@@ -162,7 +164,8 @@ mod tests {
             text.contains("last_knob_to_ear_ms  not measured yet\n"),
             "{text}"
         );
-        assert_eq!(text.lines().count(), 11);
+        assert!(text.contains("engine_restarts      1\n"), "{text}");
+        assert_eq!(text.lines().count(), 12);
     }
 
     #[test]

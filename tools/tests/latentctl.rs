@@ -63,6 +63,7 @@ impl CommandHandler for KnobTable {
                     xruns: 2,
                     late_landings: 0,
                     last_knob_to_ear_ms: Some(41.5),
+                    engine_restarts: 0,
                 })),
                 Cmd::Sync(id) => replies.push(reply::synced(id)),
                 Cmd::Version => replies.push(reply::version_reply("latentd", "test")),

@@ -402,6 +402,7 @@ impl Dispatcher {
             xruns: self.status.output.snapshot().xruns,
             late_landings: counters.late_writes,
             last_knob_to_ear_ms: stats.last_knob_to_ear_ms,
+            engine_restarts: stats.pipeline_restarts,
         }
     }
 

@@ -9,6 +9,7 @@
 
 pub mod osc_client;
 pub mod service_fixture;
+pub mod tmpfs;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -38,6 +39,7 @@ pub fn isolated_env<'a>(cmd: &'a mut Command, dir: &Path) -> &'a mut Command {
     .env_remove("WATCHDOG_USEC")
     .env_remove("WATCHDOG_PID")
     .env_remove("LATENTD_TEST_ENGINE_STALL_S")
+    .env_remove("LATENTD_TEST_ENGINE_PANIC_AFTER_S")
     .env_remove("JOURNAL_STREAM")
     .env_remove("RUST_LOG")
 }

@@ -120,6 +120,8 @@ pub struct Launch<'a> {
     pub audio: &'a str,
     /// `--oscquery-port` (default 0: off).
     pub oscquery_port: u16,
+    /// `--state` (default `<dir>/state.json`).
+    pub state: Option<PathBuf>,
 }
 
 impl Default for Launch<'_> {
@@ -131,6 +133,7 @@ impl Default for Launch<'_> {
             osc_bind: "127.0.0.1:0".into(),
             audio: "null",
             oscquery_port: 0,
+            state: None,
         }
     }
 }
@@ -145,9 +148,12 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts `latentd --audio <launch.audio> --oscquery-port <launch.oscquery_port> --osc
-    /// <launch.osc_bind> --state <dir>/state.json` plus `launch`.
+    /// <launch.osc_bind> --state <launch.state or dir/state.json>` plus `launch`.
     pub fn start(dir: &TempDir, launch: Launch<'_>) -> Self {
-        let state = dir.path().join("state.json");
+        let state = launch
+            .state
+            .clone()
+            .unwrap_or_else(|| dir.path().join("state.json"));
         let mut cmd = Command::new(BIN);
         isolated_env(&mut cmd, dir.path())
             .args(["--audio", launch.audio, "--oscquery-port"])
@@ -277,8 +283,14 @@ pub struct Status {
     pub playhead_s: f64,
     /// Loop length, seconds.
     pub loop_s: f64,
+    /// Engine ticks per second (over the engine's last publish interval).
+    pub ticks_per_s: f64,
     /// Output xruns.
     pub xruns: i32,
+    /// Knob-to-ear of the newest knob action, ms; -1 until one is heard.
+    pub last_knob_to_ear_ms: f64,
+    /// Engine pipeline restarts after caught panics.
+    pub engine_restarts: i32,
 }
 
 impl Osc {
@@ -340,7 +352,10 @@ impl Osc {
         Status {
             playhead_s: float(3),
             loop_s: float(4),
+            ticks_per_s: float(5),
             xruns: int(8),
+            last_knob_to_ear_ms: float(10),
+            engine_restarts: int(11),
         }
     }
 

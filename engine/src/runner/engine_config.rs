@@ -208,6 +208,9 @@ pub struct EngineStats {
     pub frontier_writes: u64,
     /// Panics caught inside the tick (the pipeline was restarted each time).
     pub panics: u64,
+    /// Pipeline restarts after a caught panic (an `Err` tick counts in `panics` only).
+    #[serde(default)]
+    pub pipeline_restarts: u64,
     /// Whether generation is paused by the idle rule.
     pub idle: bool,
     /// Whether generation is paused by the transport.

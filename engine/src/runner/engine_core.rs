@@ -184,6 +184,8 @@ pub struct EngineCore<M: Model> {
     paused: bool,
     stopped: bool,
     stall_next_s: f64,
+    /// Test hook: the next tick panics (once).
+    panic_next_tick: bool,
     cond_epoch: u64,
     band: Option<(usize, usize)>,
     scratch: Vec<f32>,
@@ -298,6 +300,7 @@ impl<M: Model> EngineCore<M> {
             paused: config.start_paused,
             stopped: false,
             stall_next_s: 0.0,
+            panic_next_tick: false,
             cond_epoch: 0,
             scratch,
             window_at: 0,
@@ -371,6 +374,7 @@ impl<M: Model> EngineCore<M> {
                 Control::Lead(_) => {}
                 Control::Pause(p) => self.paused = p,
                 Control::Stall(s) => self.stall_next_s += s,
+                Control::PanicNextTick => self.panic_next_tick = true,
                 Control::Record(reply) => {
                     let _ = reply.send(self.record.clone());
                 }
@@ -437,6 +441,7 @@ impl<M: Model> EngineCore<M> {
             Ok(Err(_)) => self.stats.panics += 1,
             Err(_) => {
                 self.stats.panics += 1;
+                self.stats.pipeline_restarts += 1;
                 self.restart_pipeline();
             }
         }
@@ -510,6 +515,9 @@ impl<M: Model> EngineCore<M> {
     fn tick_body(&mut self, clock: &mut dyn EngineClock) -> Result<(), EngineError> {
         if self.stall_next_s > 0.0 {
             clock.stall(std::mem::take(&mut self.stall_next_s));
+        }
+        if std::mem::take(&mut self.panic_next_tick) {
+            panic!("test hook: injected engine tick panic");
         }
         let prefix = self.prefix;
         let knobs = self.knobs.read().clone();

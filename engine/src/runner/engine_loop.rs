@@ -277,6 +277,13 @@ impl<M: Model> EngineHandle<M> {
         self.send(Control::Stall(seconds.max(0.0)));
     }
 
+    /// Make the engine's next tick panic, once (a test hook for the panic recovery: the
+    /// tick is caught, counted in [`EngineStats::panics`] and
+    /// [`EngineStats::pipeline_restarts`], and the pipeline restarted).
+    pub fn inject_panic(&self) {
+        self.send(Control::PanicNextTick);
+    }
+
     /// The newest published stats.
     pub fn stats(&self) -> EngineStats {
         let mut out = self.stats.lock().unwrap_or_else(|e| e.into_inner());

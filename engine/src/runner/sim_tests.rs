@@ -126,6 +126,7 @@ fn a_panic_in_the_tick_is_caught_and_the_ring_keeps_playing() {
     sim.clock().record_output();
     sim.run_until(3.0);
     assert_eq!(sim.stats().panics, 5);
+    assert_eq!(sim.stats().pipeline_restarts, 5);
     // Fresh frontier writes resumed after the faults.
     let frontier_after = sim
         .record()
