@@ -272,11 +272,14 @@ pub struct Status {
     pub xruns: i32,
     pub late_landings: i32,
     pub last_knob_to_ear_ms: f64,
+    /// Engine pipeline restarts after caught panics.
+    pub engine_restarts: i32,
 }
 
 impl Status {
-    fn parse(args: &[OscType]) -> Status {
-        assert_eq!(args.len(), 11, "/status.reply {args:?}");
+    /// Parses `/status.reply`'s arguments (panics on any other shape).
+    pub fn parse(args: &[OscType]) -> Status {
+        assert_eq!(args.len(), 12, "/status.reply {args:?}");
         let OscType::String(backend) = &args[0] else {
             panic!("backend {:?}", args[0]);
         };
@@ -296,6 +299,7 @@ impl Status {
             xruns: int(&args[8]),
             late_landings: int(&args[9]),
             last_knob_to_ear_ms: float(10),
+            engine_restarts: int(&args[11]),
         }
     }
 }

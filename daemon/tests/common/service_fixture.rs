@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use rosc::{OscMessage, OscPacket, OscType};
 use tempfile::TempDir;
 
+pub use super::osc_client::Status;
 use super::{BIN, isolated_env};
 
 /// A Unix datagram socket bound where `NOTIFY_SOCKET` will point, as systemd owns it.
@@ -276,23 +277,6 @@ pub struct Osc {
     to: SocketAddr,
 }
 
-/// The `/status.reply` figures the tests look at.
-#[derive(Debug, Clone, Copy)]
-pub struct Status {
-    /// Playhead, seconds into the loop.
-    pub playhead_s: f64,
-    /// Loop length, seconds.
-    pub loop_s: f64,
-    /// Engine ticks per second (over the engine's last publish interval).
-    pub ticks_per_s: f64,
-    /// Output xruns.
-    pub xruns: i32,
-    /// Knob-to-ear of the newest knob action, ms; -1 until one is heard.
-    pub last_knob_to_ear_ms: f64,
-    /// Engine pipeline restarts after caught panics.
-    pub engine_restarts: i32,
-}
-
 impl Osc {
     /// A client for the daemon at `to`.
     pub fn new(to: SocketAddr) -> Self {
@@ -341,22 +325,7 @@ impl Osc {
         let m = self
             .ask("/status", vec![], "/status.reply")
             .expect("no /status.reply within 2 s");
-        let float = |i: usize| match m.args[i] {
-            OscType::Float(v) => f64::from(v),
-            ref other => panic!("/status.reply arg {i}: {other:?}"),
-        };
-        let int = |i: usize| match m.args[i] {
-            OscType::Int(v) => v,
-            ref other => panic!("/status.reply arg {i}: {other:?}"),
-        };
-        Status {
-            playhead_s: float(3),
-            loop_s: float(4),
-            ticks_per_s: float(5),
-            xruns: int(8),
-            last_knob_to_ear_ms: float(10),
-            engine_restarts: int(11),
-        }
+        Status::parse(&m.args)
     }
 
     /// A knob's value, queried.
