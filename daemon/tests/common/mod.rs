@@ -25,6 +25,13 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_latentd");
 pub fn isolated_env<'a>(cmd: &'a mut Command, dir: &Path) -> &'a mut Command {
     let runtime = dir.join("xdg-runtime");
     std::fs::create_dir_all(&runtime).unwrap();
+    // An empty user config, so that a system config (/etc/latentd/latentd.toml of an
+    // installed package) is never read by a test; a test may write its own over it.
+    let config = dir.join("config/latentd/latentd.toml");
+    if !config.exists() {
+        std::fs::create_dir_all(config.parent().unwrap()).unwrap();
+        std::fs::write(&config, "").unwrap();
+    }
     cmd.env(
         "JACK_DEFAULT_SERVER",
         format!("latentd-none-{}", std::process::id()),
