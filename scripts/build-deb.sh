@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds the Debian package: latentd and latentctl in one cargo build (cargo-deb alone would
+# build only the package it packs), then `cargo deb -p latentd --no-build` packs both
+# binaries, the units, the sysusers/tmpfiles snippets, the config and docs/operations.md
+# ([package.metadata.deb] in daemon/Cargo.toml). Prints the .deb's path as the last line of
+# stdout; everything else goes to stderr.
+#
+#   scripts/build-deb.sh [--profile NAME] [CARGO-DEB OPTIONS...]
+#
+# --profile: the Cargo profile to build and pack (default release). Other options go to
+# cargo deb, e.g. --deb-revision 2, --deb-version 0.1.0-2, --fast, -o DIR.
+# Honours CARGO_TARGET_DIR: cargo-deb reads asset paths starting with `target/release/` as
+# "this profile's folder in the real target directory", wherever that is.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The cargo-deb this script is tested with; a missing one is installed at this version.
+cargo_deb_version=3.8.0
+
+profile=release
+if [[ ${1:-} == --profile ]]; then
+    [[ $# -ge 2 ]] || { echo "build-deb: --profile needs a profile name" >&2; exit 2; }
+    profile=$2
+    shift 2
+fi
+
+if ! cargo deb --version >/dev/null 2>&1; then
+    echo "build-deb: installing cargo-deb $cargo_deb_version" >&2
+    cargo install cargo-deb --version "$cargo_deb_version" --locked
+fi
+command -v dpkg >/dev/null || { echo "build-deb: dpkg not found (cargo-deb needs it for \$auto dependencies)" >&2; exit 1; }
+
+cargo build --locked --profile "$profile" -p latentd -p latentctl >&2
+# cargo deb prints the written path on stdout; its progress goes to stderr.
+deb=$(cargo deb --no-build --profile "$profile" -p latentd "$@" | tail -n 1)
+[[ -f $deb ]] || { echo "build-deb: cargo deb did not name a written .deb (got: '$deb')" >&2; exit 1; }
+echo "$deb"
