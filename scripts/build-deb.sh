@@ -5,10 +5,12 @@
 # ([package.metadata.deb] in daemon/Cargo.toml). Prints the .deb's path as the last line of
 # stdout; everything else goes to stderr.
 #
-#   scripts/build-deb.sh [--profile NAME] [CARGO-DEB OPTIONS...]
+#   scripts/build-deb.sh [--profile NAME] [--prebuilt] [CARGO-DEB OPTIONS...]
 #
-# --profile: the Cargo profile to build and pack (default release). Other options go to
-# cargo deb, e.g. --deb-revision 2, --deb-version 0.1.0-2, --fast, -o DIR.
+# --profile: the Cargo profile to build and pack (default release). --prebuilt: build
+# nothing, pack the binaries already in that profile's folder (scripts/test.sh packs the
+# ones its test run just built and tested). Other options go to cargo deb, e.g.
+# --deb-revision 2, --deb-version 0.1.0-2, --fast, --strip, -o DIR.
 # Honours CARGO_TARGET_DIR: cargo-deb reads asset paths starting with `target/release/` as
 # "this profile's folder in the real target directory", wherever that is.
 set -euo pipefail
@@ -18,19 +20,36 @@ cd "$(dirname "$0")/.."
 cargo_deb_version=3.8.0
 
 profile=release
-if [[ ${1:-} == --profile ]]; then
-    [[ $# -ge 2 ]] || { echo "build-deb: --profile needs a profile name" >&2; exit 2; }
-    profile=$2
-    shift 2
-fi
+prebuilt=no
+while (($#)); do
+    case $1 in
+    --profile)
+        [[ $# -ge 2 ]] || { echo "build-deb: --profile needs a profile name" >&2; exit 2; }
+        profile=$2
+        shift 2
+        ;;
+    --prebuilt) prebuilt=yes && shift ;;
+    *) break ;;
+    esac
+done
 
 if ! cargo deb --version >/dev/null 2>&1; then
     echo "build-deb: installing cargo-deb $cargo_deb_version" >&2
-    cargo install cargo-deb --version "$cargo_deb_version" --locked
+    cargo install cargo-deb --version "$cargo_deb_version" --locked >&2
 fi
 command -v dpkg >/dev/null || { echo "build-deb: dpkg not found (cargo-deb needs it for \$auto dependencies)" >&2; exit 1; }
 
-cargo build --locked --profile "$profile" -p latentd -p latentctl >&2
+if [[ $prebuilt == no ]]; then
+    cargo build --locked --profile "$profile" -p latentd -p latentctl >&2
+else
+    target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+    profile_dir=$profile
+    case $profile in dev | test) profile_dir=debug ;; bench) profile_dir=release ;; esac
+    for bin in latentd latentctl; do
+        [[ -x $target_dir/$profile_dir/$bin ]] ||
+            { echo "build-deb: --prebuilt: no $target_dir/$profile_dir/$bin (build it first)" >&2; exit 1; }
+    done
+fi
 # cargo deb prints the written path on stdout; its progress goes to stderr.
 deb=$(cargo deb --no-build --profile "$profile" -p latentd "$@" | tail -n 1)
 [[ -f $deb ]] || { echo "build-deb: cargo deb did not name a written .deb (got: '$deb')" >&2; exit 1; }

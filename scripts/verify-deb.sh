@@ -4,8 +4,9 @@
 # need not be running (CI has none as PID 1), so the unit is checked as the enable symlink
 # and the daemon is run by hand as the `latentd` user, the way the unit would run it.
 #
-#   scripts/verify-deb.sh [--profile NAME]     build both packages (scripts/build-deb.sh)
 #   scripts/verify-deb.sh FIRST.deb UPGRADE.deb
+#   scripts/verify-deb.sh [BUILD-DEB OPTIONS...]   build both with scripts/build-deb.sh
+#                                                  (e.g. --profile dev --prebuilt --strip)
 #
 # 1. apt-get install ./FIRST.deb: every path in operations.md's table is installed by the
 #    package (the text files equal their sources in the repository), the config is a
@@ -52,15 +53,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [[ $# == 2 && $1 != --profile ]]; then
+if [[ $# == 2 && $1 == *.deb && $2 == *.deb ]]; then
     first=$(realpath "$1") upgrade=$(realpath "$2")
-elif [[ $# == 0 || ($# == 2 && $1 == --profile) ]]; then
-    step "building the packages"
+else
+    step "building the packages: scripts/build-deb.sh $*"
     first=$("$here/scripts/build-deb.sh" "$@" --fast -o "$work/first")
     upgrade=$("$here/scripts/build-deb.sh" "$@" --fast --deb-revision 2 -o "$work/upgrade")
-else
-    echo "usage: $0 [--profile NAME] | FIRST.deb UPGRADE.deb" >&2
-    exit 2
 fi
 first_version=$(dpkg-deb -f "$first" Version) || fail "$first is not a .deb"
 upgrade_version=$(dpkg-deb -f "$upgrade" Version) || fail "$upgrade is not a .deb"
