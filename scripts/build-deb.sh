@@ -39,18 +39,37 @@ if ! cargo deb --version >/dev/null 2>&1; then
 fi
 command -v dpkg >/dev/null || { echo "build-deb: dpkg not found (cargo-deb needs it for \$auto dependencies)" >&2; exit 1; }
 
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+profile_dir=$profile
+case $profile in dev | test) profile_dir=debug ;; bench) profile_dir=release ;; esac
 if [[ $prebuilt == no ]]; then
     cargo build --locked --profile "$profile" -p latentd -p latentctl >&2
-else
-    target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
-    profile_dir=$profile
-    case $profile in dev | test) profile_dir=debug ;; bench) profile_dir=release ;; esac
-    for bin in latentd latentctl; do
-        [[ -x $target_dir/$profile_dir/$bin ]] ||
-            { echo "build-deb: --prebuilt: no $target_dir/$profile_dir/$bin (build it first)" >&2; exit 1; }
-    done
 fi
+for bin in latentd latentctl; do
+    [[ -x $target_dir/$profile_dir/$bin ]] ||
+        { echo "build-deb: no $target_dir/$profile_dir/$bin (build it first, or drop --prebuilt)" >&2; exit 1; }
+done
+
+# cargo-deb warns that it will refuse the dev profile, so debug binaries are handed to it
+# as the release ones of a scratch target directory; the .deb still goes to the real one.
+deb_env=()
+deb_profile=$profile
+if [[ $profile_dir == debug ]]; then
+    scratch=$(mktemp -d "$target_dir/deb-scratch.XXXXXX")
+    trap 'rm -rf "$scratch"' EXIT
+    mkdir "$scratch/release"
+    for bin in latentd latentctl; do
+        ln "$target_dir/debug/$bin" "$scratch/release/" 2>/dev/null || cp "$target_dir/debug/$bin" "$scratch/release/"
+    done
+    deb_env=(CARGO_TARGET_DIR="$scratch")
+    deb_profile=release
+fi
+output=(-o "$target_dir/debian")
+for arg in "$@"; do
+    [[ $arg == -o || $arg == --output* ]] && output=()
+done
+
 # cargo deb prints the written path on stdout; its progress goes to stderr.
-deb=$(cargo deb --no-build --profile "$profile" -p latentd "$@" | tail -n 1)
+deb=$(env "${deb_env[@]}" cargo deb --no-build --profile "$deb_profile" -p latentd "${output[@]}" "$@" | tail -n 1)
 [[ -f $deb ]] || { echo "build-deb: cargo deb did not name a written .deb (got: '$deb')" >&2; exit 1; }
 echo "$deb"

@@ -32,9 +32,10 @@ fail() { echo "verify-deb: FAIL: $*" >&2; exit 1; }
 step() { echo "verify-deb: $*" >&2; }
 
 [[ $(id -u) == 0 ]] || fail "must run as root (it installs and purges the package)"
-[[ -f /etc/debian_version ]] && command -v apt-get >/dev/null || fail "not a Debian system (no /etc/debian_version or apt-get)"
+[[ -f /etc/debian_version ]] && command -v apt-get >/dev/null ||
+    fail "not a Debian system (no /etc/debian_version or apt-get)"
 case $(package_state) in none | not-installed) ;; *)
-    fail "latentd is $(package_state) here; this script installs and purges it, so purge it first (apt-get purge latentd)" ;;
+    fail "latentd's dpkg state here is '$(package_state)'; this script installs and purges it, so purge it first (apt-get purge latentd)" ;;
 esac
 
 work=$(mktemp -d)
@@ -57,8 +58,10 @@ if [[ $# == 2 && $1 == *.deb && $2 == *.deb ]]; then
     first=$(realpath "$1") upgrade=$(realpath "$2")
 else
     step "building the packages: scripts/build-deb.sh $*"
-    first=$("$here/scripts/build-deb.sh" "$@" --fast -o "$work/first")
-    upgrade=$("$here/scripts/build-deb.sh" "$@" --fast --deb-revision 2 -o "$work/upgrade")
+    first=$("$here/scripts/build-deb.sh" "$@" --fast -o "$work/first") ||
+        fail "scripts/build-deb.sh $* failed"
+    upgrade=$("$here/scripts/build-deb.sh" "$@" --fast --deb-revision 2 -o "$work/upgrade") ||
+        fail "scripts/build-deb.sh $* --deb-revision 2 failed"
 fi
 first_version=$(dpkg-deb -f "$first" Version) || fail "$first is not a .deb"
 upgrade_version=$(dpkg-deb -f "$upgrade" Version) || fail "$upgrade is not a .deb"
@@ -84,15 +87,18 @@ check_enabled() { # when
 # with SIGTERM and requires exit status 0.
 with_daemon() {
     # setpriv execs (runuser would stay the parent and take the SIGTERM itself).
-    setpriv --reuid=latentd --regid=latentd --init-groups env STATE_DIRECTORY="$state_dir" /usr/bin/latentd --config "$config" \
-        --audio null --osc "127.0.0.1:$osc_port" --oscquery-port 0 --log-target stderr \
+    setpriv --reuid=latentd --regid=latentd --init-groups env STATE_DIRECTORY="$state_dir" \
+        /usr/bin/latentd --config "$config" --audio null --osc "127.0.0.1:$osc_port" --oscquery-port 0 --log-target stderr \
         2>"$work/daemon.log" &
     daemon_pid=$!
+    ready=no
     for _ in $(seq 100); do
-        latentctl --port "$osc_port" --timeout 0.2 status >/dev/null 2>&1 && break
+        /usr/bin/latentctl --port "$osc_port" --timeout 0.2 status >/dev/null 2>&1 && ready=yes && break
         kill -0 "$daemon_pid" 2>/dev/null || { cat "$work/daemon.log" >&2; fail "the installed latentd exited at start"; }
         sleep 0.1
     done
+    [[ $ready == yes ]] || { cat "$work/daemon.log" >&2
+        fail "the installed latentd did not answer /status on port $osc_port within 30 s"; }
     "$@" || { cat "$work/daemon.log" >&2; fail "'$*' against the installed latentd failed"; }
     kill -TERM "$daemon_pid"
     status=0
@@ -141,7 +147,7 @@ check_enabled "after install"
 step "running the installed latentd as user latentd"
 # What the unit's StateDirectory= makes before the first start.
 install -d -o latentd -g latentd -m 0750 "$state_dir"
-with_daemon latentctl --port "$osc_port" --tcp send /knob/denoise 0.73
+with_daemon /usr/bin/latentctl --port "$osc_port" --tcp send /knob/denoise 0.73
 [[ -f $state_dir/state.json ]] || fail "latentd saved no $state_dir/state.json"
 [[ $(stat -c %U "$state_dir/state.json") == latentd ]] || fail "$state_dir/state.json is not owned by latentd"
 grep -q '"denoise": *0\.73' "$state_dir/state.json" ||
@@ -162,28 +168,33 @@ cp "$work/repack$config" "$work/config.shipped"
 dpkg-deb -b -Zgzip "$work/repack" "$work/upgrade.deb" >/dev/null
 apt-get install -y -q -o Dpkg::Options::=--force-confold "$work/upgrade.deb" >"$work/apt.log" 2>&1 ||
     { cat "$work/apt.log" >&2; fail "apt-get install (upgrade) failed"; }
-[[ $(installed_version) == "$upgrade_version" ]] || fail "after the upgrade dpkg reports $(installed_version), not $upgrade_version"
-cmp -s "$config" "$work/config.edited" || fail "the config edit did not survive the upgrade: $(diff "$work/config.edited" "$config")"
+[[ $(installed_version) == "$upgrade_version" ]] ||
+    fail "after the upgrade dpkg reports $(installed_version), not $upgrade_version"
+cmp -s "$config" "$work/config.edited" ||
+    fail "the config edit did not survive the upgrade: $(diff "$work/config.edited" "$config")"
 cmp -s "$config.dpkg-dist" "$work/config.shipped" || fail "the upgrade's default config is not in $config.dpkg-dist"
 # Every file but the edited conffile matches the upgrade package's checksums.
-dpkg --verify latentd | grep -v " c $config\$" && fail "installed files differ from the upgrade package (dpkg --verify above)"
+dpkg --verify latentd >"$work/verify" 2>&1 || true
+grep -v " c $config\$" "$work/verify" && fail "installed files differ from the upgrade package (dpkg --verify above)"
 dpkg-deb --fsys-tarfile "$work/upgrade.deb" | tar -xO ./usr/bin/latentd | cmp -s - /usr/bin/latentd ||
     fail "/usr/bin/latentd is not the upgrade package's binary"
 cmp -s "$state_dir/state.json" "$work/state.before" || fail "$state_dir/state.json changed during the upgrade"
 check_enabled "after the upgrade"
 /usr/bin/latentd check-config "$config" >"$work/check.out" 2>&1 ||
     { cat "$work/check.out" >&2; fail "latentd check-config $config failed after the upgrade"; }
-grep -qx 'level = "warn"' "$work/check.out" || fail "check-config does not show the edited log.level: $(cat "$work/check.out")"
+grep -qx 'level = "warn"' "$work/check.out" ||
+    fail "check-config does not show the edited log.level: $(cat "$work/check.out")"
 expect_restored() {
-    out=$(latentctl --port "$osc_port" query /knob/denoise) || return 1
-    grep -qx '/knob/denoise 0\.73' <<<"$out" || { echo "the upgraded latentd did not restore denoise 0.73: $out" >&2; return 1; }
+    out=$(/usr/bin/latentctl --port "$osc_port" query /knob/denoise) || return 1
+    grep -qx '/knob/denoise 0\.73' <<<"$out" ||
+        { echo "the upgraded latentd did not restore denoise 0.73: $out" >&2; return 1; }
 }
 with_daemon expect_restored
 
 # 3. Purge.
 step "purging"
 apt-get purge -y -q latentd >"$work/apt.log" 2>&1 || { cat "$work/apt.log" >&2; fail "apt-get purge latentd failed"; }
-case $(package_state) in none | not-installed) ;; *) fail "latentd is $(package_state) after purge" ;; esac
+case $(package_state) in none | not-installed) ;; *) fail "latentd's dpkg state after purge is '$(package_state)'" ;; esac
 for gone in "$state_dir" "$config" "$config.dpkg-dist" /usr/bin/latentd \
     /etc/systemd/system/multi-user.target.wants/latentd.service; do
     [[ -e $gone || -L $gone ]] && fail "$gone is still there after purge"
