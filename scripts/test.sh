@@ -14,6 +14,22 @@ cargo test --workspace --no-fail-fast "$@"
 # and the shipped config through the binary the tests just built (about a second).
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 LATENTD_BIN="$target_dir/debug/latentd" ./scripts/verify-units.sh
+# The Debian package: install, upgrade over an edited config, purge (scripts/verify-deb.sh,
+# 10-20 s, plus building cargo-deb once where it is missing). It packs the binaries the
+# tests just built (a release build would add minutes), so it runs before the CUDA build
+# below replaces target/debug/latentd. It installs packages, so only as root on Debian, and
+# not over an installed latentd.
+if [[ ${LATENTD_SKIP_DEB:-0} == 1 ]]; then
+    echo "test.sh: skipping the Debian package check: LATENTD_SKIP_DEB=1"
+elif [[ $(id -u) -ne 0 ]]; then
+    echo "test.sh: skipping the Debian package check: not root (it installs and purges latentd)"
+elif [[ ! -f /etc/debian_version ]]; then
+    echo "test.sh: skipping the Debian package check: not a Debian system"
+elif dpkg-query -W -f='${db:Status-Status}' latentd 2>/dev/null | grep -qv '^not-installed$'; then
+    echo "test.sh: skipping the Debian package check: latentd is installed here (or its config is left: dpkg state $(dpkg-query -W -f='${db:Status-Status}' latentd))"
+else
+    ./scripts/verify-deb.sh --profile dev --prebuilt --strip
+fi
 # The CUDA backend builds everywhere (cudarc loads the driver at run time); its CPU-side
 # tests (C parity, failover) run here, its GPU tests skip saying so. scripts/gpu-check.sh
 # runs them on a GPU machine.
