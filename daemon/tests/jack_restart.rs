@@ -8,6 +8,11 @@
 //! (autoconnect) and to a capture client (the links it learned before the loss), which
 //! then hears the source loop unbroken at full level. At the end SIGTERM exits 0.
 //!
+//! The capture comes back at once after the first outage; after the second, a client of
+//! its name first holds its ports inactive for a while (as any client does, briefly,
+//! between registering and activating), which JACK refuses to link: the daemon must keep
+//! retrying those links rather than forget them.
+//!
 //! The daemon plays, with `--engine off`, a one-second loop of a 440 Hz quadrature pair
 //! (`out_1` = A·sin, `out_2` = A·cos), as in `jack_capture.rs`: every captured frame then
 //! has envelope √(L² + R²) = A and advances the phase atan2(L, R) by the tone's step, so
@@ -53,8 +58,10 @@ const TONE_HZ: f32 = 440.0;
 const START: Duration = Duration::from_secs(30);
 /// The promise: this long after the server answers again, latentd's ports are back and
 /// linked. The supervisor retries at most every second (plus a 50 ms tick), and reopening
-/// takes a probe client, a client, two ports and the links: well under a second even on
-/// this 2-core machine shared with compiles, so no margin beyond the promise is needed.
+/// takes a probe client, a client, two ports and the links (0.1 to 0.25 s measured on a
+/// loaded 2-core machine): no margin beyond the promise is needed. With [`AWAY`] the
+/// server returns just as an attempt fails, so the next comes a whole second later, near
+/// the worst case: about 1.0 s measured.
 const RETURN_LIMIT: Duration = Duration::from_secs(2);
 /// How long the loss may take to be noticed: JACK's shutdown notice comes at once; the
 /// stall detector (3 s without a callback) is the fallback.
