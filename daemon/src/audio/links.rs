@@ -12,6 +12,10 @@
 //!   the next output as soon as its peer port exists, however long that takes (a peer
 //!   client may come back well after the server). A pending link is never forgotten for
 //!   being absent from the graph.
+//! - A pending link whose peer exists but which the server refuses is retried, and
+//!   forgotten only once it has been refused for [`REFUSAL_GRACE`]: a returning client
+//!   registers its ports before it activates, and JACK refuses links to the ports of an
+//!   inactive client, so the first attempt may well fall in between.
 //!
 //! Threading: plain data, owned by the supervising thread.
 
@@ -19,6 +23,8 @@ use std::time::{Duration, Instant};
 
 /// How long a link must stay missing from the graph before it is believed removed.
 pub const DISCONNECT_GRACE: Duration = Duration::from_millis(500);
+/// How long a pending link may be refused by the server before it is given up.
+pub const REFUSAL_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LinkState {
@@ -28,6 +34,8 @@ enum LinkState {
     Missing(Instant),
     /// Remembered from before a loss; not restored yet.
     Pending,
+    /// Pending, and refused by the server since this instant (see [`REFUSAL_GRACE`]).
+    Refused(Instant),
 }
 
 /// The remembered links of every output channel.
@@ -78,7 +86,7 @@ impl LinkMemory {
     /// Links waiting to be restored, as (channel, peer).
     pub fn pending(&self) -> Vec<(usize, String)> {
         self.links()
-            .filter(|(_, _, s)| *s == LinkState::Pending)
+            .filter(|(_, _, s)| matches!(s, LinkState::Pending | LinkState::Refused(_)))
             .map(|(k, peer, _)| (k, peer.to_owned()))
             .collect()
     }
@@ -86,6 +94,22 @@ impl LinkMemory {
     /// `peer` is fed by `channel` again.
     pub fn restored(&mut self, channel: usize, peer: &str) {
         self.set(channel, peer, Some(LinkState::Live));
+    }
+
+    /// The server refused to link `channel` to `peer` at `now`: the link stays pending,
+    /// unless it has been refused for [`REFUSAL_GRACE`]; then it is forgotten and this
+    /// returns `true`.
+    pub fn refused(&mut self, channel: usize, peer: &str, now: Instant) -> bool {
+        let since = match self.state(channel, peer) {
+            Some(LinkState::Refused(since)) => since,
+            _ => now,
+        };
+        if now.duration_since(since) >= REFUSAL_GRACE {
+            self.forget(channel, peer);
+            return true;
+        }
+        self.set(channel, peer, Some(LinkState::Refused(since)));
+        false
     }
 
     /// Stop trying to restore `peer` on `channel`.
@@ -107,6 +131,14 @@ impl LinkMemory {
                 .iter()
                 .map(move |(peer, state)| (k, peer.as_str(), *state))
         })
+    }
+
+    fn state(&self, channel: usize, peer: &str) -> Option<LinkState> {
+        self.channels
+            .get(channel)?
+            .iter()
+            .find(|(p, _)| p == peer)
+            .map(|(_, state)| *state)
     }
 
     fn set(&mut self, channel: usize, peer: &str, state: Option<LinkState>) {
@@ -170,6 +202,30 @@ mod tests {
         m.observe(&graph(&["sys:p1"], &["cap:in_2"]), later);
         assert!(m.pending().is_empty());
         m.forget(0, "sys:p1");
+        assert_eq!(m.remembered(), graph(&[], &["cap:in_2"]));
+    }
+
+    #[test]
+    fn a_refused_link_stays_pending_until_refused_for_the_grace() {
+        let t0 = Instant::now();
+        let mut m = LinkMemory::new(2);
+        m.observe(&graph(&["cap:in_1"], &["cap:in_2"]), t0);
+        m.output_lost();
+        // The peer's ports exist but its client is not active yet: refused, kept.
+        assert!(!m.refused(0, "cap:in_1", t0));
+        assert!(!m.refused(1, "cap:in_2", t0));
+        let almost = t0 + REFUSAL_GRACE - Duration::from_millis(1);
+        assert!(!m.refused(0, "cap:in_1", almost));
+        assert_eq!(
+            m.pending(),
+            [(0, "cap:in_1".to_owned()), (1, "cap:in_2".to_owned())]
+        );
+        // cap:in_2 is linked once the client is active; cap:in_1 never is.
+        m.restored(1, "cap:in_2");
+        m.observe(&graph(&[], &["cap:in_2"]), almost);
+        assert_eq!(m.pending(), [(0, "cap:in_1".to_owned())]);
+        assert!(m.refused(0, "cap:in_1", t0 + REFUSAL_GRACE));
+        assert!(m.pending().is_empty());
         assert_eq!(m.remembered(), graph(&[], &["cap:in_2"]));
     }
 }

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::links::LinkMemory;
+use super::links::{LinkMemory, REFUSAL_GRACE};
 use super::select::{
     BackendChoice, OUTPUT_CHANNELS, OutputOptions, open_output, server_sample_rate,
 };
@@ -378,7 +378,7 @@ impl Watch {
             Some(reason) => self.lose(now, reason),
             None => {
                 self.links.observe(&running.connections(), now);
-                self.restore_links();
+                self.restore_links(now);
             }
         }
     }
@@ -408,7 +408,7 @@ impl Watch {
                 self.progress_at = now;
                 self.ticked_at = now;
                 let wanted = self.links.pending().len();
-                self.restore_links();
+                self.restore_links(now);
                 let waiting = self.links.pending();
                 log::info!(
                     "audio: {backend} output back after {:.2} s ({} attempts): ports registered, {} of {wanted} links restored{}",
@@ -447,8 +447,9 @@ impl Watch {
         }
     }
 
-    /// Link every pending peer that exists now.
-    fn restore_links(&mut self) {
+    /// Link every pending peer that exists now; one the server refuses is retried on the
+    /// next ticks (see [`LinkMemory::refused`]).
+    fn restore_links(&mut self, now: Instant) {
         let Some(running) = self.running.as_ref() else {
             return;
         };
@@ -464,8 +465,14 @@ impl Watch {
                 }
                 Ok(PeerLink::Absent) => {}
                 Err(e) => {
-                    log::warn!("audio: not restoring a link: {e}");
-                    self.links.forget(channel, &peer);
+                    if self.links.refused(channel, &peer, now) {
+                        log::warn!(
+                            "audio: not restoring a link, refused for {:.0} s: {e}",
+                            REFUSAL_GRACE.as_secs_f64()
+                        );
+                    } else {
+                        log::debug!("audio: link refused, retrying: {e}");
+                    }
                 }
             }
         }
