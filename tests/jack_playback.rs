@@ -12,7 +12,6 @@
 //! two tests would also aim at each other's servers; so every test holds [`JACK_TESTS`] from
 //! before it sets the variable until its server is gone.
 
-use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -146,25 +145,6 @@ fn playback_is_sample_exact_48000_period_1024() {
     playback_is_sample_exact(48_000, 1024);
 }
 
-/// `jack_lsp -c` as port -> connected ports.
-fn connections(server: &JackServer) -> BTreeMap<String, Vec<String>> {
-    let out = server.command("jack_lsp").arg("-c").output().unwrap();
-    assert!(out.status.success(), "jack_lsp -c failed");
-    let mut map = BTreeMap::<String, Vec<String>>::new();
-    let mut current = String::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        if let Some(peer) = line.strip_prefix("   ") {
-            map.entry(current.clone())
-                .or_default()
-                .push(peer.to_owned());
-        } else {
-            current = line.to_owned();
-            map.entry(current.clone()).or_default();
-        }
-    }
-    map
-}
-
 #[test]
 fn ports_appear_and_autoconnect_to_the_physical_playback_ports() {
     let session = jack_session(48_000, 256);
@@ -183,7 +163,7 @@ fn ports_appear_and_autoconnect_to_the_physical_playback_ports() {
     for port in ["latentd:out_1", "latentd:out_2"] {
         assert!(ports.iter().any(|p| p == port), "{port} not in {ports:?}");
     }
-    let graph = connections(&session.server);
+    let graph = session.server.connections();
     assert_eq!(graph["latentd:out_1"], ["system:playback_1"]);
     assert_eq!(graph["latentd:out_2"], ["system:playback_2"]);
 

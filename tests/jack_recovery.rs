@@ -15,7 +15,6 @@
 //! the clients of a process, so the test closes its own clients of a dead server before
 //! the server returns, as the daemon (whose only client is the supervised one) does.
 
-use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -111,27 +110,6 @@ fn level_frames(capture: &JackCapture) -> usize {
         .count()
 }
 
-/// `jack_lsp -c` as port -> connected ports (sorted); empty if the server does not answer.
-fn connections(server: &JackServer) -> BTreeMap<String, Vec<String>> {
-    let Ok(out) = server.command("jack_lsp").arg("-c").output() else {
-        return BTreeMap::new();
-    };
-    let mut map = BTreeMap::<String, Vec<String>>::new();
-    let mut current = String::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        if let Some(peer) = line.strip_prefix("   ") {
-            map.entry(current.clone())
-                .or_default()
-                .push(peer.to_owned());
-        } else {
-            current = line.to_owned();
-            map.entry(current.clone()).or_default();
-        }
-    }
-    map.values_mut().for_each(|peers| peers.sort());
-    map
-}
-
 /// Poll `condition` every 10 ms until `limit` has passed since `from`; log how long it took.
 fn within(what: &str, from: Instant, limit: Duration, mut condition: impl FnMut() -> bool) {
     while !condition() {
@@ -200,7 +178,7 @@ fn playing(session: &JackSession) -> (OutputSupervisor, RingHandle, JackCapture)
         level_frames(&capture) >= 4 * PERIOD
     });
     assert_eq!(
-        connections(&session.server)["latentd:out_1"],
+        session.server.connections()["latentd:out_1"],
         expected_links()[0]
     );
     (sup, handle, capture)
@@ -249,7 +227,9 @@ fn check_back(
         back,
         RETURN_LIMIT,
         || {
-            connections(&session.server)
+            session
+                .server
+                .connections()
                 .get("latentd:out_1")
                 .is_some_and(|peers| peers.iter().any(|p| p == "system:playback_1"))
         },
@@ -266,7 +246,7 @@ fn check_back(
         capture_back,
         RETURN_LIMIT,
         || {
-            let graph = connections(&session.server);
+            let graph = session.server.connections();
             graph.get("latentd:out_1") == Some(&expected_links()[0])
                 && graph.get("latentd:out_2") == Some(&expected_links()[1])
         },

@@ -285,6 +285,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
                 Arc::new(|| "off".into())
             },
             generate,
+            output_state: running.state_handle(),
         },
     ));
     let handler = ControlHandler::new(Arc::clone(&dispatcher))
@@ -423,7 +424,9 @@ fn serve(
     let mut last_status = Instant::now() - STATUS_EVERY;
     let mut last_backend = String::new();
     let mut panics_reported = 0;
+    let mut pushed_status = None;
     loop {
+        dispatcher.push_status_changes(&mut pushed_status);
         if last_status.elapsed() >= STATUS_EVERY {
             let s = dispatcher.status_report();
             if s.backend != last_backend {
@@ -433,8 +436,13 @@ fn serve(
                 }
                 last_backend = s.backend.clone();
             }
+            let output = if s.output == "running" {
+                "playing".to_string()
+            } else {
+                format!("output {} (the engine keeps its state)", s.output)
+            };
             let _ = notifier.status(&format!(
-                "playing {:.1}/{:.1} s, {:.0} ticks/s, lead {:.2} s, xruns {}, late {}",
+                "{output} {:.1}/{:.1} s, {:.0} ticks/s, lead {:.2} s, xruns {}, late {}",
                 s.playhead_s, s.loop_s, s.ticks_per_s, s.lead_s, s.xruns, s.late_landings
             ));
             last_status = Instant::now();

@@ -18,10 +18,12 @@
 //! has envelope √(L² + R²) = A and advances the phase atan2(L, R) by the tone's step, so
 //! silence, a dropout or foreign audio all fail the check.
 //!
-//! What `/status` shows of an outage: only `playhead_s`, which stands still while no
-//! callback runs. Its `backend` is the engine's (`off` here), and `xruns` counts the
-//! output's xruns, which a lost server does not report; neither moves, and the test
-//! checks that they do not lie about it.
+//! What `/status` shows of an outage: `output` is `lost`, then `reconnecting`, then
+//! `running` again with `output_reconnects` one higher; a `/notify` subscriber is pushed a
+//! `/status.reply` at each change. `playhead_s` stands still while no callback runs; its
+//! `backend` is the engine's (`off` here), and `xruns` counts the output's xruns, which a
+//! lost server does not report; neither moves, and the test checks that they do not lie
+//! about it.
 //!
 //! Threading: libjack finds the private server through the process-wide
 //! `JACK_DEFAULT_SERVER`, so each test holds [`JACK_TESTS`] from before it sets the variable
@@ -33,13 +35,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::f32::consts::PI;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::service_fixture::{Daemon, Launch, NotifySocket, Osc};
+use common::service_fixture::{Daemon, Launch, NotifySocket, Osc, Status};
 use latentd_tests::{JackCapture, JackServer, Recording};
 use rosc::OscType;
 use tempfile::TempDir;
@@ -107,32 +108,9 @@ fn write_quadrature_loop(path: &Path) {
     common::write_float_wav(path, 2, RATE, &samples);
 }
 
-/// `jack_lsp -c` as port -> connected ports (sorted); empty if the server does not answer
-/// (`jack_lsp` right after a restart now and then fails to open its client: a poll is
-/// simply repeated).
-fn connections(server: &JackServer) -> BTreeMap<String, Vec<String>> {
-    let Ok(out) = server.command("jack_lsp").arg("-c").output() else {
-        return BTreeMap::new();
-    };
-    let mut map = BTreeMap::<String, Vec<String>>::new();
-    let mut current = String::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        if let Some(peer) = line.strip_prefix("   ") {
-            map.entry(current.clone())
-                .or_default()
-                .push(peer.to_owned());
-        } else {
-            current = line.to_owned();
-            map.entry(current.clone()).or_default();
-        }
-    }
-    map.values_mut().for_each(|peers| peers.sort());
-    map
-}
-
 /// Whether `jack_lsp -c` shows `out_1` feeding exactly `peers_1` and `out_2` `peers_2`.
 fn linked_to(server: &JackServer, peers_1: &[&str], peers_2: &[&str]) -> bool {
-    let graph = connections(server);
+    let graph = server.connections();
     let is = |port: &str, peers: &[&str]| {
         graph
             .get(port)
@@ -145,7 +123,7 @@ fn linked_to(server: &JackServer, peers_1: &[&str], peers_2: &[&str]) -> bool {
 fn context(daemon: &Daemon, server: &JackServer) -> String {
     format!(
         "graph: {:?}\njackd log:\n{}\ndaemon log:\n{}",
-        connections(server),
+        server.connections(),
         server.log(),
         daemon.lines().join("\n")
     )
@@ -253,7 +231,17 @@ struct Playing {
     osc: Osc,
     /// The capture on the server now; `None` only while it is replaced.
     capture: Option<JackCapture>,
+    /// A `/notify` subscriber: pushed a `/status.reply` at each change of the output.
+    watcher: Osc,
     _notify: NotifySocket,
+}
+
+/// The next `/status.reply` pushed to `watcher`, parsed (panics after `limit`).
+fn pushed_status(watcher: &Osc, limit: Duration) -> Status {
+    let m = watcher
+        .reply("/status.reply", limit)
+        .expect("no /status.reply pushed to the subscriber");
+    Status::parse(&m.args)
 }
 
 fn start_playing(session: &JackSession, dir: &TempDir) -> Playing {
@@ -306,9 +294,14 @@ fn start_playing(session: &JackSession, dir: &TempDir) -> Playing {
         vec![OscType::Float(KNOB.1 as f32)],
     );
     assert_eq!(osc.knob(KNOB.0), KNOB.1);
+    let watcher = Osc::new(daemon.osc_addr(Duration::from_secs(2)));
+    watcher
+        .ask("/notify", vec![OscType::Int(1)], "/done")
+        .expect("/notify 1 answered");
     Playing {
         daemon,
         osc,
+        watcher,
         capture: Some(capture),
         _notify: notify,
     }
@@ -343,7 +336,7 @@ fn ports_before_activation(server: &JackServer) {
     assert!(
         linked_to(server, &["system:playback_1"], &["system:playback_2"]),
         "linked to an inactive client: {:?}",
-        connections(server)
+        server.connections()
     );
     drop(client);
 }
@@ -366,6 +359,11 @@ fn outage_round(
     capture_returns: CaptureReturns,
 ) -> Round {
     let before = playing.osc.status();
+    assert_eq!(
+        (before.output.as_str(), before.output_reconnects),
+        ("running", round as i32 - 1),
+        "{before:?}"
+    );
     let mark = playing.daemon.lines().len();
     let gone = Instant::now();
     stop(&mut session.server);
@@ -386,6 +384,13 @@ fn outage_round(
     assert!(
         lost[0].contains("WARN") && lost[0].contains("the engine keeps running"),
         "{lost:?}"
+    );
+
+    // The subscriber hears of the loss (lost, or already reconnecting), unasked.
+    let pushed = pushed_status(&playing.watcher, LOSS_LIMIT);
+    assert!(
+        ["lost", "reconnecting"].contains(&pushed.output.as_str()),
+        "{pushed:?}"
     );
 
     // Through the outage: alive, answering, its state kept, the playhead standing still.
@@ -415,6 +420,11 @@ fn outage_round(
     );
     // No server, no xrun reports: the counter stands still too (it does not count the loss).
     assert_eq!(later.xruns, during.xruns, "{during:?} -> {later:?}");
+    assert!(
+        ["lost", "reconnecting"].contains(&later.output.as_str()),
+        "{later:?}"
+    );
+    assert_eq!(later.output_reconnects, before.output_reconnects);
     assert_eq!(playing.osc.knob(KNOB.0), KNOB.1);
 
     let away = AWAY.saturating_sub(gone.elapsed());
@@ -427,6 +437,9 @@ fn outage_round(
     );
     let early = lines_since(&playing.daemon, mark, "jack output back");
     assert!(early.is_empty(), "back with no server: {early:?}");
+    // An attempt to reopen has failed (the warning above): reconnecting.
+    let waiting = playing.osc.status();
+    assert_eq!(waiting.output, "reconnecting", "{waiting:?}");
 
     session.server.restart(RATE, PERIOD);
     let back = Instant::now();
@@ -436,7 +449,7 @@ fn outage_round(
         RETURN_LIMIT,
         &|| context(&playing.daemon, &session.server),
         || {
-            let graph = connections(&session.server);
+            let graph = session.server.connections();
             ["latentd:out_1", "latentd:out_2"]
                 .iter()
                 .all(|p| graph.contains_key(*p))
@@ -454,6 +467,25 @@ fn outage_round(
                 &["system:playback_2"],
             )
         },
+    );
+    let returned = playing.osc.status();
+    assert_eq!(
+        (returned.output.as_str(), returned.output_reconnects),
+        ("running", round as i32),
+        "{returned:?}"
+    );
+    // The subscriber was pushed every change since the loss, the last one the return.
+    let mut last_pushed = pushed;
+    while let Some(m) = playing
+        .watcher
+        .reply("/status.reply", Duration::from_millis(200))
+    {
+        last_pushed = Status::parse(&m.args);
+    }
+    assert_eq!(
+        (last_pushed.output.as_str(), last_pushed.output_reconnects),
+        ("running", round as i32),
+        "{last_pushed:?}"
     );
     let back_lines = lines_since(&playing.daemon, mark, "jack output back after");
     assert_eq!(back_lines.len(), 1, "{back_lines:?}");

@@ -96,11 +96,17 @@ pub struct StatusReport {
     /// Engine pipeline restarts since start (each after a caught panic in a tick; the
     /// loop kept playing).
     pub engine_restarts: u64,
+    /// The audio output's state: `running`, `lost` (its server went away) or
+    /// `reconnecting` (attempts to reopen it have failed so far).
+    pub output: String,
+    /// Times the output came back after a loss.
+    pub output_reconnects: u64,
 }
 
 /// `/status.reply s backend, i sample_rate, i period_frames, f playhead_s, f loop_s,
 /// f ticks_per_s, f tick_ms_p50, f lead_s, i xruns, i late_landings, f last_knob_to_ear_ms,
-/// i engine_restarts` (counters saturate at i32::MAX; -1 stands for "not measured").
+/// i engine_restarts, s output, i output_reconnects` (counters saturate at i32::MAX; -1
+/// stands for "not measured").
 pub fn status_reply(s: &StatusReport) -> OscPacket {
     let int = |v: u64| OscType::Int(i32::try_from(v).unwrap_or(i32::MAX));
     message(
@@ -118,6 +124,8 @@ pub fn status_reply(s: &StatusReport) -> OscPacket {
             int(s.late_landings),
             OscType::Float(s.last_knob_to_ear_ms.map_or(-1.0, |v| v as f32)),
             int(s.engine_restarts),
+            OscType::String(s.output.clone()),
+            int(s.output_reconnects),
         ],
     )
 }

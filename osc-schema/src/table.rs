@@ -265,14 +265,20 @@ pub const ADDRESSES: &[AddressSpec] = &[
         timing: Timing::Immediate,
         reply: "`/status.reply s backend, i sample_rate, i period_frames, f playhead_s, \
                 f loop_s, f ticks_per_s, f tick_ms_p50, f lead_s, i xruns, i late_landings, \
-                f last_knob_to_ear_ms, i engine_restarts` (`last_knob_to_ear_ms` is -1 until measured)",
+                f last_knob_to_ear_ms, i engine_restarts, s output, i output_reconnects` \
+                (`last_knob_to_ear_ms` is -1 until measured)",
         doc: "Report engine and output health. `sample_rate` is the engine's and the loop's \
               rate (48000 for the built-in model), the one `playhead_s` and `loop_s` are \
               counted in; `period_frames` is the output's period. An output at another rate \
               (a JACK server at 44.1 kHz) is fed through a rate converter in the audio \
               callback; the daemon's log names both rates at start. `engine_restarts` counts \
               the engine's pipeline restarts, each after a failed (panicking) tick that the \
-              engine caught while the loop kept playing; the log names each.",
+              engine caught while the loop kept playing; the log names each. `output` is \
+              `running`, `lost` (its audio server went away; the engine keeps its state) or \
+              `reconnecting` (attempts to reopen it have failed so far; they go on with \
+              backoff); `output_reconnects` counts its returns. Subscribers (`/notify`) \
+              are pushed a `/status.reply` whenever `backend`, `output` or \
+              `engine_restarts` changes.",
     },
     AddressSpec {
         address: "/notify",
@@ -285,7 +291,9 @@ pub const ADDRESSES: &[AddressSpec] = &[
         )],
         timing: Timing::Asynchronous,
         reply: "`/done /notify`; `/fail /notify` when the subscriber list is full",
-        doc: "Subscribe to pushes: knob echoes, `/prompt/applied`, status changes.",
+        doc: "Subscribe to pushes: knob echoes, `/prompt/applied`, and a `/status.reply` \
+              whenever the engine backend, the output's state or the engine restarts \
+              change.",
     },
     AddressSpec {
         address: "/sync",

@@ -11,6 +11,7 @@
 //! `JACK_DEFAULT_SERVER=<name>`; subprocesses get that variable from
 //! [`JackServer::command`].
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -130,21 +131,54 @@ impl JackServer {
         cmd
     }
 
-    /// Port names as `jack_lsp` lists them. Panics if `jack_lsp` cannot run or fails.
+    /// Port names as `jack_lsp` lists them. Panics if `jack_lsp` cannot run or keeps failing.
     pub fn list_ports(&self) -> Vec<String> {
-        let out = self.command("jack_lsp").output().unwrap_or_else(|e| {
-            panic!("cannot run jack_lsp ({e}); install the jackd2 package (apt-get install jackd2)")
-        });
-        assert!(
-            out.status.success(),
-            "jack_lsp against {} failed: {}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        // Right after a restart jack_lsp can fail once to open its client ("Cannot open lsp
+        // client", status 0x21) while the server settles: try a few times before failing.
+        let mut last_error = String::new();
+        for attempt in 0..5 {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let out = self.command("jack_lsp").output().unwrap_or_else(|e| {
+                panic!(
+                    "cannot run jack_lsp ({e}); install the jackd2 package (apt-get install jackd2)"
+                )
+            });
+            if out.status.success() {
+                return String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .map(str::to_owned)
+                    .collect();
+            }
+            last_error = String::from_utf8_lossy(&out.stderr).into_owned();
+        }
+        panic!(
+            "jack_lsp against {} failed 5 times: {last_error}",
+            self.name
+        )
+    }
+
+    /// Every port and the ports it is linked to (sorted), as `jack_lsp -c` lists them; empty
+    /// when `jack_lsp` cannot answer (e.g. while the server restarts), so it can be polled.
+    pub fn connections(&self) -> BTreeMap<String, Vec<String>> {
+        let Ok(out) = self.command("jack_lsp").arg("-c").output() else {
+            return BTreeMap::new();
+        };
+        let mut map = BTreeMap::<String, Vec<String>>::new();
+        let mut current = String::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some(peer) = line.strip_prefix("   ") {
+                map.entry(current.clone())
+                    .or_default()
+                    .push(peer.to_owned());
+            } else {
+                current = line.to_owned();
+                map.entry(current.clone()).or_default();
+            }
+        }
+        map.values_mut().for_each(|peers| peers.sort());
+        map
     }
 
     /// What jackd has written to its stdout and stderr so far.

@@ -65,6 +65,8 @@ const STATUS_FIELDS: &[(&str, &str)] = &[
     ("late_landings", ""),
     ("last_knob_to_ear_ms", "ms"),
     ("engine_restarts", ""),
+    ("output", ""),
+    ("output_reconnects", ""),
 ];
 
 /// `/status.reply` as aligned `name  value unit` lines.
@@ -154,6 +156,8 @@ mod tests {
             late_landings: 0,
             last_knob_to_ear_ms: None,
             engine_restarts: 1,
+            output: "reconnecting".into(),
+            output_reconnects: 2,
         };
         let packet = status_reply(&report);
         let text = status(messages(&packet)[0]).unwrap();
@@ -165,7 +169,12 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("engine_restarts      1\n"), "{text}");
-        assert_eq!(text.lines().count(), 12);
+        assert!(
+            text.contains("output               reconnecting\n"),
+            "{text}"
+        );
+        assert!(text.contains("output_reconnects    2\n"), "{text}");
+        assert_eq!(text.lines().count(), 14);
     }
 
     #[test]

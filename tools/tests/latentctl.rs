@@ -64,6 +64,8 @@ impl CommandHandler for KnobTable {
                     late_landings: 0,
                     last_knob_to_ear_ms: Some(41.5),
                     engine_restarts: 0,
+                    output: "running".into(),
+                    output_reconnects: 0,
                 })),
                 Cmd::Sync(id) => replies.push(reply::synced(id)),
                 Cmd::Version => replies.push(reply::version_reply("latentd", "test")),

@@ -1,8 +1,8 @@
 //! [`OutputSupervisor`]: owns the audio output for the daemon's lifetime. When the output's
 //! server goes away, the daemon keeps running (the engine and the ring do not notice
 //! beyond the playhead standing still); the supervisor reopens the same backend with
-//! exponential backoff ([`retry_delay`]: 100 ms doubling to a 1 s cap, so a returning
-//! server is picked up within about a second), plays the same [`ProcessorSlot`] through
+//! exponential backoff ([`retry_delay`]: 100 ms doubling to a 0.5 s cap, so a returning
+//! server is picked up within about half a second), plays the same [`ProcessorSlot`] through
 //! the new output and restores the port links it remembered ([`LinkMemory`]).
 //!
 //! Loss is noticed two ways: the backend says so ([`RunningOutput::server_lost`]: JACK's
@@ -43,7 +43,7 @@ pub const TICK: Duration = Duration::from_millis(50);
 /// First wait after a loss or a failed attempt.
 pub const FIRST_RETRY: Duration = Duration::from_millis(100);
 /// Longest wait between two attempts.
-pub const RETRY_CAP: Duration = Duration::from_secs(1);
+pub const RETRY_CAP: Duration = Duration::from_millis(500);
 /// A backend called every period that has not been called for this long is lost.
 pub const STALL_LIMIT: Duration = Duration::from_secs(3);
 /// Longest [`OutputSupervisor::stop`] waits for the fade to silence.
@@ -224,6 +224,14 @@ impl OutputSupervisor {
         }
     }
 
+    /// A cheap handle on the output's state and reconnect count, for `/status` (control
+    /// threads; it takes the supervisor's status lock for a copy).
+    pub fn state_handle(&self) -> OutputStateHandle {
+        OutputStateHandle {
+            published: Arc::clone(&self.published),
+        }
+    }
+
     /// Fade to silence (if playing), stop the output and the supervising thread.
     pub fn stop(mut self) -> Result<(), AudioError> {
         self.stop_and_join()
@@ -246,6 +254,21 @@ impl Drop for OutputSupervisor {
         if let Err(e) = self.stop_and_join() {
             log::error!("audio: stopping the output: {e}");
         }
+    }
+}
+
+/// The output's state and reconnect count, read by `/status` (see
+/// [`OutputSupervisor::state_handle`]).
+#[derive(Clone)]
+pub struct OutputStateHandle {
+    published: Arc<Mutex<Published>>,
+}
+
+impl OutputStateHandle {
+    /// Where the output stands now and how many times it came back after a loss.
+    pub fn get(&self) -> (OutputState, u64) {
+        let published = lock(&self.published);
+        (published.state, published.reconnects)
     }
 }
 
@@ -529,17 +552,18 @@ mod tests {
     use latentd_engine::PlayheadRing;
 
     #[test]
-    fn retries_start_at_100_ms_double_and_stop_growing_at_1_s() {
+    fn retries_start_at_100_ms_double_and_stop_growing_at_half_a_second() {
         let ms = |failed| retry_delay(failed).as_millis();
         assert_eq!(
-            (0..7).map(ms).collect::<Vec<_>>(),
-            [100, 200, 400, 800, 1000, 1000, 1000]
+            (0..6).map(ms).collect::<Vec<_>>(),
+            [100, 200, 400, 500, 500, 500]
         );
-        assert_eq!(ms(31), 1000);
-        assert_eq!(ms(32), 1000);
-        assert_eq!(ms(u32::MAX), 1000);
-        // A server back at any moment is tried again within the cap plus one tick.
-        assert!(RETRY_CAP + TICK <= Duration::from_millis(1100));
+        assert_eq!(ms(31), 500);
+        assert_eq!(ms(32), 500);
+        assert_eq!(ms(u32::MAX), 500);
+        // A server back at any moment is tried again within the cap plus one tick, leaving
+        // most of the 2 s the ports have to come back in for the reopen itself.
+        assert!(RETRY_CAP + TICK <= Duration::from_millis(600));
     }
 
     fn options(rate: u32) -> OutputOptions {

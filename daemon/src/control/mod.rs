@@ -30,6 +30,7 @@ use latentd_osc_schema::rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscTyp
 use latentd_osc_schema::{Command, Fail, ParamSpec, Schema, Timed, When, ntp_to_unix_seconds};
 
 use crate::audio::OutputStats;
+use crate::audio::supervisor::OutputStateHandle;
 use crate::osc::{CommandHandler, Peer, ReplyTo, Subscribers};
 use jobs::{Job, JobQueue};
 use scheduler::Scheduler;
@@ -73,6 +74,16 @@ pub struct StatusSources {
     pub backend: crate::engine_select::BackendName,
     /// Whether the engine generates (`--engine off`: transport never unpauses it).
     pub generate: bool,
+    /// The audio output's state (running, lost, reconnecting) and its reconnect count.
+    pub output_state: OutputStateHandle,
+}
+
+/// The `/status` figures whose change is pushed to subscribers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusKey {
+    backend: String,
+    output: String,
+    engine_restarts: u64,
 }
 
 /// Applies commands (see the module doc). Shared by the OSC handler and the scheduler.
@@ -388,6 +399,7 @@ impl Dispatcher {
     /// The `/status.reply` figures now.
     pub fn status_report(&self) -> StatusReport {
         let stats = self.engine.stats();
+        let (output_state, output_reconnects) = self.status.output_state.get();
         let rate = f64::from(self.ring.sample_rate());
         let counters = self.ring.counters();
         StatusReport {
@@ -403,7 +415,25 @@ impl Dispatcher {
             late_landings: counters.late_writes,
             last_knob_to_ear_ms: stats.last_knob_to_ear_ms,
             engine_restarts: stats.pipeline_restarts,
+            output: output_state.as_str().into(),
+            output_reconnects,
         }
+    }
+
+    /// Push `/status.reply` to the subscribers when the engine backend, the output's state
+    /// or the engine's restart count differs from `last` (updated); the first call only
+    /// records. Called by the main thread's serve loop.
+    pub fn push_status_changes(&self, last: &mut Option<StatusKey>) {
+        let report = self.status_report();
+        let key = StatusKey {
+            backend: report.backend.clone(),
+            output: report.output.clone(),
+            engine_restarts: report.engine_restarts,
+        };
+        if last.as_ref().is_some_and(|k| *k != key) {
+            self.subscribers.broadcast(&reply::status_reply(&report));
+        }
+        *last = Some(key);
     }
 
     /// How early to apply a timed bundle so it is heard at its timetag: the engine's last

@@ -274,12 +274,16 @@ pub struct Status {
     pub last_knob_to_ear_ms: f64,
     /// Engine pipeline restarts after caught panics.
     pub engine_restarts: i32,
+    /// The output's state: `running`, `lost`, `reconnecting`.
+    pub output: String,
+    /// Times the output came back after a loss.
+    pub output_reconnects: i32,
 }
 
 impl Status {
     /// Parses `/status.reply`'s arguments (panics on any other shape).
     pub fn parse(args: &[OscType]) -> Status {
-        assert_eq!(args.len(), 12, "/status.reply {args:?}");
+        assert_eq!(args.len(), 14, "/status.reply {args:?}");
         let OscType::String(backend) = &args[0] else {
             panic!("backend {:?}", args[0]);
         };
@@ -300,6 +304,11 @@ impl Status {
             late_landings: int(&args[9]),
             last_knob_to_ear_ms: float(10),
             engine_restarts: int(&args[11]),
+            output: match &args[12] {
+                OscType::String(s) => s.clone(),
+                other => panic!("/status.reply field 12: expected s, got {other:?}"),
+            },
+            output_reconnects: int(&args[13]),
         }
     }
 }
