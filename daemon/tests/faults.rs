@@ -89,6 +89,11 @@ fn a_panicking_engine_tick_is_caught_counted_and_never_heard() {
         },
     );
     let osc = Osc::new(daemon.osc_addr(START));
+    // A subscriber: pushed a `/status.reply` when the engine restarts.
+    let watcher = Osc::new(daemon.osc_addr(START));
+    watcher
+        .ask("/notify", vec![OscType::Int(1)], "/done")
+        .expect("/notify 1 answered");
     let audio_line = daemon.wait_line("audio: null output", Duration::from_secs(2));
     let period: usize = audio_line
         .split("period ")
@@ -124,6 +129,15 @@ fn a_panicking_engine_tick_is_caught_counted_and_never_heard() {
     );
     let after = osc.status();
     assert_eq!(after.engine_restarts, 1, "{after:?}");
+    let pushed = watcher
+        .reply("/status.reply", Duration::from_secs(2))
+        .map(|m| Status::parse(&m.args))
+        .expect("no /status.reply pushed to the subscriber on the restart");
+    assert_eq!(
+        (pushed.engine_restarts, pushed.output.as_str()),
+        (1, "running"),
+        "{pushed:?}"
+    );
     assert!(daemon.exited().is_none(), "the daemon died");
 
     // The engine resumes: a knob set now is heard, and it keeps ticking.
