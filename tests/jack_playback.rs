@@ -9,10 +9,9 @@
 //! Threading: the jack crate cannot name a server, so libjack finds each test's private
 //! server through the process-wide `JACK_DEFAULT_SERVER` variable. Changing the environment
 //! while another thread may read it is undefined behaviour (hence `unsafe` `set_var`), and
-//! two tests would also aim at each other's servers; so every test holds [`JACK_TESTS`] from
-//! before it sets the variable until its server is gone.
+//! two tests would also aim at each other's servers; so every test holds a [`JackSession`]
+//! (one at a time per process) from before it sets the variable until its server is gone.
 
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use assert_no_alloc::AllocDisabler;
@@ -21,36 +20,13 @@ use jack::{Client, ClientOptions, Control, LatencyType, ProcessScope};
 use latentd::audio::jack::{JackOptions, JackOutput};
 use latentd::audio::{AudioError, AudioOutput, OutputFormat, PeriodProcessor};
 use latentd_engine::PlayheadRing;
-use latentd_tests::{JackCapture, JackServer, check_path, index_signal};
+use latentd_tests::{JackCapture, JackSession, check_path, index_signal};
 
 #[global_allocator]
 static ALLOCATOR: AllocDisabler = AllocDisabler;
 
-/// Serializes every test of this binary that talks to JACK (see the module doc).
-static JACK_TESTS: Mutex<()> = Mutex::new(());
-
 /// The most a capture may take to record what it waits for.
 const CAPTURE_SLACK: Duration = Duration::from_secs(10);
-
-/// A private server, the default for this process while the session lives.
-struct JackSession {
-    // Field order is drop order: the server stops before the lock is released.
-    server: JackServer,
-    _serial: MutexGuard<'static, ()>,
-}
-
-fn jack_session(sample_rate: u32, period: usize) -> JackSession {
-    let serial = JACK_TESTS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let server = JackServer::start(sample_rate, period);
-    // SAFETY: JACK_TESTS is held, so no other test thread reads or writes the environment.
-    unsafe { std::env::set_var("JACK_DEFAULT_SERVER", server.name()) };
-    JackSession {
-        server,
-        _serial: serial,
-    }
-}
 
 /// Playback latency JACK reports for `port`, as `capture`'s client sees it.
 fn playback_latency(capture: &JackCapture, port: &str) -> (u32, u32) {
@@ -64,7 +40,7 @@ fn playback_latency(capture: &JackCapture, port: &str) -> (u32, u32) {
 /// Play a 0.25 s index-coded loop through latentd's JACK output, capture it, arm a band
 /// mid-capture and clear it, and check every captured frame against the reader's path.
 fn playback_is_sample_exact(sample_rate: u32, period: usize) {
-    let session = jack_session(sample_rate, period);
+    let session = JackSession::start(sample_rate, period);
     let output = JackOutput::open(&JackOptions::default()).expect("opening the JACK output");
     let expected = OutputFormat {
         sample_rate,
@@ -147,7 +123,7 @@ fn playback_is_sample_exact_48000_period_1024() {
 
 #[test]
 fn ports_appear_and_autoconnect_to_the_physical_playback_ports() {
-    let session = jack_session(48_000, 256);
+    let session = JackSession::start(48_000, 256);
     let options = JackOptions {
         autoconnect: true,
         ..JackOptions::default()
@@ -181,10 +157,10 @@ fn ports_appear_and_autoconnect_to_the_physical_playback_ports() {
 
 #[test]
 fn an_absent_server_is_unreachable_and_a_running_one_reachable() {
-    let session = jack_session(48_000, 256);
+    let session = JackSession::start(48_000, 256);
     assert!(JackOutput::server_reachable());
     let absent = format!("{}-absent", session.server.name());
-    // SAFETY: JACK_TESTS is held by `session`.
+    // SAFETY: `session` holds the process-wide JACK session lock.
     unsafe { std::env::set_var("JACK_DEFAULT_SERVER", &absent) };
     assert!(!JackOutput::server_reachable());
     match JackOutput::open(&JackOptions::default()) {
@@ -198,7 +174,7 @@ fn an_absent_server_is_unreachable_and_a_running_one_reachable() {
 
 #[test]
 fn a_taken_client_name_is_a_precise_error() {
-    let _session = jack_session(48_000, 256);
+    let _session = JackSession::start(48_000, 256);
     let first = JackOutput::open(&JackOptions::default()).unwrap();
     match JackOutput::open(&JackOptions::default()) {
         Err(e @ AudioError::Backend { .. }) => assert!(e.to_string().contains("already taken")),
@@ -219,7 +195,7 @@ fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 
 #[test]
 fn a_buffer_size_change_is_followed() {
-    let session = jack_session(48_000, 256);
+    let session = JackSession::start(48_000, 256);
     let output = JackOutput::open(&JackOptions::default()).unwrap();
     let ring = PlayheadRing::silence(12_000, 2, 48_000, PlayheadRing::guard_for_period(256));
     let ring = ring.unwrap();
@@ -262,7 +238,7 @@ fn a_buffer_size_change_is_followed() {
 
 #[test]
 fn xruns_are_counted() {
-    let _session = jack_session(48_000, 64);
+    let _session = JackSession::start(48_000, 64);
     let output = JackOutput::open(&JackOptions::default()).unwrap();
     let ring = PlayheadRing::silence(12_000, 2, 48_000, PlayheadRing::guard_for_period(64));
     let (_writer, reader) = ring.unwrap().split();

@@ -6,12 +6,12 @@
 //! explicitly) runs under `assert_no_alloc`, which aborts the binary on an allocation.
 //!
 //! Threading: as in `jack_playback.rs`, libjack finds the private server through the
-//! process-wide `JACK_DEFAULT_SERVER`, so every test holds [`JACK_TESTS`] from before it
-//! sets the variable until its server is gone.
+//! process-wide `JACK_DEFAULT_SERVER`, so every test holds a [`JackSession`] (one at a
+//! time per process) from before it sets the variable until its server is gone.
 
 use std::f64::consts::TAU;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use assert_no_alloc::{AllocDisabler, assert_no_alloc};
@@ -20,39 +20,16 @@ use jack::{AsyncClient, AudioIn, Client, ClientOptions, Control, ProcessScope};
 use latentd::audio::jack::{JackOptions, JackOutput};
 use latentd::audio::{AudioOutput, OutputFormat, PeriodProcessor, Rates};
 use latentd_engine::PlayheadRing;
-use latentd_tests::{JackServer, fit_sine};
+use latentd_tests::{JackSession, fit_sine};
 
 #[global_allocator]
 static ALLOCATOR: AllocDisabler = AllocDisabler;
-
-/// Serializes every test of this binary that talks to JACK (see the module doc).
-static JACK_TESTS: Mutex<()> = Mutex::new(());
 
 const RING_RATE: u32 = 48_000;
 const SERVER_RATE: u32 = 44_100;
 /// 1 kHz fits the one-second ring exactly (1000 cycles), so the loop has no seam.
 const TONE_HZ: f64 = 1_000.0;
 const LEVEL: f64 = 0.5;
-
-/// A private server, the default for this process while the session lives.
-struct JackSession {
-    // Field order is drop order: the server stops before the lock is released.
-    _server: JackServer,
-    _serial: MutexGuard<'static, ()>,
-}
-
-fn jack_session(sample_rate: u32, period: usize) -> JackSession {
-    let serial = JACK_TESTS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let server = JackServer::start(sample_rate, period);
-    // SAFETY: JACK_TESTS is held, so no other test thread reads or writes the environment.
-    unsafe { std::env::set_var("JACK_DEFAULT_SERVER", server.name()) };
-    JackSession {
-        _server: server,
-        _serial: serial,
-    }
-}
 
 type CaptureCallback = Box<dyn FnMut(&Client, &ProcessScope) -> Control + Send>;
 
@@ -123,7 +100,7 @@ fn crossing_frequency(x: &[f32], rate: f64) -> f64 {
 }
 
 fn tone_at_48_khz_plays_at_44_1_khz(period: usize) {
-    let _session = jack_session(SERVER_RATE, period);
+    let _session = JackSession::start(SERVER_RATE, period);
     let output = JackOutput::open(&JackOptions::default()).expect("opening the JACK output");
     let format = output.format();
     assert_eq!(

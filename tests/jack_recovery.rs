@@ -10,12 +10,12 @@
 //! [`JackCapture`]) runs under `assert_no_alloc`, which aborts the binary on an allocation.
 //!
 //! Threading: as in `jack_playback.rs`, libjack finds the private server through the
-//! process-wide `JACK_DEFAULT_SERVER`, so every test holds [`JACK_TESTS`] from before it
-//! sets the variable until its server is gone. libjack shares one connection state among
+//! process-wide `JACK_DEFAULT_SERVER`, so every test holds a [`JackSession`] (one at a
+//! time per process) from before it sets the variable until its server is gone. libjack shares one connection state among
 //! the clients of a process, so the test closes its own clients of a dead server before
 //! the server returns, as the daemon (whose only client is the supervised one) does.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use assert_no_alloc::AllocDisabler;
@@ -23,13 +23,10 @@ use latentd::audio::PeriodProcessor;
 use latentd::audio::select::{BackendChoice, OutputOptions};
 use latentd::audio::supervisor::{OutputState, OutputStatus, OutputSupervisor};
 use latentd_engine::{PlayheadRing, RingHandle};
-use latentd_tests::{JackCapture, JackServer};
+use latentd_tests::{JackCapture, JackServer, JackSession};
 
 #[global_allocator]
 static ALLOCATOR: AllocDisabler = AllocDisabler;
-
-/// Serializes every test of this binary that talks to JACK (see the module doc).
-static JACK_TESTS: Mutex<()> = Mutex::new(());
 
 const RATE: u32 = 48_000;
 const PERIOD: usize = 256;
@@ -76,28 +73,12 @@ fn log_mark() -> usize {
     LOG.lines.lock().unwrap().len()
 }
 
-/// A private server, the default for this process while the session lives.
-struct JackSession {
-    // Field order is drop order: the server stops before the lock is released.
-    server: JackServer,
-    _serial: MutexGuard<'static, ()>,
-}
-
 fn jack_session() -> JackSession {
-    let serial = JACK_TESTS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
     // Installed by the first test; the others find it there.
     if log::set_logger(&LOG).is_ok() {
         log::set_max_level(log::LevelFilter::Info);
     }
-    let server = JackServer::start(RATE, PERIOD);
-    // SAFETY: JACK_TESTS is held, so no other test thread reads or writes the environment.
-    unsafe { std::env::set_var("JACK_DEFAULT_SERVER", server.name()) };
-    JackSession {
-        server,
-        _serial: serial,
-    }
+    JackSession::start(RATE, PERIOD)
 }
 
 /// Frames `capture` has recorded with exactly [`LEVEL`] on both inputs.

@@ -11,24 +11,19 @@
 //! its wrap is seamless.
 //!
 //! Threading: libjack finds the private server through the process-wide
-//! `JACK_DEFAULT_SERVER`, so each test holds [`JACK_TESTS`] from before it sets the variable
-//! until its server is gone. The capture's callback runs on JACK's thread (see
+//! `JACK_DEFAULT_SERVER`, so each test holds a [`JackSession`] (one at a time per
+//! process) while its server runs. The capture's callback runs on JACK's thread (see
 //! [`JackCapture`]); everything else on the test's thread.
 
 mod common;
 
-use std::f32::consts::PI;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::service_fixture::{Daemon, Launch, NotifySocket, Osc};
-use latentd_tests::{JackCapture, JackServer, Recording};
+use latentd_tests::{JackCapture, JackSession, Quadrature, Recording};
 use rosc::OscType;
 use tempfile::TempDir;
-
-/// Serializes the tests of this binary (see the module doc).
-static JACK_TESTS: Mutex<()> = Mutex::new(());
 
 /// The server's rate, equal to the engine's so the callback plays the ring unconverted.
 const RATE: u32 = 48_000;
@@ -37,6 +32,12 @@ const PERIOD: usize = 256;
 const LEVEL: f32 = 0.5;
 /// Tone frequency; the one-second loop holds exactly this many cycles.
 const TONE_HZ: f32 = 440.0;
+/// The loop the daemon plays (see the module doc).
+const TONE: Quadrature = Quadrature {
+    tone_hz: TONE_HZ,
+    level: LEVEL,
+    rate: RATE,
+};
 /// How long the daemon may take to start playing.
 const START: Duration = Duration::from_secs(30);
 /// Envelope (relative to [`LEVEL`]) within which a frame counts as full level: float
@@ -44,42 +45,6 @@ const START: Duration = Duration::from_secs(30);
 const FULL_LEVEL_TOLERANCE: f32 = 0.01;
 /// Largest error of the phase step between two full-level frames, in radians.
 const PHASE_TOLERANCE: f32 = 0.002;
-
-/// The tone's phase step per frame, in radians.
-fn phase_step() -> f32 {
-    2.0 * PI * TONE_HZ / RATE as f32
-}
-
-/// A private server, the default for this process while the session lives.
-struct JackSession {
-    // Field order is drop order: the server stops before the lock is released.
-    server: JackServer,
-    _serial: MutexGuard<'static, ()>,
-}
-
-fn jack_session() -> JackSession {
-    let serial = JACK_TESTS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let server = JackServer::start(RATE, PERIOD);
-    // SAFETY: JACK_TESTS is held, so no other test thread reads or writes the environment.
-    unsafe { std::env::set_var("JACK_DEFAULT_SERVER", server.name()) };
-    JackSession {
-        server,
-        _serial: serial,
-    }
-}
-
-/// Write the one-second quadrature loop (see the module doc) to `path`.
-fn write_quadrature_loop(path: &Path) {
-    let samples: Vec<f32> = (0..RATE)
-        .flat_map(|i| {
-            let phase = std::f64::consts::TAU * f64::from(TONE_HZ) * f64::from(i) / f64::from(RATE);
-            [LEVEL * phase.sin() as f32, LEVEL * phase.cos() as f32]
-        })
-        .collect();
-    common::write_float_wav(path, 2, RATE, &samples);
-}
 
 /// `latentd --audio jack --engine off --source <loop> --config <config>` on `session`'s
 /// server, with its own notify socket; returns once it has said `READY=1`.
@@ -90,7 +55,7 @@ fn start_daemon(
     config: &Path,
 ) -> Daemon {
     let source = dir.path().join("quadrature.wav");
-    write_quadrature_loop(&source);
+    TONE.write_loop(&source);
     let daemon = Daemon::start(
         dir,
         Launch {
@@ -121,30 +86,12 @@ fn start_daemon(
     daemon
 }
 
-/// The envelope of frame `i` relative to [`LEVEL`].
-fn envelope(rec: &Recording, i: usize) -> f32 {
-    let [l, r] = rec.frame(i);
-    l.hypot(r) / LEVEL
-}
-
-/// The phase of frame `i`, radians.
-fn phase(rec: &Recording, i: usize) -> f32 {
-    let [l, r] = rec.frame(i);
-    l.atan2(r)
-}
-
-/// `a - b` wrapped into (-π, π].
-fn phase_difference(a: f32, b: f32) -> f32 {
-    let d = (a - b).rem_euclid(2.0 * PI);
-    if d > PI { d - 2.0 * PI } else { d }
-}
-
 /// Check that frames `from..to` play the loop unbroken at full level: every envelope
 /// within tolerance (no dropout, no exact-zero frame), every phase step the tone's (no
 /// skipped, repeated or foreign sample).
 fn assert_unbroken(rec: &Recording, from: usize, to: usize, what: &str) {
     for i in from..to {
-        let e = envelope(rec, i);
+        let e = TONE.envelope(rec, i);
         assert!(
             (e - 1.0).abs() <= FULL_LEVEL_TOLERANCE,
             "{what}: envelope {e:.4} of full level at frame {i} (unbroken from {from} to {to}; \
@@ -152,11 +99,11 @@ fn assert_unbroken(rec: &Recording, from: usize, to: usize, what: &str) {
             rec.frame(i)
         );
         if i > from {
-            let step = phase_difference(phase(rec, i), phase(rec, i - 1));
+            let step = TONE.step_at(rec, i);
             assert!(
-                (step - phase_step()).abs() <= PHASE_TOLERANCE,
+                (step - TONE.phase_step()).abs() <= PHASE_TOLERANCE,
                 "{what}: phase step {step:.5} rad at frame {i}, the tone's is {:.5}; {:?}",
-                phase_step(),
+                TONE.phase_step(),
                 (i.saturating_sub(4)..i + 4)
                     .map(|j| rec.frame(j))
                     .collect::<Vec<_>>()
@@ -171,7 +118,7 @@ fn first_full_level(rec: &Recording) -> usize {
     let mut start = 0;
     for period in &rec.periods {
         let end = start + period.frames as usize;
-        if (start..end).all(|i| (envelope(rec, i) - 1.0).abs() <= FULL_LEVEL_TOLERANCE) {
+        if (start..end).all(|i| (TONE.envelope(rec, i) - 1.0).abs() <= FULL_LEVEL_TOLERANCE) {
             return start;
         }
         start = end;
@@ -192,7 +139,7 @@ fn largest_step(rec: &Recording, from: usize, to: usize) -> (f32, usize) {
 
 #[test]
 fn sigterm_fades_out_without_a_click_and_exits_0_within_a_second() {
-    let session = jack_session();
+    let session = JackSession::start(RATE, PERIOD);
     let dir = TempDir::new().unwrap();
     let notify = NotifySocket::bind(dir.path());
     let config = dir.path().join("latentd.toml");
@@ -223,7 +170,7 @@ fn sigterm_fades_out_without_a_click_and_exits_0_within_a_second() {
         .expect("nothing captured");
     // The ending starts at the first frame below full level.
     let ending = (start..=last_sound)
-        .find(|&i| envelope(&rec, i) < 1.0 - FULL_LEVEL_TOLERANCE)
+        .find(|&i| TONE.envelope(&rec, i) < 1.0 - FULL_LEVEL_TOLERANCE)
         .unwrap_or(last_sound);
     let ending_frames = last_sound + 1 - ending;
     let ending_ms = 1000.0 * ending_frames as f64 / f64::from(RATE);
@@ -269,23 +216,23 @@ fn sigterm_fades_out_without_a_click_and_exits_0_within_a_second() {
         "the sound ended over {ending_ms:.2} ms ({ending_frames} frames), not in a fade"
     );
     for i in ending..=last_sound {
-        let (before, now) = (envelope(&rec, i - 1), envelope(&rec, i));
+        let (before, now) = (TONE.envelope(&rec, i - 1), TONE.envelope(&rec, i));
         assert!(
             now <= before + 1e-4,
             "the fade rose at frame {i}: {before:.5} -> {now:.5}"
         );
         if now > 0.05 {
-            let step = phase_difference(phase(&rec, i), phase(&rec, i - 1));
+            let step = TONE.step_at(&rec, i);
             assert!(
-                (step - phase_step()).abs() <= PHASE_TOLERANCE,
+                (step - TONE.phase_step()).abs() <= PHASE_TOLERANCE,
                 "the fade is not the tone at frame {i}: phase step {step:.5}"
             );
         }
     }
     assert!(
-        envelope(&rec, last_sound) < 0.02,
+        TONE.envelope(&rec, last_sound) < 0.02,
         "the last sound was at {:.3} of full level: a cut, not a fade",
-        envelope(&rec, last_sound)
+        TONE.envelope(&rec, last_sound)
     );
     assert!(
         (last_sound + 1..rec.frames()).all(|i| rec.frame(i) == [0.0, 0.0]),
@@ -379,7 +326,7 @@ fn reload(daemon: &Daemon, notify: &NotifySocket, path: &Path, config: &str) {
 /// disturbed and at least twice as many as the quiet windows.
 #[test]
 fn sighup_reloads_never_interrupt_the_audio() {
-    let session = jack_session();
+    let session = JackSession::start(RATE, PERIOD);
     let dir = TempDir::new().unwrap();
     let notify = NotifySocket::bind(dir.path());
     let config = dir.path().join("latentd.toml");

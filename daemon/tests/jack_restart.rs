@@ -26,8 +26,8 @@
 //! about it.
 //!
 //! Threading: libjack finds the private server through the process-wide
-//! `JACK_DEFAULT_SERVER`, so each test holds [`JACK_TESTS`] from before it sets the variable
-//! until its server is gone. libjack shares one connection state among the clients of a
+//! `JACK_DEFAULT_SERVER`, so each test holds a [`JackSession`] (one at a time per
+//! process) while its server runs. libjack shares one connection state among the clients of a
 //! process, so the test leaks (abandons) its capture client of a dead server before the
 //! server returns, as the daemon does with its own client.
 
@@ -35,18 +35,12 @@
 
 mod common;
 
-use std::f32::consts::PI;
-use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::service_fixture::{Daemon, Launch, NotifySocket, Osc, Status};
-use latentd_tests::{JackCapture, JackServer, Recording};
+use latentd_tests::{JackCapture, JackServer, JackSession, Quadrature, Recording};
 use rosc::OscType;
 use tempfile::TempDir;
-
-/// Serializes the tests of this binary (see the module doc).
-static JACK_TESTS: Mutex<()> = Mutex::new(());
 
 /// The server's rate, equal to the engine's so the callback plays the ring unconverted.
 const RATE: u32 = 48_000;
@@ -55,6 +49,12 @@ const PERIOD: usize = 256;
 const LEVEL: f32 = 0.5;
 /// Tone frequency; the one-second loop holds exactly this many cycles.
 const TONE_HZ: f32 = 440.0;
+/// The loop the daemon plays (see the module doc).
+const TONE: Quadrature = Quadrature {
+    tone_hz: TONE_HZ,
+    level: LEVEL,
+    rate: RATE,
+};
 /// How long the daemon may take to start playing.
 const START: Duration = Duration::from_secs(30);
 /// The promise: this long after the server answers again, latentd's ports are back and
@@ -68,7 +68,7 @@ const RETURN_LIMIT: Duration = Duration::from_secs(2);
 /// stall detector (3 s without a callback) is the fallback.
 const LOSS_LIMIT: Duration = Duration::from_secs(4);
 /// How long the server stays away: long enough for several reopen attempts to fail, so
-/// the retry delay has grown towards its 1 s cap when the server returns.
+/// the retry delay has grown to its 0.5 s cap when the server returns.
 const AWAY: Duration = Duration::from_millis(2500);
 /// Envelope (relative to [`LEVEL`]) within which a frame counts as full level.
 const FULL_LEVEL_TOLERANCE: f32 = 0.01;
@@ -76,37 +76,6 @@ const FULL_LEVEL_TOLERANCE: f32 = 0.01;
 const PHASE_TOLERANCE: f32 = 0.002;
 /// The knob set before the first outage, and its value.
 const KNOB: (&str, f64) = ("denoise", 0.75);
-
-/// A private server, the default for this process while the session lives.
-struct JackSession {
-    // Field order is drop order: the server stops before the lock is released.
-    server: JackServer,
-    _serial: MutexGuard<'static, ()>,
-}
-
-fn jack_session() -> JackSession {
-    let serial = JACK_TESTS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let server = JackServer::start(RATE, PERIOD);
-    // SAFETY: JACK_TESTS is held, so no other test thread reads or writes the environment.
-    unsafe { std::env::set_var("JACK_DEFAULT_SERVER", server.name()) };
-    JackSession {
-        server,
-        _serial: serial,
-    }
-}
-
-/// Write the one-second quadrature loop (see the module doc) to `path`.
-fn write_quadrature_loop(path: &Path) {
-    let samples: Vec<f32> = (0..RATE)
-        .flat_map(|i| {
-            let phase = std::f64::consts::TAU * f64::from(TONE_HZ) * f64::from(i) / f64::from(RATE);
-            [LEVEL * phase.sin() as f32, LEVEL * phase.cos() as f32]
-        })
-        .collect();
-    common::write_float_wav(path, 2, RATE, &samples);
-}
 
 /// Whether `jack_lsp -c` shows `out_1` feeding exactly `peers_1` and `out_2` `peers_2`.
 fn linked_to(server: &JackServer, peers_1: &[&str], peers_2: &[&str]) -> bool {
@@ -161,18 +130,6 @@ fn lines_since(daemon: &Daemon, mark: usize, text: &str) -> Vec<String> {
         .collect()
 }
 
-/// The envelope of frame `i` relative to [`LEVEL`].
-fn envelope(rec: &Recording, i: usize) -> f32 {
-    let [l, r] = rec.frame(i);
-    l.hypot(r) / LEVEL
-}
-
-/// `a - b` wrapped into (-π, π].
-fn phase_difference(a: f32, b: f32) -> f32 {
-    let d = (a - b).rem_euclid(2.0 * PI);
-    if d > PI { d - 2.0 * PI } else { d }
-}
-
 /// Check that `rec` hears the source loop: from the first whole cycle at full level (the
 /// links are made one by one, so it may start on silence and one channel) to the end,
 /// at least `min_frames` frames of the tone at full level with the tone's phase step at
@@ -182,7 +139,7 @@ fn assert_hears_the_loop(rec: &Recording, min_frames: usize, what: &str) {
     let mut at = 0;
     for period in &rec.periods {
         let end = at + period.frames as usize;
-        if (at..end).all(|i| (envelope(rec, i) - 1.0).abs() <= FULL_LEVEL_TOLERANCE) {
+        if (at..end).all(|i| (TONE.envelope(rec, i) - 1.0).abs() <= FULL_LEVEL_TOLERANCE) {
             start = Some(at);
             break;
         }
@@ -194,7 +151,7 @@ fn assert_hears_the_loop(rec: &Recording, min_frames: usize, what: &str) {
              peak envelope {:.3})",
             rec.frames(),
             (0..rec.frames())
-                .map(|i| envelope(rec, i))
+                .map(|i| TONE.envelope(rec, i))
                 .fold(0.0, f32::max)
         )
     });
@@ -203,18 +160,16 @@ fn assert_hears_the_loop(rec: &Recording, min_frames: usize, what: &str) {
         heard >= min_frames,
         "{what}: the loop heard for {heard} frames, {min_frames} wanted"
     );
-    let step = 2.0 * PI * TONE_HZ / RATE as f32;
+    let step = TONE.phase_step();
     for i in start..rec.frames() {
-        let e = envelope(rec, i);
+        let e = TONE.envelope(rec, i);
         assert!(
             (e - 1.0).abs() <= FULL_LEVEL_TOLERANCE,
             "{what}: envelope {e:.4} of full level at frame {i} (full from {start}); {:?}",
             rec.frame(i)
         );
         if i > start {
-            let [l, r] = rec.frame(i);
-            let [pl, pr] = rec.frame(i - 1);
-            let d = phase_difference(l.atan2(r), pl.atan2(pr));
+            let d = TONE.step_at(rec, i);
             assert!(
                 (d - step).abs() <= PHASE_TOLERANCE,
                 "{what}: phase step {d:.5} rad at frame {i}, the tone's is {step:.5}"
@@ -249,7 +204,7 @@ fn start_playing(session: &JackSession, dir: &TempDir) -> Playing {
     let config = dir.path().join("latentd.toml");
     std::fs::write(&config, "[log]\nlevel = \"info\"\n").unwrap();
     let source = dir.path().join("quadrature.wav");
-    write_quadrature_loop(&source);
+    TONE.write_loop(&source);
     let daemon = Daemon::start(
         dir,
         Launch {
@@ -547,7 +502,7 @@ fn outage_round(
 
 #[test]
 fn latentd_plays_on_after_its_jack_server_is_killed_and_after_it_stops_cleanly() {
-    let mut session = jack_session();
+    let mut session = JackSession::start(RATE, PERIOD);
     let dir = TempDir::new().unwrap();
     let mut playing = start_playing(&session, &dir);
 

@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// How long a server may take to answer `jack_lsp` after it is spawned.
@@ -228,5 +229,36 @@ impl Drop for JackServer {
     fn drop(&mut self) {
         self.terminate();
         let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// The lock that serializes [`JackSession`]s within one test process.
+static JACK_SESSIONS: Mutex<()> = Mutex::new(());
+
+/// A private server made this process's default (`JACK_DEFAULT_SERVER`) while the session
+/// lives. libjack reads the variable process-wide, so sessions in one process take turns: a
+/// second [`JackSession::start`] waits until the first is dropped.
+pub struct JackSession {
+    // Field order is drop order: the server stops before the lock is released.
+    /// The private server.
+    pub server: JackServer,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl JackSession {
+    /// Wait for the process's turn, start a server at `sample_rate` / `period` and make it
+    /// the default.
+    pub fn start(sample_rate: u32, period: usize) -> JackSession {
+        let serial = JACK_SESSIONS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let server = JackServer::start(sample_rate, period);
+        // SAFETY: JACK_SESSIONS is held, so no other thread of this process using a session
+        // reads or writes the environment now.
+        unsafe { std::env::set_var("JACK_DEFAULT_SERVER", server.name()) };
+        JackSession {
+            server,
+            _serial: serial,
+        }
     }
 }

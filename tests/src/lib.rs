@@ -8,10 +8,12 @@
 pub mod index_signal;
 pub mod jack_capture;
 pub mod jack_server;
+pub mod quadrature;
 
 pub use index_signal::{PathReport, check_path, decode_frame, encode_frame, index_signal};
 pub use jack_capture::{CapturedPeriod, FrameTimeGap, JackCapture, Recording};
-pub use jack_server::JackServer;
+pub use jack_server::{JackServer, JackSession};
+pub use quadrature::Quadrature;
 pub mod pipewire_graph;
 pub mod signal_fit;
 
