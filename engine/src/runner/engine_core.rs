@@ -59,7 +59,7 @@ use super::trace::{ActionEvent, ActionKind, Trace, WriteEvent, WriteKind, start_
 use super::walk::WalkLayout;
 use crate::conditioning::ConditioningReader;
 use crate::knobs::{KnobId, KnobReader, KnobScope, KnobSnapshot};
-use crate::model::Model;
+use crate::model::{ChunkPlace, Model};
 use crate::pipeline::{FinishedLatent, StreamPipeline};
 use crate::ring::{BLOCK_FRAMES, RingHandle, RingWriter};
 
@@ -684,7 +684,8 @@ impl<M: Model> EngineCore<M> {
         };
         let (chunk_start, chunk_end) = self.walk.ring_range(target_chunk);
         let started = Instant::now();
-        let decoded = self.decode_into(&latent, knobs, plan.target() - chunk_start)?;
+        let decoded =
+            self.decode_into(&latent, target_chunk, knobs, plan.target() - chunk_start)?;
         let wall_s = started.elapsed().as_secs_f64();
         // A GPU decode waits for its own audio, so its events have resolved by now.
         let measured_s = self
@@ -788,12 +789,16 @@ impl<M: Model> EngineCore<M> {
         repatch_target(geometry, playhead, lead, min_distance, self.keep_len).map_err(geo_err)
     }
 
-    /// Decode the kept window for loop frames `[at, at + keep)` into the scratch buffer;
-    /// it starts at `self.window_at` (samples). Returns the frames from `at` on that the
-    /// buffer holds clear of the decode's right context (at least the kept window).
+    /// Decode the kept window for frames `[at, at + keep)` of walk chunk `chunk` (of the
+    /// loop when it is one chunk) into the scratch buffer; it starts at `self.window_at`
+    /// (samples). Returns the frames from `at` on that the buffer holds clear of the
+    /// decode's right context (at least the kept window). A walk chunk is decoded with its
+    /// neighbours' newest latents (else their source) around it, so adjacent chunks join
+    /// without a seam ([`Model::decode_chunk_window`]).
     fn decode_into(
         &mut self,
         latent: &M::Latents,
+        chunk: usize,
         knobs: &KnobSnapshot,
         at: usize,
     ) -> Result<usize, EngineError> {
@@ -814,8 +819,28 @@ impl<M: Model> EngineCore<M> {
             self.scratch.resize(want, 0.0);
         }
         let gains = knobs.channel_gains();
-        self.model.decode_window(
+        let neighbour = |k: usize| {
+            self.chunk_cache[k]
+                .as_ref()
+                .map(|(l, _)| Arc::clone(l))
+                .or_else(|| self.chunks[k].clone())
+        };
+        let count = self.walk.count();
+        let around = self.walk.walking().then(|| {
+            (
+                neighbour((chunk + count - 1) % count),
+                neighbour((chunk + 1) % count),
+            )
+        });
+        let place = around.as_ref().map(|(before, after)| ChunkPlace {
+            before: before.as_deref().unwrap_or(latent),
+            after: after.as_deref().unwrap_or(latent),
+            loop_offset: self.walk.latent_range(chunk).0,
+            loop_frames: self.walk.total_latent(),
+        });
+        self.model.decode_chunk_window(
             latent,
+            place.as_ref(),
             &gains,
             knobs.flags.ch_gains_all_zero,
             start,

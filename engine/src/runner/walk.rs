@@ -59,6 +59,11 @@ impl WalkLayout {
         self.count
     }
 
+    /// Latent frames in the whole loop.
+    pub fn total_latent(&self) -> usize {
+        self.total_latent
+    }
+
     /// Whether the loop is cut into more than one chunk.
     pub fn walking(&self) -> bool {
         self.count > 1

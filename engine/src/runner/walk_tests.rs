@@ -117,3 +117,79 @@ fn a_150_s_source_walks_through_its_60_s_chunks() {
     }
     assert!(checked as f64 > 0.9 * end_s * 20.0, "{checked}");
 }
+
+/// Per channel, the largest sample-to-sample step at `at` (a frame index) of stereo
+/// interleaved audio, and the 99.9th percentile of the steps more than a latent frame away
+/// from it (the signal's own steps).
+fn seam_step(audio: &[f32], at: usize) -> (f32, f32) {
+    let frames = audio.len() / 2;
+    let step = |i: usize, c: usize| (audio[i * 2 + c] - audio[(i - 1) * 2 + c]).abs();
+    let mut others: Vec<f32> = (1..frames)
+        .filter(|&i| i.abs_diff(at) > HOP)
+        .flat_map(|i| [step(i, 0), step(i, 1)])
+        .collect();
+    others.sort_by(f32::total_cmp);
+    let p999 = others[others.len() * 999 / 1000];
+    (step(at, 0).max(step(at, 1)), p999)
+}
+
+/// A 12 s loop in 5.2 s chunks (chunks 0..130 and 130..300 latent frames): the prompt's
+/// music (melody, bass, drums, envelope), the last frames of chunk 0 and the first of
+/// chunk 1 decoded as two windows, as the engine writes them on either side of the
+/// boundary, joined.
+fn decode_across_the_boundary(with_place: bool) -> (Vec<f32>, usize) {
+    use crate::model::builtin::{CpuLatents, FRAME_RATE, vocab};
+    use crate::model::{ChunkPlace, Model};
+
+    let model = BuiltinModel::new();
+    let total = 300;
+    let mut data = vec![0.0f32; total * 64];
+    let prompt = vocab::parse("energetic bright lead pluck bass drums wide").0;
+    vocab::render_target(&prompt, 7, total, FRAME_RATE, &mut data);
+    let whole = CpuLatents::from_host(data);
+    let walk = WalkLayout::new(total * HOP, HOP, total, 130);
+    assert_eq!(walk.count(), 2);
+    let chunks: Vec<CpuLatents> = (0..2)
+        .map(|k| {
+            let (start, len) = walk.latent_range(k);
+            model.slice_latents(&whole, start, len)
+        })
+        .collect();
+    let frames = 4;
+    let mut joined = vec![0.0f32; 2 * frames * HOP * 2];
+    let (left, right) = joined.split_at_mut(frames * HOP * 2);
+    for (k, start, out) in [(0, 130 - frames, left), (1, 0, right)] {
+        let place = ChunkPlace {
+            before: &chunks[1 - k],
+            after: &chunks[1 - k],
+            loop_offset: walk.latent_range(k).0,
+            loop_frames: total,
+        };
+        let place = with_place.then_some(&place);
+        model
+            .decode_chunk_window(&chunks[k], place, &[1.0; 8], false, start, frames, out)
+            .unwrap();
+    }
+    (joined, frames * HOP)
+}
+
+#[test]
+fn adjacent_chunks_join_without_a_seam() {
+    let (joined, boundary) = decode_across_the_boundary(true);
+    let (seam, usual) = seam_step(&joined, boundary);
+    eprintln!("with neighbours: step at the boundary {seam:.4}, 99.9th percentile {usual:.4}");
+    assert!(usual > 1e-3, "the windows are near silent: {usual}");
+    assert!(
+        seam <= usual,
+        "a seam: step {seam} at the chunk boundary, 99.9 % of steps are under {usual}"
+    );
+    // The check finds the seam of chunks decoded alone (each wrapping onto its own start,
+    // phases from chunk-relative frames): what walk mode did before.
+    let (alone, boundary) = decode_across_the_boundary(false);
+    let (seam, usual) = seam_step(&alone, boundary);
+    eprintln!("alone: step at the boundary {seam:.4}, 99.9th percentile {usual:.4}");
+    assert!(
+        seam > usual,
+        "no seam found without neighbours: {seam} <= {usual}"
+    );
+}
