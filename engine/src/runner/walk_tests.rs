@@ -193,3 +193,88 @@ fn adjacent_chunks_join_without_a_seam() {
         "no seam found without neighbours: {seam} <= {usual}"
     );
 }
+
+#[test]
+fn a_band_across_a_chunk_boundary_plays_and_is_regenerated_as_one_window() {
+    use crate::runner::sim::SimAction;
+
+    let model = Arc::new(BuiltinModel::new());
+    let source = crate::audio_file::test_signal(RATE as u32, 2, 150.0);
+    let ring = PlayheadRing::from_interleaved(
+        source.samples.clone(),
+        2,
+        RATE as u32,
+        PlayheadRing::guard_for_period(256),
+    )
+    .unwrap();
+    let config = EngineConfig {
+        idle_after_s: 0.0,
+        ..EngineConfig::default()
+    };
+    let window = config.keep_latent_frames * HOP;
+    let mut sim = SimHarness::new(model, ring, 256, config, SimCosts::default()).unwrap();
+    sim.set_source(AudioView {
+        samples: &source.samples,
+        channels: 2,
+        sample_rate: RATE as u32,
+    })
+    .unwrap();
+    // 58.5 .. 61.5 s across the 60 s boundary; armed at once, the reader jumps to A.
+    let (a, b) = (58 * RATE + RATE / 2, 61 * RATE + RATE / 2);
+    sim.schedule(0.0, SimAction::Loop(Some((58.5, 61.5))));
+    sim.clock().record_output();
+    let end_s = 12.0; // four passes of the band
+    sim.run_until(end_s);
+
+    let stats = sim.stats().clone();
+    assert_eq!(stats.panics, 0);
+    // The band is one window (index 3, after the three chunks): the pipeline never
+    // switches while the band plays.
+    assert_eq!(stats.walk_chunk, 3, "{stats:?}");
+    assert_eq!(stats.walk_switches, 0, "{stats:?}");
+
+    let writes: Vec<_> = sim.record().trace.writes().copied().collect();
+    for w in &writes {
+        assert!(
+            w.ring_start >= a && w.ring_start + w.len <= b,
+            "a write outside the band: {w:?}"
+        );
+    }
+    // Every pass regenerates both sides of the boundary with fresh latents.
+    let pass_frames = (b - a) as u64;
+    for pass in 0..3u64 {
+        let in_pass: Vec<_> = writes
+            .iter()
+            .filter(|w| w.kind == WriteKind::Frontier && w.issued_frame / pass_frames == pass)
+            .collect();
+        let before = in_pass.iter().filter(|w| w.ring_start < 60 * RATE).count();
+        let after = in_pass.iter().filter(|w| w.ring_start >= 60 * RATE).count();
+        assert!(
+            before > 5 && after > 5,
+            "pass {pass}: {before} fresh writes before the boundary, {after} after"
+        );
+    }
+    // Nothing dropped: every window clamped at B goes on at A with the rest of it.
+    let mut wraps = 0;
+    for (i, w) in writes.iter().enumerate() {
+        let clamped = w.kind != WriteKind::BandWrap
+            && w.kind != WriteKind::Repatch
+            && w.kind != WriteKind::KnobRepatch
+            && w.ring_start + w.len == b
+            && w.len < window;
+        if clamped {
+            let next = writes
+                .get(i + 1)
+                .unwrap_or_else(|| panic!("{w:?}: no wrap"));
+            assert_eq!(next.kind, WriteKind::BandWrap, "{w:?} then {next:?}");
+            assert_eq!((next.ring_start, next.len), (a, window - w.len), "{next:?}");
+            wraps += 1;
+        }
+    }
+    assert!(wraps >= 3, "{wraps} band wraps in four passes");
+
+    // The band sounds throughout.
+    let played = sim.clock().played().to_vec();
+    let silent = sounding(&played).iter().filter(|s| !**s).count();
+    assert_eq!(silent, 0, "{silent} silent 50 ms windows");
+}
