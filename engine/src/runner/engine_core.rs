@@ -18,9 +18,11 @@
 //! # Walk mode
 //!
 //! A loop longer than `walk_chunk_s` is generated in chunks ([`super::walk`]): before the
-//! pipeline step, the pipeline moves to the chunk holding the point `walk_prewarm_s` ahead
-//! of the playhead; every write is decoded from a latent of the chunk its target falls in
-//! and clamped to that chunk (the fresh latent, else that chunk's newest, else none).
+//! pipeline step, the pipeline moves to the window (the chunk, or the band's own window when
+//! a band straddles a boundary) holding the point `walk_prewarm_s` ahead of the playhead;
+//! every write is decoded from a latent of the window its target falls in and clamped to
+//! that window (the fresh latent, else that window's newest, else none), with the
+//! neighbouring chunks' newest latents around it so chunks join without a seam.
 //!
 //! # Where a near-playhead write lands
 //!

@@ -2,6 +2,9 @@
 //! playhead from chunk to chunk (never outside the playhead's chunk or the prewarmed next
 //! one, never across a chunk's end), fresh latents for a chunk are written before the
 //! playhead crosses into it, and the output never goes silent where the source sounds.
+//! Adjacent chunks decoded with their neighbours join without a seam; a loop band across a
+//! boundary is one window (regenerated on both sides, no switches, nothing dropped), and a
+//! band too long for that keeps its wrap segments.
 
 use std::sync::Arc;
 
@@ -277,4 +280,58 @@ fn a_band_across_a_chunk_boundary_plays_and_is_regenerated_as_one_window() {
     let played = sim.clock().played().to_vec();
     let silent = sounding(&played).iter().filter(|s| !**s).count();
     assert_eq!(silent, 0, "{silent} silent 50 ms windows");
+}
+
+#[test]
+fn a_band_longer_than_a_chunk_walks_and_keeps_its_wrap_segments() {
+    use crate::runner::sim::SimAction;
+
+    let model = Arc::new(BuiltinModel::new());
+    let source = crate::audio_file::test_signal(RATE as u32, 2, 150.0);
+    let ring = PlayheadRing::from_interleaved(
+        source.samples.clone(),
+        2,
+        RATE as u32,
+        PlayheadRing::guard_for_period(256),
+    )
+    .unwrap();
+    let config = EngineConfig {
+        idle_after_s: 0.0,
+        ..EngineConfig::default()
+    };
+    let window = config.keep_latent_frames * HOP;
+    let mut sim = SimHarness::new(model, ring, 256, config, SimCosts::default()).unwrap();
+    sim.set_source(AudioView {
+        samples: &source.samples,
+        channels: 2,
+        sample_rate: RATE as u32,
+    })
+    .unwrap();
+    // 0 .. 95 s: across the 60 s boundary and longer than the longest chunk (90 s), so
+    // the chunks walk through it; its wrap runs from chunk 1 (B) into chunk 0 (A).
+    let b = 95 * RATE;
+    sim.schedule(0.0, SimAction::Loop(Some((0.0, 95.0))));
+    sim.run_until(96.5);
+
+    let stats = sim.stats().clone();
+    assert_eq!(stats.panics, 0);
+    // 0 -> 1 at the boundary, 1 -> 0 before the wrap.
+    assert_eq!((stats.walk_switches, stats.walk_chunk), (2, 0), "{stats:?}");
+    let writes: Vec<_> = sim.record().trace.writes().copied().collect();
+    let mut wraps = 0;
+    for (i, w) in writes.iter().enumerate() {
+        if w.kind != WriteKind::BandWrap
+            && w.kind != WriteKind::Repatch
+            && w.ring_start + w.len == b
+            && w.len < window
+        {
+            let next = writes
+                .get(i + 1)
+                .unwrap_or_else(|| panic!("{w:?}: no wrap"));
+            assert_eq!(next.kind, WriteKind::BandWrap, "{w:?} then {next:?}");
+            assert_eq!((next.ring_start, next.len), (0, window - w.len), "{next:?}");
+            wraps += 1;
+        }
+    }
+    assert!(wraps >= 1, "no window wrapped at B");
 }
