@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 
 use layout::*;
 
-use super::{DecodeError, Geometry, Model, SlotStart, SlotStep, StepShared};
+use super::{ChunkPlace, DecodeError, Geometry, Model, SlotStart, SlotStep, StepShared};
 use crate::audio_clip::AudioView;
 use crate::conditioning::{ConditionEncoder, Conditioning, EncodeError, PromptEncoding};
 use crate::knobs::{KnobId, KnobSnapshot};
@@ -439,9 +439,10 @@ impl Model for BuiltinModel {
         0
     }
 
-    fn decode_window(
+    fn decode_chunk_window(
         &self,
         latents: &CpuLatents,
+        place: Option<&ChunkPlace<'_, CpuLatents>>,
         gains: &[f32; 8],
         all_zero: bool,
         start_frame: usize,
@@ -454,11 +455,24 @@ impl Model for BuiltinModel {
             out.fill(0.0);
             return Ok(());
         }
-        self.synth.render(
+        let total = latents.frames;
+        let neighbours = match place {
+            Some(p) => synth::Neighbours {
+                before: &p.before.data,
+                before_total: p.before.frames,
+                after: &p.after.data,
+                after_total: p.after.frames,
+                loop_offset: p.loop_offset,
+                loop_total: p.loop_frames,
+            },
+            None => synth::Neighbours::alone(&latents.data, total),
+        };
+        self.synth.render_chunk(
             &latents.data,
-            latents.frames,
+            total,
+            &neighbours,
             gains,
-            start_frame % latents.frames,
+            start_frame % total,
             frames,
             out,
         );

@@ -197,7 +197,8 @@ pub trait Model: ConditionEncoder + 'static {
     /// Renders latent frames `start_frame .. start_frame + frames` (wrapping at the loop end)
     /// into `out`: interleaved, `frames * samples_per_latent_frame * audio_channels` samples.
     /// `gains` are the eight channel-group gains; `all_zero` says they are all 0 (exact
-    /// silence is then required).
+    /// silence is then required). The latents are the whole loop:
+    /// [`Model::decode_chunk_window`] with no [`ChunkPlace`].
     fn decode_window(
         &self,
         latents: &Self::Latents,
@@ -206,7 +207,52 @@ pub trait Model: ConditionEncoder + 'static {
         start_frame: usize,
         frames: usize,
         out: &mut [f32],
+    ) -> Result<(), DecodeError> {
+        self.decode_chunk_window(latents, None, gains, all_zero, start_frame, frames, out)
+    }
+
+    /// [`Model::decode_window`] for latents that are one walk chunk of a longer loop
+    /// (`place`), or the whole loop (`None`). With a place, the frames around the chunk's
+    /// edges come from its neighbours (frames past the chunk's end from `place.after`, not
+    /// wrapping to the chunk's start) and the decoder's phases from the loop position, so
+    /// windows decoded from adjacent chunks join without a seam; `start_frame` is then
+    /// taken modulo the chunk.
+    #[allow(clippy::too_many_arguments)]
+    fn decode_chunk_window(
+        &self,
+        latents: &Self::Latents,
+        place: Option<&ChunkPlace<'_, Self::Latents>>,
+        gains: &[f32; 8],
+        all_zero: bool,
+        start_frame: usize,
+        frames: usize,
+        out: &mut [f32],
     ) -> Result<(), DecodeError>;
+}
+
+/// Where a walk chunk's latents sit in the whole loop ([`Model::decode_chunk_window`]).
+pub struct ChunkPlace<'a, L> {
+    /// Latents whose last frames come just before the chunk (the previous chunk's newest,
+    /// or its source).
+    pub before: &'a L,
+    /// Latents whose first frames come just after the chunk.
+    pub after: &'a L,
+    /// The chunk's first latent frame in the loop.
+    pub loop_offset: usize,
+    /// Latent frames in the whole loop.
+    pub loop_frames: usize,
+}
+
+impl<'a, L> ChunkPlace<'a, L> {
+    /// The same place with the latents mapped (a wrapper backend's inner latents).
+    pub fn map<'b, T>(&self, f: impl Fn(&'a L) -> &'b T) -> ChunkPlace<'b, T> {
+        ChunkPlace {
+            before: f(self.before),
+            after: f(self.after),
+            loop_offset: self.loop_offset,
+            loop_frames: self.loop_frames,
+        }
+    }
 }
 
 /// Frames `start .. start + frames` (wrapping) of frame-major host latents of `channels`

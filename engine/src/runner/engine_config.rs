@@ -219,7 +219,9 @@ pub struct EngineStats {
     pub last_knob_to_ear_ms: Option<f64>,
     /// Trace events dropped because the trace was full.
     pub trace_dropped: u64,
-    /// Walk mode: the chunk the pipeline generates for (0 when the loop is one chunk).
+    /// Walk mode: the window the pipeline generates for: a chunk, or the chunk count while
+    /// it generates a band across a boundary as a window of its own (0 when the loop is one
+    /// chunk).
     pub walk_chunk: usize,
     /// Walk mode: pipeline switches from one chunk to another.
     pub walk_switches: u64,

@@ -18,9 +18,11 @@
 //! # Walk mode
 //!
 //! A loop longer than `walk_chunk_s` is generated in chunks ([`super::walk`]): before the
-//! pipeline step, the pipeline moves to the chunk holding the point `walk_prewarm_s` ahead
-//! of the playhead; every write is decoded from a latent of the chunk its target falls in
-//! and clamped to that chunk (the fresh latent, else that chunk's newest, else none).
+//! pipeline step, the pipeline moves to the window (the chunk, or the band's own window when
+//! a band straddles a boundary) holding the point `walk_prewarm_s` ahead of the playhead;
+//! every write is decoded from a latent of the window its target falls in and clamped to
+//! that window (the fresh latent, else that window's newest, else none), with the
+//! neighbouring chunks' newest latents around it so chunks join without a seam.
 //!
 //! # Where a near-playhead write lands
 //!
@@ -56,10 +58,10 @@ use super::lead::{LeadConfig, LeadController, seconds_to_frames};
 use super::metrics::ActionLatency;
 use super::targeting::{LoopGeometry, TargetingError, WritePlan, frontier_target, repatch_target};
 use super::trace::{ActionEvent, ActionKind, Trace, WriteEvent, WriteKind, start_reached_frame};
-use super::walk::WalkLayout;
+use super::walk::{WalkLayout, WalkWindows};
 use crate::conditioning::ConditioningReader;
 use crate::knobs::{KnobId, KnobReader, KnobScope, KnobSnapshot};
-use crate::model::Model;
+use crate::model::{ChunkPlace, Model};
 use crate::pipeline::{FinishedLatent, StreamPipeline};
 use crate::ring::{BLOCK_FRAMES, RingHandle, RingWriter};
 
@@ -146,13 +148,16 @@ pub struct EngineCore<M: Model> {
     model: Arc<M>,
     config: EngineConfig,
     pipeline: StreamPipeline<M>,
-    /// The source's latents cut into the walk chunks (one entry, the whole source, when
-    /// the loop is one chunk); `None` entries without a source.
+    /// The source's latents cut into the walk windows: the chunks (one entry, the whole
+    /// source, when the loop is one chunk), then the band window's; `None` entries
+    /// without a source or band window.
     chunks: Vec<Option<Arc<M::Latents>>>,
-    walk: WalkLayout,
-    /// The chunk the pipeline generates for; `None` until the next tick picks one.
+    /// The whole source's latents (what a band window is cut from).
+    source: Option<Arc<M::Latents>>,
+    walk: WalkWindows,
+    /// The window the pipeline generates for; `None` until the next tick picks one.
     pipeline_chunk: Option<usize>,
-    /// The newest finished latent of each chunk (what a write into a chunk falls back to).
+    /// The newest finished latent of each window (what a write into it falls back to).
     chunk_cache: Vec<Option<(Arc<M::Latents>, Attribution)>>,
     knobs: KnobReader,
     cond: ConditioningReader<M::Cond>,
@@ -252,7 +257,10 @@ impl<M: Model> EngineCore<M> {
                 ),
             });
         }
-        let walk = WalkLayout::new(ring.loop_frames(), hop, latent_frames, chunk_latent);
+        let walk = WalkWindows::new(
+            WalkLayout::new(ring.loop_frames(), hop, latent_frames, chunk_latent),
+            2 * (config.keep_latent_frames + 1),
+        );
         let ctx = model.decode_context_frames();
         let scratch = vec![0.0; (config.keep_latent_frames + 1 + 2 * ctx) * hop * g.audio_channels];
         let record = EngineRecord {
@@ -271,9 +279,10 @@ impl<M: Model> EngineCore<M> {
             model,
             lead: LeadController::new(config.lead)?,
             config,
-            chunks: vec![None; walk.count()],
+            chunks: vec![None; walk.count() + 1],
+            source: None,
             pipeline_chunk: (!walk.walking()).then_some(0),
-            chunk_cache: vec![None; walk.count()],
+            chunk_cache: vec![None; walk.count() + 1],
             walk,
             knobs,
             cond,
@@ -468,24 +477,51 @@ impl<M: Model> EngineCore<M> {
             });
         let rate = f64::from(self.model.geometry().latent_frame_rate);
         let chunk_latent = (self.config.walk_chunk_s * rate).round() as usize;
-        self.walk = WalkLayout::new(self.ring.loop_frames(), self.hop, total, chunk_latent);
+        self.walk = WalkWindows::new(
+            WalkLayout::new(self.ring.loop_frames(), self.hop, total, chunk_latent),
+            2 * (self.config.keep_latent_frames + 1),
+        );
         let count = self.walk.count();
-        self.chunk_cache.resize(count, None);
+        self.chunk_cache.resize(count + 1, None);
+        self.source = source.clone();
         if !self.walk.walking() {
-            self.chunks = vec![source.clone()];
+            self.chunks = vec![source.clone(), None];
             self.pipeline_chunk = Some(0);
             self.pipeline.set_source(source);
             return;
         }
-        self.chunks = (0..count)
-            .map(|k| {
-                let (start, len) = self.walk.latent_range(k);
-                source
-                    .as_ref()
-                    .map(|s| Arc::new(self.model.slice_latents(s, start, len)))
-            })
-            .collect();
+        self.chunks = (0..count).map(|k| self.window_source(k)).collect();
+        self.chunks.push(None);
+        self.walk.set_band(None);
+        self.follow_band();
         self.pipeline_chunk = None;
+    }
+
+    /// Window `w`'s part of the source.
+    fn window_source(&self, w: usize) -> Option<Arc<M::Latents>> {
+        let (start, len) = self.walk.latent_range(w);
+        self.source
+            .as_ref()
+            .map(|s| Arc::new(self.model.slice_latents(s, start, len)))
+    }
+
+    /// Walk mode: follow the ring's band. When its band window ([`WalkWindows::set_band`])
+    /// changes, the window's source is cut anew and what was generated for the old one is
+    /// dropped (a pipeline on it picks its window again).
+    fn follow_band(&mut self) {
+        if !self.walk.set_band(self.ring.band()) {
+            return;
+        }
+        let w = self.walk.band_index();
+        self.chunks[w] = self.walk.band_window().and_then(|_| self.window_source(w));
+        self.chunk_cache[w] = None;
+        if self.cached.as_ref().is_some_and(|(c, _, _)| *c == w) {
+            self.cached = None;
+        }
+        if self.pipeline_chunk == Some(w) {
+            self.pipeline_chunk = None;
+            self.stats.walk_switches += 1;
+        }
     }
 
     /// Walk mode: move the pipeline to the chunk holding the point `walk_prewarm_s` along
@@ -495,10 +531,11 @@ impl<M: Model> EngineCore<M> {
         if !self.walk.walking() {
             return Ok(());
         }
+        self.follow_band();
         let (playhead, _) = clock.playhead_and_clock();
         let prewarm = seconds_to_frames(self.config.walk_prewarm_s, self.rate);
         let ahead = self.geometry()?.advance(playhead, prewarm);
-        let want = self.walk.chunk_of(ahead);
+        let want = self.walk.window_of(ahead);
         if self.pipeline_chunk == Some(want) {
             return Ok(());
         }
@@ -669,7 +706,7 @@ impl<M: Model> EngineCore<M> {
             let lead = seconds_to_frames(lead_s, self.rate);
             frontier_target(&geometry, playhead, lead, self.keep_len).map_err(geo_err)?
         };
-        let target_chunk = self.walk.chunk_of(plan.target());
+        let target_chunk = self.walk.window_of(plan.target());
         let (latent, attr, kind) = if target_chunk == chunk {
             (Arc::clone(latent), attr, kind)
         } else {
@@ -684,7 +721,8 @@ impl<M: Model> EngineCore<M> {
         };
         let (chunk_start, chunk_end) = self.walk.ring_range(target_chunk);
         let started = Instant::now();
-        let decoded = self.decode_into(&latent, knobs, plan.target() - chunk_start)?;
+        let decoded =
+            self.decode_into(&latent, target_chunk, knobs, plan.target() - chunk_start)?;
         let wall_s = started.elapsed().as_secs_f64();
         // A GPU decode waits for its own audio, so its events have resolved by now.
         let measured_s = self
@@ -711,7 +749,7 @@ impl<M: Model> EngineCore<M> {
             let Some(now_plan) = self.near_plan(&now_geometry, now_playhead)? else {
                 return Ok(());
             };
-            if self.walk.chunk_of(now_plan.target()) != target_chunk {
+            if self.walk.window_of(now_plan.target()) != target_chunk {
                 return Ok(());
             }
             let loop_frames = now_geometry.loop_frames();
@@ -729,11 +767,16 @@ impl<M: Model> EngineCore<M> {
             let offset = skip + seg.window_offset;
             let mut len = seg.len.min(avail.saturating_sub(offset));
             if self.walk.walking() {
-                // A walk chunk's latent covers its own chunk only.
-                if self.walk.chunk_of(seg.ring_start) != target_chunk {
-                    continue;
-                }
-                len = len.min(chunk_end - seg.ring_start);
+                // A walk window's latent covers its own window: the head stops at its end.
+                // A band wrap segment carries on the same decode (what the reader hears
+                // after B, written at A), wherever A lies; it stops at the end of the
+                // window holding A.
+                let end = if i == 0 {
+                    chunk_end
+                } else {
+                    self.walk.ring_range(self.walk.window_of(seg.ring_start)).1
+                };
+                len = len.min(end.saturating_sub(seg.ring_start));
             }
             if len == 0 {
                 continue;
@@ -788,12 +831,16 @@ impl<M: Model> EngineCore<M> {
         repatch_target(geometry, playhead, lead, min_distance, self.keep_len).map_err(geo_err)
     }
 
-    /// Decode the kept window for loop frames `[at, at + keep)` into the scratch buffer;
-    /// it starts at `self.window_at` (samples). Returns the frames from `at` on that the
-    /// buffer holds clear of the decode's right context (at least the kept window).
+    /// Decode the kept window for frames `[at, at + keep)` of walk chunk `chunk` (of the
+    /// loop when it is one chunk) into the scratch buffer; it starts at `self.window_at`
+    /// (samples). Returns the frames from `at` on that the buffer holds clear of the
+    /// decode's right context (at least the kept window). A walk chunk is decoded with its
+    /// neighbours' newest latents (else their source) around it, so adjacent chunks join
+    /// without a seam ([`Model::decode_chunk_window`]).
     fn decode_into(
         &mut self,
         latent: &M::Latents,
+        chunk: usize,
         knobs: &KnobSnapshot,
         at: usize,
     ) -> Result<usize, EngineError> {
@@ -814,8 +861,26 @@ impl<M: Model> EngineCore<M> {
             self.scratch.resize(want, 0.0);
         }
         let gains = knobs.channel_gains();
-        self.model.decode_window(
+        let neighbour = |k: usize| {
+            self.chunk_cache[k]
+                .as_ref()
+                .map(|(l, _)| Arc::clone(l))
+                .or_else(|| self.chunks[k].clone())
+        };
+        // A band window loops on itself: its own latent on both sides.
+        let around = match self.walk.neighbours(chunk) {
+            Some((before, after)) => Some((neighbour(before), neighbour(after))),
+            None => self.walk.walking().then_some((None, None)),
+        };
+        let place = around.as_ref().map(|(before, after)| ChunkPlace {
+            before: before.as_deref().unwrap_or(latent),
+            after: after.as_deref().unwrap_or(latent),
+            loop_offset: self.walk.latent_range(chunk).0,
+            loop_frames: self.walk.total_latent(),
+        });
+        self.model.decode_chunk_window(
             latent,
+            place.as_ref(),
             &gains,
             knobs.flags.ch_gains_all_zero,
             start,

@@ -8,7 +8,7 @@ use super::*;
 use crate::audio_clip::AudioView;
 use crate::conditioning::EncodeError;
 use crate::model::builtin::{BuiltinEncoders, BuiltinModel, CpuLatents};
-use crate::model::{DecodeError, Geometry, Model, SlotStart, SlotStep, StepShared};
+use crate::model::{ChunkPlace, DecodeError, Geometry, Model, SlotStart, SlotStep, StepShared};
 use crate::ring::PlayheadRing;
 use crate::runner::clock::SimCosts;
 use crate::runner::engine_config::EngineConfig;
@@ -68,9 +68,10 @@ impl Model for FaultyModel {
     fn decode_context_frames(&self) -> usize {
         self.inner.decode_context_frames()
     }
-    fn decode_window(
+    fn decode_chunk_window(
         &self,
         latents: &CpuLatents,
+        place: Option<&ChunkPlace<'_, CpuLatents>>,
         gains: &[f32; 8],
         all_zero: bool,
         start_frame: usize,
@@ -78,7 +79,7 @@ impl Model for FaultyModel {
         out: &mut [f32],
     ) -> Result<(), DecodeError> {
         self.inner
-            .decode_window(latents, gains, all_zero, start_frame, frames, out)
+            .decode_chunk_window(latents, place, gains, all_zero, start_frame, frames, out)
     }
 }
 

@@ -17,6 +17,18 @@
 //! `loop_frames` (which may differ from `total_latent * hop` by less than a latent frame
 //! or two: the encoder rounds).
 //!
+//! # A band across a boundary
+//!
+//! A loop band `[A, B)` that straddles a chunk boundary would make the pipeline switch
+//! chunks at every pass of the reader. [`WalkWindows`] turns such a band into a **window**
+//! of its own: the latent frames covering the band (from `A`'s latent frame to the one
+//! holding `B - 1`), generated like a chunk, so the band plays continuously and is
+//! regenerated as a whole. Window indices are the chunks `0 .. count` and, while such a
+//! band is armed, the band window at index `count`. A band inside one chunk needs none (the
+//! pipeline stays on that chunk); a band shorter than the shortest chunk allowed or longer
+//! than the longest chunk gets none either (the chunks walk through it as they do through
+//! the loop).
+//!
 //! # Threading
 //!
 //! Plain values, owned by the engine thread.
@@ -59,6 +71,11 @@ impl WalkLayout {
         self.count
     }
 
+    /// Latent frames in the whole loop.
+    pub fn total_latent(&self) -> usize {
+        self.total_latent
+    }
+
     /// Whether the loop is cut into more than one chunk.
     pub fn walking(&self) -> bool {
         self.count > 1
@@ -95,6 +112,118 @@ impl WalkLayout {
     }
 }
 
+/// A loop band generated as a window of its own (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BandWindow {
+    /// The band `[A, B)`, ring frames.
+    band: (usize, usize),
+    /// Its latent frames `(start, len)` in the whole loop.
+    latent: (usize, usize),
+}
+
+/// The windows the pipeline generates for: the chunks of a [`WalkLayout`] and, while a
+/// band straddles a chunk boundary, the band's own window (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalkWindows {
+    layout: WalkLayout,
+    band: Option<BandWindow>,
+    /// Fewest latent frames a band window may hold (a chunk's minimum).
+    min_frames: usize,
+}
+
+impl WalkWindows {
+    /// The chunks of `layout`, no band window; a band window holds at least `min_frames`
+    /// latent frames.
+    pub fn new(layout: WalkLayout, min_frames: usize) -> Self {
+        Self {
+            layout,
+            band: None,
+            min_frames,
+        }
+    }
+
+    /// Number of chunks (the band window, when there is one, has index `count`).
+    pub fn count(&self) -> usize {
+        self.layout.count()
+    }
+
+    /// Whether the loop is cut into more than one chunk.
+    pub fn walking(&self) -> bool {
+        self.layout.walking()
+    }
+
+    /// Latent frames in the whole loop.
+    pub fn total_latent(&self) -> usize {
+        self.layout.total_latent()
+    }
+
+    /// The band window's index (`count`); whether one exists: [`WalkWindows::band_window`].
+    pub fn band_index(&self) -> usize {
+        self.layout.count()
+    }
+
+    /// The band window, if the armed band has one.
+    pub fn band_window(&self) -> Option<BandWindow> {
+        self.band
+    }
+
+    /// Follows the ring's band: `true` when the band window changed (appeared, moved or
+    /// went away). A walking loop's band `[a, b)` gets a window when it straddles a chunk
+    /// boundary and covers between `min_frames` and one and a half chunk lengths of latent
+    /// frames.
+    pub fn set_band(&mut self, band: Option<(usize, usize)>) -> bool {
+        let l = &self.layout;
+        let window = band
+            .filter(|&(a, b)| l.walking() && a < b && l.chunk_of(a) != l.chunk_of(b - 1))
+            .map(|(a, b)| {
+                let first = a / l.hop;
+                let end = b.div_ceil(l.hop).min(l.total_latent);
+                BandWindow {
+                    band: (a, b),
+                    latent: (first, end.saturating_sub(first)),
+                }
+            })
+            .filter(|w| (self.min_frames..=l.chunk_latent * 3 / 2).contains(&w.latent.1));
+        let changed = window != self.band;
+        self.band = window;
+        changed
+    }
+
+    /// The window holding ring frame `frame`: the band window inside the band, else the
+    /// chunk.
+    pub fn window_of(&self, frame: usize) -> usize {
+        let frame = frame % self.layout.loop_frames;
+        match self.band {
+            Some(w) if (w.band.0..w.band.1).contains(&frame) => self.band_index(),
+            _ => self.layout.chunk_of(frame),
+        }
+    }
+
+    /// Latent frames `(start, len)` of window `w` in the whole loop's latents.
+    pub fn latent_range(&self, w: usize) -> (usize, usize) {
+        match self.band {
+            Some(b) if w == self.band_index() => b.latent,
+            _ => self.layout.latent_range(w),
+        }
+    }
+
+    /// Ring frames `[start, end)` of window `w`: its decodes are placed from `start` (its
+    /// first latent frame) and its writes end at `end` (a band window's: B).
+    pub fn ring_range(&self, w: usize) -> (usize, usize) {
+        match self.band {
+            Some(b) if w == self.band_index() => (b.latent.0 * self.layout.hop, b.band.1),
+            _ => self.layout.ring_range(w),
+        }
+    }
+
+    /// The chunks before and after chunk `w` (whose latents surround its decodes); `None`
+    /// for the band window (the band loops on itself) and for a loop of one chunk.
+    pub fn neighbours(&self, w: usize) -> Option<(usize, usize)> {
+        let count = self.count();
+        (self.walking() && w < count).then(|| ((w + count - 1) % count, (w + 1) % count))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +252,42 @@ mod tests {
         assert_eq!(w.latent_range(1), (1500, 1750));
         assert_eq!(w.ring_range(1), (60 * 48_000, 130 * 48_000));
         assert_eq!(w.chunk_of(125 * 48_000), 1);
+    }
+
+    #[test]
+    fn a_band_across_a_boundary_is_a_window_of_its_own() {
+        let layout = WalkLayout::new(150 * 48_000, HOP, 3750, 1500);
+        let mut w = WalkWindows::new(layout, 20);
+        // 58 .. 62.01 s straddles the 60 s boundary.
+        let band = (58 * 48_000, 62 * 48_000 + 480);
+        assert!(w.set_band(Some(band)));
+        assert!(
+            !w.set_band(Some(band)),
+            "the same band again changes nothing"
+        );
+        assert_eq!(w.band_index(), 3);
+        assert_eq!(w.latent_range(3), (1450, 101));
+        assert_eq!(w.ring_range(3), (58 * 48_000, band.1));
+        assert_eq!(w.window_of(59 * 48_000), 3);
+        assert_eq!(w.window_of(61 * 48_000), 3);
+        assert_eq!(w.window_of(band.1), 1);
+        assert_eq!(w.window_of(57 * 48_000), 0);
+        assert_eq!(w.neighbours(3), None);
+        assert_eq!(w.neighbours(0), Some((2, 1)));
+        // Inside one chunk, too short, or longer than the longest chunk: no band window.
+        for band in [
+            (61 * 48_000, 65 * 48_000),
+            (60 * 48_000 - 100, 60 * 48_000 + 100),
+            (10 * 48_000, 110 * 48_000),
+        ] {
+            w.set_band(Some(band));
+            assert_eq!(w.band_window(), None, "{band:?}");
+            assert_eq!(w.window_of(band.0), layout.chunk_of(band.0));
+        }
+        assert!(!w.set_band(None));
+        // A loop of one chunk never has one.
+        let mut one = WalkWindows::new(WalkLayout::new(10 * 48_000, HOP, 250, 1500), 20);
+        assert!(!one.set_band(Some((48_000, 9 * 48_000))));
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! The built-in model's decoder: resynthesis of audio from latent frames.
 //!
 //! Four layers, each a pure function of absolute position in the loop, so two windows that
-//! overlap render identical samples where they overlap (edges crossfade without clicks):
+//! overlap render identical samples where they overlap (edges crossfade without clicks).
+//! In walk mode the latents are one chunk of a longer loop ([`Neighbours`]): frames before
+//! and after the chunk come from the neighbouring chunks, and the hashed phases of grains and
+//! hits from the frame's position in the whole loop, so the chunks join without a seam:
 //! - envelope: one grain per latent frame, two frames long, random-phase spectrum shaped by the
 //!   32 band levels (phases hashed from frame, bin and side; left and right phases decorrelated
 //!   by the width channels), sqrt-Hann windowed, overlap-added at 50 % (constant power);
-//! - melody and bass voices: seven harmonic partials each, phase integrated from the loop start
-//!   (continuous across frames; detuned so each partial completes whole cycles over the loop,
-//!   so the loop seam is seamless), levels interpolated linearly between frame centres;
+//! - melody and bass voices: seven harmonic partials each, phase integrated from the loop
+//!   (chunk) start (continuous across frames; detuned so each partial completes whole cycles
+//!   over the loop or chunk, so every partial is at phase 0 at each seam), levels interpolated
+//!   linearly between frame centres (across a chunk's edge, with the neighbour's frame);
 //! - percussion: kick (pitch sweep), snare (noise + tone) and hats (bright noise) triggered by
 //!   the onset channels, tails looked up from earlier frames;
 //! - a soft limiter with a knee at 0.8, so the output never exceeds 1 (the generated
@@ -38,6 +42,62 @@ struct Scratch {
     grain: Vec<f32>,
     ifft_scratch: Vec<Complex32>,
     voice_phase: Vec<f64>,
+}
+
+/// Where the latents a render reads sit in the whole loop: a walk chunk's neighbours
+/// (frame-major host latents of `*_total` frames each) and the chunk's first frame in the
+/// loop. Frame `f < 0` of the chunk is frame `f` counted back from the end of `before`,
+/// frame `f >= total` is frame `f - total` of `after` (both wrapping); hashed phases use
+/// loop frame `(loop_offset + f) mod loop_total`. [`Neighbours::alone`]: the latents are the
+/// whole loop, and every lookup wraps within them.
+#[derive(Clone, Copy)]
+pub struct Neighbours<'a> {
+    /// The latents before the chunk.
+    pub before: &'a [f32],
+    /// Frames in `before`.
+    pub before_total: usize,
+    /// The latents after the chunk.
+    pub after: &'a [f32],
+    /// Frames in `after`.
+    pub after_total: usize,
+    /// The chunk's first latent frame in the loop.
+    pub loop_offset: usize,
+    /// Latent frames in the whole loop.
+    pub loop_total: usize,
+}
+
+impl<'a> Neighbours<'a> {
+    /// `latents` (`total` frames) are the whole loop.
+    pub fn alone(latents: &'a [f32], total: usize) -> Self {
+        Self {
+            before: latents,
+            before_total: total,
+            after: latents,
+            after_total: total,
+            loop_offset: 0,
+            loop_total: total,
+        }
+    }
+}
+
+/// Frame `f` of a chunk of `total` frames (see [`Neighbours`]).
+fn chunk_frame<'a>(latents: &'a [f32], total: usize, n: &Neighbours<'a>, f: isize) -> &'a [f32] {
+    let (data, at) = if f < 0 {
+        (
+            n.before,
+            f.rem_euclid(n.before_total.max(1) as isize) as usize,
+        )
+    } else if f as usize >= total {
+        (n.after, (f as usize - total) % n.after_total.max(1))
+    } else {
+        (latents, f as usize)
+    };
+    &data[at * LATENT_CHANNELS..(at + 1) * LATENT_CHANNELS]
+}
+
+/// The loop frame whose hashed phases frame `f` of the chunk uses.
+fn loop_id(n: &Neighbours<'_>, f: isize) -> u64 {
+    (n.loop_offset as isize + f).rem_euclid(n.loop_total.max(1) as isize) as u64
 }
 
 /// The decoder (see the module doc).
@@ -125,18 +185,33 @@ impl Synth {
         frames: usize,
         out: &mut [f32],
     ) {
+        let alone = Neighbours::alone(latents, total);
+        self.render_chunk(latents, total, &alone, gains, start, frames, out);
+    }
+
+    /// Renders frames `start .. start + frames` of a chunk of `total` frames whose
+    /// surroundings are `place` (`start < total`; frames past the chunk's end come from
+    /// `place.after`) into `out` (stereo interleaved, `frames * hop * 2` samples).
+    #[allow(clippy::too_many_arguments)]
+    pub fn render_chunk(
+        &self,
+        latents: &[f32],
+        total: usize,
+        place: &Neighbours<'_>,
+        gains: &[f32; 8],
+        start: usize,
+        frames: usize,
+        out: &mut [f32],
+    ) {
         out.fill(0.0);
         let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
-        let frame = |f: isize| -> &[f32] {
-            let f = f.rem_euclid(total as isize) as usize;
-            &latents[f * LATENT_CHANNELS..(f + 1) * LATENT_CHANNELS]
-        };
+        let frame = |f: isize| chunk_frame(latents, total, place, f);
         if gains[..4].iter().any(|&g| g > 0.0) {
             for g in start as isize - 1..=(start + frames) as isize {
                 self.envelope_grain(
                     &mut scratch,
                     frame(g),
-                    g.rem_euclid(total as isize) as u64,
+                    loop_id(place, g),
                     gains,
                     (g - start as isize) * self.hop as isize - (self.hop / 2) as isize,
                     out,
@@ -149,6 +224,7 @@ impl Synth {
                     &mut scratch,
                     latents,
                     total,
+                    place,
                     first,
                     gain,
                     start,
@@ -161,13 +237,7 @@ impl Synth {
             for j in 0..frames + TAIL_FRAMES {
                 let f = start as isize + j as isize - TAIL_FRAMES as isize;
                 let offset = (j as isize - TAIL_FRAMES as isize) * self.hop as isize;
-                self.percussion(
-                    frame(f),
-                    f.rem_euclid(total as isize) as u64,
-                    gains[6],
-                    offset,
-                    out,
-                );
+                self.percussion(frame(f), loop_id(place, f), gains[6], offset, out);
             }
         }
         for s in out.iter_mut() {
@@ -237,6 +307,7 @@ impl Synth {
         scratch: &mut Scratch,
         latents: &[f32],
         total: usize,
+        place: &Neighbours<'_>,
         first: usize,
         gain: f32,
         start: usize,
@@ -248,9 +319,10 @@ impl Synth {
         } else {
             BASS_REF_MIDI
         };
-        let lat = |f: usize, c: usize| latents[(f % total) * LATENT_CHANNELS + first + c];
-        let hz = |f: usize| 440.0 * 2f32.powf((reference + 12.0 * lat(f, 0) - 69.0) / 12.0);
-        let amp = |f: usize| {
+        // Frame `f` of the chunk, its neighbours past either end.
+        let lat = |f: isize, c: usize| chunk_frame(latents, total, place, f)[first + c];
+        let hz = |f: isize| 440.0 * 2f32.powf((reference + 12.0 * lat(f, 0) - 69.0) / 12.0);
+        let amp = |f: isize| {
             let db = latent_to_db(lat(f, 1));
             if db < -80.0 {
                 0.0
@@ -263,7 +335,7 @@ impl Synth {
         // (at most half a cycle per loop), so every partial completes whole cycles over the
         // loop and the wrap is seamless.
         let seconds_per_frame = self.hop as f64 / f64::from(self.sample_rate);
-        let cycles: f64 = (0..total)
+        let cycles: f64 = (0..total as isize)
             .map(|f| f64::from(hz(f)) * seconds_per_frame)
             .sum();
         let drift = (cycles - cycles.round()) / total as f64;
@@ -275,15 +347,16 @@ impl Synth {
         for (f, p) in phases.iter_mut().enumerate().take(total + 1) {
             *p = acc;
             if f < total {
-                acc = (acc + f64::from(hz(f)) * seconds_per_frame - drift).rem_euclid(1.0);
+                acc = (acc + f64::from(hz(f as isize)) * seconds_per_frame - drift).rem_euclid(1.0);
             }
         }
         let drift_hz = (drift / seconds_per_frame) as f32;
         for j in 0..frames {
-            let f = (start + j) % total;
-            let prev = (f + total - 1) % total;
+            // Past the chunk's end (never in one loop: `after` is the loop itself), the
+            // phases restart as the next chunk's do.
+            let f = (start + j) as isize;
             let a_mid = amp(f);
-            let (a0, a1) = (0.5 * (amp(prev) + a_mid), 0.5 * (a_mid + amp(f + 1)));
+            let (a0, a1) = (0.5 * (amp(f - 1) + a_mid), 0.5 * (a_mid + amp(f + 1)));
             if a0 < 1e-6 && a1 < 1e-6 {
                 continue;
             }
@@ -299,7 +372,7 @@ impl Synth {
                 } else {
                     10f32.powf(lat(f, k) * PARTIAL_DB_SCALE / 20.0)
                 };
-                let phase0 = (phases[f] * k as f64).fract() as f32 * TAU;
+                let phase0 = (phases[f as usize % total] * k as f64).fract() as f32 * TAU;
                 let (mut s, mut c) = phase0.sin_cos();
                 let (rs, rc) = (TAU * fk / self.sample_rate).sin_cos();
                 let step = (a1 - a0) * rel / self.hop as f32;

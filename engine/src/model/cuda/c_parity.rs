@@ -69,6 +69,11 @@ int main(int argc, char **argv) {
   } else if (!strcmp(op, "decode")) {
     ld_u64 total = u64v(), start = u64v(), frames = u64v(); int hop = (int)u32v(); float sr = f32v();
     float *gains = f32s(8); float *lat = f32s(total * 64);
+    ld_u64 bt = u64v(); float *before = f32s(bt * 64); ld_u64 at_ = u64v(); float *after = f32s(at_ * 64);
+    ld_u64 loop_offset = u64v(), loop_total = u64v();
+    if (!bt) { bt = total; before = lat; } if (!at_) { at_ = total; after = lat; }
+#define PLACE (ld_u64)(size_t)before, (long long)bt, (ld_u64)(size_t)after, (long long)at_, \
+    (long long)loop_offset, (long long)loop_total
     int n = 2 * hop, bins = n / 2 + 1;
     unsigned char *bin_band = take(bins);
     float *ps = f32s(1024), *pc = f32s(1024), *tc = f32s(n), *ts = f32s(n), *win = f32s(n);
@@ -76,7 +81,7 @@ int main(int argc, char **argv) {
     if (gains[0] > 0 || gains[1] > 0 || gains[2] > 0 || gains[3] > 0) {
       float *re = malloc((size_t)grains * 2 * bins * 4), *im = malloc((size_t)grains * 2 * bins * 4);
       grain = malloc((size_t)grains * 2 * n * 4);
-      ld_envelope_spectrum(re, im, grains, n, lat, (long long)total, (long long)start, gains, bin_band, ps, pc);
+      ld_envelope_spectrum(re, im, grains, n, lat, (long long)total, (long long)start, PLACE, gains, bin_band, ps, pc);
       ld_envelope_grains(grain, grains, n, re, im, tc, ts, win);
     }
     if (gains[4] > 0 || gains[5] > 0) {
@@ -84,7 +89,7 @@ int main(int argc, char **argv) {
       ld_voice_phases(phases, lat, (long long)total, hop, sr);
     }
     float *out = malloc(frames * hop * 2 * 4);
-    ld_mix_window(out, (long long)frames, hop, sr, lat, (long long)total, (long long)start, gains,
+    ld_mix_window(out, (long long)frames, hop, sr, lat, (long long)total, (long long)start, PLACE, gains,
                   (ld_u64)(size_t)grain, n, (ld_u64)(size_t)phases);
     emit(out, frames * hop * 2);
   } else { fprintf(stderr, "unknown op %s\n", op); return 2; }
@@ -402,10 +407,31 @@ fn denoise_kernel_matches_the_rust_batch_step() {
     }
 }
 
-/// Decodes on the C harness.
+/// Decodes a whole loop on the C harness.
 pub(super) fn c_decode(
     latents: &[f32],
     total: usize,
+    gains: &[f32; 8],
+    start: usize,
+    frames: usize,
+) -> Vec<f32> {
+    c_decode_chunk(latents, total, None, gains, start, frames)
+}
+
+/// A walk chunk's surroundings for the C harness: the latents before and after it (host,
+/// frame-major), its first frame in the loop and the loop's length in frames.
+pub(super) struct CPlace<'a> {
+    pub before: &'a [f32],
+    pub after: &'a [f32],
+    pub loop_offset: usize,
+    pub loop_frames: usize,
+}
+
+/// Decodes a chunk (or, with no place, a whole loop) on the C harness.
+pub(super) fn c_decode_chunk(
+    latents: &[f32],
+    total: usize,
+    place: Option<&CPlace<'_>>,
     gains: &[f32; 8],
     start: usize,
     frames: usize,
@@ -415,6 +441,16 @@ pub(super) fn c_decode(
     blob.u64(total as u64).u64(start as u64).u64(frames as u64);
     blob.u32(SAMPLE_RATE / FRAME_RATE).f32(SAMPLE_RATE as f32);
     blob.f32s(gains).f32s(latents);
+    match place {
+        Some(p) => {
+            blob.u64((p.before.len() / 64) as u64).f32s(p.before);
+            blob.u64((p.after.len() / 64) as u64).f32s(p.after);
+            blob.u64(p.loop_offset as u64).u64(p.loop_frames as u64);
+        }
+        None => {
+            blob.u64(0).u64(0).u64(0).u64(total as u64);
+        }
+    }
     blob.0.extend(&tables.bin_band);
     blob.f32s(&tables.phase_sin).f32s(&tables.phase_cos);
     blob.f32s(&tables.twiddle_cos)
@@ -451,6 +487,70 @@ fn decode_kernels_match_the_rust_decoder_within_tolerance() {
         assert!(
             err < DECODE_REL_TOL,
             "case {gains:?} start {start}: relative RMS error {err:.2e}"
+        );
+    }
+}
+
+#[test]
+fn decode_kernels_match_the_rust_decoder_in_a_walk_chunk() {
+    use crate::model::ChunkPlace;
+    let model = BuiltinModel::new();
+    let src = loop_latents(&model, 2);
+    let total = model.latent_frames(&src);
+    let hop = (SAMPLE_RATE / FRAME_RATE) as usize;
+    // The loop cut into three chunks; the middle one decoded at both of its edges.
+    let third = total / 3;
+    let before = model.slice_latents(&src, 0, third);
+    let chunk = model.slice_latents(&src, third, third);
+    let after = model.slice_latents(&src, 2 * third, total - 2 * third);
+    let gains = [1.0, 0.8, 1.0, 1.2, 1.0, 0.7, 1.5, 0.3];
+    for (start, frames) in [(0, 3), (third - 2, 4)] {
+        let mut rust = vec![0.0f32; frames * hop * 2];
+        let place = ChunkPlace {
+            before: &before,
+            after: &after,
+            loop_offset: third,
+            loop_frames: total,
+        };
+        model
+            .decode_chunk_window(
+                &chunk,
+                Some(&place),
+                &gains,
+                false,
+                start,
+                frames,
+                &mut rust,
+            )
+            .unwrap();
+        let c_place = CPlace {
+            before: before.as_slice(),
+            after: after.as_slice(),
+            loop_offset: third,
+            loop_frames: total,
+        };
+        let c = c_decode_chunk(
+            chunk.as_slice(),
+            third,
+            Some(&c_place),
+            &gains,
+            start,
+            frames,
+        );
+        let err = rel_rms(&c, &rust);
+        eprintln!("walk chunk decode start {start} frames {frames}: relative RMS error {err:.2e}");
+        // The neighbours shape the edges: the chunk decoded alone differs there.
+        let mut alone = vec![0.0f32; rust.len()];
+        model
+            .decode_window(&chunk, &gains, false, start, frames, &mut alone)
+            .unwrap();
+        assert!(
+            rel_rms(&alone, &rust) > 10.0 * DECODE_REL_TOL,
+            "start {start}"
+        );
+        assert!(
+            err < DECODE_REL_TOL,
+            "start {start}: relative RMS error {err:.2e}"
         );
     }
 }

@@ -36,7 +36,9 @@ use super::{DecoderTables, KERNEL_NAMES, KERNEL_SOURCE, SlotStepRecord};
 use crate::audio_clip::AudioView;
 use crate::conditioning::EncodeError;
 use crate::model::builtin::{BuiltinEncoders, BuiltinModel, FRAME_RATE, SAMPLE_RATE};
-use crate::model::{DecodeError, DeviceTimes, Geometry, Model, SlotStart, SlotStep, StepShared};
+use crate::model::{
+    ChunkPlace, DecodeError, DeviceTimes, Geometry, Model, SlotStart, SlotStep, StepShared,
+};
 
 // SAFETY: plain `repr(C)` data of integers and floats, the layout of `ld_slot_step`.
 unsafe impl DeviceRepr for SlotStepRecord {}
@@ -637,6 +639,7 @@ impl CudaModel {
     fn decode_on_device(
         &self,
         latents: &CudaLatents,
+        place: Option<&ChunkPlace<'_, CudaLatents>>,
         gains: &[f32; 8],
         start_frame: usize,
         frames: usize,
@@ -663,6 +666,19 @@ impl CudaModel {
         let lat = latents.buf.as_ref().expect("latents present");
         let (total_a, start_a, frames_a) =
             (total as i64, (start_frame % total) as i64, frames as i64);
+        // The chunk's neighbours (`ld_chunk_frame`): a whole loop is its own.
+        let lat_ptr = lat.device_ptr(stream).0;
+        let (before, after) = match place {
+            Some(p) => (p.before, p.after),
+            None => (latents, latents),
+        };
+        let neighbour_ptr =
+            |l: &CudaLatents| l.buf.as_ref().map_or(lat_ptr, |b| b.device_ptr(stream).0);
+        let (before_ptr, after_ptr) = (neighbour_ptr(before), neighbour_ptr(after));
+        let (before_total, after_total) = (before.frames as i64, after.frames as i64);
+        let (loop_offset, loop_total) = place.map_or((0, total_a), |p| {
+            (p.loop_offset as i64, p.loop_frames as i64)
+        });
         let (hop_a, n_a, sr) = (hop as i32, n as i32, SAMPLE_RATE as f32);
         let mut grain_ptr = 0u64;
         if gains[..4].iter().any(|&g| g > 0.0) {
@@ -678,6 +694,12 @@ impl CudaModel {
                 .arg(lat)
                 .arg(&total_a)
                 .arg(&start_a)
+                .arg(&before_ptr)
+                .arg(&before_total)
+                .arg(&after_ptr)
+                .arg(&after_total)
+                .arg(&loop_offset)
+                .arg(&loop_total)
                 .arg(&st.gains_dev)
                 .arg(&self.tables.bin_band)
                 .arg(&self.tables.phase_sin)
@@ -726,6 +748,12 @@ impl CudaModel {
             .arg(lat)
             .arg(&total_a)
             .arg(&start_a)
+            .arg(&before_ptr)
+            .arg(&before_total)
+            .arg(&after_ptr)
+            .arg(&after_total)
+            .arg(&loop_offset)
+            .arg(&loop_total)
             .arg(&st.gains_dev)
             .arg(&grain_ptr)
             .arg(&n_a)
@@ -908,9 +936,10 @@ impl Model for CudaModel {
         0
     }
 
-    fn decode_window(
+    fn decode_chunk_window(
         &self,
         latents: &CudaLatents,
+        place: Option<&ChunkPlace<'_, CudaLatents>>,
         gains: &[f32; 8],
         all_zero: bool,
         start_frame: usize,
@@ -926,12 +955,13 @@ impl Model for CudaModel {
         if let Some(f) = self.fault() {
             return Err(DecodeError::Backend(f));
         }
-        if latents.buf.is_none() {
+        let made = |l: &CudaLatents| l.buf.is_some() && l.frames > 0;
+        if !made(latents) || place.is_some_and(|p| !made(p.before) || !made(p.after)) {
             return Err(DecodeError::Backend(
                 "latents were never made on the device".into(),
             ));
         }
-        self.decode_on_device(latents, gains, start_frame, frames, out)
+        self.decode_on_device(latents, place, gains, start_frame, frames, out)
             .map_err(|e| {
                 self.record_fault("decode", e);
                 DecodeError::Backend(format!("CUDA decode: {e}"))

@@ -22,7 +22,9 @@ use std::sync::{Arc, Mutex};
 use crate::audio_clip::AudioView;
 use crate::conditioning::EncodeError;
 use crate::model::builtin::{BuiltinCond, BuiltinEncoders, BuiltinModel, CpuLatents};
-use crate::model::{DecodeError, DeviceTimes, Geometry, Model, SlotStart, SlotStep, StepShared};
+use crate::model::{
+    ChunkPlace, DecodeError, DeviceTimes, Geometry, Model, SlotStart, SlotStep, StepShared,
+};
 use crate::rng::fill_gaussian;
 
 /// What a device backend offers the failover beyond [`Model`].
@@ -376,31 +378,61 @@ impl<D: DeviceBackend> Model for FailoverModel<D> {
         0
     }
 
-    fn decode_window(
+    fn decode_chunk_window(
         &self,
         latents: &Self::Latents,
+        place: Option<&ChunkPlace<'_, Self::Latents>>,
         gains: &[f32; 8],
         all_zero: bool,
         start_frame: usize,
         frames: usize,
         out: &mut [f32],
     ) -> Result<(), DecodeError> {
+        let on_device = |l: &Self::Latents| matches!(l, FailoverLatents::Device(_));
         if let FailoverLatents::Device(d) = latents
             && self.on_device()
+            && place.is_none_or(|p| on_device(p.before) && on_device(p.after))
         {
-            match self
-                .dev()
-                .decode_window(d, gains, all_zero, start_frame, frames, out)
-            {
+            let dev_place = place.map(|p| p.map(|l| device_latents(l).expect("checked above")));
+            match self.dev().decode_chunk_window(
+                d,
+                dev_place.as_ref(),
+                gains,
+                all_zero,
+                start_frame,
+                frames,
+                out,
+            ) {
                 Err(DecodeError::Backend(_)) if !self.on_device() => {}
                 other => return other,
             }
         }
-        let host = self
-            .to_host(latents)
-            .ok_or_else(|| DecodeError::Backend("the latent was lost with the device".into()))?;
-        self.cpu
-            .decode_window(&host, gains, all_zero, start_frame, frames, out)
+        let lost = || DecodeError::Backend("the latent was lost with the device".into());
+        let host = self.to_host(latents).ok_or_else(lost)?;
+        let around = match place {
+            Some(p) => Some((
+                self.to_host(p.before).ok_or_else(lost)?,
+                self.to_host(p.after).ok_or_else(lost)?,
+                p.loop_offset,
+                p.loop_frames,
+            )),
+            None => None,
+        };
+        let host_place = around.as_ref().map(|(b, a, o, n)| ChunkPlace {
+            before: b.as_ref(),
+            after: a.as_ref(),
+            loop_offset: *o,
+            loop_frames: *n,
+        });
+        self.cpu.decode_chunk_window(
+            &host,
+            host_place.as_ref(),
+            gains,
+            all_zero,
+            start_frame,
+            frames,
+            out,
+        )
     }
 
     fn device_times(&self) -> Option<DeviceTimes> {
@@ -528,9 +560,10 @@ impl Model for MockFaultyDevice {
     fn decode_context_frames(&self) -> usize {
         0
     }
-    fn decode_window(
+    fn decode_chunk_window(
         &self,
         l: &MockDeviceLatents,
+        place: Option<&ChunkPlace<'_, MockDeviceLatents>>,
         gains: &[f32; 8],
         all_zero: bool,
         start_frame: usize,
@@ -540,8 +573,16 @@ impl Model for MockFaultyDevice {
         if self.failed() {
             return Err(DecodeError::Backend("mock device lost".into()));
         }
-        self.cpu
-            .decode_window(&l.data, gains, all_zero, start_frame, frames, out)
+        let place = place.map(|p| p.map(|l| &l.data));
+        self.cpu.decode_chunk_window(
+            &l.data,
+            place.as_ref(),
+            gains,
+            all_zero,
+            start_frame,
+            frames,
+            out,
+        )
     }
     fn device_times(&self) -> Option<DeviceTimes> {
         Some(DeviceTimes::default())

@@ -201,6 +201,24 @@ LD_DEV long long ld_wrap(long long f, long long total) {
     return r < 0 ? r + total : r;
 }
 
+/* Frame f of a walk chunk of `total` frames at `lat`: f < 0 counts back from the end of
+ * `before` (before_total frames), f >= total runs into `after` (after_total frames), both
+ * wrapping. A whole loop passes itself as both neighbours (every lookup wraps in it).
+ * Hashed phases use loop frame (loop_offset + f) mod loop_total (as synth.rs). */
+#define LD_PLACE_PARAMS                                                                      \
+    ld_u64 before_ptr, long long before_total, ld_u64 after_ptr, long long after_total,       \
+        long long loop_offset, long long loop_total
+#define LD_PLACE_ARGS before_ptr, before_total, after_ptr, after_total, loop_offset, loop_total
+
+LD_DEV const float *ld_chunk_frame(const float *lat, long long total, LD_PLACE_PARAMS,
+                                   long long f) {
+    (void)loop_offset;
+    (void)loop_total;
+    if (f < 0) return (const float *)before_ptr + ld_wrap(f, before_total) * LD_CHANNELS;
+    if (f >= total) return (const float *)after_ptr + ((f - total) % after_total) * LD_CHANNELS;
+    return lat + f * LD_CHANNELS;
+}
+
 LD_DEV float ld_soft_limit(float x) {
     float a = fabsf(x);
     if (a <= 0.8f) return x;
@@ -208,20 +226,21 @@ LD_DEV float ld_soft_limit(float x) {
     return s * (0.8f + 0.2f * tanhf((a - 0.8f) / 0.2f));
 }
 
-/* Envelope grain spectra: grain g is loop frame start - 1 + g; entry (g, side, k) of
+/* Envelope grain spectra: grain g is chunk frame start - 1 + g; entry (g, side, k) of
  * `re`/`im` ([grains][2][n/2 + 1]). bin_band: band per bin (255 outside); phase_sin/cos:
  * the 1024-entry phase table. */
 LD_GLOBAL ld_envelope_spectrum(float *re, float *im, int grains, int n, const float *lat,
-                               long long total, long long start, const float *gains,
-                               const unsigned char *bin_band, const float *phase_sin,
-                               const float *phase_cos) {
+                               long long total, long long start, LD_PLACE_PARAMS,
+                               const float *gains, const unsigned char *bin_band,
+                               const float *phase_sin, const float *phase_cos) {
     int bins = n / 2 + 1;
     LD_FOR_EACH(e, (long long)grains * 2 * bins) {
         int k = (int)(e % bins);
         int side = (int)((e / bins) % 2);
         long long g = e / (2 * bins);
-        long long id = ld_wrap(start - 1 + g, total);
-        const float *fr = lat + id * LD_CHANNELS;
+        long long f = start - 1 + g;
+        long long id = ld_wrap(loop_offset + f, loop_total);
+        const float *fr = ld_chunk_frame(lat, total, LD_PLACE_ARGS, f);
         unsigned band = bin_band[k];
         if (band == LD_NO_BAND || k == 0 || k == n / 2) {
             re[e] = 0.0f;
@@ -299,30 +318,32 @@ LD_GLOBAL ld_voice_phases(double *phases, const float *lat, long long total, int
     }
 }
 
-LD_DEV float ld_voice_amp(const float *lat, long long f, int first, float gain) {
-    float db = ld_latent_to_db(lat[f * LD_CHANNELS + first + 1]);
+LD_DEV float ld_voice_amp(const float *fr, int first, float gain) {
+    float db = ld_latent_to_db(fr[first + 1]);
     if (db < -80.0f) return 0.0f;
     return powf(10.0f, (db < 6.0f ? db : 6.0f) / 20.0f) * gain;
 }
 
-/* One voice's sample `i` of window frame f (phase integrated from the frame start). */
-LD_DEV float ld_voice_sample(const float *lat, const double *phases, long long total, int first,
-                             float ref, float gain, long long f, int i, int hop,
-                             float sample_rate) {
-    long long prev = (f + total - 1) % total;
-    long long next = (f + 1) % total;
-    float a_mid = ld_voice_amp(lat, f, first, gain);
-    float a0 = 0.5f * (ld_voice_amp(lat, prev, first, gain) + a_mid);
-    float a1 = 0.5f * (a_mid + ld_voice_amp(lat, next, first, gain));
+/* One voice's sample `i` of chunk frame f >= 0 (phase integrated from the frame start; the
+ * levels of frames f - 1 and f + 1 from the neighbours past the chunk's edges). */
+LD_DEV float ld_voice_sample(const float *lat, const double *phases, long long total,
+                             LD_PLACE_PARAMS, int first, float ref, float gain, long long f,
+                             int i, int hop, float sample_rate) {
+    const float *fr = ld_chunk_frame(lat, total, LD_PLACE_ARGS, f);
+    float a_mid = ld_voice_amp(fr, first, gain);
+    const float *prev = ld_chunk_frame(lat, total, LD_PLACE_ARGS, f - 1);
+    const float *next = ld_chunk_frame(lat, total, LD_PLACE_ARGS, f + 1);
+    float a0 = 0.5f * (ld_voice_amp(prev, first, gain) + a_mid);
+    float a1 = 0.5f * (a_mid + ld_voice_amp(next, first, gain));
     if (a0 < 1e-6f && a1 < 1e-6f) return 0.0f;
-    float f0 = ld_voice_hz(lat, f, first, ref) - (float)phases[total + 1];
+    float f0 = ld_voice_hz(fr, 0, first, ref) - (float)phases[total + 1];
     float sum = 0.0f;
     for (int k = 1; k <= LD_PARTIALS; ++k) {
         float fk = f0 * (float)k;
         if (fk > 0.45f * sample_rate) break;
         float rel = k == 1 ? 1.0f
-                           : powf(10.0f, lat[f * LD_CHANNELS + first + k] * 20.0f / 20.0f);
-        double ph = phases[f] * (double)k;
+                           : powf(10.0f, fr[first + k] * 20.0f / 20.0f);
+        double ph = phases[f % total] * (double)k;
         float phase0 = (float)(ph - trunc(ph)) * LD_TAU;
         float omega = LD_TAU * fk / sample_rate;
         float step = (a1 - a0) * rel / (float)hop;
@@ -372,12 +393,12 @@ LD_DEV float ld_max3(float a, float b, float c) {
     return m > c ? m : c;
 }
 
-/* The window: out[s * 2 + side] for s < frames * hop, loop frames start .. start + frames.
+/* The window: out[s * 2 + side] for s < frames * hop, chunk frames start .. start + frames.
  * Envelope grains overlap-added, melody and bass voices, percussion, soft limit. grain is
  * 0 when the envelope gains are all 0; phases 0 when both voice gains are. */
 LD_GLOBAL ld_mix_window(float *out, long long frames, int hop, float sample_rate,
-                        const float *lat, long long total, long long start, const float *gains,
-                        ld_u64 grain_ptr, int n, ld_u64 phases_ptr) {
+                        const float *lat, long long total, long long start, LD_PLACE_PARAMS,
+                        const float *gains, ld_u64 grain_ptr, int n, ld_u64 phases_ptr) {
     const float *grain = (const float *)grain_ptr;
     const double *phases = (const double *)phases_ptr;
     LD_FOR_EACH(e, frames * hop * 2) {
@@ -393,22 +414,23 @@ LD_GLOBAL ld_mix_window(float *out, long long frames, int hop, float sample_rate
         }
         long long j = s / hop;
         int i = (int)(s % hop);
-        long long f = (start + j) % total;
+        long long f = start + j;
         if (phases) {
             if (gains[4] > 0.0f)
-                v += ld_voice_sample(lat, phases, total, LD_MELODY, 69.0f, gains[4], f, i, hop,
-                                     sample_rate);
+                v += ld_voice_sample(lat, phases, total, LD_PLACE_ARGS, LD_MELODY, 69.0f,
+                                     gains[4], f, i, hop, sample_rate);
             if (gains[5] > 0.0f)
-                v += ld_voice_sample(lat, phases + (total + 2), total, LD_BASS, 45.0f, gains[5],
-                                     f, i, hop, sample_rate);
+                v += ld_voice_sample(lat, phases + (total + 2), total, LD_PLACE_ARGS, LD_BASS,
+                                     45.0f, gains[5], f, i, hop, sample_rate);
         }
         if (gains[6] > 0.0f) {
             for (long long jj = 0; jj < frames + LD_TAIL_FRAMES; ++jj) {
                 long long offset = (jj - LD_TAIL_FRAMES) * hop;
                 long long hit_i = s - offset;
                 if (hit_i < 0) break;
-                long long id = ld_wrap(start + jj - LD_TAIL_FRAMES, total);
-                const float *o = lat + id * LD_CHANNELS + LD_ONSETS;
+                long long hf = start + jj - LD_TAIL_FRAMES;
+                long long id = ld_wrap(loop_offset + hf, loop_total);
+                const float *o = ld_chunk_frame(lat, total, LD_PLACE_ARGS, hf) + LD_ONSETS;
                 float kick = (o[0] > o[1] ? o[0] : o[1]) * gains[6];
                 float snare = ld_max3(o[2], o[3], o[4]) * gains[6];
                 float hat = ld_max3(o[5], o[6], o[7]) * gains[6];
