@@ -116,6 +116,53 @@ fn gpu_matches_cpu_within_tolerance_and_is_bit_stable() {
     assert!(gpu.fault().is_none(), "{:?}", gpu.fault());
 }
 
+/// The middle of a source cut into three walk chunks, decoded at both of its edges with
+/// its neighbours around it ([`crate::model::ChunkPlace`]): the decoded audio of each edge.
+fn walk_chunk_edges<M: Model>(model: &M) -> Vec<Vec<f32>> {
+    let a = audio();
+    let view = AudioView {
+        samples: &a,
+        channels: 2,
+        sample_rate: 48_000,
+    };
+    let source = model.encode_source(view).unwrap();
+    let total = model.latent_frames(&source);
+    let third = total / 3;
+    let before = model.slice_latents(&source, 0, third);
+    let chunk = model.slice_latents(&source, third, third);
+    let after = model.slice_latents(&source, 2 * third, total - 2 * third);
+    let place = crate::model::ChunkPlace {
+        before: &before,
+        after: &after,
+        loop_offset: third,
+        loop_frames: total,
+    };
+    let gains = [1.0, 0.8, 1.0, 1.2, 1.0, 0.7, 1.5, 0.3];
+    [(0, 3), (third - 2, 4)]
+        .into_iter()
+        .map(|(start, frames)| {
+            let mut out = vec![0.0f32; frames * 1920 * 2];
+            model
+                .decode_chunk_window(&chunk, Some(&place), &gains, false, start, frames, &mut out)
+                .unwrap();
+            out
+        })
+        .collect()
+}
+
+#[test]
+fn gpu_decodes_a_walk_chunk_with_its_neighbours_like_the_cpu() {
+    let Some(gpu) = device() else { return };
+    let cpu = walk_chunk_edges(&BuiltinModel::new());
+    let on_gpu = walk_chunk_edges(&gpu);
+    for (i, (c, g)) in cpu.iter().zip(&on_gpu).enumerate() {
+        let e = rel_rms(g, c);
+        eprintln!("walk chunk edge {i}: relative RMS {e:.2e}");
+        assert!(e < DECODE_REL_TOL, "edge {i}: {e:.2e}");
+    }
+    assert!(gpu.fault().is_none(), "{:?}", gpu.fault());
+}
+
 #[test]
 fn the_tick_does_not_block_the_host() {
     let Some(gpu) = device() else { return };
