@@ -7,106 +7,40 @@
 //! Threading: the daemon finds the server through `JACK_DEFAULT_SERVER` set on its own
 //! environment only; the test's one JACK server is private to it.
 
-use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+mod common;
 
+use std::time::Duration;
+
+use common::service_fixture::{Daemon, Launch, Osc};
 use latentd_tests::JackServer;
-use rosc::{OscMessage, OscPacket, OscType, decoder, encoder};
 
-const BIN: &str = env!("CARGO_BIN_EXE_latentd");
 const PERIOD: usize = 256;
-
-struct Daemon {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Daemon {
-    fn wait_for(&self, needle: &str, limit: Duration) -> String {
-        let t0 = Instant::now();
-        while let Some(left) = limit.checked_sub(t0.elapsed()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        panic!("no stderr line with {needle:?} within {limit:?}");
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// `/status` over UDP; the reply's arguments.
-fn status(osc: &str) -> Vec<OscType> {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let packet = OscPacket::Message(OscMessage {
-        addr: "/status".into(),
-        args: vec![],
-    });
-    socket
-        .send_to(&encoder::encode(&packet).unwrap(), osc)
-        .unwrap();
-    let mut buf = [0u8; 4096];
-    let (n, _) = socket.recv_from(&mut buf).expect("no /status reply");
-    match decoder::decode_udp(&buf[..n]).unwrap().1 {
-        OscPacket::Message(m) if m.addr == "/status.reply" => m.args,
-        other => panic!("unexpected reply {other:?}"),
-    }
-}
 
 #[test]
 fn the_engine_plays_on_a_44_1_khz_server_converted_in_the_callback() {
     let server = JackServer::start(44_100, PERIOD);
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("played.wav");
-    let mut child = server
-        .command(BIN)
-        .env("XDG_STATE_HOME", dir.path().join("state"))
-        .env("XDG_CONFIG_HOME", dir.path().join("config"))
-        .env_remove("STATE_DIRECTORY")
-        .env_remove("NOTIFY_SOCKET")
-        .env("RUST_LOG", "info")
-        .args([
-            "--audio",
-            "jack",
-            "--osc",
-            "127.0.0.1:0",
-            "--oscquery-port",
-            "0",
-        ])
-        .args(["--loop-seconds", "2", "--record", record.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            eprintln!("latentd: {line}");
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let daemon = Daemon { child, lines };
+    let mut daemon = Daemon::start(
+        &dir,
+        Launch {
+            audio: "jack",
+            env: vec![("JACK_DEFAULT_SERVER", server.name().to_owned())],
+            args: [
+                "--loop-seconds",
+                "2",
+                "--record",
+                record.to_str().unwrap(),
+                "--log-level",
+                "info",
+            ]
+            .map(String::from)
+            .to_vec(),
+            ..Launch::default()
+        },
+    );
 
-    let line = daemon.wait_for("converting in the callback", Duration::from_secs(20));
+    let line = daemon.wait_line("converting in the callback", Duration::from_secs(20));
     assert!(
         line.contains("audio: output at 44100 Hz, engine and ring at 48000 Hz"),
         "{line}"
@@ -118,41 +52,22 @@ fn the_engine_plays_on_a_44_1_khz_server_converted_in_the_callback() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no latency in {line:?}"));
     assert!(latency > 0 && latency < 64, "{line}");
-    daemon.wait_for("playing a loop of 96000 frames", Duration::from_secs(20));
-    let osc_line = daemon.wait_for("OSC on udp+tcp", Duration::from_secs(20));
-    let osc = osc_line
-        .split("udp+tcp ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap()
-        .to_string();
+    daemon.wait_line("playing a loop of 96000 frames", Duration::from_secs(20));
+    let osc = Osc::new(daemon.osc_addr(Duration::from_secs(20)));
 
     let ports = server.list_ports();
     for port in ["latentd:out_1", "latentd:out_2"] {
         assert!(ports.iter().any(|p| p == port), "{port} missing: {ports:?}");
     }
     std::thread::sleep(Duration::from_millis(1500));
-    let args = status(&osc);
-    assert_eq!(args[1], OscType::Int(48_000), "sample_rate: {args:?}");
-    assert_eq!(
-        args[2],
-        OscType::Int(PERIOD as i32),
-        "period_frames: {args:?}"
-    );
-    match (&args[3], &args[4]) {
-        (OscType::Float(playhead), OscType::Float(loop_s)) => {
-            assert!((*loop_s - 2.0).abs() < 1e-3, "loop_s {loop_s}");
-            assert!((0.0..2.0).contains(playhead), "playhead_s {playhead}");
-        }
-        other => panic!("playhead_s, loop_s: {other:?}"),
-    }
+    let status = osc.status();
+    assert_eq!(status.sample_rate, 48_000, "{status:?}");
+    assert_eq!(status.period_frames, PERIOD as i32, "{status:?}");
+    assert!((status.loop_s - 2.0).abs() < 1e-3, "{status:?}");
+    assert!((0.0..2.0).contains(&status.playhead_s), "{status:?}");
 
-    // SAFETY: plain kill(2) on our own child, not reaped yet.
-    assert_eq!(
-        unsafe { libc::kill(daemon.child.id() as libc::pid_t, libc::SIGINT) },
-        0
-    );
-    let stopped = daemon.wait_for("latentd: stopped:", Duration::from_secs(10));
+    daemon.signal(libc::SIGINT);
+    let stopped = daemon.wait_line("latentd: stopped:", Duration::from_secs(10));
     let counter = |key: &str| -> u64 {
         stopped
             .split_whitespace()
@@ -162,9 +77,10 @@ fn the_engine_plays_on_a_44_1_khz_server_converted_in_the_callback() {
             .unwrap()
     };
     assert_eq!(counter("torn_reads"), 0, "{stopped}");
-    let mut daemon = daemon;
-    let status = daemon.child.wait().unwrap();
-    assert_eq!(status.code(), Some(0), "{stopped}");
+    let exit = daemon
+        .wait(Duration::from_secs(5))
+        .expect("latentd did not exit after SIGINT");
+    assert_eq!(exit.code(), Some(0), "{stopped}");
 
     // The record tap has what was played: at the server's rate, and the engine's music
     // (not silence) once it had generated its first windows.
