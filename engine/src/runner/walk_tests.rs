@@ -28,9 +28,9 @@ fn sounding(interleaved: &[f32]) -> Vec<bool> {
         .collect()
 }
 
-#[test]
-fn a_150_s_source_walks_through_its_60_s_chunks() {
-    let seconds = 150.0;
+/// The built-in engine, simulated, on a ring looping a `seconds`-long test signal that is
+/// also its source (so it walks when longer than a chunk), never idling, period 256.
+fn walking_sim(seconds: f64) -> SimHarness<BuiltinModel> {
     let model = Arc::new(BuiltinModel::new());
     let source = crate::audio_file::test_signal(RATE as u32, 2, seconds);
     let ring = PlayheadRing::from_interleaved(
@@ -40,7 +40,6 @@ fn a_150_s_source_walks_through_its_60_s_chunks() {
         PlayheadRing::guard_for_period(256),
     )
     .unwrap();
-    let loop_frames = ring.handle().loop_frames();
     let config = EngineConfig {
         idle_after_s: 0.0,
         ..EngineConfig::default()
@@ -52,6 +51,14 @@ fn a_150_s_source_walks_through_its_60_s_chunks() {
         sample_rate: RATE as u32,
     })
     .unwrap();
+    sim
+}
+
+#[test]
+fn a_150_s_source_walks_through_its_60_s_chunks() {
+    let seconds = 150.0;
+    let mut sim = walking_sim(seconds);
+    let loop_frames = (seconds * RATE as f64) as usize;
     sim.clock().record_output();
     // Past both boundaries and the wrap back to chunk 0.
     let end_s = 152.0;
@@ -107,6 +114,7 @@ fn a_150_s_source_walks_through_its_60_s_chunks() {
     }
 
     // Never silent where the source sounds.
+    let source = crate::audio_file::test_signal(RATE as u32, 2, seconds);
     let source_sounds = sounding(&source.samples);
     let played = sim.clock().played().to_vec();
     let played_sounds = sounding(&played);
@@ -201,27 +209,8 @@ fn adjacent_chunks_join_without_a_seam() {
 fn a_band_across_a_chunk_boundary_plays_and_is_regenerated_as_one_window() {
     use crate::runner::sim::SimAction;
 
-    let model = Arc::new(BuiltinModel::new());
-    let source = crate::audio_file::test_signal(RATE as u32, 2, 150.0);
-    let ring = PlayheadRing::from_interleaved(
-        source.samples.clone(),
-        2,
-        RATE as u32,
-        PlayheadRing::guard_for_period(256),
-    )
-    .unwrap();
-    let config = EngineConfig {
-        idle_after_s: 0.0,
-        ..EngineConfig::default()
-    };
-    let window = config.keep_latent_frames * HOP;
-    let mut sim = SimHarness::new(model, ring, 256, config, SimCosts::default()).unwrap();
-    sim.set_source(AudioView {
-        samples: &source.samples,
-        channels: 2,
-        sample_rate: RATE as u32,
-    })
-    .unwrap();
+    let mut sim = walking_sim(150.0);
+    let window = EngineConfig::default().keep_latent_frames * HOP;
     // 58.5 .. 61.5 s across the 60 s boundary; armed at once, the reader jumps to A.
     let (a, b) = (58 * RATE + RATE / 2, 61 * RATE + RATE / 2);
     sim.schedule(0.0, SimAction::Loop(Some((58.5, 61.5))));
@@ -286,27 +275,8 @@ fn a_band_across_a_chunk_boundary_plays_and_is_regenerated_as_one_window() {
 fn a_band_longer_than_a_chunk_walks_and_keeps_its_wrap_segments() {
     use crate::runner::sim::SimAction;
 
-    let model = Arc::new(BuiltinModel::new());
-    let source = crate::audio_file::test_signal(RATE as u32, 2, 150.0);
-    let ring = PlayheadRing::from_interleaved(
-        source.samples.clone(),
-        2,
-        RATE as u32,
-        PlayheadRing::guard_for_period(256),
-    )
-    .unwrap();
-    let config = EngineConfig {
-        idle_after_s: 0.0,
-        ..EngineConfig::default()
-    };
-    let window = config.keep_latent_frames * HOP;
-    let mut sim = SimHarness::new(model, ring, 256, config, SimCosts::default()).unwrap();
-    sim.set_source(AudioView {
-        samples: &source.samples,
-        channels: 2,
-        sample_rate: RATE as u32,
-    })
-    .unwrap();
+    let mut sim = walking_sim(150.0);
+    let window = EngineConfig::default().keep_latent_frames * HOP;
     // 0 .. 95 s: across the 60 s boundary and longer than the longest chunk (90 s), so
     // the chunks walk through it; its wrap runs from chunk 1 (B) into chunk 0 (A).
     let b = 95 * RATE;
