@@ -20,71 +20,13 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::service_fixture::{Daemon, Launch, NotifySocket, Osc};
-use latentd_tests::{JackCapture, JackSession, Quadrature, Recording};
+use common::jack_tone::{
+    FULL_LEVEL_TOLERANCE, LEVEL, PERIOD, PHASE_TOLERANCE, RATE, TONE, start_tone_daemon,
+};
+use common::service_fixture::{Daemon, NotifySocket, Osc};
+use latentd_tests::{JackCapture, JackSession, Recording};
 use rosc::OscType;
 use tempfile::TempDir;
-
-/// The server's rate, equal to the engine's so the callback plays the ring unconverted.
-const RATE: u32 = 48_000;
-const PERIOD: usize = 256;
-/// Peak level of each channel.
-const LEVEL: f32 = 0.5;
-/// Tone frequency; the one-second loop holds exactly this many cycles.
-const TONE_HZ: f32 = 440.0;
-/// The loop the daemon plays (see the module doc).
-const TONE: Quadrature = Quadrature {
-    tone_hz: TONE_HZ,
-    level: LEVEL,
-    rate: RATE,
-};
-/// How long the daemon may take to start playing.
-const START: Duration = Duration::from_secs(30);
-/// Envelope (relative to [`LEVEL`]) within which a frame counts as full level: float
-/// rounding in the WAV, the ring and JACK stay far inside it.
-const FULL_LEVEL_TOLERANCE: f32 = 0.01;
-/// Largest error of the phase step between two full-level frames, in radians.
-const PHASE_TOLERANCE: f32 = 0.002;
-
-/// `latentd --audio jack --engine off --source <loop> --config <config>` on `session`'s
-/// server, with its own notify socket; returns once it has said `READY=1`.
-fn start_daemon(
-    session: &JackSession,
-    dir: &TempDir,
-    notify: &NotifySocket,
-    config: &Path,
-) -> Daemon {
-    let source = dir.path().join("quadrature.wav");
-    TONE.write_loop(&source);
-    let daemon = Daemon::start(
-        dir,
-        Launch {
-            audio: "jack",
-            notify: Some(notify),
-            env: vec![("JACK_DEFAULT_SERVER", session.server.name().to_owned())],
-            args: [
-                "--engine",
-                "off",
-                "--source",
-                &source.display().to_string(),
-                "--config",
-                &config.display().to_string(),
-            ]
-            .map(String::from)
-            .to_vec(),
-            ..Launch::default()
-        },
-    );
-    notify.until("READY=1", START);
-    // Into the private server, at its rate: the ring (at the engine's rate) plays unconverted.
-    daemon.wait_line("audio: jack output, 48000 Hz", Duration::from_secs(2));
-    assert!(
-        !daemon.has_line("converting in the callback"),
-        "{:?}",
-        daemon.lines()
-    );
-    daemon
-}
 
 /// Check that frames `from..to` play the loop unbroken at full level: every envelope
 /// within tolerance (no dropout, no exact-zero frame), every phase step the tone's (no
@@ -144,7 +86,7 @@ fn sigterm_fades_out_without_a_click_and_exits_0_within_a_second() {
     let notify = NotifySocket::bind(dir.path());
     let config = dir.path().join("latentd.toml");
     std::fs::write(&config, "[log]\nlevel = \"info\"\n").unwrap();
-    let mut daemon = start_daemon(&session, &dir, &notify, &config);
+    let mut daemon = start_tone_daemon(&session, &dir, &notify, &config, &[]);
     let capture = JackCapture::connected("capture", ["latentd:out_1", "latentd:out_2"]);
     capture.record(RATE as usize, Duration::from_secs(10));
 
@@ -331,7 +273,7 @@ fn sighup_reloads_never_interrupt_the_audio() {
     let notify = NotifySocket::bind(dir.path());
     let config = dir.path().join("latentd.toml");
     std::fs::write(&config, CONFIG_A).unwrap();
-    let mut daemon = start_daemon(&session, &dir, &notify, &config);
+    let mut daemon = start_tone_daemon(&session, &dir, &notify, &config, &[]);
     let osc = Osc::new(daemon.osc_addr(Duration::from_secs(2)));
     let capture = JackCapture::connected("capture", ["latentd:out_1", "latentd:out_2"]);
     capture.record(RATE as usize / 2, Duration::from_secs(10));

@@ -37,32 +37,18 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::service_fixture::{Daemon, Launch, NotifySocket, Osc, Status};
-use latentd_tests::{JackCapture, JackServer, JackSession, Quadrature, Recording};
+use common::jack_tone::{
+    FULL_LEVEL_TOLERANCE, PERIOD, PHASE_TOLERANCE, RATE, TONE, start_tone_daemon,
+};
+use common::service_fixture::{Daemon, NotifySocket, Osc, Status};
+use latentd_tests::{JackCapture, JackServer, JackSession, Recording};
 use rosc::OscType;
 use tempfile::TempDir;
 
-/// The server's rate, equal to the engine's so the callback plays the ring unconverted.
-const RATE: u32 = 48_000;
-const PERIOD: usize = 256;
-/// Peak level of each channel.
-const LEVEL: f32 = 0.5;
-/// Tone frequency; the one-second loop holds exactly this many cycles.
-const TONE_HZ: f32 = 440.0;
-/// The loop the daemon plays (see the module doc).
-const TONE: Quadrature = Quadrature {
-    tone_hz: TONE_HZ,
-    level: LEVEL,
-    rate: RATE,
-};
-/// How long the daemon may take to start playing.
-const START: Duration = Duration::from_secs(30);
 /// The promise: this long after the server answers again, latentd's ports are back and
-/// linked. The supervisor retries at most every second (plus a 50 ms tick), and reopening
-/// takes a probe client, a client, two ports and the links (0.1 to 0.25 s measured on a
-/// loaded 2-core machine): no margin beyond the promise is needed. With [`AWAY`] the
-/// server returns just as an attempt fails, so the next comes a whole second later, near
-/// the worst case: about 1.0 s measured.
+/// linked. The supervisor retries at most every half second (plus a 50 ms tick), and
+/// reopening takes a probe client, a client, two ports and the links (0.1 to 0.25 s
+/// measured on a loaded 2-core machine): no margin beyond the promise is needed.
 const RETURN_LIMIT: Duration = Duration::from_secs(2);
 /// How long the loss may take to be noticed: JACK's shutdown notice comes at once; the
 /// stall detector (3 s without a callback) is the fallback.
@@ -70,10 +56,6 @@ const LOSS_LIMIT: Duration = Duration::from_secs(4);
 /// How long the server stays away: long enough for several reopen attempts to fail, so
 /// the retry delay has grown to its 0.5 s cap when the server returns.
 const AWAY: Duration = Duration::from_millis(2500);
-/// Envelope (relative to [`LEVEL`]) within which a frame counts as full level.
-const FULL_LEVEL_TOLERANCE: f32 = 0.01;
-/// Largest error of the phase step between two frames, in radians.
-const PHASE_TOLERANCE: f32 = 0.002;
 /// The knob set before the first outage, and its value.
 const KNOB: (&str, f64) = ("denoise", 0.75);
 
@@ -203,30 +185,7 @@ fn start_playing(session: &JackSession, dir: &TempDir) -> Playing {
     let notify = NotifySocket::bind(dir.path());
     let config = dir.path().join("latentd.toml");
     std::fs::write(&config, "[log]\nlevel = \"info\"\n").unwrap();
-    let source = dir.path().join("quadrature.wav");
-    TONE.write_loop(&source);
-    let daemon = Daemon::start(
-        dir,
-        Launch {
-            audio: "jack",
-            notify: Some(&notify),
-            env: vec![("JACK_DEFAULT_SERVER", session.server.name().to_owned())],
-            args: [
-                "--engine",
-                "off",
-                "--autoconnect",
-                "--source",
-                &source.display().to_string(),
-                "--config",
-                &config.display().to_string(),
-            ]
-            .map(String::from)
-            .to_vec(),
-            ..Launch::default()
-        },
-    );
-    notify.until("READY=1", START);
-    daemon.wait_line("audio: jack output, 48000 Hz", Duration::from_secs(2));
+    let daemon = start_tone_daemon(session, dir, &notify, &config, &["--autoconnect"]);
     let osc = Osc::new(daemon.osc_addr(Duration::from_secs(2)));
     within(
         "autoconnected to system:playback_1/2",
