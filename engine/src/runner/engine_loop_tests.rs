@@ -10,15 +10,42 @@ use crate::audio_clip::AudioView;
 use crate::conditioning::Conditioner;
 use crate::knobs::{KnobId, KnobStore};
 use crate::model::builtin::BuiltinModel;
-use crate::ring::PlayheadRing;
+use crate::ring::{PlayheadRing, RingHandle, RingWriter};
 use crate::runner::RealClock;
 use crate::runner::lead::LeadConfig;
 use crate::runner::metrics::ActionLatency;
 use crate::runner::trace::{ActionKind, WriteEvent};
 
+/// The engine thread (built-in model, real clock on `ring`) writing through `writer`, with
+/// the knob store and conditioner it reads (kept alive while the test runs).
+struct Running {
+    engine: EngineHandle<BuiltinModel>,
+    store: KnobStore,
+    _conditioner: Conditioner<BuiltinModel>,
+}
+
+fn spawn_builtin(writer: RingWriter, ring: RingHandle, config: EngineConfig) -> Running {
+    let model = Arc::new(BuiltinModel::new());
+    let (store, knob_reader) = KnobStore::new();
+    let (conditioner, cond_reader) = Conditioner::new(Arc::clone(&model), None);
+    let engine = Engine::spawn(
+        model,
+        writer,
+        knob_reader,
+        cond_reader,
+        config,
+        RealClock::new(ring),
+    )
+    .unwrap();
+    Running {
+        engine,
+        store,
+        _conditioner: conditioner,
+    }
+}
+
 #[test]
 fn the_engine_thread_hears_a_knob_and_stops() {
-    let model = Arc::new(BuiltinModel::new());
     let source = crate::audio_file::test_signal(48_000, 2, 4.0);
     let ring = PlayheadRing::from_interleaved(
         source.samples.clone(),
@@ -42,21 +69,15 @@ fn the_engine_thread_hears_a_knob_and_stops() {
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
         }
     });
-    let (store, knob_reader) = KnobStore::new();
-    let (_conditioner, cond_reader) = Conditioner::new(Arc::clone(&model), None);
     let config = EngineConfig {
         idle_after_s: 1.5,
         ..EngineConfig::default()
     };
-    let engine = Engine::spawn(
-        model,
-        writer,
-        knob_reader,
-        cond_reader,
-        config,
-        RealClock::new(handle_ring.clone()),
-    )
-    .unwrap();
+    let Running {
+        engine,
+        store,
+        _conditioner,
+    } = spawn_builtin(writer, handle_ring.clone(), config);
     store.set_waker(engine.waker());
     engine
         .set_source(AudioView {
@@ -114,7 +135,6 @@ fn the_engine_thread_hears_a_knob_and_stops() {
 
 #[test]
 fn set_source_takes_a_walking_source_as_long_as_the_ring_and_refuses_another_length() {
-    let model = Arc::new(BuiltinModel::new());
     // 50 s in 20 s chunks: three chunks (the 10 s rest is half a chunk, a chunk of its own).
     let source = crate::audio_file::test_signal(48_000, 2, 50.0);
     let ring = PlayheadRing::from_interleaved(
@@ -126,21 +146,15 @@ fn set_source_takes_a_walking_source_as_long_as_the_ring_and_refuses_another_len
     .unwrap();
     let handle_ring = ring.handle();
     let (writer, _reader) = ring.split();
-    let (_store, knob_reader) = KnobStore::new();
-    let (_conditioner, cond_reader) = Conditioner::new(Arc::clone(&model), None);
     let config = EngineConfig {
         walk_chunk_s: 20.0,
         ..EngineConfig::default()
     };
-    let engine = Engine::spawn(
-        model,
-        writer,
-        knob_reader,
-        cond_reader,
-        config,
-        RealClock::new(handle_ring),
-    )
-    .unwrap();
+    let Running {
+        engine,
+        store: _store,
+        _conditioner,
+    } = spawn_builtin(writer, handle_ring, config);
     engine
         .set_source(AudioView {
             samples: &source.samples,
@@ -184,26 +198,19 @@ fn set_source_takes_a_walking_source_as_long_as_the_ring_and_refuses_another_len
 
 #[test]
 fn new_lead_settings_reach_the_running_engine_and_bad_ones_are_refused() {
-    let model = Arc::new(BuiltinModel::new());
     let ring =
         PlayheadRing::silence(4 * 48_000, 2, 48_000, PlayheadRing::guard_for_period(256)).unwrap();
     let handle_ring = ring.handle();
     let (writer, _reader) = ring.split();
-    let (_store, knob_reader) = KnobStore::new();
-    let (_conditioner, cond_reader) = Conditioner::new(Arc::clone(&model), None);
     let config = EngineConfig {
         start_paused: true,
         ..EngineConfig::default()
     };
-    let engine = Engine::spawn(
-        model,
-        writer,
-        knob_reader,
-        cond_reader,
-        config,
-        RealClock::new(handle_ring),
-    )
-    .unwrap();
+    let Running {
+        engine,
+        store: _store,
+        _conditioner,
+    } = spawn_builtin(writer, handle_ring, config);
     let lifted = LeadConfig {
         floor_s: 0.9,
         ceiling_s: 1.2,
