@@ -88,6 +88,27 @@ pub struct SlotStep<'a, L> {
     pub noise: NoiseKey,
 }
 
+impl<L> SlotStep<'_, L> {
+    /// The same step on another view of its latent (a wrapper backend's inner latents), or
+    /// `None` where `view` finds none.
+    pub fn map_x<'b, T>(
+        &'b mut self,
+        view: impl FnOnce(&'b mut L) -> Option<&'b mut T>,
+    ) -> Option<SlotStep<'b, T>> {
+        let (t_curr, t_next, t_start) = (self.t_curr, self.t_next, self.t_start);
+        let (sde, x0_lock, noise) = (self.sde, self.x0_lock, self.noise);
+        Some(SlotStep {
+            x: view(&mut *self.x)?,
+            t_curr,
+            t_next,
+            t_start,
+            sde,
+            x0_lock,
+            noise,
+        })
+    }
+}
+
 /// What all slots of one tick share.
 pub struct StepShared<'a, M: Model + ?Sized> {
     /// The committed conditioning.

@@ -301,17 +301,11 @@ impl<D: DeviceBackend> Model for FailoverModel<D> {
             if let Some(source) = device_source {
                 let mut steps: Vec<SlotStep<'_, D::Latents>> = batch
                     .iter_mut()
-                    .filter_map(|s| match &mut *s.x {
-                        FailoverLatents::Device(x) => Some(SlotStep {
-                            x,
-                            t_curr: s.t_curr,
-                            t_next: s.t_next,
-                            t_start: s.t_start,
-                            sde: s.sde,
-                            x0_lock: s.x0_lock,
-                            noise: s.noise,
-                        }),
-                        FailoverLatents::Host(_) => None,
+                    .filter_map(|s| {
+                        s.map_x(|x| match x {
+                            FailoverLatents::Device(x) => Some(x),
+                            FailoverLatents::Host(_) => None,
+                        })
                     })
                     .collect();
                 let shared_dev = StepShared::<D> {
@@ -352,17 +346,11 @@ impl<D: DeviceBackend> Model for FailoverModel<D> {
         }
         let mut steps: Vec<SlotStep<'_, CpuLatents>> = batch
             .iter_mut()
-            .filter_map(|s| match &mut *s.x {
-                FailoverLatents::Host(x) => Some(SlotStep {
-                    x,
-                    t_curr: s.t_curr,
-                    t_next: s.t_next,
-                    t_start: s.t_start,
-                    sde: s.sde,
-                    x0_lock: s.x0_lock,
-                    noise: s.noise,
-                }),
-                FailoverLatents::Device(_) => None,
+            .filter_map(|s| {
+                s.map_x(|x| match x {
+                    FailoverLatents::Host(x) => Some(x),
+                    FailoverLatents::Device(_) => None,
+                })
             })
             .collect();
         let shared_cpu = StepShared::<BuiltinModel> {
@@ -539,15 +527,7 @@ impl Model for MockFaultyDevice {
         }
         let mut steps: Vec<SlotStep<'_, CpuLatents>> = batch
             .iter_mut()
-            .map(|s| SlotStep {
-                x: &mut s.x.data,
-                t_curr: s.t_curr,
-                t_next: s.t_next,
-                t_start: s.t_start,
-                sde: s.sde,
-                x0_lock: s.x0_lock,
-                noise: s.noise,
-            })
+            .filter_map(|s| s.map_x(|x| Some(&mut x.data)))
             .collect();
         let cpu_shared = StepShared::<BuiltinModel> {
             cond: shared.cond,
