@@ -365,6 +365,61 @@ pub struct ParitySpec {
     pub runs: Vec<ParityRun>,
 }
 
+/// Why a graph's output fails its parity vector.
+#[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
+pub enum ParityMismatch {
+    /// The output has another element count than the expected vector.
+    #[error("{actual} elements, the expected vector has {expected}")]
+    Length {
+        /// Elements expected.
+        expected: usize,
+        /// Elements produced.
+        actual: usize,
+    },
+    /// An element outside `atol + rtol * |expected|` (a NaN or infinity never is within).
+    #[error("element {index}: {actual}, expected {expected} (tolerance {tolerance})")]
+    Value {
+        /// Flat (row-major) index of the first element out of tolerance.
+        index: usize,
+        /// The expected value.
+        expected: f32,
+        /// The value produced.
+        actual: f32,
+        /// The tolerance at that element.
+        tolerance: f32,
+    },
+}
+
+impl ParitySpec {
+    /// Compare a graph's output with its expected vector: `Ok(max |actual - expected|)` when
+    /// every element is within `atol + rtol * |expected|`, else the first one that is not.
+    pub fn compare(&self, expected: &[f32], actual: &[f32]) -> Result<f32, ParityMismatch> {
+        if expected.len() != actual.len() {
+            return Err(ParityMismatch::Length {
+                expected: expected.len(),
+                actual: actual.len(),
+            });
+        }
+        let mut max_error = 0.0f32;
+        for (index, (&e, &a)) in expected.iter().zip(actual).enumerate() {
+            let error = (a - e).abs();
+            let tolerance = self.atol + self.rtol * e.abs();
+            // A NaN error compares false, so it is out of tolerance.
+            let within = error <= tolerance;
+            if !within || !a.is_finite() {
+                return Err(ParityMismatch::Value {
+                    index,
+                    expected: e,
+                    actual: a,
+                    tolerance,
+                });
+            }
+            max_error = max_error.max(error);
+        }
+        Ok(max_error)
+    }
+}
+
 /// A validated `bundle.toml`, with absolute file paths.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BundleManifest {

@@ -13,4 +13,4 @@
 
 pub mod manifest;
 
-pub use manifest::{BundleError, BundleManifest, load};
+pub use manifest::{BundleError, BundleManifest, ParityMismatch, load};

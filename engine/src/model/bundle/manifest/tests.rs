@@ -450,6 +450,44 @@ fn parity_files_must_match_their_shapes_and_graphs_must_exist() {
     assert!(e.contains("each name once"), "{e}");
 }
 
+#[test]
+fn parity_compare_takes_atol_plus_rtol_and_refuses_nan_and_length() {
+    let spec = ParitySpec {
+        atol: 1e-3,
+        rtol: 1e-2,
+        runs: Vec::new(),
+    };
+    // |e| = 10: tolerance 0.101.
+    assert_eq!(
+        spec.compare(&[10.0, 0.0], &[10.1, -0.0005]),
+        Ok((10.1f32 - 10.0).abs())
+    );
+    let Err(ParityMismatch::Value { index, .. }) = spec.compare(&[10.0, 0.0], &[10.0, 0.002])
+    else {
+        panic!("0.002 is outside atol 0.001 at 0");
+    };
+    assert_eq!(index, 1);
+    assert!(spec.compare(&[1.0], &[f32::NAN]).is_err());
+    assert!(spec.compare(&[f32::MAX], &[f32::INFINITY]).is_err());
+    assert_eq!(
+        spec.compare(&[1.0, 2.0], &[1.0]),
+        Err(ParityMismatch::Length {
+            expected: 2,
+            actual: 1
+        })
+    );
+    assert_eq!(
+        ParityMismatch::Value {
+            index: 3,
+            expected: 1.0,
+            actual: 2.0,
+            tolerance: 0.5
+        }
+        .to_string(),
+        "element 3: 2, expected 1 (tolerance 0.5)"
+    );
+}
+
 /// Runs tools/bundles/make_test_bundle.py with `args` into a fresh folder.
 fn make_test_bundle(args: &[&str]) -> TempDir {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/bundles/make_test_bundle.py");
