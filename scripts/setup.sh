@@ -32,12 +32,62 @@ if ((${#missing[@]})); then
     "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
+# pip install that also works under PEP 668 (a Debian system Python).
+pip_install() {
+    python3 -m pip install --quiet "$@" 2>/dev/null ||
+        python3 -m pip install --quiet --break-system-packages "$@"
+}
+
 # python-osc: an independent OSC implementation the OSC tests talk to (and the Python
 # client example's dependency).
 if ! python3 -c "import pythonosc" 2>/dev/null; then
     echo "setup: installing python-osc (pip)" >&2
-    python3 -m pip install --quiet python-osc 2>/dev/null ||
-        python3 -m pip install --quiet --break-system-packages python-osc
+    pip_install python-osc
+fi
+
+# onnx + numpy: tools/bundles/make_test_bundle.py writes the test model bundles with them
+# (the bundle tests run it).
+onnx_version=1.23.2
+if ! python3 -c "import numpy, onnx, sys; sys.exit(onnx.__version__ != '$onnx_version')" 2>/dev/null; then
+    echo "setup: installing onnx==$onnx_version and numpy (pip)" >&2
+    pip_install "onnx==$onnx_version" numpy
+fi
+
+# The ONNX Runtime library the `onnx` model backend loads at run time (the `ort` crate
+# is built with load-dynamic: nothing is downloaded at build time). It comes from the
+# `onnxruntime` wheel on PyPI, one file unpacked into the ignored folder .ort/ at the
+# repository root; latentd finds it there, or through ORT_DYLIB_PATH or the config's
+# `[model] runtime` (docs/bundles.md). .ort/VERSION records the version installed.
+ort_version=1.32.0
+repo_root=$(cd "$(dirname "$0")/.." && pwd)
+ort_dir="$repo_root/.ort"
+if [[ -f $ort_dir/libonnxruntime.so && $(cat "$ort_dir/VERSION" 2>/dev/null) == "$ort_version" ]]; then
+    : # present, right version
+else
+    echo "setup: installing ONNX Runtime $ort_version into $ort_dir (from the onnxruntime wheel)" >&2
+    wheel_dir=$(mktemp -d)
+    trap 'rm -rf "$wheel_dir"' EXIT
+    python3 -m pip download --quiet --no-deps --only-binary=:all: \
+        --dest "$wheel_dir" "onnxruntime==$ort_version"
+    mkdir -p "$ort_dir"
+    rm -f "$ort_dir/VERSION"
+    # Unpack the one library out of the wheel (a zip), written under a temporary name and
+    # renamed, so an interrupted run never leaves a half-written library in place.
+    python3 - "$wheel_dir" "$ort_dir" "$ort_version" <<'PY'
+import glob, os, shutil, sys, zipfile
+wheel_dir, ort_dir, version = sys.argv[1:]
+wheels = glob.glob(os.path.join(wheel_dir, "onnxruntime-*.whl"))
+if len(wheels) != 1:
+    sys.exit(f"setup: expected one onnxruntime wheel in {wheel_dir}, found {wheels}")
+member = f"onnxruntime/capi/libonnxruntime.so.{version}"
+tmp = os.path.join(ort_dir, "libonnxruntime.so.tmp")
+with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(member) as src, open(tmp, "wb") as dst:
+    shutil.copyfileobj(src, dst)
+os.replace(tmp, os.path.join(ort_dir, "libonnxruntime.so"))
+PY
+    echo "$ort_version" >"$ort_dir/VERSION"
+    rm -rf "$wheel_dir"
+    trap - EXIT
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -18,6 +18,7 @@
 //! the encoder thread the encode methods, concurrently.
 
 pub mod builtin;
+pub mod bundle;
 pub mod cuda;
 
 use crate::audio_clip::AudioView;
