@@ -194,7 +194,13 @@ fn worker(jobs: &Mutex<Receiver<(TcpStream, SocketAddr)>>, shared: &Shared) {
         let Ok((stream, peer)) = job else {
             return;
         };
-        Connection::new(stream, peer, shared).serve();
+        // A panic in a handler ends that connection only: the worker and its slot live on.
+        let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Connection::new(stream, peer, shared).serve();
+        }));
+        if served.is_err() {
+            log::error!("OSCQuery: answering {peer} panicked; connection closed");
+        }
         shared.open.fetch_sub(1, Ordering::AcqRel);
     }
 }
