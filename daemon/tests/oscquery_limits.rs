@@ -502,3 +502,90 @@ fn docs_list_every_limit() {
         assert!(row.contains(&format!("| {value} |")), "{name}: {row}");
     }
 }
+
+/// Every finding at once, bounded in time: slow, idle and oversized clients hammer OSCQuery
+/// while one well-behaved client polls it and another sends OSC over UDP. The daemon stays
+/// up, its memory stays put, and both well-behaved clients keep being answered quickly.
+#[test]
+fn under_all_of_it_at_once_others_are_served_and_memory_stays_bounded() {
+    let dir = TempDir::new().unwrap();
+    let (mut daemon, osc, query) = start_local(&dir);
+    assert_served(query, "before");
+    let rss_before = rss_kib(daemon.pid());
+    let run = Duration::from_secs(4);
+    let stop = Instant::now() + run;
+    let attackers: Vec<_> = (0..4)
+        .map(|kind| {
+            std::thread::spawn(move || {
+                let mut held = Vec::new();
+                let mut sent = 0u64;
+                while Instant::now() < stop {
+                    let raw: &[u8] = match kind {
+                        0 => b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n",
+                        1 => b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                        2 => b"GET / HTTP/1.1\r\n",
+                        _ => b"",
+                    };
+                    if let Ok(mut stream) = TcpStream::connect(query) {
+                        let _ = stream.write_all(raw);
+                        sent += 1;
+                        // Slow and idle clients hold their connections (a few, under the cap).
+                        if kind != 0 && held.len() < MAX_CONNECTIONS / 8 {
+                            held.push(stream);
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(if kind == 0 { 2 } else { 50 }));
+                }
+                sent
+            })
+        })
+        .collect();
+    let udp = Osc::new(osc);
+    let (mut http_ms, mut osc_ms) = (Vec::new(), Vec::new());
+    while Instant::now() < stop {
+        let t0 = Instant::now();
+        assert_eq!(host_info(query), Ok(200), "a well-behaved client refused");
+        http_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        let t0 = Instant::now();
+        assert!(
+            udp.ask("/version", vec![], "/version.reply").is_some(),
+            "OSC unanswered after {} round trips:\n{}",
+            osc_ms.len(),
+            daemon.lines().join("\n")
+        );
+        osc_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        // Well under the OSC server's per-client rate limit.
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let sent: u64 = attackers.into_iter().map(|a| a.join().unwrap()).sum();
+    let rss_after = rss_kib(daemon.pid());
+    let p99 = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[(v.len() * 99 / 100).min(v.len() - 1)]
+    };
+    let (http_p99, osc_p99) = (p99(&mut http_ms), p99(&mut osc_ms));
+    eprintln!(
+        "{sent} hostile connections in {run:?}; {} GETs, p99 {http_p99:.2} ms; {} OSC round trips, \
+         p99 {osc_p99:.2} ms; RSS {rss_before} -> {rss_after} KiB",
+        http_ms.len(),
+        osc_ms.len()
+    );
+    assert_alive(&mut daemon);
+    // Loose bounds for a busy 2-core machine; the figures above are what to look at.
+    assert!(http_p99 < 250.0, "GET p99 {http_p99:.1} ms");
+    assert!(osc_p99 < 100.0, "OSC p99 {osc_p99:.1} ms");
+    assert!(
+        rss_after < rss_before + 32 * 1024,
+        "RSS grew from {rss_before} to {rss_after} KiB"
+    );
+}
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
