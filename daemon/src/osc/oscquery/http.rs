@@ -329,6 +329,8 @@ struct Head {
     target: String,
     keep_alive: bool,
     body: u64,
+    /// When the whole request (its body included) must have arrived.
+    deadline: Instant,
 }
 
 impl<'a> Connection<'a> {
@@ -370,7 +372,7 @@ impl<'a> Connection<'a> {
         if !self.shared.allow.allows(self.peer.ip()) {
             return Err(Ended::Refused(403, "peer outside the allowlist"));
         }
-        self.consume_body(head.len, head.body)?;
+        self.consume_body(head.len, head.body, head.deadline)?;
         let response = self.shared.handler.respond(&Request {
             method: &head.method,
             target: &head.target,
@@ -387,7 +389,8 @@ impl<'a> Connection<'a> {
         let mut started = (self.filled > 0).then(Instant::now);
         loop {
             if self.filled > 0 {
-                if let Some(head) = self.parse()? {
+                let deadline = started.unwrap_or_else(Instant::now) + REQUEST_TIMEOUT;
+                if let Some(head) = self.parse(deadline)? {
                     return Ok(head);
                 }
                 if self.filled == self.buffer.len() {
@@ -413,8 +416,9 @@ impl<'a> Connection<'a> {
         }
     }
 
-    /// Parse the head in `buffer[..filled]`: `Ok(None)` while incomplete.
-    fn parse(&self) -> Result<Option<Head>, Ended> {
+    /// Parse the head in `buffer[..filled]` of a request due complete by `deadline`:
+    /// `Ok(None)` while incomplete.
+    fn parse(&self, deadline: Instant) -> Result<Option<Head>, Ended> {
         let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut request = httparse::Request::new(&mut fields);
         let len = match request.parse(&self.buffer[..self.filled]) {
@@ -463,12 +467,14 @@ impl<'a> Connection<'a> {
             target: request.path.unwrap_or_default().to_string(),
             keep_alive,
             body,
+            deadline,
         }))
     }
 
     /// Drop the head and its body (at most `MAX_BODY_BYTES`) from the buffer, reading the
-    /// part of the body not received yet; what follows is kept (the next request).
-    fn consume_body(&mut self, head: usize, body: u64) -> Result<(), Ended> {
+    /// part of the body not received yet before `deadline`; what follows is kept (the next
+    /// request).
+    fn consume_body(&mut self, head: usize, body: u64, deadline: Instant) -> Result<(), Ended> {
         // body <= MAX_BODY_BYTES, far below usize::MAX.
         let body = usize::try_from(body).unwrap_or(usize::MAX);
         let buffered = (self.filled - head).min(body);
@@ -476,7 +482,6 @@ impl<'a> Connection<'a> {
         self.buffer.copy_within(consumed..self.filled, 0);
         self.filled -= consumed;
         let mut left = body - buffered;
-        let deadline = Instant::now() + REQUEST_TIMEOUT;
         let mut scratch = [0u8; 256];
         while left > 0 {
             let want = left.min(scratch.len());
