@@ -156,8 +156,9 @@ impl Pool {
         }
     }
 
-    /// Hand `stream` to a worker (the caller counted it in `shared.open`, which is at most
-    /// `MAX_CONNECTIONS`, the queue's capacity).
+    /// Hand `stream` to a worker, spawning one when every worker is busy (the caller
+    /// counted it in `shared.open`, which is at most `MAX_CONNECTIONS`, the queue's
+    /// capacity); 503 when no thread can be had.
     fn dispatch(&mut self, shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         if self.workers.len() < shared.open.load(Ordering::Acquire) {
             let jobs = self.jobs.clone();
@@ -168,8 +169,16 @@ impl Pool {
                 .spawn(move || worker(&jobs, &worker_shared))
             {
                 Ok(handle) => self.workers.push(handle),
-                // The connection waits in the queue for a worker that exists.
-                Err(e) => log::warn!("OSCQuery: no new worker thread: {e}"),
+                // No thread to serve it (the process is at its thread limit): refused like
+                // one over the cap, rather than left waiting for a busy worker.
+                Err(e) => {
+                    shared.open.fetch_sub(1, Ordering::AcqRel);
+                    shared
+                        .refusals
+                        .refused(format_args!("{peer}: no worker thread ({e}) (503)"));
+                    answer_and_close(&stream, &Response::text(503, "server busy; try again\n"));
+                    return;
+                }
             }
         }
         match self.queue.try_send((stream, peer)) {
