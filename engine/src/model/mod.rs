@@ -18,7 +18,9 @@
 //! the encoder thread the encode methods, concurrently.
 
 pub mod builtin;
+pub mod bundle;
 pub mod cuda;
+pub mod sampler;
 
 use crate::audio_clip::AudioView;
 use crate::conditioning::{ConditionEncoder, Conditioning, EncodeError};
