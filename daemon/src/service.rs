@@ -29,13 +29,16 @@ use std::time::{Duration, Instant};
 
 use latentd_engine::audio_clip::AudioView;
 use latentd_engine::audio_file::{self, LoopAudio};
-use latentd_engine::conditioning::{Conditioner, PromptSpec};
+use latentd_engine::conditioning::{Conditioner, ConditioningControl, PromptSpec};
+use latentd_engine::knobs::KnobReader;
 use latentd_engine::knobs::{KnobId, KnobStore};
 use latentd_engine::model::Model;
 use latentd_engine::ring::PlayheadRing;
+use latentd_engine::ring::RingWriter;
 use latentd_engine::runner::clock::RealClock;
 use latentd_engine::runner::engine_config::EngineConfig;
-use latentd_engine::runner::engine_loop::Engine;
+use latentd_engine::runner::engine_config::EngineError;
+use latentd_engine::runner::engine_loop::{Engine, EngineHandle};
 use latentd_osc_schema::{MediaRoot, Schema};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
@@ -82,6 +85,55 @@ impl Liveness for EngineBeat {
     fn beats(&self) -> u64 {
         self.0.heartbeat()
     }
+}
+
+/// What [`start_engine`] needs besides the model.
+struct EngineInputs<'a> {
+    ring: RingWriter,
+    knobs: &'a KnobStore,
+    knob_reader: KnobReader,
+    config: EngineConfig,
+    settings: &'a Settings,
+    restored: &'a PersistentState,
+}
+
+/// The running engine as the rest of the daemon sees it: model-independent handles.
+struct EngineParts {
+    engine: Arc<DaemonEngine>,
+    conditioner: Arc<dyn ConditioningControl>,
+    /// Joins the engine thread once every other handle is gone (else its `Drop` does).
+    stop_engine: Box<dyn FnOnce() -> Result<(), EngineError>>,
+}
+
+/// The one place that names the model's type: its conditioner (the start prompt and
+/// references applied before the first tick), the engine thread, and the handles the
+/// control plane gets.
+fn start_engine<M: Model>(model: Arc<M>, inputs: EngineInputs<'_>) -> Result<EngineParts, String> {
+    let rate = model.geometry().sample_rate;
+    let (conditioner, cond_reader) = Conditioner::new(Arc::clone(&model), None);
+    apply_start_conditioning(&conditioner, inputs.settings, inputs.restored, rate);
+    let clock = RealClock::new(inputs.ring.handle());
+    let engine = Engine::spawn(
+        model,
+        inputs.ring,
+        inputs.knob_reader,
+        cond_reader,
+        inputs.config,
+        clock,
+    )
+    .map_err(|e| e.to_string())?;
+    let engine: Arc<EngineHandle<M>> = Arc::new(engine);
+    inputs.knobs.set_waker(engine.waker());
+    let stopper = Arc::clone(&engine);
+    Ok(EngineParts {
+        engine,
+        conditioner: Arc::new(conditioner),
+        stop_engine: Box::new(move || match Arc::try_unwrap(stopper) {
+            Ok(engine) => engine.stop().map(drop),
+            // A test hook thread still holds a handle: its drop stops the engine.
+            Err(_) => Ok(()),
+        }),
+    })
 }
 
 /// Run the daemon with `settings` until SIGINT or SIGTERM. `args` is the command line, kept
@@ -132,9 +184,6 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     let (knobs, knob_reader) = KnobStore::new();
     let knobs = Arc::new(knobs);
     apply_start_knobs(&knobs, settings, &restored);
-    let (conditioner, cond_reader) = Conditioner::new(Arc::clone(&model), None);
-    let conditioner = Arc::new(conditioner);
-    apply_start_conditioning(&conditioner, settings, &restored, geometry.sample_rate);
 
     // The ring runs at the model's rate (the engine writes its windows straight into it),
     // also with `--engine off`, so a source set later is at the engine's rate; the output
@@ -186,17 +235,22 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         start_paused: !generate,
         ..EngineConfig::default()
     };
-    let engine = Engine::spawn(
-        Arc::clone(&model),
-        writer,
-        knob_reader,
-        cond_reader,
-        engine_config,
-        RealClock::new(ring_handle.clone()),
+    let EngineParts {
+        engine,
+        conditioner,
+        stop_engine,
+    } = start_engine(
+        model,
+        EngineInputs {
+            ring: writer,
+            knobs: &knobs,
+            knob_reader,
+            config: engine_config,
+            settings,
+            restored: &restored,
+        },
     )
     .map_err(|e| startup(&e))?;
-    let engine = Arc::new(engine);
-    knobs.set_waker(engine.waker());
     if let Some(audio) = &source {
         engine
             .set_source(AudioView {
@@ -364,7 +418,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         &notifier,
         &LiveParts {
             dispatcher: &dispatcher,
-            engine: &engine,
+            engine: &*engine,
             osc: &osc,
             oscquery: oscquery.as_ref(),
         },
@@ -383,12 +437,10 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     drop(dispatcher); // the last queue sender goes with it: the encoder finishes and ends
     worker.join();
     session.flush();
-    let engine = Arc::try_unwrap(engine).ok();
+    drop(engine);
     let stats = running.status().stats;
     let stopped = running.stop();
-    if let Some(engine) = engine
-        && let Err(e) = engine.stop()
-    {
+    if let Err(e) = stop_engine() {
         log::warn!("engine: {e}");
     }
     let recorded = recorder.map(Recorder::finish);
@@ -544,7 +596,7 @@ fn apply_start_knobs(knobs: &KnobStore, settings: &Settings, restored: &Persiste
 /// Prompt and references at start: the saved session's, else the config's, else the
 /// model's default prompt (so a newcomer hears music at once).
 fn apply_start_conditioning(
-    conditioner: &Conditioner<crate::control::DaemonModel>,
+    conditioner: &dyn ConditioningControl,
     settings: &Settings,
     restored: &PersistentState,
     rate: u32,

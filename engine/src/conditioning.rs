@@ -17,6 +17,9 @@
 //! The `prompt_blend` knob mixes the A and B prompts at denoise time; it is not conditioning
 //! state, so moving it needs no encode and no commit.
 //!
+//! [`ConditioningControl`] is the conditioner's model-independent surface as a trait object
+//! (the daemon's job worker holds an `Arc<dyn ConditioningControl>`, whatever the model).
+//!
 //! Threading: [`Conditioner`] is `Sync` and shared by the control / encoder threads; the one
 //! [`ConditioningReader`] belongs to the engine thread. Superseded `Arc`s are dropped by the
 //! writers when the triple buffer recycles them, never by the engine.
@@ -218,6 +221,39 @@ fn check_prompt(field: &'static str, text: &str) -> Result<(), ConditioningError
         Err(ConditioningError::PromptTooLong { field, chars })
     } else {
         Ok(())
+    }
+}
+
+/// The conditioner's model-independent surface (see the module doc); each method is the
+/// [`Conditioner`] method of the same name.
+pub trait ConditioningControl: Send + Sync {
+    /// [`Conditioner::set_prompt`].
+    fn set_prompt(&self, spec: PromptSpec) -> Result<ConditioningEvent, ConditioningError>;
+    /// [`Conditioner::set_timbre`].
+    fn set_timbre(&self, audio: AudioView<'_>) -> Result<ConditioningEvent, ConditioningError>;
+    /// [`Conditioner::set_structure`].
+    fn set_structure(&self, audio: AudioView<'_>) -> Result<ConditioningEvent, ConditioningError>;
+    /// [`Conditioner::clear_timbre`].
+    fn clear_timbre(&self) -> ConditioningEvent;
+    /// [`Conditioner::clear_structure`].
+    fn clear_structure(&self) -> ConditioningEvent;
+}
+
+impl<E: ConditionEncoder> ConditioningControl for Conditioner<E> {
+    fn set_prompt(&self, spec: PromptSpec) -> Result<ConditioningEvent, ConditioningError> {
+        Conditioner::set_prompt(self, spec)
+    }
+    fn set_timbre(&self, audio: AudioView<'_>) -> Result<ConditioningEvent, ConditioningError> {
+        Conditioner::set_timbre(self, audio)
+    }
+    fn set_structure(&self, audio: AudioView<'_>) -> Result<ConditioningEvent, ConditioningError> {
+        Conditioner::set_structure(self, audio)
+    }
+    fn clear_timbre(&self) -> ConditioningEvent {
+        Conditioner::clear_timbre(self)
+    }
+    fn clear_structure(&self) -> ConditioningEvent {
+        Conditioner::clear_structure(self)
     }
 }
 

@@ -33,26 +33,7 @@ fn options() -> Option<OnnxOptions> {
 }
 
 fn load(dir: &Path) -> Result<OnnxModel, OnnxLoadError> {
-    // TEMPORARY until the manifest loader lands: the tiny bundle's spec by hand.
-    use latentd_engine::model::Geometry;
-    use latentd_engine::model::bundle::onnx::{BundleSpec, Guidance};
-    let spec = BundleSpec {
-        name: "tiny-random".into(),
-        geometry: Geometry {
-            sample_rate: 48_000,
-            audio_channels: 2,
-            latent_channels: 64,
-            latent_frame_rate: 25,
-        },
-        guidance: Guidance::None,
-        dit: "dit.onnx".into(),
-        t_multiple: 2,
-        decoder: "decoder.onnx".into(),
-        context_frames: 8,
-        encoder: Some("encoder.onnx".into()),
-        text: Some(("text.onnx".into(), "tags.txt".into())),
-    };
-    OnnxModel::from_spec(dir, spec, options().expect("checked by the caller"))
+    OnnxModel::load(dir, options().expect("checked by the caller"))
 }
 
 /// The tiny bundle (seed `seed`) and the model loaded from it, or `None` (skipped).
@@ -345,11 +326,43 @@ fn a_bundle_with_a_missing_file_is_refused() {
     };
     std::fs::remove_file(dir.path().join("decoder.onnx")).unwrap();
     let e = load_err(dir.path());
+    assert!(matches!(e, OnnxLoadError::Manifest(_)), "{e:?}");
     assert!(e.to_string().contains("decoder.onnx"), "{e}");
+}
+
+/// A tiny bundle broken by `make_test_bundle.py --fault <fault>`, and its load error.
+fn faulty(fault: &str) -> Option<OnnxLoadError> {
+    options()?;
+    let dir = onnx_common::bundle(&["--preset", "tiny", "--fault", fault])?;
+    Some(load_err(dir.path()))
 }
 
 #[test]
 fn a_dit_with_a_wrong_tensor_name_is_refused() {
+    let Some(e) = faulty("dit-output-name") else {
+        return;
+    };
+    assert!(
+        matches!(&e, OnnxLoadError::Tensor { file, tensor, reason }
+            if file == "dit.onnx" && tensor == "velocity" && reason.contains("noise_pred")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_dit_with_a_wrong_rank_is_refused() {
+    let Some(e) = faulty("dit-output-rank") else {
+        return;
+    };
+    assert!(
+        matches!(&e, OnnxLoadError::Tensor { tensor, reason, .. }
+            if tensor == "velocity" && reason.contains("rank 2")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn an_input_outside_the_convention_is_refused() {
     let Some(_) = options() else { return };
     let Some(dir) = onnx_common::bundle(&["--preset", "tiny"]) else {
         return;
@@ -373,53 +386,29 @@ fn a_dit_with_a_wrong_tensor_name_is_refused() {
 }
 
 #[test]
-fn a_dit_with_a_wrong_rank_is_refused() {
-    let Some(_) = options() else { return };
-    let Some(dir) = onnx_common::bundle(&["--preset", "tiny"]) else {
-        return;
-    };
-    // A valid graph whose `timestep` is [B,1] (flattened inside) instead of [B].
-    onnx_common::edit_graph(
-        dir.path(),
-        "dit.onnx",
-        "g = m.graph\n\
-         for n in g.node:\n    n.input[:] = ['timestep_flat' if x == 'timestep' else x for x in n.input]\n\
-         g.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), 'flat'))\n\
-         g.node.insert(0, helper.make_node('Reshape', ['timestep', 'flat'], ['timestep_flat']))\n\
-         t = [i for i in g.input if i.name == 'timestep'][0]\n\
-         t.type.tensor_type.shape.dim.add().dim_value = 1",
-    );
-    let e = load_err(dir.path());
+fn a_dit_that_outputs_nan_is_refused_at_load() {
+    let Some(e) = faulty("dit-nan") else { return };
     assert!(
-        matches!(&e, OnnxLoadError::Tensor { tensor, reason, .. }
-            if tensor == "timestep" && reason.contains("rank 2")),
+        matches!(
+            &e,
+            OnnxLoadError::Probe(ModelError::NonFinite {
+                file: "dit",
+                tensor: "velocity",
+                ..
+            })
+        ),
         "{e:?}"
     );
 }
 
 #[test]
-fn a_dit_that_outputs_nan_is_refused_at_load() {
-    let Some(_) = options() else { return };
-    let Some(dir) = onnx_common::bundle(&["--preset", "tiny"]) else {
+fn a_decoder_that_outputs_nan_is_refused_at_load() {
+    let Some(e) = faulty("decoder-nan") else {
         return;
     };
-    onnx_common::edit_graph(
-        dir.path(),
-        "dit.onnx",
-        "g = m.graph\n\
-         for n in g.node:\n    n.output[:] = ['velocity_raw' if x == 'velocity' else x for x in n.output]\n\
-         g.initializer.append(numpy_helper.from_array(np.array([np.nan], np.float32), 'nan'))\n\
-         g.node.append(helper.make_node('Add', ['velocity_raw', 'nan'], ['velocity']))",
-    );
-    let e = load_err(dir.path());
     assert!(
-        matches!(
-            &e,
-            OnnxLoadError::Probe(ModelError::NonFinite {
-                tensor: "velocity",
-                ..
-            })
-        ),
+        matches!(&e, OnnxLoadError::Probe(ModelError::Run { file: "decoder", reason })
+            if reason.contains("non-finite")),
         "{e:?}"
     );
 }

@@ -16,6 +16,8 @@ paths a real exported bundle takes (names, layouts, dynamic axes, patching, opti
 - `encoder.onnx`: `audio [B,A,S]` -> `latents [B,C,S*fps/rate]`: the decoder's rough mirror.
 - `text.onnx`: `ids [1,L] int64` -> `encoder_hidden_states [1,L,D]`: embedding of the
   tag ids (line numbers of `tags.txt`, from 0) + a residual SiLU MLP.
+- `--fault KIND` writes a broken bundle instead (see FAULTS), for the tests that latentd
+  refuses it with one clear error.
 - `bundle.toml`: the manifest in the form of issue 13, plus a `[parity]` section whose
   expected outputs are computed by `onnx.reference.ReferenceEvaluator` (the ONNX package's
   own numpy implementation of the operators; onnxruntime is not needed here), so a runtime
@@ -80,6 +82,14 @@ PRESETS = {
     "acestep-shaped": dict(
         width=192, layers=4, heads=4, conv_width=128, name="acestep-shaped-random"
     ),
+}
+
+# Broken bundles for the refusal tests: what --fault breaks.
+FAULTS = {
+    "dit-output-name": "the DiT's output is named noise_pred, not velocity",
+    "dit-output-rank": "the DiT's output is [B, T*C], rank 2",
+    "dit-nan": "the DiT's velocity is all NaN",
+    "decoder-nan": "the decoder's audio is all NaN",
 }
 
 TAGS = """ambient acoustic bass bells bright brass calm cello choir classical clean cold
@@ -297,10 +307,17 @@ def build_dit(args, rng) -> onnx.ModelProto:
     )
     x = g.modulate(g.rms_norm(x, d, affine=False), shift, scale)
     x = g.linear(x, d, PATCH * c)
+    if args.fault == "dit-nan":
+        x = g.op("Mul", [x, g.const(np.float32(np.nan), "nan")])
     # Unpatch: [B,T/2,2C] -> [B,T,C].
-    g.named("Reshape", [x, g.const(np.array([0, -1, c], np.int64), "shape")], "velocity")
+    output, unpatch, dims = "velocity", [0, -1, c], ["B", "T", c]
+    if args.fault == "dit-output-name":
+        output = "noise_pred"
+    if args.fault == "dit-output-rank":
+        unpatch, dims = [0, -1], ["B", "TC"]
+    g.named("Reshape", [x, g.const(np.array(unpatch, np.int64), "shape")], output)
     return g.model(
-        "dit", inputs, [f32_input("velocity", ["B", "T", c])],
+        "dit", inputs, [f32_input(output, dims)],
         f"ACE-Step-shaped random DiT: width {d}, {args.layers} layers, {heads} heads, seed {args.seed}",
     )
 
@@ -313,6 +330,8 @@ def build_decoder(args, rng) -> onnx.ModelProto:
     for i, stride in enumerate(factors):
         x = g.conv_transpose(g.silu(x), widths[i], widths[i + 1], stride)
     x = g.conv(g.silu(x), widths[-1], AUDIO_CHANNELS, 7, pad=3, gain=DECODER_OUT_GAIN)
+    if args.fault == "decoder-nan":
+        x = g.op("Mul", [x, g.const(np.float32(np.nan), "nan")])
     g.named("Tanh", [x], "audio")
     return g.model(
         "decoder",
@@ -413,11 +432,17 @@ file = "encoder.onnx"
 kind = "tags"
 vocab = "tags.txt"             # one tag a line; unknown words are reported, never silently dropped
 file = "text.onnx"
-[parity]
+{parity_section(parity_runs)}"""
+
+
+def parity_section(runs: list[str]) -> str:
+    if not runs:
+        return ""
+    return f"""[parity]
 # Expected outputs computed by onnx.reference.ReferenceEvaluator (onnx {onnx.__version__}).
 atol = {PARITY_ATOL}
 rtol = {PARITY_RTOL}
-{"".join(parity_runs)}"""
+{"".join(runs)}"""
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -437,6 +462,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="weight seed (default 0)")
     parser.add_argument("--name", help="bundle name (default: the preset's)")
     parser.add_argument("--no-context", action="store_true", help="a DiT without context_latents")
+    parser.add_argument(
+        "--fault", choices=FAULTS,
+        help="write a broken bundle for the refusal tests (no [parity] section): " + "; ".join(
+            f"{k}: {v}" for k, v in FAULTS.items()),
+    )
     parser.add_argument("--out", required=True, type=Path, help="bundle folder to write")
     args = parser.parse_args(argv)
     for key, value in PRESETS[args.preset].items():
@@ -461,7 +491,8 @@ def main(argv=None) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     runs = []
-    for graph, (inputs, output_names) in parity_cases(args, rng(5)).items():
+    cases = {} if args.fault else parity_cases(args, rng(5))
+    for graph, (inputs, output_names) in cases.items():
         model = models[graph]
         expected = ReferenceEvaluator(model).run(output_names, inputs)
         lines = [f'[[parity.run]]\ngraph = "{graph}"\ninputs = [\n']

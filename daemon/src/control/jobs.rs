@@ -1,6 +1,6 @@
 //! The asynchronous commands, one at a time and in arrival order, on the `encoder` thread:
 //! prompt, timbre and structure encodes (snapshot → encode off every engine lock → commit by
-//! epoch, in [`Conditioner`]), source loads, and `/sync` markers (answered once everything
+//! epoch, in [`latentd_engine::conditioning::Conditioner`]), source loads, and `/sync` markers (answered once everything
 //! queued before them is done).
 //!
 //! Each job ends with one reply to its sender (`/done <address> [epoch]` or `/fail <address>
@@ -16,13 +16,13 @@ use std::thread::JoinHandle;
 
 use latentd_engine::audio_clip::AudioView;
 use latentd_engine::audio_file::{LoopAudio, load_wav};
-use latentd_engine::conditioning::{Conditioner, PromptSpec};
+use latentd_engine::conditioning::{ConditioningControl, PromptSpec};
 use latentd_engine::model::Geometry;
 use latentd_osc_schema::rosc::OscType;
 use latentd_osc_schema::{Fail, reply};
 
+use super::DaemonEngine;
 use super::session::Session;
-use super::{DaemonEngine, DaemonModel};
 use crate::osc::{ReplyTo, Subscribers};
 
 /// Jobs waiting at most; more are refused with `/fail` (the client should `/sync`).
@@ -99,7 +99,7 @@ impl JobQueue {
 /// What the worker needs.
 pub struct JobContext {
     /// Prompt / timbre / structure encodes and commits.
-    pub conditioner: Arc<Conditioner<DaemonModel>>,
+    pub conditioner: Arc<dyn ConditioningControl>,
     /// The engine (sources, action bookkeeping).
     pub engine: Arc<DaemonEngine>,
     /// Pushes to subscribers.

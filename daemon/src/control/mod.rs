@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use latentd_engine::knobs::{KNOBS, KnobId, KnobKind, KnobScope, KnobStore};
 use latentd_engine::ring::RingHandle;
-use latentd_engine::runner::engine_loop::EngineHandle;
+use latentd_engine::runner::engine_loop::EngineControl;
 use latentd_engine::runner::trace::ActionKind;
 use latentd_osc_schema::reply::{self, StatusReport};
 use latentd_osc_schema::rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType, encoder};
@@ -36,11 +36,9 @@ use jobs::{Job, JobQueue};
 use scheduler::Scheduler;
 use session::Session;
 
-/// The engine model the daemon runs (see [`crate::engine_select`]).
-pub use crate::engine_select::DaemonModel;
-
-/// The daemon's engine handle.
-pub type DaemonEngine = EngineHandle<DaemonModel>;
+/// The daemon's engine handle: the engine's control surface, whatever model runs behind it
+/// (chosen at start, see [`crate::engine_select`]).
+pub type DaemonEngine = dyn EngineControl;
 
 /// The OSC timetag as a wall-clock time.
 pub fn timetag_to_system_time(t: OscTime) -> SystemTime {

@@ -35,6 +35,13 @@
 //! handle.stop()?;                                  // joins; gives the ring writer back
 //! ```
 //!
+//! # One control surface for every model
+//!
+//! [`EngineControl`] is the handle's model-independent surface as a trait object: the
+//! daemon's control plane (OSC dispatcher, job worker, reload, watchdog) holds an
+//! `Arc<dyn EngineControl>` and never names the model, so one daemon build runs the
+//! built-in model or a model bundle chosen at start.
+//!
 //! # Threading
 //!
 //! Every `EngineHandle` method may be called from any thread and never waits on the
@@ -319,6 +326,94 @@ impl<M: Model> EngineHandle<M> {
         self.send(Control::Stop);
         let thread = self.thread.take().ok_or(EngineError::NotRunning)?;
         thread.join().map_err(|_| EngineError::ThreadPanicked)
+    }
+}
+
+/// The engine handle's model-independent control surface (see the module doc). Every
+/// method is the [`EngineHandle`] method of the same name; threading as there.
+pub trait EngineControl: Send + Sync {
+    /// [`EngineHandle::note_action`].
+    fn note_action(&self, kind: ActionKind) -> u64;
+    /// [`EngineHandle::note_action_pending`].
+    fn note_action_pending(&self, kind: ActionKind) -> u64;
+    /// [`EngineHandle::mark_applied`].
+    fn mark_applied(&self, id: u64);
+    /// [`EngineHandle::note_ack`].
+    fn note_ack(&self, id: u64);
+    /// [`EngineHandle::set_loop`].
+    fn set_loop(&self, a_s: f64, b_s: f64) -> Result<(), EngineError>;
+    /// [`EngineHandle::clear_loop`].
+    fn clear_loop(&self);
+    /// [`EngineHandle::set_source`].
+    fn set_source(&self, audio: AudioView<'_>) -> Result<(), EngineError>;
+    /// [`EngineHandle::clear_source`].
+    fn clear_source(&self);
+    /// [`EngineHandle::set_paused`].
+    fn set_paused(&self, paused: bool);
+    /// [`EngineHandle::set_lead`].
+    fn set_lead(&self, config: LeadConfig) -> Result<(), EngineError>;
+    /// [`EngineHandle::inject_stall`].
+    fn inject_stall(&self, seconds: f64);
+    /// [`EngineHandle::inject_panic`].
+    fn inject_panic(&self);
+    /// [`EngineHandle::stats`].
+    fn stats(&self) -> EngineStats;
+    /// [`EngineHandle::heartbeat`].
+    fn heartbeat(&self) -> u64;
+    /// [`EngineHandle::dump_trace`].
+    fn dump_trace(&self, out: &mut dyn Write) -> Result<(), EngineError>;
+    /// [`EngineHandle::ring`].
+    fn ring(&self) -> &RingHandle;
+}
+
+impl<M: Model> EngineControl for EngineHandle<M> {
+    fn note_action(&self, kind: ActionKind) -> u64 {
+        EngineHandle::note_action(self, kind)
+    }
+    fn note_action_pending(&self, kind: ActionKind) -> u64 {
+        EngineHandle::note_action_pending(self, kind)
+    }
+    fn mark_applied(&self, id: u64) {
+        EngineHandle::mark_applied(self, id)
+    }
+    fn note_ack(&self, id: u64) {
+        EngineHandle::note_ack(self, id)
+    }
+    fn set_loop(&self, a_s: f64, b_s: f64) -> Result<(), EngineError> {
+        EngineHandle::set_loop(self, a_s, b_s)
+    }
+    fn clear_loop(&self) {
+        EngineHandle::clear_loop(self)
+    }
+    fn set_source(&self, audio: AudioView<'_>) -> Result<(), EngineError> {
+        EngineHandle::set_source(self, audio)
+    }
+    fn clear_source(&self) {
+        EngineHandle::clear_source(self)
+    }
+    fn set_paused(&self, paused: bool) {
+        EngineHandle::set_paused(self, paused)
+    }
+    fn set_lead(&self, config: LeadConfig) -> Result<(), EngineError> {
+        EngineHandle::set_lead(self, config)
+    }
+    fn inject_stall(&self, seconds: f64) {
+        EngineHandle::inject_stall(self, seconds)
+    }
+    fn inject_panic(&self) {
+        EngineHandle::inject_panic(self)
+    }
+    fn stats(&self) -> EngineStats {
+        EngineHandle::stats(self)
+    }
+    fn heartbeat(&self) -> u64 {
+        EngineHandle::heartbeat(self)
+    }
+    fn dump_trace(&self, mut out: &mut dyn Write) -> Result<(), EngineError> {
+        EngineHandle::dump_trace(self, &mut out)
+    }
+    fn ring(&self) -> &RingHandle {
+        EngineHandle::ring(self)
     }
 }
 

@@ -37,6 +37,7 @@ use ort::memory::Allocator;
 use ort::session::{IoBinding, Session};
 use ort::value::{Tensor, TensorElementType, ValueType};
 
+use super::manifest::{BundleManifest, Guidance};
 use crate::audio_clip::AudioView;
 use crate::conditioning::{ConditionEncoder, Conditioning, EncodeError, PromptEncoding};
 use crate::knobs::KnobId;
@@ -98,8 +99,8 @@ pub enum OnnxLoadError {
         reason: String,
     },
     /// The manifest was refused.
-    #[error("{0}")]
-    Manifest(String),
+    #[error(transparent)]
+    Manifest(#[from] super::BundleError),
     /// A bundle file is missing or unreadable.
     #[error("bundle file {path}: {reason}")]
     File {
@@ -198,36 +199,9 @@ pub enum OnnxCond {
     },
 }
 
-/// Whether the DiT runs a null-condition batch for classifier-free guidance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Guidance {
-    /// One conditional batch; the `guidance` knob is inert.
-    None,
-    /// The batch is doubled with the null condition and combined by the `guidance` knob.
-    Cfg,
-}
-
-/// What [`OnnxModel`] needs from a bundle's manifest (paths relative to the bundle).
-#[derive(Clone, Debug, PartialEq)]
-pub struct BundleSpec {
-    /// The bundle's name.
-    pub name: String,
-    /// Output and latent shapes.
-    pub geometry: Geometry,
-    /// CFG or not.
-    pub guidance: Guidance,
-    /// The DiT file.
-    pub dit: PathBuf,
-    /// `T` is padded to a multiple of this.
-    pub t_multiple: usize,
-    /// The decoder file.
-    pub decoder: PathBuf,
-    /// Latent frames of context each side of a decoded window.
-    pub context_frames: usize,
-    /// The source encoder file, if any.
-    pub encoder: Option<PathBuf>,
-    /// The text model file and its tag vocabulary (one tag a line), if any.
-    pub text: Option<(PathBuf, PathBuf)>,
+/// `file` as the bundle names it (relative to its folder), for messages.
+fn file_name(dir: &Path, file: &Path) -> String {
+    file.strip_prefix(dir).unwrap_or(file).display().to_string()
 }
 
 /// The process's ONNX Runtime: the first library loaded serves every later bundle.
@@ -508,7 +482,7 @@ struct TextModel {
 
 /// A model bundle on ONNX Runtime (see the module doc).
 pub struct OnnxModel {
-    spec: BundleSpec,
+    manifest: BundleManifest,
     library: PathBuf,
     /// The DiT's condition width `D`.
     cond_width: usize,
@@ -526,22 +500,19 @@ impl OnnxModel {
     /// model, checks their tensors against the conventions, and runs one probe step and one
     /// probe decode (a bundle whose graph produces NaN is refused here).
     pub fn load(dir: &Path, options: OnnxOptions) -> Result<Self, OnnxLoadError> {
-        let _ = (dir, options);
-        Err(OnnxLoadError::Manifest(
-            "manifest loader not merged yet".into(),
-        ))
+        Self::from_manifest(super::manifest::load(dir)?, options)
     }
 
-    /// [`OnnxModel::load`] from an already-validated spec.
-    pub fn from_spec(
-        dir: &Path,
-        spec: BundleSpec,
+    /// [`OnnxModel::load`] from an already-validated manifest.
+    pub fn from_manifest(
+        spec: BundleManifest,
         options: OnnxOptions,
     ) -> Result<Self, OnnxLoadError> {
         let (library, env) = runtime(options.library.as_deref())?;
+        let dir = spec.dir.clone();
         let open = |file: &Path| -> Result<Session, OnnxLoadError> {
             let path = dir.join(file);
-            let name = file.display().to_string();
+            let name = file_name(&dir, file);
             if !path.is_file() {
                 return Err(OnnxLoadError::File {
                     path,
@@ -576,8 +547,8 @@ impl OnnxModel {
             });
         }
 
-        let dit_file = spec.dit.display().to_string();
-        let dit = open(&spec.dit)?;
+        let dit_file = file_name(&dir, &spec.dit.file);
+        let dit = open(&spec.dit.file)?;
         let (ins, outs) = check_tensors(
             &dit,
             &dit_file,
@@ -605,8 +576,8 @@ impl OnnxModel {
         let has_context = ins[3].is_some();
         let dit_cond_width = ins[2].as_ref().expect("required")[2];
 
-        let dec_file = spec.decoder.display().to_string();
-        let decoder = open(&spec.decoder)?;
+        let dec_file = file_name(&dir, &spec.decoder.file);
+        let decoder = open(&spec.decoder.file)?;
         let (ins, outs) = check_tensors(
             &decoder,
             &dec_file,
@@ -632,7 +603,7 @@ impl OnnxModel {
 
         let encoder = match &spec.encoder {
             Some(file) => {
-                let name = file.display().to_string();
+                let name = file_name(&dir, file);
                 let s = open(file)?;
                 let (_, outs) = check_tensors(
                     &s,
@@ -648,9 +619,9 @@ impl OnnxModel {
 
         let mut text_width = None;
         let text = match &spec.text {
-            Some((file, vocab_file)) => {
-                let name = file.display().to_string();
-                let s = open(file)?;
+            Some(text) => {
+                let name = file_name(&dir, &text.file);
+                let s = open(&text.file)?;
                 let (_, outs) = check_tensors(
                     &s,
                     &name,
@@ -665,8 +636,10 @@ impl OnnxModel {
                     &[f32_tensor("encoder_hidden_states", 3)],
                 )?;
                 text_width = outs[0][2];
-                let vocab_path = dir.join(vocab_file);
-                let vocab = read_vocab(&vocab_path)?;
+                let mut vocab = HashMap::new();
+                for (id, tag) in text.vocab.iter().enumerate() {
+                    vocab.entry(tag.to_lowercase()).or_insert(id as i64);
+                }
                 Some(TextModel {
                     session: Mutex::new(s),
                     vocab,
@@ -693,7 +666,7 @@ impl OnnxModel {
         };
 
         let model = Self {
-            spec,
+            manifest: spec,
             library,
             cond_width,
             has_context,
@@ -718,8 +691,9 @@ impl OnnxModel {
     /// One DiT step on noise and one decode, so a graph that cannot run at the loop's
     /// shapes, or produces NaN, is refused at load rather than at the first tick.
     fn probe(&self) -> Result<(), ModelError> {
-        let frames = (self.spec.context_frames * 2 + 1).max(self.spec.t_multiple);
-        let c = self.spec.geometry.latent_channels;
+        let frames =
+            (self.manifest.decoder.context_frames * 2 + 1).max(self.manifest.dit.t_multiple);
+        let c = self.manifest.geometry.latent_channels;
         let mut x = OnnxLatents {
             frames,
             data: vec![0.0; frames * c],
@@ -755,7 +729,8 @@ impl OnnxModel {
             },
         }];
         self.try_denoise_batch(&mut batch, &shared)?;
-        let hop = self.spec.geometry.samples_per_latent_frame() * self.spec.geometry.audio_channels;
+        let hop = self.manifest.geometry.samples_per_latent_frame()
+            * self.manifest.geometry.audio_channels;
         let mut out = vec![0.0f32; hop];
         self.decode_chunk_window(&x, None, &[1.0; 8], false, 0, 1, &mut out)
             .map_err(|e| match e {
@@ -774,14 +749,14 @@ impl OnnxModel {
     pub fn describe(&self) -> String {
         format!(
             "{} (onnx bundle, ONNX Runtime CPU provider, {})",
-            self.spec.name,
+            self.manifest.name,
             self.library.display()
         )
     }
 
-    /// The bundle's spec.
-    pub fn spec(&self) -> &BundleSpec {
-        &self.spec
+    /// The bundle's manifest.
+    pub fn manifest(&self) -> &BundleManifest {
+        &self.manifest
     }
 
     /// Ticks whose DiT run failed (the slots were left unchanged), and the newest failure.
@@ -802,7 +777,7 @@ impl OnnxModel {
         let Some(frames) = batch.first().map(|s| s.x.frames) else {
             return Ok(());
         };
-        let c = self.spec.geometry.latent_channels;
+        let c = self.manifest.geometry.latent_channels;
         let want = frames * c;
         for (slot, s) in batch.iter().enumerate() {
             if s.x.data.len() != want {
@@ -814,10 +789,10 @@ impl OnnxModel {
             }
         }
         let guidance = shared.knobs.f32(KnobId::guidance);
-        let cfg = self.spec.guidance == Guidance::Cfg && guidance != 1.0;
+        let cfg = self.manifest.sampler.guidance == Guidance::Cfg && guidance != 1.0;
         let b = batch.len();
         let rows = if cfg { 2 * b } else { b };
-        let m = self.spec.t_multiple.max(1);
+        let m = self.manifest.dit.t_multiple.max(1);
         let tp = frames.div_ceil(m) * m;
         let (prompt_a, prompt_b) = prompt_embeddings(shared.cond);
         let tokens = prompt_a.map_or(1, |p| p.0).max(prompt_b.map_or(1, |p| p.0));
@@ -924,7 +899,7 @@ impl OnnxModel {
         tp: usize,
         tokens: usize,
     ) -> Result<DitRun, ModelError> {
-        let c = self.spec.geometry.latent_channels;
+        let c = self.manifest.geometry.latent_channels;
         let err = bind_err("dit");
         let hidden = new_tensor(&[rows, tp, c])?;
         let timestep = new_tensor(&[rows])?;
@@ -962,7 +937,7 @@ impl OnnxModel {
     }
 
     fn new_decode_run(&self, session: &Session, window: usize) -> Result<DecodeRun, ModelError> {
-        let g = self.spec.geometry;
+        let g = self.manifest.geometry;
         let err = bind_err("decoder");
         let latents = new_tensor(&[1, g.latent_channels, window])?;
         let mut audio = new_tensor(&[1, g.audio_channels, window * g.samples_per_latent_frame()])?;
@@ -1027,21 +1002,6 @@ fn fill_condition(
     }
 }
 
-fn read_vocab(path: &Path) -> Result<HashMap<String, i64>, OnnxLoadError> {
-    let text = std::fs::read_to_string(path).map_err(|e| OnnxLoadError::File {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    let mut vocab = HashMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let tag = line.trim().to_lowercase();
-        if !tag.is_empty() {
-            vocab.entry(tag).or_insert(i as i64);
-        }
-    }
-    Ok(vocab)
-}
-
 /// The words of a prompt, as the vocabulary is matched against them: runs of letters,
 /// digits and `-`, lowercased.
 fn prompt_words(tags: &str) -> impl Iterator<Item = &str> {
@@ -1056,7 +1016,7 @@ impl ConditionEncoder for OnnxModel {
         let Some(text) = &self.text else {
             return Err(EncodeError::Refused {
                 field: "tags",
-                reason: format!("bundle `{}` has no text model", self.spec.name),
+                reason: format!("bundle `{}` has no text model", self.manifest.name),
             });
         };
         let mut ids = Vec::new();
@@ -1072,7 +1032,7 @@ impl ConditionEncoder for OnnxModel {
                 field: "tags",
                 reason: format!(
                     "no word of the prompt is in bundle `{}`'s vocabulary (unknown: {})",
-                    self.spec.name,
+                    self.manifest.name,
                     unknown_words.join(" ")
                 ),
             });
@@ -1112,14 +1072,17 @@ impl ConditionEncoder for OnnxModel {
     fn encode_timbre(&self, _audio: AudioView<'_>) -> Result<OnnxCond, EncodeError> {
         Err(EncodeError::Refused {
             field: "timbre",
-            reason: format!("bundle `{}` takes no timbre reference", self.spec.name),
+            reason: format!("bundle `{}` takes no timbre reference", self.manifest.name),
         })
     }
 
     fn encode_structure(&self, _audio: AudioView<'_>) -> Result<OnnxCond, EncodeError> {
         Err(EncodeError::Refused {
             field: "structure",
-            reason: format!("bundle `{}` takes no structure reference", self.spec.name),
+            reason: format!(
+                "bundle `{}` takes no structure reference",
+                self.manifest.name
+            ),
         })
     }
 }
@@ -1129,12 +1092,12 @@ impl Model for OnnxModel {
     type Curve = Vec<f32>;
 
     fn geometry(&self) -> Geometry {
-        self.spec.geometry
+        self.manifest.geometry
     }
 
     fn encode_source(&self, audio: AudioView<'_>) -> Result<OnnxLatents, EncodeError> {
         audio.validate("source")?;
-        let g = self.spec.geometry;
+        let g = self.manifest.geometry;
         let refused = |reason: String| EncodeError::Refused {
             field: "source",
             reason,
@@ -1142,7 +1105,7 @@ impl Model for OnnxModel {
         let Some(encoder) = &self.encoder else {
             return Err(refused(format!(
                 "bundle `{}` has no encoder",
-                self.spec.name
+                self.manifest.name
             )));
         };
         if audio.sample_rate != g.sample_rate || audio.channels != g.audio_channels {
@@ -1201,7 +1164,7 @@ impl Model for OnnxModel {
         start_frame: usize,
         frames: usize,
     ) -> OnnxLatents {
-        let c = self.spec.geometry.latent_channels;
+        let c = self.manifest.geometry.latent_channels;
         OnnxLatents {
             frames,
             data: crate::model::slice_host_frames(&latents.data, c, start_frame, frames),
@@ -1217,7 +1180,7 @@ impl Model for OnnxModel {
     }
 
     fn start_slot(&self, start: SlotStart<'_, OnnxLatents>) -> OnnxLatents {
-        let c = self.spec.geometry.latent_channels;
+        let c = self.manifest.geometry.latent_channels;
         let data = sampler::start_slot_host(&start, c, |l: &OnnxLatents| &l.data[..]);
         OnnxLatents {
             frames: start.frames,
@@ -1237,7 +1200,7 @@ impl Model for OnnxModel {
     }
 
     fn decode_context_frames(&self) -> usize {
-        self.spec.context_frames
+        self.manifest.decoder.context_frames
     }
 
     fn decode_chunk_window(
@@ -1250,7 +1213,7 @@ impl Model for OnnxModel {
         frames: usize,
         out: &mut [f32],
     ) -> Result<(), DecodeError> {
-        let g = self.spec.geometry;
+        let g = self.manifest.geometry;
         let (c, a, hop) = (
             g.latent_channels,
             g.audio_channels,
@@ -1263,7 +1226,7 @@ impl Model for OnnxModel {
         }
         let total = latents.frames;
         let start = start_frame % total;
-        let ctx = self.spec.context_frames;
+        let ctx = self.manifest.decoder.context_frames;
         let window = frames + 2 * ctx;
         // The latent frame at position `p` relative to the chunk's start (may be negative
         // or past its end): wrapping in the loop, or from the neighbours of a walk chunk.
