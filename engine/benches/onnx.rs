@@ -81,7 +81,9 @@ fn bench_onnx(c: &mut Criterion) {
     for _ in 0..16 {
         pipeline.tick(&snapshot, &cond, &mut finished); // warm: 4 slots in flight
     }
-    assert_eq!(pipeline.in_flight(), 4);
+    // Steady state: every other tick one slot finishes (3 left after it) and the next one
+    // starts at the following tick's beginning, so each tick's batch holds 4.
+    assert!(pipeline.in_flight() >= 3);
     let ticks: Vec<Duration> = (0..TIMED_CALLS)
         .map(|_| {
             let t0 = Instant::now();
@@ -94,6 +96,10 @@ fn bench_onnx(c: &mut Criterion) {
         "onnx/tick_depth4_steps8_10s: p50 {p50:.2} ms, p99 {p99:.2} ms, {:.1} latents/s",
         1e3 / p50 / 2.0
     );
+    let latents = finished
+        .last()
+        .map(|f| Arc::clone(&f.latents))
+        .expect("a latent finished");
     let mut group = c.benchmark_group("onnx");
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(8));
@@ -104,10 +110,6 @@ fn bench_onnx(c: &mut Criterion) {
         })
     });
 
-    let latents = finished
-        .last()
-        .map(|f| Arc::clone(&f.latents))
-        .expect("a latent finished");
     let g = model.geometry();
     let kept = 9;
     let mut out = vec![0.0f32; kept * g.samples_per_latent_frame() * g.audio_channels];
