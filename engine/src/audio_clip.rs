@@ -94,7 +94,7 @@ impl AudioView<'_> {
         if self.samples.is_empty() {
             return Err(AudioClipError::Empty { field });
         }
-        if self.samples.len() % channels != 0 {
+        if !self.samples.len().is_multiple_of(channels) {
             let samples = self.samples.len();
             return Err(AudioClipError::Ragged {
                 field,

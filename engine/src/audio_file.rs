@@ -404,9 +404,9 @@ pub fn test_signal(sample_rate: u32, channels: usize, seconds: f64) -> LoopAudio
         let release = ((len - t) / 0.01).clamp(0.0, 1.0);
         let tone = (TAU * hz * t).sin() + 0.25 * (TAU * 2.0 * hz * t).sin();
         let v = 0.36 * attack * decay * release * tone / 1.25;
-        let pan = if slot % 2 == 0 { 0.8 } else { 1.0 };
+        let pan = if slot.is_multiple_of(2) { 0.8 } else { 1.0 };
         for k in 0..channels {
-            let gain = if (k % 2 == 0) == (slot % 2 == 0) {
+            let gain = if (k % 2 == 0) == slot.is_multiple_of(2) {
                 1.0
             } else {
                 pan

@@ -356,7 +356,7 @@ impl PlayheadRing {
         if sample_rate == 0 {
             return Err(RingError::SampleRate);
         }
-        if samples.len() % channels != 0 {
+        if !samples.len().is_multiple_of(channels) {
             return Err(RingError::Ragged {
                 samples: samples.len(),
                 channels,
@@ -630,7 +630,7 @@ impl RingWriter {
     pub fn write(&mut self, start: usize, audio: &[f32]) -> Result<WriteReport, RingError> {
         let s = &*self.shared;
         let ch = s.channels;
-        if audio.len() % ch != 0 {
+        if !audio.len().is_multiple_of(ch) {
             return Err(RingError::Ragged {
                 samples: audio.len(),
                 channels: ch,

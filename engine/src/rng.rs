@@ -70,7 +70,7 @@ fn box_muller(w0: u32, w1: u32) -> (f32, f32) {
 /// `first_draw` must be even (draws come in pairs); the result for a given draw index does not
 /// depend on how the range is split into calls.
 pub fn fill_gaussian(key: NoiseKey, first_draw: u64, out: &mut [f32]) {
-    assert!(first_draw % 2 == 0, "first_draw must be even");
+    assert!(first_draw.is_multiple_of(2), "first_draw must be even");
     let mut rng = key.generator();
     rng.set_word_pos(u128::from(first_draw));
     let mut pairs = out.chunks_exact_mut(2);

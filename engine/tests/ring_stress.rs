@@ -110,11 +110,11 @@ fn millions_of_frames_with_random_windows_and_bands_have_no_torn_reads() {
         writer.write(start, &audio).unwrap();
         finished.fetch_add(1, Ordering::SeqCst);
         writes += 1;
-        if writes % 97 == 0 {
+        if writes.is_multiple_of(97) {
             let a = rng.random_range(0..LOOP - 6_000);
             let b = a + rng.random_range(3_000..6_000);
             handle.set_band(a, b).unwrap();
-        } else if writes % 131 == 0 {
+        } else if writes.is_multiple_of(131) {
             handle.clear_band();
         }
     }

@@ -20,6 +20,7 @@
 pub mod builtin;
 pub mod bundle;
 pub mod cuda;
+pub mod sampler;
 
 use crate::audio_clip::AudioView;
 use crate::conditioning::{ConditionEncoder, Conditioning, EncodeError};

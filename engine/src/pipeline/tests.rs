@@ -12,7 +12,7 @@ fn source(model: &BuiltinModel) -> Arc<CpuLatents> {
     let samples: Vec<f32> = (0..rate * 2)
         .flat_map(|i| {
             let t = i as f32 / rate as f32;
-            let note = if (t * 4.0) as usize % 2 == 0 {
+            let note = if ((t * 4.0) as usize).is_multiple_of(2) {
                 220.0
             } else {
                 330.0

@@ -160,7 +160,7 @@ const PROMPTS: [&str; 4] = [
 ];
 
 fn timbre_clip(i: usize, rate: u32) -> AudioClip {
-    let hz = if i % 2 == 0 { 220.0 } else { 660.0 };
+    let hz = if i.is_multiple_of(2) { 220.0 } else { 660.0 };
     let samples: Vec<f32> = (0..rate as usize / 2)
         .map(|n| (0.3 * (std::f64::consts::TAU * hz * n as f64 / rate as f64).sin()) as f32)
         .collect();

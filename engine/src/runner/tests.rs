@@ -73,7 +73,7 @@ fn simulate(repatch: bool, band: Option<(usize, usize)>) -> Outcome {
             lead.note_activity(ARRIVAL as f64 / RATE as f64);
             action_recorded = true;
         }
-        if clock % TICK != 0 || clock == 0 {
+        if !clock.is_multiple_of(TICK) || clock == 0 {
             play(&mut reader, &mut heard_first, &mut heard_full);
             continue;
         }

@@ -293,7 +293,7 @@ pub fn render_target(
         // Rhythm: onsets at the start of hits only.
         let first_frame_of_eighth = in_eighth < 2.0 * beats_per_frame;
         let beat_in_bar = (beat.floor() as usize) % 4;
-        let on_beat = (beat * 2.0).floor() as u64 % 2 == 0;
+        let on_beat = ((beat * 2.0).floor() as u64).is_multiple_of(2);
         for g in 0..GROUPS {
             frame[ONSETS + g] = 0.0;
         }

@@ -6,11 +6,13 @@
 //!   unknown keys, bad values, geometry the loop cannot take and missing or oversized files
 //!   are refused with one [`BundleError`] naming the key or the file. Nothing here touches
 //!   ONNX Runtime, so a bundle can be checked on a machine without it.
+//! - [`onnx`]: [`onnx::OnnxModel`], the bundle run by ONNX Runtime (the `Model` backend).
 //!
 //! Threading: [`load`] is plain blocking file I/O (a few small reads and `stat`s plus the
 //! vocabulary): call it at start or on the control / encoder thread, never on the engine or
 //! audio thread. A [`BundleManifest`] is immutable plain data (`Send + Sync`).
 
 pub mod manifest;
+pub mod onnx;
 
 pub use manifest::{BundleError, BundleManifest, ParityMismatch, load};

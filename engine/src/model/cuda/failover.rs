@@ -297,29 +297,30 @@ impl<D: DeviceBackend> Model for FailoverModel<D> {
         let all_device = batch
             .iter()
             .all(|s| matches!(s.x, FailoverLatents::Device(_)));
-        if self.on_device() && all_device {
-            if let Some(source) = device_source {
-                let mut steps: Vec<SlotStep<'_, D::Latents>> = batch
-                    .iter_mut()
-                    .filter_map(|s| {
-                        s.map_x(|x| match x {
-                            FailoverLatents::Device(x) => Some(x),
-                            FailoverLatents::Host(_) => None,
-                        })
+        if self.on_device()
+            && all_device
+            && let Some(source) = device_source
+        {
+            let mut steps: Vec<SlotStep<'_, D::Latents>> = batch
+                .iter_mut()
+                .filter_map(|s| {
+                    s.map_x(|x| match x {
+                        FailoverLatents::Device(x) => Some(x),
+                        FailoverLatents::Host(_) => None,
                     })
-                    .collect();
-                let shared_dev = StepShared::<D> {
-                    cond: shared.cond,
-                    knobs: shared.knobs,
-                    source,
-                    sde_curve: shared.sde_curve.and_then(|c| c.device.as_ref()),
-                };
-                self.dev().denoise_batch(&mut steps, &shared_dev);
-                if self.on_device() {
-                    return;
-                }
-                // The device failed during this step: redo it on the CPU from what survives.
+                })
+                .collect();
+            let shared_dev = StepShared::<D> {
+                cond: shared.cond,
+                knobs: shared.knobs,
+                source,
+                sde_curve: shared.sde_curve.and_then(|c| c.device.as_ref()),
+            };
+            self.dev().denoise_batch(&mut steps, &shared_dev);
+            if self.on_device() {
+                return;
             }
+            // The device failed during this step: redo it on the CPU from what survives.
         }
         let source = shared.source.and_then(|s| self.to_host(s));
         for slot in batch.iter_mut() {

@@ -1,0 +1,1300 @@
+//! [`OnnxModel`]: a model bundle (`latentd-bundle/1`, see `docs/bundles.md`) run by ONNX
+//! Runtime through `ort` (loaded at run time, never linked or downloaded at build time).
+//!
+//! What runs where:
+//! - the DiT predicts velocity for every slot of a tick in ONE batched run: `hidden_states
+//!   [B,T,C]`, `timestep [B]`, `encoder_hidden_states [B,L,D]`, optional `context_latents
+//!   [B,T,2C]` (source latents, then a mask of 1 where a source exists) → `velocity [B,T,C]`;
+//!   `T` is padded with zeros to the bundle's `t_multiple`; with `guidance = "cfg"` and the
+//!   `guidance` knob off 1 the batch is doubled with the null condition (zeros) and the two
+//!   halves combined by [`sampler::combine_cfg`]. The sampler itself (slot start, source
+//!   lock, Euler / SDE, noise) is [`sampler`], on the host;
+//! - the decoder renders `latents [1,C,W]` → `audio [1,A,W*hop]` for a window of the kept
+//!   frames plus `context_frames` on each side, keeping the centre; the eight channel-group
+//!   gains scale the latent channel groups (`C / 8` channels each) before decoding;
+//! - the encoder maps a source `audio [1,A,S]` → `latents [1,C,S/hop]`; the text model maps
+//!   tag ids `ids [1,L] int64` → `encoder_hidden_states [1,L,D]`.
+//!
+//! Per tick, latentd's own code does not allocate: the DiT's and the decoder's input and
+//! output tensors are allocated once per shape (`(rows, T, L)` / window) and bound to an
+//! `IoBinding`; a tick writes into them in place and runs the binding through the C API
+//! directly (`ort`'s `run_binding` wraps every output in a new `Arc`). ONNX Runtime's own
+//! C-heap allocations inside the run remain (tens per run, off the audio thread).
+//!
+//! Threading: `Send + Sync`. Each ONNX session sits in its own mutex (ORT runs need `&mut`):
+//! the DiT and the decoder are used by the engine thread only, the encoder and the text model
+//! by the encoder thread, so no lock is contended. ORT runs on the calling thread plus
+//! `intra_threads - 1` pool threads (none by default); never on the audio thread.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ort::AsPointer;
+use ort::environment::Environment;
+use ort::memory::Allocator;
+use ort::session::{IoBinding, Session};
+use ort::value::{Tensor, TensorElementType, ValueType};
+
+use super::manifest::{BundleManifest, Guidance};
+use crate::audio_clip::AudioView;
+use crate::conditioning::{ConditionEncoder, Conditioning, EncodeError, PromptEncoding};
+use crate::knobs::KnobId;
+use crate::model::sampler::{self, FlowStep};
+use crate::model::{
+    ChunkPlace, DecodeError, Geometry, Model, SlotStart, SlotStep, StepShared, check_decode_request,
+};
+
+/// ORT intra-op threads per session by default: the calling thread alone.
+pub const DEFAULT_INTRA_THREADS: usize = 1;
+/// Environment variable naming the ONNX Runtime library (`ort`'s own convention).
+pub const LIBRARY_ENV: &str = "ORT_DYLIB_PATH";
+/// Where an installed latentd finds the library, relative to the executable's folder.
+pub const INSTALLED_LIBRARY: &str = "../lib/latentd/libonnxruntime.so";
+/// Channel groups the `ch_g*` knobs scale.
+pub const CHANNEL_GROUPS: usize = 8;
+/// Shapes whose tensors a session keeps bound at once (the oldest is dropped past this).
+pub const BOUND_SHAPES: usize = 4;
+
+/// How [`OnnxModel::load`] sets ONNX Runtime up.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OnnxOptions {
+    /// The ONNX Runtime library; `None`: [`LIBRARY_ENV`], then [`INSTALLED_LIBRARY`].
+    pub library: Option<PathBuf>,
+    /// Intra-op threads per session (1 = the calling thread only).
+    pub intra_threads: usize,
+    /// Let ORT's pool threads spin while waiting for work (burns a core; off by default).
+    pub spinning: bool,
+}
+
+impl Default for OnnxOptions {
+    fn default() -> Self {
+        Self {
+            library: None,
+            intra_threads: DEFAULT_INTRA_THREADS,
+            spinning: false,
+        }
+    }
+}
+
+/// Why a bundle could not be loaded; nothing was started.
+#[derive(Debug, thiserror::Error)]
+pub enum OnnxLoadError {
+    /// No ONNX Runtime library where latentd looks.
+    #[error(
+        "ONNX Runtime library not found (looked at: {tried}); run scripts/setup.sh or set \
+         {LIBRARY_ENV}"
+    )]
+    LibraryNotFound {
+        /// The places tried, in order.
+        tried: String,
+    },
+    /// The library exists but cannot be used (not a library, not ONNX Runtime, too old).
+    #[error("ONNX Runtime library {path}: {reason}")]
+    Library {
+        /// The library.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The manifest was refused.
+    #[error(transparent)]
+    Manifest(#[from] super::BundleError),
+    /// A bundle file is missing or unreadable.
+    #[error("bundle file {path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// ONNX Runtime refused a model file.
+    #[error("{file}: ONNX Runtime refused the model: {reason}")]
+    Session {
+        /// The file (relative to the bundle).
+        file: String,
+        /// ORT's message.
+        reason: String,
+    },
+    /// A model's inputs or outputs do not follow the bundle's tensor conventions.
+    #[error("{file}: tensor `{tensor}`: {reason}")]
+    Tensor {
+        /// The file (relative to the bundle).
+        file: String,
+        /// The tensor's conventional name.
+        tensor: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A check run at load (one DiT step, one decode) failed.
+    #[error("{0}")]
+    Probe(ModelError),
+}
+
+/// Why a model run failed at run time; the slots were left unchanged.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ModelError {
+    /// ONNX Runtime reported an error.
+    #[error("{file}: run failed: {reason}")]
+    Run {
+        /// The model file.
+        file: &'static str,
+        /// ORT's message.
+        reason: String,
+    },
+    /// An output held NaN or infinity.
+    #[error("{file}: output `{tensor}` holds a non-finite value (batch row {row})")]
+    NonFinite {
+        /// The model file.
+        file: &'static str,
+        /// The output tensor.
+        tensor: &'static str,
+        /// The first batch row with one.
+        row: usize,
+    },
+    /// The slots of one batch disagree on their length, or a latent has the wrong size.
+    #[error("dit: slot {slot} holds {got} values, the batch needs {want}")]
+    Shape {
+        /// The slot's index in the batch.
+        slot: usize,
+        /// Values it holds.
+        got: usize,
+        /// Values expected.
+        want: usize,
+    },
+}
+
+/// Latents of an [`OnnxModel`]: `[frames, channels]` on the host, frame-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OnnxLatents {
+    frames: usize,
+    data: Vec<f32>,
+}
+
+impl OnnxLatents {
+    /// Wraps frame-major data of `channels` channels.
+    pub fn from_host(data: Vec<f32>, channels: usize) -> Self {
+        Self {
+            frames: data.len() / channels.max(1),
+            data,
+        }
+    }
+
+    /// The values, frame-major.
+    pub fn as_slice(&self) -> &[f32] {
+        &self.data
+    }
+}
+
+/// The conditioning of an [`OnnxModel`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum OnnxCond {
+    /// A prompt's text embedding: `tokens` rows of the DiT's condition width.
+    Prompt {
+        /// Rows (`L`).
+        tokens: usize,
+        /// `[tokens, D]`, row-major.
+        embedding: Vec<f32>,
+    },
+}
+
+/// `file` as the bundle names it (relative to its folder), for messages.
+fn file_name(dir: &Path, file: &Path) -> String {
+    file.strip_prefix(dir).unwrap_or(file).display().to_string()
+}
+
+/// The process's ONNX Runtime: the first library loaded serves every later bundle.
+static RUNTIME: Mutex<Option<(PathBuf, Environment)>> = Mutex::new(None);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where the ONNX Runtime library is: `explicit`, else [`LIBRARY_ENV`], else
+/// [`INSTALLED_LIBRARY`] beside the executable. An explicit or environment path must exist.
+pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf, OnnxLoadError> {
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let must_exist = |p: PathBuf| {
+        if p.is_file() {
+            Ok(absolute(&p))
+        } else {
+            Err(OnnxLoadError::LibraryNotFound {
+                tried: p.display().to_string(),
+            })
+        }
+    };
+    if let Some(p) = explicit {
+        return must_exist(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os(LIBRARY_ENV).filter(|p| !p.is_empty()) {
+        return must_exist(PathBuf::from(p));
+    }
+    let installed = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(INSTALLED_LIBRARY)));
+    match installed {
+        Some(p) if p.is_file() => Ok(absolute(&p)),
+        other => Err(OnnxLoadError::LibraryNotFound {
+            tried: format!(
+                "{LIBRARY_ENV} (unset), {}",
+                other.map_or("<exe dir>/".to_string() + INSTALLED_LIBRARY, |p| p
+                    .display()
+                    .to_string())
+            ),
+        }),
+    }
+}
+
+/// Loads ONNX Runtime (once per process; later calls get the loaded one whatever they ask)
+/// and returns its environment and the library's path. A missing, foreign or too-old library
+/// is an error, never a panic: `ort`'s loader asserts on some bad libraries, so it runs
+/// under `catch_unwind`.
+pub fn runtime(explicit: Option<&Path>) -> Result<(PathBuf, Environment), OnnxLoadError> {
+    let mut rt = lock(&RUNTIME);
+    if let Some((path, env)) = rt.as_ref() {
+        return Ok((path.clone(), env.clone()));
+    }
+    let path = find_library(explicit)?;
+    let bad = |reason: String| OnnxLoadError::Library {
+        path: path.clone(),
+        reason,
+    };
+    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ort::init_from(&path)
+            .map_err(|e| e.to_string())?
+            .with_name("latentd")
+            .with_telemetry(false)
+            .build()
+            .map_err(|e| e.to_string())
+    }));
+    let env = match built {
+        Ok(Ok(env)) => env,
+        Ok(Err(reason)) => return Err(bad(reason)),
+        Err(panic) => {
+            let reason = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the loader panicked".into());
+            return Err(bad(reason));
+        }
+    };
+    *rt = Some((path.clone(), env.clone()));
+    Ok((path, env))
+}
+
+/// One tensor an ONNX file must have: conventional name, element type, rank.
+struct Convention {
+    name: &'static str,
+    ty: TensorElementType,
+    rank: usize,
+}
+
+const fn f32_tensor(name: &'static str, rank: usize) -> Convention {
+    Convention {
+        name,
+        ty: TensorElementType::Float32,
+        rank,
+    }
+}
+
+/// Static dims of one checked tensor (`None` where dynamic).
+type Dims = Vec<Option<usize>>;
+
+/// Checks a session's inputs and outputs against the convention: every required tensor
+/// present with its type and rank, no input the convention does not name. Returns the dims
+/// of each `(inputs, outputs)` entry (`None` for an absent optional input).
+fn check_tensors(
+    session: &Session,
+    file: &str,
+    inputs: &[(Convention, bool)],
+    outputs: &[Convention],
+) -> Result<(Vec<Option<Dims>>, Vec<Dims>), OnnxLoadError> {
+    let err = |tensor: &str, reason: String| OnnxLoadError::Tensor {
+        file: file.to_string(),
+        tensor: tensor.to_string(),
+        reason,
+    };
+    let dims_of = |dtype: &ValueType, c: &Convention| -> Result<Dims, OnnxLoadError> {
+        let ValueType::Tensor { ty, shape, .. } = dtype else {
+            return Err(err(c.name, format!("is a {dtype}, not a tensor")));
+        };
+        if *ty != c.ty {
+            return Err(err(
+                c.name,
+                format!("element type {ty}, the convention says {}", c.ty),
+            ));
+        }
+        if shape.len() != c.rank {
+            return Err(err(
+                c.name,
+                format!(
+                    "rank {} ({shape:?}), the convention says {}",
+                    shape.len(),
+                    c.rank
+                ),
+            ));
+        }
+        Ok(shape
+            .iter()
+            .map(|&d| usize::try_from(d).ok().filter(|&d| d > 0))
+            .collect())
+    };
+    let names =
+        |list: &[ort::value::Outlet]| list.iter().map(|o| o.name()).collect::<Vec<_>>().join(", ");
+    for given in session.inputs() {
+        if !inputs.iter().any(|(c, _)| c.name == given.name()) {
+            let known: Vec<&str> = inputs.iter().map(|(c, _)| c.name).collect();
+            return Err(err(
+                given.name(),
+                format!(
+                    "input not in the convention (accepted inputs: {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+    }
+    let mut in_dims = Vec::new();
+    for (c, required) in inputs {
+        match session.inputs().iter().find(|o| o.name() == c.name) {
+            Some(o) => in_dims.push(Some(dims_of(o.dtype(), c)?)),
+            None if *required => {
+                return Err(err(
+                    c.name,
+                    format!(
+                        "missing input (the model's inputs: {})",
+                        names(session.inputs())
+                    ),
+                ));
+            }
+            None => in_dims.push(None),
+        }
+    }
+    let mut out_dims = Vec::new();
+    for c in outputs {
+        match session.outputs().iter().find(|o| o.name() == c.name) {
+            Some(o) => out_dims.push(dims_of(o.dtype(), c)?),
+            None => {
+                return Err(err(
+                    c.name,
+                    format!(
+                        "missing output (the model's outputs: {})",
+                        names(session.outputs())
+                    ),
+                ));
+            }
+        }
+    }
+    Ok((in_dims, out_dims))
+}
+
+/// A static dim that must equal `want`.
+fn check_dim(
+    file: &str,
+    tensor: &str,
+    dims: &Dims,
+    axis: usize,
+    want: usize,
+    what: &str,
+) -> Result<(), OnnxLoadError> {
+    match dims[axis] {
+        Some(d) if d != want => Err(OnnxLoadError::Tensor {
+            file: file.to_string(),
+            tensor: tensor.to_string(),
+            reason: format!("axis {axis} is {d}, the manifest's {what} is {want}"),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Runs a bound session through the C API (no Rust-side allocation; see the module doc).
+fn run_bound(
+    session: &mut Session,
+    binding: &IoBinding,
+    file: &'static str,
+) -> Result<(), ModelError> {
+    let api = ort::api();
+    // SAFETY: both pointers come from live `ort` objects owned by the caller for the call's
+    // duration; `RunWithBinding` needs the session exclusively, which `&mut` guarantees.
+    let status =
+        unsafe { (api.RunWithBinding)(session.ptr_mut(), std::ptr::null(), binding.ptr()) };
+    // SAFETY: `status` was just returned by an ORT API call; this takes ownership of it.
+    unsafe { ort::Error::result_from_status(status) }.map_err(|e| ModelError::Run {
+        file,
+        reason: e.to_string(),
+    })
+}
+
+fn new_tensor(dims: &[usize]) -> Result<Tensor<f32>, ModelError> {
+    Tensor::<f32>::new(&Allocator::default(), dims.to_vec()).map_err(|e| ModelError::Run {
+        file: "tensor",
+        reason: e.to_string(),
+    })
+}
+
+fn bind_err(file: &'static str) -> impl Fn(ort::Error) -> ModelError {
+    move |e| ModelError::Run {
+        file,
+        reason: e.to_string(),
+    }
+}
+
+/// The DiT's tensors for one shape, bound once.
+struct DitRun {
+    rows: usize,
+    tp: usize,
+    tokens: usize,
+    binding: IoBinding,
+    hidden: Tensor<f32>,
+    timestep: Tensor<f32>,
+    cond: Tensor<f32>,
+    context: Option<Tensor<f32>>,
+    velocity: Tensor<f32>,
+    /// The conditioning (and blend, and CFG half) `cond` holds now.
+    cond_filled: Option<(Conditioning<OnnxCond>, u32, bool)>,
+}
+
+struct DitState {
+    session: Session,
+    runs: Vec<DitRun>,
+    /// SDE noise scratch, grown to the largest latent (only when a longer loop arrives).
+    noise: Vec<f32>,
+}
+
+/// The decoder's tensors for one window length, bound once.
+struct DecodeRun {
+    window: usize,
+    binding: IoBinding,
+    latents: Tensor<f32>,
+    audio: Tensor<f32>,
+}
+
+struct DecoderState {
+    session: Session,
+    runs: Vec<DecodeRun>,
+}
+
+struct TextModel {
+    session: Mutex<Session>,
+    vocab: HashMap<String, i64>,
+}
+
+/// A model bundle on ONNX Runtime (see the module doc).
+pub struct OnnxModel {
+    manifest: BundleManifest,
+    library: PathBuf,
+    /// The DiT's condition width `D`.
+    cond_width: usize,
+    has_context: bool,
+    dit: Mutex<DitState>,
+    decoder: Mutex<DecoderState>,
+    encoder: Option<Mutex<Session>>,
+    text: Option<TextModel>,
+    faults: AtomicU64,
+    last_fault: Mutex<Option<ModelError>>,
+}
+
+impl OnnxModel {
+    /// Loads the bundle in `dir`: validates its manifest, loads ONNX Runtime and every
+    /// model, checks their tensors against the conventions, and runs one probe step and one
+    /// probe decode (a bundle whose graph produces NaN is refused here).
+    pub fn load(dir: &Path, options: OnnxOptions) -> Result<Self, OnnxLoadError> {
+        Self::from_manifest(super::manifest::load(dir)?, options)
+    }
+
+    /// [`OnnxModel::load`] from an already-validated manifest.
+    pub fn from_manifest(
+        spec: BundleManifest,
+        options: OnnxOptions,
+    ) -> Result<Self, OnnxLoadError> {
+        let (library, env) = runtime(options.library.as_deref())?;
+        let dir = spec.dir.clone();
+        let open = |file: &Path| -> Result<Session, OnnxLoadError> {
+            let path = dir.join(file);
+            let name = file_name(&dir, file);
+            if !path.is_file() {
+                return Err(OnnxLoadError::File {
+                    path,
+                    reason: "missing".into(),
+                });
+            }
+            let refused = |e: String| OnnxLoadError::Session {
+                file: name.clone(),
+                reason: e,
+            };
+            let e = |e: ort::Error<_>| refused(e.to_string());
+            Session::builder(&env)
+                .map_err(|e| refused(e.to_string()))?
+                .with_intra_threads(options.intra_threads.max(1))
+                .map_err(e)?
+                .with_inter_threads(1)
+                .map_err(e)?
+                .with_intra_op_spinning(options.spinning)
+                .map_err(e)?
+                .with_inter_op_spinning(false)
+                .map_err(e)?
+                .commit_from_file(&path)
+                .map_err(|e| refused(e.to_string()))
+        };
+        let g = spec.geometry;
+        let c = g.latent_channels;
+        if c == 0 || !c.is_multiple_of(CHANNEL_GROUPS) {
+            return Err(OnnxLoadError::Tensor {
+                file: "bundle.toml".into(),
+                tensor: "latent_channels".into(),
+                reason: format!("{c} is not a positive multiple of {CHANNEL_GROUPS}"),
+            });
+        }
+
+        let dit_file = file_name(&dir, &spec.dit.file);
+        let dit = open(&spec.dit.file)?;
+        let (ins, outs) = check_tensors(
+            &dit,
+            &dit_file,
+            &[
+                (f32_tensor("hidden_states", 3), true),
+                (f32_tensor("timestep", 1), true),
+                (f32_tensor("encoder_hidden_states", 3), true),
+                (f32_tensor("context_latents", 3), false),
+            ],
+            &[f32_tensor("velocity", 3)],
+        )?;
+        let hidden = ins[0].as_ref().expect("required");
+        check_dim(&dit_file, "hidden_states", hidden, 2, c, "latent_channels")?;
+        check_dim(&dit_file, "velocity", &outs[0], 2, c, "latent_channels")?;
+        if let Some(ctx) = &ins[3] {
+            check_dim(
+                &dit_file,
+                "context_latents",
+                ctx,
+                2,
+                2 * c,
+                "2 x latent_channels",
+            )?;
+        }
+        let has_context = ins[3].is_some();
+        let dit_cond_width = ins[2].as_ref().expect("required")[2];
+
+        let dec_file = file_name(&dir, &spec.decoder.file);
+        let decoder = open(&spec.decoder.file)?;
+        let (ins, outs) = check_tensors(
+            &decoder,
+            &dec_file,
+            &[(f32_tensor("latents", 3), true)],
+            &[f32_tensor("audio", 3)],
+        )?;
+        check_dim(
+            &dec_file,
+            "latents",
+            ins[0].as_ref().expect("required"),
+            1,
+            c,
+            "latent_channels",
+        )?;
+        check_dim(
+            &dec_file,
+            "audio",
+            &outs[0],
+            1,
+            g.audio_channels,
+            "audio_channels",
+        )?;
+
+        let encoder = match &spec.encoder {
+            Some(file) => {
+                let name = file_name(&dir, file);
+                let s = open(file)?;
+                let (_, outs) = check_tensors(
+                    &s,
+                    &name,
+                    &[(f32_tensor("audio", 3), true)],
+                    &[f32_tensor("latents", 3)],
+                )?;
+                check_dim(&name, "latents", &outs[0], 1, c, "latent_channels")?;
+                Some(Mutex::new(s))
+            }
+            None => None,
+        };
+
+        let mut text_width = None;
+        let text = match &spec.text {
+            Some(text) => {
+                let name = file_name(&dir, &text.file);
+                let s = open(&text.file)?;
+                let (_, outs) = check_tensors(
+                    &s,
+                    &name,
+                    &[(
+                        Convention {
+                            name: "ids",
+                            ty: TensorElementType::Int64,
+                            rank: 2,
+                        },
+                        true,
+                    )],
+                    &[f32_tensor("encoder_hidden_states", 3)],
+                )?;
+                text_width = outs[0][2];
+                let mut vocab = HashMap::new();
+                for (id, tag) in text.vocab.iter().enumerate() {
+                    vocab.entry(tag.to_lowercase()).or_insert(id as i64);
+                }
+                Some(TextModel {
+                    session: Mutex::new(s),
+                    vocab,
+                })
+            }
+            None => None,
+        };
+        let cond_width = match (dit_cond_width, text_width) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(OnnxLoadError::Tensor {
+                    file: dit_file,
+                    tensor: "encoder_hidden_states".into(),
+                    reason: format!("width {a}, the text model's output width is {b}"),
+                });
+            }
+            (Some(d), _) | (None, Some(d)) => d,
+            (None, None) => {
+                return Err(OnnxLoadError::Tensor {
+                    file: dit_file,
+                    tensor: "encoder_hidden_states".into(),
+                    reason: "its width (axis 2) must be static in the DiT or the text model".into(),
+                });
+            }
+        };
+
+        let model = Self {
+            manifest: spec,
+            library,
+            cond_width,
+            has_context,
+            dit: Mutex::new(DitState {
+                session: dit,
+                runs: Vec::new(),
+                noise: Vec::new(),
+            }),
+            decoder: Mutex::new(DecoderState {
+                session: decoder,
+                runs: Vec::new(),
+            }),
+            encoder,
+            text,
+            faults: AtomicU64::new(0),
+            last_fault: Mutex::new(None),
+        };
+        model.probe().map_err(OnnxLoadError::Probe)?;
+        Ok(model)
+    }
+
+    /// One DiT step on noise and one decode, so a graph that cannot run at the loop's
+    /// shapes, or produces NaN, is refused at load rather than at the first tick.
+    fn probe(&self) -> Result<(), ModelError> {
+        let frames =
+            (self.manifest.decoder.context_frames * 2 + 1).max(self.manifest.dit.t_multiple);
+        let c = self.manifest.geometry.latent_channels;
+        let mut x = OnnxLatents {
+            frames,
+            data: vec![0.0; frames * c],
+        };
+        crate::rng::fill_gaussian(
+            crate::rng::NoiseKey {
+                seed: 0,
+                slot: 0,
+                step: 0,
+            },
+            0,
+            &mut x.data,
+        );
+        let knobs = crate::knobs::KnobSnapshot::defaults();
+        let cond = Conditioning::default();
+        let shared = StepShared::<Self> {
+            cond: &cond,
+            knobs: &knobs,
+            source: None,
+            sde_curve: None,
+        };
+        let mut batch = [SlotStep {
+            x: &mut x,
+            t_curr: 1.0,
+            t_next: 0.5,
+            t_start: 1.0,
+            sde: false,
+            x0_lock: 0.0,
+            noise: crate::rng::NoiseKey {
+                seed: 0,
+                slot: 0,
+                step: 1,
+            },
+        }];
+        self.try_denoise_batch(&mut batch, &shared)?;
+        let hop = self.manifest.geometry.samples_per_latent_frame()
+            * self.manifest.geometry.audio_channels;
+        let mut out = vec![0.0f32; hop];
+        self.decode_chunk_window(&x, None, &[1.0; 8], false, 0, 1, &mut out)
+            .map_err(|e| match e {
+                DecodeError::Backend(reason) => ModelError::Run {
+                    file: "decoder",
+                    reason,
+                },
+                other => ModelError::Run {
+                    file: "decoder",
+                    reason: other.to_string(),
+                },
+            })
+    }
+
+    /// The model and its provider, in words.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} (onnx bundle, ONNX Runtime CPU provider, {})",
+            self.manifest.name,
+            self.library.display()
+        )
+    }
+
+    /// The bundle's manifest.
+    pub fn manifest(&self) -> &BundleManifest {
+        &self.manifest
+    }
+
+    /// Ticks whose DiT run failed (the slots were left unchanged), and the newest failure.
+    pub fn faults(&self) -> (u64, Option<ModelError>) {
+        (
+            self.faults.load(Ordering::Acquire),
+            lock(&self.last_fault).clone(),
+        )
+    }
+
+    /// The batched step with its error: what [`Model::denoise_batch`] runs. On an error no
+    /// slot changed.
+    pub fn try_denoise_batch(
+        &self,
+        batch: &mut [SlotStep<'_, OnnxLatents>],
+        shared: &StepShared<'_, Self>,
+    ) -> Result<(), ModelError> {
+        let Some(frames) = batch.first().map(|s| s.x.frames) else {
+            return Ok(());
+        };
+        let c = self.manifest.geometry.latent_channels;
+        let want = frames * c;
+        for (slot, s) in batch.iter().enumerate() {
+            if s.x.data.len() != want {
+                return Err(ModelError::Shape {
+                    slot,
+                    got: s.x.data.len(),
+                    want,
+                });
+            }
+        }
+        let guidance = shared.knobs.f32(KnobId::guidance);
+        let cfg = self.manifest.sampler.guidance == Guidance::Cfg && guidance != 1.0;
+        let b = batch.len();
+        let rows = if cfg { 2 * b } else { b };
+        let m = self.manifest.dit.t_multiple.max(1);
+        let tp = frames.div_ceil(m) * m;
+        let (prompt_a, prompt_b) = prompt_embeddings(shared.cond);
+        let tokens = prompt_a.map_or(1, |p| p.0).max(prompt_b.map_or(1, |p| p.0));
+        let d = self.cond_width;
+        let blend = shared.knobs.f32(KnobId::prompt_blend);
+        let source = shared
+            .source
+            .filter(|s| s.data.len() == want)
+            .map(|s| &s.data[..]);
+
+        let mut state = lock(&self.dit);
+        let DitState {
+            session,
+            runs,
+            noise,
+        } = &mut *state;
+        if noise.len() < want {
+            noise.resize(want, 0.0);
+        }
+        let at = match runs
+            .iter()
+            .position(|r| (r.rows, r.tp, r.tokens) == (rows, tp, tokens))
+        {
+            Some(i) => i,
+            None => {
+                if runs.len() == BOUND_SHAPES {
+                    runs.remove(0);
+                }
+                runs.push(self.new_dit_run(session, rows, tp, tokens)?);
+                runs.len() - 1
+            }
+        };
+        let run = &mut runs[at];
+
+        // Inputs: every row's latent (CFG: the same latents again), zero padding past T.
+        let (_, hidden) = run.hidden.extract_tensor_mut();
+        for (r, row) in hidden.chunks_exact_mut(tp * c).enumerate() {
+            row[..want].copy_from_slice(&batch[r % b].x.data);
+            row[want..].fill(0.0);
+        }
+        let (_, ts) = run.timestep.extract_tensor_mut();
+        for (r, t) in ts.iter_mut().enumerate() {
+            *t = batch[r % b].t_curr;
+        }
+        let filled_now = run.cond_filled.as_ref().is_some_and(|(cond, bits, half)| {
+            same_prompt(cond, shared.cond) && *bits == blend.to_bits() && *half == cfg
+        });
+        if !filled_now {
+            let (_, ehs) = run.cond.extract_tensor_mut();
+            let row_len = tokens * d;
+            for (r, row) in ehs.chunks_exact_mut(row_len).enumerate() {
+                if r >= b {
+                    row.fill(0.0); // the null condition
+                    continue;
+                }
+                fill_condition(row, d, prompt_a, prompt_b, blend);
+            }
+            run.cond_filled = Some((shared.cond.clone(), blend.to_bits(), cfg));
+        }
+        if let Some(ctx) = run.context.as_mut() {
+            let (_, ctx) = ctx.extract_tensor_mut();
+            for row in ctx.chunks_exact_mut(tp * 2 * c) {
+                row.fill(0.0);
+                if let Some(src) = source {
+                    for (f, frame) in row.chunks_exact_mut(2 * c).take(frames).enumerate() {
+                        frame[..c].copy_from_slice(&src[f * c..(f + 1) * c]);
+                        frame[c..].fill(1.0);
+                    }
+                }
+            }
+        }
+
+        run_bound(session, &run.binding, "dit")?;
+
+        let (_, velocity) = run.velocity.extract_tensor_mut();
+        for (r, row) in velocity.chunks_exact(tp * c).enumerate() {
+            if row[..want].iter().any(|v| !v.is_finite()) {
+                return Err(ModelError::NonFinite {
+                    file: "dit",
+                    tensor: "velocity",
+                    row: r,
+                });
+            }
+        }
+        let (cond_rows, uncond_rows) = velocity.split_at_mut(b * tp * c);
+        let rescale = shared.knobs.f32(KnobId::cfg_rescale);
+        let curve = shared.sde_curve.map(|c| &c[..]);
+        for (i, slot) in batch.iter_mut().enumerate() {
+            let v = &mut cond_rows[i * tp * c..i * tp * c + want];
+            if cfg {
+                let u = &uncond_rows[i * tp * c..i * tp * c + want];
+                sampler::combine_cfg(v, u, guidance, rescale);
+            }
+            let step = FlowStep::of(slot);
+            sampler::flow_update(&mut slot.x.data, v, c, &step, source, curve, noise);
+        }
+        Ok(())
+    }
+
+    fn new_dit_run(
+        &self,
+        session: &Session,
+        rows: usize,
+        tp: usize,
+        tokens: usize,
+    ) -> Result<DitRun, ModelError> {
+        let c = self.manifest.geometry.latent_channels;
+        let err = bind_err("dit");
+        let hidden = new_tensor(&[rows, tp, c])?;
+        let timestep = new_tensor(&[rows])?;
+        let cond = new_tensor(&[rows, tokens, self.cond_width])?;
+        let context = if self.has_context {
+            Some(new_tensor(&[rows, tp, 2 * c])?)
+        } else {
+            None
+        };
+        let mut velocity = new_tensor(&[rows, tp, c])?;
+        let mut binding = session.create_binding().map_err(&err)?;
+        binding.bind_input("hidden_states", &hidden).map_err(&err)?;
+        binding.bind_input("timestep", &timestep).map_err(&err)?;
+        binding
+            .bind_input("encoder_hidden_states", &cond)
+            .map_err(&err)?;
+        if let Some(ctx) = &context {
+            binding.bind_input("context_latents", ctx).map_err(&err)?;
+        }
+        binding
+            .bind_output("velocity", &mut velocity)
+            .map_err(&err)?;
+        Ok(DitRun {
+            rows,
+            tp,
+            tokens,
+            binding,
+            hidden,
+            timestep,
+            cond,
+            context,
+            velocity,
+            cond_filled: None,
+        })
+    }
+
+    fn new_decode_run(&self, session: &Session, window: usize) -> Result<DecodeRun, ModelError> {
+        let g = self.manifest.geometry;
+        let err = bind_err("decoder");
+        let latents = new_tensor(&[1, g.latent_channels, window])?;
+        let mut audio = new_tensor(&[1, g.audio_channels, window * g.samples_per_latent_frame()])?;
+        let mut binding = session.create_binding().map_err(&err)?;
+        binding.bind_input("latents", &latents).map_err(&err)?;
+        binding.bind_output("audio", &mut audio).map_err(&err)?;
+        Ok(DecodeRun {
+            window,
+            binding,
+            latents,
+            audio,
+        })
+    }
+}
+
+/// Prompt A's and B's embeddings `(tokens, [tokens, D])`, if committed.
+type Embedding<'a> = (usize, &'a [f32]);
+
+fn prompt_embeddings(
+    cond: &Conditioning<OnnxCond>,
+) -> (Option<Embedding<'_>>, Option<Embedding<'_>>) {
+    fn emb(c: &OnnxCond) -> Embedding<'_> {
+        match c {
+            OnnxCond::Prompt { tokens, embedding } => (*tokens, &embedding[..]),
+        }
+    }
+    match &cond.prompt {
+        Some(p) => (Some(emb(&p.a.cond)), p.b.as_ref().map(|b| emb(&b.cond))),
+        None => (None, None),
+    }
+}
+
+fn same_prompt(a: &Conditioning<OnnxCond>, b: &Conditioning<OnnxCond>) -> bool {
+    match (&a.prompt, &b.prompt) {
+        (Some(x), Some(y)) => Arc::ptr_eq(x, y),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// One batch row of `encoder_hidden_states`: prompt A, moved toward B by `blend` (each
+/// padded with zero rows to the row's token count); zeros (the null condition) without a
+/// prompt.
+fn fill_condition(
+    row: &mut [f32],
+    d: usize,
+    a: Option<Embedding<'_>>,
+    b: Option<Embedding<'_>>,
+    blend: f32,
+) {
+    row.fill(0.0);
+    let Some((_, a)) = a else {
+        return;
+    };
+    row[..a.len()].copy_from_slice(a);
+    if let Some((_, b)) = b.filter(|_| blend > 0.0) {
+        debug_assert_eq!(row.len() % d.max(1), 0);
+        for (i, x) in row.iter_mut().enumerate() {
+            let y = b.get(i).copied().unwrap_or(0.0);
+            *x += blend * (y - *x);
+        }
+    }
+}
+
+/// The words of a prompt, as the vocabulary is matched against them: runs of letters,
+/// digits and `-`, lowercased.
+fn prompt_words(tags: &str) -> impl Iterator<Item = &str> {
+    tags.split(|c: char| !(c.is_alphanumeric() || c == '-'))
+        .filter(|w| !w.is_empty())
+}
+
+impl ConditionEncoder for OnnxModel {
+    type Cond = OnnxCond;
+
+    fn encode_prompt(&self, tags: &str) -> Result<PromptEncoding<OnnxCond>, EncodeError> {
+        let Some(text) = &self.text else {
+            return Err(EncodeError::Refused {
+                field: "tags",
+                reason: format!("bundle `{}` has no text model", self.manifest.name),
+            });
+        };
+        let mut ids = Vec::new();
+        let mut unknown_words = Vec::new();
+        for word in prompt_words(tags) {
+            match text.vocab.get(&word.to_lowercase()) {
+                Some(&id) => ids.push(id),
+                None => unknown_words.push(word.to_owned()),
+            }
+        }
+        if ids.is_empty() {
+            return Err(EncodeError::Refused {
+                field: "tags",
+                reason: format!(
+                    "no word of the prompt is in bundle `{}`'s vocabulary (unknown: {})",
+                    self.manifest.name,
+                    unknown_words.join(" ")
+                ),
+            });
+        }
+        let refused = |reason: String| EncodeError::Refused {
+            field: "tags",
+            reason,
+        };
+        let tokens = ids.len();
+        let input = Tensor::from_array(([1usize, tokens], ids.into_boxed_slice()))
+            .map_err(|e| refused(e.to_string()))?;
+        let mut session = lock(&text.session);
+        let outputs = session
+            .run(ort::inputs!["ids" => input])
+            .map_err(|e| refused(format!("text model: {e}")))?;
+        let (shape, data) = outputs["encoder_hidden_states"]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| refused(format!("text model: {e}")))?;
+        let want = [1, tokens as i64, self.cond_width as i64];
+        if shape[..] != want {
+            return Err(refused(format!(
+                "text model output has shape {shape:?}, expected {want:?}"
+            )));
+        }
+        if data.iter().any(|v| !v.is_finite()) {
+            return Err(refused("text model output holds a non-finite value".into()));
+        }
+        Ok(PromptEncoding {
+            cond: OnnxCond::Prompt {
+                tokens,
+                embedding: data.to_vec(),
+            },
+            unknown_words,
+        })
+    }
+
+    fn encode_timbre(&self, _audio: AudioView<'_>) -> Result<OnnxCond, EncodeError> {
+        Err(EncodeError::Refused {
+            field: "timbre",
+            reason: format!("bundle `{}` takes no timbre reference", self.manifest.name),
+        })
+    }
+
+    fn encode_structure(&self, _audio: AudioView<'_>) -> Result<OnnxCond, EncodeError> {
+        Err(EncodeError::Refused {
+            field: "structure",
+            reason: format!(
+                "bundle `{}` takes no structure reference",
+                self.manifest.name
+            ),
+        })
+    }
+}
+
+impl Model for OnnxModel {
+    type Latents = OnnxLatents;
+    type Curve = Vec<f32>;
+
+    fn geometry(&self) -> Geometry {
+        self.manifest.geometry
+    }
+
+    fn encode_source(&self, audio: AudioView<'_>) -> Result<OnnxLatents, EncodeError> {
+        audio.validate("source")?;
+        let g = self.manifest.geometry;
+        let refused = |reason: String| EncodeError::Refused {
+            field: "source",
+            reason,
+        };
+        let Some(encoder) = &self.encoder else {
+            return Err(refused(format!(
+                "bundle `{}` has no encoder",
+                self.manifest.name
+            )));
+        };
+        if audio.sample_rate != g.sample_rate || audio.channels != g.audio_channels {
+            return Err(refused(format!(
+                "{} Hz x {} channels given, the bundle takes {} Hz x {} (convert first)",
+                audio.sample_rate, audio.channels, g.sample_rate, g.audio_channels
+            )));
+        }
+        // A whole number of latent frames: the loop is periodic, so wrap to pad.
+        let hop = g.samples_per_latent_frame();
+        let given = audio.frames();
+        let frames = ((given as f64 / hop as f64).round() as usize).max(1);
+        let s = frames * hop;
+        let a = g.audio_channels;
+        let mut planar = vec![0.0f32; a * s];
+        for ch in 0..a {
+            for i in 0..s {
+                planar[ch * s + i] = audio.samples[(i % given) * a + ch];
+            }
+        }
+        let input = Tensor::from_array(([1usize, a, s], planar.into_boxed_slice()))
+            .map_err(|e| refused(e.to_string()))?;
+        let mut session = lock(encoder);
+        let outputs = session
+            .run(ort::inputs!["audio" => input])
+            .map_err(|e| refused(format!("encoder: {e}")))?;
+        let (shape, data) = outputs["latents"]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| refused(format!("encoder: {e}")))?;
+        let c = g.latent_channels;
+        let want = [1, c as i64, frames as i64];
+        if shape[..] != want {
+            return Err(refused(format!(
+                "encoder output has shape {shape:?}, expected {want:?}"
+            )));
+        }
+        if data.iter().any(|v| !v.is_finite()) {
+            return Err(refused("encoder output holds a non-finite value".into()));
+        }
+        let mut out = vec![0.0f32; frames * c];
+        for ch in 0..c {
+            for f in 0..frames {
+                out[f * c + ch] = data[ch * frames + f];
+            }
+        }
+        Ok(OnnxLatents { frames, data: out })
+    }
+
+    fn latent_frames(&self, latents: &OnnxLatents) -> usize {
+        latents.frames
+    }
+
+    fn slice_latents(
+        &self,
+        latents: &OnnxLatents,
+        start_frame: usize,
+        frames: usize,
+    ) -> OnnxLatents {
+        let c = self.manifest.geometry.latent_channels;
+        OnnxLatents {
+            frames,
+            data: crate::model::slice_host_frames(&latents.data, c, start_frame, frames),
+        }
+    }
+
+    fn latents_to_host(&self, latents: &OnnxLatents) -> Vec<f32> {
+        latents.data.clone()
+    }
+
+    fn upload_curve(&self, host: &[f32]) -> Vec<f32> {
+        host.to_vec()
+    }
+
+    fn start_slot(&self, start: SlotStart<'_, OnnxLatents>) -> OnnxLatents {
+        let c = self.manifest.geometry.latent_channels;
+        let data = sampler::start_slot_host(&start, c, |l: &OnnxLatents| &l.data[..]);
+        OnnxLatents {
+            frames: start.frames,
+            data,
+        }
+    }
+
+    fn denoise_batch(
+        &self,
+        batch: &mut [SlotStep<'_, OnnxLatents>],
+        shared: &StepShared<'_, Self>,
+    ) {
+        if let Err(e) = self.try_denoise_batch(batch, shared) {
+            self.faults.fetch_add(1, Ordering::AcqRel);
+            *lock(&self.last_fault) = Some(e);
+        }
+    }
+
+    fn decode_context_frames(&self) -> usize {
+        self.manifest.decoder.context_frames
+    }
+
+    fn decode_chunk_window(
+        &self,
+        latents: &OnnxLatents,
+        place: Option<&ChunkPlace<'_, OnnxLatents>>,
+        gains: &[f32; 8],
+        all_zero: bool,
+        start_frame: usize,
+        frames: usize,
+        out: &mut [f32],
+    ) -> Result<(), DecodeError> {
+        let g = self.manifest.geometry;
+        let (c, a, hop) = (
+            g.latent_channels,
+            g.audio_channels,
+            g.samples_per_latent_frame(),
+        );
+        check_decode_request(latents.frames, frames, hop * a, out.len())?;
+        if all_zero {
+            out.fill(0.0);
+            return Ok(());
+        }
+        let total = latents.frames;
+        let start = start_frame % total;
+        let ctx = self.manifest.decoder.context_frames;
+        let window = frames + 2 * ctx;
+        // The latent frame at position `p` relative to the chunk's start (may be negative
+        // or past its end): wrapping in the loop, or from the neighbours of a walk chunk.
+        let frame_at = |p: isize| -> &[f32] {
+            let (src, n, i) = match place {
+                Some(pl) if p < 0 => {
+                    let n = pl.before.frames;
+                    (&pl.before.data, n, (n as isize + p).rem_euclid(n as isize))
+                }
+                Some(pl) if p >= total as isize => {
+                    let n = pl.after.frames;
+                    (
+                        &pl.after.data,
+                        n,
+                        (p - total as isize).rem_euclid(n as isize),
+                    )
+                }
+                _ => (&latents.data, total, p.rem_euclid(total as isize)),
+            };
+            let _ = n;
+            let i = i as usize;
+            &src[i * c..(i + 1) * c]
+        };
+        let mut state = lock(&self.decoder);
+        let DecoderState { session, runs } = &mut *state;
+        let at = match runs.iter().position(|r| r.window == window) {
+            Some(i) => i,
+            None => {
+                if runs.len() == BOUND_SHAPES {
+                    runs.remove(0);
+                }
+                let run = self
+                    .new_decode_run(session, window)
+                    .map_err(|e| DecodeError::Backend(e.to_string()))?;
+                runs.push(run);
+                runs.len() - 1
+            }
+        };
+        let run = &mut runs[at];
+        let group = c / CHANNEL_GROUPS;
+        let (_, lat) = run.latents.extract_tensor_mut();
+        for w in 0..window {
+            let frame = frame_at(start as isize - ctx as isize + w as isize);
+            for (ch, v) in frame.iter().enumerate() {
+                lat[ch * window + w] = v * gains[ch / group];
+            }
+        }
+        run_bound(session, &run.binding, "decoder")
+            .map_err(|e| DecodeError::Backend(e.to_string()))?;
+        let (_, audio) = run.audio.extract_tensor();
+        let samples = window * hop;
+        let keep = ctx * hop;
+        for ch in 0..a {
+            let plane = &audio[ch * samples + keep..ch * samples + keep + frames * hop];
+            for (i, v) in plane.iter().enumerate() {
+                if !v.is_finite() {
+                    return Err(DecodeError::Backend(
+                        ModelError::NonFinite {
+                            file: "decoder",
+                            tensor: "audio",
+                            row: 0,
+                        }
+                        .to_string(),
+                    ));
+                }
+                out[i * a + ch] = *v;
+            }
+        }
+        Ok(())
+    }
+}

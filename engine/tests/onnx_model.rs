@@ -1,0 +1,484 @@
+//! `OnnxModel` on real ONNX Runtime (CPU provider) with random-weight bundles written by
+//! `tools/bundles/make_test_bundle.py`: loading, a full pipeline run, batch invariance,
+//! determinism, weights that change the sound, bad bundles refused with one typed error, and
+//! no allocation in latentd's own per-tick code.
+//!
+//! Skips with `SKIPPED: <why>` when the library or the bundle tooling is absent; fails then
+//! under `LATENTD_REQUIRE_ORT=1`.
+
+mod onnx_common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use latentd_engine::conditioning::ConditionEncoder;
+use latentd_engine::conditioning::{CommittedPrompt, Conditioning, PromptSpec};
+use latentd_engine::knobs::{KnobId, KnobSnapshot, KnobStore};
+use latentd_engine::model::bundle::onnx::{
+    ModelError, OnnxCond, OnnxLatents, OnnxLoadError, OnnxModel, OnnxOptions,
+};
+use latentd_engine::model::{Model, SlotStart, SlotStep, StepShared};
+use latentd_engine::pipeline::{FinishedLatent, StreamPipeline};
+use latentd_engine::rng::NoiseKey;
+
+// The allocation checker sees the Rust allocator only (ORT's C-heap mallocs are not counted).
+#[global_allocator]
+static ALLOC: assert_no_alloc::AllocDisabler = assert_no_alloc::AllocDisabler;
+
+fn options() -> Option<OnnxOptions> {
+    Some(OnnxOptions {
+        library: Some(onnx_common::library()?),
+        ..OnnxOptions::default()
+    })
+}
+
+fn load(dir: &Path) -> Result<OnnxModel, OnnxLoadError> {
+    OnnxModel::load(dir, options().expect("checked by the caller"))
+}
+
+/// The tiny bundle (seed `seed`) and the model loaded from it, or `None` (skipped).
+fn tiny(seed: u32) -> Option<(tempfile::TempDir, OnnxModel)> {
+    options()?;
+    let seed = seed.to_string();
+    let dir = onnx_common::bundle(&["--preset", "tiny", "--seed", &seed])?;
+    let model = load(dir.path()).expect("the tiny bundle loads");
+    Some((dir, model))
+}
+
+fn prompt(model: &OnnxModel, tags: &str) -> Conditioning<OnnxCond> {
+    let a = model.encode_prompt(tags).expect("prompt encodes");
+    Conditioning {
+        epoch: 1,
+        prompt: Some(Arc::new(CommittedPrompt {
+            spec: PromptSpec {
+                tags: tags.into(),
+                tags_b: None,
+            },
+            a,
+            b: None,
+        })),
+        timbre: None,
+        structure: None,
+    }
+}
+
+fn knobs(set: &[(KnobId, f64)]) -> KnobSnapshot {
+    let (store, _reader) = KnobStore::new();
+    for &(id, v) in set {
+        store.set_id(id, v).expect("knob value");
+    }
+    store.current()
+}
+
+/// Runs the stream pipeline until `want` latents finished; returns them.
+fn run_pipeline(
+    model: &Arc<OnnxModel>,
+    frames: usize,
+    knobs: &KnobSnapshot,
+    cond: &Conditioning<OnnxCond>,
+    want: usize,
+) -> Vec<FinishedLatent<OnnxLatents>> {
+    let mut pipe = StreamPipeline::new(Arc::clone(model), frames);
+    let mut done = Vec::new();
+    for _ in 0..100 {
+        pipe.tick(knobs, cond, &mut done);
+        if done.len() >= want {
+            break;
+        }
+    }
+    let (faults, last) = model.faults();
+    assert_eq!(faults, 0, "no failed tick: {last:?}");
+    assert!(done.len() >= want, "{} latents finished", done.len());
+    done
+}
+
+fn decode_all(model: &OnnxModel, l: &OnnxLatents) -> Vec<f32> {
+    let g = model.geometry();
+    let frames = model.latent_frames(l);
+    let mut out = vec![0.0f32; frames * g.samples_per_latent_frame() * g.audio_channels];
+    model
+        .decode_window(l, &[1.0; 8], false, 0, frames, &mut out)
+        .expect("decode");
+    out
+}
+
+#[test]
+fn a_pipeline_run_makes_finite_audio_of_the_loop_length() {
+    let Some((_dir, model)) = tiny(0) else { return };
+    assert!(
+        model.describe().contains("tiny-random"),
+        "{}",
+        model.describe()
+    );
+    let model = Arc::new(model);
+    let cond = prompt(&model, "slow piano, warm pad");
+    let k = knobs(&[(KnobId::depth, 2.0), (KnobId::steps, 4.0)]);
+    let frames = 50; // 2 s at 25 frames/s
+    let done = run_pipeline(&model, frames, &k, &cond, 3);
+    for f in &done {
+        let x = f.latents.as_slice();
+        assert_eq!(x.len(), frames * 64);
+        assert!(x.iter().all(|v| v.is_finite()));
+        let audio = decode_all(&model, &f.latents);
+        assert_eq!(audio.len(), 2 * 48_000 * 2);
+        assert!(audio.iter().all(|v| v.is_finite()));
+        let rms = (audio.iter().map(|v| v * v).sum::<f32>() / audio.len() as f32).sqrt();
+        assert!(rms > 1e-4, "audible: rms {rms}");
+    }
+}
+
+#[test]
+fn unknown_words_are_reported_and_an_all_unknown_prompt_refused() {
+    let Some((_dir, model)) = tiny(0) else { return };
+    let p = model
+        .encode_prompt("slow Zorblax piano 9000")
+        .expect("encodes");
+    assert_eq!(p.unknown_words, ["Zorblax", "9000"]);
+    let err = model.encode_prompt("zorblax").expect_err("nothing known");
+    assert!(err.to_string().contains("zorblax"), "{err}");
+}
+
+fn start(
+    model: &OnnxModel,
+    frames: usize,
+    serial: u32,
+    source: Option<&OnnxLatents>,
+) -> OnnxLatents {
+    model.start_slot(SlotStart {
+        frames,
+        source,
+        feedback: None,
+        t_start: 0.8,
+        noise: NoiseKey {
+            seed: 5,
+            slot: serial,
+            step: 0,
+        },
+    })
+}
+
+/// Steps the given slots `steps` times, all in one batch per step.
+fn step_batch(
+    model: &OnnxModel,
+    xs: &mut [OnnxLatents],
+    serials: &[u32],
+    shared: &StepShared<'_, OnnxModel>,
+    sde: bool,
+) {
+    let ts = [0.8f32, 0.6, 0.3, 0.0];
+    for k in 0..3 {
+        let mut batch: Vec<SlotStep<'_, OnnxLatents>> = xs
+            .iter_mut()
+            .zip(serials)
+            .map(|(x, &serial)| SlotStep {
+                x,
+                t_curr: ts[k],
+                t_next: ts[k + 1],
+                t_start: 0.8,
+                sde,
+                x0_lock: 0.3,
+                noise: NoiseKey {
+                    seed: 5,
+                    slot: serial,
+                    step: k as u32 + 1,
+                },
+            })
+            .collect();
+        model.try_denoise_batch(&mut batch, shared).expect("step");
+    }
+}
+
+#[test]
+fn a_slot_gives_the_same_bits_alone_or_in_a_batch_of_four() {
+    let Some((_dir, model)) = tiny(0) else { return };
+    let frames = 25; // odd: padded to the bundle's t_multiple
+    let cond = prompt(&model, "dark techno kick");
+    let source = start(&model, frames, 99, None);
+    let curve = model.upload_curve(&vec![0.7; frames]);
+    for sde in [false, true] {
+        let k = knobs(&[(KnobId::prompt_blend, 0.0)]);
+        let shared = StepShared {
+            cond: &cond,
+            knobs: &k,
+            source: Some(&source),
+            sde_curve: Some(&curve),
+        };
+        let serials = [0u32, 1, 2, 3];
+        let mut together: Vec<_> = serials
+            .iter()
+            .map(|&s| start(&model, frames, s, Some(&source)))
+            .collect();
+        step_batch(&model, &mut together, &serials, &shared, sde);
+        for (i, &s) in serials.iter().enumerate() {
+            let mut alone = vec![start(&model, frames, s, Some(&source))];
+            step_batch(&model, &mut alone, &[s], &shared, sde);
+            let a: Vec<u32> = alone[0].as_slice().iter().map(|v| v.to_bits()).collect();
+            let b: Vec<u32> = together[i].as_slice().iter().map(|v| v.to_bits()).collect();
+            assert!(
+                a == b,
+                "slot {s} (sde {sde}) differs alone vs in a batch of 4"
+            );
+        }
+    }
+}
+
+#[test]
+fn runs_are_deterministic_and_the_weights_change_the_sound() {
+    let Some((_dir, model)) = tiny(0) else { return };
+    let Some((_dir2, again)) = tiny(0) else {
+        return;
+    };
+    let Some((_dir3, other)) = tiny(1) else {
+        return;
+    };
+    let k = knobs(&[
+        (KnobId::depth, 2.0),
+        (KnobId::steps, 4.0),
+        (KnobId::sampler, 1.0),
+    ]);
+    let audio_of = |m: OnnxModel| {
+        let m = Arc::new(m);
+        let cond = prompt(&m, "bright flute");
+        let done = run_pipeline(&m, 30, &k, &cond, 2);
+        decode_all(&m, &done[1].latents)
+    };
+    let a = audio_of(model);
+    let b = audio_of(again);
+    let c = audio_of(other);
+    assert!(
+        a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+        "same bundle, same bits"
+    );
+    let diff = a
+        .iter()
+        .zip(&c)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff > 1e-3, "other weights, other sound (max diff {diff})");
+}
+
+#[test]
+fn the_per_tick_step_does_not_allocate() {
+    let Some((_dir, model)) = tiny(0) else { return };
+    let frames = 50;
+    let cond = prompt(&model, "calm strings");
+    let source = start(&model, frames, 99, None);
+    let curve = model.upload_curve(&vec![0.5; frames]);
+    let k = knobs(&[(KnobId::sampler, 1.0)]);
+    let shared = StepShared {
+        cond: &cond,
+        knobs: &k,
+        source: Some(&source),
+        sde_curve: Some(&curve),
+    };
+    let mut xs: Vec<_> = (0..4)
+        .map(|s| start(&model, frames, s, Some(&source)))
+        .collect();
+    let mut out = vec![0.0f32; 9 * 1920 * 2];
+    let mut run = |check: bool| {
+        let mut batch: Vec<SlotStep<'_, OnnxLatents>> = xs
+            .iter_mut()
+            .enumerate()
+            .map(|(i, x)| SlotStep {
+                x,
+                t_curr: 0.7,
+                t_next: 0.5,
+                t_start: 0.8,
+                sde: true,
+                x0_lock: 0.2,
+                noise: NoiseKey {
+                    seed: 1,
+                    slot: i as u32,
+                    step: 1,
+                },
+            })
+            .collect();
+        let mut step = || {
+            model.denoise_batch(&mut batch, &shared);
+            model
+                .decode_window(batch[0].x, &[1.0; 8], false, 3, 9, &mut out)
+                .expect("decode");
+        };
+        if check {
+            assert_no_alloc::assert_no_alloc(step);
+        } else {
+            step();
+        }
+    };
+    run(false); // the first tick at a shape binds its tensors
+    run(true);
+    run(true);
+    assert_eq!(model.faults().0, 0);
+}
+
+fn load_err(dir: &Path) -> OnnxLoadError {
+    match load(dir) {
+        Ok(_) => panic!("the bundle in {} loaded", dir.display()),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn a_bundle_with_a_missing_file_is_refused() {
+    let Some(_) = options() else { return };
+    let Some(dir) = onnx_common::bundle(&["--preset", "tiny"]) else {
+        return;
+    };
+    std::fs::remove_file(dir.path().join("decoder.onnx")).unwrap();
+    let e = load_err(dir.path());
+    assert!(matches!(e, OnnxLoadError::Manifest(_)), "{e:?}");
+    assert!(e.to_string().contains("decoder.onnx"), "{e}");
+}
+
+/// A tiny bundle broken by `make_test_bundle.py --fault <fault>`, and its load error.
+fn faulty(fault: &str) -> Option<OnnxLoadError> {
+    options()?;
+    let dir = onnx_common::bundle(&["--preset", "tiny", "--fault", fault])?;
+    Some(load_err(dir.path()))
+}
+
+#[test]
+fn a_dit_with_a_wrong_tensor_name_is_refused() {
+    let Some(e) = faulty("dit-output-name") else {
+        return;
+    };
+    assert!(
+        matches!(&e, OnnxLoadError::Tensor { file, tensor, reason }
+            if file == "dit.onnx" && tensor == "velocity" && reason.contains("noise_pred")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_dit_with_a_wrong_rank_is_refused() {
+    let Some(e) = faulty("dit-output-rank") else {
+        return;
+    };
+    assert!(
+        matches!(&e, OnnxLoadError::Tensor { tensor, reason, .. }
+            if tensor == "velocity" && reason.contains("rank 2")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn an_input_outside_the_convention_is_refused() {
+    let Some(_) = options() else { return };
+    let Some(dir) = onnx_common::bundle(&["--preset", "tiny"]) else {
+        return;
+    };
+    onnx_common::edit_graph(
+        dir.path(),
+        "dit.onnx",
+        "g = m.graph\n\
+         [setattr(i, 'name', 't') for i in g.input if i.name == 'timestep']\n\
+         for n in g.node:\n    n.input[:] = ['t' if x == 'timestep' else x for x in n.input]",
+    );
+    let e = load_err(dir.path());
+    assert!(
+        matches!(&e, OnnxLoadError::Tensor { tensor, .. } if tensor == "t"),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().contains("timestep"),
+        "names the accepted inputs: {e}"
+    );
+}
+
+#[test]
+fn a_dit_that_outputs_nan_is_refused_at_load() {
+    let Some(e) = faulty("dit-nan") else { return };
+    assert!(
+        matches!(
+            &e,
+            OnnxLoadError::Probe(ModelError::NonFinite {
+                file: "dit",
+                tensor: "velocity",
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_decoder_that_outputs_nan_is_refused_at_load() {
+    let Some(e) = faulty("decoder-nan") else {
+        return;
+    };
+    assert!(
+        matches!(&e, OnnxLoadError::Probe(ModelError::Run { file: "decoder", reason })
+            if reason.contains("non-finite")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_nan_at_run_time_is_a_typed_error_and_leaves_the_slots_unchanged() {
+    let Some(_) = options() else { return };
+    let Some(dir) = onnx_common::bundle(&["--preset", "tiny"]) else {
+        return;
+    };
+    // NaN only for timesteps below 0.3: the load probe (t = 1) passes, a late step fails.
+    onnx_common::edit_graph(
+        dir.path(),
+        "dit.onnx",
+        "g = m.graph\n\
+         for n in g.node:\n    n.output[:] = ['velocity_raw' if x == 'velocity' else x for x in n.output]\n\
+         c = lambda name, v: g.initializer.append(numpy_helper.from_array(np.array(v, np.float32), name))\n\
+         c('cut', [0.3]); c('nan', [np.nan]); c('zero', [0.0])\n\
+         g.initializer.append(numpy_helper.from_array(np.array([-1, 1, 1], np.int64), 'bshape'))\n\
+         g.node.extend([helper.make_node('Less', ['timestep', 'cut'], ['late']),\n\
+           helper.make_node('Where', ['late', 'nan', 'zero'], ['poison']),\n\
+           helper.make_node('Reshape', ['poison', 'bshape'], ['poison3']),\n\
+           helper.make_node('Add', ['velocity_raw', 'poison3'], ['velocity'])])",
+    );
+    let model = load(dir.path()).expect("loads: the probe step is early");
+    let frames = 10;
+    let cond = prompt(&model, "piano");
+    let k = knobs(&[]);
+    let shared = StepShared {
+        cond: &cond,
+        knobs: &k,
+        source: None,
+        sde_curve: None,
+    };
+    let mut xs: Vec<_> = (0..2).map(|s| start(&model, frames, s, None)).collect();
+    let before = xs.clone();
+    let mut batch: Vec<SlotStep<'_, OnnxLatents>> = xs
+        .iter_mut()
+        .map(|x| SlotStep {
+            x,
+            t_curr: 0.2,
+            t_next: 0.1,
+            t_start: 0.8,
+            sde: false,
+            x0_lock: 0.0,
+            noise: NoiseKey {
+                seed: 0,
+                slot: 0,
+                step: 1,
+            },
+        })
+        .collect();
+    let e = model
+        .try_denoise_batch(&mut batch, &shared)
+        .expect_err("NaN");
+    assert_eq!(
+        e,
+        ModelError::NonFinite {
+            file: "dit",
+            tensor: "velocity",
+            row: 0
+        }
+    );
+    model.denoise_batch(&mut batch, &shared);
+    drop(batch);
+    assert_eq!(xs, before, "the slots are unchanged");
+    let (faults, last) = model.faults();
+    assert_eq!(
+        (faults, last),
+        (1, Some(e)),
+        "the trait path counts the failed tick"
+    );
+}
