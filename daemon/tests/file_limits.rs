@@ -37,7 +37,7 @@ fn expect_startup_error(dir: &Path, args: &[&str]) -> String {
     lines[0].to_string()
 }
 
-/// `latentd check-config file` must succeed; returns its stdout.
+/// Run `latentd check-config file`; returns its status and output.
 fn check_config(dir: &Path, file: &Path) -> std::process::Output {
     isolated(&mut Command::new(BIN), dir)
         .arg("check-config")
