@@ -334,4 +334,6 @@ fn the_documented_file_limits_are_the_declared_ones() {
     }
     let wav = latentd_engine::audio_file::MAX_WAV_FILE_BYTES;
     assert!(operations.contains(&format!("at most {wav} bytes")));
+    let header = latentd_engine::audio_file::MAX_WAV_HEADER_BYTES;
+    assert!(operations.contains(&format!("first 16 MiB ({header} bytes")));
 }

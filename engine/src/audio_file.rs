@@ -23,6 +23,7 @@
 //!   [`crate::input_file`], so a FIFO or `/dev/zero` is refused without blocking);
 //! - at most [`MAX_CLIP_SECONDS`] of audio (frames / rate as the header says), 1 to
 //!   [`MAX_CLIP_CHANNELS`] channels, a rate in [`SAMPLE_RATE_RANGE`];
+//! - the data chunk starts within the first [`MAX_WAV_HEADER_BYTES`];
 //! - the data chunk the header promises is in the file (a truncated file is refused before
 //!   decoding, not after).
 //!
@@ -35,7 +36,7 @@
 //! never call them from the audio callback.
 
 use std::f64::consts::TAU;
-use std::io::{self, BufReader, Seek, SeekFrom};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use rubato::audioadapter_buffers::owned::InterleavedOwned;
@@ -47,6 +48,10 @@ use crate::input_file::{InputFileError, open_bounded};
 /// Largest WAV file read, in bytes: a RIFF file's own ceiling (its size field is 32 bits,
 /// after the 8-byte chunk header).
 pub const MAX_WAV_FILE_BYTES: u64 = 8 + u32::MAX as u64;
+
+/// Most bytes read before a WAV's data chunk (its header and any metadata chunks), so a
+/// file whose header hides the data behind a huge chunk is refused without reading it.
+pub const MAX_WAV_HEADER_BYTES: u64 = 16 << 20;
 
 /// Interleaved `f32` audio at a known rate: a loop, a source, a recording.
 #[derive(Debug, Clone, PartialEq)]
@@ -228,14 +233,28 @@ fn open_reader(path: &Path) -> Result<(Reader, WavInfo), AudioFileError> {
     let mut buffered = BufReader::new(file);
     // Parse the header once to learn where the data chunk starts, then again from the
     // start for the reader that decodes (hound keeps its data offset to itself).
-    let spec = {
-        let header =
-            hound::WavReader::new(&mut buffered).map_err(|e| from_hound(path, e, false))?;
-        (header.spec(), header.len())
-    };
+    // The first parse reads at most MAX_WAV_HEADER_BYTES, so chunks before the data (which
+    // hound skips by reading them) cannot make it read the whole file.
     let io_error = |source| AudioFileError::Io {
         path: path.to_path_buf(),
         source,
+    };
+    let spec = {
+        let mut bounded = (&mut buffered).take(MAX_WAV_HEADER_BYTES);
+        let parsed = hound::WavReader::new(&mut bounded).map(|h| (h.spec(), h.len()));
+        match parsed {
+            Ok(spec) => spec,
+            Err(_) if bounded.limit() == 0 => {
+                return Err(AudioFileError::Limit {
+                    path: path.to_path_buf(),
+                    what: format!(
+                        "no data chunk in its first {MAX_WAV_HEADER_BYTES} bytes (accepted: \
+                         up to {MAX_WAV_HEADER_BYTES} bytes of header and metadata)"
+                    ),
+                });
+            }
+            Err(e) => return Err(from_hound(path, e, false)),
+        }
     };
     let data_start = buffered.stream_position().map_err(io_error)?;
     buffered.seek(SeekFrom::Start(0)).map_err(io_error)?;

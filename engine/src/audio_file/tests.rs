@@ -457,3 +457,45 @@ fn a_fifo_and_dev_zero_are_refused_without_blocking_or_reading() {
         assert!(text.contains("not a regular file"), "{text}");
     }
 }
+
+#[test]
+fn a_data_chunk_hidden_behind_a_huge_chunk_is_refused_without_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("junk.wav");
+    // RIFF, a 64 MiB "junk" chunk (sparse), then a valid fmt and data chunk.
+    let junk = 64u32 << 20;
+    let mut head = Vec::new();
+    head.extend_from_slice(b"RIFF");
+    head.extend_from_slice(&(4 + 8 + junk + 24 + 8 + 4).to_le_bytes());
+    head.extend_from_slice(b"WAVEjunk");
+    head.extend_from_slice(&junk.to_le_bytes());
+    let mut tail = Vec::new();
+    tail.extend_from_slice(b"fmt ");
+    tail.extend_from_slice(&16u32.to_le_bytes());
+    for v in [1u16, 1] {
+        tail.extend_from_slice(&v.to_le_bytes());
+    }
+    tail.extend_from_slice(&48_000u32.to_le_bytes());
+    tail.extend_from_slice(&96_000u32.to_le_bytes());
+    for v in [2u16, 16] {
+        tail.extend_from_slice(&v.to_le_bytes());
+    }
+    tail.extend_from_slice(b"data");
+    tail.extend_from_slice(&4u32.to_le_bytes());
+    tail.extend_from_slice(&[0, 0, 0, 0]);
+    std::fs::write(&path, &head).unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(head.len() as u64 + u64::from(junk)).unwrap();
+    drop(file);
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut file, &tail).unwrap();
+    drop(file);
+    assert_limit(
+        probe_wav(&path).unwrap_err(),
+        &path,
+        "no data chunk in its first 16777216 bytes",
+    );
+}
