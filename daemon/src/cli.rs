@@ -13,12 +13,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use latentd_engine::conditioning::check_prompt;
 use latentd_engine::knobs::{self, KnobId};
 use latentd_engine::runner::lead::LeadConfig;
 use serde::Deserialize;
 
 use crate::audio::select::BackendChoice;
 use crate::config::{ConfigFile, default_config_path, read_config};
+use crate::control::param_specs;
 use crate::logging::LogTarget;
 use crate::osc::{Cidr, DEFAULT_PORT};
 
@@ -26,8 +28,8 @@ use crate::osc::{Cidr, DEFAULT_PORT};
 pub const RATE_RANGE: std::ops::RangeInclusive<u32> = 8_000..=384_000;
 /// Accepted periods, in frames.
 pub const PERIOD_RANGE: std::ops::RangeInclusive<usize> = 16..=8192;
-/// Longest built-in test loop, in seconds.
-pub const MAX_LOOP_SECONDS: f64 = 600.0;
+/// Longest built-in test loop, in seconds: the longest loop a source file may hold.
+pub const MAX_LOOP_SECONDS: f64 = latentd_engine::audio_clip::MAX_CLIP_SECONDS;
 /// Longest client name (JACK's limit, less the terminating NUL).
 pub const MAX_CLIENT_NAME: usize = 63;
 
@@ -419,22 +421,26 @@ fn merge(
         osc_allow: allowlist(file.osc.allowlist)?,
         oscquery_port: cli.oscquery_port.or(file.osc.oscquery_port).unwrap_or(7771),
         media_folder: media_folder(cli.media.or(file.media.folder))?,
-        prompt: prompt("--prompt", cli.prompt, "engine.prompt", file.engine.prompt)?,
+        prompt: prompt(
+            "--prompt",
+            cli.prompt,
+            "engine.prompt",
+            file.engine.prompt,
+            "prompt",
+        )?,
+        // A blank second prompt means none.
         prompt_b: prompt(
             "engine.prompt_b",
             None,
             "engine.prompt_b",
-            file.engine.prompt_b,
-        )?
-        .filter(|p| !p.trim().is_empty()),
+            file.engine.prompt_b.filter(|p| !p.trim().is_empty()),
+            "prompt_b",
+        )?,
         engine,
         model,
         knobs: start_knobs(&file.engine.knobs, &cli.knobs)?,
         lead: lead(file.lead, cli.no_repatch)?,
-        state_path: cli
-            .state
-            .or(file.state.path)
-            .unwrap_or_else(default_state_path),
+        state_path: state_path(cli.state.or(file.state.path))?,
         config_path,
     })
 }
@@ -532,30 +538,28 @@ fn media_folder(dir: Option<PathBuf>) -> Result<PathBuf, SettingsError> {
     Ok(dir)
 }
 
-/// Longest prompt accepted at start (the OSC contract has its own limit for live prompts).
-pub const MAX_PROMPT_BYTES: usize = 1024;
-
+/// A prompt from the command line or the config file, checked like a prompt over OSC
+/// ([`check_prompt`]); `field` names it in the engine's message.
 fn prompt(
     flag_name: &str,
     flag: Option<String>,
     key: &str,
     file: Option<String>,
+    field: &'static str,
 ) -> Result<Option<String>, SettingsError> {
     match pick(flag, flag_name, file, key) {
-        Some((v, origin)) if v.len() > MAX_PROMPT_BYTES => Err(bad(
-            &origin,
-            format!("a prompt of {} bytes", v.len()),
-            "at most 1024 bytes",
-        )),
-        Some((v, _)) => Ok(Some(v)),
+        Some((v, origin)) => match check_prompt(field, &v) {
+            Ok(()) => Ok(Some(v)),
+            Err(e) => Err(SettingsError(format!("{origin}: {e}"))),
+        },
         None => Ok(None),
     }
 }
 
-fn start_knobs(
-    file: &std::collections::BTreeMap<String, f64>,
-    flags: &[String],
-) -> Result<Vec<(KnobId, f64)>, SettingsError> {
+/// A knob value from the command line, the config file or the state file, checked like a
+/// knob set over OSC ([`ParamSpec::check_value`]: refused out of range or fractional for an
+/// integer knob, never rounded or clamped), then put in the engine's canonical form.
+pub fn check_knob(name: &str, value: f64) -> Result<(KnobId, f64), String> {
     let names = || {
         knobs::KNOBS
             .iter()
@@ -563,16 +567,25 @@ fn start_knobs(
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let id = KnobId::from_name(name)
+        .ok_or_else(|| format!("unknown knob {name:?}; known: {}", names()))?;
+    let spec = param_specs()
+        .into_iter()
+        .find(|p| p.name == id.spec().name)
+        .ok_or_else(|| format!("knob {name:?} is not in the OSC schema"))?;
+    let value = spec.check_value(value)?;
+    let value = knobs::canonicalize(id, value).map_err(|e| e.to_string())?;
+    Ok((id, value))
+}
+
+fn start_knobs(
+    file: &std::collections::BTreeMap<String, f64>,
+    flags: &[String],
+) -> Result<Vec<(KnobId, f64)>, SettingsError> {
     let mut out: Vec<(KnobId, f64)> = Vec::new();
     let mut set = |origin: String, name: &str, value: f64| {
-        let id = KnobId::from_name(name).ok_or_else(|| {
-            SettingsError(format!(
-                "{origin}: unknown knob {name:?}; known: {}",
-                names()
-            ))
-        })?;
-        let value =
-            knobs::canonicalize(id, value).map_err(|e| SettingsError(format!("{origin}: {e}")))?;
+        let (id, value) =
+            check_knob(name, value).map_err(|e| SettingsError(format!("{origin}: {e}")))?;
         out.retain(|(k, _)| *k != id);
         out.push((id, value));
         Ok::<(), SettingsError>(())
@@ -603,6 +616,33 @@ fn lead(mut lead: LeadConfig, no_repatch: bool) -> Result<LeadConfig, SettingsEr
     lead.validate()
         .map_err(|e| SettingsError(format!("config section [lead]: {e}")))?;
     Ok(lead)
+}
+
+/// The state file's path, refused when it names something that exists and is not a regular
+/// file: a FIFO would block the start, a device such as `/dev/zero` would be read until
+/// memory runs out, and neither may be moved aside as a corrupt state file would be.
+fn state_path(given: Option<PathBuf>) -> Result<PathBuf, SettingsError> {
+    let path = given.unwrap_or_else(default_state_path);
+    match std::fs::metadata(&path) {
+        Ok(meta) if !meta.is_file() => {
+            let kind = meta.file_type();
+            use std::os::unix::fs::FileTypeExt;
+            let what = if kind.is_dir() {
+                "a directory"
+            } else if kind.is_fifo() {
+                "a FIFO"
+            } else if kind.is_char_device() || kind.is_block_device() {
+                "a device"
+            } else {
+                "a special file"
+            };
+            Err(SettingsError(format!(
+                "state file {} is {what}, not a regular file",
+                path.display()
+            )))
+        }
+        _ => Ok(path),
+    }
 }
 
 /// `$STATE_DIRECTORY/state.json` under systemd, else `$XDG_STATE_HOME/latentd/state.json`,

@@ -37,11 +37,15 @@
 //! target = "auto"         # auto | journal | stderr
 //! ```
 //!
+//! The file must be a regular file of at most [`MAX_CONFIG_BYTES`]; a FIFO, a device or a
+//! larger file is refused before a byte is read (see [`latentd_engine::input_file`]).
+//!
 //! Threading: main thread (at start and on SIGHUP).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use latentd_engine::input_file::read_bounded_to_string;
 use latentd_engine::runner::lead::LeadConfig;
 use serde::Deserialize;
 
@@ -151,10 +155,13 @@ pub struct ConfigFile {
     pub(crate) log: LogSection,
 }
 
+/// Largest config file read, in bytes.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 /// Read and parse a config file; errors name the file, the line and the key.
 pub fn read_config(path: &Path) -> Result<ConfigFile, SettingsError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| SettingsError(format!("config {}: {e}", path.display())))?;
+    let text = read_bounded_to_string(path, MAX_CONFIG_BYTES)
+        .map_err(|e| SettingsError(format!("config {e}")))?;
     toml::from_str(&text).map_err(|e| {
         let (line_no, line) = match e.span() {
             Some(span) => {

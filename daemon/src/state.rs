@@ -9,6 +9,14 @@
 //! never fatal and never silently overwritten (if it cannot be moved aside, saving is
 //! refused instead).
 //!
+//! Limits: the file is read only if it is a regular file of at most [`MAX_STATE_BYTES`] (a
+//! larger one is moved aside like a corrupt one; a FIFO or a device is neither read nor moved
+//! and saving is refused; the command line refuses such a path before the start). Each value
+//! is then checked the way OSC checks it: a knob out of range or fractional for an integer
+//! knob, and a prompt that is blank or longer than
+//! [`MAX_PROMPT_CHARS`](latentd_engine::conditioning::MAX_PROMPT_CHARS), is logged and dropped
+//! (its default kept) while the rest of the file is restored; nothing is rounded or clamped.
+//!
 //! Threading: [`StateStore`] does blocking file I/O; use it from the main thread or through
 //! [`DebouncedSaver`], whose thread owns it. [`DebouncedSaver::request_save`] never does I/O
 //! (it only sends on a channel) and may be called from the control thread; never from the
@@ -24,10 +32,16 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use latentd_engine::conditioning::check_prompt;
+use latentd_engine::input_file::{InputFileError, read_bounded};
+use latentd_engine::knobs::KnobId;
 use serde::{Deserialize, Serialize};
 
 /// The state file format version this build writes and reads.
 pub const STATE_VERSION: u32 = 1;
+
+/// Largest state file read, in bytes (a full state is a few kilobytes).
+pub const MAX_STATE_BYTES: u64 = 1 << 20;
 
 /// A loop band in seconds of the playhead ring.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -108,6 +122,39 @@ impl PersistentState {
         }
         Ok(())
     }
+
+    /// Drops each value OSC would refuse (a knob out of its range or fractional for an
+    /// integer knob; a blank or over-long prompt), so its default is used; returns one
+    /// line per value dropped, saying why.
+    pub fn drop_refused(&mut self) -> Vec<String> {
+        let mut dropped = Vec::new();
+        // A knob this build does not know is kept (a newer build may have saved it); the
+        // start skips it with a warning.
+        self.knobs.retain(|name, value| {
+            if KnobId::from_name(name).is_none() {
+                return true;
+            }
+            match crate::cli::check_knob(name, *value) {
+                Ok(_) => true,
+                Err(e) => {
+                    dropped.push(format!("knob {name} = {value} dropped: {e}"));
+                    false
+                }
+            }
+        });
+        for (field, prompt) in [
+            ("prompt", &mut self.prompt),
+            ("prompt_b", &mut self.prompt_b),
+        ] {
+            if let Some(text) = prompt.as_deref()
+                && let Err(e) = check_prompt(field, text)
+            {
+                dropped.push(format!("{field} dropped: {e}"));
+                *prompt = None;
+            }
+        }
+        dropped
+    }
 }
 
 /// What [`StateStore::open`] found.
@@ -167,17 +214,29 @@ impl StateStore {
     pub fn open(path: impl Into<PathBuf>) -> (Self, PersistentState, LoadOutcome) {
         let path = path.into();
         remove_stray_temps(&path);
-        let (state, outcome) = match fs::read(&path) {
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+        let (state, outcome) = match read_bounded(&path, MAX_STATE_BYTES) {
+            Err(InputFileError::Missing { .. }) => {
                 log::info!(
                     "no state file at {}: starting from defaults",
                     path.display()
                 );
                 (PersistentState::default(), LoadOutcome::Fresh)
             }
+            // A FIFO or a device is not ours to move aside (think `/dev/zero`).
+            Err(error @ InputFileError::NotRegular { kind, .. }) if kind != "directory" => {
+                log::error!("{error}: starting from defaults and not saving over it");
+                let reason = format!("unreadable: {error}");
+                (
+                    PersistentState::default(),
+                    LoadOutcome::KeptInPlace { reason },
+                )
+            }
             Err(error) => reject(&path, format!("unreadable: {error}")),
             Ok(bytes) => match parse(&bytes) {
-                Ok(state) => {
+                Ok(mut state) => {
+                    for line in state.drop_refused() {
+                        log::warn!("state file {}: {line}; the default is kept", path.display());
+                    }
                     log::info!("restored state from {}", path.display());
                     (state, LoadOutcome::Restored)
                 }

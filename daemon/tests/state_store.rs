@@ -211,3 +211,77 @@ fn debounced_saver_coalesces_changes_and_flushes_the_latest() {
     let (_, on_disk, _) = StateStore::open(&path);
     assert_eq!(on_disk.prompt.as_deref(), Some("at drop"));
 }
+
+#[test]
+fn values_osc_would_refuse_are_dropped_and_the_rest_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let long = "a".repeat(1001);
+    fs::write(
+        &path,
+        format!(
+            "{{\"version\": 1, \"knobs\": {{\"denoise\": 0.25, \"sampler\": 0.5, \
+             \"periodicity\": 99.0, \"from_a_newer_build\": 1.0}}, \"prompt\": \"{long}\", \
+             \"prompt_b\": \"soft keys\", \"prompt_blend\": 0.5}}"
+        ),
+    )
+    .unwrap();
+    let (_, state, outcome) = StateStore::open(&path);
+    assert_eq!(outcome, LoadOutcome::Restored);
+    let knobs: Vec<(&str, f64)> = state.knobs.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    // sampler 0.5 is not rounded, periodicity 99 not clamped: both dropped.
+    assert_eq!(knobs, [("denoise", 0.25), ("from_a_newer_build", 1.0)]);
+    assert_eq!(state.prompt, None, "1001 characters: dropped");
+    assert_eq!(state.prompt_b.as_deref(), Some("soft keys"));
+    assert_eq!(state.prompt_blend, 0.5);
+}
+
+/// Run `f` on another thread; panics if it has not returned within 5 s (it blocked).
+fn within_5_s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("the call blocked for 5 s")
+}
+
+#[test]
+fn a_fifo_state_path_is_neither_read_nor_moved_nor_saved_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let opened = path.clone();
+    let (store, state, outcome) = within_5_s(move || StateStore::open(&opened));
+    assert_eq!(state, PersistentState::default());
+    let LoadOutcome::KeptInPlace { reason } = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert!(reason.contains("is a FIFO, not a regular file"), "{reason}");
+    assert_eq!(entries(dir.path()), ["state.json"]);
+    assert!(matches!(
+        store.save_now(&sample_state()),
+        Err(StateError::Protected(_))
+    ));
+}
+
+#[test]
+fn an_oversized_state_file_is_moved_aside_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    fs::File::create(&path)
+        .unwrap()
+        .set_len(latentd::state::MAX_STATE_BYTES + 1)
+        .unwrap();
+    let (_, state, outcome) = StateStore::open(&path);
+    assert_eq!(state, PersistentState::default());
+    let LoadOutcome::MovedAside { reason, .. } = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert!(
+        reason.contains("1048577 bytes is too large (accepted: up to 1048576 bytes)"),
+        "{reason}"
+    );
+}

@@ -4,10 +4,17 @@
 //! Threading: plain data. [`AudioClip`] shares its samples through an `Arc`, so snapshots of
 //! conditioning inputs copy a pointer, not the audio.
 
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 /// The longest reference accepted, in seconds.
 pub const MAX_CLIP_SECONDS: f64 = 600.0;
+
+/// Sample rates accepted for reference audio, in Hz.
+pub const SAMPLE_RATE_RANGE: RangeInclusive<u32> = 8_000..=384_000;
+
+/// Most channels accepted for reference audio.
+pub const MAX_CLIP_CHANNELS: usize = crate::ring::MAX_CHANNELS;
 
 /// Why reference audio was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -18,16 +25,20 @@ pub enum AudioClipError {
         /// Which input ("timbre", "structure", "source").
         field: &'static str,
     },
-    /// Channel count outside 1 to 8.
-    #[error("{field}: {channels} channels (accepted: 1 to 8)")]
+    /// Channel count outside 1 to [`MAX_CLIP_CHANNELS`].
+    #[error("{field}: {channels} channels (accepted: 1 to {MAX_CLIP_CHANNELS})")]
     Channels {
         /// Which input.
         field: &'static str,
         /// The count given.
         channels: usize,
     },
-    /// Sample rate outside 8 kHz to 384 kHz.
-    #[error("{field}: sample rate {rate} Hz (accepted: 8000 to 384000)")]
+    /// Sample rate outside [`SAMPLE_RATE_RANGE`].
+    #[error(
+        "{field}: sample rate {rate} Hz (accepted: {} to {})",
+        SAMPLE_RATE_RANGE.start(),
+        SAMPLE_RATE_RANGE.end()
+    )]
     Rate {
         /// Which input.
         field: &'static str,
@@ -82,10 +93,10 @@ impl AudioView<'_> {
     /// Checks shape, rate, length and finiteness; `field` names the input in errors.
     pub fn validate(&self, field: &'static str) -> Result<(), AudioClipError> {
         let channels = self.channels;
-        if !(1..=8).contains(&channels) {
+        if !(1..=MAX_CLIP_CHANNELS).contains(&channels) {
             return Err(AudioClipError::Channels { field, channels });
         }
-        if !(8000..=384_000).contains(&self.sample_rate) {
+        if !SAMPLE_RATE_RANGE.contains(&self.sample_rate) {
             return Err(AudioClipError::Rate {
                 field,
                 rate: self.sample_rate,

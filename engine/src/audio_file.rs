@@ -16,15 +16,42 @@
 //!   `round(frames * target / source)` frames; the resampler may shift the loop as a whole
 //!   by a fraction of an output frame.
 //!
+//! Limits, all checked on the header before a sample is decoded or a buffer allocated (a
+//! file refused by them costs a few reads):
+//!
+//! - the file is a regular file of at most [`MAX_WAV_FILE_BYTES`] (opened through
+//!   [`crate::input_file`], so a FIFO or `/dev/zero` is refused without blocking);
+//! - at most [`MAX_CLIP_SECONDS`] of audio (frames / rate as the header says), 1 to
+//!   [`MAX_CLIP_CHANNELS`] channels, a rate in [`SAMPLE_RATE_RANGE`];
+//! - the data chunk starts within the first [`MAX_WAV_HEADER_BYTES`];
+//! - the data chunk the header promises is in the file (a truncated file is refused before
+//!   decoding, not after).
+//!
+//! So the largest file accepted decodes to at most `MAX_CLIP_SECONDS * 384 kHz` frames of
+//! the asked channel count (decoding converts the channels frame by frame, so the file's own
+//! channel count never multiplies memory), and [`resample_loop`] refuses rates outside the
+//! range and an output longer than [`MAX_CLIP_SECONDS`] before allocating anything.
+//!
 //! Threading: plain functions for the main or engine thread; they allocate and do file I/O,
 //! never call them from the audio callback.
 
 use std::f64::consts::TAU;
-use std::io;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use rubato::audioadapter_buffers::owned::InterleavedOwned;
 use rubato::{Fft, FixedSync, Resampler};
+
+use crate::audio_clip::{MAX_CLIP_CHANNELS, MAX_CLIP_SECONDS, SAMPLE_RATE_RANGE};
+use crate::input_file::{InputFileError, open_bounded};
+
+/// Largest WAV file read, in bytes: a RIFF file's own ceiling (its size field is 32 bits,
+/// after the 8-byte chunk header).
+pub const MAX_WAV_FILE_BYTES: u64 = 8 + u32::MAX as u64;
+
+/// Most bytes read before a WAV's data chunk (its header and any metadata chunks), so a
+/// file whose header hides the data behind a huge chunk is refused without reading it.
+pub const MAX_WAV_HEADER_BYTES: u64 = 16 << 20;
 
 /// Interleaved `f32` audio at a known rate: a loop, a source, a recording.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +100,17 @@ pub enum AudioFileError {
         /// The path given.
         path: PathBuf,
     },
+    /// The path is not a regular file, or the file is larger than [`MAX_WAV_FILE_BYTES`].
+    #[error(transparent)]
+    File(InputFileError),
+    /// The header is valid but claims more than latentd accepts (length, channels, rate).
+    #[error("{}: {what}", path.display())]
+    Limit {
+        /// The path given.
+        path: PathBuf,
+        /// What the header claims, and what is accepted.
+        what: String,
+    },
     /// The file could not be opened, read or written.
     #[error("{}: {source}", path.display())]
     Io {
@@ -111,7 +149,8 @@ pub enum AudioFileError {
         /// The format, and what is accepted instead.
         what: String,
     },
-    /// The requested output format is impossible (zero rate or channels).
+    /// The requested output format is outside [`SAMPLE_RATE_RANGE`] or 1 to
+    /// [`MAX_CLIP_CHANNELS`] channels.
     #[error("{}: cannot convert to {channels} channels at {sample_rate} Hz", path.display())]
     Target {
         /// The path given.
@@ -182,17 +221,45 @@ fn from_hound(path: &Path, err: hound::Error, reading_samples: bool) -> AudioFil
     }
 }
 
-fn open_reader(
-    path: &Path,
-) -> Result<(hound::WavReader<io::BufReader<std::fs::File>>, WavInfo), AudioFileError> {
-    if path.is_dir() {
-        return Err(AudioFileError::NotWav {
-            path: path.to_path_buf(),
-            reason: "it is a directory".into(),
-        });
-    }
-    let reader = hound::WavReader::open(path).map_err(|e| from_hound(path, e, false))?;
-    let spec = reader.spec();
+type Reader = hound::WavReader<BufReader<std::fs::File>>;
+
+/// Open `path` through [`open_bounded`], parse its header and check it against the limits
+/// (module doc) before any sample is read.
+fn open_reader(path: &Path) -> Result<(Reader, WavInfo), AudioFileError> {
+    let (file, file_bytes) = open_bounded(path, MAX_WAV_FILE_BYTES).map_err(|e| match e {
+        InputFileError::Missing { path } => AudioFileError::Missing { path },
+        other => AudioFileError::File(other),
+    })?;
+    let mut buffered = BufReader::new(file);
+    // Parse the header once to learn where the data chunk starts, then again from the
+    // start for the reader that decodes (hound keeps its data offset to itself).
+    // The first parse reads at most MAX_WAV_HEADER_BYTES, so chunks before the data (which
+    // hound skips by reading them) cannot make it read the whole file.
+    let io_error = |source| AudioFileError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let spec = {
+        let mut bounded = (&mut buffered).take(MAX_WAV_HEADER_BYTES);
+        let parsed = hound::WavReader::new(&mut bounded).map(|h| (h.spec(), h.len()));
+        match parsed {
+            Ok(spec) => spec,
+            Err(_) if bounded.limit() == 0 => {
+                return Err(AudioFileError::Limit {
+                    path: path.to_path_buf(),
+                    what: format!(
+                        "no data chunk in its first {MAX_WAV_HEADER_BYTES} bytes (accepted: \
+                         up to {MAX_WAV_HEADER_BYTES} bytes of header and metadata)"
+                    ),
+                });
+            }
+            Err(e) => return Err(from_hound(path, e, false)),
+        }
+    };
+    let data_start = buffered.stream_position().map_err(io_error)?;
+    buffered.seek(SeekFrom::Start(0)).map_err(io_error)?;
+    let reader = hound::WavReader::new(buffered).map_err(|e| from_hound(path, e, false))?;
+    let (spec, samples) = spec;
     let float = spec.sample_format == hound::SampleFormat::Float;
     let unsupported = |what: String| AudioFileError::Unsupported {
         path: path.to_path_buf(),
@@ -219,6 +286,24 @@ fn open_reader(
             ),
         });
     }
+    let limit = |what: String| AudioFileError::Limit {
+        path: path.to_path_buf(),
+        what,
+    };
+    if usize::from(spec.channels) > MAX_CLIP_CHANNELS {
+        return Err(limit(format!(
+            "{} channels (accepted: 1 to {MAX_CLIP_CHANNELS})",
+            spec.channels
+        )));
+    }
+    if !SAMPLE_RATE_RANGE.contains(&spec.sample_rate) {
+        return Err(limit(format!(
+            "sample rate {} Hz (accepted: {} to {} Hz)",
+            spec.sample_rate,
+            SAMPLE_RATE_RANGE.start(),
+            SAMPLE_RATE_RANGE.end()
+        )));
+    }
     let info = WavInfo {
         channels: spec.channels as usize,
         sample_rate: spec.sample_rate,
@@ -229,6 +314,24 @@ fn open_reader(
     if info.frames == 0 {
         return Err(AudioFileError::Empty {
             path: path.to_path_buf(),
+        });
+    }
+    let seconds = info.frames as f64 / f64::from(info.sample_rate);
+    if seconds > MAX_CLIP_SECONDS {
+        return Err(limit(format!(
+            "the header claims {seconds:.1} s of audio (accepted: up to {MAX_CLIP_SECONDS} s)"
+        )));
+    }
+    // At least this many bytes of samples (a 24-bit sample may sit in 4 bytes).
+    let data_bytes = u64::from(samples) * u64::from(spec.bits_per_sample.div_ceil(8));
+    let present = file_bytes.saturating_sub(data_start);
+    if present < data_bytes {
+        return Err(AudioFileError::CorruptData {
+            path: path.to_path_buf(),
+            reason: format!(
+                "the header promises {data_bytes} bytes of samples, the file holds {present} \
+                 (truncated file)"
+            ),
         });
     }
     Ok((reader, info))
@@ -246,7 +349,9 @@ pub fn load_wav(
     target_rate: u32,
     target_channels: usize,
 ) -> Result<LoopAudio, AudioFileError> {
-    if target_rate == 0 || target_channels == 0 {
+    if !SAMPLE_RATE_RANGE.contains(&target_rate)
+        || !(1..=MAX_CLIP_CHANNELS).contains(&target_channels)
+    {
         return Err(AudioFileError::Target {
             path: path.to_path_buf(),
             channels: target_channels,
@@ -254,30 +359,42 @@ pub fn load_wav(
         });
     }
     let (mut reader, info) = open_reader(path)?;
-    let mut samples = Vec::with_capacity(info.frames * info.channels);
+    // Decoded frame by frame into the asked channel count: the file's channel count never
+    // multiplies what is held.
+    let mut samples = Vec::with_capacity(info.frames * target_channels);
+    let mut frame = [0.0f32; MAX_CLIP_CHANNELS];
+    let mut filled = 0;
+    let mut push = |v: f32| {
+        frame[filled] = v;
+        filled += 1;
+        if filled == info.channels {
+            remap_frame(&frame[..info.channels], target_channels, &mut samples);
+            filled = 0;
+        }
+    };
     if info.float {
         for s in reader.samples::<f32>() {
-            samples.push(s.map_err(|e| from_hound(path, e, true))?);
+            push(s.map_err(|e| from_hound(path, e, true))?);
         }
     } else {
         let scale = 1.0 / (1u64 << (info.bits - 1)) as f64;
         for s in reader.samples::<i32>() {
             let v = s.map_err(|e| from_hound(path, e, true))?;
-            samples.push((v as f64 * scale) as f32);
+            push((v as f64 * scale) as f32);
         }
     }
-    if samples.len() < info.frames * info.channels {
+    if samples.len() < info.frames * target_channels {
         return Err(AudioFileError::CorruptData {
             path: path.to_path_buf(),
             reason: format!(
                 "header promises {} frames, the data chunk holds {}",
                 info.frames,
-                samples.len() / info.channels
+                samples.len() / target_channels
             ),
         });
     }
     let audio = LoopAudio {
-        samples: remap_channels(&samples, info.channels, target_channels),
+        samples,
         channels: target_channels,
         sample_rate: info.sample_rate,
     };
@@ -297,23 +414,33 @@ pub fn remap_channels(samples: &[f32], from: usize, to: usize) -> Vec<f32> {
     let frames = samples.len() / from;
     let mut out = Vec::with_capacity(frames * to);
     for frame in samples.chunks_exact(from) {
-        for k in 0..to {
-            let v = if from == 1 {
-                frame[0]
-            } else if from < to {
-                frame[k % from]
-            } else {
-                let (sum, n) = frame
-                    .iter()
-                    .skip(k)
-                    .step_by(to)
-                    .fold((0.0f32, 0usize), |(s, n), &x| (s + x, n + 1));
-                sum / n as f32
-            };
-            out.push(v);
-        }
+        remap_frame(frame, to, &mut out);
     }
     out
+}
+
+/// Append one `frame` converted to `to` channels (module doc rules) to `out`.
+fn remap_frame(frame: &[f32], to: usize, out: &mut Vec<f32>) {
+    let from = frame.len();
+    if from == to {
+        out.extend_from_slice(frame);
+        return;
+    }
+    for k in 0..to {
+        let v = if from == 1 {
+            frame[0]
+        } else if from < to {
+            frame[k % from]
+        } else {
+            let (sum, n) = frame
+                .iter()
+                .skip(k)
+                .step_by(to)
+                .fold((0.0f32, 0usize), |(s, n), &x| (s + x, n + 1));
+            sum / n as f32
+        };
+        out.push(v);
+    }
 }
 
 fn gcd(a: u64, b: u64) -> u64 {
@@ -322,14 +449,33 @@ fn gcd(a: u64, b: u64) -> u64 {
 
 /// Resample a loop to `target_rate`, treating it as periodic; exactly
 /// `round(frames * target / source)` frames come out.
+///
+/// The cost is bounded before anything is allocated: both rates must be in
+/// [`SAMPLE_RATE_RANGE`] (so the wrap margin, at most one reduced input step, stays under a
+/// second) and the output at most [`MAX_CLIP_SECONDS`] long.
 pub fn resample_loop(audio: &LoopAudio, target_rate: u32) -> Result<LoopAudio, String> {
     let (from, to) = (audio.sample_rate as u64, target_rate as u64);
     if from == to {
         return Ok(audio.clone());
     }
+    for rate in [audio.sample_rate, target_rate] {
+        if !SAMPLE_RATE_RANGE.contains(&rate) {
+            return Err(format!(
+                "sample rate {rate} Hz (accepted: {} to {} Hz)",
+                SAMPLE_RATE_RANGE.start(),
+                SAMPLE_RATE_RANGE.end()
+            ));
+        }
+    }
     let ch = audio.channels;
     let frames = audio.frames();
     let out_frames = ((frames as u64 * to + from / 2) / from) as usize;
+    let out_seconds = out_frames as f64 / to as f64;
+    if out_seconds > MAX_CLIP_SECONDS {
+        return Err(format!(
+            "the output would be {out_seconds:.1} s long (accepted: up to {MAX_CLIP_SECONDS} s)"
+        ));
+    }
     // Wrap margin: a whole number of the reduced input step, so it maps to whole output
     // frames, and long enough to cover the resampler's filter.
     let step = from / gcd(from, to);

@@ -213,7 +213,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn check_prompt(field: &'static str, text: &str) -> Result<(), ConditioningError> {
+/// The prompt check every way of setting a prompt goes through (OSC, the config file, the
+/// state file): not blank, at most [`MAX_PROMPT_CHARS`] characters.
+pub fn check_prompt(field: &'static str, text: &str) -> Result<(), ConditioningError> {
     let chars = text.chars().count();
     if text.trim().is_empty() {
         Err(ConditioningError::EmptyPrompt { field })

@@ -2,6 +2,7 @@
 //! server, OSC or systemd in sight.
 //!
 //! - [`audio_file`]: WAV loading and conversion to the output format, the test loop.
+//! - [`input_file`]: opening a file to read: regular files only, size bounded first.
 //! - [`ring`]: the loop-length [`PlayheadRing`] the audio callback plays
 //!   and the engine patches.
 //! - [`runner`]: the model-independent parts of the runner: lead controller, write
@@ -22,6 +23,7 @@
 pub mod audio_clip;
 pub mod audio_file;
 pub mod conditioning;
+pub mod input_file;
 pub mod knobs;
 pub mod model;
 pub mod pipeline;

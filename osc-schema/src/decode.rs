@@ -255,7 +255,7 @@ impl Schema {
                         name: param.name,
                     },
                     Some(arg) => {
-                        let value = knob_value(param, number(1, &spec.args[0], arg)?)?;
+                        let value = param.check_value(number(1, &spec.args[0], arg)?)?;
                         Command::SetKnob {
                             index,
                             name: param.name,
@@ -405,32 +405,6 @@ fn non_negative(position: usize, spec: &ArgSpec, value: f64) -> Result<f64, Stri
         ));
     }
     Ok(value)
-}
-
-/// Range and integrality check for a knob. Values within f32 rounding of a bound (a client
-/// sending `f 0.1` for a bound of 0.1) are clamped onto it.
-fn knob_value(knob: &ParamSpec, value: f64) -> Result<f64, String> {
-    let slack = |bound: f64| f64::from(f32::EPSILON) * bound.abs().max(1.0);
-    if value < knob.min - slack(knob.min) || value > knob.max + slack(knob.max) {
-        return Err(format!(
-            "value {value} is out of range for knob {}: accepted [{}, {}]{}",
-            knob.name,
-            knob.min,
-            knob.max,
-            if knob.unit.is_empty() {
-                String::new()
-            } else {
-                format!(" {}", knob.unit)
-            }
-        ));
-    }
-    if knob.integer && value.fract() != 0.0 {
-        return Err(format!(
-            "knob {} takes an integer in [{}, {}]; got {value}",
-            knob.name, knob.min, knob.max
-        ));
-    }
-    Ok(value.clamp(knob.min, knob.max))
 }
 
 fn string<'a>(position: usize, spec: &ArgSpec, arg: &'a OscType) -> Result<&'a str, String> {

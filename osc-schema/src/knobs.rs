@@ -32,6 +32,36 @@ impl ParamSpec {
         self.integer && self.min >= f64::from(i32::MIN) && self.max <= f64::from(i32::MAX)
     }
 
+    /// The range and integrality check every way of setting a knob goes through (OSC, the
+    /// config file, the state file): a value outside `[min, max]`, a fractional value for an
+    /// integer knob and a non-finite value are refused with the accepted range; nothing is
+    /// rounded. Values within f32 rounding of a bound (a client sending `f 0.1` for a bound
+    /// of 0.1) are put onto it.
+    pub fn check_value(&self, value: f64) -> Result<f64, String> {
+        let unit = if self.unit.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", self.unit)
+        };
+        let slack = |bound: f64| f64::from(f32::EPSILON) * bound.abs().max(1.0);
+        if !value.is_finite()
+            || value < self.min - slack(self.min)
+            || value > self.max + slack(self.max)
+        {
+            return Err(format!(
+                "value {value} is out of range for knob {}: accepted [{}, {}]{unit}",
+                self.name, self.min, self.max
+            ));
+        }
+        if self.integer && value.fract() != 0.0 {
+            return Err(format!(
+                "knob {} takes an integer in [{}, {}]; got {value}",
+                self.name, self.min, self.max
+            ));
+        }
+        Ok(value.clamp(self.min, self.max))
+    }
+
     /// The OSC type tag replies and pushes use for this knob's value: `f`, `i` or `d`.
     pub fn reply_tag(&self) -> char {
         match (self.integer, self.fits_int32()) {

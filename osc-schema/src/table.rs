@@ -116,8 +116,13 @@ const fn arg(name: &'static str, ty: ArgType, unit: &'static str, doc: &'static 
     }
 }
 
-const PATH_DOC: &str = "file inside the configured media folder, relative to it or absolute; \
-                        paths that resolve outside it (`..`, symlinks) are refused";
+const PATH_DOC: &str = "WAV file inside the configured media folder, relative to it or absolute; \
+                        paths that resolve outside it (`..`, symlinks) are refused. Checked \
+                        before it is read (docs/operations.md, Limits, Files): a regular file \
+                        of at most 4 GiB whose header claims at most 600 s, 1 to 8 channels \
+                        and 8000 to 384000 Hz, with its data chunk complete; anything else is \
+                        answered at once with `/fail <address> <reason>` naming the file and \
+                        the limit";
 
 /// The address space, in the order the reference lists it.
 pub const ADDRESSES: &[AddressSpec] = &[

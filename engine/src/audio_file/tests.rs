@@ -206,7 +206,7 @@ fn directory_is_not_a_wav() {
     let dir = tempfile::tempdir().unwrap();
     let text = err_text(dir.path());
     assert!(
-        text.ends_with("not a WAV file or corrupt header: it is a directory"),
+        text.ends_with("is a directory, not a regular file"),
         "{text}"
     );
 }
@@ -295,5 +295,207 @@ fn test_signal_is_audible_bounded_and_seamless() {
     assert!(
         (a - 220.0).abs() < 2.0 && (c - 261.63).abs() < 2.0,
         "{a} {c}"
+    );
+}
+
+/// A canonical 44-byte PCM header claiming `data_bytes` of samples, followed by `written`
+/// bytes of silence; the file is then extended (sparse) to the claimed length when `sparse`.
+fn write_header_claiming(
+    path: &Path,
+    channels: u16,
+    rate: u32,
+    bits: u16,
+    data_bytes: u32,
+    written: usize,
+    sparse: bool,
+) {
+    let block = channels * bits.div_ceil(8);
+    let mut b = Vec::new();
+    b.extend_from_slice(b"RIFF");
+    b.extend_from_slice(&(36u32.wrapping_add(data_bytes)).to_le_bytes());
+    b.extend_from_slice(b"WAVEfmt ");
+    b.extend_from_slice(&16u32.to_le_bytes());
+    b.extend_from_slice(&1u16.to_le_bytes());
+    b.extend_from_slice(&channels.to_le_bytes());
+    b.extend_from_slice(&rate.to_le_bytes());
+    b.extend_from_slice(&(rate * u32::from(block)).to_le_bytes());
+    b.extend_from_slice(&block.to_le_bytes());
+    b.extend_from_slice(&bits.to_le_bytes());
+    b.extend_from_slice(b"data");
+    b.extend_from_slice(&data_bytes.to_le_bytes());
+    assert_eq!(b.len(), 44);
+    b.resize(44 + written, 0);
+    std::fs::write(path, &b).unwrap();
+    if sparse {
+        let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        file.set_len(44 + u64::from(data_bytes)).unwrap();
+    }
+}
+
+fn assert_limit(err: AudioFileError, path: &Path, needle: &str) {
+    let text = err.to_string();
+    assert!(text.starts_with(&path.display().to_string()), "{text}");
+    assert!(text.contains(needle), "{text}");
+}
+
+#[test]
+fn a_header_claiming_more_than_600_s_is_refused_before_decoding() {
+    let dir = tempfile::tempdir().unwrap();
+    // 601 s of 8-bit mono at 8 kHz: a few MB, sparse.
+    let small = dir.path().join("601s.wav");
+    write_header_claiming(&small, 1, 8_000, 8, 601 * 8_000, 0, true);
+    assert_limit(probe_wav(&small).unwrap_err(), &small, "up to 600 s");
+    assert_limit(
+        load_wav(&small, 48_000, 2).unwrap_err(),
+        &small,
+        "up to 600 s",
+    );
+
+    // The report's file: a 2 GB sparse 16-bit stereo 48 kHz WAV (~10417 s). Refused from
+    // the header alone, so in well under a second and without allocating its samples.
+    let big = dir.path().join("2GB.wav");
+    write_header_claiming(&big, 2, 48_000, 16, 2_000_000_000, 0, true);
+    let started = std::time::Instant::now();
+    assert_limit(probe_wav(&big).unwrap_err(), &big, "10416.7 s");
+    assert_limit(load_wav(&big, 48_000, 2).unwrap_err(), &big, "up to 600 s");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+}
+
+#[test]
+fn a_truncated_data_chunk_is_refused_by_the_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    // The header promises 1000 frames; 400 are there.
+    let path = dir.path().join("cut.wav");
+    write_header_claiming(&path, 2, 48_000, 16, 4_000, 1_600, false);
+    for err in [probe_wav(&path).unwrap_err(), err_of(&path)] {
+        assert!(matches!(err, AudioFileError::CorruptData { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.starts_with(&path.display().to_string()), "{text}");
+        assert!(text.contains("truncated"), "{text}");
+    }
+}
+
+fn err_of(path: &Path) -> AudioFileError {
+    load_wav(path, 48_000, 2).unwrap_err()
+}
+
+#[test]
+fn a_1_hz_wav_is_refused_before_resampling() {
+    let dir = tempfile::tempdir().unwrap();
+    // The report's 52-byte file: 16-bit mono at 1 Hz, 4 frames (4 s).
+    let path = dir.path().join("1hz.wav");
+    write_header_claiming(&path, 1, 1, 16, 8, 8, false);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 52);
+    assert_limit(
+        probe_wav(&path).unwrap_err(),
+        &path,
+        "1 Hz (accepted: 8000 to 384000 Hz)",
+    );
+    let started = std::time::Instant::now();
+    assert_limit(err_of(&path), &path, "sample rate 1 Hz");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+}
+
+#[test]
+fn resampling_cost_is_bounded_before_allocating() {
+    let long = LoopAudio {
+        samples: vec![0.0; 601 * 8_000],
+        channels: 1,
+        sample_rate: 8_000,
+    };
+    let err = resample_loop(&long, 16_000).unwrap_err();
+    assert!(
+        err.contains("601.0 s long (accepted: up to 600 s)"),
+        "{err}"
+    );
+    let one_hz = LoopAudio {
+        samples: vec![0.0; 4],
+        channels: 1,
+        sample_rate: 1,
+    };
+    let err = resample_loop(&one_hz, 48_000).unwrap_err();
+    assert!(err.contains("sample rate 1 Hz"), "{err}");
+}
+
+#[test]
+fn more_than_8_channels_are_refused_from_the_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nine.wav");
+    write_header_claiming(&path, 9, 48_000, 16, 9 * 2 * 100, 9 * 2 * 100, false);
+    assert_limit(
+        probe_wav(&path).unwrap_err(),
+        &path,
+        "9 channels (accepted: 1 to 8)",
+    );
+}
+
+/// Run `f` on another thread; panics if it has not returned within 5 s (it blocked).
+fn within_5_s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(5))
+        .expect("the call blocked for 5 s")
+}
+
+#[test]
+fn a_fifo_and_dev_zero_are_refused_without_blocking_or_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("loop.wav");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for path in [fifo, std::path::PathBuf::from("/dev/zero")] {
+        let probed = path.clone();
+        let err = within_5_s(move || probe_wav(&probed).unwrap_err());
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let loaded = path.clone();
+        let err = within_5_s(move || load_wav(&loaded, 48_000, 2).unwrap_err());
+        let text = err.to_string();
+        assert!(text.starts_with(&path.display().to_string()), "{text}");
+        assert!(text.contains("not a regular file"), "{text}");
+    }
+}
+
+#[test]
+fn a_data_chunk_hidden_behind_a_huge_chunk_is_refused_without_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("junk.wav");
+    // RIFF, a 64 MiB "junk" chunk (sparse), then a valid fmt and data chunk.
+    let junk = 64u32 << 20;
+    let mut head = Vec::new();
+    head.extend_from_slice(b"RIFF");
+    head.extend_from_slice(&(4 + 8 + junk + 24 + 8 + 4).to_le_bytes());
+    head.extend_from_slice(b"WAVEjunk");
+    head.extend_from_slice(&junk.to_le_bytes());
+    let mut tail = Vec::new();
+    tail.extend_from_slice(b"fmt ");
+    tail.extend_from_slice(&16u32.to_le_bytes());
+    for v in [1u16, 1] {
+        tail.extend_from_slice(&v.to_le_bytes());
+    }
+    tail.extend_from_slice(&48_000u32.to_le_bytes());
+    tail.extend_from_slice(&96_000u32.to_le_bytes());
+    for v in [2u16, 16] {
+        tail.extend_from_slice(&v.to_le_bytes());
+    }
+    tail.extend_from_slice(b"data");
+    tail.extend_from_slice(&4u32.to_le_bytes());
+    tail.extend_from_slice(&[0, 0, 0, 0]);
+    std::fs::write(&path, &head).unwrap();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(head.len() as u64 + u64::from(junk)).unwrap();
+    drop(file);
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut file, &tail).unwrap();
+    drop(file);
+    assert_limit(
+        probe_wav(&path).unwrap_err(),
+        &path,
+        "no data chunk in its first 16777216 bytes",
     );
 }
