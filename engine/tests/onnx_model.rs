@@ -482,3 +482,56 @@ fn a_nan_at_run_time_is_a_typed_error_and_leaves_the_slots_unchanged() {
         "the trait path counts the failed tick"
     );
 }
+
+#[test]
+fn a_walk_chunk_decodes_like_the_same_window_of_the_whole_loop() {
+    use latentd_engine::model::ChunkPlace;
+    let Some((_dir, model)) = tiny(0) else { return };
+    let total = 60;
+    let whole = start(&model, total, 7, None);
+    let chunk = model.slice_latents(&whole, 20, 20);
+    let before = model.slice_latents(&whole, 0, 20);
+    let after = model.slice_latents(&whole, 40, 20);
+    let place = ChunkPlace {
+        before: &before,
+        after: &after,
+        loop_offset: 20,
+        loop_frames: total,
+    };
+    let gains = [1.0, 0.5, 2.0, 1.0, 0.0, 1.0, 1.5, 1.0];
+    let len = |frames: usize| frames * 1920 * 2;
+    // Windows at the chunk's start, middle and end reach into both neighbours (context 8).
+    for (start, frames) in [(0usize, 9usize), (6, 9), (15, 5)] {
+        let mut from_chunk = vec![0.0f32; len(frames)];
+        model
+            .decode_chunk_window(
+                &chunk,
+                Some(&place),
+                &gains,
+                false,
+                start,
+                frames,
+                &mut from_chunk,
+            )
+            .expect("chunk decode");
+        let mut from_loop = vec![0.0f32; len(frames)];
+        model
+            .decode_window(&whole, &gains, false, 20 + start, frames, &mut from_loop)
+            .expect("loop decode");
+        assert!(
+            from_chunk
+                .iter()
+                .zip(&from_loop)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "window at {start} of the chunk"
+        );
+    }
+    let mut silent = vec![1.0f32; len(9)];
+    model
+        .decode_window(&whole, &[0.0; 8], true, 0, 9, &mut silent)
+        .expect("silence");
+    assert!(
+        silent.iter().all(|&v| v == 0.0),
+        "all-zero gains give exact silence"
+    );
+}
