@@ -535,3 +535,47 @@ fn a_walk_chunk_decodes_like_the_same_window_of_the_whole_loop() {
         "all-zero gains give exact silence"
     );
 }
+
+#[test]
+fn a_cfg_bundle_doubles_the_batch_and_the_guidance_knob_moves_the_result() {
+    let Some(_) = options() else { return };
+    let Some(dir) = onnx_common::bundle(&["--preset", "tiny"]) else {
+        return;
+    };
+    let manifest = dir.path().join("bundle.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(text.contains("guidance = \"none\""));
+    std::fs::write(
+        &manifest,
+        text.replace("guidance = \"none\"", "guidance = \"cfg\""),
+    )
+    .unwrap();
+    let model = load(dir.path()).expect("the cfg bundle loads");
+    let frames = 12;
+    let cond = prompt(&model, "epic brass choir");
+    let run = |guidance: f64, serials: &[u32]| -> Vec<OnnxLatents> {
+        let k = knobs(&[(KnobId::guidance, guidance), (KnobId::cfg_rescale, 0.5)]);
+        let shared = StepShared {
+            cond: &cond,
+            knobs: &k,
+            source: None,
+            sde_curve: None,
+        };
+        let mut xs: Vec<_> = serials
+            .iter()
+            .map(|&s| start(&model, frames, s, None))
+            .collect();
+        step_batch(&model, &mut xs, serials, &shared, false);
+        xs
+    };
+    let plain = run(1.0, &[0, 1]);
+    let guided = run(4.0, &[0, 1]);
+    assert_ne!(plain[1], guided[1], "guidance 4 moves the result");
+    let alone = run(4.0, &[1]);
+    let bits = |l: &OnnxLatents| l.as_slice().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(
+        bits(&alone[0]),
+        bits(&guided[1]),
+        "CFG keeps batch invariance"
+    );
+}
