@@ -86,6 +86,8 @@ pub enum EngineChoice {
     BuiltinCuda,
     /// CUDA when a usable device exists, else the CPU (the choice is logged).
     Auto,
+    /// A model bundle on ONNX Runtime (`--model DIR` / `[model] bundle`, docs/bundles.md).
+    Bundle,
     /// No generation: the ring plays the source (or silence) untouched; OSC still steers
     /// the loop band and transport.
     Off,
@@ -98,6 +100,7 @@ impl EngineChoice {
             Self::BuiltinCpu => "builtin-cpu",
             Self::BuiltinCuda => "builtin-cuda",
             Self::Auto => "auto",
+            Self::Bundle => "bundle",
             Self::Off => "off",
         }
     }
@@ -165,6 +168,10 @@ pub struct Cli {
     /// untouched).
     #[arg(long, value_name = "ENGINE")]
     pub engine: Option<EngineChoice>,
+    /// A model bundle folder (`bundle.toml` plus ONNX files, docs/bundles.md); implies
+    /// `--engine bundle` unless `--engine` says otherwise.
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
     /// Turn the near-playhead repatch off (for A/B latency measurement).
     #[arg(long)]
     pub no_repatch: bool,
@@ -224,6 +231,8 @@ pub struct Settings {
     pub prompt_b: Option<String>,
     /// Which engine generates.
     pub engine: EngineChoice,
+    /// The model bundle and its runtime (`--engine bundle`).
+    pub model: ModelSettings,
     /// Knob values at start, canonicalized (file first, then flags).
     pub knobs: Vec<(KnobId, f64)>,
     /// Lead and repatch settings.
@@ -233,6 +242,23 @@ pub struct Settings {
     /// The config file read, if any (SIGHUP re-reads it).
     pub config_path: Option<PathBuf>,
 }
+
+/// The model bundle the `bundle` engine runs, and how ONNX Runtime runs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSettings {
+    /// The bundle folder (`--model DIR`, `[model] bundle`).
+    pub bundle: Option<PathBuf>,
+    /// The ONNX Runtime library (`[model] runtime`); `None`: `ORT_DYLIB_PATH`, else the
+    /// places docs/bundles.md lists.
+    pub runtime: Option<PathBuf>,
+    /// Intra-op threads of each ONNX Runtime session (`[model] threads`).
+    pub threads: usize,
+}
+
+/// Default intra-op threads per session: one core, leaving the rest to the audio server.
+pub const DEFAULT_MODEL_THREADS: usize = 1;
+/// Accepted intra-op threads per session.
+pub const MODEL_THREADS_RANGE: std::ops::RangeInclusive<usize> = 1..=64;
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -374,6 +400,7 @@ fn merge(
         Some((v, _)) => v,
         None => "latentd".into(),
     };
+    let (engine, model) = model_settings(cli.engine, cli.model, file.engine.backend, file.model)?;
     Ok(Settings {
         source: cli.source.or(file.source.file),
         backend: cli
@@ -400,10 +427,8 @@ fn merge(
             file.engine.prompt_b,
         )?
         .filter(|p| !p.trim().is_empty()),
-        engine: cli
-            .engine
-            .or(file.engine.backend)
-            .unwrap_or(EngineChoice::BuiltinCpu),
+        engine,
+        model,
         knobs: start_knobs(&file.engine.knobs, &cli.knobs)?,
         lead: lead(file.lead, cli.no_repatch)?,
         state_path: cli
@@ -412,6 +437,44 @@ fn merge(
             .unwrap_or_else(default_state_path),
         config_path,
     })
+}
+
+/// The engine choice and the model bundle: `--model DIR` alone picks the bundle engine; the
+/// bundle engine without a bundle is refused.
+fn model_settings(
+    engine_flag: Option<EngineChoice>,
+    bundle_flag: Option<PathBuf>,
+    engine_key: Option<EngineChoice>,
+    file: crate::config::ModelSection,
+) -> Result<(EngineChoice, ModelSettings), SettingsError> {
+    let bundle_given = bundle_flag.is_some();
+    let bundle = bundle_flag.or(file.bundle);
+    let engine = match (engine_flag, engine_key) {
+        (Some(e), _) => e,
+        (None, _) if bundle_given => EngineChoice::Bundle,
+        (None, Some(e)) => e,
+        (None, None) => EngineChoice::BuiltinCpu,
+    };
+    if engine == EngineChoice::Bundle && bundle.is_none() {
+        return Err(SettingsError(
+            "engine bundle: no bundle given (--model DIR or config key model.bundle)".into(),
+        ));
+    }
+    let threads = match file.threads {
+        Some(t) if !MODEL_THREADS_RANGE.contains(&t) => {
+            return Err(bad("config key model.threads", t, "1..=64 threads"));
+        }
+        Some(t) => t,
+        None => DEFAULT_MODEL_THREADS,
+    };
+    Ok((
+        engine,
+        ModelSettings {
+            bundle,
+            runtime: file.runtime,
+            threads,
+        },
+    ))
 }
 
 fn log_target(flag: Option<String>, file: Option<String>) -> Result<LogTarget, SettingsError> {
@@ -572,10 +635,11 @@ mod tests;
 impl Settings {
     /// The effective settings as a config file (what `check-config` prints).
     pub fn to_toml(&self) -> String {
-        let opt_path = |p: &Option<PathBuf>| match p {
-            Some(p) => format!("file = {:?}", p.display().to_string()),
-            None => "# file: none".into(),
+        let opt_key = |key: &str, p: &Option<PathBuf>| match p {
+            Some(p) => format!("{key} = {:?}", p.display().to_string()),
+            None => format!("# {key}: none"),
         };
+        let opt_path = |p: &Option<PathBuf>| opt_key("file", p);
         let knobs = self
             .knobs
             .iter()
@@ -595,7 +659,7 @@ impl Settings {
              period = {}\n\n[source]\n{}\nloop_seconds = {}\n\n[record]\n{}\n\n\
              [osc]\nbind = \"{}\"\nallowlist = [{allow}]\noscquery_port = {}\n\n\
              [media]\nfolder = {:?}\n\n[engine]\nbackend = \"{}\"\nprompt = {:?}\nprompt_b = {:?}\n\
-             knobs = {{ {knobs} }}\n\n[lead]\n{lead}\n[state]\npath = {:?}\n\n\
+             knobs = {{ {knobs} }}\n\n[model]\n{}\n{}\nthreads = {}\n\n[lead]\n{lead}\n[state]\npath = {:?}\n\n\
              [log]\nlevel = \"{}\"\ntarget = \"{}\"\n",
             match &self.config_path {
                 Some(p) => format!(" (from {})", p.display()),
@@ -615,6 +679,9 @@ impl Settings {
             self.engine.as_str(),
             self.prompt.as_deref().unwrap_or(""),
             self.prompt_b.as_deref().unwrap_or(""),
+            opt_key("bundle", &self.model.bundle),
+            opt_key("runtime", &self.model.runtime),
+            self.model.threads,
             self.state_path.display().to_string(),
             self.log_level.as_str(),
             self.log_target.as_str(),

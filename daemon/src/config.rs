@@ -23,6 +23,10 @@
 //! prompt = "calm warm pad pluck bass"
 //! prompt_b = ""            # optional second prompt, mixed by the prompt_blend knob
 //! knobs = { denoise = 0.5, ch_g0 = 1.2 }
+//! [model]                  # the bundle engine (docs/bundles.md)
+//! bundle = "/srv/latentd/models/gm-tiny" # a latentd-bundle/1 folder; --model DIR
+//! runtime = "/usr/lib/latentd/libonnxruntime.so" # ONNX Runtime; else ORT_DYLIB_PATH, ...
+//! threads = 1              # intra-op threads per ONNX Runtime session
 //! [lead]                   # see docs/operations.md; field names as in LeadConfig
 //! gain = 1.6
 //! repatch = true
@@ -97,6 +101,15 @@ pub struct EngineSection {
     pub(crate) knobs: BTreeMap<String, f64>,
 }
 
+/// `[model]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    pub(crate) bundle: Option<PathBuf>,
+    pub(crate) runtime: Option<PathBuf>,
+    pub(crate) threads: Option<usize>,
+}
+
 /// `[state]`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -128,6 +141,8 @@ pub struct ConfigFile {
     pub(crate) media: MediaSection,
     #[serde(default)]
     pub(crate) engine: EngineSection,
+    #[serde(default)]
+    pub(crate) model: ModelSection,
     #[serde(default)]
     pub(crate) lead: LeadConfig,
     #[serde(default)]

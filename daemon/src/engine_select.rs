@@ -1,21 +1,73 @@
-//! Engine backend selection (`--engine builtin-cpu | builtin-cuda | auto | off`) and the
-//! backend's name for `/status` and the log.
+//! Engine model selection (`--engine builtin-cpu | builtin-cuda | auto | bundle | off`) and
+//! the running backend's name for `/status` and the log.
 //!
-//! In a build with the `cuda` feature the daemon's model is
-//! [`FailoverModel<CudaModel>`](latentd_engine::model::cuda::failover::FailoverModel): the
+//! The built-in model: in a build with the `cuda` feature it is
+//! [`FailoverModel<CudaModel>`](latentd_engine::model::cuda::failover::FailoverModel), the
 //! CUDA model with the built-in CPU model behind it (a device failure at run time moves the
 //! engine to the CPU; the ring keeps playing; `/status` and the log say so), or the CPU model
 //! alone for `builtin-cpu`. Without the feature it is the built-in CPU model, `builtin-cuda`
 //! is refused with the reason and `auto` picks the CPU.
 //!
+//! The bundle engine runs a `latentd-bundle/1` folder on ONNX Runtime
+//! ([`OnnxModel`], docs/bundles.md). A bundle or runtime that cannot load is a start error
+//! (one line, exit 2), never a silent fallback to another model.
+//!
 //! Threading: called once at start; the name closure is called from any thread.
 
 use std::sync::Arc;
 
-use crate::cli::EngineChoice;
+use latentd_engine::model::Geometry;
+use latentd_engine::model::bundle::onnx::{OnnxModel, OnnxOptions};
+
+use crate::cli::{EngineChoice, Settings};
 
 /// The backend running now, in words (changes once if the device fails).
 pub type BackendName = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// The model the engine runs, chosen at start; `service::start_engine` is generic over it.
+pub enum ChosenModel {
+    /// The built-in model (see the module doc).
+    Builtin(Arc<BuiltinDaemonModel>),
+    /// A model bundle on ONNX Runtime.
+    Bundle(Arc<OnnxModel>),
+}
+
+impl ChosenModel {
+    /// The model's shapes.
+    pub fn geometry(&self) -> Geometry {
+        use latentd_engine::model::Model;
+        match self {
+            Self::Builtin(m) => m.geometry(),
+            Self::Bundle(m) => m.geometry(),
+        }
+    }
+}
+
+/// Builds the model `settings` ask for (see the module doc).
+pub fn build_model(settings: &Settings) -> Result<(ChosenModel, BackendName), String> {
+    if settings.engine != EngineChoice::Bundle {
+        let (model, name) = imp::build_builtin(settings.engine)?;
+        return Ok((ChosenModel::Builtin(model), name));
+    }
+    let dir = settings
+        .model
+        .bundle
+        .as_deref()
+        .ok_or("engine bundle: no bundle given (--model DIR or config key model.bundle)")?;
+    let options = OnnxOptions {
+        library: settings.model.runtime.clone(),
+        intra_threads: settings.model.threads,
+        ..OnnxOptions::default()
+    };
+    let model =
+        OnnxModel::load(dir, options).map_err(|e| format!("model {}: {e}", dir.display()))?;
+    let name = format!("bundle: {}", model.describe());
+    log::info!("engine backend: {name}");
+    Ok((
+        ChosenModel::Bundle(Arc::new(model)),
+        Arc::new(move || name.clone()),
+    ))
+}
 
 #[cfg(feature = "cuda")]
 mod imp {
@@ -23,13 +75,17 @@ mod imp {
     use latentd_engine::model::cuda::failover::FailoverModel;
     use latentd_engine::model::cuda::{CudaModel, cuda_available};
 
-    /// The engine model the daemon runs.
-    pub type DaemonModel = FailoverModel<CudaModel>;
+    /// The built-in model the daemon runs.
+    pub type BuiltinDaemonModel = FailoverModel<CudaModel>;
 
-    /// Builds the model `choice` asks for (see the module doc).
-    pub fn build_model(choice: EngineChoice) -> Result<(Arc<DaemonModel>, BackendName), String> {
+    /// Builds the built-in model `choice` asks for (see the module doc).
+    pub fn build_builtin(
+        choice: EngineChoice,
+    ) -> Result<(Arc<BuiltinDaemonModel>, BackendName), String> {
         let model = match choice {
-            EngineChoice::BuiltinCpu | EngineChoice::Off => FailoverModel::cpu_only(),
+            EngineChoice::BuiltinCpu | EngineChoice::Off | EngineChoice::Bundle => {
+                FailoverModel::cpu_only()
+            }
             EngineChoice::BuiltinCuda => FailoverModel::new(CudaModel::new(0)?),
             EngineChoice::Auto if cuda_available() => match CudaModel::new(0) {
                 Ok(m) => FailoverModel::new(m),
@@ -56,11 +112,13 @@ mod imp {
     use super::*;
     use latentd_engine::model::builtin::BuiltinModel;
 
-    /// The engine model the daemon runs.
-    pub type DaemonModel = BuiltinModel;
+    /// The built-in model the daemon runs.
+    pub type BuiltinDaemonModel = BuiltinModel;
 
-    /// Builds the model `choice` asks for (see the module doc).
-    pub fn build_model(choice: EngineChoice) -> Result<(Arc<DaemonModel>, BackendName), String> {
+    /// Builds the built-in model `choice` asks for (see the module doc).
+    pub fn build_builtin(
+        choice: EngineChoice,
+    ) -> Result<(Arc<BuiltinDaemonModel>, BackendName), String> {
         match choice {
             EngineChoice::BuiltinCuda => Err(
                 "--engine builtin-cuda: this latentd was built without CUDA support (build with --features cuda)".into(),
@@ -69,11 +127,11 @@ mod imp {
                 log::info!("engine auto: built without CUDA support; using the CPU");
                 Ok((Arc::new(BuiltinModel::new()), Arc::new(|| "builtin-cpu".into())))
             }
-            EngineChoice::BuiltinCpu | EngineChoice::Off => {
+            EngineChoice::BuiltinCpu | EngineChoice::Off | EngineChoice::Bundle => {
                 Ok((Arc::new(BuiltinModel::new()), Arc::new(|| "builtin-cpu".into())))
             }
         }
     }
 }
 
-pub use imp::{DaemonModel, build_model};
+pub use imp::BuiltinDaemonModel;

@@ -50,6 +50,7 @@ use crate::cli::{EngineChoice, Settings};
 use crate::control::jobs::{JobContext, JobWorker};
 use crate::control::session::Session;
 use crate::control::{ControlHandler, DaemonEngine, Dispatcher, StatusSources, param_specs};
+use crate::engine_select::ChosenModel;
 use crate::osc::oscquery::{OscQueryConfig, OscQueryServer};
 use crate::osc::{DEFAULT_MAX_SUBSCRIBERS, OscConfig, OscServer, Subscribers};
 use crate::record::Recorder;
@@ -179,7 +180,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         .map_err(|e| startup(&format!("state saver: {e}")))?;
 
     let (model, backend_name) =
-        crate::engine_select::build_model(settings.engine).map_err(|e| startup(&e))?;
+        crate::engine_select::build_model(settings).map_err(|e| startup(&e))?;
     let geometry = model.geometry();
     let (knobs, knob_reader) = KnobStore::new();
     let knobs = Arc::new(knobs);
@@ -235,21 +236,22 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         start_paused: !generate,
         ..EngineConfig::default()
     };
+    let inputs = EngineInputs {
+        ring: writer,
+        knobs: &knobs,
+        knob_reader,
+        config: engine_config,
+        settings,
+        restored: &restored,
+    };
     let EngineParts {
         engine,
         conditioner,
         stop_engine,
-    } = start_engine(
-        model,
-        EngineInputs {
-            ring: writer,
-            knobs: &knobs,
-            knob_reader,
-            config: engine_config,
-            settings,
-            restored: &restored,
-        },
-    )
+    } = match model {
+        ChosenModel::Builtin(model) => start_engine(model, inputs),
+        ChosenModel::Bundle(model) => start_engine(model, inputs),
+    }
     .map_err(|e| startup(&e))?;
     if let Some(audio) = &source {
         engine

@@ -310,7 +310,7 @@ fn closures_serve_values_and_shutdown_frees_the_port() {
         json!({ "VALUE": [6] })
     );
     server.shutdown();
-    // The listener is closed once tiny_http's accept thread has seen the stop.
+    // The listener is closed once the accept thread has seen the stop.
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
     while TcpStream::connect(addr).is_ok() {
         assert!(std::time::Instant::now() < deadline, "port still open");

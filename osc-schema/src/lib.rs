@@ -7,6 +7,7 @@
 //! - [`reply`]: builders for every reply (`/done`, `/fail`, `/synced`, `/status.reply`, ...).
 //! - [`generate`]: `docs/osc.md`, the OSCQuery description and the client examples.
 //! - [`framing`]: OSC-over-TCP stream framing (size prefix, SLIP), for servers and clients.
+//! - [`oscquery_http`]: the limits of the daemon's OSCQuery HTTP server.
 //!
 //! This crate depends on neither the engine nor sockets (framing works on bytes).
 //!
@@ -20,6 +21,7 @@ pub mod framing;
 pub mod generate;
 pub mod knobs;
 pub mod media;
+pub mod oscquery_http;
 pub mod pattern;
 pub mod reply;
 pub mod schema;

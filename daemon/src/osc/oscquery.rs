@@ -14,31 +14,31 @@
 //! The static part (types, ranges, docs) is generated once by the osc-schema OSCQuery
 //! generator; each request clones it and fills `VALUE` from [`KnobValues`].
 //!
-//! Threading: one thread of ours answers every request in turn. `tiny_http` reads requests on
-//! its own accept thread and connection pool; requests wait in its queue until ours is free.
-//! Bounds: only the request line and headers are read (bodies are ignored), URLs over
-//! [`MAX_URL_BYTES`] get 414, and answers are at most the size of the whole namespace. The
-//! knob callback runs on our thread and must not block for long.
+//! HTTP is served by [`http`], a small server of our own on a std `TcpListener` (requests
+//! parsed by `httparse`), under the limits of [`latentd_osc_schema::oscquery_http`]: request
+//! heads and bodies bounded before anything is allocated from them, a cap on connections,
+//! idle, request and response deadlines, an accept loop that survives running out of file
+//! descriptors, and a rate-limited refusal log. Answers are at most the size of the whole
+//! namespace.
+//!
+//! Threading: an accept thread and up to `MAX_CONNECTIONS` connection workers, each
+//! answering its own connection; the [`KnobValues`] callback runs on the workers, several at
+//! once, and must not block for long.
+
+mod http;
+mod refusals;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use latentd_osc_schema::Schema;
 use latentd_osc_schema::generate::oscquery;
+pub use latentd_osc_schema::oscquery_http::{DEFAULT_PORT as DEFAULT_OSCQUERY_PORT, MAX_URL_BYTES};
 use serde_json::{Map, Value, json};
-use tiny_http::{Header, Method, Request, Response, Server};
 
+use self::http::{Handler, HttpServer, Request, Response};
 use super::{Allowlist, Cidr, SharedAllowlist};
-
-/// Default OSCQuery HTTP port.
-pub const DEFAULT_OSCQUERY_PORT: u16 = 7771;
-
-/// Longest request URL served (path and query), in bytes.
-pub const MAX_URL_BYTES: usize = 1024;
 
 /// Attributes a node may be asked for with `?NAME`.
 const ATTRIBUTES: &[&str] = &[
@@ -113,8 +113,7 @@ impl Default for OscQueryConfig {
 pub struct OscQueryServer {
     addr: SocketAddr,
     allow: SharedAllowlist,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    http: HttpServer,
 }
 
 impl OscQueryServer {
@@ -126,27 +125,16 @@ impl OscQueryServer {
     ) -> io::Result<OscQueryServer> {
         let listener = TcpListener::bind(config.bind)?;
         let addr = listener.local_addr()?;
-        let server = Server::from_listener(listener, None).map_err(io::Error::other)?;
         let allow = SharedAllowlist::new(Allowlist::new(config.bind.ip(), config.allow.clone()));
         let namespace = Namespace {
             tree: oscquery(&schema, None),
             host_info: host_info(&config),
             schema,
             values,
-            allow: allow.clone(),
         };
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread_stop = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("oscquery".into())
-            .spawn(move || serve(&server, &namespace, &thread_stop))?;
+        let http = HttpServer::start(listener, allow.clone(), Arc::new(namespace))?;
         log::info!("OSCQuery listening on http://{addr}");
-        Ok(OscQueryServer {
-            addr,
-            allow,
-            stop,
-            thread: Some(thread),
-        })
+        Ok(OscQueryServer { addr, allow, http })
     }
 
     /// The bound address.
@@ -160,35 +148,10 @@ impl OscQueryServer {
         self.allow.set_networks(networks);
     }
 
-    /// Stop and join the server thread (within about 100 ms).
+    /// Stop, close the listener and every connection, and join the server's threads
+    /// (within about 100 ms).
     pub fn shutdown(mut self) {
-        self.stop_and_join();
-    }
-
-    fn stop_and_join(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for OscQueryServer {
-    fn drop(&mut self) {
-        self.stop_and_join();
-    }
-}
-
-fn serve(server: &Server, namespace: &Namespace, stop: &AtomicBool) {
-    while !stop.load(Ordering::Relaxed) {
-        match server.recv_timeout(Duration::from_millis(100)) {
-            Ok(Some(request)) => namespace.respond(request),
-            Ok(None) => {}
-            Err(e) => {
-                log::warn!("OSCQuery server stopped accepting: {e}");
-                return;
-            }
-        }
+        self.http.shutdown();
     }
 }
 
@@ -249,48 +212,32 @@ struct Namespace {
     host_info: Value,
     schema: Arc<Schema>,
     values: Arc<dyn KnobValues>,
-    allow: SharedAllowlist,
+}
+
+impl Handler for Namespace {
+    fn respond(&self, request: &Request<'_>) -> Response {
+        let answer = match request.method {
+            "GET" | "HEAD" => self.answer(request.target),
+            _ => Answer::error(405, "only GET and HEAD are served\n"),
+        };
+        match answer.body {
+            Some(body) => Response {
+                status: answer.status,
+                headers: vec![("Content-Type", "application/json")],
+                body: serde_json::to_vec(&body).expect("JSON values serialize"),
+            },
+            None => {
+                let mut response = Response::text(answer.status, answer.reason);
+                if answer.status == 405 {
+                    response.headers.push(("Allow", "GET, HEAD"));
+                }
+                response
+            }
+        }
+    }
 }
 
 impl Namespace {
-    fn respond(&self, request: Request) {
-        let allowed = request
-            .remote_addr()
-            .is_some_and(|peer| self.allow.allows(peer.ip()));
-        let answer = if !allowed {
-            Answer::error(403, "peer outside the allowlist\n")
-        } else {
-            match request.method() {
-                Method::Get | Method::Head => self.answer(request.url()),
-                _ => Answer::error(405, "only GET and HEAD are served\n"),
-            }
-        };
-        // tiny_http leaves the body out for HEAD itself.
-        let result = match answer.body {
-            Some(body) => {
-                let text = serde_json::to_string(&body).expect("JSON values serialize");
-                let content_type =
-                    Header::from_bytes("Content-Type", "application/json").expect("valid header");
-                request.respond(
-                    Response::from_string(text)
-                        .with_status_code(answer.status)
-                        .with_header(content_type),
-                )
-            }
-            None => {
-                let mut response =
-                    Response::from_string(answer.reason).with_status_code(answer.status);
-                if answer.status == 405 {
-                    response.add_header(Header::from_bytes("Allow", "GET, HEAD").expect("valid"));
-                }
-                request.respond(response)
-            }
-        };
-        if let Err(e) = result {
-            log::debug!("OSCQuery reply failed: {e}");
-        }
-    }
-
     /// Answer `GET url`.
     fn answer(&self, url: &str) -> Answer {
         if url.len() > MAX_URL_BYTES {

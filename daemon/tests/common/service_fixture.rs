@@ -224,6 +224,11 @@ impl Daemon {
         rest.split_whitespace().next().unwrap().parse().unwrap()
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends a signal.
     pub fn signal(&self, signal: libc::c_int) {
         // SAFETY: kill(2) on our own child's pid.

@@ -1,5 +1,5 @@
 //! The engine thread: [`Engine::spawn`] runs an [`EngineCore`] on a thread named `engine`
-//! with a [`RealClock`], and returns the [`EngineHandle`] the daemon steers it with.
+//! with a [`RealClock`](super::clock::RealClock), and returns the [`EngineHandle`] the daemon steers it with.
 //!
 //! # The loop
 //!

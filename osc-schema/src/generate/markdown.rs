@@ -120,6 +120,7 @@ The server detects it from the first byte of a connection (0xC0: SLIP) unless co
     for (msg, doc) in PUSHES {
         let _ = writeln!(w, "- `{msg}`: {doc}");
     }
+    oscquery_section(w);
     let _ = writeln!(w, "\n## Examples of `/fail`\n");
     let _ = writeln!(
         w,
@@ -138,6 +139,92 @@ The server detects it from the first byte of a connection (0xC0: SLIP) unless co
         }
     }
     out
+}
+
+/// The `## OSCQuery` section: what the HTTP server serves and every limit it enforces
+/// ([`crate::oscquery_http`]).
+fn oscquery_section(w: &mut String) {
+    use crate::oscquery_http as http;
+    let _ = writeln!(w, "\n## OSCQuery\n");
+    let _ = writeln!(
+        w,
+        "The same address space as OSCQuery JSON over HTTP, on port {} of the OSC address by default (`--oscquery-port`, 0 turns it off), under the same allowlist (403 outside it). \
+`GET /` (or any address) returns the node and everything under it with each knob's current `VALUE`; `GET /knob/denoise?VALUE` one attribute; `GET /?HOST_INFO` the server's name, OSC port and transport. \
+HEAD is served like GET without the body; other methods get 405. HTTP/1.1 connections are kept alive unless the client sends `Connection: close`.\n",
+        http::DEFAULT_PORT
+    );
+    let _ = writeln!(
+        w,
+        "Limits (a request over one is refused with the status shown and changes nothing):\n"
+    );
+    let _ = writeln!(w, "| limit | value | over it |\n| --- | --- | --- |");
+    let rows = [
+        (
+            "request line + headers",
+            format!("{} bytes", http::MAX_HEAD_BYTES),
+            "431, connection closed",
+        ),
+        (
+            "header fields",
+            format!("{}", http::MAX_HEADERS),
+            "431, connection closed",
+        ),
+        (
+            "request target (path + query)",
+            format!("{} bytes", http::MAX_URL_BYTES),
+            "414",
+        ),
+        (
+            "request body (none needed)",
+            format!("{} bytes", http::MAX_BODY_BYTES),
+            "413 before reading it (also for any `Transfer-Encoding`), connection closed",
+        ),
+        (
+            "connections served at once",
+            format!("{}", http::MAX_CONNECTIONS),
+            "503 at once, connection closed",
+        ),
+        (
+            "requests per connection",
+            format!("{}", http::MAX_REQUESTS_PER_CONNECTION),
+            "connection closed after the last answer",
+        ),
+        (
+            "idle connection (before a request's first byte)",
+            duration(http::IDLE_TIMEOUT),
+            "connection closed",
+        ),
+        (
+            "one request, first byte to last",
+            duration(http::REQUEST_TIMEOUT),
+            "408, connection closed",
+        ),
+        (
+            "writing one answer",
+            duration(http::RESPONSE_TIMEOUT),
+            "connection closed",
+        ),
+    ];
+    for (limit, value, over) in rows {
+        let _ = writeln!(w, "| {limit} | {value} | {over} |");
+    }
+    let _ = writeln!(
+        w,
+        "\nOut of file descriptors, the server pauses accepting ({} doubling up to {}) and resumes by itself. \
+Refusals are logged at most once per {}, with a count of those not logged.",
+        duration(http::ACCEPT_BACKOFF_MIN),
+        duration(http::ACCEPT_BACKOFF_MAX),
+        duration(http::REFUSAL_LOG_INTERVAL)
+    );
+}
+
+/// `5 s`, `50 ms`.
+fn duration(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
 }
 
 fn fail_examples() -> Vec<(&'static str, OscMessage)> {

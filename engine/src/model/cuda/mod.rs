@@ -12,7 +12,7 @@
 //!   by an ulp on the GPU).
 //! - [`DecoderTables`]: the decoder's lookup tables, computed on the host once, uploaded once.
 //! - [`SlotStepRecord`]: one slot's per-tick values, as the denoise kernel reads them.
-//! - `device` (feature `cuda`): [`CudaModel`].
+//! - `device` (feature `cuda`): `CudaModel`.
 //! - [`failover`]: a model that runs a device backend and falls back to the built-in CPU
 //!   model when the device fails, and the named mock device that tests it.
 //!

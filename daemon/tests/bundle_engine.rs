@@ -1,0 +1,187 @@
+//! The bundle engine through the real daemon: `latentd --engine bundle --model DIR` plays a
+//! random-weight `latentd-bundle/1` (written by `tools/bundles/make_test_bundle.py`, run on
+//! ONNX Runtime through the library `scripts/setup.sh` installs) into a private JACK dummy
+//! server; `/status.reply` names the bundle and its provider; other weights give another
+//! sound; a broken bundle is one error line and exit 2.
+//!
+//! Skips (printing `SKIPPED: <why>`) without python3 + onnx or the runtime library, and fails
+//! instead under `LATENTD_REQUIRE_ORT=1` (CI sets it).
+//!
+//! Threading: one private JACK server per test; the daemons find it through
+//! `JACK_DEFAULT_SERVER` set on their own environment only.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::service_fixture::{Daemon, Launch, Osc};
+use latentd_tests::JackServer;
+use latentd_tests::test_bundles::{bundle, library};
+
+const RATE: u32 = 48_000;
+const PERIOD: usize = 256;
+/// Audio recorded per run once the daemon plays.
+const PLAY: Duration = Duration::from_secs(4);
+/// The engine's first windows may take this long (bundle load, first ticks).
+const START: Duration = Duration::from_secs(30);
+/// Spectrum bands (log-spaced, 40 Hz to 16 kHz) of the sound profile.
+const BANDS: usize = 48;
+/// Frames per spectrum frame.
+const FRAME: usize = 2048;
+
+/// Runs the daemon on `server` with `model` for [`PLAY`] after it starts playing; returns
+/// what it played (interleaved stereo at the server's rate) and its `/status` backend.
+fn play(server: &JackServer, library: &Path, model: &Path) -> (Vec<f32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("played.wav");
+    let mut daemon = Daemon::start(
+        &dir,
+        Launch {
+            audio: "jack",
+            env: vec![
+                ("JACK_DEFAULT_SERVER", server.name().to_owned()),
+                ("ORT_DYLIB_PATH", library.display().to_string()),
+            ],
+            args: [
+                "--model",
+                &model.display().to_string(),
+                "--loop-seconds",
+                "8",
+                "--record",
+                &record.display().to_string(),
+            ]
+            .map(String::from)
+            .to_vec(),
+            ..Launch::default()
+        },
+    );
+    daemon.wait_line("playing a loop of 384000 frames", START);
+    let osc = Osc::new(daemon.osc_addr(START));
+    // Let the engine overwrite the silent loop it starts from.
+    std::thread::sleep(PLAY);
+    let backend = osc.status().backend;
+    let (status, _) = daemon.terminate();
+    assert!(
+        status.success(),
+        "{status:?}\n{}",
+        daemon.lines().join("\n")
+    );
+    let mut reader = hound::WavReader::open(&record).unwrap();
+    let samples: Vec<f32> = reader.samples::<f32>().map(Result::unwrap).collect();
+    (samples, backend)
+}
+
+/// Mean level in dB of [`BANDS`] log-spaced bands over the last 2 s of the left channel.
+fn profile(stereo: &[f32]) -> Vec<f64> {
+    let left: Vec<f64> = stereo.iter().step_by(2).map(|&s| f64::from(s)).collect();
+    let tail = &left[left.len().saturating_sub(2 * RATE as usize)..];
+    let freqs: Vec<f64> = (0..BANDS)
+        .map(|b| 40.0 * (16_000.0f64 / 40.0).powf(b as f64 / (BANDS - 1) as f64))
+        .collect();
+    let mut power = vec![0.0; BANDS];
+    let frames = tail.chunks_exact(FRAME).collect::<Vec<_>>();
+    for frame in &frames {
+        for (p, f) in power.iter_mut().zip(&freqs) {
+            let w = 2.0 * std::f64::consts::PI * f / f64::from(RATE);
+            let (mut re, mut im) = (0.0, 0.0);
+            for (n, x) in frame.iter().enumerate() {
+                let hann = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / FRAME as f64).cos();
+                re += x * hann * (w * n as f64).cos();
+                im += x * hann * (w * n as f64).sin();
+            }
+            *p += (re * re + im * im) / frames.len() as f64;
+        }
+    }
+    power.iter().map(|p| 10.0 * (p + 1e-20).log10()).collect()
+}
+
+fn mean_abs_db(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f64>() / a.len() as f64
+}
+
+fn rms(samples: &[f32]) -> f64 {
+    (samples.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / samples.len().max(1) as f64)
+        .sqrt()
+}
+
+struct Bundles {
+    library: PathBuf,
+    seed0: tempfile::TempDir,
+    seed7: tempfile::TempDir,
+}
+
+fn bundles() -> Option<Bundles> {
+    Some(Bundles {
+        library: library()?,
+        seed0: bundle(&["--preset", "tiny", "--seed", "0"])?,
+        seed7: bundle(&["--preset", "tiny", "--seed", "7"])?,
+    })
+}
+
+#[test]
+fn a_bundle_plays_through_jack_and_its_weights_make_its_sound() {
+    let Some(b) = bundles() else { return };
+    let server = JackServer::start(RATE, PERIOD);
+
+    let (first, backend) = play(&server, &b.library, b.seed0.path());
+    assert!(
+        backend.starts_with("bundle: tiny-random") && backend.contains("CPU"),
+        "/status backend {backend:?}"
+    );
+    assert!(first.iter().all(|s| s.is_finite()), "non-finite samples");
+    let tail = &first[first.len() - 2 * 2 * RATE as usize..];
+    let level = rms(tail);
+    assert!(level > 0.01, "the bundle played near silence: rms {level}");
+
+    let (again, _) = play(&server, &b.library, b.seed0.path());
+    let (other, _) = play(&server, &b.library, b.seed7.path());
+    let (p_first, p_again, p_other) = (profile(&first), profile(&again), profile(&other));
+    let same = mean_abs_db(&p_first, &p_again);
+    let changed = mean_abs_db(&p_first, &p_other);
+    eprintln!("spectral distance: same weights {same:.2} dB, other weights {changed:.2} dB");
+    assert!(
+        changed > 1.0 && changed > 3.0 * same,
+        "other weights did not change the sound: {changed:.2} dB vs {same:.2} dB between two \
+         runs of the same bundle"
+    );
+}
+
+#[test]
+fn a_broken_bundle_is_one_error_line_and_exit_2() {
+    let Some(b) = bundles() else { return };
+    let broken = bundle(&["--preset", "tiny", "--fault", "dit-output-name"]).unwrap();
+    let missing = b.seed0.path().join("no-such-bundle");
+    let bad_rank = bundle(&["--preset", "tiny", "--fault", "dit-output-rank"]).unwrap();
+    for (model, expect) in [
+        (broken.path().to_path_buf(), "velocity"),
+        (bad_rank.path().to_path_buf(), "velocity"),
+        (missing, "no-such-bundle"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut daemon = Daemon::start(
+            &dir,
+            Launch {
+                env: vec![("ORT_DYLIB_PATH", b.library.display().to_string())],
+                args: vec!["--model".into(), model.display().to_string()],
+                ..Launch::default()
+            },
+        );
+        let status = daemon
+            .wait(Duration::from_secs(20))
+            .expect("the daemon kept running with a broken bundle");
+        std::thread::sleep(Duration::from_millis(50));
+        let lines = daemon.lines();
+        assert_eq!(status.code(), Some(2), "{lines:?}");
+        let errors: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.starts_with("latentd: error:"))
+            .collect();
+        assert_eq!(errors.len(), 1, "{lines:?}");
+        assert!(
+            errors[0].contains("model") && errors[0].contains(expect),
+            "{:?} does not name {expect:?}",
+            errors[0]
+        );
+    }
+}

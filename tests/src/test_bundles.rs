@@ -1,0 +1,91 @@
+//! Shared by the ONNX tests and bench: where the ONNX Runtime library is, and random-weight
+//! test bundles written by `tools/bundles/make_test_bundle.py` into temp folders.
+//!
+//! A test that needs the library skips (printing `SKIPPED: <why>`) only when the library or
+//! the bundle tooling is absent, and fails instead when `LATENTD_REQUIRE_ORT=1` (CI).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Set to `1` to turn every skip into a failure.
+pub const REQUIRE_ENV: &str = "LATENTD_REQUIRE_ORT";
+
+/// The repository's root (this crate lives in `<root>/tests`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Skips (returns `None` after printing why) or, under `LATENTD_REQUIRE_ORT=1`, fails.
+pub fn skip<T>(why: &str) -> Option<T> {
+    if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") {
+        panic!("{REQUIRE_ENV}=1 but: {why}");
+    }
+    println!("SKIPPED: {why}");
+    None
+}
+
+/// The ONNX Runtime library: `ORT_DYLIB_PATH`, else `<repo>/.ort/libonnxruntime.so`
+/// (where `scripts/setup.sh` installs it).
+pub fn library() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Some(p)
+        } else {
+            skip(&format!("ORT_DYLIB_PATH={} does not exist", p.display()))
+        };
+    }
+    let p = repo_root().join(".ort/libonnxruntime.so");
+    if p.is_file() {
+        Some(p)
+    } else {
+        skip(&format!(
+            "no ONNX Runtime library at {} (run scripts/setup.sh)",
+            p.display()
+        ))
+    }
+}
+
+/// Writes a test bundle with `make_test_bundle.py <args>` into a new temp folder.
+pub fn bundle(args: &[&str]) -> Option<tempfile::TempDir> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = repo_root().join("tools/bundles/make_test_bundle.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(args)
+        .arg("--out")
+        .arg(dir.path())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Some(dir),
+        Ok(o) => skip(&format!(
+            "make_test_bundle.py {args:?} failed (python3 with onnx + numpy needed; \
+             scripts/setup.sh): {}",
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        )),
+        Err(e) => skip(&format!("python3 not runnable: {e}")),
+    }
+}
+
+/// Edits `file` in the bundle `dir` with a Python snippet that sees the loaded model as `m`
+/// and `onnx`, `helper`, `np`, `numpy_helper`; the edited model is saved in place.
+pub fn edit_graph(dir: &Path, file: &str, snippet: &str) {
+    let path = dir.join(file);
+    let code = format!(
+        "import onnx, numpy as np\nfrom onnx import helper, numpy_helper, TensorProto\n\
+         m = onnx.load({path:?})\n{snippet}\nonnx.save(m, {path:?})\n"
+    );
+    let o = Command::new("python3")
+        .arg("-c")
+        .arg(code)
+        .output()
+        .expect("python3");
+    assert!(
+        o.status.success(),
+        "graph edit failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
