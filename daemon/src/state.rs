@@ -115,10 +115,10 @@ impl PersistentState {
         if !(0.0..=1.0).contains(&self.prompt_blend) {
             return Err(format!("prompt_blend {} outside 0..=1", self.prompt_blend));
         }
-        if let Some(band) = self.loop_band {
-            if !(band.start >= 0.0 && band.end > band.start && band.end.is_finite()) {
-                return Err(format!("loop band {}..{} s", band.start, band.end));
-            }
+        if let Some(band) = self.loop_band
+            && !(band.start >= 0.0 && band.end > band.start && band.end.is_finite())
+        {
+            return Err(format!("loop band {}..{} s", band.start, band.end));
         }
         Ok(())
     }
@@ -471,10 +471,10 @@ impl Drop for DebouncedSaver {
     /// Writes any pending state, then stops the thread.
     fn drop(&mut self) {
         drop(self.sender.take());
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                log::error!("state saver thread panicked");
-            }
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            log::error!("state saver thread panicked");
         }
     }
 }

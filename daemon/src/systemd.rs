@@ -268,10 +268,10 @@ impl WatchdogSupervisor {
 
     fn shutdown(&mut self) {
         drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                log::error!("watchdog supervisor thread panicked");
-            }
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            log::error!("watchdog supervisor thread panicked");
         }
     }
 }

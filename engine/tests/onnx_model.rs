@@ -482,3 +482,100 @@ fn a_nan_at_run_time_is_a_typed_error_and_leaves_the_slots_unchanged() {
         "the trait path counts the failed tick"
     );
 }
+
+#[test]
+fn a_walk_chunk_decodes_like_the_same_window_of_the_whole_loop() {
+    use latentd_engine::model::ChunkPlace;
+    let Some((_dir, model)) = tiny(0) else { return };
+    let total = 60;
+    let whole = start(&model, total, 7, None);
+    let chunk = model.slice_latents(&whole, 20, 20);
+    let before = model.slice_latents(&whole, 0, 20);
+    let after = model.slice_latents(&whole, 40, 20);
+    let place = ChunkPlace {
+        before: &before,
+        after: &after,
+        loop_offset: 20,
+        loop_frames: total,
+    };
+    let gains = [1.0, 0.5, 2.0, 1.0, 0.0, 1.0, 1.5, 1.0];
+    let len = |frames: usize| frames * 1920 * 2;
+    // Windows at the chunk's start, middle and end reach into both neighbours (context 8).
+    for (start, frames) in [(0usize, 9usize), (6, 9), (15, 5)] {
+        let mut from_chunk = vec![0.0f32; len(frames)];
+        model
+            .decode_chunk_window(
+                &chunk,
+                Some(&place),
+                &gains,
+                false,
+                start,
+                frames,
+                &mut from_chunk,
+            )
+            .expect("chunk decode");
+        let mut from_loop = vec![0.0f32; len(frames)];
+        model
+            .decode_window(&whole, &gains, false, 20 + start, frames, &mut from_loop)
+            .expect("loop decode");
+        assert!(
+            from_chunk
+                .iter()
+                .zip(&from_loop)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "window at {start} of the chunk"
+        );
+    }
+    let mut silent = vec![1.0f32; len(9)];
+    model
+        .decode_window(&whole, &[0.0; 8], true, 0, 9, &mut silent)
+        .expect("silence");
+    assert!(
+        silent.iter().all(|&v| v == 0.0),
+        "all-zero gains give exact silence"
+    );
+}
+
+#[test]
+fn a_cfg_bundle_doubles_the_batch_and_the_guidance_knob_moves_the_result() {
+    let Some(_) = options() else { return };
+    let Some(dir) = onnx_common::bundle(&["--preset", "tiny"]) else {
+        return;
+    };
+    let manifest = dir.path().join("bundle.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(text.contains("guidance = \"none\""));
+    std::fs::write(
+        &manifest,
+        text.replace("guidance = \"none\"", "guidance = \"cfg\""),
+    )
+    .unwrap();
+    let model = load(dir.path()).expect("the cfg bundle loads");
+    let frames = 12;
+    let cond = prompt(&model, "epic brass choir");
+    let run = |guidance: f64, serials: &[u32]| -> Vec<OnnxLatents> {
+        let k = knobs(&[(KnobId::guidance, guidance), (KnobId::cfg_rescale, 0.5)]);
+        let shared = StepShared {
+            cond: &cond,
+            knobs: &k,
+            source: None,
+            sde_curve: None,
+        };
+        let mut xs: Vec<_> = serials
+            .iter()
+            .map(|&s| start(&model, frames, s, None))
+            .collect();
+        step_batch(&model, &mut xs, serials, &shared, false);
+        xs
+    };
+    let plain = run(1.0, &[0, 1]);
+    let guided = run(4.0, &[0, 1]);
+    assert_ne!(plain[1], guided[1], "guidance 4 moves the result");
+    let alone = run(4.0, &[1]);
+    let bits = |l: &OnnxLatents| l.as_slice().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(
+        bits(&alone[0]),
+        bits(&guided[1]),
+        "CFG keeps batch invariance"
+    );
+}

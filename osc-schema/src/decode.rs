@@ -80,7 +80,7 @@ impl Schema {
                     rest.len()
                 )));
             }
-            if size == 0 || size % 4 != 0 {
+            if size == 0 || !size.is_multiple_of(4) {
                 return Err(bundle_fail(format!(
                     "bundle element {element} has size {size}; sizes are positive multiples of 4"
                 )));
@@ -179,14 +179,14 @@ impl Schema {
         let fail = |reason: String| Fail::new(address, reason);
         let max_string = self.limits().max_string_bytes;
         for (i, arg) in message.args.iter().enumerate() {
-            if let OscType::String(s) = arg {
-                if s.len() > max_string {
-                    return Err(fail(format!(
-                        "argument {} is a string of {} bytes; the limit is {max_string}",
-                        i + 1,
-                        s.len()
-                    )));
-                }
+            if let OscType::String(s) = arg
+                && s.len() > max_string
+            {
+                return Err(fail(format!(
+                    "argument {} is a string of {} bytes; the limit is {max_string}",
+                    i + 1,
+                    s.len()
+                )));
             }
         }
         let targets: Vec<usize> = if pattern::is_pattern(address) {

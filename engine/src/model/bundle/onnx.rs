@@ -1232,23 +1232,14 @@ impl Model for OnnxModel {
         // or past its end): wrapping in the loop, or from the neighbours of a walk chunk.
         let frame_at = |p: isize| -> &[f32] {
             let (src, n, i) = match place {
-                Some(pl) if p < 0 => {
-                    let n = pl.before.frames;
-                    (&pl.before.data, n, (n as isize + p).rem_euclid(n as isize))
+                Some(pl) if p < 0 && pl.before.frames > 0 => (pl.before, pl.before.frames, p),
+                Some(pl) if p >= total as isize && pl.after.frames > 0 => {
+                    (pl.after, pl.after.frames, p - total as isize)
                 }
-                Some(pl) if p >= total as isize => {
-                    let n = pl.after.frames;
-                    (
-                        &pl.after.data,
-                        n,
-                        (p - total as isize).rem_euclid(n as isize),
-                    )
-                }
-                _ => (&latents.data, total, p.rem_euclid(total as isize)),
+                _ => (latents, total, p),
             };
-            let _ = n;
-            let i = i as usize;
-            &src[i * c..(i + 1) * c]
+            let i = i.rem_euclid(n as isize) as usize;
+            &src.data[i * c..(i + 1) * c]
         };
         let mut state = lock(&self.decoder);
         let DecoderState { session, runs } = &mut *state;
@@ -1278,20 +1269,18 @@ impl Model for OnnxModel {
             .map_err(|e| DecodeError::Backend(e.to_string()))?;
         let (_, audio) = run.audio.extract_tensor();
         let samples = window * hop;
-        let keep = ctx * hop;
+        let kept =
+            |ch: usize| &audio[ch * samples + ctx * hop..ch * samples + (ctx + frames) * hop];
+        if (0..a).any(|ch| kept(ch).iter().any(|v| !v.is_finite())) {
+            let e = ModelError::NonFinite {
+                file: "decoder",
+                tensor: "audio",
+                row: 0,
+            };
+            return Err(DecodeError::Backend(e.to_string()));
+        }
         for ch in 0..a {
-            let plane = &audio[ch * samples + keep..ch * samples + keep + frames * hop];
-            for (i, v) in plane.iter().enumerate() {
-                if !v.is_finite() {
-                    return Err(DecodeError::Backend(
-                        ModelError::NonFinite {
-                            file: "decoder",
-                            tensor: "audio",
-                            row: 0,
-                        }
-                        .to_string(),
-                    ));
-                }
+            for (i, v) in kept(ch).iter().enumerate() {
                 out[i * a + ch] = *v;
             }
         }
