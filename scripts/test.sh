@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 # The PipeWire test skips (saying why) when a graph cannot start; here everything it needs
 # was just installed, so a skip is a failure unless the caller says otherwise.
 export LATENTD_REQUIRE_PIPEWIRE="${LATENTD_REQUIRE_PIPEWIRE:-1}"
+# setup.sh installed ONNX Runtime (.ort/) and the bundle tools (python onnx): the model
+# bundle tests must run, not skip.
+export LATENTD_REQUIRE_ORT="${LATENTD_REQUIRE_ORT:-1}"
 cargo test --workspace --no-fail-fast "$@"
 # The systemd units: systemd-analyze verify, sysusers/tmpfiles, and their ExecStart= flags
 # and the shipped config through the binary the tests just built (about a second).

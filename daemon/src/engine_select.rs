@@ -134,4 +134,4 @@ mod imp {
     }
 }
 
-pub use imp::BuiltinDaemonModel;
+pub use imp::{BuiltinDaemonModel, build_builtin};

@@ -1,5 +1,5 @@
 //! `latentctl golden`: runs the golden scenarios of `latentd_engine::runner::golden` with
-//! the built-in model, in simulated time (in-process, deterministic) or in real time on an
+//! the built-in model or a model bundle (`--model DIR`, on ONNX Runtime), in simulated time (in-process, deterministic) or in real time on an
 //! audio output opened through the daemon library (`null` or `jack`), and prints a table
 //! (and writes the JSON report with `--out`).
 //!
@@ -13,9 +13,9 @@ use clap::{Args, ValueEnum};
 use latentd::audio::PeriodProcessor;
 use latentd::audio::select::{BackendChoice, OutputOptions, open_output};
 use latentd::cli::EngineChoice;
-use latentd::control::DaemonModel;
 use latentd_engine::PlayheadRing;
 use latentd_engine::model::Model;
+use latentd_engine::model::bundle::onnx::{OnnxModel, OnnxOptions};
 use latentd_engine::runner::golden::{
     GoldenOptions, GoldenRun, Scenario, run_realtime, run_sim, source_loop,
 };
@@ -82,6 +82,10 @@ pub struct GoldenArgs {
     /// Engine backend (builtin-cuda and auto need a build with `--features cuda`).
     #[arg(long, value_enum, default_value = "builtin-cpu")]
     engine: EngineChoice,
+    /// A model bundle (docs/bundles.md) to run instead of the built-in model; ONNX Runtime
+    /// is found as the daemon finds it (`ORT_DYLIB_PATH`, ...).
+    #[arg(long, value_name = "DIR")]
+    model: Option<PathBuf>,
 }
 
 /// Run `latentctl golden`.
@@ -101,12 +105,18 @@ pub fn run(args: GoldenArgs) -> Result<(), String> {
         opts.engine.repatch_gain = g;
     }
     opts.engine.validate().map_err(|e| e.to_string())?;
-    let (model, backend) = latentd::engine_select::build_model(args.engine)?;
-    eprintln!("engine backend: {}", backend());
-    let run = if args.sim {
-        run_sim(model, &opts).map_err(|e| e.to_string())?
-    } else {
-        realtime(model, &opts, args.audio)?
+    let run = match &args.model {
+        Some(dir) => {
+            let model = OnnxModel::load(dir, OnnxOptions::default())
+                .map_err(|e| format!("model {}: {e}", dir.display()))?;
+            eprintln!("engine backend: bundle: {}", model.describe());
+            run_golden(Arc::new(model), &opts, &args)?
+        }
+        None => {
+            let (model, backend) = latentd::engine_select::build_builtin(args.engine)?;
+            eprintln!("engine backend: {}", backend());
+            run_golden(model, &opts, &args)?
+        }
     };
     print_table(&run);
     if let Some(path) = &args.out {
@@ -116,8 +126,20 @@ pub fn run(args: GoldenArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn realtime(
-    model: Arc<DaemonModel>,
+fn run_golden<M: Model>(
+    model: Arc<M>,
+    opts: &GoldenOptions,
+    args: &GoldenArgs,
+) -> Result<GoldenRun, String> {
+    if args.sim {
+        run_sim(model, opts).map_err(|e| e.to_string())
+    } else {
+        realtime(model, opts, args.audio)
+    }
+}
+
+fn realtime<M: Model>(
+    model: Arc<M>,
     opts: &GoldenOptions,
     audio: AudioChoice,
 ) -> Result<GoldenRun, String> {
@@ -139,7 +161,7 @@ fn realtime(
     let format = output.format();
     if format.sample_rate != g.sample_rate {
         return Err(format!(
-            "the output runs at {} Hz; the built-in model makes {} Hz",
+            "the output runs at {} Hz; the model makes {} Hz",
             format.sample_rate, g.sample_rate
         ));
     }

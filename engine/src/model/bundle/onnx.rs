@@ -52,6 +52,8 @@ pub const DEFAULT_INTRA_THREADS: usize = 1;
 pub const LIBRARY_ENV: &str = "ORT_DYLIB_PATH";
 /// Where an installed latentd finds the library, relative to the executable's folder.
 pub const INSTALLED_LIBRARY: &str = "../lib/latentd/libonnxruntime.so";
+/// The library of a source checkout, relative to a binary in `target/<profile>/`.
+pub const CHECKOUT_LIBRARY: &str = "../../.ort/libonnxruntime.so";
 /// Channel groups the `ch_g*` knobs scale.
 pub const CHANNEL_GROUPS: usize = 8;
 /// Shapes whose tensors a session keeps bound at once (the oldest is dropped past this).
@@ -211,8 +213,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Where the ONNX Runtime library is: `explicit`, else [`LIBRARY_ENV`], else
-/// [`INSTALLED_LIBRARY`] beside the executable. An explicit or environment path must exist.
+/// Where the ONNX Runtime library is: `explicit`, else [`LIBRARY_ENV`], else the first of
+/// [`INSTALLED_LIBRARY`] beside the executable (a package) and [`CHECKOUT_LIBRARY`] (a
+/// binary built in a source checkout, where `scripts/setup.sh` installs the library). An
+/// explicit or environment path must exist.
 pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf, OnnxLoadError> {
     let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     let must_exist = |p: PathBuf| {
@@ -230,17 +234,26 @@ pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf, OnnxLoadError> {
     if let Some(p) = std::env::var_os(LIBRARY_ENV).filter(|p| !p.is_empty()) {
         return must_exist(PathBuf::from(p));
     }
-    let installed = std::env::current_exe()
+    let exe_dir = std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.parent().map(|d| d.join(INSTALLED_LIBRARY)));
-    match installed {
-        Some(p) if p.is_file() => Ok(absolute(&p)),
-        other => Err(OnnxLoadError::LibraryNotFound {
+        .and_then(|exe| exe.parent().map(Path::to_path_buf));
+    let beside_exe: Vec<PathBuf> = [INSTALLED_LIBRARY, CHECKOUT_LIBRARY]
+        .iter()
+        .map(|rel| match &exe_dir {
+            Some(d) => d.join(rel),
+            None => PathBuf::from("<exe dir>").join(rel),
+        })
+        .collect();
+    match beside_exe.iter().find(|p| p.is_file()) {
+        Some(p) => Ok(absolute(p)),
+        None => Err(OnnxLoadError::LibraryNotFound {
             tried: format!(
                 "{LIBRARY_ENV} (unset), {}",
-                other.map_or("<exe dir>/".to_string() + INSTALLED_LIBRARY, |p| p
-                    .display()
-                    .to_string())
+                beside_exe
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         }),
     }
