@@ -571,3 +571,184 @@ fn operations_doc_lists_every_transport_limit() {
         );
     }
 }
+
+/// The daemon's resident memory in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Every finding at once, for 8 s: a never-reading subscriber (reconnecting when dropped),
+/// 64 idle connections plus a stream of new ones, trickling packets, a timed-bundle flood
+/// and 40 UDP subscribers that never read. Clients on other addresses keep round trips
+/// under 10 ms p99 over UDP and TCP, their timed bundle applies, the daemon keeps playing
+/// and its memory stays bounded.
+#[test]
+fn all_osc_attacks_at_once_leave_other_clients_fast() {
+    let _turn = turn();
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, addr) = start_daemon(dir.path());
+    let pid = daemon.child.id();
+    // Settled: the engine has allocated what it keeps.
+    Link::connect(addr, Transport::Udp).status();
+    std::thread::sleep(Duration::from_secs(1));
+    let rss_before = rss_kib(pid);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut attackers = Vec::new();
+    let spawn = |attackers: &mut Vec<std::thread::JoinHandle<()>>, f: Box<dyn FnOnce() + Send>| {
+        attackers.push(std::thread::spawn(f));
+    };
+
+    let s = stop.clone();
+    spawn(
+        &mut attackers,
+        Box::new(move || {
+            let knobs = framed(&msg("/knobs", vec![]));
+            let notify = framed(&msg("/notify", vec![OscType::Int(1)]));
+            while !s.load(Ordering::Relaxed) {
+                let mut hog = connect_small_window(addr);
+                hog.set_write_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                let mut sent = 0u64;
+                while !s.load(Ordering::Relaxed) {
+                    let packet = if sent % 20 == 0 { &notify } else { &knobs };
+                    if hog.write_all(packet).is_err() {
+                        break;
+                    }
+                    sent += 1;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }),
+    );
+    let s = stop.clone();
+    spawn(
+        &mut attackers,
+        Box::new(move || {
+            let mut idle: std::collections::VecDeque<TcpStream> = (0..TCP_MAX_CONNECTIONS)
+                .filter_map(|_| TcpStream::connect(addr).ok())
+                .collect();
+            while !s.load(Ordering::Relaxed) {
+                if let Ok(c) = TcpStream::connect(addr) {
+                    idle.push_back(c);
+                }
+                if idle.len() > 2 * TCP_MAX_CONNECTIONS {
+                    idle.pop_front();
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }),
+    );
+    for _ in 0..4 {
+        let s = stop.clone();
+        spawn(
+            &mut attackers,
+            Box::new(move || {
+                while !s.load(Ordering::Relaxed) {
+                    let Ok(mut c) = TcpStream::connect(addr) else {
+                        std::thread::sleep(Duration::from_millis(50));
+                        continue;
+                    };
+                    let mut packet = 1000u32.to_be_bytes().to_vec();
+                    packet.resize(1004, 0);
+                    for byte in packet {
+                        if s.load(Ordering::Relaxed) || c.write_all(&[byte]).is_err() {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(250));
+                    }
+                }
+            }),
+        );
+    }
+    let s = stop.clone();
+    spawn(
+        &mut attackers,
+        Box::new(move || {
+            let flooder = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let later = timetag(SystemTime::now() + Duration::from_secs(1800));
+            let mut i = 0;
+            while !s.load(Ordering::Relaxed) {
+                let seed = msg("/knob/seed", vec![OscType::Int(i)]);
+                let packet = encoder::encode(&bundle(later, vec![seed])).unwrap();
+                let _ = flooder.send_to(&packet, addr);
+                i += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }),
+    );
+    let deaf: Vec<UdpSocket> = (0..40)
+        .map(|_| {
+            let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let notify = encoder::encode(&msg("/notify", vec![OscType::Int(1)])).unwrap();
+            u.send_to(&notify, addr).unwrap();
+            u
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+
+    // The clients that must not notice, on another loopback address (their own quotas).
+    let mut udp = UdpSocket::bind("127.0.0.3:0").unwrap();
+    udp.set_read_timeout(Some(REPLY_LIMIT)).unwrap();
+    let mut tcp = Link::connect(addr, Transport::TcpSlip);
+    let mut rtts_ms = Vec::new();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(8) {
+        let value = if rtts_ms.len() % 2 == 0 { 0.25 } else { 0.5 };
+        let sent = Instant::now();
+        if rtts_ms.len() % 2 == 0 {
+            let set = msg("/knob/denoise", vec![OscType::Float(value)]);
+            udp.send_to(&encoder::encode(&set).unwrap(), addr).unwrap();
+            assert_eq!(query_denoise(&mut udp, addr), f64::from(value));
+        } else {
+            tcp.send(&msg("/knob/denoise", vec![OscType::Float(value)]));
+            assert_eq!(tcp.knob("denoise"), f64::from(value));
+        }
+        rtts_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // Their timed bundle still finds room.
+    let soon = timetag(SystemTime::now() + Duration::from_millis(200));
+    let set = msg("/knob/denoise", vec![OscType::Float(0.875)]);
+    udp.send_to(&encoder::encode(&bundle(soon, vec![set])).unwrap(), addr)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(query_denoise(&mut udp, addr), 0.875);
+    let status = tcp.status();
+    stop.store(true, Ordering::Relaxed);
+    let rss_after = rss_kib(pid);
+    for a in attackers {
+        a.join().unwrap();
+    }
+    drop(deaf);
+
+    rtts_ms.sort_by(f64::total_cmp);
+    let (p50, p99, max) = (
+        percentile(&rtts_ms, 0.5),
+        percentile(&rtts_ms, 0.99),
+        rtts_ms[rtts_ms.len() - 1],
+    );
+    eprintln!(
+        "under all attacks: {} round trips in 8 s, p50 {p50:.2} ms, p99 {p99:.2} ms, max \
+         {max:.1} ms; RSS {rss_before} -> {rss_after} KiB; status {status:?}",
+        rtts_ms.len()
+    );
+    assert!(p99 < 10.0, "p99 round trip {p99:.2} ms under attack");
+    assert_eq!(status.output, "running");
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "RSS grew from {rss_before} to {rss_after} KiB"
+    );
+    assert!(daemon_alive(&daemon));
+}
+
+fn daemon_alive(daemon: &Daemon) -> bool {
+    // SAFETY: signal 0 only checks that our child exists.
+    unsafe { libc::kill(daemon.child.id() as libc::pid_t, 0) == 0 }
+}
