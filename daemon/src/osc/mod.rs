@@ -170,8 +170,8 @@ pub struct OscStats {
     pub refused_peers: AtomicU64,
     /// TCP connections accepted.
     pub tcp_connections: AtomicU64,
-    /// TCP connections closed by a limit: evicted at the connection cap, idle, too slow to
-    /// complete a packet, or not reading their replies and pushes.
+    /// TCP connections closed by a limit: evicted at the connection cap, idle, or too slow to
+    /// complete a packet (those dropped for not reading are logged by their outbox).
     pub tcp_closed_by_limit: AtomicU64,
 }
 
