@@ -407,3 +407,113 @@ impl Subscribers {
         list.entries.len() < before
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use latentd_osc_schema::framing::{FrameReader, FramingMode};
+    use latentd_osc_schema::rosc::{OscMessage, OscType, decoder};
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    /// An outbox on one end of a loopback connection whose other end does not read yet,
+    /// with the path between them full: the next packets wait in the outbox.
+    fn behind_outbox() -> (TcpOutbox, TcpStream, usize) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, addr) = listener.accept().unwrap();
+        let peer = Peer::Tcp {
+            addr,
+            connection: 1,
+        };
+        let outbox = TcpOutbox::new(server, Framing::SizePrefix, peer);
+        let blob = vec![0u8; 16 * 1024];
+        let mut blobs = 0;
+        while outbox.lock().queue.is_empty() {
+            outbox.queue(&blob, None).unwrap();
+            blobs += 1;
+        }
+        (outbox, client, blobs)
+    }
+
+    fn knob(value: f32) -> Vec<u8> {
+        encoder::encode(&OscPacket::Message(OscMessage {
+            addr: "/knob/denoise".into(),
+            args: vec![OscType::Float(value)],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_client_that_is_behind_gets_only_the_latest_knob_echo() {
+        let (outbox, mut client, blobs) = behind_outbox();
+        let waiting = outbox.lock().queue.len();
+        for i in 0..100 {
+            outbox
+                .queue(&knob(i as f32), Some("/knob/denoise"))
+                .unwrap();
+        }
+        assert_eq!(outbox.lock().queue.len(), waiting + 1, "echoes coalesced");
+
+        // The client catches up: every blob, then one echo with the latest value.
+        let mut reader = FrameReader::new(FramingMode::Fixed(Framing::SizePrefix), 1 << 20);
+        let mut frames = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        client
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let t0 = Instant::now();
+        while frames.len() < blobs + 1 && t0.elapsed() < Duration::from_secs(5) {
+            outbox.flush(Instant::now()).unwrap();
+            if let Ok(n) = client.read(&mut buf) {
+                frames.extend(reader.push(&buf[..n]).into_iter().map(Result::unwrap));
+            }
+        }
+        assert_eq!(frames.len(), blobs + 1);
+        let last = decoder::decode_udp(frames.last().unwrap()).unwrap().1;
+        let OscPacket::Message(m) = last else {
+            panic!("{last:?}")
+        };
+        assert_eq!(m.args, vec![OscType::Float(99.0)]);
+        assert!(outbox.lock().behind_since.is_none(), "caught up");
+    }
+
+    #[test]
+    fn a_client_behind_for_too_long_is_disconnected() {
+        let (outbox, mut client, _) = behind_outbox();
+        let since = outbox.lock().behind_since.unwrap();
+        outbox.flush(since + TCP_MAX_BEHIND / 2).unwrap();
+        assert!(outbox.flush(since + TCP_MAX_BEHIND * 2).is_err());
+        assert!(outbox.is_dropped());
+        assert!(outbox.queue(&knob(1.0), Some("/knob/denoise")).is_err());
+        // The client reads what was already sent, then the end of the connection.
+        let mut buf = vec![0u8; 64 * 1024];
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        loop {
+            match client.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    #[test]
+    fn a_client_whose_outbox_overflows_is_disconnected() {
+        let (outbox, _client, _) = behind_outbox();
+        let blob = vec![0u8; 16 * 1024];
+        let mut result = Ok(());
+        for _ in 0..=TCP_OUTBOX_BYTES / blob.len() {
+            result = outbox.queue(&blob, None);
+            if result.is_err() {
+                break;
+            }
+        }
+        assert!(
+            result.is_err(),
+            "the outbox grew past {TCP_OUTBOX_BYTES} bytes"
+        );
+        assert!(outbox.is_dropped());
+    }
+}
