@@ -151,7 +151,11 @@ fn a_tcp_subscriber_that_never_reads_stalls_nobody_and_is_dropped() {
             );
             let mut sent = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let packet = if sent % 20 == 0 { &notify } else { &knobs };
+                let packet = if sent.is_multiple_of(20) {
+                    &notify
+                } else {
+                    &knobs
+                };
                 if hog.write_all(packet).is_err() {
                     break;
                 }
@@ -168,13 +172,17 @@ fn a_tcp_subscriber_that_never_reads_stalls_nobody_and_is_dropped() {
     let t0 = Instant::now();
     let mut status_answered = 0;
     while t0.elapsed() < Duration::from_secs(6) {
-        let value = if rtts_ms.len() % 2 == 0 { 0.25 } else { 0.75 };
+        let value = if rtts_ms.len().is_multiple_of(2) {
+            0.25
+        } else {
+            0.75
+        };
         let sent = Instant::now();
         other.send(&msg("/knob/denoise", vec![OscType::Float(value)]));
         let got = other.knob("denoise");
         rtts_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
         assert_eq!(got, f64::from(value));
-        if rtts_ms.len() % 200 == 0 {
+        if rtts_ms.len().is_multiple_of(200) {
             assert_eq!(other.status().output, "running");
             status_answered += 1;
         }
@@ -617,7 +625,11 @@ fn all_osc_attacks_at_once_leave_other_clients_fast() {
                     .unwrap();
                 let mut sent = 0u64;
                 while !s.load(Ordering::Relaxed) {
-                    let packet = if sent % 20 == 0 { &notify } else { &knobs };
+                    let packet = if sent.is_multiple_of(20) {
+                        &notify
+                    } else {
+                        &knobs
+                    };
                     if hog.write_all(packet).is_err() {
                         break;
                     }
@@ -700,9 +712,13 @@ fn all_osc_attacks_at_once_leave_other_clients_fast() {
     let mut rtts_ms = Vec::new();
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(8) {
-        let value = if rtts_ms.len() % 2 == 0 { 0.25 } else { 0.5 };
+        let value = if rtts_ms.len().is_multiple_of(2) {
+            0.25
+        } else {
+            0.5
+        };
         let sent = Instant::now();
-        if rtts_ms.len() % 2 == 0 {
+        if rtts_ms.len().is_multiple_of(2) {
             let set = msg("/knob/denoise", vec![OscType::Float(value)]);
             udp.send_to(&encoder::encode(&set).unwrap(), addr).unwrap();
             assert_eq!(query_denoise(&mut udp, addr), f64::from(value));
