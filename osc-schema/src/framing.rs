@@ -70,6 +70,12 @@ impl FrameReader {
         self.framing
     }
 
+    /// True while a packet is in progress: bytes of it received, its end not yet (or an
+    /// oversized SLIP frame being skipped up to its end).
+    pub fn in_packet(&self) -> bool {
+        !self.buf.is_empty() || self.skipping
+    }
+
     /// Feed received bytes; returns complete packets and errors in stream order.
     pub fn push(&mut self, data: &[u8]) -> Vec<Result<Vec<u8>, FrameError>> {
         self.buf.extend_from_slice(data);

@@ -8,6 +8,8 @@
 //! - [`generate`]: `docs/osc.md`, the OSCQuery description and the client examples.
 //! - [`framing`]: OSC-over-TCP stream framing (size prefix, SLIP), for servers and clients.
 //! - [`oscquery_http`]: the limits of the daemon's OSCQuery HTTP server.
+//! - [`limits`]: the OSC server's per-client limits (connections, timeouts, subscriptions, rate,
+//!   timed bundles), enforced by the daemon and documented from here.
 //!
 //! This crate depends on neither the engine nor sockets (framing works on bytes).
 //!
@@ -20,6 +22,7 @@ mod decode;
 pub mod framing;
 pub mod generate;
 pub mod knobs;
+pub mod limits;
 pub mod media;
 pub mod oscquery_http;
 pub mod pattern;

@@ -268,7 +268,8 @@ fn sync_id() -> i32 {
     ((nanos ^ (std::process::id() << 12)) & 0x7fff_ffff) as i32
 }
 
-/// `/notify 1`, print pushes until SIGINT or SIGTERM, then `/notify 0`.
+/// `/notify 1` (renewed before its lease ends), print pushes until SIGINT or SIGTERM, then
+/// `/notify 0`.
 fn watch(cli: &Cli) -> Result<(), Failure> {
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -287,7 +288,16 @@ fn watch(cli: &Cli) -> Result<(), Failure> {
     };
     exchange_with(&mut link, &notify(1), timeout(cli), &mut print)?;
     eprintln!("latentctl: watching {} (Ctrl-C to stop)", link.describe());
+    // A UDP subscription is a lease and a quiet TCP connection is closed: renew well before.
+    let renew_every = latentd_osc_schema::limits::UDP_SUBSCRIPTION_LEASE
+        .min(latentd_osc_schema::limits::TCP_IDLE_TIMEOUT)
+        / 3;
+    let mut renewed = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        if renewed.elapsed() >= renew_every {
+            link.send(&notify(1)).map_err(|e| network(&link, e))?;
+            renewed = Instant::now();
+        }
         let deadline = Instant::now() + Duration::from_millis(100);
         if let Some(push) = link.recv(deadline).map_err(|e| network(&link, e))? {
             show::messages(&push).into_iter().for_each(&mut print);

@@ -1,7 +1,7 @@
 //! Who may talk to the server (an allowlist of client networks) and how fast (a token bucket
-//! per client).
+//! per client); how often refusals are logged ([`LogLimiter`]).
 //!
-//! Threading: `Allowlist` is immutable; [`SharedAllowlist`] is the servers' copy that a
+//! Threading: `Allowlist` is immutable; `LogLimiter` is owned by one thread; [`SharedAllowlist`] is the servers' copy that a
 //! config reload swaps (a read lock per packet, the write lock only for the swap; control
 //! threads only, never the audio thread); `RateLimiter` is owned by one control thread or
 //! held behind the server's mutex.
@@ -11,7 +11,7 @@ use std::hash::Hash;
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A client network in CIDR notation (`10.0.0.0/8`, `::1/128`, or a bare address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,6 +206,41 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
     }
 }
 
+/// At most one log line per interval for a repeated event (refused or evicted connections):
+/// the first is logged at once, later ones within the interval are counted, and the next
+/// line logged says how many were suppressed.
+#[derive(Debug)]
+pub struct LogLimiter {
+    interval: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl LogLimiter {
+    /// A limiter allowing one line per `interval`.
+    pub fn new(interval: Duration) -> LogLimiter {
+        LogLimiter {
+            interval,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// One event at `now`: `Some(suppressed)` when it may be logged (with the number of
+    /// events not logged since the last line), `None` when it is only counted.
+    pub fn allow(&mut self, now: Instant) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|last| now.saturating_duration_since(last) < self.interval)
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,6 +297,17 @@ mod tests {
             local.allows("127.0.0.1".parse().unwrap()),
             "loopback binds stay open"
         );
+    }
+
+    #[test]
+    fn log_limiter_logs_once_per_interval_and_counts_the_rest() {
+        let mut log = LogLimiter::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert_eq!(log.allow(t0), Some(0));
+        assert_eq!(log.allow(t0 + Duration::from_secs(1)), None);
+        assert_eq!(log.allow(t0 + Duration::from_secs(9)), None);
+        assert_eq!(log.allow(t0 + Duration::from_secs(10)), Some(2));
+        assert_eq!(log.allow(t0 + Duration::from_secs(30)), Some(0));
     }
 
     #[test]

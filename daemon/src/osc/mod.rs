@@ -12,10 +12,16 @@
 //! the handler as one atomic batch -> its replies go back to the sender (UDP: its address;
 //! TCP: the same connection in the same framing).
 //!
+//! Limits per client (declared in [`latentd_osc_schema::limits`], documented in docs/osc.md
+//! and docs/operations.md): a TCP connection cap that evicts the longest-idle connection, idle
+//! and slow-packet timeouts, a bounded outbox per TCP connection (a client that does not read
+//! is dropped, never waited for), UDP subscription leases, the rate limit.
+//!
 //! Threading: control threads only (one UDP thread, one TCP accept thread, one thread per TCP
 //! connection). The handler is behind a mutex, so it sees one packet at a time; it reaches the
 //! engine through the lock-free knob store and a bounded command queue, never blocking on the
-//! audio thread.
+//! audio thread. No thread waits on a client's socket: replies and pushes are written without
+//! blocking (see [`subscribers`]).
 
 mod access;
 pub mod oscquery;
@@ -28,12 +34,16 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use latentd_osc_schema::limits::{
+    MAX_SUBSCRIBERS, RATE_BURST, RATE_PER_S, TCP_IDLE_TIMEOUT, TCP_MAX_CONNECTIONS,
+    TCP_PACKET_TIMEOUT,
+};
 use latentd_osc_schema::rosc::OscPacket;
-use latentd_osc_schema::{Command, Fail, Schema, Timed, reply};
+use latentd_osc_schema::{Command, Fail, Limits, Schema, Timed, reply};
 
-pub use access::{Admission, Allowlist, Cidr, RateLimiter, SharedAllowlist};
+pub use access::{Admission, Allowlist, Cidr, LogLimiter, RateLimiter, SharedAllowlist};
 pub use latentd_osc_schema::framing::{
     FrameError, FrameReader, Framing, FramingMode, encode_frame,
 };
@@ -84,13 +94,20 @@ pub trait CommandHandler: Send + 'static {
 /// replies sent after [`CommandHandler::handle`] returned. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ReplyTo {
+    peer: Peer,
     sink: Sink,
 }
 
 impl ReplyTo {
-    /// Send one packet to the client (UDP: non-blocking; TCP: bounded by a write timeout).
+    /// Send one packet to the client (never waits: UDP sends one datagram, TCP queues it in
+    /// the connection's bounded outbox).
     pub fn send(&self, packet: &OscPacket) -> io::Result<()> {
         self.sink.send(packet)
+    }
+
+    /// The client (per-client quotas key on its address).
+    pub fn peer(&self) -> Peer {
+        self.peer
     }
 }
 
@@ -109,8 +126,13 @@ pub struct OscConfig {
     pub rate_per_s: f64,
     /// Burst size per client.
     pub burst: f64,
-    /// Most simultaneous TCP connections; more are closed at once.
+    /// Most simultaneous TCP connections; a new one beyond it closes the longest-idle one.
     pub max_tcp_connections: usize,
+    /// A TCP connection that completes no packet for this long is closed.
+    pub tcp_idle_timeout: Duration,
+    /// A TCP packet must be complete this long after its first byte, or the connection is
+    /// closed.
+    pub tcp_packet_timeout: Duration,
 }
 
 impl Default for OscConfig {
@@ -122,16 +144,18 @@ impl Default for OscConfig {
                 "::1/128".parse().expect("valid"),
             ],
             tcp_framing: FramingMode::Auto,
-            max_packet_bytes: 64 * 1024,
-            rate_per_s: 2000.0,
-            burst: 500.0,
-            max_tcp_connections: 64,
+            max_packet_bytes: Limits::default().max_packet_bytes,
+            rate_per_s: RATE_PER_S,
+            burst: RATE_BURST,
+            max_tcp_connections: TCP_MAX_CONNECTIONS,
+            tcp_idle_timeout: TCP_IDLE_TIMEOUT,
+            tcp_packet_timeout: TCP_PACKET_TIMEOUT,
         }
     }
 }
 
 /// Default cap of the subscriber list.
-pub const DEFAULT_MAX_SUBSCRIBERS: usize = 32;
+pub const DEFAULT_MAX_SUBSCRIBERS: usize = MAX_SUBSCRIBERS;
 
 /// Counters, readable from any thread.
 #[derive(Debug, Default)]
@@ -146,6 +170,9 @@ pub struct OscStats {
     pub refused_peers: AtomicU64,
     /// TCP connections accepted.
     pub tcp_connections: AtomicU64,
+    /// TCP connections closed by a limit: evicted at the connection cap, idle, or too slow to
+    /// complete a packet (those dropped for not reading are logged by their outbox).
+    pub tcp_closed_by_limit: AtomicU64,
 }
 
 /// Shared by the server threads.
@@ -241,7 +268,10 @@ impl<H: CommandHandler> Core<H> {
         }
         if !packet.value.is_empty() {
             let mut handler = self.handler.lock().unwrap_or_else(|p| p.into_inner());
-            let reply_to = ReplyTo { sink: sink.clone() };
+            let reply_to = ReplyTo {
+                peer: *peer,
+                sink: sink.clone(),
+            };
             replies.extend(handler.handle(peer, &reply_to, packet));
         }
         replies
@@ -296,12 +326,7 @@ impl OscServer {
         });
         let threads = vec![
             udp::spawn(core.clone(), udp)?,
-            tcp::spawn(
-                core.clone(),
-                tcp,
-                config.tcp_framing,
-                config.max_tcp_connections,
-            )?,
+            tcp::spawn(core.clone(), tcp, tcp::TcpLimits::from(&config))?,
         ];
         log::info!("OSC listening on udp://{udp_addr} and tcp://{tcp_addr}");
         let subscribers = core.subscribers.clone();

@@ -125,6 +125,19 @@ impl Daemon {
         panic!("no stderr line with {needle:?} within {limit:?}");
     }
 
+    /// The stderr lines that arrive until none has for `quiet` (at most `limit` in all).
+    pub fn lines_until_quiet(&self, quiet: Duration, limit: Duration) -> Vec<String> {
+        let t0 = Instant::now();
+        let mut lines = Vec::new();
+        while t0.elapsed() < limit {
+            match self.lines.recv_timeout(quiet) {
+                Ok(line) => lines.push(line),
+                Err(_) => break,
+            }
+        }
+        lines
+    }
+
     /// Send `sig` to the daemon.
     pub fn signal(&self, sig: libc::c_int) {
         // SAFETY: plain FFI call; the pid is our own child, still unreaped.

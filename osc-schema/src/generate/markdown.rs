@@ -5,8 +5,18 @@ use std::fmt::Write;
 use rosc::{OscMessage, OscPacket, OscType};
 
 use super::{DEFAULT_HOST, DEFAULT_PORT, num};
+use crate::limits::{
+    MAX_SUBSCRIBERS, MAX_TIMED_BUNDLE_HORIZON, MAX_TIMED_BUNDLES, MAX_TIMED_BUNDLES_PER_CLIENT,
+    RATE_BURST, RATE_PER_S, REFUSAL_LOG_INTERVAL, TCP_IDLE_TIMEOUT, TCP_MAX_BEHIND,
+    TCP_MAX_CONNECTIONS, TCP_OUTBOX_BYTES, TCP_PACKET_TIMEOUT, UDP_SUBSCRIPTION_LEASE,
+};
 use crate::schema::Schema;
 use crate::table::{ADDRESSES, PUSHES, Timing};
+
+/// A duration in seconds for humans (`300`, `0.5`).
+fn secs(d: std::time::Duration) -> String {
+    num(d.as_secs_f64())
+}
 
 /// Render the reference for `schema`.
 pub fn markdown(schema: &Schema) -> String {
@@ -35,8 +45,28 @@ The server detects it from the first byte of a connection (0xC0: SLIP) unless co
     );
     let _ = writeln!(
         w,
-        "- Limits: packets up to {} bytes, addresses up to {} bytes, strings up to {} bytes; a per-client rate limit (token bucket) answers the first packet over it with `/fail` and drops the rest until the bucket refills.",
-        limits.max_packet_bytes, limits.max_address_bytes, limits.max_string_bytes
+        "- Limits: packets up to {} bytes, addresses up to {} bytes, strings up to {} bytes; a per-client rate limit (token bucket: {} packets/s sustained, bursts of {}; UDP per address and port, TCP per connection) answers the first packet over it with `/fail` and drops the rest until the bucket refills.",
+        limits.max_packet_bytes,
+        limits.max_address_bytes,
+        limits.max_string_bytes,
+        num(RATE_PER_S),
+        num(RATE_BURST)
+    );
+    let _ = writeln!(
+        w,
+        "- TCP connections: at most {TCP_MAX_CONNECTIONS} open; one more closes the open connection whose last complete packet is oldest (the longest-idle), so a new client is always served. \
+A connection that completes no packet for {} s is closed (send any packet, `/status` for one, to keep a quiet connection open); a packet must be complete {} s after its first byte, or the connection is closed. \
+Closings by a limit are logged at most once per {} s, with the count of the others.",
+        secs(TCP_IDLE_TIMEOUT),
+        secs(TCP_PACKET_TIMEOUT),
+        secs(REFUSAL_LOG_INTERVAL)
+    );
+    let _ = writeln!(
+        w,
+        "- TCP backpressure: replies and pushes wait for a client in a queue of at most {TCP_OUTBOX_BYTES} bytes, written without ever blocking the server or other clients. \
+While a client is behind, knob echoes waiting for it are coalesced (only the latest value per address is sent). \
+A client whose queue would overflow, or that stays behind for more than {} s, is disconnected (and logged).",
+        secs(TCP_MAX_BEHIND)
     );
     let _ = writeln!(w, "\n## Conventions\n");
     let _ = writeln!(
@@ -58,6 +88,12 @@ The server detects it from the first byte of a connection (0xC0: SLIP) unless co
     let _ = writeln!(
         w,
         "- Bundles: all elements apply atomically (same engine tick). A bundle whose timetag is in the future applies at the audio frame corresponding to that time; \"immediately\" (0, 1) or a past time applies at once. Nested bundles are refused."
+    );
+    let _ = writeln!(
+        w,
+        "- Timed bundles (timetag in the future) wait in one queue: at most {MAX_TIMED_BUNDLES} in all, at most {MAX_TIMED_BUNDLES_PER_CLIENT} from one client IP address, none more than {} s ahead. \
+A bundle over a limit is refused with a `/fail` naming the limit, and nothing in it applies.",
+        secs(MAX_TIMED_BUNDLE_HORIZON)
     );
     let _ = writeln!(w, "\n## Commands\n");
     for spec in ADDRESSES {
@@ -120,6 +156,13 @@ The server detects it from the first byte of a connection (0xC0: SLIP) unless co
     for (msg, doc) in PUSHES {
         let _ = writeln!(w, "- `{msg}`: {doc}");
     }
+    let _ = writeln!(
+        w,
+        "\nAt most {MAX_SUBSCRIBERS} subscribers at once (UDP and TCP together); `/notify 1` beyond that gets `/fail /notify`. \
+A UDP subscription is a lease of {} s: send `/notify 1` again before it ends to renew it; it expires otherwise. \
+A TCP subscription lasts as long as its connection (see the TCP limits under Transport: a quiet subscriber sends a packet now and then, and one that does not read its pushes is disconnected).",
+        secs(UDP_SUBSCRIPTION_LEASE)
+    );
     oscquery_section(w);
     let _ = writeln!(w, "\n## Examples of `/fail`\n");
     let _ = writeln!(
