@@ -12,6 +12,7 @@ pub mod osc;
 pub mod record;
 pub mod reload;
 pub mod service;
+pub mod signals;
 pub mod state;
 pub mod systemd;
 

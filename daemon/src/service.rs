@@ -11,11 +11,12 @@
 //! without touching the audio, and naming the changed keys that need a restart; `STATUS=`
 //! lines every few seconds; a failed engine tick (caught by the engine, which restarts its pipeline
 //! while the ring keeps playing) is logged.
-//! Stop (SIGINT, SIGTERM): watchdog pings end, `STOPPING=1`, fade to silence, close OSC,
-//! finish the queued jobs, save the state, stop the engine and the output, print the
-//! counters.
+//! Stop (SIGINT, SIGTERM and the other stop signals of [`crate::signals`]): watchdog pings
+//! end, `STOPPING=1`, fade to silence, close OSC, finish the queued jobs, save the state,
+//! stop the engine and the output, print the counters.
 //!
-//! SIGUSR1 writes the engine's trace as JSON lines beside the state file.
+//! SIGUSR1 writes the engine's trace as JSON lines beside the state file. Every other signal
+//! that would end the process is ignored with a log line (see [`crate::signals`]).
 //!
 //! Threading: main thread. Test hooks: `LATENTD_TEST_ENGINE_STALL_S=<s>` stalls the engine
 //! thread that long, 1 s after `READY=1` (the watchdog test makes the engine hang with it);
@@ -40,7 +41,6 @@ use latentd_engine::runner::engine_config::EngineConfig;
 use latentd_engine::runner::engine_config::EngineError;
 use latentd_engine::runner::engine_loop::{Engine, EngineHandle};
 use latentd_osc_schema::{MediaRoot, Schema};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
 use crate::audio::select::{OUTPUT_CHANNELS, OutputOptions, open_output};
@@ -55,6 +55,7 @@ use crate::osc::oscquery::{OscQueryConfig, OscQueryServer};
 use crate::osc::{DEFAULT_MAX_SUBSCRIBERS, OscConfig, OscServer, Subscribers};
 use crate::record::Recorder;
 use crate::reload::{LiveParts, reload_config};
+use crate::signals::{IgnoredLog, SignalAction};
 use crate::state::{DebouncedSaver, PersistentState, StateStore};
 use crate::systemd::{
     Liveness, Notifier, WatchdogSupervisor, Watched, ping_interval, watchdog_timeout_from_env,
@@ -140,7 +141,7 @@ fn start_engine<M: Model>(model: Arc<M>, inputs: EngineInputs<'_>) -> Result<Eng
 /// Run the daemon with `settings` until SIGINT or SIGTERM. `args` is the command line, kept
 /// for SIGHUP reloads.
 pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1])
+    let mut signals = crate::signals::install()
         .map_err(|e| startup(&format!("cannot install signal handlers: {e}")))?;
     let notifier = Notifier::from_env().map_err(|e| startup(&format!("NOTIFY_SOCKET: {e}")))?;
 
@@ -479,6 +480,7 @@ fn serve(
     let mut last_backend = String::new();
     let mut panics_reported = 0;
     let mut pushed_status = None;
+    let mut ignored = IgnoredLog::default();
     loop {
         dispatcher.push_status_changes(&mut pushed_status);
         if last_status.elapsed() >= STATUS_EVERY {
@@ -511,18 +513,12 @@ fn serve(
             panics_reported = panics;
         }
         for signal in signals.pending() {
-            match signal {
-                SIGHUP => reload_config(notifier, &mut running, &args, live),
-                SIGUSR1 => dump_trace(engine, &settings.state_path),
-                _ => {
-                    log::info!(
-                        "{} received, stopping",
-                        if signal == SIGINT {
-                            "SIGINT"
-                        } else {
-                            "SIGTERM"
-                        }
-                    );
+            match crate::signals::action(signal) {
+                SignalAction::Reload => reload_config(notifier, &mut running, &args, live),
+                SignalAction::DumpTrace => dump_trace(engine, &settings.state_path),
+                SignalAction::Ignore => ignored.note(signal),
+                SignalAction::Stop => {
+                    log::info!("{} received, stopping", crate::signals::name(signal));
                     return;
                 }
             }

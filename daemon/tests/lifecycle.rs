@@ -1,11 +1,13 @@
 //! The daemon's life at its edges, with the real binary on the null output: a recording
-//! survives SIGKILL with a valid WAV header.
+//! survives SIGKILL with a valid WAV header; signals that are no stop request (SIGUSR2,
+//! SIGALRM, SIGPIPE, a real-time signal) are ignored and stop signals save the session.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::service_fixture::{Daemon, Launch};
+use common::service_fixture::{Daemon, Launch, Osc};
+use rosc::OscType;
 use tempfile::TempDir;
 
 const START: Duration = Duration::from_secs(30);
@@ -17,6 +19,10 @@ fn engine_off(args: &[&str]) -> Launch<'static> {
         args: all,
         ..Launch::default()
     }
+}
+
+fn saved_state(daemon: &Daemon) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(&daemon.state).unwrap()).unwrap()
 }
 
 #[test]
@@ -49,4 +55,48 @@ fn a_recording_killed_with_sigkill_opens_with_its_audio_counted() {
         .map(|s| s.expect("every counted sample reads"))
         .collect();
     assert_eq!(samples.len() as f64, frames * f64::from(spec.channels));
+}
+
+#[test]
+fn sigusr2_sigalrm_sigpipe_and_realtime_signals_are_ignored_and_nothing_is_lost() {
+    let dir = TempDir::new().unwrap();
+    let mut daemon = Daemon::start(&dir, engine_off(&[]));
+    let osc = Osc::new(daemon.osc_addr(START));
+    osc.send("/knob/denoise", vec![OscType::Float(0.25)]);
+    assert_eq!(osc.knob("denoise"), 0.25);
+
+    let realtime = libc::SIGRTMIN() + 2;
+    for signal in [libc::SIGUSR2, libc::SIGALRM, libc::SIGPIPE, realtime] {
+        daemon.signal(signal);
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            daemon.exited().is_none(),
+            "signal {signal} ended the daemon:\n{}",
+            daemon.lines().join("\n")
+        );
+    }
+    daemon.wait_line("SIGUSR2 received: ignored", Duration::from_secs(2));
+    daemon.wait_line("SIGALRM received: ignored", Duration::from_secs(2));
+    daemon.wait_line("SIGRTMIN+2 received: ignored", Duration::from_secs(2));
+    // Still serving, the knob as set.
+    assert_eq!(osc.knob("denoise"), 0.25);
+    let (status, _) = daemon.terminate();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(saved_state(&daemon)["knobs"]["denoise"], 0.25);
+}
+
+#[test]
+fn sigpwr_stops_cleanly_and_saves_a_change_made_just_before() {
+    let dir = TempDir::new().unwrap();
+    let mut daemon = Daemon::start(&dir, engine_off(&[]));
+    let osc = Osc::new(daemon.osc_addr(START));
+    osc.send("/knob/denoise", vec![OscType::Float(0.625)]);
+    assert_eq!(osc.knob("denoise"), 0.625);
+    // Inside the 500 ms save debounce: only a clean stop writes it.
+    daemon.signal(libc::SIGPWR);
+    let status = daemon
+        .wait(Duration::from_secs(2))
+        .expect("SIGPWR stops the daemon");
+    assert_eq!(status.code(), Some(0), "{}", daemon.lines().join("\n"));
+    assert_eq!(saved_state(&daemon)["knobs"]["denoise"], 0.625);
 }
