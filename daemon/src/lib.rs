@@ -15,6 +15,7 @@ pub mod service;
 pub mod signals;
 pub mod state;
 pub mod systemd;
+pub mod unique_file;
 
 /// The lib's unit tests run the realtime path under `assert_no_alloc`, as the binary does.
 #[cfg(all(test, debug_assertions))]

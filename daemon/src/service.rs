@@ -544,23 +544,22 @@ fn lock_memory() {
 }
 
 /// SIGUSR1: write the engine's trace (every action and ring write, with their frames) as
-/// JSON lines beside the state file, `trace-<unix seconds>.jsonl`.
+/// JSON lines beside the state file, `trace-<unix seconds>.jsonl` (`-2`, … for more dumps in
+/// the same second: a dump never overwrites another).
 fn dump_trace(engine: &DaemonEngine, state_path: &Path) {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
     let dir = state_path.parent().filter(|d| !d.as_os_str().is_empty());
-    let path = dir
+    let stem = dir
         .unwrap_or(Path::new("."))
-        .join(format!("trace-{stamp}.jsonl"));
-    let result = std::fs::File::create(&path)
-        .map_err(|e| e.to_string())
-        .and_then(|file| {
-            let mut out = std::io::BufWriter::new(file);
-            engine.dump_trace(&mut out).map_err(|e| e.to_string())?;
-            std::io::Write::flush(&mut out).map_err(|e| e.to_string())
-        });
+        .join(format!("trace-{}", crate::unique_file::unix_seconds()));
+    let (path, result) = match crate::unique_file::create_unique(&stem, "jsonl") {
+        Ok((file, path)) => (path, Ok(file)),
+        Err(e) => (stem.with_extension("jsonl"), Err(e.to_string())),
+    };
+    let result = result.and_then(|file| {
+        let mut out = std::io::BufWriter::new(file);
+        engine.dump_trace(&mut out).map_err(|e| e.to_string())?;
+        std::io::Write::flush(&mut out).map_err(|e| e.to_string())
+    });
     match result {
         Ok(()) => log::info!("trace written to {}", path.display()),
         Err(e) => log::error!("trace dump to {} failed: {e}", path.display()),

@@ -1,10 +1,11 @@
 //! The daemon's life at its edges, with the real binary on the null output: a recording
 //! survives SIGKILL with a valid WAV header; signals that are no stop request (SIGUSR2,
-//! SIGALRM, SIGPIPE, a real-time signal) are ignored and stop signals save the session.
+//! SIGALRM, SIGPIPE, a real-time signal) are ignored and stop signals save the session;
+//! trace dumps made in the same second never overwrite each other.
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::service_fixture::{Daemon, Launch, Osc};
 use rosc::OscType;
@@ -99,4 +100,54 @@ fn sigpwr_stops_cleanly_and_saves_a_change_made_just_before() {
         .expect("SIGPWR stops the daemon");
     assert_eq!(status.code(), Some(0), "{}", daemon.lines().join("\n"));
     assert_eq!(saved_state(&daemon)["knobs"]["denoise"], 0.625);
+}
+
+#[test]
+fn two_trace_dumps_in_one_second_leave_two_files() {
+    let dir = TempDir::new().unwrap();
+    let mut daemon = Daemon::start(&dir, engine_off(&["--loop-seconds", "1"]));
+    daemon.wait_line("playing a loop", START);
+    // Start early in a second so both dumps fall in it.
+    while SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_millis()
+        > 200
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let dumped = |n: usize| -> Vec<String> {
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            let paths: Vec<String> = daemon
+                .lines()
+                .iter()
+                .filter_map(|l| l.split("trace written to ").nth(1))
+                .map(|p| p.trim().to_string())
+                .collect();
+            if paths.len() >= n {
+                return paths;
+            }
+            assert!(Instant::now() < end, "{}", daemon.lines().join("\n"));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    daemon.signal(libc::SIGUSR1);
+    dumped(1);
+    daemon.signal(libc::SIGUSR1);
+    let paths = dumped(2);
+    assert_ne!(paths[0], paths[1], "the second dump overwrote the first");
+    for path in &paths {
+        assert!(std::fs::metadata(path).unwrap().len() > 0, "{path} empty");
+    }
+    let traces = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with("trace-")
+        })
+        .count();
+    assert_eq!(traces, 2);
+    let (status, _) = daemon.terminate();
+    assert_eq!(status.code(), Some(0));
 }
