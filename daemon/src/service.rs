@@ -335,7 +335,6 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         Arc::clone(&session),
         StatusSources {
             output: Arc::clone(&output_stats),
-            period_frames: format.period_frames,
             backend: if generate {
                 backend_name
             } else {
