@@ -51,6 +51,7 @@ use crate::control::jobs::{JobContext, JobWorker};
 use crate::control::session::Session;
 use crate::control::{ControlHandler, DaemonEngine, Dispatcher, StatusSources, param_specs};
 use crate::engine_select::ChosenModel;
+use crate::load::{LoadError, load_wav_or_stop};
 use crate::osc::oscquery::{OscQueryConfig, OscQueryServer};
 use crate::osc::{DEFAULT_MAX_SUBSCRIBERS, OscConfig, OscServer, Subscribers};
 use crate::record::Recorder;
@@ -65,6 +66,9 @@ use crate::systemd::{
 pub const EXIT_STARTUP: u8 = 2;
 /// Exit status for a failure while running or stopping.
 pub const EXIT_RUNTIME: u8 = 1;
+/// "Exit status" of a start cut short by a stop signal (while a file loads): nothing was
+/// changed, the process exits 0 after the message is logged.
+pub const EXIT_STOPPED: u8 = 0;
 /// Seconds of audio the record queue holds before it drops.
 const RECORD_QUEUE_SECONDS: f64 = 2.0;
 /// State saves are coalesced within this window.
@@ -78,6 +82,14 @@ type Failure = (u8, String);
 
 fn startup(e: &dyn std::fmt::Display) -> Failure {
     (EXIT_STARTUP, e.to_string())
+}
+
+/// A load at start that failed (exit 2) or was cut short by a stop signal (exit 0).
+fn load_failure(what: &str, e: LoadError) -> Failure {
+    match e {
+        LoadError::Stopped(_) => (EXIT_STOPPED, format!("stop signal received: {e}")),
+        e => startup(&format!("{what} {e}")),
+    }
 }
 
 /// The engine thread's heartbeat, as the watchdog reads it.
@@ -97,6 +109,8 @@ struct EngineInputs<'a> {
     config: EngineConfig,
     settings: &'a Settings,
     restored: &'a PersistentState,
+    /// Set by a stop signal: the start's reference loads give up on it.
+    stop: &'a std::sync::atomic::AtomicBool,
 }
 
 /// The running engine as the rest of the daemon sees it: model-independent handles.
@@ -110,10 +124,16 @@ struct EngineParts {
 /// The one place that names the model's type: its conditioner (the start prompt and
 /// references applied before the first tick), the engine thread, and the handles the
 /// control plane gets.
-fn start_engine<M: Model>(model: Arc<M>, inputs: EngineInputs<'_>) -> Result<EngineParts, String> {
+fn start_engine<M: Model>(model: Arc<M>, inputs: EngineInputs<'_>) -> Result<EngineParts, Failure> {
     let rate = model.geometry().sample_rate;
     let (conditioner, cond_reader) = Conditioner::new(Arc::clone(&model), None);
-    apply_start_conditioning(&conditioner, inputs.settings, inputs.restored, rate);
+    apply_start_conditioning(
+        &conditioner,
+        inputs.settings,
+        inputs.restored,
+        rate,
+        inputs.stop,
+    )?;
     let clock = RealClock::new(inputs.ring.handle());
     let engine = Engine::spawn(
         model,
@@ -123,7 +143,7 @@ fn start_engine<M: Model>(model: Arc<M>, inputs: EngineInputs<'_>) -> Result<Eng
         inputs.config,
         clock,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| startup(&e))?;
     let engine: Arc<EngineHandle<M>> = Arc::new(engine);
     inputs.knobs.set_waker(engine.waker());
     let stopper = Arc::clone(&engine);
@@ -142,6 +162,9 @@ fn start_engine<M: Model>(model: Arc<M>, inputs: EngineInputs<'_>) -> Result<Eng
 /// for SIGHUP reloads.
 pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     let mut signals = crate::signals::install()
+        .map_err(|e| startup(&format!("cannot install signal handlers: {e}")))?;
+    // Set by a stop signal: the loads of the start give up on it (SIGTERM within 1 s).
+    let stop_requested = crate::signals::stop_flag()
         .map_err(|e| startup(&format!("cannot install signal handlers: {e}")))?;
     let notifier = Notifier::from_env().map_err(|e| startup(&format!("NOTIFY_SOCKET: {e}")))?;
 
@@ -200,16 +223,25 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         output: format.sample_rate,
     };
     let ring_period = rates.ring_frames_per_period(format.period_frames);
-    let saved_source = restored.source.as_ref().and_then(|path| {
-        load_source(path, ring_rate)
-            .map(|audio| (path.clone(), audio))
-            .map_err(|(_, e)| log::warn!("state: saved {e}; not restored"))
-            .ok()
-    });
+    let saved_source = match &restored.source {
+        Some(path) => match load_source(path, ring_rate, &stop_requested) {
+            Ok(audio) => Some((path.clone(), audio)),
+            Err(e @ LoadError::Stopped(_)) => return Err(load_failure("source", e)),
+            Err(e) => {
+                log::warn!("state: saved source {e}; not restored");
+                None
+            }
+        },
+        None => None,
+    };
     let (source_path, source) = match saved_source {
         Some((path, audio)) => (Some(path), Some(audio)),
         None => match &settings.source {
-            Some(path) => (Some(path.clone()), Some(load_source(path, ring_rate)?)),
+            Some(path) => {
+                let audio = load_source(path, ring_rate, &stop_requested)
+                    .map_err(|e| load_failure("source", e))?;
+                (Some(path.clone()), Some(audio))
+            }
             None => (None, None),
         },
     };
@@ -244,6 +276,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         config: engine_config,
         settings,
         restored: &restored,
+        stop: &stop_requested,
     };
     let EngineParts {
         engine,
@@ -252,8 +285,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     } = match model {
         ChosenModel::Builtin(model) => start_engine(model, inputs),
         ChosenModel::Bundle(model) => start_engine(model, inputs),
-    }
-    .map_err(|e| startup(&e))?;
+    }?;
     if let Some(audio) = &source {
         engine
             .set_source(AudioView {
@@ -596,7 +628,8 @@ fn apply_start_conditioning(
     settings: &Settings,
     restored: &PersistentState,
     rate: u32,
-) {
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<(), Failure> {
     let tags = restored
         .prompt
         .clone()
@@ -613,7 +646,7 @@ fn apply_start_conditioning(
         Ok(_) => log::info!("prompt: {tags:?}"),
         Err(e) => log::warn!("prompt {tags:?} not applied: {e}"),
     }
-    let load = |path: &Path| audio_file::load_wav(path, rate, OUTPUT_CHANNELS);
+    let load = |path: &Path| load_wav_or_stop(path, rate, OUTPUT_CHANNELS, stop);
     if let Some(path) = &restored.timbre {
         match load(path) {
             Ok(a) => {
@@ -621,6 +654,7 @@ fn apply_start_conditioning(
                     log::warn!("state: timbre {} not restored: {e}", path.display());
                 }
             }
+            Err(e @ LoadError::Stopped(_)) => return Err(load_failure("timbre", e)),
             Err(e) => log::warn!("state: timbre not restored: {e}"),
         }
     }
@@ -631,9 +665,11 @@ fn apply_start_conditioning(
                     log::warn!("state: structure {} not restored: {e}", path.display());
                 }
             }
+            Err(e @ LoadError::Stopped(_)) => return Err(load_failure("structure", e)),
             Err(e) => log::warn!("state: structure not restored: {e}"),
         }
     }
+    Ok(())
 }
 
 fn view(audio: &LoopAudio) -> AudioView<'_> {
@@ -644,9 +680,12 @@ fn view(audio: &LoopAudio) -> AudioView<'_> {
     }
 }
 
-fn load_source(path: &Path, rate: u32) -> Result<LoopAudio, Failure> {
-    let audio = audio_file::load_wav(path, rate, OUTPUT_CHANNELS)
-        .map_err(|e| startup(&format!("source {e}")))?;
+fn load_source(
+    path: &Path,
+    rate: u32,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<LoopAudio, LoadError> {
+    let audio = load_wav_or_stop(path, rate, OUTPUT_CHANNELS, stop)?;
     log::info!(
         "source {}: {} frames ({:.2} s) at {rate} Hz",
         path.display(),

@@ -13,11 +13,13 @@
 //!   (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS: the process is broken), and
 //!   SIGQUIT (the operator's "stop now and dump core", as `kill -QUIT` is meant).
 //!
-//! Threading: [`install`] runs once on the main thread before any other thread starts;
+//! Threading: [`install`] and [`stop_flag`] run once on the main thread before any other thread starts;
 //! the returned [`Signals`] iterator and [`IgnoredLog`] are read by the main thread's serve
 //! loop. The handlers themselves are signal-hook's (async-signal-safe: a write to a pipe).
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use libc::{SIGPWR, SIGSTKFLT, c_int};
@@ -77,6 +79,16 @@ pub fn handled() -> Vec<c_int> {
 /// Register the handlers for [`handled`]; their arrivals are read from the returned iterator.
 pub fn install() -> std::io::Result<Signals> {
     Signals::new(handled())
+}
+
+/// A flag set by any of [`STOP_SIGNALS`] (besides the iterator of [`install`], which still
+/// sees them): a long step of the start (loading a file) polls it to stop in time.
+pub fn stop_flag() -> std::io::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for &signal in STOP_SIGNALS {
+        signal_hook::flag::register(signal, Arc::clone(&flag))?;
+    }
+    Ok(flag)
 }
 
 /// The signal's name: `SIGUSR2`, `SIGRTMIN+3`.

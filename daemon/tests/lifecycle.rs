@@ -1,7 +1,8 @@
 //! The daemon's life at its edges, with the real binary on the null output: a recording
 //! survives SIGKILL with a valid WAV header; signals that are no stop request (SIGUSR2,
 //! SIGALRM, SIGPIPE, a real-time signal) are ignored and stop signals save the session;
-//! trace dumps made in the same second never overwrite each other.
+//! trace dumps made in the same second never overwrite each other; SIGTERM while a long
+//! source loads at start ends the daemon within a second.
 
 mod common;
 
@@ -150,4 +151,46 @@ fn two_trace_dumps_in_one_second_leave_two_files() {
     assert_eq!(traces, 2);
     let (status, _) = daemon.terminate();
     assert_eq!(status.code(), Some(0));
+}
+
+/// A mono 16-bit WAV of `seconds` of silence at `rate`, written as a header and a sparse
+/// data chunk (quick to make; decoding it costs what any such file costs).
+fn long_silent_wav(path: &std::path::Path, rate: u32, seconds: u32) {
+    use std::io::Write;
+    let data_bytes = rate * seconds * 2;
+    let mut header = Vec::with_capacity(44);
+    header.extend_from_slice(b"RIFF");
+    header.extend_from_slice(&(36 + data_bytes).to_le_bytes());
+    header.extend_from_slice(b"WAVEfmt ");
+    header.extend_from_slice(&16u32.to_le_bytes());
+    header.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    header.extend_from_slice(&1u16.to_le_bytes()); // mono
+    header.extend_from_slice(&rate.to_le_bytes());
+    header.extend_from_slice(&(rate * 2).to_le_bytes());
+    header.extend_from_slice(&2u16.to_le_bytes());
+    header.extend_from_slice(&16u16.to_le_bytes());
+    header.extend_from_slice(b"data");
+    header.extend_from_slice(&data_bytes.to_le_bytes());
+    let mut file = std::fs::File::create(path).unwrap();
+    file.write_all(&header).unwrap();
+    file.set_len(44 + u64::from(data_bytes)).unwrap();
+}
+
+#[test]
+fn sigterm_while_a_long_source_loads_exits_within_a_second() {
+    let dir = TempDir::new().unwrap();
+    let source = dir.path().join("long.wav");
+    long_silent_wav(&source, 44_100, 590);
+    let mut daemon = Daemon::start(&dir, engine_off(&["--source", source.to_str().unwrap()]));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(daemon.exited().is_none(), "{}", daemon.lines().join("\n"));
+    let sent = Instant::now();
+    daemon.signal(libc::SIGTERM);
+    let status = daemon.wait(Duration::from_secs(5));
+    let took = sent.elapsed();
+    std::thread::sleep(Duration::from_millis(50));
+    let log = daemon.lines().join("\n");
+    let status = status.unwrap_or_else(|| panic!("no exit 5 s after SIGTERM:\n{log}"));
+    assert!(took < Duration::from_secs(1), "exit took {took:?}:\n{log}");
+    assert_eq!(status.code(), Some(0), "{log}");
 }
