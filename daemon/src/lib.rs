@@ -10,6 +10,7 @@ pub mod engine_select;
 pub mod load;
 pub mod logging;
 pub mod osc;
+pub mod preflight;
 pub mod record;
 pub mod reload;
 pub mod service;

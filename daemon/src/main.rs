@@ -21,6 +21,10 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Invocation::CheckConfig(settings)) => {
+            // The start's own checks that need no audio server (files, engine, loop).
+            if let Err(e) = latentd::preflight::check(&settings) {
+                return fail(EXIT_STARTUP, &e);
+            }
             print!("{}", settings.to_toml());
             return ExitCode::SUCCESS;
         }

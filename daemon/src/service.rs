@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use latentd_engine::audio_clip::AudioView;
-use latentd_engine::audio_file::{self, LoopAudio};
+use latentd_engine::audio_file::LoopAudio;
 use latentd_engine::conditioning::{Conditioner, ConditioningControl, PromptSpec};
 use latentd_engine::knobs::KnobReader;
 use latentd_engine::knobs::{KnobId, KnobStore};
@@ -168,13 +168,8 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         .map_err(|e| startup(&format!("cannot install signal handlers: {e}")))?;
     let notifier = Notifier::from_env().map_err(|e| startup(&format!("NOTIFY_SOCKET: {e}")))?;
 
-    // Every input is checked before anything opens.
-    if let Some(path) = &settings.source {
-        audio_file::probe_wav(path).map_err(|e| startup(&format!("source {e}")))?;
-    }
-    if let Some(path) = &settings.record {
-        crate::record::check_record_path(path).map_err(|e| startup(&e))?;
-    }
+    // Every input is checked before anything opens, as `check-config` checks it.
+    crate::preflight::check(settings).map_err(|e| startup(&e))?;
     let media = MediaRoot::new(&settings.media_folder)
         .map_err(|e| startup(&format!("media folder: {e}")))?;
     let schema = Arc::new(
