@@ -1,4 +1,4 @@
-//! Loading an audio file at start without keeping a stop signal waiting: the decode and
+//! Loading an audio file without keeping a stop signal waiting: the decode and
 //! resample of a long WAV (up to the length limit) take seconds, while SIGTERM must end the
 //! daemon within one. [`load_wav_or_stop`] runs the load on its own thread and waits for it,
 //! looking at the stop flag every [`STOP_POLL`]; on a stop it returns
@@ -6,8 +6,12 @@
 //! (what it computes is never used, and nothing it does outlives the process: it only
 //! reads the file and allocates).
 //!
-//! Threading: called from the main thread during the start; spawns one short-lived loader
-//! thread (`latentd-load`) per call.
+//! Used by the start (main thread) and by the `/source`, `/timbre` and `/structure` jobs
+//! (encoder thread): a stop during a job's load fails that job at once, so the stop does
+//! not wait for it either.
+//!
+//! Threading: called from the main thread or the encoder thread; spawns one short-lived
+//! loader thread (`latentd-load`) per call.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

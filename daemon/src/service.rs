@@ -351,6 +351,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         subscribers: subscribers.clone(),
         session: Arc::clone(&session),
         geometry,
+        stop: Arc::clone(&stop_requested),
     })
     .map_err(|e| startup(&format!("encoder thread: {e}")))?;
     let dispatcher = Arc::new(Dispatcher::new(

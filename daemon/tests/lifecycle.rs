@@ -2,7 +2,7 @@
 //! survives SIGKILL with a valid WAV header; signals that are no stop request (SIGUSR2,
 //! SIGALRM, SIGPIPE, a real-time signal) are ignored and stop signals save the session;
 //! trace dumps made in the same second never overwrite each other; SIGTERM while a long
-//! source loads at start ends the daemon within a second.
+//! source loads (at start or over `/source`) ends the daemon within a second.
 
 mod common;
 
@@ -193,4 +193,25 @@ fn sigterm_while_a_long_source_loads_exits_within_a_second() {
     let status = status.unwrap_or_else(|| panic!("no exit 5 s after SIGTERM:\n{log}"));
     assert!(took < Duration::from_secs(1), "exit took {took:?}:\n{log}");
     assert_eq!(status.code(), Some(0), "{log}");
+}
+
+#[test]
+fn sigterm_while_a_source_loads_over_osc_exits_within_a_second() {
+    let dir = TempDir::new().unwrap();
+    let source = dir.path().join("long.wav");
+    long_silent_wav(&source, 44_100, 590);
+    let mut daemon = Daemon::start(&dir, engine_off(&["--media", dir.path().to_str().unwrap()]));
+    let osc = Osc::new(daemon.osc_addr(START));
+    osc.send(
+        "/source",
+        vec![OscType::String(source.display().to_string())],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, took) = daemon.terminate();
+    assert!(
+        took < Duration::from_secs(1),
+        "exit took {took:?}:\n{}",
+        daemon.lines().join("\n")
+    );
+    assert_eq!(status.code(), Some(0));
 }
