@@ -23,15 +23,19 @@ out=$(XDG_RUNTIME_DIR="$work/runtime" systemd-analyze --user verify "$work/user/
 [ -z "$out" ] || { echo "user unit:"; echo "$out"; status=1; }
 
 # ExecStart= flags, with the installed config path (system: /etc/latentd/latentd.toml, user:
-# %E/latentd/latentd.toml) pointing at the shipped one.
+# %E/latentd/latentd.toml) pointing at the shipped one. check-config checks the paths a
+# start needs, so its media folder (made by the tmpfiles snippet on a real install) is one
+# that exists here.
+mkdir -p "$work/media"
+sed "s|^folder = \"/srv/latentd/media\"|folder = \"$work/media\"|" "$here/systemd/latentd.toml" >"$work/latentd.toml"
 check_flags() { # unit-file
     line=$(grep '^ExecStart=' "$1")
     [ "$(grep -c '^ExecStart=' "$1")" = 1 ] || { echo "$1: expected one ExecStart="; return 1; }
     case "$line" in *--config*) ;; *) echo "$1: ExecStart= does not name --config"; return 1 ;; esac
     args=$(printf '%s\n' "${line#ExecStart=}" | sed \
         -e "s|^[^ ]*latentd||" \
-        -e "s|/etc/latentd/latentd.toml|$here/systemd/latentd.toml|g" \
-        -e "s|%E/latentd/latentd.toml|$here/systemd/latentd.toml|g")
+        -e "s|/etc/latentd/latentd.toml|$work/latentd.toml|g" \
+        -e "s|%E/latentd/latentd.toml|$work/latentd.toml|g")
     case "$args" in *%*) echo "$1: unexpanded specifier in ExecStart=$args"; return 1 ;; esac
     # shellcheck disable=SC2086 # the unit's arguments, split as systemd splits them (no quotes used)
     out=$(env -u STATE_DIRECTORY "$latentd" $args check-config 2>&1) || {

@@ -24,6 +24,23 @@ use crate::cli::{EngineChoice, Settings};
 /// The backend running now, in words (changes once if the device fails).
 pub type BackendName = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// Why `builtin-cuda` is refused by a build without the `cuda` feature.
+const NO_CUDA: &str = "--engine builtin-cuda: this latentd was built without CUDA support (build with --features cuda)";
+
+/// Why `bundle` is refused without a bundle.
+const NO_BUNDLE: &str = "engine bundle: no bundle given (--model DIR or config key model.bundle)";
+
+/// Whether this build can run the engine `settings` choose at all: `builtin-cuda` needs the
+/// `cuda` feature, `bundle` a bundle. Whether a device is usable, or a bundle loads, is
+/// only known when the model is built.
+pub fn check_choice(settings: &Settings) -> Result<(), String> {
+    match settings.engine {
+        EngineChoice::BuiltinCuda if !cfg!(feature = "cuda") => Err(NO_CUDA.into()),
+        EngineChoice::Bundle if settings.model.bundle.is_none() => Err(NO_BUNDLE.into()),
+        _ => Ok(()),
+    }
+}
+
 /// The model the engine runs, chosen at start; `service::start_engine` is generic over it.
 pub enum ChosenModel {
     /// The built-in model (see the module doc).
@@ -49,11 +66,7 @@ pub fn build_model(settings: &Settings) -> Result<(ChosenModel, BackendName), St
         let (model, name) = imp::build_builtin(settings.engine)?;
         return Ok((ChosenModel::Builtin(model), name));
     }
-    let dir = settings
-        .model
-        .bundle
-        .as_deref()
-        .ok_or("engine bundle: no bundle given (--model DIR or config key model.bundle)")?;
+    let dir = settings.model.bundle.as_deref().ok_or(NO_BUNDLE)?;
     let options = OnnxOptions {
         library: settings.model.runtime.clone(),
         intra_threads: settings.model.threads,
@@ -120,16 +133,18 @@ mod imp {
         choice: EngineChoice,
     ) -> Result<(Arc<BuiltinDaemonModel>, BackendName), String> {
         match choice {
-            EngineChoice::BuiltinCuda => Err(
-                "--engine builtin-cuda: this latentd was built without CUDA support (build with --features cuda)".into(),
-            ),
+            EngineChoice::BuiltinCuda => Err(NO_CUDA.into()),
             EngineChoice::Auto => {
                 log::info!("engine auto: built without CUDA support; using the CPU");
-                Ok((Arc::new(BuiltinModel::new()), Arc::new(|| "builtin-cpu".into())))
+                Ok((
+                    Arc::new(BuiltinModel::new()),
+                    Arc::new(|| "builtin-cpu".into()),
+                ))
             }
-            EngineChoice::BuiltinCpu | EngineChoice::Off | EngineChoice::Bundle => {
-                Ok((Arc::new(BuiltinModel::new()), Arc::new(|| "builtin-cpu".into())))
-            }
+            EngineChoice::BuiltinCpu | EngineChoice::Off | EngineChoice::Bundle => Ok((
+                Arc::new(BuiltinModel::new()),
+                Arc::new(|| "builtin-cpu".into()),
+            )),
         }
     }
 }

@@ -7,13 +7,17 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod engine_select;
+pub mod load;
 pub mod logging;
 pub mod osc;
+pub mod preflight;
 pub mod record;
 pub mod reload;
 pub mod service;
+pub mod signals;
 pub mod state;
 pub mod systemd;
+pub mod unique_file;
 
 /// The lib's unit tests run the realtime path under `assert_no_alloc`, as the binary does.
 #[cfg(all(test, debug_assertions))]

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use latentd::cli::{Invocation, parse_args};
 use latentd::logging;
-use latentd::service::{self, EXIT_STARTUP};
+use latentd::service::{self, EXIT_STARTUP, EXIT_STOPPED};
 
 /// Allocation in the realtime callback aborts debug builds (`assert_no_alloc`).
 #[cfg(debug_assertions)]
@@ -21,6 +21,10 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Ok(Invocation::CheckConfig(settings)) => {
+            // The start's own checks that need no audio server (files, engine, loop).
+            if let Err(e) = latentd::preflight::check(&settings) {
+                return fail(EXIT_STARTUP, &e);
+            }
             print!("{}", settings.to_toml());
             return ExitCode::SUCCESS;
         }
@@ -31,6 +35,10 @@ fn main() -> ExitCode {
     }
     match service::run(&settings, args) {
         Ok(()) => ExitCode::SUCCESS,
+        Err((EXIT_STOPPED, message)) => {
+            log::info!("{message}");
+            ExitCode::SUCCESS
+        }
         Err((code, message)) => fail(code, &message),
     }
 }

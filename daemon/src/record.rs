@@ -9,16 +9,25 @@
 //! (named `latentd-record`) is not realtime: it writes what is queued, sleeps
 //! [`POLL_INTERVAL`] when the queue is empty, and on `finish` drains the rest and finalizes
 //! the WAV header. Stop the output before `finish` so nothing is queued after the drain.
+//!
+//! The header is kept valid while the recording runs: every [`HEADER_UPDATE_INTERVAL`] the
+//! writer thread (never the audio callback) rewrites the RIFF and data sizes and flushes,
+//! so a daemon killed by SIGKILL, a crash or a power cut leaves a WAV file that opens, with
+//! all but at most the last interval of audio counted in its header.
 
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long the writer thread sleeps when the queue is empty.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(5);
+
+/// How often the writer thread rewrites the WAV header's sizes while recording: the most
+/// audio a killed daemon's recording can leave uncounted.
+pub const HEADER_UPDATE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why a recording could not be started or completed. Every variant names the path.
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +151,7 @@ fn drain_loop(
         reason: e.to_string(),
     };
     let mut samples_written = 0u64;
+    let mut header_updated = Instant::now();
     loop {
         // Read the flag first: everything queued before `stop` was set is then visible to
         // the drain below, so the last pass misses nothing.
@@ -157,6 +167,11 @@ fn drain_loop(
             }
             chunk.commit_all();
             samples_written += available as u64;
+            if header_updated.elapsed() >= HEADER_UPDATE_INTERVAL {
+                // Sizes in the header, buffer to the file: a kill now leaves a valid WAV.
+                writer.flush().map_err(write_err)?;
+                header_updated = Instant::now();
+            }
         } else if stopping {
             break;
         } else {

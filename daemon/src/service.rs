@@ -11,11 +11,12 @@
 //! without touching the audio, and naming the changed keys that need a restart; `STATUS=`
 //! lines every few seconds; a failed engine tick (caught by the engine, which restarts its pipeline
 //! while the ring keeps playing) is logged.
-//! Stop (SIGINT, SIGTERM): watchdog pings end, `STOPPING=1`, fade to silence, close OSC,
-//! finish the queued jobs, save the state, stop the engine and the output, print the
-//! counters.
+//! Stop (SIGINT, SIGTERM and the other stop signals of [`crate::signals`]): watchdog pings
+//! end, `STOPPING=1`, fade to silence, close OSC, finish the queued jobs, save the state,
+//! stop the engine and the output, print the counters.
 //!
-//! SIGUSR1 writes the engine's trace as JSON lines beside the state file.
+//! SIGUSR1 writes the engine's trace as JSON lines beside the state file. Every other signal
+//! that would end the process is ignored with a log line (see [`crate::signals`]).
 //!
 //! Threading: main thread. Test hooks: `LATENTD_TEST_ENGINE_STALL_S=<s>` stalls the engine
 //! thread that long, 1 s after `READY=1` (the watchdog test makes the engine hang with it);
@@ -28,7 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use latentd_engine::audio_clip::AudioView;
-use latentd_engine::audio_file::{self, LoopAudio};
+use latentd_engine::audio_file::LoopAudio;
 use latentd_engine::conditioning::{Conditioner, ConditioningControl, PromptSpec};
 use latentd_engine::knobs::KnobReader;
 use latentd_engine::knobs::{KnobId, KnobStore};
@@ -40,7 +41,6 @@ use latentd_engine::runner::engine_config::EngineConfig;
 use latentd_engine::runner::engine_config::EngineError;
 use latentd_engine::runner::engine_loop::{Engine, EngineHandle};
 use latentd_osc_schema::{MediaRoot, Schema};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
 use crate::audio::select::{OUTPUT_CHANNELS, OutputOptions, open_output};
@@ -51,10 +51,12 @@ use crate::control::jobs::{JobContext, JobWorker};
 use crate::control::session::Session;
 use crate::control::{ControlHandler, DaemonEngine, Dispatcher, StatusSources, param_specs};
 use crate::engine_select::ChosenModel;
+use crate::load::{LoadError, load_wav_or_stop};
 use crate::osc::oscquery::{OscQueryConfig, OscQueryServer};
 use crate::osc::{DEFAULT_MAX_SUBSCRIBERS, OscConfig, OscServer, Subscribers};
 use crate::record::Recorder;
 use crate::reload::{LiveParts, reload_config};
+use crate::signals::{IgnoredLog, SignalAction};
 use crate::state::{DebouncedSaver, PersistentState, StateStore};
 use crate::systemd::{
     Liveness, Notifier, WatchdogSupervisor, Watched, ping_interval, watchdog_timeout_from_env,
@@ -64,6 +66,9 @@ use crate::systemd::{
 pub const EXIT_STARTUP: u8 = 2;
 /// Exit status for a failure while running or stopping.
 pub const EXIT_RUNTIME: u8 = 1;
+/// "Exit status" of a start cut short by a stop signal (while a file loads): nothing was
+/// changed, the process exits 0 after the message is logged.
+pub const EXIT_STOPPED: u8 = 0;
 /// Seconds of audio the record queue holds before it drops.
 const RECORD_QUEUE_SECONDS: f64 = 2.0;
 /// State saves are coalesced within this window.
@@ -77,6 +82,14 @@ type Failure = (u8, String);
 
 fn startup(e: &dyn std::fmt::Display) -> Failure {
     (EXIT_STARTUP, e.to_string())
+}
+
+/// A load at start that failed (exit 2) or was cut short by a stop signal (exit 0).
+fn load_failure(what: &str, e: LoadError) -> Failure {
+    match e {
+        LoadError::Stopped(_) => (EXIT_STOPPED, format!("stop signal received: {e}")),
+        e => startup(&format!("{what} {e}")),
+    }
 }
 
 /// The engine thread's heartbeat, as the watchdog reads it.
@@ -96,6 +109,8 @@ struct EngineInputs<'a> {
     config: EngineConfig,
     settings: &'a Settings,
     restored: &'a PersistentState,
+    /// Set by a stop signal: the start's reference loads give up on it.
+    stop: &'a std::sync::atomic::AtomicBool,
 }
 
 /// The running engine as the rest of the daemon sees it: model-independent handles.
@@ -109,10 +124,16 @@ struct EngineParts {
 /// The one place that names the model's type: its conditioner (the start prompt and
 /// references applied before the first tick), the engine thread, and the handles the
 /// control plane gets.
-fn start_engine<M: Model>(model: Arc<M>, inputs: EngineInputs<'_>) -> Result<EngineParts, String> {
+fn start_engine<M: Model>(model: Arc<M>, inputs: EngineInputs<'_>) -> Result<EngineParts, Failure> {
     let rate = model.geometry().sample_rate;
     let (conditioner, cond_reader) = Conditioner::new(Arc::clone(&model), None);
-    apply_start_conditioning(&conditioner, inputs.settings, inputs.restored, rate);
+    apply_start_conditioning(
+        &conditioner,
+        inputs.settings,
+        inputs.restored,
+        rate,
+        inputs.stop,
+    )?;
     let clock = RealClock::new(inputs.ring.handle());
     let engine = Engine::spawn(
         model,
@@ -122,7 +143,7 @@ fn start_engine<M: Model>(model: Arc<M>, inputs: EngineInputs<'_>) -> Result<Eng
         inputs.config,
         clock,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| startup(&e))?;
     let engine: Arc<EngineHandle<M>> = Arc::new(engine);
     inputs.knobs.set_waker(engine.waker());
     let stopper = Arc::clone(&engine);
@@ -140,17 +161,15 @@ fn start_engine<M: Model>(model: Arc<M>, inputs: EngineInputs<'_>) -> Result<Eng
 /// Run the daemon with `settings` until SIGINT or SIGTERM. `args` is the command line, kept
 /// for SIGHUP reloads.
 pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1])
+    let mut signals = crate::signals::install()
+        .map_err(|e| startup(&format!("cannot install signal handlers: {e}")))?;
+    // Set by a stop signal: the loads of the start give up on it (SIGTERM within 1 s).
+    let stop_requested = crate::signals::stop_flag()
         .map_err(|e| startup(&format!("cannot install signal handlers: {e}")))?;
     let notifier = Notifier::from_env().map_err(|e| startup(&format!("NOTIFY_SOCKET: {e}")))?;
 
-    // Every input is checked before anything opens.
-    if let Some(path) = &settings.source {
-        audio_file::probe_wav(path).map_err(|e| startup(&format!("source {e}")))?;
-    }
-    if let Some(path) = &settings.record {
-        crate::record::check_record_path(path).map_err(|e| startup(&e))?;
-    }
+    // Every input is checked before anything opens, as `check-config` checks it.
+    crate::preflight::check(settings).map_err(|e| startup(&e))?;
     let media = MediaRoot::new(&settings.media_folder)
         .map_err(|e| startup(&format!("media folder: {e}")))?;
     let schema = Arc::new(
@@ -199,16 +218,25 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         output: format.sample_rate,
     };
     let ring_period = rates.ring_frames_per_period(format.period_frames);
-    let saved_source = restored.source.as_ref().and_then(|path| {
-        load_source(path, ring_rate)
-            .map(|audio| (path.clone(), audio))
-            .map_err(|(_, e)| log::warn!("state: saved {e}; not restored"))
-            .ok()
-    });
+    let saved_source = match &restored.source {
+        Some(path) => match load_source(path, ring_rate, &stop_requested) {
+            Ok(audio) => Some((path.clone(), audio)),
+            Err(e @ LoadError::Stopped(_)) => return Err(load_failure("source", e)),
+            Err(e) => {
+                log::warn!("state: saved source {e}; not restored");
+                None
+            }
+        },
+        None => None,
+    };
     let (source_path, source) = match saved_source {
         Some((path, audio)) => (Some(path), Some(audio)),
         None => match &settings.source {
-            Some(path) => (Some(path.clone()), Some(load_source(path, ring_rate)?)),
+            Some(path) => {
+                let audio = load_source(path, ring_rate, &stop_requested)
+                    .map_err(|e| load_failure("source", e))?;
+                (Some(path.clone()), Some(audio))
+            }
             None => (None, None),
         },
     };
@@ -243,6 +271,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         config: engine_config,
         settings,
         restored: &restored,
+        stop: &stop_requested,
     };
     let EngineParts {
         engine,
@@ -251,8 +280,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     } = match model {
         ChosenModel::Builtin(model) => start_engine(model, inputs),
         ChosenModel::Bundle(model) => start_engine(model, inputs),
-    }
-    .map_err(|e| startup(&e))?;
+    }?;
     if let Some(audio) = &source {
         engine
             .set_source(AudioView {
@@ -323,6 +351,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         subscribers: subscribers.clone(),
         session: Arc::clone(&session),
         geometry,
+        stop: Arc::clone(&stop_requested),
     })
     .map_err(|e| startup(&format!("encoder thread: {e}")))?;
     let dispatcher = Arc::new(Dispatcher::new(
@@ -334,7 +363,6 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         Arc::clone(&session),
         StatusSources {
             output: Arc::clone(&output_stats),
-            period_frames: format.period_frames,
             backend: if generate {
                 backend_name
             } else {
@@ -479,6 +507,7 @@ fn serve(
     let mut last_backend = String::new();
     let mut panics_reported = 0;
     let mut pushed_status = None;
+    let mut ignored = IgnoredLog::default();
     loop {
         dispatcher.push_status_changes(&mut pushed_status);
         if last_status.elapsed() >= STATUS_EVERY {
@@ -511,18 +540,12 @@ fn serve(
             panics_reported = panics;
         }
         for signal in signals.pending() {
-            match signal {
-                SIGHUP => reload_config(notifier, &mut running, &args, live),
-                SIGUSR1 => dump_trace(engine, &settings.state_path),
-                _ => {
-                    log::info!(
-                        "{} received, stopping",
-                        if signal == SIGINT {
-                            "SIGINT"
-                        } else {
-                            "SIGTERM"
-                        }
-                    );
+            match crate::signals::action(signal) {
+                SignalAction::Reload => reload_config(notifier, &mut running, &args, live),
+                SignalAction::DumpTrace => dump_trace(engine, &settings.state_path),
+                SignalAction::Ignore => ignored.note(signal),
+                SignalAction::Stop => {
+                    log::info!("{} received, stopping", crate::signals::name(signal));
                     return;
                 }
             }
@@ -548,23 +571,22 @@ fn lock_memory() {
 }
 
 /// SIGUSR1: write the engine's trace (every action and ring write, with their frames) as
-/// JSON lines beside the state file, `trace-<unix seconds>.jsonl`.
+/// JSON lines beside the state file, `trace-<unix seconds>.jsonl` (`-2`, … for more dumps in
+/// the same second: a dump never overwrites another).
 fn dump_trace(engine: &DaemonEngine, state_path: &Path) {
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
     let dir = state_path.parent().filter(|d| !d.as_os_str().is_empty());
-    let path = dir
+    let stem = dir
         .unwrap_or(Path::new("."))
-        .join(format!("trace-{stamp}.jsonl"));
-    let result = std::fs::File::create(&path)
-        .map_err(|e| e.to_string())
-        .and_then(|file| {
-            let mut out = std::io::BufWriter::new(file);
-            engine.dump_trace(&mut out).map_err(|e| e.to_string())?;
-            std::io::Write::flush(&mut out).map_err(|e| e.to_string())
-        });
+        .join(format!("trace-{}", crate::unique_file::unix_seconds()));
+    let (path, result) = match crate::unique_file::create_unique(&stem, "jsonl") {
+        Ok((file, path)) => (path, Ok(file)),
+        Err(e) => (stem.with_extension("jsonl"), Err(e.to_string())),
+    };
+    let result = result.and_then(|file| {
+        let mut out = std::io::BufWriter::new(file);
+        engine.dump_trace(&mut out).map_err(|e| e.to_string())?;
+        std::io::Write::flush(&mut out).map_err(|e| e.to_string())
+    });
     match result {
         Ok(()) => log::info!("trace written to {}", path.display()),
         Err(e) => log::error!("trace dump to {} failed: {e}", path.display()),
@@ -602,7 +624,8 @@ fn apply_start_conditioning(
     settings: &Settings,
     restored: &PersistentState,
     rate: u32,
-) {
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<(), Failure> {
     let tags = restored
         .prompt
         .clone()
@@ -619,7 +642,7 @@ fn apply_start_conditioning(
         Ok(_) => log::info!("prompt: {tags:?}"),
         Err(e) => log::warn!("prompt {tags:?} not applied: {e}"),
     }
-    let load = |path: &Path| audio_file::load_wav(path, rate, OUTPUT_CHANNELS);
+    let load = |path: &Path| load_wav_or_stop(path, rate, OUTPUT_CHANNELS, stop);
     if let Some(path) = &restored.timbre {
         match load(path) {
             Ok(a) => {
@@ -627,6 +650,7 @@ fn apply_start_conditioning(
                     log::warn!("state: timbre {} not restored: {e}", path.display());
                 }
             }
+            Err(e @ LoadError::Stopped(_)) => return Err(load_failure("timbre", e)),
             Err(e) => log::warn!("state: timbre not restored: {e}"),
         }
     }
@@ -637,9 +661,11 @@ fn apply_start_conditioning(
                     log::warn!("state: structure {} not restored: {e}", path.display());
                 }
             }
+            Err(e @ LoadError::Stopped(_)) => return Err(load_failure("structure", e)),
             Err(e) => log::warn!("state: structure not restored: {e}"),
         }
     }
+    Ok(())
 }
 
 fn view(audio: &LoopAudio) -> AudioView<'_> {
@@ -650,9 +676,12 @@ fn view(audio: &LoopAudio) -> AudioView<'_> {
     }
 }
 
-fn load_source(path: &Path, rate: u32) -> Result<LoopAudio, Failure> {
-    let audio = audio_file::load_wav(path, rate, OUTPUT_CHANNELS)
-        .map_err(|e| startup(&format!("source {e}")))?;
+fn load_source(
+    path: &Path,
+    rate: u32,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<LoopAudio, LoadError> {
+    let audio = load_wav_or_stop(path, rate, OUTPUT_CHANNELS, stop)?;
     log::info!(
         "source {}: {} frames ({:.2} s) at {rate} Hz",
         path.display(),

@@ -5,7 +5,8 @@
 //! Safety of the file: a save writes a temp file in the same directory, fsyncs it, renames
 //! it over the state file and fsyncs the directory, so a crash leaves either the old or the
 //! new file, never a torn one. A state file that cannot be read or parsed is renamed to
-//! `<name>.corrupt-<unix seconds>` with a warning and the daemon starts from defaults; it is
+//! `<name>.corrupt-<unix seconds>` (`-2`, `-3`, … for more in the same second, see
+//! [`crate::unique_file`]) with a warning and the daemon starts from defaults; it is
 //! never fatal and never silently overwritten (if it cannot be moved aside, saving is
 //! refused instead).
 //!
@@ -30,7 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use latentd_engine::conditioning::check_prompt;
 use latentd_engine::input_file::{InputFileError, read_bounded};
@@ -345,14 +346,10 @@ fn parse(bytes: &[u8]) -> Result<PersistentState, String> {
 }
 
 fn reject(path: &Path, reason: String) -> (PersistentState, LoadOutcome) {
-    let unix = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
-    let mut moved_to = path.as_os_str().to_owned();
-    moved_to.push(format!(".corrupt-{unix}"));
-    let moved_to = PathBuf::from(moved_to);
-    let outcome = match fs::rename(path, &moved_to) {
-        Ok(()) => {
+    let mut stem = path.as_os_str().to_owned();
+    stem.push(format!(".corrupt-{}", crate::unique_file::unix_seconds()));
+    let outcome = match crate::unique_file::rename_unique(path, Path::new(&stem), "") {
+        Ok(moved_to) => {
             log::warn!(
                 "state file {} {reason}; moved to {} and starting from defaults",
                 path.display(),

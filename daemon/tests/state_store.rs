@@ -102,6 +102,28 @@ fn corrupt_file_is_moved_aside_with_its_bytes_and_defaults_are_used() {
 }
 
 #[test]
+fn two_bad_files_in_one_second_are_both_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let mut kept = Vec::new();
+    for bytes in [&b"first, not json"[..], &b"second, not json"[..]] {
+        fs::write(&path, bytes).unwrap();
+        let (_, _, outcome) = StateStore::open(&path);
+        let LoadOutcome::MovedAside { moved_to, .. } = outcome else {
+            panic!("not moved aside: {outcome:?}");
+        };
+        kept.push((moved_to, bytes));
+    }
+    assert_ne!(
+        kept[0].0, kept[1].0,
+        "the second bad file overwrote the first"
+    );
+    for (moved_to, bytes) in &kept {
+        assert_eq!(fs::read(moved_to).unwrap(), *bytes);
+    }
+}
+
+#[test]
 fn unreadable_path_is_moved_aside_too() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.json");
@@ -122,16 +144,18 @@ fn bad_file_that_cannot_be_moved_aside_is_never_overwritten() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.json");
     fs::write(&path, b"not json").unwrap();
-    // Occupy the names it would be moved to with non-empty directories, so the rename fails
-    // (whatever the user's privileges).
+    // Occupy every name it could be moved to (the plain one and the numbered ones), so the
+    // move fails (whatever the user's privileges).
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
     for second in now..now + 5 {
-        let blocker = dir.path().join(format!("state.json.corrupt-{second}"));
-        fs::create_dir(&blocker).unwrap();
-        fs::write(blocker.join("occupied"), b"").unwrap();
+        fs::write(dir.path().join(format!("state.json.corrupt-{second}")), b"").unwrap();
+        for n in 2..=latentd::unique_file::MAX_SAME_SECOND {
+            let blocker = dir.path().join(format!("state.json.corrupt-{second}-{n}"));
+            fs::write(blocker, b"").unwrap();
+        }
     }
     let (store, state, outcome) = StateStore::open(&path);
     assert_eq!(state, PersistentState::default());

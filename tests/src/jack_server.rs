@@ -119,6 +119,19 @@ impl JackServer {
         self.wait_until_answering();
     }
 
+    /// Send `signal` to the running server (SIGSTOP and SIGCONT freeze and resume it, as a
+    /// hung machine would). Panics if it is not running.
+    pub fn signal(&self, signal: libc::c_int) {
+        let child = self
+            .child
+            .as_ref()
+            .expect("signal: the server is not running");
+        let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+        // SAFETY: plain kill(2) on our own child, which has not been reaped yet.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    }
+
     /// The server name, for `JACK_DEFAULT_SERVER`.
     pub fn name(&self) -> &str {
         &self.name

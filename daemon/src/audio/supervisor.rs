@@ -11,6 +11,17 @@
 //! [`STALL_LIMIT`]. PipeWire has neither, so a PipeWire output is supervised (status,
 //! stop) but not recovered.
 //!
+//! A stall without the server's goodbye may be a server that froze (SIGSTOP, a hung
+//! machine) and resumes: the stalled output is kept, not abandoned, while reopening is
+//! tried. If its callbacks flow again (the slot's callback count moves) before a reopen
+//! succeeds, it is adopted back: the state is `running` at once, one reconnect counted. It
+//! is abandoned when its server says goodbye after all, or when a reopen succeeds (then the
+//! server is a new one).
+//!
+//! `/status` reads the format (period included) from the live output every [`TICK`]
+//! ([`OutputStateHandle::period_frames`]): a server that returns with another period, or
+//! changes its buffer size while running, shows at once.
+//!
 //! A returning server must run at the rate the processor plays at (the ring's, or the one
 //! its converter was built for: the record tap's file has that rate too): one at another
 //! rate is refused with an error in the log and `/status`, and the supervisor keeps
@@ -183,6 +194,7 @@ impl OutputSupervisor {
             slot: Arc::clone(&slot),
             published: Arc::clone(&published),
             running: Some(running),
+            stalled: None,
             links: LinkMemory::new(OUTPUT_CHANNELS),
             callbacks_seen: 0,
             progress_at: Instant::now(),
@@ -270,6 +282,12 @@ impl OutputStateHandle {
         let published = lock(&self.published);
         (published.state, published.reconnects)
     }
+
+    /// The output's period in frames, as the live output reports it (the last one while
+    /// lost); refreshed every [`TICK`].
+    pub fn period_frames(&self) -> usize {
+        lock(&self.published).format.period_frames
+    }
 }
 
 fn lock(published: &Mutex<Published>) -> std::sync::MutexGuard<'_, Published> {
@@ -337,6 +355,8 @@ struct Watch {
     published: Arc<Mutex<Published>>,
     /// The output playing now; `None` while lost.
     running: Option<Box<dyn RunningOutput>>,
+    /// The output lost to a stall, kept while lost in case its server resumes calling it.
+    stalled: Option<Box<dyn RunningOutput>>,
     links: LinkMemory,
     /// Callbacks counted at the last progress.
     callbacks_seen: u64,
@@ -364,7 +384,7 @@ impl Watch {
             let now = Instant::now();
             if self.running.is_some() {
                 self.watch_running(now);
-            } else if now >= self.next_try {
+            } else if !self.revive_stalled(now) && now >= self.next_try {
                 self.try_reopen(now);
             }
             self.publish();
@@ -388,17 +408,15 @@ impl Watch {
             self.progress_at = now;
         }
         let lost = if running.server_lost() {
-            Some("the server shut the client down".to_owned())
+            Some(("the server shut the client down".to_owned(), false))
         } else if running.called_every_period() && now - self.progress_at >= STALL_LIMIT {
-            Some(format!(
-                "no callback for {:.1} s",
-                STALL_LIMIT.as_secs_f64()
-            ))
+            let reason = format!("no callback for {:.1} s", STALL_LIMIT.as_secs_f64());
+            Some((reason, true))
         } else {
             None
         };
         match lost {
-            Some(reason) => self.lose(now, reason),
+            Some((reason, stalled)) => self.lose(now, reason, stalled),
             None => {
                 self.links.observe(&running.connections(), now);
                 self.restore_links(now);
@@ -406,13 +424,18 @@ impl Watch {
         }
     }
 
-    fn lose(&mut self, now: Instant, reason: String) {
+    /// The output is lost at `now`; one that only `stalled` is kept (see the module doc).
+    fn lose(&mut self, now: Instant, reason: String, stalled: bool) {
         let backend = self.backend();
         log::warn!(
             "audio: {backend} output lost ({reason}); the engine keeps running, reconnecting"
         );
         if let Some(running) = self.running.take() {
-            running.abandon();
+            if stalled {
+                self.stalled = Some(running);
+            } else {
+                running.abandon();
+            }
         }
         self.links.output_lost();
         self.lost_at = now;
@@ -421,10 +444,49 @@ impl Watch {
         self.last_error = Some(reason);
     }
 
+    /// While lost to a stall: adopt the stalled output back if its callbacks flow again
+    /// (returns `true`), or abandon it if its server said goodbye after all.
+    fn revive_stalled(&mut self, now: Instant) -> bool {
+        let Some(stalled) = self.stalled.as_ref() else {
+            return false;
+        };
+        if stalled.server_lost() {
+            log::debug!(
+                "audio: the stalled {} output's server shut it down",
+                self.backend()
+            );
+            if let Some(stalled) = self.stalled.take() {
+                stalled.abandon();
+            }
+            return false;
+        }
+        let callbacks = self.slot.stats().snapshot().callbacks;
+        if callbacks == self.callbacks_seen {
+            return false;
+        }
+        self.running = self.stalled.take();
+        self.callbacks_seen = callbacks;
+        self.reconnects += 1;
+        self.last_error = None;
+        self.progress_at = now;
+        self.ticked_at = now;
+        self.restore_links(now);
+        log::info!(
+            "audio: {} output back after {:.2} s: the server calls it again",
+            self.backend(),
+            (now - self.lost_at).as_secs_f64()
+        );
+        true
+    }
+
     fn try_reopen(&mut self, now: Instant) {
         let backend = self.backend();
         match reopen(self.choice, &self.options, &self.slot) {
             Ok(running) => {
+                if let Some(stalled) = self.stalled.take() {
+                    // A new server answered: the stalled output's is gone for good.
+                    stalled.abandon();
+                }
                 self.running = Some(running);
                 self.reconnects += 1;
                 self.last_error = None;
@@ -523,6 +585,10 @@ impl Watch {
     }
 
     fn shut_down(mut self) -> Result<(), AudioError> {
+        if let Some(stalled) = self.stalled.take() {
+            // Its server may be frozen: closing the client could block the stop.
+            stalled.abandon();
+        }
         let Some(running) = self.running.take() else {
             log::info!("audio: stopping; the {} output was lost", self.backend());
             return Ok(());

@@ -11,11 +11,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 
 use latentd_engine::audio_clip::AudioView;
-use latentd_engine::audio_file::{LoopAudio, load_wav};
+use latentd_engine::audio_file::LoopAudio;
 use latentd_engine::conditioning::{ConditioningControl, PromptSpec};
 use latentd_engine::model::Geometry;
 use latentd_osc_schema::rosc::OscType;
@@ -23,6 +24,7 @@ use latentd_osc_schema::{Fail, reply};
 
 use super::DaemonEngine;
 use super::session::Session;
+use crate::load::load_wav_or_stop;
 use crate::osc::{ReplyTo, Subscribers};
 
 /// Jobs waiting at most; more are refused with `/fail` (the client should `/sync`).
@@ -108,6 +110,9 @@ pub struct JobContext {
     pub session: Arc<Session>,
     /// The model's geometry (references are converted to its rate and channels).
     pub geometry: Geometry,
+    /// Set by a stop signal: a file load in progress gives up (fails its job) at once, so
+    /// the stop never waits for it (see [`crate::load`]).
+    pub stop: Arc<AtomicBool>,
 }
 
 /// The worker thread.
@@ -238,7 +243,7 @@ fn reference<T, E: std::fmt::Display>(
 
 fn load(cx: &JobContext, path: &Path) -> Result<LoopAudio, String> {
     let g = cx.geometry;
-    load_wav(path, g.sample_rate, g.audio_channels).map_err(|e| e.to_string())
+    load_wav_or_stop(path, g.sample_rate, g.audio_channels, &cx.stop).map_err(|e| e.to_string())
 }
 
 fn view(audio: &LoopAudio) -> AudioView<'_> {

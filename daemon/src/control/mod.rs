@@ -66,13 +66,12 @@ pub fn param_specs() -> Vec<ParamSpec> {
 pub struct StatusSources {
     /// The output's counters (xruns).
     pub output: Arc<OutputStats>,
-    /// Output period in frames.
-    pub period_frames: usize,
     /// Engine backend name for `/status` (the running backend: it changes if a GPU fails).
     pub backend: crate::engine_select::BackendName,
     /// Whether the engine generates (`--engine off`: transport never unpauses it).
     pub generate: bool,
-    /// The audio output's state (running, lost, reconnecting) and its reconnect count.
+    /// The audio output's state (running, lost, reconnecting), its reconnect count and its
+    /// live period.
     pub output_state: OutputStateHandle,
 }
 
@@ -403,7 +402,7 @@ impl Dispatcher {
         StatusReport {
             backend: (self.status.backend)(),
             sample_rate: self.ring.sample_rate(),
-            period_frames: self.status.period_frames as u32,
+            period_frames: self.status.output_state.period_frames() as u32,
             playhead_s: self.ring.playhead() as f64 / rate,
             loop_s: self.ring.loop_frames() as f64 / rate,
             ticks_per_s: stats.ticks_per_s,
