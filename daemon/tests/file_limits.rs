@@ -244,13 +244,14 @@ fn bad_items_in_the_saved_state_are_skipped_and_the_rest_restored() {
             dir.path().to_str().unwrap(),
         ],
     );
-    // One log line per item dropped or skipped, in start order, then the daemon serves.
+    // One log line per item dropped or skipped, in start order (knobs, the loop's source, the
+    // prompt and references as the engine starts), then the daemon serves.
     for needle in [
         "knob periodicity = 99 dropped: value 99 is out of range for knob periodicity",
         "knob sampler = 0.5 dropped: knob sampler takes an integer in [0, 1]; got 0.5",
         "prompt dropped: prompt: prompt has 1001 characters (accepted: 1 to 1000)",
-        "the header claims 601.0 s of audio (accepted: up to 600 s)",
         "is a FIFO, not a regular file",
+        "the header claims 601.0 s of audio (accepted: up to 600 s)",
     ] {
         daemon.wait_for(needle, Duration::from_secs(10));
     }

@@ -12,8 +12,7 @@
 //! issue asks for percentiles, criterion reports means). Skips with a message when the ONNX
 //! Runtime library or the bundle tooling is absent.
 
-#[path = "../tests/onnx_common/mod.rs"]
-mod onnx_common;
+use latentd_tests::test_bundles;
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -39,13 +38,13 @@ fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
 }
 
 fn bench_onnx(c: &mut Criterion) {
-    let Some(library) = onnx_common::library() else {
+    let Some(library) = test_bundles::library() else {
         return;
     };
     let (_tmp, dir) = match std::env::var_os("LATENTD_BENCH_BUNDLE") {
         Some(d) => (None, std::path::PathBuf::from(d)),
         None => {
-            let Some(t) = onnx_common::bundle(&["--preset", "acestep-shaped"]) else {
+            let Some(t) = test_bundles::bundle(&["--preset", "acestep-shaped"]) else {
                 return;
             };
             let d = t.path().to_path_buf();

@@ -4,7 +4,7 @@
 //! One test in its own binary: ONNX Runtime is loaded once per process, so the bad paths
 //! must be tried before the good one, in order.
 
-mod onnx_common;
+use latentd_tests::test_bundles;
 
 use std::path::Path;
 
@@ -12,7 +12,7 @@ use latentd_engine::model::bundle::onnx::{OnnxLoadError, find_library, runtime};
 
 #[test]
 fn bad_libraries_are_typed_errors_and_a_good_one_loads_after_them() {
-    let good = onnx_common::library();
+    let good = test_bundles::library();
     let saved_env = std::env::var_os("ORT_DYLIB_PATH");
     let missing = Path::new("/nonexistent/libonnxruntime.so");
     let e = runtime(Some(missing)).expect_err("missing");

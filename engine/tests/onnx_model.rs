@@ -6,7 +6,7 @@
 //! Skips with `SKIPPED: <why>` when the library or the bundle tooling is absent; fails then
 //! under `LATENTD_REQUIRE_ORT=1`.
 
-mod onnx_common;
+use latentd_tests::test_bundles;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,7 +27,7 @@ static ALLOC: assert_no_alloc::AllocDisabler = assert_no_alloc::AllocDisabler;
 
 fn options() -> Option<OnnxOptions> {
     Some(OnnxOptions {
-        library: Some(onnx_common::library()?),
+        library: Some(test_bundles::library()?),
         ..OnnxOptions::default()
     })
 }
@@ -40,7 +40,7 @@ fn load(dir: &Path) -> Result<OnnxModel, OnnxLoadError> {
 fn tiny(seed: u32) -> Option<(tempfile::TempDir, OnnxModel)> {
     options()?;
     let seed = seed.to_string();
-    let dir = onnx_common::bundle(&["--preset", "tiny", "--seed", &seed])?;
+    let dir = test_bundles::bundle(&["--preset", "tiny", "--seed", &seed])?;
     let model = load(dir.path()).expect("the tiny bundle loads");
     Some((dir, model))
 }
@@ -321,7 +321,7 @@ fn load_err(dir: &Path) -> OnnxLoadError {
 #[test]
 fn a_bundle_with_a_missing_file_is_refused() {
     let Some(_) = options() else { return };
-    let Some(dir) = onnx_common::bundle(&["--preset", "tiny"]) else {
+    let Some(dir) = test_bundles::bundle(&["--preset", "tiny"]) else {
         return;
     };
     std::fs::remove_file(dir.path().join("decoder.onnx")).unwrap();
@@ -333,7 +333,7 @@ fn a_bundle_with_a_missing_file_is_refused() {
 /// A tiny bundle broken by `make_test_bundle.py --fault <fault>`, and its load error.
 fn faulty(fault: &str) -> Option<OnnxLoadError> {
     options()?;
-    let dir = onnx_common::bundle(&["--preset", "tiny", "--fault", fault])?;
+    let dir = test_bundles::bundle(&["--preset", "tiny", "--fault", fault])?;
     Some(load_err(dir.path()))
 }
 
@@ -364,10 +364,10 @@ fn a_dit_with_a_wrong_rank_is_refused() {
 #[test]
 fn an_input_outside_the_convention_is_refused() {
     let Some(_) = options() else { return };
-    let Some(dir) = onnx_common::bundle(&["--preset", "tiny"]) else {
+    let Some(dir) = test_bundles::bundle(&["--preset", "tiny"]) else {
         return;
     };
-    onnx_common::edit_graph(
+    test_bundles::edit_graph(
         dir.path(),
         "dit.onnx",
         "g = m.graph\n\
@@ -416,11 +416,11 @@ fn a_decoder_that_outputs_nan_is_refused_at_load() {
 #[test]
 fn a_nan_at_run_time_is_a_typed_error_and_leaves_the_slots_unchanged() {
     let Some(_) = options() else { return };
-    let Some(dir) = onnx_common::bundle(&["--preset", "tiny"]) else {
+    let Some(dir) = test_bundles::bundle(&["--preset", "tiny"]) else {
         return;
     };
     // NaN only for timesteps below 0.3: the load probe (t = 1) passes, a late step fails.
-    onnx_common::edit_graph(
+    test_bundles::edit_graph(
         dir.path(),
         "dit.onnx",
         "g = m.graph\n\
@@ -539,7 +539,7 @@ fn a_walk_chunk_decodes_like_the_same_window_of_the_whole_loop() {
 #[test]
 fn a_cfg_bundle_doubles_the_batch_and_the_guidance_knob_moves_the_result() {
     let Some(_) = options() else { return };
-    let Some(dir) = onnx_common::bundle(&["--preset", "tiny"]) else {
+    let Some(dir) = test_bundles::bundle(&["--preset", "tiny"]) else {
         return;
     };
     let manifest = dir.path().join("bundle.toml");
