@@ -114,6 +114,14 @@ pub fn build_model(settings: &Settings) -> Result<(ChosenModel, BackendName), St
         OnnxModel::load(dir, options).map_err(|e| format!("model {}: {e}", dir.display()))?;
     let name = format!("bundle: {}", model.describe());
     log::info!("engine backend: {name}");
+    let inert = model.inert_knobs();
+    if !inert.is_empty() {
+        log::info!(
+            "bundle {}: inert knobs (the bundle cannot honour them): {}",
+            model.manifest().name,
+            inert.join(", ")
+        );
+    }
     Ok((
         ChosenModel::Bundle(Arc::new(model)),
         Arc::new(move || name.clone()),

@@ -776,6 +776,28 @@ impl OnnxModel {
         )
     }
 
+    /// The knobs this bundle cannot honour (they change nothing it plays), in knob-table
+    /// order: `guidance` and `cfg_rescale` with `guidance = "none"`; `prompt_blend` without
+    /// `[text]` (there is no prompt to blend); `x0_target` without `[encoder]` (no source
+    /// to lock to); `timbre_strength` and `structure_strength` always (this backend takes
+    /// no timbre or structure reference).
+    pub fn inert_knobs(&self) -> Vec<&'static str> {
+        let m = &self.manifest;
+        let no_guidance = m.sampler.guidance == Guidance::None;
+        [
+            (KnobId::guidance, no_guidance),
+            (KnobId::cfg_rescale, no_guidance),
+            (KnobId::x0_target, m.encoder.is_none()),
+            (KnobId::timbre_strength, true),
+            (KnobId::structure_strength, true),
+            (KnobId::prompt_blend, m.text.is_none()),
+        ]
+        .into_iter()
+        .filter(|&(_, inert)| inert)
+        .map(|(id, _)| id.spec().name)
+        .collect()
+    }
+
     /// The bundle's manifest.
     pub fn manifest(&self) -> &BundleManifest {
         &self.manifest
