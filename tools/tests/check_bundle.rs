@@ -1,7 +1,8 @@
 //! `latentctl check-bundle` on real random-weight bundles (written by
 //! `tools/bundles/make_test_bundle.py`) and the real ONNX Runtime library: a sound bundle
 //! passes with one `ok` line per check; a broken graph and a tampered parity vector each fail
-//! with one `latentctl: error: ...` line, exit 2, naming what is wrong.
+//! with one `latentctl: error: ...` line, exit 2, naming what is wrong; so does a missing
+//! runtime library; a bundle without `[parity]` passes and says it has no vectors.
 //!
 //! Skips (printing `SKIPPED: <why>`) without python3 + onnx or the runtime library, and fails
 //! instead under `LATENTD_REQUIRE_ORT=1`.
@@ -93,4 +94,39 @@ fn a_tampered_parity_vector_fails_naming_the_graph_and_the_error() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("ok load: "), "{stdout}");
     assert!(!stdout.contains("ok dit parity"), "{stdout}");
+}
+
+#[test]
+fn a_bundle_without_parity_vectors_passes_and_says_so() {
+    let Some(lib) = library() else { return };
+    let Some(dir) = bundle(&["--preset", "tiny"]) else {
+        return;
+    };
+    let manifest = dir.path().join("bundle.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    let cut = text
+        .find("[parity]")
+        .expect("the tiny bundle carries [parity]");
+    std::fs::write(&manifest, &text[..cut]).unwrap();
+    let out = check_bundle(dir.path(), &lib);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("ok load: tiny-random"), "{stdout}");
+    assert!(
+        stdout.contains("ok parity: the bundle carries no [parity] vectors"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_missing_runtime_library_is_one_error_line() {
+    let Some(dir) = bundle(&["--preset", "tiny"]) else {
+        return;
+    };
+    let line = one_error(&check_bundle(
+        dir.path(),
+        Path::new("/nonexistent/libort.so"),
+    ));
+    assert!(line.contains("ONNX Runtime library not found"), "{line}");
+    assert!(line.contains("/nonexistent/libort.so"), "{line}");
 }
