@@ -10,7 +10,9 @@
 //! applying what can change live (log level, OSC allowlist, knob defaults, lead settings)
 //! without touching the audio, and naming the changed keys that need a restart; `STATUS=`
 //! lines every few seconds; a failed engine tick (caught by the engine, which restarts its pipeline
-//! while the ring keeps playing) is logged.
+//! while the ring keeps playing) is logged, and so are runtime model faults (a bundle's DiT
+//! run that failed or gave NaN / Inf; at most one line per [`MODEL_FAULT_LOG_EVERY`], with
+//! the count), which the `STATUS=` line also carries.
 //! Stop (SIGINT, SIGTERM and the other stop signals of [`crate::signals`]): watchdog pings
 //! end, `STOPPING=1`, fade to silence, close OSC, finish the queued jobs, save the state,
 //! stop the engine and the output, print the counters.
@@ -50,7 +52,7 @@ use crate::cli::{EngineChoice, Settings};
 use crate::control::jobs::{JobContext, JobWorker};
 use crate::control::session::Session;
 use crate::control::{ControlHandler, DaemonEngine, Dispatcher, StatusSources, param_specs};
-use crate::engine_select::ChosenModel;
+use crate::engine_select::{ChosenModel, ModelFaults, ModelHealth};
 use crate::load::{LoadError, load_wav_or_stop};
 use crate::osc::oscquery::{OscQueryConfig, OscQueryServer};
 use crate::osc::{DEFAULT_MAX_SUBSCRIBERS, OscConfig, OscServer, Subscribers};
@@ -75,6 +77,8 @@ const RECORD_QUEUE_SECONDS: f64 = 2.0;
 const STATE_DEBOUNCE: Duration = Duration::from_millis(500);
 /// How often `STATUS=` is refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
+/// At most one log line about runtime model faults per this span.
+pub const MODEL_FAULT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// Longest wait for the fade-out at stop.
 const FADE_TIMEOUT: Duration = Duration::from_millis(200);
 
@@ -201,6 +205,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     let (model, backend_name) =
         crate::engine_select::build_model(settings).map_err(|e| startup(&e))?;
     let geometry = model.geometry();
+    let model_health = model.health();
     let (knobs, knob_reader) = KnobStore::new();
     let knobs = Arc::new(knobs);
     apply_start_knobs(&knobs, settings, &restored);
@@ -452,6 +457,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
             osc: &osc,
             oscquery: oscquery.as_ref(),
         },
+        &model_health,
         settings,
         args,
     );
@@ -493,11 +499,13 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
 }
 
 /// Serve until SIGINT or SIGTERM: reload on SIGHUP, refresh `STATUS=`, report engine
-/// panics (the engine catches them and restarts its pipeline; the ring keeps playing).
+/// panics (the engine catches them and restarts its pipeline; the ring keeps playing) and
+/// runtime model faults (rate-limited, see [`ModelFaultLog`]).
 fn serve(
     signals: &mut Signals,
     notifier: &Notifier,
     live: &LiveParts<'_>,
+    model_health: &ModelHealth,
     settings: &Settings,
     args: Vec<OsString>,
 ) {
@@ -508,6 +516,7 @@ fn serve(
     let mut panics_reported = 0;
     let mut pushed_status = None;
     let mut ignored = IgnoredLog::default();
+    let mut model_faults = ModelFaultLog::default();
     loop {
         dispatcher.push_status_changes(&mut pushed_status);
         if last_status.elapsed() >= STATUS_EVERY {
@@ -525,8 +534,14 @@ fn serve(
                 format!("output {} (the engine keeps its state)", s.output)
             };
             let _ = notifier.status(&format!(
-                "{output} {:.1}/{:.1} s, {:.0} ticks/s, lead {:.2} s, xruns {}, late {}",
-                s.playhead_s, s.loop_s, s.ticks_per_s, s.lead_s, s.xruns, s.late_landings
+                "{output} {:.1}/{:.1} s, {:.0} ticks/s, lead {:.2} s, xruns {}, late {}{}",
+                s.playhead_s,
+                s.loop_s,
+                s.ticks_per_s,
+                s.lead_s,
+                s.xruns,
+                s.late_landings,
+                ModelFaultLog::status_suffix(&model_health())
             ));
             last_status = Instant::now();
         }
@@ -539,6 +554,7 @@ fn serve(
             );
             panics_reported = panics;
         }
+        model_faults.report(&model_health(), Instant::now());
         for signal in signals.pending() {
             match crate::signals::action(signal) {
                 SignalAction::Reload => reload_config(notifier, &mut running, &args, live),
@@ -551,6 +567,47 @@ fn serve(
             }
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Logs runtime model faults: at most one line per [`MODEL_FAULT_LOG_EVERY`], with how
+/// many ticks failed since the last line and since start, and the newest failure.
+#[derive(Default)]
+struct ModelFaultLog {
+    /// The fault count the last line reported.
+    logged: u64,
+    /// When that line was written.
+    at: Option<Instant>,
+}
+
+impl ModelFaultLog {
+    fn report(&mut self, faults: &ModelFaults, now: Instant) {
+        let due = self
+            .at
+            .is_none_or(|at| now.duration_since(at) >= MODEL_FAULT_LOG_EVERY);
+        if faults.count <= self.logged || !due {
+            return;
+        }
+        log::error!(
+            "model failed: {} tick(s) ({} since start), the slots were left unchanged and the \
+             loop keeps playing; last: {}",
+            faults.count - self.logged,
+            faults.count,
+            faults.last.as_deref().unwrap_or("unknown")
+        );
+        self.logged = faults.count;
+        self.at = Some(now);
+    }
+
+    /// What the `STATUS=` line adds: nothing while the model has not failed.
+    fn status_suffix(faults: &ModelFaults) -> String {
+        match faults.count {
+            0 => String::new(),
+            n => format!(
+                ", model faults {n} (last: {})",
+                faults.last.as_deref().unwrap_or("unknown")
+            ),
+        }
     }
 }
 

@@ -13,6 +13,8 @@
 //!   in-process engine, in simulated time (`--sim`) or in real time on an audio output
 //!   (`--realtime --audio null|jack`).
 //! - `bench knob-to-ear`, `bench flood`: external measurements (see `bench`).
+//! - `check-bundle DIR`: validate a model bundle and run its parity vectors (see
+//!   `check_bundle`); exit 2 with one `latentctl: error: ...` line on the first failure.
 //!
 //! Arguments are typed by the schema (see `args`). Exit status: 0 success, 1 the server
 //! answered `/fail`, 2 bad command line, 3 no reply within `--timeout` or a network error.
@@ -22,6 +24,7 @@
 
 mod args;
 mod bench;
+mod check_bundle;
 mod golden;
 mod link;
 mod show;
@@ -87,6 +90,8 @@ enum Cmd {
     Golden(golden::GoldenArgs),
     /// Measure a running latentd from outside: knob-to-ear via JACK capture, OSC floods.
     Bench(bench::BenchArgs),
+    /// Check a model bundle: manifest, graphs on ONNX Runtime, parity vectors.
+    CheckBundle(check_bundle::CheckBundleArgs),
 }
 
 /// Why a command did not succeed; each maps to an exit status.
@@ -179,6 +184,9 @@ fn run(cli: &Cli) -> Result<(), Failure> {
         Cmd::Watch => watch(cli),
         Cmd::Golden(args) => golden::run(args.clone()).map_err(|e| Failure::Refused(e.to_string())),
         Cmd::Bench(args) => bench::run(cli, args, &schema),
+        Cmd::CheckBundle(args) => {
+            check_bundle::run(args).map_err(|e| Failure::Usage(format!("error: {e}")))
+        }
     }
 }
 

@@ -297,6 +297,41 @@ pub fn runtime(explicit: Option<&Path>) -> Result<(PathBuf, Environment), OnnxLo
     Ok((path, env))
 }
 
+/// Opens the graph `file` of the bundle in `dir` as an ONNX Runtime session with the
+/// threading `options` ask for (blocking: reads and optimises the graph).
+pub(super) fn open_session(
+    env: &Environment,
+    dir: &Path,
+    file: &Path,
+    options: &OnnxOptions,
+) -> Result<Session, OnnxLoadError> {
+    let path = dir.join(file);
+    let name = file_name(dir, file);
+    if !path.is_file() {
+        return Err(OnnxLoadError::File {
+            path,
+            reason: "missing".into(),
+        });
+    }
+    let refused = |e: String| OnnxLoadError::Session {
+        file: name.clone(),
+        reason: e,
+    };
+    let e = |e: ort::Error<_>| refused(e.to_string());
+    Session::builder(env)
+        .map_err(|e| refused(e.to_string()))?
+        .with_intra_threads(options.intra_threads.max(1))
+        .map_err(e)?
+        .with_inter_threads(1)
+        .map_err(e)?
+        .with_intra_op_spinning(options.spinning)
+        .map_err(e)?
+        .with_inter_op_spinning(false)
+        .map_err(e)?
+        .commit_from_file(&path)
+        .map_err(|e| refused(e.to_string()))
+}
+
 /// One tensor an ONNX file must have: conventional name, element type, rank.
 struct Convention {
     name: &'static str,
@@ -523,33 +558,7 @@ impl OnnxModel {
     ) -> Result<Self, OnnxLoadError> {
         let (library, env) = runtime(options.library.as_deref())?;
         let dir = spec.dir.clone();
-        let open = |file: &Path| -> Result<Session, OnnxLoadError> {
-            let path = dir.join(file);
-            let name = file_name(&dir, file);
-            if !path.is_file() {
-                return Err(OnnxLoadError::File {
-                    path,
-                    reason: "missing".into(),
-                });
-            }
-            let refused = |e: String| OnnxLoadError::Session {
-                file: name.clone(),
-                reason: e,
-            };
-            let e = |e: ort::Error<_>| refused(e.to_string());
-            Session::builder(&env)
-                .map_err(|e| refused(e.to_string()))?
-                .with_intra_threads(options.intra_threads.max(1))
-                .map_err(e)?
-                .with_inter_threads(1)
-                .map_err(e)?
-                .with_intra_op_spinning(options.spinning)
-                .map_err(e)?
-                .with_inter_op_spinning(false)
-                .map_err(e)?
-                .commit_from_file(&path)
-                .map_err(|e| refused(e.to_string()))
-        };
+        let open = |file: &Path| open_session(&env, &dir, file, &options);
         let g = spec.geometry;
         let c = g.latent_channels;
         if c == 0 || !c.is_multiple_of(CHANNEL_GROUPS) {
@@ -765,6 +774,28 @@ impl OnnxModel {
             self.manifest.name,
             self.library.display()
         )
+    }
+
+    /// The knobs this bundle cannot honour (they change nothing it plays), in knob-table
+    /// order: `guidance` and `cfg_rescale` with `guidance = "none"`; `prompt_blend` without
+    /// `[text]` (there is no prompt to blend); `x0_target` without `[encoder]` (no source
+    /// to lock to); `timbre_strength` and `structure_strength` always (this backend takes
+    /// no timbre or structure reference).
+    pub fn inert_knobs(&self) -> Vec<&'static str> {
+        let m = &self.manifest;
+        let no_guidance = m.sampler.guidance == Guidance::None;
+        [
+            (KnobId::guidance, no_guidance),
+            (KnobId::cfg_rescale, no_guidance),
+            (KnobId::x0_target, m.encoder.is_none()),
+            (KnobId::timbre_strength, true),
+            (KnobId::structure_strength, true),
+            (KnobId::prompt_blend, m.text.is_none()),
+        ]
+        .into_iter()
+        .filter(|&(_, inert)| inert)
+        .map(|(id, _)| id.spec().name)
+        .collect()
     }
 
     /// The bundle's manifest.
