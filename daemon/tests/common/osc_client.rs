@@ -71,6 +71,16 @@ impl Link {
         }
     }
 
+    /// A UDP link to `addr` from `socket` (e.g. bound to another loopback address, so that
+    /// the daemon counts it as another client).
+    pub fn connect_from(socket: UdpSocket, addr: SocketAddr) -> Link {
+        Link {
+            socket: Socket::Udp(socket, addr),
+            received: VecDeque::new(),
+            transport: Transport::Udp,
+        }
+    }
+
     /// Send raw packet bytes (framed for TCP).
     pub fn send_bytes(&mut self, bytes: &[u8]) {
         match &mut self.socket {
