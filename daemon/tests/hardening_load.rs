@@ -5,7 +5,8 @@
 //! bad files (a sparse WAV claiming too long a loop, a 1 Hz WAV, a FIFO) and malformed
 //! packets. A well-behaved client measures OSC round trips over UDP and TCP (p99 under
 //! 10 ms) and OSCQuery GETs; the daemon's RSS is sampled. At the end it still plays, the
-//! recording has no gap, and SIGTERM saves the knob set before the attack.
+//! recording has no gap, and SIGTERM saves the knob set before the attack. A second test
+//! holds docs/operations.md to the OSC schema's packet, address and string limits.
 //!
 //! Threading: one thread per attacker, stopped by a shared flag; the test thread measures.
 
@@ -422,4 +423,23 @@ fn under_every_attack_at_once_the_daemon_plays_answers_fast_and_loses_nothing() 
         longest <= PERIOD,
         "a gap of {longest} frames at frame {longest_at} of the recording"
     );
+}
+
+/// docs/operations.md's OSC transport table also lists the packet, address and string limits
+/// of the OSC schema, with their declared values.
+#[test]
+fn operations_doc_lists_the_packet_limits() {
+    let doc = include_str!("../../docs/operations.md");
+    let limits = latentd_osc_schema::Limits::default();
+    for (name, bytes) in [
+        ("packet size", limits.max_packet_bytes),
+        ("address length", limits.max_address_bytes),
+        ("string argument", limits.max_string_bytes),
+    ] {
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with(&format!("| {name} |")))
+            .unwrap_or_else(|| panic!("no row {name:?} in docs/operations.md"));
+        assert!(row.contains(&format!("| {bytes} bytes |")), "{row}");
+    }
 }
