@@ -18,10 +18,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::Daemon;
+use common::hostile::{connect_small_window, framed, percentile, rss_kib};
 use common::osc_client::{Link, REPLY_LIMIT, Transport, bundle, msg, number, timetag};
-use latentd::osc::{
-    CommandHandler, Framing, OscConfig, OscServer, Peer, ReplyTo, Subscribers, encode_frame,
-};
+use latentd::osc::{CommandHandler, OscConfig, OscServer, Peer, ReplyTo, Subscribers};
 use latentd_osc_schema::limits::{
     MAX_SUBSCRIBERS, MAX_TIMED_BUNDLE_HORIZON, MAX_TIMED_BUNDLES, MAX_TIMED_BUNDLES_PER_CLIENT,
     RATE_BURST, RATE_PER_S, REFUSAL_LOG_INTERVAL, TCP_IDLE_TIMEOUT, TCP_MAX_BEHIND,
@@ -63,49 +62,6 @@ fn start_daemon(dir: &std::path::Path) -> (Daemon, SocketAddr) {
     (daemon, addr.parse().unwrap())
 }
 
-fn framed(packet: &OscPacket) -> Vec<u8> {
-    encode_frame(Framing::SizePrefix, &encoder::encode(packet).unwrap())
-}
-
-/// A TCP connection whose receive buffer is 4 KiB, so a client that does not read fills the
-/// path between it and the daemon within a fraction of a second.
-fn connect_small_window(addr: SocketAddr) -> TcpStream {
-    use std::os::fd::FromRawFd;
-    let SocketAddr::V4(v4) = addr else {
-        panic!("IPv4 expected: {addr}")
-    };
-    // SAFETY: plain socket calls on a descriptor created here and handed to TcpStream once
-    // connected; the pointers describe live locals of the right size.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0);
-        let size: libc::c_int = 4096;
-        let rc = libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&raw const size).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-        assert_eq!(rc, 0);
-        let sin = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: v4.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(*v4.ip()).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
-        let rc = libc::connect(
-            fd,
-            (&raw const sin).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        );
-        assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
-        TcpStream::from_raw_fd(fd)
-    }
-}
-
 /// True when the daemon closed `stream` within `limit` (reads whatever is still buffered).
 fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
     let t0 = Instant::now();
@@ -122,10 +78,6 @@ fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
         }
     }
     false
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 /// Finding: a TCP `/notify` subscriber that never reads stalled OSC for every client (each
@@ -578,18 +530,6 @@ fn operations_doc_lists_every_transport_limit() {
             "row {name:?} should say {value:?}: {row}"
         );
     }
-}
-
-/// The daemon's resident memory in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 /// Every finding at once, for 8 s: a never-reading subscriber (reconnecting when dropped),

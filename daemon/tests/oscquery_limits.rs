@@ -11,6 +11,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::hostile::{
+    http_exchange as exchange, http_status as status, read_http_answer as read_answer, rss_kib,
+};
 use common::service_fixture::{Daemon, Launch, Osc};
 use latentd_osc_schema::oscquery_http::{
     IDLE_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_HEAD_BYTES, MAX_HEADERS, MAX_URL_BYTES,
@@ -62,46 +65,6 @@ fn start(dir: &TempDir, bind: &str, config: &str) -> (Daemon, SocketAddr, Socket
 /// A daemon on loopback with an empty config.
 fn start_local(dir: &TempDir) -> (Daemon, SocketAddr, SocketAddr) {
     start(dir, "127.0.0.1:0", "")
-}
-
-/// Send `raw`, read until the server closes or `limit` passes; the text received (possibly
-/// partial) or the error that ended it.
-fn exchange(addr: SocketAddr, raw: &[u8], limit: Duration) -> Result<String, String> {
-    let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
-    stream.write_all(raw).map_err(|e| format!("write: {e}"))?;
-    read_answer(&mut stream, limit)
-}
-
-fn read_answer(stream: &mut TcpStream, limit: Duration) -> Result<String, String> {
-    let end = Instant::now() + limit;
-    let mut got = Vec::new();
-    let mut chunk = [0u8; 65536];
-    loop {
-        let Some(left) = end.checked_duration_since(Instant::now()) else {
-            return Err(format!(
-                "no end of answer within {limit:?}; got {:?}",
-                String::from_utf8_lossy(&got)
-            ));
-        };
-        stream
-            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-            .unwrap();
-        match stream.read(&mut chunk) {
-            Ok(0) => return Ok(String::from_utf8_lossy(&got).into_owned()),
-            Ok(n) => got.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) if !got.is_empty() => {
-                let _ = e;
-                return Ok(String::from_utf8_lossy(&got).into_owned());
-            }
-            Err(e) => return Err(format!("read: {e}")),
-        }
-    }
-}
-
-/// The status code of an HTTP answer.
-fn status(answer: &str) -> Option<u16> {
-    answer.split(' ').nth(1)?.parse().ok()
 }
 
 /// `GET /?HOST_INFO` on a new connection: its status, or why there is none.
@@ -578,14 +541,4 @@ fn under_all_of_it_at_once_others_are_served_and_memory_stays_bounded() {
         rss_after < rss_before + 32 * 1024,
         "RSS grew from {rss_before} to {rss_after} KiB"
     );
-}
-
-/// Resident memory of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
