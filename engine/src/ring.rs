@@ -45,9 +45,9 @@
 //!   (`B` beyond the new end) is cleared while one that fits is kept, a pending seek beyond
 //!   the new end is dropped, and the transport (paused or playing) is untouched. The old
 //!   loop goes back to the writer through a second single-slot queue and is freed on the
-//!   writer's thread: the reader never frees memory. Between the request and the adoption
-//!   the writer drops its writes (counted late; the old audio plays on); after it, writes
-//!   land in the new loop. One swap at a time: the next is refused until the old loop is
+//!   writer's thread: the reader never frees memory. From the request until the writer
+//!   sees the adoption ([`RingWriter::poll_swap`]) its writes are dropped (counted late);
+//!   after that they land in the new loop. One swap at a time: the next is refused until the old loop is
 //!   back. Handles follow the swap: [`RingHandle::loop_frames`] changes at the adoption.
 //!
 //! Samples live in `AtomicU32` cells (the bit patterns of `f32`) accessed with `Relaxed`
@@ -816,8 +816,9 @@ impl RingWriter {
         self.swap.is_some()
     }
 
-    /// Whether the reader has not yet adopted the loop last handed over.
-    fn awaiting_adoption(&self) -> bool {
+    /// Whether the loop last handed over is not yet in use here (the reader has not
+    /// adopted it, or [`Self::poll_swap`] has not seen it since): writes are dropped.
+    pub fn swap_awaiting_adoption(&self) -> bool {
         self.swap
             .as_ref()
             .is_some_and(|(new, _)| !Arc::ptr_eq(&self.storage, new))
@@ -832,7 +833,6 @@ impl RingWriter {
     /// (taken modulo the loop), crossfading both edges against what is there. Blocks
     /// inside the guard zone are skipped and their frames counted as late.
     pub fn write(&mut self, start: usize, audio: &[f32]) -> Result<WriteReport, RingError> {
-        self.poll_swap();
         let s = &*self.shared;
         let st = &*self.storage;
         let ch = s.channels;
@@ -854,7 +854,7 @@ impl RingWriter {
         let mut offset = 0;
         let mut frame = start % st.frames;
         // Until the reader adopts a swapped-in loop, positions name neither loop: drop all.
-        let dropping = self.awaiting_adoption();
+        let dropping = self.swap_awaiting_adoption();
         while offset < len {
             let block = frame / BLOCK_FRAMES;
             let block_end = ((block + 1) * BLOCK_FRAMES).min(st.frames);
