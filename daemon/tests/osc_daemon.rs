@@ -273,7 +273,7 @@ fn contract_rows(fx: &Fixture, transport: Transport, k: f32) {
     link.send(&msg("/source", vec![s("loop.wav")]));
     assert_eq!(link.expect("/done"), vec![s("/source")]);
     let short_s = LOOP_S / 4.0;
-    let mut loop_becomes = |link: &mut Link, want: f64| {
+    let loop_becomes = |link: &mut Link, want: f64| {
         assert!(
             eventually(Duration::from_secs(2), || (link.status().loop_s - want)
                 .abs()
