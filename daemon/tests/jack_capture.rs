@@ -1,7 +1,8 @@
 //! The real `latentd` binary playing into a private `jackd -d dummy`, heard through a
 //! [`JackCapture`] client on its ports (issue 6): SIGTERM fades out instead of clicking
 //! (exit 0 within a second, the state file written, the capture unbroken up to a ramp down
-//! to exact silence), and SIGHUP reloads never interrupt the audio.
+//! to exact silence), SIGHUP reloads never interrupt the audio, and a `/source` of another
+//! length replaces the loop without a click (issue 11).
 //!
 //! The daemon plays, with `--engine off`, a one-second loop of a 440 Hz quadrature pair
 //! (`out_1` = A·sin, `out_2` = A·cos). Its envelope, √(L² + R²) = A·gain, and its phase,
@@ -329,4 +330,80 @@ fn sighup_reloads_never_interrupt_the_audio() {
         rec.frame_time_gaps()
     );
     drop(session);
+}
+
+/// `/source` of a 3 s loop while the 1 s tone plays (issue 11): answered `/done`, the ring
+/// takes the new length, and the capture shows no step around the swap larger than the
+/// new tone's own (a cut from one tone to the other, out of phase, steps by up to 2·A).
+#[test]
+fn a_source_of_another_length_replaces_the_loop_without_a_click() {
+    let session = JackSession::start(RATE, PERIOD);
+    let dir = TempDir::new().unwrap();
+    let notify = NotifySocket::bind(dir.path());
+    let config = dir.path().join("latentd.toml");
+    std::fs::write(&config, "[log]\nlevel = \"info\"\n").unwrap();
+    let media = dir.path().join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    // 3 s of a 660 Hz quadrature pair, a third of a cycle on: no frame lines up with the
+    // 440 Hz loop's, so a swap without a crossfade jumps.
+    let new_tone = latentd_tests::Quadrature {
+        tone_hz: 660.0,
+        ..TONE
+    };
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: RATE,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut wav = hound::WavWriter::create(media.join("swap.wav"), spec).unwrap();
+    for i in 0..3 * RATE {
+        let phase = std::f64::consts::TAU * (660.0 * f64::from(i) / f64::from(RATE) + 1.0 / 3.0);
+        wav.write_sample(LEVEL * phase.sin() as f32).unwrap();
+        wav.write_sample(LEVEL * phase.cos() as f32).unwrap();
+    }
+    wav.finalize().unwrap();
+    let daemon = start_tone_daemon(
+        &session,
+        &dir,
+        &notify,
+        &config,
+        &["--media", media.to_str().unwrap()],
+    );
+    let capture = JackCapture::connected("capture", ["latentd:out_1", "latentd:out_2"]);
+    capture.record(RATE as usize / 2, Duration::from_secs(10));
+    let osc = Osc::new(daemon.osc_addr(Duration::from_secs(2)));
+    assert!((osc.status().loop_s - 1.0).abs() < 1e-3);
+    let done = osc.ask("/source", vec![OscType::String("swap.wav".into())], "/done");
+    assert!(done.is_some(), "no /done for /source: {:?}", daemon.lines());
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while (osc.status().loop_s - 3.0).abs() > 1e-3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        (osc.status().loop_s - 3.0).abs() < 1e-3,
+        "{:?}",
+        osc.status()
+    );
+    capture.record(RATE as usize / 2, Duration::from_secs(10));
+    let rec = capture.finish();
+
+    let start = first_full_level(&rec);
+    let end = rec.frames();
+    // The new tone plays at the end, at full level.
+    assert!((new_tone.envelope(&rec, end - 1) - 1.0).abs() <= FULL_LEVEL_TOLERANCE);
+    let step = new_tone.step_at(&rec, end - 1);
+    assert!(
+        (step - new_tone.phase_step()).abs() <= PHASE_TOLERANCE,
+        "the end plays a phase step of {step}, not the new tone's"
+    );
+    // No click: the crossfade's slope adds at most 2·A / 481 per frame to the tone's own
+    // step (A·2·sin(π·660/48000)).
+    let own = 2.0 * LEVEL * (std::f32::consts::PI * 660.0 / RATE as f32).sin();
+    let bound = own + 2.5 * LEVEL / 481.0;
+    let (worst, at) = largest_step(&rec, start + 1, end);
+    assert!(
+        worst <= bound,
+        "a click: step {worst:.4} at frame {at} (full level from {start}); bound {bound:.4}"
+    );
 }

@@ -112,7 +112,8 @@ fn start_daemon() -> Fixture {
     }
 }
 
-/// The WAVs the tests load: a source of the loop's length, one half as long, references.
+/// The WAVs the tests load: a source of the loop's length, one a quarter as long, one too
+/// short for a loop (10 ms), references.
 fn write_media(media: &Path) {
     let frames = (LOOP_S * f64::from(RATE)) as usize;
     let tone = |n: usize, hz: f32| -> Vec<f32> {
@@ -122,6 +123,12 @@ fn write_media(media: &Path) {
     };
     write_float_wav(&media.join("loop.wav"), 2, RATE, &tone(frames, 220.0));
     write_float_wav(&media.join("short.wav"), 2, RATE, &tone(frames / 4, 330.0));
+    write_float_wav(
+        &media.join("tiny.wav"),
+        2,
+        RATE,
+        &tone(RATE as usize / 100, 330.0),
+    );
     write_float_wav(
         &media.join("timbre.wav"),
         2,
@@ -260,15 +267,74 @@ fn contract_rows(fx: &Fixture, transport: Transport, k: f32) {
     link.send(&msg("/timbre/clear", vec![]));
     assert_eq!(link.expect("/done")[0], s("/timbre/clear"));
 
-    // /source: a WAV of the loop's length loads; a shorter one fails naming the lengths.
+    // /source: a WAV of the loop's length loads; one of another length replaces the loop
+    // while playing (the ring takes its length), a band that no longer fits is cleared,
+    // one that fits is kept, and so is the transport; one too short for a loop fails.
     link.send(&msg("/source", vec![s("loop.wav")]));
     assert_eq!(link.expect("/done"), vec![s("/source")]);
-    let (addr, reason) = link.fails(&msg("/source", vec![s("short.wav")]));
-    assert_eq!(addr, "/source");
+    let short_s = LOOP_S / 4.0;
+    let loop_becomes = |link: &mut Link, want: f64| {
+        assert!(
+            eventually(Duration::from_secs(2), || (link.status().loop_s - want)
+                .abs()
+                < 1e-3),
+            "loop_s never became {want}: {:?}",
+            link.status()
+        );
+    };
+    link.send(&msg("/loop", vec![f(1.0), f(1.5)]));
+    link.expect_silence(Duration::from_millis(60));
+    link.send(&msg("/source", vec![s("short.wav")]));
+    assert_eq!(link.expect("/done"), vec![s("/source")]);
+    loop_becomes(&mut link, short_s);
+    link.send(&msg("/source", vec![s("loop.wav")]));
+    assert_eq!(link.expect("/done"), vec![s("/source")]);
+    loop_becomes(&mut link, LOOP_S);
     assert!(
-        reason.contains("latent frames long") && reason.contains("the ring's loop"),
-        "{reason}"
+        eventually(Duration::from_secs(1), || !(0.99..1.51)
+            .contains(&link.status().playhead_s)),
+        "the band [1, 1.5) s outlived a loop of {short_s} s"
     );
+    link.send(&msg("/loop", vec![f(0.1), f(0.3)]));
+    link.send(&msg("/transport/pause", vec![]));
+    link.expect_silence(Duration::from_millis(100));
+    link.send(&msg("/source", vec![s("short.wav")]));
+    assert_eq!(link.expect("/done"), vec![s("/source")]);
+    loop_becomes(&mut link, short_s);
+    std::thread::sleep(Duration::from_millis(50));
+    let held = link.status().playhead_s;
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        link.status().playhead_s,
+        held,
+        "paused, yet the playhead moved"
+    );
+    assert!(
+        (0.099..0.301).contains(&held),
+        "held at {held}, outside the kept band"
+    );
+    link.send(&msg("/transport/play", vec![]));
+    link.expect_silence(Duration::from_millis(60));
+    for _ in 0..6 {
+        let p = link.status().playhead_s;
+        assert!(
+            (0.099..0.301).contains(&p),
+            "playhead {p} outside the kept band"
+        );
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    assert_ne!(
+        link.status().playhead_s,
+        held,
+        "playing, yet the playhead holds"
+    );
+    link.send(&msg("/loop/clear", vec![]));
+    link.send(&msg("/source", vec![s("loop.wav")]));
+    assert_eq!(link.expect("/done"), vec![s("/source")]);
+    loop_becomes(&mut link, LOOP_S);
+    let (addr, reason) = link.fails(&msg("/source", vec![s("tiny.wav")]));
+    assert_eq!(addr, "/source");
+    assert!(reason.contains("a loop needs at least"), "{reason}");
     assert_eq!(link.status().loop_s, LOOP_S);
 
     // /sync: /synced arrives after the /done of every earlier asynchronous command.

@@ -33,4 +33,6 @@ pub mod runner;
 pub mod schedule;
 mod sync;
 
-pub use ring::{PlayheadRing, RingCounters, RingError, RingHandle, RingReader, RingWriter};
+pub use ring::{
+    PlayheadRing, RingCounters, RingError, RingHandle, RingLoop, RingReader, RingWriter,
+};

@@ -36,6 +36,20 @@
 //!   nanoseconds from its check to its last store, so only a writer preempted for about a
 //!   period between the two can be overtaken, and the seqlock counts exactly that.
 //!
+//! - **Loop swap** ([`RingWriter::replace_loop`]): a new loop of any allowed length (same
+//!   channels and rate) replaces the old while playing. The [`RingLoop`] is built (and
+//!   allocated) off the audio thread and handed to the reader through a single-slot
+//!   `rtrb` queue that it checks once per period. The reader adopts it at a period start:
+//!   the new loop plays from frame 0, the old one's output is crossfaded into it over
+//!   [`LOOP_SWAP_FADE_FRAMES`] (both are read during the fade), a band that no longer fits
+//!   (`B` beyond the new end) is cleared while one that fits is kept, a pending seek beyond
+//!   the new end is dropped, and the transport (paused or playing) is untouched. The old
+//!   loop goes back to the writer through a second single-slot queue and is freed on the
+//!   writer's thread: the reader never frees memory. From the request until the writer
+//!   sees the adoption ([`RingWriter::poll_swap`]) its writes are dropped (counted late);
+//!   after that they land in the new loop. One swap at a time: the next is refused until the old loop is
+//!   back. Handles follow the swap: [`RingHandle::loop_frames`] changes at the adoption.
+//!
 //! Samples live in `AtomicU32` cells (the bit patterns of `f32`) accessed with `Relaxed`
 //! ordering: plain loads and stores on the machine, but no data race in the language.
 //!
@@ -62,6 +76,7 @@
 
 use std::cell::Cell;
 use std::marker::PhantomData;
+use std::sync::Mutex;
 
 use crate::sync::{Arc, AtomicU32, AtomicU64, Ordering, fence};
 
@@ -84,6 +99,10 @@ const NO_BAND: u64 = 0;
 
 /// "No seek pending".
 const NO_SEEK: u64 = u64::MAX;
+
+/// Frames over which the reader crossfades the old loop into the new at a loop swap
+/// (10 ms at 48 kHz).
+pub const LOOP_SWAP_FADE_FRAMES: usize = 480;
 
 /// Frames over which the reader fades out on pause and in on play (about 5 ms at 48 kHz).
 pub const TRANSPORT_FADE_FRAMES: usize = 256;
@@ -141,6 +160,17 @@ pub enum RingError {
         /// Loop length in frames.
         loop_frames: usize,
     },
+    /// A loop swap is still under way (the old loop has not come back yet).
+    #[error("a loop swap is already under way")]
+    SwapInFlight,
+    /// A new loop must have the ring's channel count.
+    #[error("the new loop has {got} channels, the ring {ring}")]
+    SwapChannels {
+        /// Channels of the new loop.
+        got: usize,
+        /// Channels of the ring.
+        ring: usize,
+    },
     /// A loop band must satisfy `A < B <= loop length`.
     #[error("loop band [{a}, {b}) is empty or outside the loop of {loop_frames} frames")]
     Band {
@@ -184,14 +214,16 @@ pub struct WriteReport {
 /// State shared by the writer, the reader and the handles.
 struct Shared {
     channels: usize,
-    frames: usize,
+    /// Length of the loop the reader plays (changes when it adopts a new loop).
+    frames: AtomicU64,
     sample_rate: u32,
     /// Longest edge crossfade, in frames, at this rate.
     crossfade: usize,
-    /// `frames * channels` sample cells (`f32` bit patterns), interleaved.
-    samples: Box<[AtomicU32]>,
-    /// One sequence number per block; odd while the writer is inside the block.
-    seqs: Box<[AtomicU32]>,
+    /// Loops the reader has adopted since the ring was made.
+    loop_generation: AtomicU64,
+    /// The loop handles copy in [`RingHandle::snapshot`] (the writer's current one; never
+    /// touched by the reader).
+    current: Mutex<Arc<Storage>>,
     /// The playhead word: the next frame the reader will play (`0 .. frames`, low 32 bits)
     /// and the low 32 bits of the frame clock at that moment (high 32 bits), published
     /// together with one store so a (playhead, clock) pair is always consistent.
@@ -212,6 +244,69 @@ struct Shared {
     writes: AtomicU64,
     late_frames: AtomicU64,
     late_writes: AtomicU64,
+}
+
+/// One loop's audio: the part of a ring a loop swap replaces.
+struct Storage {
+    frames: usize,
+    /// `frames * channels` sample cells (`f32` bit patterns), interleaved.
+    samples: Box<[AtomicU32]>,
+    /// One sequence number per block; odd while the writer is inside the block.
+    seqs: Box<[AtomicU32]>,
+}
+
+impl Storage {
+    fn new(samples: Vec<f32>, channels: usize) -> Self {
+        let frames = samples.len() / channels;
+        Self {
+            frames,
+            samples: samples
+                .into_iter()
+                .map(|s| AtomicU32::new(s.to_bits()))
+                .collect(),
+            seqs: (0..frames.div_ceil(BLOCK_FRAMES))
+                .map(|_| AtomicU32::new(0))
+                .collect(),
+        }
+    }
+}
+
+/// A new loop for [`RingWriter::replace_loop`], built (and allocated) on any thread.
+pub struct RingLoop {
+    storage: Arc<Storage>,
+    channels: usize,
+}
+
+impl RingLoop {
+    /// A loop of `samples` (interleaved, `channels` per frame).
+    pub fn from_interleaved(samples: Vec<f32>, channels: usize) -> Result<Self, RingError> {
+        if channels == 0 || channels > MAX_CHANNELS {
+            return Err(RingError::Channels(channels));
+        }
+        if !samples.len().is_multiple_of(channels) {
+            return Err(RingError::Ragged {
+                samples: samples.len(),
+                channels,
+            });
+        }
+        Ok(Self {
+            storage: Arc::new(Storage::new(samples, channels)),
+            channels,
+        })
+    }
+
+    /// Length in frames.
+    pub fn frames(&self) -> usize {
+        self.storage.frames
+    }
+}
+
+/// The crossfade of a loop swap on the reader's side: the old loop, where it was, and how
+/// far the fade has gone.
+struct SwapFade {
+    old: Arc<Storage>,
+    pos: usize,
+    done: usize,
 }
 
 fn pack_band(a: usize, b: usize) -> u64 {
@@ -271,6 +366,11 @@ fn unpack_clock(low: u64, near: u64) -> u64 {
 }
 
 impl Shared {
+    /// Length of the loop the reader plays.
+    fn frames(&self) -> usize {
+        self.frames.load(Ordering::Acquire) as usize
+    }
+
     /// The published playhead.
     fn playhead(&self) -> usize {
         (self.position.load(Ordering::Acquire) & 0xffff_ffff) as usize
@@ -290,15 +390,14 @@ impl Shared {
         unpack_band(self.band_requested.load(Ordering::Acquire))
     }
 
-    /// Is any frame of block `block` inside the guard zone as of now?
-    fn block_in_guard(&self, block: usize) -> bool {
+    /// Is any frame of block `block` of a loop of `frames` inside the guard zone as of now?
+    fn block_in_guard(&self, block: usize, frames: usize) -> bool {
         let bs = block * BLOCK_FRAMES;
-        let be = (bs + BLOCK_FRAMES).min(self.frames);
+        let be = (bs + BLOCK_FRAMES).min(frames);
         let pos = self.playhead();
         let guard = self.guard.load(Ordering::Relaxed) as usize;
         let applied = unpack_band(self.band_applied.load(Ordering::Acquire));
         let requested = self.band_requested();
-        let frames = self.frames;
         let seek = self.seek_request.load(Ordering::Acquire);
         if seek != NO_SEEK && meets_wrapped(bs, be, seek as usize, guard, frames) {
             return true;
@@ -323,6 +422,7 @@ impl Shared {
 /// A loop-length ring of audio frames; build it, then [`split`](Self::split) it.
 pub struct PlayheadRing {
     shared: Arc<Shared>,
+    storage: Arc<Storage>,
 }
 
 impl PlayheadRing {
@@ -380,17 +480,14 @@ impl PlayheadRing {
         }
         let crossfade =
             ((CROSSFADE_FRAMES_48K as u64 * sample_rate as u64 + 24_000) / 48_000).max(1) as usize;
-        let blocks = frames.div_ceil(BLOCK_FRAMES);
+        let storage = Arc::new(Storage::new(samples, channels));
         let shared = Shared {
             channels,
-            frames,
+            frames: AtomicU64::new(frames as u64),
             sample_rate,
             crossfade,
-            samples: samples
-                .into_iter()
-                .map(|s| AtomicU32::new(s.to_bits()))
-                .collect(),
-            seqs: (0..blocks).map(|_| AtomicU32::new(0)).collect(),
+            loop_generation: AtomicU64::new(0),
+            current: Mutex::new(Arc::clone(&storage)),
             position: AtomicU64::new(0),
             guard: AtomicU64::new(guard_frames as u64),
             band_requested: AtomicU64::new(NO_BAND),
@@ -406,6 +503,7 @@ impl PlayheadRing {
         };
         Ok(Self {
             shared: Arc::new(shared),
+            storage,
         })
     }
 
@@ -439,12 +537,22 @@ impl PlayheadRing {
 
     /// Split into the engine's writer and the audio callback's reader.
     pub fn split(self) -> (RingWriter, RingReader) {
+        let (outgoing, incoming) = rtrb::RingBuffer::new(1);
+        let (retire, retired) = rtrb::RingBuffer::new(1);
         let writer = RingWriter {
             shared: Arc::clone(&self.shared),
+            storage: Arc::clone(&self.storage),
+            outgoing,
+            retired,
+            swap: None,
             _not_sync: PhantomData,
         };
         let reader = RingReader {
             shared: self.shared,
+            storage: self.storage,
+            incoming,
+            retire,
+            fade: None,
             pos: 0,
             band: NO_BAND,
             played: 0,
@@ -475,9 +583,15 @@ impl RingHandle {
         self.shared.playhead_and_clock()
     }
 
-    /// Loop length in frames.
+    /// Loop length in frames (of the loop the reader plays: it changes when the reader
+    /// adopts a swapped-in loop).
     pub fn loop_frames(&self) -> usize {
-        self.shared.frames
+        self.shared.frames()
+    }
+
+    /// Loops the reader has adopted since the ring was made (see the module doc).
+    pub fn loop_generation(&self) -> u64 {
+        self.shared.loop_generation.load(Ordering::Acquire)
     }
 
     /// Channels per frame.
@@ -504,9 +618,10 @@ impl RingHandle {
             });
         }
         let min = PlayheadRing::min_frames(guard_frames);
-        if self.shared.frames < min {
+        let frames = self.shared.frames();
+        if frames < min {
             return Err(RingError::LoopLength {
-                frames: self.shared.frames,
+                frames,
                 min,
                 max: PlayheadRing::MAX_FRAMES,
                 guard: guard_frames,
@@ -520,11 +635,12 @@ impl RingHandle {
 
     /// Ask the reader to loop `[a, b)` (frames) from its next period on.
     pub fn set_band(&self, a: usize, b: usize) -> Result<(), RingError> {
-        if a >= b || b > self.shared.frames {
+        let frames = self.shared.frames();
+        if a >= b || b > frames {
             return Err(RingError::Band {
                 a,
                 b,
-                loop_frames: self.shared.frames,
+                loop_frames: frames,
             });
         }
         self.shared
@@ -554,10 +670,11 @@ impl RingHandle {
     /// Move the playhead to `frame` at the reader's next period (into the band's A if a band
     /// is armed and `frame` lies outside it).
     pub fn seek(&self, frame: usize) -> Result<(), RingError> {
-        if frame >= self.shared.frames {
+        let frames = self.shared.frames();
+        if frame >= frames {
             return Err(RingError::Seek {
                 frame,
-                loop_frames: self.shared.frames,
+                loop_frames: frames,
             });
         }
         self.shared
@@ -592,7 +709,14 @@ impl RingHandle {
     /// Copy the ring's current content (interleaved). Not for the audio thread: it
     /// allocates; a block being written may be copied half old, half new.
     pub fn snapshot(&self) -> Vec<f32> {
-        self.shared
+        let storage = Arc::clone(
+            &self
+                .shared
+                .current
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        storage
             .samples
             .iter()
             .map(|c| f32::from_bits(c.load(Ordering::Relaxed)))
@@ -603,6 +727,15 @@ impl RingHandle {
 /// The engine's side of the ring: patches windows ahead of the playhead.
 pub struct RingWriter {
     shared: Arc<Shared>,
+    /// The loop writes land in (the reader's, once it has adopted a swap).
+    storage: Arc<Storage>,
+    /// New loops to the reader (one slot).
+    outgoing: rtrb::Producer<Arc<Storage>>,
+    /// Old loops back from the reader, freed here (one slot).
+    retired: rtrb::Consumer<Arc<Storage>>,
+    /// The swap under way: the new loop and the generation the reader reaches adopting it;
+    /// `None` once adopted *and* the old loop is back.
+    swap: Option<(Arc<Storage>, u64)>,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -619,6 +752,78 @@ impl RingWriter {
         self.shared.playhead()
     }
 
+    /// Length of the loop writes land in, in frames.
+    pub fn loop_frames(&self) -> usize {
+        self.storage.frames
+    }
+
+    /// Hand `new` to the reader, which plays it from its next period on (see the module
+    /// doc). Refused while a swap is under way, for another channel count, or for a length
+    /// outside the ring's limits for its guard; the ring is unchanged then.
+    pub fn replace_loop(&mut self, new: RingLoop) -> Result<(), RingError> {
+        self.poll_swap();
+        if self.swap.is_some() {
+            return Err(RingError::SwapInFlight);
+        }
+        if new.channels != self.shared.channels {
+            return Err(RingError::SwapChannels {
+                got: new.channels,
+                ring: self.shared.channels,
+            });
+        }
+        let guard = self.shared.guard.load(Ordering::Relaxed) as usize;
+        let min = PlayheadRing::min_frames(guard);
+        let frames = new.storage.frames;
+        if !(min..=PlayheadRing::MAX_FRAMES).contains(&frames) {
+            return Err(RingError::LoopLength {
+                frames,
+                min,
+                max: PlayheadRing::MAX_FRAMES,
+                guard,
+            });
+        }
+        let target = self.shared.loop_generation.load(Ordering::Acquire) + 1;
+        if self.outgoing.push(Arc::clone(&new.storage)).is_err() {
+            return Err(RingError::SwapInFlight);
+        }
+        self.swap = Some((new.storage, target));
+        Ok(())
+    }
+
+    /// Advance a loop swap: once the reader has adopted the new loop, writes go there; an
+    /// old loop the reader gave back is freed here. Returns whether a swap is still under
+    /// way (adopted or not).
+    pub fn poll_swap(&mut self) -> bool {
+        let mut back = false;
+        while let Ok(old) = self.retired.pop() {
+            drop(old);
+            back = true;
+        }
+        if let Some((new, target)) = &self.swap {
+            let adopted = self.shared.loop_generation.load(Ordering::Acquire) >= *target;
+            if adopted && !Arc::ptr_eq(&self.storage, new) {
+                self.storage = Arc::clone(new);
+                *self
+                    .shared
+                    .current
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Arc::clone(new);
+            }
+            if adopted && back {
+                self.swap = None;
+            }
+        }
+        self.swap.is_some()
+    }
+
+    /// Whether the loop last handed over is not yet in use here (the reader has not
+    /// adopted it, or [`Self::poll_swap`] has not seen it since): writes are dropped.
+    pub fn swap_awaiting_adoption(&self) -> bool {
+        self.swap
+            .as_ref()
+            .is_some_and(|(new, _)| !Arc::ptr_eq(&self.storage, new))
+    }
+
     /// Crossfade length (frames) a window of `len` frames gets on each edge.
     pub fn crossfade_frames(&self, len: usize) -> usize {
         self.shared.crossfade.min(len / 4)
@@ -629,6 +834,7 @@ impl RingWriter {
     /// inside the guard zone are skipped and their frames counted as late.
     pub fn write(&mut self, start: usize, audio: &[f32]) -> Result<WriteReport, RingError> {
         let s = &*self.shared;
+        let st = &*self.storage;
         let ch = s.channels;
         if !audio.len().is_multiple_of(ch) {
             return Err(RingError::Ragged {
@@ -637,31 +843,33 @@ impl RingWriter {
             });
         }
         let len = audio.len() / ch;
-        if len > s.frames - self.shared.guard.load(Ordering::Relaxed) as usize {
+        if len > st.frames - self.shared.guard.load(Ordering::Relaxed) as usize {
             return Err(RingError::WindowTooLong {
                 frames: len,
-                loop_frames: s.frames,
+                loop_frames: st.frames,
             });
         }
         let xf = self.crossfade_frames(len);
         let mut late = 0;
         let mut offset = 0;
-        let mut frame = start % s.frames;
+        let mut frame = start % st.frames;
+        // Until the reader adopts a swapped-in loop, positions name neither loop: drop all.
+        let dropping = self.swap_awaiting_adoption();
         while offset < len {
             let block = frame / BLOCK_FRAMES;
-            let block_end = ((block + 1) * BLOCK_FRAMES).min(s.frames);
+            let block_end = ((block + 1) * BLOCK_FRAMES).min(st.frames);
             let chunk = (block_end - frame).min(len - offset);
-            if s.block_in_guard(block) {
+            if dropping || s.block_in_guard(block, st.frames) {
                 late += chunk;
             } else {
-                let seq = &s.seqs[block];
+                let seq = &st.seqs[block];
                 let v = seq.load(Ordering::Relaxed);
                 seq.store(v.wrapping_add(1), Ordering::Relaxed);
                 fence(Ordering::Release);
                 for i in 0..chunk {
                     let w = edge_weight(offset + i, len, xf);
                     let src = &audio[(offset + i) * ch..(offset + i + 1) * ch];
-                    let dst = &s.samples[(frame + i) * ch..(frame + i + 1) * ch];
+                    let dst = &st.samples[(frame + i) * ch..(frame + i + 1) * ch];
                     for (cell, &new) in dst.iter().zip(src) {
                         let value = if w >= 1.0 {
                             new
@@ -675,7 +883,7 @@ impl RingWriter {
                 seq.store(v.wrapping_add(2), Ordering::Release);
             }
             offset += chunk;
-            frame = if block_end == s.frames { 0 } else { block_end };
+            frame = if block_end == st.frames { 0 } else { block_end };
         }
         s.writes.fetch_add(1, Ordering::Relaxed);
         if late > 0 {
@@ -693,6 +901,15 @@ impl RingWriter {
 /// The audio callback's side of the ring: plays periods and advances the playhead.
 pub struct RingReader {
     shared: Arc<Shared>,
+    /// The loop being played.
+    storage: Arc<Storage>,
+    /// New loops from the writer.
+    incoming: rtrb::Consumer<Arc<Storage>>,
+    /// Old loops back to the writer (never dropped here).
+    retire: rtrb::Producer<Arc<Storage>>,
+    /// The crossfade from the old loop while a swap's fade runs (or its loop waits to go
+    /// back).
+    fade: Option<SwapFade>,
     /// Private copy of the playhead (the reader is its only writer).
     pos: usize,
     /// Packed band in use.
@@ -749,11 +966,86 @@ impl RingReader {
         });
     }
 
+    /// Adopt a loop the writer handed over, at the period boundary (see the module doc).
+    #[inline]
+    fn adopt_loop(&mut self) {
+        if self.fade.is_some() {
+            return; // one swap at a time: the writer waits for the old loop anyway
+        }
+        let Ok(new) = self.incoming.pop() else {
+            return;
+        };
+        let s = &*self.shared;
+        let frames = new.frames;
+        let old = core::mem::replace(&mut self.storage, new);
+        let old_pos = self.pos;
+        s.frames.store(frames as u64, Ordering::Release);
+        let requested = s.band_requested.load(Ordering::Acquire);
+        if unpack_band(requested).is_some_and(|(_, b)| b > frames) {
+            // Only if no newer band was asked for meanwhile.
+            let _ = s.band_requested.compare_exchange(
+                requested,
+                NO_BAND,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            );
+        }
+        if unpack_band(self.band).is_some_and(|(_, b)| b > frames) {
+            self.band = NO_BAND;
+            s.band_applied.store(NO_BAND, Ordering::Release);
+        }
+        let seek = s.seek_request.load(Ordering::Acquire);
+        if seek != NO_SEEK && seek as usize >= frames {
+            let _ =
+                s.seek_request
+                    .compare_exchange(seek, NO_SEEK, Ordering::AcqRel, Ordering::Relaxed);
+        }
+        self.pos = 0;
+        s.position
+            .store(pack_position(0, self.played), Ordering::Release);
+        s.loop_generation.fetch_add(1, Ordering::AcqRel);
+        // Silent (paused and faded out): nothing to crossfade.
+        let done = if self.gain == 0.0 {
+            LOOP_SWAP_FADE_FRAMES
+        } else {
+            0
+        };
+        self.fade = Some(SwapFade {
+            old,
+            pos: old_pos,
+            done,
+        });
+    }
+
+    /// Give a faded-out old loop back to the writer (kept for the next period if the slot
+    /// is full; never freed here).
+    #[inline]
+    fn retire_faded(&mut self) {
+        if self
+            .fade
+            .as_ref()
+            .is_some_and(|f| f.done >= LOOP_SWAP_FADE_FRAMES)
+            && self.retire.slots() > 0
+            && let Some(fade) = self.fade.take()
+            && let Err(rtrb::PushError::Full(old)) = self.retire.push(fade.old)
+        {
+            // Unreachable (a free slot was checked), but never drop it here.
+            self.fade = Some(SwapFade {
+                old,
+                pos: 0,
+                done: LOOP_SWAP_FADE_FRAMES,
+            });
+        }
+    }
+
     /// Apply a newly requested band at the period boundary.
     #[inline]
     fn apply_band(&mut self) {
         let s = &*self.shared;
-        let requested = s.band_requested.load(Ordering::Acquire);
+        let mut requested = s.band_requested.load(Ordering::Acquire);
+        if unpack_band(requested).is_some_and(|(_, b)| b > self.storage.frames) {
+            requested = NO_BAND; // asked for against a loop since replaced
+        }
         if requested != self.band {
             self.band = requested;
             if let Some((a, b)) = unpack_band(requested)
@@ -771,15 +1063,17 @@ impl RingReader {
     /// with its index in the period, then one playhead publish.
     #[inline]
     fn read_with(&mut self, n: usize, mut sink: impl FnMut(usize, &[f32])) {
+        self.adopt_loop();
         // Load first: the swap (a locked instruction) only when a seek is pending.
         if self.shared.seek_request.load(Ordering::Acquire) != NO_SEEK {
             let seek = self.shared.seek_request.swap(NO_SEEK, Ordering::AcqRel);
-            if seek != NO_SEEK {
+            if seek != NO_SEEK && (seek as usize) < self.storage.frames {
                 self.pos = seek as usize;
             }
         }
         self.apply_band();
         let s = &*self.shared;
+        let st = &*self.storage;
         let band = unpack_band(self.band);
         if let Some((a, b)) = band
             && !(a..b).contains(&self.pos)
@@ -807,19 +1101,36 @@ impl RingReader {
         while done < audible {
             let (wrap_at, wrap_to) = match band {
                 Some((a, b)) => (b, a),
-                None => (s.frames, 0),
+                None => (st.frames, 0),
             };
             let seg_end = (self.pos + (audible - done)).min(wrap_at);
             let mut f = self.pos;
             while f < seg_end {
                 let block = f / BLOCK_FRAMES;
                 let block_end = ((block + 1) * BLOCK_FRAMES).min(seg_end);
-                let seq = &s.seqs[block];
+                let seq = &st.seqs[block];
                 let before = seq.load(Ordering::Acquire);
                 for x in f..block_end {
-                    let cells = &s.samples[x * ch..(x + 1) * ch];
+                    let cells = &st.samples[x * ch..(x + 1) * ch];
                     for (slot, cell) in frame.iter_mut().zip(cells) {
                         *slot = f32::from_bits(cell.load(Ordering::Relaxed));
+                    }
+                    if let Some(fade) = &mut self.fade
+                        && fade.done < LOOP_SWAP_FADE_FRAMES
+                    {
+                        // The old loop runs on linearly (its band is gone) under the new.
+                        let w = (fade.done + 1) as f32 / (LOOP_SWAP_FADE_FRAMES + 1) as f32;
+                        let old = &fade.old.samples[fade.pos * ch..(fade.pos + 1) * ch];
+                        for (slot, cell) in frame.iter_mut().zip(old) {
+                            let o = f32::from_bits(cell.load(Ordering::Relaxed));
+                            *slot = o + (*slot - o) * w;
+                        }
+                        fade.pos = if fade.pos + 1 == fade.old.frames {
+                            0
+                        } else {
+                            fade.pos + 1
+                        };
+                        fade.done += 1;
                     }
                     if self.gain != target {
                         self.gain = (self.gain + step).clamp(0.0, 1.0);
@@ -841,6 +1152,12 @@ impl RingReader {
         for i in audible..n {
             sink(i, &frame[..ch]);
         }
+        if self.gain == 0.0
+            && let Some(fade) = &mut self.fade
+        {
+            fade.done = LOOP_SWAP_FADE_FRAMES; // faded out to silence: nothing left to mix
+        }
+        self.retire_faded();
         self.publish(n, torn);
     }
 

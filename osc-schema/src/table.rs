@@ -208,7 +208,11 @@ pub const ADDRESSES: &[AddressSpec] = &[
         args: &[arg("path", ArgType::Str, "", PATH_DOC)],
         timing: Timing::Asynchronous,
         reply: "`/done /source`",
-        doc: "Load a new source loop; the playhead ring takes its length.",
+        doc: "Load a new source loop. One of another length (up to the 600 s file limit, at \
+              least the engine's kept window plus the ring's guard) replaces the ring's loop \
+              while playing: the new loop starts at its frame 0, crossfaded from the old over \
+              10 ms; a `/loop` band that no longer fits is cleared, one that fits is kept; \
+              paused stays paused. `/status` `loop_s` follows within a period.",
     },
     AddressSpec {
         address: "/loop",

@@ -299,3 +299,172 @@ fn a_pending_seek_target_is_inside_the_guard() {
     let report = w.write(6_400, &vec![1.0; 2 * 200]).unwrap();
     assert_eq!(report.late_frames, 64);
 }
+
+/// A two-channel loop whose every frame is `(value, -value)`.
+fn flat_loop(frames: usize, value: f32) -> RingLoop {
+    RingLoop::from_interleaved([value, -value].repeat(frames), 2).unwrap()
+}
+
+#[test]
+fn a_swapped_loop_of_another_length_plays_from_zero_after_a_crossfade() {
+    let ring = ramp_ring(1000, 64);
+    let h = ring.handle();
+    let (mut w, mut r) = ring.split();
+    read_period(&mut r, 100);
+    assert_eq!(h.playhead(), 100);
+    w.replace_loop(flat_loop(3000, 5000.0)).unwrap();
+    assert_eq!(h.loop_frames(), 1000, "the reader has not adopted it yet");
+    let mut out = Vec::new();
+    for _ in 0..10 {
+        out.extend(read_period(&mut r, 100).0);
+    }
+    assert_eq!(h.loop_frames(), 3000);
+    assert_eq!(h.loop_generation(), 1);
+    // Frame i of the fade mixes old frame 100 + i into the new loop's 5000.
+    for (i, v) in out.iter().take(LOOP_SWAP_FADE_FRAMES).enumerate() {
+        let wgt = (i + 1) as f32 / (LOOP_SWAP_FADE_FRAMES + 1) as f32;
+        let old = (100 + i) as f32;
+        assert!(
+            (v - (old + (5000.0 - old) * wgt)).abs() < 0.05,
+            "frame {i}: {v}"
+        );
+    }
+    assert!(out[LOOP_SWAP_FADE_FRAMES..].iter().all(|&v| v == 5000.0));
+    assert_eq!(h.playhead(), 1000, "the new loop started at frame 0");
+    assert!(
+        !w.poll_swap(),
+        "the old loop is back and freed on the writer's side"
+    );
+}
+
+#[test]
+fn a_swap_between_tones_makes_no_step_larger_than_the_tones_own() {
+    let tone = |frames: usize, hz: f32, phase: f32| -> Vec<f32> {
+        (0..frames)
+            .flat_map(|i| {
+                let v = (std::f32::consts::TAU * hz * i as f32 / RATE as f32 + phase).sin();
+                [v, v]
+            })
+            .collect()
+    };
+    let ring = PlayheadRing::from_interleaved(tone(8 * 4800, 440.0, 0.0), 2, RATE, 320).unwrap();
+    let (mut w, mut r) = ring.split();
+    let mut out = Vec::new();
+    for _ in 0..7 {
+        out.extend(read_period(&mut r, 256).0);
+    }
+    let new = RingLoop::from_interleaved(tone(3 * 4800, 660.0, 1.3), 2).unwrap();
+    w.replace_loop(new).unwrap();
+    for _ in 0..7 {
+        out.extend(read_period(&mut r, 256).0);
+    }
+    let own = (std::f32::consts::TAU * 660.0 / RATE as f32).sin();
+    let worst = out
+        .windows(2)
+        .map(|p| (p[1] - p[0]).abs())
+        .fold(0.0, f32::max);
+    assert!(worst < own * 1.1, "step {worst} vs the tone's own {own}");
+}
+
+#[test]
+fn a_band_that_no_longer_fits_is_cleared_and_one_that_fits_is_kept() {
+    let ring = ramp_ring(2000, 64);
+    let h = ring.handle();
+    let (mut w, mut r) = ring.split();
+    h.set_band(1200, 1800).unwrap();
+    read_period(&mut r, 100);
+    w.replace_loop(flat_loop(1000, 1.0)).unwrap();
+    read_period(&mut r, 100);
+    assert_eq!(h.band(), None);
+    assert_eq!(h.band_applied(), None);
+    assert_eq!(h.playhead(), 100);
+
+    let ring = ramp_ring(2000, 64);
+    let h = ring.handle();
+    let (mut w, mut r) = ring.split();
+    h.set_band(200, 600).unwrap();
+    read_period(&mut r, 100);
+    let ramp: Vec<f32> = (0..1000).flat_map(|i| [i as f32, -(i as f32)]).collect();
+    w.replace_loop(RingLoop::from_interleaved(ramp, 2).unwrap())
+        .unwrap();
+    for _ in 0..6 {
+        read_period(&mut r, 100);
+    }
+    assert_eq!(h.band(), Some((200, 600)));
+    assert_eq!(
+        h.playhead(),
+        200 + 600 % 400,
+        "looping inside the kept band"
+    );
+    let (l, _) = read_period(&mut r, 100);
+    assert_eq!(l[0], 400.0);
+}
+
+#[test]
+fn a_paused_ring_stays_paused_through_a_swap() {
+    let ring = ramp_ring(1000, 64);
+    let h = ring.handle();
+    let (mut w, mut r) = ring.split();
+    h.set_paused(true);
+    for _ in 0..4 {
+        read_period(&mut r, 100);
+    }
+    w.replace_loop(flat_loop(500, 7.0)).unwrap();
+    let (l, _) = read_period(&mut r, 100);
+    assert!(l.iter().all(|&v| v == 0.0));
+    assert!(h.is_paused());
+    assert_eq!(h.loop_frames(), 500);
+    assert_eq!(h.playhead(), 0, "held at the new loop's start");
+    assert!(
+        !w.poll_swap(),
+        "silent: no fade, the old loop is back at once"
+    );
+    h.set_paused(false);
+    let (l, _) = read_period(&mut r, 300);
+    assert!(l[0] > 0.0 && l[0] < 7.0, "fades in: {}", l[0]);
+    assert_eq!(l[299], 7.0);
+}
+
+#[test]
+fn writes_wait_for_the_adoption_then_land_in_the_new_loop() {
+    let ring = ramp_ring(1000, 64);
+    let h = ring.handle();
+    let (mut w, mut r) = ring.split();
+    w.replace_loop(flat_loop(2000, 1.0)).unwrap();
+    let report = w.write(500, &vec![9.0; 2 * 100]).unwrap();
+    assert_eq!(report.late_frames, 100, "dropped before the adoption");
+    assert_eq!(
+        w.replace_loop(flat_loop(2000, 2.0)).err(),
+        Some(RingError::SwapInFlight)
+    );
+    read_period(&mut r, 100);
+    assert_eq!(w.loop_frames(), 1000, "not polled yet");
+    w.poll_swap();
+    assert_eq!(w.loop_frames(), 2000);
+    let report = w.write(1500, &vec![9.0; 2 * 100]).unwrap();
+    assert_eq!(report.late_frames, 0);
+    assert_eq!(h.snapshot()[2 * 1550], 9.0);
+    for _ in 0..5 {
+        read_period(&mut r, 100);
+    }
+    assert!(!w.poll_swap());
+    w.replace_loop(flat_loop(300, 2.0)).unwrap();
+}
+
+#[test]
+fn a_swap_is_refused_for_another_channel_count_or_a_loop_too_short() {
+    let ring = ramp_ring(1000, 64);
+    let h = ring.handle();
+    let (mut w, _r) = ring.split();
+    let mono = RingLoop::from_interleaved(vec![0.0; 500], 1).unwrap();
+    assert_eq!(
+        w.replace_loop(mono).err(),
+        Some(RingError::SwapChannels { got: 1, ring: 2 })
+    );
+    assert!(matches!(
+        w.replace_loop(flat_loop(10, 0.0)),
+        Err(RingError::LoopLength { frames: 10, .. })
+    ));
+    assert!(!w.poll_swap());
+    assert_eq!(h.loop_frames(), 1000);
+}

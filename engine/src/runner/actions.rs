@@ -107,6 +107,9 @@ pub enum Control<L> {
     },
     /// New source latents (or none: text-only).
     Source(Option<Arc<L>>),
+    /// A source of another length than the loop: the ring's new loop (built from the
+    /// source's audio off the engine thread) and the source's latents.
+    Loop(crate::ring::RingLoop, Arc<L>),
     /// Transport pause (true) or play.
     Pause(bool),
     /// New lead settings (already validated), from a config reload.

@@ -63,7 +63,7 @@ use crate::conditioning::ConditioningReader;
 use crate::knobs::{KnobId, KnobReader, KnobScope, KnobSnapshot};
 use crate::model::{ChunkPlace, Model};
 use crate::pipeline::{FinishedLatent, StreamPipeline};
-use crate::ring::{BLOCK_FRAMES, RingHandle, RingWriter};
+use crate::ring::{BLOCK_FRAMES, RingHandle, RingLoop, RingWriter};
 
 /// Slots whose start prefix is remembered (more than the deepest pipeline).
 const START_SLOTS: usize = 16;
@@ -163,6 +163,10 @@ pub struct EngineCore<M: Model> {
     cond: ConditioningReader<M::Cond>,
     writer: RingWriter,
     ring: RingHandle,
+    /// The newest loop waiting to go to the ring (a later one replaces it).
+    loop_queue: Option<(RingLoop, Arc<M::Latents>)>,
+    /// The source of the loop handed to the ring, until the reader adopts it.
+    loop_awaited: Option<Arc<M::Latents>>,
     lead: LeadController,
     log: Arc<ActionLog>,
     control: Receiver<Control<M::Latents>>,
@@ -288,6 +292,8 @@ impl<M: Model> EngineCore<M> {
             cond,
             writer,
             band: ring.band(),
+            loop_queue: None,
+            loop_awaited: None,
             ring,
             log,
             control,
@@ -380,6 +386,7 @@ impl<M: Model> EngineCore<M> {
                     }
                 }
                 Control::Source(s) => self.set_walk_source(s),
+                Control::Loop(ring_loop, latents) => self.loop_queue = Some((ring_loop, latents)),
                 Control::Lead(_) => {}
                 Control::Pause(p) => self.paused = p,
                 Control::Stall(s) => self.stall_next_s += s,
@@ -389,6 +396,9 @@ impl<M: Model> EngineCore<M> {
                 }
                 Control::Stop => self.stopped = true,
             }
+        }
+        if self.advance_loop_swap() {
+            activity = true;
         }
         if self.knobs.changed() {
             self.knobs.read();
@@ -466,19 +476,51 @@ impl<M: Model> EngineCore<M> {
         self.finished.clear();
     }
 
+    /// A loop swap ([`Control::Loop`]): hand the newest queued loop to the ring once it takes
+    /// one, and when the reader has adopted it, rebuild what is sized by the loop (the
+    /// pipeline, the walk windows, the caches) around the new source. Returns whether the
+    /// loop changed.
+    fn advance_loop_swap(&mut self) -> bool {
+        if !self.writer.poll_swap()
+            && self.loop_awaited.is_none()
+            && let Some((ring_loop, latents)) = self.loop_queue.take()
+        {
+            // The handle checked the channels and the length: a refusal cannot happen,
+            // and would leave the old loop and source in place.
+            if self.writer.replace_loop(ring_loop).is_ok() {
+                self.loop_awaited = Some(latents);
+            }
+        }
+        if self.loop_awaited.is_none() || self.writer.swap_awaiting_adoption() {
+            return false;
+        }
+        let Some(latents) = self.loop_awaited.take() else {
+            return false;
+        };
+        let latent_frames = self.writer.loop_frames() / self.hop;
+        self.pipeline = StreamPipeline::new(Arc::clone(&self.model), latent_frames);
+        self.next_serial = 0;
+        self.finished.clear();
+        self.cached = None;
+        self.chunk_cache.iter_mut().for_each(|c| *c = None);
+        self.band = self.ring.band();
+        self.set_walk_source(Some(latents));
+        true
+    }
+
     /// A new source (or none): cut it into the walk chunks. A loop of one chunk hands the
     /// whole source to the pipeline as before (slots in flight go on); a walking loop lets
     /// the next tick pick the chunk from the playhead.
     fn set_walk_source(&mut self, source: Option<Arc<M::Latents>>) {
         let total = source
             .as_ref()
-            .map_or(self.ring.loop_frames() / self.hop, |s| {
+            .map_or(self.writer.loop_frames() / self.hop, |s| {
                 self.model.latent_frames(s)
             });
         let rate = f64::from(self.model.geometry().latent_frame_rate);
         let chunk_latent = (self.config.walk_chunk_s * rate).round() as usize;
         self.walk = WalkWindows::new(
-            WalkLayout::new(self.ring.loop_frames(), self.hop, total, chunk_latent),
+            WalkLayout::new(self.writer.loop_frames(), self.hop, total, chunk_latent),
             2 * (self.config.keep_latent_frames + 1),
         );
         let count = self.walk.count();
@@ -812,7 +854,7 @@ impl<M: Model> EngineCore<M> {
 
     /// The loop and band as the ring has them now.
     fn geometry(&self) -> Result<LoopGeometry, EngineError> {
-        LoopGeometry::new(self.ring.loop_frames(), self.ring.band()).map_err(geo_err)
+        LoopGeometry::new(self.writer.loop_frames(), self.ring.band()).map_err(geo_err)
     }
 
     /// Where a near-playhead write from `playhead` goes: the guard plus one block past it

@@ -65,7 +65,7 @@ use crate::audio_clip::AudioView;
 use crate::conditioning::ConditioningReader;
 use crate::knobs::KnobReader;
 use crate::model::Model;
-use crate::ring::{RingHandle, RingWriter};
+use crate::ring::{PlayheadRing, RingHandle, RingLoop, RingWriter};
 
 /// Longest park: the heartbeat and the stats keep moving while idle.
 const MAX_PARK_S: f64 = 0.05;
@@ -84,6 +84,7 @@ impl Engine {
         mut clock: impl EngineClock + Send + 'static,
     ) -> Result<EngineHandle<M>, EngineError> {
         let ring_handle = ring.handle();
+        let keep_latent_frames = config.keep_latent_frames;
         let log = Arc::new(ActionLog::new());
         let (tx, rx) = mpsc::channel();
         let (stats_in, stats_out) = triple_buffer::triple_buffer(&EngineStats::default());
@@ -127,6 +128,7 @@ impl Engine {
         Ok(EngineHandle {
             model,
             ring: ring_handle,
+            keep_latent_frames,
             log,
             tx,
             waker: thread.thread().clone(),
@@ -141,6 +143,8 @@ impl Engine {
 pub struct EngineHandle<M: Model> {
     model: Arc<M>,
     ring: RingHandle,
+    /// The engine's kept window, in latent frames (a new loop must hold it).
+    keep_latent_frames: usize,
     log: Arc<ActionLog>,
     tx: Sender<Control<M::Latents>>,
     waker: Thread,
@@ -238,26 +242,65 @@ impl<M: Model> EngineHandle<M> {
     }
 
     /// Encode `audio` as the new source (on the caller's thread, not the engine's) and swap
-    /// it in; its length must match the ring's loop (within one latent frame). A source
-    /// longer than `walk_chunk_s` is generated in chunks around the playhead (walk mode,
-    /// [`super::walk`]); the ring still holds, and loops, the whole of it.
+    /// it in. A source as long as the ring's loop (within one latent frame) only changes
+    /// what the engine generates from; one of another length also replaces the ring's loop
+    /// with `audio` itself (built here, off the engine and audio threads): the reader
+    /// crossfades into it from its frame 0, a band that no longer fits is cleared, the
+    /// transport is kept (see [`crate::ring`]). `audio` must have the ring's rate and
+    /// channels and leave room for the kept window. A source longer than `walk_chunk_s` is
+    /// generated in chunks around the playhead (walk mode, [`super::walk`]); the ring
+    /// still holds, and loops, the whole of it.
     pub fn set_source(&self, audio: AudioView<'_>) -> Result<(), EngineError> {
-        let latents = self
-            .model
-            .encode_source(audio)
-            .map_err(|e| EngineError::Source(e.to_string()))?;
         let hop = self.model.geometry().samples_per_latent_frame();
-        let frames = self.model.latent_frames(&latents);
         let loop_frames = self.ring.loop_frames();
-        if frames.abs_diff(loop_frames / hop) > 1 {
-            return Err(EngineError::Source(format!(
-                "the source is {frames} latent frames long, the ring's loop {}: a source \
-                 must be as long as the loop (build the ring from it)",
-                loop_frames / hop
-            )));
+        let same_length = (audio.frames() / hop).abs_diff(loop_frames / hop) <= 1;
+        let new_loop = if same_length {
+            None
+        } else {
+            if audio.sample_rate != self.ring.sample_rate()
+                || audio.channels != self.ring.channels()
+            {
+                return Err(EngineError::Source(format!(
+                    "the source is {} Hz, {} channels; the ring plays {} Hz, {} channels",
+                    audio.sample_rate,
+                    audio.channels,
+                    self.ring.sample_rate(),
+                    self.ring.channels()
+                )));
+            }
+            let min = self.min_loop_frames();
+            if audio.frames() < min {
+                return Err(EngineError::Source(format!(
+                    "the source is {} frames long; a loop needs at least {min} (the kept \
+                     window and the ring's guard)",
+                    audio.frames()
+                )));
+            }
+            Some(
+                RingLoop::from_interleaved(audio.samples.to_vec(), audio.channels)
+                    .map_err(|e| EngineError::Source(e.to_string()))?,
+            )
+        };
+        let latents = Arc::new(
+            self.model
+                .encode_source(audio)
+                .map_err(|e| EngineError::Source(e.to_string()))?,
+        );
+        match new_loop {
+            None => self.send(Control::Source(Some(latents))),
+            Some(ring_loop) => self.send(Control::Loop(ring_loop, latents)),
         }
-        self.send(Control::Source(Some(Arc::new(latents))));
         Ok(())
+    }
+
+    /// Shortest loop a source may bring: the kept window plus the guard, and one latent
+    /// frame more than the kept window (what [`EngineCore::new`] checks at start).
+    fn min_loop_frames(&self) -> usize {
+        let hop = self.model.geometry().samples_per_latent_frame();
+        let keep = self.keep_latent_frames;
+        (keep * hop + self.ring.guard_frames() + 1)
+            .max((keep + 1) * hop)
+            .max(PlayheadRing::min_frames(self.ring.guard_frames()))
     }
 
     /// Drop the source: text-only generation.

@@ -134,7 +134,7 @@ fn the_engine_thread_hears_a_knob_and_stops() {
 }
 
 #[test]
-fn set_source_takes_a_walking_source_as_long_as_the_ring_and_refuses_another_length() {
+fn set_source_takes_a_walking_source_as_long_as_the_ring_and_refuses_one_too_short() {
     // 50 s in 20 s chunks: three chunks (the 10 s rest is half a chunk, a chunk of its own).
     let source = crate::audio_file::test_signal(48_000, 2, 50.0);
     let ring = PlayheadRing::from_interleaved(
@@ -154,7 +154,7 @@ fn set_source_takes_a_walking_source_as_long_as_the_ring_and_refuses_another_len
         engine,
         store: _store,
         _conditioner,
-    } = spawn_builtin(writer, handle_ring, config);
+    } = spawn_builtin(writer, handle_ring.clone(), config);
     engine
         .set_source(AudioView {
             samples: &source.samples,
@@ -162,19 +162,16 @@ fn set_source_takes_a_walking_source_as_long_as_the_ring_and_refuses_another_len
             sample_rate: 48_000,
         })
         .unwrap();
-    let shorter = crate::audio_file::test_signal(48_000, 2, 40.0);
+    let tiny = crate::audio_file::test_signal(48_000, 2, 0.01);
     let err = engine
         .set_source(AudioView {
-            samples: &shorter.samples,
+            samples: &tiny.samples,
             channels: 2,
             sample_rate: 48_000,
         })
         .unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("1000 latent frames long, the ring's loop 1250"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("a loop needs at least"), "{err}");
+    assert_eq!(handle_ring.loop_frames(), 50 * 48_000);
     // The walking engine generates for chunk 0 (the playhead stays at 0: no reader).
     let deadline = Instant::now() + Duration::from_secs(10);
     while engine.stats().frontier_writes < 3 && Instant::now() < deadline {
@@ -233,4 +230,77 @@ fn new_lead_settings_reach_the_running_engine_and_bad_ones_are_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("gain must be above 0"), "{err}");
     engine.stop().unwrap();
+}
+
+#[test]
+fn set_source_of_another_length_swaps_the_loop_and_the_engine_follows() {
+    let long = crate::audio_file::test_signal(48_000, 2, 8.0);
+    let ring = PlayheadRing::from_interleaved(
+        long.samples.clone(),
+        2,
+        48_000,
+        PlayheadRing::guard_for_period(256),
+    )
+    .unwrap();
+    let handle_ring = ring.handle();
+    let (writer, mut reader) = ring.split();
+    let done = Arc::new(AtomicBool::new(false));
+    let stop_reader = Arc::clone(&done);
+    let player = std::thread::spawn(move || {
+        let mut buf = vec![0.0f32; 512];
+        let start = Instant::now();
+        let mut periods = 0u64;
+        while !stop_reader.load(Ordering::Relaxed) {
+            reader.read_interleaved(&mut buf, 2);
+            periods += 1;
+            let due = start + Duration::from_secs_f64(periods as f64 * 256.0 / 48_000.0);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
+    });
+    let Running {
+        engine,
+        store: _store,
+        _conditioner,
+    } = spawn_builtin(writer, handle_ring.clone(), EngineConfig::default());
+    engine.set_source(view(&long)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let short = crate::audio_file::test_signal(48_000, 2, 3.0);
+    engine.set_source(view(&short)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while handle_ring.loop_frames() != 3 * 48_000 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(handle_ring.loop_frames(), 3 * 48_000);
+    assert!(
+        engine.set_loop(1.0, 4.0).is_err(),
+        "the band is checked against 3 s"
+    );
+    engine.set_loop(1.0, 2.0).unwrap();
+    // The engine keeps writing, now into the new loop.
+    let before = engine.stats().frontier_writes;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while engine.stats().frontier_writes < before + 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stats = engine.stats();
+    assert!(stats.frontier_writes >= before + 3, "{stats:?}");
+    assert_eq!(stats.panics, 0, "{stats:?}");
+    let record = engine.record().unwrap();
+    let last = record.trace.writes().last().copied().unwrap();
+    assert!(
+        last.ring_start + last.len <= 3 * 48_000 + 48_000,
+        "{last:?}"
+    );
+    engine.stop().unwrap();
+    done.store(true, Ordering::Relaxed);
+    player.join().unwrap();
+    assert_eq!(handle_ring.counters().torn_reads, 0);
+}
+
+fn view(clip: &crate::audio_file::LoopAudio) -> AudioView<'_> {
+    AudioView {
+        samples: &clip.samples,
+        channels: clip.channels,
+        sample_rate: clip.sample_rate,
+    }
 }
