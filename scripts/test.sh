@@ -41,3 +41,16 @@ cargo test -p latentd-engine --features cuda --lib model::cuda
 # The ring's publish protocol, model-checked by loom (a separate build with --cfg loom).
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
     cargo test -p latentd-engine --release --test ring_loom
+# The house gates, mechanical: formatting, clippy with warnings as errors, rustdoc without
+# warnings (each skipped, saying so, where the toolchain lacks the component).
+if cargo fmt --version >/dev/null 2>&1; then
+    cargo fmt --all --check
+else
+    echo "test.sh: skipping cargo fmt --check: rustfmt is not installed"
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+    cargo clippy --workspace --all-targets -- -D warnings
+else
+    echo "test.sh: skipping clippy: it is not installed"
+fi
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps

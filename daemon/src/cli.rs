@@ -557,7 +557,7 @@ fn prompt(
 }
 
 /// A knob value from the command line, the config file or the state file, checked like a
-/// knob set over OSC ([`ParamSpec::check_value`]: refused out of range or fractional for an
+/// knob set over OSC ([`ParamSpec::check_value`](latentd_osc_schema::ParamSpec::check_value): refused out of range or fractional for an
 /// integer knob, never rounded or clamped), then put in the engine's canonical form.
 pub fn check_knob(name: &str, value: f64) -> Result<(KnobId, f64), String> {
     let names = || {

@@ -16,7 +16,7 @@
 //! longer one than was preallocated (possible with a PipeWire quantum above 8192) is
 //! converted in several consecutive chunks within the callback.
 //!
-//! Threading: built on the main thread, then owned by the [`PeriodProcessor`]
+//! Threading: built on the main thread, then owned by the [`PeriodProcessor`](super::PeriodProcessor)
 //! (crate::audio::PeriodProcessor) and only used from the realtime callback:
 //! [`RateConverter::convert`] does no allocation, lock, syscall or logging.
 
@@ -65,7 +65,7 @@ impl Rates {
     }
 }
 
-/// The preallocated ring-rate to output-rate conversion of one [`PeriodProcessor`]
+/// The preallocated ring-rate to output-rate conversion of one [`PeriodProcessor`](super::PeriodProcessor)
 /// (crate::audio::PeriodProcessor). See the module doc.
 pub struct RateConverter {
     resampler: Async<f32>,

@@ -1,5 +1,5 @@
 //! The JACK output: a client with two ports, `out_1` and `out_2`, whose process callback
-//! plays the ring through [`PeriodProcessor::process_planar`].
+//! plays the ring through [`PeriodProcessor::process_planar`](super::PeriodProcessor::process_planar).
 //!
 //! The server dictates the format: its sample rate and buffer size ([`JackOutput::format`]).
 //! The client never starts a server ([`ClientOptions::NO_START_SERVER`]); libjack picks the
@@ -8,8 +8,8 @@
 //! Threading:
 //! - [`JackOutput::open`], [`AudioOutput::start`] and [`RunningOutput::stop`] run on the
 //!   main thread, or on the supervising thread when it reopens a lost output. libjack's own
-//!   messages go to the log as [`libjack_log`](super::libjack_log) says.
-//! - JACK's process thread (realtime) runs [`Process::process`], which only fetches the two
+//!   messages go to the log as `audio::libjack_log` says.
+//! - JACK's process thread (realtime) runs [`Process::process`](jack::ProcessHandler::process), which only fetches the two
 //!   port buffers and plays the [`ProcessorSlot`]. Its buffer-size callback runs outside
 //!   the realtime path (JACK calls it between cycles) and updates the reported period and
 //!   the ring's guard; a rate converter in the processor needs nothing there (it is

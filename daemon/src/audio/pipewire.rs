@@ -6,8 +6,8 @@
 //! spawned by [`PipeWireOutput::open`], connects to the server, makes one roundtrip and
 //! reports success or failure over a std channel; `open` waits at most
 //! [`STARTUP_TIMEOUT`]. The main thread then talks to the loop thread only through a
-//! `pw::channel`: [`Command::Start`] hands over the [`ProcessorSlot`] and creates the
-//! stream, [`Command::Quit`] quits the loop, after which the thread destroys the stream
+//! `pw::channel`: `Command::Start` hands over the [`ProcessorSlot`] and creates the
+//! stream, `Command::Quit` quits the loop, after which the thread destroys the stream
 //! (which waits until the data thread no longer calls `process`) and exits; the caller
 //! joins it.
 //!

@@ -21,7 +21,7 @@
 //! connection). The handler is behind a mutex, so it sees one packet at a time; it reaches the
 //! engine through the lock-free knob store and a bounded command queue, never blocking on the
 //! audio thread. No thread waits on a client's socket: replies and pushes are written without
-//! blocking (see [`subscribers`]).
+//! blocking (see `subscribers`).
 
 mod access;
 pub mod oscquery;

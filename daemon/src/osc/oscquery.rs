@@ -14,7 +14,7 @@
 //! The static part (types, ranges, docs) is generated once by the osc-schema OSCQuery
 //! generator; each request clones it and fills `VALUE` from [`KnobValues`].
 //!
-//! HTTP is served by [`http`], a small server of our own on a std `TcpListener` (requests
+//! HTTP is served by `oscquery::http`, a small server of our own on a std `TcpListener` (requests
 //! parsed by `httparse`), under the limits of [`latentd_osc_schema::oscquery_http`]: request
 //! heads and bodies bounded before anything is allocated from them, a cap on connections,
 //! idle, request and response deadlines, an accept loop that survives running out of file
