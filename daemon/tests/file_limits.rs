@@ -11,9 +11,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::hostile::{mkfifo, write_wav_claiming};
 use common::osc_client::{Link, Transport, msg, s};
 use common::{BIN, Daemon, isolated, wait_timeout, write_float_wav};
+use latentd_tests::hostile_files::{mkfifo, write_wav_claiming};
 
 /// Run `latentd args`; it must exit 2 within 5 s printing exactly one `latentd: error:` line,
 /// which is returned.

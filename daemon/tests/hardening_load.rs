@@ -19,14 +19,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::hostile::{
-    connect_small_window, framed, http_exchange, http_status, mkfifo, percentile, rss_kib,
-    write_wav_claiming,
+    connect_small_window, framed, http_exchange, http_status, percentile, rss_kib,
 };
 use common::osc_client::{Link, Transport, bundle, msg, s, timetag};
 use common::service_fixture::{Daemon, Launch, Osc};
 use common::write_float_wav;
 use latentd_osc_schema::limits::TCP_MAX_CONNECTIONS;
 use latentd_osc_schema::rosc::{OscType, encoder};
+use latentd_tests::hostile_files::{mkfifo, write_wav_claiming};
 use tempfile::TempDir;
 
 const START: Duration = Duration::from_secs(30);

@@ -80,6 +80,28 @@ fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
     false
 }
 
+/// Floods `hog` with `/knobs` requests (replies of ~800 bytes each, never read),
+/// re-subscribing with `/notify 1` every 20th packet, until `stop` or a failed write;
+/// returns the packets sent.
+fn hog_until(hog: &mut std::net::TcpStream, stop: &AtomicBool) -> u64 {
+    let notify = framed(&msg("/notify", vec![OscType::Int(1)]));
+    let knobs = framed(&msg("/knobs", vec![]));
+    let mut sent = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let packet = if sent.is_multiple_of(20) {
+            &notify
+        } else {
+            &knobs
+        };
+        if hog.write_all(packet).is_err() {
+            break;
+        }
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    sent
+}
+
 /// Finding: a TCP `/notify` subscriber that never reads stalled OSC for every client (each
 /// push waited up to 500 ms on its socket under the server's locks). Now other clients'
 /// round trips stay fast and the subscriber is disconnected once it stays behind.
@@ -95,27 +117,7 @@ fn a_tcp_subscriber_that_never_reads_stalls_nobody_and_is_dropped() {
     let stop = Arc::new(AtomicBool::new(false));
     let flood = {
         let (mut hog, stop) = (hog.try_clone().unwrap(), stop.clone());
-        std::thread::spawn(move || {
-            // /knobs replies (~800 bytes each) it never reads, re-subscribing now and then.
-            let (notify, knobs) = (
-                framed(&msg("/notify", vec![OscType::Int(1)])),
-                framed(&msg("/knobs", vec![])),
-            );
-            let mut sent = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let packet = if sent.is_multiple_of(20) {
-                    &notify
-                } else {
-                    &knobs
-                };
-                if hog.write_all(packet).is_err() {
-                    break;
-                }
-                sent += 1;
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            sent
-        })
+        std::thread::spawn(move || hog_until(&mut hog, &stop))
     };
 
     // Another client: a knob set (pushed to the subscriber) and a query, for 6 s.
@@ -557,25 +559,11 @@ fn all_osc_attacks_at_once_leave_other_clients_fast() {
     spawn(
         &mut attackers,
         Box::new(move || {
-            let knobs = framed(&msg("/knobs", vec![]));
-            let notify = framed(&msg("/notify", vec![OscType::Int(1)]));
             while !s.load(Ordering::Relaxed) {
                 let mut hog = connect_small_window(addr);
                 hog.set_write_timeout(Some(Duration::from_millis(200)))
                     .unwrap();
-                let mut sent = 0u64;
-                while !s.load(Ordering::Relaxed) {
-                    let packet = if sent.is_multiple_of(20) {
-                        &notify
-                    } else {
-                        &knobs
-                    };
-                    if hog.write_all(packet).is_err() {
-                        break;
-                    }
-                    sent += 1;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
+                hog_until(&mut hog, &s);
             }
         }),
     );

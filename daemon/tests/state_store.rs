@@ -274,9 +274,7 @@ fn within_5_s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
 fn a_fifo_state_path_is_neither_read_nor_moved_nor_saved_over() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.json");
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    latentd_tests::hostile_files::mkfifo(&path);
     let opened = path.clone();
     let (store, state, outcome) = within_5_s(move || StateStore::open(&opened));
     assert_eq!(state, PersistentState::default());

@@ -155,9 +155,7 @@ mod tests {
     fn a_fifo_a_device_and_a_directory_are_refused_without_blocking() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo");
-        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        latentd_tests::hostile_files::mkfifo(&fifo);
         let kind = |p: &Path| match open_bounded(p, 1 << 20) {
             Err(InputFileError::NotRegular { kind, .. }) => kind,
             other => panic!("{}: {other:?}", p.display()),

@@ -5,6 +5,7 @@
 //! Threading: fixtures are plain values owned by one test; their `Drop` stops what they
 //! started.
 
+pub mod hostile_files;
 pub mod index_signal;
 pub mod jack_capture;
 pub mod jack_server;

@@ -1,13 +1,12 @@
 //! Pieces shared by the issue-11 limit tests (`osc_limits`, `oscquery_limits`, `file_limits`,
 //! `hardening_load`): hostile clients (a TCP connection with a tiny receive window, raw HTTP
-//! exchanges), hostile files (a WAV whose header claims what its data is not, a FIFO), and
-//! the measurements taken under attack (resident memory, percentiles).
+//! exchanges) and the measurements taken under attack (resident memory, percentiles). Hostile files are
+//! `latentd_tests::hostile_files`, shared with the engine's tests.
 //!
 //! Threading: plain functions; each call blocks its caller at most the limit it is given.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use latentd::osc::{Framing, encode_frame};
@@ -108,44 +107,4 @@ pub fn read_http_answer(stream: &mut TcpStream, limit: Duration) -> Result<Strin
 /// The status code of an HTTP answer.
 pub fn http_status(answer: &str) -> Option<u16> {
     answer.split(' ').nth(1)?.parse().ok()
-}
-
-/// Make a FIFO at `path`.
-pub fn mkfifo(path: &Path) {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-}
-
-/// A canonical PCM WAV header claiming `data_bytes` of samples, then `written` bytes of
-/// silence; extended (sparse) to the claimed length when `sparse`.
-pub fn write_wav_claiming(
-    path: &Path,
-    channels: u16,
-    rate: u32,
-    bits: u16,
-    data_bytes: u32,
-    written: usize,
-    sparse: bool,
-) {
-    let block = channels * bits.div_ceil(8);
-    let mut b = Vec::new();
-    b.extend_from_slice(b"RIFF");
-    b.extend_from_slice(&36u32.wrapping_add(data_bytes).to_le_bytes());
-    b.extend_from_slice(b"WAVEfmt ");
-    b.extend_from_slice(&16u32.to_le_bytes());
-    b.extend_from_slice(&1u16.to_le_bytes());
-    b.extend_from_slice(&channels.to_le_bytes());
-    b.extend_from_slice(&rate.to_le_bytes());
-    b.extend_from_slice(&(rate * u32::from(block)).to_le_bytes());
-    b.extend_from_slice(&block.to_le_bytes());
-    b.extend_from_slice(&bits.to_le_bytes());
-    b.extend_from_slice(b"data");
-    b.extend_from_slice(&data_bytes.to_le_bytes());
-    b.resize(44 + written, 0);
-    std::fs::write(path, &b).unwrap();
-    if sparse {
-        let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-        file.set_len(44 + u64::from(data_bytes)).unwrap();
-    }
 }

@@ -3,6 +3,8 @@
 use std::f64::consts::TAU;
 use std::path::Path;
 
+use latentd_tests::hostile_files::{mkfifo, write_wav_claiming};
+
 use super::*;
 
 fn write_int(path: &Path, channels: u16, rate: u32, bits: u16, samples: &[i32]) {
@@ -298,40 +300,6 @@ fn test_signal_is_audible_bounded_and_seamless() {
     );
 }
 
-/// A canonical 44-byte PCM header claiming `data_bytes` of samples, followed by `written`
-/// bytes of silence; the file is then extended (sparse) to the claimed length when `sparse`.
-fn write_header_claiming(
-    path: &Path,
-    channels: u16,
-    rate: u32,
-    bits: u16,
-    data_bytes: u32,
-    written: usize,
-    sparse: bool,
-) {
-    let block = channels * bits.div_ceil(8);
-    let mut b = Vec::new();
-    b.extend_from_slice(b"RIFF");
-    b.extend_from_slice(&(36u32.wrapping_add(data_bytes)).to_le_bytes());
-    b.extend_from_slice(b"WAVEfmt ");
-    b.extend_from_slice(&16u32.to_le_bytes());
-    b.extend_from_slice(&1u16.to_le_bytes());
-    b.extend_from_slice(&channels.to_le_bytes());
-    b.extend_from_slice(&rate.to_le_bytes());
-    b.extend_from_slice(&(rate * u32::from(block)).to_le_bytes());
-    b.extend_from_slice(&block.to_le_bytes());
-    b.extend_from_slice(&bits.to_le_bytes());
-    b.extend_from_slice(b"data");
-    b.extend_from_slice(&data_bytes.to_le_bytes());
-    assert_eq!(b.len(), 44);
-    b.resize(44 + written, 0);
-    std::fs::write(path, &b).unwrap();
-    if sparse {
-        let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-        file.set_len(44 + u64::from(data_bytes)).unwrap();
-    }
-}
-
 fn assert_limit(err: AudioFileError, path: &Path, needle: &str) {
     let text = err.to_string();
     assert!(text.starts_with(&path.display().to_string()), "{text}");
@@ -343,7 +311,7 @@ fn a_header_claiming_more_than_600_s_is_refused_before_decoding() {
     let dir = tempfile::tempdir().unwrap();
     // 601 s of 8-bit mono at 8 kHz: a few MB, sparse.
     let small = dir.path().join("601s.wav");
-    write_header_claiming(&small, 1, 8_000, 8, 601 * 8_000, 0, true);
+    write_wav_claiming(&small, 1, 8_000, 8, 601 * 8_000, 0, true);
     assert_limit(probe_wav(&small).unwrap_err(), &small, "up to 600 s");
     assert_limit(
         load_wav(&small, 48_000, 2).unwrap_err(),
@@ -354,7 +322,7 @@ fn a_header_claiming_more_than_600_s_is_refused_before_decoding() {
     // The report's file: a 2 GB sparse 16-bit stereo 48 kHz WAV (~10417 s). Refused from
     // the header alone, so in well under a second and without allocating its samples.
     let big = dir.path().join("2GB.wav");
-    write_header_claiming(&big, 2, 48_000, 16, 2_000_000_000, 0, true);
+    write_wav_claiming(&big, 2, 48_000, 16, 2_000_000_000, 0, true);
     let started = std::time::Instant::now();
     assert_limit(probe_wav(&big).unwrap_err(), &big, "10416.7 s");
     assert_limit(load_wav(&big, 48_000, 2).unwrap_err(), &big, "up to 600 s");
@@ -366,7 +334,7 @@ fn a_truncated_data_chunk_is_refused_by_the_probe() {
     let dir = tempfile::tempdir().unwrap();
     // The header promises 1000 frames; 400 are there.
     let path = dir.path().join("cut.wav");
-    write_header_claiming(&path, 2, 48_000, 16, 4_000, 1_600, false);
+    write_wav_claiming(&path, 2, 48_000, 16, 4_000, 1_600, false);
     for err in [probe_wav(&path).unwrap_err(), err_of(&path)] {
         assert!(matches!(err, AudioFileError::CorruptData { .. }), "{err:?}");
         let text = err.to_string();
@@ -384,7 +352,7 @@ fn a_1_hz_wav_is_refused_before_resampling() {
     let dir = tempfile::tempdir().unwrap();
     // The report's 52-byte file: 16-bit mono at 1 Hz, 4 frames (4 s).
     let path = dir.path().join("1hz.wav");
-    write_header_claiming(&path, 1, 1, 16, 8, 8, false);
+    write_wav_claiming(&path, 1, 1, 16, 8, 8, false);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 52);
     assert_limit(
         probe_wav(&path).unwrap_err(),
@@ -421,7 +389,7 @@ fn resampling_cost_is_bounded_before_allocating() {
 fn more_than_8_channels_are_refused_from_the_header() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nine.wav");
-    write_header_claiming(&path, 9, 48_000, 16, 9 * 2 * 100, 9 * 2 * 100, false);
+    write_wav_claiming(&path, 9, 48_000, 16, 9 * 2 * 100, 9 * 2 * 100, false);
     assert_limit(
         probe_wav(&path).unwrap_err(),
         &path,
@@ -443,9 +411,7 @@ fn within_5_s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
 fn a_fifo_and_dev_zero_are_refused_without_blocking_or_reading() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("loop.wav");
-    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    mkfifo(&fifo);
     for path in [fifo, std::path::PathBuf::from("/dev/zero")] {
         let probed = path.clone();
         let err = within_5_s(move || probe_wav(&probed).unwrap_err());

@@ -44,21 +44,37 @@ fn spawn_builtin(writer: RingWriter, ring: RingHandle, config: EngineConfig) -> 
     }
 }
 
-#[test]
-fn the_engine_thread_hears_a_knob_and_stops() {
-    let source = crate::audio_file::test_signal(48_000, 2, 4.0);
+/// A reader thread playing a ring in real time (stereo, 48 kHz, 256-frame periods), as the
+/// audio callback would; [`RealtimePlayer::stop`] ends and joins it.
+struct RealtimePlayer {
+    done: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl RealtimePlayer {
+    fn stop(self) {
+        self.done.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+    }
+}
+
+/// A ring holding `clip` (stereo, 48 kHz), played by a [`RealtimePlayer`]: its handle, the
+/// writer for the engine, and the player.
+fn play_in_real_time(
+    clip: &crate::audio_file::LoopAudio,
+) -> (RingHandle, RingWriter, RealtimePlayer) {
     let ring = PlayheadRing::from_interleaved(
-        source.samples.clone(),
+        clip.samples.clone(),
         2,
         48_000,
         PlayheadRing::guard_for_period(256),
     )
     .unwrap();
-    let handle_ring = ring.handle();
+    let handle = ring.handle();
     let (writer, mut reader) = ring.split();
     let done = Arc::new(AtomicBool::new(false));
     let stop_reader = Arc::clone(&done);
-    let player = std::thread::spawn(move || {
+    let thread = std::thread::spawn(move || {
         let mut buf = vec![0.0f32; 512];
         let start = Instant::now();
         let mut periods = 0u64;
@@ -69,6 +85,13 @@ fn the_engine_thread_hears_a_knob_and_stops() {
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
         }
     });
+    (handle, writer, RealtimePlayer { done, thread })
+}
+
+#[test]
+fn the_engine_thread_hears_a_knob_and_stops() {
+    let source = crate::audio_file::test_signal(48_000, 2, 4.0);
+    let (handle_ring, writer, player) = play_in_real_time(&source);
     let config = EngineConfig {
         idle_after_s: 1.5,
         ..EngineConfig::default()
@@ -128,8 +151,7 @@ fn the_engine_thread_hears_a_knob_and_stops() {
     }
     assert!(engine.stats().ticks > idle.ticks);
     let _writer = engine.stop().unwrap();
-    done.store(true, Ordering::Relaxed);
-    player.join().unwrap();
+    player.stop();
     assert_eq!(handle_ring.counters().torn_reads, 0);
 }
 
@@ -235,28 +257,7 @@ fn new_lead_settings_reach_the_running_engine_and_bad_ones_are_refused() {
 #[test]
 fn set_source_of_another_length_swaps_the_loop_and_the_engine_follows() {
     let long = crate::audio_file::test_signal(48_000, 2, 8.0);
-    let ring = PlayheadRing::from_interleaved(
-        long.samples.clone(),
-        2,
-        48_000,
-        PlayheadRing::guard_for_period(256),
-    )
-    .unwrap();
-    let handle_ring = ring.handle();
-    let (writer, mut reader) = ring.split();
-    let done = Arc::new(AtomicBool::new(false));
-    let stop_reader = Arc::clone(&done);
-    let player = std::thread::spawn(move || {
-        let mut buf = vec![0.0f32; 512];
-        let start = Instant::now();
-        let mut periods = 0u64;
-        while !stop_reader.load(Ordering::Relaxed) {
-            reader.read_interleaved(&mut buf, 2);
-            periods += 1;
-            let due = start + Duration::from_secs_f64(periods as f64 * 256.0 / 48_000.0);
-            std::thread::sleep(due.saturating_duration_since(Instant::now()));
-        }
-    });
+    let (handle_ring, writer, player) = play_in_real_time(&long);
     let Running {
         engine,
         store: _store,
@@ -292,8 +293,7 @@ fn set_source_of_another_length_swaps_the_loop_and_the_engine_follows() {
         "{last:?}"
     );
     engine.stop().unwrap();
-    done.store(true, Ordering::Relaxed);
-    player.join().unwrap();
+    player.stop();
     assert_eq!(handle_ring.counters().torn_reads, 0);
 }
 
