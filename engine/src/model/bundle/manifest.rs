@@ -56,6 +56,8 @@ pub const MAX_LATENT_CHANNELS: u32 = 4096;
 pub const MAX_T_MULTIPLE: u32 = 64;
 /// Largest `[decoder] context_frames` (frames decoded on each side of the kept part).
 pub const MAX_CONTEXT_FRAMES: u32 = 256;
+/// Largest `[decoder] n_fft`.
+pub const MAX_N_FFT: usize = 1 << 16;
 /// Largest `[timbre] reference_frames`.
 pub const MAX_REFERENCE_FRAMES: u32 = 6000;
 
@@ -257,6 +259,23 @@ pub struct DecoderSpec {
     pub file: PathBuf,
     /// Latent frames decoded on each side of the frames kept from a window.
     pub context_frames: usize,
+    /// What the graph outputs.
+    pub output: DecoderOutput,
+}
+
+/// `[decoder] output`: what the decoder graph produces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecoderOutput {
+    /// `audio [B,A,T*rate/fps]`, the samples themselves.
+    Audio,
+    /// `stft [B,A,N,n_fft/2+1,2]`, a Hann-windowed one-sided STFT the host inverts
+    /// (`model::bundle::istft`); `N = T * rate/fps / hop`.
+    Stft {
+        /// FFT length, even, at least `2 * hop`.
+        n_fft: usize,
+        /// Samples between frames; divides `rate/fps`.
+        hop: usize,
+    },
 }
 
 /// `[text]`.
@@ -499,6 +518,10 @@ struct RawDit {
 struct RawDecoder {
     file: String,
     context_frames: u32,
+    output: Option<String>,
+    n_fft: Option<u32>,
+    hop: Option<u32>,
+    window: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -690,6 +713,7 @@ impl Validator<'_> {
                 0,
                 MAX_CONTEXT_FRAMES,
             )? as usize,
+            output: decoder_output(&raw.decoder, &geometry)?,
         };
         let encoder = raw
             .encoder
@@ -935,6 +959,65 @@ fn geometry(raw: &RawGeometry) -> Result<Geometry, BundleError> {
         latent_channels: latent_channels as usize,
         latent_frame_rate: fps,
     })
+}
+
+/// `[decoder] output` and, for `"stft"`, its `n_fft`, `hop` and `window`.
+fn decoder_output(raw: &RawDecoder, g: &Geometry) -> Result<DecoderOutput, BundleError> {
+    #[derive(Clone, Copy)]
+    enum Kind {
+        Audio,
+        Stft,
+    }
+    let kind = choice(
+        "[decoder] output",
+        raw.output.as_deref().unwrap_or("audio"),
+        &[("audio", Kind::Audio), ("stft", Kind::Stft)],
+    )?;
+    if let Kind::Audio = kind {
+        for (key, given) in [
+            ("[decoder] n_fft", raw.n_fft.is_some()),
+            ("[decoder] hop", raw.hop.is_some()),
+            ("[decoder] window", raw.window.is_some()),
+        ] {
+            if given {
+                return Err(invalid(key, "given", "only with output = \"stft\""));
+            }
+        }
+        return Ok(DecoderOutput::Audio);
+    }
+    let samples = g.samples_per_latent_frame();
+    let hop = raw.hop.ok_or_else(|| {
+        invalid(
+            "[decoder] hop",
+            "missing",
+            format!("a divisor of rate/fps = {samples}, required with output = \"stft\""),
+        )
+    })? as usize;
+    if hop == 0 || !samples.is_multiple_of(hop) {
+        return Err(invalid(
+            "[decoder] hop",
+            hop,
+            format!("a divisor of rate/fps = {samples}"),
+        ));
+    }
+    let n_fft = raw.n_fft.ok_or_else(|| {
+        invalid(
+            "[decoder] n_fft",
+            "missing",
+            "an even number >= 2 * hop, required with output = \"stft\"",
+        )
+    })? as usize;
+    if !n_fft.is_multiple_of(2) || n_fft < 2 * hop || n_fft > MAX_N_FFT {
+        return Err(invalid(
+            "[decoder] n_fft",
+            n_fft,
+            format!("an even number from 2 * hop = {} to {MAX_N_FFT}", 2 * hop),
+        ));
+    }
+    if let Some(window) = &raw.window {
+        choice("[decoder] window", window, &[("hann", ())])?;
+    }
+    Ok(DecoderOutput::Stft { n_fft, hop })
 }
 
 fn sampler(raw: &RawSampler, has_text: bool) -> Result<SamplerSpec, BundleError> {

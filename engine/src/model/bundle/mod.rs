@@ -7,12 +7,15 @@
 //!   are refused with one [`BundleError`] naming the key or the file. Nothing here touches
 //!   ONNX Runtime, so a bundle can be checked on a machine without it.
 //! - [`onnx`]: [`onnx::OnnxModel`], the bundle run by ONNX Runtime (the `Model` backend).
+//! - [`istft`]: [`istft::Istft`], the host's inverse STFT for a decoder with
+//!   `output = "stft"`.
 //! - [`parity`]: runs the `[parity]` vectors a bundle carries (`latentctl check-bundle`).
 //!
 //! Threading: [`load`] is plain blocking file I/O (a few small reads and `stat`s plus the
 //! vocabulary): call it at start or on the control / encoder thread, never on the engine or
 //! audio thread. A [`BundleManifest`] is immutable plain data (`Send + Sync`).
 
+pub mod istft;
 pub mod manifest;
 pub mod onnx;
 pub mod parity;

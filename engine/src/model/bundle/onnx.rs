@@ -11,7 +11,9 @@
 //!   lock, Euler / SDE, noise) is [`sampler`], on the host;
 //! - the decoder renders `latents [1,C,W]` → `audio [1,A,W*hop]` for a window of the kept
 //!   frames plus `context_frames` on each side, keeping the centre; the eight channel-group
-//!   gains scale the latent channel groups (`C / 8` channels each) before decoding;
+//!   gains scale the latent channel groups (`C / 8` channels each) before decoding; a
+//!   decoder with `output = "stft"` gives `stft [1,A,W*hop/stft_hop,F,2]` instead, which
+//!   [`Istft`] (allocated with the window's tensors) inverts on the engine thread;
 //! - the encoder maps a source `audio [1,A,S]` → `latents [1,C,S/hop]`; the text model maps
 //!   tag ids `ids [1,L] int64` → `encoder_hidden_states [1,L,D]`.
 //!
@@ -37,7 +39,8 @@ use ort::memory::Allocator;
 use ort::session::{IoBinding, Session};
 use ort::value::{Tensor, TensorElementType, ValueType};
 
-use super::manifest::{BundleManifest, Guidance};
+use super::istft::Istft;
+use super::manifest::{BundleManifest, DecoderOutput, Guidance};
 use crate::audio_clip::AudioView;
 use crate::conditioning::{ConditionEncoder, Conditioning, EncodeError, PromptEncoding};
 use crate::knobs::KnobId;
@@ -515,7 +518,9 @@ struct DecodeRun {
     window: usize,
     binding: IoBinding,
     latents: Tensor<f32>,
-    audio: Tensor<f32>,
+    /// The graph's output: `audio`, or `stft` for `istft` to invert.
+    output: Tensor<f32>,
+    istft: Option<Istft>,
 }
 
 struct DecoderState {
@@ -600,12 +605,28 @@ impl OnnxModel {
 
         let dec_file = file_name(&dir, &spec.decoder.file);
         let decoder = open(&spec.decoder.file)?;
+        let out_convention = match spec.decoder.output {
+            DecoderOutput::Audio => f32_tensor("audio", 3),
+            DecoderOutput::Stft { .. } => f32_tensor("stft", 5),
+        };
+        let out_name = out_convention.name;
         let (ins, outs) = check_tensors(
             &decoder,
             &dec_file,
             &[(f32_tensor("latents", 3), true)],
-            &[f32_tensor("audio", 3)],
+            &[out_convention],
         )?;
+        if let DecoderOutput::Stft { n_fft, .. } = spec.decoder.output {
+            check_dim(
+                &dec_file,
+                "stft",
+                &outs[0],
+                3,
+                n_fft / 2 + 1,
+                "n_fft / 2 + 1",
+            )?;
+            check_dim(&dec_file, "stft", &outs[0], 4, 2, "(re, im) pair")?;
+        }
         check_dim(
             &dec_file,
             "latents",
@@ -616,7 +637,7 @@ impl OnnxModel {
         )?;
         check_dim(
             &dec_file,
-            "audio",
+            out_name,
             &outs[0],
             1,
             g.audio_channels,
@@ -984,15 +1005,25 @@ impl OnnxModel {
         let g = self.manifest.geometry;
         let err = bind_err("decoder");
         let latents = new_tensor(&[1, g.latent_channels, window])?;
-        let mut audio = new_tensor(&[1, g.audio_channels, window * g.samples_per_latent_frame()])?;
+        let (a, samples) = (g.audio_channels, window * g.samples_per_latent_frame());
+        let (name, mut output, istft) = match self.manifest.decoder.output {
+            DecoderOutput::Audio => ("audio", new_tensor(&[1, a, samples])?, None),
+            DecoderOutput::Stft { n_fft, hop } => {
+                let frames = samples / hop;
+                let istft = Istft::new(n_fft, hop, a, frames);
+                let dims = [1, a, frames, istft.bins(), 2];
+                ("stft", new_tensor(&dims)?, Some(istft))
+            }
+        };
         let mut binding = session.create_binding().map_err(&err)?;
         binding.bind_input("latents", &latents).map_err(&err)?;
-        binding.bind_output("audio", &mut audio).map_err(&err)?;
+        binding.bind_output(name, &mut output).map_err(&err)?;
         Ok(DecodeRun {
             window,
             binding,
             latents,
-            audio,
+            output,
+            istft,
         })
     }
 }
@@ -1311,7 +1342,11 @@ impl Model for OnnxModel {
         }
         run_bound(session, &run.binding, "decoder")
             .map_err(|e| DecodeError::Backend(e.to_string()))?;
-        let (_, audio) = run.audio.extract_tensor();
+        let (_, output) = run.output.extract_tensor();
+        let audio = match &mut run.istft {
+            None => output,
+            Some(istft) => istft.invert(output),
+        };
         let samples = window * hop;
         let kept =
             |ch: usize| &audio[ch * samples + ctx * hop..ch * samples + (ctx + frames) * hop];

@@ -101,7 +101,8 @@ fn the_issues_manifest_is_accepted_with_typed_values_and_absolute_paths() {
         m.decoder,
         DecoderSpec {
             file: root.join("decoder.onnx"),
-            context_frames: 8
+            context_frames: 8,
+            output: DecoderOutput::Audio,
         }
     );
     assert_eq!(m.encoder, Some(root.join("encoder.onnx")));
@@ -202,6 +203,74 @@ fn t_multiple_zero_and_a_huge_context_are_refused() {
         refusal("context_frames = 8", "context_frames = 100000"),
         "bundle.toml: [decoder] context_frames: 100000 (accepted: 0 to 256)"
     );
+}
+
+#[test]
+fn an_stft_decoder_is_read_with_its_n_fft_and_hop() {
+    // The lead's model: 48 kHz, 25 fps, n_fft 1920, hop 480.
+    let ctx = "context_frames = 8\n";
+    let stft = "context_frames = 8\noutput = \"stft\"\nn_fft = 1920\nhop = 480\n";
+    let dir = bundle(&edited(ctx, stft));
+    let m = load(dir.path()).unwrap();
+    assert_eq!(
+        m.decoder.output,
+        DecoderOutput::Stft {
+            n_fft: 1920,
+            hop: 480
+        }
+    );
+    let hann = format!("{stft}window = \"hann\"\n");
+    assert!(load(bundle(&edited(ctx, &hann)).path()).is_ok());
+}
+
+#[test]
+fn bad_stft_decoder_keys_are_refused_naming_the_key() {
+    let ctx = "context_frames = 8\n";
+    let case = |extra: &str| refusal(ctx, &format!("{ctx}{extra}"));
+    let stft = "output = \"stft\"\n";
+    assert_eq!(
+        case(&format!("{stft}n_fft = 1920\n")),
+        "bundle.toml: [decoder] hop: missing (accepted: a divisor of rate/fps = 1920, \
+         required with output = \"stft\")"
+    );
+    assert!(
+        case(&format!("{stft}hop = 480\n")).starts_with("bundle.toml: [decoder] n_fft: missing")
+    );
+    assert_eq!(
+        case(&format!("{stft}n_fft = 1921\nhop = 480\n")),
+        "bundle.toml: [decoder] n_fft: 1921 (accepted: an even number from 2 * hop = 960 to 65536)"
+    );
+    assert!(
+        case(&format!("{stft}n_fft = 900\nhop = 480\n"))
+            .starts_with("bundle.toml: [decoder] n_fft: 900")
+    );
+    assert_eq!(
+        case(&format!("{stft}n_fft = 1920\nhop = 500\n")),
+        "bundle.toml: [decoder] hop: 500 (accepted: a divisor of rate/fps = 1920)"
+    );
+    assert!(
+        case(&format!("{stft}n_fft = 1920\nhop = 0\n"))
+            .starts_with("bundle.toml: [decoder] hop: 0")
+    );
+    assert_eq!(
+        case(&format!(
+            "{stft}n_fft = 1920\nhop = 480\nwindow = \"hamming\"\n"
+        )),
+        "bundle.toml: [decoder] window: \"hamming\" (accepted: \"hann\")"
+    );
+    assert_eq!(
+        case("output = \"mel\"\n"),
+        "bundle.toml: [decoder] output: \"mel\" (accepted: \"audio\", \"stft\")"
+    );
+    assert_eq!(
+        case("n_fft = 1920\n"),
+        "bundle.toml: [decoder] n_fft: given (accepted: only with output = \"stft\")"
+    );
+    assert_eq!(
+        case("output = \"audio\"\nhop = 480\n"),
+        "bundle.toml: [decoder] hop: given (accepted: only with output = \"stft\")"
+    );
+    assert!(case(&format!("{stft}n_fft = 1920\nhop = 480\nwin = 3\n")).contains("win"));
 }
 
 #[test]
