@@ -38,9 +38,14 @@ fn load(dir: &Path) -> Result<OnnxModel, OnnxLoadError> {
 
 /// The tiny bundle (seed `seed`) and the model loaded from it, or `None` (skipped).
 fn tiny(seed: u32) -> Option<(tempfile::TempDir, OnnxModel)> {
+    tiny_decoding(seed, "audio")
+}
+
+/// [`tiny`] with `--decoder <decoder>` (`audio` or `stft`).
+fn tiny_decoding(seed: u32, decoder: &str) -> Option<(tempfile::TempDir, OnnxModel)> {
     options()?;
     let seed = seed.to_string();
-    let dir = test_bundles::bundle(&["--preset", "tiny", "--seed", &seed])?;
+    let dir = test_bundles::bundle(&["--preset", "tiny", "--seed", &seed, "--decoder", decoder])?;
     let model = load(dir.path()).expect("the tiny bundle loads");
     Some((dir, model))
 }
@@ -259,7 +264,15 @@ fn runs_are_deterministic_and_the_weights_change_the_sound() {
 
 #[test]
 fn the_per_tick_step_does_not_allocate() {
-    let Some((_dir, model)) = tiny(0) else { return };
+    for decoder in ["audio", "stft"] {
+        let Some((_dir, model)) = tiny_decoding(0, decoder) else {
+            return;
+        };
+        per_tick_step_does_not_allocate(&model);
+    }
+}
+
+fn per_tick_step_does_not_allocate(model: &OnnxModel) {
     let frames = 50;
     let cond = prompt(&model, "calm strings");
     let source = start(&model, frames, 99, None);
@@ -333,8 +346,65 @@ fn a_bundle_with_a_missing_file_is_refused() {
 /// A tiny bundle broken by `make_test_bundle.py --fault <fault>`, and its load error.
 fn faulty(fault: &str) -> Option<OnnxLoadError> {
     options()?;
-    let dir = test_bundles::bundle(&["--preset", "tiny", "--fault", fault])?;
+    let decoder = if fault.starts_with("stft") {
+        "stft"
+    } else {
+        "audio"
+    };
+    let dir = test_bundles::bundle(&["--preset", "tiny", "--fault", fault, "--decoder", decoder])?;
     Some(load_err(dir.path()))
+}
+
+#[test]
+fn an_stft_decoder_with_a_wrong_output_name_or_bin_count_is_refused() {
+    let Some(e) = faulty("stft-output-name") else {
+        return;
+    };
+    assert!(
+        matches!(&e, OnnxLoadError::Tensor { file, tensor, reason }
+            if file == "decoder.onnx" && tensor == "stft" && reason.contains("spectrum")),
+        "{e:?}"
+    );
+    let e = faulty("stft-bins").expect("checked above");
+    assert!(
+        matches!(&e, OnnxLoadError::Tensor { tensor, reason, .. }
+            if tensor == "stft" && reason.contains("axis 3 is 960") && reason.contains("961")),
+        "{e}"
+    );
+}
+
+/// An STFT decoder's windowed decode is finite, not silent, depends on the weights, and
+/// keeps the centre of its window: a walk of windows decodes like the whole loop at once.
+#[test]
+fn an_stft_bundle_decodes_finite_weight_dependent_audio() {
+    let Some((_d0, m0)) = tiny_decoding(0, "stft") else {
+        return;
+    };
+    let (_d7, m7) = tiny_decoding(7, "stft").expect("seed 0 loaded");
+    let x = start(&m0, 40, 5, None);
+    let (a0, a7) = (decode_all(&m0, &x), decode_all(&m7, &x));
+    assert!(a0.iter().all(|v| v.is_finite()));
+    let rms = (a0.iter().map(|v| v * v).sum::<f32>() / a0.len() as f32).sqrt();
+    assert!(rms > 0.01, "rms {rms}");
+    let diff = a0
+        .iter()
+        .zip(&a7)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff > 1e-2, "other weights, other sound (max diff {diff})");
+    // Frames 10..19 alone: the same samples as inside the whole loop's decode.
+    let g = m0.geometry();
+    let per = g.samples_per_latent_frame() * g.audio_channels;
+    let mut part = vec![0.0f32; 9 * per];
+    m0.decode_window(&x, &[1.0; 8], false, 10, 9, &mut part)
+        .expect("decode");
+    let whole = &a0[10 * per..19 * per];
+    let worst = part
+        .iter()
+        .zip(whole)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-4, "window vs whole: {worst}");
 }
 
 #[test]

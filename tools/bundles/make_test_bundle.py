@@ -13,6 +13,9 @@ paths a real exported bundle takes (names, layouts, dynamic axes, patching, opti
   projection, unpatch.
 - `decoder.onnx`: `latents [B,C,T]` -> `audio [B,A,T*rate/fps]`: 1x1 conv, strided
   transposed-conv upsampling stages with SiLU, output conv, tanh.
+  With `--decoder stft`: `latents [B,C,T]` -> `stft [B,A,N,F,2]` (n_fft 1920, hop 480,
+  N = 4T, F = 961; the host inverts it): 1x1 conv, one transposed-conv stage to the STFT
+  frame rate with SiLU, a 1x1 conv to A*F*2 channels, tanh, scale, reshape / transpose.
 - `encoder.onnx`: `audio [B,A,S]` -> `latents [B,C,S*fps/rate]`: the decoder's rough mirror.
 - `text.onnx`: `ids [1,L] int64` -> `encoder_hidden_states [1,L,D]`: embedding of the
   tag ids (line numbers of `tags.txt`, from 0) + a residual SiLU MLP.
@@ -64,6 +67,11 @@ MLP_RATIO = 3
 DEFAULT_STEPS = 8
 DEFAULT_SHIFT = 3.0
 DECODER_CONTEXT_FRAMES = 8
+# `--decoder stft`: the STFT geometry of latentd's own model (4 STFT frames per latent frame).
+STFT_N_FFT = 1920
+STFT_HOP = 480
+# Scales the tanh'd STFT so that the inverse is around -20 dBFS RMS.
+STFT_GAIN = 6.0
 PARITY_ATOL = 1e-4
 PARITY_RTOL = 1e-3
 # Weight scale of the conv stacks: keeps the signal's level through the SiLU stages.
@@ -90,6 +98,8 @@ FAULTS = {
     "dit-output-rank": "the DiT's output is [B, T*C], rank 2",
     "dit-nan": "the DiT's velocity is all NaN",
     "decoder-nan": "the decoder's audio is all NaN",
+    "stft-output-name": "(with --decoder stft) the decoder's output is named spectrum, not stft",
+    "stft-bins": "(with --decoder stft) the decoder's stft has n_fft/2 bins, not n_fft/2+1",
 }
 
 TAGS = """ambient acoustic bass bells bright brass calm cello choir classical clean cold
@@ -341,6 +351,26 @@ def build_decoder(args, rng) -> onnx.ModelProto:
     )
 
 
+def build_stft_decoder(args, rng) -> onnx.ModelProto:
+    frames_per_latent = SAMPLE_RATE // LATENT_FRAME_RATE // STFT_HOP
+    bins = STFT_N_FFT // 2 + (0 if args.fault == "stft-bins" else 1)
+    a, w = AUDIO_CHANNELS, args.conv_width
+    g = Graph(rng, "decoder")
+    x = g.conv("latents", LATENT_CHANNELS, w, 1)
+    x = g.conv_transpose(g.silu(x), w, w, frames_per_latent)
+    x = g.conv(g.silu(x), w, a * bins * 2, 1)  # [B, A*F*2, N]
+    x = g.op("Mul", [g.op("Tanh", [x]), g.const(np.float32(STFT_GAIN), "gain")])
+    x = g.op("Reshape", [x, g.const(np.array([0, a, bins, 2, -1], np.int64), "shape")])
+    name = "spectrum" if args.fault == "stft-output-name" else "stft"
+    g.named("Transpose", [x], name, perm=[0, 1, 4, 2, 3])
+    return g.model(
+        "decoder",
+        [f32_input("latents", ["B", LATENT_CHANNELS, "T"])],
+        [f32_input(name, ["B", a, "N", bins, 2])],
+        f"random STFT decoder, n_fft {STFT_N_FFT}, hop {STFT_HOP}, seed {args.seed}",
+    )
+
+
 def build_encoder(args, rng) -> onnx.ModelProto:
     factors = list(reversed(upsample_factors(SAMPLE_RATE // LATENT_FRAME_RATE)))
     widths = list(reversed(conv_widths(args.conv_width, len(factors))))
@@ -387,7 +417,10 @@ def parity_cases(args, rng) -> dict[str, tuple[dict, list[str]]]:
     samples = SAMPLE_RATE // LATENT_FRAME_RATE
     return {
         "dit": (dit_inputs, ["velocity"]),
-        "decoder": ({"latents": rng.normal(size=(1, c, 3)).astype(np.float32)}, ["audio"]),
+        "decoder": (
+            {"latents": rng.normal(size=(1, c, 3)).astype(np.float32)},
+            ["stft" if args.decoder == "stft" else "audio"],
+        ),
         "encoder": (
             {"audio": (0.5 * np.sin(np.arange(2 * samples) * 0.05)[None, None, :].repeat(AUDIO_CHANNELS, 1)).astype(np.float32)},
             ["latents"],
@@ -426,13 +459,19 @@ t_multiple = {PATCH}                 # odd T is padded
 [decoder]
 file = "decoder.onnx"
 context_frames = {DECODER_CONTEXT_FRAMES}
-[encoder]
+{decoder_output(args)}[encoder]
 file = "encoder.onnx"
 [text]
 kind = "tags"
 vocab = "tags.txt"             # one tag a line; unknown words are reported, never silently dropped
 file = "text.onnx"
 {parity_section(parity_runs)}"""
+
+
+def decoder_output(args) -> str:
+    if args.decoder == "audio":
+        return ""
+    return f'output = "stft"\nn_fft = {STFT_N_FFT}\nhop = {STFT_HOP}\nwindow = "hann"\n'
 
 
 def parity_section(runs: list[str]) -> str:
@@ -467,6 +506,10 @@ def main(argv=None) -> int:
         help="write a broken bundle for the refusal tests (no [parity] section): " + "; ".join(
             f"{k}: {v}" for k, v in FAULTS.items()),
     )
+    parser.add_argument(
+        "--decoder", choices=["audio", "stft"], default="audio",
+        help="what the decoder outputs: audio samples, or an STFT the host inverts",
+    )
     parser.add_argument("--out", required=True, type=Path, help="bundle folder to write")
     args = parser.parse_args(argv)
     for key, value in PRESETS[args.preset].items():
@@ -477,6 +520,9 @@ def main(argv=None) -> int:
     if args.width % args.heads or (args.width // args.heads) % 2:
         parser.error(f"--width {args.width} must be --heads {args.heads} times an even head size")
 
+    if args.fault in ("stft-output-name", "stft-bins") and args.decoder != "stft":
+        parser.error(f"--fault {args.fault} needs --decoder stft")
+
     # One generator per graph, each seeded from (seed, graph), so the graphs do not shift
     # each other's weights when one changes.
     def rng(index: int) -> np.random.Generator:
@@ -484,7 +530,7 @@ def main(argv=None) -> int:
 
     models = {
         "dit": build_dit(args, rng(1)),
-        "decoder": build_decoder(args, rng(2)),
+        "decoder": (build_stft_decoder if args.decoder == "stft" else build_decoder)(args, rng(2)),
         "encoder": build_encoder(args, rng(3)),
         "text": build_text(args, rng(4)),
     }
