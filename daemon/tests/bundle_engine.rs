@@ -2,7 +2,8 @@
 //! random-weight `latentd-bundle/1` (written by `tools/bundles/make_test_bundle.py`, run on
 //! ONNX Runtime through the library `scripts/setup.sh` installs) into a private JACK dummy
 //! server; `/status.reply` names the bundle and its provider; other weights give another
-//! sound; a broken bundle is one error line and exit 2.
+//! sound; the same for a bundle whose decoder outputs an STFT (inverted by the host); a
+//! broken bundle is one error line and exit 2.
 //!
 //! Skips (printing `SKIPPED: <why>`) without python3 + onnx or the runtime library, and fails
 //! instead under `LATENTD_REQUIRE_ORT=1` (CI sets it).
@@ -111,17 +112,27 @@ struct Bundles {
     seed7: tempfile::TempDir,
 }
 
-fn bundles() -> Option<Bundles> {
+/// Two tiny bundles (seeds 0 and 7) whose decoder outputs `decoder` (`audio` or `stft`).
+fn bundles(decoder: &str) -> Option<Bundles> {
     Some(Bundles {
         library: library()?,
-        seed0: bundle(&["--preset", "tiny", "--seed", "0"])?,
-        seed7: bundle(&["--preset", "tiny", "--seed", "7"])?,
+        seed0: bundle(&["--preset", "tiny", "--seed", "0", "--decoder", decoder])?,
+        seed7: bundle(&["--preset", "tiny", "--seed", "7", "--decoder", decoder])?,
     })
 }
 
 #[test]
 fn a_bundle_plays_through_jack_and_its_weights_make_its_sound() {
-    let Some(b) = bundles() else { return };
+    plays_and_its_weights_make_its_sound("audio");
+}
+
+#[test]
+fn an_stft_bundle_plays_through_jack_and_its_weights_make_its_sound() {
+    plays_and_its_weights_make_its_sound("stft");
+}
+
+fn plays_and_its_weights_make_its_sound(decoder: &str) {
+    let Some(b) = bundles(decoder) else { return };
     let server = JackServer::start(RATE, PERIOD);
 
     let (first, backend) = play(&server, &b.library, b.seed0.path());
@@ -149,14 +160,19 @@ fn a_bundle_plays_through_jack_and_its_weights_make_its_sound() {
 
 #[test]
 fn a_broken_bundle_is_one_error_line_and_exit_2() {
-    let Some(b) = bundles() else { return };
+    let Some(b) = bundles("audio") else { return };
     let broken = bundle(&["--preset", "tiny", "--fault", "dit-output-name"]).unwrap();
     let missing = b.seed0.path().join("no-such-bundle");
     let bad_rank = bundle(&["--preset", "tiny", "--fault", "dit-output-rank"]).unwrap();
+    let stft = |fault| bundle(&["--preset", "tiny", "--decoder", "stft", "--fault", fault]);
+    let stft_name = stft("stft-output-name").unwrap();
+    let stft_bins = stft("stft-bins").unwrap();
     for (model, expect) in [
         (broken.path().to_path_buf(), "velocity"),
         (bad_rank.path().to_path_buf(), "velocity"),
         (missing, "no-such-bundle"),
+        (stft_name.path().to_path_buf(), "`stft`: missing output"),
+        (stft_bins.path().to_path_buf(), "axis 3 is 960"),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let mut daemon = Daemon::start(

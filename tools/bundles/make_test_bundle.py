@@ -15,7 +15,8 @@ paths a real exported bundle takes (names, layouts, dynamic axes, patching, opti
   transposed-conv upsampling stages with SiLU, output conv, tanh.
   With `--decoder stft`: `latents [B,C,T]` -> `stft [B,A,N,F,2]` (n_fft 1920, hop 480,
   N = 4T, F = 961; the host inverts it): 1x1 conv, one transposed-conv stage to the STFT
-  frame rate with SiLU, a 1x1 conv to A*F*2 channels, tanh, scale, reshape / transpose.
+  frame rate with SiLU, a 1x1 conv to A*F*2 channels, tanh, scale, reshape / transpose,
+  times a random smooth spectral envelope.
 - `encoder.onnx`: `audio [B,A,S]` -> `latents [B,C,S*fps/rate]`: the decoder's rough mirror.
 - `text.onnx`: `ids [1,L] int64` -> `encoder_hidden_states [1,L,D]`: embedding of the
   tag ids (line numbers of `tags.txt`, from 0) + a residual SiLU MLP.
@@ -72,6 +73,9 @@ STFT_N_FFT = 1920
 STFT_HOP = 480
 # Scales the tanh'd STFT so that the inverse is around -20 dBFS RMS.
 STFT_GAIN = 6.0
+# The spectral envelope of the STFT decoder: random dB (this deviation) at log-spaced anchors.
+STFT_ENVELOPE_ANCHORS = 10
+STFT_ENVELOPE_DB = 10.0
 PARITY_ATOL = 1e-4
 PARITY_RTOL = 1e-3
 # Weight scale of the conv stacks: keeps the signal's level through the SiLU stages.
@@ -361,8 +365,15 @@ def build_stft_decoder(args, rng) -> onnx.ModelProto:
     x = g.conv(g.silu(x), w, a * bins * 2, 1)  # [B, A*F*2, N]
     x = g.op("Mul", [g.op("Tanh", [x]), g.const(np.float32(STFT_GAIN), "gain")])
     x = g.op("Reshape", [x, g.const(np.array([0, a, bins, 2, -1], np.int64), "shape")])
+    x = g.op("Transpose", [x], perm=[0, 1, 4, 2, 3])  # [B, A, N, F, 2]
+    # A smooth spectral envelope drawn from the weights (random dB at log-spaced anchors),
+    # so that another seed colours the sound differently, not only another white noise.
+    freqs = np.maximum(np.arange(bins) * SAMPLE_RATE / STFT_N_FFT, 20.0)
+    anchors = np.geomspace(20.0, SAMPLE_RATE / 2, STFT_ENVELOPE_ANCHORS)
+    db = g.rng.normal(0.0, STFT_ENVELOPE_DB, size=STFT_ENVELOPE_ANCHORS)
+    gain = 10.0 ** (np.interp(np.log(freqs), np.log(anchors), db) / 20.0)
     name = "spectrum" if args.fault == "stft-output-name" else "stft"
-    g.named("Transpose", [x], name, perm=[0, 1, 4, 2, 3])
+    g.named("Mul", [x, g.const(gain.astype(np.float32)[:, None], "envelope")], name)
     return g.model(
         "decoder",
         [f32_input("latents", ["B", LATENT_CHANNELS, "T"])],

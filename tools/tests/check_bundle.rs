@@ -34,8 +34,17 @@ fn one_error(out: &Output) -> String {
 
 #[test]
 fn the_tiny_bundle_passes_every_check() {
+    passes_every_check("audio");
+}
+
+#[test]
+fn a_bundle_whose_decoder_outputs_an_stft_passes_every_check() {
+    passes_every_check("stft");
+}
+
+fn passes_every_check(decoder: &str) {
     let Some(lib) = library() else { return };
-    let Some(dir) = bundle(&["--preset", "tiny"]) else {
+    let Some(dir) = bundle(&["--preset", "tiny", "--decoder", decoder]) else {
         return;
     };
     let out = check_bundle(dir.path(), &lib);
@@ -69,6 +78,27 @@ fn a_dit_with_a_wrong_output_name_fails_naming_it() {
     assert!(
         line.contains("noise_pred"),
         "names what the graph has: {line}"
+    );
+}
+
+#[test]
+fn an_stft_decoder_with_the_wrong_bin_count_fails_naming_it() {
+    let Some(lib) = library() else { return };
+    let Some(dir) = bundle(&[
+        "--preset",
+        "tiny",
+        "--decoder",
+        "stft",
+        "--fault",
+        "stft-bins",
+    ]) else {
+        return;
+    };
+    let line = one_error(&check_bundle(dir.path(), &lib));
+    assert!(line.contains("decoder.onnx"), "{line}");
+    assert!(
+        line.contains("`stft`") && line.contains("axis 3 is 960") && line.contains("961"),
+        "{line}"
     );
 }
 
