@@ -274,8 +274,8 @@ fn the_per_tick_step_does_not_allocate() {
 
 fn per_tick_step_does_not_allocate(model: &OnnxModel) {
     let frames = 50;
-    let cond = prompt(&model, "calm strings");
-    let source = start(&model, frames, 99, None);
+    let cond = prompt(model, "calm strings");
+    let source = start(model, frames, 99, None);
     let curve = model.upload_curve(&vec![0.5; frames]);
     let k = knobs(&[(KnobId::sampler, 1.0)]);
     let shared = StepShared {
@@ -285,7 +285,7 @@ fn per_tick_step_does_not_allocate(model: &OnnxModel) {
         sde_curve: Some(&curve),
     };
     let mut xs: Vec<_> = (0..4)
-        .map(|s| start(&model, frames, s, Some(&source)))
+        .map(|s| start(model, frames, s, Some(&source)))
         .collect();
     let mut out = vec![0.0f32; 9 * 1920 * 2];
     let mut run = |check: bool| {
