@@ -8,7 +8,8 @@
 //! constants below; `docs/bundles.md` lists them with the format.
 //!
 //! What is checked here: the format string, each value's type and range, geometry the loop
-//! can take (`latent_frame_rate` divides `sample_rate`), the sampler's defaults inside the
+//! can take (`latent_frame_rate` divides `sample_rate`; an STFT decoder's `hop` divides
+//! `rate/fps` and its `n_fft` is even and at least `2 * hop`), the sampler's defaults inside the
 //! knob table's ranges, every named file a regular file inside its size limit, the tag
 //! vocabulary (no empty, duplicate or spaced tags), and the parity vectors' files against
 //! their declared shapes. What is not: the graphs' tensor names and shapes (the ONNX

@@ -1342,6 +1342,7 @@ impl Model for OnnxModel {
         }
         run_bound(session, &run.binding, "decoder")
             .map_err(|e| DecodeError::Backend(e.to_string()))?;
+        let tensor = if run.istft.is_some() { "stft" } else { "audio" };
         let (_, output) = run.output.extract_tensor();
         let audio = match &mut run.istft {
             None => output,
@@ -1353,7 +1354,7 @@ impl Model for OnnxModel {
         if (0..a).any(|ch| kept(ch).iter().any(|v| !v.is_finite())) {
             let e = ModelError::NonFinite {
                 file: "decoder",
-                tensor: "audio",
+                tensor,
                 row: 0,
             };
             return Err(DecodeError::Backend(e.to_string()));
