@@ -10,6 +10,9 @@ packages=(
     liblo-tools
     rt-tests # cyclictest: scripts/bench-knob-to-ear.sh's wake-up latency probe
     systemd # systemd-analyze, systemd-sysusers, systemd-tmpfiles for scripts/verify-units.sh
+    # MuseScore_General_Lite.sf3 (MIT): tools/train/make_dataset.py renders training clips with it.
+    # Never a GPL soundfont (timgm6mb-soundfont) for training data.
+    musescore-general-soundfont-small
 )
 
 missing=()
@@ -51,6 +54,14 @@ onnx_version=1.23.2
 if ! python3 -c "import numpy, onnx, sys; sys.exit(onnx.__version__ != '$onnx_version')" 2>/dev/null; then
     echo "setup: installing onnx==$onnx_version and numpy (pip)" >&2
     pip_install "onnx==$onnx_version" numpy
+fi
+
+# tinysoundfont: the offline renderer of tools/train/make_dataset.py (and its tests).
+# --no-deps: its pyaudio dependency is for live playback only and does not build here.
+tsf_version=0.3.7
+if ! python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('tinysoundfont') != '$tsf_version')" 2>/dev/null; then
+    echo "setup: installing tinysoundfont==$tsf_version (pip, --no-deps)" >&2
+    pip_install --no-deps "tinysoundfont==$tsf_version"
 fi
 
 # The ONNX Runtime library the `onnx` model backend loads at run time (the `ort` crate

@@ -41,6 +41,10 @@ cargo test -p latentd-engine --features cuda --lib model::cuda
 # The ring's publish protocol, model-checked by loom (a separate build with --cfg loom).
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
     cargo test -p latentd-engine --release --test ring_loom
+# The training-data generator (tools/train/data): composer determinism, real rendering
+# with tinysoundfont and the Debian soundfont setup.sh installed, tags, covers, seed spaces
+# (about 10 s; Python, no torch).
+python3 -m unittest discover -s tools/train/tests
 # The house gates, mechanical: formatting, clippy with warnings as errors, rustdoc without
 # warnings (each skipped, saying so, where the toolchain lacks the component).
 if cargo fmt --version >/dev/null 2>&1; then
