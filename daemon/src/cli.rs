@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand, ValueEnum};
 use latentd_engine::conditioning::check_prompt;
 use latentd_engine::knobs::{self, KnobId};
+use latentd_engine::model::bundle::onnx::Provider;
 use latentd_engine::runner::lead::LeadConfig;
 use serde::Deserialize;
 
@@ -174,6 +175,10 @@ pub struct Cli {
     /// `--engine bundle` unless `--engine` says otherwise.
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
+    /// ONNX Runtime execution providers to try in order, comma-separated (`tensorrt`,
+    /// `cuda`, `cpu`; `[model] ep`).
+    #[arg(long, value_name = "LIST")]
+    pub ep: Option<String>,
     /// Turn the near-playhead repatch off (for A/B latency measurement).
     #[arg(long)]
     pub no_repatch: bool,
@@ -255,6 +260,8 @@ pub struct ModelSettings {
     pub runtime: Option<PathBuf>,
     /// Intra-op threads of each ONNX Runtime session (`[model] threads`).
     pub threads: usize,
+    /// Execution providers to try in order (`--ep`, `[model] ep`); CPU is the last resort.
+    pub ep: Vec<Provider>,
 }
 
 /// Default intra-op threads per session: one core, leaving the rest to the audio server.
@@ -402,7 +409,13 @@ fn merge(
         Some((v, _)) => v,
         None => "latentd".into(),
     };
-    let (engine, model) = model_settings(cli.engine, cli.model, file.engine.backend, file.model)?;
+    let (engine, model) = model_settings(
+        cli.engine,
+        cli.model,
+        cli.ep,
+        file.engine.backend,
+        file.model,
+    )?;
     Ok(Settings {
         source: cli.source.or(file.source.file),
         backend: cli
@@ -450,6 +463,7 @@ fn merge(
 fn model_settings(
     engine_flag: Option<EngineChoice>,
     bundle_flag: Option<PathBuf>,
+    ep_flag: Option<String>,
     engine_key: Option<EngineChoice>,
     file: crate::config::ModelSection,
 ) -> Result<(EngineChoice, ModelSettings), SettingsError> {
@@ -473,14 +487,35 @@ fn model_settings(
         Some(t) => t,
         None => DEFAULT_MODEL_THREADS,
     };
+    let ep = match (ep_flag, file.ep) {
+        (Some(list), _) => providers("--ep", list.split(',').map(str::trim))?,
+        (None, Some(list)) => providers("config key model.ep", list.iter().map(String::as_str))?,
+        (None, None) => vec![Provider::Cpu],
+    };
     Ok((
         engine,
         ModelSettings {
             bundle,
             runtime: file.runtime,
             threads,
+            ep,
         },
     ))
+}
+
+/// The execution providers `names` (from `origin`) list; an unknown or missing one is refused.
+fn providers<'a>(
+    origin: &str,
+    names: impl Iterator<Item = &'a str>,
+) -> Result<Vec<Provider>, SettingsError> {
+    let accepted = "a list of tensorrt, cuda, cpu";
+    let list = names
+        .map(|n| Provider::parse(n).ok_or_else(|| bad(origin, format!("{n:?}"), accepted)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if list.is_empty() {
+        return Err(bad(origin, "an empty list", accepted));
+    }
+    Ok(list)
 }
 
 fn log_target(flag: Option<String>, file: Option<String>) -> Result<LogTarget, SettingsError> {
@@ -699,7 +734,7 @@ impl Settings {
              period = {}\n\n[source]\n{}\nloop_seconds = {}\n\n[record]\n{}\n\n\
              [osc]\nbind = \"{}\"\nallowlist = [{allow}]\noscquery_port = {}\n\n\
              [media]\nfolder = {:?}\n\n[engine]\nbackend = \"{}\"\nprompt = {:?}\nprompt_b = {:?}\n\
-             knobs = {{ {knobs} }}\n\n[model]\n{}\n{}\nthreads = {}\n\n[lead]\n{lead}\n[state]\npath = {:?}\n\n\
+             knobs = {{ {knobs} }}\n\n[model]\n{}\n{}\nthreads = {}\nep = [{}]\n\n[lead]\n{lead}\n[state]\npath = {:?}\n\n\
              [log]\nlevel = \"{}\"\ntarget = \"{}\"\n",
             match &self.config_path {
                 Some(p) => format!(" (from {})", p.display()),
@@ -722,6 +757,12 @@ impl Settings {
             opt_key("bundle", &self.model.bundle),
             opt_key("runtime", &self.model.runtime),
             self.model.threads,
+            self.model
+                .ep
+                .iter()
+                .map(|p| format!("{:?}", p.name()))
+                .collect::<Vec<_>>()
+                .join(", "),
             self.state_path.display().to_string(),
             self.log_level.as_str(),
             self.log_target.as_str(),

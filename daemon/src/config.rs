@@ -27,6 +27,7 @@
 //! bundle = "/srv/latentd/models/gm-tiny" # a latentd-bundle/1 folder; --model DIR
 //! runtime = "/usr/lib/latentd/libonnxruntime.so" # ONNX Runtime; else ORT_DYLIB_PATH, ...
 //! threads = 1              # intra-op threads per ONNX Runtime session
+//! ep = ["cpu"]             # execution providers to try in order (tensorrt, cuda, cpu)
 //! [lead]                   # see docs/operations.md; field names as in LeadConfig
 //! gain = 1.6
 //! repatch = true
@@ -112,6 +113,7 @@ pub struct ModelSection {
     pub(crate) bundle: Option<PathBuf>,
     pub(crate) runtime: Option<PathBuf>,
     pub(crate) threads: Option<usize>,
+    pub(crate) ep: Option<Vec<String>>,
 }
 
 /// `[state]`.

@@ -108,10 +108,17 @@ pub fn build_model(settings: &Settings) -> Result<(ChosenModel, BackendName), St
     let options = OnnxOptions {
         library: settings.model.runtime.clone(),
         intra_threads: settings.model.threads,
+        providers: settings.model.ep.clone(),
         ..OnnxOptions::default()
     };
     let model =
         OnnxModel::load(dir, options).map_err(|e| format!("model {}: {e}", dir.display()))?;
+    for (provider, why) in model.skipped_providers() {
+        log::warn!(
+            "execution provider {} skipped: {why}; trying the next",
+            provider.name()
+        );
+    }
     let name = format!("bundle: {}", model.describe());
     log::info!("engine backend: {name}");
     let inert = model.inert_knobs();

@@ -71,6 +71,89 @@ pub struct OnnxOptions {
     pub intra_threads: usize,
     /// Let ORT's pool threads spin while waiting for work (burns a core; off by default).
     pub spinning: bool,
+    /// Execution providers to try, in order; the first the library has runs every
+    /// session, and CPU is the last resort whether listed or not.
+    pub providers: Vec<Provider>,
+}
+
+/// An ONNX Runtime execution provider latentd can ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provider {
+    /// NVIDIA TensorRT (`TensorrtExecutionProvider`).
+    TensorRt,
+    /// NVIDIA CUDA (`CUDAExecutionProvider`).
+    Cuda,
+    /// The CPU provider, always present.
+    Cpu,
+}
+
+impl Provider {
+    /// Every provider, by its config name.
+    pub const ALL: [Provider; 3] = [Provider::TensorRt, Provider::Cuda, Provider::Cpu];
+
+    /// The name a config or CLI uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Provider::TensorRt => "tensorrt",
+            Provider::Cuda => "cuda",
+            Provider::Cpu => "cpu",
+        }
+    }
+
+    /// ONNX Runtime's own short name for it, as logs and `/status` show it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Provider::TensorRt => "TensorRT",
+            Provider::Cuda => "CUDA",
+            Provider::Cpu => "CPU",
+        }
+    }
+
+    /// The provider a config or CLI name means, if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// Whether the loaded library was built with this provider; `Err` says why not.
+    fn check(self) -> Result<(), String> {
+        use ort::ep::ExecutionProvider;
+        let has = match self {
+            Provider::TensorRt => ort::ep::TensorRT::is_available(),
+            Provider::Cuda => ort::ep::CUDA::is_available(),
+            Provider::Cpu => return Ok(()),
+        };
+        match has {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("the loaded ONNX Runtime library was built without it".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// This provider, configured, refusing to fall back silently.
+    fn dispatch(self) -> ort::ep::ExecutionProviderDispatch {
+        // CUDA: ort exposes a user compute stream only as a raw `cudaStream_t`
+        // (`CUDA::with_compute_stream`); latentd owns no stream on this path, so ORT's
+        // CUDA provider keeps its own (see docs/bundles.md).
+        match self {
+            Provider::TensorRt => ort::ep::TensorRT::default().build(),
+            Provider::Cuda => ort::ep::CUDA::default().build(),
+            Provider::Cpu => ort::ep::CPU::default().build(),
+        }
+        .error_on_failure()
+    }
+}
+
+/// The provider that will run: the first of `asked` the library has (CPU otherwise), and
+/// each one skipped before it with the reason.
+pub(super) fn choose_provider(asked: &[Provider]) -> (Provider, Vec<(Provider, String)>) {
+    let mut skipped = Vec::new();
+    for &p in asked {
+        match p.check() {
+            Ok(()) => return (p, skipped),
+            Err(why) => skipped.push((p, why)),
+        }
+    }
+    (Provider::Cpu, skipped)
 }
 
 impl Default for OnnxOptions {
@@ -79,6 +162,7 @@ impl Default for OnnxOptions {
             library: None,
             intra_threads: DEFAULT_INTRA_THREADS,
             spinning: false,
+            providers: vec![Provider::Cpu],
         }
     }
 }
@@ -307,6 +391,7 @@ pub(super) fn open_session(
     dir: &Path,
     file: &Path,
     options: &OnnxOptions,
+    provider: Provider,
 ) -> Result<Session, OnnxLoadError> {
     let path = dir.join(file);
     let name = file_name(dir, file);
@@ -330,6 +415,8 @@ pub(super) fn open_session(
         .with_intra_op_spinning(options.spinning)
         .map_err(e)?
         .with_inter_op_spinning(false)
+        .map_err(e)?
+        .with_execution_providers([provider.dispatch()])
         .map_err(e)?
         .commit_from_file(&path)
         .map_err(|e| refused(e.to_string()))
@@ -537,6 +624,10 @@ struct TextModel {
 pub struct OnnxModel {
     manifest: BundleManifest,
     library: PathBuf,
+    /// The execution provider every session runs on.
+    provider: Provider,
+    /// Providers asked for before it that the library lacks, with the reason.
+    skipped: Vec<(Provider, String)>,
     /// The DiT's condition width `D`.
     cond_width: usize,
     has_context: bool,
@@ -563,7 +654,8 @@ impl OnnxModel {
     ) -> Result<Self, OnnxLoadError> {
         let (library, env) = runtime(options.library.as_deref())?;
         let dir = spec.dir.clone();
-        let open = |file: &Path| open_session(&env, &dir, file, &options);
+        let (provider, skipped) = choose_provider(&options.providers);
+        let open = |file: &Path| open_session(&env, &dir, file, &options, provider);
         let g = spec.geometry;
         let c = g.latent_channels;
         if c == 0 || !c.is_multiple_of(CHANNEL_GROUPS) {
@@ -711,6 +803,8 @@ impl OnnxModel {
         let model = Self {
             manifest: spec,
             library,
+            provider,
+            skipped,
             cond_width,
             has_context,
             dit: Mutex::new(DitState {
@@ -791,10 +885,22 @@ impl OnnxModel {
     /// The model and its provider, in words.
     pub fn describe(&self) -> String {
         format!(
-            "{} (onnx bundle, ONNX Runtime CPU provider, {})",
+            "{} (onnx bundle, ONNX Runtime {} provider, {})",
             self.manifest.name,
+            self.provider.label(),
             self.library.display()
         )
+    }
+
+    /// The execution provider every session runs on.
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// Providers asked for ahead of [`OnnxModel::provider`] that the library lacks, each
+    /// with the reason it was skipped.
+    pub fn skipped_providers(&self) -> &[(Provider, String)] {
+        &self.skipped
     }
 
     /// The knobs this bundle cannot honour (they change nothing it plays), in knob-table

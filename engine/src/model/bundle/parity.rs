@@ -15,7 +15,7 @@ use ort::value::{DynValue, Tensor};
 use super::manifest::{
     BundleManifest, GraphKind, ParityMismatch, ParityRun, ParitySpec, TensorData,
 };
-use super::onnx::{OnnxLoadError, OnnxOptions, open_session, runtime};
+use super::onnx::{OnnxLoadError, OnnxOptions, choose_provider, open_session, runtime};
 
 impl GraphKind {
     /// The graph's name as `[[parity.run]] graph` writes it: `"dit"`, `"decoder"`, ...
@@ -86,8 +86,14 @@ pub fn check_run(
         .map_err(|source| ParityError::Load { graph, source })?;
     let file = graph_file(manifest, run.graph)
         .ok_or_else(|| failed("the bundle declares no such graph".into()))?;
-    let mut session = open_session(&env, &manifest.dir, file, options)
-        .map_err(|source| ParityError::Load { graph, source })?;
+    let mut session = open_session(
+        &env,
+        &manifest.dir,
+        file,
+        options,
+        choose_provider(&options.providers).0,
+    )
+    .map_err(|source| ParityError::Load { graph, source })?;
     let mut inputs: Vec<(String, DynValue)> = Vec::with_capacity(run.inputs.len());
     for tensor in &run.inputs {
         let data = tensor.read().map_err(|e| failed(e.to_string()))?;
