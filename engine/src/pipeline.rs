@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use crate::conditioning::Conditioning;
 use crate::knobs::{KnobId, KnobSnapshot};
-use crate::model::{Model, SlotStart, SlotStep, StepShared};
+use crate::model::{Model, ModelError, SlotStart, SlotStep, StepShared};
 use crate::rng::{INIT_STEP, NoiseKey};
 use crate::schedule::{Schedule, ScheduleCache};
 
@@ -176,6 +176,8 @@ pub struct StreamPipeline<M: Model> {
     curve: Option<(CurveKey, M::Curve)>,
     tick: u64,
     last_start: Option<u64>,
+    faults: u64,
+    last_fault: Option<ModelError>,
 }
 
 impl<M: Model> StreamPipeline<M> {
@@ -193,6 +195,8 @@ impl<M: Model> StreamPipeline<M> {
             curve: None,
             tick: 0,
             last_start: None,
+            faults: 0,
+            last_fault: None,
         }
     }
 
@@ -238,6 +242,12 @@ impl<M: Model> StreamPipeline<M> {
         self.frames
     }
 
+    /// Ticks whose batched model call failed (its slots were left unchanged and their step
+    /// still advanced), and the newest failure, from the call's `Result`.
+    pub fn model_faults(&self) -> (u64, Option<&ModelError>) {
+        (self.faults, self.last_fault.as_ref())
+    }
+
     /// The model.
     pub fn model(&self) -> &Arc<M> {
         &self.model
@@ -261,7 +271,10 @@ impl<M: Model> StreamPipeline<M> {
                 sde_curve: self.curve.as_ref().map(|(_, c)| c),
             };
             let mut batch: Vec<_> = self.slots.iter_mut().map(|s| slot_step(s, knobs)).collect();
-            self.model.denoise_batch(&mut batch, &shared);
+            if let Err(e) = self.model.denoise_batch(&mut batch, &shared) {
+                self.faults += 1;
+                self.last_fault = Some(e);
+            }
         }
         let mut i = 0;
         while i < self.slots.len() {
@@ -346,7 +359,8 @@ impl<M: Model> StreamPipeline<M> {
 }
 
 /// Runs one request to completion on its own (a batch of one per step), with fixed knobs and
-/// conditioning: the reference the stream must match bit for bit.
+/// conditioning: the reference the stream must match bit for bit. A failed model call ends
+/// the request with its error.
 #[allow(clippy::too_many_arguments)]
 pub fn run_request<M: Model>(
     model: &M,
@@ -357,7 +371,7 @@ pub fn run_request<M: Model>(
     past: Option<&M::Latents>,
     knobs: &KnobSnapshot,
     cond: &Conditioning<M::Cond>,
-) -> M::Latents {
+) -> Result<M::Latents, ModelError> {
     let mut cache = ScheduleCache::new();
     let schedule = params.schedule(&mut cache);
     let x = start_slot(model, params, serial, &schedule, frames, source, past);
@@ -385,10 +399,10 @@ pub fn run_request<M: Model>(
         sde_curve: curve.as_ref(),
     };
     while slot.step < slot.schedule.steps() {
-        model.denoise_batch(&mut [slot_step(&mut slot, knobs)], &shared);
+        model.denoise_batch(&mut [slot_step(&mut slot, knobs)], &shared)?;
         slot.step += 1;
     }
-    slot.x
+    Ok(slot.x)
 }
 
 #[cfg(test)]

@@ -307,7 +307,7 @@ fn per_tick_step_does_not_allocate(model: &OnnxModel) {
             })
             .collect();
         let mut step = || {
-            model.denoise_batch(&mut batch, &shared);
+            model.denoise_batch(&mut batch, &shared).expect("step");
             model
                 .decode_window(batch[0].x, &[1.0; 8], false, 3, 9, &mut out)
                 .expect("decode");
@@ -542,7 +542,11 @@ fn a_nan_at_run_time_is_a_typed_error_and_leaves_the_slots_unchanged() {
             row: 0
         }
     );
-    model.denoise_batch(&mut batch, &shared);
+    assert_eq!(
+        model.denoise_batch(&mut batch, &shared),
+        Err(e.clone()),
+        "the trait call returns the typed error"
+    );
     drop(batch);
     assert_eq!(xs, before, "the slots are unchanged");
     let (faults, last) = model.faults();

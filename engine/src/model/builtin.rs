@@ -32,7 +32,9 @@ use std::sync::{Arc, Mutex};
 
 use layout::*;
 
-use super::{ChunkPlace, DecodeError, Geometry, Model, SlotStart, SlotStep, StepShared};
+use super::{
+    ChunkPlace, DecodeError, Geometry, Model, ModelError, SlotStart, SlotStep, StepShared,
+};
 use crate::audio_clip::AudioView;
 use crate::conditioning::{ConditionEncoder, Conditioning, EncodeError, PromptEncoding};
 use crate::knobs::{KnobId, KnobSnapshot};
@@ -380,9 +382,13 @@ impl Model for BuiltinModel {
         }
     }
 
-    fn denoise_batch(&self, batch: &mut [SlotStep<'_, CpuLatents>], shared: &StepShared<'_, Self>) {
+    fn denoise_batch(
+        &self,
+        batch: &mut [SlotStep<'_, CpuLatents>],
+        shared: &StepShared<'_, Self>,
+    ) -> Result<(), ModelError> {
         let Some(frames) = batch.first().map(|s| s.x.frames) else {
-            return;
+            return Ok(());
         };
         let source = shared
             .source
@@ -431,6 +437,7 @@ impl Model for BuiltinModel {
                 };
             }
         }
+        Ok(())
     }
 
     fn decode_context_frames(&self) -> usize {

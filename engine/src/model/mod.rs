@@ -14,6 +14,11 @@
 //! `x_next = sdc * x_full + (1 - sdc) * x_src` with `sdc` the per-frame SDE curve (with no
 //! source, `x_next = x_full`).
 //!
+//! Errors: a backend call that can fail returns a typed error ([`ModelError`] from
+//! [`Model::denoise_batch`], [`DecodeError`] from the decodes, [`EncodeError`] from the
+//! encodes). On a `denoise_batch` error no slot changed; the pipeline counts the failure
+//! ([`crate::pipeline::StreamPipeline::model_faults`]).
+//!
 //! Threading: a model is `Send + Sync`; the engine thread calls the denoise and decode methods,
 //! the encoder thread the encode methods, concurrently.
 
@@ -157,6 +162,41 @@ pub struct DeviceTimes {
     pub decode_s: Option<f64>,
 }
 
+/// Why a backend call ([`Model::denoise_batch`]) failed at run time; the slots were left
+/// unchanged. One typed error for every backend: the caller gets it from the call's
+/// `Result`, never from an out-of-band flag.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ModelError {
+    /// The runtime (ONNX Runtime, the CUDA driver) reported an error.
+    #[error("{file}: run failed: {reason}")]
+    Run {
+        /// The model file, or the backend part that failed.
+        file: &'static str,
+        /// The runtime's message.
+        reason: String,
+    },
+    /// An output held NaN or infinity.
+    #[error("{file}: output `{tensor}` holds a non-finite value (batch row {row})")]
+    NonFinite {
+        /// The model file.
+        file: &'static str,
+        /// The output tensor.
+        tensor: &'static str,
+        /// The first batch row with one.
+        row: usize,
+    },
+    /// The slots of one batch disagree on their length, or a latent has the wrong size.
+    #[error("dit: slot {slot} holds {got} values, the batch needs {want}")]
+    Shape {
+        /// The slot's index in the batch.
+        slot: usize,
+        /// Values it holds.
+        got: usize,
+        /// Values expected.
+        want: usize,
+    },
+}
+
 /// A generative model backend.
 pub trait Model: ConditionEncoder + 'static {
     /// A `[frames, latent_channels]` latent tensor, wherever the backend keeps it.
@@ -193,12 +233,13 @@ pub trait Model: ConditionEncoder + 'static {
     fn start_slot(&self, start: SlotStart<'_, Self::Latents>) -> Self::Latents;
 
     /// Advances every slot in `batch` by one step, in one batched call. Each slot's result
-    /// must not depend on which other slots share the batch.
+    /// must not depend on which other slots share the batch. On an error no slot changed
+    /// and the caller counts the failure (the slot's step still advances).
     fn denoise_batch(
         &self,
         batch: &mut [SlotStep<'_, Self::Latents>],
         shared: &StepShared<'_, Self>,
-    );
+    ) -> Result<(), ModelError>;
 
     /// Latent frames of context a windowed decode needs on each side of the frames it keeps.
     /// The lineage's VAE decodes a fixed 1 s window (25 frames) and keeps its centre 0.36 s

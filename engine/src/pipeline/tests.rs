@@ -101,7 +101,8 @@ fn drain_parity(knobs: KnobSnapshot) {
             None,
             &knobs,
             &cond,
-        );
+        )
+        .expect("the built-in model cannot fail");
         assert_eq!(
             bits(&model, &done.latents),
             bits(&model, &alone),

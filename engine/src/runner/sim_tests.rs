@@ -14,12 +14,15 @@ use crate::runner::clock::SimCosts;
 use crate::runner::engine_config::EngineConfig;
 use crate::runner::trace::WriteKind;
 
-/// The built-in model, except that denoise calls `panic_from .. panic_to` panic.
+/// The built-in model, except that denoise calls `panic_from .. panic_to` panic and calls
+/// `err_from .. err_to` return an error.
 struct FaultyModel {
     inner: BuiltinModel,
     calls: AtomicU64,
     panic_from: u64,
     panic_to: u64,
+    err_from: u64,
+    err_to: u64,
 }
 
 impl BuiltinEncoders for FaultyModel {
@@ -52,10 +55,20 @@ impl Model for FaultyModel {
     fn start_slot(&self, start: SlotStart<'_, CpuLatents>) -> CpuLatents {
         self.inner.start_slot(start)
     }
-    fn denoise_batch(&self, batch: &mut [SlotStep<'_, CpuLatents>], shared: &StepShared<'_, Self>) {
+    fn denoise_batch(
+        &self,
+        batch: &mut [SlotStep<'_, CpuLatents>],
+        shared: &StepShared<'_, Self>,
+    ) -> Result<(), crate::model::ModelError> {
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
         if (self.panic_from..self.panic_to).contains(&n) {
             panic!("injected fault in denoise call {n}");
+        }
+        if (self.err_from..self.err_to).contains(&n) {
+            return Err(crate::model::ModelError::Run {
+                file: "test",
+                reason: format!("injected error in denoise call {n}"),
+            });
         }
         let shared = StepShared {
             cond: shared.cond,
@@ -63,7 +76,7 @@ impl Model for FaultyModel {
             source: shared.source,
             sde_curve: shared.sde_curve,
         };
-        self.inner.denoise_batch(batch, &shared);
+        self.inner.denoise_batch(batch, &shared)
     }
     fn decode_context_frames(&self) -> usize {
         self.inner.decode_context_frames()
@@ -90,6 +103,8 @@ fn a_panic_in_the_tick_is_caught_and_the_ring_keeps_playing() {
         calls: AtomicU64::new(0),
         panic_from: 20,
         panic_to: 25,
+        err_from: 0,
+        err_to: 0,
     });
     let source = crate::audio_file::test_signal(48_000, 2, 3.0);
     let ring = PlayheadRing::from_interleaved(
@@ -146,4 +161,40 @@ fn a_panic_in_the_tick_is_caught_and_the_ring_keeps_playing() {
         })
         .1;
     assert!(silent < 48, "{silent}");
+}
+
+#[test]
+fn a_failed_model_call_is_counted_from_its_result() {
+    let model = Arc::new(FaultyModel {
+        inner: BuiltinModel::new(),
+        calls: AtomicU64::new(0),
+        panic_from: 0,
+        panic_to: 0,
+        err_from: 3,
+        err_to: 5,
+    });
+    let knobs = crate::knobs::KnobSnapshot::defaults();
+    let cond = crate::conditioning::Conditioning {
+        epoch: 0,
+        prompt: None,
+        timbre: None,
+        structure: None,
+    };
+    let mut pipeline = crate::pipeline::StreamPipeline::new(Arc::clone(&model), 8);
+    let mut finished = Vec::new();
+    for tick in 0..8 {
+        pipeline.tick(&knobs, &cond, &mut finished);
+        if tick == 2 {
+            assert_eq!(pipeline.model_faults(), (0, None));
+        }
+        if tick == 4 {
+            let (count, last) = pipeline.model_faults();
+            assert_eq!(count, 2);
+            assert_eq!(
+                last.map(ToString::to_string).as_deref(),
+                Some("test: run failed: injected error in denoise call 4")
+            );
+        }
+    }
+    assert_eq!(pipeline.model_faults().0, 2, "later calls succeed");
 }

@@ -107,6 +107,7 @@ fn generate(model: &BuiltinModel, tags: &str, seed: u32, frames: usize) -> CpuLa
         &knobs,
         &prompt_cond(model, tags),
     )
+    .expect("the built-in model cannot fail")
 }
 
 #[test]
@@ -137,7 +138,8 @@ fn reconstructs(model: &BuiltinModel, name: &str, audio: &[f32]) {
         None,
         &knobs,
         &cond,
-    );
+    )
+    .expect("the built-in model cannot fail");
     assert_eq!(out, source, "denoise 0 leaves the source latents untouched");
     let decoded = decode_all(model, &out, [1.0; 8]);
     let distance = spectral_distance_db(audio, &decoded);

@@ -221,38 +221,7 @@ pub enum OnnxLoadError {
     Probe(ModelError),
 }
 
-/// Why a model run failed at run time; the slots were left unchanged.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-pub enum ModelError {
-    /// ONNX Runtime reported an error.
-    #[error("{file}: run failed: {reason}")]
-    Run {
-        /// The model file.
-        file: &'static str,
-        /// ORT's message.
-        reason: String,
-    },
-    /// An output held NaN or infinity.
-    #[error("{file}: output `{tensor}` holds a non-finite value (batch row {row})")]
-    NonFinite {
-        /// The model file.
-        file: &'static str,
-        /// The output tensor.
-        tensor: &'static str,
-        /// The first batch row with one.
-        row: usize,
-    },
-    /// The slots of one batch disagree on their length, or a latent has the wrong size.
-    #[error("dit: slot {slot} holds {got} values, the batch needs {want}")]
-    Shape {
-        /// The slot's index in the batch.
-        slot: usize,
-        /// Values it holds.
-        got: usize,
-        /// Values expected.
-        want: usize,
-    },
-}
+pub use crate::model::ModelError;
 
 /// Latents of an [`OnnxModel`]: `[frames, channels]` on the host, frame-major.
 #[derive(Clone, Debug, PartialEq)]
@@ -1373,11 +1342,13 @@ impl Model for OnnxModel {
         &self,
         batch: &mut [SlotStep<'_, OnnxLatents>],
         shared: &StepShared<'_, Self>,
-    ) {
-        if let Err(e) = self.try_denoise_batch(batch, shared) {
+    ) -> Result<(), ModelError> {
+        let result = self.try_denoise_batch(batch, shared);
+        if let Err(e) = &result {
             self.faults.fetch_add(1, Ordering::AcqRel);
-            *lock(&self.last_fault) = Some(e);
+            *lock(&self.last_fault) = Some(e.clone());
         }
+        result
     }
 
     fn decode_context_frames(&self) -> usize {

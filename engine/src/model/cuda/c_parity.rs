@@ -399,7 +399,7 @@ fn denoise_kernel_matches_the_rust_batch_step() {
             source: with_src.then_some(&src),
             sde_curve: Some(&device_curve),
         };
-        model.denoise_batch(&mut batch, &shared);
+        model.denoise_batch(&mut batch, &shared).expect("denoise");
         drop(batch);
         let rust: Vec<f32> = xs.iter().flat_map(host).collect();
         assert_bits_eq("denoise", &c, &rust);

@@ -37,7 +37,8 @@ use crate::audio_clip::AudioView;
 use crate::conditioning::EncodeError;
 use crate::model::builtin::{BuiltinEncoders, BuiltinModel, FRAME_RATE, SAMPLE_RATE};
 use crate::model::{
-    ChunkPlace, DecodeError, DeviceTimes, Geometry, Model, SlotStart, SlotStep, StepShared,
+    ChunkPlace, DecodeError, DeviceTimes, Geometry, Model, ModelError, SlotStart, SlotStep,
+    StepShared,
 };
 
 // SAFETY: plain `repr(C)` data of integers and floats, the layout of `ld_slot_step`.
@@ -923,13 +924,21 @@ impl Model for CudaModel {
         &self,
         batch: &mut [SlotStep<'_, CudaLatents>],
         shared: &StepShared<'_, Self>,
-    ) {
+    ) -> Result<(), ModelError> {
         if self.faulted() || batch.iter().any(|s| s.x.buf.is_none()) {
-            return;
+            return Err(ModelError::Run {
+                file: "cuda",
+                reason: "the device has failed".into(),
+            });
         }
-        if let Err(e) = self.denoise_on_device(batch, shared) {
+        self.denoise_on_device(batch, shared).map_err(|e| {
+            let reason = e.to_string();
             self.record_fault("denoise", e);
-        }
+            ModelError::Run {
+                file: "cuda",
+                reason,
+            }
+        })
     }
 
     fn decode_context_frames(&self) -> usize {

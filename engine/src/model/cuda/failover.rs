@@ -23,7 +23,8 @@ use crate::audio_clip::AudioView;
 use crate::conditioning::EncodeError;
 use crate::model::builtin::{BuiltinCond, BuiltinEncoders, BuiltinModel, CpuLatents};
 use crate::model::{
-    ChunkPlace, DecodeError, DeviceTimes, Geometry, Model, SlotStart, SlotStep, StepShared,
+    ChunkPlace, DecodeError, DeviceTimes, Geometry, Model, ModelError, SlotStart, SlotStep,
+    StepShared,
 };
 use crate::rng::fill_gaussian;
 
@@ -288,7 +289,7 @@ impl<D: DeviceBackend> Model for FailoverModel<D> {
         &self,
         batch: &mut [SlotStep<'_, Self::Latents>],
         shared: &StepShared<'_, Self>,
-    ) {
+    ) -> Result<(), ModelError> {
         let device_source = match shared.source {
             Some(FailoverLatents::Device(d)) => Some(Some(d)),
             Some(FailoverLatents::Host(_)) => None,
@@ -316,9 +317,9 @@ impl<D: DeviceBackend> Model for FailoverModel<D> {
                 source,
                 sde_curve: shared.sde_curve.and_then(|c| c.device.as_ref()),
             };
-            self.dev().denoise_batch(&mut steps, &shared_dev);
-            if self.on_device() {
-                return;
+            let on_device = self.dev().denoise_batch(&mut steps, &shared_dev);
+            if on_device.is_ok() && self.on_device() {
+                return Ok(());
             }
             // The device failed during this step: redo it on the CPU from what survives.
         }
@@ -360,7 +361,7 @@ impl<D: DeviceBackend> Model for FailoverModel<D> {
             source: source.as_deref(),
             sde_curve: shared.sde_curve.map(|c| &c.host),
         };
-        self.cpu.denoise_batch(&mut steps, &shared_cpu);
+        self.cpu.denoise_batch(&mut steps, &shared_cpu)
     }
 
     fn decode_context_frames(&self) -> usize {
@@ -521,10 +522,14 @@ impl Model for MockFaultyDevice {
         &self,
         batch: &mut [SlotStep<'_, MockDeviceLatents>],
         shared: &StepShared<'_, Self>,
-    ) {
+    ) -> Result<(), ModelError> {
         if self.failed() || self.ticks.fetch_add(1, Ordering::Relaxed) >= self.fail_after_ticks {
             self.lost.store(true, Ordering::Relaxed);
-            return; // the injected fault: the step never happens
+            // The injected fault: the step never happens.
+            return Err(ModelError::Run {
+                file: "mock",
+                reason: "injected device loss".into(),
+            });
         }
         let mut steps: Vec<SlotStep<'_, CpuLatents>> = batch
             .iter_mut()
@@ -536,7 +541,7 @@ impl Model for MockFaultyDevice {
             source: shared.source.map(|l| &l.data),
             sde_curve: shared.sde_curve,
         };
-        self.cpu.denoise_batch(&mut steps, &cpu_shared);
+        self.cpu.denoise_batch(&mut steps, &cpu_shared)
     }
     fn decode_context_frames(&self) -> usize {
         0
