@@ -1,0 +1,155 @@
+"""The gm-tiny autoencoder: audio 48 kHz stereo <-> 64 latent channels at 25 fps.
+
+Encoder: log-magnitude STFT (n_fft 960, hop 480, computed by a fixed DFT convolution so the
+graph exports to plain ONNX Conv) -> ConvNeXt blocks at 100 frames/s -> a stride-4 convolution
+to 25 fps -> ConvNeXt blocks -> 64 channels.
+
+Decoder (Vocos-style): 64 channels at 25 fps -> ConvNeXt blocks -> x4 upsampling by channel
+shuffle to 100 frames/s -> ConvNeXt blocks -> per STFT frame and channel a log-magnitude and a
+phase for each of the 961 bins -> the complex STFT (n_fft 1920, hop 480). The inverse STFT is
+not in the graph: ONNX Runtime's DFT is slow at this size, and latentd does it in Rust
+(`[decoder] output = "stft"`, docs/bundles.md). Training inverts with `torch.istft`, which is
+the same convention.
+
+Why this design: an STFT-domain decoder reaches waveform quality with a small network (no
+transposed-convolution upsampling stack to 48 kHz), decodes a 1 s window in a few
+milliseconds on one CPU core, and its receptive field is short, so windowed decoding with a
+few context frames is seamless.
+
+Latent scale: the encoder ends in a fixed per-channel affine (`latent_mean`, `latent_std`,
+measured on the training set after training) so the DiT sees unit-variance latents; the
+decoder starts with its inverse.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import geometry as g
+
+
+class ConvNeXt(nn.Module):
+    """Depthwise conv, channel LayerNorm, pointwise MLP, layer scale, residual."""
+
+    def __init__(self, dim: int, kernel: int, mlp: int = 3):
+        super().__init__()
+        self.dw = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=dim)
+        self.norm = nn.LayerNorm(dim)
+        self.up = nn.Linear(dim, mlp * dim)
+        self.down = nn.Linear(mlp * dim, dim)
+        self.scale = nn.Parameter(torch.full((dim,), 0.1))
+
+    def forward(self, x):  # [B, D, N]
+        y = self.dw(x).transpose(1, 2)
+        y = self.down(F.gelu(self.up(self.norm(y))))
+        return x + (self.scale * y).transpose(1, 2)
+
+
+class DftMagnitude(nn.Module):
+    """Log-magnitude STFT as a strided Conv1d with a fixed windowed-DFT basis (center=True,
+    reflect padding, like torch.stft), frames 0..S/hop-1."""
+
+    def __init__(self, n_fft: int, hop: int):
+        super().__init__()
+        self.n_fft, self.hop = n_fft, hop
+        bins = n_fft // 2 + 1
+        n = torch.arange(n_fft, dtype=torch.float64)
+        k = torch.arange(bins, dtype=torch.float64)
+        window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
+        angle = 2 * math.pi * k[:, None] * n[None, :] / n_fft
+        basis = torch.cat([torch.cos(angle) * window, -torch.sin(angle) * window])
+        self.register_buffer("basis", basis[:, None, :].float(), persistent=False)
+
+    def forward(self, audio):  # [B, A, S] -> [B, A * bins, S / hop]
+        b, a, s = audio.shape
+        x = audio.reshape(b * a, 1, s)
+        x = F.pad(x, (self.n_fft // 2, self.n_fft // 2), mode="reflect")
+        spec = F.conv1d(x, self.basis, stride=self.hop)[:, :, : s // self.hop]
+        re, im = spec.chunk(2, dim=1)
+        mag = torch.sqrt(re * re + im * im + 1e-10)
+        return torch.log(mag + 1e-4).reshape(b, -1, s // self.hop)
+
+
+class Encoder(nn.Module):
+    def __init__(self, dim: int = 256, blocks: int = 2):
+        super().__init__()
+        self.features = DftMagnitude(g.ENC_N_FFT, g.ENC_HOP)
+        self.inp = nn.Conv1d(g.AUDIO_CHANNELS * g.ENC_BINS, dim, 3, padding=1)
+        self.fine = nn.Sequential(*[ConvNeXt(dim, 7) for _ in range(blocks)])
+        self.down = nn.Conv1d(dim, dim, g.FRAMES_PER_LATENT, stride=g.FRAMES_PER_LATENT)
+        self.coarse = nn.Sequential(*[ConvNeXt(dim, 5) for _ in range(blocks)])
+        self.out = nn.Conv1d(dim, g.LATENT_CHANNELS, 1)
+        self.register_buffer("latent_mean", torch.zeros(g.LATENT_CHANNELS, 1))
+        self.register_buffer("latent_std", torch.ones(g.LATENT_CHANNELS, 1))
+
+    def raw(self, audio):  # [B, A, S] -> [B, C, S / 1920], before the fixed scaling
+        x = self.fine(self.inp(self.features(audio)))
+        return self.out(self.coarse(self.down(x)))
+
+    def forward(self, audio):
+        return (self.raw(audio) - self.latent_mean) / self.latent_std
+
+
+class Decoder(nn.Module):
+    def __init__(self, dim: int = 256, fine_dim: int = 128, blocks: int = 3, fine_blocks: int = 2):
+        super().__init__()
+        self.register_buffer("latent_mean", torch.zeros(g.LATENT_CHANNELS, 1))
+        self.register_buffer("latent_std", torch.ones(g.LATENT_CHANNELS, 1))
+        self.inp = nn.Conv1d(g.LATENT_CHANNELS, dim, 3, padding=1)
+        self.coarse = nn.Sequential(*[ConvNeXt(dim, 5) for _ in range(blocks)])
+        self.up = nn.Conv1d(dim, g.FRAMES_PER_LATENT * fine_dim, 1)
+        self.fine_dim = fine_dim
+        self.fine = nn.Sequential(*[ConvNeXt(fine_dim, 7) for _ in range(fine_blocks)])
+        self.norm = nn.LayerNorm(fine_dim)
+        self.head = nn.Linear(fine_dim, g.AUDIO_CHANNELS * g.BINS * 2)
+
+    def forward(self, latents):  # [B, C, T] -> stft [B, A, 4T, F, 2]
+        b, _, t = latents.shape
+        z = latents * self.latent_std + self.latent_mean
+        x = self.coarse(self.inp(z))
+        # Channel shuffle x4: [B, 4*D, T] -> [B, D, 4T], frame 4t+k from group k.
+        x = self.up(x).reshape(b, g.FRAMES_PER_LATENT, self.fine_dim, t)
+        x = x.permute(0, 2, 3, 1).reshape(b, self.fine_dim, t * g.FRAMES_PER_LATENT)
+        x = self.fine(x).transpose(1, 2)  # [B, N, D]
+        y = self.head(self.norm(x))  # [B, N, A*F*2]
+        n = t * g.FRAMES_PER_LATENT
+        y = y.reshape(b, n, g.AUDIO_CHANNELS, 2, g.BINS).permute(0, 2, 1, 4, 3)  # [B,A,N,F,2]
+        logmag = torch.clamp(y[..., 0], max=8.0)
+        phase = y[..., 1]
+        mag = torch.exp(logmag)
+        return torch.stack([mag * torch.cos(phase), mag * torch.sin(phase)], dim=-1)
+
+
+def istft(stft):
+    """[B, A, N, F, 2] -> audio [B, A, N * hop]: latentd's inverse, in torch."""
+    b, a, n, f, _ = stft.shape
+    spec = torch.view_as_complex(stft.reshape(b * a, n, f, 2).contiguous()).transpose(1, 2)
+    window = torch.hann_window(g.N_FFT, periodic=True, device=stft.device)
+    audio = torch.istft(spec, g.N_FFT, g.HOP, window=window, center=True, length=n * g.HOP)
+    return audio.reshape(b, a, n * g.HOP)
+
+
+def stft(audio):
+    """audio [B, A, S] -> [B, A, S/hop, F, 2]: the decoder's target in latentd's convention
+    (torch.stft center=True, frames 0..S/hop-1)."""
+    b, a, s = audio.shape
+    window = torch.hann_window(g.N_FFT, periodic=True, device=audio.device)
+    spec = torch.stft(audio.reshape(b * a, s), g.N_FFT, g.HOP, window=window, center=True,
+                      return_complex=True)[:, :, : s // g.HOP]
+    return torch.view_as_real(spec.transpose(1, 2)).reshape(b, a, s // g.HOP, g.BINS, 2)
+
+
+class Autoencoder(nn.Module):
+    def __init__(self, **sizes):
+        super().__init__()
+        enc = {k[4:]: v for k, v in sizes.items() if k.startswith("enc_")}
+        dec = {k[4:]: v for k, v in sizes.items() if k.startswith("dec_")}
+        self.encoder = Encoder(**enc)
+        self.decoder = Decoder(**dec)
+
+    def set_latent_scale(self, mean, std):
+        for part in (self.encoder, self.decoder):
+            part.latent_mean.copy_(mean.reshape(-1, 1))
+            part.latent_std.copy_(std.reshape(-1, 1))

@@ -1,0 +1,25 @@
+"""The geometry gm-tiny is trained at, declared once.
+
+It is ACE-Step v1.5's latent geometry (48 kHz stereo, 64 channels at 25 fps) plus the STFT the
+decoder predicts (n_fft 1920, hop 480: four STFT frames per latent frame). The exported
+`bundle.toml` is written from these constants.
+"""
+
+SAMPLE_RATE = 48_000
+AUDIO_CHANNELS = 2
+LATENT_CHANNELS = 64
+LATENT_FPS = 25
+SAMPLES_PER_LATENT = SAMPLE_RATE // LATENT_FPS  # 1920
+
+# The decoder's STFT (what latentd's inverse STFT undoes).
+N_FFT = 1920
+HOP = 480
+BINS = N_FFT // 2 + 1  # 961
+FRAMES_PER_LATENT = SAMPLES_PER_LATENT // HOP  # 4
+
+# The encoder's analysis STFT (its own, cheaper: it runs only when a source is loaded).
+ENC_N_FFT = 960
+ENC_HOP = 480
+ENC_BINS = ENC_N_FFT // 2 + 1  # 481
+
+assert SAMPLES_PER_LATENT % HOP == 0 and N_FFT >= 2 * HOP
