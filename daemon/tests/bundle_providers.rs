@@ -11,13 +11,14 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::run_to_exit;
 use common::service_fixture::{Daemon, Launch, Osc};
-use common::{BIN, isolated, wait_timeout};
 use latentd_tests::test_bundles::{bundle, library};
+
+/// How long a refused start may take to exit.
+const EXIT_LIMIT: Duration = Duration::from_secs(10);
 
 /// Bundle load and start may take this long.
 const START: Duration = Duration::from_secs(30);
@@ -67,29 +68,13 @@ fn a_provider_the_library_lacks_is_skipped_and_cpu_plays() {
     assert_eq!(skips, 1, "{}", lines.join("\n"));
 }
 
-/// `latentd args` in `dir`: its exit status and stderr (it must exit within 10 s).
-fn refused(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
-    let mut child = isolated(&mut Command::new(BIN), dir)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let Some(status) = wait_timeout(&mut child, Duration::from_secs(10)) else {
-        child.kill().unwrap();
-        panic!("latentd {args:?} did not exit");
-    };
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-    (status.code(), err)
-}
-
 #[test]
 fn an_unknown_provider_is_one_line_naming_the_key_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, err) = refused(
+    let (code, err) = run_to_exit(
         dir.path(),
         &["--audio", "null", "--engine", "off", "--ep", "cuda,warp"],
+        EXIT_LIMIT,
     );
     assert_eq!(code, Some(2), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -97,7 +82,11 @@ fn an_unknown_provider_is_one_line_naming_the_key_and_exit_2() {
 
     let config = dir.path().join("latentd.toml");
     std::fs::write(&config, "[model]\nep = [\"cpu\", \"npu\"]\n").unwrap();
-    let (code, err) = refused(dir.path(), &["check-config", &config.display().to_string()]);
+    let (code, err) = run_to_exit(
+        dir.path(),
+        &["check-config", &config.display().to_string()],
+        EXIT_LIMIT,
+    );
     assert_eq!(code, Some(2), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("model.ep") && err.contains("npu"), "{err}");

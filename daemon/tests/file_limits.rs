@@ -8,30 +8,18 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::osc_client::{Link, Transport, msg, s};
-use common::{BIN, Daemon, isolated, wait_timeout, write_float_wav};
+use common::{BIN, Daemon, isolated, run_to_exit, write_float_wav};
 use latentd_tests::hostile_files::{mkfifo, write_wav_claiming};
 
 /// Run `latentd args`; it must exit 2 within 5 s printing exactly one `latentd: error:` line,
 /// which is returned.
 fn expect_startup_error(dir: &Path, args: &[&str]) -> String {
-    let mut child = isolated(&mut Command::new(BIN), dir)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let Some(status) = wait_timeout(&mut child, Duration::from_secs(5)) else {
-        child.kill().unwrap();
-        child.wait().unwrap();
-        panic!("latentd {args:?} did not exit within 5 s");
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert_eq!(status.code(), Some(2), "latentd {args:?}: {stderr}");
+    let (code, stderr) = run_to_exit(dir, args, Duration::from_secs(5));
+    assert_eq!(code, Some(2), "latentd {args:?}: {stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 1, "latentd {args:?} printed {lines:#?}");
     assert!(lines[0].starts_with("latentd: error: "), "{}", lines[0]);

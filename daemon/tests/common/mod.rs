@@ -85,6 +85,25 @@ pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::
     None
 }
 
+/// Run `latentd args` isolated under `dir` until it exits (panics after `limit`): its exit
+/// code and stderr.
+pub fn run_to_exit(dir: &Path, args: &[&str], limit: Duration) -> (Option<i32>, String) {
+    let mut child = isolated(&mut Command::new(BIN), dir)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let Some(status) = wait_timeout(&mut child, limit) else {
+        child.kill().unwrap();
+        child.wait().unwrap();
+        panic!("latentd {args:?} did not exit within {limit:?}");
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status.code(), stderr)
+}
+
 /// A running daemon whose stderr lines arrive on a channel; killed on drop if still running.
 pub struct Daemon {
     /// The process.
