@@ -85,15 +85,20 @@ pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<std::process::
     None
 }
 
-/// Run `latentd args` isolated under `dir` until it exits (panics after `limit`): its exit
-/// code and stderr.
-pub fn run_to_exit(dir: &Path, args: &[&str], limit: Duration) -> (Option<i32>, String) {
-    let mut child = isolated(&mut Command::new(BIN), dir)
+/// Start `latentd args` isolated under `dir`, stderr piped, stdout discarded.
+pub fn spawn_isolated(dir: &Path, args: &[&str]) -> Child {
+    isolated(&mut Command::new(BIN), dir)
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Run `latentd args` isolated under `dir` until it exits (panics after `limit`): its exit
+/// code and stderr.
+pub fn run_to_exit(dir: &Path, args: &[&str], limit: Duration) -> (Option<i32>, String) {
+    let mut child = spawn_isolated(dir, args);
     let Some(status) = wait_timeout(&mut child, limit) else {
         child.kill().unwrap();
         child.wait().unwrap();
@@ -114,12 +119,7 @@ pub struct Daemon {
 impl Daemon {
     /// Start `latentd args`, isolated under `dir`.
     pub fn start(dir: &Path, args: &[&str]) -> Self {
-        let mut child = isolated(&mut Command::new(BIN), dir)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_isolated(dir, args);
         let stderr = child.stderr.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {

@@ -279,6 +279,16 @@ pub enum DecoderOutput {
     },
 }
 
+impl DecoderOutput {
+    /// The name of the decoder graph's output tensor: `audio` or `stft`.
+    pub fn tensor(self) -> &'static str {
+        match self {
+            DecoderOutput::Audio => "audio",
+            DecoderOutput::Stft { .. } => "stft",
+        }
+    }
+}
+
 /// `[text]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TextSpec {

@@ -666,11 +666,11 @@ impl OnnxModel {
 
         let dec_file = file_name(&dir, &spec.decoder.file);
         let decoder = open(&spec.decoder.file)?;
+        let out_name = spec.decoder.output.tensor();
         let out_convention = match spec.decoder.output {
-            DecoderOutput::Audio => f32_tensor("audio", 3),
-            DecoderOutput::Stft { .. } => f32_tensor("stft", 5),
+            DecoderOutput::Audio => f32_tensor(out_name, 3),
+            DecoderOutput::Stft { .. } => f32_tensor(out_name, 5),
         };
-        let out_name = out_convention.name;
         let (ins, outs) = check_tensors(
             &decoder,
             &dec_file,
@@ -680,13 +680,13 @@ impl OnnxModel {
         if let DecoderOutput::Stft { n_fft, .. } = spec.decoder.output {
             check_dim(
                 &dec_file,
-                "stft",
+                out_name,
                 &outs[0],
                 3,
                 n_fft / 2 + 1,
                 "n_fft / 2 + 1",
             )?;
-            check_dim(&dec_file, "stft", &outs[0], 4, 2, "(re, im) pair")?;
+            check_dim(&dec_file, out_name, &outs[0], 4, 2, "(re, im) pair")?;
         }
         check_dim(
             &dec_file,
@@ -1081,17 +1081,18 @@ impl OnnxModel {
         let err = bind_err("decoder");
         let latents = new_tensor(&[1, g.latent_channels, window])?;
         let (a, samples) = (g.audio_channels, window * g.samples_per_latent_frame());
-        let (name, mut output, istft) = match self.manifest.decoder.output {
-            DecoderOutput::Audio => ("audio", new_tensor(&[1, a, samples])?, None),
+        let (mut output, istft) = match self.manifest.decoder.output {
+            DecoderOutput::Audio => (new_tensor(&[1, a, samples])?, None),
             DecoderOutput::Stft { n_fft, hop } => {
                 let frames = samples / hop;
                 let istft = Istft::new(n_fft, hop, a, frames);
                 let dims = [1, a, frames, istft.bins(), 2];
-                ("stft", new_tensor(&dims)?, Some(istft))
+                (new_tensor(&dims)?, Some(istft))
             }
         };
         let mut binding = session.create_binding().map_err(&err)?;
         binding.bind_input("latents", &latents).map_err(&err)?;
+        let name = self.manifest.decoder.output.tensor();
         binding.bind_output(name, &mut output).map_err(&err)?;
         Ok(DecodeRun {
             window,
@@ -1419,7 +1420,7 @@ impl Model for OnnxModel {
         }
         run_bound(session, &run.binding, "decoder")
             .map_err(|e| DecodeError::Backend(e.to_string()))?;
-        let tensor = if run.istft.is_some() { "stft" } else { "audio" };
+        let tensor = self.manifest.decoder.output.tensor();
         let (_, output) = run.output.extract_tensor();
         let audio = match &mut run.istft {
             None => output,
