@@ -133,6 +133,7 @@ fn start_engine<M: Model>(model: Arc<M>, inputs: EngineInputs<'_>) -> Result<Eng
     let (conditioner, cond_reader) = Conditioner::new(Arc::clone(&model), None);
     apply_start_conditioning(
         &conditioner,
+        model.default_prompt(),
         inputs.settings,
         inputs.restored,
         rate,
@@ -675,9 +676,11 @@ fn apply_start_knobs(knobs: &KnobStore, settings: &Settings, restored: &Persiste
 }
 
 /// Prompt and references at start: the saved session's, else the config's, else the
-/// model's default prompt (so a newcomer hears music at once).
+/// model's default prompt (so a newcomer hears music at once); a model without one starts
+/// on its null condition.
 fn apply_start_conditioning(
     conditioner: &dyn ConditioningControl,
+    default_prompt: Option<&str>,
     settings: &Settings,
     restored: &PersistentState,
     rate: u32,
@@ -687,17 +690,20 @@ fn apply_start_conditioning(
         .prompt
         .clone()
         .or_else(|| settings.prompt.clone())
-        .unwrap_or_else(|| latentd_engine::model::builtin::vocab::DEFAULT_PROMPT.to_string());
+        .or_else(|| default_prompt.map(str::to_owned));
     let tags_b = restored
         .prompt_b
         .clone()
         .or_else(|| settings.prompt_b.clone());
-    match conditioner.set_prompt(PromptSpec {
-        tags: tags.clone(),
-        tags_b,
-    }) {
-        Ok(_) => log::info!("prompt: {tags:?}"),
-        Err(e) => log::warn!("prompt {tags:?} not applied: {e}"),
+    match tags {
+        Some(tags) => match conditioner.set_prompt(PromptSpec {
+            tags: tags.clone(),
+            tags_b,
+        }) {
+            Ok(_) => log::info!("prompt: {tags:?}"),
+            Err(e) => log::warn!("prompt {tags:?} not applied: {e}"),
+        },
+        None => log::info!("prompt: none (the model names no default prompt): null condition"),
     }
     let load = |path: &Path| load_wav_or_stop(path, rate, OUTPUT_CHANNELS, stop);
     if let Some(path) = &restored.timbre {

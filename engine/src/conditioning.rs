@@ -72,6 +72,11 @@ pub trait ConditionEncoder: Send + Sync {
     fn encode_timbre(&self, audio: AudioView<'_>) -> Result<Self::Cond, EncodeError>;
     /// Encodes a structure (rhythm) reference.
     fn encode_structure(&self, audio: AudioView<'_>) -> Result<Self::Cond, EncodeError>;
+    /// The prompt a fresh start plays when neither the saved state nor the settings name one
+    /// (`None`: start with no prompt, the model's null condition).
+    fn default_prompt(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Why a conditioning change was refused; nothing changed.

@@ -268,6 +268,10 @@ impl<T: BuiltinEncoders> ConditionEncoder for T {
     fn encode_structure(&self, audio: AudioView<'_>) -> Result<BuiltinCond, EncodeError> {
         self.builtin_encoders().encode_structure(audio)
     }
+
+    fn default_prompt(&self) -> Option<&str> {
+        self.builtin_encoders().default_prompt()
+    }
 }
 
 impl ConditionEncoder for BuiltinModel {
@@ -316,6 +320,10 @@ impl ConditionEncoder for BuiltinModel {
             .map(|f| std::array::from_fn(|g| f[ONSETS + g]))
             .collect();
         Ok(BuiltinCond::Structure { onsets })
+    }
+
+    fn default_prompt(&self) -> Option<&str> {
+        Some(vocab::DEFAULT_PROMPT)
     }
 }
 

@@ -64,6 +64,13 @@ class DftMagnitude(nn.Module):
 
     def forward(self, audio):  # [B, A, S] -> [B, A * bins, S / hop]
         b, a, s = audio.shape
+        if not torch.onnx.is_in_onnx_export():
+            # The same magnitudes by FFT: ~20x cheaper for training; the export keeps the Conv.
+            w = torch.hann_window(self.n_fft, periodic=True, device=audio.device)
+            spec = torch.stft(audio.reshape(b * a, s), self.n_fft, self.hop, window=w,
+                              center=True, pad_mode="reflect", return_complex=True)
+            mag = torch.sqrt(spec.real ** 2 + spec.imag ** 2 + 1e-10)[:, :, : s // self.hop]
+            return torch.log(mag + 1e-4).reshape(b, -1, s // self.hop)
         x = audio.reshape(b * a, 1, s)
         x = F.pad(x, (self.n_fft // 2, self.n_fft // 2), mode="reflect")
         spec = F.conv1d(x, self.basis, stride=self.hop)[:, :, : s // self.hop]
@@ -106,8 +113,10 @@ class Decoder(nn.Module):
         self.head = nn.Linear(fine_dim, g.AUDIO_CHANNELS * g.BINS * 2)
 
     def forward(self, latents):  # [B, C, T] -> stft [B, A, 4T, F, 2]
-        b, _, t = latents.shape
-        z = latents * self.latent_std + self.latent_mean
+        return self.from_raw(latents * self.latent_std + self.latent_mean)
+
+    def from_raw(self, z):  # unscaled latents (the encoder's `raw`) -> stft
+        b, _, t = z.shape
         x = self.coarse(self.inp(z))
         # Channel shuffle x4: [B, 4*D, T] -> [B, D, 4T], frame 4t+k from group k.
         x = self.up(x).reshape(b, g.FRAMES_PER_LATENT, self.fine_dim, t)

@@ -34,7 +34,7 @@ def agree(path, feeds, expected, tol=2e-3):
     return err
 
 
-def manifest(name: str, provenance: str, steps: int = 8) -> str:
+def manifest(name: str, provenance: str, steps: int = 8, default_prompt: str | None = None) -> str:
     """gm-tiny's `bundle.toml` (latentd-bundle/1, docs/bundles.md), from the geometry."""
     return f"""format = "latentd-bundle/1"
 name = "{name}"
@@ -71,7 +71,7 @@ file = "encoder.onnx"
 kind = "tags"
 vocab = "tags.txt"
 file = "text.onnx"
-"""
+""" + (f'default_prompt = "{default_prompt}"\n' if default_prompt else "")
 
 
 def main(out: Path):

@@ -23,6 +23,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::conditioning::MAX_PROMPT_CHARS;
 use crate::knobs::KnobId;
 use crate::model::Geometry;
 
@@ -300,6 +301,8 @@ pub struct TextSpec {
     pub vocab: Vec<String>,
     /// Absolute path of the graph.
     pub file: PathBuf,
+    /// The prompt a fresh start plays (every word in `vocab`), if the bundle names one.
+    pub default_prompt: Option<String>,
 }
 
 /// `[timbre]`.
@@ -547,6 +550,7 @@ struct RawText {
     kind: String,
     vocab: String,
     file: String,
+    default_prompt: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -642,6 +646,37 @@ fn syntax_error(text: &str, e: &toml::de::Error) -> BundleError {
         line: Some(line),
         section,
         message,
+    }
+}
+
+/// The words of a prompt: runs of letters, digits and `-` (everything else separates).
+pub(crate) fn prompt_words(tags: &str) -> impl Iterator<Item = &str> {
+    tags.split(|c: char| !(c.is_alphanumeric() || c == '-'))
+        .filter(|w| !w.is_empty())
+}
+
+/// `[text] default_prompt`: non-empty, at most `MAX_PROMPT_CHARS`, and every word a tag of
+/// the vocabulary (a default that reports unknown words at every start would be a bug).
+fn check_default_prompt(prompt: &str, vocab: &[String]) -> Result<(), BundleError> {
+    const KEY: &str = "[text] default_prompt";
+    let words: Vec<&str> = prompt_words(prompt).collect();
+    if words.is_empty() || prompt.chars().count() > MAX_PROMPT_CHARS {
+        return Err(invalid(
+            KEY,
+            format!("{prompt:?}"),
+            format!("1 to {MAX_PROMPT_CHARS} characters of tags from the vocabulary"),
+        ));
+    }
+    match words
+        .iter()
+        .find(|w| !vocab.iter().any(|t| t == &w.to_lowercase()))
+    {
+        Some(word) => Err(invalid(
+            KEY,
+            format!("{prompt:?}"),
+            format!("tags of the vocabulary (`{word}` is not one)"),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -814,11 +849,15 @@ impl Validator<'_> {
         let vocab_file = self.file("[text] vocab", &raw.vocab, MAX_VOCAB_BYTES)?;
         let bytes = read_limited(&vocab_file, MAX_VOCAB_BYTES)?;
         let vocab = parse_vocab(&vocab_file, &bytes)?;
+        if let Some(prompt) = &raw.default_prompt {
+            check_default_prompt(prompt, &vocab)?;
+        }
         Ok(TextSpec {
             kind,
             vocab_file,
             vocab,
             file: self.graph("[text] file", &raw.file)?,
+            default_prompt: raw.default_prompt,
         })
     }
 

@@ -40,7 +40,7 @@ use ort::session::{IoBinding, Session};
 use ort::value::{Tensor, TensorElementType, ValueType};
 
 use super::istft::Istft;
-use super::manifest::{BundleManifest, DecoderOutput, Guidance};
+use super::manifest::{BundleManifest, DecoderOutput, Guidance, prompt_words};
 use crate::audio_clip::AudioView;
 use crate::conditioning::{ConditionEncoder, Conditioning, EncodeError, PromptEncoding};
 use crate::knobs::KnobId;
@@ -1155,13 +1155,13 @@ fn fill_condition(
 
 /// The words of a prompt, as the vocabulary is matched against them: runs of letters,
 /// digits and `-`, lowercased.
-fn prompt_words(tags: &str) -> impl Iterator<Item = &str> {
-    tags.split(|c: char| !(c.is_alphanumeric() || c == '-'))
-        .filter(|w| !w.is_empty())
-}
 
 impl ConditionEncoder for OnnxModel {
     type Cond = OnnxCond;
+
+    fn default_prompt(&self) -> Option<&str> {
+        self.manifest.text.as_ref()?.default_prompt.as_deref()
+    }
 
     fn encode_prompt(&self, tags: &str) -> Result<PromptEncoding<OnnxCond>, EncodeError> {
         let Some(text) = &self.text else {

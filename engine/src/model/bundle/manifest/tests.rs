@@ -631,3 +631,34 @@ fn the_script_writes_a_bundle_the_manifest_accepts_and_regenerates_it_bit_identi
         }
     }
 }
+
+#[test]
+fn a_default_prompt_is_read_when_every_word_is_a_tag() {
+    let with = r#"file = "text.onnx"
+default_prompt = "Piano, bass""#;
+    let dir = bundle(&edited(r#"file = "text.onnx""#, with));
+    let m = load(dir.path()).unwrap();
+    assert_eq!(
+        m.text.unwrap().default_prompt.as_deref(),
+        Some("Piano, bass")
+    );
+    let dir = bundle(ISSUE_MANIFEST);
+    assert_eq!(load(dir.path()).unwrap().text.unwrap().default_prompt, None);
+}
+
+#[test]
+fn a_default_prompt_with_unknown_words_or_none_is_refused() {
+    let e = refusal(
+        r#"file = "text.onnx""#,
+        "file = \"text.onnx\"\ndefault_prompt = \"piano violin\"",
+    );
+    assert!(
+        e.contains("[text] default_prompt") && e.contains("`violin` is not one"),
+        "{e}"
+    );
+    let e = refusal(
+        r#"file = "text.onnx""#,
+        "file = \"text.onnx\"\ndefault_prompt = \" , \"",
+    );
+    assert!(e.contains("[text] default_prompt"), "{e}");
+}

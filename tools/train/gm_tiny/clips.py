@@ -1,0 +1,51 @@
+"""Clip sets for training: a `make_dataset.py` folder loaded into memory once.
+
+`ClipSet(folder)` reads `clips.jsonl` and every WAV (48 kHz stereo 16-bit) into one int16
+array `[N, A, S]`; `crops(rng, batch, samples)` draws random float crops. Single-threaded,
+no workers: the training loop is the only reader.
+"""
+
+import json
+import wave
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import geometry as g
+
+
+def read_wav(path: Path) -> np.ndarray:
+    """A 48 kHz 16-bit WAV as int16 [A, S]."""
+    with wave.open(str(path), "rb") as w:
+        assert w.getframerate() == g.SAMPLE_RATE, f"{path}: {w.getframerate()} Hz"
+        assert w.getsampwidth() == 2, f"{path}: not 16-bit"
+        frames = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+        return frames.reshape(-1, w.getnchannels()).T.copy()
+
+
+class ClipSet:
+    def __init__(self, folder: Path, limit: int | None = None):
+        self.folder = Path(folder)
+        lines = (self.folder / "clips.jsonl").read_text().splitlines()
+        self.meta = [json.loads(line) for line in lines][:limit]
+        self.audio = np.stack([read_wav(self.folder / m["file"]) for m in self.meta])
+        self.tags = (self.folder / "tags.txt").read_text().split()
+
+    def __len__(self):
+        return len(self.meta)
+
+    def clip(self, i: int) -> torch.Tensor:
+        """Clip i as float [A, S] in -1..1."""
+        return torch.from_numpy(self.audio[i].astype(np.float32) / 32768.0)
+
+    def crops(self, rng: np.random.Generator, batch: int, samples: int) -> torch.Tensor:
+        """`batch` random crops [B, A, samples], starting on a latent-frame boundary."""
+        n, _, s = self.audio.shape
+        frames = (s - samples) // g.SAMPLES_PER_LATENT
+        out = np.empty((batch, self.audio.shape[1], samples), dtype=np.float32)
+        for b in range(batch):
+            i = rng.integers(n)
+            start = rng.integers(frames + 1) * g.SAMPLES_PER_LATENT
+            out[b] = self.audio[i, :, start:start + samples] / 32768.0
+        return torch.from_numpy(out)

@@ -1,0 +1,150 @@
+"""Stage 3: export a trained gm-tiny to a `latentd-bundle/1` folder (docs/bundles.md).
+
+    python3 -m tools.train.gm_tiny.export --ae /work/runs/ae/ae.pt --dit /work/runs/dit/dit.pt \
+        --data /work/data/train --out models/gm-tiny
+
+Writes encoder.onnx, decoder.onnx (output `stft`, inverted by latentd), dit.onnx, text.onnx,
+tags.txt, bundle.toml, PROVENANCE.md. Weights are stored as fp16 initializers each followed by
+a Cast to f32 (ONNX Runtime folds the casts when it loads the graph, so the CPU computes in
+f32 and the files are half the size). Every graph is checked against torch with
+`onnx.reference` at shapes other than the export's (dynamic axes stay dynamic).
+"""
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import helper, numpy_helper
+
+from . import geometry as g
+from .dit import Dit, TagEmbedding
+from .smoke import agree, export, manifest
+from .train_dit import load_autoencoder
+
+MIN_FP16_ELEMENTS = 256
+
+
+def store_fp16(path: Path) -> tuple[int, int]:
+    """Rewrite a graph's large f32 initializers as fp16 + Cast. Returns (tensors, elements)."""
+    model = onnx.load(str(path))
+    graph = model.graph
+    casts, kept, count, elements = [], [], 0, 0
+    for init in graph.initializer:
+        array = numpy_helper.to_array(init)
+        if init.data_type != onnx.TensorProto.FLOAT or array.size < MIN_FP16_ELEMENTS:
+            kept.append(init)
+            continue
+        assert np.all(np.abs(array) < 65000), f"{init.name} overflows fp16"
+        half = numpy_helper.from_array(array.astype(np.float16), init.name + "_fp16")
+        kept.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT,
+                                      name=init.name + "_cast"))
+        count += 1
+        elements += array.size
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(casts + nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return count, elements
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ae", type=Path, required=True)
+    ap.add_argument("--dit", type=Path, required=True)
+    ap.add_argument("--data", type=Path, required=True, help="the training set (PROVENANCE.md)")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--name", default="gm-tiny")
+    ap.add_argument("--fp32", action="store_true", help="keep f32 initializers")
+    ap.add_argument("--default-prompt", help="[text] default_prompt: tags a fresh start plays")
+    args = ap.parse_args()
+
+    torch.manual_seed(0)
+    ae = load_autoencoder(args.ae)
+    ckpt = torch.load(args.dit, map_location="cpu")
+    vocab = ckpt["vocab"]
+    dit, text = Dit().eval(), TagEmbedding(len(vocab)).eval()
+    dit.load_state_dict(ckpt["dit"])
+    text.load_state_dict(ckpt["text"])
+    ae_ckpt = torch.load(args.ae, map_location="cpu")
+
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    t = 12
+    audio = 0.1 * torch.randn(1, g.AUDIO_CHANNELS, t * g.SAMPLES_PER_LATENT)
+    ids = torch.tensor([[1, 2, 3]])
+    x = torch.randn(2, t, g.LATENT_CHANNELS)
+    ts = torch.tensor([0.9, 0.3])
+    ctx = torch.zeros(2, t, 2 * g.LATENT_CHANNELS)
+    with torch.no_grad():
+        z = ae.encoder(audio)
+        cond = torch.cat([text(ids), torch.zeros(1, 3, 64)])
+        export(ae.encoder, (audio,), out / "encoder.onnx", ["audio"], ["latents"],
+               {"audio": {0: "B", 2: "S"}, "latents": {0: "B", 2: "T"}})
+        export(ae.decoder, (z,), out / "decoder.onnx", ["latents"], ["stft"],
+               {"latents": {0: "B", 2: "T"}, "stft": {0: "B", 2: "N"}})
+        export(dit, (x, ts, cond, ctx), out / "dit.onnx",
+               ["hidden_states", "timestep", "encoder_hidden_states", "context_latents"],
+               ["velocity"],
+               {"hidden_states": {0: "B", 1: "T"}, "timestep": {0: "B"},
+                "encoder_hidden_states": {0: "B", 1: "L"}, "context_latents": {0: "B", 1: "T"},
+                "velocity": {0: "B", 1: "T"}})
+        export(text, (ids,), out / "text.onnx", ["ids"], ["encoder_hidden_states"],
+               {"ids": {1: "L"}, "encoder_hidden_states": {1: "L"}})
+    fp16 = {}
+    if not args.fp32:
+        for name in ("encoder", "decoder", "dit", "text"):
+            fp16[name] = store_fp16(out / f"{name}.onnx")
+
+    # Agreement at other shapes than the export's, after the fp16 rewrite (tolerance: fp16
+    # weight rounding, relative to the output's scale).
+    tol = 2e-3 if args.fp32 else 2e-2
+    a2 = 0.1 * torch.randn(1, g.AUDIO_CHANNELS, 6 * g.SAMPLES_PER_LATENT)
+    z2 = torch.randn(1, g.LATENT_CHANNELS, 14)
+    x2, c2 = torch.randn(3, 14, 64), torch.randn(3, 14, 128)
+    e2 = torch.cat([text(torch.tensor([[4, 5, 6, 7]]))] * 3)
+    t2 = torch.tensor([0.5, 0.2, 0.7])
+    with torch.no_grad():
+        errs = {
+            "encoder": agree(out / "encoder.onnx", {"audio": a2}, ae.encoder(a2), tol),
+            "decoder": agree(out / "decoder.onnx", {"latents": z2}, ae.decoder(z2), tol),
+            "dit": agree(out / "dit.onnx", {"hidden_states": x2, "timestep": t2,
+                                            "encoder_hidden_states": e2, "context_latents": c2},
+                         dit(x2, t2, e2, c2), tol),
+            "text": agree(out / "text.onnx", {"ids": torch.tensor([[0, 9]])},
+                          text(torch.tensor([[0, 9]])), tol),
+        }
+    (out / "tags.txt").write_text("".join(f"{tag}\n" for tag in vocab))
+    params = {name: sum(p.numel() for p in m.parameters())
+              for name, m in [("encoder", ae.encoder), ("decoder", ae.decoder), ("dit", dit),
+                              ("text", text)]}
+    provenance = (f"gm-tiny, trained by latentd's tools/train on procedurally composed music "
+                  f"rendered with MIT-licensed General MIDI soundfonts; "
+                  f"autoencoder {ae_ckpt['step']} steps, DiT {ckpt['step']} steps; PROVENANCE.md")
+    (out / "bundle.toml").write_text(manifest(args.name, provenance, default_prompt=args.default_prompt))
+    data_provenance = (args.data / "PROVENANCE.md").read_text()
+    (out / "PROVENANCE.md").write_text(
+        f"# {args.name}: provenance\n\n"
+        "Weights trained here, from scratch, by `tools/train/gm_tiny` (no pretrained weights, "
+        "no downloaded audio). Licence: MIT (the weights, the code, the soundfont).\n\n"
+        f"- parameters: {json.dumps(params)}\n"
+        f"- autoencoder: {ae_ckpt['step']} steps, heldout log-mel error "
+        f"{ae_ckpt.get('heldout_log_mel_db', float('nan')):.2f} dB (64 bands)\n"
+        f"- DiT + tag embedding: {ckpt['step']} steps (EMA weights)\n"
+        f"- stored as fp16 initializers: {json.dumps(fp16)}\n"
+        f"- max |onnx.reference - torch| per graph: {json.dumps(errs)}\n\n"
+        "## Training data\n\n" + data_provenance)
+    size = sum(p.stat().st_size for p in out.iterdir())
+    print(json.dumps({"out": str(out), "bytes": size, "params": params, "fp16": fp16,
+                      "errors": errs}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""Stage 1: train gm-tiny's autoencoder on a `make_dataset.py` folder, then measure the latent
+scale (per-channel mean / std over the training set) so the DiT sees unit-variance latents.
+
+    python3 -m tools.train.gm_tiny.train_ae --data /work/data/train --heldout /work/data/heldout \
+        --out /work/runs/ae --steps 4000
+
+Losses: multi-resolution STFT (256..2048) and log-mel L1 on the inverse-STFT audio, plus L1 of
+the log magnitude at the decoder's own STFT; the latents get a small L2 penalty and, during
+training, Gaussian noise, so the decoder tolerates the DiT's imprecision. Deterministic for a
+given seed, step count and thread count. Writes `ae.pt` (weights, sizes, step, latent scale)
+and `ae-log.jsonl` (one line per log interval, heldout log-mel error in dB at each eval).
+"""
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import geometry as g
+from .autoencoder import Autoencoder, istft, stft
+from .clips import ClipSet
+from .losses import log_mel_error_db, mel_l1, multi_resolution_stft
+
+LATENT_NOISE = 0.1
+LATENT_L2 = 1e-3
+
+
+def reconstruction_loss(ae, audio, train: bool):
+    z = ae.encoder.raw(audio)
+    reg = (z * z).mean()
+    if train:
+        z = z + LATENT_NOISE * torch.randn_like(z)
+    spec = ae.decoder.from_raw(z)
+    pred = istft(spec)
+    target_mag = torch.linalg.vector_norm(stft(audio), dim=-1)
+    pred_mag = torch.linalg.vector_norm(spec, dim=-1)
+    direct = (torch.log(pred_mag + 1e-5) - torch.log(target_mag + 1e-5)).abs().mean()
+    loss = multi_resolution_stft(pred, audio) + mel_l1(pred, audio) + 0.5 * direct
+    return loss + LATENT_L2 * reg, pred
+
+
+@torch.no_grad()
+def heldout_error_db(ae, clips: ClipSet, count: int = 8) -> float:
+    """Mean log-mel error (dB, 64 bands) of whole heldout clips through encode -> decode."""
+    ae.eval()
+    errs = []
+    for i in range(min(count, len(clips))):
+        audio = clips.clip(i)[None]
+        pred = istft(ae.decoder(ae.encoder(audio)))
+        errs.append(float(log_mel_error_db(pred, audio)))
+    ae.train()
+    return float(np.mean(errs))
+
+
+@torch.no_grad()
+def latent_scale(ae, clips: ClipSet):
+    """Per-channel mean and std of the raw latents over every training clip."""
+    ae.eval()
+    total, sq, n = 0.0, 0.0, 0
+    for i in range(len(clips)):
+        z = ae.encoder.raw(clips.clip(i)[None])[0].double()  # [C, T]
+        total = total + z.sum(1)
+        sq = sq + (z * z).sum(1)
+        n += z.shape[1]
+    mean = total / n
+    std = torch.sqrt(sq / n - mean * mean).clamp(min=1e-3)
+    return mean.float(), std.float()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--heldout", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--frames", type=int, default=24, help="latent frames per crop")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--eval-every", type=int, default=500)
+    args = ap.parse_args()
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    train, heldout = ClipSet(args.data), ClipSet(args.heldout)
+    ae = Autoencoder().train()
+    params = {k: sum(p.numel() for p in m.parameters()) for k, m in
+              [("encoder", ae.encoder), ("decoder", ae.decoder)]}
+    print(f"autoencoder: {params}, {len(train)} clips", flush=True)
+    opt = torch.optim.AdamW(ae.parameters(), lr=args.lr, betas=(0.8, 0.99), weight_decay=1e-4)
+    warmup = min(200, args.steps // 10)
+
+    def lr_at(step):
+        if step < warmup:
+            return args.lr * (step + 1) / warmup
+        frac = (step - warmup) / max(1, args.steps - warmup)
+        return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    log = open(args.out / "ae-log.jsonl", "w")
+    started, running = time.time(), []
+    samples = args.frames * g.SAMPLES_PER_LATENT
+    for step in range(args.steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        audio = train.crops(rng, args.batch, samples)
+        loss, _ = reconstruction_loss(ae, audio, train=True)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(ae.parameters(), 1.0)
+        opt.step()
+        running.append(float(loss))
+        del audio
+        last = step + 1 == args.steps
+        if (step + 1) % 50 == 0 or last:
+            entry = {"step": step + 1, "loss": float(np.mean(running)), "lr": lr_at(step),
+                     "elapsed_s": round(time.time() - started, 1)}
+            running = []
+            if (step + 1) % args.eval_every == 0 or last:
+                entry["heldout_log_mel_db"] = heldout_error_db(ae, heldout)
+                torch.save({"step": step + 1,
+                            "state": ae.state_dict()}, args.out / "ae.pt")
+            print(json.dumps(entry), flush=True)
+            log.write(json.dumps(entry) + "\n")
+            log.flush()
+    mean, std = latent_scale(ae, train)
+    ae.set_latent_scale(mean, std)
+    final = {"step": args.steps, "heldout_log_mel_db": heldout_error_db(ae, heldout, 60),
+             "latent_std_range": [float(std.min()), float(std.max())]}
+    print(json.dumps(final), flush=True)
+    log.write(json.dumps(final) + "\n")
+    torch.save({"step": args.steps,
+                "state": ae.state_dict(), "heldout_log_mel_db": final["heldout_log_mel_db"]},
+               args.out / "ae.pt")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Stage 2: train gm-tiny's flow-matching DiT and tag embedding on latents of the frozen
+stage-1 autoencoder.
+
+    python3 -m tools.train.gm_tiny.train_dit --ae /work/runs/ae/ae.pt \
+        --data /work/data/train --data /work/data/train2 --out /work/runs/dit --steps 6000
+
+Every clip is encoded once (cached next to the output as `latents-<folder>.pt`). A training
+example is a random crop of one clip's latents with:
+- the condition: a random subset of the clip's tags (each kept with p = 0.7, at least one,
+  shuffled), or, with p = 0.15, the null condition (all-zero rows), so classifier-free
+  guidance has a trained unconditional branch;
+- the context: with p = 0.4 the cover partner's latents (`make_dataset.py`: clips 2g and 2g+1
+  are the same composition on other instruments) with a mask of ones, else zeros (generation
+  from tags alone);
+- `t` uniform, warped by the engine's default shift (3): `t' = s t / (1 + (s - 1) t)`;
+  `x_t = t' noise + (1 - t') x0`, target velocity `noise - x0` (docs/bundles.md).
+Crop lengths vary per batch (2 to 8 s) so the DiT, which has no positional table, sees many
+window lengths. An exponential moving average of the weights (0.999) is what gets exported.
+Writes `dit.pt` and `dit-log.jsonl` (training loss, heldout flow loss at fixed t).
+"""
+
+import argparse
+import copy
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import geometry as g
+from .autoencoder import Autoencoder
+from .clips import ClipSet
+from .dit import Dit, TagEmbedding
+
+SHIFT = 3.0
+NULL_P = 0.15
+COVER_P = 0.4
+TAG_KEEP_P = 0.7
+CROP_FRAMES = (50, 100, 150, 200)
+
+
+def load_autoencoder(path: Path) -> Autoencoder:
+    ckpt = torch.load(path, map_location="cpu")
+    ae = Autoencoder()
+    ae.load_state_dict(ckpt["state"])
+    return ae.eval()
+
+
+@torch.no_grad()
+def encode_folder(ae, folder: Path, cache: Path):
+    """Scaled latents [N, T, C] of every clip in a dataset folder, plus its metadata."""
+    if cache.exists():
+        return torch.load(cache)
+    clips = ClipSet(folder)
+    lat = torch.stack([ae.encoder(clips.clip(i)[None])[0].T for i in range(len(clips))])
+    out = {"latents": lat.contiguous(), "meta": clips.meta, "tags": clips.tags}
+    torch.save(out, cache)
+    return out
+
+
+class Examples:
+    """Latents, tag ids and cover partners of one or more encoded folders."""
+
+    def __init__(self, encoded: list, vocab: list[str]):
+        index = {t: i for i, t in enumerate(vocab)}
+        self.latents, self.tag_ids, self.partner = [], [], []
+        for enc in encoded:
+            assert enc["tags"] == vocab, "every dataset must share one tag vocabulary"
+            base = len(self.tag_ids)
+            by_group = {}
+            for i, m in enumerate(enc["meta"]):
+                by_group.setdefault(m["group"], []).append(base + i)
+                self.tag_ids.append([index[t] for t in m["tags"]])
+            for i, m in enumerate(enc["meta"]):
+                mates = [j for j in by_group[m["group"]] if j != base + i]
+                self.partner.append(mates[0] if mates else -1)
+            self.latents.append(enc["latents"])
+        self.latents = torch.cat(self.latents)
+
+    def __len__(self):
+        return len(self.tag_ids)
+
+    def batch(self, rnd: random.Random, size: int, frames: int, dim: int, table):
+        n, total, c = self.latents.shape
+        x0 = torch.empty(size, frames, c)
+        ctx = torch.zeros(size, frames, 2 * c)
+        ids = []
+        for b in range(size):
+            i = rnd.randrange(n)
+            start = rnd.randrange(total - frames + 1)
+            x0[b] = self.latents[i, start:start + frames]
+            j = self.partner[i]
+            if j >= 0 and rnd.random() < COVER_P:
+                ctx[b, :, :c] = self.latents[j, start:start + frames]
+                ctx[b, :, c:] = 1.0
+            if rnd.random() < NULL_P:
+                ids.append([])
+            else:
+                kept = [t for t in self.tag_ids[i] if rnd.random() < TAG_KEEP_P]
+                kept = kept or [rnd.choice(self.tag_ids[i])]
+                rnd.shuffle(kept)
+                ids.append(kept)
+        longest = max(1, max(len(k) for k in ids))
+        cond = torch.zeros(size, longest, dim)
+        for b, kept in enumerate(ids):
+            if kept:
+                cond[b, : len(kept)] = table(torch.tensor(kept))
+        return x0, ctx, cond
+
+
+def flow_loss(dit, x0, ctx, cond, t):
+    noise = torch.randn_like(x0)
+    tt = t[:, None, None]
+    xt = tt * noise + (1 - tt) * x0
+    return ((dit(xt, t, cond, ctx) - (noise - x0)) ** 2).mean()
+
+
+def shifted(u):
+    return SHIFT * u / (1 + (SHIFT - 1) * u)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ae", type=Path, required=True)
+    ap.add_argument("--data", type=Path, action="append", required=True)
+    ap.add_argument("--heldout", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    rnd = random.Random(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    ae = load_autoencoder(args.ae)
+    encoded = [encode_folder(ae, d, args.out / f"latents-{d.name}.pt") for d in args.data]
+    vocab = encoded[0]["tags"]
+    examples = Examples(encoded, vocab)
+    held = None
+    if args.heldout:
+        held = Examples([encode_folder(ae, args.heldout, args.out / "latents-heldout.pt")], vocab)
+    dit, text = Dit().train(), TagEmbedding(len(vocab)).train()
+    ema = copy.deepcopy(dit).eval()
+    ema_text = copy.deepcopy(text).eval()
+    params = list(dit.parameters()) + list(text.parameters())
+    print(f"dit {sum(p.numel() for p in dit.parameters())} params, {len(examples)} clips, "
+          f"latent std {float(examples.latents.std()):.3f}", flush=True)
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
+    warmup = min(300, args.steps // 10)
+
+    def lr_at(step):
+        if step < warmup:
+            return args.lr * (step + 1) / warmup
+        frac = (step - warmup) / max(1, args.steps - warmup)
+        return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    @torch.no_grad()
+    def heldout_loss():
+        gen = torch.Generator().manual_seed(0)
+        r = random.Random(0)
+        losses = []
+        for t in (0.2, 0.5, 0.8):
+            x0, ctx, cond = held.batch(r, 32, 100, 64, ema_text)
+            noise = torch.randn(x0.shape, generator=gen)
+            tt = torch.full((32,), t)
+            xt = t * noise + (1 - t) * x0
+            losses.append(float(((ema(xt, tt, cond, ctx) - (noise - x0)) ** 2).mean()))
+        return losses
+
+    log = open(args.out / "dit-log.jsonl", "w")
+    started, running = time.time(), []
+    for step in range(args.steps):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        frames = rnd.choice(CROP_FRAMES)
+        size = args.batch * CROP_FRAMES[-1] // frames // 2 * 2 or 2
+        size = min(size, 4 * args.batch)
+        x0, ctx, cond = examples.batch(rnd, size, frames, 64, text)
+        t = shifted(torch.rand(size))
+        loss = flow_loss(dit, x0, ctx, cond, t)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        decay = min(0.999, (step + 1) / (step + 10))
+        with torch.no_grad():
+            for e, p in zip(list(ema.parameters()) + list(ema_text.parameters()), params):
+                e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+        running.append(float(loss.detach()))
+        last = step + 1 == args.steps
+        if (step + 1) % 100 == 0 or last:
+            entry = {"step": step + 1, "loss": float(np.mean(running)), "lr": lr_at(step),
+                     "elapsed_s": round(time.time() - started, 1)}
+            running = []
+            if held is not None and ((step + 1) % 1000 == 0 or last):
+                entry["heldout_flow_mse_t02_05_08"] = heldout_loss()
+            if (step + 1) % 1000 == 0 or last:
+                torch.save({"step": step + 1, "dit": ema.state_dict(),
+                            "text": ema_text.state_dict(), "vocab": vocab}, args.out / "dit.pt")
+            print(json.dumps(entry), flush=True)
+            log.write(json.dumps(entry) + "\n")
+            log.flush()
+
+
+if __name__ == "__main__":
+    main()
