@@ -1,0 +1,230 @@
+"""Measure the sound latentd plays: the numbers docs/models.md reports and its pictures.
+
+    python3 tools/measure/sound.py analyze OUT.wav [--source SRC.wav] [--loop-s 10]
+    python3 tools/measure/sound.py spectrogram OUT.wav PNG --title TEXT [--loop-s 10]
+
+`analyze` prints one JSON object for the last whole loop of a recording (`--record`, 32-bit
+float or 16-bit PCM WAV): the power-weighted spectral centroid (Hz), the onset rate (spectral
+flux above 4 kHz, per second), the fraction of noise-like frames (spectral flatness > 0.3
+among frames within 40 dB of the loudest), the pitch-step rate (below), the RMS level and,
+with `--source`, the loop aligned to the source by circular cross-correlation and then the
+mean absolute log-mel error (64 bands, dB, floored 80 dB below the source's peak) and the
+chroma correlation with the source.
+
+Pitch steps: per 10 ms frame the strongest spectral peak between 80 Hz and 2 kHz, refined by
+parabolic interpolation. A frame pair is *sustained* when both frames are within 20 dB of
+the loudest frame, neither starts an onset (broadband flux under the clip's 75th
+percentile) and the peak magnitude changes by under 3 dB; a *pitch step* is a sustained pair
+whose peak moves by more than 0.5 semitone (a held note should not move; a pair across a
+note change is usually not sustained). Reported as steps per sustained pair.
+
+numpy only (matplotlib for `spectrogram`); no state; the same file gives the same numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+from data.features import onset_count, spectral_centroid  # noqa: E402
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    """(frames [N, channels] float32, rate) of a PCM16 or IEEE-float32 WAV."""
+    data = Path(path).read_bytes()
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise SystemExit(f"{path}: not a WAV file")
+    pos, fmt, body = 12, None, None
+    while pos + 8 <= len(data):
+        cid, size = data[pos:pos + 4], struct.unpack("<I", data[pos + 4:pos + 8])[0]
+        chunk = data[pos + 8:pos + 8 + size]
+        if cid == b"fmt ":
+            fmt = struct.unpack("<HHIIHH", chunk[:16])
+        elif cid == b"data":
+            body = chunk
+        pos += 8 + size + (size & 1)
+    if fmt is None or body is None:
+        raise SystemExit(f"{path}: no fmt or data chunk")
+    tag, channels, rate, _, _, bits = fmt
+    if tag == 0xFFFE:  # WAVE_FORMAT_EXTENSIBLE: the sub-format's first two bytes
+        tag = 3 if bits == 32 else 1
+    if tag == 3 and bits == 32:
+        x = np.frombuffer(body, dtype="<f4")
+    elif tag == 1 and bits == 16:
+        x = np.frombuffer(body, dtype="<i2").astype(np.float32) / 32768.0
+    else:
+        raise SystemExit(f"{path}: format {tag}/{bits} bits (accepted: float32, PCM16)")
+    return x[: len(x) // channels * channels].reshape(-1, channels).astype(np.float32), rate
+
+
+def last_loop(audio: np.ndarray, rate: int, loop_s: float) -> np.ndarray:
+    n = int(round(loop_s * rate))
+    if len(audio) < n:
+        raise SystemExit(f"recording is {len(audio) / rate:.2f} s, shorter than one {loop_s} s loop")
+    return audio[-n:]
+
+
+def align(loop: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """`loop` rotated so it lines up with `source` (same length), by circular
+    cross-correlation of the mono mixes."""
+    a, b = loop.mean(axis=1), source.mean(axis=1)
+    corr = np.fft.irfft(np.fft.rfft(b) * np.conj(np.fft.rfft(a)), n=len(a))
+    return np.roll(loop, int(np.argmax(corr)), axis=0)
+
+
+def stft_power(mono: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    pad = np.pad(mono, (n_fft // 2, n_fft // 2), mode="reflect")
+    frames = 1 + (len(pad) - n_fft) // hop
+    idx = np.arange(n_fft)[None, :] + hop * np.arange(frames)[:, None]
+    spec = np.fft.rfft(pad[idx] * np.hanning(n_fft + 1)[:-1][None, :], axis=1)
+    return (spec.real ** 2 + spec.imag ** 2).astype(np.float64)  # [frames, bins]
+
+
+def mel_filters(rate: int, n_fft: int, bands: int) -> np.ndarray:
+    def hz_to_mel(f):
+        return 2595.0 * np.log10(1.0 + f / 700.0)
+
+    def mel_to_hz(m):
+        return 700.0 * (10 ** (m / 2595.0) - 1.0)
+
+    freqs = np.linspace(0, rate / 2, n_fft // 2 + 1)
+    edges = mel_to_hz(np.linspace(hz_to_mel(20.0), hz_to_mel(min(20000.0, rate / 2)), bands + 2))
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    return np.clip(np.minimum((freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid)), 0, None)
+
+
+def log_mel_db(audio: np.ndarray, rate: int, bands: int = 64) -> np.ndarray:
+    """[channels, frames, bands] log-mel power (dB), n_fft 2048, hop 480."""
+    fb = mel_filters(rate, 2048, bands)
+    return np.stack([10 * np.log10(stft_power(audio[:, c], 2048, 480) @ fb.T + 1e-10)
+                     for c in range(audio.shape[1])])
+
+
+def log_mel_error_db(pred: np.ndarray, target: np.ndarray, rate: int) -> float:
+    p, t = log_mel_db(pred, rate), log_mel_db(target, rate)
+    floor = t.max() - 80.0
+    return float(np.abs(np.maximum(p, floor) - np.maximum(t, floor)).mean())
+
+
+def chroma(audio: np.ndarray, rate: int, hop_s: float = 0.25) -> np.ndarray:
+    """[frames, 12] chroma (power in each pitch class, 65 Hz to 4 kHz, unit-normalised)."""
+    n_fft = 8192
+    power = stft_power(audio.mean(axis=1), n_fft, int(hop_s * rate))
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / rate)
+    keep = (freqs >= 65) & (freqs <= 4000)
+    pc = np.round(12 * np.log2(freqs[keep] / 440.0)).astype(int) % 12
+    out = np.zeros((power.shape[0], 12))
+    for k in range(12):
+        out[:, k] = power[:, keep][:, pc == k].sum(axis=1)
+    return out / (np.linalg.norm(out, axis=1, keepdims=True) + 1e-12)
+
+
+def chroma_correlation(a: np.ndarray, b: np.ndarray, rate: int) -> float:
+    ca, cb = chroma(a, rate).ravel(), chroma(b, rate).ravel()
+    return float(np.corrcoef(ca, cb)[0, 1])
+
+
+def noise_fraction(audio: np.ndarray, rate: int) -> float:
+    power = stft_power(audio.mean(axis=1), 2048, 480)[:, 1:] + 1e-20
+    energy = power.sum(axis=1)
+    loud = energy > energy.max() * 1e-4
+    flat = np.exp(np.log(power).mean(axis=1)) / power.mean(axis=1)
+    return float((flat[loud] > 0.3).mean()) if loud.any() else 0.0
+
+
+def pitch_steps(audio: np.ndarray, rate: int) -> dict:
+    n_fft, hop = 4096, int(0.01 * rate)
+    power = stft_power(audio.mean(axis=1), n_fft, hop)
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / rate)
+    lo, hi = np.searchsorted(freqs, 80.0), np.searchsorted(freqs, 2000.0)
+    band = power[:, lo:hi]
+    k = np.argmax(band, axis=1)
+    k = np.clip(k, 1, band.shape[1] - 2)
+    rows = np.arange(len(k))
+    a, b, c = (np.log(band[rows, k + d] + 1e-20) for d in (-1, 0, 1))
+    offset = 0.5 * (a - c) / np.where(np.abs(a - 2 * b + c) > 1e-12, a - 2 * b + c, 1e-12)
+    f0 = freqs[lo + k] + np.clip(offset, -1, 1) * (freqs[1] - freqs[0])
+    peak_db = 10 * np.log10(band[rows, k] + 1e-20)
+    energy_db = 10 * np.log10(power.sum(axis=1) + 1e-20)
+    logp = np.log(power + 1e-12)
+    flux = np.concatenate([[0.0], np.maximum(0, np.diff(logp, axis=0)).mean(axis=1)])
+    onset = flux > np.percentile(flux, 75)
+    loud = energy_db > energy_db.max() - 20
+    sustained = loud[:-1] & loud[1:] & ~onset[1:] & (np.abs(np.diff(peak_db)) < 3.0)
+    semis = np.abs(12 * np.log2(f0[1:] / f0[:-1]))
+    steps = sustained & (semis > 0.5)
+    pairs = int(sustained.sum())
+    return {"sustained_pairs": pairs, "pitch_steps": int(steps.sum()),
+            "pitch_step_rate": float(steps.sum() / pairs) if pairs else 0.0}
+
+
+def analyze(path: Path, source: Path | None, loop_s: float) -> dict:
+    audio, rate = read_wav(path)
+    loop = last_loop(audio, rate, loop_s)
+    out = {"file": str(path), "seconds": loop_s,
+           "rms_dbfs": float(10 * np.log10((loop ** 2).mean() + 1e-20)),
+           "centroid_hz": spectral_centroid(loop, rate),
+           "onsets_per_s": onset_count(loop, rate) / loop_s,
+           "noise_frames": noise_fraction(loop, rate)}
+    out.update(pitch_steps(loop, rate))
+    if source is not None:
+        src, src_rate = read_wav(source)
+        if src_rate != rate:
+            raise SystemExit(f"{source}: {src_rate} Hz, the recording is {rate} Hz")
+        src = src[: len(loop)]
+        if len(src) != len(loop):
+            raise SystemExit(f"{source} is shorter than the {loop_s} s loop")
+        if src.shape[1] == 1:
+            src = np.repeat(src, 2, axis=1)
+        aligned = align(loop, src)
+        out["log_mel_error_db"] = log_mel_error_db(aligned, src, rate)
+        out["chroma_correlation"] = chroma_correlation(aligned, src, rate)
+    return out
+
+
+def spectrogram(path: Path, png: Path, title: str, loop_s: float):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    audio, rate = read_wav(path)
+    loop = last_loop(audio, rate, loop_s)
+    mel = log_mel_db(loop, rate, bands=96).mean(axis=0).T
+    fig, ax = plt.subplots(figsize=(8, 2.6), dpi=100)
+    ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", vmin=mel.max() - 80,
+              vmax=mel.max(), extent=[0, loop_s, 0, mel.shape[0]])
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("mel band (20 Hz - 20 kHz)")
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("analyze")
+    a.add_argument("wav", type=Path)
+    a.add_argument("--source", type=Path)
+    a.add_argument("--loop-s", type=float, default=10.0)
+    s = sub.add_parser("spectrogram")
+    s.add_argument("wav", type=Path)
+    s.add_argument("png", type=Path)
+    s.add_argument("--title", required=True)
+    s.add_argument("--loop-s", type=float, default=10.0)
+    args = ap.parse_args()
+    if args.cmd == "analyze":
+        print(json.dumps(analyze(args.wav, args.source, args.loop_s)))
+    else:
+        spectrogram(args.wav, args.png, args.title, args.loop_s)
+
+
+if __name__ == "__main__":
+    main()
