@@ -235,15 +235,24 @@ fn contract_rows(fx: &Fixture, transport: Transport, k: f32) {
     assert!(all.contains(&("denoise".into(), f64::from(k))), "{all:?}");
     assert!(all.contains(&("steps".into(), 3.0)), "{all:?}");
 
-    // /prompt -> /done /prompt <epoch>; subscribers get /prompt/applied <epoch> <tags>.
+    // /prompt -> /done /prompt <epoch> [unknown words]; subscribers get
+    // /prompt/applied <epoch> <tags>. The transport's name is no tag of the model.
     let tags = format!("warm pad {transport:?}");
     link.send(&msg("/prompt", vec![s(&tags), s("bright pluck")]));
     let done = link.expect("/done");
-    assert_eq!(done.len(), 2, "{done:?}");
+    assert_eq!(done.len(), 3, "{done:?}");
     assert_eq!(done[0], s("/prompt"));
     let epoch = int(&done[1]);
     assert!(epoch > 0, "{done:?}");
+    assert_eq!(done[2], s(&format!("{transport:?}")), "{done:?}");
     assert_eq!(sub.expect("/prompt/applied"), vec![i(epoch), s(&tags)]);
+    link.send(&msg("/prompt", vec![s("warm pad")]));
+    let done = link.expect("/done");
+    assert_eq!(done.len(), 2, "all words known: no unknown list: {done:?}");
+    assert_eq!(
+        sub.expect("/prompt/applied"),
+        vec![i(int(&done[1])), s("warm pad")]
+    );
 
     // /timbre and /structure with a WAV of the media folder, and their /clear.
     for (addr, file) in [("/timbre", "timbre.wav"), ("/structure", "structure.wav")] {

@@ -152,6 +152,16 @@ fn run(cx: JobContext, rx: Receiver<(Job, ReplyTo)>) {
             Ok(extra) => match extra {
                 Done::Synced(id) => reply::synced(id),
                 Done::Epoch(epoch) => reply::done(address, vec![OscType::Int(epoch)]),
+                Done::Prompt {
+                    epoch,
+                    unknown_words,
+                } => {
+                    let mut args = vec![OscType::Int(epoch)];
+                    if !unknown_words.is_empty() {
+                        args.push(OscType::String(unknown_words.join(" ")));
+                    }
+                    reply::done(address, args)
+                }
                 Done::Plain => reply::done(address, vec![]),
             },
             Err(reason) => {
@@ -168,6 +178,12 @@ fn run(cx: JobContext, rx: Receiver<(Job, ReplyTo)>) {
 enum Done {
     Plain,
     Epoch(i32),
+    /// A prompt in use: its epoch and the words the model does not know (never dropped
+    /// silently: they travel in the reply, space-separated, when there are any).
+    Prompt {
+        epoch: i32,
+        unknown_words: Vec<String>,
+    },
     Synced(i32),
 }
 
@@ -192,7 +208,10 @@ fn perform(cx: &JobContext, job: Job) -> Result<Done, String> {
             cx.subscribers
                 .broadcast(&reply::prompt_applied(epoch(event.epoch), &tags));
             cx.session.prompt_changed(&tags, tags_b.as_deref());
-            Ok(Done::Epoch(epoch(event.epoch)))
+            Ok(Done::Prompt {
+                epoch: epoch(event.epoch),
+                unknown_words: event.unknown_words,
+            })
         }
         Job::Timbre { path, action } => {
             let result = reference(cx, path.as_deref(), |view| match view {
