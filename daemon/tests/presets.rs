@@ -5,6 +5,7 @@
 //! - a recall with a fade passes through intermediate values (queried, and echoed to a
 //!   `/notify` subscriber) and reaches the preset's values only after the fade; an integer
 //!   knob switches halfway;
+//! - a recall with another prompt crossfades through `prompt_blend`;
 //! - a glide on one knob (`/knob/<name> value glide_s`);
 //! - a morph at x = 0, 0.5 and 1;
 //! - a recall in a timed bundle starts at the timetag;
@@ -362,4 +363,40 @@ fn the_documented_preset_format_is_the_one_read() {
     preset.validate().unwrap();
     let bytes = latentd::presets::MAX_PRESET_BYTES;
     assert!(doc.contains(&format!("at most 64 KiB ({bytes} bytes)")));
+}
+
+#[test]
+fn a_recall_with_another_prompt_crossfades_through_prompt_blend() {
+    let dir = TempDir::new().unwrap();
+    let (_daemon, addr) = start(&dir, None);
+    let mut c = Link::connect(addr, Transport::Udp);
+    let prompt = |c: &mut Link, tags: &str| {
+        c.send(&msg("/prompt", vec![s(tags)]));
+        assert_eq!(c.expect("/done")[0], s("/prompt"));
+    };
+    prompt(&mut c, "calm pad");
+    done(&mut c, "/preset/save", "calm");
+    prompt(&mut c, "dark drone");
+    done(&mut c, "/preset/save", "dark");
+    assert_eq!(c.knob("prompt_blend"), 0.0);
+
+    // From "dark drone" to "calm pad" over 1 s: the pair becomes (dark drone, calm pad)
+    // and prompt_blend ramps from 0 to 1.
+    let t0 = Instant::now();
+    c.send(&msg("/preset/recall", vec![s("calm"), f(1.0)]));
+    assert_eq!(
+        c.expect("/done")[0],
+        s("/prompt"),
+        "the prompt pair changes"
+    );
+    let blend = trace(&mut c, "prompt_blend", t0, Duration::from_millis(1400));
+    assert!(
+        blend.iter().filter(|&&(_, v)| v > 0.0 && v < 1.0).count() >= 5,
+        "no crossfade: {blend:?}"
+    );
+    assert_eq!(blend.last().unwrap().1, 1.0, "{blend:?}");
+    // With no fade, the preset's prompt replaces the pair and its blend (0) applies.
+    c.send(&msg("/preset/recall", vec![s("dark")]));
+    assert_eq!(c.expect("/done")[0], s("/prompt"));
+    assert_eq!(c.knob("prompt_blend"), 0.0);
 }
