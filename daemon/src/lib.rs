@@ -11,6 +11,7 @@ pub mod load;
 pub mod logging;
 pub mod osc;
 pub mod preflight;
+pub mod presets;
 pub mod record;
 pub mod reload;
 pub mod service;

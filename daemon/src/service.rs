@@ -56,6 +56,7 @@ use crate::engine_select::{ChosenModel, ModelFaults, ModelHealth};
 use crate::load::{LoadError, load_wav_or_stop};
 use crate::osc::oscquery::{OscQueryConfig, OscQueryServer};
 use crate::osc::{DEFAULT_MAX_SUBSCRIBERS, OscConfig, OscServer, Subscribers};
+use crate::presets::{PresetLibrary, presets_dir};
 use crate::record::Recorder;
 use crate::reload::{LiveParts, reload_config};
 use crate::signals::{IgnoredLog, SignalAction};
@@ -351,11 +352,13 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     let mut session_state = restored.clone();
     session_state.source = source_path.clone();
     let session = Arc::new(Session::new(session_state, Some(saver)));
+    let presets = Arc::new(PresetLibrary::open(presets_dir(&settings.state_path)));
     let (worker, jobs) = JobWorker::spawn(JobContext {
         conditioner: Arc::clone(&conditioner),
         engine: Arc::clone(&engine),
         subscribers: subscribers.clone(),
         session: Arc::clone(&session),
+        presets: Arc::clone(&presets),
         geometry,
         stop: Arc::clone(&stop_requested),
     })
@@ -367,6 +370,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         jobs,
         subscribers.clone(),
         Arc::clone(&session),
+        presets,
         StatusSources {
             output: Arc::clone(&output_stats),
             backend: if generate {
@@ -395,8 +399,12 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         None
     } else {
         let values_knobs = Arc::clone(&knobs);
+        let values_ring = ring_handle.clone();
         let values = move || {
-            let now = values_knobs.current();
+            // The values sounding now (mid-glide, the passing ones).
+            let now = values_knobs
+                .current()
+                .at(values_ring.playhead_and_clock().1);
             latentd_engine::knobs::KNOBS
                 .iter()
                 .filter_map(|k| {
@@ -520,6 +528,7 @@ fn serve(
     let mut model_faults = ModelFaultLog::default();
     loop {
         dispatcher.push_status_changes(&mut pushed_status);
+        dispatcher.push_knob_motion();
         if last_status.elapsed() >= STATUS_EVERY {
             let s = dispatcher.status_report();
             if s.backend != last_backend {

@@ -258,49 +258,71 @@ impl StateStore {
         if self.protected {
             return Err(StateError::Protected(self.path.clone()));
         }
-        let failed = |operation: String| {
-            let path = self.path.clone();
-            move |source| StateError::Io {
-                path,
-                operation,
-                source,
-            }
-        };
-        let dir = parent_dir(&self.path);
-        fs::create_dir_all(dir).map_err(failed(format!(
-            "create directory {} (the saved file is untouched)",
-            dir.display()
-        )))?;
-        let temp = temp_path(&self.path);
         let mut bytes = serde_json::to_vec_pretty(state).expect("state serialises");
         bytes.push(b'\n');
-        let mut file = File::create(&temp).map_err(failed(format!(
-            "create temp file {} (the saved file is untouched)",
-            temp.display()
-        )))?;
-        if let Err(source) = file.write_all(&bytes).and_then(|()| file.sync_all()) {
-            drop(file);
-            let removed = remove_temp(&temp);
-            return Err(failed(format!(
-                "write temp file {} (the saved file is untouched; {removed})",
-                temp.display()
-            ))(source));
-        }
-        drop(file);
-        if let Err(source) = fs::rename(&temp, &self.path) {
-            let removed = remove_temp(&temp);
-            return Err(failed(format!(
-                "rename temp file {} over it (the saved file is untouched; {removed})",
-                temp.display()
-            ))(source));
-        }
-        File::open(dir)
-            .and_then(|dir| dir.sync_all())
-            .map_err(failed(format!(
-                "fsync directory {} after the rename (the new file is in place)",
-                dir.display()
-            )))
+        write_atomically(&self.path, &bytes).map_err(|e| StateError::Io {
+            path: self.path.clone(),
+            operation: e.operation,
+            source: e.source,
+        })
     }
+}
+
+/// Why [`write_atomically`] failed: what was being done (naming any other path involved,
+/// and whether the file was left as it was) and the OS error.
+#[derive(Debug)]
+pub struct AtomicWriteError {
+    /// What was being done, and what that left.
+    pub operation: String,
+    /// The OS error.
+    pub source: io::Error,
+}
+
+impl std::fmt::Display for AtomicWriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.operation, describe_io(&self.source))
+    }
+}
+
+/// Writes `bytes` to `path` so that a crash or a failure leaves either the old file or the
+/// new one, never a torn one: a temp file in the same directory (`.<name>.tmp-<pid>`,
+/// created with its directory if missing), fsync, rename over `path`, fsync the directory.
+/// A failed write removes its temp file. One writer per path at a time (the temp name is
+/// per process). Blocking file I/O: never on the audio thread.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), AtomicWriteError> {
+    let failed = |operation: String| move |source| AtomicWriteError { operation, source };
+    let dir = parent_dir(path);
+    fs::create_dir_all(dir).map_err(failed(format!(
+        "create directory {} (the saved file is untouched)",
+        dir.display()
+    )))?;
+    let temp = temp_path(path);
+    let mut file = File::create(&temp).map_err(failed(format!(
+        "create temp file {} (the saved file is untouched)",
+        temp.display()
+    )))?;
+    if let Err(source) = file.write_all(bytes).and_then(|()| file.sync_all()) {
+        drop(file);
+        let removed = remove_temp(&temp);
+        return Err(failed(format!(
+            "write temp file {} (the saved file is untouched; {removed})",
+            temp.display()
+        ))(source));
+    }
+    drop(file);
+    if let Err(source) = fs::rename(&temp, path) {
+        let removed = remove_temp(&temp);
+        return Err(failed(format!(
+            "rename temp file {} over it (the saved file is untouched; {removed})",
+            temp.display()
+        ))(source));
+    }
+    File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(failed(format!(
+            "fsync directory {} after the rename (the new file is in place)",
+            dir.display()
+        )))
 }
 
 /// Remove the temp file of a failed save; says what happened, for the error.
@@ -388,7 +410,8 @@ fn temp_path(path: &Path) -> PathBuf {
     parent_dir(path).join(format!("{}{}", temp_prefix(path), std::process::id()))
 }
 
-fn remove_stray_temps(path: &Path) {
+/// Removes temp files an interrupted [`write_atomically`] of `path` left.
+pub fn remove_stray_temps(path: &Path) {
     let prefix = temp_prefix(path);
     let Ok(entries) = fs::read_dir(parent_dir(path)) else {
         return;

@@ -10,6 +10,16 @@
 //! - derive: flags such as [`DerivedFlags::ch_gains_all_zero`] are computed here, so the step
 //!   loop reads a bool instead of scanning values.
 //!
+//! Ramps (glides and fades): [`KnobStore::ramp_many`] publishes a knob's target together with
+//! a [`Ramp`] from the value sounding at a given frame of the ring's frame clock (the audio
+//! output's frames played). A snapshot's [`get`](KnobSnapshot::get) is the target (what is
+//! saved and what a ramp heads to); [`value_at`](KnobSnapshot::value_at) and
+//! [`at`](KnobSnapshot::at) give the values sounding at a frame. The engine resolves its
+//! snapshot at each tick's frame, so a ramp advances with the engine's ticks and needs no
+//! timer on any thread. A float knob follows the ramp's [`Curve`]; an integer knob switches
+//! halfway through (the declared switch point, the same as a preset morph's `x = 0.5`). A
+//! plain set cancels a knob's ramp.
+//!
 //! Threading: any number of writer threads share the [`KnobStore`] (a mutex serializes them
 //! among themselves). The engine owns the one [`KnobReader`], which never locks or blocks: it
 //! reads the newest published [`KnobSnapshot`] through a `triple_buffer`.
@@ -207,12 +217,66 @@ pub struct DerivedFlags {
     pub sde_curve_nonzero: bool,
 }
 
+/// The shape of a ramp: time `t` in `0..=1` to progress in `0..=1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Curve {
+    /// `t`.
+    #[default]
+    Linear,
+    /// Smoothstep, `3t² − 2t³`.
+    Smooth,
+    /// `t²`.
+    EaseIn,
+    /// `1 − (1 − t)²`.
+    EaseOut,
+}
+
+impl Curve {
+    /// Progress at time `t` (clamped to `0..=1`).
+    #[inline]
+    pub fn progress(self, t: f64) -> f64 {
+        let t = t.clamp(0.0, 1.0);
+        match self {
+            Curve::Linear => t,
+            Curve::Smooth => t * t * (3.0 - 2.0 * t),
+            Curve::EaseIn => t * t,
+            Curve::EaseOut => 1.0 - (1.0 - t) * (1.0 - t),
+        }
+    }
+}
+
+/// A knob on its way to its target (the snapshot's value): from `from` at frame `start` to
+/// the target at `start + frames` of the ring's frame clock.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ramp {
+    /// The canonical value at `start`.
+    pub from: f64,
+    /// Frame clock where it starts.
+    pub start: u64,
+    /// Its length in frames (> 0).
+    pub frames: u64,
+    /// Its shape.
+    pub curve: Curve,
+}
+
+/// One knob of a [`KnobStore::ramp_many`] call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RampTo {
+    /// The knob.
+    pub id: KnobId,
+    /// Where the ramp starts: `None` for the value sounding at the start frame.
+    pub from: Option<f64>,
+    /// The target.
+    pub to: f64,
+}
+
 /// One consistent set of knob values, as published to the engine.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KnobSnapshot {
     /// Bumped by every publish that changed a value (0 = the defaults).
     pub version: u64,
     values: [f64; KNOB_COUNT],
+    ramps: [Option<Ramp>; KNOB_COUNT],
     /// Flags derived from the values.
     pub flags: DerivedFlags,
 }
@@ -227,16 +291,77 @@ impl KnobSnapshot {
         let mut snap = Self {
             version: 0,
             values,
+            ramps: [None; KNOB_COUNT],
             flags: DerivedFlags::default(),
         };
         snap.flags = snap.derive_flags();
         snap
     }
 
-    /// A knob's canonical value.
+    /// A knob's canonical value (its target while it ramps).
     #[inline]
     pub fn get(&self, id: KnobId) -> f64 {
         self.values[id as usize]
+    }
+
+    /// A knob's ramp, when it has one (it may have ended: see [`Self::ramping_at`]).
+    pub fn ramp(&self, id: KnobId) -> Option<Ramp> {
+        self.ramps[id as usize]
+    }
+
+    /// The value sounding at frame `frame` of the ring's frame clock: the target, or the
+    /// ramp's value there (see the module doc for the integer switch point).
+    pub fn value_at(&self, id: KnobId, frame: u64) -> f64 {
+        let to = self.values[id as usize];
+        let Some(ramp) = self.ramps[id as usize] else {
+            return to;
+        };
+        let t = frame.saturating_sub(ramp.start) as f64 / ramp.frames as f64;
+        if t >= 1.0 {
+            return to;
+        }
+        match id.spec().kind {
+            KnobKind::Int => {
+                if t < 0.5 {
+                    ramp.from
+                } else {
+                    to
+                }
+            }
+            KnobKind::Float => {
+                let v = ramp.from + (to - ramp.from) * ramp.curve.progress(t);
+                f64::from(v as f32) + 0.0
+            }
+        }
+    }
+
+    /// Whether knob `id` is still on its way at `frame`.
+    pub fn ramping_at(&self, id: KnobId, frame: u64) -> bool {
+        self.ramps[id as usize].is_some_and(|r| frame < r.start.saturating_add(r.frames))
+    }
+
+    /// Whether any knob is still on its way at `frame`.
+    pub fn any_ramping_at(&self, frame: u64) -> bool {
+        KnobId::ALL.iter().any(|&id| self.ramping_at(id, frame))
+    }
+
+    /// The values sounding at `frame`, with no ramps and the flags derived from them (the
+    /// engine's view for a tick). Same version. Allocation-free.
+    pub fn at(&self, frame: u64) -> KnobSnapshot {
+        if self.ramps.iter().all(Option::is_none) {
+            return self.clone();
+        }
+        let mut snap = KnobSnapshot {
+            version: self.version,
+            values: self.values,
+            ramps: [None; KNOB_COUNT],
+            flags: self.flags,
+        };
+        for &id in KnobId::ALL {
+            snap.values[id as usize] = self.value_at(id, frame);
+        }
+        snap.flags = snap.derive_flags();
+        snap
     }
 
     /// A float knob's value as `f32` (exact: floats are stored at `f32` precision).
@@ -371,13 +496,57 @@ impl KnobStore {
         for &(id, value) in changes {
             canonical.push((id, canonicalize(id, value)?));
         }
+        self.publish(|next| {
+            for &(id, value) in &canonical {
+                next.values[id as usize] = value;
+                next.ramps[id as usize] = None;
+            }
+        })
+    }
+
+    /// Ramps several knobs atomically from frame `start` of the ring's frame clock over
+    /// `frames` frames along `curve` (see the module doc); validated like
+    /// [`Self::set_many`] (targets and explicit starting values), all or nothing. A ramp of
+    /// 0 frames, or one that starts at its target, is a plain set.
+    pub fn ramp_many(
+        &self,
+        ramps: &[RampTo],
+        start: u64,
+        frames: u64,
+        curve: Curve,
+    ) -> Result<SetOutcome, KnobError> {
+        let mut canonical = Vec::with_capacity(ramps.len());
+        for r in ramps {
+            let from = r.from.map(|v| canonicalize(r.id, v)).transpose()?;
+            canonical.push((r.id, from, canonicalize(r.id, r.to)?));
+        }
+        self.publish(|next| {
+            // Ramps that have ended by `start` are dropped (their targets stand).
+            for &id in KnobId::ALL {
+                if !next.ramping_at(id, start) {
+                    next.ramps[id as usize] = None;
+                }
+            }
+            for &(id, from, to) in &canonical {
+                let from = from.unwrap_or_else(|| next.value_at(id, start));
+                next.values[id as usize] = to;
+                next.ramps[id as usize] = (frames > 0 && from != to).then_some(Ramp {
+                    from,
+                    start,
+                    frames,
+                    curve,
+                });
+            }
+        })
+    }
+
+    /// Applies `edit` to a copy of the current snapshot and publishes it when it differs.
+    fn publish(&self, edit: impl FnOnce(&mut KnobSnapshot)) -> Result<SetOutcome, KnobError> {
         let version = {
             let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
             let mut next = writer.current.clone();
-            for &(id, value) in &canonical {
-                next.values[id as usize] = value;
-            }
-            if next.values == writer.current.values {
+            edit(&mut next);
+            if next.values == writer.current.values && next.ramps == writer.current.ramps {
                 return Ok(SetOutcome::Unchanged);
             }
             next.flags = next.derive_flags();

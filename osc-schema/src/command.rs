@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use rosc::OscTime;
 
+use crate::presets::FadeCurve;
+
 /// One validated command. Values are within range and paths inside the media folder.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
@@ -19,6 +21,8 @@ pub enum Command {
         name: &'static str,
         /// The new value.
         value: f64,
+        /// Seconds to glide there over (0: at once); `0 ..= MAX_FADE_S`.
+        glide_s: f64,
     },
     /// Reply with one knob's value.
     QueryKnob {
@@ -81,6 +85,36 @@ pub enum Command {
     Sync(i32),
     /// Reply `/version.reply`.
     Version,
+    /// Save the knobs and prompts as preset `name` (a valid name).
+    PresetSave {
+        /// Checked by [`crate::presets::check_preset_name`].
+        name: String,
+    },
+    /// Recall preset `name` over `fade_s` seconds.
+    PresetRecall {
+        /// Checked by [`crate::presets::check_preset_name`].
+        name: String,
+        /// `0 ..= MAX_FADE_S`.
+        fade_s: f64,
+        /// The fade's shape.
+        curve: FadeCurve,
+    },
+    /// Reply `/preset/list.reply`.
+    PresetList,
+    /// Delete preset `name`.
+    PresetDelete {
+        /// Checked by [`crate::presets::check_preset_name`].
+        name: String,
+    },
+    /// Set the knobs between presets `a` (x = 0) and `b` (x = 1).
+    PresetMorph {
+        /// Checked by [`crate::presets::check_preset_name`].
+        a: String,
+        /// Checked by [`crate::presets::check_preset_name`].
+        b: String,
+        /// `0 ..= 1`.
+        x: f64,
+    },
 }
 
 impl Command {
@@ -106,6 +140,11 @@ impl Command {
             Command::Notify(_) => "/notify",
             Command::Sync(_) => "/sync",
             Command::Version => "/version",
+            Command::PresetSave { .. } => "/preset/save",
+            Command::PresetRecall { .. } => "/preset/recall",
+            Command::PresetList => "/preset/list",
+            Command::PresetDelete { .. } => "/preset/delete",
+            Command::PresetMorph { .. } => "/preset/morph",
         };
         fixed.to_string()
     }

@@ -13,6 +13,7 @@ use rosc::{OscMessage, OscPacket, OscTime, OscType};
 use crate::command::{Command, Fail, Timed, When};
 use crate::knobs::ParamSpec;
 use crate::pattern;
+use crate::presets::{FadeCurve, MAX_FADE_S, check_preset_name};
 use crate::schema::Schema;
 use crate::table::{self, ArgSpec, Route};
 
@@ -256,10 +257,15 @@ impl Schema {
                     },
                     Some(arg) => {
                         let value = param.check_value(number(1, &spec.args[0], arg)?)?;
+                        let glide_s = match args.get(1) {
+                            Some(arg) => fade(2, &spec.args[1], arg)?,
+                            None => 0.0,
+                        };
                         Command::SetKnob {
                             index,
                             name: param.name,
                             value,
+                            glide_s,
                         }
                     }
                 }
@@ -320,6 +326,36 @@ impl Schema {
                 }
             },
             Route::Version => Command::Version,
+            Route::PresetSave => Command::PresetSave {
+                name: preset_name(1, &spec.args[0], &args[0])?,
+            },
+            Route::PresetRecall => Command::PresetRecall {
+                name: preset_name(1, &spec.args[0], &args[0])?,
+                fade_s: match args.get(1) {
+                    Some(arg) => fade(2, &spec.args[1], arg)?,
+                    None => 0.0,
+                },
+                curve: match args.get(2) {
+                    Some(arg) => FadeCurve::from_name(string(3, &spec.args[2], arg)?)
+                        .map_err(|why| format!("argument 3 (curve): {why}"))?,
+                    None => FadeCurve::default(),
+                },
+            },
+            Route::PresetList => Command::PresetList,
+            Route::PresetDelete => Command::PresetDelete {
+                name: preset_name(1, &spec.args[0], &args[0])?,
+            },
+            Route::PresetMorph => {
+                let x = number(3, &spec.args[2], &args[2])?;
+                if !(0.0..=1.0).contains(&x) {
+                    return Err(format!("argument 3 (x) must be in [0, 1]; got {x}"));
+                }
+                Command::PresetMorph {
+                    a: preset_name(1, &spec.args[0], &args[0])?,
+                    b: preset_name(2, &spec.args[1], &args[1])?,
+                    x,
+                }
+            }
         })
     }
 }
@@ -405,6 +441,25 @@ fn non_negative(position: usize, spec: &ArgSpec, value: f64) -> Result<f64, Stri
         ));
     }
     Ok(value)
+}
+
+/// A fade or glide length: a number in `0 ..= MAX_FADE_S` seconds.
+fn fade(position: usize, spec: &ArgSpec, arg: &OscType) -> Result<f64, String> {
+    let value = non_negative(position, spec, number(position, spec, arg)?)?;
+    if value > MAX_FADE_S {
+        return Err(format!(
+            "argument {position} ({}) must be at most {MAX_FADE_S} s; got {value}",
+            spec.name
+        ));
+    }
+    Ok(value)
+}
+
+/// A preset name argument, checked by [`check_preset_name`].
+fn preset_name(position: usize, spec: &ArgSpec, arg: &OscType) -> Result<String, String> {
+    let name = string(position, spec, arg)?;
+    check_preset_name(name).map_err(|why| format!("argument {position} ({}): {why}", spec.name))?;
+    Ok(name.to_string())
 }
 
 fn string<'a>(position: usize, spec: &ArgSpec, arg: &'a OscType) -> Result<&'a str, String> {

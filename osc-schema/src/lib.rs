@@ -8,6 +8,7 @@
 //! - [`generate`]: `docs/osc.md`, the OSCQuery description and the client examples.
 //! - [`framing`]: OSC-over-TCP stream framing (size prefix, SLIP), for servers and clients.
 //! - [`oscquery_http`]: the limits of the daemon's OSCQuery HTTP server.
+//! - [`presets`]: preset names, the longest fade, the fade curves.
 //! - [`limits`]: the OSC server's per-client limits (connections, timeouts, subscriptions, rate,
 //!   timed bundles), enforced by the daemon and documented from here.
 //!
@@ -26,6 +27,7 @@ pub mod limits;
 pub mod media;
 pub mod oscquery_http;
 pub mod pattern;
+pub mod presets;
 pub mod reply;
 pub mod schema;
 pub mod table;

@@ -60,6 +60,17 @@ pub fn knobs_bundle<'a>(values: impl IntoIterator<Item = (&'a ParamSpec, f64)>) 
     })
 }
 
+/// `/preset/list.reply s name...`: the saved presets, in name order.
+pub fn preset_list_reply<'a>(names: impl IntoIterator<Item = &'a str>) -> OscPacket {
+    message(
+        "/preset/list.reply",
+        names
+            .into_iter()
+            .map(|n| OscType::String(n.to_string()))
+            .collect(),
+    )
+}
+
 /// `/prompt/applied <epoch> <tags>`: pushed to subscribers when the engine uses a prompt.
 pub fn prompt_applied(epoch: i32, tags: &str) -> OscPacket {
     message(

@@ -7,7 +7,7 @@
 /// What an address does once decoded; [`crate::Schema`] routes concrete addresses to these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Route {
-    /// `/knob/<name>`: set (one number) or query (no argument).
+    /// `/knob/<name>`: set (a number, optionally a glide time) or query (no argument).
     Knob,
     /// `/knobs`
     Knobs,
@@ -41,6 +41,16 @@ pub enum Route {
     Sync,
     /// `/version`
     Version,
+    /// `/preset/save`
+    PresetSave,
+    /// `/preset/recall`
+    PresetRecall,
+    /// `/preset/list`
+    PresetList,
+    /// `/preset/delete`
+    PresetDelete,
+    /// `/preset/morph`
+    PresetMorph,
 }
 
 /// How an argument is typed on the wire and which coercions apply.
@@ -124,24 +134,40 @@ const PATH_DOC: &str = "WAV file inside the configured media folder, relative to
                         answered at once with `/fail <address> <reason>` naming the file and \
                         the limit";
 
+const PRESET_NAME_DOC: &str = "the preset's name (see Presets for what a name may hold)";
+
 /// The address space, in the order the reference lists it.
 pub const ADDRESSES: &[AddressSpec] = &[
     AddressSpec {
         address: "/knob/<name>",
         route: Route::Knob,
-        args: &[ArgSpec {
-            name: "value",
-            ty: ArgType::Number,
-            optional: true,
-            unit: "",
-            doc: "new value within the knob's range (see the knob table); `i`, `f`, `h`, `d` \
-                  accepted; integer knobs take an integral value; omit it to query",
-        }],
+        args: &[
+            ArgSpec {
+                name: "value",
+                ty: ArgType::Number,
+                optional: true,
+                unit: "",
+                doc: "new value within the knob's range (see the knob table); `i`, `f`, `h`, \
+                      `d` accepted; integer knobs take an integral value; omit it to query",
+            },
+            ArgSpec {
+                name: "glide_s",
+                ty: ArgType::Number,
+                optional: true,
+                unit: "s",
+                doc: "glide to the value over this time (0, the default: at once), linearly \
+                      on the engine's frame clock; at most the longest fade (see Presets). \
+                      An integer knob switches halfway through the glide",
+            },
+        ],
         timing: Timing::Immediate,
-        reply: "set: none on success; subscribers receive `/knob/<name> <value>`. \
-                query (no argument): `/knob/<name> <value>`",
+        reply: "set: none on success; subscribers receive `/knob/<name> <value>` (during a \
+                glide, the passing values, at most every 20 ms, and the final one). \
+                query (no argument): `/knob/<name> <value>`, the value sounding now \
+                (mid-glide, the passing one)",
         doc: "Set or query one knob. Address patterns expand to several knobs \
-              (`/knob/ch_g*` sets all eight channel gains).",
+              (`/knob/ch_g*` sets all eight channel gains). A set during a glide or fade \
+              replaces it (a glide starts from the value passing now).",
     },
     AddressSpec {
         address: "/knobs",
@@ -269,6 +295,85 @@ pub const ADDRESSES: &[AddressSpec] = &[
         doc: "Move the playhead.",
     },
     AddressSpec {
+        address: "/preset/save",
+        route: Route::PresetSave,
+        args: &[arg("name", ArgType::Str, "", PRESET_NAME_DOC)],
+        timing: Timing::Asynchronous,
+        reply: "`/done /preset/save <name>` once the file is written; `/fail /preset/save \
+                <reason>` when it cannot be (the file is left as it was)",
+        doc: "Save the knobs (their target values, also mid-fade) and the prompts as a preset \
+              file (docs/operations.md, Presets), replacing one of the same name. Recall, \
+              morph and list see it from the `/done` on (send `/sync` to wait).",
+    },
+    AddressSpec {
+        address: "/preset/recall",
+        route: Route::PresetRecall,
+        args: &[
+            arg("name", ArgType::Str, "", "a saved preset"),
+            ArgSpec {
+                name: "fade_s",
+                ty: ArgType::Number,
+                optional: true,
+                unit: "s",
+                doc: "fade length, 0 (the default: at once) up to the longest fade (see \
+                      Presets)",
+            },
+            ArgSpec {
+                name: "curve",
+                ty: ArgType::Str,
+                optional: true,
+                unit: "",
+                doc: "shape of the fade (see Presets; `linear` by default)",
+            },
+        ],
+        timing: Timing::Immediate,
+        reply: "none on success; subscribers receive the knob echoes (during the fade, the \
+                passing values, at most every 20 ms, and the final ones); a prompt change \
+                answers as `/prompt` does (`/done /prompt <epoch>`, `/prompt/applied`)",
+        doc: "Recall a preset. Float knobs ramp from the values sounding now to the preset's \
+              over `fade_s`, on the engine's frame clock (the audio output's frames played): \
+              each engine tick uses the values of its frame. Integer knobs switch halfway \
+              through the fade. A preset with another prompt crossfades through \
+              `prompt_blend`: the prompt pair becomes (the current prompt, the preset's \
+              prompt) and `prompt_blend` ramps from 0 to 1 (with no fade, or no current \
+              prompt, the preset's prompts replace the pair and its `prompt_blend` applies). \
+              Knobs the preset lacks keep their values. In a timed bundle the fade starts at \
+              the timetag.",
+    },
+    AddressSpec {
+        address: "/preset/list",
+        route: Route::PresetList,
+        args: &[],
+        timing: Timing::Immediate,
+        reply: "`/preset/list.reply s name...`, the saved presets in name order (none: no \
+                arguments)",
+        doc: "List the saved presets.",
+    },
+    AddressSpec {
+        address: "/preset/delete",
+        route: Route::PresetDelete,
+        args: &[arg("name", ArgType::Str, "", "a saved preset")],
+        timing: Timing::Asynchronous,
+        reply: "`/done /preset/delete <name>` once the file is removed",
+        doc: "Delete a preset and its file.",
+    },
+    AddressSpec {
+        address: "/preset/morph",
+        route: Route::PresetMorph,
+        args: &[
+            arg("a", ArgType::Str, "", "a saved preset (at x = 0)"),
+            arg("b", ArgType::Str, "", "a saved preset (at x = 1)"),
+            arg("x", ArgType::Number, "", "position between them, 0 to 1"),
+        ],
+        timing: Timing::Immediate,
+        reply: "none on success; subscribers receive the knob echoes",
+        doc: "An XY pad between two presets: every float knob both hold is set to \
+              `a + (b - a) * x`; integer knobs take `a`'s value below x = 0.5 and `b`'s from \
+              0.5 on (the fade's halfway rule). Knobs only one of them holds, and the \
+              prompts, are left as they are. It sets at once and replaces a running fade \
+              of the knobs it sets; send it as often as the pad moves.",
+    },
+    AddressSpec {
         address: "/status",
         route: Route::Status,
         args: &[],
@@ -325,7 +430,11 @@ pub const ADDRESSES: &[AddressSpec] = &[
 
 /// Pushes the server sends to subscribers (after `/notify 1`), for docs and clients.
 pub const PUSHES: &[(&str, &str)] = &[
-    ("/knob/<name> <value>", "a knob changed (from any client)"),
+    (
+        "/knob/<name> <value>",
+        "a knob changed (from any client, a preset recall or morph), or moved during a glide \
+         or a preset fade (the passing values, at most every 20 ms, then the final one)",
+    ),
     (
         "/prompt/applied i epoch, s tags",
         "the engine started using a prompt",

@@ -51,7 +51,8 @@ fn every_row_decodes() {
         Command::SetKnob {
             index: 0,
             name: "denoise",
-            value: 0.25
+            value: 0.25,
+            glide_s: 0.0
         }
     );
     assert_eq!(
@@ -59,7 +60,8 @@ fn every_row_decodes() {
         Command::SetKnob {
             index: 0,
             name: "denoise",
-            value: 1.0
+            value: 1.0,
+            glide_s: 0.0
         }
     );
     assert_eq!(
@@ -67,7 +69,8 @@ fn every_row_decodes() {
         Command::SetKnob {
             index: s.knob_index("steps").unwrap(),
             name: "steps",
-            value: 4.0
+            value: 4.0,
+            glide_s: 0.0
         }
     );
     assert_eq!(
@@ -75,7 +78,8 @@ fn every_row_decodes() {
         Command::SetKnob {
             index: s.knob_index("seed").unwrap(),
             name: "seed",
-            value: 4_294_967_295.0
+            value: 4_294_967_295.0,
+            glide_s: 0.0
         }
     );
     assert_eq!(
@@ -386,9 +390,9 @@ fn bad_input_gets_a_precise_reason() {
             "knob steps takes an integer in [1, 16]; got 2.5",
         ),
         (
-            msg("/knob/denoise", vec![Float(0.1), Float(0.2)]),
+            msg("/knob/denoise", vec![Float(0.1), Float(0.2), Float(0.3)]),
             "/knob/denoise",
-            "/knob/denoise takes ([f value]); got 2 argument(s): f 0.1, f 0.2",
+            "/knob/denoise takes ([f value], [f glide_s]); got 3 argument(s): f 0.1, f 0.2, f 0.3",
         ),
         (
             msg("/knob/volume", vec![Float(0.1)]),
@@ -485,4 +489,88 @@ fn bad_knob_tables_are_refused() {
     let mut knobs = reference_knobs().to_vec();
     knobs[0].name = "De Noise";
     assert!(Schema::new(&knobs).is_err());
+}
+
+#[test]
+fn preset_rows_decode_and_refuse_bad_names() {
+    use latentd_osc_schema::presets::FadeCurve;
+    let s = schema();
+    use OscType::*;
+    assert_eq!(
+        one(&s, &msg("/knob/denoise", vec![Float(0.25), Float(1.5)])),
+        Command::SetKnob {
+            index: 0,
+            name: "denoise",
+            value: 0.25,
+            glide_s: 1.5
+        }
+    );
+    assert_eq!(
+        one(&s, &msg("/preset/save", vec![String("verse".into())])),
+        Command::PresetSave {
+            name: "verse".into()
+        }
+    );
+    assert_eq!(
+        one(
+            &s,
+            &msg(
+                "/preset/recall",
+                vec![String("verse".into()), Int(2), String("smooth".into())]
+            )
+        ),
+        Command::PresetRecall {
+            name: "verse".into(),
+            fade_s: 2.0,
+            curve: FadeCurve::Smooth
+        }
+    );
+    assert_eq!(
+        one(&s, &msg("/preset/recall", vec![String("verse".into())])),
+        Command::PresetRecall {
+            name: "verse".into(),
+            fade_s: 0.0,
+            curve: FadeCurve::Linear
+        }
+    );
+    assert_eq!(one(&s, &msg("/preset/list", vec![])), Command::PresetList);
+    assert_eq!(
+        one(
+            &s,
+            &msg(
+                "/preset/morph",
+                vec![String("a".into()), String("b".into()), Float(0.5)]
+            )
+        ),
+        Command::PresetMorph {
+            a: "a".into(),
+            b: "b".into(),
+            x: 0.5
+        }
+    );
+    let fails = |m: Vec<u8>| s.decode(&m).unwrap_err();
+    let f = fails(msg("/preset/save", vec![String("../etc/passwd".into())]));
+    assert_eq!(f.address, "/preset/save");
+    assert!(f.reason.contains("path separator"), "{}", f.reason);
+    let f = fails(msg("/preset/delete", vec![String("x".repeat(65))]));
+    assert!(f.reason.contains("65 bytes"), "{}", f.reason);
+    let f = fails(msg("/preset/recall", vec![String("a".into()), Float(-1.0)]));
+    assert!(f.reason.contains("fade_s"), "{}", f.reason);
+    let f = fails(msg(
+        "/preset/recall",
+        vec![String("a".into()), Float(601.0)],
+    ));
+    assert!(f.reason.contains("at most 600"), "{}", f.reason);
+    let f = fails(msg(
+        "/preset/recall",
+        vec![String("a".into()), Float(1.0), String("cubic".into())],
+    ));
+    assert!(f.reason.contains("unknown curve"), "{}", f.reason);
+    let f = fails(msg(
+        "/preset/morph",
+        vec![String("a".into()), String("b".into()), Float(1.5)],
+    ));
+    assert!(f.reason.contains("[0, 1]"), "{}", f.reason);
+    let f = fails(msg("/knob/denoise", vec![Float(0.5), Float(-2.0)]));
+    assert!(f.reason.contains("glide_s"), "{}", f.reason);
 }

@@ -1,7 +1,8 @@
 //! The asynchronous commands, one at a time and in arrival order, on the `encoder` thread:
 //! prompt, timbre and structure encodes (snapshot → encode off every engine lock → commit by
-//! epoch, in [`latentd_engine::conditioning::Conditioner`]), source loads, and `/sync` markers (answered once everything
-//! queued before them is done).
+//! epoch, in [`latentd_engine::conditioning::Conditioner`]), source loads, preset file
+//! writes and deletes, and `/sync` markers (answered once everything queued before them is
+//! done).
 //!
 //! Each job ends with one reply to its sender (`/done <address> [epoch]` or `/fail <address>
 //! <reason>`); prompt commits are also pushed to subscribers as `/prompt/applied`.
@@ -26,6 +27,7 @@ use super::DaemonEngine;
 use super::session::Session;
 use crate::load::load_wav_or_stop;
 use crate::osc::{ReplyTo, Subscribers};
+use crate::presets::{Preset, PresetLibrary};
 
 /// Jobs waiting at most; more are refused with `/fail` (the client should `/sync`).
 pub const QUEUE_CAPACITY: usize = 64;
@@ -63,6 +65,18 @@ pub enum Job {
     },
     /// Reply `/synced id` once the jobs before it are done.
     Sync(i32),
+    /// Write a preset file.
+    PresetSave {
+        /// A valid name.
+        name: String,
+        /// What to save (taken when the command arrived).
+        preset: Preset,
+    },
+    /// Remove a preset file.
+    PresetDelete {
+        /// A valid name.
+        name: String,
+    },
 }
 
 impl Job {
@@ -76,6 +90,8 @@ impl Job {
             Job::Structure { path: None, .. } => "/structure/clear",
             Job::Source { .. } => "/source",
             Job::Sync(_) => "/sync",
+            Job::PresetSave { .. } => "/preset/save",
+            Job::PresetDelete { .. } => "/preset/delete",
         }
     }
 }
@@ -108,6 +124,8 @@ pub struct JobContext {
     pub subscribers: Subscribers,
     /// What is saved to the state file.
     pub session: Arc<Session>,
+    /// The presets (saves and deletes write their files here).
+    pub presets: Arc<PresetLibrary>,
     /// The model's geometry (references are converted to its rate and channels).
     pub geometry: Geometry,
     /// Set by a stop signal: a file load in progress gives up (fails its job) at once, so
@@ -163,6 +181,7 @@ fn run(cx: JobContext, rx: Receiver<(Job, ReplyTo)>) {
                     reply::done(address, args)
                 }
                 Done::Plain => reply::done(address, vec![]),
+                Done::Named(name) => reply::done(address, vec![OscType::String(name)]),
             },
             Err(reason) => {
                 log::warn!("{address}: {reason}");
@@ -177,6 +196,7 @@ fn run(cx: JobContext, rx: Receiver<(Job, ReplyTo)>) {
 
 enum Done {
     Plain,
+    Named(String),
     Epoch(i32),
     /// A prompt in use: its epoch and the words the model does not know (never dropped
     /// silently: they travel in the reply, space-separated, when there are any).
@@ -193,6 +213,16 @@ fn epoch(e: u64) -> i32 {
 
 fn perform(cx: &JobContext, job: Job) -> Result<Done, String> {
     match job {
+        Job::PresetSave { name, preset } => {
+            cx.presets.save(&name, preset)?;
+            log::info!("preset {name:?} saved in {}", cx.presets.dir().display());
+            Ok(Done::Named(name))
+        }
+        Job::PresetDelete { name } => {
+            cx.presets.delete(&name)?;
+            log::info!("preset {name:?} deleted");
+            Ok(Done::Named(name))
+        }
         Job::Prompt {
             tags,
             tags_b,

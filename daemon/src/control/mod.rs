@@ -11,6 +11,14 @@
 //! Every change is recorded in the [`session::Session`] (saved, debounced, to the state
 //! file) and echoed to `/notify` subscribers.
 //!
+//! Presets ([`crate::presets`]): a save or a delete is a job (the file I/O runs on the job
+//! worker, `/done` when written); a recall, a morph and a list answer from the library in
+//! memory at once. A recall's fade and a knob's glide are ramps published to the
+//! [`KnobStore`] with the ring's frame clock as their timeline: the engine resolves them at
+//! each tick's frame, so no thread sleeps through a fade. While knobs ramp, the main
+//! thread's serve loop calls [`Dispatcher::push_knob_motion`], which echoes the passing
+//! values (and the final ones) to the subscribers.
+//!
 //! Threading: control threads (the OSC transport's and the scheduler's). Nothing here waits
 //! on the engine or the audio thread; the job queue is bounded and a full queue is a `/fail`.
 
@@ -18,13 +26,16 @@ pub mod jobs;
 pub mod scheduler;
 pub mod session;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use latentd_engine::knobs::{KNOBS, KnobId, KnobKind, KnobScope, KnobStore};
+use latentd_engine::knobs::{
+    Curve, KNOB_COUNT, KNOBS, KnobId, KnobKind, KnobScope, KnobStore, RampTo,
+};
 use latentd_engine::ring::RingHandle;
 use latentd_engine::runner::engine_loop::EngineControl;
 use latentd_engine::runner::trace::ActionKind;
+use latentd_osc_schema::presets::FadeCurve;
 use latentd_osc_schema::reply::{self, StatusReport};
 use latentd_osc_schema::rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType, encoder};
 use latentd_osc_schema::{Command, Fail, ParamSpec, Schema, Timed, When, ntp_to_unix_seconds};
@@ -32,6 +43,7 @@ use latentd_osc_schema::{Command, Fail, ParamSpec, Schema, Timed, When, ntp_to_u
 use crate::audio::OutputStats;
 use crate::audio::supervisor::OutputStateHandle;
 use crate::osc::{CommandHandler, Peer, ReplyTo, Subscribers};
+use crate::presets::{PRESET_VERSION, Preset, PresetLibrary};
 use jobs::{Job, JobQueue};
 use scheduler::Scheduler;
 use session::Session;
@@ -83,6 +95,24 @@ pub struct StatusKey {
     engine_restarts: u64,
 }
 
+/// The engine's ramp shape for a fade curve named on the wire.
+fn engine_curve(curve: FadeCurve) -> Curve {
+    match curve {
+        FadeCurve::Linear => Curve::Linear,
+        FadeCurve::Smooth => Curve::Smooth,
+        FadeCurve::EaseIn => Curve::EaseIn,
+        FadeCurve::EaseOut => Curve::EaseOut,
+    }
+}
+
+/// What [`Dispatcher::push_knob_motion`] echoed last.
+struct Motion {
+    /// Knobs ramping at the last push (or whose ramp started since).
+    moving: [bool; KNOB_COUNT],
+    /// The value last echoed for each moving knob.
+    sent: [f64; KNOB_COUNT],
+}
+
 /// Applies commands (see the module doc). Shared by the OSC handler and the scheduler.
 pub struct Dispatcher {
     schema: Arc<Schema>,
@@ -92,6 +122,8 @@ pub struct Dispatcher {
     jobs: JobQueue,
     subscribers: Subscribers,
     session: Arc<Session>,
+    presets: Arc<PresetLibrary>,
+    motion: Mutex<Motion>,
     status: StatusSources,
 }
 
@@ -105,6 +137,7 @@ impl Dispatcher {
         jobs: JobQueue,
         subscribers: Subscribers,
         session: Arc<Session>,
+        presets: Arc<PresetLibrary>,
         status: StatusSources,
     ) -> Self {
         let ring = engine.ring().clone();
@@ -116,8 +149,23 @@ impl Dispatcher {
             jobs,
             subscribers,
             session,
+            presets,
+            motion: Mutex::new(Motion {
+                moving: [false; KNOB_COUNT],
+                sent: [0.0; KNOB_COUNT],
+            }),
             status,
         }
+    }
+
+    /// The ring's frame clock now: the timeline of glides and fades.
+    fn frame_now(&self) -> u64 {
+        self.ring.playhead_and_clock().1
+    }
+
+    /// Fade or glide seconds in frames of the ring's clock.
+    fn fade_frames(&self, seconds: f64) -> u64 {
+        (seconds * f64::from(self.ring.sample_rate())).round() as u64
     }
 
     /// The schema the commands were decoded with.
@@ -138,11 +186,27 @@ impl Dispatcher {
         }
         let mut replies = Vec::new();
         let mut knob_sets: Vec<(KnobId, &'static str, f64)> = Vec::new();
+        let mut glides: Vec<(f64, RampTo)> = Vec::new();
         for command in commands {
             match command {
-                Command::SetKnob { name, value, .. } => {
+                Command::SetKnob {
+                    name,
+                    value,
+                    glide_s,
+                    ..
+                } => {
+                    // Known: checked by `refusal`.
                     if let Some(id) = KnobId::from_name(name) {
-                        knob_sets.push((id, name, value)); // known: checked by `refusal`
+                        if glide_s > 0.0 {
+                            let to = RampTo {
+                                id,
+                                from: None,
+                                to: value,
+                            };
+                            glides.push((glide_s, to));
+                        } else {
+                            knob_sets.push((id, name, value));
+                        }
                     }
                 }
                 other => self.apply_one(reply_to, other, &mut replies),
@@ -151,6 +215,13 @@ impl Dispatcher {
         // Knobs last, in one publish: the engine wakes once everything else is in place.
         if !knob_sets.is_empty() {
             self.set_knobs(&knob_sets, &mut replies);
+        }
+        // Glides of one length in one publish (a pattern or a bundle shares its length).
+        glides.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for group in glides.chunk_by(|a, b| a.0 == b.0) {
+            let ramps: Vec<RampTo> = group.iter().map(|g| g.1).collect();
+            let frames = self.fade_frames(group[0].0);
+            self.ramp_knobs(&ramps, frames, Curve::Linear, &mut replies);
         }
         replies
     }
@@ -238,7 +309,187 @@ impl Dispatcher {
             Command::Seek { seconds } if (seconds * rate).round() >= loop_frames as f64 => {
                 Some(format!("{seconds} s is past the loop end ({loop_s:.3} s)"))
             }
+            Command::PresetRecall { ref name, .. } | Command::PresetDelete { ref name } => {
+                self.unknown_preset(name)
+            }
+            Command::PresetMorph { ref a, ref b, .. } => {
+                self.unknown_preset(a).or_else(|| self.unknown_preset(b))
+            }
             _ => None,
+        }
+    }
+
+    fn unknown_preset(&self, name: &str) -> Option<String> {
+        match self.presets.get(name) {
+            Some(_) => None,
+            None => Some(format!(
+                "no preset named {name:?} (see /preset/list; a save is there from its /done)"
+            )),
+        }
+    }
+
+    /// Ramp `ramps` from the frame clock now over `frames` (0: at once): one publish,
+    /// noted for the engine, saved (the targets), echoed (at once, or by
+    /// [`Self::push_knob_motion`] while they move).
+    fn ramp_knobs(
+        &self,
+        ramps: &[RampTo],
+        frames: u64,
+        curve: Curve,
+        replies: &mut Vec<OscPacket>,
+    ) {
+        let start = self.frame_now();
+        if let Err(e) = self.knobs.ramp_many(ramps, start, frames, curve) {
+            let name = ramps.first().map_or("", |r| r.id.spec().name);
+            replies.push(fail(&format!("/knob/{name}"), &e.to_string()));
+            return;
+        }
+        let per_slot = ramps
+            .iter()
+            .any(|r| r.id.spec().scope == KnobScope::PerSlot);
+        self.engine.note_action(if per_slot {
+            ActionKind::PerSlotKnob
+        } else {
+            ActionKind::Knob
+        });
+        let now = self.knobs.current();
+        if frames == 0 {
+            for r in ramps {
+                self.echo(r.id, now.get(r.id));
+            }
+        } else {
+            let mut motion = self.motion.lock().unwrap_or_else(|p| p.into_inner());
+            for r in ramps {
+                motion.moving[r.id as usize] = true;
+            }
+        }
+        self.session.knobs_changed(&now);
+    }
+
+    fn echo(&self, id: KnobId, value: f64) {
+        if let Some(spec) = self
+            .schema
+            .knob_index(id.spec().name)
+            .map(|i| &self.schema.knobs()[i])
+        {
+            self.subscribers.broadcast(&reply::knob_value(spec, value));
+        }
+    }
+
+    /// Echo the values of ramping knobs to the subscribers: each moving knob's value now
+    /// when it changed since the last push, and its final value once its ramp ends. Called
+    /// by the main thread's serve loop (every 20 ms).
+    pub fn push_knob_motion(&self) {
+        let snap = self.knobs.current();
+        let frame = self.frame_now();
+        let mut motion = self.motion.lock().unwrap_or_else(|p| p.into_inner());
+        for &id in KnobId::ALL {
+            let i = id as usize;
+            let active = snap.ramping_at(id, frame);
+            if active || motion.moving[i] {
+                let value = snap.value_at(id, frame);
+                if !active || value != motion.sent[i] {
+                    self.echo(id, value);
+                    motion.sent[i] = value;
+                }
+            }
+            motion.moving[i] = active;
+        }
+    }
+
+    /// Recall preset `name` over `fade_s` (see `/preset/recall` in docs/osc.md).
+    fn recall(
+        &self,
+        reply_to: &ReplyTo,
+        name: &str,
+        fade_s: f64,
+        curve: FadeCurve,
+        replies: &mut Vec<OscPacket>,
+    ) {
+        let Some(preset) = self.presets.get(name) else {
+            let why = self.unknown_preset(name).unwrap_or_default();
+            replies.push(fail("/preset/recall", &why));
+            return;
+        };
+        let frames = self.fade_frames(fade_s);
+        let mut ramps: Vec<RampTo> = preset
+            .known_knobs()
+            .map(|(id, to)| RampTo { id, from: None, to })
+            .collect();
+        let saved = self.session.snapshot();
+        if let Some(tags) = &preset.prompt
+            && (saved.prompt.as_ref() != Some(tags) || saved.prompt_b != preset.prompt_b)
+        {
+            let (tags, tags_b) = match &saved.prompt {
+                // Crossfade: from the current prompt to the preset's, through the blend.
+                Some(current) if frames > 0 => {
+                    ramps.retain(|r| r.id != KnobId::prompt_blend);
+                    ramps.push(RampTo {
+                        id: KnobId::prompt_blend,
+                        from: Some(0.0),
+                        to: 1.0,
+                    });
+                    (current.clone(), Some(tags.clone()))
+                }
+                _ => (tags.clone(), preset.prompt_b.clone()),
+            };
+            let action = self.engine.note_action_pending(ActionKind::Prompt);
+            let job = Job::Prompt {
+                tags,
+                tags_b,
+                action,
+            };
+            if let Err(reason) = self.jobs.push(job, reply_to.clone()) {
+                self.engine.mark_applied(action);
+                replies.push(fail("/preset/recall", &reason));
+                return;
+            }
+        }
+        if !ramps.is_empty() {
+            self.ramp_knobs(&ramps, frames, engine_curve(curve), replies);
+        }
+    }
+
+    /// Set every knob both presets hold between them (see `/preset/morph` in docs/osc.md).
+    fn morph(&self, a: &str, b: &str, x: f64, replies: &mut Vec<OscPacket>) {
+        let (Some(pa), Some(pb)) = (self.presets.get(a), self.presets.get(b)) else {
+            let why = self
+                .unknown_preset(a)
+                .or_else(|| self.unknown_preset(b))
+                .unwrap_or_default();
+            replies.push(fail("/preset/morph", &why));
+            return;
+        };
+        let sets: Vec<(KnobId, &'static str, f64)> = pa
+            .known_knobs()
+            .filter_map(|(id, va)| {
+                let vb = *pb.knobs.get(id.spec().name)?;
+                let value = match id.spec().kind {
+                    KnobKind::Float => va + (vb - va) * x,
+                    KnobKind::Int if x < 0.5 => va,
+                    KnobKind::Int => vb,
+                };
+                Some((id, id.spec().name, value))
+            })
+            .collect();
+        if !sets.is_empty() {
+            self.set_knobs(&sets, replies);
+        }
+    }
+
+    /// The preset a save writes: the knobs' targets and the saved prompts.
+    fn preset_now(&self) -> Preset {
+        let now = self.knobs.current();
+        let saved = self.session.snapshot();
+        Preset {
+            version: PRESET_VERSION,
+            knobs: KNOBS
+                .iter()
+                .zip(KnobId::ALL)
+                .map(|(spec, &id)| (spec.name.to_string(), now.get(id)))
+                .collect(),
+            prompt: saved.prompt,
+            prompt_b: saved.prompt_b,
         }
     }
 
@@ -281,12 +532,15 @@ impl Dispatcher {
             Command::QueryKnob { name, index } => {
                 let spec = &self.schema.knobs()[index];
                 match KnobId::from_name(name) {
-                    Some(id) => replies.push(reply::knob_value(spec, self.knobs.current().get(id))),
+                    Some(id) => {
+                        let value = self.knobs.current().value_at(id, self.frame_now());
+                        replies.push(reply::knob_value(spec, value));
+                    }
                     None => replies.push(fail(&address, "the engine has no such knob")),
                 }
             }
             Command::QueryKnobs => {
-                let now = self.knobs.current();
+                let now = self.knobs.current().at(self.frame_now());
                 let values =
                     self.schema.knobs().iter().filter_map(|spec| {
                         KnobId::from_name(spec.name).map(|id| (spec, now.get(id)))
@@ -379,6 +633,23 @@ impl Dispatcher {
                     Err(e) => replies.push(fail(&address, &e.to_string())),
                 }
             }
+            Command::PresetSave { name } => {
+                let preset = self.preset_now();
+                self.queue(reply_to, Job::PresetSave { name, preset }, replies);
+            }
+            Command::PresetDelete { name } => {
+                self.queue(reply_to, Job::PresetDelete { name }, replies)
+            }
+            Command::PresetList => {
+                let names = self.presets.names();
+                replies.push(reply::preset_list_reply(names.iter().map(String::as_str)));
+            }
+            Command::PresetRecall {
+                name,
+                fade_s,
+                curve,
+            } => self.recall(reply_to, &name, fade_s, curve, replies),
+            Command::PresetMorph { a, b, x } => self.morph(&a, &b, x, replies),
             Command::Status => replies.push(reply::status_reply(&self.status_report())),
             Command::Version => {
                 replies.push(reply::version_reply("latentd", env!("CARGO_PKG_VERSION")))

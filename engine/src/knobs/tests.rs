@@ -152,3 +152,92 @@ fn reader_sees_whole_snapshots_while_writers_race() {
     }
     assert_eq!(reader.read().version, store.version());
 }
+
+#[test]
+fn a_ramp_passes_through_its_curve_and_lands_on_the_target() {
+    let (store, mut reader) = KnobStore::new();
+    let ramp = |id, to| RampTo { id, from: None, to };
+    store
+        .ramp_many(
+            &[ramp(KnobId::guidance, 5.0), ramp(KnobId::steps, 16.0)],
+            1_000,
+            4_800,
+            Curve::Linear,
+        )
+        .unwrap();
+    let snap = reader.read().clone();
+    // The target is what is saved; the sounding value follows the frame clock.
+    assert_eq!(snap.get(KnobId::guidance), 5.0);
+    assert_eq!(snap.value_at(KnobId::guidance, 0), 1.0);
+    assert_eq!(snap.value_at(KnobId::guidance, 1_000), 1.0);
+    assert_eq!(snap.value_at(KnobId::guidance, 1_000 + 1_200), 2.0);
+    assert_eq!(snap.value_at(KnobId::guidance, 1_000 + 2_400), 3.0);
+    assert_eq!(snap.value_at(KnobId::guidance, 1_000 + 4_800), 5.0);
+    assert!(snap.ramping_at(KnobId::guidance, 1_000 + 4_799));
+    assert!(!snap.any_ramping_at(1_000 + 4_800));
+    // An integer knob switches halfway.
+    assert_eq!(snap.value_at(KnobId::steps, 1_000 + 2_399), 8.0);
+    assert_eq!(snap.value_at(KnobId::steps, 1_000 + 2_400), 16.0);
+    // The engine's resolved view has no ramps and flags of the values it holds.
+    let mid = snap.at(1_000 + 2_400);
+    assert_eq!(mid.get(KnobId::guidance), 3.0);
+    assert_eq!(mid.ramp(KnobId::guidance), None);
+    assert_eq!(mid.version, snap.version);
+}
+
+#[test]
+fn curves_shape_progress_and_a_new_ramp_starts_where_the_old_one_is() {
+    assert_eq!(Curve::Smooth.progress(0.5), 0.5);
+    assert_eq!(Curve::EaseIn.progress(0.5), 0.25);
+    assert_eq!(Curve::EaseOut.progress(0.5), 0.75);
+    assert_eq!(Curve::Smooth.progress(2.0), 1.0);
+    let (store, mut reader) = KnobStore::new();
+    let to = |to| RampTo {
+        id: KnobId::denoise,
+        from: None,
+        to,
+    };
+    store.ramp_many(&[to(1.0)], 0, 100, Curve::Linear).unwrap();
+    // Half way (0.75), a glide back to 0.5 starts from 0.75.
+    store.ramp_many(&[to(0.5)], 50, 100, Curve::Linear).unwrap();
+    let snap = reader.read().clone();
+    assert_eq!(snap.value_at(KnobId::denoise, 50), 0.75);
+    assert_eq!(snap.value_at(KnobId::denoise, 100), 0.625);
+    // An explicit start, and a plain set cancelling the ramp.
+    store
+        .ramp_many(
+            &[RampTo {
+                id: KnobId::prompt_blend,
+                from: Some(0.0),
+                to: 1.0,
+            }],
+            0,
+            10,
+            Curve::Linear,
+        )
+        .unwrap();
+    assert_eq!(reader.read().value_at(KnobId::prompt_blend, 5), 0.5);
+    store.set_id(KnobId::prompt_blend, 0.25).unwrap();
+    let snap = reader.read().clone();
+    assert_eq!(snap.ramp(KnobId::prompt_blend), None);
+    assert_eq!(snap.value_at(KnobId::prompt_blend, 5), 0.25);
+    // A ramp to where it is is a plain set (the ended ramp is dropped, once); one of no
+    // length too; refusals change nothing.
+    store
+        .ramp_many(&[to(0.5)], 500, 100, Curve::Linear)
+        .unwrap();
+    assert_eq!(reader.read().ramp(KnobId::denoise), None);
+    assert_eq!(
+        store.ramp_many(&[to(0.5)], 600, 100, Curve::Linear),
+        Ok(SetOutcome::Unchanged)
+    );
+    store.ramp_many(&[to(0.2)], 600, 0, Curve::Linear).unwrap();
+    assert_eq!(reader.read().ramp(KnobId::denoise), None);
+    assert_eq!(
+        reader.read().value_at(KnobId::denoise, 600),
+        f64::from(0.2f32)
+    );
+    let before = store.current();
+    assert!(store.ramp_many(&[to(2.0)], 0, 10, Curve::Linear).is_err());
+    assert_eq!(store.current(), before);
+}

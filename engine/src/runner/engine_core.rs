@@ -5,7 +5,8 @@
 //! One tick ([`EngineCore::tick`]):
 //! 1. [`poll`](EngineCore::poll): advance the applied prefix ([`super::actions`]), drain the
 //!    control messages, note inbound activity.
-//! 2. Read the knob snapshot and the conditioning; [`StreamPipeline::tick`] (one batched
+//! 2. Read the knob snapshot (resolved at the tick's frame: ramping knobs take their value
+//!    there) and the conditioning; [`StreamPipeline::tick`] (one batched
 //!    denoise); charge its time to the clock.
 //!    Before it, when a decoder-scope knob (the channel gains) changed since the last
 //!    write and the repatch is due: re-render the cached latent with the new knobs near
@@ -404,6 +405,16 @@ impl<M: Model> EngineCore<M> {
             self.knobs.read();
             activity = true;
         }
+        // A knob on its way (a glide, a preset fade) keeps the engine active, without
+        // ticking at once: the ticks at their interval carry the ramp.
+        if self
+            .knobs
+            .read()
+            .any_ramping_at(self.ring.playhead_and_clock().1)
+        {
+            self.last_activity_s = self.last_activity_s.max(now_s);
+            self.lead.note_activity(now_s);
+        }
         let epoch = self.cond.read().epoch;
         if epoch != self.cond_epoch {
             self.cond_epoch = epoch;
@@ -599,7 +610,9 @@ impl<M: Model> EngineCore<M> {
             panic!("test hook: injected engine tick panic");
         }
         let prefix = self.prefix;
-        let knobs = self.knobs.read().clone();
+        // The values sounding at this tick's frame: a ramping knob (a glide, a preset
+        // fade) advances with the ticks.
+        let knobs = self.knobs.read().at(clock.playhead_and_clock().1);
         let cond = Arc::clone(self.cond.read());
         if let Some((chunk, latent, attr)) = self.knob_repatch_due(&knobs, prefix, clock.now_s()) {
             self.write_window(clock, WriteKind::KnobRepatch, chunk, &latent, attr, &knobs)?;

@@ -23,6 +23,8 @@ struct FaultyModel {
     panic_to: u64,
     err_from: u64,
     err_to: u64,
+    /// `guidance` as each denoise call saw it.
+    guidance_seen: std::sync::Mutex<Vec<f64>>,
 }
 
 impl BuiltinEncoders for FaultyModel {
@@ -61,6 +63,10 @@ impl Model for FaultyModel {
         shared: &StepShared<'_, Self>,
     ) -> Result<(), crate::model::ModelError> {
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
+        self.guidance_seen
+            .lock()
+            .unwrap()
+            .push(shared.knobs.get(crate::knobs::KnobId::guidance));
         if (self.panic_from..self.panic_to).contains(&n) {
             panic!("injected fault in denoise call {n}");
         }
@@ -105,6 +111,7 @@ fn a_panic_in_the_tick_is_caught_and_the_ring_keeps_playing() {
         panic_to: 25,
         err_from: 0,
         err_to: 0,
+        guidance_seen: Default::default(),
     });
     let source = crate::audio_file::test_signal(48_000, 2, 3.0);
     let ring = PlayheadRing::from_interleaved(
@@ -172,6 +179,7 @@ fn a_failed_model_call_is_counted_from_its_result() {
         panic_to: 0,
         err_from: 3,
         err_to: 5,
+        guidance_seen: Default::default(),
     });
     let knobs = crate::knobs::KnobSnapshot::defaults();
     let cond = crate::conditioning::Conditioning {
@@ -197,4 +205,56 @@ fn a_failed_model_call_is_counted_from_its_result() {
         }
     }
     assert_eq!(pipeline.model_faults().0, 2, "later calls succeed");
+}
+
+#[test]
+fn a_knob_ramp_advances_with_the_ticks_on_the_frame_clock() {
+    use crate::knobs::{Curve, KnobId, RampTo};
+    let model = Arc::new(FaultyModel {
+        inner: BuiltinModel::new(),
+        calls: AtomicU64::new(0),
+        panic_from: 0,
+        panic_to: 0,
+        err_from: 0,
+        err_to: 0,
+        guidance_seen: Default::default(),
+    });
+    let source = crate::audio_file::test_signal(48_000, 2, 3.0);
+    let ring = PlayheadRing::from_interleaved(
+        source.samples.clone(),
+        2,
+        48_000,
+        PlayheadRing::guard_for_period(128),
+    )
+    .unwrap();
+    let mut sim = SimHarness::new(
+        Arc::clone(&model),
+        ring,
+        128,
+        EngineConfig::default(),
+        SimCosts::default(),
+    )
+    .unwrap();
+    sim.set_source(AudioView {
+        samples: &source.samples,
+        channels: 2,
+        sample_rate: 48_000,
+    })
+    .unwrap();
+    // guidance 1 -> 9 over 1 s of frames from frame 0; nothing else happens, so only the
+    // ramp keeps the engine ticking.
+    let ramp = RampTo {
+        id: KnobId::guidance,
+        from: None,
+        to: 9.0,
+    };
+    sim.knobs()
+        .ramp_many(&[ramp], 0, 48_000, Curve::Linear)
+        .unwrap();
+    sim.run_until(2.0);
+    let seen = model.guidance_seen.lock().unwrap().clone();
+    let between = seen.iter().filter(|&&g| g > 1.0 && g < 9.0).count();
+    assert!(between >= 10, "the ticks did not follow the ramp: {seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    assert_eq!(seen.last(), Some(&9.0), "{seen:?}");
 }

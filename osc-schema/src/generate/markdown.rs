@@ -148,6 +148,7 @@ A bundle over a limit is refused with a `/fail` naming the limit, and nothing in
             k.doc
         );
     }
+    presets_section(w);
     let _ = writeln!(w, "\n## Pushes to subscribers\n");
     let _ = writeln!(
         w,
@@ -182,6 +183,24 @@ A TCP subscription lasts as long as its connection (see the TCP limits under Tra
         }
     }
     out
+}
+
+/// The `## Presets` section: names, fades, curves ([`crate::presets`]).
+fn presets_section(w: &mut String) {
+    use crate::presets::{FadeCurve, MAX_FADE_S, MAX_PRESET_NAME_BYTES, MAX_PRESETS};
+    let _ = writeln!(w, "\n## Presets\n");
+    let _ = writeln!(
+        w,
+        "A preset name is 1 to {MAX_PRESET_NAME_BYTES} bytes of `A-Z`, `a-z`, `0-9`, `_`, `-` and `.`, not starting with `.`: no path separator, no `..`. \
+At most {MAX_PRESETS} presets are kept; saving a new name beyond that is refused. \
+Fades (`/preset/recall`) and glides (`/knob/<name> value glide_s`) last 0 to {} s and run on the engine's frame clock, so a paused transport does not stop them and a lost output (no frames played) holds them. \
+The file format is in docs/operations.md (Presets).\n",
+        num(MAX_FADE_S)
+    );
+    let _ = writeln!(w, "| curve | progress at time t (0 to 1) |\n| --- | --- |");
+    for (_, name, doc) in FadeCurve::ALL {
+        let _ = writeln!(w, "| `{name}` | {doc} |");
+    }
 }
 
 /// The `## OSCQuery` section: what the HTTP server serves and every limit it enforces
@@ -297,6 +316,21 @@ fn fail_examples() -> Vec<(&'static str, OscMessage)> {
             m("/knob/volume", vec![OscType::Float(1.0)]),
         ),
         ("/knob/ch_g* 5", m("/knob/ch_g*", vec![OscType::Int(5)])),
+        (
+            "/preset/save \"../x\"",
+            m("/preset/save", vec![OscType::String("../x".into())]),
+        ),
+        (
+            "/preset/recall verse 2 \"cubic\"",
+            m(
+                "/preset/recall",
+                vec![
+                    OscType::String("verse".into()),
+                    OscType::Float(2.0),
+                    OscType::String("cubic".into()),
+                ],
+            ),
+        ),
         (
             "/loop 4 2",
             m("/loop", vec![OscType::Float(4.0), OscType::Float(2.0)]),
