@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod engine_select;
+pub mod health;
 pub mod load;
 pub mod logging;
 pub mod osc;

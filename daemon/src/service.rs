@@ -53,8 +53,9 @@ use crate::control::jobs::{JobContext, JobWorker};
 use crate::control::session::Session;
 use crate::control::{ControlHandler, DaemonEngine, Dispatcher, StatusSources, param_specs};
 use crate::engine_select::{ChosenModel, ModelFaults, ModelHealth};
+use crate::health::{HealthParts, HealthThread};
 use crate::load::{LoadError, load_wav_or_stop};
-use crate::osc::oscquery::{OscQueryConfig, OscQueryServer};
+use crate::osc::oscquery::{KnobValues, OscQueryConfig, OscQueryServer};
 use crate::osc::{DEFAULT_MAX_SUBSCRIBERS, OscConfig, OscServer, Subscribers};
 use crate::presets::{PresetLibrary, presets_dir};
 use crate::record::Recorder;
@@ -328,6 +329,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         );
     }
     let output_stats = processor.stats();
+    let meters = processor.meters();
     let fade = processor.fade();
     // The supervisor keeps the output alive: a JACK server that goes away is retried with
     // backoff and our ports and connections come back with it; the ring plays on.
@@ -372,6 +374,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         presets,
         StatusSources {
             output: Arc::clone(&output_stats),
+            meters: Arc::clone(&meters),
             backend: if generate {
                 backend_name
             } else {
@@ -397,19 +400,10 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     let oscquery = if settings.oscquery_port == 0 {
         None
     } else {
-        let values_knobs = Arc::clone(&knobs);
-        let values_ring = ring_handle.clone();
-        let values = move || {
-            // The values sounding now (mid-glide, the passing ones).
-            let now = values_knobs
-                .current()
-                .at(values_ring.playhead_and_clock().1);
-            latentd_engine::knobs::KNOBS
-                .iter()
-                .filter_map(|k| {
-                    KnobId::from_name(k.name).map(|id| (k.name.to_string(), now.get(id)))
-                })
-                .collect::<Vec<_>>()
+        let values = LiveValues {
+            knobs: Arc::clone(&knobs),
+            ring: ring_handle.clone(),
+            meters: Arc::clone(&meters),
         };
         let config = OscQueryConfig {
             bind: std::net::SocketAddr::new(settings.osc_bind.ip(), settings.oscquery_port),
@@ -431,6 +425,12 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
             .map(|q| q.addr().to_string())
             .unwrap_or_else(|| "off".into())
     );
+
+    let health = HealthThread::spawn(HealthParts {
+        meters: Arc::clone(&meters),
+        subscribers: subscribers.clone(),
+    })
+    .map_err(|e| startup(&format!("health thread: {e}")))?;
 
     lock_memory();
     if let Err(e) = notifier.ready() {
@@ -475,6 +475,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         w.stop();
     }
     let _ = notifier.stopping();
+    health.stop();
     stop_audio(&fade);
     osc.shutdown();
     drop(oscquery);
@@ -576,6 +577,34 @@ fn serve(
             }
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What OSCQuery shows live: the knob store's values and the output's levels.
+struct LiveValues {
+    knobs: Arc<KnobStore>,
+    ring: latentd_engine::RingHandle,
+    meters: Arc<crate::audio::Meters>,
+}
+
+impl KnobValues for LiveValues {
+    fn knob_values(&self) -> Vec<(String, f64)> {
+        // The values sounding now (mid-glide, the passing ones).
+        let now = self.knobs.current().at(self.ring.playhead_and_clock().1);
+        latentd_engine::knobs::KNOBS
+            .iter()
+            .filter_map(|k| KnobId::from_name(k.name).map(|id| (k.name.to_string(), now.get(id))))
+            .collect()
+    }
+
+    fn levels(&self) -> Option<Vec<f64>> {
+        Some(
+            self.meters
+                .levels()
+                .iter()
+                .flat_map(|l| [l.peak_dbfs, l.rms_dbfs])
+                .collect(),
+        )
     }
 }
 

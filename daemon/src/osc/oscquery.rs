@@ -12,7 +12,8 @@
 //!   [`OscQueryServer::set_allowed_networks`]).
 //!
 //! The static part (types, ranges, docs) is generated once by the osc-schema OSCQuery
-//! generator; each request clones it and fills `VALUE` from [`KnobValues`].
+//! generator; each request clones it and fills `VALUE` from [`KnobValues`]: each knob's
+//! value, and the output's levels at `/meter` (read-only, `ACCESS` 1).
 //!
 //! HTTP is served by `oscquery::http`, a small server of our own on a std `TcpListener` (requests
 //! parsed by `httparse`), under the limits of [`latentd_osc_schema::oscquery_http`]: request
@@ -33,7 +34,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use latentd_osc_schema::Schema;
-use latentd_osc_schema::generate::oscquery;
+use latentd_osc_schema::generate::{METER_PATH, oscquery};
 pub use latentd_osc_schema::oscquery_http::{DEFAULT_PORT as DEFAULT_OSCQUERY_PORT, MAX_URL_BYTES};
 use serde_json::{Map, Value, json};
 
@@ -57,11 +58,17 @@ const ATTRIBUTES: &[&str] = &[
     "OVERLOADS",
 ];
 
-/// Where the current knob values come from (the daemon's knob store).
+/// Where the current values come from (the daemon's knob store and meters).
 pub trait KnobValues: Send + Sync + 'static {
     /// `(knob name, value)` for every knob; names the schema does not know are ignored, and
     /// a knob left out is served without `VALUE`.
     fn knob_values(&self) -> Vec<(String, f64)>;
+
+    /// The output's levels in `/meter`'s argument order (dBFS); `None` (the default)
+    /// serves `/meter` without `VALUE`.
+    fn levels(&self) -> Option<Vec<f64>> {
+        None
+    }
 }
 
 impl<F> KnobValues for F
@@ -277,10 +284,18 @@ impl Namespace {
                 current[index] = Some(value);
             }
         }
+        let mut levels = None;
         visit_leaves(node, &mut |leaf| {
             let Some(path) = leaf.get("FULL_PATH").and_then(Value::as_str) else {
                 return;
             };
+            if path == METER_PATH {
+                match levels.get_or_insert_with(|| self.values.levels()) {
+                    Some(values) => leaf.insert("VALUE".into(), json!(values)),
+                    None => leaf.remove("VALUE"),
+                };
+                return;
+            }
             let Some(name) = path.strip_prefix("/knob/") else {
                 return;
             };
