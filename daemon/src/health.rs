@@ -173,6 +173,11 @@ impl Alarms {
         }
     }
 
+    /// Playing time since the output was last above the silence threshold.
+    pub fn silent_for(&self) -> Duration {
+        self.silent_for
+    }
+
     /// The clip threshold as a linear magnitude (what the meters count against).
     pub fn clip_linear(&self) -> f32 {
         Level::linear(self.config.clip_dbfs) as f32
@@ -282,6 +287,9 @@ pub struct HealthState {
     raised: Mutex<Vec<(AlarmKind, String)>>,
     /// Bumped at every change, so the serve loop refreshes `STATUS=` at once.
     changes: AtomicU64,
+    /// Seconds of playing below the silence threshold so far (0 once a channel is above
+    /// it or the transport pauses), `f64` bits.
+    silent_s: AtomicU64,
 }
 
 impl HealthState {
@@ -291,6 +299,7 @@ impl HealthState {
             action,
             raised: Mutex::new(Vec::new()),
             changes: AtomicU64::new(0),
+            silent_s: AtomicU64::new(0),
         }
     }
 
@@ -305,6 +314,11 @@ impl HealthState {
             raised.push((event.kind, event.detail.clone()));
         }
         self.changes.fetch_add(1, Ordering::Release);
+    }
+
+    /// Seconds the output has been below `silence_dbfs` while playing (0 when it is not).
+    pub fn silent_s(&self) -> f64 {
+        f64::from_bits(self.silent_s.load(Ordering::Relaxed))
     }
 
     /// Changes so far (any change means `STATUS=` is stale).
@@ -412,6 +426,10 @@ fn run(parts: HealthParts, stopped: mpsc::Receiver<()>) {
         for event in alarms.update(parts.meters.totals(), playing, now) {
             report(&parts, &event);
         }
+        parts.state.silent_s.store(
+            alarms.silent_for().as_secs_f64().to_bits(),
+            Ordering::Relaxed,
+        );
         let wake = next_meter.map_or(now + HEALTH_TICK, |due| due.min(now + HEALTH_TICK));
         match stopped.recv_timeout(wake.saturating_duration_since(Instant::now())) {
             Err(RecvTimeoutError::Timeout) => {}

@@ -10,6 +10,7 @@ pub mod engine_select;
 pub mod health;
 pub mod load;
 pub mod logging;
+pub mod metrics;
 pub mod osc;
 pub mod preflight;
 pub mod presets;

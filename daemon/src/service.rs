@@ -56,6 +56,7 @@ use crate::control::{ControlHandler, DaemonEngine, Dispatcher, StatusSources, pa
 use crate::engine_select::{ChosenModel, ModelFaults, ModelHealth};
 use crate::health::{HealthParts, HealthState, HealthThread};
 use crate::load::{LoadError, load_wav_or_stop};
+use crate::metrics::{Metrics, MetricsSources};
 use crate::osc::oscquery::{KnobValues, OscQueryConfig, OscQueryServer};
 use crate::osc::{DEFAULT_MAX_SUBSCRIBERS, OscConfig, OscServer, Subscribers};
 use crate::presets::{PresetLibrary, presets_dir};
@@ -398,6 +399,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         handler,
     )
     .map_err(|e| startup(&format!("OSC on {}: {e}", settings.osc_bind)))?;
+    let health_state = Arc::new(HealthState::new(settings.health.action));
     let oscquery = if settings.oscquery_port == 0 {
         None
     } else {
@@ -405,6 +407,11 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
             knobs: Arc::clone(&knobs),
             ring: ring_handle.clone(),
             meters: Arc::clone(&meters),
+            metrics: Metrics::new(MetricsSources {
+                dispatcher: Arc::clone(&dispatcher),
+                engine: Arc::clone(&engine),
+                health: Arc::clone(&health_state),
+            }),
         };
         let config = OscQueryConfig {
             bind: std::net::SocketAddr::new(settings.osc_bind.ip(), settings.oscquery_port),
@@ -427,7 +434,6 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
             .unwrap_or_else(|| "off".into())
     );
 
-    let health_state = Arc::new(HealthState::new(settings.health.action));
     let health = HealthThread::spawn(HealthParts {
         meters: Arc::clone(&meters),
         subscribers: subscribers.clone(),
@@ -594,11 +600,13 @@ fn serve(
     }
 }
 
-/// What OSCQuery shows live: the knob store's values and the output's levels.
+/// What the OSCQuery HTTP port serves live: the knob store's values, the output's levels
+/// and the Prometheus metrics.
 struct LiveValues {
     knobs: Arc<KnobStore>,
     ring: latentd_engine::RingHandle,
     meters: Arc<crate::audio::Meters>,
+    metrics: Metrics,
 }
 
 impl KnobValues for LiveValues {
@@ -609,6 +617,10 @@ impl KnobValues for LiveValues {
             .iter()
             .filter_map(|k| KnobId::from_name(k.name).map(|id| (k.name.to_string(), now.get(id))))
             .collect()
+    }
+
+    fn metrics(&self) -> Option<String> {
+        Some(self.metrics.encode())
     }
 
     fn levels(&self) -> Option<Vec<f64>> {

@@ -7,6 +7,7 @@
 //!   node exists but has no such attribute (`/status?VALUE`: write-only), 400 for an attribute
 //!   OSCQuery does not define.
 //! - `GET /?HOST_INFO`: `NAME`, `OSC_PORT`, `OSC_TRANSPORT`, `EXTENSIONS`.
+//! - `GET /metrics`: the daemon's Prometheus metrics ([`crate::metrics`]), same allowlist.
 //! - 404 for an unknown path, 405 for methods other than GET and HEAD, 403 for peers outside
 //!   the allowlist (the same rule as the OSC server; a reload swaps it,
 //!   [`OscQueryServer::set_allowed_networks`]).
@@ -41,6 +42,10 @@ use serde_json::{Map, Value, json};
 use self::http::{Handler, HttpServer, Request, Response};
 use super::{Allowlist, Cidr, SharedAllowlist};
 
+/// Where the daemon's Prometheus metrics are served ([`crate::metrics`]), beside the
+/// namespace (no OSC address is named so).
+pub const METRICS_PATH: &str = "/metrics";
+
 /// Attributes a node may be asked for with `?NAME`.
 const ATTRIBUTES: &[&str] = &[
     "FULL_PATH",
@@ -67,6 +72,11 @@ pub trait KnobValues: Send + Sync + 'static {
     /// The output's levels in `/meter`'s argument order (dBFS); `None` (the default)
     /// serves `/meter` without `VALUE`.
     fn levels(&self) -> Option<Vec<f64>> {
+        None
+    }
+    /// The `GET /metrics` answer (OpenMetrics text, [`crate::metrics`]); `None` (the
+    /// default) answers 404.
+    fn metrics(&self) -> Option<String> {
         None
     }
 }
@@ -223,6 +233,9 @@ struct Namespace {
 
 impl Handler for Namespace {
     fn respond(&self, request: &Request<'_>) -> Response {
+        if request.target.split('?').next() == Some(METRICS_PATH) {
+            return self.metrics(request.method);
+        }
         let answer = match request.method {
             "GET" | "HEAD" => self.answer(request.target),
             _ => Answer::error(405, "only GET and HEAD are served\n"),
@@ -245,6 +258,23 @@ impl Handler for Namespace {
 }
 
 impl Namespace {
+    /// Answer a request for [`METRICS_PATH`].
+    fn metrics(&self, method: &str) -> Response {
+        if !matches!(method, "GET" | "HEAD") {
+            let mut response = Response::text(405, "only GET and HEAD are served\n");
+            response.headers.push(("Allow", "GET, HEAD"));
+            return response;
+        }
+        match self.values.metrics() {
+            Some(text) => Response {
+                status: 200,
+                headers: vec![("Content-Type", crate::metrics::CONTENT_TYPE)],
+                body: text.into_bytes(),
+            },
+            None => Response::text(404, "no metrics here\n"),
+        }
+    }
+
     /// Answer `GET url`.
     fn answer(&self, url: &str) -> Answer {
         if url.len() > MAX_URL_BYTES {
