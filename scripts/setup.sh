@@ -48,6 +48,14 @@ if ! python3 -c "import pythonosc" 2>/dev/null; then
     pip_install python-osc
 fi
 
+# prometheus_client: its OpenMetrics parser reads the daemon's GET /metrics in the metrics
+# test (an independent parser of what prometheus-client encodes).
+prom_version=0.26.0
+if ! python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('prometheus_client') != '$prom_version')" 2>/dev/null; then
+    echo "setup: installing prometheus_client==$prom_version (pip)" >&2
+    pip_install "prometheus_client==$prom_version"
+fi
+
 # onnx + numpy: tools/bundles/make_test_bundle.py writes the test model bundles with them
 # (the bundle tests run it).
 onnx_version=1.23.2

@@ -2,8 +2,9 @@
 //! tone in the ring reaches a second JACK client at its frequency and level, the output
 //! reports the server's format, and the ring advances by the ratio of the two rates.
 //!
-//! Every process callback here (latentd's through `PeriodProcessor`, the capture's
-//! explicitly) runs under `assert_no_alloc`, which aborts the binary on an allocation.
+//! Every process callback here (latentd's through `PeriodProcessor`, metering what it
+//! plays, the capture's explicitly) runs under `assert_no_alloc`, which aborts the binary
+//! on an allocation; the meters read the tone's level.
 //!
 //! Threading: as in `jack_playback.rs`, libjack finds the private server through the
 //! process-wide `JACK_DEFAULT_SERVER`, so every test holds a [`JackSession`] (one at a
@@ -132,6 +133,7 @@ fn tone_at_48_khz_plays_at_44_1_khz(period: usize) {
     assert_eq!(processor.rates(), rates);
     let latency = processor.conversion_latency_frames();
     let stats = processor.stats();
+    let meters = processor.meters();
     let running = Box::new(output).start(processor).expect("starting");
 
     // Half a second of the server's frames.
@@ -157,6 +159,15 @@ fn tone_at_48_khz_plays_at_44_1_khz(period: usize) {
         residual < LEVEL * 1e-3,
         "residual {residual}: not a clean tone"
     );
+    // The callback's meters heard the same tone on both channels.
+    for (peak, _) in meters.linear() {
+        assert!((f64::from(peak) - LEVEL).abs() < 0.01, "meter peak {peak}");
+    }
+    let totals = meters.totals();
+    assert_eq!(totals.periods, stats.callbacks);
+    for rms in totals.rms_since(&Default::default()).unwrap() {
+        assert!((rms - LEVEL / 2f64.sqrt()).abs() < 0.01, "meter rms {rms}");
+    }
     assert_eq!(stats.max_period_frames, period as u64);
     assert_eq!(stats.frames, stats.callbacks * period as u64);
     assert_eq!(handle.counters().torn_reads, 0);

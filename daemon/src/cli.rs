@@ -22,6 +22,7 @@ use serde::Deserialize;
 use crate::audio::select::BackendChoice;
 use crate::config::{ConfigFile, default_config_path, read_config};
 use crate::control::param_specs;
+use crate::health::HealthConfig;
 use crate::logging::LogTarget;
 use crate::osc::{Cidr, DEFAULT_PORT};
 
@@ -244,6 +245,8 @@ pub struct Settings {
     pub knobs: Vec<(KnobId, f64)>,
     /// Lead and repatch settings.
     pub lead: LeadConfig,
+    /// Silence and clip alarms.
+    pub health: HealthConfig,
     /// State file.
     pub state_path: PathBuf,
     /// The config file read, if any (SIGHUP re-reads it).
@@ -453,6 +456,11 @@ fn merge(
         model,
         knobs: start_knobs(&file.engine.knobs, &cli.knobs)?,
         lead: lead(file.lead, cli.no_repatch)?,
+        health: file
+            .health
+            .validate()
+            .map(|()| file.health)
+            .map_err(|e| SettingsError(format!("config section [health]: {e}")))?,
         state_path: state_path(cli.state.or(file.state.path))?,
         config_path,
     })
@@ -728,13 +736,14 @@ impl Settings {
             .collect::<Vec<_>>()
             .join(", ");
         let lead = toml::to_string(&self.lead).unwrap_or_default();
+        let health = toml::to_string(&self.health).unwrap_or_default();
         format!(
             "# effective settings{}\n\
              [audio]\nbackend = \"{}\"\nclient_name = {:?}\nautoconnect = {}\nrate = {}\n\
              period = {}\n\n[source]\n{}\nloop_seconds = {}\n\n[record]\n{}\n\n\
              [osc]\nbind = \"{}\"\nallowlist = [{allow}]\noscquery_port = {}\n\n\
              [media]\nfolder = {:?}\n\n[engine]\nbackend = \"{}\"\nprompt = {:?}\nprompt_b = {:?}\n\
-             knobs = {{ {knobs} }}\n\n[model]\n{}\n{}\nthreads = {}\nep = [{}]\n\n[lead]\n{lead}\n[state]\npath = {:?}\n\n\
+             knobs = {{ {knobs} }}\n\n[model]\n{}\n{}\nthreads = {}\nep = [{}]\n\n[lead]\n{lead}\n[health]\n{health}\n[state]\npath = {:?}\n\n\
              [log]\nlevel = \"{}\"\ntarget = \"{}\"\n",
             match &self.config_path {
                 Some(p) => format!(" (from {})", p.display()),

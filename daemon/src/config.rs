@@ -31,6 +31,11 @@
 //! [lead]                   # see docs/operations.md; field names as in LeadConfig
 //! gain = 1.6
 //! repatch = true
+//! [health]                # silence and clip alarms, see docs/operations.md
+//! silence_dbfs = -60.0     # every channel's RMS below this ...
+//! silence_s = 10.0         # ... for this long while playing: silence alarm
+//! clip_dbfs = -0.1         # a sample at or above this: clip alarm
+//! action = "notify"        # log | notify (push /alarm) | restart (also stop watchdog pings)
 //! [state]
 //! path = "/var/lib/latentd/state.json"
 //! [log]
@@ -52,6 +57,7 @@ use serde::Deserialize;
 
 use crate::audio::select::BackendChoice;
 use crate::cli::{LogLevel, SettingsError};
+use crate::health::HealthConfig;
 
 /// `[audio]`.
 #[derive(Debug, Default, Deserialize)]
@@ -151,6 +157,8 @@ pub struct ConfigFile {
     pub(crate) model: ModelSection,
     #[serde(default)]
     pub(crate) lead: LeadConfig,
+    #[serde(default)]
+    pub(crate) health: HealthConfig,
     #[serde(default)]
     pub(crate) state: StateSection,
     #[serde(default)]

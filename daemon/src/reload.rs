@@ -178,6 +178,7 @@ pub fn changed_until_restart(running: &Settings, new: &Settings) -> Vec<&'static
         "engine.prompt",
     );
     check(running.state_path != new.state_path, "state.path");
+    check(running.health != new.health, "health");
     changed
 }
 

@@ -4,7 +4,8 @@
 //! Start: validate inputs → state file → model, knobs, conditioning (the saved session over
 //! the config) → output (its period sizes the ring's guard; the ring runs at the model's
 //! rate and the callback converts to the output's) → ring → engine thread →
-//! record tap → output running → encoder thread, OSC, OSCQuery → memory locked → `READY=1`
+//! record tap → output running → encoder thread, OSC, OSCQuery → health thread (meters,
+//! alarms: [`crate::health`]) → memory locked → `READY=1`
 //! (only now: the output plays and the sockets are bound) → watchdog.
 //! Serve: SIGHUP reloads the config (`RELOADING=1` … `READY=1`, see [`crate::reload`]),
 //! applying what can change live (log level, OSC allowlist, knob defaults, lead settings)
@@ -14,7 +15,7 @@
 //! run that failed or gave NaN / Inf; at most one line per [`MODEL_FAULT_LOG_EVERY`], with
 //! the count), which the `STATUS=` line also carries.
 //! Stop (SIGINT, SIGTERM and the other stop signals of [`crate::signals`]): watchdog pings
-//! end, `STOPPING=1`, fade to silence, close OSC, finish the queued jobs, save the state,
+//! end, `STOPPING=1`, the health thread ends, fade to silence, close OSC, finish the queued jobs, save the state,
 //! stop the engine and the output, print the counters.
 //!
 //! SIGUSR1 writes the engine's trace as JSON lines beside the state file. Every other signal
@@ -53,8 +54,10 @@ use crate::control::jobs::{JobContext, JobWorker};
 use crate::control::session::Session;
 use crate::control::{ControlHandler, DaemonEngine, Dispatcher, StatusSources, param_specs};
 use crate::engine_select::{ChosenModel, ModelFaults, ModelHealth};
+use crate::health::{HealthParts, HealthState, HealthThread};
 use crate::load::{LoadError, load_wav_or_stop};
-use crate::osc::oscquery::{OscQueryConfig, OscQueryServer};
+use crate::metrics::{Metrics, MetricsSources};
+use crate::osc::oscquery::{KnobValues, OscQueryConfig, OscQueryServer};
 use crate::osc::{DEFAULT_MAX_SUBSCRIBERS, OscConfig, OscServer, Subscribers};
 use crate::presets::{PresetLibrary, presets_dir};
 use crate::record::Recorder;
@@ -329,6 +332,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         );
     }
     let output_stats = processor.stats();
+    let meters = processor.meters();
     let fade = processor.fade();
     // The supervisor keeps the output alive: a JACK server that goes away is retried with
     // backoff and our ports and connections come back with it; the ring plays on.
@@ -373,6 +377,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         presets,
         StatusSources {
             output: Arc::clone(&output_stats),
+            meters: Arc::clone(&meters),
             backend: if generate {
                 backend_name
             } else {
@@ -395,22 +400,19 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         handler,
     )
     .map_err(|e| startup(&format!("OSC on {}: {e}", settings.osc_bind)))?;
+    let health_state = Arc::new(HealthState::new(settings.health.action));
     let oscquery = if settings.oscquery_port == 0 {
         None
     } else {
-        let values_knobs = Arc::clone(&knobs);
-        let values_ring = ring_handle.clone();
-        let values = move || {
-            // The values sounding now (mid-glide, the passing ones).
-            let now = values_knobs
-                .current()
-                .at(values_ring.playhead_and_clock().1);
-            latentd_engine::knobs::KNOBS
-                .iter()
-                .filter_map(|k| {
-                    KnobId::from_name(k.name).map(|id| (k.name.to_string(), now.get(id)))
-                })
-                .collect::<Vec<_>>()
+        let values = LiveValues {
+            knobs: Arc::clone(&knobs),
+            ring: ring_handle.clone(),
+            meters: Arc::clone(&meters),
+            metrics: Metrics::new(MetricsSources {
+                dispatcher: Arc::clone(&dispatcher),
+                engine: Arc::clone(&engine),
+                health: Arc::clone(&health_state),
+            }),
         };
         let config = OscQueryConfig {
             bind: std::net::SocketAddr::new(settings.osc_bind.ip(), settings.oscquery_port),
@@ -433,13 +435,22 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
             .unwrap_or_else(|| "off".into())
     );
 
+    let health = HealthThread::spawn(HealthParts {
+        meters: Arc::clone(&meters),
+        subscribers: subscribers.clone(),
+        ring: ring_handle.clone(),
+        config: settings.health,
+        state: Arc::clone(&health_state),
+    })
+    .map_err(|e| startup(&format!("health thread: {e}")))?;
+
     lock_memory();
     if let Err(e) = notifier.ready() {
         log::warn!("sd_notify READY: {e}");
     }
     let watchdog = match watchdog_timeout_from_env() {
         Some(timeout) => Some(
-            WatchdogSupervisor::spawn(
+            WatchdogSupervisor::spawn_with_veto(
                 notifier.clone(),
                 ping_interval(timeout),
                 vec![
@@ -450,6 +461,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
                     ),
                     Watched::from_source("audio", output_stats.clone(), timeout / 2),
                 ],
+                Some(Arc::clone(&health_state) as Arc<dyn crate::systemd::Veto>),
             )
             .map_err(|e| (EXIT_RUNTIME, format!("watchdog: {e}")))?,
         ),
@@ -467,6 +479,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
             oscquery: oscquery.as_ref(),
         },
         &model_health,
+        &health_state,
         settings,
         args,
     );
@@ -476,6 +489,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         w.stop();
     }
     let _ = notifier.stopping();
+    health.stop();
     stop_audio(&fade);
     osc.shutdown();
     drop(oscquery);
@@ -507,7 +521,8 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Serve until SIGINT or SIGTERM: reload on SIGHUP, refresh `STATUS=`, report engine
+/// Serve until SIGINT or SIGTERM: reload on SIGHUP, refresh `STATUS=` (at once when a health
+/// alarm rises or clears), report engine
 /// panics (the engine catches them and restarts its pipeline; the ring keeps playing) and
 /// runtime model faults (rate-limited, see [`ModelFaultLog`]).
 fn serve(
@@ -515,10 +530,12 @@ fn serve(
     notifier: &Notifier,
     live: &LiveParts<'_>,
     model_health: &ModelHealth,
+    health: &HealthState,
     settings: &Settings,
     args: Vec<OsString>,
 ) {
     let (dispatcher, engine) = (live.dispatcher, live.engine);
+    let mut health_seen = health.changes();
     let mut running = settings.clone();
     let mut last_status = Instant::now() - STATUS_EVERY;
     let mut last_backend = String::new();
@@ -529,7 +546,10 @@ fn serve(
     loop {
         dispatcher.push_status_changes(&mut pushed_status);
         dispatcher.push_knob_motion();
-        if last_status.elapsed() >= STATUS_EVERY {
+        // An alarm that rose or cleared shows in STATUS= at once.
+        let health_now = health.changes();
+        if last_status.elapsed() >= STATUS_EVERY || health_now != health_seen {
+            health_seen = health_now;
             let s = dispatcher.status_report();
             if s.backend != last_backend {
                 // A GPU failure shows here: the backend becomes "builtin-cpu (fallback ...)".
@@ -544,14 +564,15 @@ fn serve(
                 format!("output {} (the engine keeps its state)", s.output)
             };
             let _ = notifier.status(&format!(
-                "{output} {:.1}/{:.1} s, {:.0} ticks/s, lead {:.2} s, xruns {}, late {}{}",
+                "{output} {:.1}/{:.1} s, {:.0} ticks/s, lead {:.2} s, xruns {}, late {}{}{}",
                 s.playhead_s,
                 s.loop_s,
                 s.ticks_per_s,
                 s.lead_s,
                 s.xruns,
                 s.late_landings,
-                ModelFaultLog::status_suffix(&model_health())
+                ModelFaultLog::status_suffix(&model_health()),
+                health.status_suffix()
             ));
             last_status = Instant::now();
         }
@@ -577,6 +598,40 @@ fn serve(
             }
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What the OSCQuery HTTP port serves live: the knob store's values, the output's levels
+/// and the Prometheus metrics.
+struct LiveValues {
+    knobs: Arc<KnobStore>,
+    ring: latentd_engine::RingHandle,
+    meters: Arc<crate::audio::Meters>,
+    metrics: Metrics,
+}
+
+impl KnobValues for LiveValues {
+    fn knob_values(&self) -> Vec<(String, f64)> {
+        // The values sounding now (mid-glide, the passing ones).
+        let now = self.knobs.current().at(self.ring.playhead_and_clock().1);
+        latentd_engine::knobs::KNOBS
+            .iter()
+            .filter_map(|k| KnobId::from_name(k.name).map(|id| (k.name.to_string(), now.get(id))))
+            .collect()
+    }
+
+    fn metrics(&self) -> Option<String> {
+        Some(self.metrics.encode())
+    }
+
+    fn levels(&self) -> Option<Vec<f64>> {
+        Some(
+            self.meters
+                .levels()
+                .iter()
+                .flat_map(|l| [l.peak_dbfs, l.rms_dbfs])
+                .collect(),
+        )
     }
 }
 

@@ -4,8 +4,9 @@
 //! Protocol (sd_notify(3)): `READY=1` once the output runs and the OSC sockets are bound;
 //! `STATUS=` lines with a short live summary; `RELOADING=1` together with `MONOTONIC_USEC=`
 //! when a reload starts, then `READY=1` when it is done; `STOPPING=1` when shutdown starts;
-//! `WATCHDOG=1` every half `WATCHDOG_USEC`, but only while every watched thread is alive, so
-//! a hung engine or a dead audio callback gets the service restarted.
+//! `WATCHDOG=1` every half `WATCHDOG_USEC`, but only while every watched thread is alive and
+//! no [`Veto`] holds, so a hung engine, a dead audio callback or a health alarm whose action
+//! is `restart` gets the service restarted.
 //!
 //! Threading: a [`Notifier`] is a cheap clone around one unbound datagram socket and may be
 //! used from any non-realtime thread. [`Heartbeat::beat`] is realtime-safe (one relaxed load
@@ -175,6 +176,13 @@ impl Liveness for OutputStats {
     }
 }
 
+/// Something that may withhold the watchdog pings although every thread is alive (a health
+/// alarm whose action is `restart`).
+pub trait Veto: Send + Sync {
+    /// Why pings are withheld now; `None` lets them go.
+    fn withhold(&self) -> Option<String>;
+}
+
 /// One thread the supervisor watches.
 #[derive(Clone)]
 pub struct Watched {
@@ -228,6 +236,16 @@ impl WatchdogSupervisor {
         interval: Duration,
         watched: Vec<Watched>,
     ) -> io::Result<Self> {
+        Self::spawn_with_veto(notifier, interval, watched, None)
+    }
+
+    /// [`spawn`](Self::spawn), with pings also withheld while `veto` says so.
+    pub fn spawn_with_veto(
+        notifier: Notifier,
+        interval: Duration,
+        watched: Vec<Watched>,
+        veto: Option<Arc<dyn Veto>>,
+    ) -> io::Result<Self> {
         if interval.is_zero() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -239,7 +257,7 @@ impl WatchdogSupervisor {
         let thread_shared = Arc::clone(&shared);
         let thread = thread::Builder::new()
             .name("watchdog".into())
-            .spawn(move || supervise(notifier, interval, watched, stop_rx, thread_shared))?;
+            .spawn(move || supervise(notifier, interval, watched, veto, stop_rx, thread_shared))?;
         Ok(Self {
             stop: Some(stop),
             thread: Some(thread),
@@ -293,9 +311,11 @@ fn supervise(
     notifier: Notifier,
     interval: Duration,
     watched: Vec<Watched>,
+    veto: Option<Arc<dyn Veto>>,
     stop: mpsc::Receiver<()>,
     shared: Arc<SupervisorShared>,
 ) {
+    let mut vetoed = false;
     let started = Instant::now();
     let mut tracked: Vec<Tracked> = watched
         .into_iter()
@@ -310,7 +330,15 @@ fn supervise(
     loop {
         let now = Instant::now();
         if now >= next_check {
-            if check(&mut tracked, now, &shared) {
+            let alive = check(&mut tracked, now, &shared);
+            let withheld = veto.as_ref().and_then(|v| v.withhold());
+            match (&withheld, vetoed) {
+                (Some(why), false) => log::error!("{why}: withholding watchdog pings"),
+                (None, true) => log::warn!("watchdog pings resume: no alarm withholds them"),
+                _ => {}
+            }
+            vetoed = withheld.is_some();
+            if alive && !vetoed {
                 match notifier.watchdog() {
                     Ok(()) => {
                         shared.pings.fetch_add(1, Ordering::Relaxed);

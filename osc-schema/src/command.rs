@@ -81,6 +81,9 @@ pub enum Command {
     Status,
     /// Subscribe (true) or unsubscribe (false) the sender.
     Notify(bool),
+    /// Push `/meter` to the sender this many times a second (0: stop); 0 or within
+    /// 1..=[`crate::limits::METER_MAX_HZ`].
+    NotifyMeter(f64),
     /// Reply `/synced id` once earlier asynchronous commands completed.
     Sync(i32),
     /// Reply `/version.reply`.
@@ -138,6 +141,7 @@ impl Command {
             Command::Seek { .. } => "/transport/seek",
             Command::Status => "/status",
             Command::Notify(_) => "/notify",
+            Command::NotifyMeter(_) => "/notify/meter",
             Command::Sync(_) => "/sync",
             Command::Version => "/version",
             Command::PresetSave { .. } => "/preset/save",

@@ -316,6 +316,17 @@ impl Schema {
                     ));
                 }
             },
+            Route::NotifyMeter => {
+                let hz = number(1, &spec.args[0], &args[0])?;
+                let max = crate::limits::METER_MAX_HZ;
+                if hz != 0.0 && !(1.0..=max).contains(&hz) {
+                    return Err(format!(
+                        "argument 1 (hz) must be 0 (stop) or 1 to {max} pushes per second; \
+                         got {hz}"
+                    ));
+                }
+                Command::NotifyMeter(hz)
+            }
             Route::Sync => match &args[0] {
                 OscType::Int(id) => Command::Sync(*id),
                 other => {

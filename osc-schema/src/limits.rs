@@ -39,6 +39,9 @@ pub const MAX_SUBSCRIBERS: usize = 32;
 /// send `/notify 1` again to renew it. A TCP subscription lasts as long as its connection.
 pub const UDP_SUBSCRIPTION_LEASE: Duration = Duration::from_secs(300);
 
+/// Fastest `/meter` push a client may ask for with `/notify/meter <hz>`, per second.
+pub const METER_MAX_HZ: f64 = 30.0;
+
 /// Most timed bundles waiting at once (all clients).
 pub const MAX_TIMED_BUNDLES: usize = 1024;
 /// Most timed bundles waiting at once from one client IP address.

@@ -112,33 +112,119 @@ pub struct StatusReport {
     pub output: String,
     /// Times the output came back after a loss.
     pub output_reconnects: u64,
+    /// Last period's levels, one per output channel.
+    pub levels: [Level; METER_CHANNELS],
+}
+
+/// Output channels the meters report (`/meter`, `/status.reply`): latentd plays stereo.
+pub const METER_CHANNELS: usize = 2;
+
+/// One output channel's level over the last period, in dBFS (0 is full scale).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Level {
+    /// Largest sample magnitude, dBFS.
+    pub peak_dbfs: f64,
+    /// Root mean square, dBFS.
+    pub rms_dbfs: f64,
+}
+
+impl Level {
+    /// What silence reads as: levels are never reported below this, in dBFS.
+    pub const FLOOR_DBFS: f64 = -120.0;
+
+    /// Silence.
+    pub const SILENT: Level = Level {
+        peak_dbfs: Level::FLOOR_DBFS,
+        rms_dbfs: Level::FLOOR_DBFS,
+    };
+
+    /// A linear amplitude (1.0 is full scale) in dBFS, never below [`Level::FLOOR_DBFS`].
+    pub fn dbfs(linear: f64) -> f64 {
+        let db = 20.0 * linear.abs().log10();
+        if db.is_nan() {
+            Level::FLOOR_DBFS
+        } else {
+            db.max(Level::FLOOR_DBFS)
+        }
+    }
+
+    /// dBFS back to a linear amplitude.
+    pub fn linear(dbfs: f64) -> f64 {
+        10f64.powf(dbfs / 20.0)
+    }
+
+    /// A level from a linear peak and RMS.
+    pub fn from_linear(peak: f64, rms: f64) -> Level {
+        Level {
+            peak_dbfs: Level::dbfs(peak),
+            rms_dbfs: Level::dbfs(rms),
+        }
+    }
+}
+
+/// The level arguments as `/meter` and the end of `/status.reply` carry them: per channel,
+/// `f peak_dbfs, f rms_dbfs`.
+fn level_args(levels: &[Level]) -> impl Iterator<Item = OscType> + '_ {
+    levels.iter().flat_map(|l| {
+        [
+            OscType::Float(l.peak_dbfs as f32),
+            OscType::Float(l.rms_dbfs as f32),
+        ]
+    })
+}
+
+/// The names of the level arguments in wire order: `peak_dbfs_1, rms_dbfs_1, peak_dbfs_2,
+/// ...` (channels counted from 1, as the JACK ports `out_1`, `out_2`).
+pub fn level_arg_names() -> Vec<String> {
+    (1..=METER_CHANNELS)
+        .flat_map(|c| [format!("peak_dbfs_{c}"), format!("rms_dbfs_{c}")])
+        .collect()
+}
+
+/// `/meter f peak_dbfs_1, f rms_dbfs_1, f peak_dbfs_2, f rms_dbfs_2`: pushed to the clients
+/// that asked with `/notify/meter <hz>`.
+pub fn meter(levels: &[Level]) -> OscPacket {
+    message("/meter", level_args(levels).collect())
+}
+
+/// `/alarm s kind, i raised, s detail`: a silence or clip alarm was raised (1) or cleared
+/// (0); pushed to `/notify` subscribers.
+pub fn alarm(kind: &str, raised: bool, detail: &str) -> OscPacket {
+    message(
+        "/alarm",
+        vec![
+            OscType::String(kind.to_string()),
+            OscType::Int(i32::from(raised)),
+            OscType::String(detail.to_string()),
+        ],
+    )
 }
 
 /// `/status.reply s backend, i sample_rate, i period_frames, f playhead_s, f loop_s,
 /// f ticks_per_s, f tick_ms_p50, f lead_s, i xruns, i late_landings, f last_knob_to_ear_ms,
-/// i engine_restarts, s output, i output_reconnects` (counters saturate at i32::MAX; -1
-/// stands for "not measured").
+/// i engine_restarts, s output, i output_reconnects, f peak_dbfs_1, f rms_dbfs_1,
+/// f peak_dbfs_2, f rms_dbfs_2` (counters saturate at i32::MAX; -1 stands for "not
+/// measured"; levels as in [`meter`]).
 pub fn status_reply(s: &StatusReport) -> OscPacket {
     let int = |v: u64| OscType::Int(i32::try_from(v).unwrap_or(i32::MAX));
-    message(
-        "/status.reply",
-        vec![
-            OscType::String(s.backend.clone()),
-            int(u64::from(s.sample_rate)),
-            int(u64::from(s.period_frames)),
-            OscType::Float(s.playhead_s as f32),
-            OscType::Float(s.loop_s as f32),
-            OscType::Float(s.ticks_per_s as f32),
-            OscType::Float(s.tick_ms_p50 as f32),
-            OscType::Float(s.lead_s as f32),
-            int(s.xruns),
-            int(s.late_landings),
-            OscType::Float(s.last_knob_to_ear_ms.map_or(-1.0, |v| v as f32)),
-            int(s.engine_restarts),
-            OscType::String(s.output.clone()),
-            int(s.output_reconnects),
-        ],
-    )
+    let mut args = vec![
+        OscType::String(s.backend.clone()),
+        int(u64::from(s.sample_rate)),
+        int(u64::from(s.period_frames)),
+        OscType::Float(s.playhead_s as f32),
+        OscType::Float(s.loop_s as f32),
+        OscType::Float(s.ticks_per_s as f32),
+        OscType::Float(s.tick_ms_p50 as f32),
+        OscType::Float(s.lead_s as f32),
+        int(s.xruns),
+        int(s.late_landings),
+        OscType::Float(s.last_knob_to_ear_ms.map_or(-1.0, |v| v as f32)),
+        int(s.engine_restarts),
+        OscType::String(s.output.clone()),
+        int(s.output_reconnects),
+    ];
+    args.extend(level_args(&s.levels));
+    message("/status.reply", args)
 }
 
 /// `/version.reply <name> <version>`.

@@ -37,6 +37,8 @@ pub enum Route {
     Status,
     /// `/notify`
     Notify,
+    /// `/notify/meter`
+    NotifyMeter,
     /// `/sync`
     Sync,
     /// `/version`
@@ -380,7 +382,8 @@ pub const ADDRESSES: &[AddressSpec] = &[
         timing: Timing::Immediate,
         reply: "`/status.reply s backend, i sample_rate, i period_frames, f playhead_s, \
                 f loop_s, f ticks_per_s, f tick_ms_p50, f lead_s, i xruns, i late_landings, \
-                f last_knob_to_ear_ms, i engine_restarts, s output, i output_reconnects` \
+                f last_knob_to_ear_ms, i engine_restarts, s output, i output_reconnects, \
+                f peak_dbfs_1, f rms_dbfs_1, f peak_dbfs_2, f rms_dbfs_2` \
                 (`last_knob_to_ear_ms` is -1 until measured)",
         doc: "Report engine and output health. `sample_rate` is the engine's and the loop's \
               rate (48000 for the built-in model), the one `playhead_s` and `loop_s` are \
@@ -391,8 +394,10 @@ pub const ADDRESSES: &[AddressSpec] = &[
               engine caught while the loop kept playing; the log names each. `output` is \
               `running`, `lost` (its audio server went away; the engine keeps its state) or \
               `reconnecting` (attempts to reopen it have failed so far; they go on with \
-              backoff); `output_reconnects` counts its returns. Subscribers (`/notify`) \
-              are pushed a `/status.reply` whenever `backend`, `output` or \
+              backoff); `output_reconnects` counts its returns. The last four are the \
+              output's levels over its last period, per channel (`_1` is `out_1`, the \
+              left): peak and RMS in dBFS, -120 for silence (as `/meter`). Subscribers \
+              (`/notify`) are pushed a `/status.reply` whenever `backend`, `output` or \
               `engine_restarts` changes.",
     },
     AddressSpec {
@@ -406,9 +411,28 @@ pub const ADDRESSES: &[AddressSpec] = &[
         )],
         timing: Timing::Asynchronous,
         reply: "`/done /notify`; `/fail /notify` when the subscriber list is full",
-        doc: "Subscribe to pushes: knob echoes, `/prompt/applied`, and a `/status.reply` \
-              whenever the engine backend, the output's state or the engine restarts \
-              change.",
+        doc: "Subscribe to pushes: knob echoes, `/prompt/applied`, `/alarm`, and a \
+              `/status.reply` whenever the engine backend, the output's state or the engine \
+              restarts change.",
+    },
+    AddressSpec {
+        address: "/notify/meter",
+        route: Route::NotifyMeter,
+        args: &[arg(
+            "hz",
+            ArgType::Number,
+            "Hz",
+            "pushes per second, 0 (stop) or 1 to 30",
+        )],
+        timing: Timing::Asynchronous,
+        reply: "`/done /notify/meter`; then `/meter f peak_dbfs_1, f rms_dbfs_1, \
+                f peak_dbfs_2, f rms_dbfs_2` `hz` times a second; `/fail /notify/meter` when \
+                the subscriber list is full",
+        doc: "Subscribe the sender to level meters: the output's peak and RMS per channel \
+              over its last period (a period is a few ms; `_1` is `out_1`, the left), in \
+              dBFS, -120 for silence. Independent of `/notify`: a client may take meters, \
+              the other pushes, or both; both count once against the subscriber list and \
+              share its UDP lease (renewed by either address). `0` stops the meters.",
     },
     AddressSpec {
         address: "/sync",
@@ -443,6 +467,15 @@ pub const PUSHES: &[(&str, &str)] = &[
         "/status.reply ...",
         "status changed (backend restarted, xrun, source loaded)",
     ),
+    (
+        "/alarm s kind, i raised, s detail",
+        "a health alarm (`silence`, `clip`) was raised (1) or cleared (0); \
+         `detail` says what was measured against which threshold (docs/operations.md, Health)",
+    ),
+    (
+        "/meter f peak_dbfs_1, f rms_dbfs_1, f peak_dbfs_2, f rms_dbfs_2",
+        "levels, at the rate asked with `/notify/meter <hz>` (only to those clients)",
+    ),
 ];
 
 /// Look up the row for a route.
@@ -451,4 +484,36 @@ pub fn spec(route: Route) -> &'static AddressSpec {
         .iter()
         .find(|s| s.route == route)
         .expect("every route has a row in ADDRESSES")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::METER_MAX_HZ;
+    use crate::reply::{Level, level_arg_names};
+
+    /// The prose of the meter rows names the limits and the level arguments declared in
+    /// code; this keeps them from drifting apart.
+    #[test]
+    fn meter_docs_name_the_declared_limits_and_arguments() {
+        let meter = spec(Route::NotifyMeter);
+        assert!(
+            meter.args[0]
+                .doc
+                .contains(&format!("1 to {}", METER_MAX_HZ as u32))
+        );
+        let floor = format!("{} for silence", Level::FLOOR_DBFS);
+        let status = spec(Route::Status);
+        for text in [meter.doc, status.doc] {
+            assert!(text.contains(&floor), "{text}");
+        }
+        let levels = level_arg_names()
+            .iter()
+            .map(|n| format!("f {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        assert!(status.reply.contains(&levels), "{}", status.reply);
+        assert!(meter.reply.contains(&levels), "{}", meter.reply);
+        assert!(PUSHES.iter().any(|(p, _)| *p == format!("/meter {levels}")));
+    }
 }

@@ -5,6 +5,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use latentd_osc_schema::reply::level_arg_names;
 use latentd_osc_schema::rosc::{OscMessage, OscPacket, OscType};
 
 /// Every message of a packet (a bundle's contents in order).
@@ -51,7 +52,7 @@ pub fn failure(m: &OscMessage) -> Option<String> {
     Some(format!("{}: {}", text(0), text(1)))
 }
 
-/// The fields of `/status.reply`, in wire order, with their units.
+/// The fields of `/status.reply` before the levels, in wire order, with their units.
 const STATUS_FIELDS: &[(&str, &str)] = &[
     ("backend", ""),
     ("sample_rate", "Hz"),
@@ -69,26 +70,33 @@ const STATUS_FIELDS: &[(&str, &str)] = &[
     ("output_reconnects", ""),
 ];
 
+/// Every field of `/status.reply`, in wire order, with its unit: [`STATUS_FIELDS`], then
+/// the levels.
+fn status_fields() -> Vec<(String, &'static str)> {
+    STATUS_FIELDS
+        .iter()
+        .map(|&(name, unit)| (name.to_string(), unit))
+        .chain(level_arg_names().into_iter().map(|name| (name, "dBFS")))
+        .collect()
+}
+
 /// `/status.reply` as aligned `name  value unit` lines.
 pub fn status(m: &OscMessage) -> Result<String, String> {
-    if m.args.len() != STATUS_FIELDS.len() {
+    let fields = status_fields();
+    if m.args.len() != fields.len() {
         return Err(format!(
             "/status.reply has {} arguments, expected {} ({})",
             m.args.len(),
-            STATUS_FIELDS.len(),
+            fields.len(),
             message(m)
         ));
     }
-    let width = STATUS_FIELDS
-        .iter()
-        .map(|(n, _)| n.len())
-        .max()
-        .unwrap_or(0);
+    let width = fields.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
     let mut out = String::new();
-    for ((name, unit), arg) in STATUS_FIELDS.iter().zip(&m.args) {
+    for ((name, unit), arg) in fields.iter().zip(&m.args) {
         let shown = match arg {
             OscType::String(s) => s.clone(),
-            OscType::Float(v) if *name == "last_knob_to_ear_ms" && *v < 0.0 => {
+            OscType::Float(v) if name == "last_knob_to_ear_ms" && *v < 0.0 => {
                 "not measured yet".into()
             }
             other => format!("{} {unit}", value(other)).trim_end().to_string(),
@@ -131,7 +139,7 @@ fn utc(secs: u64, millis: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use latentd_osc_schema::reply::{StatusReport, status_reply};
+    use latentd_osc_schema::reply::{Level, StatusReport, status_reply};
 
     #[test]
     fn utc_dates() {
@@ -158,6 +166,7 @@ mod tests {
             engine_restarts: 1,
             output: "reconnecting".into(),
             output_reconnects: 2,
+            levels: [Level::from_linear(0.5, 0.25), Level::SILENT],
         };
         let packet = status_reply(&report);
         let text = status(messages(&packet)[0]).unwrap();
@@ -174,7 +183,16 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("output_reconnects    2\n"), "{text}");
-        assert_eq!(text.lines().count(), 14);
+        assert!(
+            text.contains("peak_dbfs_1          -6.0206 dBFS\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rms_dbfs_1           -12.0412 dBFS\n"),
+            "{text}"
+        );
+        assert!(text.contains("rms_dbfs_2           -120 dBFS\n"), "{text}");
+        assert_eq!(text.lines().count(), 18);
     }
 
     #[test]

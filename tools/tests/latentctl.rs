@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use latentd::osc::{CommandHandler, OscConfig, OscServer, Peer, ReplyTo, Subscribers};
-use latentd_osc_schema::reply::{self, StatusReport};
+use latentd_osc_schema::reply::{self, Level, StatusReport};
 use latentd_osc_schema::rosc::{OscPacket, OscType};
 use latentd_osc_schema::{Command as Cmd, Schema, Timed, reference_knobs};
 
@@ -66,6 +66,7 @@ impl CommandHandler for KnobTable {
                     engine_restarts: 0,
                     output: "running".into(),
                     output_reconnects: 0,
+                    levels: [Level::from_linear(0.5, 0.25), Level::SILENT],
                 })),
                 Cmd::Sync(id) => replies.push(reply::synced(id)),
                 Cmd::Version => replies.push(reply::version_reply("latentd", "test")),
@@ -195,6 +196,11 @@ fn status_prints_named_fields() {
         assert!(text.contains("sample_rate          48000 Hz\n"), "{text}");
         assert!(text.contains("xruns                2\n"), "{text}");
         assert!(text.contains("last_knob_to_ear_ms  41.5 ms\n"), "{text}");
+        assert!(
+            text.contains("peak_dbfs_1          -6.0206 dBFS\n"),
+            "{text}"
+        );
+        assert!(text.contains("peak_dbfs_2          -120 dBFS\n"), "{text}");
     }
 }
 

@@ -294,6 +294,20 @@ mod tests {
             residual < level * 10f64.powf(-70.0 / 20.0),
             "residual {residual}"
         );
+        // The meters, kept in the same (allocation-free) calls, heard the tone: the last
+        // period's peak near the level on both channels, the RMS over every period since
+        // the start near level/√2.
+        let meters = p.meters();
+        for (peak, _) in meters.linear() {
+            assert!((f64::from(peak) - level).abs() < 0.02, "peak {peak}");
+        }
+        let rms = meters
+            .totals()
+            .rms_since(&Default::default())
+            .expect("frames were metered");
+        for r in rms {
+            assert!((r - level / 2f64.sqrt()).abs() < 0.01, "rms {r}");
+        }
         // Exactly the frames asked for, and the ring frames their duration spans.
         let stats = p.stats().snapshot();
         assert_eq!(stats.frames as usize * 2, played.len());
@@ -337,6 +351,8 @@ mod tests {
                 );
                 assert_eq!((left[i], right[i]), (inter[2 * i], inter[2 * i + 1]));
             }
+            // Planar (metered under assert_no_alloc) and interleaved meter the same.
+            assert_eq!(a.meters().linear(), b.meters().linear());
             total += n as u64;
             longest = longest.max(n as u64);
             assert_eq!(a.stats().snapshot().frames, total);

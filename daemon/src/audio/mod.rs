@@ -11,16 +11,19 @@
 //! Threading: outputs are opened, started and stopped on the main thread. The realtime
 //! callback only calls [`PeriodProcessor::process_planar`] or
 //! [`PeriodProcessor::process_interleaved`]: no allocation (checked by `assert_no_alloc` in
-//! debug builds), no lock, no syscall, no logging; it reports through atomic counters.
+//! debug builds), no lock, no syscall, no logging; it reports through atomic counters and
+//! the [`Meters`] it keeps on what it played.
 
 pub mod convert;
 pub mod links;
+pub mod meter;
 pub mod null;
 pub mod select;
 pub mod slot;
 pub mod supervisor;
 
 pub use convert::{RateConverter, Rates};
+pub use meter::{MeterTotals, Meters};
 pub use slot::ProcessorSlot;
 
 use std::sync::Arc;
@@ -94,13 +97,14 @@ pub struct OutputStatsSnapshot {
 /// Everything a realtime callback needs, allocated before the callback starts: the ring's
 /// reader, the optional rate converter (when the output runs at another rate than the
 /// ring), the optional record tap (interleaved samples, as played, into a lock-free queue),
-/// the stats.
+/// the stats and the meters.
 pub struct PeriodProcessor {
     reader: RingReader,
     converter: Option<RateConverter>,
     tap: Option<rtrb::Producer<f32>>,
     tap_channels: usize,
     stats: Arc<OutputStats>,
+    meters: Arc<Meters>,
     fade: Arc<FadeOut>,
     /// Output gain while fading (1 until a fade is asked for, then down to 0).
     gain: f32,
@@ -155,6 +159,7 @@ impl PeriodProcessor {
             tap,
             tap_channels,
             stats: Arc::new(OutputStats::default()),
+            meters: Arc::new(Meters::default()),
             fade: Arc::new(FadeOut::default()),
             gain: 1.0,
         }
@@ -230,6 +235,11 @@ impl PeriodProcessor {
         Arc::clone(&self.stats)
     }
 
+    /// The meters, to share with the threads that read levels.
+    pub fn meters(&self) -> Arc<Meters> {
+        Arc::clone(&self.meters)
+    }
+
     /// A handle on the ring being played, for the output's non-realtime callbacks (a JACK
     /// buffer-size change grows the ring's guard through it).
     pub fn ring_handle(&self) -> RingHandle {
@@ -259,7 +269,7 @@ impl PeriodProcessor {
                 }
             });
             let ports = outputs.len().max(1);
-            self.tap_and_count(n, |i, k| outputs[k % ports][i]);
+            self.finish_period(n, outputs.len(), |i, k| outputs[k % ports][i]);
         });
     }
 
@@ -291,14 +301,14 @@ impl PeriodProcessor {
                     *o *= g;
                 }
             });
-            self.tap_and_count(n, |i, k| out[i * channels + k % channels]);
+            self.finish_period(n, channels, |i, k| out[i * channels + k % channels]);
         });
     }
 
-    /// Queue the `n` frames just played (`sample(frame, channel)`) to the record tap, as
-    /// many as fit, then count the period.
+    /// Queue the `n` frames just played (`sample(frame, channel)`, `channels` of them) to
+    /// the record tap, as many as fit, meter them, then count the period.
     #[inline]
-    fn tap_and_count(&mut self, n: usize, sample: impl Fn(usize, usize) -> f32) {
+    fn finish_period(&mut self, n: usize, channels: usize, sample: impl Fn(usize, usize) -> f32) {
         if let Some(tap) = self.tap.as_mut() {
             let ch = self.tap_channels.max(1);
             let frames = n.min(tap.slots() / ch);
@@ -316,6 +326,7 @@ impl PeriodProcessor {
                     .fetch_add((n - frames) as u64, Ordering::Relaxed);
             }
         }
+        self.meters.record_period(n, channels, &sample);
         self.count(n);
     }
 
@@ -475,5 +486,34 @@ mod tests {
         assert!(played[0] < 1.0 && played[0] > 0.99);
         assert!(played[FADE_FRAMES - 1..].iter().all(|&v| v == 0.0));
         assert!(fade.is_silent());
+    }
+
+    #[test]
+    fn meters_follow_what_is_played_without_allocating() {
+        // Left at 0.5, right at -1.0 (full scale), unconverted.
+        let samples = (0..4096).flat_map(|_| [0.5f32, -1.0]).collect();
+        let ring = PlayheadRing::from_interleaved(samples, 2, 48_000, 64).unwrap();
+        let (_w, reader) = ring.split();
+        let mut p = PeriodProcessor::new(reader, None);
+        let meters = p.meters();
+        meters.set_clip_threshold(0.9);
+        let start = meters.totals();
+        let (mut left, mut right) = (vec![0.0f32; 128], vec![0.0f32; 128]);
+        assert_no_alloc::assert_no_alloc(|| p.process_planar(&mut [&mut left, &mut right]));
+        assert_eq!(meters.linear(), [(0.5, 0.5), (1.0, 1.0)]);
+        let mut out = vec![0.0f32; 2 * 64];
+        assert_no_alloc::assert_no_alloc(|| p.process_interleaved(&mut out, 2));
+        assert_eq!(meters.linear(), [(0.5, 0.5), (1.0, 1.0)]);
+        let now = meters.totals();
+        assert_eq!(now.frames - start.frames, 192);
+        assert_eq!(now.periods - start.periods, 2);
+        // Every right-channel sample is at full scale, above the 0.9 threshold.
+        assert_eq!(now.clipped_since(&start), 192);
+        // A fade to silence shows in the meters: the last period is silent.
+        p.fade().request();
+        for _ in 0..(FADE_FRAMES / 64 + 1) {
+            assert_no_alloc::assert_no_alloc(|| p.process_interleaved(&mut out, 2));
+        }
+        assert_eq!(meters.linear(), [(0.0, 0.0), (0.0, 0.0)]);
     }
 }

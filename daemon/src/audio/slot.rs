@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use latentd_engine::{PlayheadRing, RingHandle};
 
-use super::{FadeOut, OutputStats, PeriodProcessor, Rates};
+use super::{FadeOut, Meters, OutputStats, PeriodProcessor, Rates};
 
 /// A [`PeriodProcessor`] that outlives the outputs playing it.
 pub struct ProcessorSlot {
@@ -24,6 +24,7 @@ pub struct ProcessorSlot {
     /// Only reached through [`ProcessorSlot::with`], while `busy` is held.
     processor: UnsafeCell<PeriodProcessor>,
     stats: Arc<OutputStats>,
+    meters: Arc<Meters>,
     fade: Arc<FadeOut>,
     ring: RingHandle,
     rates: Rates,
@@ -48,6 +49,7 @@ impl ProcessorSlot {
         Arc::new(Self {
             busy: AtomicBool::new(false),
             stats: processor.stats(),
+            meters: processor.meters(),
             fade: processor.fade(),
             ring: processor.ring_handle(),
             rates: processor.rates(),
@@ -94,6 +96,11 @@ impl ProcessorSlot {
     /// The processor's counters.
     pub fn stats(&self) -> Arc<OutputStats> {
         Arc::clone(&self.stats)
+    }
+
+    /// The processor's meters.
+    pub fn meters(&self) -> Arc<Meters> {
+        Arc::clone(&self.meters)
     }
 
     /// The processor's fade-out control.

@@ -37,6 +37,7 @@ fn defaults_without_flags_or_file() {
     assert_eq!((s.prompt.clone(), s.prompt_b.clone()), (None, None));
     assert!(s.knobs.is_empty());
     assert_eq!(s.lead, LeadConfig::default());
+    assert_eq!(s.health, crate::health::HealthConfig::default());
 }
 
 #[test]
@@ -83,6 +84,16 @@ fn bad_engine_and_osc_values_name_the_key_and_what_is_accepted() {
             "engine.knobs.denoise",
         ),
         ("[lead]\nfloor_s = 2.0\n", "[lead]"),
+        (
+            "[health]\nsilence_s = -1\n",
+            "config section [health]: silence_s = -1: expected seconds above 0",
+        ),
+        (
+            "[health]\nclip_dbfs = 1.5\n",
+            "config section [health]: clip_dbfs = 1.5: expected -40 to 0 dBFS",
+        ),
+        ("[health]\naction = \"reboot\"\n", "reboot"),
+        ("[health]\nsilence = 3\n", "silence"),
         ("[log]\ntarget = \"syslog\"\n", "auto, journal or stderr"),
     ] {
         let path = config_file("bad-engine", text);

@@ -40,8 +40,8 @@ use latentd_osc_schema::reply::{self, StatusReport};
 use latentd_osc_schema::rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType, encoder};
 use latentd_osc_schema::{Command, Fail, ParamSpec, Schema, Timed, When, ntp_to_unix_seconds};
 
-use crate::audio::OutputStats;
 use crate::audio::supervisor::OutputStateHandle;
+use crate::audio::{Meters, OutputStats};
 use crate::osc::{CommandHandler, Peer, ReplyTo, Subscribers};
 use crate::presets::{PRESET_VERSION, Preset, PresetLibrary};
 use jobs::{Job, JobQueue};
@@ -78,6 +78,8 @@ pub fn param_specs() -> Vec<ParamSpec> {
 pub struct StatusSources {
     /// The output's counters (xruns).
     pub output: Arc<OutputStats>,
+    /// The output's meters (levels).
+    pub meters: Arc<Meters>,
     /// Engine backend name for `/status` (the running backend: it changes if a GPU fails).
     pub backend: crate::engine_select::BackendName,
     /// Whether the engine generates (`--engine off`: transport never unpauses it).
@@ -528,7 +530,7 @@ impl Dispatcher {
     fn apply_one(&self, reply_to: &ReplyTo, command: Command, replies: &mut Vec<OscPacket>) {
         let address = command.address();
         match command {
-            Command::SetKnob { .. } | Command::Notify(_) => {}
+            Command::SetKnob { .. } | Command::Notify(_) | Command::NotifyMeter(_) => {}
             Command::QueryKnob { name, index } => {
                 let spec = &self.schema.knobs()[index];
                 match KnobId::from_name(name) {
@@ -685,6 +687,7 @@ impl Dispatcher {
             engine_restarts: stats.pipeline_restarts,
             output: output_state.as_str().into(),
             output_reconnects,
+            levels: self.status.meters.levels(),
         }
     }
 

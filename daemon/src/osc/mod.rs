@@ -8,7 +8,7 @@
 //! reload swaps the list, see [`OscServer::set_allowed_networks`]) ->
 //! rate limit (the first packet over the limit gets `/fail`, later ones are dropped until the
 //! bucket refills) -> size limit -> `Schema::decode` (a `Fail` is answered with `/fail`) ->
-//! `/notify` is applied here (the transport owns the subscriber sinks) -> the rest goes to
+//! `/notify` and `/notify/meter` are applied here (the transport owns the subscriber sinks) -> the rest goes to
 //! the handler as one atomic batch -> its replies go back to the sender (UDP: its address;
 //! TCP: the same connection in the same framing).
 //!
@@ -47,8 +47,8 @@ pub use access::{Admission, Allowlist, Cidr, LogLimiter, RateLimiter, SharedAllo
 pub use latentd_osc_schema::framing::{
     FrameError, FrameReader, Framing, FramingMode, encode_frame,
 };
-use subscribers::Sink;
 pub use subscribers::Subscribers;
+use subscribers::{Sink, Subscription};
 
 /// Default OSC port (UDP and TCP).
 pub const DEFAULT_PORT: u16 = 7770;
@@ -76,7 +76,8 @@ impl Peer {
     }
 }
 
-/// Receives every decoded packet (minus `/notify`, which the transport handles) and returns
+/// Receives every decoded packet (minus `/notify` and `/notify/meter`, which the transport
+/// handles) and returns
 /// the replies for the sender. The commands of one call come from one packet and must apply
 /// atomically at `packet.when`. Replies that come later (an asynchronous command's `/done`)
 /// go through a clone of `reply`; pushes to other clients through [`Subscribers`].
@@ -244,20 +245,17 @@ impl<H: CommandHandler> Core<H> {
         let mut replies = Vec::new();
         let mut notify_failed = false;
         packet.value.retain(|command| {
-            let Command::Notify(on) = command else {
-                return true;
+            let (address, what) = match *command {
+                Command::Notify(on) => ("/notify", Subscription::Pushes(on)),
+                Command::NotifyMeter(hz) => ("/notify/meter", Subscription::Meter(hz)),
+                _ => return true,
             };
-            if *on {
-                match self.subscribers.subscribe(*peer, sink.clone()) {
-                    Ok(()) => replies.push(reply::done("/notify", vec![])),
-                    Err(reason) => {
-                        notify_failed = true;
-                        replies.push(reply::fail(&Fail::new("/notify", reason)));
-                    }
+            match self.subscribers.subscribe(*peer, sink.clone(), what) {
+                Ok(()) => replies.push(reply::done(address, vec![])),
+                Err(reason) => {
+                    notify_failed = true;
+                    replies.push(reply::fail(&Fail::new(address, reason)));
                 }
-            } else {
-                self.subscribers.unsubscribe(peer);
-                replies.push(reply::done("/notify", vec![]));
             }
             false
         });

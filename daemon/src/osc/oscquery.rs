@@ -7,12 +7,14 @@
 //!   node exists but has no such attribute (`/status?VALUE`: write-only), 400 for an attribute
 //!   OSCQuery does not define.
 //! - `GET /?HOST_INFO`: `NAME`, `OSC_PORT`, `OSC_TRANSPORT`, `EXTENSIONS`.
+//! - `GET /metrics`: the daemon's Prometheus metrics ([`crate::metrics`]), same allowlist.
 //! - 404 for an unknown path, 405 for methods other than GET and HEAD, 403 for peers outside
 //!   the allowlist (the same rule as the OSC server; a reload swaps it,
 //!   [`OscQueryServer::set_allowed_networks`]).
 //!
 //! The static part (types, ranges, docs) is generated once by the osc-schema OSCQuery
-//! generator; each request clones it and fills `VALUE` from [`KnobValues`].
+//! generator; each request clones it and fills `VALUE` from [`KnobValues`]: each knob's
+//! value, and the output's levels at `/meter` (read-only, `ACCESS` 1).
 //!
 //! HTTP is served by `oscquery::http`, a small server of our own on a std `TcpListener` (requests
 //! parsed by `httparse`), under the limits of [`latentd_osc_schema::oscquery_http`]: request
@@ -33,12 +35,16 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 
 use latentd_osc_schema::Schema;
-use latentd_osc_schema::generate::oscquery;
+use latentd_osc_schema::generate::{METER_PATH, oscquery};
 pub use latentd_osc_schema::oscquery_http::{DEFAULT_PORT as DEFAULT_OSCQUERY_PORT, MAX_URL_BYTES};
 use serde_json::{Map, Value, json};
 
 use self::http::{Handler, HttpServer, Request, Response};
 use super::{Allowlist, Cidr, SharedAllowlist};
+
+/// Where the daemon's Prometheus metrics are served ([`crate::metrics`]), beside the
+/// namespace (no OSC address is named so).
+pub const METRICS_PATH: &str = "/metrics";
 
 /// Attributes a node may be asked for with `?NAME`.
 const ATTRIBUTES: &[&str] = &[
@@ -57,11 +63,22 @@ const ATTRIBUTES: &[&str] = &[
     "OVERLOADS",
 ];
 
-/// Where the current knob values come from (the daemon's knob store).
+/// Where the current values come from (the daemon's knob store and meters).
 pub trait KnobValues: Send + Sync + 'static {
     /// `(knob name, value)` for every knob; names the schema does not know are ignored, and
     /// a knob left out is served without `VALUE`.
     fn knob_values(&self) -> Vec<(String, f64)>;
+
+    /// The output's levels in `/meter`'s argument order (dBFS); `None` (the default)
+    /// serves `/meter` without `VALUE`.
+    fn levels(&self) -> Option<Vec<f64>> {
+        None
+    }
+    /// The `GET /metrics` answer (OpenMetrics text, [`crate::metrics`]); `None` (the
+    /// default) answers 404.
+    fn metrics(&self) -> Option<String> {
+        None
+    }
 }
 
 impl<F> KnobValues for F
@@ -216,6 +233,9 @@ struct Namespace {
 
 impl Handler for Namespace {
     fn respond(&self, request: &Request<'_>) -> Response {
+        if request.target.split('?').next() == Some(METRICS_PATH) {
+            return self.metrics(request.method);
+        }
         let answer = match request.method {
             "GET" | "HEAD" => self.answer(request.target),
             _ => Answer::error(405, "only GET and HEAD are served\n"),
@@ -238,6 +258,23 @@ impl Handler for Namespace {
 }
 
 impl Namespace {
+    /// Answer a request for [`METRICS_PATH`].
+    fn metrics(&self, method: &str) -> Response {
+        if !matches!(method, "GET" | "HEAD") {
+            let mut response = Response::text(405, "only GET and HEAD are served\n");
+            response.headers.push(("Allow", "GET, HEAD"));
+            return response;
+        }
+        match self.values.metrics() {
+            Some(text) => Response {
+                status: 200,
+                headers: vec![("Content-Type", crate::metrics::CONTENT_TYPE)],
+                body: text.into_bytes(),
+            },
+            None => Response::text(404, "no metrics here\n"),
+        }
+    }
+
     /// Answer `GET url`.
     fn answer(&self, url: &str) -> Answer {
         if url.len() > MAX_URL_BYTES {
@@ -277,10 +314,18 @@ impl Namespace {
                 current[index] = Some(value);
             }
         }
+        let mut levels = None;
         visit_leaves(node, &mut |leaf| {
             let Some(path) = leaf.get("FULL_PATH").and_then(Value::as_str) else {
                 return;
             };
+            if path == METER_PATH {
+                match levels.get_or_insert_with(|| self.values.levels()) {
+                    Some(values) => leaf.insert("VALUE".into(), json!(values)),
+                    None => leaf.remove("VALUE"),
+                };
+                return;
+            }
             let Some(name) = path.strip_prefix("/knob/") else {
                 return;
             };

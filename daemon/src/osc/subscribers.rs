@@ -1,6 +1,9 @@
-//! Who receives pushes (knob echoes, `/prompt/applied`, status changes): clients that sent
-//! `/notify 1`, up to a cap. A cloneable handle: the transport adds and removes entries, any
-//! other control-side thread (the daemon's dispatcher, the encoder thread) broadcasts.
+//! Who receives pushes (knob echoes, `/prompt/applied`, `/alarm`, status changes): clients
+//! that sent `/notify 1`; and who receives `/meter`, at which rate: clients that sent
+//! `/notify/meter <hz>`. One list for both, up to a cap (a client taking both counts once).
+//! A cloneable handle: the transport adds and removes entries, any other control-side thread
+//! (the daemon's dispatcher, the encoder thread, the health thread) broadcasts, and the
+//! health thread sends each meter subscriber its `/meter` when due ([`Subscribers::push_meters`]).
 //!
 //! Backpressure: nothing here waits on a client. A UDP send is one datagram. Every packet
 //! for a TCP connection goes through its [`TcpOutbox`]: a bounded queue drained by
@@ -10,7 +13,7 @@
 //! exceed [`TCP_OUTBOX_BYTES`] is dropped: its connection is shut down and the drop logged.
 //!
 //! Leases: a UDP subscription expires [`UDP_SUBSCRIPTION_LEASE`] after its last `/notify 1`
-//! (which renews it); a TCP subscription ends with its connection. Expired entries are
+//! or `/notify/meter <hz>` (either renews it); a TCP subscription ends with its connection. Expired entries are
 //! removed before each broadcast and each new subscription.
 //!
 //! Threading: a mutex guards the list and one per outbox (held for a non-blocking send, never
@@ -250,6 +253,28 @@ struct Entry {
     sink: Sink,
     /// UDP: the end of the lease; TCP: none (the connection's lifetime).
     expires: Option<Instant>,
+    /// Takes the general pushes (`/notify 1`).
+    pushes: bool,
+    /// Takes `/meter` (`/notify/meter <hz>`).
+    meter: Option<MeterPushes>,
+    /// Set while a `/meter` push due now is being sent.
+    meter_due_now: bool,
+}
+
+/// One client's `/meter` rate.
+#[derive(Debug, Clone, Copy)]
+struct MeterPushes {
+    every: Duration,
+    due: Instant,
+}
+
+/// What a `/notify` or `/notify/meter` asks for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Subscription {
+    /// `/notify 1` (true) or `/notify 0` (false).
+    Pushes(bool),
+    /// `/notify/meter <hz>`: `/meter` this many times a second; 0 stops.
+    Meter(f64),
 }
 
 #[derive(Debug)]
@@ -328,22 +353,69 @@ impl Subscribers {
         self.lock().entries.iter().any(|e| e.peer == *peer)
     }
 
-    /// Send `packet` to every subscriber without waiting on any; returns how many took it.
-    /// Knob echoes (`/knob/...`) are coalesced for TCP subscribers that are behind; TCP
-    /// subscribers dropped for being behind, or whose connection failed, are removed.
+    /// Send `packet` to every `/notify 1` subscriber without waiting on any; returns how
+    /// many took it. Knob echoes (`/knob/...`) are coalesced for TCP subscribers that are
+    /// behind; TCP subscribers dropped for being behind, or whose connection failed, are
+    /// removed.
     pub fn broadcast(&self, packet: &OscPacket) -> usize {
-        let Ok(bytes) = encoder::encode(packet) else {
-            return 0;
-        };
         let coalesce = match packet {
             OscPacket::Message(m) if m.addr.starts_with("/knob/") => Some(m.addr.as_str()),
             _ => None,
         };
+        self.send_where(packet, coalesce, |e| e.pushes)
+    }
+
+    /// Send `/meter` (built by `packet`, once, if anyone is due) to every meter subscriber
+    /// whose next push is due at `now`, and schedule its next; returns when the next one is
+    /// due (`None`: nobody takes meters). A TCP client that is behind gets only the latest.
+    pub fn push_meters(&self, now: Instant, packet: impl FnOnce() -> OscPacket) -> Option<Instant> {
+        let due = {
+            let mut list = self.lock();
+            let mut due = false;
+            for entry in &mut list.entries {
+                if let Some(m) = entry.meter.as_mut()
+                    && m.due <= now
+                {
+                    due = true;
+                    // Keep the rate; after a stall, start again from now.
+                    m.due = (m.due + m.every).max(now);
+                    entry.meter_due_now = true;
+                }
+            }
+            due
+        };
+        if due {
+            let packet = packet();
+            self.send_where(&packet, Some("/meter"), |e| {
+                std::mem::take(&mut e.meter_due_now)
+            });
+        }
+        self.lock()
+            .entries
+            .iter()
+            .filter_map(|e| e.meter.map(|m| m.due))
+            .min()
+    }
+
+    /// Send `packet` to the entries `pick` chooses (it may update them), removing TCP ones
+    /// whose connection failed or fell behind.
+    fn send_where(
+        &self,
+        packet: &OscPacket,
+        coalesce: Option<&str>,
+        mut pick: impl FnMut(&mut Entry) -> bool,
+    ) -> usize {
+        let Ok(bytes) = encoder::encode(packet) else {
+            return 0;
+        };
         let mut list = self.lock();
         let before = list.entries.len();
         let mut delivered = 0;
-        list.entries
-            .retain(|e| match e.sink.send_bytes(&bytes, coalesce) {
+        list.entries.retain_mut(|e| {
+            if !pick(e) {
+                return true;
+            }
+            match e.sink.send_bytes(&bytes, coalesce) {
                 Ok(()) => {
                     delivered += 1;
                     true
@@ -352,7 +424,8 @@ impl Subscribers {
                     log::debug!("push to {} failed: {err}", describe(&e.peer));
                     matches!(e.sink, Sink::Udp { .. })
                 }
-            });
+            }
+        });
         if list.entries.len() < before {
             log::info!(
                 "dropped {} TCP subscriber(s) whose connection failed or fell behind",
@@ -362,31 +435,61 @@ impl Subscribers {
         delivered
     }
 
-    /// Add `peer`, or renew its lease; the error is the `/fail /notify` reason when the list
-    /// is full.
-    pub(crate) fn subscribe(&self, peer: Peer, sink: Sink) -> Result<(), String> {
+    /// Apply a `/notify` or `/notify/meter` from `peer`: add it, change what it takes, or
+    /// renew its lease; an entry left taking nothing is removed. The error is the `/fail`
+    /// reason when the list is full.
+    pub(crate) fn subscribe(
+        &self,
+        peer: Peer,
+        sink: Sink,
+        what: Subscription,
+    ) -> Result<(), String> {
         let mut list = self.lock();
+        let now = Instant::now();
         let expires = match peer {
-            Peer::Udp(_) => Some(Instant::now() + list.udp_lease),
+            Peer::Udp(_) => Some(now + list.udp_lease),
             Peer::Tcp { .. } => None,
         };
-        if let Some(entry) = list.entries.iter_mut().find(|e| e.peer == peer) {
+        let apply = |entry: &mut Entry| match what {
+            Subscription::Pushes(on) => entry.pushes = on,
+            Subscription::Meter(hz) if hz > 0.0 => {
+                entry.meter = Some(MeterPushes {
+                    every: Duration::from_secs_f64(1.0 / hz),
+                    due: now,
+                });
+            }
+            Subscription::Meter(_) => entry.meter = None,
+        };
+        if let Some(i) = list.entries.iter().position(|e| e.peer == peer) {
+            let entry = &mut list.entries[i];
             entry.expires = expires;
+            apply(entry);
+            if !entry.pushes && entry.meter.is_none() {
+                list.entries.remove(i);
+            }
             return Ok(());
+        }
+        let mut entry = Entry {
+            peer,
+            sink,
+            expires,
+            pushes: false,
+            meter: None,
+            meter_due_now: false,
+        };
+        apply(&mut entry);
+        if !entry.pushes && entry.meter.is_none() {
+            return Ok(()); // turning off what was never on
         }
         if list.entries.len() >= list.cap {
             return Err(format!(
                 "subscriber list is full ({} subscribers); a UDP subscription expires {} s \
-                 after its last /notify 1, a TCP one with its connection",
+                 after its last /notify 1 or /notify/meter, a TCP one with its connection",
                 list.cap,
                 list.udp_lease.as_secs_f64()
             ));
         }
-        list.entries.push(Entry {
-            peer,
-            sink,
-            expires,
-        });
+        list.entries.push(entry);
         Ok(())
     }
 
@@ -399,7 +502,7 @@ impl Subscribers {
         before - list.entries.len()
     }
 
-    /// Remove `peer`; true when it was subscribed.
+    /// Remove `peer` (both kinds of subscription); true when it was subscribed.
     pub(crate) fn unsubscribe(&self, peer: &Peer) -> bool {
         let mut list = self.lock();
         let before = list.entries.len();

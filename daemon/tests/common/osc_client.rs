@@ -288,12 +288,15 @@ pub struct Status {
     pub output: String,
     /// Times the output came back after a loss.
     pub output_reconnects: i32,
+    /// Per output channel, last period's `(peak_dbfs, rms_dbfs)`.
+    pub levels: Vec<(f64, f64)>,
 }
 
 impl Status {
     /// Parses `/status.reply`'s arguments (panics on any other shape).
     pub fn parse(args: &[OscType]) -> Status {
-        assert_eq!(args.len(), 14, "/status.reply {args:?}");
+        // 14 fields, then peak and RMS of each of the two output channels.
+        assert_eq!(args.len(), 18, "/status.reply {args:?}");
         let OscType::String(backend) = &args[0] else {
             panic!("backend {:?}", args[0]);
         };
@@ -319,6 +322,10 @@ impl Status {
                 other => panic!("/status.reply field 12: expected s, got {other:?}"),
             },
             output_reconnects: int(&args[13]),
+            levels: (14..18)
+                .step_by(2)
+                .map(|i| (float(i), float(i + 1)))
+                .collect(),
         }
     }
 }

@@ -635,6 +635,7 @@ impl<M: Model> EngineCore<M> {
             .unwrap_or(wall_s);
         let tick_s = clock.charge(Work::Tick, measured_s);
         self.recent_tick.push(tick_s * 1e3);
+        self.stats.tick_seconds.observe(tick_s);
         let cap = self.config.sample_capacity;
         push_sample(
             &mut self.record.tick_ms,

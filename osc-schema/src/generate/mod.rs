@@ -11,7 +11,7 @@ mod oscquery;
 mod touchosc;
 
 pub use markdown::markdown;
-pub use oscquery::oscquery;
+pub use oscquery::{METER_PATH, oscquery};
 pub use touchosc::{touchosc_layout_xml, zlib_stored};
 
 use crate::schema::Schema;

@@ -3,8 +3,13 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::limits::METER_MAX_HZ;
+use crate::reply::{Level, METER_CHANNELS, level_arg_names};
 use crate::schema::Schema;
 use crate::table::{ADDRESSES, ArgType, Route};
+
+/// Where OSCQuery shows the output's levels (read-only; the daemon fills `VALUE`).
+pub const METER_PATH: &str = "/meter";
 
 /// Describe every address. `values` (one per knob, in schema order) fills `VALUE`; `None`
 /// uses the knob defaults.
@@ -33,6 +38,7 @@ pub fn oscquery(schema: &Schema, values: Option<&[f64]>) -> Value {
                 .iter()
                 .map(|a| match (spec.route, a.ty) {
                     (Route::Notify, _) => json!({ "VALS": [0, 1] }),
+                    (Route::NotifyMeter, _) => json!({ "MIN": 0.0, "MAX": METER_MAX_HZ }),
                     (_, ArgType::Number) => json!({ "MIN": 0.0 }),
                     _ => Value::Null,
                 })
@@ -44,6 +50,30 @@ pub fn oscquery(schema: &Schema, values: Option<&[f64]>) -> Value {
         leaf.insert("ACCESS".into(), json!(2));
         insert(&mut root, spec.address, leaf);
     }
+    let mut meter = node(
+        METER_PATH,
+        &format!(
+            "The output's levels over its last period, read-only: {} (dBFS; {} for silence). \
+             Clients that want them pushed send /notify/meter <hz>.",
+            level_arg_names().join(", "),
+            Level::FLOOR_DBFS
+        ),
+    );
+    meter.insert("TYPE".into(), json!("ff".repeat(METER_CHANNELS)));
+    meter.insert("ACCESS".into(), json!(1));
+    meter.insert(
+        "RANGE".into(),
+        json!(vec![
+            json!({ "MIN": Level::FLOOR_DBFS });
+            2 * METER_CHANNELS
+        ]),
+    );
+    meter.insert(
+        "VALUE".into(),
+        json!(vec![Level::FLOOR_DBFS; 2 * METER_CHANNELS]),
+    );
+    meter.insert("UNIT".into(), json!(vec!["dBFS"; 2 * METER_CHANNELS]));
+    insert(&mut root, METER_PATH, meter);
     Value::Object(root)
 }
 

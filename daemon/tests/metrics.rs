@@ -1,0 +1,216 @@
+//! `GET /metrics` on the real binary playing into a private `jackd -d dummy`, parsed by an
+//! independent parser (the Python `prometheus_client` OpenMetrics parser, installed by
+//! scripts/setup.sh): every metric is there with a sane value, the engine's tick histogram
+//! grows, a frozen server's xruns and a killed-and-restarted server's reconnect move their
+//! counters and `latentd_output_up`.
+//!
+//! Threading: libjack reads `JACK_DEFAULT_SERVER` process-wide; the test holds a
+//! [`JackSession`] while its server runs.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::jack_tone::{PERIOD, RATE, TONE};
+use common::service_fixture::{Daemon, Launch, NotifySocket};
+use latentd_tests::JackSession;
+use tempfile::TempDir;
+
+const START: Duration = Duration::from_secs(30);
+
+/// Parses OpenMetrics text with `prometheus_client`'s parser; prints one JSON object of
+/// `name{label="value",...}` to value (labels sorted), failing on anything it rejects.
+const PARSER: &str = r#"
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+out = {}
+types = {}
+for family in text_string_to_metric_families(sys.stdin.read()):
+    types[family.name] = family.type
+    for s in family.samples:
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+        out[s.name + ("{" + labels + "}" if labels else "")] = s.value
+print(json.dumps({"samples": out, "types": types}))
+"#;
+
+/// One scrape, parsed: samples and metric family types.
+struct Scrape {
+    samples: BTreeMap<String, f64>,
+    types: BTreeMap<String, String>,
+}
+
+impl Scrape {
+    fn get(&self, key: &str) -> f64 {
+        *self
+            .samples
+            .get(key)
+            .unwrap_or_else(|| panic!("no {key} in {:?}", self.samples.keys()))
+    }
+}
+
+fn http(addr: SocketAddr, target: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "GET {target} HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a header block");
+    (head.to_string(), body.to_string())
+}
+
+fn scrape(addr: SocketAddr) -> Scrape {
+    let (head, body) = http(addr, "/metrics");
+    assert!(head.contains(" 200 "), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text; version=1.0.0"),
+        "{head}"
+    );
+    let mut python = Command::new("python3")
+        .args(["-c", PARSER])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    python
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = python.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the parser refused the scrape ({}; run scripts/setup.sh):\n{body}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parsed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let map = |key: &str| -> BTreeMap<String, serde_json::Value> {
+        parsed[key]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    Scrape {
+        samples: map("samples")
+            .into_iter()
+            .map(|(k, v)| (k, v.as_f64().unwrap()))
+            .collect(),
+        types: map("types")
+            .into_iter()
+            .map(|(k, v)| (k, v.as_str().unwrap().to_string()))
+            .collect(),
+    }
+}
+
+/// Scrapes until `ok` holds (panics with the last one after `limit`).
+fn scrape_until(addr: SocketAddr, limit: Duration, ok: impl Fn(&Scrape) -> bool) -> Scrape {
+    let end = Instant::now() + limit;
+    loop {
+        let s = scrape(addr);
+        if ok(&s) {
+            return s;
+        }
+        assert!(Instant::now() < end, "never got there: {:?}", s.samples);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn metrics_parse_and_their_counters_move_with_xruns_and_reconnects() {
+    let mut session = JackSession::start(RATE, PERIOD);
+    let dir = TempDir::new().unwrap();
+    let notify = NotifySocket::bind(dir.path());
+    let source = dir.path().join("tone.wav");
+    TONE.write_loop(&source);
+    let oscquery_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The built-in engine runs, so ticks are counted.
+    let mut daemon = Daemon::start(
+        &dir,
+        Launch {
+            audio: "jack",
+            notify: Some(&notify),
+            env: vec![("JACK_DEFAULT_SERVER", session.server.name().to_owned())],
+            args: ["--source", &source.display().to_string()]
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            oscquery_port,
+            ..Launch::default()
+        },
+    );
+    notify.until("READY=1", START);
+    let addr = SocketAddr::from(([127, 0, 0, 1], oscquery_port));
+
+    let first = scrape_until(addr, Duration::from_secs(10), |s| {
+        s.get("latentd_tick_seconds_count") > 0.0
+    });
+    for (family, kind) in [
+        ("latentd_xruns", "counter"),
+        ("latentd_late_landings", "counter"),
+        ("latentd_engine_restarts", "counter"),
+        ("latentd_output_reconnects", "counter"),
+        ("latentd_output_up", "gauge"),
+        ("latentd_lead_seconds", "gauge"),
+        ("latentd_level_peak_dbfs", "gauge"),
+        ("latentd_level_rms_dbfs", "gauge"),
+        ("latentd_silence_seconds", "gauge"),
+        ("latentd_tick_seconds", "histogram"),
+    ] {
+        assert_eq!(
+            first.types.get(family).map(String::as_str),
+            Some(kind),
+            "{family}: {:?}",
+            first.types
+        );
+    }
+    assert_eq!(first.get("latentd_output_up"), 1.0);
+    assert_eq!(first.get("latentd_output_reconnects_total"), 0.0);
+    assert_eq!(first.get("latentd_engine_restarts_total"), 0.0);
+    assert_eq!(first.get("latentd_silence_seconds"), 0.0);
+    let lead = first.get("latentd_lead_seconds");
+    assert!((0.0..=2.0).contains(&lead), "lead {lead}");
+    for channel in ["1", "2"] {
+        let peak = first.get(&format!("latentd_level_peak_dbfs{{channel=\"{channel}\"}}"));
+        let rms = first.get(&format!("latentd_level_rms_dbfs{{channel=\"{channel}\"}}"));
+        assert!(peak > -40.0 && peak < 6.0 && rms <= peak, "{peak} / {rms}");
+    }
+    let ticks = first.get("latentd_tick_seconds_count");
+    assert_eq!(first.get("latentd_tick_seconds_bucket{le=\"+Inf\"}"), ticks);
+    assert!(first.get("latentd_tick_seconds_sum") > 0.0);
+
+    // A frozen server: the daemon counts xruns when it runs again.
+    let xruns = first.get("latentd_xruns_total");
+    session.server.signal(libc::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(500));
+    session.server.signal(libc::SIGCONT);
+    let after_freeze = scrape_until(addr, Duration::from_secs(10), |s| {
+        s.get("latentd_xruns_total") > xruns
+    });
+    assert!(after_freeze.get("latentd_tick_seconds_count") > ticks);
+
+    // A server killed and started again: output_up drops, then the reconnect is counted.
+    session.server.kill();
+    scrape_until(addr, Duration::from_secs(10), |s| {
+        s.get("latentd_output_up") == 0.0
+    });
+    session.server.restart(RATE, PERIOD);
+    let back = scrape_until(addr, Duration::from_secs(20), |s| {
+        s.get("latentd_output_up") == 1.0
+    });
+    assert_eq!(back.get("latentd_output_reconnects_total"), 1.0);
+    assert_eq!(daemon.terminate().0.code(), Some(0));
+}
