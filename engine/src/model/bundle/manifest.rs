@@ -649,7 +649,8 @@ fn syntax_error(text: &str, e: &toml::de::Error) -> BundleError {
     }
 }
 
-/// The words of a prompt: runs of letters, digits and `-` (everything else separates).
+/// The words of a prompt, as the vocabulary is matched against them: runs of letters,
+/// digits and `-` (everything else separates; matching lowercases them).
 pub(crate) fn prompt_words(tags: &str) -> impl Iterator<Item = &str> {
     tags.split(|c: char| !(c.is_alphanumeric() || c == '-'))
         .filter(|w| !w.is_empty())

@@ -1153,9 +1153,6 @@ fn fill_condition(
     }
 }
 
-/// The words of a prompt, as the vocabulary is matched against them: runs of letters,
-/// digits and `-`, lowercased.
-
 impl ConditionEncoder for OnnxModel {
     type Cond = OnnxCond;
 
