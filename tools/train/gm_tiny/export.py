@@ -12,7 +12,6 @@ f32 and the files are half the size). Every graph is checked against torch with
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from onnx import helper, numpy_helper
 
 from . import geometry as g
 from .dit import Dit, TagEmbedding
-from .smoke import agree, export, manifest
+from .smoke import agree, export_graphs, manifest
 from .train_dit import load_autoencoder
 
 MIN_FP16_ELEMENTS = 256
@@ -86,18 +85,7 @@ def main():
     with torch.no_grad():
         z = ae.encoder(audio)
         cond = torch.cat([text(ids), torch.zeros(1, 3, 64)])
-        export(ae.encoder, (audio,), out / "encoder.onnx", ["audio"], ["latents"],
-               {"audio": {0: "B", 2: "S"}, "latents": {0: "B", 2: "T"}})
-        export(ae.decoder, (z,), out / "decoder.onnx", ["latents"], ["stft"],
-               {"latents": {0: "B", 2: "T"}, "stft": {0: "B", 2: "N"}})
-        export(dit, (x, ts, cond, ctx), out / "dit.onnx",
-               ["hidden_states", "timestep", "encoder_hidden_states", "context_latents"],
-               ["velocity"],
-               {"hidden_states": {0: "B", 1: "T"}, "timestep": {0: "B"},
-                "encoder_hidden_states": {0: "B", 1: "L"}, "context_latents": {0: "B", 1: "T"},
-                "velocity": {0: "B", 1: "T"}})
-        export(text, (ids,), out / "text.onnx", ["ids"], ["encoder_hidden_states"],
-               {"ids": {1: "L"}, "encoder_hidden_states": {1: "L"}})
+        export_graphs(out, ae, dit, text, (audio, z, (x, ts, cond, ctx), ids))
     fp16 = {}
     if not args.fp32:
         for name in ("encoder", "decoder", "dit", "text"):

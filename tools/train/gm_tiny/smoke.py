@@ -5,6 +5,7 @@ names and dynamic axes, each run once through onnx.reference for agreement with 
     python3 -m tools.train.gm_tiny.smoke [OUT_DIR]
 """
 
+import math
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +25,32 @@ def export(module, args, path, inputs, outputs, axes):
     torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
                       dynamic_axes=axes, opset_version=17, dynamo=False)
     onnx.checker.check_model(onnx.load(str(path)))
+
+
+def export_graphs(out: Path, ae, dit, text, examples):
+    """The four graphs with latentd's tensor names and dynamic axes (docs/bundles.md);
+    `examples` = (audio, latents, (x, t, condition, context), ids) to trace them with."""
+    audio, z, dit_args, ids = examples
+    export(ae.encoder, (audio,), out / "encoder.onnx", ["audio"], ["latents"],
+           {"audio": {0: "B", 2: "S"}, "latents": {0: "B", 2: "T"}})
+    export(ae.decoder, (z,), out / "decoder.onnx", ["latents"], ["stft"],
+           {"latents": {0: "B", 2: "T"}, "stft": {0: "B", 2: "N"}})
+    export(dit, dit_args, out / "dit.onnx",
+           ["hidden_states", "timestep", "encoder_hidden_states", "context_latents"],
+           ["velocity"],
+           {"hidden_states": {0: "B", 1: "T"}, "timestep": {0: "B"},
+            "encoder_hidden_states": {0: "B", 1: "L"}, "context_latents": {0: "B", 1: "T"},
+            "velocity": {0: "B", 1: "T"}})
+    export(text, (ids,), out / "text.onnx", ["ids"], ["encoder_hidden_states"],
+           {"ids": {1: "L"}, "encoder_hidden_states": {1: "L"}})
+
+
+def warmup_cosine(step: int, lr: float, warmup: int, steps: int) -> float:
+    """Linear warm-up, then cosine decay to 5 % of `lr` at `steps`."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    frac = (step - warmup) / max(1, steps - warmup)
+    return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
 def agree(path, feeds, expected, tol=2e-3):
@@ -113,18 +140,7 @@ def main(out: Path):
 
     out.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
-        export(ae.encoder, (audio,), out / "encoder.onnx", ["audio"], ["latents"],
-               {"audio": {0: "B", 2: "S"}, "latents": {0: "B", 2: "T"}})
-        export(ae.decoder, (z,), out / "decoder.onnx", ["latents"], ["stft"],
-               {"latents": {0: "B", 2: "T"}, "stft": {0: "B", 2: "N"}})
-        export(dit, (x, ts, cond, ctx), out / "dit.onnx",
-               ["hidden_states", "timestep", "encoder_hidden_states", "context_latents"],
-               ["velocity"],
-               {"hidden_states": {0: "B", 1: "T"}, "timestep": {0: "B"},
-                "encoder_hidden_states": {0: "B", 1: "L"}, "context_latents": {0: "B", 1: "T"},
-                "velocity": {0: "B", 1: "T"}})
-        export(text, (ids,), out / "text.onnx", ["ids"], ["encoder_hidden_states"],
-               {"ids": {1: "L"}, "encoder_hidden_states": {1: "L"}})
+        export_graphs(out, ae, dit, text, (audio, z, (x, ts, cond, ctx), ids))
     (out / "tags.txt").write_text("".join(f"tag{i}\n" for i in range(vocab)))
     (out / "bundle.toml").write_text(manifest("gm-tiny-smoke", "random init, smoke check"))
     # Other shapes than the export's, to prove the axes stayed dynamic.

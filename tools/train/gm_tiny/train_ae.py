@@ -13,7 +13,6 @@ and `ae-log.jsonl` (one line per log interval, heldout log-mel error in dB at ea
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 from . import geometry as g
 from .autoencoder import Autoencoder, istft, stft
 from .clips import ClipSet
+from .smoke import warmup_cosine
 from .losses import log_mel_error_db, mel_l1, multi_resolution_stft
 
 LATENT_NOISE = 0.1
@@ -98,10 +98,7 @@ def main():
     warmup = min(200, args.steps // 10)
 
     def lr_at(step):
-        if step < warmup:
-            return args.lr * (step + 1) / warmup
-        frac = (step - warmup) / max(1, args.steps - warmup)
-        return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        return warmup_cosine(step, args.lr, warmup, args.steps)
 
     log = open(args.out / "ae-log.jsonl", "w")
     started, running = time.time(), []

@@ -22,7 +22,6 @@ Writes `dit.pt` and `dit-log.jsonl` (training loss, heldout flow loss at fixed t
 import argparse
 import copy
 import json
-import math
 import random
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 from . import geometry as g
 from .autoencoder import Autoencoder
 from .clips import ClipSet
+from .smoke import warmup_cosine
 from .dit import Dit, TagEmbedding
 
 SHIFT = 3.0
@@ -156,10 +156,7 @@ def main():
     warmup = min(300, args.steps // 10)
 
     def lr_at(step):
-        if step < warmup:
-            return args.lr * (step + 1) / warmup
-        frac = (step - warmup) / max(1, args.steps - warmup)
-        return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        return warmup_cosine(step, args.lr, warmup, args.steps)
 
     @torch.no_grad()
     def heldout_loss():
