@@ -26,7 +26,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use latentd_engine::RingHandle;
@@ -35,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audio::{MeterTotals, Meters};
 use crate::osc::Subscribers;
+use crate::stoppable::StoppableThread;
 use crate::systemd::Veto;
 
 /// Longest sleep of the health thread: how often the alarms are evaluated, and how late a
@@ -375,42 +375,17 @@ pub struct HealthParts {
 }
 
 /// The running health thread; [`HealthThread::stop`] (or drop) ends it.
-pub struct HealthThread {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
-}
+pub struct HealthThread(StoppableThread<()>);
 
 impl HealthThread {
     /// Start the thread (and set the meters' clip threshold from the config).
     pub fn spawn(parts: HealthParts) -> std::io::Result<HealthThread> {
-        let (stop, stopped) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("health".into())
-            .spawn(move || run(parts, stopped))?;
-        Ok(HealthThread {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
+        StoppableThread::spawn("health", move |stopped| run(parts, stopped)).map(HealthThread)
     }
 
     /// Stop the thread and wait for it.
-    pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            log::error!("health thread panicked");
-        }
-    }
-}
-
-impl Drop for HealthThread {
-    fn drop(&mut self) {
-        self.shutdown();
+    pub fn stop(self) {
+        self.0.stop();
     }
 }
 

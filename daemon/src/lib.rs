@@ -19,6 +19,7 @@ pub mod reload;
 pub mod service;
 pub mod signals;
 pub mod state;
+pub mod stoppable;
 pub mod systemd;
 pub mod unique_file;
 

@@ -13,11 +13,12 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread::{self, JoinHandle};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
 use log::{Level, LevelFilter, Log};
+
+use crate::stoppable::StoppableThread;
 
 /// Where log records go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -314,57 +315,31 @@ impl RtLogReceiver {
 }
 
 /// The logger thread: drains an [`RtLogReceiver`] every `poll` interval.
-pub struct RtLogger {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<u64>>,
-}
+pub struct RtLogger(StoppableThread<u64>);
 
 impl RtLogger {
     /// Starts the thread.
     pub fn spawn(mut receiver: RtLogReceiver, poll: Duration) -> std::io::Result<Self> {
-        let (stop, stop_rx) = mpsc::channel::<()>();
-        let thread = thread::Builder::new()
-            .name("rt-log".into())
-            .spawn(move || {
-                let mut reported_drops = 0;
-                let mut logged = 0u64;
-                loop {
-                    logged += receiver.drain(&mut reported_drops) as u64;
-                    match stop_rx.recv_timeout(poll) {
-                        Err(RecvTimeoutError::Timeout) => {}
-                        Ok(()) | Err(RecvTimeoutError::Disconnected) => {
-                            logged += receiver.drain(&mut reported_drops) as u64;
-                            return logged;
-                        }
+        StoppableThread::spawn("rt-log", move |stop_rx| {
+            let mut reported_drops = 0;
+            let mut logged = 0u64;
+            loop {
+                logged += receiver.drain(&mut reported_drops) as u64;
+                match stop_rx.recv_timeout(poll) {
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                        logged += receiver.drain(&mut reported_drops) as u64;
+                        return logged;
                     }
                 }
-            })?;
-        Ok(Self {
-            stop: Some(stop),
-            thread: Some(thread),
-        })
-    }
-
-    /// Drains what is left, stops the thread, and returns how many events it logged.
-    pub fn stop(mut self) -> u64 {
-        self.shutdown()
-    }
-
-    fn shutdown(&mut self) -> u64 {
-        drop(self.stop.take());
-        match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(logged)) => logged,
-            Some(Err(_)) => {
-                log::error!("rt-log thread panicked");
-                0
             }
-            None => 0,
-        }
+        })
+        .map(Self)
     }
-}
 
-impl Drop for RtLogger {
-    fn drop(&mut self) {
-        self.shutdown();
+    /// Drains what is left, stops the thread, and returns how many events it logged (0 if
+    /// it panicked).
+    pub fn stop(self) -> u64 {
+        self.0.stop().unwrap_or(0)
     }
 }

@@ -25,12 +25,12 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
 
 use crate::audio::OutputStats;
+use crate::stoppable::StoppableThread;
 
 /// Sends sd_notify messages to the service manager, or does nothing when there is none.
 #[derive(Clone, Debug)]
@@ -218,8 +218,7 @@ impl Watched {
 /// within its max silence, withholds pings (and logs which one stalled) otherwise, and
 /// resumes when it recovers.
 pub struct WatchdogSupervisor {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    thread: StoppableThread<()>,
     shared: Arc<SupervisorShared>,
 }
 
@@ -252,17 +251,12 @@ impl WatchdogSupervisor {
                 "watchdog ping interval must be above zero",
             ));
         }
-        let (stop, stop_rx) = mpsc::channel();
         let shared = Arc::new(SupervisorShared::default());
         let thread_shared = Arc::clone(&shared);
-        let thread = thread::Builder::new()
-            .name("watchdog".into())
-            .spawn(move || supervise(notifier, interval, watched, veto, stop_rx, thread_shared))?;
-        Ok(Self {
-            stop: Some(stop),
-            thread: Some(thread),
-            shared,
-        })
+        let thread = StoppableThread::spawn("watchdog", move |stop_rx| {
+            supervise(notifier, interval, watched, veto, stop_rx, thread_shared);
+        })?;
+        Ok(Self { thread, shared })
     }
 
     /// `WATCHDOG=1` pings sent so far.
@@ -280,23 +274,8 @@ impl WatchdogSupervisor {
     }
 
     /// Stops the thread and waits for it; no ping is sent after this returns.
-    pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            log::error!("watchdog supervisor thread panicked");
-        }
-    }
-}
-
-impl Drop for WatchdogSupervisor {
-    fn drop(&mut self) {
-        self.shutdown();
+    pub fn stop(self) {
+        self.thread.stop();
     }
 }
 
