@@ -9,8 +9,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::osc_client::{Link, Transport, msg, number, s};
@@ -84,19 +83,12 @@ fn meters_for(link: &mut Link, span: Duration) -> Vec<Vec<f64>> {
 }
 
 fn http_get(addr: SocketAddr, target: &str) -> serde_json::Value {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(stream, "GET {target} HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a header block");
+    let (head, body) = common::http::exchange(addr, "GET", target);
     assert!(
         head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
         "{head}"
     );
-    serde_json::from_str(body).unwrap()
+    serde_json::from_str(&body).unwrap()
 }
 
 #[test]

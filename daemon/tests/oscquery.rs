@@ -2,8 +2,9 @@
 //! the full namespace against the schema, live knob values, single paths and attributes,
 //! HOST_INFO, the error statuses, the allowlist and shutdown.
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -75,17 +76,10 @@ impl HttpReply {
     }
 }
 
-/// One HTTP/1.0 request (no chunked replies, the server closes after the reply).
+/// One HTTP/1.0 request, its status line parsed.
 fn request(addr: SocketAddr, method: &str, target: &str) -> HttpReply {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(stream, "{method} {target} HTTP/1.0\r\nHost: test\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a header block");
-    let (status_line, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    let (head, body) = common::http::exchange(addr, method, target);
+    let (status_line, headers) = head.split_once("\r\n").unwrap_or((&head, ""));
     let status = status_line
         .split(' ')
         .nth(1)
@@ -94,7 +88,7 @@ fn request(addr: SocketAddr, method: &str, target: &str) -> HttpReply {
     HttpReply {
         status,
         headers: headers.to_string(),
-        body: body.to_string(),
+        body,
     }
 }
 

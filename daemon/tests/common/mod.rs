@@ -8,6 +8,7 @@
 #![allow(dead_code)] // each test binary uses a subset
 
 pub mod hostile;
+pub mod http;
 pub mod jack_tone;
 pub mod osc_client;
 pub mod service_fixture;
