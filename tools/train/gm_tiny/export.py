@@ -22,7 +22,7 @@ from onnx import helper, numpy_helper
 from . import geometry as g
 from .dit import Dit, TagEmbedding
 from .smoke import agree, export_graphs, manifest
-from .train_dit import load_autoencoder
+from .train_dit import autoencoder_from
 
 MIN_FP16_ELEMENTS = 256
 
@@ -66,13 +66,13 @@ def main():
     args = ap.parse_args()
 
     torch.manual_seed(0)
-    ae = load_autoencoder(args.ae)
+    ae_ckpt = torch.load(args.ae, map_location="cpu")
+    ae = autoencoder_from(ae_ckpt)
     ckpt = torch.load(args.dit, map_location="cpu")
     vocab = ckpt["vocab"]
     dit, text = Dit().eval(), TagEmbedding(len(vocab)).eval()
     dit.load_state_dict(ckpt["dit"])
     text.load_state_dict(ckpt["text"])
-    ae_ckpt = torch.load(args.ae, map_location="cpu")
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)

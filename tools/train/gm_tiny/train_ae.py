@@ -112,8 +112,7 @@ def main():
         loss.backward()
         torch.nn.utils.clip_grad_norm_(ae.parameters(), 1.0)
         opt.step()
-        running.append(float(loss))
-        del audio
+        running.append(float(loss.detach()))
         last = step + 1 == args.steps
         if (step + 1) % 50 == 0 or last:
             entry = {"step": step + 1, "loss": float(np.mean(running)), "lr": lr_at(step),

@@ -43,7 +43,11 @@ CROP_FRAMES = (50, 100, 150, 200)
 
 
 def load_autoencoder(path: Path) -> Autoencoder:
-    ckpt = torch.load(path, map_location="cpu")
+    return autoencoder_from(torch.load(path, map_location="cpu"))
+
+
+def autoencoder_from(ckpt: dict) -> Autoencoder:
+    """The frozen autoencoder of a `train_ae` checkpoint."""
     ae = Autoencoder()
     ae.load_state_dict(ckpt["state"])
     return ae.eval()
