@@ -12,6 +12,8 @@ export LATENTD_REQUIRE_PIPEWIRE="${LATENTD_REQUIRE_PIPEWIRE:-1}"
 # setup.sh installed ONNX Runtime (.ort/) and the bundle tools (python onnx): the model
 # bundle tests must run, not skip.
 export LATENTD_REQUIRE_ORT="${LATENTD_REQUIRE_ORT:-1}"
+# Free disk, printed first: a full disk shows up later as a linker Bus error.
+df -h . | tail -1
 cargo test --workspace --no-fail-fast "$@"
 # The systemd units: systemd-analyze verify, sysusers/tmpfiles, and their ExecStart= flags
 # and the shipped config through the binary the tests just built (about a second).
