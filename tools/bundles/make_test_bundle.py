@@ -86,6 +86,9 @@ ENVELOPE_LOW_HZ = 20.0
 # tiny decoder's conv stack costs).
 ENVELOPE_FIR_TAPS = 127
 ENVELOPE_FIR_GRID = 4096
+# `--fault dit-nan-late`: timesteps below this give NaN. Under the last step of the default
+# schedule (8 steps at shift 3 end at t = 0.3), above the load probe's t = 1.
+NAN_BELOW_TIMESTEP = 0.45
 PARITY_ATOL = 1e-4
 PARITY_RTOL = 1e-3
 # Weight scale of the conv stacks: keeps the signal's level through the SiLU stages.
@@ -111,6 +114,7 @@ FAULTS = {
     "dit-output-name": "the DiT's output is named noise_pred, not velocity",
     "dit-output-rank": "the DiT's output is [B, T*C], rank 2",
     "dit-nan": "the DiT's velocity is all NaN",
+    "dit-nan-late": "the DiT's velocity is NaN for timesteps below 0.45 (the load probe passes; runs fail)",
     "decoder-nan": "the decoder's audio is all NaN",
     "stft-output-name": "(with --decoder stft) the decoder's output is named spectrum, not stft",
     "stft-bins": "(with --decoder stft) the decoder's stft has n_fft/2 bins, not n_fft/2+1",
@@ -333,6 +337,11 @@ def build_dit(args, rng) -> onnx.ModelProto:
     x = g.linear(x, d, PATCH * c)
     if args.fault == "dit-nan":
         x = g.op("Mul", [x, g.const(np.float32(np.nan), "nan")])
+    if args.fault == "dit-nan-late":
+        late = g.op("Less", ["timestep", g.const(np.float32(NAN_BELOW_TIMESTEP), "cut")])
+        poison = g.op("Where", [late, g.const(np.float32(np.nan), "nan"), g.const(np.float32(0.0), "zero")])
+        poison = g.op("Reshape", [poison, g.const(np.array([-1, 1, 1], np.int64), "shape")])
+        x = g.op("Add", [x, poison])
     # Unpatch: [B,T/2,2C] -> [B,T,C].
     output, unpatch, dims = "velocity", [0, -1, c], ["B", "T", c]
     if args.fault == "dit-output-name":
