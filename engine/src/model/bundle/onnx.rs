@@ -21,7 +21,8 @@
 //! output tensors are allocated once per shape (`(rows, T, L)` / window) and bound to an
 //! `IoBinding`; a tick writes into them in place and runs the binding through the C API
 //! directly (`ort`'s `run_binding` wraps every output in a new `Arc`). ONNX Runtime's own
-//! C-heap allocations inside the run remain (tens per run, off the audio thread).
+//! C-heap allocations inside the run remain (hundreds per DiT run, off the audio thread;
+//! counted by `scripts/bench-ort-mallocs.sh`, figures in docs/PERFORMANCE.md).
 //!
 //! Threading: `Send + Sync`. Each ONNX session sits in its own mutex (ORT runs need `&mut`):
 //! the DiT and the decoder are used by the engine thread only, the encoder and the text model
