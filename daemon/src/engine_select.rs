@@ -12,15 +12,11 @@
 //! ([`OnnxModel`], docs/bundles.md). A bundle or runtime that cannot load is a start error
 //! (one line, exit 2), never a silent fallback to another model.
 //!
-//! Model health: [`ChosenModel::health`] gives a [`ModelHealth`] closure the serve loop
-//! polls to report runtime model faults (a bundle's DiT run that failed or produced
-//! NaN / Inf: the slots were left unchanged, the loop keeps playing) in the log and the
-//! systemd `STATUS=` line. The built-in model reports none: its faults surface as engine
-//! panics or a backend change, which the serve loop reports already.
+//! Runtime model faults (a tick whose model run failed or produced NaN / Inf: the slots were
+//! left unchanged, the loop keeps playing) are counted by the engine, not here: see
+//! `EngineStats::model_faults`, which the serve loop reports.
 //!
-//! Threading: called once at start; the name and health closures are called from any
-//! thread (the health closure takes the bundle's fault lock briefly; never call it from the
-//! engine or audio thread).
+//! Threading: called once at start; the name closure is called from any thread.
 
 use std::sync::Arc;
 
@@ -31,18 +27,6 @@ use crate::cli::{EngineChoice, Settings};
 
 /// The backend running now, in words (changes once if the device fails).
 pub type BackendName = Arc<dyn Fn() -> String + Send + Sync>;
-
-/// Runtime model faults so far, as [`ModelHealth`] reports them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ModelFaults {
-    /// Engine ticks whose model run failed since start.
-    pub count: u64,
-    /// The newest failure, in words.
-    pub last: Option<String>,
-}
-
-/// The running model's fault counter (see the module doc).
-pub type ModelHealth = Arc<dyn Fn() -> ModelFaults + Send + Sync>;
 
 /// Why `builtin-cuda` is refused by a build without the `cuda` feature.
 const NO_CUDA: &str = "--engine builtin-cuda: this latentd was built without CUDA support (build with --features cuda)";
@@ -76,24 +60,6 @@ impl ChosenModel {
         match self {
             Self::Builtin(m) => m.geometry(),
             Self::Bundle(m) => m.geometry(),
-        }
-    }
-
-    /// The model's fault counter: a bundle's failed DiT runs; always none for the built-in
-    /// model (see the module doc).
-    pub fn health(&self) -> ModelHealth {
-        match self {
-            Self::Builtin(_) => Arc::new(ModelFaults::default),
-            Self::Bundle(m) => {
-                let model = Arc::clone(m);
-                Arc::new(move || {
-                    let (count, last) = model.faults();
-                    ModelFaults {
-                        count,
-                        last: last.map(|e| e.to_string()),
-                    }
-                })
-            }
         }
     }
 }

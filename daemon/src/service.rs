@@ -11,9 +11,10 @@
 //! applying what can change live (log level, OSC allowlist, knob defaults, lead settings)
 //! without touching the audio, and naming the changed keys that need a restart; `STATUS=`
 //! lines every few seconds; a failed engine tick (caught by the engine, which restarts its pipeline
-//! while the ring keeps playing) is logged, and so are runtime model faults (a bundle's DiT
-//! run that failed or gave NaN / Inf; at most one line per [`MODEL_FAULT_LOG_EVERY`], with
-//! the count), which the `STATUS=` line also carries.
+//! while the ring keeps playing) is logged, and so are runtime model faults (a tick whose
+//! model run failed or gave NaN / Inf, as the engine counts them in
+//! [`EngineStats::model_faults`]; at most one line per [`MODEL_FAULT_LOG_EVERY`], with the
+//! count), which the `STATUS=` line also carries.
 //! Stop (SIGINT, SIGTERM and the other stop signals of [`crate::signals`]): watchdog pings
 //! end, `STOPPING=1`, the health thread ends, fade to silence, close OSC, finish the queued jobs, save the state,
 //! stop the engine and the output, print the counters.
@@ -40,8 +41,8 @@ use latentd_engine::model::Model;
 use latentd_engine::ring::PlayheadRing;
 use latentd_engine::ring::RingWriter;
 use latentd_engine::runner::clock::RealClock;
-use latentd_engine::runner::engine_config::EngineConfig;
 use latentd_engine::runner::engine_config::EngineError;
+use latentd_engine::runner::engine_config::{EngineConfig, EngineStats};
 use latentd_engine::runner::engine_loop::{Engine, EngineHandle};
 use latentd_osc_schema::{MediaRoot, Schema};
 use signal_hook::iterator::Signals;
@@ -53,7 +54,7 @@ use crate::cli::{EngineChoice, Settings};
 use crate::control::jobs::{JobContext, JobWorker};
 use crate::control::session::Session;
 use crate::control::{ControlHandler, DaemonEngine, Dispatcher, StatusSources, param_specs};
-use crate::engine_select::{ChosenModel, ModelFaults, ModelHealth};
+use crate::engine_select::ChosenModel;
 use crate::health::{HealthParts, HealthState, HealthThread};
 use crate::load::{LoadError, load_wav_or_stop};
 use crate::metrics::{Metrics, MetricsSources};
@@ -210,7 +211,6 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     let (model, backend_name) =
         crate::engine_select::build_model(settings).map_err(|e| startup(&e))?;
     let geometry = model.geometry();
-    let model_health = model.health();
     let (knobs, knob_reader) = KnobStore::new();
     let knobs = Arc::new(knobs);
     apply_start_knobs(&knobs, settings, &restored);
@@ -478,7 +478,6 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
             osc: &osc,
             oscquery: oscquery.as_ref(),
         },
-        &model_health,
         &health_state,
         settings,
         args,
@@ -529,7 +528,6 @@ fn serve(
     signals: &mut Signals,
     notifier: &Notifier,
     live: &LiveParts<'_>,
-    model_health: &ModelHealth,
     health: &HealthState,
     settings: &Settings,
     args: Vec<OsString>,
@@ -546,6 +544,7 @@ fn serve(
     loop {
         dispatcher.push_status_changes(&mut pushed_status);
         dispatcher.push_knob_motion();
+        let stats = engine.stats();
         // An alarm that rose or cleared shows in STATUS= at once.
         let health_now = health.changes();
         if last_status.elapsed() >= STATUS_EVERY || health_now != health_seen {
@@ -571,12 +570,12 @@ fn serve(
                 s.lead_s,
                 s.xruns,
                 s.late_landings,
-                ModelFaultLog::status_suffix(&model_health()),
+                ModelFaultLog::status_suffix(&stats),
                 health.status_suffix()
             ));
             last_status = Instant::now();
         }
-        let panics = engine.stats().panics;
+        let panics = stats.panics;
         if panics > panics_reported {
             log::error!(
                 "engine: {} tick(s) failed ({panics} since start); pipeline restarted, the \
@@ -585,7 +584,7 @@ fn serve(
             );
             panics_reported = panics;
         }
-        model_faults.report(&model_health(), Instant::now());
+        model_faults.report(&stats, Instant::now());
         for signal in signals.pending() {
             match crate::signals::action(signal) {
                 SignalAction::Reload => reload_config(notifier, &mut running, &args, live),
@@ -646,31 +645,31 @@ struct ModelFaultLog {
 }
 
 impl ModelFaultLog {
-    fn report(&mut self, faults: &ModelFaults, now: Instant) {
+    fn report(&mut self, stats: &EngineStats, now: Instant) {
         let due = self
             .at
             .is_none_or(|at| now.duration_since(at) >= MODEL_FAULT_LOG_EVERY);
-        if faults.count <= self.logged || !due {
+        if stats.model_faults <= self.logged || !due {
             return;
         }
         log::error!(
             "model failed: {} tick(s) ({} since start), the slots were left unchanged and the \
              loop keeps playing; last: {}",
-            faults.count - self.logged,
-            faults.count,
-            faults.last.as_deref().unwrap_or("unknown")
+            stats.model_faults - self.logged,
+            stats.model_faults,
+            stats.last_model_fault.as_deref().unwrap_or("unknown")
         );
-        self.logged = faults.count;
+        self.logged = stats.model_faults;
         self.at = Some(now);
     }
 
     /// What the `STATUS=` line adds: nothing while the model has not failed.
-    fn status_suffix(faults: &ModelFaults) -> String {
-        match faults.count {
+    fn status_suffix(stats: &EngineStats) -> String {
+        match stats.model_faults {
             0 => String::new(),
             n => format!(
                 ", model faults {n} (last: {})",
-                faults.last.as_deref().unwrap_or("unknown")
+                stats.last_model_fault.as_deref().unwrap_or("unknown")
             ),
         }
     }

@@ -78,7 +78,9 @@ fn bench_onnx(c: &mut Criterion) {
     let mut pipeline = StreamPipeline::new(Arc::clone(&model), LOOP_FRAMES);
     let mut finished = Vec::new();
     for _ in 0..16 {
-        pipeline.tick(&snapshot, &cond, &mut finished); // warm: 4 slots in flight
+        pipeline
+            .tick(&snapshot, &cond, &mut finished)
+            .expect("tick"); // warm: 4 in flight
     }
     // Steady state: every other tick one slot finishes (3 left after it) and the next one
     // starts at the following tick's beginning, so each tick's batch holds 4.
@@ -86,7 +88,9 @@ fn bench_onnx(c: &mut Criterion) {
     let ticks: Vec<Duration> = (0..TIMED_CALLS)
         .map(|_| {
             let t0 = Instant::now();
-            pipeline.tick(&snapshot, &cond, &mut finished);
+            pipeline
+                .tick(&snapshot, &cond, &mut finished)
+                .expect("tick");
             t0.elapsed()
         })
         .collect();
@@ -104,7 +108,9 @@ fn bench_onnx(c: &mut Criterion) {
     group.measurement_time(Duration::from_secs(8));
     group.bench_function("tick_depth4_steps8_10s", |b| {
         b.iter(|| {
-            pipeline.tick(&snapshot, &cond, &mut finished);
+            pipeline
+                .tick(&snapshot, &cond, &mut finished)
+                .expect("tick");
             finished.clear();
         })
     });

@@ -59,12 +59,16 @@ fn bench_pipeline(c: &mut Criterion) {
         pipeline.set_source(Some(Arc::clone(&source)));
         let mut finished = Vec::new();
         for _ in 0..16 {
-            pipeline.tick(&snapshot, &cond, &mut finished); // warm: 4 slots in flight
+            pipeline
+                .tick(&snapshot, &cond, &mut finished)
+                .expect("tick"); // warm: 4 in flight
         }
         c.bench_function(&format!("tick/depth4_steps8_60s_{name}"), |b| {
             b.iter(|| {
                 finished.clear();
-                pipeline.tick(&snapshot, &cond, &mut finished);
+                pipeline
+                    .tick(&snapshot, &cond, &mut finished)
+                    .expect("tick");
                 black_box(finished.len())
             })
         });

@@ -17,6 +17,10 @@
 //!   schedules; only the start rule changes.
 //! - Slot serials (0, 1, 2, ...) key the noise: a request run alone ([`run_request`]) draws
 //!   exactly what it drew in the stream, so the two agree bit for bit.
+//! - A failed batched model call leaves every slot unchanged, yet their step advances; the
+//!   tick returns the error and the caller counts it (the runner does, in
+//!   [`EngineStats::model_faults`](crate::runner::EngineStats::model_faults), so the count
+//!   outlives a pipeline rebuilt on a source change or a restart).
 //!
 //! Threading: a pipeline belongs to the engine thread.
 
@@ -176,8 +180,6 @@ pub struct StreamPipeline<M: Model> {
     curve: Option<(CurveKey, M::Curve)>,
     tick: u64,
     last_start: Option<u64>,
-    faults: u64,
-    last_fault: Option<ModelError>,
 }
 
 impl<M: Model> StreamPipeline<M> {
@@ -195,8 +197,6 @@ impl<M: Model> StreamPipeline<M> {
             curve: None,
             tick: 0,
             last_start: None,
-            faults: 0,
-            last_fault: None,
         }
     }
 
@@ -242,27 +242,23 @@ impl<M: Model> StreamPipeline<M> {
         self.frames
     }
 
-    /// Ticks whose batched model call failed (its slots were left unchanged and their step
-    /// still advanced), and the newest failure, from the call's `Result`.
-    pub fn model_faults(&self) -> (u64, Option<&ModelError>) {
-        (self.faults, self.last_fault.as_ref())
-    }
-
     /// The model.
     pub fn model(&self) -> &Arc<M> {
         &self.model
     }
 
     /// Runs one tick: maybe start a slot, one batched denoise over every slot, deliver the
-    /// slots that finished into `finished` (appended, in serial order).
+    /// slots that finished into `finished` (appended, in serial order). The tick runs to
+    /// its end either way; `Err` is the batched model call's failure (see the module doc).
     pub fn tick(
         &mut self,
         knobs: &KnobSnapshot,
         cond: &Conditioning<M::Cond>,
         finished: &mut Vec<FinishedLatent<M::Latents>>,
-    ) {
+    ) -> Result<(), ModelError> {
         self.maybe_start(knobs);
         self.refresh_curve(knobs);
+        let mut result = Ok(());
         if !self.slots.is_empty() {
             let shared = StepShared {
                 cond,
@@ -271,10 +267,7 @@ impl<M: Model> StreamPipeline<M> {
                 sde_curve: self.curve.as_ref().map(|(_, c)| c),
             };
             let mut batch: Vec<_> = self.slots.iter_mut().map(|s| slot_step(s, knobs)).collect();
-            if let Err(e) = self.model.denoise_batch(&mut batch, &shared) {
-                self.faults += 1;
-                self.last_fault = Some(e);
-            }
+            result = self.model.denoise_batch(&mut batch, &shared);
         }
         let mut i = 0;
         while i < self.slots.len() {
@@ -297,6 +290,7 @@ impl<M: Model> StreamPipeline<M> {
             }
         }
         self.tick += 1;
+        result
     }
 
     fn maybe_start(&mut self, knobs: &KnobSnapshot) {

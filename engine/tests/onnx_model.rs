@@ -86,13 +86,11 @@ fn run_pipeline(
     let mut pipe = StreamPipeline::new(Arc::clone(model), frames);
     let mut done = Vec::new();
     for _ in 0..100 {
-        pipe.tick(knobs, cond, &mut done);
+        pipe.tick(knobs, cond, &mut done).expect("no failed tick");
         if done.len() >= want {
             break;
         }
     }
-    let (faults, last) = model.faults();
-    assert_eq!(faults, 0, "no failed tick: {last:?}");
     assert!(done.len() >= want, "{} latents finished", done.len());
     done
 }
@@ -189,7 +187,7 @@ fn step_batch(
                 },
             })
             .collect();
-        model.try_denoise_batch(&mut batch, shared).expect("step");
+        model.denoise_batch(&mut batch, shared).expect("step");
     }
 }
 
@@ -321,7 +319,6 @@ fn per_tick_step_does_not_allocate(model: &OnnxModel) {
     run(false); // the first tick at a shape binds its tensors
     run(true);
     run(true);
-    assert_eq!(model.faults().0, 0);
 }
 
 fn load_err(dir: &Path) -> OnnxLoadError {
@@ -486,23 +483,10 @@ fn a_decoder_that_outputs_nan_is_refused_at_load() {
 #[test]
 fn a_nan_at_run_time_is_a_typed_error_and_leaves_the_slots_unchanged() {
     let Some(_) = options() else { return };
-    let Some(dir) = test_bundles::bundle(&["--preset", "tiny"]) else {
+    // NaN only for late timesteps: the load probe (t = 1) passes, a step at t = 0.2 fails.
+    let Some(dir) = test_bundles::bundle(&["--preset", "tiny", "--fault", "dit-nan-late"]) else {
         return;
     };
-    // NaN only for timesteps below 0.3: the load probe (t = 1) passes, a late step fails.
-    test_bundles::edit_graph(
-        dir.path(),
-        "dit.onnx",
-        "g = m.graph\n\
-         for n in g.node:\n    n.output[:] = ['velocity_raw' if x == 'velocity' else x for x in n.output]\n\
-         c = lambda name, v: g.initializer.append(numpy_helper.from_array(np.array(v, np.float32), name))\n\
-         c('cut', [0.3]); c('nan', [np.nan]); c('zero', [0.0])\n\
-         g.initializer.append(numpy_helper.from_array(np.array([-1, 1, 1], np.int64), 'bshape'))\n\
-         g.node.extend([helper.make_node('Less', ['timestep', 'cut'], ['late']),\n\
-           helper.make_node('Where', ['late', 'nan', 'zero'], ['poison']),\n\
-           helper.make_node('Reshape', ['poison', 'bshape'], ['poison3']),\n\
-           helper.make_node('Add', ['velocity_raw', 'poison3'], ['velocity'])])",
-    );
     let model = load(dir.path()).expect("loads: the probe step is early");
     let frames = 10;
     let cond = prompt(&model, "piano");
@@ -531,9 +515,7 @@ fn a_nan_at_run_time_is_a_typed_error_and_leaves_the_slots_unchanged() {
             },
         })
         .collect();
-    let e = model
-        .try_denoise_batch(&mut batch, &shared)
-        .expect_err("NaN");
+    let e = model.denoise_batch(&mut batch, &shared).expect_err("NaN");
     assert_eq!(
         e,
         ModelError::NonFinite {
@@ -542,19 +524,8 @@ fn a_nan_at_run_time_is_a_typed_error_and_leaves_the_slots_unchanged() {
             row: 0
         }
     );
-    assert_eq!(
-        model.denoise_batch(&mut batch, &shared),
-        Err(e.clone()),
-        "the trait call returns the typed error"
-    );
     drop(batch);
     assert_eq!(xs, before, "the slots are unchanged");
-    let (faults, last) = model.faults();
-    assert_eq!(
-        (faults, last),
-        (1, Some(e)),
-        "the trait path counts the failed tick"
-    );
 }
 
 #[test]

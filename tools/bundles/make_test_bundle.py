@@ -12,11 +12,12 @@ paths a real exported bundle takes (names, layouts, dynamic axes, patching, opti
   self-attention with RoPE + cross-attention to the text + SiLU-gated MLP, output
   projection, unpatch.
 - `decoder.onnx`: `latents [B,C,T]` -> `audio [B,A,T*rate/fps]`: 1x1 conv, strided
-  transposed-conv upsampling stages with SiLU, output conv, tanh.
+  transposed-conv upsampling stages with SiLU, output conv, a linear-phase FIR per channel
+  that imposes a random smooth spectral envelope, tanh.
   With `--decoder stft`: `latents [B,C,T]` -> `stft [B,A,N,F,2]` (n_fft 1920, hop 480,
   N = 4T, F = 961; the host inverts it): 1x1 conv, one transposed-conv stage to the STFT
   frame rate with SiLU, a 1x1 conv to A*F*2 channels, tanh, scale, reshape / transpose,
-  times a random smooth spectral envelope.
+  times a random smooth spectral envelope (drawn like the audio decoder's).
 - `encoder.onnx`: `audio [B,A,S]` -> `latents [B,C,S*fps/rate]`: the decoder's rough mirror.
 - `text.onnx`: `ids [1,L] int64` -> `encoder_hidden_states [1,L,D]`: embedding of the
   tag ids (line numbers of `tags.txt`, from 0) + a residual SiLU MLP.
@@ -73,9 +74,21 @@ STFT_N_FFT = 1920
 STFT_HOP = 480
 # Scales the tanh'd STFT so that the inverse is around -20 dBFS RMS.
 STFT_GAIN = 6.0
-# The spectral envelope of the STFT decoder: random dB (this deviation) at log-spaced anchors.
-STFT_ENVELOPE_ANCHORS = 10
-STFT_ENVELOPE_DB = 10.0
+# The decoders' spectral envelope: random dB (this deviation) at log-spaced anchors from
+# ENVELOPE_LOW_HZ to Nyquist, interpolated in log frequency. It makes another seed colour the
+# sound differently by construction (random conv stacks alone give similar spectra).
+ENVELOPE_ANCHORS = 10
+ENVELOPE_DB = 10.0
+ENVELOPE_LOW_HZ = 20.0
+# The audio decoder imposes the envelope with a linear-phase FIR of this many taps (odd), a
+# Hann-windowed frequency-sampling design: it resolves the envelope above about 750 Hz and
+# its low end as a coarser tilt, at 127 multiply-adds a sample and channel (about what the
+# tiny decoder's conv stack costs).
+ENVELOPE_FIR_TAPS = 127
+ENVELOPE_FIR_GRID = 4096
+# `--fault dit-nan-late`: timesteps below this give NaN. Under the last step of the default
+# schedule (8 steps at shift 3 end at t = 0.3), above the load probe's t = 1.
+NAN_BELOW_TIMESTEP = 0.45
 PARITY_ATOL = 1e-4
 PARITY_RTOL = 1e-3
 # Weight scale of the conv stacks: keeps the signal's level through the SiLU stages.
@@ -101,6 +114,7 @@ FAULTS = {
     "dit-output-name": "the DiT's output is named noise_pred, not velocity",
     "dit-output-rank": "the DiT's output is [B, T*C], rank 2",
     "dit-nan": "the DiT's velocity is all NaN",
+    "dit-nan-late": "the DiT's velocity is NaN for timesteps below 0.45 (the load probe passes; runs fail)",
     "decoder-nan": "the decoder's audio is all NaN",
     "stft-output-name": "(with --decoder stft) the decoder's output is named spectrum, not stft",
     "stft-bins": "(with --decoder stft) the decoder's stft has n_fft/2 bins, not n_fft/2+1",
@@ -323,6 +337,11 @@ def build_dit(args, rng) -> onnx.ModelProto:
     x = g.linear(x, d, PATCH * c)
     if args.fault == "dit-nan":
         x = g.op("Mul", [x, g.const(np.float32(np.nan), "nan")])
+    if args.fault == "dit-nan-late":
+        late = g.op("Less", ["timestep", g.const(np.float32(NAN_BELOW_TIMESTEP), "cut")])
+        poison = g.op("Where", [late, g.const(np.float32(np.nan), "nan"), g.const(np.float32(0.0), "zero")])
+        poison = g.op("Reshape", [poison, g.const(np.array([-1, 1, 1], np.int64), "shape")])
+        x = g.op("Add", [x, poison])
     # Unpatch: [B,T/2,2C] -> [B,T,C].
     output, unpatch, dims = "velocity", [0, -1, c], ["B", "T", c]
     if args.fault == "dit-output-name":
@@ -336,6 +355,24 @@ def build_dit(args, rng) -> onnx.ModelProto:
     )
 
 
+def spectral_envelope(rng: np.random.Generator, freqs: np.ndarray) -> np.ndarray:
+    """Linear gain at `freqs` (Hz) of a random smooth envelope (see ENVELOPE_DB)."""
+    anchors = np.geomspace(ENVELOPE_LOW_HZ, SAMPLE_RATE / 2, ENVELOPE_ANCHORS)
+    db = rng.normal(0.0, ENVELOPE_DB, size=ENVELOPE_ANCHORS)
+    at = np.log(np.maximum(freqs, ENVELOPE_LOW_HZ))
+    return 10.0 ** (np.interp(at, np.log(anchors), db) / 20.0)
+
+
+def envelope_fir(rng: np.random.Generator) -> np.ndarray:
+    """ENVELOPE_FIR_TAPS linear-phase taps whose response follows a random envelope,
+    scaled to unit power gain for white input (so the decoder's level stays put)."""
+    taps = ENVELOPE_FIR_TAPS
+    freqs = np.fft.rfftfreq(ENVELOPE_FIR_GRID, 1.0 / SAMPLE_RATE)
+    zero_phase = np.fft.irfft(spectral_envelope(rng, freqs), ENVELOPE_FIR_GRID)
+    h = np.roll(zero_phase, taps // 2)[:taps] * np.hanning(taps + 2)[1:-1]
+    return h / np.sqrt(np.sum(h * h))
+
+
 def build_decoder(args, rng) -> onnx.ModelProto:
     factors = upsample_factors(SAMPLE_RATE // LATENT_FRAME_RATE)
     widths = conv_widths(args.conv_width, len(factors))
@@ -344,6 +381,11 @@ def build_decoder(args, rng) -> onnx.ModelProto:
     for i, stride in enumerate(factors):
         x = g.conv_transpose(g.silu(x), widths[i], widths[i + 1], stride)
     x = g.conv(g.silu(x), widths[-1], AUDIO_CHANNELS, 7, pad=3, gain=DECODER_OUT_GAIN)
+    # The seed's spectral envelope: the same FIR on every channel (a depthwise conv).
+    fir = np.tile(envelope_fir(g.rng).astype(np.float32), (AUDIO_CHANNELS, 1, 1))
+    pad = ENVELOPE_FIR_TAPS // 2
+    x = g.op("Conv", [x, g.const(fir, "envelope")], kernel_shape=[ENVELOPE_FIR_TAPS],
+             pads=[pad, pad], group=AUDIO_CHANNELS)
     if args.fault == "decoder-nan":
         x = g.op("Mul", [x, g.const(np.float32(np.nan), "nan")])
     g.named("Tanh", [x], "audio")
@@ -351,7 +393,7 @@ def build_decoder(args, rng) -> onnx.ModelProto:
         "decoder",
         [f32_input("latents", ["B", LATENT_CHANNELS, "T"])],
         [f32_input("audio", ["B", AUDIO_CHANNELS, "S"])],
-        f"random transposed-conv decoder, strides {factors}, seed {args.seed}",
+        f"random transposed-conv decoder, strides {factors}, envelope FIR, seed {args.seed}",
     )
 
 
@@ -366,12 +408,9 @@ def build_stft_decoder(args, rng) -> onnx.ModelProto:
     x = g.op("Mul", [g.op("Tanh", [x]), g.const(np.float32(STFT_GAIN), "gain")])
     x = g.op("Reshape", [x, g.const(np.array([0, a, bins, 2, -1], np.int64), "shape")])
     x = g.op("Transpose", [x], perm=[0, 1, 4, 2, 3])  # [B, A, N, F, 2]
-    # A smooth spectral envelope drawn from the weights (random dB at log-spaced anchors),
-    # so that another seed colours the sound differently, not only another white noise.
-    freqs = np.maximum(np.arange(bins) * SAMPLE_RATE / STFT_N_FFT, 20.0)
-    anchors = np.geomspace(20.0, SAMPLE_RATE / 2, STFT_ENVELOPE_ANCHORS)
-    db = g.rng.normal(0.0, STFT_ENVELOPE_DB, size=STFT_ENVELOPE_ANCHORS)
-    gain = 10.0 ** (np.interp(np.log(freqs), np.log(anchors), db) / 20.0)
+    # The seed's spectral envelope, so that another seed colours the sound differently,
+    # not only another white noise.
+    gain = spectral_envelope(g.rng, np.arange(bins) * SAMPLE_RATE / STFT_N_FFT)
     name = "spectrum" if args.fault == "stft-output-name" else "stft"
     g.named("Mul", [x, g.const(gain.astype(np.float32)[:, None], "envelope")], name)
     return g.model(

@@ -16,8 +16,9 @@
 //!
 //! Errors: a backend call that can fail returns a typed error ([`ModelError`] from
 //! [`Model::denoise_batch`], [`DecodeError`] from the decodes, [`EncodeError`] from the
-//! encodes). On a `denoise_batch` error no slot changed; the pipeline counts the failure
-//! ([`crate::pipeline::StreamPipeline::model_faults`]).
+//! encodes). On a `denoise_batch` error no slot changed; the pipeline tick returns it and the
+//! runner counts it ([`crate::runner::EngineStats::model_faults`]); a backend keeps no fault
+//! counter of its own.
 //!
 //! Threading: a model is `Send + Sync`; the engine thread calls the denoise and decode methods,
 //! the encoder thread the encode methods, concurrently.

@@ -80,7 +80,7 @@ fn stream(
             params.denoise = 0.2 + 0.1 * (tick % 7) as f32;
             pipeline.submit(params);
         }
-        pipeline.tick(knobs, cond, &mut finished);
+        pipeline.tick(knobs, cond, &mut finished).expect("tick");
     }
     finished
 }
@@ -162,7 +162,7 @@ fn warm_pipeline_delivers_every_steps_over_depth_ticks_in_the_same_tick() {
     let mut ticks_with_output = Vec::new();
     for tick in 0..40u64 {
         let before = finished.len();
-        pipeline.tick(&k, &cond, &mut finished);
+        pipeline.tick(&k, &cond, &mut finished).expect("tick");
         if finished.len() > before {
             ticks_with_output.push(tick);
             assert_eq!(finished.last().unwrap().tick, tick);
@@ -183,7 +183,7 @@ fn newest_pending_request_wins() {
     let k = knobs(&[]);
     let mut pipeline = StreamPipeline::new(Arc::clone(&model), FRAMES);
     let mut finished = Vec::new();
-    pipeline.tick(&k, &cond, &mut finished); // slot 0 starts from the knobs
+    pipeline.tick(&k, &cond, &mut finished).expect("tick"); // slot 0 starts from the knobs
     let mut first = SlotParams::from_knobs(&k);
     first.seed = 11;
     let mut second = first;
@@ -191,7 +191,7 @@ fn newest_pending_request_wins() {
     pipeline.submit(first);
     pipeline.submit(second);
     for _ in 0..12 {
-        pipeline.tick(&k, &cond, &mut finished);
+        pipeline.tick(&k, &cond, &mut finished).expect("tick");
     }
     let seeds: Vec<u32> = finished.iter().map(|f| f.params.seed).collect();
     assert_eq!(seeds[..2], [0, 22], "{seeds:?}");
@@ -205,7 +205,9 @@ fn depth_and_steps_changes_keep_in_flight_slots() {
     let mut pipeline = StreamPipeline::new(Arc::clone(&model), FRAMES);
     let mut finished = Vec::new();
     for _ in 0..7 {
-        pipeline.tick(reader.read(), &cond, &mut finished);
+        pipeline
+            .tick(reader.read(), &cond, &mut finished)
+            .expect("tick");
     }
     let in_flight = pipeline.in_flight();
     assert_eq!(in_flight, 4);
@@ -213,7 +215,9 @@ fn depth_and_steps_changes_keep_in_flight_slots() {
     store.set("steps", 4.0).unwrap();
     let mut last_tick = 0;
     for _ in 0..40 {
-        pipeline.tick(reader.read(), &cond, &mut finished);
+        pipeline
+            .tick(reader.read(), &cond, &mut finished)
+            .expect("tick");
         assert!(
             pipeline.ticks() - last_tick <= 9,
             "a gap longer than one request: dropout"

@@ -255,6 +255,14 @@ pub struct EngineStats {
     /// Pipeline restarts after a caught panic (an `Err` tick counts in `panics` only).
     #[serde(default)]
     pub pipeline_restarts: u64,
+    /// Ticks whose batched model call failed (the slots were left unchanged and the loop
+    /// kept playing), since start: counted here, from the pipeline tick's `Result`, so the
+    /// count outlives a pipeline rebuilt on a source change or after a panic.
+    #[serde(default)]
+    pub model_faults: u64,
+    /// The newest of those failures, in words.
+    #[serde(default)]
+    pub last_model_fault: Option<String>,
     /// Whether generation is paused by the idle rule.
     pub idle: bool,
     /// Whether generation is paused by the transport.

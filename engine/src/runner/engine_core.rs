@@ -38,7 +38,10 @@
 //! A window is `keep_latent_frames` latent frames (0.36 s) of audio; the decode covers them
 //! plus [`Model::decode_context_frames`] on each side (the lineage's 1 s window) and keeps
 //! the centre. Every write is traced ([`super::trace`]); a panic inside the tick is caught,
-//! counted, and the pipeline restarted (the ring keeps playing what it holds).
+//! counted, and the pipeline restarted (the ring keeps playing what it holds). A failed
+//! batched model call (the pipeline tick's `Err`) is counted in
+//! [`EngineStats::model_faults`], the one count of model faults: it lives here, not in the
+//! pipeline or the model, so it survives the pipeline being rebuilt.
 //!
 //! # Threading
 //!
@@ -623,7 +626,10 @@ impl<M: Model> EngineCore<M> {
         let before = self.pipeline.in_flight();
         self.finished.clear();
         let started = Instant::now();
-        self.pipeline.tick(&knobs, &cond, &mut self.finished);
+        if let Err(e) = self.pipeline.tick(&knobs, &cond, &mut self.finished) {
+            self.stats.model_faults += 1;
+            self.stats.last_model_fault = Some(e.to_string());
+        }
         // A GPU backend's tick time comes from its events, resolved one tick late (the wall
         // clock here would time only the launches); until the first resolves, the launch
         // time stands in.

@@ -1,5 +1,7 @@
-//! A panic inside the tick, in simulated time: caught, counted, the pipeline restarted,
-//! and the ring keeps playing (no silence) while the engine keeps writing afterwards.
+//! Faults inside the tick, in simulated time: a panic is caught, counted, the pipeline
+//! restarted, and the ring keeps playing (no silence) while the engine keeps writing
+//! afterwards; a failed model call is the pipeline tick's `Err`, counted once by the runner,
+//! and the count survives the pipeline's rebuild.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -102,17 +104,21 @@ impl Model for FaultyModel {
     }
 }
 
-#[test]
-fn a_panic_in_the_tick_is_caught_and_the_ring_keeps_playing() {
-    let model = Arc::new(FaultyModel {
+/// The model's denoise calls `panics` panic and calls `errors` return an error.
+fn faulty(panics: std::ops::Range<u64>, errors: std::ops::Range<u64>) -> Arc<FaultyModel> {
+    Arc::new(FaultyModel {
         inner: BuiltinModel::new(),
         calls: AtomicU64::new(0),
-        panic_from: 20,
-        panic_to: 25,
-        err_from: 0,
-        err_to: 0,
+        panic_from: panics.start,
+        panic_to: panics.end,
+        err_from: errors.start,
+        err_to: errors.end,
         guidance_seen: Default::default(),
-    });
+    })
+}
+
+/// A simulated engine over `model` with a 3 s source and nothing scheduled.
+fn quiet_sim(model: Arc<FaultyModel>) -> SimHarness<FaultyModel> {
     let source = crate::audio_file::test_signal(48_000, 2, 3.0);
     let ring = PlayheadRing::from_interleaved(
         source.samples.clone(),
@@ -135,7 +141,12 @@ fn a_panic_in_the_tick_is_caught_and_the_ring_keeps_playing() {
         sample_rate: 48_000,
     })
     .unwrap();
-    // Keep the engine active (a knob now and then) so it ticks at full rate.
+    sim
+}
+
+/// [`quiet_sim`] kept active (a knob every 0.5 s for 3 s) so it ticks at full rate.
+fn active_sim(model: Arc<FaultyModel>) -> SimHarness<FaultyModel> {
+    let mut sim = quiet_sim(model);
     for i in 0..6 {
         sim.schedule(
             0.5 * i as f64,
@@ -146,6 +157,12 @@ fn a_panic_in_the_tick_is_caught_and_the_ring_keeps_playing() {
             },
         );
     }
+    sim
+}
+
+#[test]
+fn a_panic_in_the_tick_is_caught_and_the_ring_keeps_playing() {
+    let mut sim = active_sim(faulty(20..25, 0..0));
     sim.clock().record_output();
     sim.run_until(3.0);
     assert_eq!(sim.stats().panics, 5);
@@ -171,16 +188,8 @@ fn a_panic_in_the_tick_is_caught_and_the_ring_keeps_playing() {
 }
 
 #[test]
-fn a_failed_model_call_is_counted_from_its_result() {
-    let model = Arc::new(FaultyModel {
-        inner: BuiltinModel::new(),
-        calls: AtomicU64::new(0),
-        panic_from: 0,
-        panic_to: 0,
-        err_from: 3,
-        err_to: 5,
-        guidance_seen: Default::default(),
-    });
+fn a_failed_model_call_is_the_tick_result() {
+    let model = faulty(0..0, 3..5);
     let knobs = crate::knobs::KnobSnapshot::defaults();
     let cond = crate::conditioning::Conditioning {
         epoch: 0,
@@ -190,57 +199,47 @@ fn a_failed_model_call_is_counted_from_its_result() {
     };
     let mut pipeline = crate::pipeline::StreamPipeline::new(Arc::clone(&model), 8);
     let mut finished = Vec::new();
+    // One denoise call per tick from tick 0 (a slot starts and steps in it).
     for tick in 0..8 {
-        pipeline.tick(&knobs, &cond, &mut finished);
-        if tick == 2 {
-            assert_eq!(pipeline.model_faults(), (0, None));
-        }
-        if tick == 4 {
-            let (count, last) = pipeline.model_faults();
-            assert_eq!(count, 2);
-            assert_eq!(
-                last.map(ToString::to_string).as_deref(),
-                Some("test: run failed: injected error in denoise call 4")
-            );
-        }
+        let result = pipeline.tick(&knobs, &cond, &mut finished);
+        let want = match tick {
+            3 | 4 => Err(format!(
+                "test: run failed: injected error in denoise call {tick}"
+            )),
+            _ => Ok(()),
+        };
+        assert_eq!(result.map_err(|e| e.to_string()), want, "tick {tick}");
     }
-    assert_eq!(pipeline.model_faults().0, 2, "later calls succeed");
+    assert_eq!(pipeline.ticks(), 8, "a failed tick still runs to its end");
+}
+
+#[test]
+fn failed_model_calls_are_counted_by_the_runner_across_a_pipeline_restart() {
+    // Calls 10..14 fail, call 20 panics (the pipeline is rebuilt), later calls succeed.
+    let model = faulty(20..21, 10..14);
+    let mut sim = active_sim(Arc::clone(&model));
+    sim.run_until(3.0);
+    let stats = sim.stats();
+    assert_eq!(stats.pipeline_restarts, 1);
+    assert!(
+        model.calls.load(Ordering::Relaxed) > 30,
+        "the rebuilt pipeline ran on"
+    );
+    assert_eq!(
+        stats.model_faults, 4,
+        "counted once each, kept over the rebuild"
+    );
+    assert_eq!(
+        stats.last_model_fault.as_deref(),
+        Some("test: run failed: injected error in denoise call 13")
+    );
 }
 
 #[test]
 fn a_knob_ramp_advances_with_the_ticks_on_the_frame_clock() {
     use crate::knobs::{Curve, KnobId, RampTo};
-    let model = Arc::new(FaultyModel {
-        inner: BuiltinModel::new(),
-        calls: AtomicU64::new(0),
-        panic_from: 0,
-        panic_to: 0,
-        err_from: 0,
-        err_to: 0,
-        guidance_seen: Default::default(),
-    });
-    let source = crate::audio_file::test_signal(48_000, 2, 3.0);
-    let ring = PlayheadRing::from_interleaved(
-        source.samples.clone(),
-        2,
-        48_000,
-        PlayheadRing::guard_for_period(128),
-    )
-    .unwrap();
-    let mut sim = SimHarness::new(
-        Arc::clone(&model),
-        ring,
-        128,
-        EngineConfig::default(),
-        SimCosts::default(),
-    )
-    .unwrap();
-    sim.set_source(AudioView {
-        samples: &source.samples,
-        channels: 2,
-        sample_rate: 48_000,
-    })
-    .unwrap();
+    let model = faulty(0..0, 0..0);
+    let mut sim = quiet_sim(Arc::clone(&model));
     // guidance 1 -> 9 over 1 s of frames from frame 0; nothing else happens, so only the
     // ramp keeps the engine ticking.
     let ramp = RampTo {

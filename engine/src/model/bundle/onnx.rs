@@ -21,7 +21,8 @@
 //! output tensors are allocated once per shape (`(rows, T, L)` / window) and bound to an
 //! `IoBinding`; a tick writes into them in place and runs the binding through the C API
 //! directly (`ort`'s `run_binding` wraps every output in a new `Arc`). ONNX Runtime's own
-//! C-heap allocations inside the run remain (tens per run, off the audio thread).
+//! C-heap allocations inside the run remain (hundreds per DiT run, off the audio thread;
+//! counted by `scripts/bench-ort-mallocs.sh`, figures in docs/PERFORMANCE.md).
 //!
 //! Threading: `Send + Sync`. Each ONNX session sits in its own mutex (ORT runs need `&mut`):
 //! the DiT and the decoder are used by the engine thread only, the encoder and the text model
@@ -30,7 +31,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ort::AsPointer;
@@ -604,8 +604,6 @@ pub struct OnnxModel {
     decoder: Mutex<DecoderState>,
     encoder: Option<Mutex<Session>>,
     text: Option<TextModel>,
-    faults: AtomicU64,
-    last_fault: Mutex<Option<ModelError>>,
 }
 
 impl OnnxModel {
@@ -787,8 +785,6 @@ impl OnnxModel {
             }),
             encoder,
             text,
-            faults: AtomicU64::new(0),
-            last_fault: Mutex::new(None),
         };
         model.probe().map_err(OnnxLoadError::Probe)?;
         Ok(model)
@@ -834,7 +830,7 @@ impl OnnxModel {
                 step: 1,
             },
         }];
-        self.try_denoise_batch(&mut batch, &shared)?;
+        self.step_batch(&mut batch, &shared)?;
         let hop = self.manifest.geometry.samples_per_latent_frame()
             * self.manifest.geometry.audio_channels;
         let mut out = vec![0.0f32; hop];
@@ -899,17 +895,9 @@ impl OnnxModel {
         &self.manifest
     }
 
-    /// Ticks whose DiT run failed (the slots were left unchanged), and the newest failure.
-    pub fn faults(&self) -> (u64, Option<ModelError>) {
-        (
-            self.faults.load(Ordering::Acquire),
-            lock(&self.last_fault).clone(),
-        )
-    }
-
-    /// The batched step with its error: what [`Model::denoise_batch`] runs. On an error no
-    /// slot changed.
-    pub fn try_denoise_batch(
+    /// The batched step: what [`Model::denoise_batch`] runs (the runner counts its errors).
+    /// On an error no slot changed.
+    fn step_batch(
         &self,
         batch: &mut [SlotStep<'_, OnnxLatents>],
         shared: &StepShared<'_, Self>,
@@ -1341,12 +1329,7 @@ impl Model for OnnxModel {
         batch: &mut [SlotStep<'_, OnnxLatents>],
         shared: &StepShared<'_, Self>,
     ) -> Result<(), ModelError> {
-        let result = self.try_denoise_batch(batch, shared);
-        if let Err(e) = &result {
-            self.faults.fetch_add(1, Ordering::AcqRel);
-            *lock(&self.last_fault) = Some(e.clone());
-        }
-        result
+        self.step_batch(batch, shared)
     }
 
     fn decode_context_frames(&self) -> usize {

@@ -75,7 +75,7 @@ fn stream<M: Model<Cond = crate::model::builtin::BuiltinCond>>(
     let mut fin: Vec<FinishedLatent<M::Latents>> = Vec::new();
     for _ in 0..ticks {
         fin.clear();
-        p.tick(&knobs, &cond, &mut fin);
+        p.tick(&knobs, &cond, &mut fin).expect("tick");
         for f in &fin {
             let mut out = vec![0.0f32; 9 * 1920 * 2];
             model
@@ -222,7 +222,7 @@ fn gpu_benchmark() {
                 for _ in 0..ticks {
                     fin.clear();
                     let t0 = std::time::Instant::now();
-                    p.tick(&knobs, &cond, &mut fin);
+                    p.tick(&knobs, &cond, &mut fin).expect("tick");
                     launch_ms.push(t0.elapsed().as_secs_f64() * 1e3);
                     if let Some(t) = gpu.device_times().and_then(|d| d.tick_s) {
                         tick_ms.push(t * 1e3);
