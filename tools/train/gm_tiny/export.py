@@ -58,7 +58,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ae", type=Path, required=True)
     ap.add_argument("--dit", type=Path, required=True)
-    ap.add_argument("--data", type=Path, required=True, help="the training set (PROVENANCE.md)")
+    ap.add_argument("--data", type=Path, action="append", required=True,
+                    help="a training set (its PROVENANCE.md is copied); repeat for each")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--name", default="gm-tiny")
     ap.add_argument("--fp32", action="store_true", help="keep f32 initializers")
@@ -117,7 +118,11 @@ def main():
                   f"rendered with MIT-licensed General MIDI soundfonts; "
                   f"autoencoder {ae_ckpt['step']} steps, DiT {ckpt['step']} steps; PROVENANCE.md")
     (out / "bundle.toml").write_text(manifest(args.name, provenance, default_prompt=args.default_prompt))
-    data_provenance = (args.data / "PROVENANCE.md").read_text()
+    # Each training set's own provenance, its headings moved under this file's.
+    data_provenance = "\n".join(
+        f"### `{d.name}`\n\n" + (d / "PROVENANCE.md").read_text().replace("\n## ", "\n#### ")
+        .removeprefix("# Provenance\n")
+        for d in args.data)
     (out / "PROVENANCE.md").write_text(
         f"# {args.name}: provenance\n\n"
         "Weights trained here, from scratch, by `tools/train/gm_tiny` (no pretrained weights, "
@@ -128,7 +133,8 @@ def main():
         f"- DiT + tag embedding: {ckpt['step']} steps (EMA weights)\n"
         f"- stored as fp16 initializers: {json.dumps(fp16)}\n"
         f"- max |onnx.reference - torch| per graph: {json.dumps(errs)}\n\n"
-        "## Training data\n\n" + data_provenance)
+        "## Training data\n\nThe commands that trained each stage on these sets are in "
+        "`tools/train/README.md`.\n\n" + data_provenance)
     size = sum(p.stat().st_size for p in out.iterdir())
     print(json.dumps({"out": str(out), "bytes": size, "params": params, "fp16": fp16,
                       "errors": errs}))
