@@ -3,7 +3,7 @@
     python3 tools/measure/sound.py analyze OUT.wav [--source SRC.wav] [--loop-s 10]
     python3 tools/measure/sound.py spectrogram OUT.wav PNG --title TEXT [--loop-s 10]
 
-`analyze` prints one JSON object for the last whole loop of a recording (`--record`, 32-bit
+`analyze` prints one JSON object for the last whole loop of a recording (before the stop fade) (`--record`, 32-bit
 float or 16-bit PCM WAV): the power-weighted spectral centroid (Hz), the onset rate (spectral
 flux above 4 kHz, per second), the fraction of noise-like frames (spectral flatness > 0.3
 among frames within 40 dB of the loudest), the pitch-step rate (below), the RMS level and,
@@ -63,11 +63,18 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
     return x[: len(x) // channels * channels].reshape(-1, channels).astype(np.float32), rate
 
 
+STOP_FADE_S = 0.25  # the daemon fades out on SIGINT: the recording's tail is not the model's
+
+
 def last_loop(audio: np.ndarray, rate: int, loop_s: float) -> np.ndarray:
-    n = int(round(loop_s * rate))
+    """The last whole loop before the stop fade (a file shorter than a loop plus the fade is
+    taken as a plain clip: its last `loop_s` seconds)."""
+    n, fade = int(round(loop_s * rate)), int(STOP_FADE_S * rate)
     if len(audio) < n:
         raise SystemExit(f"recording is {len(audio) / rate:.2f} s, shorter than one {loop_s} s loop")
-    return audio[-n:]
+    if len(audio) < n + fade:
+        return audio[-n:]
+    return audio[len(audio) - fade - n: len(audio) - fade]
 
 
 def align(loop: np.ndarray, source: np.ndarray) -> np.ndarray:
