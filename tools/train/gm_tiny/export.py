@@ -54,6 +54,16 @@ def store_fp16(path: Path) -> tuple[int, int]:
     return count, elements
 
 
+def ae_stages(ckpt) -> str:
+    """How the autoencoder checkpoint was trained, stage by stage, in words."""
+    stages = ckpt.get("stages", [{"steps": ckpt["step"], "decoder_only": False,
+                                  "phase_weight": 0.0}])
+    return " then ".join(
+        f"{st['steps']} steps" + (" (decoder only)" if st["decoder_only"] else "")
+        + (f" with phase losses x{st['phase_weight']:g}" if st["phase_weight"] else "")
+        for st in stages)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ae", type=Path, required=True)
@@ -116,7 +126,7 @@ def main():
                               ("text", text)]}
     provenance = (f"gm-tiny, trained by latentd's tools/train on procedurally composed music "
                   f"rendered with MIT-licensed General MIDI soundfonts; "
-                  f"autoencoder {ae_ckpt['step']} steps, DiT {ckpt['step']} steps; PROVENANCE.md")
+                  f"autoencoder {ae_stages(ae_ckpt)}, DiT {ckpt['step']} steps; PROVENANCE.md")
     (out / "bundle.toml").write_text(manifest(args.name, provenance, default_prompt=args.default_prompt))
     # Each training set's own provenance, its headings moved under this file's.
     data_provenance = "\n".join(
@@ -128,7 +138,7 @@ def main():
         "Weights trained here, from scratch, by `tools/train/gm_tiny` (no pretrained weights, "
         "no downloaded audio). Licence: MIT (the weights, the code, the soundfont).\n\n"
         f"- parameters: {json.dumps(params)}\n"
-        f"- autoencoder: {ae_ckpt['step']} steps, heldout log-mel error "
+        f"- autoencoder: {ae_stages(ae_ckpt)}, heldout log-mel error "
         f"{ae_ckpt.get('heldout_log_mel_db', float('nan')):.2f} dB (64 bands)\n"
         f"- DiT + tag embedding: {ckpt['step']} steps (EMA weights)\n"
         f"- stored as fp16 initializers: {json.dumps(fp16)}\n"

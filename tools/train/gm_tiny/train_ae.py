@@ -13,6 +13,7 @@ and `ae-log.jsonl` (one line per log interval, heldout log-mel error in dB at ea
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -29,17 +30,48 @@ LATENT_NOISE = 0.1
 LATENT_L2 = 1e-3
 
 
-def reconstruction_loss(ae, audio, train: bool):
+def anti_wrapped(x):
+    """|x| after wrapping into [-pi, pi]: a phase difference's size (APNet's anti-wrapping)."""
+    return (x - 2 * math.pi * torch.round(x / (2 * math.pi))).abs()
+
+
+def phase_loss(spec, target):
+    """Anti-wrapping losses on the instantaneous phase, the group delay (phase step across
+    bins) and the instantaneous frequency (phase step across frames) of the decoder's STFT
+    against the source's (APNet, Ai & Ling 2023), each weighted by the source's magnitude so
+    silent bins do not count. Magnitude losses alone leave the phase free; the decoder then
+    makes a frame-rate comb (lines every 25 Hz) in place of the notes' partials."""
+    pred_phase = torch.atan2(spec[..., 1], spec[..., 0])  # [B, A, N, F]
+    true_phase = torch.atan2(target[..., 1], target[..., 0])
+    weight = torch.linalg.vector_norm(target, dim=-1)
+    weight = weight / (weight.mean(dim=(-1, -2), keepdim=True) + 1e-8)
+
+    def mean(x, w):
+        return (x * w).sum() / (w.sum() + 1e-8)
+
+    diff = pred_phase - true_phase
+    instant = mean(anti_wrapped(diff), weight)
+    group = mean(anti_wrapped(diff[..., 1:] - diff[..., :-1]),
+                 torch.minimum(weight[..., 1:], weight[..., :-1]))
+    freq = mean(anti_wrapped(diff[..., 1:, :] - diff[..., :-1, :]),
+                torch.minimum(weight[..., 1:, :], weight[..., :-1, :]))
+    return instant + group + 2.0 * freq
+
+
+def reconstruction_loss(ae, audio, train: bool, phase_weight: float = 0.0):
     z = ae.encoder.raw(audio)
     reg = (z * z).mean()
     if train:
         z = z + LATENT_NOISE * torch.randn_like(z)
     spec = ae.decoder.from_raw(z)
     pred = istft(spec)
-    target_mag = torch.linalg.vector_norm(stft(audio), dim=-1)
+    target = stft(audio)
+    target_mag = torch.linalg.vector_norm(target, dim=-1)
     pred_mag = torch.linalg.vector_norm(spec, dim=-1)
     direct = (torch.log(pred_mag + 1e-5) - torch.log(target_mag + 1e-5)).abs().mean()
     loss = multi_resolution_stft(pred, audio) + mel_l1(pred, audio) + 0.5 * direct
+    if phase_weight > 0:
+        loss = loss + phase_weight * phase_loss(spec, target)
     return loss + LATENT_L2 * reg, pred
 
 
@@ -83,7 +115,15 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--init", type=Path, help="start from this checkpoint (ae.pt)")
+    ap.add_argument("--decoder-only", action="store_true",
+                    help="train the decoder only: the encoder (and so the latents a DiT was "
+                         "trained on, and the latent scale) stays as --init has it")
+    ap.add_argument("--phase-weight", type=float, default=0.0,
+                    help="weight of the anti-wrapping phase losses (0: magnitude losses only)")
     args = ap.parse_args()
+    if args.decoder_only and not args.init:
+        ap.error("--decoder-only needs --init")
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -91,10 +131,22 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     train, heldout = ClipSet(args.data), ClipSet(args.heldout)
     ae = Autoencoder().train()
+    # What trained these weights, stage by stage (the export writes it into PROVENANCE.md).
+    stages = []
+    if args.init:
+        init = torch.load(args.init, map_location="cpu", weights_only=False)
+        ae.load_state_dict(init["state"])
+        stages = init.get("stages", [{"steps": init["step"], "decoder_only": False,
+                                      "phase_weight": 0.0}])
+    stages = stages + [{"steps": args.steps, "decoder_only": args.decoder_only,
+                        "phase_weight": args.phase_weight}]
+    if args.decoder_only:
+        ae.encoder.requires_grad_(False)
+    trained = ae.decoder if args.decoder_only else ae
     params = {k: sum(p.numel() for p in m.parameters()) for k, m in
               [("encoder", ae.encoder), ("decoder", ae.decoder)]}
     print(f"autoencoder: {params}, {len(train)} clips", flush=True)
-    opt = torch.optim.AdamW(ae.parameters(), lr=args.lr, betas=(0.8, 0.99), weight_decay=1e-4)
+    opt = torch.optim.AdamW(trained.parameters(), lr=args.lr, betas=(0.8, 0.99), weight_decay=1e-4)
     warmup = min(200, args.steps // 10)
 
     def lr_at(step):
@@ -107,10 +159,10 @@ def main():
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
         audio = train.crops(rng, args.batch, samples)
-        loss, _ = reconstruction_loss(ae, audio, train=True)
+        loss, _ = reconstruction_loss(ae, audio, train=True, phase_weight=args.phase_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(ae.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
         opt.step()
         running.append(float(loss.detach()))
         last = step + 1 == args.steps
@@ -125,13 +177,15 @@ def main():
             print(json.dumps(entry), flush=True)
             log.write(json.dumps(entry) + "\n")
             log.flush()
-    mean, std = latent_scale(ae, train)
-    ae.set_latent_scale(mean, std)
+    if not args.decoder_only:
+        mean, std = latent_scale(ae, train)
+        ae.set_latent_scale(mean, std)
+    std = ae.encoder.latent_std
     final = {"step": args.steps, "heldout_log_mel_db": heldout_error_db(ae, heldout, 60),
              "latent_std_range": [float(std.min()), float(std.max())]}
     print(json.dumps(final), flush=True)
     log.write(json.dumps(final) + "\n")
-    torch.save({"step": args.steps,
+    torch.save({"step": args.steps, "stages": stages,
                 "state": ae.state_dict(), "heldout_log_mel_db": final["heldout_log_mel_db"]},
                args.out / "ae.pt")
 
