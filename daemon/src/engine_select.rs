@@ -62,6 +62,15 @@ impl ChosenModel {
             Self::Bundle(m) => m.geometry(),
         }
     }
+
+    /// Knobs the model cannot honour (`/status.reply`, OSCQuery); none for the built-in
+    /// model, which acts on every knob.
+    pub fn inert_knobs(&self) -> Vec<String> {
+        match self {
+            Self::Builtin(_) => Vec::new(),
+            Self::Bundle(m) => m.inert_knobs().into_iter().map(String::from).collect(),
+        }
+    }
 }
 
 /// Builds the model `settings` ask for (see the module doc).

@@ -211,6 +211,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     let (model, backend_name) =
         crate::engine_select::build_model(settings).map_err(|e| startup(&e))?;
     let geometry = model.geometry();
+    let inert_knobs = model.inert_knobs();
     let (knobs, knob_reader) = KnobStore::new();
     let knobs = Arc::new(knobs);
     apply_start_knobs(&knobs, settings, &restored);
@@ -385,6 +386,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
             },
             generate,
             output_state: running.state_handle(),
+            inert_knobs: inert_knobs.clone(),
         },
     ));
     let handler = ControlHandler::new(Arc::clone(&dispatcher))
@@ -418,6 +420,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
             bind: std::net::SocketAddr::new(settings.osc_bind.ip(), settings.oscquery_port),
             allow: settings.osc_allow.clone(),
             osc_port: osc.udp_addr().port(),
+            inert_knobs,
             ..OscQueryConfig::default()
         };
         Some(

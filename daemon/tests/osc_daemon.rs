@@ -182,6 +182,10 @@ fn assert_sane(status: &Status) {
         status.last_knob_to_ear_ms == -1.0 || status.last_knob_to_ear_ms > 0.0,
         "{status:?}"
     );
+    assert!(
+        status.inert_knobs.is_empty(),
+        "the built-in model honours every knob: {status:?}"
+    );
 }
 
 /// The playhead advances: two `/status` 150 ms apart differ (modulo the loop).

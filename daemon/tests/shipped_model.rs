@@ -1,7 +1,8 @@
 //! The model latentd ships, `models/gm-tiny` (trained by `tools/train/gm_tiny`, docs/models.md),
 //! through the real daemon: it loads on ONNX Runtime's CPU provider, starts on the bundle's own
 //! default prompt, plays music (finite, at a sane level, not a noise wash) into a private JACK
-//! dummy server, and reports a prompt's unknown words in `/done /prompt`.
+//! dummy server, reports a prompt's unknown words in `/done /prompt`, and names the knobs it
+//! cannot honour (timbre and structure: it takes no references) in `/status.reply` and OSCQuery.
 //!
 //! Skips (printing `SKIPPED: <why>`) without the runtime library, and fails instead under
 //! `LATENTD_REQUIRE_ORT=1` (CI sets it).
@@ -80,6 +81,11 @@ fn the_shipped_model_plays_music_on_its_default_prompt() {
     let server = JackServer::start(RATE, 256);
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("played.wav");
+    let oscquery_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut daemon = Daemon::start(
         &dir,
         Launch {
@@ -98,6 +104,7 @@ fn the_shipped_model_plays_music_on_its_default_prompt() {
             ]
             .map(String::from)
             .to_vec(),
+            oscquery_port,
             ..Launch::default()
         },
     );
@@ -105,11 +112,24 @@ fn the_shipped_model_plays_music_on_its_default_prompt() {
     daemon.wait_line(&format!("prompt: {prompt:?}"), START);
     daemon.wait_line("playing a loop of 480000 frames", START);
     let osc = Osc::new(daemon.osc_addr(START));
-    let backend = osc.status().backend;
+    let status = osc.status();
     assert!(
-        backend.starts_with("bundle: gm-tiny") && backend.contains("CPU"),
-        "/status backend {backend:?}"
+        status.backend.starts_with("bundle: gm-tiny") && status.backend.contains("CPU"),
+        "/status backend {:?}",
+        status.backend
     );
+    let inert = ["timbre_strength", "structure_strength"];
+    assert_eq!(status.inert_knobs, inert, "/status.reply inert_knobs");
+    let oscquery = std::net::SocketAddr::from(([127, 0, 0, 1], oscquery_port));
+    for (knob, tagged) in [(inert[0], true), (inert[1], true), ("denoise", false)] {
+        let (_, body) = common::http::exchange(oscquery, "GET", &format!("/knob/{knob}"));
+        let node: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            node.get("TAGS") == Some(&serde_json::json!(["inert"])),
+            tagged,
+            "OSCQuery /knob/{knob}: {node}"
+        );
+    }
     std::thread::sleep(PLAY);
 
     let done = osc
@@ -123,7 +143,11 @@ fn the_shipped_model_plays_music_on_its_default_prompt() {
     assert_eq!(done.args[2], OscType::String("zzgrok".into()));
 
     let (status, _) = daemon.terminate();
-    assert!(status.success(), "{status:?}\n{}", daemon.lines().join("\n"));
+    assert!(
+        status.success(),
+        "{status:?}\n{}",
+        daemon.lines().join("\n")
+    );
     let mut reader = hound::WavReader::open(&record).unwrap();
     let played: Vec<f32> = reader.samples::<f32>().map(Result::unwrap).collect();
     assert!(played.iter().all(|s| s.is_finite()), "non-finite samples");
@@ -133,6 +157,9 @@ fn the_shipped_model_plays_music_on_its_default_prompt() {
     let dbfs = 20.0 * rms.log10();
     assert!((-40.0..-3.0).contains(&dbfs), "level {dbfs:.1} dBFS");
     let noisy = noise_like_fraction(tail);
-    eprintln!("shipped model: {dbfs:.1} dBFS, noise-like frames {:.1} %", noisy * 100.0);
+    eprintln!(
+        "shipped model: {dbfs:.1} dBFS, noise-like frames {:.1} %",
+        noisy * 100.0
+    );
     assert!(noisy < 0.5, "{:.1} % noise-like frames", noisy * 100.0);
 }

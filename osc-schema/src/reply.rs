@@ -114,6 +114,10 @@ pub struct StatusReport {
     pub output_reconnects: u64,
     /// Last period's levels, one per output channel.
     pub levels: [Level; METER_CHANNELS],
+    /// Knobs the playing model cannot honour (setting one is accepted and changes nothing),
+    /// e.g. `guidance` for a bundle without classifier-free guidance; empty for the built-in
+    /// model.
+    pub inert_knobs: Vec<String>,
 }
 
 /// Output channels the meters report (`/meter`, `/status.reply`): latentd plays stereo.
@@ -203,8 +207,8 @@ pub fn alarm(kind: &str, raised: bool, detail: &str) -> OscPacket {
 /// `/status.reply s backend, i sample_rate, i period_frames, f playhead_s, f loop_s,
 /// f ticks_per_s, f tick_ms_p50, f lead_s, i xruns, i late_landings, f last_knob_to_ear_ms,
 /// i engine_restarts, s output, i output_reconnects, f peak_dbfs_1, f rms_dbfs_1,
-/// f peak_dbfs_2, f rms_dbfs_2` (counters saturate at i32::MAX; -1 stands for "not
-/// measured"; levels as in [`meter`]).
+/// f peak_dbfs_2, f rms_dbfs_2, s inert_knobs` (counters saturate at i32::MAX; -1 stands for
+/// "not measured"; levels as in [`meter`]; `inert_knobs` comma-separated, empty for none).
 pub fn status_reply(s: &StatusReport) -> OscPacket {
     let int = |v: u64| OscType::Int(i32::try_from(v).unwrap_or(i32::MAX));
     let mut args = vec![
@@ -224,6 +228,7 @@ pub fn status_reply(s: &StatusReport) -> OscPacket {
         int(s.output_reconnects),
     ];
     args.extend(level_args(&s.levels));
+    args.push(OscType::String(s.inert_knobs.join(",")));
     message("/status.reply", args)
 }
 

@@ -383,7 +383,7 @@ pub const ADDRESSES: &[AddressSpec] = &[
         reply: "`/status.reply s backend, i sample_rate, i period_frames, f playhead_s, \
                 f loop_s, f ticks_per_s, f tick_ms_p50, f lead_s, i xruns, i late_landings, \
                 f last_knob_to_ear_ms, i engine_restarts, s output, i output_reconnects, \
-                f peak_dbfs_1, f rms_dbfs_1, f peak_dbfs_2, f rms_dbfs_2` \
+                f peak_dbfs_1, f rms_dbfs_1, f peak_dbfs_2, f rms_dbfs_2, s inert_knobs` \
                 (`last_knob_to_ear_ms` is -1 until measured)",
         doc: "Report engine and output health. `sample_rate` is the engine's and the loop's \
               rate (48000 for the built-in model), the one `playhead_s` and `loop_s` are \
@@ -394,9 +394,13 @@ pub const ADDRESSES: &[AddressSpec] = &[
               engine caught while the loop kept playing; the log names each. `output` is \
               `running`, `lost` (its audio server went away; the engine keeps its state) or \
               `reconnecting` (attempts to reopen it have failed so far; they go on with \
-              backoff); `output_reconnects` counts its returns. The last four are the \
-              output's levels over its last period, per channel (`_1` is `out_1`, the \
-              left): peak and RMS in dBFS, -120 for silence (as `/meter`). Subscribers \
+              backoff); `output_reconnects` counts its returns. Then the output's levels \
+              over its last period, per channel (`_1` is `out_1`, the left): peak and RMS \
+              in dBFS, -120 for silence (as `/meter`). `inert_knobs` names, comma-separated, \
+              the knobs the playing model cannot honour (setting one is accepted and changes \
+              nothing; e.g. `guidance` for a bundle without classifier-free guidance, \
+              docs/bundles.md); empty for the built-in model. OSCQuery tags the same knobs \
+              `inert`. Subscribers \
               (`/notify`) are pushed a `/status.reply` whenever `backend`, `output` or \
               `engine_restarts` changes.",
     },
@@ -465,7 +469,7 @@ pub const PUSHES: &[(&str, &str)] = &[
     ),
     (
         "/status.reply ...",
-        "status changed (backend restarted, xrun, source loaded)",
+        "status changed: the engine backend, the output's state or the engine's restart count",
     ),
     (
         "/alarm s kind, i raised, s detail",

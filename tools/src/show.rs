@@ -71,12 +71,13 @@ const STATUS_FIELDS: &[(&str, &str)] = &[
 ];
 
 /// Every field of `/status.reply`, in wire order, with its unit: [`STATUS_FIELDS`], then
-/// the levels.
+/// the levels, then the inert knobs.
 fn status_fields() -> Vec<(String, &'static str)> {
     STATUS_FIELDS
         .iter()
         .map(|&(name, unit)| (name.to_string(), unit))
         .chain(level_arg_names().into_iter().map(|name| (name, "dBFS")))
+        .chain([("inert_knobs".to_string(), "")])
         .collect()
 }
 
@@ -167,6 +168,7 @@ mod tests {
             output: "reconnecting".into(),
             output_reconnects: 2,
             levels: [Level::from_linear(0.5, 0.25), Level::SILENT],
+            inert_knobs: vec!["guidance".into(), "cfg_rescale".into()],
         };
         let packet = status_reply(&report);
         let text = status(messages(&packet)[0]).unwrap();
@@ -192,7 +194,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("rms_dbfs_2           -120 dBFS\n"), "{text}");
-        assert_eq!(text.lines().count(), 18);
+        assert!(
+            text.contains("inert_knobs          guidance,cfg_rescale\n"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 19);
     }
 
     #[test]

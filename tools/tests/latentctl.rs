@@ -67,6 +67,7 @@ impl CommandHandler for KnobTable {
                     output: "running".into(),
                     output_reconnects: 0,
                     levels: [Level::from_linear(0.5, 0.25), Level::SILENT],
+                    inert_knobs: Vec::new(),
                 })),
                 Cmd::Sync(id) => replies.push(reply::synced(id)),
                 Cmd::Version => replies.push(reply::version_reply("latentd", "test")),

@@ -87,6 +87,9 @@ pub struct StatusSources {
     /// The audio output's state (running, lost, reconnecting), its reconnect count and its
     /// live period.
     pub output_state: OutputStateHandle,
+    /// Knobs the model cannot honour (fixed at start: the model does not change while the
+    /// daemon runs).
+    pub inert_knobs: Vec<String>,
 }
 
 /// The `/status` figures whose change is pushed to subscribers.
@@ -688,6 +691,7 @@ impl Dispatcher {
             output: output_state.as_str().into(),
             output_reconnects,
             levels: self.status.meters.levels(),
+            inert_knobs: self.status.inert_knobs.clone(),
         }
     }
 

@@ -112,6 +112,9 @@ pub struct OscQueryConfig {
     pub osc_port: u16,
     /// `HOST_INFO.OSC_TRANSPORT`.
     pub osc_transport: OscTransport,
+    /// Knobs the playing model cannot honour: their nodes carry `TAGS: ["inert"]` and say so
+    /// in `DESCRIPTION`.
+    pub inert_knobs: Vec<String>,
 }
 
 impl Default for OscQueryConfig {
@@ -122,6 +125,7 @@ impl Default for OscQueryConfig {
             name: "latentd".to_string(),
             osc_port: super::DEFAULT_PORT,
             osc_transport: OscTransport::Udp,
+            inert_knobs: Vec::new(),
         }
     }
 }
@@ -143,8 +147,10 @@ impl OscQueryServer {
         let listener = TcpListener::bind(config.bind)?;
         let addr = listener.local_addr()?;
         let allow = SharedAllowlist::new(Allowlist::new(config.bind.ip(), config.allow.clone()));
+        let mut tree = oscquery(&schema, None);
+        mark_inert(&mut tree, &config.inert_knobs);
         let namespace = Namespace {
-            tree: oscquery(&schema, None),
+            tree,
             host_info: host_info(&config),
             schema,
             values,
@@ -344,6 +350,31 @@ impl Namespace {
                 }
             }
         });
+    }
+}
+
+/// Tag each of `knobs` (names under `/knob`) `inert` and say why in its `DESCRIPTION`.
+fn mark_inert(tree: &mut Value, knobs: &[String]) {
+    for name in knobs {
+        let node = tree
+            .get_mut("CONTENTS")
+            .and_then(|c| c.get_mut("knob"))
+            .and_then(|k| k.get_mut("CONTENTS"))
+            .and_then(|c| c.get_mut(name.as_str()))
+            .and_then(Value::as_object_mut);
+        let Some(node) = node else {
+            continue;
+        };
+        node.insert("TAGS".into(), json!(["inert"]));
+        let description = node
+            .get("DESCRIPTION")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let description = format!(
+            "{description} Inert here: the playing model cannot honour it (setting it is \
+             accepted and changes nothing)."
+        );
+        node.insert("DESCRIPTION".into(), Value::String(description));
     }
 }
 

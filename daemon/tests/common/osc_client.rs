@@ -290,13 +290,15 @@ pub struct Status {
     pub output_reconnects: i32,
     /// Per output channel, last period's `(peak_dbfs, rms_dbfs)`.
     pub levels: Vec<(f64, f64)>,
+    /// Knobs the playing model cannot honour.
+    pub inert_knobs: Vec<String>,
 }
 
 impl Status {
     /// Parses `/status.reply`'s arguments (panics on any other shape).
     pub fn parse(args: &[OscType]) -> Status {
-        // 14 fields, then peak and RMS of each of the two output channels.
-        assert_eq!(args.len(), 18, "/status.reply {args:?}");
+        // 14 fields, peak and RMS of each of the two output channels, the inert knobs.
+        assert_eq!(args.len(), 19, "/status.reply {args:?}");
         let OscType::String(backend) = &args[0] else {
             panic!("backend {:?}", args[0]);
         };
@@ -326,6 +328,11 @@ impl Status {
                 .step_by(2)
                 .map(|i| (float(i), float(i + 1)))
                 .collect(),
+            inert_knobs: match &args[18] {
+                OscType::String(s) if s.is_empty() => Vec::new(),
+                OscType::String(s) => s.split(',').map(String::from).collect(),
+                other => panic!("/status.reply field 18: expected s, got {other:?}"),
+            },
         }
     }
 }
