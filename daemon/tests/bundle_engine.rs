@@ -38,24 +38,7 @@ fn play(server: &JackServer, library: &Path, model: &Path) -> (Vec<f32>, String)
     let record = dir.path().join("played.wav");
     let mut daemon = Daemon::start(
         &dir,
-        Launch {
-            audio: "jack",
-            env: vec![
-                ("JACK_DEFAULT_SERVER", server.name().to_owned()),
-                ("ORT_DYLIB_PATH", library.display().to_string()),
-            ],
-            args: [
-                "--model",
-                &model.display().to_string(),
-                "--loop-seconds",
-                "8",
-                "--record",
-                &record.display().to_string(),
-            ]
-            .map(String::from)
-            .to_vec(),
-            ..Launch::default()
-        },
+        Launch::bundle_on_jack(server.name(), library, model, 8, &record),
     );
     daemon.wait_line("playing a loop of 384000 frames", START);
     let osc = Osc::new(daemon.osc_addr(START));

@@ -278,11 +278,7 @@ fn under_every_attack_at_once_the_daemon_plays_answers_fast_and_loses_nothing() 
     let source = media.join("tone.wav");
     write_float_wav(&source, 2, rate, &tone);
     let record = dir.path().join("take.wav");
-    let oscquery_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let oscquery_port = common::http::free_port();
     let arg = |a: &str| a.to_string();
     let mut daemon = Daemon::start(
         &dir,

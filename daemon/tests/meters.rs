@@ -94,11 +94,7 @@ fn http_get(addr: SocketAddr, target: &str) -> serde_json::Value {
 #[test]
 fn meters_are_pushed_at_the_asked_rate_and_match_status_and_oscquery() {
     let dir = tempfile::tempdir().unwrap();
-    let oscquery_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let oscquery_port = common::http::free_port();
     let daemon = start(&dir, oscquery_port);
     let osc = daemon.osc_addr(START);
     daemon.wait_line("OSCQuery listening on http://", START);
@@ -123,13 +119,15 @@ fn meters_are_pushed_at_the_asked_rate_and_match_status_and_oscquery() {
         fast.extend(meters_for(&mut udp, Duration::from_millis(10)));
         slow.extend(meters_for(&mut tcp, Duration::from_millis(10)));
     }
+    // 40 and 10 on an idle machine; the lower bounds leave room for a loaded one (two cores
+    // shared with builds), the upper ones catch a pusher that ignores the rate.
     assert!(
-        (36..=44).contains(&fast.len()),
+        (30..=44).contains(&fast.len()),
         "{} /meter at 20 Hz in 2 s",
         fast.len()
     );
     assert!(
-        (7..=12).contains(&slow.len()),
+        (6..=12).contains(&slow.len()),
         "{} /meter at 5 Hz",
         slow.len()
     );

@@ -28,11 +28,7 @@ const ANSWER: Duration = Duration::from_secs(2);
 /// A daemon with OSCQuery on a free port of 127.0.0.1 (or of `bind`'s address), with
 /// `config` as its config file; returns it with the OSC and OSCQuery loopback addresses.
 fn start(dir: &TempDir, bind: &str, config: &str) -> (Daemon, SocketAddr, SocketAddr) {
-    let oscquery_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let oscquery_port = common::http::free_port();
     let config_path = dir.path().join("latentd.toml");
     std::fs::write(&config_path, config).unwrap();
     let daemon = Daemon::start(

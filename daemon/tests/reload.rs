@@ -35,11 +35,7 @@ fn start(
     osc_bind: &str,
     extra: &[&str],
 ) -> Daemon {
-    let oscquery_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let oscquery_port = common::http::free_port();
     let mut args = vec![
         "--config".to_string(),
         config.display().to_string(),

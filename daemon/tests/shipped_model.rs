@@ -81,31 +81,12 @@ fn the_shipped_model_plays_music_on_its_default_prompt() {
     let server = JackServer::start(RATE, 256);
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("played.wav");
-    let oscquery_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let oscquery_port = common::http::free_port();
     let mut daemon = Daemon::start(
         &dir,
         Launch {
-            audio: "jack",
-            env: vec![
-                ("JACK_DEFAULT_SERVER", server.name().to_owned()),
-                ("ORT_DYLIB_PATH", library.display().to_string()),
-            ],
-            args: [
-                "--model",
-                &shipped().display().to_string(),
-                "--loop-seconds",
-                "10",
-                "--record",
-                &record.display().to_string(),
-            ]
-            .map(String::from)
-            .to_vec(),
             oscquery_port,
-            ..Launch::default()
+            ..Launch::bundle_on_jack(server.name(), &library, &shipped(), 10, &record)
         },
     );
     let prompt = default_prompt();

@@ -17,3 +17,12 @@ pub fn exchange(addr: SocketAddr, method: &str, target: &str) -> (String, String
     let (head, body) = raw.split_once("\r\n\r\n").expect("a header block");
     (head.to_string(), body.to_string())
 }
+
+/// A TCP port free on loopback now (bound and released; for `--oscquery-port`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -139,6 +139,35 @@ impl Default for Launch<'_> {
     }
 }
 
+impl Launch<'_> {
+    /// Plays the bundle `model` on the ONNX Runtime `library` into the JACK server named
+    /// `server`, with a `loop_s` loop, recording what it plays to `record`.
+    pub fn bundle_on_jack(
+        server: &str,
+        library: &Path,
+        model: &Path,
+        loop_s: u32,
+        record: &Path,
+    ) -> Self {
+        Self {
+            audio: "jack",
+            env: vec![
+                ("JACK_DEFAULT_SERVER", server.to_owned()),
+                ("ORT_DYLIB_PATH", library.display().to_string()),
+            ],
+            args: vec![
+                "--model".into(),
+                model.display().to_string(),
+                "--loop-seconds".into(),
+                loop_s.to_string(),
+                "--record".into(),
+                record.display().to_string(),
+            ],
+            ..Self::default()
+        }
+    }
+}
+
 /// A running `latentd` (killed on drop if still running).
 pub struct Daemon {
     child: Child,
