@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use latentd_engine::conditioning::{CommittedPrompt, ConditionEncoder, Conditioning, PromptSpec};
+use latentd_engine::conditioning::{ConditionEncoder, Conditioning};
 use latentd_engine::knobs::KnobStore;
 use latentd_engine::model::Model;
 use latentd_engine::model::bundle::onnx::{OnnxModel, OnnxOptions};
@@ -58,19 +58,7 @@ fn bench_onnx(c: &mut Criterion) {
     let model = Arc::new(OnnxModel::load(&dir, options).expect("bench bundle loads"));
     println!("onnx bench: {}", model.describe());
     let a = model.encode_prompt("slow warm piano pad").expect("prompt");
-    let cond = Conditioning {
-        epoch: 1,
-        prompt: Some(Arc::new(CommittedPrompt {
-            spec: PromptSpec {
-                tags: "slow warm piano pad".into(),
-                tags_b: None,
-            },
-            a,
-            b: None,
-        })),
-        timbre: None,
-        structure: None,
-    };
+    let cond = Conditioning::prompt_only(1, "slow warm piano pad", a);
     let (knobs, mut reader) = KnobStore::new();
     knobs.set("depth", 4.0).unwrap();
     knobs.set("steps", 8.0).unwrap();

@@ -12,10 +12,9 @@
 
 use std::ffi::{c_char, c_void};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use latentd_engine::conditioning::{CommittedPrompt, ConditionEncoder, Conditioning, PromptSpec};
+use latentd_engine::conditioning::{ConditionEncoder, Conditioning};
 use latentd_engine::knobs::KnobStore;
 use latentd_engine::model::bundle::onnx::{OnnxLatents, OnnxModel, OnnxOptions};
 use latentd_engine::model::{Model, SlotStart, SlotStep, StepShared};
@@ -105,19 +104,7 @@ fn main() {
     println!("bundle: {}", model.describe());
     let tags = "calm strings";
     let a = model.encode_prompt(tags).expect("prompt");
-    let cond = Conditioning {
-        epoch: 1,
-        prompt: Some(Arc::new(CommittedPrompt {
-            spec: PromptSpec {
-                tags: tags.into(),
-                tags_b: None,
-            },
-            a,
-            b: None,
-        })),
-        timbre: None,
-        structure: None,
-    };
+    let cond = Conditioning::prompt_only(1, tags, a);
     let (store, _reader) = KnobStore::new();
     let knobs = store.current();
     let start = |slot: u32| {

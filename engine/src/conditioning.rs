@@ -140,6 +140,26 @@ pub struct Conditioning<C> {
     pub structure: Option<Arc<C>>,
 }
 
+impl<C> Conditioning<C> {
+    /// A commit of prompt `tags` alone (encoded as `a`, no prompt B, no references), at
+    /// `epoch`.
+    pub fn prompt_only(epoch: u64, tags: &str, a: PromptEncoding<C>) -> Self {
+        Self {
+            epoch,
+            prompt: Some(Arc::new(CommittedPrompt {
+                spec: PromptSpec {
+                    tags: tags.into(),
+                    tags_b: None,
+                },
+                a,
+                b: None,
+            })),
+            timbre: None,
+            structure: None,
+        }
+    }
+}
+
 impl<C> Clone for Conditioning<C> {
     fn clone(&self) -> Self {
         Self {

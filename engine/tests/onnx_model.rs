@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use latentd_engine::conditioning::ConditionEncoder;
-use latentd_engine::conditioning::{CommittedPrompt, Conditioning, PromptSpec};
+use latentd_engine::conditioning::Conditioning;
 use latentd_engine::knobs::{KnobId, KnobSnapshot, KnobStore};
 use latentd_engine::model::bundle::onnx::{
     ModelError, OnnxCond, OnnxLatents, OnnxLoadError, OnnxModel, OnnxOptions,
@@ -52,19 +52,7 @@ fn tiny_decoding(seed: u32, decoder: &str) -> Option<(tempfile::TempDir, OnnxMod
 
 fn prompt(model: &OnnxModel, tags: &str) -> Conditioning<OnnxCond> {
     let a = model.encode_prompt(tags).expect("prompt encodes");
-    Conditioning {
-        epoch: 1,
-        prompt: Some(Arc::new(CommittedPrompt {
-            spec: PromptSpec {
-                tags: tags.into(),
-                tags_b: None,
-            },
-            a,
-            b: None,
-        })),
-        timbre: None,
-        structure: None,
-    }
+    Conditioning::prompt_only(1, tags, a)
 }
 
 fn knobs(set: &[(KnobId, f64)]) -> KnobSnapshot {

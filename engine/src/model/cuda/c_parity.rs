@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use super::{DecoderTables, KERNEL_SOURCE, SlotStepRecord};
-use crate::conditioning::{CommittedPrompt, ConditionEncoder, Conditioning, PromptSpec};
+use crate::conditioning::{ConditionEncoder, Conditioning};
 use crate::knobs::KnobStore;
 use crate::model::builtin::{BuiltinModel, CpuLatents, FRAME_RATE, SAMPLE_RATE};
 use crate::model::{Model, SlotStart, SlotStep, StepShared};
@@ -305,19 +305,7 @@ fn denoise_kernel_matches_the_rust_batch_step() {
     store.set("cfg_rescale", 0.3).unwrap();
     let knobs = reader.read().clone();
     let prompt = model.encode_prompt("dark techno 128 bpm").unwrap();
-    let cond = Conditioning {
-        epoch: 1,
-        prompt: Some(std::sync::Arc::new(CommittedPrompt {
-            spec: PromptSpec {
-                tags: "dark techno 128 bpm".into(),
-                tags_b: None,
-            },
-            a: prompt,
-            b: None,
-        })),
-        timbre: None,
-        structure: None,
-    };
+    let cond = Conditioning::prompt_only(1, "dark techno 128 bpm", prompt);
     let curve: Vec<f32> = (0..frames)
         .map(|f| (f as f32 / frames as f32).sin().abs())
         .collect();
