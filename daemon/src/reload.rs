@@ -165,6 +165,7 @@ pub fn changed_until_restart(running: &Settings, new: &Settings) -> Vec<&'static
         "source.loop_seconds",
     );
     check(running.record != new.record, "record.file");
+    check(running.record_config != new.record_config, "record.split_s");
     check(running.log_target != new.log_target, "log.target");
     check(running.osc_bind != new.osc_bind, "osc.bind");
     check(

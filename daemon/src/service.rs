@@ -4,7 +4,8 @@
 //! Start: validate inputs → state file → model, knobs, conditioning (the saved session over
 //! the config) → output (its period sizes the ring's guard; the ring runs at the model's
 //! rate and the callback converts to the output's) → ring → engine thread →
-//! record tap → output running → encoder thread, OSC, OSCQuery → health thread (meters,
+//! recorder (its writer thread, parked until a recording starts; `--record` starts one
+//! here) → output running → encoder thread, OSC, OSCQuery → health thread (meters,
 //! alarms: [`crate::health`]) → memory locked → `READY=1`
 //! (only now: the output plays and the sockets are bound) → watchdog.
 //! Serve: SIGHUP reloads the config (`RELOADING=1` … `READY=1`, see [`crate::reload`]),
@@ -17,7 +18,7 @@
 //! count), which the `STATUS=` line also carries.
 //! Stop (SIGINT, SIGTERM and the other stop signals of [`crate::signals`]): watchdog pings
 //! end, `STOPPING=1`, the health thread ends, fade to silence, close OSC, finish the queued jobs, save the state,
-//! stop the engine and the output, print the counters.
+//! stop the engine and the output, complete a running recording, print the counters.
 //!
 //! SIGUSR1 writes the engine's trace as JSON lines beside the state file. Every other signal
 //! that would end the process is ignored with a log line (see [`crate::signals`]).
@@ -55,13 +56,13 @@ use crate::control::jobs::{JobContext, JobWorker};
 use crate::control::session::Session;
 use crate::control::{ControlHandler, DaemonEngine, Dispatcher, StatusSources, param_specs};
 use crate::engine_select::ChosenModel;
-use crate::health::{HealthParts, HealthState, HealthThread};
+use crate::health::{HealthParts, HealthState, HealthThread, RecordAlarm};
 use crate::load::{LoadError, load_wav_or_stop};
 use crate::metrics::{Metrics, MetricsSources};
 use crate::osc::oscquery::{KnobValues, OscQueryConfig, OscQueryServer};
 use crate::osc::{DEFAULT_MAX_SUBSCRIBERS, OscConfig, OscServer, Subscribers};
 use crate::presets::{PresetLibrary, presets_dir};
-use crate::record::Recorder;
+use crate::record::{RecordError, RecordFormat, RecordTarget, Recorder};
 use crate::reload::{LiveParts, reload_config};
 use crate::signals::{IgnoredLog, SignalAction};
 use crate::state::{DebouncedSaver, PersistentState, StateStore};
@@ -306,20 +307,35 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         log::warn!("state: saved loop band not restored: {e}");
     }
 
-    let (recorder, tap) = match &settings.record {
-        Some(path) => {
-            let (rec, producer) = Recorder::start(
-                path,
-                format.sample_rate,
-                format.channels,
-                RECORD_QUEUE_SECONDS,
-            )
+    // The recorder's writer thread is parked until a recording starts (`--record` now,
+    // `/record/start` later); the callback only reads its flag until then.
+    let subscribers = Subscribers::new(DEFAULT_MAX_SUBSCRIBERS);
+    let health_state = Arc::new(HealthState::new(settings.health.action));
+    let (recorder, tap) = Recorder::spawn(
+        RecordFormat {
+            sample_rate: format.sample_rate,
+            channels: format.channels,
+            queue_seconds: RECORD_QUEUE_SECONDS,
+        },
+        settings.record_config,
+        Box::new(RecordAlarm {
+            state: Arc::clone(&health_state),
+            subscribers: subscribers.clone(),
+            action: settings.health.action,
+        }),
+    )
+    .map_err(|e| startup(&e))?;
+    let recorder = Arc::new(recorder);
+    if let Some(path) = &settings.record {
+        recorder
+            .start(RecordTarget {
+                name: path.display().to_string(),
+                path: path.clone(),
+                replace: true,
+            })
             .map_err(|e| startup(&e))?;
-            (Some(rec), Some((producer, format.channels)))
-        }
-        None => (None, None),
-    };
-    let processor = PeriodProcessor::new(reader, tap)
+    }
+    let processor = PeriodProcessor::new(reader, Some(tap))
         .converting_to(format.sample_rate, format.period_frames)
         .map_err(|e| startup(&e))?;
     if rates.converts() {
@@ -352,7 +368,6 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         }
     );
 
-    let subscribers = Subscribers::new(DEFAULT_MAX_SUBSCRIBERS);
     let mut session_state = restored.clone();
     session_state.source = source_path.clone();
     let session = Arc::new(Session::new(session_state, Some(saver)));
@@ -367,26 +382,29 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         stop: Arc::clone(&stop_requested),
     })
     .map_err(|e| startup(&format!("encoder thread: {e}")))?;
-    let dispatcher = Arc::new(Dispatcher::new(
-        Arc::clone(&schema),
-        Arc::clone(&knobs),
-        Arc::clone(&engine),
-        jobs,
-        subscribers.clone(),
-        Arc::clone(&session),
-        presets,
-        StatusSources {
-            output: Arc::clone(&output_stats),
-            meters: Arc::clone(&meters),
-            backend: if generate {
-                backend_name
-            } else {
-                Arc::new(|| "off".into())
+    let dispatcher = Arc::new(
+        Dispatcher::new(
+            Arc::clone(&schema),
+            Arc::clone(&knobs),
+            Arc::clone(&engine),
+            jobs,
+            subscribers.clone(),
+            Arc::clone(&session),
+            presets,
+            StatusSources {
+                output: Arc::clone(&output_stats),
+                meters: Arc::clone(&meters),
+                backend: if generate {
+                    backend_name
+                } else {
+                    Arc::new(|| "off".into())
+                },
+                generate,
+                output_state: running.state_handle(),
             },
-            generate,
-            output_state: running.state_handle(),
-        },
-    ));
+        )
+        .with_recorder(Arc::clone(&recorder)),
+    );
     let handler = ControlHandler::new(Arc::clone(&dispatcher))
         .map_err(|e| startup(&format!("OSC scheduler: {e}")))?;
     let osc = OscServer::start(
@@ -400,7 +418,6 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         handler,
     )
     .map_err(|e| startup(&format!("OSC on {}: {e}", settings.osc_bind)))?;
-    let health_state = Arc::new(HealthState::new(settings.health.action));
     let oscquery = if settings.oscquery_port == 0 {
         None
     } else {
@@ -501,7 +518,12 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     if let Err(e) = stop_engine() {
         log::warn!("engine: {e}");
     }
-    let recorded = recorder.map(Recorder::finish);
+    let recorded = match recorder.stop() {
+        Ok(finished) => Some(Ok(finished)),
+        Err(RecordError::Idle { .. }) => None,
+        Err(e) => Some(Err(e)),
+    };
+    drop(recorder);
     let counters = ring_handle.counters();
     eprintln!(
         "latentd: stopped: periods={} frames={} torn_reads={} late_frames={} xruns={} record_dropped={}",
@@ -514,8 +536,8 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     );
     stopped.map_err(|e| (EXIT_RUNTIME, e.to_string()))?;
     if let Some(recorded) = recorded {
-        let frames = recorded.map_err(|e| (EXIT_RUNTIME, e.to_string()))?;
-        log::info!("recorded {frames} frames");
+        let finished = recorded.map_err(|e| (EXIT_RUNTIME, e.to_string()))?;
+        log::info!("recorded {} frames", finished.frames);
     }
     Ok(())
 }
