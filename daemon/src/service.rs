@@ -1,13 +1,15 @@
 //! The daemon's life: start every part in an order that never half-starts, serve until a
 //! signal, stop in the reverse order without a click.
 //!
-//! Start: validate inputs → state file → model, knobs, conditioning (the saved session over
+//! Start: (under a session manager, `NSM_URL`: announce and take the session's open
+//! first, [`crate::nsm`]) → validate inputs → state file → model, knobs, conditioning (the saved session over
 //! the config) → output (its period sizes the ring's guard; the ring runs at the model's
 //! rate and the callback converts to the output's) → ring → engine thread →
 //! recorder (its writer thread, parked until a recording starts; `--record` starts one
 //! here) → output running → encoder thread, OSC, OSCQuery → health thread (meters,
 //! alarms: [`crate::health`]) → memory locked → `READY=1`
-//! (only now: the output plays and the sockets are bound) → watchdog.
+//! (only now: the output plays and the sockets are bound; under NSM the open is answered
+//! now) → watchdog.
 //! Serve: SIGHUP reloads the config (`RELOADING=1` … `READY=1`, see [`crate::reload`]),
 //! applying what can change live (log level, OSC allowlist, knob defaults, lead settings)
 //! without touching the audio, and naming the changed keys that need a restart; `STATUS=`
@@ -59,6 +61,7 @@ use crate::engine_select::ChosenModel;
 use crate::health::{HealthParts, HealthState, HealthThread, RecordAlarm};
 use crate::load::{LoadError, load_wav_or_stop};
 use crate::metrics::{Metrics, MetricsSources};
+use crate::nsm::NsmClient;
 use crate::osc::oscquery::{KnobValues, OscQueryConfig, OscQueryServer};
 use crate::osc::{DEFAULT_MAX_SUBSCRIBERS, OscConfig, OscServer, Subscribers};
 use crate::presets::{PresetLibrary, presets_dir};
@@ -170,8 +173,31 @@ fn start_engine<M: Model>(model: Arc<M>, inputs: EngineInputs<'_>) -> Result<Eng
 }
 
 /// Run the daemon with `settings` until SIGINT or SIGTERM. `args` is the command line, kept
-/// for SIGHUP reloads.
+/// for SIGHUP reloads. With `NSM_URL` set, join the session first: its open names the JACK
+/// client and the state's folder before anything opens (see [`crate::nsm`] for the order).
 pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
+    let Some(url) = crate::nsm::url_from_env() else {
+        return run_session(settings, args, None);
+    };
+    let nsm = NsmClient::join(&url).map_err(|e| startup(&e))?;
+    let settings = nsm.session_settings(settings).map_err(|e| {
+        nsm.open_failed(&e.to_string());
+        startup(&e)
+    })?;
+    let result = run_session(&settings, args, Some(&nsm));
+    if let Err((_, why)) = &result {
+        nsm.open_failed(why);
+    }
+    result
+}
+
+/// [`run`], joined to a session manager's session when `nsm` is given: the open is
+/// answered once the daemon is ready.
+fn run_session(
+    settings: &Settings,
+    args: Vec<OsString>,
+    nsm: Option<&NsmClient>,
+) -> Result<(), Failure> {
     let mut signals = crate::signals::install()
         .map_err(|e| startup(&format!("cannot install signal handlers: {e}")))?;
     // Set by a stop signal: the loads of the start give up on it (SIGTERM within 1 s).
@@ -465,6 +491,13 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     if let Err(e) = notifier.ready() {
         log::warn!("sd_notify READY: {e}");
     }
+    let nsm_thread = match nsm {
+        Some(nsm) => Some(
+            nsm.opened(Arc::clone(&session))
+                .map_err(|e| (EXIT_RUNTIME, format!("NSM: answering the open: {e}")))?,
+        ),
+        None => None,
+    };
     let watchdog = match watchdog_timeout_from_env() {
         Some(timeout) => Some(
             WatchdogSupervisor::spawn_with_veto(
@@ -505,6 +538,9 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         w.stop();
     }
     let _ = notifier.stopping();
+    if let Some(t) = nsm_thread {
+        t.stop();
+    }
     health.stop();
     stop_audio(&fade);
     osc.shutdown();
