@@ -9,7 +9,8 @@
 //!    s:<executable> i:1 i:2 i:<pid>`, take the server's `/reply`, then wait (at most
 //!    [`OPEN_TIMEOUT`]) for `/nsm/client/open s:path s:display_name s:client_id`. An
 //!    `/error` reply or no open is a start failure (exit 2).
-//! 2. [`NsmClient::session_settings`]: the settings with the session's overrides. The
+//! 2. [`NsmClient::session_settings`]: the settings with the session's overrides (a SIGHUP
+//!    reload applies them again to the re-read config, [`NsmClient::apply_overrides`]). The
 //!    instance path is a folder (created if missing) holding the state file
 //!    (`<path>/state.json`) and the presets (`<path>/presets/`): what is there is loaded;
 //!    the JACK client / PipeWire node is named `client_id`; the outputs are not
@@ -225,11 +226,16 @@ impl NsmClient {
         }
         std::fs::create_dir_all(&self.open.path)
             .map_err(|e| err(format!("session folder {}: {e}", self.open.path.display())))?;
-        let mut settings = settings.clone();
-        settings.client_name = id.clone();
+        Ok(self.apply_overrides(settings.clone()))
+    }
+
+    /// `settings` with the session's overrides, without checks (a SIGHUP reload applies
+    /// them to the re-read config, so they never count as changed).
+    pub fn apply_overrides(&self, mut settings: Settings) -> Settings {
+        settings.client_name = self.open.client_id.clone();
         settings.autoconnect = false;
         settings.state_path = self.open.path.join(STATE_FILE);
-        Ok(settings)
+        settings
     }
 
     /// The daemon is ready: answer the open, and serve saves on the NSM thread from now on

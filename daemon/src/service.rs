@@ -527,6 +527,7 @@ fn run_session(
             engine: &*engine,
             osc: &osc,
             oscquery: oscquery.as_ref(),
+            nsm,
         },
         &health_state,
         settings,

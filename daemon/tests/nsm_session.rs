@@ -9,6 +9,7 @@
 //!   answered `/reply /nsm/client/open` once it plays;
 //! - `/nsm/client/save` writes the session to `<path>/state.json` at once and replies; a
 //!   second open (no `:switch:`) is an `/error`;
+//! - a SIGHUP reload keeps the session's overrides;
 //! - started again into the same session, it loads that state.
 //!
 //! Threading: libjack finds the private server through the process-wide
@@ -233,6 +234,13 @@ fn under_nsm_it_announces_opens_as_the_client_id_and_saves_into_the_session() {
         !dir.path().join("state.json").exists(),
         "the state went to the --state path, not the session"
     );
+
+    // A reload keeps the session's name, folder and links: none of them counts as changed.
+    daemon.signal(libc::SIGHUP);
+    let line = daemon.wait_line("config reloaded", REPLY);
+    for key in ["audio.client_name", "audio.autoconnect", "state.path"] {
+        assert!(!line.contains(key), "{line}");
+    }
 
     // No :switch:, so a second open is an error and changes nothing.
     nsm.send(
