@@ -221,6 +221,8 @@ pub struct Settings {
     pub loop_seconds: f64,
     /// Where to record what is played.
     pub record: Option<PathBuf>,
+    /// How recordings are split.
+    pub record_config: crate::record::RecordConfig,
     /// Log verbosity.
     pub log_level: LogLevel,
     /// Where logs go.
@@ -431,6 +433,7 @@ fn merge(
         period_frames,
         loop_seconds,
         record: cli.record.or(file.record.file),
+        record_config: record_config(file.record.split_s)?,
         log_level: cli.log_level.or(file.log.level).unwrap_or(LogLevel::Info),
         log_target: log_target(cli.log_target, file.log.target)?,
         osc_bind: osc_bind(cli.osc, file.osc.bind)?,
@@ -570,6 +573,18 @@ fn allowlist(file: Option<Vec<String>>) -> Result<Vec<Cidr>, SettingsError> {
             })
         })
         .collect()
+}
+
+/// `[record]`'s split, checked; the default is [`crate::record::RecordConfig`]'s.
+fn record_config(split_s: Option<f64>) -> Result<crate::record::RecordConfig, SettingsError> {
+    let mut config = crate::record::RecordConfig::default();
+    if let Some(split_s) = split_s {
+        config.split_s = split_s;
+    }
+    config
+        .validate()
+        .map(|()| config)
+        .map_err(|e| SettingsError(format!("config section [record]: {e}")))
 }
 
 fn media_folder(dir: Option<PathBuf>) -> Result<PathBuf, SettingsError> {
@@ -740,7 +755,7 @@ impl Settings {
         format!(
             "# effective settings{}\n\
              [audio]\nbackend = \"{}\"\nclient_name = {:?}\nautoconnect = {}\nrate = {}\n\
-             period = {}\n\n[source]\n{}\nloop_seconds = {}\n\n[record]\n{}\n\n\
+             period = {}\n\n[source]\n{}\nloop_seconds = {}\n\n[record]\n{}\nsplit_s = {}\n\n\
              [osc]\nbind = \"{}\"\nallowlist = [{allow}]\noscquery_port = {}\n\n\
              [media]\nfolder = {:?}\n\n[engine]\nbackend = \"{}\"\nprompt = {:?}\nprompt_b = {:?}\n\
              knobs = {{ {knobs} }}\n\n[model]\n{}\n{}\nthreads = {}\nep = [{}]\n\n[lead]\n{lead}\n[health]\n{health}\n[state]\npath = {:?}\n\n\
@@ -757,6 +772,7 @@ impl Settings {
             opt_path(&self.source),
             self.loop_seconds,
             opt_path(&self.record),
+            self.record_config.split_s,
             self.osc_bind,
             self.oscquery_port,
             self.media_folder.display().to_string(),

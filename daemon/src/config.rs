@@ -11,7 +11,8 @@
 //! file = "loop.wav"       # the loop to play and re-imagine; without it: a text-only loop
 //! loop_seconds = 60.0     # loop length without a source file
 //! [record]
-//! file = "out.wav"        # record what is played (32-bit float WAV)
+//! file = "out.wav"        # record what is played (32-bit float WAV) from the start
+//! split_s = 3600           # every recording rolls over to a new file this often
 //! [osc]
 //! bind = "127.0.0.1:7770" # UDP and TCP, same port
 //! allowlist = ["127.0.0.0/8", "::1/128"] # client networks served when bound wider
@@ -83,6 +84,7 @@ pub struct SourceSection {
 #[serde(deny_unknown_fields)]
 pub struct RecordSection {
     pub(crate) file: Option<PathBuf>,
+    pub(crate) split_s: Option<f64>,
 }
 
 /// `[osc]`.

@@ -10,6 +10,10 @@
 //!   clipped sample between two reads is not missed); cleared after [`CLIP_CLEAR_AFTER`]
 //!   without one.
 //!
+//! A third alarm, **record**, is raised by the recorder when a failed write (a full disk)
+//! stops a recording ([`RecordAlarm`]); it is published the same way, and cleared by the
+//! next recording that starts; it never withholds the watchdog.
+//!
 //! Each change is a structured log record (fields `ALARM`, `ALARM_STATE`, `LEVEL_DBFS`,
 //! `THRESHOLD_DBFS`: a journal event under systemd) and shows in the `STATUS=` line (the
 //! serve loop writes it, [`HealthState::status_suffix`]). With `action = "notify"` or
@@ -34,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audio::{MeterTotals, Meters};
 use crate::osc::Subscribers;
+use crate::record::{RecordEvents, RecordFault};
 use crate::stoppable::StoppableThread;
 use crate::systemd::Veto;
 
@@ -120,6 +125,10 @@ pub enum AlarmKind {
     Silence,
     /// A sample reached `clip_dbfs`.
     Clip,
+    /// A recording stopped because its file could not be written (a full disk); raised by
+    /// the recorder ([`RecordAlarm`]), not by the health thread, and never a reason to
+    /// restart (the audio plays on).
+    Record,
 }
 
 impl AlarmKind {
@@ -128,6 +137,7 @@ impl AlarmKind {
         match self {
             AlarmKind::Silence => "silence",
             AlarmKind::Clip => "clip",
+            AlarmKind::Record => "record",
         }
     }
 }
@@ -308,12 +318,22 @@ impl HealthState {
     }
 
     fn apply(&self, event: &AlarmEvent) {
-        let mut raised = self.lock();
-        raised.retain(|(kind, _)| *kind != event.kind);
-        if event.raised {
-            raised.push((event.kind, event.detail.clone()));
+        self.set(event.kind, event.raised, &event.detail);
+    }
+
+    /// Raise (with its `detail`) or clear alarm `kind`.
+    fn set(&self, kind: AlarmKind, raised: bool, detail: &str) {
+        let mut list = self.lock();
+        list.retain(|(k, _)| *k != kind);
+        if raised {
+            list.push((kind, detail.to_string()));
         }
         self.changes.fetch_add(1, Ordering::Release);
+    }
+
+    /// Whether alarm `kind` is raised.
+    pub fn is_raised(&self, kind: AlarmKind) -> bool {
+        self.lock().iter().any(|(k, _)| *k == kind)
     }
 
     /// Seconds the output has been below `silence_dbfs` while playing (0 when it is not).
@@ -350,7 +370,13 @@ impl Veto for HealthState {
         if self.action != AlarmAction::Restart {
             return None;
         }
-        let raised = self.raised();
+        // A restart cannot bring a failed recording's disk space back.
+        let raised: Vec<&str> = self
+            .lock()
+            .iter()
+            .filter(|(kind, _)| *kind != AlarmKind::Record)
+            .map(|(kind, _)| kind.as_str())
+            .collect();
         (!raised.is_empty()).then(|| {
             format!(
                 "health alarm {} raised and [health] action = \"restart\"",
@@ -436,6 +462,52 @@ fn report(parts: &HealthParts, event: &AlarmEvent) {
         parts
             .subscribers
             .broadcast(&reply::alarm(kind, event.raised, &event.detail));
+    }
+}
+
+/// The `record` alarm: raised (a structured error record, `STATUS=`, and `/alarm record 1
+/// <detail>` unless the action is `log`) when a failed write stops a recording, cleared
+/// when the next recording starts. The recorder calls it ([`RecordEvents`]).
+pub struct RecordAlarm {
+    /// Where raised alarms are published.
+    pub state: Arc<HealthState>,
+    /// The `/notify` subscribers.
+    pub subscribers: Subscribers,
+    /// The `[health]` action (`log` sends no `/alarm`).
+    pub action: AlarmAction,
+}
+
+impl RecordAlarm {
+    fn push(&self, raised: bool, detail: &str) {
+        self.state.set(AlarmKind::Record, raised, detail);
+        if self.action != AlarmAction::Log {
+            self.subscribers
+                .broadcast(&reply::alarm(AlarmKind::Record.as_str(), raised, detail));
+        }
+    }
+}
+
+impl RecordEvents for RecordAlarm {
+    fn started(&self, name: &str) {
+        if self.state.is_raised(AlarmKind::Record) {
+            log::info!(
+                alarm = "record", alarm_state = "cleared";
+                "health: record alarm cleared: recording to {name}"
+            );
+            self.push(false, &format!("recording to {name}"));
+        }
+    }
+
+    fn faulted(&self, fault: &RecordFault) {
+        let detail = format!(
+            "recording {} stopped after {} frames, the audio plays on: {}",
+            fault.name, fault.frames, fault.reason
+        );
+        log::error!(
+            alarm = "record", alarm_state = "raised";
+            "health: record alarm raised: {detail}"
+        );
+        self.push(true, &detail);
     }
 }
 

@@ -11,6 +11,7 @@ pub mod health;
 pub mod load;
 pub mod logging;
 pub mod metrics;
+pub mod nsm;
 pub mod osc;
 pub mod preflight;
 pub mod presets;

@@ -42,6 +42,8 @@ pub struct LiveParts<'a> {
     pub osc: &'a OscServer,
     /// Takes the new allowlist too, when it runs.
     pub oscquery: Option<&'a OscQueryServer>,
+    /// The session manager's session, whose overrides apply over the re-read config.
+    pub nsm: Option<&'a crate::nsm::NsmClient>,
 }
 
 /// SIGHUP: `RELOADING=1`, re-read the config, apply what can change live (see the module
@@ -56,6 +58,10 @@ pub fn reload_config(
     let _ = notifier.reloading();
     match reload(args.iter().cloned()) {
         Ok(new) => {
+            let new = match live.nsm {
+                Some(nsm) => nsm.apply_overrides(new),
+                None => new,
+            };
             let applied = apply_live(running, &new, live);
             let pending = changed_until_restart(running, &new);
             log::info!(
@@ -165,6 +171,7 @@ pub fn changed_until_restart(running: &Settings, new: &Settings) -> Vec<&'static
         "source.loop_seconds",
     );
     check(running.record != new.record, "record.file");
+    check(running.record_config != new.record_config, "record.split_s");
     check(running.log_target != new.log_target, "log.target");
     check(running.osc_bind != new.osc_bind, "osc.bind");
     check(

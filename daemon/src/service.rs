@@ -1,12 +1,15 @@
 //! The daemon's life: start every part in an order that never half-starts, serve until a
 //! signal, stop in the reverse order without a click.
 //!
-//! Start: validate inputs → state file → model, knobs, conditioning (the saved session over
+//! Start: (under a session manager, `NSM_URL`: announce and take the session's open
+//! first, [`crate::nsm`]) → validate inputs → state file → model, knobs, conditioning (the saved session over
 //! the config) → output (its period sizes the ring's guard; the ring runs at the model's
 //! rate and the callback converts to the output's) → ring → engine thread →
-//! record tap → output running → encoder thread, OSC, OSCQuery → health thread (meters,
+//! recorder (its writer thread, parked until a recording starts; `--record` starts one
+//! here) → output running → encoder thread, OSC, OSCQuery → health thread (meters,
 //! alarms: [`crate::health`]) → memory locked → `READY=1`
-//! (only now: the output plays and the sockets are bound) → watchdog.
+//! (only now: the output plays and the sockets are bound; under NSM the open is answered
+//! now) → watchdog.
 //! Serve: SIGHUP reloads the config (`RELOADING=1` … `READY=1`, see [`crate::reload`]),
 //! applying what can change live (log level, OSC allowlist, knob defaults, lead settings)
 //! without touching the audio, and naming the changed keys that need a restart; `STATUS=`
@@ -17,7 +20,7 @@
 //! count), which the `STATUS=` line also carries.
 //! Stop (SIGINT, SIGTERM and the other stop signals of [`crate::signals`]): watchdog pings
 //! end, `STOPPING=1`, the health thread ends, fade to silence, close OSC, finish the queued jobs, save the state,
-//! stop the engine and the output, print the counters.
+//! stop the engine and the output, complete a running recording, print the counters.
 //!
 //! SIGUSR1 writes the engine's trace as JSON lines beside the state file. Every other signal
 //! that would end the process is ignored with a log line (see [`crate::signals`]).
@@ -55,13 +58,14 @@ use crate::control::jobs::{JobContext, JobWorker};
 use crate::control::session::Session;
 use crate::control::{ControlHandler, DaemonEngine, Dispatcher, StatusSources, param_specs};
 use crate::engine_select::ChosenModel;
-use crate::health::{HealthParts, HealthState, HealthThread};
+use crate::health::{HealthParts, HealthState, HealthThread, RecordAlarm};
 use crate::load::{LoadError, load_wav_or_stop};
 use crate::metrics::{Metrics, MetricsSources};
+use crate::nsm::NsmClient;
 use crate::osc::oscquery::{KnobValues, OscQueryConfig, OscQueryServer};
 use crate::osc::{DEFAULT_MAX_SUBSCRIBERS, OscConfig, OscServer, Subscribers};
 use crate::presets::{PresetLibrary, presets_dir};
-use crate::record::Recorder;
+use crate::record::{RecordError, RecordFormat, RecordTarget, Recorder};
 use crate::reload::{LiveParts, reload_config};
 use crate::signals::{IgnoredLog, SignalAction};
 use crate::state::{DebouncedSaver, PersistentState, StateStore};
@@ -169,8 +173,31 @@ fn start_engine<M: Model>(model: Arc<M>, inputs: EngineInputs<'_>) -> Result<Eng
 }
 
 /// Run the daemon with `settings` until SIGINT or SIGTERM. `args` is the command line, kept
-/// for SIGHUP reloads.
+/// for SIGHUP reloads. With `NSM_URL` set, join the session first: its open names the JACK
+/// client and the state's folder before anything opens (see [`crate::nsm`] for the order).
 pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
+    let Some(url) = crate::nsm::url_from_env() else {
+        return run_session(settings, args, None);
+    };
+    let nsm = NsmClient::join(&url).map_err(|e| startup(&e))?;
+    let settings = nsm.session_settings(settings).map_err(|e| {
+        nsm.open_failed(&e.to_string());
+        startup(&e)
+    })?;
+    let result = run_session(&settings, args, Some(&nsm));
+    if let Err((_, why)) = &result {
+        nsm.open_failed(why);
+    }
+    result
+}
+
+/// [`run`], joined to a session manager's session when `nsm` is given: the open is
+/// answered once the daemon is ready.
+fn run_session(
+    settings: &Settings,
+    args: Vec<OsString>,
+    nsm: Option<&NsmClient>,
+) -> Result<(), Failure> {
     let mut signals = crate::signals::install()
         .map_err(|e| startup(&format!("cannot install signal handlers: {e}")))?;
     // Set by a stop signal: the loads of the start give up on it (SIGTERM within 1 s).
@@ -307,20 +334,35 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         log::warn!("state: saved loop band not restored: {e}");
     }
 
-    let (recorder, tap) = match &settings.record {
-        Some(path) => {
-            let (rec, producer) = Recorder::start(
-                path,
-                format.sample_rate,
-                format.channels,
-                RECORD_QUEUE_SECONDS,
-            )
+    // The recorder's writer thread is parked until a recording starts (`--record` now,
+    // `/record/start` later); the callback only reads its flag until then.
+    let subscribers = Subscribers::new(DEFAULT_MAX_SUBSCRIBERS);
+    let health_state = Arc::new(HealthState::new(settings.health.action));
+    let (recorder, tap) = Recorder::spawn(
+        RecordFormat {
+            sample_rate: format.sample_rate,
+            channels: format.channels,
+            queue_seconds: RECORD_QUEUE_SECONDS,
+        },
+        settings.record_config,
+        Box::new(RecordAlarm {
+            state: Arc::clone(&health_state),
+            subscribers: subscribers.clone(),
+            action: settings.health.action,
+        }),
+    )
+    .map_err(|e| startup(&e))?;
+    let recorder = Arc::new(recorder);
+    if let Some(path) = &settings.record {
+        recorder
+            .start(RecordTarget {
+                name: path.display().to_string(),
+                path: path.clone(),
+                replace: true,
+            })
             .map_err(|e| startup(&e))?;
-            (Some(rec), Some((producer, format.channels)))
-        }
-        None => (None, None),
-    };
-    let processor = PeriodProcessor::new(reader, tap)
+    }
+    let processor = PeriodProcessor::new(reader, Some(tap))
         .converting_to(format.sample_rate, format.period_frames)
         .map_err(|e| startup(&e))?;
     if rates.converts() {
@@ -353,7 +395,6 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         }
     );
 
-    let subscribers = Subscribers::new(DEFAULT_MAX_SUBSCRIBERS);
     let mut session_state = restored.clone();
     session_state.source = source_path.clone();
     let session = Arc::new(Session::new(session_state, Some(saver)));
@@ -368,27 +409,30 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         stop: Arc::clone(&stop_requested),
     })
     .map_err(|e| startup(&format!("encoder thread: {e}")))?;
-    let dispatcher = Arc::new(Dispatcher::new(
-        Arc::clone(&schema),
-        Arc::clone(&knobs),
-        Arc::clone(&engine),
-        jobs,
-        subscribers.clone(),
-        Arc::clone(&session),
-        presets,
-        StatusSources {
-            output: Arc::clone(&output_stats),
-            meters: Arc::clone(&meters),
-            backend: if generate {
-                backend_name
-            } else {
-                Arc::new(|| "off".into())
+    let dispatcher = Arc::new(
+        Dispatcher::new(
+            Arc::clone(&schema),
+            Arc::clone(&knobs),
+            Arc::clone(&engine),
+            jobs,
+            subscribers.clone(),
+            Arc::clone(&session),
+            presets,
+            StatusSources {
+                output: Arc::clone(&output_stats),
+                meters: Arc::clone(&meters),
+                backend: if generate {
+                    backend_name
+                } else {
+                    Arc::new(|| "off".into())
+                },
+                generate,
+                output_state: running.state_handle(),
+                inert_knobs: inert_knobs.clone(),
             },
-            generate,
-            output_state: running.state_handle(),
-            inert_knobs: inert_knobs.clone(),
-        },
-    ));
+        )
+        .with_recorder(Arc::clone(&recorder)),
+    );
     let handler = ControlHandler::new(Arc::clone(&dispatcher))
         .map_err(|e| startup(&format!("OSC scheduler: {e}")))?;
     let osc = OscServer::start(
@@ -402,7 +446,6 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         handler,
     )
     .map_err(|e| startup(&format!("OSC on {}: {e}", settings.osc_bind)))?;
-    let health_state = Arc::new(HealthState::new(settings.health.action));
     let oscquery = if settings.oscquery_port == 0 {
         None
     } else {
@@ -451,6 +494,13 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     if let Err(e) = notifier.ready() {
         log::warn!("sd_notify READY: {e}");
     }
+    let nsm_thread = match nsm {
+        Some(nsm) => Some(
+            nsm.opened(Arc::clone(&session))
+                .map_err(|e| (EXIT_RUNTIME, format!("NSM: answering the open: {e}")))?,
+        ),
+        None => None,
+    };
     let watchdog = match watchdog_timeout_from_env() {
         Some(timeout) => Some(
             WatchdogSupervisor::spawn_with_veto(
@@ -480,6 +530,7 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
             engine: &*engine,
             osc: &osc,
             oscquery: oscquery.as_ref(),
+            nsm,
         },
         &health_state,
         settings,
@@ -491,6 +542,9 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         w.stop();
     }
     let _ = notifier.stopping();
+    if let Some(t) = nsm_thread {
+        t.stop();
+    }
     health.stop();
     stop_audio(&fade);
     osc.shutdown();
@@ -504,7 +558,12 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     if let Err(e) = stop_engine() {
         log::warn!("engine: {e}");
     }
-    let recorded = recorder.map(Recorder::finish);
+    let recorded = match recorder.stop() {
+        Ok(finished) => Some(Ok(finished)),
+        Err(RecordError::Idle { .. }) => None,
+        Err(e) => Some(Err(e)),
+    };
+    drop(recorder);
     let counters = ring_handle.counters();
     eprintln!(
         "latentd: stopped: periods={} frames={} torn_reads={} late_frames={} xruns={} record_dropped={}",
@@ -517,8 +576,8 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
     );
     stopped.map_err(|e| (EXIT_RUNTIME, e.to_string()))?;
     if let Some(recorded) = recorded {
-        let frames = recorded.map_err(|e| (EXIT_RUNTIME, e.to_string()))?;
-        log::info!("recorded {frames} frames");
+        let finished = recorded.map_err(|e| (EXIT_RUNTIME, e.to_string()))?;
+        log::info!("recorded {} frames", finished.frames);
     }
     Ok(())
 }

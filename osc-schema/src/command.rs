@@ -118,6 +118,24 @@ pub enum Command {
         /// `0 ..= 1`.
         x: f64,
     },
+    /// Start recording the output to `file` (`None`: a timestamped name in the media
+    /// folder).
+    RecordStart {
+        /// The file, checked and resolved inside the media folder.
+        file: Option<RecordFile>,
+    },
+    /// Stop the recording.
+    RecordStop,
+}
+
+/// A new file a recording creates: the client's name and where it lands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordFile {
+    /// The name as the client sent it (relative to the media folder), echoed in replies.
+    pub name: String,
+    /// Its path: the media folder's canonical folder joined with the name (it did not exist
+    /// when decoded).
+    pub path: PathBuf,
 }
 
 impl Command {
@@ -149,6 +167,8 @@ impl Command {
             Command::PresetList => "/preset/list",
             Command::PresetDelete { .. } => "/preset/delete",
             Command::PresetMorph { .. } => "/preset/morph",
+            Command::RecordStart { .. } => "/record/start",
+            Command::RecordStop => "/record/stop",
         };
         fixed.to_string()
     }

@@ -10,7 +10,7 @@
 
 use rosc::{OscMessage, OscPacket, OscTime, OscType};
 
-use crate::command::{Command, Fail, Timed, When};
+use crate::command::{Command, Fail, RecordFile, Timed, When};
 use crate::knobs::ParamSpec;
 use crate::pattern;
 use crate::presets::{FadeCurve, MAX_FADE_S, check_preset_name};
@@ -367,6 +367,25 @@ impl Schema {
                     x,
                 }
             }
+            Route::RecordStart => {
+                let media = self.media_root().ok_or("no media folder is configured")?;
+                Command::RecordStart {
+                    file: match args.first() {
+                        Some(arg) => {
+                            let name = string(1, &spec.args[0], arg)?;
+                            let path = media
+                                .resolve_new(name)
+                                .map_err(|why| format!("argument 1 (file): {why}"))?;
+                            Some(RecordFile {
+                                name: name.to_string(),
+                                path,
+                            })
+                        }
+                        None => None,
+                    },
+                }
+            }
+            Route::RecordStop => Command::RecordStop,
         })
     }
 }

@@ -9,6 +9,7 @@
 //! - [`framing`]: OSC-over-TCP stream framing (size prefix, SLIP), for servers and clients.
 //! - [`oscquery_http`]: the limits of the daemon's OSCQuery HTTP server.
 //! - [`presets`]: preset names, the longest fade, the fade curves.
+//! - [`record`]: record file names and the timestamped default.
 //! - [`limits`]: the OSC server's per-client limits (connections, timeouts, subscriptions, rate,
 //!   timed bundles), enforced by the daemon and documented from here.
 //!
@@ -28,11 +29,12 @@ pub mod media;
 pub mod oscquery_http;
 pub mod pattern;
 pub mod presets;
+pub mod record;
 pub mod reply;
 pub mod schema;
 pub mod table;
 
-pub use command::{Command, Fail, PACKET_ADDRESS, Timed, When, ntp_to_unix_seconds};
+pub use command::{Command, Fail, PACKET_ADDRESS, RecordFile, Timed, When, ntp_to_unix_seconds};
 pub use decode::describe;
 pub use knobs::{ParamSpec, reference_knobs};
 pub use media::MediaRoot;

@@ -53,6 +53,10 @@ pub enum Route {
     PresetDelete,
     /// `/preset/morph`
     PresetMorph,
+    /// `/record/start`
+    RecordStart,
+    /// `/record/stop`
+    RecordStop,
 }
 
 /// How an argument is typed on the wire and which coercions apply.
@@ -376,6 +380,43 @@ pub const ADDRESSES: &[AddressSpec] = &[
               of the knobs it sets; send it as often as the pad moves.",
     },
     AddressSpec {
+        address: "/record/start",
+        route: Route::RecordStart,
+        args: &[ArgSpec {
+            name: "file",
+            ty: ArgType::Str,
+            optional: true,
+            unit: "",
+            doc: "the file to create, a name relative to the media folder (subfolders that \
+                  exist are allowed) ending in `.wav`; no absolute path, no `..`, no hidden \
+                  component, at most 255 bytes, and no file of that name may exist. \
+                  Omitted: `latentd-YYYYMMDD-HHMMSS.wav` (UTC) in the media folder",
+        }],
+        timing: Timing::Immediate,
+        reply: "`/done /record/start <file>` once the file is created and the recording \
+                runs; `/fail /record/start <reason>` for a bad or taken name, a recording \
+                already running, or a file that cannot be created (nothing changes)",
+        doc: "Record what the output plays (32-bit float WAV at the output's rate and \
+              channels, as played, after the fade and the rate conversion) until \
+              `/record/stop`. The writing runs on its own thread, never in the audio \
+              callback. Every `[record] split_s` seconds (default 3600: hourly) the \
+              recording rolls over to a new file, `<name>-2.wav`, `<name>-3.wav`, ..., each \
+              a complete WAV, with no frame lost or repeated between them. A write that \
+              fails (a full disk) stops the recording, keeps the file valid up to the last \
+              whole frame written and raises the `record` alarm (docs/operations.md, \
+              Recording); the audio plays on.",
+    },
+    AddressSpec {
+        address: "/record/stop",
+        route: Route::RecordStop,
+        args: &[],
+        timing: Timing::Immediate,
+        reply: "`/done /record/stop <file> <seconds>` (`file`: the last part written, \
+                `seconds`: the whole recording's length, all parts, as `f`); `/fail \
+                /record/stop <reason>` when nothing is recording",
+        doc: "Stop the recording and complete its file.",
+    },
+    AddressSpec {
         address: "/status",
         route: Route::Status,
         args: &[],
@@ -473,8 +514,10 @@ pub const PUSHES: &[(&str, &str)] = &[
     ),
     (
         "/alarm s kind, i raised, s detail",
-        "a health alarm (`silence`, `clip`) was raised (1) or cleared (0); \
-         `detail` says what was measured against which threshold (docs/operations.md, Health)",
+        "a health alarm (`silence`, `clip`) was raised (1) or cleared (0), `detail` saying \
+         what was measured against which threshold (docs/operations.md, Health); or the \
+         `record` alarm: a recording stopped because its file could not be written (a full \
+         disk), cleared by the next recording that starts",
     ),
     (
         "/meter f peak_dbfs_1, f rms_dbfs_1, f peak_dbfs_2, f rms_dbfs_2",

@@ -94,15 +94,25 @@ pub struct OutputStatsSnapshot {
     pub max_period_frames: u64,
 }
 
+/// The record tap's callback end ([`crate::record::Recorder::spawn`] makes it): while
+/// `armed` is up, the frames played go, interleaved, into `producer`, as many as fit (the
+/// rest count as `record_dropped`); while it is down the callback only reads the flag.
+pub struct RecordTap {
+    /// The queue's writing end.
+    pub producer: rtrb::Producer<f32>,
+    /// Samples per frame in the queue.
+    pub channels: usize,
+    /// Raised while a recording runs (by the recorder; read here).
+    pub armed: Arc<AtomicBool>,
+}
+
 /// Everything a realtime callback needs, allocated before the callback starts: the ring's
 /// reader, the optional rate converter (when the output runs at another rate than the
-/// ring), the optional record tap (interleaved samples, as played, into a lock-free queue),
-/// the stats and the meters.
+/// ring), the optional record tap ([`RecordTap`]), the stats and the meters.
 pub struct PeriodProcessor {
     reader: RingReader,
     converter: Option<RateConverter>,
-    tap: Option<rtrb::Producer<f32>>,
-    tap_channels: usize,
+    tap: Option<RecordTap>,
     stats: Arc<OutputStats>,
     meters: Arc<Meters>,
     fade: Arc<FadeOut>,
@@ -146,18 +156,12 @@ impl FadeOut {
 }
 
 impl PeriodProcessor {
-    /// A processor playing `reader`, optionally feeding `tap` (interleaved, `tap_channels`
-    /// per frame) with what was played.
-    pub fn new(reader: RingReader, tap: Option<(rtrb::Producer<f32>, usize)>) -> Self {
-        let (tap, tap_channels) = match tap {
-            Some((p, c)) => (Some(p), c),
-            None => (None, 0),
-        };
+    /// A processor playing `reader`, optionally feeding `tap` with what was played.
+    pub fn new(reader: RingReader, tap: Option<RecordTap>) -> Self {
         Self {
             reader,
             converter: None,
             tap,
-            tap_channels,
             stats: Arc::new(OutputStats::default()),
             meters: Arc::new(Meters::default()),
             fade: Arc::new(FadeOut::default()),
@@ -309,10 +313,12 @@ impl PeriodProcessor {
     /// the record tap, as many as fit, meter them, then count the period.
     #[inline]
     fn finish_period(&mut self, n: usize, channels: usize, sample: impl Fn(usize, usize) -> f32) {
-        if let Some(tap) = self.tap.as_mut() {
-            let ch = self.tap_channels.max(1);
-            let frames = n.min(tap.slots() / ch);
-            if let Ok(mut chunk) = tap.write_chunk_uninit(frames * ch) {
+        if let Some(tap) = self.tap.as_mut()
+            && tap.armed.load(Ordering::Acquire)
+        {
+            let ch = tap.channels.max(1);
+            let frames = n.min(tap.producer.slots() / ch);
+            if let Ok(mut chunk) = tap.producer.write_chunk_uninit(frames * ch) {
                 let (a, b) = chunk.as_mut_slices();
                 for (idx, slot) in a.iter_mut().chain(b.iter_mut()).enumerate() {
                     slot.write(sample(idx / ch, idx % ch));

@@ -19,6 +19,10 @@
 //! thread's serve loop calls [`Dispatcher::push_knob_motion`], which echoes the passing
 //! values (and the final ones) to the subscribers.
 //!
+//! Recording ([`crate::record`]): `/record/start` creates its file and `/record/stop`
+//! completes it on the control thread that got the command (file metadata and a header,
+//! under the recorder's mutex, which the audio callback never takes), and reply at once.
+//!
 //! Threading: control threads (the OSC transport's and the scheduler's). Nothing here waits
 //! on the engine or the audio thread; the job queue is bounded and a full queue is a `/fail`.
 
@@ -36,14 +40,18 @@ use latentd_engine::ring::RingHandle;
 use latentd_engine::runner::engine_loop::EngineControl;
 use latentd_engine::runner::trace::ActionKind;
 use latentd_osc_schema::presets::FadeCurve;
+use latentd_osc_schema::record::timestamped_name;
 use latentd_osc_schema::reply::{self, StatusReport};
 use latentd_osc_schema::rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType, encoder};
-use latentd_osc_schema::{Command, Fail, ParamSpec, Schema, Timed, When, ntp_to_unix_seconds};
+use latentd_osc_schema::{
+    Command, Fail, ParamSpec, RecordFile, Schema, Timed, When, ntp_to_unix_seconds,
+};
 
 use crate::audio::supervisor::OutputStateHandle;
 use crate::audio::{Meters, OutputStats};
 use crate::osc::{CommandHandler, Peer, ReplyTo, Subscribers};
 use crate::presets::{PRESET_VERSION, Preset, PresetLibrary};
+use crate::record::{RecordTarget, Recorder};
 use jobs::{Job, JobQueue};
 use scheduler::Scheduler;
 use session::Session;
@@ -130,6 +138,7 @@ pub struct Dispatcher {
     presets: Arc<PresetLibrary>,
     motion: Mutex<Motion>,
     status: StatusSources,
+    recorder: Option<Arc<Recorder>>,
 }
 
 impl Dispatcher {
@@ -160,7 +169,14 @@ impl Dispatcher {
                 sent: [0.0; KNOB_COUNT],
             }),
             status,
+            recorder: None,
         }
+    }
+
+    /// Serve `/record/start` and `/record/stop` with `recorder` (without one they fail).
+    pub fn with_recorder(mut self, recorder: Arc<Recorder>) -> Self {
+        self.recorder = Some(recorder);
+        self
     }
 
     /// The ring's frame clock now: the timeline of glides and fades.
@@ -655,10 +671,62 @@ impl Dispatcher {
                 curve,
             } => self.recall(reply_to, &name, fade_s, curve, replies),
             Command::PresetMorph { a, b, x } => self.morph(&a, &b, x, replies),
+            Command::RecordStart { file } => replies.push(self.record_start(file)),
+            Command::RecordStop => replies.push(self.record_stop()),
             Command::Status => replies.push(reply::status_reply(&self.status_report())),
             Command::Version => {
                 replies.push(reply::version_reply("latentd", env!("CARGO_PKG_VERSION")))
             }
+        }
+    }
+
+    /// `/record/start [file]`: create the file (a timestamped name in the media folder
+    /// without one) and record; the reply names it.
+    fn record_start(&self, file: Option<RecordFile>) -> OscPacket {
+        const ADDRESS: &str = "/record/start";
+        let Some(recorder) = &self.recorder else {
+            return fail(ADDRESS, "this daemon has no recorder");
+        };
+        let file = match file {
+            Some(file) => file,
+            None => {
+                let Some(media) = self.schema.media_root() else {
+                    return fail(ADDRESS, "no media folder is configured");
+                };
+                let name = timestamped_name(crate::unique_file::unix_seconds());
+                RecordFile {
+                    path: media.path().join(&name),
+                    name,
+                }
+            }
+        };
+        let target = RecordTarget {
+            name: file.name,
+            path: file.path,
+            replace: false,
+        };
+        match recorder.start(target) {
+            Ok(name) => reply::done(ADDRESS, vec![OscType::String(name)]),
+            Err(e) => fail(ADDRESS, &e.to_string()),
+        }
+    }
+
+    /// `/record/stop`: complete the recording; the reply names its last file and its
+    /// length.
+    fn record_stop(&self) -> OscPacket {
+        const ADDRESS: &str = "/record/stop";
+        let Some(recorder) = &self.recorder else {
+            return fail(ADDRESS, "this daemon has no recorder");
+        };
+        match recorder.stop() {
+            Ok(done) => reply::done(
+                ADDRESS,
+                vec![
+                    OscType::String(done.name),
+                    OscType::Float(done.seconds as f32),
+                ],
+            ),
+            Err(e) => fail(ADDRESS, &e.to_string()),
         }
     }
 

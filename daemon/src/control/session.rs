@@ -86,6 +86,18 @@ impl Session {
         self.change(|s| s.source = path);
     }
 
+    /// Save the session as it is now and wait for the write (a session manager's save):
+    /// the state file's saver writes it atomically. The error says why it was not saved.
+    pub fn save_now(&self) -> Result<(), String> {
+        let Some(saver) = &self.saver else {
+            return Err("this session is not saved to a file".into());
+        };
+        saver
+            .request_save(self.snapshot())
+            .and_then(|()| saver.flush())
+            .map_err(|e| e.to_string())
+    }
+
     /// Write what is pending now (at exit); errors are logged.
     pub fn flush(&self) {
         if let Some(saver) = &self.saver

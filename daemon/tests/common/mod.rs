@@ -51,6 +51,7 @@ pub fn isolated_env<'a>(cmd: &'a mut Command, dir: &Path) -> &'a mut Command {
     .env_remove("LATENTD_TEST_ENGINE_STALL_S")
     .env_remove("LATENTD_TEST_ENGINE_PANIC_AFTER_S")
     .env_remove("JOURNAL_STREAM")
+    .env_remove("NSM_URL")
     .env_remove("RUST_LOG")
 }
 
