@@ -9,10 +9,11 @@
 # must-show's verdict (flood p99 within one period of quiet p99, no xrun during the flood).
 # Reports (JSON) go to $OUT (default: target/bench-knob-to-ear/).
 #
-#   [REPEAT=N] [MODES="repatch no-repatch"] [MODEL=DIR] ./scripts/bench-knob-to-ear.sh [COUNT] [PERIOD]
+#   [REPEAT=N] [MODES="repatch no-repatch"] [MODEL=DIR] [LOOP_S=S] ./scripts/bench-knob-to-ear.sh [COUNT] [PERIOD]
 #
 # MODEL runs latentd on that model bundle (`--model DIR`, e.g. models/gm-tiny) instead of the
-# built-in engine.
+# built-in engine. LOOP_S sets the loop's length (`--loop-seconds`; the daemon's default
+# otherwise): a neural DiT's tick grows with the loop, and the model figures are for 10 s.
 #
 # REPEAT runs each quiet/flood pair N times on the same daemon; the verdict then pools the
 # changes of all runs (p99 of 50 changes is their maximum; pooled runs give a real p99).
@@ -120,6 +121,7 @@ for mode in $modes; do
     flags=()
     [[ $mode == no-repatch ]] && flags+=(--no-repatch)
     [[ -n ${MODEL:-} ]] && flags+=(--model "$MODEL")
+    [[ -n ${LOOP_S:-} ]] && flags+=(--loop-seconds "$LOOP_S")
     state=$(mktemp -d)
     "$latentd" --audio jack --osc 127.0.0.1:$osc_port --oscquery-port 0 \
         --state "$state/state.toml" --log-level warn "${flags[@]}" \
