@@ -25,6 +25,7 @@ use crate::control::param_specs;
 use crate::health::HealthConfig;
 use crate::logging::LogTarget;
 use crate::osc::{Cidr, DEFAULT_PORT};
+use crate::schedule::{Cue, check_entries};
 
 /// Accepted sample rates, in Hz.
 pub const RATE_RANGE: std::ops::RangeInclusive<u32> = 8_000..=384_000;
@@ -251,6 +252,8 @@ pub struct Settings {
     pub health: HealthConfig,
     /// State file.
     pub state_path: PathBuf,
+    /// Cues at a local time of day (`[[schedule]]`), in file order.
+    pub schedule: Vec<Cue>,
     /// The config file read, if any (SIGHUP re-reads it).
     pub config_path: Option<PathBuf>,
 }
@@ -465,6 +468,7 @@ fn merge(
             .map(|()| file.health)
             .map_err(|e| SettingsError(format!("config section [health]: {e}")))?,
         state_path: state_path(cli.state.or(file.state.path))?,
+        schedule: check_entries(&file.schedule)?,
         config_path,
     })
 }
@@ -752,6 +756,14 @@ impl Settings {
             .join(", ");
         let lead = toml::to_string(&self.lead).unwrap_or_default();
         let health = toml::to_string(&self.health).unwrap_or_default();
+        let schedule: String = if self.schedule.is_empty() {
+            "\n# [[schedule]]: none\n".into()
+        } else {
+            self.schedule
+                .iter()
+                .map(|cue| format!("\n{}", cue.to_toml()))
+                .collect()
+        };
         format!(
             "# effective settings{}\n\
              [audio]\nbackend = \"{}\"\nclient_name = {:?}\nautoconnect = {}\nrate = {}\n\
@@ -759,7 +771,7 @@ impl Settings {
              [osc]\nbind = \"{}\"\nallowlist = [{allow}]\noscquery_port = {}\n\n\
              [media]\nfolder = {:?}\n\n[engine]\nbackend = \"{}\"\nprompt = {:?}\nprompt_b = {:?}\n\
              knobs = {{ {knobs} }}\n\n[model]\n{}\n{}\nthreads = {}\nep = [{}]\n\n[lead]\n{lead}\n[health]\n{health}\n[state]\npath = {:?}\n\n\
-             [log]\nlevel = \"{}\"\ntarget = \"{}\"\n",
+             [log]\nlevel = \"{}\"\ntarget = \"{}\"\n{schedule}",
             match &self.config_path {
                 Some(p) => format!(" (from {})", p.display()),
                 None => " (no config file)".into(),

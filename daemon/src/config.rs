@@ -42,6 +42,10 @@
 //! [log]
 //! level = "info"          # off | error | warn | info | debug | trace
 //! target = "auto"         # auto | journal | stderr
+//! [[schedule]]            # cues at a local time of day, see crate::schedule; repeatable
+//! at = "22:30"
+//! days = ["fri", "sat"]    # optional: every day
+//! transport = "stop"       # or: preset = "name" (fade_s, curve), prompt = "..."
 //! ```
 //!
 //! The file must be a regular file of at most [`MAX_CONFIG_BYTES`]; a FIFO, a device or a
@@ -59,6 +63,7 @@ use serde::Deserialize;
 use crate::audio::select::BackendChoice;
 use crate::cli::{LogLevel, SettingsError};
 use crate::health::HealthConfig;
+use crate::schedule::ScheduleFileEntry;
 
 /// `[audio]`.
 #[derive(Debug, Default, Deserialize)]
@@ -165,6 +170,9 @@ pub struct ConfigFile {
     pub(crate) state: StateSection,
     #[serde(default)]
     pub(crate) log: LogSection,
+    /// `[[schedule]]` entries, in file order.
+    #[serde(default)]
+    pub(crate) schedule: Vec<ScheduleFileEntry>,
 }
 
 /// Largest config file read, in bytes.

@@ -17,6 +17,7 @@ pub mod preflight;
 pub mod presets;
 pub mod record;
 pub mod reload;
+pub mod schedule;
 pub mod service;
 pub mod signals;
 pub mod state;

@@ -17,6 +17,7 @@
 //! | `latentd_level_peak_dbfs{channel}`, `latentd_level_rms_dbfs{channel}` | gauge | the last period's levels (`channel` 1 is `out_1`) |
 //! | `latentd_silence_seconds` | gauge | playing time below `health.silence_dbfs` so far |
 //! | `latentd_tick_seconds` | histogram | every engine tick's duration |
+//! | `latentd_knob_to_ear_seconds` | histogram | each knob action's arrival to the callback's read of the first frame reflecting it |
 //!
 //! Threading: called on the HTTP worker threads, several at once; it only reads atomics and
 //! takes the short locks the `/status` reply takes.
@@ -24,7 +25,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use latentd_engine::runner::engine_config::TickHistogram;
+use latentd_engine::runner::engine_config::DurationHistogram;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
@@ -80,7 +81,7 @@ impl Metrics {
 }
 
 /// A histogram given as its buckets, for [`EncodeMetric`].
-struct Buckets<'a>(&'a TickHistogram);
+struct Buckets<'a>(&'a DurationHistogram);
 
 impl EncodeMetric for Buckets<'_> {
     fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
@@ -191,6 +192,15 @@ impl Collector for MetricsSources {
         ticks.encode(enc.encode_descriptor(
             "tick",
             "Engine tick durations",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?)?;
+        Buckets(&stats.knob_to_ear_seconds).encode(enc.encode_descriptor(
+            "knob_to_ear",
+            "Knob actions: from the command's arrival (after OSC decoding) to the output \
+             callback's read of the first ring frame reflecting it, on the frame clock (about \
+             one period's resolution); excludes network transit and the audio server's and \
+             device's buffering after the callback; actions never heard are not counted",
             Some(&Unit::Seconds),
             MetricType::Histogram,
         )?)

@@ -15,6 +15,9 @@
 //!   set.
 //! - `[lead]`: handed to the engine thread through its control queue (it never waits on it);
 //!   the learned lead state carries over.
+//! - `[[schedule]]`: the schedule thread runs the new entries from its next reading; an
+//!   entry also in the old list keeps its record of the minute it last fired, so a reload
+//!   in that minute does not fire it twice.
 //!
 //! Every other changed key is named in the log line as waiting for a restart, and stays as
 //! started in the running settings, so the next reload names it again.
@@ -30,6 +33,7 @@ use crate::cli::{Settings, reload};
 use crate::control::{DaemonEngine, Dispatcher};
 use crate::osc::OscServer;
 use crate::osc::oscquery::OscQueryServer;
+use crate::schedule::ScheduleRunner;
 use crate::systemd::Notifier;
 
 /// The running parts a reload changes.
@@ -44,6 +48,8 @@ pub struct LiveParts<'a> {
     pub oscquery: Option<&'a OscQueryServer>,
     /// The session manager's session, whose overrides apply over the re-read config.
     pub nsm: Option<&'a crate::nsm::NsmClient>,
+    /// Takes the new `[[schedule]]` entries.
+    pub schedule: &'a ScheduleRunner,
 }
 
 /// SIGHUP: `RELOADING=1`, re-read the config, apply what can change live (see the module
@@ -112,6 +118,12 @@ fn apply_live(running: &mut Settings, new: &Settings, live: &LiveParts<'_>) -> V
             }
             Err(e) => log::error!("config reload: [lead] not applied: {e}"),
         }
+    }
+
+    if running.schedule != new.schedule {
+        live.schedule.replace(new.schedule.clone());
+        applied.push(format!("schedule ({} entries)", new.schedule.len()));
+        running.schedule = new.schedule.clone();
     }
 
     let knob_sets = changed_knob_defaults(&running.knobs, &new.knobs);

@@ -6,12 +6,13 @@
 //! the config) → output (its period sizes the ring's guard; the ring runs at the model's
 //! rate and the callback converts to the output's) → ring → engine thread →
 //! recorder (its writer thread, parked until a recording starts; `--record` starts one
-//! here) → output running → encoder thread, OSC, OSCQuery → health thread (meters,
-//! alarms: [`crate::health`]) → memory locked → `READY=1`
+//! here) → output running → encoder thread, schedule thread ([`crate::schedule`]), OSC,
+//! OSCQuery → health thread (meters, alarms: [`crate::health`]) → memory locked → `READY=1`
 //! (only now: the output plays and the sockets are bound; under NSM the open is answered
 //! now) → watchdog.
 //! Serve: SIGHUP reloads the config (`RELOADING=1` … `READY=1`, see [`crate::reload`]),
-//! applying what can change live (log level, OSC allowlist, knob defaults, lead settings)
+//! applying what can change live (log level, OSC allowlist, knob defaults, lead settings,
+//! schedule)
 //! without touching the audio, and naming the changed keys that need a restart; `STATUS=`
 //! lines every few seconds; a failed engine tick (caught by the engine, which restarts its pipeline
 //! while the ring keeps playing) is logged, and so are runtime model faults (a tick whose
@@ -19,8 +20,9 @@
 //! [`EngineStats::model_faults`]; at most one line per [`MODEL_FAULT_LOG_EVERY`], with the
 //! count), which the `STATUS=` line also carries.
 //! Stop (SIGINT, SIGTERM and the other stop signals of [`crate::signals`]): watchdog pings
-//! end, `STOPPING=1`, the health thread ends, fade to silence, close OSC, finish the queued jobs, save the state,
-//! stop the engine and the output, complete a running recording, print the counters.
+//! end, `STOPPING=1`, the health and schedule threads end, fade to silence, close OSC, finish
+//! the queued jobs, save the state, stop the engine and the output, complete a running
+//! recording, print the counters.
 //!
 //! SIGUSR1 writes the engine's trace as JSON lines beside the state file. Every other signal
 //! that would end the process is ignored with a log line (see [`crate::signals`]).
@@ -67,6 +69,7 @@ use crate::osc::{DEFAULT_MAX_SUBSCRIBERS, OscConfig, OscServer, Subscribers};
 use crate::presets::{PresetLibrary, presets_dir};
 use crate::record::{RecordError, RecordFormat, RecordTarget, Recorder};
 use crate::reload::{LiveParts, reload_config};
+use crate::schedule::{LocalClock, ScheduleRunner};
 use crate::signals::{IgnoredLog, SignalAction};
 use crate::state::{DebouncedSaver, PersistentState, StateStore};
 use crate::systemd::{
@@ -433,6 +436,20 @@ fn run_session(
         )
         .with_recorder(Arc::clone(&recorder)),
     );
+    let schedule = ScheduleRunner::spawn(
+        settings.schedule.clone(),
+        LocalClock,
+        Arc::clone(&dispatcher) as Arc<dyn crate::schedule::CueSink>,
+        crate::schedule::POLL,
+    )
+    .map_err(|e| startup(&format!("schedule thread: {e}")))?;
+    if !settings.schedule.is_empty() {
+        log::info!(
+            "schedule: {} entries, local time zone {}",
+            settings.schedule.len(),
+            LocalClock::zone_description()
+        );
+    }
     let handler = ControlHandler::new(Arc::clone(&dispatcher))
         .map_err(|e| startup(&format!("OSC scheduler: {e}")))?;
     let osc = OscServer::start(
@@ -531,6 +548,7 @@ fn run_session(
             osc: &osc,
             oscquery: oscquery.as_ref(),
             nsm,
+            schedule: &schedule,
         },
         &health_state,
         settings,
@@ -546,6 +564,7 @@ fn run_session(
         t.stop();
     }
     health.stop();
+    schedule.stop();
     stop_audio(&fade);
     osc.shutdown();
     drop(oscquery);

@@ -63,12 +63,21 @@ fn check_config_output_reads_back_to_the_same_settings() {
 }
 
 /// Keys (`section.key`) in a config as `check-config` prints it, commented-out unset paths
-/// (`# file: none`) included.
+/// (`# file: none`) included. An array of tables (`[[schedule]]`, printed as
+/// `# [[schedule]]: none` when empty) counts as one key by that name: its fields are
+/// documented in a section of their own.
 fn printed_keys(settings: &Settings) -> std::collections::BTreeSet<String> {
     let mut section = String::new();
     let mut keys = std::collections::BTreeSet::new();
     for line in settings.to_toml().lines() {
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+        let array = line.trim_start_matches("# ");
+        if array.starts_with("[[") {
+            let name = array.split_once(": none").map_or(array, |(n, _)| n);
+            keys.insert(name.to_string());
+            section = name.to_string();
+        } else if section.starts_with("[[") {
+            // A field of an array entry.
+        } else if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             section = name.to_string();
         } else if let Some((key, _)) = line
             .strip_prefix("# ")

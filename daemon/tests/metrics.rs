@@ -1,8 +1,9 @@
 //! `GET /metrics` on the real binary playing into a private `jackd -d dummy`, parsed by an
 //! independent parser (the Python `prometheus_client` OpenMetrics parser, installed by
 //! scripts/setup.sh): every metric is there with a sane value, the engine's tick histogram
-//! grows, a frozen server's xruns and a killed-and-restarted server's reconnect move their
-//! counters and `latentd_output_up`.
+//! grows, knob changes sent over OSC are counted in the knob-to-ear histogram with plausible
+//! latencies, a frozen server's xruns and a killed-and-restarted server's reconnect move
+//! their counters and `latentd_output_up`.
 //!
 //! Threading: libjack reads `JACK_DEFAULT_SERVER` process-wide; the test holds a
 //! [`JackSession`] while its server runs.
@@ -16,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::jack_tone::{PERIOD, RATE, TONE};
-use common::service_fixture::{Daemon, Launch, NotifySocket};
+use common::service_fixture::{Daemon, Launch, NotifySocket, Osc};
 use latentd_tests::JackSession;
 use tempfile::TempDir;
 
@@ -161,6 +162,7 @@ fn metrics_parse_and_their_counters_move_with_xruns_and_reconnects() {
         ("latentd_level_rms_dbfs", "gauge"),
         ("latentd_silence_seconds", "gauge"),
         ("latentd_tick_seconds", "histogram"),
+        ("latentd_knob_to_ear_seconds", "histogram"),
     ] {
         assert_eq!(
             first.types.get(family).map(String::as_str),
@@ -183,6 +185,46 @@ fn metrics_parse_and_their_counters_move_with_xruns_and_reconnects() {
     let ticks = first.get("latentd_tick_seconds_count");
     assert_eq!(first.get("latentd_tick_seconds_bucket{le=\"+Inf\"}"), ticks);
     assert!(first.get("latentd_tick_seconds_sum") > 0.0);
+
+    // Knob changes over OSC, each left to be heard before the next: each is counted once,
+    // between its arrival and a second later.
+    let heard = |s: &Scrape| {
+        (
+            s.get("latentd_knob_to_ear_seconds_count"),
+            s.get("latentd_knob_to_ear_seconds_sum"),
+        )
+    };
+    let (count0, sum0) = heard(&first);
+    let osc = Osc::new(daemon.osc_addr(START));
+    const KNOB_SENDS: u32 = 5;
+    for i in 0..KNOB_SENDS {
+        osc.send(
+            "/knob/denoise",
+            vec![rosc::OscType::Float(0.3 + 0.1 * i as f32)],
+        );
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let knobs = scrape_until(addr, Duration::from_secs(10), |s| {
+        heard(s).0 >= count0 + f64::from(KNOB_SENDS)
+    });
+    let (count, sum) = heard(&knobs);
+    assert_eq!(count, count0 + f64::from(KNOB_SENDS), "counted twice?");
+    let mean = (sum - sum0) / (count - count0);
+    eprintln!(
+        "knob-to-ear: mean {:.1} ms over {KNOB_SENDS} changes",
+        mean * 1e3
+    );
+    assert!(mean > 0.0 && mean < 1.0, "mean knob-to-ear {mean} s");
+    assert_eq!(
+        knobs.get("latentd_knob_to_ear_seconds_bucket{le=\"+Inf\"}"),
+        count
+    );
+    assert_eq!(
+        knobs.get("latentd_knob_to_ear_seconds_bucket{le=\"1.0\"}"),
+        count,
+        "a knob change took over 1 s: {:?}",
+        knobs.samples
+    );
 
     // A frozen server: the daemon counts xruns when it runs again.
     let xruns = first.get("latentd_xruns_total");

@@ -204,6 +204,18 @@ pub fn alarm(kind: &str, raised: bool, detail: &str) -> OscPacket {
     )
 }
 
+/// `/schedule/fired s at, s action`: a `[[schedule]]` cue of the daemon's config ran
+/// (`at` its time of day, `action` what it did, in words); pushed to `/notify` subscribers.
+pub fn schedule_fired(at: &str, action: &str) -> OscPacket {
+    message(
+        "/schedule/fired",
+        vec![
+            OscType::String(at.to_string()),
+            OscType::String(action.to_string()),
+        ],
+    )
+}
+
 /// `/status.reply s backend, i sample_rate, i period_frames, f playhead_s, f loop_s,
 /// f ticks_per_s, f tick_ms_p50, f lead_s, i xruns, i late_landings, f last_knob_to_ear_ms,
 /// i engine_restarts, s output, i output_reconnects, f peak_dbfs_1, f rms_dbfs_1,

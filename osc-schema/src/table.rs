@@ -456,7 +456,8 @@ pub const ADDRESSES: &[AddressSpec] = &[
         )],
         timing: Timing::Asynchronous,
         reply: "`/done /notify`; `/fail /notify` when the subscriber list is full",
-        doc: "Subscribe to pushes: knob echoes, `/prompt/applied`, `/alarm`, and a \
+        doc: "Subscribe to pushes: knob echoes, `/prompt/applied`, `/alarm`, \
+              `/schedule/fired`, and a \
               `/status.reply` whenever the engine backend, the output's state or the engine \
               restarts change.",
     },
@@ -518,6 +519,12 @@ pub const PUSHES: &[(&str, &str)] = &[
          what was measured against which threshold (docs/operations.md, Health); or the \
          `record` alarm: a recording stopped because its file could not be written (a full \
          disk), cleared by the next recording that starts",
+    ),
+    (
+        "/schedule/fired s at, s action",
+        "a `[[schedule]]` cue of the daemon's config ran at its time of day `at` (`HH:MM`, \
+         local time); `action` says what it did, e.g. `preset night (fade 30 s, linear)` \
+         (docs/operations.md, Schedules)",
     ),
     (
         "/meter f peak_dbfs_1, f rms_dbfs_1, f peak_dbfs_2, f rms_dbfs_2",

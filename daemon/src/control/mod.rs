@@ -779,6 +779,11 @@ impl Dispatcher {
         *last = Some(key);
     }
 
+    /// Push `packet` to the `/notify` subscribers.
+    pub fn push(&self, packet: &OscPacket) {
+        self.subscribers.broadcast(packet);
+    }
+
     /// How early to apply a timed bundle so it is heard at its timetag: the engine's last
     /// measured knob-to-ear latency, at most 50 ms.
     pub fn apply_ahead(&self) -> Duration {

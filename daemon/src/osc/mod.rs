@@ -65,13 +65,17 @@ pub enum Peer {
         /// Connection number.
         connection: u64,
     },
+    /// The daemon itself (a `[[schedule]]` cue, see [`crate::schedule`]): no network
+    /// client; its replies go to the log ([`ReplyTo::log`]).
+    Daemon,
 }
 
 impl Peer {
-    /// The remote address.
+    /// The remote address (the unspecified address `0.0.0.0:0` for [`Peer::Daemon`]).
     pub fn addr(&self) -> SocketAddr {
         match self {
             Peer::Udp(addr) | Peer::Tcp { addr, .. } => *addr,
+            Peer::Daemon => SocketAddr::from(([0, 0, 0, 0], 0)),
         }
     }
 }
@@ -109,6 +113,45 @@ impl ReplyTo {
     /// The client (per-client quotas key on its address).
     pub fn peer(&self) -> Peer {
         self.peer
+    }
+
+    /// Replies for the daemon's own commands (`origin` names them, e.g. `schedule`): each
+    /// reply is a log record, a `/fail` a warning.
+    pub fn log(origin: &'static str) -> ReplyTo {
+        ReplyTo {
+            peer: Peer::Daemon,
+            sink: Sink::Log(origin),
+        }
+    }
+}
+
+/// A reply as a log line reads it: the address and the arguments, e.g.
+/// `/fail /preset/recall no preset named "x"`.
+pub fn describe_reply(packet: &OscPacket) -> String {
+    match packet {
+        OscPacket::Message(m) => {
+            let args: Vec<String> = m
+                .args
+                .iter()
+                .map(|a| {
+                    use latentd_osc_schema::rosc::OscType;
+                    match a {
+                        OscType::String(s) => s.clone(),
+                        OscType::Int(v) => v.to_string(),
+                        OscType::Long(v) => v.to_string(),
+                        OscType::Float(v) => v.to_string(),
+                        OscType::Double(v) => v.to_string(),
+                        OscType::Bool(v) => v.to_string(),
+                        other => format!("{other:?}"),
+                    }
+                })
+                .collect();
+            std::iter::once(m.addr.clone())
+                .chain(args)
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+        OscPacket::Bundle(b) => format!("a bundle of {} packets", b.content.len()),
     }
 }
 

@@ -42,6 +42,8 @@ pub(crate) enum Sink {
         to: SocketAddr,
     },
     Tcp(Arc<TcpOutbox>),
+    /// The daemon's own commands: replies become log records naming the origin.
+    Log(&'static str),
 }
 
 impl Sink {
@@ -51,11 +53,21 @@ impl Sink {
         match self {
             Sink::Udp { socket, to } => socket.send_to(bytes, to).map(|_| ()),
             Sink::Tcp(outbox) => outbox.queue(bytes, coalesce),
+            Sink::Log(_) => Ok(()),
         }
     }
 
     /// Encode and send one packet (a reply: never coalesced).
     pub(crate) fn send(&self, packet: &OscPacket) -> io::Result<()> {
+        if let Sink::Log(origin) = self {
+            let text = super::describe_reply(packet);
+            if text.starts_with("/fail ") {
+                log::warn!("{origin}: {text}");
+            } else {
+                log::info!("{origin}: {text}");
+            }
+            return Ok(());
+        }
         let bytes = encoder::encode(packet).map_err(|e| io::Error::other(e.to_string()))?;
         self.send_bytes(&bytes, None)
     }
@@ -223,6 +235,7 @@ pub(crate) fn describe(peer: &Peer) -> String {
     match peer {
         Peer::Udp(addr) => format!("udp://{addr}"),
         Peer::Tcp { addr, connection } => format!("tcp://{addr} (connection {connection})"),
+        Peer::Daemon => "the daemon".into(),
     }
 }
 
@@ -448,7 +461,7 @@ impl Subscribers {
         let now = Instant::now();
         let expires = match peer {
             Peer::Udp(_) => Some(now + list.udp_lease),
-            Peer::Tcp { .. } => None,
+            Peer::Tcp { .. } | Peer::Daemon => None,
         };
         let apply = |entry: &mut Entry| match what {
             Subscription::Pushes(on) => entry.pushes = on,

@@ -183,42 +183,46 @@ pub enum EngineError {
     Io(std::io::Error),
 }
 
-/// Upper bounds, in seconds, of the tick-duration histogram's buckets ([`TickHistogram`]);
-/// one more bucket, unbounded, follows the last.
-pub const TICK_BUCKETS_S: [f64; 10] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
+/// Upper bounds, in seconds, of the buckets of a [`DurationHistogram`] (tick durations and
+/// knob-to-ear latencies); one more bucket, unbounded, follows the last.
+pub const DURATION_BUCKETS_S: [f64; 10] =
+    [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
 
-/// Every tick's duration since start, in the buckets of [`TICK_BUCKETS_S`] (the shape a
-/// Prometheus histogram exports).
+/// Durations since start, in the buckets of [`DURATION_BUCKETS_S`] (the shape a Prometheus
+/// histogram exports). Fixed size: counting never allocates.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TickHistogram {
-    /// Ticks per bucket: `counts[i]` took at most `TICK_BUCKETS_S[i]` and more than the bound
-    /// before it (not cumulative).
-    pub counts: [u64; TICK_BUCKETS_S.len()],
-    /// Ticks longer than the last bound.
+pub struct DurationHistogram {
+    /// Durations per bucket: `counts[i]` were at most `DURATION_BUCKETS_S[i]` and more than
+    /// the bound before it (not cumulative).
+    pub counts: [u64; DURATION_BUCKETS_S.len()],
+    /// Durations longer than the last bound.
     pub over: u64,
-    /// Sum of every tick's duration, seconds.
+    /// Sum of every duration, seconds.
     pub sum_s: f64,
 }
 
-impl TickHistogram {
-    /// Count one tick of `seconds`.
+impl DurationHistogram {
+    /// Count one duration of `seconds`.
     pub fn observe(&mut self, seconds: f64) {
-        match TICK_BUCKETS_S.iter().position(|&bound| seconds <= bound) {
+        match DURATION_BUCKETS_S
+            .iter()
+            .position(|&bound| seconds <= bound)
+        {
             Some(i) => self.counts[i] += 1,
             None => self.over += 1,
         }
         self.sum_s += seconds;
     }
 
-    /// Ticks counted.
+    /// Durations counted.
     pub fn count(&self) -> u64 {
         self.counts.iter().sum::<u64>() + self.over
     }
 
-    /// `(upper bound, ticks in that bucket)` per bucket, not cumulative (as
+    /// `(upper bound, durations in that bucket)` per bucket, not cumulative (as
     /// `prometheus-client` takes them), the last bound infinite.
     pub fn buckets(&self) -> Vec<(f64, u64)> {
-        TICK_BUCKETS_S
+        DURATION_BUCKETS_S
             .iter()
             .copied()
             .zip(self.counts.iter().copied())
@@ -279,23 +283,27 @@ pub struct EngineStats {
     pub walk_switches: u64,
     /// Every tick's duration since start.
     #[serde(default)]
-    pub tick_seconds: TickHistogram,
+    pub tick_seconds: DurationHistogram,
+    /// Knob-to-ear (`audible_first`, see [`super::knob_to_ear`]) of every knob action
+    /// since start, counted once final.
+    #[serde(default)]
+    pub knob_to_ear_seconds: DurationHistogram,
 }
 
 #[cfg(test)]
-mod tick_histogram_tests {
+mod duration_histogram_tests {
     use super::*;
 
     #[test]
-    fn ticks_land_in_their_buckets_and_add_up() {
-        let mut h = TickHistogram::default();
+    fn durations_land_in_their_buckets_and_add_up() {
+        let mut h = DurationHistogram::default();
         for s in [0.0005, 0.001, 0.0015, 0.3, 2.0] {
             h.observe(s);
         }
         assert_eq!(h.count(), 5);
         assert!((h.sum_s - 2.303).abs() < 1e-12);
         let b = h.buckets();
-        assert_eq!(b.len(), TICK_BUCKETS_S.len() + 1);
+        assert_eq!(b.len(), DURATION_BUCKETS_S.len() + 1);
         assert_eq!(b[0], (0.001, 2));
         assert_eq!(b[1], (0.002, 1));
         assert_eq!(b[8], (0.5, 1));

@@ -58,6 +58,7 @@ use std::time::Instant;
 use super::actions::{ActionLog, Control, EngineRecord};
 use super::clock::{EngineClock, Work};
 use super::engine_config::{EngineConfig, EngineError, EngineStats};
+use super::knob_to_ear::KnobToEar;
 use super::lead::{LeadConfig, LeadController, seconds_to_frames};
 use super::metrics::ActionLatency;
 use super::targeting::{LoopGeometry, TargetingError, WritePlan, frontier_target, repatch_target};
@@ -211,6 +212,8 @@ pub struct EngineCore<M: Model> {
     recent_tick: Recent,
     recent_decode: Recent,
     newest_knob: Option<ActionEvent>,
+    /// Knob actions followed until their knob-to-ear is final.
+    knob_to_ear: KnobToEar,
     stats_in: triple_buffer::Input<EngineStats>,
     last_publish: Option<(f64, u64)>,
 }
@@ -331,6 +334,7 @@ impl<M: Model> EngineCore<M> {
             recent_tick: Recent::new(),
             recent_decode: Recent::new(),
             newest_knob: None,
+            knob_to_ear: KnobToEar::new(g.sample_rate),
             stats_in,
             last_publish: None,
         })
@@ -381,6 +385,8 @@ impl<M: Model> EngineCore<M> {
                     if matches!(a.kind, ActionKind::Knob | ActionKind::PerSlotKnob) {
                         self.newest_knob = Some(a);
                         self.stats.last_knob_to_ear_ms = None;
+                        self.knob_to_ear
+                            .arrived(a, &mut self.stats.knob_to_ear_seconds);
                     }
                     self.record.trace.record(a);
                 }
@@ -478,6 +484,9 @@ impl<M: Model> EngineCore<M> {
                 self.restart_pipeline();
             }
         }
+        let frame = clock.playhead_and_clock().1;
+        self.knob_to_ear
+            .settle(frame, &mut self.stats.knob_to_ear_seconds);
         self.publish_stats(clock.now_s(), false);
     }
 
@@ -953,8 +962,10 @@ impl<M: Model> EngineCore<M> {
         Ok((frames - ctx) * hop - offset)
     }
 
-    /// Update the newest knob action's knob-to-ear figure with a new write.
+    /// Update the knob-to-ear figures with a new write: the newest knob action's, and
+    /// those of the actions the histogram follows.
     fn note_heard(&mut self, write: &WriteEvent) {
+        self.knob_to_ear.landed(write);
         let Some(action) = self.newest_knob else {
             return;
         };

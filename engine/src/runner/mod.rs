@@ -9,7 +9,8 @@
 //! - [`trace`]: a preallocated, fixed-capacity [`Trace`] of action and write events, dumped
 //!   as JSON lines.
 //! - [`metrics`]: per-action knob-to-ear figures over a trace (`next_slice`,
-//!   `audible_first`, `audible_full`), percentiles, and the [`GoldenReport`].
+//!   `audible_first`, `audible_full`), percentiles, and the [`GoldenReport`];
+//!   [`knob_to_ear`]: the same `audible_first` followed live, for the stats' histogram.
 //! - [`engine_loop`]: the engine thread ([`Engine::spawn`]) and the daemon's
 //!   [`EngineHandle`]; [`engine_core`]: the tick itself (pipeline, decode, frontier,
 //!   repatch, gap-fill), clock-agnostic; [`engine_config`]: its settings and stats;
@@ -42,6 +43,7 @@ pub mod engine_config;
 pub mod engine_core;
 pub mod engine_loop;
 pub mod golden;
+pub mod knob_to_ear;
 pub mod lead;
 pub mod metrics;
 pub mod sim;
