@@ -37,9 +37,10 @@
 //!
 //! A window is `keep_latent_frames` latent frames (0.36 s) of audio; the decode covers them
 //! plus [`Model::decode_context_frames`] on each side (the lineage's 1 s window) and keeps
-//! the centre. Every write is traced ([`super::trace`]); a panic inside the tick is caught,
-//! counted, and the pipeline restarted (the ring keeps playing what it holds). A failed
-//! batched model call (the pipeline tick's `Err`) is counted in
+//! the centre. The tick's work runs with subnormal floats flushed to zero
+//! ([`crate::denormals`]). Every write is traced ([`super::trace`]); a panic inside the
+//! tick is caught, counted, and the pipeline restarted (the ring keeps playing what it
+//! holds). A failed batched model call (the pipeline tick's `Err`) is counted in
 //! [`EngineStats::model_faults`], the one count of model faults: it lives here, not in the
 //! pipeline or the model, so it survives the pipeline being rebuilt.
 //!
@@ -466,7 +467,11 @@ impl<M: Model> EngineCore<M> {
         self.last_tick_s = Some(now);
         self.activity_pending = false;
         self.stats.ticks += 1;
-        let outcome = catch_unwind(AssertUnwindSafe(|| self.tick_body(clock)));
+        // The tick's DSP runs with subnormals flushed (on the engine thread and in a
+        // simulation alike); the flags are restored before anything else runs here.
+        let outcome = crate::denormals::flush_denormals(|| {
+            catch_unwind(AssertUnwindSafe(|| self.tick_body(clock)))
+        });
         match outcome {
             Ok(Ok(())) => {}
             // A decode or ring error (a geometry the checks at construction rule out):
