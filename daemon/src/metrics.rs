@@ -13,6 +13,7 @@
 //! | `latentd_engine_restarts_total` | counter | engine pipeline restarts |
 //! | `latentd_output_reconnects_total` | counter | returns of the output after a loss |
 //! | `latentd_output_up` | gauge | 1 while the output runs, 0 while lost or reconnecting |
+//! | `latentd_callback_realtime` | gauge | 1 when the callback's thread runs `SCHED_FIFO` / `SCHED_RR`, 0 when not; absent until checked ([`crate::audio::realtime`]) |
 //! | `latentd_lead_seconds` | gauge | the frontier lead |
 //! | `latentd_level_peak_dbfs{channel}`, `latentd_level_rms_dbfs{channel}` | gauge | the last period's levels (`channel` 1 is `out_1`) |
 //! | `latentd_silence_seconds` | gauge | playing time below `health.silence_dbfs` so far |
@@ -154,6 +155,16 @@ impl Collector for MetricsSources {
             None,
             if status.output == "running" { 1.0 } else { 0.0 },
         )?;
+        if let Some(scheduling) = self.dispatcher.output_state().callback_scheduling() {
+            gauge(
+                enc,
+                "callback_realtime",
+                "1 when the audio callback's thread has realtime scheduling (SCHED_FIFO or \
+                 SCHED_RR), 0 when not; absent until checked",
+                None,
+                if scheduling.is_realtime() { 1.0 } else { 0.0 },
+            )?;
+        }
         gauge(
             enc,
             "lead",

@@ -1,4 +1,4 @@
-//! `latentd check-config` refuses what the start would refuse (issue 11, lifecycle): each
+//! `latentd check-config` refuses what the start would refuse: each
 //! config below used to pass `check-config` and then fail to start. Now both give the same
 //! one-line error and exit status 2; a good config still passes both.
 

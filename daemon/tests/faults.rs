@@ -1,4 +1,4 @@
-//! Fault tests on the real binary (issue 6).
+//! Fault tests on the real binary.
 //!
 //! - An engine tick that panics (test hook `LATENTD_TEST_ENGINE_PANIC_AFTER_S`) is caught:
 //!   the log names it, `/status.reply` counts the restart, the engine generates again (a

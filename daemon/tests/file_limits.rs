@@ -1,4 +1,4 @@
-//! Every file the `latentd` binary reads is bounded before it is read (issue 11): a FIFO, a
+//! Every file the `latentd` binary reads is bounded before it is read: a FIFO, a
 //! device, a directory, a huge file, a WAV whose header claims too long a loop or a 1 Hz rate,
 //! given at start (flag or config), from the saved state or over OSC. At start: one
 //! `latentd: error:` line and exit 2 at once (never a hang); from the state: that item is

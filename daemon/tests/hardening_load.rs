@@ -1,4 +1,4 @@
-//! Issue 11's findings all at once, bounded in time: the real `latentd` (null output, engine
+//! The hardening limits all at once, bounded in time: the real `latentd` (null output, engine
 //! off, a tone as the loop, `--record`, OSCQuery on) under huge-`Content-Length` and slow or
 //! idle HTTP clients, a TCP `/notify` subscriber that never reads, idle and byte-a-second TCP
 //! OSC connections, a timed-bundle flood, deaf UDP subscribers, `/source` and `/timbre` at

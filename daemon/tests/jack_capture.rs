@@ -1,8 +1,8 @@
 //! The real `latentd` binary playing into a private `jackd -d dummy`, heard through a
-//! [`JackCapture`] client on its ports (issue 6): SIGTERM fades out instead of clicking
+//! [`JackCapture`] client on its ports: SIGTERM fades out instead of clicking
 //! (exit 0 within a second, the state file written, the capture unbroken up to a ramp down
 //! to exact silence), SIGHUP reloads never interrupt the audio, and a `/source` of another
-//! length replaces the loop without a click (issue 11).
+//! length replaces the loop without a click.
 //!
 //! The daemon plays, with `--engine off`, a one-second loop of a 440 Hz quadrature pair
 //! (`out_1` = A·sin, `out_2` = A·cos). Its envelope, √(L² + R²) = A·gain, and its phase,
@@ -332,7 +332,7 @@ fn sighup_reloads_never_interrupt_the_audio() {
     drop(session);
 }
 
-/// `/source` of a 3 s loop while the 1 s tone plays (issue 11): answered `/done`, the ring
+/// `/source` of a 3 s loop while the 1 s tone plays: answered `/done`, the ring
 /// takes the new length, and the capture shows no step around the swap larger than the
 /// new tone's own (a cut from one tone to the other, out of phase, steps by up to 2·A).
 #[test]

@@ -1,5 +1,5 @@
 //! `/status` tracks the real output through a frozen JACK server and a server that comes
-//! back with another period (issue 11, lifecycle): the real `latentd` binary plays into a
+//! back with another period: the real `latentd` binary plays into a
 //! private `jackd -d dummy`.
 //!
 //! - The server is frozen with SIGSTOP for 5 s (longer than the 3 s stall limit, so the

@@ -1,4 +1,4 @@
-//! The real `latentd` binary across restarts of its JACK server (issue 6): the test's
+//! The real `latentd` binary across restarts of its JACK server: the test's
 //! private `jackd -d dummy` is killed (SIGKILL, as a crash) and later stopped cleanly
 //! (SIGTERM, as `systemctl stop`), each time brought back under the same name, while one
 //! daemon keeps running. Each round checks that the daemon lives through the outage (OSC

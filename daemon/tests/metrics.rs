@@ -148,8 +148,10 @@ fn metrics_parse_and_their_counters_move_with_xruns_and_reconnects() {
     notify.until("READY=1", START);
     let addr = SocketAddr::from(([127, 0, 0, 1], oscquery_port));
 
+    // The callback's scheduling is checked on the supervisor's first ticks after the start.
     let first = scrape_until(addr, Duration::from_secs(10), |s| {
         s.get("latentd_tick_seconds_count") > 0.0
+            && s.samples.contains_key("latentd_callback_realtime")
     });
     for (family, kind) in [
         ("latentd_xruns", "counter"),
@@ -157,6 +159,7 @@ fn metrics_parse_and_their_counters_move_with_xruns_and_reconnects() {
         ("latentd_engine_restarts", "counter"),
         ("latentd_output_reconnects", "counter"),
         ("latentd_output_up", "gauge"),
+        ("latentd_callback_realtime", "gauge"),
         ("latentd_lead_seconds", "gauge"),
         ("latentd_level_peak_dbfs", "gauge"),
         ("latentd_level_rms_dbfs", "gauge"),
@@ -172,6 +175,8 @@ fn metrics_parse_and_their_counters_move_with_xruns_and_reconnects() {
         );
     }
     assert_eq!(first.get("latentd_output_up"), 1.0);
+    // The test's jackd runs --no-realtime: its clients' threads are SCHED_OTHER.
+    assert_eq!(first.get("latentd_callback_realtime"), 0.0);
     assert_eq!(first.get("latentd_output_reconnects_total"), 0.0);
     assert_eq!(first.get("latentd_engine_restarts_total"), 0.0);
     assert_eq!(first.get("latentd_silence_seconds"), 0.0);

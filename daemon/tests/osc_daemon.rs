@@ -1,4 +1,4 @@
-//! Issue 5's OSC contract against the running `latentd` binary (null output, built-in
+//! The OSC contract against the running `latentd` binary (null output, built-in
 //! engine): every row of docs/osc.md over UDP, TCP with a size prefix and TCP with SLIP;
 //! address patterns; immediate, timed and nested bundles; pushes to two subscribers; `/sync`
 //! ordering; an independent OSC implementation (liblo's `oscsend`, python-osc); and bad input,

@@ -1,4 +1,4 @@
-//! Issue 11's OSC findings, each against real sockets on loopback: a TCP subscriber that
+//! The OSC transport's limits, each against real sockets on loopback: a TCP subscriber that
 //! never reads (nobody stalls, it is dropped), idle and trickling TCP connections (a new
 //! client is still served, the log stays short, slow packets and idle connections are
 //! closed), UDP subscriptions (they expire unless renewed, the cap frees up), and the timed

@@ -1,4 +1,4 @@
-//! SIGHUP applies the reloadable config keys live on the real binary (issue 6): the OSC and
+//! SIGHUP applies the reloadable config keys live on the real binary: the OSC and
 //! OSCQuery allowlist (refused clients become served and back, an open TCP connection from a
 //! peer the new list refuses is closed), changed knob defaults (set as a client's
 //! `/knob/<name>` would be: the value, the subscribers' echo, the state file; a knob the

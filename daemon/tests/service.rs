@@ -1,4 +1,4 @@
-//! The `latentd` binary as systemd runs it (issue 6): sd_notify readiness only once the
+//! The `latentd` binary as systemd runs it: sd_notify readiness only once the
 //! output plays and OSC answers, `STATUS=` lines, `WATCHDOG=1` pings that stop while the
 //! engine thread hangs (test hook) and resume after, `STOPPING=1` and exit 0 within a second
 //! at SIGTERM; SIGHUP reloads (`RELOADING=1`, `READY=1`) apply a new log level live, name

@@ -2,6 +2,7 @@
 //! server, OSC or systemd in sight.
 //!
 //! - [`audio_file`]: WAV loading and conversion to the output format, the test loop.
+//! - [`denormals`]: flush-to-zero / denormals-are-zero around realtime DSP.
 //! - [`input_file`]: opening a file to read: regular files only, size bounded first.
 //! - [`ring`]: the loop-length [`PlayheadRing`] the audio callback plays
 //!   and the engine patches.
@@ -23,6 +24,7 @@
 pub mod audio_clip;
 pub mod audio_file;
 pub mod conditioning;
+pub mod denormals;
 pub mod input_file;
 pub mod knobs;
 pub mod model;

@@ -1,7 +1,7 @@
 //! The flow-matching time schedule: which noise levels `t` a request visits, from `t_start`
 //! down to 0, and a small bounded cache of them.
 //!
-//! Semantics (the lineage's, see `docs/engine.md`):
+//! Semantics (see `docs/engine.md`):
 //! - `denoise <= DENOISE_EPSILON`: the schedule is `[0, 0]` (one step that changes nothing);
 //! - `denoise >= 1`: `t_start = 1`;
 //! - otherwise `full = floor(steps / denoise)` and `t_start = steps / full` (about `denoise`);

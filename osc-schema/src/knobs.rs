@@ -1,5 +1,6 @@
 //! Knob descriptions as the schema sees them: a neutral [`ParamSpec`] the daemon fills from
-//! the engine's knob table, and [`reference_knobs`], the knob set of the engine issue.
+//! the engine's knob table, and [`reference_knobs`], the knob set the published contract
+//! promises.
 //!
 //! Threading: plain data; usable from any thread.
 
@@ -110,7 +111,7 @@ const fn int(
     }
 }
 
-/// The reference knob set: the knobs of the engine issue (issue 3), with their ranges.
+/// The reference knob set: every knob the published OSC contract promises, with its range.
 ///
 /// This list is what `docs/osc.md` and the client examples are generated from, and the daemon
 /// checks the engine's knob table against it (a test there asserts that the converted engine

@@ -1,6 +1,8 @@
 //! A private JACK server for one test: `jackd --no-realtime --sync -n <unique name> -d dummy`,
 //! started by [`JackServer::start`] and stopped by PID when dropped. A test of recovery can
 //! [`kill`](JackServer::kill) it and [`restart`](JackServer::restart) it under the same name.
+//! [`JackServer::start_realtime`] starts one with `--realtime --realtime-priority <p>`
+//! instead, for the tests of what a realtime server gives its clients.
 //!
 //! `--sync` makes the server wait for the whole graph every cycle: without realtime
 //! scheduling on a loaded machine a client can miss a cycle (an xrun), and a capture
@@ -32,6 +34,8 @@ pub struct JackServer {
     /// [`JackServer::restart`] (never a reaped child, whose PID may be reused).
     child: Option<Child>,
     log: PathBuf,
+    /// `--realtime-priority` when started realtime; `None`: `--no-realtime`.
+    realtime: Option<u32>,
 }
 
 impl JackServer {
@@ -39,6 +43,17 @@ impl JackServer {
     /// wait until it answers. Panics with the reason (jackd missing, jackd exited, no answer
     /// in time) and jackd's own output.
     pub fn start(sample_rate: u32, period: usize) -> JackServer {
+        JackServer::start_with(sample_rate, period, None)
+    }
+
+    /// [`JackServer::start`], but realtime: `jackd --realtime --realtime-priority
+    /// <priority>` (jackd keeps running without realtime where the system refuses it; the
+    /// caller checks what its clients got).
+    pub fn start_realtime(sample_rate: u32, period: usize, priority: u32) -> JackServer {
+        JackServer::start_with(sample_rate, period, Some(priority))
+    }
+
+    fn start_with(sample_rate: u32, period: usize, realtime: Option<u32>) -> JackServer {
         let name = format!(
             "latentd-test-{}-{}",
             std::process::id(),
@@ -51,6 +66,7 @@ impl JackServer {
             name,
             child: None,
             log,
+            realtime,
         };
         server.spawn(sample_rate, period);
         server
@@ -103,8 +119,17 @@ impl JackServer {
         let log_err = log_file
             .try_clone()
             .expect("duplicating the log file handle");
+        let scheduling = match self.realtime {
+            Some(priority) => vec![
+                "--realtime".to_owned(),
+                "--realtime-priority".to_owned(),
+                priority.to_string(),
+            ],
+            None => vec!["--no-realtime".to_owned()],
+        };
         let child = Command::new("jackd")
-            .args(["--no-realtime", "--sync", "-n", &self.name, "-d", "dummy"])
+            .args(&scheduling)
+            .args(["--sync", "-n", &self.name, "-d", "dummy"])
             .args(["-r", &sample_rate.to_string(), "-p", &period.to_string()])
             .stdin(Stdio::null())
             .stdout(log_file)
@@ -262,10 +287,19 @@ impl JackSession {
     /// Wait for the process's turn, start a server at `sample_rate` / `period` and make it
     /// the default.
     pub fn start(sample_rate: u32, period: usize) -> JackSession {
+        JackSession::start_with(|| JackServer::start(sample_rate, period))
+    }
+
+    /// [`JackSession::start`] with a realtime server ([`JackServer::start_realtime`]).
+    pub fn start_realtime(sample_rate: u32, period: usize, priority: u32) -> JackSession {
+        JackSession::start_with(|| JackServer::start_realtime(sample_rate, period, priority))
+    }
+
+    fn start_with(start: impl FnOnce() -> JackServer) -> JackSession {
         let serial = JACK_SESSIONS
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let server = JackServer::start(sample_rate, period);
+        let server = start();
         // SAFETY: JACK_SESSIONS is held, so no other thread of this process using a session
         // reads or writes the environment now.
         unsafe { std::env::set_var("JACK_DEFAULT_SERVER", server.name()) };

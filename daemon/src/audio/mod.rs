@@ -12,24 +12,29 @@
 //! callback only calls [`PeriodProcessor::process_planar`] or
 //! [`PeriodProcessor::process_interleaved`]: no allocation (checked by `assert_no_alloc` in
 //! debug builds), no lock, no syscall, no logging; it reports through atomic counters and
-//! the [`Meters`] it keeps on what it played.
+//! the [`Meters`] it keeps on what it played. Each period runs with subnormals flushed to
+//! zero, and the first one after the supervisor asks leaves its thread handle for the
+//! realtime check ([`realtime`]).
 
 pub mod convert;
 pub mod links;
 pub mod meter;
 pub mod null;
+pub mod realtime;
 pub mod select;
 pub mod slot;
 pub mod supervisor;
 
 pub use convert::{RateConverter, Rates};
 pub use meter::{MeterTotals, Meters};
+pub use realtime::{CallbackThread, Scheduling};
 pub use slot::ProcessorSlot;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use latentd_engine::{RingHandle, RingReader};
+use realtime::rt_guard;
 
 #[cfg(feature = "jack")]
 pub mod jack;
@@ -116,6 +121,8 @@ pub struct PeriodProcessor {
     stats: Arc<OutputStats>,
     meters: Arc<Meters>,
     fade: Arc<FadeOut>,
+    /// Where a callback leaves its thread for the realtime check.
+    thread: Arc<CallbackThread>,
     /// Output gain while fading (1 until a fade is asked for, then down to 0).
     gain: f32,
 }
@@ -165,6 +172,7 @@ impl PeriodProcessor {
             stats: Arc::new(OutputStats::default()),
             meters: Arc::new(Meters::default()),
             fade: Arc::new(FadeOut::default()),
+            thread: Arc::new(CallbackThread::default()),
             gain: 1.0,
         }
     }
@@ -234,6 +242,12 @@ impl PeriodProcessor {
         }
     }
 
+    /// Where the callback leaves its thread for the realtime check, to share with the
+    /// supervising thread.
+    pub fn callback_thread(&self) -> Arc<CallbackThread> {
+        Arc::clone(&self.thread)
+    }
+
     /// The counters, to share with the main thread.
     pub fn stats(&self) -> Arc<OutputStats> {
         Arc::clone(&self.stats)
@@ -253,6 +267,7 @@ impl PeriodProcessor {
     /// One period into planar outputs (JACK ports). Realtime-safe.
     pub fn process_planar(&mut self, outputs: &mut [&mut [f32]]) {
         rt_guard(|| {
+            self.thread.note();
             let n = outputs.iter().map(|o| o.len()).min().unwrap_or(0);
             match self.converter.as_mut() {
                 None => self.reader.read_planar(outputs),
@@ -281,6 +296,7 @@ impl PeriodProcessor {
     /// Realtime-safe.
     pub fn process_interleaved(&mut self, out: &mut [f32], channels: usize) {
         rt_guard(|| {
+            self.thread.note();
             if self.converter.is_none() {
                 self.reader.read_interleaved(out, channels);
             }
@@ -344,20 +360,6 @@ impl PeriodProcessor {
         self.stats
             .max_period_frames
             .fetch_max(frames as u64, Ordering::Relaxed);
-    }
-}
-
-/// Runs `f` with allocation forbidden in debug builds (needs `assert_no_alloc`'s
-/// `AllocDisabler` as the global allocator, which the binary and the tests install).
-#[inline]
-fn rt_guard<T>(f: impl FnOnce() -> T) -> T {
-    #[cfg(debug_assertions)]
-    {
-        assert_no_alloc::assert_no_alloc(f)
-    }
-    #[cfg(not(debug_assertions))]
-    {
-        f()
     }
 }
 
@@ -492,6 +494,27 @@ mod tests {
         assert!(played[0] < 1.0 && played[0] > 0.99);
         assert!(played[FADE_FRAMES - 1..].iter().all(|&v| v == 0.0));
         assert!(fade.is_silent());
+    }
+
+    #[test]
+    fn the_callback_s_arithmetic_flushes_subnormals_to_zero() {
+        // The fade multiplies every sample by a gain below 1: on the smallest normal float
+        // that gives a subnormal, unless the callback runs with flush-to-zero.
+        let ring = PlayheadRing::from_interleaved(vec![f32::MIN_POSITIVE; 2 * 4096], 2, 48_000, 64)
+            .unwrap();
+        let (_w, reader) = ring.split();
+        let mut p = PeriodProcessor::new(reader, None);
+        p.fade().request();
+        let mut out = vec![1.0f32; 2 * 64];
+        assert_no_alloc::assert_no_alloc(|| p.process_interleaved(&mut out, 2));
+        assert!(out.iter().all(|&v| v == 0.0), "{:?}", &out[..4]);
+        let (mut left, mut right) = (vec![1.0f32; 64], vec![1.0f32; 64]);
+        assert_no_alloc::assert_no_alloc(|| p.process_planar(&mut [&mut left, &mut right]));
+        assert!(left.iter().chain(&right).all(|&v| v == 0.0));
+        assert!(
+            !latentd_engine::denormals::flushing(),
+            "the thread is given back"
+        );
     }
 
     #[test]

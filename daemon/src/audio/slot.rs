@@ -7,7 +7,8 @@
 //! period through a try-lock (one atomic compare-exchange, one store; it never waits): if
 //! the processor is busy, which only happens when a dying output's callback overlaps the
 //! next output's, the period is played as silence. Nothing else touches the processor;
-//! the other threads only read the shared handles (stats, fade, ring) taken at creation.
+//! the other threads only read the shared handles (stats, fade, ring, callback thread) taken
+//! at creation.
 
 use std::cell::UnsafeCell;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use latentd_engine::{PlayheadRing, RingHandle};
 
-use super::{FadeOut, Meters, OutputStats, PeriodProcessor, Rates};
+use super::{CallbackThread, FadeOut, Meters, OutputStats, PeriodProcessor, Rates};
 
 /// A [`PeriodProcessor`] that outlives the outputs playing it.
 pub struct ProcessorSlot {
@@ -26,6 +27,7 @@ pub struct ProcessorSlot {
     stats: Arc<OutputStats>,
     meters: Arc<Meters>,
     fade: Arc<FadeOut>,
+    thread: Arc<CallbackThread>,
     ring: RingHandle,
     rates: Rates,
 }
@@ -51,6 +53,7 @@ impl ProcessorSlot {
             stats: processor.stats(),
             meters: processor.meters(),
             fade: processor.fade(),
+            thread: processor.callback_thread(),
             ring: processor.ring_handle(),
             rates: processor.rates(),
             processor: UnsafeCell::new(processor),
@@ -106,6 +109,11 @@ impl ProcessorSlot {
     /// The processor's fade-out control.
     pub fn fade(&self) -> Arc<FadeOut> {
         Arc::clone(&self.fade)
+    }
+
+    /// Where the processor's callback leaves its thread for the realtime check.
+    pub fn callback_thread(&self) -> Arc<CallbackThread> {
+        Arc::clone(&self.thread)
     }
 
     /// A handle on the ring the processor plays.

@@ -28,6 +28,13 @@
 //! retrying. A different period is followed: the ring's guard grows for it (counted in
 //! ring frames, which differ from output frames when the processor converts).
 //!
+//! Each output the supervisor starts gets the realtime check once ([`super::realtime`]):
+//! the supervisor arms the slot's [`CallbackThread`](super::CallbackThread) once the output
+//! runs (and any older one is gone), and on a later tick asks how the thread the callback
+//! stored is scheduled. The answer is logged (info when `SCHED_FIFO` / `SCHED_RR`, a warning
+//! otherwise) and published ([`OutputStateHandle::callback_scheduling`]); losing the output
+//! disarms the check, so a thread is only asked about while its output runs.
+//!
 //! Threading: [`OutputSupervisor::start`] and [`OutputSupervisor::stop`] run on the main
 //! thread; one supervising thread (`latentd-audio-supervisor`) owns the running output,
 //! watches it every [`TICK`], logs every transition and publishes the status behind a
@@ -41,6 +48,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::links::{LinkMemory, REFUSAL_GRACE};
+use super::realtime::{Scheduling, scheduling_of};
 use super::select::{
     BackendChoice, OUTPUT_CHANNELS, OutputOptions, open_output, server_sample_rate,
 };
@@ -130,6 +138,9 @@ pub struct OutputStatus {
     pub last_error: Option<String>,
     /// Per output channel, the ports it feeds or is to feed again once they exist.
     pub links: Vec<Vec<String>>,
+    /// How the server schedules the callback's thread, as last checked; `None` until the
+    /// first check (or when the thread could not be asked).
+    pub callback: Option<Scheduling>,
 }
 
 /// What the supervising thread publishes (the rest of [`OutputStatus`] is read live).
@@ -140,6 +151,7 @@ struct Published {
     format: OutputFormat,
     last_error: Option<String>,
     links: Vec<Vec<String>>,
+    callback: Option<Scheduling>,
 }
 
 /// The audio output, kept playing across server restarts. See the module doc.
@@ -186,7 +198,10 @@ impl OutputSupervisor {
             format: running.format(),
             last_error: None,
             links: vec![Vec::new(); OUTPUT_CHANNELS],
+            callback: None,
         }));
+        // The only output there is runs: its next callback stores its thread.
+        slot.callback_thread().arm();
         let (stop, stop_rx) = mpsc::channel();
         let watch = Watch {
             choice,
@@ -204,6 +219,7 @@ impl OutputSupervisor {
             next_try: Instant::now(),
             last_error: None,
             reconnects: 0,
+            callback: None,
         };
         let thread = std::thread::Builder::new()
             .name("latentd-audio-supervisor".into())
@@ -233,6 +249,7 @@ impl OutputSupervisor {
             stats: self.slot.stats().snapshot(),
             last_error: published.last_error,
             links: published.links,
+            callback: published.callback,
         }
     }
 
@@ -287,6 +304,12 @@ impl OutputStateHandle {
     /// lost); refreshed every [`TICK`].
     pub fn period_frames(&self) -> usize {
         lock(&self.published).format.period_frames
+    }
+
+    /// How the server schedules the callback's thread, as last checked (once per output
+    /// started); `None` before the first check.
+    pub fn callback_scheduling(&self) -> Option<Scheduling> {
+        lock(&self.published).callback
     }
 }
 
@@ -372,6 +395,8 @@ struct Watch {
     next_try: Instant,
     last_error: Option<String>,
     reconnects: u64,
+    /// The running output's callback scheduling, once checked.
+    callback: Option<Scheduling>,
 }
 
 impl Watch {
@@ -384,6 +409,7 @@ impl Watch {
             let now = Instant::now();
             if self.running.is_some() {
                 self.watch_running(now);
+                self.check_realtime();
             } else if !self.revive_stalled(now) && now >= self.next_try {
                 self.try_reopen(now);
             }
@@ -430,6 +456,8 @@ impl Watch {
         log::warn!(
             "audio: {backend} output lost ({reason}); the engine keeps running, reconnecting"
         );
+        // The lost output's thread may end: never ask about it.
+        self.slot.callback_thread().disarm();
         if let Some(running) = self.running.take() {
             if stalled {
                 self.stalled = Some(running);
@@ -488,6 +516,8 @@ impl Watch {
                     stalled.abandon();
                 }
                 self.running = Some(running);
+                // The stalled output is gone: the next callback is the new output's.
+                self.slot.callback_thread().arm();
                 self.reconnects += 1;
                 self.last_error = None;
                 self.progress_at = now;
@@ -582,6 +612,38 @@ impl Watch {
         }
         published.last_error.clone_from(&self.last_error);
         published.links = self.links.remembered();
+        published.callback = self.callback;
+    }
+
+    /// Once per output: ask how the thread its callback stored is scheduled, log and
+    /// publish it. Only called while `running` is the one output playing the slot since
+    /// the check was armed (see the module doc).
+    fn check_realtime(&mut self) {
+        if self.running.is_none() {
+            return;
+        }
+        let Some(thread) = self.slot.callback_thread().take() else {
+            return;
+        };
+        let backend = self.backend();
+        match scheduling_of(thread) {
+            Ok(scheduling) => {
+                if scheduling.is_realtime() {
+                    log::info!("audio: the {backend} callback runs {scheduling}");
+                } else {
+                    log::warn!(
+                        "audio: the {backend} callback runs {scheduling}, not realtime: other \
+                         load can make it miss periods (xruns); see docs/operations.md, \
+                         \"Realtime\""
+                    );
+                }
+                self.callback = Some(scheduling);
+            }
+            Err(e) => {
+                log::warn!("audio: cannot read the {backend} callback's scheduling: {e}");
+                self.callback = None;
+            }
+        }
     }
 
     fn shut_down(mut self) -> Result<(), AudioError> {
@@ -668,6 +730,46 @@ mod tests {
         let played = ring.counters().frames_played;
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(ring.counters().frames_played, played, "still playing");
+    }
+
+    #[test]
+    fn the_null_clock_s_scheduling_is_checked_once_and_published() {
+        let (p, _ring) = processor(48_000);
+        let sup = OutputSupervisor::start(BackendChoice::Null, options(48_000), p).unwrap();
+        let handle = sup.state_handle();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let seen = loop {
+            if let Some(seen) = handle.callback_scheduling() {
+                break seen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the callback's thread was never checked"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        // The null clock asks for SCHED_FIFO 10 and keeps it where the system allows it;
+        // a scratch thread tells whether it does here.
+        let allowed = std::thread::spawn(|| {
+            let param = libc::sched_param { sched_priority: 1 };
+            // SAFETY: plain FFI call on the current (scratch) thread with a valid parameter.
+            unsafe {
+                libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) == 0
+            }
+        })
+        .join()
+        .unwrap();
+        let expected = if allowed {
+            "SCHED_FIFO prio 10"
+        } else {
+            "SCHED_OTHER"
+        };
+        assert_eq!(seen.to_string(), expected);
+        assert_eq!(sup.status().callback, Some(seen));
+        // Checked once: the probe is not armed again while the output runs.
+        std::thread::sleep(TICK * 3);
+        assert_eq!(sup.slot.callback_thread().take(), None);
+        sup.stop().unwrap();
     }
 
     #[test]

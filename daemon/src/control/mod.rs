@@ -737,6 +737,11 @@ impl Dispatcher {
         }
     }
 
+    /// The audio output's published state (what `/status` and `/metrics` read).
+    pub fn output_state(&self) -> &OutputStateHandle {
+        &self.status.output_state
+    }
+
     /// The `/status.reply` figures now.
     pub fn status_report(&self) -> StatusReport {
         let stats = self.engine.stats();

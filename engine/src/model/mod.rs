@@ -7,7 +7,7 @@
 //! The pipeline and runner only ever see decoded audio on the host (plus
 //! [`Model::latents_to_host`] for tests and state saving).
 //!
-//! Sampler convention (flow matching, the lineage's): `x_t = t * noise + (1 - t) * x0`,
+//! Sampler convention (flow matching): `x_t = t * noise + (1 - t) * x0`,
 //! velocity `v = noise - x0`, so `x0_pred = x_t - t * v` and the Euler step is
 //! `x += (t_next - t_curr) * v`. SDE step: `n = randn`,
 //! `x_full = t_next * n + (1 - t_next) * x0_pred`, `x_src = t_next * n + (1 - t_next) * source`,
@@ -243,10 +243,11 @@ pub trait Model: ConditionEncoder + 'static {
     ) -> Result<(), ModelError>;
 
     /// Latent frames of context a windowed decode needs on each side of the frames it keeps.
-    /// The lineage's VAE decodes a fixed 1 s window (25 frames) and keeps its centre 0.36 s
-    /// (9 frames), so the default is 8. A decoder whose every sample is a function of its
-    /// position in the loop alone (the built-in model) needs none and returns 0: decoding
-    /// the kept frames directly gives the same samples at a third of the cost.
+    /// A convolutional VAE decoder (ACE-Step's, for one) is run on a fixed 1 s window (25
+    /// frames) of which the centre 0.36 s (9 frames) is kept, so the default is 8. A
+    /// decoder whose every sample is a function of its position in the loop alone (the
+    /// built-in model) needs none and returns 0: decoding the kept frames directly gives
+    /// the same samples at a third of the cost.
     fn decode_context_frames(&self) -> usize {
         8
     }

@@ -95,8 +95,8 @@ pub struct SimCosts {
 }
 
 impl Default for SimCosts {
-    /// The lineage's RTX 5090 figures: 43 ms a tick, 4.5 ms a windowed decode; an encode
-    /// of 30 ms.
+    /// ACE-Step v1.5's figures on an RTX 5090: 43 ms a tick, 4.5 ms a windowed decode; an
+    /// encode of 30 ms.
     fn default() -> Self {
         Self {
             tick_s: 0.043,

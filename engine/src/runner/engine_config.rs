@@ -21,14 +21,14 @@ pub struct EngineConfig {
     /// The lead controller (frontier lead, repatch switch and activity window).
     pub lead: LeadConfig,
     /// Seconds added to `interval_ema * repatch_gain` for the near-playhead repatch
-    /// distance (default 0). The lineage used 0.05 s for network transit to a browser's
-    /// playhead; latentd owns its playhead and places the repatch from it after the decode,
-    /// so nothing is left to cover: the distance is never below the ring's guard plus one
-    /// block, which is what the default gives.
+    /// distance (default 0). A player reached over a network would need about 0.05 s here
+    /// for the transit to its playhead; latentd owns its playhead and places the repatch
+    /// from it after the decode, so nothing is left to cover: the distance is never below
+    /// the ring's guard plus one block, which is what the default gives.
     pub repatch_margin_s: f64,
     /// Multiplier on the decode-gap EMA for the near-playhead repatch distance (default 0;
-    /// the lineage's `interval_ema * gain` used 1.6, which the lineage needed because its
-    /// target was fixed before the decode and sent over a network).
+    /// a gain such as 1.6 is only needed when the target is fixed before the decode and
+    /// sent over a network, which latentd's is not).
     pub repatch_gain: f64,
     /// Latent frames of each decoded window that are written (9 = 0.36 s at 25 fps).
     pub keep_latent_frames: usize,

@@ -32,14 +32,15 @@
 //! from the guard plus one block past *that*, skipping the decoded frames the reader has
 //! meanwhile come too close to. The decode's duration is thus never predicted, so a slow
 //! decode costs its own time but loses nothing to the guard. `repatch_gain` and
-//! `repatch_margin_s` can push the distance out to the lineage's `interval_ema * gain +
-//! margin` (measured the same way); by default both are 0.
+//! `repatch_margin_s` can push the distance out to `interval_ema * gain + margin`
+//! (measured the same way); by default both are 0.
 //!
 //! A window is `keep_latent_frames` latent frames (0.36 s) of audio; the decode covers them
-//! plus [`Model::decode_context_frames`] on each side (the lineage's 1 s window) and keeps
-//! the centre. Every write is traced ([`super::trace`]); a panic inside the tick is caught,
-//! counted, and the pipeline restarted (the ring keeps playing what it holds). A failed
-//! batched model call (the pipeline tick's `Err`) is counted in
+//! plus [`Model::decode_context_frames`] on each side (8 by default: 1 s in all) and keeps
+//! the centre. The tick's work runs with subnormal floats flushed to zero
+//! ([`crate::denormals`]). Every write is traced ([`super::trace`]); a panic inside the
+//! tick is caught, counted, and the pipeline restarted (the ring keeps playing what it
+//! holds). A failed batched model call (the pipeline tick's `Err`) is counted in
 //! [`EngineStats::model_faults`], the one count of model faults: it lives here, not in the
 //! pipeline or the model, so it survives the pipeline being rebuilt.
 //!
@@ -472,7 +473,11 @@ impl<M: Model> EngineCore<M> {
         self.last_tick_s = Some(now);
         self.activity_pending = false;
         self.stats.ticks += 1;
-        let outcome = catch_unwind(AssertUnwindSafe(|| self.tick_body(clock)));
+        // The tick's DSP runs with subnormals flushed (on the engine thread and in a
+        // simulation alike); the flags are restored before anything else runs here.
+        let outcome = crate::denormals::flush_denormals(|| {
+            catch_unwind(AssertUnwindSafe(|| self.tick_body(clock)))
+        });
         match outcome {
             Ok(Ok(())) => {}
             // A decode or ring error (a geometry the checks at construction rule out):
@@ -888,16 +893,16 @@ impl<M: Model> EngineCore<M> {
 
     /// Where a near-playhead write from `playhead` goes: the guard plus one block past it
     /// (the block covers the playhead moving by a publish between this read and the
-    /// write's guard checks), or the lineage's `interval_ema * gain + margin` when
+    /// write's guard checks), or `interval_ema * gain + margin` when
     /// `repatch_gain` / `repatch_margin_s` make that longer. `None`: skip it.
     fn near_plan(
         &self,
         geometry: &LoopGeometry,
         playhead: usize,
     ) -> Result<Option<WritePlan>, EngineError> {
-        let lineage_s =
+        let configured_s =
             self.lead.interval_ema_s() * self.config.repatch_gain + self.config.repatch_margin_s;
-        let lead = seconds_to_frames(lineage_s, self.rate);
+        let lead = seconds_to_frames(configured_s, self.rate);
         let min_distance = self.ring.guard_frames() + BLOCK_FRAMES;
         repatch_target(geometry, playhead, lead, min_distance, self.keep_len).map_err(geo_err)
     }

@@ -26,8 +26,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Settings of the lead controller; every field has the lineage's default, so a config
-/// file may name only what it changes.
+/// Settings of the lead controller; every field has a default ([`LeadConfig::default`]),
+/// so a config file may name only what it changes.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LeadConfig {

@@ -1,13 +1,14 @@
-//! Manifest tests on real files in temporary folders: the issue's manifest is accepted, and
-//! each refusal names the key or file. The last tests run tools/bundles/make_test_bundle.py
-//! (python3 + onnx, installed by scripts/setup.sh) and load what it writes.
+//! Manifest tests on real files in temporary folders: the reference manifest (the example
+//! of docs/bundles.md) is accepted, and each refusal names the key or file. The last tests
+//! run tools/bundles/make_test_bundle.py (python3 + onnx, installed by scripts/setup.sh)
+//! and load what it writes.
 
 use super::*;
 use std::fs;
 use tempfile::TempDir;
 
-/// Issue 13's manifest, verbatim.
-const ISSUE_MANIFEST: &str = r#"format = "latentd-bundle/1"
+/// The reference manifest, as docs/bundles.md shows it.
+const REFERENCE_MANIFEST: &str = r#"format = "latentd-bundle/1"
 name = "acestep-shaped-random"
 license = "MIT"
 provenance = "free text"
@@ -35,7 +36,7 @@ vocab = "tags.txt"             # one tag a line; unknown words are reported, nev
 file = "text.onnx"
 "#;
 
-/// A bundle folder holding `manifest` and the files the issue's manifest names (the graphs
+/// A bundle folder holding `manifest` and the files the reference manifest names (the graphs
 /// are placeholder bytes: the manifest does not parse ONNX).
 fn bundle(manifest: &str) -> TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -47,13 +48,16 @@ fn bundle(manifest: &str) -> TempDir {
     dir
 }
 
-/// The issue's manifest with `old` replaced by `new` (which must be there).
+/// The reference manifest with `old` replaced by `new` (which must be there).
 fn edited(old: &str, new: &str) -> String {
-    assert!(ISSUE_MANIFEST.contains(old), "{old:?} not in the manifest");
-    ISSUE_MANIFEST.replacen(old, new, 1)
+    assert!(
+        REFERENCE_MANIFEST.contains(old),
+        "{old:?} not in the manifest"
+    );
+    REFERENCE_MANIFEST.replacen(old, new, 1)
 }
 
-/// The error `load` gives for the issue's manifest with one edit, as text.
+/// The error `load` gives for the reference manifest with one edit, as text.
 fn refusal(old: &str, new: &str) -> String {
     let dir = bundle(&edited(old, new));
     load(dir.path()).unwrap_err().to_string()
@@ -64,8 +68,8 @@ fn canonical(dir: &TempDir) -> PathBuf {
 }
 
 #[test]
-fn the_issues_manifest_is_accepted_with_typed_values_and_absolute_paths() {
-    let dir = bundle(ISSUE_MANIFEST);
+fn the_reference_manifest_is_accepted_with_typed_values_and_absolute_paths() {
+    let dir = bundle(REFERENCE_MANIFEST);
     let root = canonical(&dir);
     let m = load(dir.path()).unwrap();
     assert_eq!(m.dir, root);
@@ -117,7 +121,7 @@ fn the_issues_manifest_is_accepted_with_typed_values_and_absolute_paths() {
 
 #[test]
 fn optional_sections_may_be_left_out() {
-    let manifest = ISSUE_MANIFEST.split("[encoder]").next().unwrap();
+    let manifest = REFERENCE_MANIFEST.split("[encoder]").next().unwrap();
     let dir = bundle(manifest);
     let m = load(dir.path()).unwrap();
     assert_eq!(
@@ -304,7 +308,7 @@ fn cfg_needs_a_text_condition() {
 
 #[test]
 fn a_missing_file_is_named_with_the_folder() {
-    let dir = bundle(ISSUE_MANIFEST);
+    let dir = bundle(REFERENCE_MANIFEST);
     fs::remove_file(dir.path().join("dit.onnx")).unwrap();
     assert_eq!(
         load(dir.path()).unwrap_err().to_string(),
@@ -313,7 +317,7 @@ fn a_missing_file_is_named_with_the_folder() {
             canonical(&dir).display()
         )
     );
-    let dir = bundle(ISSUE_MANIFEST);
+    let dir = bundle(REFERENCE_MANIFEST);
     fs::remove_file(dir.path().join("tags.txt")).unwrap();
     let e = load(dir.path()).unwrap_err().to_string();
     assert!(
@@ -337,7 +341,7 @@ fn a_missing_bundle_folder_or_manifest_is_named() {
 
 #[test]
 fn files_must_be_regular_inside_the_folder_and_under_the_limit() {
-    let dir = bundle(ISSUE_MANIFEST);
+    let dir = bundle(REFERENCE_MANIFEST);
     fs::remove_file(dir.path().join("decoder.onnx")).unwrap();
     fs::create_dir(dir.path().join("decoder.onnx")).unwrap();
     assert_eq!(
@@ -355,7 +359,7 @@ fn files_must_be_regular_inside_the_folder_and_under_the_limit() {
         );
     }
     // A sparse file one byte past the graph limit.
-    let dir = bundle(ISSUE_MANIFEST);
+    let dir = bundle(REFERENCE_MANIFEST);
     let big = fs::File::create(dir.path().join("encoder.onnx")).unwrap();
     big.set_len(MAX_GRAPH_BYTES + 1).unwrap();
     assert_eq!(
@@ -384,9 +388,9 @@ fn files_in_subfolders_are_accepted() {
     assert!(m.dit.file.ends_with("graphs/dit.onnx") && m.dit.file.is_file());
 }
 
-/// The error for the issue's bundle with `tags.txt` holding `vocab`.
+/// The error for the reference bundle with `tags.txt` holding `vocab`.
 fn vocab_refusal(vocab: impl AsRef<[u8]>) -> String {
-    let dir = bundle(ISSUE_MANIFEST);
+    let dir = bundle(REFERENCE_MANIFEST);
     fs::write(dir.path().join("tags.txt"), vocab).unwrap();
     let e = load(dir.path()).unwrap_err().to_string();
     let prefix = format!("{}: ", canonical(&dir).join("tags.txt").display());
@@ -417,7 +421,7 @@ fn a_vocabulary_with_empty_duplicate_or_spaced_tags_is_refused() {
 
 #[test]
 fn a_vocabulary_without_final_newline_or_with_crlf_is_read() {
-    let dir = bundle(ISSUE_MANIFEST);
+    let dir = bundle(REFERENCE_MANIFEST);
     fs::write(dir.path().join("tags.txt"), "piano\r\ndrums").unwrap();
     assert_eq!(
         load(dir.path()).unwrap().text.unwrap().vocab,
@@ -439,11 +443,11 @@ fn blank_name_or_license_is_refused() {
     assert!(load(dir.path()).unwrap().provenance.contains('\n'));
 }
 
-/// The issue's bundle plus one parity run of the decoder: `latents [1,2,1]` f32 in,
+/// The reference bundle plus one parity run of the decoder: `latents [1,2,1]` f32 in,
 /// `audio [1,2,2]` f32 out, written with the sizes given.
 fn parity_bundle(run: &str, latents_bytes: usize) -> TempDir {
     let dir = bundle(&format!(
-        "{ISSUE_MANIFEST}[parity]\natol = 1e-4\nrtol = 1e-3\n{run}"
+        "{REFERENCE_MANIFEST}[parity]\natol = 1e-4\nrtol = 1e-3\n{run}"
     ));
     fs::create_dir(dir.path().join("parity")).unwrap();
     fs::write(
@@ -642,7 +646,7 @@ default_prompt = "Piano, bass""#;
         m.text.unwrap().default_prompt.as_deref(),
         Some("Piano, bass")
     );
-    let dir = bundle(ISSUE_MANIFEST);
+    let dir = bundle(REFERENCE_MANIFEST);
     assert_eq!(load(dir.path()).unwrap().text.unwrap().default_prompt, None);
 }
 

@@ -1,0 +1,207 @@
+//! The realtime check on the real binary: `latentd` playing into a private `jackd -d dummy`
+//! reports how the server schedules its callback, once per stream, and that is what the
+//! server gives any client: a reference client in this test reads its own process thread's
+//! scheduling (with libc, not latentd's code) and the daemon's log line must name the same
+//! policy and priority. A realtime server (where the machine allows realtime: root, or
+//! `RLIMIT_RTPRIO`) gives `SCHED_FIFO`; a `--no-realtime` one gives `SCHED_OTHER`, which
+//! latentd reports as a warning and as `latentd_callback_realtime 0`.
+//!
+//! Threading: libjack reads `JACK_DEFAULT_SERVER` process-wide; each test holds a
+//! [`JackSession`] while its server runs.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::jack_tone::{PERIOD, RATE, START, TONE};
+use common::service_fixture::{Daemon, Launch, NotifySocket};
+use latentd_tests::JackSession;
+use tempfile::TempDir;
+
+/// The server priority asked of the realtime jackd (jackd2 runs its clients below it).
+const SERVER_PRIORITY: u32 = 70;
+
+/// How a thread is scheduled, as latentd's log spells it: `SCHED_FIFO prio 65`,
+/// `SCHED_RR prio 65` or `SCHED_OTHER`.
+fn spelled(policy: i32, priority: i32) -> String {
+    match policy {
+        libc::SCHED_FIFO => format!("SCHED_FIFO prio {priority}"),
+        libc::SCHED_RR => format!("SCHED_RR prio {priority}"),
+        libc::SCHED_OTHER => "SCHED_OTHER".to_owned(),
+        other => panic!("unexpected policy {other} for a JACK client thread"),
+    }
+}
+
+/// What the session's server gives a client's process thread: a plain jack client whose
+/// first process call reads its own thread's policy and priority.
+fn what_the_server_gives_clients() -> (i32, i32) {
+    const UNSET: i64 = i64::MIN;
+    let seen = Arc::new((AtomicI64::new(UNSET), AtomicI64::new(UNSET)));
+    let (client, _) = jack::Client::new("rt-reference", jack::ClientOptions::NO_START_SERVER)
+        .expect("reference client");
+    let recorder = Arc::clone(&seen);
+    let handler = jack::contrib::ClosureProcessHandler::new(
+        move |_: &jack::Client, _: &jack::ProcessScope| {
+            if recorder.0.load(Ordering::Relaxed) == UNSET {
+                let mut policy = 0;
+                let mut param = libc::sched_param { sched_priority: 0 };
+                // SAFETY: our own thread; both out-pointers are valid. (A test client may
+                // make this syscall in its callback.)
+                let rc = unsafe {
+                    libc::pthread_getschedparam(libc::pthread_self(), &mut policy, &mut param)
+                };
+                assert_eq!(rc, 0);
+                recorder
+                    .1
+                    .store(i64::from(param.sched_priority), Ordering::Relaxed);
+                recorder.0.store(i64::from(policy), Ordering::Release);
+            }
+            jack::Control::Continue
+        },
+    );
+    let active = client.activate_async((), handler).expect("activate");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while seen.0.load(Ordering::Acquire) == UNSET {
+        assert!(
+            Instant::now() < deadline,
+            "the reference client was never called"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    active.deactivate().expect("deactivate");
+    (
+        seen.0.load(Ordering::Acquire) as i32,
+        seen.1.load(Ordering::Relaxed) as i32,
+    )
+}
+
+/// May this process use `SCHED_FIFO` (root, or an `RLIMIT_RTPRIO` above 0)? Tried on a
+/// scratch thread.
+fn realtime_allowed() -> bool {
+    std::thread::spawn(|| {
+        let param = libc::sched_param { sched_priority: 1 };
+        // SAFETY: plain FFI call on the current (scratch) thread with a valid parameter.
+        unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) == 0 }
+    })
+    .join()
+    .unwrap()
+}
+
+/// `latentd_callback_realtime` from `GET /metrics` (polled until present).
+fn realtime_gauge(addr: SocketAddr) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (head, body) = common::http::exchange(addr, "GET", "/metrics");
+        assert!(head.contains(" 200 "), "{head}");
+        if let Some(value) = body
+            .lines()
+            .find_map(|l| l.strip_prefix("latentd_callback_realtime "))
+        {
+            return value.trim().parse().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no latentd_callback_realtime:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Starts the tone daemon on `session` with the OSCQuery port on; returns the daemon, its
+/// metrics address and the line in which it reported its callback's scheduling.
+fn daemon_report(session: &JackSession, dir: &TempDir) -> (Daemon, SocketAddr, String) {
+    let notify = NotifySocket::bind(dir.path());
+    let source = dir.path().join("tone.wav");
+    TONE.write_loop(&source);
+    let oscquery_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let daemon = Daemon::start(
+        dir,
+        Launch {
+            audio: "jack",
+            notify: Some(&notify),
+            env: vec![("JACK_DEFAULT_SERVER", session.server.name().to_owned())],
+            args: ["--engine", "off", "--source", &source.display().to_string()]
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            oscquery_port,
+            ..Launch::default()
+        },
+    );
+    notify.until("READY=1", START);
+    let line = daemon.wait_line("audio: the jack callback runs", Duration::from_secs(5));
+    eprintln!("the daemon said: {line}");
+    (
+        daemon,
+        SocketAddr::from(([127, 0, 0, 1], oscquery_port)),
+        line,
+    )
+}
+
+/// The scheduling a report line names: what follows "runs " up to the end or a comma.
+fn reported(line: &str) -> &str {
+    let rest = line
+        .split("audio: the jack callback runs ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("not a report: {line}"));
+    rest.split(',').next().unwrap().trim_end()
+}
+
+#[test]
+fn the_reported_scheduling_is_what_a_realtime_server_gives_its_clients() {
+    let allowed = realtime_allowed();
+    let session = if allowed {
+        JackSession::start_realtime(RATE, PERIOD, SERVER_PRIORITY)
+    } else {
+        eprintln!("realtime scheduling is not allowed here: the server runs without it");
+        JackSession::start(RATE, PERIOD)
+    };
+    let (policy, priority) = what_the_server_gives_clients();
+    if allowed {
+        assert_eq!(
+            policy,
+            libc::SCHED_FIFO,
+            "a realtime jackd gives its clients SCHED_FIFO:\n{}",
+            session.server.log()
+        );
+        assert!(
+            (1..SERVER_PRIORITY as i32).contains(&priority),
+            "{priority}"
+        );
+    }
+    let dir = TempDir::new().unwrap();
+    let (daemon, metrics, line) = daemon_report(&session, &dir);
+    assert_eq!(reported(&line), spelled(policy, priority), "{line}");
+    let realtime = policy == libc::SCHED_FIFO || policy == libc::SCHED_RR;
+    assert_eq!(line.contains("WARN"), !realtime, "{line}");
+    assert_eq!(realtime_gauge(metrics), if realtime { 1.0 } else { 0.0 });
+    // Once per stream: no second report while the same output plays.
+    std::thread::sleep(Duration::from_millis(300));
+    let reports = daemon
+        .lines()
+        .iter()
+        .filter(|l| l.contains("audio: the jack callback runs"))
+        .count();
+    assert_eq!(reports, 1, "{:?}", daemon.lines());
+}
+
+#[test]
+fn a_server_without_realtime_gets_a_warning_and_a_zero_gauge() {
+    let session = JackSession::start(RATE, PERIOD);
+    assert_eq!(what_the_server_gives_clients().0, libc::SCHED_OTHER);
+    let dir = TempDir::new().unwrap();
+    let (_daemon, metrics, line) = daemon_report(&session, &dir);
+    assert!(line.contains("WARN"), "{line}");
+    assert!(
+        line.contains("audio: the jack callback runs SCHED_OTHER, not realtime"),
+        "{line}"
+    );
+    assert_eq!(realtime_gauge(metrics), 0.0);
+}
