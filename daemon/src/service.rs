@@ -6,7 +6,8 @@
 //! the config) → output (its period sizes the ring's guard; the ring runs at the model's
 //! rate and the callback converts to the output's) → ring → engine thread →
 //! recorder (its writer thread, parked until a recording starts; `--record` starts one
-//! here) → output running → encoder thread, OSC, OSCQuery → health thread (meters,
+//! here) → output running → encoder thread, OSC, OSCQuery → zeroconf advertising
+//! ([`crate::discovery`]; a failure is only a warning) → health thread (meters,
 //! alarms: [`crate::health`]) → memory locked → `READY=1`
 //! (only now: the output plays and the sockets are bound; under NSM the open is answered
 //! now) → watchdog.
@@ -19,7 +20,8 @@
 //! [`EngineStats::model_faults`]; at most one line per [`MODEL_FAULT_LOG_EVERY`], with the
 //! count), which the `STATUS=` line also carries.
 //! Stop (SIGINT, SIGTERM and the other stop signals of [`crate::signals`]): watchdog pings
-//! end, `STOPPING=1`, the health thread ends, fade to silence, close OSC, finish the queued jobs, save the state,
+//! end, `STOPPING=1`, the health thread ends, fade to silence, zeroconf goodbyes, close OSC,
+//! finish the queued jobs, save the state,
 //! stop the engine and the output, complete a running recording, print the counters.
 //!
 //! SIGUSR1 writes the engine's trace as JSON lines beside the state file. Every other signal
@@ -57,6 +59,7 @@ use crate::cli::{EngineChoice, Settings};
 use crate::control::jobs::{JobContext, JobWorker};
 use crate::control::session::Session;
 use crate::control::{ControlHandler, DaemonEngine, Dispatcher, StatusSources, param_specs};
+use crate::discovery::{Advertiser, Announcement};
 use crate::engine_select::ChosenModel;
 use crate::health::{HealthParts, HealthState, HealthThread, RecordAlarm};
 use crate::load::{LoadError, load_wav_or_stop};
@@ -480,6 +483,15 @@ fn run_session(
             .map(|q| q.addr().to_string())
             .unwrap_or_else(|| "off".into())
     );
+    // Zeroconf: a failure is logged and the daemon plays on without it.
+    let advertiser = Advertiser::start(
+        settings.advertise,
+        &Announcement {
+            instance: settings.client_name.clone(),
+            osc: osc.udp_addr(),
+            oscquery_port: oscquery.as_ref().map(|q| q.addr().port()),
+        },
+    );
 
     let health = HealthThread::spawn(HealthParts {
         meters: Arc::clone(&meters),
@@ -547,6 +559,10 @@ fn run_session(
     }
     health.stop();
     stop_audio(&fade);
+    // Goodbyes before the ports close: browsers drop latentd before a client can be refused.
+    if let Some(a) = advertiser {
+        a.stop();
+    }
     osc.shutdown();
     drop(oscquery);
     drop(dispatcher); // the last queue sender goes with it: the encoder finishes and ends
