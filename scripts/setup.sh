@@ -9,6 +9,7 @@ packages=(
     libpipewire-0.3-dev pipewire pipewire-bin wireplumber dbus
     liblo-tools
     rt-tests # cyclictest: scripts/bench-knob-to-ear.sh's wake-up latency probe
+    iproute2 util-linux # ip, unshare: daemon/tests/discovery.rs's private network namespace
     systemd # systemd-analyze, systemd-sysusers, systemd-tmpfiles for scripts/verify-units.sh
     # MuseScore_General_Lite.sf3 (MIT): tools/train/make_dataset.py renders training clips with it.
     # Never a GPL soundfont (timgm6mb-soundfont) for training data.

@@ -12,6 +12,10 @@ export LATENTD_REQUIRE_PIPEWIRE="${LATENTD_REQUIRE_PIPEWIRE:-1}"
 # setup.sh installed ONNX Runtime (.ort/) and the bundle tools (python onnx): the model
 # bundle tests must run, not skip.
 export LATENTD_REQUIRE_ORT="${LATENTD_REQUIRE_ORT:-1}"
+# The zeroconf test runs the daemon and an mDNS browser in a private network namespace
+# (unshare -rn, ip from iproute2, installed above); as root that always works, so a skip
+# is a failure unless the caller says otherwise.
+export LATENTD_REQUIRE_NETNS="${LATENTD_REQUIRE_NETNS:-1}"
 # Free disk, printed first: a full disk shows up later as a linker Bus error.
 df -h . | tail -1
 cargo test --workspace --no-fail-fast "$@"

@@ -20,8 +20,9 @@ use latentd_engine::runner::lead::LeadConfig;
 use serde::Deserialize;
 
 use crate::audio::select::BackendChoice;
-use crate::config::{ConfigFile, default_config_path, read_config};
+use crate::config::{AdvertiseKey, ConfigFile, default_config_path, read_config};
 use crate::control::param_specs;
+use crate::discovery::Advertise;
 use crate::health::HealthConfig;
 use crate::logging::LogTarget;
 use crate::osc::{Cidr, DEFAULT_PORT};
@@ -234,6 +235,8 @@ pub struct Settings {
     pub osc_allow: Vec<Cidr>,
     /// OSCQuery HTTP port (0: off).
     pub oscquery_port: u16,
+    /// When the OSC and OSCQuery ports are advertised over zeroconf.
+    pub advertise: Advertise,
     /// Folder OSC paths must stay inside.
     pub media_folder: PathBuf,
     /// Prompt at start (`None`: the saved one, else the engine's default prompt).
@@ -442,6 +445,7 @@ fn merge(
         osc_bind: osc_bind(cli.osc, file.osc.bind)?,
         osc_allow: allowlist(file.osc.allowlist)?,
         oscquery_port: cli.oscquery_port.or(file.osc.oscquery_port).unwrap_or(7771),
+        advertise: advertise(file.osc.advertise)?,
         media_folder: media_folder(cli.media.or(file.media.folder))?,
         prompt: prompt(
             "--prompt",
@@ -555,6 +559,21 @@ fn osc_bind(flag: Option<SocketAddr>, file: Option<String>) -> Result<SocketAddr
             )
         }),
         None => Ok(SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))),
+    }
+}
+
+fn advertise(file: Option<AdvertiseKey>) -> Result<Advertise, SettingsError> {
+    match file {
+        None => Ok(Advertise::default()),
+        Some(AdvertiseKey::Bool(true)) => Ok(Advertise::On),
+        Some(AdvertiseKey::Bool(false)) => Ok(Advertise::Off),
+        Some(AdvertiseKey::Text(text)) => Advertise::parse(&text).ok_or_else(|| {
+            bad(
+                "config key osc.advertise",
+                format!("{text:?}"),
+                "\"auto\", \"true\" or \"false\"",
+            )
+        }),
     }
 }
 
@@ -768,7 +787,7 @@ impl Settings {
             "# effective settings{}\n\
              [audio]\nbackend = \"{}\"\nclient_name = {:?}\nautoconnect = {}\nrate = {}\n\
              period = {}\n\n[source]\n{}\nloop_seconds = {}\n\n[record]\n{}\nsplit_s = {}\n\n\
-             [osc]\nbind = \"{}\"\nallowlist = [{allow}]\noscquery_port = {}\n\n\
+             [osc]\nbind = \"{}\"\nallowlist = [{allow}]\noscquery_port = {}\nadvertise = \"{}\"\n\n\
              [media]\nfolder = {:?}\n\n[engine]\nbackend = \"{}\"\nprompt = {:?}\nprompt_b = {:?}\n\
              knobs = {{ {knobs} }}\n\n[model]\n{}\n{}\nthreads = {}\nep = [{}]\n\n[lead]\n{lead}\n[health]\n{health}\n[state]\npath = {:?}\n\n\
              [log]\nlevel = \"{}\"\ntarget = \"{}\"\n{schedule}",
@@ -787,6 +806,7 @@ impl Settings {
             self.record_config.split_s,
             self.osc_bind,
             self.oscquery_port,
+            self.advertise.as_str(),
             self.media_folder.display().to_string(),
             self.engine.as_str(),
             self.prompt.as_deref().unwrap_or(""),

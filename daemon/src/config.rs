@@ -17,6 +17,7 @@
 //! bind = "127.0.0.1:7770" # UDP and TCP, same port
 //! allowlist = ["127.0.0.0/8", "::1/128"] # client networks served when bound wider
 //! oscquery_port = 7771    # OSCQuery HTTP; 0 turns it off
+//! advertise = "auto"      # zeroconf: auto (beyond loopback) | true | false
 //! [media]
 //! folder = "/srv/latentd/media" # paths given over OSC must stay inside it
 //! [engine]
@@ -99,6 +100,17 @@ pub struct OscSection {
     pub(crate) bind: Option<String>,
     pub(crate) allowlist: Option<Vec<String>>,
     pub(crate) oscquery_port: Option<u16>,
+    pub(crate) advertise: Option<AdvertiseKey>,
+}
+
+/// `osc.advertise` as written: `"auto"`, `"true"`, `"false"`, or a TOML boolean.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum AdvertiseKey {
+    /// `advertise = true`
+    Bool(bool),
+    /// `advertise = "auto"`
+    Text(String),
 }
 
 /// `[media]`.

@@ -6,6 +6,7 @@ pub mod audio;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod discovery;
 pub mod engine_select;
 pub mod health;
 pub mod load;

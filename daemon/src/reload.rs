@@ -190,6 +190,7 @@ pub fn changed_until_restart(running: &Settings, new: &Settings) -> Vec<&'static
         running.oscquery_port != new.oscquery_port,
         "osc.oscquery_port",
     );
+    check(running.advertise != new.advertise, "osc.advertise");
     check(running.media_folder != new.media_folder, "media.folder");
     check(running.engine != new.engine, "engine.backend");
     check(

@@ -7,7 +7,8 @@
 //! rate and the callback converts to the output's) → ring → engine thread →
 //! recorder (its writer thread, parked until a recording starts; `--record` starts one
 //! here) → output running → encoder thread, schedule thread ([`crate::schedule`]), OSC,
-//! OSCQuery → health thread (meters, alarms: [`crate::health`]) → memory locked → `READY=1`
+//! OSCQuery → zeroconf advertising ([`crate::discovery`]; a failure is only a warning) →
+//! health thread (meters, alarms: [`crate::health`]) → memory locked → `READY=1`
 //! (only now: the output plays and the sockets are bound; under NSM the open is answered
 //! now) → watchdog.
 //! Serve: SIGHUP reloads the config (`RELOADING=1` … `READY=1`, see [`crate::reload`]),
@@ -20,9 +21,9 @@
 //! [`EngineStats::model_faults`]; at most one line per [`MODEL_FAULT_LOG_EVERY`], with the
 //! count), which the `STATUS=` line also carries.
 //! Stop (SIGINT, SIGTERM and the other stop signals of [`crate::signals`]): watchdog pings
-//! end, `STOPPING=1`, the health and schedule threads end, fade to silence, close OSC, finish
-//! the queued jobs, save the state, stop the engine and the output, complete a running
-//! recording, print the counters.
+//! end, `STOPPING=1`, the health and schedule threads end, fade to silence, zeroconf
+//! goodbyes, close OSC, finish the queued jobs, save the state, stop the engine and the
+//! output, complete a running recording, print the counters.
 //!
 //! SIGUSR1 writes the engine's trace as JSON lines beside the state file. Every other signal
 //! that would end the process is ignored with a log line (see [`crate::signals`]).
@@ -59,6 +60,7 @@ use crate::cli::{EngineChoice, Settings};
 use crate::control::jobs::{JobContext, JobWorker};
 use crate::control::session::Session;
 use crate::control::{ControlHandler, DaemonEngine, Dispatcher, StatusSources, param_specs};
+use crate::discovery::{Advertiser, Announcement};
 use crate::engine_select::ChosenModel;
 use crate::health::{HealthParts, HealthState, HealthThread, RecordAlarm};
 use crate::load::{LoadError, load_wav_or_stop};
@@ -497,6 +499,15 @@ fn run_session(
             .map(|q| q.addr().to_string())
             .unwrap_or_else(|| "off".into())
     );
+    // Zeroconf: a failure is logged and the daemon plays on without it.
+    let advertiser = Advertiser::start(
+        settings.advertise,
+        &Announcement {
+            instance: settings.client_name.clone(),
+            osc: osc.udp_addr(),
+            oscquery_port: oscquery.as_ref().map(|q| q.addr().port()),
+        },
+    );
 
     let health = HealthThread::spawn(HealthParts {
         meters: Arc::clone(&meters),
@@ -566,6 +577,10 @@ fn run_session(
     health.stop();
     schedule.stop();
     stop_audio(&fade);
+    // Goodbyes before the ports close: browsers drop latentd before a client can be refused.
+    if let Some(a) = advertiser {
+        a.stop();
+    }
     osc.shutdown();
     drop(oscquery);
     drop(dispatcher); // the last queue sender goes with it: the encoder finishes and ends

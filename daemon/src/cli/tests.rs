@@ -33,6 +33,7 @@ fn defaults_without_flags_or_file() {
     assert_eq!(s.log_target, LogTarget::Auto);
     assert_eq!(s.osc_bind, SocketAddr::from(([127, 0, 0, 1], 7770)));
     assert_eq!(s.oscquery_port, 7771);
+    assert_eq!(s.advertise, crate::discovery::Advertise::Auto);
     assert_eq!(s.media_folder, std::env::current_dir().unwrap());
     assert_eq!((s.prompt.clone(), s.prompt_b.clone()), (None, None));
     assert!(s.knobs.is_empty());
@@ -45,7 +46,7 @@ fn engine_osc_lead_and_state_keys_are_read_and_overridden() {
     let path = config_file(
         "engine",
         "[osc]\nbind = \"0.0.0.0:9000\"\nallowlist = [\"10.0.0.0/8\"]\noscquery_port = 0\n\
-         [media]\nfolder = \"/srv/m\"\n[engine]\nprompt = \"dark slow\"\n\
+         advertise = \"false\"\n[media]\nfolder = \"/srv/m\"\n[engine]\nprompt = \"dark slow\"\n\
          knobs = { denoise = 0.25, steps = 6.0 }\n[lead]\ngain = 2.0\n\
          [state]\npath = \"/tmp/s.json\"\n[log]\ntarget = \"stderr\"\n",
     );
@@ -55,6 +56,7 @@ fn engine_osc_lead_and_state_keys_are_read_and_overridden() {
     assert_eq!(s.osc_bind.to_string(), "0.0.0.0:9000");
     assert_eq!(s.osc_allow, vec!["10.0.0.0/8".parse::<Cidr>().unwrap()]);
     assert_eq!(s.oscquery_port, 0);
+    assert_eq!(s.advertise, crate::discovery::Advertise::Off);
     assert_eq!(s.media_folder, PathBuf::from("/srv/m"));
     assert_eq!(s.prompt.as_deref(), Some("dark slow"));
     assert_eq!(
@@ -222,4 +224,27 @@ fn missing_config_file_is_named() {
         err.starts_with("config /nonexistent/latentd.toml: "),
         "{err}"
     );
+}
+
+#[test]
+fn osc_advertise_takes_auto_true_false_or_a_boolean() {
+    use crate::discovery::Advertise;
+    for (value, expected) in [
+        ("\"auto\"", Some(Advertise::Auto)),
+        ("\"true\"", Some(Advertise::On)),
+        ("false", Some(Advertise::Off)),
+        ("true", Some(Advertise::On)),
+        ("\"always\"", None),
+    ] {
+        let path = config_file("advertise", &format!("[osc]\nadvertise = {value}\n"));
+        let got = run(&["--config", path.to_str().unwrap()]);
+        std::fs::remove_file(&path).unwrap();
+        match expected {
+            Some(mode) => assert_eq!(got.unwrap().advertise, mode, "{value}"),
+            None => {
+                let e = got.unwrap_err();
+                assert!(e.contains("osc.advertise") && e.contains("always"), "{e}");
+            }
+        }
+    }
 }
