@@ -37,7 +37,7 @@ PROMPTS = {
     "tonal_strings": "classical strings slow nodrums",
     "tonal_organ": "organ jazz nodrums",
 }
-PICTURES = ["default", "drums", "tonal_strings", "bright"]
+PICTURES = ["default", "tonal_strings", "bright", "dark"]
 
 
 class Jack:
