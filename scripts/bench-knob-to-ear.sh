@@ -9,7 +9,10 @@
 # must-show's verdict (flood p99 within one period of quiet p99, no xrun during the flood).
 # Reports (JSON) go to $OUT (default: target/bench-knob-to-ear/).
 #
-#   [REPEAT=N] [MODES="repatch no-repatch"] [MODEL=DIR] [LOOP_S=S] ./scripts/bench-knob-to-ear.sh [COUNT] [PERIOD]
+#   [REPEAT=N] [MODES="repatch no-repatch"] [MODEL=DIR] [LOOP_S=S] [LATENTD=PATH] ./scripts/bench-knob-to-ear.sh [COUNT] [PERIOD]
+#
+# LATENTD=PATH benches that latentd binary instead of the one built here (an A/B of two builds
+# on the same machine minutes apart).
 #
 # MODEL runs latentd on that model bundle (`--model DIR`, e.g. models/gm-tiny) instead of the
 # built-in engine. LOOP_S sets the loop's length (`--loop-seconds`; the daemon's default
@@ -34,7 +37,7 @@ out=${OUT:-$target/bench-knob-to-ear}
 mkdir -p "$out"
 
 cargo build --release -p latentd -p latentctl
-latentd=$target/release/latentd
+latentd=${LATENTD:-$target/release/latentd}
 latentctl=$target/release/latentctl
 
 export JACK_DEFAULT_SERVER=latentd-bench-$$

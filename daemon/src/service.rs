@@ -164,7 +164,7 @@ fn start_engine<M: Model>(model: Arc<M>, inputs: EngineInputs<'_>) -> Result<Eng
     )
     .map_err(|e| startup(&e))?;
     let engine: Arc<EngineHandle<M>> = Arc::new(engine);
-    inputs.knobs.set_waker(engine.waker());
+    inputs.knobs.set_waker(engine.knob_waker());
     let stopper = Arc::clone(&engine);
     Ok(EngineParts {
         engine,

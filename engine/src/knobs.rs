@@ -443,7 +443,17 @@ struct Writer {
     input: Input<KnobSnapshot>,
 }
 
-type Waker = Arc<dyn Fn() + Send + Sync>;
+type Waker = Arc<dyn Fn(KnobPublish) + Send + Sync>;
+
+/// What one publish changed, as the waker ([`KnobStore::set_waker`]) hears it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KnobPublish {
+    /// The new snapshot's version.
+    pub version: u64,
+    /// Whether a knob the decoder reads ([`KnobScope::Decoder`]) changed its value or ramp:
+    /// what a near-playhead repatch can make audible without a new latent.
+    pub decoder: bool,
+}
 
 /// The writers' side of the knobs: validate, canonicalize, dedup, derive, publish, wake.
 pub struct KnobStore {
@@ -473,8 +483,9 @@ impl KnobStore {
         (store, KnobReader { output })
     }
 
-    /// Calls `wake` after every publish (e.g. to unpark the engine thread).
-    pub fn set_waker(&self, wake: impl Fn() + Send + Sync + 'static) {
+    /// Calls `wake` after every publish (e.g. to unpark the engine thread), on the
+    /// publishing thread, outside the store's lock.
+    pub fn set_waker(&self, wake: impl Fn(KnobPublish) + Send + Sync + 'static) {
         *self.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(wake));
     }
 
@@ -542,26 +553,37 @@ impl KnobStore {
 
     /// Applies `edit` to a copy of the current snapshot and publishes it when it differs.
     fn publish(&self, edit: impl FnOnce(&mut KnobSnapshot)) -> Result<SetOutcome, KnobError> {
-        let version = {
+        let published = {
             let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
             let mut next = writer.current.clone();
             edit(&mut next);
             if next.values == writer.current.values && next.ramps == writer.current.ramps {
                 return Ok(SetOutcome::Unchanged);
             }
+            let decoder = KnobId::ALL.iter().any(|&id| {
+                let i = id as usize;
+                id.spec().scope == KnobScope::Decoder
+                    && (next.values[i] != writer.current.values[i]
+                        || next.ramps[i] != writer.current.ramps[i])
+            });
             next.flags = next.derive_flags();
             next.version = writer.current.version + 1;
             writer.input.write(next.clone());
             writer.current = next;
             self.version
                 .store(writer.current.version, Ordering::Release);
-            writer.current.version
+            KnobPublish {
+                version: writer.current.version,
+                decoder,
+            }
         };
         let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(wake) = waker {
-            wake();
+            wake(published);
         }
-        Ok(SetOutcome::Changed { version })
+        Ok(SetOutcome::Changed {
+            version: published.version,
+        })
     }
 
     /// The current values (a copy; for replies and state saving, not for the engine).

@@ -21,6 +21,8 @@
 //!   tick returns the error and the caller counts it (the runner does, in
 //!   [`EngineStats::model_faults`](crate::runner::EngineStats::model_faults), so the count
 //!   outlives a pipeline rebuilt on a source change or a restart).
+//! - An interrupted call ([`ModelError::Interrupted`]) is the exception: nothing ran, so the
+//!   steps do not advance and the tick does not count; the next tick runs the same step.
 //!
 //! Threading: a pipeline belongs to the engine thread.
 
@@ -249,7 +251,8 @@ impl<M: Model> StreamPipeline<M> {
 
     /// Runs one tick: maybe start a slot, one batched denoise over every slot, deliver the
     /// slots that finished into `finished` (appended, in serial order). The tick runs to
-    /// its end either way; `Err` is the batched model call's failure (see the module doc).
+    /// its end either way, except when interrupted; `Err` is the batched model call's
+    /// failure (see the module doc).
     pub fn tick(
         &mut self,
         knobs: &KnobSnapshot,
@@ -268,6 +271,10 @@ impl<M: Model> StreamPipeline<M> {
             };
             let mut batch: Vec<_> = self.slots.iter_mut().map(|s| slot_step(s, knobs)).collect();
             result = self.model.denoise_batch(&mut batch, &shared);
+        }
+        if result == Err(ModelError::Interrupted) {
+            // Nothing ran: the same step runs again at the next tick.
+            return result;
         }
         let mut i = 0;
         while i < self.slots.len() {

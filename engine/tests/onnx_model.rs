@@ -612,3 +612,83 @@ fn a_cfg_bundle_doubles_the_batch_and_the_guidance_knob_moves_the_result() {
         "CFG keeps batch invariance"
     );
 }
+
+/// One denoise step of every slot in `xs`, in one batch (t 0.8 -> 0.6).
+fn one_step(
+    model: &OnnxModel,
+    xs: &mut [OnnxLatents],
+    shared: &StepShared<'_, OnnxModel>,
+) -> Result<(), ModelError> {
+    let mut batch: Vec<SlotStep<'_, OnnxLatents>> = xs
+        .iter_mut()
+        .enumerate()
+        .map(|(slot, x)| SlotStep {
+            x,
+            t_curr: 0.8,
+            t_next: 0.6,
+            t_start: 0.8,
+            sde: false,
+            x0_lock: 0.0,
+            noise: NoiseKey {
+                seed: 0,
+                slot: slot as u32,
+                step: 1,
+            },
+        })
+        .collect();
+    model.denoise_batch(&mut batch, shared)
+}
+
+#[test]
+fn an_interrupt_stops_a_running_denoise_and_leaves_the_slots_unchanged() {
+    let Some(_) = options() else { return };
+    // The shipped model on a 2 min loop: one batched step is long enough to stop midway.
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/gm-tiny");
+    let model = Arc::new(load(&shipped).expect("gm-tiny loads"));
+    let frames = 25 * 120;
+    let cond = prompt(&model, "piano");
+    let k = knobs(&[]);
+    let shared = StepShared {
+        cond: &cond,
+        knobs: &k,
+        source: None,
+        sde_curve: None,
+    };
+    let mut xs: Vec<_> = (0..4).map(|s| start(&model, frames, s, None)).collect();
+    let before = xs.clone();
+
+    // Asked before the call: the call returns at once.
+    model.interrupt_denoise();
+    assert_eq!(
+        one_step(&model, &mut xs, &shared),
+        Err(ModelError::Interrupted)
+    );
+    assert_eq!(xs, before, "the slots are unchanged");
+    model.clear_denoise_interrupt();
+
+    // Asked from another thread while ONNX Runtime runs the DiT.
+    let asker = {
+        let model = Arc::clone(&model);
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            model.interrupt_denoise();
+        })
+    };
+    let started = std::time::Instant::now();
+    let interrupted = one_step(&model, &mut xs, &shared);
+    let stopped_after = started.elapsed();
+    asker.join().unwrap();
+    assert_eq!(interrupted, Err(ModelError::Interrupted));
+    assert_eq!(xs, before, "the slots are unchanged");
+
+    // Cleared, the same step runs whole (the session is usable after a stop).
+    model.clear_denoise_interrupt();
+    let started = std::time::Instant::now();
+    one_step(&model, &mut xs, &shared).expect("a step after the clear runs");
+    let whole = started.elapsed();
+    assert_ne!(xs, before, "the step ran");
+    assert!(
+        stopped_after < whole,
+        "the interrupted step took {stopped_after:?}, a whole one {whole:?}"
+    );
+}

@@ -30,7 +30,7 @@ fn same_value_twice_publishes_once_and_wakes_once() {
     let (store, mut reader) = KnobStore::new();
     let wakes = Arc::new(AtomicUsize::new(0));
     let w = Arc::clone(&wakes);
-    store.set_waker(move || {
+    store.set_waker(move |_| {
         w.fetch_add(1, Ordering::SeqCst);
     });
     assert_eq!(
@@ -49,6 +49,39 @@ fn same_value_twice_publishes_once_and_wakes_once() {
     assert!(!reader.changed());
     assert_eq!(wakes.load(Ordering::SeqCst), 1);
     assert_eq!(store.version(), 1);
+}
+
+#[test]
+fn the_waker_hears_whether_a_decoder_knob_changed() {
+    let (store, _reader) = KnobStore::new();
+    let heard = Arc::new(Mutex::new(Vec::new()));
+    let h = Arc::clone(&heard);
+    store.set_waker(move |p| h.lock().unwrap().push(p));
+    store.set("denoise", 0.3).unwrap();
+    store.set("ch_g2", 0.0).unwrap();
+    store
+        .set_many(&[(KnobId::denoise, 0.6), (KnobId::ch_g3, 2.0)])
+        .unwrap();
+    store
+        .ramp_many(
+            &[RampTo {
+                id: KnobId::ch_g0,
+                from: None,
+                to: 0.5,
+            }],
+            0,
+            4800,
+            Curve::Linear,
+        )
+        .unwrap();
+    store.set("ch_g3", 2.0).unwrap(); // unchanged: no publish, no wake
+    let heard: Vec<(u64, bool)> = heard
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|p| (p.version, p.decoder))
+        .collect();
+    assert_eq!(heard, [(1, false), (2, true), (3, true), (4, true)]);
 }
 
 #[test]

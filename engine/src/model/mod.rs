@@ -168,6 +168,10 @@ pub struct DeviceTimes {
 /// `Result`, never from an out-of-band flag.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum ModelError {
+    /// [`Model::interrupt_denoise`] stopped the call early: not a fault, nothing to count;
+    /// no slot changed and the slots' steps do not advance (the runner runs the step again).
+    #[error("dit: interrupted")]
+    Interrupted,
     /// The runtime (ONNX Runtime, the CUDA driver) reported an error.
     #[error("{file}: run failed: {reason}")]
     Run {
@@ -235,12 +239,25 @@ pub trait Model: ConditionEncoder + 'static {
 
     /// Advances every slot in `batch` by one step, in one batched call. Each slot's result
     /// must not depend on which other slots share the batch. On an error no slot changed
-    /// and the caller counts the failure (the slot's step still advances).
+    /// and the caller counts the failure (the slot's step still advances), except
+    /// [`ModelError::Interrupted`] (see [`Model::interrupt_denoise`]).
     fn denoise_batch(
         &self,
         batch: &mut [SlotStep<'_, Self::Latents>],
         shared: &StepShared<'_, Self>,
     ) -> Result<(), ModelError>;
+
+    /// Asks a [`Model::denoise_batch`] running now, or the next one to start, to return
+    /// [`ModelError::Interrupted`] as soon as it can, leaving every slot as it was. Called
+    /// from any thread (the control thread, when a decoder-scope knob arrives, so the
+    /// near-playhead repatch need not wait for a long batched run); never blocks. The
+    /// request stands until [`Model::clear_denoise_interrupt`]. The default does nothing:
+    /// a backend whose step is short (the built-in model) has no reason to stop one.
+    fn interrupt_denoise(&self) {}
+
+    /// Withdraws [`Model::interrupt_denoise`]'s request (the engine thread, at the start of
+    /// each tick, before it looks at the knobs). The default does nothing.
+    fn clear_denoise_interrupt(&self) {}
 
     /// Latent frames of context a windowed decode needs on each side of the frames it keeps.
     /// A convolutional VAE decoder (ACE-Step's, for one) is run on a fixed 1 s window (25

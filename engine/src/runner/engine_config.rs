@@ -267,6 +267,10 @@ pub struct EngineStats {
     /// The newest of those failures, in words.
     #[serde(default)]
     pub last_model_fault: Option<String>,
+    /// Batched model calls a decoder-scope knob interrupted so its near-playhead repatch
+    /// could run first (the step ran again at the next tick; not a fault).
+    #[serde(default)]
+    pub denoise_interrupts: u64,
     /// Whether generation is paused by the idle rule.
     pub idle: bool,
     /// Whether generation is paused by the transport.

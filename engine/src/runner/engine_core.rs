@@ -11,6 +11,13 @@
 //!    Before it, when a decoder-scope knob (the channel gains) changed since the last
 //!    write and the repatch is due: re-render the cached latent with the new knobs near
 //!    the playhead (**knob repatch**); a decoder knob needs no fresh latent.
+//!    A decoder-scope knob that arrives *during* the batched denoise interrupts it
+//!    ([`Model::interrupt_denoise`], through
+//!    [`EngineHandle::knob_waker`](super::EngineHandle::knob_waker)): the tick ends at once
+//!    with its slots unchanged and the next one starts with the knob repatch, so the knob
+//!    is heard after a decode, not after a whole DiT run. At most every other denoise is
+//!    interrupted ([`EngineCore::interrupt_gate`]), so a knob sweep cannot starve
+//!    generation.
 //! 3. A fresh latent: within the activity window decode it near the playhead first
 //!    (**repatch**: no floor, no stall bump), then at `playhead + lead` (**frontier**),
 //!    and feed the gap EMA. No fresh latent: re-render the cached one at
@@ -53,6 +60,7 @@
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
@@ -67,7 +75,7 @@ use super::trace::{ActionEvent, ActionKind, Trace, WriteEvent, WriteKind, start_
 use super::walk::{WalkLayout, WalkWindows};
 use crate::conditioning::ConditioningReader;
 use crate::knobs::{KnobId, KnobReader, KnobScope, KnobSnapshot};
-use crate::model::{ChunkPlace, Model};
+use crate::model::{ChunkPlace, Model, ModelError};
 use crate::pipeline::{FinishedLatent, StreamPipeline};
 use crate::ring::{BLOCK_FRAMES, RingHandle, RingLoop, RingWriter};
 
@@ -151,6 +159,8 @@ fn push_sample(samples: &mut Vec<f64>, cap: usize, count: &mut usize, v: f64) {
 
 /// The engine's tick loop body (see the module doc).
 pub struct EngineCore<M: Model> {
+    /// Whether a decoder-scope knob may interrupt the denoise ([`Self::interrupt_gate`]).
+    interrupt_armed: Arc<AtomicBool>,
     model: Arc<M>,
     config: EngineConfig,
     pipeline: StreamPipeline<M>,
@@ -289,6 +299,7 @@ impl<M: Model> EngineCore<M> {
         Ok(Self {
             pipeline: StreamPipeline::new(Arc::clone(&model), latent_frames),
             model,
+            interrupt_armed: Arc::new(AtomicBool::new(false)),
             lead: LeadController::new(config.lead)?,
             config,
             chunks: vec![None; walk.count() + 1],
@@ -495,6 +506,15 @@ impl<M: Model> EngineCore<M> {
         self.publish_stats(clock.now_s(), false);
     }
 
+    /// The gate a knob waker ([`EngineHandle::knob_waker`](super::EngineHandle::knob_waker))
+    /// opens before it calls [`Model::interrupt_denoise`]: `swap(false)` is true when the
+    /// engine allows an interrupt now. The engine arms it after each denoise that ran to its
+    /// end (when repatches are on) and the waker that uses it disarms it, so after an
+    /// interrupt the next denoise always runs whole.
+    pub fn interrupt_gate(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.interrupt_armed)
+    }
+
     fn restart_pipeline(&mut self) {
         let frames = self.pipeline.frames();
         self.pipeline = StreamPipeline::new(Arc::clone(&self.model), frames);
@@ -627,6 +647,9 @@ impl<M: Model> EngineCore<M> {
             panic!("test hook: injected engine tick panic");
         }
         let prefix = self.prefix;
+        // An interrupt asked for before this point is answered by this tick's knob repatch;
+        // one asked for from here on stops this tick's denoise.
+        self.model.clear_denoise_interrupt();
         // The values sounding at this tick's frame: a ramping knob (a glide, a preset
         // fade) advances with the ticks.
         let knobs = self.knobs.read().at(clock.playhead_and_clock().1);
@@ -640,10 +663,21 @@ impl<M: Model> EngineCore<M> {
         let before = self.pipeline.in_flight();
         self.finished.clear();
         let started = Instant::now();
-        if let Err(e) = self.pipeline.tick(&knobs, &cond, &mut self.finished) {
-            self.stats.model_faults += 1;
-            self.stats.last_model_fault = Some(e.to_string());
+        match self.pipeline.tick(&knobs, &cond, &mut self.finished) {
+            Ok(()) => {}
+            Err(ModelError::Interrupted) => {
+                // A decoder knob arrived: tick again at once, its repatch first.
+                self.stats.denoise_interrupts += 1;
+                self.activity_pending = true;
+                return Ok(());
+            }
+            Err(e) => {
+                self.stats.model_faults += 1;
+                self.stats.last_model_fault = Some(e.to_string());
+            }
         }
+        self.interrupt_armed
+            .store(self.lead.repatches(), Ordering::Release);
         // A GPU backend's tick time comes from its events, resolved one tick late (the wall
         // clock here would time only the launches); until the first resolves, the launch
         // time stands in.

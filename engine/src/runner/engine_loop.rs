@@ -6,7 +6,7 @@
 //! Each turn: bump the heartbeat, [`poll`](EngineCore::poll) (actions, knob publishes,
 //! conditioning commits, band changes, control messages), then either run a tick (when one
 //! is due, or at once after inbound activity) or park until the next tick is due. Inbound
-//! activity unparks the thread ([`EngineHandle::waker`]); `unpark` never blocks the caller.
+//! activity unparks the thread ([`EngineHandle::knob_waker`]); `unpark` never blocks the caller.
 //! Paused (transport) or idle (no activity for `idle_after_s`), the thread parks until
 //! woken (at most 50 ms at a time, to keep the heartbeat and stats moving) and the ring
 //! keeps looping what it holds.
@@ -18,7 +18,7 @@
 //! let (conditioner, cond_reader) = Conditioner::new(model.clone(), Some(events_tx));
 //! let handle = Engine::spawn(model, ring_writer, knob_reader, cond_reader, config,
 //!                            RealClock::new(ring_handle))?;
-//! store.set_waker(handle.waker());                 // knob publishes wake the engine
+//! store.set_waker(handle.knob_waker());           // knob publishes wake the engine
 //! // per OSC action, on the control thread:
 //! //   synchronous changes (knobs, loop, transport): apply, then
 //! let id = handle.note_action(ActionKind::Knob);   // arrival + applied + wake
@@ -49,7 +49,7 @@
 //! for the engine's copy) and [`EngineHandle::stop`] (joins).
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle, Thread};
@@ -63,7 +63,7 @@ use super::lead::LeadConfig;
 use super::trace::{ActionEvent, ActionKind};
 use crate::audio_clip::AudioView;
 use crate::conditioning::ConditioningReader;
-use crate::knobs::KnobReader;
+use crate::knobs::{KnobPublish, KnobReader};
 use crate::model::Model;
 use crate::ring::{PlayheadRing, RingHandle, RingLoop, RingWriter};
 
@@ -98,6 +98,7 @@ impl Engine {
             rx,
             stats_in,
         )?;
+        let interrupt_armed = core.interrupt_gate();
         let heartbeat = Arc::new(AtomicU64::new(0));
         let beat = Arc::clone(&heartbeat);
         let thread = thread::Builder::new()
@@ -132,6 +133,7 @@ impl Engine {
             log,
             tx,
             waker: thread.thread().clone(),
+            interrupt_armed,
             thread: Some(thread),
             stats: Mutex::new(stats_out),
             heartbeat,
@@ -148,6 +150,8 @@ pub struct EngineHandle<M: Model> {
     log: Arc<ActionLog>,
     tx: Sender<Control<M::Latents>>,
     waker: Thread,
+    /// [`EngineCore::interrupt_gate`].
+    interrupt_armed: Arc<AtomicBool>,
     thread: Option<JoinHandle<RingWriter>>,
     stats: Mutex<triple_buffer::Output<EngineStats>>,
     heartbeat: Arc<AtomicU64>,
@@ -160,11 +164,21 @@ impl<M: Model> EngineHandle<M> {
         self.waker.unpark();
     }
 
-    /// A closure that wakes the engine (for [`KnobStore::set_waker`](crate::knobs::KnobStore::set_waker)).
-    /// It never blocks.
-    pub fn waker(&self) -> impl Fn() + Send + Sync + 'static {
+    /// The closure for [`KnobStore::set_waker`](crate::knobs::KnobStore::set_waker): wakes
+    /// the engine after every publish, and when a decoder-scope knob changed while the
+    /// engine allows it, interrupts the denoise running now
+    /// ([`Model::interrupt_denoise`]) so the knob's repatch runs first (see
+    /// [`EngineCore`]'s doc). It never blocks.
+    pub fn knob_waker(&self) -> impl Fn(KnobPublish) + Send + Sync + 'static {
         let thread = self.waker.clone();
-        move || thread.unpark()
+        let model = Arc::clone(&self.model);
+        let armed = Arc::clone(&self.interrupt_armed);
+        move |publish| {
+            if publish.decoder && armed.swap(false, Ordering::AcqRel) {
+                model.interrupt_denoise();
+            }
+            thread.unpark();
+        }
     }
 
     /// The ring's frame clock now (what arrivals and replies are stamped with).

@@ -101,7 +101,7 @@ fn the_engine_thread_hears_a_knob_and_stops() {
         store,
         _conditioner,
     } = spawn_builtin(writer, handle_ring.clone(), config);
-    store.set_waker(engine.waker());
+    store.set_waker(engine.knob_waker());
     engine
         .set_source(AudioView {
             samples: &source.samples,

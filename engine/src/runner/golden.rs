@@ -324,7 +324,7 @@ pub fn run_realtime<M: Model>(
             opts.engine,
             RealClock::new(ring.clone()),
         )?;
-        store.set_waker(handle.waker());
+        store.set_waker(handle.knob_waker());
         handle.set_source(AudioView {
             samples: &source.samples,
             channels: source.channels,

@@ -287,6 +287,11 @@ impl LeadController {
         }
     }
 
+    /// Whether near-playhead repatches are on at all (`repatch` in the settings).
+    pub fn repatches(&self) -> bool {
+        self.config.repatch
+    }
+
     /// Should a fresh generation at `now_s` also be repatched near the playhead? Only with
     /// repatch on and within the activity window of the latest inbound activity.
     pub fn repatch_due(&self, now_s: f64) -> bool {

@@ -16,8 +16,10 @@ use crate::runner::clock::SimCosts;
 use crate::runner::engine_config::EngineConfig;
 use crate::runner::trace::WriteKind;
 
-/// The built-in model, except that denoise calls `panic_from .. panic_to` panic and calls
-/// `err_from .. err_to` return an error.
+/// The built-in model, except that denoise calls `panic_from .. panic_to` panic, calls
+/// `err_from .. err_to` return an error and calls in `interrupted` return
+/// [`ModelError::Interrupted`](crate::model::ModelError::Interrupted) (as if a decoder knob
+/// had arrived during them).
 struct FaultyModel {
     inner: BuiltinModel,
     calls: AtomicU64,
@@ -25,6 +27,7 @@ struct FaultyModel {
     panic_to: u64,
     err_from: u64,
     err_to: u64,
+    interrupted: std::ops::Range<u64>,
     /// `guidance` as each denoise call saw it.
     guidance_seen: std::sync::Mutex<Vec<f64>>,
 }
@@ -72,6 +75,9 @@ impl Model for FaultyModel {
         if (self.panic_from..self.panic_to).contains(&n) {
             panic!("injected fault in denoise call {n}");
         }
+        if self.interrupted.contains(&n) {
+            return Err(crate::model::ModelError::Interrupted);
+        }
         if (self.err_from..self.err_to).contains(&n) {
             return Err(crate::model::ModelError::Run {
                 file: "test",
@@ -113,8 +119,16 @@ fn faulty(panics: std::ops::Range<u64>, errors: std::ops::Range<u64>) -> Arc<Fau
         panic_to: panics.end,
         err_from: errors.start,
         err_to: errors.end,
+        interrupted: 0..0,
         guidance_seen: Default::default(),
     })
+}
+
+/// The built-in model with denoise calls `calls` interrupted.
+fn interrupting(calls: std::ops::Range<u64>) -> Arc<FaultyModel> {
+    let mut model = Arc::into_inner(faulty(0..0, 0..0)).unwrap();
+    model.interrupted = calls;
+    Arc::new(model)
 }
 
 /// A simulated engine over `model` with a 3 s source and nothing scheduled.
@@ -256,4 +270,70 @@ fn a_knob_ramp_advances_with_the_ticks_on_the_frame_clock() {
     assert!(between >= 10, "the ticks did not follow the ramp: {seen:?}");
     assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
     assert_eq!(seen.last(), Some(&9.0), "{seen:?}");
+}
+
+#[test]
+fn an_interrupted_step_runs_again_and_the_latents_come_out_the_same() {
+    let knobs = crate::knobs::KnobSnapshot::defaults();
+    let cond = crate::conditioning::Conditioning {
+        epoch: 0,
+        prompt: None,
+        timbre: None,
+        structure: None,
+    };
+    let run = |model: Arc<FaultyModel>, ticks: usize| {
+        let mut pipeline = crate::pipeline::StreamPipeline::new(model, 8);
+        let mut finished = Vec::new();
+        let mut results = Vec::new();
+        for _ in 0..ticks {
+            results.push(pipeline.tick(&knobs, &cond, &mut finished));
+        }
+        (pipeline.ticks(), finished, results)
+    };
+    let (ticks_plain, plain, _) = run(faulty(0..0, 0..0), 12);
+    let (ticks_cut, cut, results) = run(interrupting(3..5), 14);
+    assert_eq!(
+        results[3..5],
+        [
+            Err(crate::model::ModelError::Interrupted),
+            Err(crate::model::ModelError::Interrupted)
+        ]
+    );
+    assert!(
+        results
+            .iter()
+            .enumerate()
+            .all(|(i, r)| (3..5).contains(&i) || r.is_ok())
+    );
+    assert_eq!(
+        (ticks_plain, ticks_cut),
+        (12, 12),
+        "an interrupted tick does not count"
+    );
+    assert!(!plain.is_empty());
+    assert_eq!(plain.len(), cut.len());
+    for (a, b) in plain.iter().zip(&cut) {
+        assert_eq!(a.serial, b.serial);
+        assert_eq!(a.tick, b.tick);
+        let host = |l| BuiltinModel::new().latents_to_host(l);
+        assert_eq!(host(&a.latents), host(&b.latents), "serial {}", a.serial);
+    }
+}
+
+#[test]
+fn an_interrupt_is_counted_apart_from_faults_and_the_engine_ticks_again_at_once() {
+    let model = interrupting(10..12);
+    let mut sim = active_sim(Arc::clone(&model));
+    sim.run_until(3.0);
+    let stats = sim.stats();
+    assert_eq!(stats.denoise_interrupts, 2);
+    assert_eq!(stats.model_faults, 0);
+    assert_eq!(stats.panics, 0);
+    let frontier = sim
+        .record()
+        .trace
+        .writes()
+        .filter(|w| w.kind == WriteKind::Frontier)
+        .count();
+    assert!(frontier > 10, "{frontier}");
 }

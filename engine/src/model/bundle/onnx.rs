@@ -31,12 +31,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ort::AsPointer;
 use ort::environment::Environment;
 use ort::memory::Allocator;
-use ort::session::{IoBinding, Session};
+use ort::session::{IoBinding, RunOptions, Session};
 use ort::value::{Tensor, TensorElementType, ValueType};
 
 use super::istft::Istft;
@@ -521,11 +522,21 @@ fn run_bound(
     binding: &IoBinding,
     file: &'static str,
 ) -> Result<(), ModelError> {
+    run_bound_with(session, binding, std::ptr::null(), file)
+}
+
+/// [`run_bound`] with run options (`options` null: the defaults).
+fn run_bound_with(
+    session: &mut Session,
+    binding: &IoBinding,
+    options: *const ort::sys::OrtRunOptions,
+    file: &'static str,
+) -> Result<(), ModelError> {
     let api = ort::api();
-    // SAFETY: both pointers come from live `ort` objects owned by the caller for the call's
-    // duration; `RunWithBinding` needs the session exclusively, which `&mut` guarantees.
-    let status =
-        unsafe { (api.RunWithBinding)(session.ptr_mut(), std::ptr::null(), binding.ptr()) };
+    // SAFETY: the pointers come from live `ort` objects owned by the caller for the call's
+    // duration (or are null, which ORT reads as the default options); `RunWithBinding`
+    // needs the session exclusively, which `&mut` guarantees.
+    let status = unsafe { (api.RunWithBinding)(session.ptr_mut(), options, binding.ptr()) };
     // SAFETY: `status` was just returned by an ORT API call; this takes ownership of it.
     unsafe { ort::Error::result_from_status(status) }.map_err(|e| ModelError::Run {
         file,
@@ -601,9 +612,46 @@ pub struct OnnxModel {
     cond_width: usize,
     has_context: bool,
     dit: Mutex<DitState>,
+    /// [`Model::interrupt_denoise`]'s request: the DiT runs with these options, whose
+    /// terminate flag ONNX Runtime checks between kernels.
+    dit_interrupt: DitInterrupt,
     decoder: Mutex<DecoderState>,
     encoder: Option<Mutex<Session>>,
     text: Option<TextModel>,
+}
+
+/// The DiT's run options and whether an interrupt is asked for (ORT's flag cannot be read).
+struct DitInterrupt {
+    options: RunOptions,
+    asked: AtomicBool,
+}
+
+impl DitInterrupt {
+    fn new() -> Result<Self, OnnxLoadError> {
+        let options = RunOptions::new().map_err(|e| OnnxLoadError::Session {
+            file: "dit".into(),
+            reason: format!("run options: {e}"),
+        })?;
+        Ok(Self {
+            options,
+            asked: AtomicBool::new(false),
+        })
+    }
+
+    fn ask(&self) {
+        self.asked.store(true, Ordering::Release);
+        // Only fails on an invalid pointer, which a live `RunOptions` is not.
+        let _ = self.options.terminate();
+    }
+
+    fn clear(&self) {
+        let _ = self.options.unterminate();
+        self.asked.store(false, Ordering::Release);
+    }
+
+    fn asked(&self) -> bool {
+        self.asked.load(Ordering::Acquire)
+    }
 }
 
 impl OnnxModel {
@@ -779,6 +827,7 @@ impl OnnxModel {
                 runs: Vec::new(),
                 noise: Vec::new(),
             }),
+            dit_interrupt: DitInterrupt::new()?,
             decoder: Mutex::new(DecoderState {
                 session: decoder,
                 runs: Vec::new(),
@@ -993,7 +1042,22 @@ impl OnnxModel {
             }
         }
 
-        run_bound(session, &run.binding, "dit")?;
+        if self.dit_interrupt.asked() {
+            return Err(ModelError::Interrupted);
+        }
+        run_bound_with(
+            session,
+            &run.binding,
+            self.dit_interrupt.options.ptr(),
+            "dit",
+        )
+        .map_err(|e| {
+            if self.dit_interrupt.asked() {
+                ModelError::Interrupted
+            } else {
+                e
+            }
+        })?;
 
         let (_, velocity) = run.velocity.extract_tensor_mut();
         for (r, row) in velocity.chunks_exact(tp * c).enumerate() {
@@ -1330,6 +1394,14 @@ impl Model for OnnxModel {
         shared: &StepShared<'_, Self>,
     ) -> Result<(), ModelError> {
         self.step_batch(batch, shared)
+    }
+
+    fn interrupt_denoise(&self) {
+        self.dit_interrupt.ask();
+    }
+
+    fn clear_denoise_interrupt(&self) {
+        self.dit_interrupt.clear();
     }
 
     fn decode_context_frames(&self) -> usize {
