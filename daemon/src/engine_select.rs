@@ -20,6 +20,7 @@
 
 use std::sync::Arc;
 
+use latentd_engine::knobs::KnobId;
 use latentd_engine::model::Geometry;
 use latentd_engine::model::bundle::onnx::{OnnxModel, OnnxOptions};
 
@@ -69,6 +70,16 @@ impl ChosenModel {
         match self {
             Self::Builtin(_) => Vec::new(),
             Self::Bundle(m) => m.inert_knobs().into_iter().map(String::from).collect(),
+        }
+    }
+
+    /// The knobs the model asks to start at, before the config and the saved session: a
+    /// bundle's `[sampler]` defaults (docs/bundles.md); none for the built-in model, which
+    /// starts at the knob table's defaults.
+    pub fn start_knobs(&self) -> Vec<(KnobId, f64)> {
+        match self {
+            Self::Builtin(_) => Vec::new(),
+            Self::Bundle(m) => m.manifest().sampler.start_knobs().to_vec(),
         }
     }
 }

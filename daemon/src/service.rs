@@ -246,7 +246,7 @@ fn run_session(
     let inert_knobs = model.inert_knobs();
     let (knobs, knob_reader) = KnobStore::new();
     let knobs = Arc::new(knobs);
-    apply_start_knobs(&knobs, settings, &restored);
+    apply_start_knobs(&knobs, &model.start_knobs(), settings, &restored);
 
     // The ring runs at the model's rate (the engine writes its windows straight into it),
     // also with `--engine off`, so a source set later is at the engine's rate; the output
@@ -817,8 +817,17 @@ fn stop_audio(fade: &FadeOut) {
     }
 }
 
-/// Knobs at start: the config's (and `--knob`s), then the saved session's.
-fn apply_start_knobs(knobs: &KnobStore, settings: &Settings, restored: &PersistentState) {
+/// Knobs at start, each layer over the one before: the model's defaults (a bundle's
+/// `[sampler]`), the config's (and `--knob`s), then the saved session's.
+fn apply_start_knobs(
+    knobs: &KnobStore,
+    model_defaults: &[(KnobId, f64)],
+    settings: &Settings,
+    restored: &PersistentState,
+) {
+    if let Err(e) = knobs.set_many(model_defaults) {
+        log::warn!("model's default knobs not applied: {e}");
+    }
     if let Err(e) = knobs.set_many(&settings.knobs) {
         log::warn!("config knobs not applied: {e}");
     }

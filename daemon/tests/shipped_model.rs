@@ -29,11 +29,15 @@ fn shipped() -> PathBuf {
     repo_root().join("models/gm-tiny")
 }
 
+/// The shipped bundle's `bundle.toml`, parsed.
+fn manifest() -> toml::Value {
+    let manifest = std::fs::read_to_string(shipped().join("bundle.toml")).unwrap();
+    toml::from_str(&manifest).unwrap()
+}
+
 /// The bundle's `[text] default_prompt`, read from its manifest.
 fn default_prompt() -> String {
-    let manifest = std::fs::read_to_string(shipped().join("bundle.toml")).unwrap();
-    let value: toml::Value = toml::from_str(&manifest).unwrap();
-    value["text"]["default_prompt"]
+    manifest()["text"]["default_prompt"]
         .as_str()
         .expect("the shipped bundle names its default prompt")
         .to_owned()
@@ -109,6 +113,21 @@ fn the_shipped_model_plays_music_on_its_default_prompt() {
             node.get("TAGS") == Some(&serde_json::json!(["inert"])),
             tagged,
             "OSCQuery /knob/{knob}: {node}"
+        );
+    }
+    // The knobs start at the bundle's `[sampler]` defaults (shift 3.0 is not the knob
+    // table's 3.5), not at the table's.
+    let sampler = &manifest()["sampler"];
+    for (knob, key) in [("steps", "default_steps"), ("shift", "default_shift")] {
+        let want = sampler[key]
+            .as_float()
+            .or(sampler[key].as_integer().map(|i| i as f64));
+        let (_, body) = common::http::exchange(oscquery, "GET", &format!("/knob/{knob}?VALUE"));
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            value["VALUE"][0].as_f64(),
+            want,
+            "OSCQuery /knob/{knob}?VALUE: {value} (bundle.toml [sampler] {key})"
         );
     }
     std::thread::sleep(PLAY);

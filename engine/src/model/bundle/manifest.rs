@@ -243,6 +243,21 @@ pub struct SamplerSpec {
     pub default_shift: f32,
     /// Guidance mode.
     pub guidance: Guidance,
+    /// Scale the `guidance` knob starts at: `default_guidance` when given, else the knob's
+    /// own default; always that default with guidance `"none"`.
+    pub default_guidance: f32,
+}
+
+impl SamplerSpec {
+    /// The knobs a daemon running this bundle starts at, before its config and saved
+    /// session override them: `steps`, `shift` and `guidance`.
+    pub fn start_knobs(&self) -> [(KnobId, f64); 3] {
+        [
+            (KnobId::steps, f64::from(self.default_steps)),
+            (KnobId::shift, f64::from(self.default_shift)),
+            (KnobId::guidance, f64::from(self.default_guidance)),
+        ]
+    }
 }
 
 /// `[dit]`.
@@ -518,6 +533,8 @@ struct RawSampler {
     default_steps: u32,
     default_shift: f64,
     guidance: String,
+    #[serde(default)]
+    default_guidance: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -1104,12 +1121,41 @@ fn sampler(raw: &RawSampler, has_text: bool) -> Result<SamplerSpec, BundleError>
             "\"none\" (a bundle without [text] has no condition to guide)",
         ));
     }
+    let default_guidance = sampler_guidance(raw.default_guidance, guidance)?;
     Ok(SamplerSpec {
         convention,
         default_steps,
         default_shift: raw.default_shift as f32,
         guidance,
+        default_guidance,
     })
+}
+
+/// `[sampler] default_guidance`: inside the guidance knob's range, and only its default
+/// where the bundle runs without guidance (the knob is inert there).
+fn sampler_guidance(given: Option<f64>, guidance: Guidance) -> Result<f32, BundleError> {
+    let knob = KnobId::guidance.spec();
+    let Some(value) = given else {
+        return Ok(knob.default as f32);
+    };
+    if guidance == Guidance::None && value != knob.default {
+        return Err(invalid(
+            "[sampler] default_guidance",
+            value,
+            format!(
+                "{} only (guidance = \"none\" leaves the knob inert)",
+                knob.default
+            ),
+        ));
+    }
+    if !(value.is_finite() && (knob.min..=knob.max).contains(&value)) {
+        return Err(invalid(
+            "[sampler] default_guidance",
+            value,
+            format!("{} to {} (the guidance knob's range)", knob.min, knob.max),
+        ));
+    }
+    Ok(value as f32)
 }
 
 /// The tags of a vocabulary file: one a line, in order; a final newline is optional.

@@ -92,6 +92,7 @@ fn the_reference_manifest_is_accepted_with_typed_values_and_absolute_paths() {
             default_steps: 8,
             default_shift: 3.0,
             guidance: Guidance::None,
+            default_guidance: 1.0,
         }
     );
     assert_eq!(
@@ -290,6 +291,46 @@ fn sampler_defaults_outside_the_knob_ranges_are_refused() {
         "{e}"
     );
     assert!(refusal("default_shift = 3.0", "default_shift = 0.5").contains("shift knob"));
+    let cfg = r#"guidance = "cfg"
+default_guidance = "#;
+    let e = refusal(r#"guidance = "none""#, &format!("{cfg}16.0"));
+    assert_eq!(
+        e,
+        "bundle.toml: [sampler] default_guidance: 16 (accepted: 1 to 15 (the guidance knob's range))"
+    );
+    assert!(refusal(r#"guidance = "none""#, &format!("{cfg}nan")).contains("NaN"));
+    let e = refusal(
+        r#"guidance = "none""#,
+        "guidance = \"none\"\ndefault_guidance = 3.0",
+    );
+    assert!(e.contains("1 only (guidance = \"none\""), "{e}");
+}
+
+#[test]
+fn the_sampler_defaults_are_the_knobs_a_bundle_starts_at() {
+    let manifest = edited(
+        r#"guidance = "none""#,
+        "guidance = \"cfg\"\ndefault_guidance = 4.5",
+    )
+    .replacen("default_steps = 8", "default_steps = 5", 1)
+    .replacen("default_shift = 3.0", "default_shift = 2.0", 1);
+    let dir = bundle(&manifest);
+    let sampler = load(dir.path()).unwrap().sampler;
+    assert_eq!(
+        sampler.start_knobs(),
+        [
+            (KnobId::steps, 5.0),
+            (KnobId::shift, 2.0),
+            (KnobId::guidance, 4.5)
+        ]
+    );
+    // Without the key, the guidance knob starts at its own default.
+    let dir = bundle(REFERENCE_MANIFEST);
+    let start = load(dir.path()).unwrap().sampler.start_knobs();
+    assert_eq!(
+        start[2],
+        (KnobId::guidance, KnobId::guidance.spec().default)
+    );
 }
 
 #[test]
