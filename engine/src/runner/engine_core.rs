@@ -51,19 +51,35 @@
 //! [`EngineStats::model_faults`], the one count of model faults: it lives here, not in the
 //! pipeline or the model, so it survives the pipeline being rebuilt.
 //!
+//! # Parts
+//!
+//! The core joins parts with one concern each: [`walk_latents`] (the walk windows, their
+//! latents and the decode scratch), [`attribution`] (which actions a latent reflects),
+//! [`stats_outlet`] (the published stats and the dump record), [`tick_schedule`] (when to
+//! tick), beside the lead controller ([`super::lead`]) and the knob-to-ear follower
+//! ([`super::knob_to_ear`]).
+//!
 //! # Threading
 //!
 //! Owned by one thread (the engine thread, or a simulation). It never blocks: control
 //! messages are drained with `try_recv`, knobs and conditioning are read through triple
 //! buffers, the ring write is lock-free, and nothing is logged.
 
-use std::collections::VecDeque;
+mod attribution;
+mod stats_outlet;
+mod tick_schedule;
+mod walk_latents;
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
+use self::attribution::{ActionAttributor, Attribution};
+use self::stats_outlet::{Recorder, StatsOutlet};
+use self::tick_schedule::TickSchedule;
+use self::walk_latents::{WalkLatents, WindowDecoder};
 use super::actions::{ActionLog, Control, EngineRecord};
 use super::clock::{EngineClock, Work};
 use super::engine_config::{EngineConfig, EngineError, EngineStats};
@@ -75,60 +91,9 @@ use super::trace::{ActionEvent, ActionKind, Trace, WriteEvent, WriteKind, start_
 use super::walk::{WalkLayout, WalkWindows};
 use crate::conditioning::ConditioningReader;
 use crate::knobs::{KnobId, KnobReader, KnobScope, KnobSnapshot};
-use crate::model::{ChunkPlace, Model, ModelError};
+use crate::model::{Model, ModelError};
 use crate::pipeline::{FinishedLatent, StreamPipeline};
 use crate::ring::{BLOCK_FRAMES, RingHandle, RingLoop, RingWriter};
-
-/// Slots whose start prefix is remembered (more than the deepest pipeline).
-const START_SLOTS: usize = 16;
-/// Recent per-slot actions remembered for attribution.
-const PER_SLOT_IDS: usize = 64;
-/// Recent durations the published percentiles cover.
-const RECENT: usize = 256;
-/// Seconds between stats publishes.
-const PUBLISH_EVERY_S: f64 = 0.1;
-
-/// Which actions a latent reflects (see [`WriteEvent`]).
-#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
-struct Attribution {
-    newest: Option<u64>,
-    full: Option<u64>,
-}
-
-/// A fixed ring of recent durations (ms) for the published percentiles.
-struct Recent {
-    values: [f64; RECENT],
-    len: usize,
-    next: usize,
-}
-
-impl Recent {
-    fn new() -> Self {
-        Self {
-            values: [0.0; RECENT],
-            len: 0,
-            next: 0,
-        }
-    }
-
-    fn push(&mut self, v: f64) {
-        self.values[self.next] = v;
-        self.next = (self.next + 1) % RECENT;
-        self.len = (self.len + 1).min(RECENT);
-    }
-
-    /// (p50, p95) without allocating.
-    fn percentiles(&self) -> (f64, f64) {
-        if self.len == 0 {
-            return (0.0, 0.0);
-        }
-        let mut sorted = self.values;
-        let s = &mut sorted[..self.len];
-        s.sort_unstable_by(f64::total_cmp);
-        let at = |p: usize| s[((p * s.len()).div_ceil(100)).clamp(1, s.len()) - 1];
-        (at(50), at(95))
-    }
-}
 
 fn geo_err(e: TargetingError) -> EngineError {
     EngineError::Geometry(e.to_string())
@@ -148,85 +113,78 @@ fn decoder_knobs(k: &KnobSnapshot) -> ([f32; 8], bool) {
     (k.channel_gains(), k.flags.ch_gains_all_zero)
 }
 
-fn push_sample(samples: &mut Vec<f64>, cap: usize, count: &mut usize, v: f64) {
-    if samples.len() < cap {
-        samples.push(v);
-    } else {
-        samples[*count % cap] = v;
-    }
-    *count += 1;
+/// A loop swap in progress ([`Control::Loop`]).
+struct PendingLoop<L> {
+    /// The newest loop waiting to go to the ring (a later one replaces it).
+    queued: Option<(RingLoop, Arc<L>)>,
+    /// The source of the loop handed to the ring, until the reader adopts it.
+    awaited: Option<Arc<L>>,
+}
+
+/// Test hooks the control side can arm ([`Control::Stall`], [`Control::PanicNextTick`]).
+#[derive(Default)]
+struct FaultHooks {
+    /// Seconds the next tick stalls the clock.
+    stall_next_s: f64,
+    /// The next tick panics (once).
+    panic_next_tick: bool,
+}
+
+/// One write's latent, after the walk window its target falls in picked it.
+struct PickedLatent<L> {
+    kind: WriteKind,
+    chunk: usize,
+    latent: Arc<L>,
+    attr: Attribution,
+}
+
+/// Where a decoded window goes: the plan, the decoded frames to skip (the reader came
+/// too close to them during the decode), and the reader as it was when placed.
+struct Placement {
+    plan: WritePlan,
+    skip: usize,
+    playhead: usize,
+    frame: u64,
+    geometry: LoopGeometry,
 }
 
 /// The engine's tick loop body (see the module doc).
 pub struct EngineCore<M: Model> {
-    /// Whether a decoder-scope knob may interrupt the denoise ([`Self::interrupt_gate`]).
-    interrupt_armed: Arc<AtomicBool>,
     model: Arc<M>,
     config: EngineConfig,
     pipeline: StreamPipeline<M>,
-    /// The source's latents cut into the walk windows: the chunks (one entry, the whole
-    /// source, when the loop is one chunk), then the band window's; `None` entries
-    /// without a source or band window.
-    chunks: Vec<Option<Arc<M::Latents>>>,
-    /// The whole source's latents (what a band window is cut from).
-    source: Option<Arc<M::Latents>>,
-    walk: WalkWindows,
-    /// The window the pipeline generates for; `None` until the next tick picks one.
-    pipeline_chunk: Option<usize>,
-    /// The newest finished latent of each window (what a write into it falls back to).
-    chunk_cache: Vec<Option<(Arc<M::Latents>, Attribution)>>,
-    knobs: KnobReader,
-    cond: ConditioningReader<M::Cond>,
-    writer: RingWriter,
-    ring: RingHandle,
-    /// The newest loop waiting to go to the ring (a later one replaces it).
-    loop_queue: Option<(RingLoop, Arc<M::Latents>)>,
-    /// The source of the loop handed to the ring, until the reader adopts it.
-    loop_awaited: Option<Arc<M::Latents>>,
-    lead: LeadController,
-    log: Arc<ActionLog>,
-    control: Receiver<Control<M::Latents>>,
-    record: EngineRecord,
-    samples_seen: [usize; 3],
-    prefix: u64,
-    per_slot_ids: VecDeque<u64>,
-    /// Recent ids of actions that are not shared knobs (per-slot knobs, prompts, loops...):
-    /// a knob repatch of an older latent cannot reflect them.
-    other_ids: VecDeque<u64>,
-    slot_starts: [u64; START_SLOTS],
-    next_serial: u32,
+    /// Finished latents of the current tick (reused).
     finished: Vec<FinishedLatent<M::Latents>>,
-    /// The newest finished latent, with its chunk.
-    cached: Option<(usize, Arc<M::Latents>, Attribution)>,
-    /// The knobs of the tick that finished the cached latent.
-    cached_knobs: KnobSnapshot,
+    walk: WalkLatents<M::Latents>,
+    decoder: WindowDecoder,
     /// The decoder knobs the newest write was rendered with.
     rendered_decoder: Option<([f32; 8], bool)>,
-    last_tick_s: Option<f64>,
-    last_activity_s: f64,
-    last_fresh_s: Option<f64>,
-    activity_pending: bool,
-    paused: bool,
-    stopped: bool,
-    stall_next_s: f64,
-    /// Test hook: the next tick panics (once).
-    panic_next_tick: bool,
+    knobs: KnobReader,
+    cond: ConditioningReader<M::Cond>,
+    /// The conditioning epoch last seen (a change is activity).
     cond_epoch: u64,
+    writer: RingWriter,
+    ring: RingHandle,
+    /// The band last seen (a change is activity).
     band: Option<(usize, usize)>,
-    scratch: Vec<f32>,
-    window_at: usize,
-    hop: usize,
-    channels: usize,
-    keep_len: usize,
     rate: u32,
-    stats: EngineStats,
-    recent_tick: Recent,
-    recent_decode: Recent,
+    pending_loop: PendingLoop<M::Latents>,
+    lead: LeadController,
+    /// When the last fresh latent arrived (the lead's gap EMA).
+    last_fresh_s: Option<f64>,
+    /// Whether a decoder-scope knob may interrupt the denoise ([`Self::interrupt_gate`]).
+    interrupt_armed: Arc<AtomicBool>,
+    log: Arc<ActionLog>,
+    control: Receiver<Control<M::Latents>>,
+    actions: ActionAttributor,
+    schedule: TickSchedule,
+    faults: FaultHooks,
+    out: StatsOutlet,
+    recorder: Recorder,
+    /// The newest knob action (its knob-to-ear goes to the stats).
     newest_knob: Option<ActionEvent>,
     /// Knob actions followed until their knob-to-ear is final.
     knob_to_ear: KnobToEar,
-    stats_in: triple_buffer::Input<EngineStats>,
-    last_publish: Option<(f64, u64)>,
 }
 
 impl<M: Model> EngineCore<M> {
@@ -279,12 +237,16 @@ impl<M: Model> EngineCore<M> {
                 ),
             });
         }
-        let walk = WalkWindows::new(
+        let windows = WalkWindows::new(
             WalkLayout::new(ring.loop_frames(), hop, latent_frames, chunk_latent),
             2 * (config.keep_latent_frames + 1),
         );
-        let ctx = model.decode_context_frames();
-        let scratch = vec![0.0; (config.keep_latent_frames + 1 + 2 * ctx) * hop * g.audio_channels];
+        let decoder = WindowDecoder::new(
+            config.keep_latent_frames,
+            model.decode_context_frames(),
+            hop,
+            g.audio_channels,
+        );
         let record = EngineRecord {
             trace: Trace::new(config.trace_capacity).map_err(|e| EngineError::Config {
                 field: "trace_capacity",
@@ -299,67 +261,45 @@ impl<M: Model> EngineCore<M> {
         Ok(Self {
             pipeline: StreamPipeline::new(Arc::clone(&model), latent_frames),
             model,
-            interrupt_armed: Arc::new(AtomicBool::new(false)),
-            lead: LeadController::new(config.lead)?,
-            config,
-            chunks: vec![None; walk.count() + 1],
-            source: None,
-            pipeline_chunk: (!walk.walking()).then_some(0),
-            chunk_cache: vec![None; walk.count() + 1],
-            walk,
+            finished: Vec::with_capacity(8),
+            walk: WalkLatents::new(windows),
+            decoder,
+            rendered_decoder: None,
             knobs,
             cond,
+            cond_epoch: 0,
             writer,
             band: ring.band(),
-            loop_queue: None,
-            loop_awaited: None,
             ring,
+            rate: g.sample_rate,
+            pending_loop: PendingLoop {
+                queued: None,
+                awaited: None,
+            },
+            lead: LeadController::new(config.lead)?,
+            last_fresh_s: None,
+            interrupt_armed: Arc::new(AtomicBool::new(false)),
             log,
             control,
-            record,
-            samples_seen: [0; 3],
-            prefix: 0,
-            per_slot_ids: VecDeque::with_capacity(PER_SLOT_IDS),
-            other_ids: VecDeque::with_capacity(PER_SLOT_IDS),
-            slot_starts: [0; START_SLOTS],
-            next_serial: 0,
-            finished: Vec::with_capacity(8),
-            cached: None,
-            cached_knobs: KnobSnapshot::defaults(),
-            rendered_decoder: None,
-            last_tick_s: None,
-            last_activity_s: 0.0,
-            last_fresh_s: None,
-            activity_pending: false,
-            paused: config.start_paused,
-            stopped: false,
-            stall_next_s: 0.0,
-            panic_next_tick: false,
-            cond_epoch: 0,
-            scratch,
-            window_at: 0,
-            hop,
-            channels: g.audio_channels,
-            keep_len,
-            rate: g.sample_rate,
-            stats: EngineStats::default(),
-            recent_tick: Recent::new(),
-            recent_decode: Recent::new(),
+            actions: ActionAttributor::new(),
+            schedule: TickSchedule::new(config.start_paused),
+            faults: FaultHooks::default(),
+            out: StatsOutlet::new(stats_in),
+            recorder: Recorder::new(record, config.sample_capacity),
             newest_knob: None,
             knob_to_ear: KnobToEar::new(g.sample_rate),
-            stats_in,
-            last_publish: None,
+            config,
         })
     }
 
     /// Start the activity clock at `now_s` (the engine generates for `idle_after_s` after).
     pub fn start(&mut self, now_s: f64) {
-        self.last_activity_s = now_s;
+        self.schedule.last_activity_s = now_s;
     }
 
     /// Whether a [`Control::Stop`] arrived.
     pub fn stopped(&self) -> bool {
-        self.stopped
+        self.schedule.stopped
     }
 
     /// Give the ring's writer back (after the loop ended).
@@ -371,7 +311,7 @@ impl<M: Model> EngineCore<M> {
     /// (actions, knob publishes, conditioning commits, band changes). Returns whether any
     /// arrived.
     pub fn poll(&mut self, now_s: f64) -> bool {
-        self.log.advance_prefix(&mut self.prefix);
+        self.actions.advance(&self.log);
         let mut activity = false;
         while let Ok(msg) = self.control.try_recv() {
             if let Control::Lead(config) = msg {
@@ -382,41 +322,33 @@ impl<M: Model> EngineCore<M> {
             activity = true;
             match msg {
                 Control::Action(a) => {
-                    if a.kind == ActionKind::PerSlotKnob {
-                        if self.per_slot_ids.len() == PER_SLOT_IDS {
-                            self.per_slot_ids.pop_front();
-                        }
-                        self.per_slot_ids.push_back(a.id);
-                    }
-                    if a.kind != ActionKind::Knob {
-                        if self.other_ids.len() == PER_SLOT_IDS {
-                            self.other_ids.pop_front();
-                        }
-                        self.other_ids.push_back(a.id);
-                    }
+                    self.actions.note_action(a.kind, a.id);
                     if matches!(a.kind, ActionKind::Knob | ActionKind::PerSlotKnob) {
                         self.newest_knob = Some(a);
-                        self.stats.last_knob_to_ear_ms = None;
+                        self.out.stats.last_knob_to_ear_ms = None;
                         self.knob_to_ear
-                            .arrived(a, &mut self.stats.knob_to_ear_seconds);
+                            .arrived(a, &mut self.out.stats.knob_to_ear_seconds);
                     }
-                    self.record.trace.record(a);
+                    self.recorder.record.trace.record(a);
                 }
                 Control::Ack { id, frame } => {
-                    if self.record.acks.len() < self.record.acks.capacity() {
-                        self.record.acks.push((id, frame));
+                    let acks = &mut self.recorder.record.acks;
+                    if acks.len() < acks.capacity() {
+                        acks.push((id, frame));
                     }
                 }
                 Control::Source(s) => self.set_walk_source(s),
-                Control::Loop(ring_loop, latents) => self.loop_queue = Some((ring_loop, latents)),
-                Control::Lead(_) => {}
-                Control::Pause(p) => self.paused = p,
-                Control::Stall(s) => self.stall_next_s += s,
-                Control::PanicNextTick => self.panic_next_tick = true,
-                Control::Record(reply) => {
-                    let _ = reply.send(self.record.clone());
+                Control::Loop(ring_loop, latents) => {
+                    self.pending_loop.queued = Some((ring_loop, latents));
                 }
-                Control::Stop => self.stopped = true,
+                Control::Lead(_) => {}
+                Control::Pause(p) => self.schedule.paused = p,
+                Control::Stall(s) => self.faults.stall_next_s += s,
+                Control::PanicNextTick => self.faults.panic_next_tick = true,
+                Control::Record(reply) => {
+                    let _ = reply.send(self.recorder.record.clone());
+                }
+                Control::Stop => self.schedule.stopped = true,
             }
         }
         if self.advance_loop_swap() {
@@ -433,7 +365,7 @@ impl<M: Model> EngineCore<M> {
             .read()
             .any_ramping_at(self.ring.playhead_and_clock().1)
         {
-            self.last_activity_s = self.last_activity_s.max(now_s);
+            self.schedule.note_activity(now_s);
             self.lead.note_activity(now_s);
         }
         let epoch = self.cond.read().epoch;
@@ -447,43 +379,30 @@ impl<M: Model> EngineCore<M> {
             activity = true;
         }
         if activity {
-            self.last_activity_s = self.last_activity_s.max(now_s);
+            self.schedule.note_activity(now_s);
             self.lead.note_activity(now_s);
-            self.activity_pending = true;
+            self.schedule.activity_pending = true;
         }
         activity
     }
 
     /// Whether generation is paused by the idle rule at `now_s`.
     pub fn idle(&self, now_s: f64) -> bool {
-        self.config.idle_after_s > 0.0 && now_s - self.last_activity_s > self.config.idle_after_s
+        self.schedule.idle(now_s, &self.config)
     }
 
     /// When the next tick is due (seconds on the clock's timeline); `None` while paused,
     /// idle or stopped (the caller waits for input).
     pub fn next_tick_due(&self, now_s: f64) -> Option<f64> {
-        if self.stopped || self.paused || self.idle(now_s) {
-            return None;
-        }
-        if self.activity_pending {
-            return Some(now_s);
-        }
-        let active = now_s - self.last_activity_s <= self.config.active_window_s;
-        let interval = if active {
-            self.config.active_tick_interval_s
-        } else {
-            self.config.tick_interval_s
-        };
-        Some(self.last_tick_s.map_or(now_s, |t| t + interval))
+        self.schedule.next_due(now_s, &self.config)
     }
 
     /// Run one tick now (see the module doc). A panic inside is caught and counted.
     pub fn tick(&mut self, clock: &mut dyn EngineClock) {
         let now = clock.now_s();
         self.poll(now);
-        self.last_tick_s = Some(now);
-        self.activity_pending = false;
-        self.stats.ticks += 1;
+        self.schedule.ticked(now);
+        self.out.stats.ticks += 1;
         // The tick's DSP runs with subnormals flushed (on the engine thread and in a
         // simulation alike); the flags are restored before anything else runs here.
         let outcome = crate::denormals::flush_denormals(|| {
@@ -493,16 +412,16 @@ impl<M: Model> EngineCore<M> {
             Ok(Ok(())) => {}
             // A decode or ring error (a geometry the checks at construction rule out):
             // counted with the panics, the ring keeps what it holds.
-            Ok(Err(_)) => self.stats.panics += 1,
+            Ok(Err(_)) => self.out.stats.panics += 1,
             Err(_) => {
-                self.stats.panics += 1;
-                self.stats.pipeline_restarts += 1;
+                self.out.stats.panics += 1;
+                self.out.stats.pipeline_restarts += 1;
                 self.restart_pipeline();
             }
         }
         let frame = clock.playhead_and_clock().1;
         self.knob_to_ear
-            .settle(frame, &mut self.stats.knob_to_ear_seconds);
+            .settle(frame, &mut self.out.stats.knob_to_ear_seconds);
         self.publish_stats(clock.now_s(), false);
     }
 
@@ -518,9 +437,9 @@ impl<M: Model> EngineCore<M> {
     fn restart_pipeline(&mut self) {
         let frames = self.pipeline.frames();
         self.pipeline = StreamPipeline::new(Arc::clone(&self.model), frames);
-        let source = self.chunks[self.pipeline_chunk.unwrap_or(0)].clone();
+        let source = self.walk.chunks[self.walk.pipeline_chunk.unwrap_or(0)].clone();
         self.pipeline.set_source(source);
-        self.next_serial = 0;
+        self.actions.pipeline_restarted();
         self.finished.clear();
     }
 
@@ -529,28 +448,28 @@ impl<M: Model> EngineCore<M> {
     /// pipeline, the walk windows, the caches) around the new source. Returns whether the
     /// loop changed.
     fn advance_loop_swap(&mut self) -> bool {
+        let pending = &mut self.pending_loop;
         if !self.writer.poll_swap()
-            && self.loop_awaited.is_none()
-            && let Some((ring_loop, latents)) = self.loop_queue.take()
+            && pending.awaited.is_none()
+            && let Some((ring_loop, latents)) = pending.queued.take()
         {
             // The handle checked the channels and the length: a refusal cannot happen,
             // and would leave the old loop and source in place.
             if self.writer.replace_loop(ring_loop).is_ok() {
-                self.loop_awaited = Some(latents);
+                pending.awaited = Some(latents);
             }
         }
-        if self.loop_awaited.is_none() || self.writer.swap_awaiting_adoption() {
+        if pending.awaited.is_none() || self.writer.swap_awaiting_adoption() {
             return false;
         }
-        let Some(latents) = self.loop_awaited.take() else {
+        let Some(latents) = pending.awaited.take() else {
             return false;
         };
-        let latent_frames = self.writer.loop_frames() / self.hop;
+        let latent_frames = self.writer.loop_frames() / self.decoder.hop;
         self.pipeline = StreamPipeline::new(Arc::clone(&self.model), latent_frames);
-        self.next_serial = 0;
+        self.actions.pipeline_restarted();
         self.finished.clear();
-        self.cached = None;
-        self.chunk_cache.iter_mut().for_each(|c| *c = None);
+        self.walk.forget_finished();
         self.band = self.ring.band();
         self.set_walk_source(Some(latents));
         true
@@ -560,37 +479,39 @@ impl<M: Model> EngineCore<M> {
     /// whole source to the pipeline as before (slots in flight go on); a walking loop lets
     /// the next tick pick the chunk from the playhead.
     fn set_walk_source(&mut self, source: Option<Arc<M::Latents>>) {
+        let hop = self.decoder.hop;
         let total = source
             .as_ref()
-            .map_or(self.writer.loop_frames() / self.hop, |s| {
+            .map_or(self.writer.loop_frames() / hop, |s| {
                 self.model.latent_frames(s)
             });
         let rate = f64::from(self.model.geometry().latent_frame_rate);
         let chunk_latent = (self.config.walk_chunk_s * rate).round() as usize;
-        self.walk = WalkWindows::new(
-            WalkLayout::new(self.writer.loop_frames(), self.hop, total, chunk_latent),
+        self.walk.windows = WalkWindows::new(
+            WalkLayout::new(self.writer.loop_frames(), hop, total, chunk_latent),
             2 * (self.config.keep_latent_frames + 1),
         );
-        let count = self.walk.count();
-        self.chunk_cache.resize(count + 1, None);
-        self.source = source.clone();
-        if !self.walk.walking() {
-            self.chunks = vec![source.clone(), None];
-            self.pipeline_chunk = Some(0);
+        let count = self.walk.windows.count();
+        self.walk.newest_of.resize(count + 1, None);
+        self.walk.source = source.clone();
+        if !self.walk.windows.walking() {
+            self.walk.chunks = vec![source.clone(), None];
+            self.walk.pipeline_chunk = Some(0);
             self.pipeline.set_source(source);
             return;
         }
-        self.chunks = (0..count).map(|k| self.window_source(k)).collect();
-        self.chunks.push(None);
-        self.walk.set_band(None);
+        self.walk.chunks = (0..count).map(|k| self.window_source(k)).collect();
+        self.walk.chunks.push(None);
+        self.walk.windows.set_band(None);
         self.follow_band();
-        self.pipeline_chunk = None;
+        self.walk.pipeline_chunk = None;
     }
 
     /// Window `w`'s part of the source.
     fn window_source(&self, w: usize) -> Option<Arc<M::Latents>> {
-        let (start, len) = self.walk.latent_range(w);
-        self.source
+        let (start, len) = self.walk.windows.latent_range(w);
+        self.walk
+            .source
             .as_ref()
             .map(|s| Arc::new(self.model.slice_latents(s, start, len)))
     }
@@ -599,18 +520,19 @@ impl<M: Model> EngineCore<M> {
     /// changes, the window's source is cut anew and what was generated for the old one is
     /// dropped (a pipeline on it picks its window again).
     fn follow_band(&mut self) {
-        if !self.walk.set_band(self.ring.band()) {
+        if !self.walk.windows.set_band(self.ring.band()) {
             return;
         }
-        let w = self.walk.band_index();
-        self.chunks[w] = self.walk.band_window().and_then(|_| self.window_source(w));
-        self.chunk_cache[w] = None;
-        if self.cached.as_ref().is_some_and(|(c, _, _)| *c == w) {
-            self.cached = None;
-        }
-        if self.pipeline_chunk == Some(w) {
-            self.pipeline_chunk = None;
-            self.stats.walk_switches += 1;
+        let w = self.walk.windows.band_index();
+        self.walk.chunks[w] = self
+            .walk
+            .windows
+            .band_window()
+            .and_then(|_| self.window_source(w));
+        self.walk.forget_window(w);
+        if self.walk.pipeline_chunk == Some(w) {
+            self.walk.pipeline_chunk = None;
+            self.out.stats.walk_switches += 1;
         }
     }
 
@@ -618,35 +540,36 @@ impl<M: Model> EngineCore<M> {
     /// the reader's path, so fresh latents for the next chunk exist before the playhead
     /// crosses into it. Nothing when the loop is one chunk.
     fn follow_playhead(&mut self, clock: &mut dyn EngineClock) -> Result<(), EngineError> {
-        if !self.walk.walking() {
+        if !self.walk.windows.walking() {
             return Ok(());
         }
         self.follow_band();
         let (playhead, _) = clock.playhead_and_clock();
         let prewarm = seconds_to_frames(self.config.walk_prewarm_s, self.rate);
         let ahead = self.geometry()?.advance(playhead, prewarm);
-        let want = self.walk.window_of(ahead);
-        if self.pipeline_chunk == Some(want) {
+        let want = self.walk.windows.window_of(ahead);
+        if self.walk.pipeline_chunk == Some(want) {
             return Ok(());
         }
-        if self.pipeline_chunk.is_some() {
-            self.stats.walk_switches += 1;
+        if self.walk.pipeline_chunk.is_some() {
+            self.out.stats.walk_switches += 1;
         }
-        let (_, frames) = self.walk.latent_range(want);
-        self.pipeline.set_window(self.chunks[want].clone(), frames);
-        self.pipeline_chunk = Some(want);
-        self.stats.walk_chunk = want;
+        let (_, frames) = self.walk.windows.latent_range(want);
+        self.pipeline
+            .set_window(self.walk.chunks[want].clone(), frames);
+        self.walk.pipeline_chunk = Some(want);
+        self.out.stats.walk_chunk = want;
         Ok(())
     }
 
     fn tick_body(&mut self, clock: &mut dyn EngineClock) -> Result<(), EngineError> {
-        if self.stall_next_s > 0.0 {
-            clock.stall(std::mem::take(&mut self.stall_next_s));
+        if self.faults.stall_next_s > 0.0 {
+            clock.stall(std::mem::take(&mut self.faults.stall_next_s));
         }
-        if std::mem::take(&mut self.panic_next_tick) {
+        if std::mem::take(&mut self.faults.panic_next_tick) {
             panic!("test hook: injected engine tick panic");
         }
-        let prefix = self.prefix;
+        let prefix = self.actions.prefix();
         // An interrupt asked for before this point is answered by this tick's knob repatch;
         // one asked for from here on stops this tick's denoise.
         self.model.clear_denoise_interrupt();
@@ -656,10 +579,10 @@ impl<M: Model> EngineCore<M> {
         let cond = Arc::clone(self.cond.read());
         if let Some((chunk, latent, attr)) = self.knob_repatch_due(&knobs, prefix, clock.now_s()) {
             self.write_window(clock, WriteKind::KnobRepatch, chunk, &latent, attr, &knobs)?;
-            self.stats.repatches += 1;
+            self.out.stats.repatches += 1;
         }
         self.follow_playhead(clock)?;
-        let chunk = self.pipeline_chunk.unwrap_or(0);
+        let chunk = self.walk.pipeline_chunk.unwrap_or(0);
         let before = self.pipeline.in_flight();
         self.finished.clear();
         let started = Instant::now();
@@ -667,13 +590,13 @@ impl<M: Model> EngineCore<M> {
             Ok(()) => {}
             Err(ModelError::Interrupted) => {
                 // A decoder knob arrived: tick again at once, its repatch first.
-                self.stats.denoise_interrupts += 1;
-                self.activity_pending = true;
+                self.out.stats.denoise_interrupts += 1;
+                self.schedule.activity_pending = true;
                 return Ok(());
             }
             Err(e) => {
-                self.stats.model_faults += 1;
-                self.stats.last_model_fault = Some(e.to_string());
+                self.out.stats.model_faults += 1;
+                self.out.stats.last_model_fault = Some(e.to_string());
             }
         }
         self.interrupt_armed
@@ -688,64 +611,51 @@ impl<M: Model> EngineCore<M> {
             .and_then(|d| d.tick_s)
             .unwrap_or(wall_s);
         let tick_s = clock.charge(Work::Tick, measured_s);
-        self.recent_tick.push(tick_s * 1e3);
-        self.stats.tick_seconds.observe(tick_s);
-        let cap = self.config.sample_capacity;
-        push_sample(
-            &mut self.record.tick_ms,
-            cap,
-            &mut self.samples_seen[0],
-            tick_s * 1e3,
-        );
+        self.out.tick_took(tick_s);
+        self.recorder.tick_ms(tick_s * 1e3);
         let started_slots =
             (self.pipeline.in_flight() + self.finished.len()).saturating_sub(before);
-        for _ in 0..started_slots {
-            self.slot_starts[self.next_serial as usize % START_SLOTS] = prefix;
-            self.next_serial = self.next_serial.wrapping_add(1);
-        }
-        let fresh = self
-            .finished
-            .last()
-            .map(|f| (Arc::clone(&f.latents), self.attribution(f.serial, prefix)));
+        self.actions.slots_started(started_slots, prefix);
+        let fresh = self.finished.last().map(|f| {
+            (
+                Arc::clone(&f.latents),
+                self.actions.finished(f.serial, prefix),
+            )
+        });
         let now = clock.now_s();
         if let Some((latent, attr)) = fresh {
             if let Some(prev) = self.last_fresh_s {
-                let window_s = self.keep_len as f64 / self.rate as f64;
+                let window_s = self.decoder.keep_len as f64 / self.rate as f64;
                 self.lead.observe_gap(now - prev, window_s, now)?;
             }
             self.last_fresh_s = Some(now);
-            self.cached = Some((chunk, Arc::clone(&latent), attr));
-            if let Some(slot) = self.chunk_cache.get_mut(chunk) {
-                *slot = Some((Arc::clone(&latent), attr));
-            }
-            self.cached_knobs = knobs.clone();
+            self.walk.finished(chunk, &latent, attr, &knobs);
             // Near the playhead first: the frontier is a quarter second ahead and can wait
             // one decode; the repatch is what the listener hears next.
             if self.lead.repatch_due(now) {
                 self.write_window(clock, WriteKind::Repatch, chunk, &latent, attr, &knobs)?;
-                self.stats.repatches += 1;
+                self.out.stats.repatches += 1;
             }
             self.write_window(clock, WriteKind::Frontier, chunk, &latent, attr, &knobs)?;
-            self.stats.frontier_writes += 1;
-        } else if let Some((chunk, latent, attr)) = self.cached.clone() {
+            self.out.stats.frontier_writes += 1;
+        } else if let Some((chunk, latent, attr)) = self.walk.newest.clone() {
             self.write_window(clock, WriteKind::GapFill, chunk, &latent, attr, &knobs)?;
-            self.stats.gap_fills += 1;
+            self.out.stats.gap_fills += 1;
         }
         Ok(())
     }
 
-    /// The cached latent and what a re-render of it with `knobs` reflects, when a knob
+    /// The newest latent and what a re-render of it with `knobs` reflects, when a knob
     /// repatch is due: the repatch is on and within its activity window, and the decoder
-    /// knobs differ from those the newest write used. It reflects the actions after the
-    /// latent only when they are all shared knobs and no knob outside the decoder's scope
-    /// changed since the latent finished (then those actions changed decoder knobs only).
+    /// knobs differ from those the newest write used (see
+    /// [`ActionAttributor::rerendered`]).
     fn knob_repatch_due(
         &self,
         knobs: &KnobSnapshot,
         prefix: u64,
         now_s: f64,
     ) -> Option<(usize, Arc<M::Latents>, Attribution)> {
-        let (chunk, latent, attr) = self.cached.as_ref()?;
+        let (chunk, latent, attr) = self.walk.newest.as_ref()?;
         if !self.lead.repatch_due(now_s)
             || self
                 .rendered_decoder
@@ -753,39 +663,16 @@ impl<M: Model> EngineCore<M> {
         {
             return None;
         }
-        let mut attr = *attr;
-        let base = attr.newest.unwrap_or(0);
-        if same_outside_decoder(knobs, &self.cached_knobs) && prefix > base {
-            let newest = self
-                .other_ids
-                .iter()
-                .find(|&&id| id > base)
-                .map_or(prefix, |&id| (id - 1).min(prefix));
-            if attr.full == attr.newest {
-                attr.full = (newest > 0).then_some(newest);
-            }
-            attr.newest = (newest > 0).then_some(newest);
-        }
+        let decoder_only = same_outside_decoder(knobs, &self.walk.newest_knobs);
+        let attr = self.actions.rerendered(*attr, prefix, decoder_only);
         Some((*chunk, Arc::clone(latent), attr))
     }
 
-    /// The actions a latent started with `start_prefix` (serial `serial`) and finished
-    /// now (prefix `prefix`) reflects: shared changes up to `prefix`, but no per-slot
-    /// change applied after it started.
-    fn attribution(&self, serial: u32, prefix: u64) -> Attribution {
-        let start = self.slot_starts[serial as usize % START_SLOTS].min(prefix);
-        let unseen = self.per_slot_ids.iter().find(|&&id| id > start);
-        let newest = unseen.map_or(prefix, |&id| (id - 1).min(prefix));
-        Attribution {
-            newest: (newest > 0).then_some(newest),
-            full: (start > 0).then_some(start),
-        }
-    }
-
-    /// Decode and write one window of `latent` (a latent of walk chunk `chunk`). In walk
-    /// mode the write stays inside the chunk its target falls in, with that chunk's newest
-    /// latent when it is not `chunk` (a frontier write is then traced as a gap-fill); with
-    /// none for that chunk yet, nothing is written (the ring keeps older audio).
+    /// Decode and write one window of `latent` (a latent of walk chunk `chunk`):
+    /// plan → pick the latent → decode → place → write. In walk mode the write stays
+    /// inside the chunk its target falls in, with that chunk's newest latent when it is not
+    /// `chunk` (a frontier write is then traced as a gap-fill); with none for that chunk
+    /// yet, nothing is written (the ring keeps older audio).
     fn write_window(
         &mut self,
         clock: &mut dyn EngineClock,
@@ -798,41 +685,103 @@ impl<M: Model> EngineCore<M> {
         let near = matches!(kind, WriteKind::Repatch | WriteKind::KnobRepatch);
         let (playhead, frame) = clock.playhead_and_clock();
         let geometry = self.geometry()?;
-        let plan = if near {
-            match self.near_plan(&geometry, playhead)? {
-                Some(plan) => plan,
+        let Some(plan) = self.plan_write(clock, near, &geometry, playhead)? else {
+            return Ok(());
+        };
+        let Some(picked) = self.pick_latent(plan.target(), kind, chunk, latent, attr) else {
+            return Ok(());
+        };
+        let decoded = self.decode_timed(clock, &picked, knobs, plan.target())?;
+        let placement = if near {
+            match self.place_after_decode(clock, &plan, picked.chunk, decoded)? {
+                Some(p) => p,
                 None => return Ok(()),
             }
         } else {
-            let lead_s = self.lead.lead_s(clock.now_s());
-            self.stats.lead_s = lead_s;
-            let cap = self.config.sample_capacity;
-            push_sample(
-                &mut self.record.lead_s,
-                cap,
-                &mut self.samples_seen[2],
-                lead_s,
-            );
-            let lead = seconds_to_frames(lead_s, self.rate);
-            frontier_target(&geometry, playhead, lead, self.keep_len).map_err(geo_err)?
+            Placement {
+                plan,
+                skip: 0,
+                playhead,
+                frame,
+                geometry,
+            }
         };
-        let target_chunk = self.walk.window_of(plan.target());
-        let (latent, attr, kind) = if target_chunk == chunk {
-            (Arc::clone(latent), attr, kind)
-        } else {
-            let Some((older, older_attr)) = self.chunk_cache[target_chunk].clone() else {
-                return Ok(());
-            };
-            let kind = match kind {
-                WriteKind::Frontier => WriteKind::GapFill,
-                k => k,
-            };
-            (older, older_attr, kind)
+        let avail = if near { decoded } else { usize::MAX };
+        self.write_placed(&placement, &picked, avail)
+    }
+
+    /// Where a write of `near` kind from `playhead` aims (the frontier's lead is recorded
+    /// in the stats); `None`: skip it.
+    fn plan_write(
+        &mut self,
+        clock: &mut dyn EngineClock,
+        near: bool,
+        geometry: &LoopGeometry,
+        playhead: usize,
+    ) -> Result<Option<WritePlan>, EngineError> {
+        if near {
+            return self.near_plan(geometry, playhead);
+        }
+        let lead_s = self.lead.lead_s(clock.now_s());
+        self.out.stats.lead_s = lead_s;
+        self.recorder.lead_s(lead_s);
+        let lead = seconds_to_frames(lead_s, self.rate);
+        frontier_target(geometry, playhead, lead, self.decoder.keep_len)
+            .map(Some)
+            .map_err(geo_err)
+    }
+
+    /// The latent a write aimed at `target` decodes: `latent` when the target falls in
+    /// its own window, else that window's newest (`None` without one).
+    fn pick_latent(
+        &self,
+        target: usize,
+        kind: WriteKind,
+        chunk: usize,
+        latent: &Arc<M::Latents>,
+        attr: Attribution,
+    ) -> Option<PickedLatent<M::Latents>> {
+        let target_chunk = self.walk.windows.window_of(target);
+        if target_chunk == chunk {
+            return Some(PickedLatent {
+                kind,
+                chunk,
+                latent: Arc::clone(latent),
+                attr,
+            });
+        }
+        let (older, older_attr) = self.walk.newest_of[target_chunk].clone()?;
+        let kind = match kind {
+            WriteKind::Frontier => WriteKind::GapFill,
+            k => k,
         };
-        let (chunk_start, chunk_end) = self.walk.ring_range(target_chunk);
+        Some(PickedLatent {
+            kind,
+            chunk: target_chunk,
+            latent: older,
+            attr: older_attr,
+        })
+    }
+
+    /// Decode the window of `picked` for ring frame `target`, charging its time; returns
+    /// the frames decoded from `target` on ([`WindowDecoder::decode`]).
+    fn decode_timed(
+        &mut self,
+        clock: &mut dyn EngineClock,
+        picked: &PickedLatent<M::Latents>,
+        knobs: &KnobSnapshot,
+        target: usize,
+    ) -> Result<usize, EngineError> {
+        let (chunk_start, _) = self.walk.windows.ring_range(picked.chunk);
         let started = Instant::now();
-        let decoded =
-            self.decode_into(&latent, target_chunk, knobs, plan.target() - chunk_start)?;
+        let decoded = self.decoder.decode(
+            &*self.model,
+            &self.walk,
+            &picked.latent,
+            picked.chunk,
+            knobs,
+            target - chunk_start,
+        )?;
         let wall_s = started.elapsed().as_secs_f64();
         // A GPU decode waits for its own audio, so its events have resolved by now.
         let measured_s = self
@@ -842,41 +791,63 @@ impl<M: Model> EngineCore<M> {
             .unwrap_or(wall_s);
         let decode_s = clock.charge(Work::Decode, measured_s);
         self.rendered_decoder = Some(decoder_knobs(knobs));
-        self.recent_decode.push(decode_s * 1e3);
-        let cap = self.config.sample_capacity;
-        push_sample(
-            &mut self.record.decode_ms,
-            cap,
-            &mut self.samples_seen[1],
-            decode_s * 1e3,
-        );
-        // A near write is placed from the playhead as it is now, after the decode: the
-        // decoded frames from the new target on are written, those the reader came too
-        // close to meanwhile are skipped (see the module doc).
-        let (plan, skip, playhead, frame, geometry) = if near {
-            let (now_playhead, now_frame) = clock.playhead_and_clock();
-            let now_geometry = self.geometry()?;
-            let Some(now_plan) = self.near_plan(&now_geometry, now_playhead)? else {
-                return Ok(());
-            };
-            if self.walk.window_of(now_plan.target()) != target_chunk {
-                return Ok(());
-            }
-            let loop_frames = now_geometry.loop_frames();
-            let skip = (now_plan.target() + loop_frames - plan.target()) % loop_frames;
-            if skip >= decoded {
-                return Ok(());
-            }
-            (now_plan, skip, now_playhead, now_frame, now_geometry)
-        } else {
-            (plan, 0, playhead, frame, geometry)
+        self.out.decode_took(decode_s);
+        self.recorder.decode_ms(decode_s * 1e3);
+        Ok(decoded)
+    }
+
+    /// A near write is placed from the playhead as it is now, after the decode: the
+    /// decoded frames from the new target on are written, those the reader came too close
+    /// to meanwhile are skipped (see the module doc). `None`: nothing of it can land.
+    fn place_after_decode(
+        &self,
+        clock: &mut dyn EngineClock,
+        planned: &WritePlan,
+        chunk: usize,
+        decoded: usize,
+    ) -> Result<Option<Placement>, EngineError> {
+        let (playhead, frame) = clock.playhead_and_clock();
+        let geometry = self.geometry()?;
+        let Some(plan) = self.near_plan(&geometry, playhead)? else {
+            return Ok(None);
         };
-        let ch = self.channels;
-        let avail = if near { decoded } else { usize::MAX };
+        if self.walk.windows.window_of(plan.target()) != chunk {
+            return Ok(None);
+        }
+        let loop_frames = geometry.loop_frames();
+        let skip = (plan.target() + loop_frames - planned.target()) % loop_frames;
+        if skip >= decoded {
+            return Ok(None);
+        }
+        Ok(Some(Placement {
+            plan,
+            skip,
+            playhead,
+            frame,
+            geometry,
+        }))
+    }
+
+    /// Write the decoded window's segments where `placement` puts them (at most `avail`
+    /// decoded frames), each traced.
+    fn write_placed(
+        &mut self,
+        placement: &Placement,
+        picked: &PickedLatent<M::Latents>,
+        avail: usize,
+    ) -> Result<(), EngineError> {
+        let (_, chunk_end) = self.walk.windows.ring_range(picked.chunk);
+        let Placement {
+            plan,
+            skip,
+            playhead,
+            frame,
+            geometry,
+        } = placement;
         for (i, seg) in plan.segments().iter().enumerate() {
             let offset = skip + seg.window_offset;
             let mut len = seg.len.min(avail.saturating_sub(offset));
-            if self.walk.walking() {
+            if self.walk.windows.walking() {
                 // A walk window's latent covers its own window: the head stops at its end.
                 // A band wrap segment carries on the same decode (what the reader hears
                 // after B, written at A), wherever A lies; it stops at the end of the
@@ -884,38 +855,43 @@ impl<M: Model> EngineCore<M> {
                 let end = if i == 0 {
                     chunk_end
                 } else {
-                    self.walk.ring_range(self.walk.window_of(seg.ring_start)).1
+                    let w = self.walk.windows.window_of(seg.ring_start);
+                    self.walk.windows.ring_range(w).1
                 };
                 len = len.min(end.saturating_sub(seg.ring_start));
             }
             if len == 0 {
                 continue;
             }
-            let from = self.window_at + offset * ch;
-            let audio = &self.scratch[from..from + len * ch];
-            let report = self.writer.write(seg.ring_start, audio)?;
+            let report = self
+                .writer
+                .write(seg.ring_start, self.decoder.audio(offset, len))?;
             let event = WriteEvent {
-                kind: if i == 0 { kind } else { WriteKind::BandWrap },
+                kind: if i == 0 {
+                    picked.kind
+                } else {
+                    WriteKind::BandWrap
+                },
                 ring_start: seg.ring_start,
                 len,
                 late_frames: report.late_frames,
-                issued_frame: frame,
+                issued_frame: *frame,
                 landed_frame: report.landed_at,
                 start_reached_frame: start_reached_frame(
-                    &geometry,
-                    frame,
-                    playhead,
+                    geometry,
+                    *frame,
+                    *playhead,
                     seg.ring_start,
                 ),
-                newest_action_id: attr.newest,
-                full_action_id: attr.full,
+                newest_action_id: picked.attr.newest,
+                full_action_id: picked.attr.full,
             };
             if report.late_frames > 0 {
-                self.stats.late_landings += 1;
-                self.record.late_landings += 1;
+                self.out.stats.late_landings += 1;
+                self.recorder.record.late_landings += 1;
             }
             self.note_heard(&event);
-            self.record.trace.record(event);
+            self.recorder.record.trace.record(event);
         }
         Ok(())
     }
@@ -938,67 +914,14 @@ impl<M: Model> EngineCore<M> {
             self.lead.interval_ema_s() * self.config.repatch_gain + self.config.repatch_margin_s;
         let lead = seconds_to_frames(configured_s, self.rate);
         let min_distance = self.ring.guard_frames() + BLOCK_FRAMES;
-        repatch_target(geometry, playhead, lead, min_distance, self.keep_len).map_err(geo_err)
-    }
-
-    /// Decode the kept window for frames `[at, at + keep)` of walk chunk `chunk` (of the
-    /// loop when it is one chunk) into the scratch buffer; it starts at `self.window_at`
-    /// (samples). Returns the frames from `at` on that the buffer holds clear of the
-    /// decode's right context (at least the kept window). A walk chunk is decoded with its
-    /// neighbours' newest latents (else their source) around it, so adjacent chunks join
-    /// without a seam ([`Model::decode_chunk_window`]).
-    fn decode_into(
-        &mut self,
-        latent: &M::Latents,
-        chunk: usize,
-        knobs: &KnobSnapshot,
-        at: usize,
-    ) -> Result<usize, EngineError> {
-        let hop = self.hop;
-        let ch = self.channels;
-        let lat_frames = self.model.latent_frames(latent).max(1);
-        let first = at / hop;
-        let offset = at % hop;
-        let kept = (offset + self.keep_len).div_ceil(hop);
-        let mut ctx = self.model.decode_context_frames();
-        if kept + 2 * ctx > lat_frames {
-            ctx = lat_frames.saturating_sub(kept) / 2;
-        }
-        let frames = (kept + 2 * ctx).min(lat_frames);
-        let start = (first % lat_frames + lat_frames - ctx % lat_frames) % lat_frames;
-        let want = frames * hop * ch;
-        if self.scratch.len() < want {
-            self.scratch.resize(want, 0.0);
-        }
-        let gains = knobs.channel_gains();
-        let neighbour = |k: usize| {
-            self.chunk_cache[k]
-                .as_ref()
-                .map(|(l, _)| Arc::clone(l))
-                .or_else(|| self.chunks[k].clone())
-        };
-        // A band window loops on itself: its own latent on both sides.
-        let around = match self.walk.neighbours(chunk) {
-            Some((before, after)) => Some((neighbour(before), neighbour(after))),
-            None => self.walk.walking().then_some((None, None)),
-        };
-        let place = around.as_ref().map(|(before, after)| ChunkPlace {
-            before: before.as_deref().unwrap_or(latent),
-            after: after.as_deref().unwrap_or(latent),
-            loop_offset: self.walk.latent_range(chunk).0,
-            loop_frames: self.walk.total_latent(),
-        });
-        self.model.decode_chunk_window(
-            latent,
-            place.as_ref(),
-            &gains,
-            knobs.flags.ch_gains_all_zero,
-            start,
-            frames,
-            &mut self.scratch[..want],
-        )?;
-        self.window_at = (ctx * hop + offset) * ch;
-        Ok((frames - ctx) * hop - offset)
+        repatch_target(
+            geometry,
+            playhead,
+            lead,
+            min_distance,
+            self.decoder.keep_len,
+        )
+        .map_err(geo_err)
     }
 
     /// Update the knob-to-ear figures with a new write: the newest knob action's, and
@@ -1011,28 +934,17 @@ impl<M: Model> EngineCore<M> {
         let l = ActionLatency::compute(&action, None, std::iter::once(write));
         if let Some(f) = l.audible_first {
             let ms = f as f64 * 1e3 / self.rate as f64;
-            let best = self.stats.last_knob_to_ear_ms.map_or(ms, |b| b.min(ms));
-            self.stats.last_knob_to_ear_ms = Some(best);
+            let best = self.out.stats.last_knob_to_ear_ms.map_or(ms, |b| b.min(ms));
+            self.out.stats.last_knob_to_ear_ms = Some(best);
         }
     }
 
     /// Publish the stats (at most every 0.1 s unless `force`).
     pub fn publish_stats(&mut self, now_s: f64, force: bool) {
-        let (t0, ticks0) = self.last_publish.unwrap_or((now_s, self.stats.ticks));
-        if !force && self.last_publish.is_some() && now_s - t0 < PUBLISH_EVERY_S {
-            return;
-        }
-        let dt = now_s - t0;
-        if dt > 0.0 {
-            self.stats.ticks_per_s = (self.stats.ticks - ticks0) as f64 / dt;
-        }
-        (self.stats.tick_ms_p50, self.stats.tick_ms_p95) = self.recent_tick.percentiles();
-        self.stats.decode_ms_p50 = self.recent_decode.percentiles().0;
-        self.stats.idle = self.idle(now_s);
-        self.stats.paused = self.paused;
-        self.stats.trace_dropped = self.record.trace.dropped();
-        self.stats_in.write(self.stats.clone());
-        self.last_publish = Some((now_s, self.stats.ticks));
+        let idle = self.idle(now_s);
+        let dropped = self.recorder.record.trace.dropped();
+        self.out
+            .publish(now_s, force, idle, self.schedule.paused, dropped);
     }
 
     /// Use `config` for the lead from now on (see [`LeadController::set_config`]); the
@@ -1041,7 +953,7 @@ impl<M: Model> EngineCore<M> {
     fn set_lead(&mut self, config: LeadConfig, now_s: f64) {
         if self.lead.set_config(config).is_ok() {
             self.config.lead = config;
-            self.stats.lead_s = self.lead.lead_s(now_s);
+            self.out.stats.lead_s = self.lead.lead_s(now_s);
         }
     }
 
@@ -1052,11 +964,11 @@ impl<M: Model> EngineCore<M> {
 
     /// The stats as of now (not published).
     pub fn stats(&self) -> &EngineStats {
-        &self.stats
+        &self.out.stats
     }
 
     /// The record (trace, replies, samples).
     pub fn record(&self) -> &EngineRecord {
-        &self.record
+        &self.recorder.record
     }
 }
