@@ -18,7 +18,9 @@ export LATENTD_REQUIRE_ORT="${LATENTD_REQUIRE_ORT:-1}"
 export LATENTD_REQUIRE_NETNS="${LATENTD_REQUIRE_NETNS:-1}"
 # Free disk, printed first: a full disk shows up later as a linker Bus error.
 df -h . | tail -1
-cargo test --workspace --no-fail-fast "$@"
+# The fault tests (faults, service) need the test-only hooks: `required-features` skips
+# them in a plain `cargo test`, so they are switched on here.
+cargo test --workspace --no-fail-fast --features latentd/fault-injection "$@"
 # The systemd units: systemd-analyze verify, sysusers/tmpfiles, and their ExecStart= flags
 # and the shipped config through the binary the tests just built (about a second).
 target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')

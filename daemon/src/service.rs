@@ -28,7 +28,8 @@
 //! SIGUSR1 writes the engine's trace as JSON lines beside the state file. Every other signal
 //! that would end the process is ignored with a log line (see [`crate::signals`]).
 //!
-//! Threading: main thread. Test hooks: `LATENTD_TEST_ENGINE_STALL_S=<s>` stalls the engine
+//! Threading: main thread. Test hooks, only in a build with the `fault-injection` feature
+//! (scripts/test.sh; never a release): `LATENTD_TEST_ENGINE_STALL_S=<s>` stalls the engine
 //! thread that long, 1 s after `READY=1` (the watchdog test makes the engine hang with it);
 //! `LATENTD_TEST_ENGINE_PANIC_AFTER_S=<s>` makes one engine tick panic, `<s>` seconds after
 //! `READY=1` (the fault test checks the recovery: log, `/status`, unbroken audio).
@@ -922,7 +923,12 @@ fn load_source(
     Ok(audio)
 }
 
+/// Without the `fault-injection` feature there are no hooks.
+#[cfg(not(feature = "fault-injection"))]
+fn test_fault_hook(_engine: &Arc<DaemonEngine>) {}
+
 /// See the module doc: test-only ways to make the engine thread hang or panic.
+#[cfg(feature = "fault-injection")]
 fn test_fault_hook(engine: &Arc<DaemonEngine>) {
     let seconds = |name: &str| {
         let value = std::env::var(name).ok()?;

@@ -116,7 +116,9 @@ pub enum Control<L> {
     Lead(LeadConfig),
     /// Stall the next tick by this many seconds (a test hook for the `stall` scenario).
     Stall(f64),
-    /// Panic inside the next tick, once (a test hook: the engine's panic recovery).
+    /// Panic inside the next tick, once (a test hook: the engine's panic recovery; only
+    /// with the `fault-injection` feature).
+    #[cfg(feature = "fault-injection")]
     PanicNextTick,
     /// Send a copy of the record back.
     Record(Sender<EngineRecord>),

@@ -121,7 +121,8 @@ struct PendingLoop<L> {
     awaited: Option<Arc<L>>,
 }
 
-/// Test hooks the control side can arm ([`Control::Stall`], [`Control::PanicNextTick`]).
+/// Test hooks the control side can arm ([`Control::Stall`]; `Control::PanicNextTick` with
+/// the `fault-injection` feature).
 #[derive(Default)]
 struct FaultHooks {
     /// Seconds the next tick stalls the clock.
@@ -344,6 +345,7 @@ impl<M: Model> EngineCore<M> {
                 Control::Lead(_) => {}
                 Control::Pause(p) => self.schedule.paused = p,
                 Control::Stall(s) => self.faults.stall_next_s += s,
+                #[cfg(feature = "fault-injection")]
                 Control::PanicNextTick => self.faults.panic_next_tick = true,
                 Control::Record(reply) => {
                     let _ = reply.send(self.recorder.record.clone());

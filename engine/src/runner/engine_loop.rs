@@ -336,7 +336,8 @@ impl<M: Model> EngineHandle<M> {
         Ok(())
     }
 
-    /// Stall the engine's next tick by `seconds` (a test hook: the `stall` scenario).
+    /// Stall the engine's next tick by `seconds` (the golden `stall` scenario; the daemon's
+    /// stall hook with the `fault-injection` feature).
     pub fn inject_stall(&self, seconds: f64) {
         self.send(Control::Stall(seconds.max(0.0)));
     }
@@ -344,6 +345,7 @@ impl<M: Model> EngineHandle<M> {
     /// Make the engine's next tick panic, once (a test hook for the panic recovery: the
     /// tick is caught, counted in [`EngineStats::panics`] and
     /// [`EngineStats::pipeline_restarts`], and the pipeline restarted).
+    #[cfg(feature = "fault-injection")]
     pub fn inject_panic(&self) {
         self.send(Control::PanicNextTick);
     }
@@ -412,6 +414,7 @@ pub trait EngineControl: Send + Sync {
     /// [`EngineHandle::inject_stall`].
     fn inject_stall(&self, seconds: f64);
     /// [`EngineHandle::inject_panic`].
+    #[cfg(feature = "fault-injection")]
     fn inject_panic(&self);
     /// [`EngineHandle::stats`].
     fn stats(&self) -> EngineStats;
@@ -457,6 +460,7 @@ impl<M: Model> EngineControl for EngineHandle<M> {
     fn inject_stall(&self, seconds: f64) {
         EngineHandle::inject_stall(self, seconds)
     }
+    #[cfg(feature = "fault-injection")]
     fn inject_panic(&self) {
         EngineHandle::inject_panic(self)
     }
