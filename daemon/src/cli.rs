@@ -17,11 +17,11 @@ use latentd_engine::conditioning::check_prompt;
 use latentd_engine::knobs::{self, KnobId};
 use latentd_engine::model::bundle::onnx::Provider;
 use latentd_engine::runner::lead::LeadConfig;
+use latentd_osc_schema::ParamSpec;
 use serde::Deserialize;
 
 use crate::audio::select::BackendChoice;
 use crate::config::{AdvertiseKey, ConfigFile, default_config_path, read_config};
-use crate::control::param_specs;
 use crate::discovery::Advertise;
 use crate::health::HealthConfig;
 use crate::logging::LogTarget;
@@ -650,10 +650,7 @@ pub fn check_knob(name: &str, value: f64) -> Result<(KnobId, f64), String> {
     };
     let id = KnobId::from_name(name)
         .ok_or_else(|| format!("unknown knob {name:?}; known: {}", names()))?;
-    let spec = param_specs()
-        .into_iter()
-        .find(|p| p.name == id.spec().name)
-        .ok_or_else(|| format!("knob {name:?} is not in the OSC schema"))?;
+    let spec = ParamSpec::from(id.spec());
     let value = spec.check_value(value)?;
     let value = knobs::canonicalize(id, value).map_err(|e| e.to_string())?;
     Ok((id, value))

@@ -391,7 +391,7 @@ pub fn check_entries(entries: &[ScheduleFileEntry]) -> Result<Vec<Cue>, Settings
     if entries.is_empty() {
         return Ok(Vec::new());
     }
-    let schema = Schema::new(&crate::control::param_specs())
+    let schema = Schema::new(latentd_osc_schema::reference_knobs())
         .map_err(|e| SettingsError(format!("knob table: {e}")))?;
     entries
         .iter()

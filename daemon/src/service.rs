@@ -60,7 +60,7 @@ use crate::audio::{FadeOut, PeriodProcessor, Rates};
 use crate::cli::{EngineChoice, Settings};
 use crate::control::jobs::{JobContext, JobWorker};
 use crate::control::session::Session;
-use crate::control::{ControlHandler, DaemonEngine, Dispatcher, StatusSources, param_specs};
+use crate::control::{ControlHandler, DaemonEngine, Dispatcher, StatusSources};
 use crate::discovery::{Advertiser, Announcement};
 use crate::engine_select::ChosenModel;
 use crate::health::{HealthParts, HealthState, HealthThread, RecordAlarm};
@@ -216,7 +216,7 @@ fn run_session(
     let media = MediaRoot::new(&settings.media_folder)
         .map_err(|e| startup(&format!("media folder: {e}")))?;
     let schema = Arc::new(
-        Schema::new(&param_specs())
+        Schema::new(latentd_osc_schema::reference_knobs())
             .map_err(|e| startup(&format!("knob table: {e}")))?
             .with_media_root(media),
     );

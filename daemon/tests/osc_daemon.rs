@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::osc_client::{IMMEDIATELY, Link, Status, Transport, bundle, int, msg, s, timetag};
 use common::{Daemon, write_float_wav};
-use latentd::control::param_specs;
+use latentd_osc_schema::reference_knobs;
 use latentd_osc_schema::rosc::{OscPacket, OscType, encoder};
 
 /// The loop the daemon plays (seconds; no `--source`, so the engine fills it).
@@ -230,7 +230,7 @@ fn contract_rows(fx: &Fixture, transport: Transport, k: f32) {
 
     // /knobs: a bundle of every knob, the new values in it.
     let all = link.knobs();
-    let names: Vec<&str> = param_specs().iter().map(|k| k.name).collect();
+    let names: Vec<&str> = reference_knobs().iter().map(|k| k.name).collect();
     assert_eq!(
         all.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
         names,
@@ -420,7 +420,7 @@ fn contract_rows(fx: &Fixture, transport: Transport, k: f32) {
 
 /// Put every knob back to its default (one bundle), and check.
 fn restore_defaults(link: &mut Link) {
-    let specs = param_specs();
+    let specs = reference_knobs();
     let content = specs
         .iter()
         .map(|k| {

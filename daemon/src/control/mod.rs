@@ -43,9 +43,7 @@ use latentd_osc_schema::presets::FadeCurve;
 use latentd_osc_schema::record::timestamped_name;
 use latentd_osc_schema::reply::{self, StatusReport};
 use latentd_osc_schema::rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType, encoder};
-use latentd_osc_schema::{
-    Command, Fail, ParamSpec, RecordFile, Schema, Timed, When, ntp_to_unix_seconds,
-};
+use latentd_osc_schema::{Command, Fail, RecordFile, Schema, Timed, When, ntp_to_unix_seconds};
 
 use crate::audio::supervisor::OutputStateHandle;
 use crate::audio::{Meters, OutputStats};
@@ -63,23 +61,6 @@ pub type DaemonEngine = dyn EngineControl;
 /// The OSC timetag as a wall-clock time.
 pub fn timetag_to_system_time(t: OscTime) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs_f64(ntp_to_unix_seconds(t).max(0.0))
-}
-
-/// The engine's knob table as the OSC schema's parameters (the schema may not depend on
-/// the engine; the daemon joins them).
-pub fn param_specs() -> Vec<ParamSpec> {
-    KNOBS
-        .iter()
-        .map(|k| ParamSpec {
-            name: k.name,
-            min: k.min,
-            max: k.max,
-            default: k.default,
-            integer: k.kind == KnobKind::Int,
-            unit: k.unit,
-            doc: k.doc,
-        })
-        .collect()
 }
 
 /// What the `/status` reply needs besides the engine.

@@ -9,7 +9,7 @@ use jiff::civil::{DateTime, date};
 use super::*;
 
 fn schema() -> Schema {
-    Schema::new(&crate::control::param_specs()).unwrap()
+    Schema::new(latentd_osc_schema::reference_knobs()).unwrap()
 }
 
 fn entry(toml_text: &str) -> ScheduleFileEntry {
