@@ -277,3 +277,38 @@ fn controllers_move_knobs_and_subscribers_see_them() {
     let (status, _) = daemon.terminate();
     assert!(status.success(), "{status:?}");
 }
+
+/// Without MIDI input (here on the null output, which has no MIDI port either), a learn
+/// could never complete: it is refused with the reason. Maps can still be set, listed and
+/// saved for a later start with MIDI on.
+#[test]
+fn learn_without_midi_input_is_refused_and_maps_still_keep() {
+    let dir = TempDir::new().unwrap();
+    let mut daemon = common::service_fixture::Daemon::start(
+        &dir,
+        common::service_fixture::Launch {
+            args: ["--engine", "off", "--loop-seconds", "2"]
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            ..Default::default()
+        },
+    );
+    let addr = daemon.osc_addr(Duration::from_secs(20));
+    let mut ctl = Link::connect(addr, Transport::Udp);
+    let (address, reason) = ctl.fails(&msg("/midi/learn", vec![s("denoise")]));
+    assert_eq!(address, "/midi/learn");
+    assert!(reason.contains("MIDI input is off"), "{reason}");
+    ctl.send(&msg(
+        "/midi/map",
+        vec![OscType::Int(16), OscType::Int(0), s("transport/toggle")],
+    ));
+    assert_eq!(
+        maps(&mut ctl),
+        [(16, 0, "transport/toggle".into(), "absolute".into())]
+    );
+    let (status, _) = daemon.terminate();
+    assert!(status.success(), "{status:?}");
+    let state = std::fs::read_to_string(&daemon.state).unwrap();
+    assert!(state.contains("transport/toggle"), "{state}");
+}
