@@ -236,7 +236,7 @@ fn run_session(
         autoconnect: settings.autoconnect,
         sample_rate: settings.sample_rate,
         period_frames: settings.period_frames,
-        midi_in,
+        midi_in: midi_in.clone(),
     };
     let output = open_output(settings.backend, &output_options).map_err(|e| startup(&e))?;
     if settings.midi {
@@ -463,7 +463,7 @@ fn run_session(
         )
         .with_recorder(Arc::clone(&recorder))
         .with_midi(MidiControl::new(
-            settings.midi,
+            midi_in.map(|handle| handle.0),
             start_midi_maps(&schema, settings, &restored),
         )),
     );

@@ -42,6 +42,14 @@ fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-5
 }
 
+/// Send `packet` on `ctl`, then wait until the daemon has applied it: a `/midi/maps` sent
+/// after it on the same socket is answered after it is applied. (A MIDI message sent right
+/// after an OSC command may otherwise overtake it: the two take different paths.)
+fn applied(ctl: &mut Link, packet: &OscPacket) {
+    ctl.send(packet);
+    maps(ctl);
+}
+
 /// `/midi/maps`, as (channel, cc, target, mode).
 fn maps(ctl: &mut Link) -> Vec<(i32, i32, String, String)> {
     ctl.send(&msg("/midi/maps", vec![]));
@@ -100,7 +108,7 @@ fn controllers_move_knobs_and_subscribers_see_them() {
     assert!(close(echo(&mut sub, "ch_g0"), 3.0));
 
     // Learn: the next controller moved is bound; its value is not applied.
-    ctl.send(&msg("/midi/learn", vec![s("denoise")]));
+    applied(&mut ctl, &msg("/midi/learn", vec![s("denoise")]));
     midi.cc(2, 7, 10);
     let learned = vec![OscType::Int(2), OscType::Int(7), s("denoise")];
     assert_eq!(ctl.expect("/midi/learned"), learned);
@@ -113,18 +121,21 @@ fn controllers_move_knobs_and_subscribers_see_them() {
     assert!(close(echo(&mut sub, "denoise"), 1.0));
 
     // Pickup: shift (3.5) does not jump to the fader; it follows once the fader crosses it.
-    ctl.send(&msg(
-        "/midi/map",
-        vec![
-            OscType::Int(1),
-            OscType::Int(21),
-            s("shift"),
-            OscType::Float(1.0),
-            OscType::Float(6.0),
-            s("linear"),
-            s("pickup"),
-        ],
-    ));
+    applied(
+        &mut ctl,
+        &msg(
+            "/midi/map",
+            vec![
+                OscType::Int(1),
+                OscType::Int(21),
+                s("shift"),
+                OscType::Float(1.0),
+                OscType::Float(6.0),
+                s("linear"),
+                s("pickup"),
+            ],
+        ),
+    );
     midi.cc(1, 21, 0);
     midi.cc(1, 21, 20);
     sub.expect_silence(Duration::from_millis(300));
@@ -154,22 +165,25 @@ fn controllers_move_knobs_and_subscribers_see_them() {
             ],
         )
     };
-    ctl.send(&relative(22, "denoise", "relative"));
+    applied(&mut ctl, &relative(22, "denoise", "relative"));
     midi.cc(1, 22, 127);
     let down = echo(&mut sub, "denoise");
     assert!(close(down, 1.0 - 1.0 / 127.0), "{down}");
     midi.cc(1, 22, 3);
     assert!(close(echo(&mut sub, "denoise"), 1.0), "clamped at the top");
     // Relative around 64: 66 is two steps up from sde_amp's 0.5.
-    ctl.send(&relative(23, "sde_amp", "relative_offset"));
+    applied(&mut ctl, &relative(23, "sde_amp", "relative_offset"));
     midi.cc(1, 23, 66);
     assert!(close(echo(&mut sub, "sde_amp"), 0.5 + 2.0 / 127.0));
 
     // An action: a press on CC 24 is seed + 1.
-    ctl.send(&msg(
-        "/midi/map",
-        vec![OscType::Int(1), OscType::Int(24), s("seed/next")],
-    ));
+    applied(
+        &mut ctl,
+        &msg(
+            "/midi/map",
+            vec![OscType::Int(1), OscType::Int(24), s("seed/next")],
+        ),
+    );
     midi.cc(1, 24, 127);
     assert_eq!(echo(&mut sub, "seed"), 1.0);
     midi.cc(1, 24, 0);

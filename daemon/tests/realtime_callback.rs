@@ -255,7 +255,7 @@ fn playhead(daemon: &Daemon) -> f64 {
 fn the_callback_stays_allocation_free_with_midi_flooding_in() {
     let session = JackSession::start(RATE, PERIOD);
     let dir = TempDir::new().unwrap();
-    let (mut daemon, _metrics, line) = daemon_report_with(&session, &dir, &["--midi"]);
+    let (mut daemon, metrics, line) = daemon_report_with(&session, &dir, &["--midi"]);
     assert!(line.contains("audio: the jack callback runs"), "{line}");
     daemon.wait_line(
         "MIDI input on: port latentd:midi_in",
@@ -279,6 +279,19 @@ fn the_callback_stays_allocation_free_with_midi_flooding_in() {
     let flood: Vec<&[u8]> = flood.iter().map(|m| &m[..]).collect();
     midi.send_raw(&flood);
     daemon.wait_line("dropped by the audio callback", Duration::from_secs(5));
+    let (head, body) = common::http::exchange(metrics, "GET", "/metrics");
+    assert!(head.contains(" 200 "), "{head}");
+    let counter = |name: &str| -> f64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name}:\n{body}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    // The queue filled (1024) and the rest of the flood was dropped, counted.
+    assert!(counter("latentd_midi_messages_total ") >= 1024.0, "{body}");
+    assert!(counter("latentd_midi_dropped_total ") > 0.0, "{body}");
     let before = playhead(&daemon);
     std::thread::sleep(Duration::from_millis(300));
     assert_ne!(playhead(&daemon), before, "the callback stopped playing");

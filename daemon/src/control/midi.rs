@@ -23,7 +23,7 @@ use latentd_osc_schema::presets::FadeCurve;
 use latentd_osc_schema::rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType};
 
 use super::{Dispatcher, fail};
-use crate::audio::midi_in::{MidiInReader, RawMidi};
+use crate::audio::midi_in::{MidiInReader, MidiInput, RawMidi};
 use crate::midi::{Effect, MapError, MidiMapEntry, MidiMaps, MidiMessage};
 use crate::osc::ReplyTo;
 use crate::stoppable::StoppableThread;
@@ -36,8 +36,8 @@ const ORIGIN: &str = "midi";
 
 /// The maps, the learn waiting and what MIDI recalled last.
 pub struct MidiControl {
-    /// MIDI input is on: a port feeds the queue.
-    enabled: bool,
+    /// The callback's end of the queue, for its counters; `None`: MIDI input is off.
+    input: Option<Arc<MidiInput>>,
     state: Mutex<MidiState>,
 }
 
@@ -50,8 +50,8 @@ struct MidiState {
 }
 
 impl MidiControl {
-    /// MIDI input on (`enabled`) or off, with `maps` in place.
-    pub fn new(enabled: bool, maps: Vec<MidiMap>) -> MidiControl {
+    /// MIDI input fed through `input` (`None`: off), with `maps` in place.
+    pub fn new(input: Option<Arc<MidiInput>>, maps: Vec<MidiMap>) -> MidiControl {
         let mut table = MidiMaps::default();
         for map in maps {
             if let Err(e) = table.insert(map) {
@@ -63,7 +63,7 @@ impl MidiControl {
             }
         }
         MidiControl {
-            enabled,
+            input,
             state: Mutex::new(MidiState {
                 maps: table,
                 learner: None,
@@ -117,7 +117,7 @@ impl Dispatcher {
     /// Why a `/midi/*` command is refused as things stand (nothing of its packet applies).
     pub(super) fn midi_refusal(&self, command: &Command) -> Option<String> {
         match *command {
-            Command::MidiLearn(_) if !self.midi.enabled => Some(
+            Command::MidiLearn(_) if self.midi.input.is_none() => Some(
                 "MIDI input is off: start latentd with --midi or [midi] enabled = true (JACK \
                  output)"
                     .into(),
@@ -209,6 +209,12 @@ impl Dispatcher {
             }
             other => replies.push(fail(&other.address(), "not a MIDI command")),
         }
+    }
+
+    /// MIDI messages the callback queued and dropped so far; `None` while MIDI input is off.
+    pub fn midi_counters(&self) -> Option<(u64, u64)> {
+        let input = self.midi.input.as_ref()?;
+        Some((input.received(), input.dropped()))
     }
 
     fn save_midi_maps(&self, maps: &[MidiMap]) {
@@ -363,6 +369,6 @@ pub fn spawn_drain(
 
 impl Default for MidiControl {
     fn default() -> Self {
-        MidiControl::new(false, Vec::new())
+        MidiControl::new(None, Vec::new())
     }
 }
