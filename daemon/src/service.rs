@@ -224,12 +224,11 @@ fn run_session(
     );
 
     // MIDI input: its queue outlives every incarnation of the output (see audio::midi_in).
-    let (midi_in, midi_reader) = match settings.midi {
-        true => {
-            let (handle, reader) = MidiInput::queue(MIDI_QUEUE_CAPACITY);
-            (Some(handle), Some(reader))
-        }
-        false => (None, None),
+    let (midi_in, midi_reader) = if settings.midi {
+        let (handle, reader) = MidiInput::queue(MIDI_QUEUE_CAPACITY);
+        (Some(handle), Some(reader))
+    } else {
+        (None, None)
     };
     let output_options = OutputOptions {
         client_name: settings.client_name.clone(),
@@ -239,19 +238,26 @@ fn run_session(
         midi_in: midi_in.clone(),
     };
     let output = open_output(settings.backend, &output_options).map_err(|e| startup(&e))?;
-    if settings.midi {
-        match output.name() {
-            "jack" => log::info!(
+    // Only a JACK output has a MIDI port; elsewhere MIDI input stays off (a learn is
+    // refused rather than left waiting forever).
+    let (midi_in, midi_reader) = match output.name() {
+        "jack" if settings.midi => {
+            log::info!(
                 "MIDI input on: port {}:{}",
                 settings.client_name,
                 crate::audio::midi_in::MIDI_PORT_NAME
-            ),
-            other => log::warn!(
-                "MIDI input is on but the {other} output has no MIDI port (only JACK has \
-                 one in this build): no MIDI will arrive"
-            ),
+            );
+            (midi_in, midi_reader)
         }
-    }
+        other if settings.midi => {
+            log::warn!(
+                "MIDI input asked for, but the {other} output has no MIDI port (only JACK \
+                 has one in this build): MIDI input is off"
+            );
+            (None, None)
+        }
+        _ => (midi_in, midi_reader),
+    };
     let format = output.format();
     log::info!(
         "audio: {} output, {} Hz, period {} frames, {} channels",

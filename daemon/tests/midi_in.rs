@@ -292,16 +292,16 @@ fn controllers_move_knobs_and_subscribers_see_them() {
     assert!(status.success(), "{status:?}");
 }
 
-/// Without MIDI input (here on the null output, which has no MIDI port either), a learn
-/// could never complete: it is refused with the reason. Maps can still be set, listed and
-/// saved for a later start with MIDI on.
+/// Without MIDI input, a learn could never complete: it is refused with the reason. Here
+/// `--midi` asks for it on the null output, which has no MIDI port: the daemon says so and
+/// runs with MIDI input off. Maps can still be set, listed and saved for a later start.
 #[test]
 fn learn_without_midi_input_is_refused_and_maps_still_keep() {
     let dir = TempDir::new().unwrap();
     let mut daemon = common::service_fixture::Daemon::start(
         &dir,
         common::service_fixture::Launch {
-            args: ["--engine", "off", "--loop-seconds", "2"]
+            args: ["--engine", "off", "--loop-seconds", "2", "--midi"]
                 .iter()
                 .map(|a| a.to_string())
                 .collect(),
@@ -309,6 +309,10 @@ fn learn_without_midi_input_is_refused_and_maps_still_keep() {
         },
     );
     let addr = daemon.osc_addr(Duration::from_secs(20));
+    daemon.wait_line(
+        "the null output has no MIDI port (only JACK has one in this build): MIDI input is off",
+        Duration::from_secs(2),
+    );
     let mut ctl = Link::connect(addr, Transport::Udp);
     let (address, reason) = ctl.fails(&msg("/midi/learn", vec![s("denoise")]));
     assert_eq!(address, "/midi/learn");
