@@ -135,6 +135,7 @@ fn playing(session: &JackSession) -> (OutputSupervisor, RingHandle, JackCapture)
         autoconnect: false,
         sample_rate: RATE,
         period_frames: PERIOD,
+        midi_in: None,
     };
     let sup = OutputSupervisor::start(
         BackendChoice::Jack,

@@ -139,6 +139,9 @@ pub struct Cli {
     /// Connect the output to the system playback ports.
     #[arg(long)]
     pub autoconnect: bool,
+    /// MIDI input: open a JACK `midi_in` port (controllers move knobs through maps).
+    #[arg(long)]
+    pub midi: bool,
     /// Sample rate for null and PipeWire outputs [default: 48000].
     #[arg(long, value_name = "HZ")]
     pub rate: Option<u32>,
@@ -259,6 +262,10 @@ pub struct Settings {
     pub schedule: Vec<Cue>,
     /// The config file read, if any (SIGHUP re-reads it).
     pub config_path: Option<PathBuf>,
+    /// MIDI input (`--midi`, `[midi] enabled`): a JACK `midi_in` port.
+    pub midi: bool,
+    /// MIDI maps of the config file (`[[midi.map]]`), checked as `/midi/map` checks them.
+    pub midi_maps: Vec<crate::midi::MidiMapEntry>,
 }
 
 /// The model bundle the `bundle` engine runs, and how ONNX Runtime runs it.
@@ -474,7 +481,38 @@ fn merge(
         state_path: state_path(cli.state.or(file.state.path))?,
         schedule: check_entries(&file.schedule)?,
         config_path,
+        midi: cli.midi || file.midi.enabled.unwrap_or(false),
+        midi_maps: midi_maps(file.midi.map)?,
     })
+}
+
+/// `[[midi.map]]` entries, each checked as `/midi/map` checks it (against the engine's
+/// knobs), with no two on one channel and controller.
+fn midi_maps(
+    entries: Vec<crate::midi::MidiMapEntry>,
+) -> Result<Vec<crate::midi::MidiMapEntry>, SettingsError> {
+    let schema = latentd_osc_schema::Schema::new(latentd_osc_schema::reference_knobs())
+        .map_err(|e| SettingsError(format!("knob table: {e}")))?;
+    let mut seen = std::collections::BTreeSet::new();
+    for entry in &entries {
+        let map = entry
+            .to_map(&schema)
+            .map_err(|e| SettingsError(format!("config [[midi.map]]: {e}")))?;
+        if !seen.insert((map.channel, map.cc)) {
+            return Err(SettingsError(format!(
+                "config [[midi.map]]: channel {} cc {} is mapped twice",
+                map.channel, map.cc
+            )));
+        }
+    }
+    if entries.len() > latentd_osc_schema::midi::MAX_MIDI_MAPS {
+        return Err(SettingsError(format!(
+            "config [[midi.map]]: {} maps; at most {}",
+            entries.len(),
+            latentd_osc_schema::midi::MAX_MIDI_MAPS
+        )));
+    }
+    Ok(entries)
 }
 
 /// The engine choice and the model bundle: `--model DIR` alone picks the bundle engine; the
@@ -772,6 +810,18 @@ impl Settings {
             .join(", ");
         let lead = toml::to_string(&self.lead).unwrap_or_default();
         let health = toml::to_string(&self.health).unwrap_or_default();
+        let midi = format!(
+            "\n[midi]\nenabled = {}\n{}",
+            self.midi,
+            if self.midi_maps.is_empty() {
+                "# [[midi.map]]: none\n".to_string()
+            } else {
+                self.midi_maps
+                    .iter()
+                    .map(|m| format!("[[midi.map]]\n{}", toml::to_string(m).unwrap_or_default()))
+                    .collect()
+            }
+        );
         let schedule: String = if self.schedule.is_empty() {
             "\n# [[schedule]]: none\n".into()
         } else {
@@ -787,7 +837,7 @@ impl Settings {
              [osc]\nbind = \"{}\"\nallowlist = [{allow}]\noscquery_port = {}\nadvertise = \"{}\"\n\n\
              [media]\nfolder = {:?}\n\n[engine]\nbackend = \"{}\"\nprompt = {:?}\nprompt_b = {:?}\n\
              knobs = {{ {knobs} }}\n\n[model]\n{}\n{}\nthreads = {}\nep = [{}]\n\n[lead]\n{lead}\n[health]\n{health}\n[state]\npath = {:?}\n\n\
-             [log]\nlevel = \"{}\"\ntarget = \"{}\"\n{schedule}",
+             [log]\nlevel = \"{}\"\ntarget = \"{}\"\n{midi}{schedule}",
             match &self.config_path {
                 Some(p) => format!(" (from {})", p.display()),
                 None => " (no config file)".into(),

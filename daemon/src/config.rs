@@ -47,6 +47,16 @@
 //! at = "22:30"
 //! days = ["fri", "sat"]    # optional: every day
 //! transport = "stop"       # or: preset = "name" (fade_s, curve), prompt = "..."
+//! [midi]                  # MIDI input, see docs/operations.md
+//! enabled = true           # a JACK midi_in port (--midi)
+//! [[midi.map]]            # repeatable; as /midi/map (docs/osc.md, MIDI)
+//! channel = 1
+//! cc = 74
+//! target = "denoise"       # a knob, or transport/toggle, preset/next, seed/next, ...
+//! min = 0.2                # optional: the knob's range
+//! max = 0.9
+//! curve = "linear"         # optional: linear | smooth | ease_in | ease_out
+//! mode = "pickup"          # optional: absolute | pickup | relative | relative_offset
 //! ```
 //!
 //! The file must be a regular file of at most [`MAX_CONFIG_BYTES`]; a FIFO, a device or a
@@ -156,6 +166,16 @@ pub struct LogSection {
     pub(crate) target: Option<String>,
 }
 
+/// `[midi]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MidiSection {
+    pub(crate) enabled: Option<bool>,
+    /// `[[midi.map]]` entries, in file order.
+    #[serde(default)]
+    pub(crate) map: Vec<crate::midi::MidiMapEntry>,
+}
+
 /// The whole config file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -185,6 +205,8 @@ pub struct ConfigFile {
     /// `[[schedule]]` entries, in file order.
     #[serde(default)]
     pub(crate) schedule: Vec<ScheduleFileEntry>,
+    #[serde(default)]
+    pub(crate) midi: MidiSection,
 }
 
 /// Largest config file read, in bytes.

@@ -12,6 +12,7 @@ pub mod health;
 pub mod load;
 pub mod logging;
 pub mod metrics;
+pub mod midi;
 pub mod nsm;
 pub mod osc;
 pub mod preflight;

@@ -199,6 +199,8 @@ pub fn changed_until_restart(running: &Settings, new: &Settings) -> Vec<&'static
     );
     check(running.state_path != new.state_path, "state.path");
     check(running.health != new.health, "health");
+    check(running.midi != new.midi, "midi.enabled");
+    check(running.midi_maps != new.midi_maps, "midi.map");
     changed
 }
 

@@ -6,7 +6,8 @@
 //! the config) → output (its period sizes the ring's guard; the ring runs at the model's
 //! rate and the callback converts to the output's) → ring → engine thread →
 //! recorder (its writer thread, parked until a recording starts; `--record` starts one
-//! here) → output running → encoder thread, schedule thread ([`crate::schedule`]), OSC,
+//! here) → output running → encoder thread, schedule thread ([`crate::schedule`]), MIDI
+//! thread (with MIDI input on, [`crate::control::midi`]), OSC,
 //! OSCQuery → zeroconf advertising ([`crate::discovery`]; a failure is only a warning) →
 //! health thread (meters, alarms: [`crate::health`]) → memory locked → `READY=1`
 //! (only now: the output plays and the sockets are bound; under NSM the open is answered
@@ -54,11 +55,13 @@ use latentd_engine::runner::engine_loop::{Engine, EngineHandle};
 use latentd_osc_schema::{MediaRoot, Schema};
 use signal_hook::iterator::Signals;
 
+use crate::audio::midi_in::{MIDI_QUEUE_CAPACITY, MidiInput};
 use crate::audio::select::{OUTPUT_CHANNELS, OutputOptions, open_output};
 use crate::audio::supervisor::OutputSupervisor;
 use crate::audio::{FadeOut, PeriodProcessor, Rates};
 use crate::cli::{EngineChoice, Settings};
 use crate::control::jobs::{JobContext, JobWorker};
+use crate::control::midi::{MidiControl, spawn_drain};
 use crate::control::session::Session;
 use crate::control::{ControlHandler, DaemonEngine, Dispatcher, StatusSources};
 use crate::discovery::{Advertiser, Announcement};
@@ -221,13 +224,41 @@ fn run_session(
             .with_media_root(media),
     );
 
+    // MIDI input: its queue outlives every incarnation of the output (see audio::midi_in).
+    let (midi_in, midi_reader) = if settings.midi {
+        let (handle, reader) = MidiInput::queue(MIDI_QUEUE_CAPACITY);
+        (Some(handle), Some(reader))
+    } else {
+        (None, None)
+    };
     let output_options = OutputOptions {
         client_name: settings.client_name.clone(),
         autoconnect: settings.autoconnect,
         sample_rate: settings.sample_rate,
         period_frames: settings.period_frames,
+        midi_in: midi_in.clone(),
     };
     let output = open_output(settings.backend, &output_options).map_err(|e| startup(&e))?;
+    // Only a JACK output has a MIDI port; elsewhere MIDI input stays off (a learn is
+    // refused rather than left waiting forever).
+    let (midi_in, midi_reader) = match output.name() {
+        "jack" if settings.midi => {
+            log::info!(
+                "MIDI input on: port {}:{}",
+                settings.client_name,
+                crate::audio::midi_in::MIDI_PORT_NAME
+            );
+            (midi_in, midi_reader)
+        }
+        other if settings.midi => {
+            log::warn!(
+                "MIDI input asked for, but the {other} output has no MIDI port (only JACK \
+                 has one in this build): MIDI input is off"
+            );
+            (None, None)
+        }
+        _ => (midi_in, midi_reader),
+    };
     let format = output.format();
     log::info!(
         "audio: {} output, {} Hz, period {} frames, {} channels",
@@ -437,8 +468,19 @@ fn run_session(
                 inert_knobs: inert_knobs.clone(),
             },
         )
-        .with_recorder(Arc::clone(&recorder)),
+        .with_recorder(Arc::clone(&recorder))
+        .with_midi(MidiControl::new(
+            midi_in.map(|handle| handle.0),
+            start_midi_maps(&schema, settings, &restored),
+        )),
     );
+    let midi_thread = match midi_reader {
+        Some(reader) => Some(
+            spawn_drain(reader, Arc::clone(&dispatcher))
+                .map_err(|e| startup(&format!("MIDI thread: {e}")))?,
+        ),
+        None => None,
+    };
     let schedule = ScheduleRunner::spawn(
         settings.schedule.clone(),
         LocalClock,
@@ -577,6 +619,9 @@ fn run_session(
     }
     health.stop();
     schedule.stop();
+    if let Some(t) = midi_thread {
+        t.stop();
+    }
     stop_audio(&fade);
     // Goodbyes before the ports close: browsers drop latentd before a client can be refused.
     if let Some(a) = advertiser {
@@ -816,6 +861,29 @@ fn stop_audio(fade: &FadeOut) {
     if !fade.fade_and_wait(FADE_TIMEOUT) {
         log::debug!("fade-out did not complete (the output had stopped calling back)");
     }
+}
+
+/// MIDI maps at start: the saved session's when it has any, else the config's; each
+/// checked as `/midi/map` checks it, a bad one skipped with a warning.
+fn start_midi_maps(
+    schema: &Schema,
+    settings: &Settings,
+    restored: &PersistentState,
+) -> Vec<latentd_osc_schema::midi::MidiMap> {
+    let (entries, from) = match &restored.midi_maps {
+        Some(saved) => (saved, "state"),
+        None => (&settings.midi_maps, "config"),
+    };
+    entries
+        .iter()
+        .filter_map(|entry| match entry.to_map(schema) {
+            Ok(map) => Some(map),
+            Err(e) => {
+                log::warn!("{from}: {e}; skipped");
+                None
+            }
+        })
+        .collect()
 }
 
 /// Knobs at start, each layer over the one before: the model's defaults (a bundle's

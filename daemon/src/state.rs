@@ -1,5 +1,5 @@
 //! State persistence: what the daemon restores at start (knobs, prompts, timbre and
-//! structure references, loop band, source), saved atomically on change (debounced) and at
+//! structure references, loop band, source, MIDI maps), saved atomically on change (debounced) and at
 //! exit.
 //!
 //! Safety of the file: a save writes a temp file in the same directory, fsyncs it, renames
@@ -83,6 +83,12 @@ pub struct PersistentState {
     /// Source audio file being transformed, when one is loaded.
     #[serde(default)]
     pub source: Option<PathBuf>,
+    /// The MIDI maps, once the session changed them (`None`: the config file's apply).
+    /// Each is checked at start as `/midi/map` checks it; a bad one is dropped with a
+    /// warning. Not written while `None`, so a file without maps stays readable by older
+    /// builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub midi_maps: Option<Vec<crate::midi::MidiMapEntry>>,
 }
 
 impl Default for PersistentState {
@@ -97,6 +103,7 @@ impl Default for PersistentState {
             structure: None,
             loop_band: None,
             source: None,
+            midi_maps: None,
         }
     }
 }

@@ -6,6 +6,13 @@
 //! `RLIMIT_RTPRIO`) gives `SCHED_FIFO`; a `--no-realtime` one gives `SCHED_OTHER`, which
 //! latentd reports as a warning and as `latentd_callback_realtime 0`.
 //!
+//!
+//! With MIDI input on (`--midi`), the same callback also copies the `midi_in` port's
+//! messages into its queue; flooded by a MIDI client of this test (far more messages in one
+//! period than the queue holds, notes and clock among them), it stays allocation-free (the
+//! debug binary aborts on an allocation in the callback: `assert_no_alloc`), keeps playing
+//! and reports the messages it had to drop.
+//!
 //! Threading: libjack reads `JACK_DEFAULT_SERVER` process-wide; each test holds a
 //! [`JackSession`] while its server runs.
 
@@ -113,6 +120,15 @@ fn realtime_gauge(addr: SocketAddr) -> f64 {
 /// Starts the tone daemon on `session` with the OSCQuery port on; returns the daemon, its
 /// metrics address and the line in which it reported its callback's scheduling.
 fn daemon_report(session: &JackSession, dir: &TempDir) -> (Daemon, SocketAddr, String) {
+    daemon_report_with(session, dir, &[])
+}
+
+/// [`daemon_report`] with `extra` arguments.
+fn daemon_report_with(
+    session: &JackSession,
+    dir: &TempDir,
+    extra: &[&str],
+) -> (Daemon, SocketAddr, String) {
     let notify = NotifySocket::bind(dir.path());
     let source = dir.path().join("tone.wav");
     TONE.write_loop(&source);
@@ -129,6 +145,7 @@ fn daemon_report(session: &JackSession, dir: &TempDir) -> (Daemon, SocketAddr, S
             env: vec![("JACK_DEFAULT_SERVER", session.server.name().to_owned())],
             args: ["--engine", "off", "--source", &source.display().to_string()]
                 .iter()
+                .chain(extra)
                 .map(|a| a.to_string())
                 .collect(),
             oscquery_port,
@@ -177,7 +194,7 @@ fn the_reported_scheduling_is_what_a_realtime_server_gives_its_clients() {
         );
     }
     let dir = TempDir::new().unwrap();
-    let (daemon, metrics, line) = daemon_report(&session, &dir);
+    let (mut daemon, metrics, line) = daemon_report(&session, &dir);
     assert_eq!(reported(&line), spelled(policy, priority), "{line}");
     let realtime = policy == libc::SCHED_FIFO || policy == libc::SCHED_RR;
     assert_eq!(line.contains("WARN"), !realtime, "{line}");
@@ -190,6 +207,9 @@ fn the_reported_scheduling_is_what_a_realtime_server_gives_its_clients() {
         .filter(|l| l.contains("audio: the jack callback runs"))
         .count();
     assert_eq!(reports, 1, "{:?}", daemon.lines());
+    // A clean stop: a daemon killed under the server can make the server linger at its own
+    // stop, be killed, and leak its JACK server slot.
+    daemon.terminate();
 }
 
 #[test]
@@ -197,11 +217,90 @@ fn a_server_without_realtime_gets_a_warning_and_a_zero_gauge() {
     let session = JackSession::start(RATE, PERIOD);
     assert_eq!(what_the_server_gives_clients().0, libc::SCHED_OTHER);
     let dir = TempDir::new().unwrap();
-    let (_daemon, metrics, line) = daemon_report(&session, &dir);
+    let (mut daemon, metrics, line) = daemon_report(&session, &dir);
     assert!(line.contains("WARN"), "{line}");
     assert!(
         line.contains("audio: the jack callback runs SCHED_OTHER, not realtime"),
         "{line}"
     );
     assert_eq!(realtime_gauge(metrics), 0.0);
+    daemon.terminate();
+}
+
+/// The playhead from `/status` (it moves while the callback plays).
+fn playhead(daemon: &Daemon) -> f64 {
+    let addr = daemon.osc_addr(Duration::from_secs(2));
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let packet = rosc::encoder::encode(&rosc::OscPacket::Message(rosc::OscMessage {
+        addr: "/status".into(),
+        args: vec![],
+    }))
+    .unwrap();
+    socket.send_to(&packet, addr).unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = socket.recv_from(&mut buf).expect("/status.reply");
+    match rosc::decoder::decode_udp(&buf[..n]).unwrap().1 {
+        rosc::OscPacket::Message(m) if m.addr == "/status.reply" => match m.args[3] {
+            rosc::OscType::Float(v) => f64::from(v),
+            ref other => panic!("playhead_s {other:?}"),
+        },
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn the_callback_stays_allocation_free_with_midi_flooding_in() {
+    let session = JackSession::start(RATE, PERIOD);
+    let dir = TempDir::new().unwrap();
+    let (mut daemon, metrics, line) = daemon_report_with(&session, &dir, &["--midi"]);
+    assert!(line.contains("audio: the jack callback runs"), "{line}");
+    daemon.wait_line(
+        "MIDI input on: port latentd:midi_in",
+        Duration::from_secs(2),
+    );
+    let midi = common::midi_ctl::MidiController::connect("latentd:midi_in");
+    // Period after period: Control Changes (unmapped), Program Changes past the presets,
+    // notes and clock the callback skips; then one period with more than the queue holds.
+    for round in 0..50u8 {
+        let value = round % 128;
+        midi.send_raw(&[
+            &[0xB0, 1, value],
+            &[0x90, 60, 100],
+            &[0xF8],
+            &[0xC3, 100],
+            &[0xBF, 127, value],
+        ]);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let flood: Vec<[u8; 3]> = (0..3000).map(|i| [0xB0, 2, (i % 128) as u8]).collect();
+    let flood: Vec<&[u8]> = flood.iter().map(|m| &m[..]).collect();
+    midi.send_raw(&flood);
+    daemon.wait_line("dropped by the audio callback", Duration::from_secs(5));
+    let (head, body) = common::http::exchange(metrics, "GET", "/metrics");
+    assert!(head.contains(" 200 "), "{head}");
+    let counter = |name: &str| -> f64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name}:\n{body}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    // The queue filled (1024) and the rest of the flood was dropped, counted.
+    assert!(counter("latentd_midi_messages_total ") >= 1024.0, "{body}");
+    assert!(counter("latentd_midi_dropped_total ") > 0.0, "{body}");
+    let before = playhead(&daemon);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_ne!(playhead(&daemon), before, "the callback stopped playing");
+    assert!(daemon.exited().is_none(), "{}", daemon.lines().join("\n"));
+    midi.close();
+    let (status, _) = daemon.terminate();
+    assert!(
+        status.success(),
+        "{status:?}\n{}",
+        daemon.lines().join("\n")
+    );
 }

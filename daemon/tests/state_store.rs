@@ -29,6 +29,15 @@ fn sample_state() -> PersistentState {
             end: 10.0,
         }),
         source: Some(PathBuf::from("/srv/media/source.wav")),
+        midi_maps: Some(vec![latentd::midi::MidiMapEntry {
+            channel: 1,
+            cc: 74,
+            target: "denoise".to_owned(),
+            min: Some(0.2),
+            max: Some(0.8),
+            curve: Some("ease_in".to_owned()),
+            mode: Some("pickup".to_owned()),
+        }]),
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use rosc::OscTime;
 
+use crate::midi::{MidiBinding, MidiMap};
 use crate::presets::FadeCurve;
 
 /// One validated command. Values are within range and paths inside the media folder.
@@ -126,6 +127,19 @@ pub enum Command {
     },
     /// Stop the recording.
     RecordStop,
+    /// Bind the next controller moved to this binding.
+    MidiLearn(MidiBinding),
+    /// Add (or replace) a MIDI map.
+    MidiMap(MidiMap),
+    /// Remove the map of controller `cc` on `channel`.
+    MidiUnmap {
+        /// 1 to 16.
+        channel: u8,
+        /// 0 to 127.
+        cc: u8,
+    },
+    /// Reply with every MIDI map.
+    MidiMaps,
 }
 
 /// A new file a recording creates: the client's name and where it lands.
@@ -169,6 +183,10 @@ impl Command {
             Command::PresetMorph { .. } => "/preset/morph",
             Command::RecordStart { .. } => "/record/start",
             Command::RecordStop => "/record/stop",
+            Command::MidiLearn(_) => "/midi/learn",
+            Command::MidiMap(_) => "/midi/map",
+            Command::MidiUnmap { .. } => "/midi/unmap",
+            Command::MidiMaps => "/midi/maps",
         };
         fixed.to_string()
     }

@@ -386,6 +386,29 @@ impl Schema {
                 }
             }
             Route::RecordStop => Command::RecordStop,
+            Route::MidiLearn => Command::MidiLearn(self.midi_binding(
+                string(1, &spec.args[0], &args[0])?,
+                optional_number(2, &spec.args[1], args.get(1))?,
+                optional_number(3, &spec.args[2], args.get(2))?,
+                optional_string(4, &spec.args[3], args.get(3))?,
+                optional_string(5, &spec.args[4], args.get(4))?,
+            )?),
+            Route::MidiMap => Command::MidiMap(self.midi_map(
+                number(1, &spec.args[0], &args[0])?,
+                number(2, &spec.args[1], &args[1])?,
+                string(3, &spec.args[2], &args[2])?,
+                optional_number(4, &spec.args[3], args.get(3))?,
+                optional_number(5, &spec.args[4], args.get(4))?,
+                optional_string(6, &spec.args[5], args.get(5))?,
+                optional_string(7, &spec.args[6], args.get(6))?,
+            )?),
+            Route::MidiUnmap => Command::MidiUnmap {
+                channel: crate::midi::check_channel(number(1, &spec.args[0], &args[0])?)
+                    .map_err(|why| format!("argument 1 (channel): {why}"))?,
+                cc: crate::midi::check_controller(number(2, &spec.args[1], &args[1])?)
+                    .map_err(|why| format!("argument 2 (cc): {why}"))?,
+            },
+            Route::MidiMaps => Command::MidiMaps,
         })
     }
 }
@@ -483,6 +506,22 @@ fn fade(position: usize, spec: &ArgSpec, arg: &OscType) -> Result<f64, String> {
         ));
     }
     Ok(value)
+}
+
+fn optional_number(
+    position: usize,
+    spec: &ArgSpec,
+    arg: Option<&OscType>,
+) -> Result<Option<f64>, String> {
+    arg.map(|a| number(position, spec, a)).transpose()
+}
+
+fn optional_string<'a>(
+    position: usize,
+    spec: &ArgSpec,
+    arg: Option<&'a OscType>,
+) -> Result<Option<&'a str>, String> {
+    arg.map(|a| string(position, spec, a)).transpose()
 }
 
 /// A preset name argument, checked by [`check_preset_name`].

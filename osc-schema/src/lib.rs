@@ -10,6 +10,7 @@
 //! - [`oscquery_http`]: the limits of the daemon's OSCQuery HTTP server.
 //! - [`presets`]: preset names, the longest fade, the fade curves.
 //! - [`record`]: record file names and the timestamped default.
+//! - [`midi`]: MIDI maps (channel, controller, target, range, curve, mode) and their checks.
 //! - [`limits`]: the OSC server's per-client limits (connections, timeouts, subscriptions, rate,
 //!   timed bundles), enforced by the daemon and documented from here.
 //!
@@ -26,6 +27,7 @@ pub mod generate;
 pub mod knobs;
 pub mod limits;
 pub mod media;
+pub mod midi;
 pub mod oscquery_http;
 pub mod pattern;
 pub mod presets;

@@ -57,6 +57,14 @@ pub enum Route {
     RecordStart,
     /// `/record/stop`
     RecordStop,
+    /// `/midi/learn`
+    MidiLearn,
+    /// `/midi/map`
+    MidiMap,
+    /// `/midi/unmap`
+    MidiUnmap,
+    /// `/midi/maps`
+    MidiMaps,
 }
 
 /// How an argument is typed on the wire and which coercions apply.
@@ -141,6 +149,16 @@ const PATH_DOC: &str = "WAV file inside the configured media folder, relative to
                         the limit";
 
 const PRESET_NAME_DOC: &str = "the preset's name (see Presets for what a name may hold)";
+
+const MIDI_TARGET_DOC: &str = "a knob's name (`prompt_blend` included) or an action (see MIDI)";
+const MIDI_MIN_DOC: &str = "the knob's value at controller value 0, within its range (the \
+                            knob's minimum by default; above `max` inverts the fader)";
+const MIDI_MAX_DOC: &str = "the knob's value at controller value 127 (the knob's maximum by \
+                            default)";
+const MIDI_CURVE_DOC: &str = "shape from controller to knob value, a fade curve (see Presets; \
+                              `linear` by default)";
+const MIDI_MODE_DOC: &str = "`absolute` (the default), `pickup`, `relative` or \
+                             `relative_offset` (see MIDI)";
 
 /// The address space, in the order the reference lists it.
 pub const ADDRESSES: &[AddressSpec] = &[
@@ -457,7 +475,7 @@ pub const ADDRESSES: &[AddressSpec] = &[
         timing: Timing::Asynchronous,
         reply: "`/done /notify`; `/fail /notify` when the subscriber list is full",
         doc: "Subscribe to pushes: knob echoes, `/prompt/applied`, `/alarm`, \
-              `/schedule/fired`, and a \
+              `/schedule/fired`, `/midi/learned`, and a \
               `/status.reply` whenever the engine backend, the output's state or the engine \
               restarts change.",
     },
@@ -496,13 +514,120 @@ pub const ADDRESSES: &[AddressSpec] = &[
         reply: "`/version.reply s name, s version`",
         doc: "Report the server's name and version.",
     },
+    AddressSpec {
+        address: "/midi/learn",
+        route: Route::MidiLearn,
+        args: &[
+            arg("target", ArgType::Str, "", MIDI_TARGET_DOC),
+            ArgSpec {
+                name: "min",
+                ty: ArgType::Number,
+                optional: true,
+                unit: "",
+                doc: MIDI_MIN_DOC,
+            },
+            ArgSpec {
+                name: "max",
+                ty: ArgType::Number,
+                optional: true,
+                unit: "",
+                doc: MIDI_MAX_DOC,
+            },
+            ArgSpec {
+                name: "curve",
+                ty: ArgType::Str,
+                optional: true,
+                unit: "",
+                doc: MIDI_CURVE_DOC,
+            },
+            ArgSpec {
+                name: "mode",
+                ty: ArgType::Str,
+                optional: true,
+                unit: "",
+                doc: MIDI_MODE_DOC,
+            },
+        ],
+        timing: Timing::Asynchronous,
+        reply: "`/midi/learned i channel, i cc, s target` to the sender and to the subscribers \
+                once a controller moves (the map is in place from then on, replacing one on \
+                that controller); `/fail /midi/learn <reason>` at once when MIDI input is off, \
+                or later when a newer `/midi/learn` takes its place",
+        doc: "Bind the next controller (CC) moved on any channel to a target: MIDI learn. \
+              The value that completes the learn is not applied. One learn waits at a time.",
+    },
+    AddressSpec {
+        address: "/midi/map",
+        route: Route::MidiMap,
+        args: &[
+            arg("channel", ArgType::Number, "", "MIDI channel, 1 to 16"),
+            arg("cc", ArgType::Number, "", "controller number, 0 to 127"),
+            arg("target", ArgType::Str, "", MIDI_TARGET_DOC),
+            ArgSpec {
+                name: "min",
+                ty: ArgType::Number,
+                optional: true,
+                unit: "",
+                doc: MIDI_MIN_DOC,
+            },
+            ArgSpec {
+                name: "max",
+                ty: ArgType::Number,
+                optional: true,
+                unit: "",
+                doc: MIDI_MAX_DOC,
+            },
+            ArgSpec {
+                name: "curve",
+                ty: ArgType::Str,
+                optional: true,
+                unit: "",
+                doc: MIDI_CURVE_DOC,
+            },
+            ArgSpec {
+                name: "mode",
+                ty: ArgType::Str,
+                optional: true,
+                unit: "",
+                doc: MIDI_MODE_DOC,
+            },
+        ],
+        timing: Timing::Immediate,
+        reply: "none on success; `/fail /midi/map <reason>` for an unknown target, a channel \
+                or controller out of range, a bound outside the knob's range or a full map \
+                table (nothing changes)",
+        doc: "Map a controller to a target (see MIDI), replacing the map on that channel and \
+              controller. Maps are saved with the session.",
+    },
+    AddressSpec {
+        address: "/midi/unmap",
+        route: Route::MidiUnmap,
+        args: &[
+            arg("channel", ArgType::Number, "", "MIDI channel, 1 to 16"),
+            arg("cc", ArgType::Number, "", "controller number, 0 to 127"),
+        ],
+        timing: Timing::Immediate,
+        reply: "none on success; `/fail /midi/unmap <reason>` when nothing is mapped there",
+        doc: "Remove a controller's map.",
+    },
+    AddressSpec {
+        address: "/midi/maps",
+        route: Route::MidiMaps,
+        args: &[],
+        timing: Timing::Immediate,
+        reply: "a bundle of `/midi/map i channel, i cc, s target, f min, f max, s curve, \
+                s mode`, one per map in channel and controller order (the messages that \
+                would make them again); an empty bundle when there are none",
+        doc: "List the MIDI maps.",
+    },
 ];
 
 /// Pushes the server sends to subscribers (after `/notify 1`), for docs and clients.
 pub const PUSHES: &[(&str, &str)] = &[
     (
         "/knob/<name> <value>",
-        "a knob changed (from any client, a preset recall or morph), or moved during a glide \
+        "a knob changed (from any client, a MIDI controller, a preset recall or morph), or \
+         moved during a glide \
          or a preset fade (the passing values, at most every 20 ms, then the final one)",
     ),
     (
@@ -525,6 +650,10 @@ pub const PUSHES: &[(&str, &str)] = &[
         "a `[[schedule]]` cue of the daemon's config ran at its time of day `at` (`HH:MM`, \
          local time); `action` says what it did, e.g. `preset night (fade 30 s, linear)` \
          (docs/operations.md, Schedules)",
+    ),
+    (
+        "/midi/learned i channel, i cc, s target",
+        "a `/midi/learn` bound a controller (from any client)",
     ),
     (
         "/meter f peak_dbfs_1, f rms_dbfs_1, f peak_dbfs_2, f rms_dbfs_2",

@@ -574,3 +574,87 @@ fn preset_rows_decode_and_refuse_bad_names() {
     let f = fails(msg("/knob/denoise", vec![Float(0.5), Float(-2.0)]));
     assert!(f.reason.contains("glide_s"), "{}", f.reason);
 }
+
+#[test]
+fn midi_rows_decode_and_refuse_bad_maps() {
+    use OscType::*;
+    use latentd_osc_schema::midi::{MidiAction, MidiMode, MidiTarget};
+    use latentd_osc_schema::presets::FadeCurve;
+    let s = schema();
+    let Command::MidiMap(map) = one(
+        &s,
+        &msg(
+            "/midi/map",
+            vec![
+                Float(2.0),
+                Int(74),
+                String("shift".into()),
+                Int(1),
+                Double(6.0),
+                String("ease_in".into()),
+                String("pickup".into()),
+            ],
+        ),
+    ) else {
+        panic!("not a map");
+    };
+    assert_eq!((map.channel, map.cc), (2, 74));
+    assert_eq!(map.binding.target.name(), "shift");
+    assert_eq!((map.binding.min, map.binding.max), (1.0, 6.0));
+    assert_eq!(map.binding.curve, FadeCurve::EaseIn);
+    assert_eq!(map.binding.mode, MidiMode::Pickup);
+    let Command::MidiLearn(binding) =
+        one(&s, &msg("/midi/learn", vec![String("preset/next".into())]))
+    else {
+        panic!("not a learn");
+    };
+    assert_eq!(binding.target, MidiTarget::Action(MidiAction::PresetNext));
+    assert_eq!(
+        one(&s, &msg("/midi/unmap", vec![Int(16), Int(127)])),
+        Command::MidiUnmap {
+            channel: 16,
+            cc: 127
+        }
+    );
+    assert_eq!(one(&s, &msg("/midi/maps", vec![])), Command::MidiMaps);
+    for (packet, reason) in [
+        (
+            msg("/midi/map", vec![Int(0), Int(1), String("denoise".into())]),
+            "a MIDI channel is an integer 1 to 16; got 0",
+        ),
+        (
+            msg("/midi/unmap", vec![Int(1), Int(-1)]),
+            "argument 2 (cc): a controller (CC) number is an integer 0 to 127; got -1",
+        ),
+        (
+            msg(
+                "/midi/map",
+                vec![Int(1), Float(1.5), String("denoise".into())],
+            ),
+            "got 1.5",
+        ),
+        (
+            msg("/midi/learn", vec![String("volume".into())]),
+            "unknown target \"volume\"",
+        ),
+        (
+            msg(
+                "/midi/learn",
+                vec![
+                    String("denoise".into()),
+                    Float(0.0),
+                    Float(1.0),
+                    String("cubic".into()),
+                ],
+            ),
+            "unknown curve \"cubic\"",
+        ),
+        (
+            msg("/midi/map", vec![Int(1), Int(1)]),
+            "/midi/map takes (f channel, f cc, s target, [f min], [f max], [s curve], [s mode])",
+        ),
+    ] {
+        let f = fail(&s, &packet);
+        assert!(f.reason.contains(reason), "{}", f.reason);
+    }
+}

@@ -155,6 +155,7 @@ fn realtime<M: Model>(
             autoconnect: false,
             sample_rate: g.sample_rate,
             period_frames: opts.period_frames,
+            midi_in: None,
         },
     )
     .map_err(|e| e.to_string())?;

@@ -20,17 +20,22 @@
 //!   shutdown callback there, which only sets the flag [`RunningOutput::server_lost`] reads.
 //! - [`RunningOutput::connections`] and [`RunningOutput::connect`] run on the supervising
 //!   thread; they talk to the server, never to the callbacks.
+//!
+//! MIDI input (with [`JackOptions::midi_in`]): a `midi_in` port, whose Control and Program
+//! Changes the process callback copies into the shared queue of [`super::midi_in`] each
+//! period, before it plays the ring.
 
 use std::ffi::c_void;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use ::jack::{
-    AsyncClient, AudioOut, Client, ClientOptions, ClientStatus, Control, Frames,
+    AsyncClient, AudioOut, Client, ClientOptions, ClientStatus, Control, Frames, MidiIn,
     NotificationHandler, Port, PortFlags, ProcessHandler, ProcessScope,
 };
 use latentd_engine::RingHandle;
 
+use super::midi_in::{MIDI_PORT_NAME, MidiInHandle};
 use super::{
     AudioError, AudioOutput, OutputFormat, OutputStats, OutputStatsSnapshot, PeerLink,
     ProcessorSlot, RunningOutput,
@@ -48,6 +53,8 @@ pub struct JackOptions {
     pub client_name: String,
     /// Connect `out_1`, `out_2` to the first physical playback ports once started.
     pub autoconnect: bool,
+    /// MIDI input: register [`MIDI_PORT_NAME`] and queue its messages here.
+    pub midi_in: Option<MidiInHandle>,
 }
 
 impl Default for JackOptions {
@@ -55,6 +62,7 @@ impl Default for JackOptions {
         Self {
             client_name: "latentd".to_owned(),
             autoconnect: false,
+            midi_in: None,
         }
     }
 }
@@ -122,6 +130,7 @@ pub struct JackOutput {
     format: Arc<LiveFormat>,
     latency: Box<LatencyTarget>,
     options: JackOptions,
+    midi: Option<(Port<MidiIn>, MidiInHandle)>,
 }
 
 fn open_error(name: &str, e: ::jack::Error) -> AudioError {
@@ -201,12 +210,22 @@ impl JackOutput {
                 reason: format!("setting the latency callback failed (code {rc})"),
             });
         }
+        let midi = match &options.midi_in {
+            Some(queue) => Some((
+                client
+                    .register_port(MIDI_PORT_NAME, MidiIn::default())
+                    .map_err(|e| backend_error(&format!("registering port {MIDI_PORT_NAME}"), e))?,
+                queue.clone(),
+            )),
+            None => None,
+        };
         Ok(Self {
             client,
             ports,
             format,
             latency,
             options: options.clone(),
+            midi,
         })
     }
 
@@ -267,6 +286,7 @@ impl AudioOutput for JackOutput {
             format,
             latency,
             options,
+            midi,
         } = *self;
         let ring = processor.ring_handle();
         let stats = processor.stats();
@@ -285,6 +305,7 @@ impl AudioOutput for JackOutput {
             out_2,
             format: Arc::clone(&format),
             ring,
+            midi,
         };
         let active = client
             .activate_async(notifications, process)
@@ -309,10 +330,17 @@ struct Process {
     out_2: Port<AudioOut>,
     format: Arc<LiveFormat>,
     ring: RingHandle,
+    midi: Option<(Port<MidiIn>, MidiInHandle)>,
 }
 
 impl ProcessHandler for Process {
     fn process(&mut self, _: &Client, scope: &ProcessScope) -> Control {
+        if let Some((port, queue)) = &self.midi {
+            let frame = self.ring.playhead_and_clock().1;
+            queue
+                .0
+                .push_period(frame, port.iter(scope).map(|m| (m.time, m.bytes)));
+        }
         let out_1 = self.out_1.as_mut_slice(scope);
         let out_2 = self.out_2.as_mut_slice(scope);
         self.processor.process_planar(&mut [out_1, out_2]);

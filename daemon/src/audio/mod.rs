@@ -14,11 +14,13 @@
 //! debug builds), no lock, no syscall, no logging; it reports through atomic counters and
 //! the [`Meters`] it keeps on what it played. Each period runs with subnormals flushed to
 //! zero, and the first one after the supervisor asks leaves its thread handle for the
-//! realtime check ([`realtime`]).
+//! realtime check ([`realtime`]). With MIDI input on, the JACK callback also copies its
+//! `midi_in` port's messages into [`midi_in`]'s queue, under the same rules.
 
 pub mod convert;
 pub mod links;
 pub mod meter;
+pub mod midi_in;
 pub mod null;
 pub mod realtime;
 pub mod select;

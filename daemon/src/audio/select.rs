@@ -77,6 +77,8 @@ pub struct OutputOptions {
     pub sample_rate: u32,
     /// Period for outputs that let latentd choose (null, PipeWire).
     pub period_frames: usize,
+    /// MIDI input: the queue a JACK output's `midi_in` port feeds (`None`: no MIDI port).
+    pub midi_in: Option<super::midi_in::MidiInHandle>,
 }
 
 /// Open the output `choice` names; for [`BackendChoice::Auto`], the first that answers.
@@ -136,6 +138,7 @@ fn open_jack(opts: &OutputOptions) -> Result<Box<dyn AudioOutput>, AudioError> {
         &super::jack::JackOptions {
             client_name: opts.client_name.clone(),
             autoconnect: opts.autoconnect,
+            midi_in: opts.midi_in.clone(),
         },
     )?));
     #[cfg(not(feature = "jack"))]
@@ -180,6 +183,7 @@ mod tests {
             autoconnect: false,
             sample_rate: 44_100,
             period_frames: 128,
+            midi_in: None,
         }
     }
 

@@ -248,3 +248,54 @@ fn osc_advertise_takes_auto_true_false_or_a_boolean() {
         }
     }
 }
+
+#[test]
+fn midi_keys_are_read_checked_and_printed_back() {
+    let path = config_file(
+        "midi",
+        "[midi]\nenabled = true\n[[midi.map]]\nchannel = 1\ncc = 74\ntarget = \"denoise\"\n\
+         mode = \"pickup\"\n[[midi.map]]\nchannel = 16\ncc = 0\ntarget = \"preset/next\"\n",
+    );
+    let s = run(&["--config", path.to_str().unwrap()]).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(s.midi);
+    assert_eq!(s.midi_maps.len(), 2);
+    assert_eq!(s.midi_maps[0].mode.as_deref(), Some("pickup"));
+    // check-config's output reads back to the same maps (its [midi] part: an unset prompt
+    // prints as "", which reads back as a refused blank prompt).
+    let toml = s.to_toml();
+    let midi = &toml[toml.find("\n[midi]").unwrap()..];
+    let midi = &midi[..midi.find("[[schedule]]").unwrap_or(midi.len())];
+    let printed = config_file("midi-printed", midi.trim_end_matches("# "));
+    let again = run(&["--config", printed.to_str().unwrap()]);
+    std::fs::remove_file(&printed).unwrap();
+    let again = again.unwrap_or_else(|e| panic!("{e}\n{}", s.to_toml()));
+    assert_eq!(again.midi_maps, s.midi_maps);
+    assert!(!run(&[]).unwrap().midi, "off by default");
+    assert!(run(&["--midi"]).unwrap().midi);
+    for (text, why) in [
+        (
+            "[[midi.map]]\nchannel = 1\ncc = 128\ntarget = \"denoise\"\n",
+            "config [[midi.map]]: MIDI map (channel 1, cc 128, target \"denoise\"): a \
+             controller (CC) number is an integer 0 to 127; got 128",
+        ),
+        (
+            "[[midi.map]]\nchannel = 1\ncc = 1\ntarget = \"volume\"\n",
+            "unknown target \"volume\"",
+        ),
+        (
+            "[[midi.map]]\nchannel = 1\ncc = 1\ntarget = \"denoise\"\n\
+             [[midi.map]]\nchannel = 1\ncc = 1\ntarget = \"shift\"\n",
+            "channel 1 cc 1 is mapped twice",
+        ),
+        (
+            "[[midi.map]]\nchannel = 1\ncc = 1\ntarget = \"denoise\"\nspeed = 2\n",
+            "unknown field `speed`",
+        ),
+    ] {
+        let path = config_file("midi-bad", text);
+        let err = run(&["--config", path.to_str().unwrap()]).unwrap_err();
+        std::fs::remove_file(&path).unwrap();
+        assert!(err.contains(why), "{err}");
+    }
+}

@@ -27,6 +27,7 @@
 //! on the engine or the audio thread; the job queue is bounded and a full queue is a `/fail`.
 
 pub mod jobs;
+pub mod midi;
 pub mod scheduler;
 pub mod session;
 
@@ -120,6 +121,7 @@ pub struct Dispatcher {
     motion: Mutex<Motion>,
     status: StatusSources,
     recorder: Option<Arc<Recorder>>,
+    midi: midi::MidiControl,
 }
 
 impl Dispatcher {
@@ -151,6 +153,7 @@ impl Dispatcher {
             }),
             status,
             recorder: None,
+            midi: midi::MidiControl::default(),
         }
     }
 
@@ -316,6 +319,9 @@ impl Dispatcher {
             }
             Command::PresetMorph { ref a, ref b, .. } => {
                 self.unknown_preset(a).or_else(|| self.unknown_preset(b))
+            }
+            Command::MidiLearn(_) | Command::MidiMap(_) | Command::MidiUnmap { .. } => {
+                self.midi_refusal(command)
             }
             _ => None,
         }
@@ -654,6 +660,10 @@ impl Dispatcher {
             Command::PresetMorph { a, b, x } => self.morph(&a, &b, x, replies),
             Command::RecordStart { file } => replies.push(self.record_start(file)),
             Command::RecordStop => replies.push(self.record_stop()),
+            Command::MidiLearn(_)
+            | Command::MidiMap(_)
+            | Command::MidiUnmap { .. }
+            | Command::MidiMaps => self.midi_command(reply_to, command, replies),
             Command::Status => replies.push(reply::status_reply(&self.status_report())),
             Command::Version => {
                 replies.push(reply::version_reply("latentd", env!("CARGO_PKG_VERSION")))

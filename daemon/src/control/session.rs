@@ -81,6 +81,11 @@ impl Session {
         self.change(|s| s.loop_band = band.map(|(start, end)| LoopBandSeconds { start, end }));
     }
 
+    /// The MIDI maps changed (all of them, in channel and controller order).
+    pub fn midi_maps_changed(&self, maps: Vec<crate::midi::MidiMapEntry>) {
+        self.change(|s| s.midi_maps = Some(maps));
+    }
+
     /// The source changed.
     pub fn source_changed(&self, path: Option<PathBuf>) {
         self.change(|s| s.source = path);

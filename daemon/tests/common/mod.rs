@@ -10,6 +10,7 @@
 pub mod hostile;
 pub mod http;
 pub mod jack_tone;
+pub mod midi_ctl;
 pub mod osc_client;
 pub mod service_fixture;
 pub mod tmpfs;

@@ -149,6 +149,7 @@ A bundle over a limit is refused with a `/fail` naming the limit, and nothing in
         );
     }
     presets_section(w);
+    midi_section(w);
     let _ = writeln!(w, "\n## Pushes to subscribers\n");
     let _ = writeln!(
         w,
@@ -201,6 +202,43 @@ The file format is in docs/operations.md (Presets).\n",
     for (_, name, doc) in FadeCurve::ALL {
         let _ = writeln!(w, "| `{name}` | {doc} |");
     }
+}
+
+/// The `## MIDI` section: targets, modes, limits ([`crate::midi`]).
+fn midi_section(w: &mut String) {
+    use crate::midi::{
+        CHANNELS, CONTROLLERS, MAX_MIDI_MAPS, MidiAction, MidiMode, PRESS_THRESHOLD,
+    };
+    let _ = writeln!(w, "\n## MIDI\n");
+    let _ = writeln!(
+        w,
+        "With MIDI input on (docs/operations.md, MIDI), controller changes (CC) move knobs and fire actions through maps: `/midi/map`, `/midi/learn`, or `[[midi.map]]` in the config file. \
+A map listens to one controller ({}-{}) on one channel ({}-{}); at most {MAX_MIDI_MAPS} maps are kept. \
+A knob moved by MIDI changes as by `/knob/<name>`: the subscribers receive its echo, and the session saves it. \
+An action fires when its controller's value rises to {PRESS_THRESHOLD} or above (a button press; the release is ignored), or, in a relative mode, on each step up. \
+A Program Change `n` (any channel) recalls the preset at position `n` (from 0) of `/preset/list`, at once; one past the end is ignored. \
+The maps are saved with the session (the state file) and restored at start; the config file's maps apply when the session holds none.\n",
+        CONTROLLERS.start(),
+        CONTROLLERS.end(),
+        CHANNELS.start(),
+        CHANNELS.end()
+    );
+    let _ = writeln!(w, "| action target | what it does |\n| --- | --- |");
+    for (_, name, doc) in MidiAction::ALL {
+        let _ = writeln!(w, "| `{name}` | {doc} |");
+    }
+    let _ = writeln!(
+        w,
+        "\n| mode | how the controller moves a knob |\n| --- | --- |"
+    );
+    for (_, name, doc) in MidiMode::ALL {
+        let _ = writeln!(w, "| `{name}` | {doc} |");
+    }
+    let _ = writeln!(
+        w,
+        "\nThe curve shapes the controller's position (0 to 127 as 0 to 1) before it is scaled from `min` to `max`; a relative step moves the position, so a curve applies to encoders too. \
+An integer knob takes the nearest integer."
+    );
 }
 
 /// The `## OSCQuery` section: what the HTTP server serves and every limit it enforces
@@ -337,6 +375,28 @@ fn fail_examples() -> Vec<(&'static str, OscMessage)> {
         ),
         ("/transport/seek", m("/transport/seek", vec![])),
         ("/notify 2", m("/notify", vec![OscType::Int(2)])),
+        (
+            "/midi/map 1 128 denoise",
+            m(
+                "/midi/map",
+                vec![
+                    OscType::Int(1),
+                    OscType::Int(128),
+                    OscType::String("denoise".into()),
+                ],
+            ),
+        ),
+        (
+            "/midi/map 1 74 volume",
+            m(
+                "/midi/map",
+                vec![
+                    OscType::Int(1),
+                    OscType::Int(74),
+                    OscType::String("volume".into()),
+                ],
+            ),
+        ),
         ("/nope", m("/nope", vec![])),
     ]
 }
