@@ -27,6 +27,7 @@
 //! and updates [`HealthState`] under a short mutex that the serve loop and the watchdog
 //! thread also take; the audio callback is never touched.
 
+use latentd_engine::lock::MutexExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -314,7 +315,7 @@ impl HealthState {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(AlarmKind, String)>> {
-        self.raised.lock().unwrap_or_else(|p| p.into_inner())
+        self.raised.lock_unpoisoned()
     }
 
     fn apply(&self, event: &AlarmEvent) {

@@ -15,6 +15,7 @@
 //! [`PresetLibrary::delete`] do blocking file I/O and run on the job worker (one at a time,
 //! which the temp file's name relies on). Never from the audio thread.
 
+use latentd_engine::lock::MutexExt;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -195,7 +196,7 @@ impl PresetLibrary {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Preset>>> {
-        self.presets.lock().unwrap_or_else(|p| p.into_inner())
+        self.presets.lock_unpoisoned()
     }
 }
 

@@ -24,6 +24,7 @@
 //! frames that reached the file, and [`RecordEvents::faulted`] reports it (the daemon
 //! raises the `record` alarm, see [`crate::health::RecordAlarm`]).
 
+use latentd_engine::lock::MutexExt;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -429,7 +430,7 @@ impl Drop for Recorder {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock_unpoisoned()
     }
 
     /// A part writing into `file` (its header written); on failure the file is removed.

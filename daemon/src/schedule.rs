@@ -35,6 +35,7 @@
 //! never waits on the engine or the audio thread). The main thread replaces the entries on
 //! a config reload (a short mutex hold).
 
+use latentd_engine::lock::MutexExt;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -576,7 +577,7 @@ impl ScheduleRunner {
         let thread = StoppableThread::spawn("schedule", move |stop| {
             loop {
                 let due: Vec<Cue> = {
-                    let mut cues = cues.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut cues = cues.lock_unpoisoned();
                     cues.due(clock.now()).into_iter().cloned().collect()
                 };
                 for cue in &due {
@@ -598,10 +599,7 @@ impl ScheduleRunner {
 
     /// Use `cues` from now on (a config reload; see [`Cues::replace`]).
     pub fn replace(&self, cues: Vec<Cue>) {
-        self.cues
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .replace(cues);
+        self.cues.lock_unpoisoned().replace(cues);
     }
 
     /// Stop the thread (after the cue it may be firing).

@@ -16,6 +16,7 @@
 //! The notification socket is taken from `NOTIFY_SOCKET` once ([`Notifier::from_env`]) or
 //! given explicitly ([`Notifier::with_socket`]); nothing here mutates the environment.
 
+use latentd_engine::lock::MutexExt;
 use std::ffi::OsStr;
 use std::io;
 use std::os::linux::net::SocketAddrExt;
@@ -266,11 +267,7 @@ impl WatchdogSupervisor {
 
     /// Names of the heartbeats that are stalled now.
     pub fn stalled(&self) -> Vec<String> {
-        self.shared
-            .stalled
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        self.shared.stalled.lock_unpoisoned().clone()
     }
 
     /// Stops the thread and waits for it; no ping is sent after this returns.
@@ -375,10 +372,7 @@ fn check(tracked: &mut [Tracked], now: Instant, shared: &SupervisorShared) -> bo
             .filter(|entry| entry.stalled)
             .map(|entry| entry.watched.name.clone())
             .collect();
-        *shared
-            .stalled
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = names;
+        *shared.stalled.lock_unpoisoned() = names;
     }
     all_alive
 }

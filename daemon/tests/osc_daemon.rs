@@ -9,6 +9,7 @@
 
 mod common;
 
+use latentd_engine::lock::MutexExt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -63,7 +64,7 @@ extern "C" fn stop_shared_daemon() {
 
 /// The shared daemon, and this test's turn with it.
 fn fixture() -> (MutexGuard<'static, ()>, &'static Fixture) {
-    let turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
+    let turn = TURN.lock_unpoisoned();
     let fx = FIXTURE.get_or_init(start_daemon);
     let exited = fx.daemon.lock().unwrap().child.try_wait().unwrap();
     assert!(exited.is_none(), "the daemon exited: {exited:?}");

@@ -11,6 +11,7 @@
 
 mod common;
 
+use latentd_engine::lock::MutexExt;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,7 +33,7 @@ use latentd_osc_schema::{Command, Schema, Timed, reference_knobs, reply};
 static TURN: Mutex<()> = Mutex::new(());
 
 fn turn() -> MutexGuard<'static, ()> {
-    TURN.lock().unwrap_or_else(|p| p.into_inner())
+    TURN.lock_unpoisoned()
 }
 
 /// A daemon on the null output with a 2 s generated loop; its OSC address.

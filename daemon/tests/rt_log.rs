@@ -1,6 +1,7 @@
 //! Realtime events pushed with allocation forbidden (this binary's global allocator is
 //! `assert_no_alloc`'s AllocDisabler) arrive as log records on the logger thread.
 
+use latentd_engine::lock::MutexExt;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -55,9 +56,7 @@ fn take_records() -> Vec<Captured> {
 
 #[test]
 fn events_pushed_without_allocating_become_log_records() {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _serial = SERIAL.lock_unpoisoned();
     take_records();
     let (mut sender, receiver) = rt_log(64);
     let logger = RtLogger::spawn(receiver, Duration::from_millis(5)).unwrap();
@@ -128,9 +127,7 @@ fn events_pushed_without_allocating_become_log_records() {
 
 #[test]
 fn a_full_queue_counts_drops_and_reports_them() {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _serial = SERIAL.lock_unpoisoned();
     take_records();
     let (mut sender, receiver) = rt_log(4);
     let accepted = assert_no_alloc(|| {

@@ -24,6 +24,7 @@
 //! [`ConditioningReader`] belongs to the engine thread. Superseded `Arc`s are dropped by the
 //! writers when the triple buffer recycles them, never by the engine.
 
+use crate::lock::MutexExt;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -235,7 +236,7 @@ impl<C: Send + Sync + 'static> ConditioningReader<C> {
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock_unpoisoned()
 }
 
 /// The prompt check every way of setting a prompt goes through (OSC, the config file, the

@@ -24,6 +24,7 @@
 //! among themselves). The engine owns the one [`KnobReader`], which never locks or blocks: it
 //! reads the newest published [`KnobSnapshot`] through a `triple_buffer`.
 
+use crate::lock::MutexExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -350,7 +351,7 @@ impl KnobStore {
     /// Calls `wake` after every publish (e.g. to unpark the engine thread), on the
     /// publishing thread, outside the store's lock.
     pub fn set_waker(&self, wake: impl Fn(KnobPublish) + Send + Sync + 'static) {
-        *self.waker.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(wake));
+        *self.waker.lock_unpoisoned() = Some(Arc::new(wake));
     }
 
     /// Sets a knob by name. See the module doc for the setter discipline.
@@ -418,7 +419,7 @@ impl KnobStore {
     /// Applies `edit` to a copy of the current snapshot and publishes it when it differs.
     fn publish(&self, edit: impl FnOnce(&mut KnobSnapshot)) -> Result<SetOutcome, KnobError> {
         let published = {
-            let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let mut writer = self.writer.lock_unpoisoned();
             let mut next = writer.current.clone();
             edit(&mut next);
             if next.values == writer.current.values && next.ramps == writer.current.ramps {
@@ -441,7 +442,7 @@ impl KnobStore {
                 decoder,
             }
         };
-        let waker = self.waker.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let waker = self.waker.lock_unpoisoned().clone();
         if let Some(wake) = waker {
             wake(published);
         }
@@ -452,11 +453,7 @@ impl KnobStore {
 
     /// The current values (a copy; for replies and state saving, not for the engine).
     pub fn current(&self) -> KnobSnapshot {
-        self.writer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .current
-            .clone()
+        self.writer.lock_unpoisoned().current.clone()
     }
 
     /// The version of the newest publish (cheap, lock-free).

@@ -8,7 +8,9 @@
 //!   and the engine patches.
 //! - [`runner`]: the model-independent parts of the runner: lead controller, write
 //!   targeting, the trace of actions and writes, and the knob-to-ear metrics over it.
-//! - [`knobs`]: the knob table and the lock-free [`KnobStore`](knobs::KnobStore).
+//! - [`knobs`]: the knob table (from `latentd-knobs`) and the lock-free
+//!   [`KnobStore`](knobs::KnobStore).
+//! - [`lock`]: mutex and rwlock access that outlives a caught panic (one helper, everywhere).
 //! - [`conditioning`]: prompt / timbre / structure, encoded off-lock and committed by epoch.
 //! - [`model`]: the `Model` trait and the built-in CPU model.
 //! - [`pipeline`]: the streaming pipeline (depth slots, one batched denoise per tick).
@@ -27,6 +29,7 @@ pub mod conditioning;
 pub mod denormals;
 pub mod input_file;
 pub mod knobs;
+pub mod lock;
 pub mod model;
 pub mod pipeline;
 pub mod ring;

@@ -74,6 +74,7 @@
 //! assert_eq!(handle.counters().torn_reads, 0);
 //! ```
 
+use crate::lock::MutexExt;
 use std::cell::Cell;
 use std::marker::PhantomData;
 use std::sync::Mutex;
@@ -709,13 +710,7 @@ impl RingHandle {
     /// Copy the ring's current content (interleaved). Not for the audio thread: it
     /// allocates; a block being written may be copied half old, half new.
     pub fn snapshot(&self) -> Vec<f32> {
-        let storage = Arc::clone(
-            &self
-                .shared
-                .current
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
+        let storage = Arc::clone(&self.shared.current.lock_unpoisoned());
         storage
             .samples
             .iter()
@@ -803,11 +798,7 @@ impl RingWriter {
             let adopted = self.shared.loop_generation.load(Ordering::Acquire) >= *target;
             if adopted && !Arc::ptr_eq(&self.storage, new) {
                 self.storage = Arc::clone(new);
-                *self
-                    .shared
-                    .current
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Arc::clone(new);
+                *self.shared.current.lock_unpoisoned() = Arc::clone(new);
             }
             if adopted && back {
                 self.swap = None;

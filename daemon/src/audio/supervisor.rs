@@ -41,6 +41,7 @@
 //! mutex that only it and [`OutputSupervisor::status`] take. The realtime callback never
 //! sees any of this: it only plays the slot.
 
+use latentd_engine::lock::MutexExt;
 use std::fmt;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -314,7 +315,7 @@ impl OutputStateHandle {
 }
 
 fn lock(published: &Mutex<Published>) -> std::sync::MutexGuard<'_, Published> {
-    published.lock().unwrap_or_else(|p| p.into_inner())
+    published.lock_unpoisoned()
 }
 
 /// Open the output `choice` names for the slot's ring: a server known to run at another

@@ -12,6 +12,7 @@
 //! `midi-in` thread; both take [`MidiControl`]'s mutex for the maps (never while applying).
 //! The audio callback never sees any of this.
 
+use latentd_engine::lock::MutexExt;
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -73,7 +74,7 @@ impl MidiControl {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, MidiState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock_unpoisoned()
     }
 }
 

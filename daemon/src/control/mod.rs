@@ -31,6 +31,7 @@ pub mod midi;
 pub mod scheduler;
 pub mod session;
 
+use latentd_engine::lock::MutexExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -366,7 +367,7 @@ impl Dispatcher {
                 self.echo(r.id, now.get(r.id));
             }
         } else {
-            let mut motion = self.motion.lock().unwrap_or_else(|p| p.into_inner());
+            let mut motion = self.motion.lock_unpoisoned();
             for r in ramps {
                 motion.moving[r.id as usize] = true;
             }
@@ -390,7 +391,7 @@ impl Dispatcher {
     pub fn push_knob_motion(&self) {
         let snap = self.knobs.current();
         let frame = self.frame_now();
-        let mut motion = self.motion.lock().unwrap_or_else(|p| p.into_inner());
+        let mut motion = self.motion.lock_unpoisoned();
         for &id in KnobId::ALL {
             let i = id as usize;
             let active = snap.ramping_at(id, frame);

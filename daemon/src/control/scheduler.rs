@@ -11,6 +11,7 @@
 //! through the [`Dispatcher`]. Replies of scheduled commands (`/fail`, query answers) go to
 //! the bundle's sender.
 
+use latentd_engine::lock::MutexExt;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::IpAddr;
@@ -119,7 +120,7 @@ impl Scheduler {
             ));
         }
         let (lock, wake) = &*self.shared;
-        let mut q = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut q = lock.lock_unpoisoned();
         let client = reply_to.peer().addr().ip();
         let from_client = q.per_client.get(&client).copied().unwrap_or(0);
         if from_client >= MAX_PENDING_PER_CLIENT {
@@ -151,7 +152,7 @@ impl Scheduler {
 impl Drop for Scheduler {
     fn drop(&mut self) {
         let (lock, wake) = &*self.shared;
-        lock.lock().unwrap_or_else(|p| p.into_inner()).stop = true;
+        lock.lock_unpoisoned().stop = true;
         wake.notify_one();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -161,7 +162,7 @@ impl Drop for Scheduler {
 
 fn run(shared: &(Mutex<Queue>, Condvar), dispatcher: &Dispatcher) {
     let (lock, wake) = shared;
-    let mut q = lock.lock().unwrap_or_else(|p| p.into_inner());
+    let mut q = lock.lock_unpoisoned();
     loop {
         if q.stop {
             return;
@@ -176,7 +177,7 @@ fn run(shared: &(Mutex<Queue>, Condvar), dispatcher: &Dispatcher) {
                         log::debug!("timed bundle reply not delivered: {e}");
                     }
                 }
-                q = lock.lock().unwrap_or_else(|p| p.into_inner());
+                q = lock.lock_unpoisoned();
             }
             Some(due) => {
                 let wait = due.duration_since(now).unwrap_or_default();

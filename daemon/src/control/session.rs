@@ -4,6 +4,7 @@
 //! Threading: control threads and the encoder thread; a short mutex hold per change, no
 //! I/O (the [`DebouncedSaver`] thread writes).
 
+use latentd_engine::lock::MutexExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -28,12 +29,12 @@ impl Session {
 
     /// A copy of the current state.
     pub fn snapshot(&self) -> PersistentState {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.state.lock_unpoisoned().clone()
     }
 
     fn change(&self, edit: impl FnOnce(&mut PersistentState)) {
         let copy = {
-            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let mut state = self.state.lock_unpoisoned();
             edit(&mut state);
             state.clone()
         };

@@ -6,6 +6,7 @@
 //! threads only, never the audio thread); `RateLimiter` is owned by one control thread or
 //! held behind the server's mutex.
 
+use latentd_engine::lock::RwLockExt;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -111,15 +112,12 @@ impl SharedAllowlist {
 
     /// True when `peer` may be served under the list in force now.
     pub fn allows(&self, peer: IpAddr) -> bool {
-        self.0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .allows(peer)
+        self.0.read_unpoisoned().allows(peer)
     }
 
     /// Serve these networks from now on (the bind rule stays: a loopback server stays open).
     pub fn set_networks(&self, networks: Vec<Cidr>) {
-        self.0.write().unwrap_or_else(|p| p.into_inner()).networks = networks;
+        self.0.write_unpoisoned().networks = networks;
     }
 }
 

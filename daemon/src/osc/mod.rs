@@ -29,6 +29,7 @@ mod subscribers;
 mod tcp;
 mod udp;
 
+use latentd_engine::lock::MutexExt;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -235,11 +236,7 @@ impl<H: CommandHandler> Core<H> {
     /// Process one packet from `peer`; replies are sent through `sink`.
     fn packet(&self, peer: &Peer, sink: &Sink, bytes: &[u8]) {
         self.stats.packets.fetch_add(1, Ordering::Relaxed);
-        let admission = self
-            .limiter
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .admit(peer, Instant::now());
+        let admission = self.limiter.lock_unpoisoned().admit(peer, Instant::now());
         let replies = match admission {
             Admission::Admit => self.admitted(peer, sink, bytes),
             Admission::FailOnce => {
@@ -265,7 +262,7 @@ impl<H: CommandHandler> Core<H> {
     }
 
     fn limiter_rate(&self) -> (f64, f64) {
-        let l = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
+        let l = self.limiter.lock_unpoisoned();
         (l.rate(), l.burst())
     }
 
@@ -308,7 +305,7 @@ impl<H: CommandHandler> Core<H> {
             return replies.into_iter().filter(|r| !is_done(r)).collect();
         }
         if !packet.value.is_empty() {
-            let mut handler = self.handler.lock().unwrap_or_else(|p| p.into_inner());
+            let mut handler = self.handler.lock_unpoisoned();
             let reply_to = ReplyTo {
                 peer: *peer,
                 sink: sink.clone(),
@@ -320,10 +317,7 @@ impl<H: CommandHandler> Core<H> {
 
     fn forget(&self, peer: &Peer) {
         self.subscribers.unsubscribe(peer);
-        self.limiter
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .forget(peer);
+        self.limiter.lock_unpoisoned().forget(peer);
     }
 }
 

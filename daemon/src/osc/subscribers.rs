@@ -19,6 +19,7 @@
 //! Threading: a mutex guards the list and one per outbox (held for a non-blocking send, never
 //! across a wait); never use them from the audio thread.
 
+use latentd_engine::lock::MutexExt;
 use std::collections::VecDeque;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
@@ -116,7 +117,7 @@ impl TcpOutbox {
     }
 
     fn lock(&self) -> MutexGuard<'_, OutboxState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock_unpoisoned()
     }
 
     /// Queue one packet and write what the socket takes now.
@@ -346,7 +347,7 @@ impl Subscribers {
     }
 
     fn lock(&self) -> MutexGuard<'_, List> {
-        let mut list = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut list = self.inner.lock_unpoisoned();
         list.expire(Instant::now());
         list
     }

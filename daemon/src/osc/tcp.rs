@@ -18,6 +18,7 @@
 //! Threading: control threads only; each wakes every 100 ms ([`TICK`]) to notice shutdown,
 //! flush its outbox and check its timeouts.
 
+use latentd_engine::lock::MutexExt;
 use std::io::{self, Read};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,7 +70,7 @@ struct Connection {
 
 impl Connection {
     fn last_packet(&self) -> Instant {
-        *self.last_packet.lock().unwrap_or_else(|p| p.into_inner())
+        *self.last_packet.lock_unpoisoned()
     }
 }
 
@@ -78,10 +79,7 @@ impl Connection {
 type ClosingLog = Arc<Mutex<LogLimiter>>;
 
 fn log_closing(log: &ClosingLog, line: impl FnOnce() -> String) {
-    let allowed = log
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .allow(Instant::now());
+    let allowed = log.lock_unpoisoned().allow(Instant::now());
     if let Some(suppressed) = allowed {
         let line = line();
         if suppressed > 0 {
@@ -283,7 +281,7 @@ fn serve<H: CommandHandler>(
         let now = Instant::now();
         if let (None, Some(framing)) = (&outbox, reader.framing()) {
             let created = Arc::new(TcpOutbox::new(stream.try_clone()?, framing, peer));
-            *outbox_slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(created.clone());
+            *outbox_slot.lock_unpoisoned() = Some(created.clone());
             outbox = Some(created);
         }
         let completed = frames.iter().any(Result::is_ok);
@@ -294,10 +292,7 @@ fn serve<H: CommandHandler>(
         };
         if completed {
             last_packet = now;
-            *connection
-                .last_packet
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = now;
+            *connection.last_packet.lock_unpoisoned() = now;
         }
         for frame in frames {
             let sink = outbox.as_ref().map(|o| Sink::Tcp(o.clone()));

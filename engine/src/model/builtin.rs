@@ -28,6 +28,7 @@ pub mod vocab;
 #[cfg(test)]
 mod tests;
 
+use crate::lock::MutexExt;
 use std::sync::{Arc, Mutex};
 
 use layout::*;
@@ -164,7 +165,7 @@ impl BuiltinModel {
             frames,
             seed,
         };
-        let mut cache = self.target.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.target.lock_unpoisoned();
         if let Some((k, t, _)) = cache.as_ref()
             && *k == key
         {
@@ -402,7 +403,7 @@ impl Model for BuiltinModel {
             .source
             .filter(|s| s.frames == frames)
             .map(|s| &s.data[..]);
-        let mut noise = self.noise.lock().unwrap_or_else(|e| e.into_inner());
+        let mut noise = self.noise.lock_unpoisoned();
         for slot in batch.iter_mut() {
             let target = self.target_for_seed(shared.cond, shared.knobs, frames, slot.noise.seed);
             let anchor = source.unwrap_or(&target);

@@ -48,6 +48,7 @@
 //! engine, except [`EngineHandle::record`] / [`EngineHandle::dump_trace`] (wait up to 2 s
 //! for the engine's copy) and [`EngineHandle::stop`] (joins).
 
+use crate::lock::MutexExt;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -352,7 +353,7 @@ impl<M: Model> EngineHandle<M> {
 
     /// The newest published stats.
     pub fn stats(&self) -> EngineStats {
-        let mut out = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = self.stats.lock_unpoisoned();
         out.read().clone()
     }
 

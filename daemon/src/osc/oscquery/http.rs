@@ -25,6 +25,7 @@
 //! shutdown. Every blocking call waits at most [`STOP_POLL`], so [`HttpServer::shutdown`]
 //! stops all of them within about that. The [`Handler`] runs on the workers, several at once.
 
+use latentd_engine::lock::MutexExt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
@@ -199,7 +200,7 @@ impl Pool {
 
 fn worker(jobs: &Mutex<Receiver<(TcpStream, SocketAddr)>>, shared: &Shared) {
     loop {
-        let job = jobs.lock().unwrap_or_else(|p| p.into_inner()).recv();
+        let job = jobs.lock_unpoisoned().recv();
         let Ok((stream, peer)) = job else {
             return;
         };

@@ -5,6 +5,7 @@
 //! Threading: [`RefusalLog`] is shared by the accept thread and the connection workers behind
 //! one mutex, held only to count and decide; control threads only.
 
+use latentd_engine::lock::MutexExt;
 use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -66,7 +67,7 @@ impl RefusalLog {
     }
 
     fn window(&self) -> std::sync::MutexGuard<'_, Window> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.0.lock_unpoisoned()
     }
 
     /// Count one refusal; log it when the interval since the last line has passed.

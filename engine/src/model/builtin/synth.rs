@@ -22,6 +22,7 @@
 //!
 //! Threading: a [`Synth`] is `Sync`; its scratch sits behind an uncontended mutex.
 
+use crate::lock::MutexExt;
 use std::f32::consts::TAU;
 use std::sync::{Arc, Mutex};
 
@@ -204,7 +205,7 @@ impl Synth {
         out: &mut [f32],
     ) {
         out.fill(0.0);
-        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        let mut scratch = self.scratch.lock_unpoisoned();
         let frame = |f: isize| chunk_frame(latents, total, place, f);
         if gains[..4].iter().any(|&g| g > 0.0) {
             for g in start as isize - 1..=(start + frames) as isize {

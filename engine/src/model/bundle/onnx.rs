@@ -29,6 +29,7 @@
 //! by the encoder thread, so no lock is contended. ORT runs on the calling thread plus
 //! `intra_threads - 1` pool threads (none by default); never on the audio thread.
 
+use crate::lock::MutexExt;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -267,7 +268,7 @@ fn file_name(dir: &Path, file: &Path) -> String {
 static RUNTIME: Mutex<Option<(PathBuf, Environment)>> = Mutex::new(None);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock_unpoisoned()
 }
 
 /// Where the ONNX Runtime library is: `explicit`, else [`LIBRARY_ENV`], else the first of

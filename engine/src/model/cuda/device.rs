@@ -22,6 +22,7 @@
 //! Threading: `Send + Sync`; device state behind an uncontended mutex (engine thread); the
 //! encoder thread only runs the CPU encoders and one upload.
 
+use crate::lock::MutexExt;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -110,7 +111,7 @@ impl CudaLatents {
 impl Drop for CudaLatents {
     fn drop(&mut self) {
         if let Some(buf) = self.buf.take() {
-            let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+            let mut pool = self.pool.lock_unpoisoned();
             if pool.len() < POOL_CAP {
                 pool.push(buf);
             }
@@ -365,7 +366,7 @@ impl CudaModel {
 
     /// The first device error, if one happened (the model then does no more device work).
     pub fn fault(&self) -> Option<String> {
-        self.fault.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.fault.lock_unpoisoned().clone()
     }
 
     /// Blocking calls so far (see [`HostSyncCounts`]).
@@ -378,27 +379,24 @@ impl CudaModel {
     }
 
     fn faulted(&self) -> bool {
-        self.fault
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
+        self.fault.lock_unpoisoned().is_some()
     }
 
     fn record_fault(&self, what: &str, e: impl std::fmt::Display) {
-        let mut f = self.fault.lock().unwrap_or_else(|e| e.into_inner());
+        let mut f = self.fault.lock_unpoisoned();
         if f.is_none() {
             *f = Some(format!("{what}: {e}"));
         }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock_unpoisoned()
     }
 
     fn alloc_latents(&self, frames: usize) -> Result<CudaLatents, DriverError> {
         let len = frames * CHANNELS;
         let reused = {
-            let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+            let mut pool = self.pool.lock_unpoisoned();
             pool.iter()
                 .position(|b| b.len() == len)
                 .map(|i| pool.swap_remove(i))

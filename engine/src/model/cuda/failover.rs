@@ -15,6 +15,7 @@
 //!
 //! Threading: as [`Model`]; the status is shared (`Arc`) with whoever reports it.
 
+use crate::lock::MutexExt;
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -71,10 +72,7 @@ impl BackendStatus {
 
     /// The device error that caused the fallback.
     pub fn fallback_reason(&self) -> Option<String> {
-        self.fallback
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.fallback.lock_unpoisoned().clone()
     }
 
     /// The backend running now, in words ("cuda: ..." or "builtin-cpu (fallback: ...)").
@@ -168,11 +166,7 @@ impl<D: DeviceBackend> FailoverModel<D> {
         match device.fault() {
             None => true,
             Some(reason) => {
-                let mut f = self
-                    .status
-                    .fallback
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
+                let mut f = self.status.fallback.lock_unpoisoned();
                 if f.is_none() {
                     *f = Some(reason);
                 }
