@@ -135,6 +135,7 @@ fn playing(session: &JackSession) -> (OutputSupervisor, RingHandle, JackCapture)
         autoconnect: false,
         sample_rate: RATE,
         period_frames: PERIOD,
+        inputs: 0,
     };
     let sup = OutputSupervisor::start(
         BackendChoice::Jack,

@@ -53,9 +53,11 @@ use latentd_engine::runner::engine_loop::{Engine, EngineHandle};
 use latentd_osc_schema::{MediaRoot, Schema};
 use signal_hook::iterator::Signals;
 
+use crate::audio::input::input_queue;
 use crate::audio::select::{OUTPUT_CHANNELS, OutputOptions, open_output};
 use crate::audio::supervisor::OutputSupervisor;
 use crate::audio::{FadeOut, PeriodProcessor, Rates};
+use crate::capture::Capture;
 use crate::cli::{EngineChoice, Settings};
 use crate::control::jobs::{JobContext, JobWorker};
 use crate::control::session::Session;
@@ -225,6 +227,7 @@ fn run_session(
         autoconnect: settings.autoconnect,
         sample_rate: settings.sample_rate,
         period_frames: settings.period_frames,
+        inputs: settings.inputs,
     };
     let output = open_output(settings.backend, &output_options).map_err(|e| startup(&e))?;
     let format = output.format();
@@ -367,9 +370,16 @@ fn run_session(
             })
             .map_err(|e| startup(&e))?;
     }
-    let processor = PeriodProcessor::new(reader, Some(tap))
+    let mut processor = PeriodProcessor::new(reader, Some(tap))
         .converting_to(format.sample_rate, format.period_frames)
         .map_err(|e| startup(&e))?;
+    // The live input's queue, when input ports are asked for (`/capture`).
+    let mut input_reader = None;
+    if settings.inputs > 0 {
+        let (tap, reader) = input_queue(settings.inputs, format.sample_rate, ring_handle.clone());
+        processor = processor.with_input(tap);
+        input_reader = Some(reader);
+    }
     if rates.converts() {
         log::info!(
             "audio: output at {} Hz, engine and ring at {} Hz: converting in the callback \
@@ -414,30 +424,41 @@ fn run_session(
         stop: Arc::clone(&stop_requested),
     })
     .map_err(|e| startup(&format!("encoder thread: {e}")))?;
-    let dispatcher = Arc::new(
-        Dispatcher::new(
-            Arc::clone(&schema),
-            Arc::clone(&knobs),
-            Arc::clone(&engine),
-            jobs,
-            subscribers.clone(),
-            Arc::clone(&session),
-            presets,
-            StatusSources {
-                output: Arc::clone(&output_stats),
-                meters: Arc::clone(&meters),
-                backend: if generate {
-                    backend_name
-                } else {
-                    Arc::new(|| "off".into())
-                },
-                generate,
-                output_state: running.state_handle(),
-                inert_knobs: inert_knobs.clone(),
-            },
+    let capture = input_reader.map(|reader| {
+        Capture::new(
+            reader,
+            ring_handle.clone(),
+            rates,
+            jobs.clone(),
+            settings.capture_save.clone(),
         )
-        .with_recorder(Arc::clone(&recorder)),
-    );
+    });
+    let mut dispatcher = Dispatcher::new(
+        Arc::clone(&schema),
+        Arc::clone(&knobs),
+        Arc::clone(&engine),
+        jobs,
+        subscribers.clone(),
+        Arc::clone(&session),
+        presets,
+        StatusSources {
+            output: Arc::clone(&output_stats),
+            meters: Arc::clone(&meters),
+            backend: if generate {
+                backend_name
+            } else {
+                Arc::new(|| "off".into())
+            },
+            generate,
+            output_state: running.state_handle(),
+            inert_knobs: inert_knobs.clone(),
+        },
+    )
+    .with_recorder(Arc::clone(&recorder));
+    if let Some(capture) = &capture {
+        dispatcher = dispatcher.with_capture(Arc::clone(capture));
+    }
+    let dispatcher = Arc::new(dispatcher);
     let schedule = ScheduleRunner::spawn(
         settings.schedule.clone(),
         LocalClock,
@@ -583,6 +604,9 @@ fn run_session(
     }
     osc.shutdown();
     drop(oscquery);
+    if let Some(capture) = &capture {
+        capture.shutdown(); // a running capture ends without a source; its queue sender goes
+    }
     drop(dispatcher); // the last queue sender goes with it: the encoder finishes and ends
     worker.join();
     session.flush();

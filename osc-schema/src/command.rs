@@ -126,6 +126,15 @@ pub enum Command {
     },
     /// Stop the recording.
     RecordStop,
+    /// Capture the input ports into a new source.
+    CaptureStart {
+        /// Longest capture, `0 < s <= CAPTURE_MAX_S`; `None`: the loop's length.
+        seconds: Option<f64>,
+        /// Start (and end on stop) at the loop's wrap.
+        quantize: bool,
+    },
+    /// End the running capture.
+    CaptureStop,
 }
 
 /// A new file a recording creates: the client's name and where it lands.
@@ -169,6 +178,8 @@ impl Command {
             Command::PresetMorph { .. } => "/preset/morph",
             Command::RecordStart { .. } => "/record/start",
             Command::RecordStop => "/record/stop",
+            Command::CaptureStart { .. } => "/capture/start",
+            Command::CaptureStop => "/capture/stop",
         };
         fixed.to_string()
     }

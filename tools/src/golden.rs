@@ -155,6 +155,7 @@ fn realtime<M: Model>(
             autoconnect: false,
             sample_rate: g.sample_rate,
             period_frames: opts.period_frames,
+            inputs: 0,
         },
     )
     .map_err(|e| e.to_string())?;

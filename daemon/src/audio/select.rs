@@ -77,6 +77,8 @@ pub struct OutputOptions {
     pub sample_rate: u32,
     /// Period for outputs that let latentd choose (null, PipeWire).
     pub period_frames: usize,
+    /// Input ports for a live capture (JACK only; 0: none).
+    pub inputs: usize,
 }
 
 /// Open the output `choice` names; for [`BackendChoice::Auto`], the first that answers.
@@ -116,11 +118,23 @@ pub fn server_sample_rate(choice: BackendChoice) -> Option<u32> {
 }
 
 fn open_null(opts: &OutputOptions) -> Result<Box<dyn AudioOutput>, AudioError> {
+    warn_no_inputs("null", opts);
     Ok(Box::new(NullOutput::open(
         opts.sample_rate,
         opts.period_frames,
         OUTPUT_CHANNELS,
     )?))
+}
+
+/// Only the JACK output opens input ports; elsewhere `audio.inputs` is said to be ignored.
+fn warn_no_inputs(backend: &str, opts: &OutputOptions) {
+    if opts.inputs > 0 {
+        log::warn!(
+            "audio: the {backend} output has no input ports; audio.inputs = {} is ignored \
+             (a capture is refused)",
+            opts.inputs
+        );
+    }
 }
 
 fn jack_reachable() -> bool {
@@ -136,6 +150,7 @@ fn open_jack(opts: &OutputOptions) -> Result<Box<dyn AudioOutput>, AudioError> {
         &super::jack::JackOptions {
             client_name: opts.client_name.clone(),
             autoconnect: opts.autoconnect,
+            inputs: opts.inputs,
         },
     )?));
     #[cfg(not(feature = "jack"))]
@@ -154,6 +169,7 @@ fn pipewire_reachable() -> bool {
 
 #[cfg_attr(not(feature = "pipewire"), allow(unused_variables))]
 fn open_pipewire(opts: &OutputOptions) -> Result<Box<dyn AudioOutput>, AudioError> {
+    warn_no_inputs("pipewire", opts);
     #[cfg(feature = "pipewire")]
     return Ok(Box::new(super::pipewire::PipeWireOutput::open(
         &super::pipewire::PipeWireOptions {
@@ -180,6 +196,7 @@ mod tests {
             autoconnect: false,
             sample_rate: 44_100,
             period_frames: 128,
+            inputs: 0,
         }
     }
 

@@ -700,6 +700,7 @@ mod tests {
             autoconnect: false,
             sample_rate: rate,
             period_frames: 64,
+            inputs: 0,
         }
     }
 
