@@ -207,7 +207,17 @@ fn reason(m: &OscMessage) -> String {
 fn a_tone_fed_into_the_input_ports_becomes_the_source_and_is_heard() {
     let session = JackSession::start(RATE, PERIOD);
     let dir = TempDir::new().unwrap();
-    let (daemon, osc) = start_daemon(&session, &dir, &["--inputs", "2"]);
+    // Captures are also saved, as WAVs, in a folder of their own.
+    let saves = dir.path().join("captures");
+    std::fs::create_dir(&saves).unwrap();
+    let config = dir.path().join("latentd.toml");
+    std::fs::write(
+        &config,
+        format!("[capture]\nsave = {:?}\n", saves.display().to_string()),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let (daemon, osc) = start_daemon(&session, &dir, &["--inputs", "2", "--config", &config]);
     let ports = session.server.list_ports();
     for port in [
         "latentd:in_1",
@@ -240,6 +250,28 @@ fn a_tone_fed_into_the_input_ports_becomes_the_source_and_is_heard() {
     assert!(!is_fail(&started), "{started:?}");
     let done = osc.answer("/source", Duration::from_secs(10));
     assert!(!is_fail(&done), "{done:?}\n{:?}", daemon.lines());
+    // The reply names the saved WAV: one second of the tone on both ports.
+    let Some(OscType::String(saved)) = done.args.get(1) else {
+        panic!("no file in {done:?}");
+    };
+    let saved = std::path::PathBuf::from(saved);
+    assert_eq!(saved.parent(), Some(saves.as_path()), "{saved:?}");
+    let wav = hound::WavReader::open(&saved).unwrap();
+    let spec = wav.spec();
+    assert_eq!((spec.channels, spec.sample_rate), (2, RATE));
+    assert_eq!(wav.duration(), RATE);
+    let left: Vec<f32> = wav
+        .into_samples::<f32>()
+        .step_by(2)
+        .map(Result::unwrap)
+        .collect();
+    let (tone_saved, _) = tone_over_neighbours(&left);
+    assert!(
+        tone_saved > 0.5 * TONE_LEVEL * TONE_LEVEL / 4.0,
+        "{tone_saved}"
+    );
+    // Nothing else is left in the folder (no partial file).
+    assert_eq!(std::fs::read_dir(&saves).unwrap().count(), 1);
     // The reader adopts the new loop at its next turn, then crossfades into it.
     let deadline = Instant::now() + Duration::from_secs(5);
     while (osc.loop_s() - 1.0).abs() > 0.01 {
@@ -282,6 +314,13 @@ fn a_tone_fed_into_the_input_ports_becomes_the_source_and_is_heard() {
         !daemon.has_line("input frames lost"),
         "{:?}",
         daemon.lines()
+    );
+    // The state file remembers the saved capture as the source.
+    std::thread::sleep(Duration::from_secs(1));
+    let state = std::fs::read_to_string(&daemon.state).unwrap();
+    assert!(
+        state.contains(saved.file_name().unwrap().to_str().unwrap()),
+        "{state}"
     );
     drop(listener);
     tone.deactivate().expect("deactivate the tone");
