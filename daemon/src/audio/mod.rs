@@ -9,8 +9,9 @@
 //! one's server went away.
 //!
 //! Threading: outputs are opened, started and stopped on the main thread. The realtime
-//! callback only calls [`PeriodProcessor::process_planar`] or
-//! [`PeriodProcessor::process_interleaved`]: no allocation (checked by `assert_no_alloc` in
+//! callback only calls [`PeriodProcessor::process_planar`] (or
+//! [`PeriodProcessor::process_duplex`], which first queues the input ports for a live
+//! capture, [`input`]) or [`PeriodProcessor::process_interleaved`]: no allocation (checked by `assert_no_alloc` in
 //! debug builds), no lock, no syscall, no logging; it reports through atomic counters and
 //! the [`Meters`] it keeps on what it played. Each period runs with subnormals flushed to
 //! zero, and the first one after the supervisor asks leaves its thread handle for the
