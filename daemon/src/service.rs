@@ -433,32 +433,31 @@ fn run_session(
             settings.capture_save.clone(),
         )
     });
-    let mut dispatcher = Dispatcher::new(
-        Arc::clone(&schema),
-        Arc::clone(&knobs),
-        Arc::clone(&engine),
-        jobs,
-        subscribers.clone(),
-        Arc::clone(&session),
-        presets,
-        StatusSources {
-            output: Arc::clone(&output_stats),
-            meters: Arc::clone(&meters),
-            backend: if generate {
-                backend_name
-            } else {
-                Arc::new(|| "off".into())
+    let dispatcher = Arc::new(
+        Dispatcher::new(
+            Arc::clone(&schema),
+            Arc::clone(&knobs),
+            Arc::clone(&engine),
+            jobs,
+            subscribers.clone(),
+            Arc::clone(&session),
+            presets,
+            StatusSources {
+                output: Arc::clone(&output_stats),
+                meters: Arc::clone(&meters),
+                backend: if generate {
+                    backend_name
+                } else {
+                    Arc::new(|| "off".into())
+                },
+                generate,
+                output_state: running.state_handle(),
+                inert_knobs: inert_knobs.clone(),
             },
-            generate,
-            output_state: running.state_handle(),
-            inert_knobs: inert_knobs.clone(),
-        },
-    )
-    .with_recorder(Arc::clone(&recorder));
-    if let Some(capture) = &capture {
-        dispatcher = dispatcher.with_capture(Arc::clone(capture));
-    }
-    let dispatcher = Arc::new(dispatcher);
+        )
+        .with_recorder(Arc::clone(&recorder))
+        .with_capture(capture.clone()),
+    );
     let schedule = ScheduleRunner::spawn(
         settings.schedule.clone(),
         LocalClock,

@@ -178,8 +178,8 @@ impl Dispatcher {
 
     /// Serve `/capture/start` and `/capture/stop` with `capture` (without one, as with
     /// `audio.inputs = 0`, they fail).
-    pub fn with_capture(mut self, capture: Arc<Capture>) -> Self {
-        self.capture = Some(capture);
+    pub fn with_capture(mut self, capture: Option<Arc<Capture>>) -> Self {
+        self.capture = capture;
         self
     }
 
