@@ -206,6 +206,32 @@ mod tests {
     }
 
     #[test]
+    fn a_duplex_period_queues_the_input_and_plays_the_ring_without_allocating() {
+        let ring = PlayheadRing::from_interleaved(vec![0.5; 2 * 4096], 2, 48_000, 64).unwrap();
+        let (_w, reader) = ring.split();
+        let (tap, mut rx) = input_queue(2, 48_000, reader.handle());
+        let slot = super::super::ProcessorSlot::new(
+            super::super::PeriodProcessor::new(reader, None).with_input(tap),
+        );
+        let shared = slot.input().expect("the slot shares the input state");
+        shared.armed.store(true, Ordering::Release);
+        let input = [0.25f32; 64];
+        let (mut left, mut right) = (vec![0.0f32; 64], vec![0.0f32; 64]);
+        for _ in 0..3 {
+            assert_no_alloc::assert_no_alloc(|| {
+                slot.process_duplex(&[&input, &input], &mut [&mut left, &mut right])
+            });
+        }
+        assert!(left.iter().chain(&right).all(|&v| v == 0.5));
+        // Each block's playhead is where the ring was when its period began.
+        let playheads: Vec<u32> = std::iter::from_fn(|| rx.blocks.pop().ok())
+            .map(|b| b.playhead)
+            .collect();
+        assert_eq!(playheads, [0, 64, 128]);
+        assert_eq!(rx.samples.slots(), 3 * 64 * 2);
+    }
+
+    #[test]
     fn a_full_queue_drops_whole_periods_and_counts_them() {
         let (_w, reader) = ring();
         let (mut tap, mut rx) = input_queue(1, 8_000, reader.handle());
