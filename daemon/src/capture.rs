@@ -395,6 +395,8 @@ impl Run {
         let mut out: Vec<f32> = Vec::new();
         let mut clock: Option<u64> = None;
         let mut lost = 0u64;
+        let overruns = &self.capture.shared.overruns;
+        let overruns_before = overruns.load(Ordering::Relaxed);
         loop {
             if self.flags.cancel.load(Ordering::Acquire) {
                 return Ok(None);
@@ -445,8 +447,12 @@ impl Run {
         if self.window.cancelled() || out.is_empty() {
             return Err("stopped before any audio was captured".into());
         }
-        if lost > 0 {
-            log::warn!("capture: {lost} input frames lost (the queue overran); silence there");
+        let dropped = overruns.load(Ordering::Relaxed) - overruns_before;
+        if dropped > 0 || lost > 0 {
+            log::warn!(
+                "capture: the callback dropped {dropped} input frames (the queue was full); \
+                 {lost} of them fell inside the capture and are silence there"
+            );
         }
         Ok(Some(LoopAudio {
             samples: out,
