@@ -136,6 +136,7 @@ fn playing(session: &JackSession) -> (OutputSupervisor, RingHandle, JackCapture)
         sample_rate: RATE,
         period_frames: PERIOD,
         midi_in: None,
+        inputs: 0,
     };
     let sup = OutputSupervisor::start(
         BackendChoice::Jack,

@@ -191,6 +191,9 @@ pub struct Cli {
     /// State file (knobs, prompt, references, loop band, source).
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
+    /// JACK input ports `in_1 .. in_N` for `/capture`; 0 opens none [default: 0].
+    #[arg(long, value_name = "N")]
+    pub inputs: Option<usize>,
     /// Subcommand; without one, run the daemon.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -266,6 +269,10 @@ pub struct Settings {
     pub midi: bool,
     /// MIDI maps of the config file (`[[midi.map]]`), checked as `/midi/map` checks them.
     pub midi_maps: Vec<crate::midi::MidiMapEntry>,
+    /// Input ports for `/capture` (JACK only; 0: none).
+    pub inputs: usize,
+    /// `[capture] save`: the folder each capture is saved in as a WAV (`None`: not saved).
+    pub capture_save: Option<PathBuf>,
 }
 
 /// The model bundle the `bundle` engine runs, and how ONNX Runtime runs it.
@@ -427,6 +434,13 @@ fn merge(
         Some((v, _)) => v,
         None => "latentd".into(),
     };
+    let inputs = match pick(cli.inputs, "--inputs", file.audio.inputs, "audio.inputs") {
+        Some((v, origin)) if v > crate::audio::input::MAX_INPUTS => {
+            return Err(bad(&origin, v, "0..=8 input ports"));
+        }
+        Some((v, _)) => v,
+        None => 0,
+    };
     let (engine, model) = model_settings(
         cli.engine,
         cli.model,
@@ -483,6 +497,8 @@ fn merge(
         config_path,
         midi: cli.midi || file.midi.enabled.unwrap_or(false),
         midi_maps: midi_maps(file.midi.map)?,
+        inputs,
+        capture_save: file.capture.save,
     })
 }
 
@@ -833,7 +849,7 @@ impl Settings {
         format!(
             "# effective settings{}\n\
              [audio]\nbackend = \"{}\"\nclient_name = {:?}\nautoconnect = {}\nrate = {}\n\
-             period = {}\n\n[source]\n{}\nloop_seconds = {}\n\n[record]\n{}\nsplit_s = {}\n\n\
+             period = {}\ninputs = {}\n\n[source]\n{}\nloop_seconds = {}\n\n[record]\n{}\nsplit_s = {}\n\n[capture]\n{}\n\n\
              [osc]\nbind = \"{}\"\nallowlist = [{allow}]\noscquery_port = {}\nadvertise = \"{}\"\n\n\
              [media]\nfolder = {:?}\n\n[engine]\nbackend = \"{}\"\nprompt = {:?}\nprompt_b = {:?}\n\
              knobs = {{ {knobs} }}\n\n[model]\n{}\n{}\nthreads = {}\nep = [{}]\n\n[lead]\n{lead}\n[health]\n{health}\n[state]\npath = {:?}\n\n\
@@ -847,10 +863,12 @@ impl Settings {
             self.autoconnect,
             self.sample_rate,
             self.period_frames,
+            self.inputs,
             opt_path(&self.source),
             self.loop_seconds,
             opt_path(&self.record),
             self.record_config.split_s,
+            opt_key("save", &self.capture_save),
             self.osc_bind,
             self.oscquery_port,
             self.advertise.as_str(),

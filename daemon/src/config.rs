@@ -7,12 +7,15 @@
 //! autoconnect = false     # connect to the system playback ports
 //! rate = 48000            # Hz, for null and PipeWire (a JACK server dictates its own)
 //! period = 256            # frames, for null and PipeWire
+//! inputs = 0              # JACK input ports in_1 .. in_N for /capture (0: none)
 //! [source]
 //! file = "loop.wav"       # the loop to play and re-imagine; without it: a text-only loop
 //! loop_seconds = 60.0     # loop length without a source file
 //! [record]
 //! file = "out.wav"        # record what is played (32-bit float WAV) from the start
 //! split_s = 3600           # every recording rolls over to a new file this often
+//! [capture]
+//! save = "/srv/latentd/captures" # save each /capture as a WAV here (default: not saved)
 //! [osc]
 //! bind = "127.0.0.1:7770" # UDP and TCP, same port
 //! allowlist = ["127.0.0.0/8", "::1/128"] # client networks served when bound wider
@@ -85,6 +88,7 @@ pub struct AudioSection {
     pub(crate) autoconnect: Option<bool>,
     pub(crate) rate: Option<u32>,
     pub(crate) period: Option<usize>,
+    pub(crate) inputs: Option<usize>,
 }
 
 /// `[source]`.
@@ -101,6 +105,13 @@ pub struct SourceSection {
 pub struct RecordSection {
     pub(crate) file: Option<PathBuf>,
     pub(crate) split_s: Option<f64>,
+}
+
+/// `[capture]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureSection {
+    pub(crate) save: Option<PathBuf>,
 }
 
 /// `[osc]`.
@@ -207,6 +218,8 @@ pub struct ConfigFile {
     pub(crate) schedule: Vec<ScheduleFileEntry>,
     #[serde(default)]
     pub(crate) midi: MidiSection,
+    #[serde(default)]
+    pub(crate) capture: CaptureSection,
 }
 
 /// Largest config file read, in bytes.

@@ -3,6 +3,7 @@
 //! drive them in-process.
 
 pub mod audio;
+pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod control;

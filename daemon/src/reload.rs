@@ -184,6 +184,8 @@ pub fn changed_until_restart(running: &Settings, new: &Settings) -> Vec<&'static
     );
     check(running.record != new.record, "record.file");
     check(running.record_config != new.record_config, "record.split_s");
+    check(running.inputs != new.inputs, "audio.inputs");
+    check(running.capture_save != new.capture_save, "capture.save");
     check(running.log_target != new.log_target, "log.target");
     check(running.osc_bind != new.osc_bind, "osc.bind");
     check(

@@ -55,10 +55,12 @@ use latentd_engine::runner::engine_loop::{Engine, EngineHandle};
 use latentd_osc_schema::{MediaRoot, Schema};
 use signal_hook::iterator::Signals;
 
+use crate::audio::input::input_queue;
 use crate::audio::midi_in::{MIDI_QUEUE_CAPACITY, MidiInput};
 use crate::audio::select::{OUTPUT_CHANNELS, OutputOptions, open_output};
 use crate::audio::supervisor::OutputSupervisor;
 use crate::audio::{FadeOut, PeriodProcessor, Rates};
+use crate::capture::Capture;
 use crate::cli::{EngineChoice, Settings};
 use crate::control::jobs::{JobContext, JobWorker};
 use crate::control::midi::{MidiControl, spawn_drain};
@@ -237,6 +239,7 @@ fn run_session(
         sample_rate: settings.sample_rate,
         period_frames: settings.period_frames,
         midi_in: midi_in.clone(),
+        inputs: settings.inputs,
     };
     let output = open_output(settings.backend, &output_options).map_err(|e| startup(&e))?;
     // Only a JACK output has a MIDI port; elsewhere MIDI input stays off (a learn is
@@ -399,9 +402,16 @@ fn run_session(
             })
             .map_err(|e| startup(&e))?;
     }
-    let processor = PeriodProcessor::new(reader, Some(tap))
+    let mut processor = PeriodProcessor::new(reader, Some(tap))
         .converting_to(format.sample_rate, format.period_frames)
         .map_err(|e| startup(&e))?;
+    // The live input's queue, when input ports are asked for (`/capture`).
+    let mut input_reader = None;
+    if settings.inputs > 0 {
+        let (tap, reader) = input_queue(settings.inputs, format.sample_rate, ring_handle.clone());
+        processor = processor.with_input(tap);
+        input_reader = Some(reader);
+    }
     if rates.converts() {
         log::info!(
             "audio: output at {} Hz, engine and ring at {} Hz: converting in the callback \
@@ -446,6 +456,15 @@ fn run_session(
         stop: Arc::clone(&stop_requested),
     })
     .map_err(|e| startup(&format!("encoder thread: {e}")))?;
+    let capture = input_reader.map(|reader| {
+        Capture::new(
+            reader,
+            ring_handle.clone(),
+            rates,
+            jobs.clone(),
+            settings.capture_save.clone(),
+        )
+    });
     let dispatcher = Arc::new(
         Dispatcher::new(
             Arc::clone(&schema),
@@ -472,7 +491,8 @@ fn run_session(
         .with_midi(MidiControl::new(
             midi_in.map(|handle| handle.0),
             start_midi_maps(&schema, settings, &restored),
-        )),
+        ))
+        .with_capture(capture.clone()),
     );
     let midi_thread = match midi_reader {
         Some(reader) => Some(
@@ -629,6 +649,9 @@ fn run_session(
     }
     osc.shutdown();
     drop(oscquery);
+    if let Some(capture) = &capture {
+        capture.shutdown(); // a running capture ends without a source; its queue sender goes
+    }
     drop(dispatcher); // the last queue sender goes with it: the encoder finishes and ends
     worker.join();
     session.flush();

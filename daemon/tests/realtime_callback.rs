@@ -5,6 +5,8 @@
 //! policy and priority. A realtime server (where the machine allows realtime: root, or
 //! `RLIMIT_RTPRIO`) gives `SCHED_FIFO`; a `--no-realtime` one gives `SCHED_OTHER`, which
 //! latentd reports as a warning and as `latentd_callback_realtime 0`.
+//! With input ports enabled (`--inputs 2`) and a live capture running, the debug build's
+//! callback (under `assert_no_alloc`, which aborts on an allocation) keeps the daemon alive.
 //!
 //!
 //! With MIDI input on (`--midi`), the same callback also copies the `midi_in` port's
@@ -302,5 +304,71 @@ fn the_callback_stays_allocation_free_with_midi_flooding_in() {
         status.success(),
         "{status:?}\n{}",
         daemon.lines().join("\n")
+    );
+}
+
+/// The callback with the live input enabled: `--inputs 2`, the dummy server's capture
+/// ports linked to them, and a capture running (its queue written every period) until it
+/// becomes the source. The debug build's callback runs under `assert_no_alloc`, which
+/// aborts the daemon on an allocation: it must still be serving afterwards.
+#[test]
+fn the_callback_with_input_ports_and_a_running_capture_does_not_allocate() {
+    let session = JackSession::start(RATE, PERIOD);
+    let dir = TempDir::new().unwrap();
+    let notify = NotifySocket::bind(dir.path());
+    let source = dir.path().join("tone.wav");
+    TONE.write_loop(&source);
+    let mut daemon = Daemon::start(
+        &dir,
+        Launch {
+            audio: "jack",
+            notify: Some(&notify),
+            env: vec![("JACK_DEFAULT_SERVER", session.server.name().to_owned())],
+            args: [
+                "--engine",
+                "off",
+                "--source",
+                &source.display().to_string(),
+                "--inputs",
+                "2",
+            ]
+            .iter()
+            .map(|a| a.to_string())
+            .collect(),
+            ..Launch::default()
+        },
+    );
+    notify.until("READY=1", START);
+    let (patch, _) =
+        jack::Client::new("rt-patch", jack::ClientOptions::NO_START_SERVER).expect("patch client");
+    for k in 1..=2 {
+        patch
+            .connect_ports_by_name(&format!("system:capture_{k}"), &format!("latentd:in_{k}"))
+            .unwrap_or_else(|e| panic!("system:capture_{k} -> latentd:in_{k}: {e}"));
+    }
+    let osc = common::service_fixture::Osc::new(daemon.osc_addr(Duration::from_secs(5)));
+    let started = osc
+        .ask("/capture/start", vec![rosc::OscType::Float(1.5)], "/done")
+        .expect("/done /capture/start");
+    assert_eq!(
+        started.args[0],
+        rosc::OscType::String("/capture/start".into())
+    );
+    // The capture ends after 1.5 s and goes through the /source path.
+    let done = osc
+        .reply("/done", Duration::from_secs(10))
+        .expect("/done /source");
+    assert_eq!(done.args[0], rosc::OscType::String("/source".into()));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        daemon.exited().is_none(),
+        "the daemon died (an allocation in the callback aborts it): {:?}",
+        daemon.lines()
+    );
+    assert!(osc.status().xruns >= 0);
+    assert!(
+        !daemon.has_line("forbids allocator"),
+        "{:?}",
+        daemon.lines()
     );
 }

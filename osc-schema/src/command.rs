@@ -140,6 +140,15 @@ pub enum Command {
     },
     /// Reply with every MIDI map.
     MidiMaps,
+    /// Capture the input ports into a new source.
+    CaptureStart {
+        /// Longest capture, `0 < s <= CAPTURE_MAX_S`; `None`: the loop's length.
+        seconds: Option<f64>,
+        /// Start (and end on stop) at the loop's wrap.
+        quantize: bool,
+    },
+    /// End the running capture.
+    CaptureStop,
 }
 
 /// A new file a recording creates: the client's name and where it lands.
@@ -187,6 +196,8 @@ impl Command {
             Command::MidiMap(_) => "/midi/map",
             Command::MidiUnmap { .. } => "/midi/unmap",
             Command::MidiMaps => "/midi/maps",
+            Command::CaptureStart { .. } => "/capture/start",
+            Command::CaptureStop => "/capture/stop",
         };
         fixed.to_string()
     }

@@ -409,6 +409,33 @@ impl Schema {
                     .map_err(|why| format!("argument 2 (cc): {why}"))?,
             },
             Route::MidiMaps => Command::MidiMaps,
+            Route::CaptureStart => Command::CaptureStart {
+                seconds: match args.first() {
+                    Some(arg) => {
+                        let s = number(1, &spec.args[0], arg)?;
+                        let max = crate::limits::CAPTURE_MAX_S;
+                        if !(s > 0.0 && s <= max) {
+                            return Err(format!(
+                                "argument 1 (seconds) must be above 0 and at most {max} s; \
+                                 got {s}"
+                            ));
+                        }
+                        Some(s)
+                    }
+                    None => None,
+                },
+                quantize: match args.get(1) {
+                    None | Some(OscType::Int(0)) => false,
+                    Some(OscType::Int(1)) => true,
+                    Some(other) => {
+                        return Err(format!(
+                            "argument 2 (quantize) must be i 0 or i 1; got {}",
+                            describe(other)
+                        ));
+                    }
+                },
+            },
+            Route::CaptureStop => Command::CaptureStop,
         })
     }
 }

@@ -48,3 +48,6 @@ pub const MAX_TIMED_BUNDLES: usize = 1024;
 pub const MAX_TIMED_BUNDLES_PER_CLIENT: usize = 256;
 /// Furthest a bundle's timetag may lie in the future.
 pub const MAX_TIMED_BUNDLE_HORIZON: Duration = Duration::from_secs(3600);
+
+/// Longest live capture (`/capture/start`), seconds: the longest loop a source may hold.
+pub const CAPTURE_MAX_S: f64 = 600.0;

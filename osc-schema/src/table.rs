@@ -65,6 +65,10 @@ pub enum Route {
     MidiUnmap,
     /// `/midi/maps`
     MidiMaps,
+    /// `/capture/start`
+    CaptureStart,
+    /// `/capture/stop`
+    CaptureStop,
 }
 
 /// How an argument is typed on the wire and which coercions apply.
@@ -433,6 +437,54 @@ pub const ADDRESSES: &[AddressSpec] = &[
                 `seconds`: the whole recording's length, all parts, as `f`); `/fail \
                 /record/stop <reason>` when nothing is recording",
         doc: "Stop the recording and complete its file.",
+    },
+    AddressSpec {
+        address: "/capture/start",
+        route: Route::CaptureStart,
+        args: &[
+            ArgSpec {
+                name: "seconds",
+                ty: ArgType::Number,
+                optional: true,
+                unit: "s",
+                doc: "longest capture, above 0 and at most 600; omitted: the loop's length",
+            },
+            ArgSpec {
+                name: "quantize",
+                ty: ArgType::Int,
+                optional: true,
+                unit: "",
+                doc: "1: start (and end, on `/capture/stop`) at the loop's wrap; 0 (the \
+                      default): start now",
+            },
+        ],
+        timing: Timing::Asynchronous,
+        reply: "`/done /capture/start` once the capture is armed; when it ends (`seconds` \
+                captured, or `/capture/stop`), the captured audio goes through the `/source` \
+                path: `/done /source [file]` (`file`: the WAV saved under `[capture] save`, \
+                when set) or `/fail /source <reason>`. `/fail /capture/start <reason>` when \
+                the daemon has no input ports (`audio.inputs = 0`, or an output without \
+                inputs), a capture is already running, or `seconds` is out of range \
+                (nothing changes)",
+        doc: "Capture the input ports (`audio.inputs`, JACK's `in_1 .. in_N`) and make \
+              the capture the new source, as `/source` does with a file. The capture is \
+              compensated for latency: its first `capture + playback` latency frames (the \
+              input ports' capture latency range and the output's playback latency, as the \
+              server reports them) are dropped, so what a player plays along with the loop \
+              lines up with it. With `quantize` 1 the capture starts at the next loop wrap \
+              (the loop band's end when one is set). The copy from the audio callback is \
+              lock- and allocation-free; periods lost because the control side fell behind \
+              are filled with silence and logged.",
+    },
+    AddressSpec {
+        address: "/capture/stop",
+        route: Route::CaptureStop,
+        args: &[],
+        timing: Timing::Immediate,
+        reply: "`/done /capture/stop`; `/fail /capture/stop <reason>` when no capture runs",
+        doc: "End the running capture now (a quantized one at the next loop wrap); its audio \
+              becomes the source as `/capture/start` says. A capture stopped before it began \
+              (still waiting for the wrap) ends with `/fail /source <reason>`.",
     },
     AddressSpec {
         address: "/status",

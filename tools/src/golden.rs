@@ -156,6 +156,7 @@ fn realtime<M: Model>(
             sample_rate: g.sample_rate,
             period_frames: opts.period_frames,
             midi_in: None,
+            inputs: 0,
         },
     )
     .map_err(|e| e.to_string())?;

@@ -1,5 +1,7 @@
 //! The JACK output: a client with two ports, `out_1` and `out_2`, whose process callback
-//! plays the ring through [`PeriodProcessor::process_planar`](super::PeriodProcessor::process_planar).
+//! plays the ring through [`PeriodProcessor::process_planar`](super::PeriodProcessor::process_planar);
+//! with [`JackOptions::inputs`] above 0 also input ports `in_1 .. in_N`, queued for a live
+//! capture ([`super::input`]) by [`PeriodProcessor::process_duplex`](super::PeriodProcessor::process_duplex).
 //!
 //! The server dictates the format: its sample rate and buffer size ([`JackOutput::format`]).
 //! The client never starts a server ([`ClientOptions::NO_START_SERVER`]); libjack picks the
@@ -16,7 +18,8 @@
 //!   preallocated for JACK's largest buffer size, see [`super::convert`]).
 //! - JACK's notification thread (not realtime) counts xruns, reports a sample-rate change as
 //!   an error in the log, and answers latency requests: the output ports' playback latency
-//!   is what lies downstream plus one period. When the server goes away, libjack calls the
+//!   is what lies downstream plus one period; the input ports' capture latency and that
+//!   playback latency are reported to the live input ([`super::input::InputShared`]). When the server goes away, libjack calls the
 //!   shutdown callback there, which only sets the flag [`RunningOutput::server_lost`] reads.
 //! - [`RunningOutput::connections`] and [`RunningOutput::connect`] run on the supervising
 //!   thread; they talk to the server, never to the callbacks.
@@ -26,15 +29,16 @@
 //! period, before it plays the ring.
 
 use std::ffi::c_void;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use ::jack::{
-    AsyncClient, AudioOut, Client, ClientOptions, ClientStatus, Control, Frames, MidiIn,
+    AsyncClient, AudioIn, AudioOut, Client, ClientOptions, ClientStatus, Control, Frames, MidiIn,
     NotificationHandler, Port, PortFlags, ProcessHandler, ProcessScope,
 };
 use latentd_engine::RingHandle;
 
+use super::input::{InputShared, MAX_INPUTS};
 use super::midi_in::{MIDI_PORT_NAME, MidiInHandle};
 use super::{
     AudioError, AudioOutput, OutputFormat, OutputStats, OutputStatsSnapshot, PeerLink,
@@ -55,6 +59,8 @@ pub struct JackOptions {
     pub autoconnect: bool,
     /// MIDI input: register [`MIDI_PORT_NAME`] and queue its messages here.
     pub midi_in: Option<MidiInHandle>,
+    /// Input ports to open, `in_1 .. in_N` (0: none; at most [`MAX_INPUTS`]).
+    pub inputs: usize,
 }
 
 impl Default for JackOptions {
@@ -63,8 +69,14 @@ impl Default for JackOptions {
             client_name: "latentd".to_owned(),
             autoconnect: false,
             midi_in: None,
+            inputs: 0,
         }
     }
+}
+
+/// The name of input port `k` (from 0): `in_1`, `in_2`, ...
+pub fn input_port_name(k: usize) -> String {
+    format!("in_{}", k + 1)
 }
 
 /// The format as the server last reported it; shared by the callbacks and the main thread.
@@ -89,6 +101,10 @@ impl LiveFormat {
 struct LatencyTarget {
     ports: [*mut ::jack::jack_sys::jack_port_t; 2],
     format: Arc<LiveFormat>,
+    /// Our input ports, whose capture latency the live input compensates.
+    inputs: Vec<*mut ::jack::jack_sys::jack_port_t>,
+    /// Where the latencies are reported (set once, before the client activates).
+    report: OnceLock<Arc<InputShared>>,
 }
 
 // SAFETY: the port pointers are only handed to libjack, whose port calls are thread-safe;
@@ -97,19 +113,38 @@ unsafe impl Send for LatencyTarget {}
 unsafe impl Sync for LatencyTarget {}
 
 /// libjack's latency callback (notification thread). In playback mode JACK has just set
-/// each output port's range to what lies downstream; add the one period we hold.
+/// each output port's range to what lies downstream; add the one period we hold. In
+/// capture mode it has set each input port's range to what lies upstream. Both maxima go
+/// to the live input's report, when there is one.
 unsafe extern "C" fn on_latency(
     mode: ::jack::jack_sys::jack_latency_callback_mode_t,
     arg: *mut c_void,
 ) {
     use ::jack::jack_sys as j;
-    if mode != j::JackPlaybackLatency || arg.is_null() {
+    if arg.is_null() {
         return;
     }
     // SAFETY: `arg` is the `LatencyTarget` registered in `open`, alive until after the
     // client is closed.
     let target = unsafe { &*(arg as *const LatencyTarget) };
+    if mode == j::JackCaptureLatency {
+        let mut most = 0;
+        for &port in &target.inputs {
+            let mut range = j::jack_latency_range_t { min: 0, max: 0 };
+            // SAFETY: `port` is one of our registered ports, valid while the client is open.
+            unsafe { j::jack_port_get_latency_range(port, j::JackCaptureLatency, &mut range) };
+            most = most.max(range.max);
+        }
+        if let Some(report) = target.report.get() {
+            report.capture_latency.store(most, Ordering::Relaxed);
+        }
+        return;
+    }
+    if mode != j::JackPlaybackLatency {
+        return;
+    }
     let period = target.format.period_frames.load(Ordering::Relaxed);
+    let mut most = 0;
     for &port in &target.ports {
         let mut range = j::jack_latency_range_t { min: 0, max: 0 };
         // SAFETY: `port` is one of our registered ports, valid while the client is open.
@@ -119,6 +154,10 @@ unsafe extern "C" fn on_latency(
             range.max = range.max.saturating_add(period);
             j::jack_port_set_latency_range(port, j::JackPlaybackLatency, &mut range);
         }
+        most = most.max(range.max);
+    }
+    if let Some(report) = target.report.get() {
+        report.playback_latency.store(most, Ordering::Relaxed);
     }
 }
 
@@ -131,6 +170,8 @@ pub struct JackOutput {
     latency: Box<LatencyTarget>,
     options: JackOptions,
     midi: Option<(Port<MidiIn>, MidiInHandle)>,
+    /// Input ports `in_1 ..`, in channel order (empty without [`JackOptions::inputs`]).
+    inputs: Vec<Port<AudioIn>>,
 }
 
 fn open_error(name: &str, e: ::jack::Error) -> AudioError {
@@ -187,6 +228,20 @@ impl JackOutput {
                 .map_err(|e| backend_error(&format!("registering port {name}"), e))
         };
         let ports = [register(PORT_NAMES[0])?, register(PORT_NAMES[1])?];
+        if options.inputs > MAX_INPUTS {
+            return Err(AudioError::Unsupported {
+                backend: BACKEND,
+                what: format!("{} input ports; at most {MAX_INPUTS}", options.inputs),
+            });
+        }
+        let inputs = (0..options.inputs)
+            .map(|k| {
+                let name = input_port_name(k);
+                client
+                    .register_port(&name, AudioIn::default())
+                    .map_err(|e| backend_error(&format!("registering port {name}"), e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let format = Arc::new(LiveFormat {
             sample_rate: AtomicU32::new(client.sample_rate()),
             period_frames: AtomicU32::new(client.buffer_size()),
@@ -194,6 +249,8 @@ impl JackOutput {
         let latency = Box::new(LatencyTarget {
             ports: [ports[0].raw(), ports[1].raw()],
             format: Arc::clone(&format),
+            inputs: inputs.iter().map(Port::raw).collect(),
+            report: OnceLock::new(),
         });
         // SAFETY: the client is open and not active; `latency` is boxed and dropped only
         // after the client is closed (field order of `JackOutput` and `RunningJack`).
@@ -226,6 +283,7 @@ impl JackOutput {
             latency,
             options: options.clone(),
             midi,
+            inputs,
         })
     }
 
@@ -287,7 +345,15 @@ impl AudioOutput for JackOutput {
             latency,
             options,
             midi,
+            inputs,
         } = *self;
+        if let Some(report) = processor.input() {
+            report.ports.store(inputs.len(), Ordering::Relaxed);
+            // Set once per output; a reopened output reports into the same state.
+            let _ = latency.report.set(report);
+        } else if !inputs.is_empty() {
+            log::warn!("jack: input ports opened without a live input to feed; they are ignored");
+        }
         let ring = processor.ring_handle();
         let stats = processor.stats();
         let lost = Arc::new(AtomicBool::new(false));
@@ -306,6 +372,7 @@ impl AudioOutput for JackOutput {
             format: Arc::clone(&format),
             ring,
             midi,
+            inputs,
         };
         let active = client
             .activate_async(notifications, process)
@@ -331,6 +398,8 @@ struct Process {
     format: Arc<LiveFormat>,
     ring: RingHandle,
     midi: Option<(Port<MidiIn>, MidiInHandle)>,
+    /// Input ports, in channel order (at most [`MAX_INPUTS`]).
+    inputs: Vec<Port<AudioIn>>,
 }
 
 impl ProcessHandler for Process {
@@ -343,7 +412,18 @@ impl ProcessHandler for Process {
         }
         let out_1 = self.out_1.as_mut_slice(scope);
         let out_2 = self.out_2.as_mut_slice(scope);
-        self.processor.process_planar(&mut [out_1, out_2]);
+        if self.inputs.is_empty() {
+            self.processor.process_planar(&mut [out_1, out_2]);
+        } else {
+            // The port buffers on the stack: no allocation in the callback.
+            let mut buffers: [&[f32]; MAX_INPUTS] = [&[]; MAX_INPUTS];
+            let n = self.inputs.len().min(MAX_INPUTS);
+            for (slot, port) in buffers.iter_mut().zip(&self.inputs) {
+                *slot = port.as_slice(scope);
+            }
+            self.processor
+                .process_duplex(&buffers[..n], &mut [out_1, out_2]);
+        }
         Control::Continue
     }
 

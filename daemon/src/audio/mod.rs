@@ -9,8 +9,9 @@
 //! one's server went away.
 //!
 //! Threading: outputs are opened, started and stopped on the main thread. The realtime
-//! callback only calls [`PeriodProcessor::process_planar`] or
-//! [`PeriodProcessor::process_interleaved`]: no allocation (checked by `assert_no_alloc` in
+//! callback only calls [`PeriodProcessor::process_planar`] (or
+//! [`PeriodProcessor::process_duplex`], which first queues the input ports for a live
+//! capture, [`input`]) or [`PeriodProcessor::process_interleaved`]: no allocation (checked by `assert_no_alloc` in
 //! debug builds), no lock, no syscall, no logging; it reports through atomic counters and
 //! the [`Meters`] it keeps on what it played. Each period runs with subnormals flushed to
 //! zero, and the first one after the supervisor asks leaves its thread handle for the
@@ -18,6 +19,7 @@
 //! `midi_in` port's messages into [`midi_in`]'s queue, under the same rules.
 
 pub mod convert;
+pub mod input;
 pub mod links;
 pub mod meter;
 pub mod midi_in;
@@ -127,6 +129,8 @@ pub struct PeriodProcessor {
     thread: Arc<CallbackThread>,
     /// Output gain while fading (1 until a fade is asked for, then down to 0).
     gain: f32,
+    /// The live input's callback end, when input ports are asked for ([`input`]).
+    input: Option<input::InputTap>,
 }
 
 /// Frames over which [`FadeOut`] takes the output from full level to silence (about 5 ms at
@@ -176,7 +180,29 @@ impl PeriodProcessor {
             fade: Arc::new(FadeOut::default()),
             thread: Arc::new(CallbackThread::default()),
             gain: 1.0,
+            input: None,
         }
+    }
+
+    /// Queue what the input ports bring to `tap` each period ([`Self::process_duplex`]).
+    pub fn with_input(mut self, tap: input::InputTap) -> Self {
+        self.input = Some(tap);
+        self
+    }
+
+    /// The live input's shared state, when the processor has an input tap.
+    pub fn input_shared(&self) -> Option<Arc<input::InputShared>> {
+        self.input.as_ref().map(input::InputTap::shared)
+    }
+
+    /// One period: queue the input ports (`inputs`, one slice per port) to the input tap,
+    /// if there is one, then play into planar outputs as [`Self::process_planar`].
+    /// Realtime-safe.
+    pub fn process_duplex(&mut self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
+        if let Some(tap) = self.input.as_mut() {
+            rt_guard(|| tap.process(inputs));
+        }
+        self.process_planar(outputs);
     }
 
     /// Play the ring through an output at `output_rate` (frames per second), converting in

@@ -79,6 +79,8 @@ pub struct OutputOptions {
     pub period_frames: usize,
     /// MIDI input: the queue a JACK output's `midi_in` port feeds (`None`: no MIDI port).
     pub midi_in: Option<super::midi_in::MidiInHandle>,
+    /// Input ports for a live capture (JACK only; 0: none).
+    pub inputs: usize,
 }
 
 /// Open the output `choice` names; for [`BackendChoice::Auto`], the first that answers.
@@ -118,11 +120,23 @@ pub fn server_sample_rate(choice: BackendChoice) -> Option<u32> {
 }
 
 fn open_null(opts: &OutputOptions) -> Result<Box<dyn AudioOutput>, AudioError> {
+    warn_no_inputs("null", opts);
     Ok(Box::new(NullOutput::open(
         opts.sample_rate,
         opts.period_frames,
         OUTPUT_CHANNELS,
     )?))
+}
+
+/// Only the JACK output opens input ports; elsewhere `audio.inputs` is said to be ignored.
+fn warn_no_inputs(backend: &str, opts: &OutputOptions) {
+    if opts.inputs > 0 {
+        log::warn!(
+            "audio: the {backend} output has no input ports; audio.inputs = {} is ignored \
+             (a capture is refused)",
+            opts.inputs
+        );
+    }
 }
 
 fn jack_reachable() -> bool {
@@ -139,6 +153,7 @@ fn open_jack(opts: &OutputOptions) -> Result<Box<dyn AudioOutput>, AudioError> {
             client_name: opts.client_name.clone(),
             autoconnect: opts.autoconnect,
             midi_in: opts.midi_in.clone(),
+            inputs: opts.inputs,
         },
     )?));
     #[cfg(not(feature = "jack"))]
@@ -157,6 +172,7 @@ fn pipewire_reachable() -> bool {
 
 #[cfg_attr(not(feature = "pipewire"), allow(unused_variables))]
 fn open_pipewire(opts: &OutputOptions) -> Result<Box<dyn AudioOutput>, AudioError> {
+    warn_no_inputs("pipewire", opts);
     #[cfg(feature = "pipewire")]
     return Ok(Box::new(super::pipewire::PipeWireOutput::open(
         &super::pipewire::PipeWireOptions {
@@ -184,6 +200,7 @@ mod tests {
             sample_rate: 44_100,
             period_frames: 128,
             midi_in: None,
+            inputs: 0,
         }
     }
 

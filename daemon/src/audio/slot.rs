@@ -30,6 +30,7 @@ pub struct ProcessorSlot {
     thread: Arc<CallbackThread>,
     ring: RingHandle,
     rates: Rates,
+    input: Option<Arc<super::input::InputShared>>,
 }
 
 // SAFETY: the processor is `Send` and is only ever reached by the one thread that set
@@ -56,6 +57,7 @@ impl ProcessorSlot {
             thread: processor.callback_thread(),
             ring: processor.ring_handle(),
             rates: processor.rates(),
+            input: processor.input_shared(),
             processor: UnsafeCell::new(processor),
         })
     }
@@ -80,6 +82,15 @@ impl ProcessorSlot {
     #[inline]
     pub fn process_planar(&self, outputs: &mut [&mut [f32]]) {
         if self.with(|p| p.process_planar(outputs)).is_none() {
+            outputs.iter_mut().for_each(|o| o.fill(0.0));
+        }
+    }
+
+    /// One period from input ports into planar outputs ([`PeriodProcessor::process_duplex`]),
+    /// or silence (and no input queued) if the processor is busy. Realtime-safe.
+    #[inline]
+    pub fn process_duplex(&self, inputs: &[&[f32]], outputs: &mut [&mut [f32]]) {
+        if self.with(|p| p.process_duplex(inputs, outputs)).is_none() {
             outputs.iter_mut().for_each(|o| o.fill(0.0));
         }
     }
@@ -125,6 +136,12 @@ impl ProcessorSlot {
     /// output at another rate cannot play this slot).
     pub fn rates(&self) -> Rates {
         self.rates
+    }
+
+    /// The live input's shared state (latencies, port count, overruns), when the processor
+    /// has an input tap.
+    pub fn input(&self) -> Option<Arc<super::input::InputShared>> {
+        self.input.clone()
     }
 
     /// The guard the ring needs behind an output period of `output_frames` (counted in the

@@ -702,6 +702,7 @@ mod tests {
             sample_rate: rate,
             period_frames: 64,
             midi_in: None,
+            inputs: 0,
         }
     }
 

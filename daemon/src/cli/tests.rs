@@ -299,3 +299,27 @@ fn midi_keys_are_read_checked_and_printed_back() {
         assert!(err.contains(why), "{err}");
     }
 }
+
+#[test]
+fn input_ports_and_the_capture_folder_come_from_the_file_or_the_flag() {
+    let s = run(&[]).unwrap();
+    assert_eq!((s.inputs, s.capture_save.clone()), (0, None));
+    let path = config_file(
+        "capture",
+        "[audio]\ninputs = 2\n[capture]\nsave = \"/srv/captures\"\n",
+    );
+    let s = run(&["--config", path.to_str().unwrap()]).unwrap();
+    assert_eq!(s.inputs, 2);
+    assert_eq!(s.capture_save, Some(PathBuf::from("/srv/captures")));
+    assert_eq!(
+        run(&["--config", path.to_str().unwrap(), "--inputs", "1"])
+            .unwrap()
+            .inputs,
+        1
+    );
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(
+        run(&["--inputs", "9"]).unwrap_err(),
+        "--inputs = 9: expected 0..=8 input ports"
+    );
+}

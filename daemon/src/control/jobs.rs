@@ -17,7 +17,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 
 use latentd_engine::audio_clip::AudioView;
-use latentd_engine::audio_file::LoopAudio;
+use latentd_engine::audio_file::{LoopAudio, remap_channels, resample_loop};
 use latentd_engine::conditioning::{ConditioningControl, PromptSpec};
 use latentd_engine::model::Geometry;
 use latentd_osc_schema::rosc::OscType;
@@ -77,6 +77,13 @@ pub enum Job {
         /// A valid name.
         name: String,
     },
+    /// Make a live capture the source ([`crate::capture`]); answered as `/source`.
+    CaptureSource {
+        /// What the input ports brought, at the output's rate and the ports' channels.
+        audio: LoopAudio,
+        /// Save it as a WAV in this folder first (`[capture] save`).
+        save: Option<PathBuf>,
+    },
 }
 
 impl Job {
@@ -92,6 +99,7 @@ impl Job {
             Job::Sync(_) => "/sync",
             Job::PresetSave { .. } => "/preset/save",
             Job::PresetDelete { .. } => "/preset/delete",
+            Job::CaptureSource { .. } => "/source",
         }
     }
 }
@@ -272,7 +280,41 @@ fn perform(cx: &JobContext, job: Job) -> Result<Done, String> {
             Ok(Done::Plain)
         }
         Job::Sync(id) => Ok(Done::Synced(id)),
+        Job::CaptureSource { audio, save } => captured_source(cx, audio, save.as_deref()),
     }
+}
+
+/// A live capture as the source: saved first (when asked), converted to the model's rate
+/// and channels, set; nothing changes (the saved file is removed again) if that fails.
+fn captured_source(cx: &JobContext, audio: LoopAudio, save: Option<&Path>) -> Result<Done, String> {
+    let saved = match save {
+        Some(dir) => Some(crate::capture::save_wav(dir, &audio)?),
+        None => None,
+    };
+    let g = cx.geometry;
+    let converted = LoopAudio {
+        samples: remap_channels(&audio.samples, audio.channels, g.audio_channels),
+        channels: g.audio_channels,
+        sample_rate: audio.sample_rate,
+    };
+    let result = resample_loop(&converted, g.sample_rate)
+        .map_err(|e| format!("capture: {e}"))
+        .and_then(|source| {
+            cx.engine
+                .set_source(view(&source))
+                .map_err(|e| e.to_string())
+        });
+    if let Err(reason) = result {
+        if let Some(path) = &saved {
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(reason);
+    }
+    cx.session.source_changed(saved.clone());
+    Ok(match saved {
+        Some(path) => Done::Named(path.display().to_string()),
+        None => Done::Plain,
+    })
 }
 
 /// Load the reference at `path` (if any) and hand it to `apply`.

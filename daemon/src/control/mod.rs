@@ -49,6 +49,7 @@ use latentd_osc_schema::{Command, Fail, RecordFile, Schema, Timed, When, ntp_to_
 
 use crate::audio::supervisor::OutputStateHandle;
 use crate::audio::{Meters, OutputStats};
+use crate::capture::{Capture, CaptureError, CaptureRequest};
 use crate::osc::{CommandHandler, Peer, ReplyTo, Subscribers};
 use crate::presets::{PRESET_VERSION, Preset, PresetLibrary};
 use crate::record::{RecordTarget, Recorder};
@@ -123,6 +124,7 @@ pub struct Dispatcher {
     status: StatusSources,
     recorder: Option<Arc<Recorder>>,
     midi: midi::MidiControl,
+    capture: Option<Arc<Capture>>,
 }
 
 impl Dispatcher {
@@ -155,7 +157,15 @@ impl Dispatcher {
             status,
             recorder: None,
             midi: midi::MidiControl::default(),
+            capture: None,
         }
+    }
+
+    /// Serve `/capture/start` and `/capture/stop` with `capture` (without one, as with
+    /// `audio.inputs = 0`, they fail).
+    pub fn with_capture(mut self, capture: Option<Arc<Capture>>) -> Self {
+        self.capture = capture;
+        self
     }
 
     /// Serve `/record/start` and `/record/stop` with `recorder` (without one they fail).
@@ -665,6 +675,10 @@ impl Dispatcher {
             | Command::MidiMap(_)
             | Command::MidiUnmap { .. }
             | Command::MidiMaps => self.midi_command(reply_to, command, replies),
+            Command::CaptureStart { seconds, quantize } => {
+                replies.push(self.capture_start(reply_to, CaptureRequest { seconds, quantize }))
+            }
+            Command::CaptureStop => replies.push(self.capture_stop()),
             Command::Status => replies.push(reply::status_reply(&self.status_report())),
             Command::Version => {
                 replies.push(reply::version_reply("latentd", env!("CARGO_PKG_VERSION")))
@@ -718,6 +732,35 @@ impl Dispatcher {
                     OscType::Float(done.seconds as f32),
                 ],
             ),
+            Err(e) => fail(ADDRESS, &e.to_string()),
+        }
+    }
+
+    /// `/capture/start [seconds] [quantize]`: arm a capture ([`crate::capture`]); its end
+    /// answers as `/source`.
+    fn capture_start(&self, reply_to: &ReplyTo, request: CaptureRequest) -> OscPacket {
+        const ADDRESS: &str = "/capture/start";
+        let Some(capture) = &self.capture else {
+            return fail(
+                ADDRESS,
+                &CaptureError::NoInputs("audio.inputs = 0".into()).to_string(),
+            );
+        };
+        match capture.start(request, reply_to.clone()) {
+            Ok(()) => reply::done(ADDRESS, vec![]),
+            Err(e) => fail(ADDRESS, &e.to_string()),
+        }
+    }
+
+    /// `/capture/stop`: end the running capture.
+    fn capture_stop(&self) -> OscPacket {
+        const ADDRESS: &str = "/capture/stop";
+        let result = match &self.capture {
+            Some(capture) => capture.stop(),
+            None => Err(CaptureError::NotRunning),
+        };
+        match result {
+            Ok(()) => reply::done(ADDRESS, vec![]),
             Err(e) => fail(ADDRESS, &e.to_string()),
         }
     }

@@ -1,0 +1,437 @@
+//! Live input on the real binary: `latentd --inputs 2` on a private `jackd -d dummy`, a
+//! tone client of this test playing a 1 kHz sine into `latentd:in_1` / `in_2`,
+//! `/capture/start` over OSC on loopback (quantized to the loop's wrap), `/done /source`,
+//! then latentd's own output, recorded by a [`JackCapture`] client, holds the tone: its
+//! 1 kHz bin stands far above the neighbouring bins, where before the capture (a silent
+//! loop) it did not. The daemon runs a debug build, whose callback aborts on an allocation
+//! (`assert_no_alloc`), with the input ports enabled throughout.
+//!
+//! Bad input: a capture without input ports (`audio.inputs = 0`, or the null output),
+//! `seconds` out of range or not a number, a second capture while one runs, a stop with
+//! none running: each a `/fail <address> <reason>`, nothing changed.
+//!
+//! Threading: libjack finds the private server through `JACK_DEFAULT_SERVER`; each JACK
+//! test holds a [`JackSession`] while its server runs. The tone's callback runs on JACK's
+//! thread; everything else on the test's.
+
+mod common;
+
+use std::f32::consts::TAU;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use common::jack_tone::{PERIOD, RATE, START};
+use common::osc_client::Status;
+use common::service_fixture::{Daemon, Launch, NotifySocket};
+use jack::contrib::ClosureProcessHandler;
+use jack::{AudioOut, Client, ClientOptions, Control, ProcessScope};
+use latentd_tests::{JackCapture, JackSession};
+use rosc::{OscMessage, OscPacket, OscType};
+use tempfile::TempDir;
+
+/// The tone fed into the input ports.
+const TONE_HZ: f32 = 1000.0;
+/// Its peak level.
+const TONE_LEVEL: f32 = 0.5;
+/// The silent loop the daemon starts with, seconds.
+const LOOP_S: &str = "2";
+/// Frames analysed for each spectrum (0.25 s: 4 Hz bins).
+const WINDOW: usize = 12_000;
+
+/// Power of `samples` at `hz` (Goertzel), normalised to the window.
+fn power_at(samples: &[f32], hz: f32) -> f32 {
+    let w = TAU * hz / RATE as f32;
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f32, 0.0f32);
+    for &x in samples {
+        let s0 = x + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let n = samples.len() as f32;
+    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (n * n)
+}
+
+/// The tone's bin against the loudest of its neighbours (±150 Hz to ±400 Hz).
+fn tone_over_neighbours(samples: &[f32]) -> (f32, f32) {
+    let tone = power_at(samples, TONE_HZ);
+    let neighbours = [-400.0, -300.0, -150.0, 150.0, 300.0, 400.0]
+        .iter()
+        .map(|d| power_at(samples, TONE_HZ + d))
+        .fold(0.0f32, f32::max);
+    (tone, neighbours)
+}
+
+/// A client `tone` with two outputs playing the sine (a preallocated closure: no
+/// allocation in its callback), linked to latentd's input ports.
+fn play_tone_into_latentd() -> jack::AsyncClient<(), impl jack::ProcessHandler> {
+    let (client, _) = Client::new("tone", ClientOptions::NO_START_SERVER).expect("tone client");
+    let mut out_1 = client.register_port("out_1", AudioOut::default()).unwrap();
+    let mut out_2 = client.register_port("out_2", AudioOut::default()).unwrap();
+    let mut frame: u64 = 0;
+    let step = TAU * TONE_HZ / RATE as f32;
+    let handler = ClosureProcessHandler::new(move |_: &Client, ps: &ProcessScope| {
+        let (a, b) = (out_1.as_mut_slice(ps), out_2.as_mut_slice(ps));
+        for (i, (l, r)) in a.iter_mut().zip(b.iter_mut()).enumerate() {
+            // The phase kept within one second of whole cycles: no precision drift.
+            let n = (frame + i as u64) % u64::from(RATE);
+            let v = TONE_LEVEL * (step * n as f32).sin();
+            *l = v;
+            *r = v;
+        }
+        frame += a.len() as u64;
+        Control::Continue
+    });
+    let active = client
+        .activate_async((), handler)
+        .expect("activate the tone");
+    for k in 1..=2 {
+        active
+            .as_client()
+            .connect_ports_by_name(&format!("tone:out_{k}"), &format!("latentd:in_{k}"))
+            .unwrap_or_else(|e| panic!("tone:out_{k} -> latentd:in_{k}: {e}"));
+    }
+    active
+}
+
+/// `latentd --audio jack --engine off --loop-seconds 2 <extra>` on `session`'s server.
+fn start_daemon(session: &JackSession, dir: &TempDir, extra: &[&str]) -> (Daemon, Replies) {
+    let notify = NotifySocket::bind(dir.path());
+    let daemon = Daemon::start(
+        dir,
+        Launch {
+            audio: "jack",
+            notify: Some(&notify),
+            env: vec![("JACK_DEFAULT_SERVER", session.server.name().to_owned())],
+            args: ["--engine", "off", "--loop-seconds", LOOP_S]
+                .iter()
+                .chain(extra)
+                .map(|a| a.to_string())
+                .collect(),
+            ..Launch::default()
+        },
+    );
+    notify.until("READY=1", START);
+    let osc = Replies::new(daemon.osc_addr(Duration::from_secs(5)));
+    (daemon, osc)
+}
+
+/// A raw OSC/UDP client that sees every reply (the fixture's skips what it is not
+/// waiting for).
+struct Replies {
+    socket: UdpSocket,
+    to: SocketAddr,
+}
+
+impl Replies {
+    fn new(to: SocketAddr) -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Self { socket, to }
+    }
+
+    fn send(&self, addr: &str, args: Vec<OscType>) {
+        let packet = OscPacket::Message(OscMessage {
+            addr: addr.into(),
+            args,
+        });
+        let bytes = rosc::encoder::encode(&packet).unwrap();
+        self.socket.send_to(&bytes, self.to).unwrap();
+    }
+
+    /// The next `/done` or `/fail` naming `address` within `timeout` (others skipped).
+    fn answer(&self, address: &str, timeout: Duration) -> OscMessage {
+        let end = Instant::now() + timeout;
+        let mut buffer = [0u8; 65_536];
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no /done or /fail {address} within {timeout:?}"
+            );
+            self.socket.set_read_timeout(Some(left)).unwrap();
+            let Ok(n) = self.socket.recv(&mut buffer) else {
+                continue;
+            };
+            let (_, packet) = rosc::decoder::decode_udp(&buffer[..n]).unwrap();
+            let mut queue = vec![packet];
+            while let Some(packet) = queue.pop() {
+                match packet {
+                    OscPacket::Bundle(b) => queue.extend(b.content),
+                    OscPacket::Message(m)
+                        if (m.addr == "/done" || m.addr == "/fail")
+                            && m.args.first() == Some(&OscType::String(address.into())) =>
+                    {
+                        return m;
+                    }
+                    OscPacket::Message(_) => {}
+                }
+            }
+        }
+    }
+
+    /// `/status`'s `loop_s`.
+    fn loop_s(&self) -> f64 {
+        self.send("/status", vec![]);
+        let end = Instant::now() + Duration::from_secs(2);
+        let mut buffer = [0u8; 65_536];
+        while Instant::now() < end {
+            self.socket
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            let Ok(n) = self.socket.recv(&mut buffer) else {
+                continue;
+            };
+            if let (_, OscPacket::Message(m)) = rosc::decoder::decode_udp(&buffer[..n]).unwrap()
+                && m.addr == "/status.reply"
+            {
+                return Status::parse(&m.args).loop_s;
+            }
+        }
+        panic!("no /status.reply");
+    }
+}
+
+fn is_fail(m: &OscMessage) -> bool {
+    m.addr == "/fail"
+}
+
+/// The reason of a `/fail`.
+fn reason(m: &OscMessage) -> String {
+    match m.args.get(1) {
+        Some(OscType::String(s)) => s.clone(),
+        other => panic!("not a /fail reason: {other:?} in {m:?}"),
+    }
+}
+
+#[test]
+fn a_tone_fed_into_the_input_ports_becomes_the_source_and_is_heard() {
+    let session = JackSession::start(RATE, PERIOD);
+    let dir = TempDir::new().unwrap();
+    // Captures are also saved, as WAVs, in a folder of their own.
+    let saves = dir.path().join("captures");
+    std::fs::create_dir(&saves).unwrap();
+    let config = dir.path().join("latentd.toml");
+    std::fs::write(
+        &config,
+        format!("[capture]\nsave = {:?}\n", saves.display().to_string()),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let (daemon, osc) = start_daemon(&session, &dir, &["--inputs", "2", "--config", &config]);
+    let ports = session.server.list_ports();
+    for port in [
+        "latentd:in_1",
+        "latentd:in_2",
+        "latentd:out_1",
+        "latentd:out_2",
+    ] {
+        assert!(ports.iter().any(|p| p == port), "{port} missing: {ports:?}");
+    }
+    let tone = play_tone_into_latentd();
+    let listener = JackCapture::connected("listener", ["latentd:out_1", "latentd:out_2"]);
+
+    // Before: the silent loop, no tone in the output.
+    listener.record(WINDOW, Duration::from_secs(5));
+    let before: Vec<f32> = {
+        let rec = listener.recording();
+        let end = rec.frames();
+        (end - WINDOW..end).map(|i| rec.frame(i)[0]).collect()
+    };
+    let (tone_before, _) = tone_over_neighbours(&before);
+    assert!(
+        tone_before < 1e-8,
+        "a tone before the capture: {tone_before}"
+    );
+
+    // One second of the input, from the next wrap of the two-second loop: a loop of
+    // another length, so the ring plays the capture itself (`--engine off`).
+    osc.send("/capture/start", vec![OscType::Float(1.0), OscType::Int(1)]);
+    let started = osc.answer("/capture/start", Duration::from_secs(2));
+    assert!(!is_fail(&started), "{started:?}");
+    let done = osc.answer("/source", Duration::from_secs(10));
+    assert!(!is_fail(&done), "{done:?}\n{:?}", daemon.lines());
+    // The reply names the saved WAV: one second of the tone on both ports.
+    let Some(OscType::String(saved)) = done.args.get(1) else {
+        panic!("no file in {done:?}");
+    };
+    let saved = std::path::PathBuf::from(saved);
+    assert_eq!(saved.parent(), Some(saves.as_path()), "{saved:?}");
+    let wav = hound::WavReader::open(&saved).unwrap();
+    let spec = wav.spec();
+    assert_eq!((spec.channels, spec.sample_rate), (2, RATE));
+    assert_eq!(wav.duration(), RATE);
+    let left: Vec<f32> = wav
+        .into_samples::<f32>()
+        .step_by(2)
+        .map(Result::unwrap)
+        .collect();
+    let (tone_saved, _) = tone_over_neighbours(&left);
+    assert!(
+        tone_saved > 0.5 * TONE_LEVEL * TONE_LEVEL / 4.0,
+        "{tone_saved}"
+    );
+    // Nothing else is left in the folder (no partial file).
+    assert_eq!(std::fs::read_dir(&saves).unwrap().count(), 1);
+    // The reader adopts the new loop at its next turn, then crossfades into it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while (osc.loop_s() - 1.0).abs() > 0.01 {
+        assert!(
+            Instant::now() < deadline,
+            "the loop is still {} s",
+            osc.loop_s()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    listener.record(WINDOW, Duration::from_secs(5));
+    let after: Vec<f32> = {
+        let rec = listener.recording();
+        let end = rec.frames();
+        (end - WINDOW..end).map(|i| rec.frame(i)[0]).collect()
+    };
+    let (tone_after, neighbours) = tone_over_neighbours(&after);
+    eprintln!(
+        "1 kHz bin before {tone_before:.3e}, after {tone_after:.3e}; neighbours after \
+         {neighbours:.3e}; {:?}",
+        daemon
+            .lines()
+            .iter()
+            .filter(|l| l.contains("capture"))
+            .collect::<Vec<_>>()
+    );
+    // A full-scale sine of peak A has power A²/4 in its bin.
+    let expected = TONE_LEVEL * TONE_LEVEL / 4.0;
+    assert!(
+        tone_after > 0.5 * expected,
+        "the tone's bin: {tone_after}, a sine at {TONE_LEVEL} gives {expected}"
+    );
+    assert!(
+        tone_after > 1000.0 * neighbours,
+        "the tone's bin {tone_after} against its neighbours' {neighbours}"
+    );
+    // The compensated latency comes from the server: the outputs' playback latency holds
+    // at least latentd's own period.
+    let started = daemon.wait_line("capture: started", Duration::from_secs(1));
+    let latency: u32 = started
+        .split(" frames of latency")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no latency in {started}"));
+    assert!(latency >= PERIOD as u32, "{started}");
+    assert!(
+        !daemon.has_line("the callback dropped"),
+        "{:?}",
+        daemon.lines()
+    );
+    // The state file remembers the saved capture as the source.
+    std::thread::sleep(Duration::from_secs(1));
+    let state = std::fs::read_to_string(&daemon.state).unwrap();
+    assert!(
+        state.contains(saved.file_name().unwrap().to_str().unwrap()),
+        "{state}"
+    );
+    drop(listener);
+    tone.deactivate().expect("deactivate the tone");
+}
+
+#[test]
+fn bad_captures_fail_and_change_nothing() {
+    let session = JackSession::start(RATE, PERIOD);
+    let dir = TempDir::new().unwrap();
+    let (daemon, osc) = start_daemon(&session, &dir, &["--inputs", "2"]);
+    let loop_s = osc.loop_s();
+    for (args, why) in [
+        (vec![OscType::Float(0.0)], "above 0"),
+        (vec![OscType::Float(-1.0)], "above 0"),
+        (vec![OscType::Float(601.0)], "at most 600"),
+        (vec![OscType::Float(f32::NAN)], "finite"),
+        (vec![OscType::Float(1.0), OscType::Int(2)], "i 0 or i 1"),
+        (vec![OscType::String("long".into())], "seconds"),
+    ] {
+        osc.send("/capture/start", args.clone());
+        let m = osc.answer("/capture/start", Duration::from_secs(2));
+        assert!(is_fail(&m), "{args:?}: {m:?}");
+        assert!(reason(&m).contains(why), "{args:?}: {}", reason(&m));
+    }
+    // Nothing runs: a stop fails.
+    osc.send("/capture/stop", vec![]);
+    let m = osc.answer("/capture/stop", Duration::from_secs(2));
+    assert!(is_fail(&m) && reason(&m).contains("no capture"), "{m:?}");
+    // One capture at a time (quantized to a wrap two seconds away: still waiting).
+    osc.send("/capture/start", vec![OscType::Float(1.0), OscType::Int(1)]);
+    assert!(!is_fail(
+        &osc.answer("/capture/start", Duration::from_secs(2))
+    ));
+    osc.send("/capture/start", vec![]);
+    let m = osc.answer("/capture/start", Duration::from_secs(2));
+    assert!(
+        is_fail(&m) && reason(&m).contains("already running"),
+        "{m:?}"
+    );
+    // Stopped before any audio (it had to wait for the wrap, or it had only the latency):
+    // the source path fails and the loop stays.
+    osc.send("/capture/stop", vec![]);
+    assert!(!is_fail(
+        &osc.answer("/capture/stop", Duration::from_secs(2))
+    ));
+    let m = osc.answer("/source", Duration::from_secs(10));
+    assert!(is_fail(&m), "{m:?}");
+    assert_eq!(osc.loop_s(), loop_s);
+    drop(daemon);
+}
+
+#[test]
+fn a_capture_without_input_ports_fails_with_the_reason() {
+    let session = JackSession::start(RATE, PERIOD);
+    let dir = TempDir::new().unwrap();
+    let (_daemon, osc) = start_daemon(&session, &dir, &[]);
+    let loop_s = osc.loop_s();
+    assert!(
+        !session
+            .server
+            .list_ports()
+            .iter()
+            .any(|p| p == "latentd:in_1"),
+        "no input ports without --inputs"
+    );
+    osc.send("/capture/start", vec![]);
+    let m = osc.answer("/capture/start", Duration::from_secs(2));
+    assert!(is_fail(&m), "{m:?}");
+    assert!(
+        reason(&m).contains("no input ports") && reason(&m).contains("audio.inputs = 0"),
+        "{}",
+        reason(&m)
+    );
+    assert_eq!(osc.loop_s(), loop_s);
+}
+
+#[test]
+fn the_null_output_has_no_input_ports_to_capture() {
+    let dir = TempDir::new().unwrap();
+    let notify = NotifySocket::bind(dir.path());
+    let daemon = Daemon::start(
+        &dir,
+        Launch {
+            notify: Some(&notify),
+            args: ["--engine", "off", "--inputs", "2"]
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            ..Launch::default()
+        },
+    );
+    notify.until("READY=1", START);
+    assert!(
+        daemon.has_line("has no input ports"),
+        "{:?}",
+        daemon.lines()
+    );
+    let osc = Replies::new(daemon.osc_addr(Duration::from_secs(5)));
+    osc.send("/capture/start", vec![]);
+    let m = osc.answer("/capture/start", Duration::from_secs(2));
+    assert!(
+        is_fail(&m) && reason(&m).contains("no input ports"),
+        "{m:?}"
+    );
+}
