@@ -417,10 +417,6 @@ impl RunningOutput for RunningJack {
             .collect()
     }
 
-    fn own_ports(&self) -> Vec<String> {
-        (0..PORT_NAMES.len()).map(|k| self.own_port(k)).collect()
-    }
-
     fn has_port(&self, name: &str) -> bool {
         self.active.as_client().port_by_name(name).is_some()
     }

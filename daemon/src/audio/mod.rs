@@ -462,11 +462,6 @@ pub trait RunningOutput: Send {
     fn connections(&self) -> Vec<Vec<String>> {
         Vec::new()
     }
-    /// The full names of this output's own ports; empty for backends without a port
-    /// graph.
-    fn own_ports(&self) -> Vec<String> {
-        Vec::new()
-    }
     /// Whether the server lists a port named `name` now (asks the server); false for
     /// backends without a port graph.
     fn has_port(&self, _name: &str) -> bool {

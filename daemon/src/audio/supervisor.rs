@@ -530,25 +530,6 @@ impl Watch {
         let backend = self.backend();
         match reopen(self.choice, &self.options, &self.slot) {
             Ok(running) => {
-                if let Some(stalled) = self.stalled.as_ref()
-                    && stalled.own_ports().iter().any(|p| running.has_port(p))
-                {
-                    // The server that answered still holds the stalled output's ports: it
-                    // is the same server, alive but not cycling (a netjack2 slave waiting
-                    // for its master, a driver restarting). Keep waiting for the stalled
-                    // output's callbacks instead of leaving a dead client in its graph.
-                    if let Err(e) = running.stop() {
-                        log::debug!("audio: closing the probe output: {e}");
-                    }
-                    self.failed += 1;
-                    let message = "the server answers but does not run its graph".to_owned();
-                    if self.last_error.as_deref() != Some(message.as_str()) {
-                        log::warn!("audio: {backend} output stalled: {message}; waiting for it");
-                    }
-                    self.last_error = Some(message);
-                    self.next_try = now + retry_delay(self.failed);
-                    return;
-                }
                 if let Some(stalled) = self.stalled.take() {
                     // A new server answered: the stalled output's is gone for good.
                     stalled.abandon();
