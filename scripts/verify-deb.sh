@@ -124,6 +124,7 @@ done
 [[ -x /usr/bin/latentd && -x /usr/bin/latentctl ]] || fail "/usr/bin/latentd or /usr/bin/latentctl is not executable"
 for pair in "$config:systemd/latentd.toml" \
     "/usr/lib/systemd/system/latentd.service:systemd/latentd.service" \
+    "/usr/lib/systemd/system/latentd@.service:systemd/latentd@.service" \
     "/usr/lib/systemd/user/latentd.service:systemd/user/latentd.service" \
     "/usr/lib/sysusers.d/latentd.conf:systemd/latentd.sysusers" \
     "/usr/lib/tmpfiles.d/latentd.conf:systemd/latentd.tmpfile" \

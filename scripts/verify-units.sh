@@ -1,5 +1,5 @@
 #!/bin/sh
-# Verifies the unit files in systemd/: `systemd-analyze verify` on both units, the sysusers
+# Verifies the unit files in systemd/: `systemd-analyze verify` on the three units, the sysusers
 # and tmpfiles snippets applied to an empty root, and each unit's ExecStart= flags run
 # through the real binary's `check-config` with the shipped config (systemd/latentd.toml)
 # in place of the installed one, so a flag or config key the daemon does not know fails here.
@@ -16,9 +16,13 @@ mkdir -p "$work/system" "$work/user" "$work/runtime"
 chmod 700 "$work/runtime"
 sed "s|/usr/bin/latentd|$latentd|" "$here/systemd/latentd.service" >"$work/system/latentd.service"
 sed "s|/usr/bin/latentd|$latentd|" "$here/systemd/user/latentd.service" >"$work/user/latentd.service"
+# The per-GPU template, verified as an instance (its ConditionPathExists= is not checked).
+sed "s|/usr/bin/latentd|$latentd|" "$here/systemd/latentd@.service" >"$work/system/latentd@.service"
 status=0
 out=$(systemd-analyze verify "$work/system/latentd.service" 2>&1) || status=1
 [ -z "$out" ] || { echo "system unit:"; echo "$out"; status=1; }
+out=$(systemd-analyze verify "$work/system/latentd@gpu0.service" 2>&1) || status=1
+[ -z "$out" ] || { echo "template unit (latentd@gpu0):"; echo "$out"; status=1; }
 out=$(XDG_RUNTIME_DIR="$work/runtime" systemd-analyze --user verify "$work/user/latentd.service" 2>&1) || status=1
 [ -z "$out" ] || { echo "user unit:"; echo "$out"; status=1; }
 
@@ -35,7 +39,8 @@ check_flags() { # unit-file
     args=$(printf '%s\n' "${line#ExecStart=}" | sed \
         -e "s|^[^ ]*latentd||" \
         -e "s|/etc/latentd/latentd.toml|$work/latentd.toml|g" \
-        -e "s|%E/latentd/latentd.toml|$work/latentd.toml|g")
+        -e "s|%E/latentd/latentd.toml|$work/latentd.toml|g" \
+        -e "s|/etc/latentd/%i.toml|$work/latentd.toml|g")
     case "$args" in *%*) echo "$1: unexpanded specifier in ExecStart=$args"; return 1 ;; esac
     # shellcheck disable=SC2086 # the unit's arguments, split as systemd splits them (no quotes used)
     out=$(env -u STATE_DIRECTORY "$latentd" $args check-config 2>&1) || {
@@ -43,6 +48,7 @@ check_flags() { # unit-file
 }
 check_flags "$here/systemd/latentd.service" || status=1
 check_flags "$here/systemd/user/latentd.service" || status=1
+check_flags "$here/systemd/latentd@.service" || status=1
 
 # sysusers and tmpfiles snippets, applied to an empty root.
 root="$work/root"
@@ -52,5 +58,5 @@ grep -q '^latentd:x:[0-9]*:[0-9]*:.*:/var/lib/latentd:' "$root/etc/passwd" || { 
 grep -q '^audio:x:[0-9]*:latentd$' "$root/etc/group" || { echo "sysusers: latentd not in audio"; status=1; }
 systemd-tmpfiles --root="$root" --create "$here/systemd/latentd.tmpfile" || status=1
 [ "$(stat -c %a "$root/srv/latentd/media")" = 2775 ] || { echo "tmpfiles: media folder mode"; status=1; }
-[ "$status" = 0 ] && echo "verified: systemd/latentd.service, systemd/user/latentd.service (units and ExecStart= flags), latentd.sysusers, latentd.tmpfile"
+[ "$status" = 0 ] && echo "verified: systemd/latentd.service, systemd/latentd@.service, systemd/user/latentd.service (units and ExecStart= flags), latentd.sysusers, latentd.tmpfile"
 exit "$status"

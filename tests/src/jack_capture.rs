@@ -38,6 +38,9 @@ pub struct CapturedPeriod {
     pub frame_time: u32,
     /// Frames in the cycle.
     pub frames: u32,
+    /// When the cycle started on the machine's monotonic clock, µs (`current_usecs` of
+    /// `jack_get_cycle_times`; 0 if the server did not say): comparable across servers.
+    pub usecs: u64,
 }
 
 /// Where the frame times of consecutive cycles do not follow on: the server skipped
@@ -121,9 +124,11 @@ impl jack::ProcessHandler for Recorder {
             if let Ok(chunk) = self.samples.write_chunk_uninit(2 * n) {
                 chunk.fill_from_iter(left.iter().zip(right).flat_map(|(&l, &r)| [l, r]));
             }
+            let usecs = scope.cycle_times().map_or(0, |t| t.current_usecs);
             let _ = self.periods.push(CapturedPeriod {
                 frame_time: scope.last_frame_time(),
                 frames: n as u32,
+                usecs,
             });
         });
         Control::Continue

@@ -525,6 +525,10 @@ impl RunningOutput for RunningJack {
             .collect()
     }
 
+    fn has_port(&self, name: &str) -> bool {
+        self.active.as_client().port_by_name(name).is_some()
+    }
+
     fn connect(&self, channel: usize, peer: &str) -> Result<PeerLink, AudioError> {
         if channel >= PORT_NAMES.len() {
             return Err(AudioError::Unsupported {
@@ -538,7 +542,8 @@ impl RunningOutput for RunningJack {
         }
         let own = self.own_port(channel);
         match client.connect_ports_by_name(&own, peer) {
-            Ok(()) | Err(::jack::Error::PortAlreadyConnected(..)) => Ok(PeerLink::Linked),
+            Ok(()) => Ok(PeerLink::Linked),
+            Err(::jack::Error::PortAlreadyConnected(..)) => Ok(PeerLink::AlreadyLinked),
             Err(e) => Err(backend_error(&format!("connecting {own} to {peer}"), e)),
         }
     }

@@ -8,6 +8,9 @@
 //!   for [`DISCONNECT_GRACE`] while the output ran: a server that is shutting down removes
 //!   every link a moment before it tells its clients it is gone, and those links must
 //!   survive. A link the user removes on purpose is forgotten after the grace.
+//! - A link that went away with its peer port (the peer client left) or while the graph
+//!   stood still (netjack2's driver drops its ports' links when its master returns) is not
+//!   a user's removal: it becomes *pending* at once ([`LinkMemory::observe_with`]).
 //! - When the output is lost, every remembered link becomes *pending*: to be restored by
 //!   the next output as soon as its peer port exists, however long that takes (a peer
 //!   client may come back well after the server). A pending link is never forgotten for
@@ -55,11 +58,24 @@ impl LinkMemory {
 
     /// Take in the graph as it is `now` (per channel, the peers it feeds).
     pub fn observe(&mut self, graph: &[Vec<String>], now: Instant) {
+        self.observe_with(graph, now, |_| false);
+    }
+
+    /// [`observe`](Self::observe), where `vanished(peer)` says whether a missing link to
+    /// `peer` went away by itself (its port is gone, or the graph stood still) rather than
+    /// by hand (asked only for missing links): such a link becomes pending.
+    pub fn observe_with(
+        &mut self,
+        graph: &[Vec<String>],
+        now: Instant,
+        mut vanished: impl FnMut(&str) -> bool,
+    ) {
         for (k, links) in self.channels.iter_mut().enumerate() {
             let seen = graph.get(k).map(Vec::as_slice).unwrap_or_default();
             for (peer, state) in links.iter_mut() {
                 *state = match *state {
                     _ if seen.contains(peer) => LinkState::Live,
+                    LinkState::Live | LinkState::Missing(_) if vanished(peer) => LinkState::Pending,
                     LinkState::Live => LinkState::Missing(now),
                     other => other,
                 };
@@ -178,6 +194,27 @@ mod tests {
         m.observe(&graph(&["sys:p1"], &["sys:p2"]), t0 + DISCONNECT_GRACE);
         assert_eq!(m.remembered(), graph(&["sys:p1"], &["sys:p2"]));
         assert!(m.pending().is_empty());
+    }
+
+    #[test]
+    fn a_link_that_vanished_by_itself_is_pending_not_forgotten() {
+        let t0 = Instant::now();
+        let mut m = LinkMemory::new(2);
+        m.observe(&graph(&["sys:p1"], &["sys:p2"]), t0);
+        // A driver drops sys:p1's link (its port gone, or the graph stood still), for
+        // longer than the grace.
+        let gone = |peer: &str| peer == "sys:p1";
+        m.observe_with(&graph(&[], &["sys:p2"]), t0, gone);
+        m.observe_with(&graph(&[], &["sys:p2"]), t0 + 10 * DISCONNECT_GRACE, gone);
+        assert_eq!(m.pending(), [(0, "sys:p1".to_owned())]);
+        m.restored(0, "sys:p1");
+        m.observe(&graph(&["sys:p1"], &["sys:p2"]), t0 + 11 * DISCONNECT_GRACE);
+        assert!(m.pending().is_empty());
+        // Unlinked while the peer stays: forgotten after the grace, as before.
+        let t1 = t0 + 12 * DISCONNECT_GRACE;
+        m.observe_with(&graph(&["sys:p1"], &[]), t1, |_| false);
+        m.observe_with(&graph(&["sys:p1"], &[]), t1 + DISCONNECT_GRACE, |_| false);
+        assert_eq!(m.remembered(), graph(&["sys:p1"], &[]));
     }
 
     #[test]

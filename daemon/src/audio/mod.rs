@@ -447,8 +447,11 @@ pub trait AudioOutput: Send {
 /// Linking an output channel to a port of the server's graph ([`RunningOutput::connect`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeerLink {
-    /// The channel feeds the port now (newly or already).
+    /// The channel feeds the port now, newly.
     Linked,
+    /// The channel fed the port already (the server says so; its graph may not show it
+    /// yet while it stands still).
+    AlreadyLinked,
     /// The server has no port of that name (yet).
     Absent,
 }
@@ -486,6 +489,11 @@ pub trait RunningOutput: Send {
     /// backends without a port graph.
     fn connections(&self) -> Vec<Vec<String>> {
         Vec::new()
+    }
+    /// Whether the server lists a port named `name` now (asks the server); false for
+    /// backends without a port graph.
+    fn has_port(&self, _name: &str) -> bool {
+        false
     }
     /// Make output channel `channel` feed the port named `peer`.
     fn connect(&self, channel: usize, peer: &str) -> Result<PeerLink, AudioError> {

@@ -48,7 +48,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::links::{LinkMemory, REFUSAL_GRACE};
+use super::links::{self, LinkMemory, REFUSAL_GRACE};
 use super::realtime::{Scheduling, scheduling_of};
 use super::select::{
     BackendChoice, OUTPUT_CHANNELS, OutputOptions, open_output, server_sample_rate,
@@ -60,6 +60,9 @@ use super::{
 
 /// How often the supervising thread looks at the output.
 pub const TICK: Duration = Duration::from_millis(50);
+/// How long the callback count may stand still before the graph counts as stopped for
+/// [`LinkMemory::observe_with`]: longer than any JACK period (8192 frames at 44.1 kHz).
+const GRAPH_STILL: Duration = Duration::from_millis(250);
 /// First wait after a loss or a failed attempt.
 pub const FIRST_RETRY: Duration = Duration::from_millis(100);
 /// Longest wait between two attempts.
@@ -214,6 +217,7 @@ impl OutputSupervisor {
             links: LinkMemory::new(OUTPUT_CHANNELS),
             callbacks_seen: 0,
             progress_at: Instant::now(),
+            still_at: None,
             ticked_at: Instant::now(),
             lost_at: Instant::now(),
             failed: 0,
@@ -386,6 +390,9 @@ struct Watch {
     callbacks_seen: u64,
     /// When the callback count last moved (or the watch resumed after a gap).
     progress_at: Instant,
+    /// When a tick last found the graph standing still for [`GRAPH_STILL`] (a driver
+    /// waiting or restarting); links that vanish around then were not removed by hand.
+    still_at: Option<Instant>,
     /// When the last tick ran.
     ticked_at: Instant,
     /// When the current loss was noticed.
@@ -445,7 +452,19 @@ impl Watch {
         match lost {
             Some((reason, stalled)) => self.lose(now, reason, stalled),
             None => {
-                self.links.observe(&running.connections(), now);
+                if now - self.progress_at >= GRAPH_STILL {
+                    self.still_at = Some(now);
+                }
+                // A link that goes with its peer port, or while the graph stood still
+                // (netjack2's driver drops its ports' links when its master returns),
+                // was not removed by hand: it is restored once its peer is back.
+                let graph_stopped = self
+                    .still_at
+                    .is_some_and(|t| now - t <= links::DISCONNECT_GRACE);
+                self.links
+                    .observe_with(&running.connections(), now, |peer| {
+                        graph_stopped || !running.has_port(peer)
+                    });
                 self.restore_links(now);
             }
         }
@@ -579,6 +598,7 @@ impl Watch {
                     );
                     self.links.restored(channel, &peer);
                 }
+                Ok(PeerLink::AlreadyLinked) => self.links.restored(channel, &peer),
                 Ok(PeerLink::Absent) => {}
                 Err(e) => {
                     if self.links.refused(channel, &peer, now) {

@@ -123,6 +123,8 @@ pub struct Launch<'a> {
     pub oscquery_port: u16,
     /// `--state` (default `<dir>/state.json`).
     pub state: Option<PathBuf>,
+    /// A network namespace (`ip netns`) to run the daemon in (default: this process's).
+    pub netns: Option<&'a str>,
 }
 
 impl Default for Launch<'_> {
@@ -135,6 +137,7 @@ impl Default for Launch<'_> {
             audio: "null",
             oscquery_port: 0,
             state: None,
+            netns: None,
         }
     }
 }
@@ -184,7 +187,14 @@ impl Daemon {
             .state
             .clone()
             .unwrap_or_else(|| dir.path().join("state.json"));
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match launch.netns {
+            Some(netns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", netns, BIN]);
+                cmd
+            }
+            None => Command::new(BIN),
+        };
         isolated_env(&mut cmd, dir.path())
             .args(["--audio", launch.audio, "--oscquery-port"])
             .arg(launch.oscquery_port.to_string())
@@ -315,6 +325,12 @@ impl Osc {
     /// A client for the daemon at `to`.
     pub fn new(to: SocketAddr) -> Self {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Self { socket, to }
+    }
+
+    /// A client for the daemon at `to` sending from `socket` (e.g. one bound in another
+    /// network namespace).
+    pub fn from_socket(socket: UdpSocket, to: SocketAddr) -> Self {
         Self { socket, to }
     }
 
