@@ -34,6 +34,7 @@
 
 mod common;
 
+use latentd_engine::lock::MutexExt;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -402,7 +403,7 @@ fn stamp(capture: &JackCapture, timed: &mut Timed, done: &mut usize, samples_don
 /// as it goes, and when `<dir>/stop` appears write `periods.txt` and `samples.f32`.
 #[test]
 fn a_side_capture() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = SERIAL.lock_unpoisoned();
     let Some(dir) = std::env::var_os(HELPER_DIR).map(PathBuf::from) else {
         return; // only the parent test runs this, in a child
     };
@@ -555,7 +556,7 @@ fn slave_ports(capture: &JackCapture) -> Option<[String; 2]> {
 
 #[test]
 fn netjack2_carries_the_tone_to_the_stage_and_survives_a_link_drop() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = SERIAL.lock_unpoisoned();
     if std::env::var_os(HELPER_DIR).is_some() {
         return;
     }
