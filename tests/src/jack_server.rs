@@ -1,4 +1,4 @@
-//! A private JACK server for one test: `jackd --no-realtime --sync -n <unique name> -d dummy`,
+//! A private JACK server for one test: `jackd --no-realtime --sync -n <pool name> -d dummy`,
 //! started by [`JackServer::start`] and stopped by PID when dropped. A test of recovery can
 //! [`kill`](JackServer::kill) it and [`restart`](JackServer::restart) it under the same name.
 //! [`JackServer::start_realtime`] starts one with `--realtime --realtime-priority <p>`
@@ -9,27 +9,71 @@
 //! client would then see a hole that is no fault of the client under test. In sync mode a
 //! late cycle is late, never skipped, so captures stay contiguous.
 //!
+//! # Names, and JACK's eight server slots
+//!
+//! libjack registers every server in one shared table of eight slots (`/dev/shm`), freed
+//! when a server exits cleanly and otherwise kept until a server of the *same name* starts
+//! and reclaims it. A test run that leaked slots under unique names would fill the table
+//! ("Too many servers already active") and fail every JACK test after. So names come from
+//! a pool of [`NAME_POOL`] (`latentd-test-<n>`), each held through an exclusive `flock` on
+//! a lock file while its server lives (across test processes; a dead process's lock is
+//! released by the kernel): a slot leaked by a crashed test is reclaimed by the next
+//! server of that name. The pool leaves two slots free for servers started elsewhere (the
+//! netjack test's). A stop waits up to [`STOP_TIMEOUT`] for jackd to exit on SIGTERM (it
+//! can take seconds on a loaded machine) before it is killed.
+//!
 //! Threading: a plain value owned by one test. Clients reach it through
 //! `JACK_DEFAULT_SERVER=<name>`; subprocesses get that variable from
 //! [`JackServer::command`].
 
 use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// How long a server may take to answer `jack_lsp` after it is spawned.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a server may take to exit after SIGTERM before it gets SIGKILL.
-const STOP_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a server may take to exit after SIGTERM before it gets SIGKILL (which leaks
+/// its registry slot until the name is used again).
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Server names in the pool (see the module doc): JACK's 8 slots less 2.
+pub const NAME_POOL: usize = 6;
+/// How long a server start waits for a free name.
+const NAME_TIMEOUT: Duration = Duration::from_secs(120);
 
-static SERVERS_STARTED: AtomicU32 = AtomicU32::new(0);
+/// A pool name, held while the returned file (its lock) is open.
+fn claim_name() -> (String, File) {
+    let deadline = Instant::now() + NAME_TIMEOUT;
+    loop {
+        for n in 0..NAME_POOL {
+            let path = std::env::temp_dir().join(format!("latentd-test-jack-{n}.lock"));
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+            // SAFETY: flock(2) on a descriptor this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return (format!("latentd-test-{n}"), file);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no JACK test server name free for {NAME_TIMEOUT:?}: {NAME_POOL} servers are running"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
 
 /// A `jackd` with the dummy driver under a name no other test uses.
 pub struct JackServer {
     name: String,
+    /// The lock on `name` (see the module doc); released when the server is dropped.
+    _name_lock: File,
     /// The running jackd; `None` between [`JackServer::kill`] and
     /// [`JackServer::restart`] (never a reaped child, whose PID may be reused).
     child: Option<Child>,
@@ -54,16 +98,13 @@ impl JackServer {
     }
 
     fn start_with(sample_rate: u32, period: usize, realtime: Option<u32>) -> JackServer {
-        let name = format!(
-            "latentd-test-{}-{}",
-            std::process::id(),
-            SERVERS_STARTED.fetch_add(1, Ordering::Relaxed)
-        );
+        let (name, name_lock) = claim_name();
         let log = std::env::temp_dir().join(format!("{name}.log"));
-        // A leftover of an earlier run with the same PID; restarts append to it.
+        // A leftover of an earlier server of the same name; restarts append to it.
         let _ = std::fs::remove_file(&log);
         let mut server = JackServer {
             name,
+            _name_lock: name_lock,
             child: None,
             log,
             realtime,
