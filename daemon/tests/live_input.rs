@@ -97,19 +97,14 @@ fn play_tone_into_latentd() -> jack::AsyncClient<(), impl jack::ProcessHandler> 
 /// `latentd --audio jack --engine off --loop-seconds 2 <extra>` on `session`'s server.
 fn start_daemon(session: &JackSession, dir: &TempDir, extra: &[&str]) -> (Daemon, Replies) {
     let notify = NotifySocket::bind(dir.path());
+    let args: Vec<&str> = ["--loop-seconds", LOOP_S]
+        .iter()
+        .chain(extra)
+        .copied()
+        .collect();
     let daemon = Daemon::start(
         dir,
-        Launch {
-            audio: "jack",
-            notify: Some(&notify),
-            env: vec![("JACK_DEFAULT_SERVER", session.server.name().to_owned())],
-            args: ["--engine", "off", "--loop-seconds", LOOP_S]
-                .iter()
-                .chain(extra)
-                .map(|a| a.to_string())
-                .collect(),
-            ..Launch::default()
-        },
+        Launch::engine_off_on_jack(session.server.name(), &notify, &args),
     );
     notify.until("READY=1", START);
     let osc = Replies::new(daemon.osc_addr(Duration::from_secs(5)));

@@ -142,16 +142,12 @@ fn daemon_report_with(
     let daemon = Daemon::start(
         dir,
         Launch {
-            audio: "jack",
-            notify: Some(&notify),
-            env: vec![("JACK_DEFAULT_SERVER", session.server.name().to_owned())],
-            args: ["--engine", "off", "--source", &source.display().to_string()]
-                .iter()
-                .chain(extra)
-                .map(|a| a.to_string())
-                .collect(),
             oscquery_port,
-            ..Launch::default()
+            ..Launch::engine_off_on_jack(
+                session.server.name(),
+                &notify,
+                &[&["--source", source.to_str().unwrap()], extra].concat(),
+            )
         },
     );
     notify.until("READY=1", START);
@@ -320,23 +316,11 @@ fn the_callback_with_input_ports_and_a_running_capture_does_not_allocate() {
     TONE.write_loop(&source);
     let mut daemon = Daemon::start(
         &dir,
-        Launch {
-            audio: "jack",
-            notify: Some(&notify),
-            env: vec![("JACK_DEFAULT_SERVER", session.server.name().to_owned())],
-            args: [
-                "--engine",
-                "off",
-                "--source",
-                &source.display().to_string(),
-                "--inputs",
-                "2",
-            ]
-            .iter()
-            .map(|a| a.to_string())
-            .collect(),
-            ..Launch::default()
-        },
+        Launch::engine_off_on_jack(
+            session.server.name(),
+            &notify,
+            &["--source", source.to_str().unwrap(), "--inputs", "2"],
+        ),
     );
     notify.until("READY=1", START);
     let (patch, _) =

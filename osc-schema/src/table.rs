@@ -144,6 +144,19 @@ const fn arg(name: &'static str, ty: ArgType, unit: &'static str, doc: &'static 
     }
 }
 
+/// [`arg`], optional.
+const fn optional(
+    name: &'static str,
+    ty: ArgType,
+    unit: &'static str,
+    doc: &'static str,
+) -> ArgSpec {
+    ArgSpec {
+        optional: true,
+        ..arg(name, ty, unit, doc)
+    }
+}
+
 const PATH_DOC: &str = "WAV file inside the configured media folder, relative to it or absolute; \
                         paths that resolve outside it (`..`, symlinks) are refused. Checked \
                         before it is read (docs/operations.md, Limits, Files): a regular file \
@@ -210,13 +223,12 @@ pub const ADDRESSES: &[AddressSpec] = &[
         route: Route::Prompt,
         args: &[
             arg("tags", ArgType::Str, "", "comma-separated style tags"),
-            ArgSpec {
-                name: "tags_b",
-                ty: ArgType::Str,
-                optional: true,
-                unit: "",
-                doc: "second prompt, blended in by the `prompt_blend` knob",
-            },
+            optional(
+                "tags_b",
+                ArgType::Str,
+                "",
+                "second prompt, blended in by the `prompt_blend` knob",
+            ),
         ],
         timing: Timing::Asynchronous,
         reply: "`/done /prompt <epoch> [unknown]` once the engine uses it, `unknown` (the \
@@ -346,13 +358,12 @@ pub const ADDRESSES: &[AddressSpec] = &[
                 doc: "fade length, 0 (the default: at once) up to the longest fade (see \
                       Presets)",
             },
-            ArgSpec {
-                name: "curve",
-                ty: ArgType::Str,
-                optional: true,
-                unit: "",
-                doc: "shape of the fade (see Presets; `linear` by default)",
-            },
+            optional(
+                "curve",
+                ArgType::Str,
+                "",
+                "shape of the fade (see Presets; `linear` by default)",
+            ),
         ],
         timing: Timing::Immediate,
         reply: "none on success; subscribers receive the knob echoes (during the fade, the \
@@ -442,13 +453,12 @@ pub const ADDRESSES: &[AddressSpec] = &[
         address: "/capture/start",
         route: Route::CaptureStart,
         args: &[
-            ArgSpec {
-                name: "seconds",
-                ty: ArgType::Number,
-                optional: true,
-                unit: "s",
-                doc: "longest capture, above 0 and at most 600; omitted: the loop's length",
-            },
+            optional(
+                "seconds",
+                ArgType::Number,
+                "s",
+                "longest capture, above 0 and at most 600; omitted: the loop's length",
+            ),
             ArgSpec {
                 name: "quantize",
                 ty: ArgType::Int,
@@ -494,8 +504,8 @@ pub const ADDRESSES: &[AddressSpec] = &[
         reply: "`/status.reply s backend, i sample_rate, i period_frames, f playhead_s, \
                 f loop_s, f ticks_per_s, f tick_ms_p50, f lead_s, i xruns, i late_landings, \
                 f last_knob_to_ear_ms, i engine_restarts, s output, i output_reconnects, \
-                f peak_dbfs_1, f rms_dbfs_1, f peak_dbfs_2, f rms_dbfs_2, s inert_knobs` \
-                (`last_knob_to_ear_ms` is -1 until measured)",
+                f peak_dbfs_1, f rms_dbfs_1, f peak_dbfs_2, f rms_dbfs_2, s inert_knobs, \
+                f output_latency_ms` (`last_knob_to_ear_ms` is -1 until measured)",
         doc: "Report engine and output health. `sample_rate` is the engine's and the loop's \
               rate (48000 for the built-in model), the one `playhead_s` and `loop_s` are \
               counted in; `period_frames` is the output's period. An output at another rate \
@@ -511,7 +521,12 @@ pub const ADDRESSES: &[AddressSpec] = &[
               the knobs the playing model cannot honour (setting one is accepted and changes \
               nothing; e.g. `guidance` for a bundle without classifier-free guidance, \
               docs/bundles.md); empty for the built-in model. OSCQuery tags the same knobs \
-              `inert`. Subscribers \
+              `inert`. `output_latency_ms` is the output's latency to the listener as its \
+              audio server reports it: for JACK the playback latency range of latentd's \
+              ports (its period plus all that lies downstream, a netjack2 hop included, \
+              docs/operations.md), for PipeWire and the null output the period; add it to \
+              a knob-to-ear figure measured at the ports to get the figure at the ear. \
+              Subscribers \
               (`/notify`) are pushed a `/status.reply` whenever `backend`, `output` or \
               `engine_restarts` changes.",
     },
@@ -571,34 +586,10 @@ pub const ADDRESSES: &[AddressSpec] = &[
         route: Route::MidiLearn,
         args: &[
             arg("target", ArgType::Str, "", MIDI_TARGET_DOC),
-            ArgSpec {
-                name: "min",
-                ty: ArgType::Number,
-                optional: true,
-                unit: "",
-                doc: MIDI_MIN_DOC,
-            },
-            ArgSpec {
-                name: "max",
-                ty: ArgType::Number,
-                optional: true,
-                unit: "",
-                doc: MIDI_MAX_DOC,
-            },
-            ArgSpec {
-                name: "curve",
-                ty: ArgType::Str,
-                optional: true,
-                unit: "",
-                doc: MIDI_CURVE_DOC,
-            },
-            ArgSpec {
-                name: "mode",
-                ty: ArgType::Str,
-                optional: true,
-                unit: "",
-                doc: MIDI_MODE_DOC,
-            },
+            optional("min", ArgType::Number, "", MIDI_MIN_DOC),
+            optional("max", ArgType::Number, "", MIDI_MAX_DOC),
+            optional("curve", ArgType::Str, "", MIDI_CURVE_DOC),
+            optional("mode", ArgType::Str, "", MIDI_MODE_DOC),
         ],
         timing: Timing::Asynchronous,
         reply: "`/midi/learned i channel, i cc, s target` to the sender and to the subscribers \
@@ -615,34 +606,10 @@ pub const ADDRESSES: &[AddressSpec] = &[
             arg("channel", ArgType::Number, "", "MIDI channel, 1 to 16"),
             arg("cc", ArgType::Number, "", "controller number, 0 to 127"),
             arg("target", ArgType::Str, "", MIDI_TARGET_DOC),
-            ArgSpec {
-                name: "min",
-                ty: ArgType::Number,
-                optional: true,
-                unit: "",
-                doc: MIDI_MIN_DOC,
-            },
-            ArgSpec {
-                name: "max",
-                ty: ArgType::Number,
-                optional: true,
-                unit: "",
-                doc: MIDI_MAX_DOC,
-            },
-            ArgSpec {
-                name: "curve",
-                ty: ArgType::Str,
-                optional: true,
-                unit: "",
-                doc: MIDI_CURVE_DOC,
-            },
-            ArgSpec {
-                name: "mode",
-                ty: ArgType::Str,
-                optional: true,
-                unit: "",
-                doc: MIDI_MODE_DOC,
-            },
+            optional("min", ArgType::Number, "", MIDI_MIN_DOC),
+            optional("max", ArgType::Number, "", MIDI_MAX_DOC),
+            optional("curve", ArgType::Str, "", MIDI_CURVE_DOC),
+            optional("mode", ArgType::Str, "", MIDI_MODE_DOC),
         ],
         timing: Timing::Immediate,
         reply: "none on success; `/fail /midi/map <reason>` for an unknown target, a channel \

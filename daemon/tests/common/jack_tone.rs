@@ -45,26 +45,15 @@ pub fn start_tone_daemon(
 ) -> Daemon {
     let source = dir.path().join("quadrature.wav");
     TONE.write_loop(&source);
+    let (source, config) = (source.to_str().unwrap(), config.to_str().unwrap());
+    let args: Vec<&str> = ["--source", source, "--config", config]
+        .iter()
+        .chain(extra)
+        .copied()
+        .collect();
     let daemon = Daemon::start(
         dir,
-        Launch {
-            audio: "jack",
-            notify: Some(notify),
-            env: vec![("JACK_DEFAULT_SERVER", session.server.name().to_owned())],
-            args: [
-                "--engine",
-                "off",
-                "--source",
-                &source.display().to_string(),
-                "--config",
-                &config.display().to_string(),
-            ]
-            .iter()
-            .chain(extra)
-            .map(|a| a.to_string())
-            .collect(),
-            ..Launch::default()
-        },
+        Launch::engine_off_on_jack(session.server.name(), notify, &args),
     );
     notify.until("READY=1", START);
     // Into the private server, at its rate: the ring (at the engine's rate) plays unconverted.

@@ -142,7 +142,23 @@ impl Default for Launch<'_> {
     }
 }
 
-impl Launch<'_> {
+impl<'a> Launch<'a> {
+    /// `--audio jack --engine off <args>` into the JACK server named `server`, readiness
+    /// to `notify`: the loop plays what a source or a capture puts in it, nothing else.
+    pub fn engine_off_on_jack(server: &str, notify: &'a NotifySocket, args: &[&str]) -> Self {
+        Self {
+            audio: "jack",
+            notify: Some(notify),
+            env: vec![("JACK_DEFAULT_SERVER", server.to_owned())],
+            args: ["--engine", "off"]
+                .iter()
+                .chain(args)
+                .map(|a| a.to_string())
+                .collect(),
+            ..Self::default()
+        }
+    }
+
     /// Plays the bundle `model` on the ONNX Runtime `library` into the JACK server named
     /// `server`, with a `loop_s` loop, recording what it plays to `record`.
     pub fn bundle_on_jack(
