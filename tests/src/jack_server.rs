@@ -19,7 +19,7 @@
 //! a lock file while its server lives (across test processes; a dead process's lock is
 //! released by the kernel): a slot leaked by a crashed test is reclaimed by the next
 //! server of that name. The pool leaves two slots free for servers started elsewhere (the
-//! netjack test's). A stop waits up to [`STOP_TIMEOUT`] for jackd to exit on SIGTERM (it
+//! netjack test's). A stop waits up to 30 s for jackd to exit on SIGTERM (it
 //! can take seconds on a loaded machine) before it is killed.
 //!
 //! Threading: a plain value owned by one test. Clients reach it through
