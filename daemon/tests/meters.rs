@@ -141,6 +141,13 @@ fn meters_are_pushed_at_the_asked_rate_and_match_status_and_oscquery() {
     let status = plain.status();
     let flat: Vec<f64> = status.levels.iter().flat_map(|&(p, r)| [p, r]).collect();
     assert_levels("/status.reply", &flat);
+    // The null output's latency to the listener is its period.
+    let period_ms = 1000.0 * PERIOD as f64 / f64::from(status.sample_rate);
+    assert!(
+        (status.output_latency_ms - period_ms).abs() < 1e-3,
+        "output_latency_ms {} for a {PERIOD}-frame period",
+        status.output_latency_ms
+    );
     let query = SocketAddr::from(([127, 0, 0, 1], oscquery_port));
     let node = http_get(query, "/meter");
     assert_eq!(node["ACCESS"], 1, "{node}");

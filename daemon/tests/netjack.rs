@@ -13,7 +13,8 @@
 //!   the size of a second buffer chain (under [`MAX_CONTROL_TO_EAR_US`]); control-to-ear at
 //!   A is reported beside it (A's cycle stamps follow the network's packets, so it is
 //!   indicative only);
-//! - latentd's JACK playback latency range includes the net driver's;
+//! - latentd's JACK playback latency range includes the net driver's, and `/status`
+//!   (`output_latency_ms`) reports it;
 //! - an address outside the allowlist is not served across the link;
 //! - a link drop (A's veth down for 4 s, then up and its route back, as a network manager
 //!   does) is survived without restarting latentd: the slave finds the master again, B
@@ -648,6 +649,21 @@ fn netjack2_carries_the_tone_to_the_stage_and_survives_a_link_drop() {
     );
     assert!(net_range.0 > 0, "the net driver reports no latency");
     assert_eq!(ours.0, net_range.0 + PERIOD as u32);
+    // `/status` reports the same latency to the listener, the hop included (the output's
+    // supervisor refreshes it every tick).
+    let want_ms = 1000.0 * f64::from(ours.1) / f64::from(RATE);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = osc.status().output_latency_ms;
+        if (got - want_ms).abs() < 0.01 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/status output_latency_ms {got}, JACK says {want_ms} ms"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // Captures on both sides.
     let a_side = ASide::start(&host, dir.path());

@@ -71,13 +71,16 @@ const STATUS_FIELDS: &[(&str, &str)] = &[
 ];
 
 /// Every field of `/status.reply`, in wire order, with its unit: [`STATUS_FIELDS`], then
-/// the levels, then the inert knobs.
+/// the levels, then the inert knobs and the output's latency.
 fn status_fields() -> Vec<(String, &'static str)> {
     STATUS_FIELDS
         .iter()
         .map(|&(name, unit)| (name.to_string(), unit))
         .chain(level_arg_names().into_iter().map(|name| (name, "dBFS")))
-        .chain([("inert_knobs".to_string(), "")])
+        .chain([
+            ("inert_knobs".to_string(), ""),
+            ("output_latency_ms".to_string(), "ms"),
+        ])
         .collect()
 }
 
@@ -169,6 +172,7 @@ mod tests {
             output_reconnects: 2,
             levels: [Level::from_linear(0.5, 0.25), Level::SILENT],
             inert_knobs: vec!["guidance".into(), "cfg_rescale".into()],
+            output_latency_ms: 10.5,
         };
         let packet = status_reply(&report);
         let text = status(messages(&packet)[0]).unwrap();
@@ -198,7 +202,8 @@ mod tests {
             text.contains("inert_knobs          guidance,cfg_rescale\n"),
             "{text}"
         );
-        assert_eq!(text.lines().count(), 19);
+        assert!(text.contains("output_latency_ms    10.5 ms\n"), "{text}");
+        assert_eq!(text.lines().count(), 20);
     }
 
     #[test]

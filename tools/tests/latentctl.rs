@@ -68,6 +68,7 @@ impl CommandHandler for KnobTable {
                     output_reconnects: 0,
                     levels: [Level::from_linear(0.5, 0.25), Level::SILENT],
                     inert_knobs: Vec::new(),
+                    output_latency_ms: 10.5,
                 })),
                 Cmd::Sync(id) => replies.push(reply::synced(id)),
                 Cmd::Version => replies.push(reply::version_reply("latentd", "test")),

@@ -84,6 +84,8 @@ pub fn input_port_name(k: usize) -> String {
 struct LiveFormat {
     sample_rate: AtomicU32,
     period_frames: AtomicU32,
+    /// Our ports' playback latency (max), frames; 0 until the first latency callback.
+    playback_latency: AtomicU32,
 }
 
 impl LiveFormat {
@@ -92,6 +94,14 @@ impl LiveFormat {
             sample_rate: self.sample_rate.load(Ordering::Relaxed),
             period_frames: self.period_frames.load(Ordering::Relaxed) as usize,
             channels: PORT_NAMES.len(),
+        }
+    }
+
+    /// The playback latency JACK reported, else the period (before the first report).
+    fn latency_frames(&self) -> usize {
+        match self.playback_latency.load(Ordering::Relaxed) {
+            0 => self.period_frames.load(Ordering::Relaxed) as usize,
+            frames => frames as usize,
         }
     }
 }
@@ -156,6 +166,10 @@ unsafe extern "C" fn on_latency(
         }
         most = most.max(range.max);
     }
+    target
+        .format
+        .playback_latency
+        .store(most, Ordering::Relaxed);
     if let Some(report) = target.report.get() {
         report.playback_latency.store(most, Ordering::Relaxed);
     }
@@ -245,6 +259,7 @@ impl JackOutput {
         let format = Arc::new(LiveFormat {
             sample_rate: AtomicU32::new(client.sample_rate()),
             period_frames: AtomicU32::new(client.buffer_size()),
+            playback_latency: AtomicU32::new(0),
         });
         let latency = Box::new(LatencyTarget {
             ports: [ports[0].raw(), ports[1].raw()],
@@ -499,6 +514,10 @@ impl RunningOutput for RunningJack {
 
     fn format(&self) -> OutputFormat {
         self.format.get()
+    }
+
+    fn latency_frames(&self) -> usize {
+        self.format.latency_frames()
     }
 
     fn stats(&self) -> OutputStatsSnapshot {

@@ -462,6 +462,12 @@ pub trait RunningOutput: Send {
     fn name(&self) -> &'static str;
     /// The format it runs at (it may have changed since it was opened: JACK buffer size).
     fn format(&self) -> OutputFormat;
+    /// Frames from the callback's buffer to the listener, at the output's rate, as the
+    /// server reports them: JACK's playback latency range of our ports (our period plus
+    /// all that lies downstream, a netjack2 hop included); by default the period.
+    fn latency_frames(&self) -> usize {
+        self.format().period_frames
+    }
     /// The callback's counters.
     fn stats(&self) -> OutputStatsSnapshot;
     /// Stop the callback and close the client; returns once the callback no longer runs.

@@ -153,6 +153,8 @@ struct Published {
     state: OutputState,
     reconnects: u64,
     format: OutputFormat,
+    /// [`RunningOutput::latency_frames`] of the live output (the last one while lost).
+    latency_frames: usize,
     last_error: Option<String>,
     links: Vec<Vec<String>>,
     callback: Option<Scheduling>,
@@ -200,6 +202,7 @@ impl OutputSupervisor {
             state: OutputState::Running,
             reconnects: 0,
             format: running.format(),
+            latency_frames: running.latency_frames(),
             last_error: None,
             links: vec![Vec::new(); OUTPUT_CHANNELS],
             callback: None,
@@ -309,6 +312,14 @@ impl OutputStateHandle {
     /// lost); refreshed every [`TICK`].
     pub fn period_frames(&self) -> usize {
         lock(&self.published).format.period_frames
+    }
+
+    /// The output's latency to the listener in ms, as its server reports it
+    /// ([`RunningOutput::latency_frames`]; the last one while lost); refreshed every
+    /// [`TICK`].
+    pub fn latency_ms(&self) -> f64 {
+        let published = lock(&self.published);
+        published.latency_frames as f64 * 1e3 / f64::from(published.format.sample_rate.max(1))
     }
 
     /// How the server schedules the callback's thread, as last checked (once per output
@@ -630,6 +641,7 @@ impl Watch {
         published.reconnects = self.reconnects;
         if let Some(running) = &self.running {
             published.format = running.format();
+            published.latency_frames = running.latency_frames();
         }
         published.last_error.clone_from(&self.last_error);
         published.links = self.links.remembered();

@@ -800,6 +800,7 @@ impl Dispatcher {
             output_reconnects,
             levels: self.status.meters.levels(),
             inert_knobs: self.status.inert_knobs.clone(),
+            output_latency_ms: self.status.output_state.latency_ms(),
         }
     }
 

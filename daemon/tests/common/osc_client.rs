@@ -292,13 +292,16 @@ pub struct Status {
     pub levels: Vec<(f64, f64)>,
     /// Knobs the playing model cannot honour.
     pub inert_knobs: Vec<String>,
+    /// The output's latency to the listener, as its server reports it.
+    pub output_latency_ms: f64,
 }
 
 impl Status {
     /// Parses `/status.reply`'s arguments (panics on any other shape).
     pub fn parse(args: &[OscType]) -> Status {
-        // 14 fields, peak and RMS of each of the two output channels, the inert knobs.
-        assert_eq!(args.len(), 19, "/status.reply {args:?}");
+        // 14 fields, peak and RMS of each of the two output channels, the inert knobs, the
+        // output's latency.
+        assert_eq!(args.len(), 20, "/status.reply {args:?}");
         let OscType::String(backend) = &args[0] else {
             panic!("backend {:?}", args[0]);
         };
@@ -333,6 +336,7 @@ impl Status {
                 OscType::String(s) => s.split(',').map(String::from).collect(),
                 other => panic!("/status.reply field 18: expected s, got {other:?}"),
             },
+            output_latency_ms: float(19),
         }
     }
 }
