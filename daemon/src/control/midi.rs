@@ -3,7 +3,7 @@
 //! message through the maps ([`crate::midi`]).
 //!
 //! Every effect goes the way its OSC command goes: a knob through
-//! [`Dispatcher::set_knobs`] (one publish, noted for the engine, echoed to the `/notify`
+//! `Dispatcher::set_knobs` (one publish, noted for the engine, echoed to the `/notify`
 //! subscribers, saved with the session), a transport action or a preset recall through
 //! [`Dispatcher::apply`] as `/transport/*` or `/preset/recall` (their replies, a `/fail`
 //! included, go to the log as `midi`). Map changes are saved with the session.

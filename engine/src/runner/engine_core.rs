@@ -53,9 +53,9 @@
 //!
 //! # Parts
 //!
-//! The core joins parts with one concern each: [`walk_latents`] (the walk windows, their
-//! latents and the decode scratch), [`attribution`] (which actions a latent reflects),
-//! [`stats_outlet`] (the published stats and the dump record), [`tick_schedule`] (when to
+//! The core joins parts with one concern each: `walk_latents` (the walk windows, their
+//! latents and the decode scratch), `attribution` (which actions a latent reflects),
+//! `stats_outlet` (the published stats and the dump record), `tick_schedule` (when to
 //! tick), beside the lead controller ([`super::lead`]) and the knob-to-ear follower
 //! ([`super::knob_to_ear`]).
 //!
