@@ -330,3 +330,66 @@ fn learn_without_midi_input_is_refused_and_maps_still_keep() {
     let state = std::fs::read_to_string(&daemon.state).unwrap();
     assert!(state.contains("transport/toggle"), "{state}");
 }
+
+/// A controller's link to `latentd:midi_in` is remembered like an output's links: when the
+/// JACK server dies and comes back, and the controller's client returns after it (a MIDI
+/// bridge restarting), latentd links it again by itself and the faders work on.
+#[test]
+fn the_controller_link_comes_back_after_a_server_restart() {
+    let mut session = JackSession::start(RATE, PERIOD);
+    let dir = TempDir::new().unwrap();
+    let notify = NotifySocket::bind(dir.path());
+    let config = dir.path().join("latentd.toml");
+    std::fs::write(
+        &config,
+        "[midi]\nenabled = true\n\n[[midi.map]]\nchannel = 1\ncc = 20\ntarget = \"ch_g0\"\n",
+    )
+    .unwrap();
+    let daemon = start_tone_daemon(&session, &dir, &notify, &config, &[]);
+    daemon.wait_line(
+        "MIDI input on: port latentd:midi_in",
+        Duration::from_secs(2),
+    );
+    let addr = daemon.osc_addr(Duration::from_secs(2));
+    let mut sub = Link::connect(addr, Transport::Udp);
+    sub.send(&msg("/notify", vec![OscType::Int(1)]));
+    assert_eq!(sub.expect("/done"), vec![s("/notify")]);
+    let midi = MidiController::connect("latentd:midi_in");
+    midi.cc(1, 20, 127);
+    assert!(close(echo(&mut sub, "ch_g0"), 3.0));
+    // The link is seen (and remembered) at the supervisor's next look.
+    std::thread::sleep(Duration::from_millis(500));
+
+    // The controller leaves with the server (closed first: a client of a killed server
+    // cannot be closed cleanly in this process), the server crashes and comes back.
+    midi.close();
+    session.server.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    session.server.restart(RATE, PERIOD);
+    daemon.wait_line("jack output back", Duration::from_secs(20));
+
+    let midi = MidiController::open();
+    let controller_port = format!("{}:midi_out", common::midi_ctl::CLIENT);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !session
+        .server
+        .connections()
+        .get(&controller_port)
+        .is_some_and(|peers| peers.iter().any(|p| p == "latentd:midi_in"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "latentd did not link {controller_port} to latentd:midi_in again:\n{}",
+            daemon.lines().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    daemon.wait_line(
+        "input port 1 is fed by midi-ctl:midi_out again",
+        Duration::from_secs(2),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    midi.cc(1, 20, 0);
+    assert!(close(echo(&mut sub, "ch_g0"), 0.0));
+    midi.close();
+}

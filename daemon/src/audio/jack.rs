@@ -379,6 +379,12 @@ impl AudioOutput for JackOutput {
             rate_played: processor.rates().output,
             rate_seen: 0,
         };
+        let own_ports = PORT_NAMES
+            .iter()
+            .map(|name| (name.to_string(), false))
+            .chain(midi.as_ref().map(|_| (MIDI_PORT_NAME.to_string(), true)))
+            .chain((0..inputs.len()).map(|k| (input_port_name(k), true)))
+            .collect();
         let [out_1, out_2] = ports;
         let process = Process {
             processor,
@@ -397,6 +403,7 @@ impl AudioOutput for JackOutput {
         }
         Ok(Box::new(RunningJack {
             active,
+            own_ports,
             format,
             stats,
             lost,
@@ -495,6 +502,10 @@ impl NotificationHandler for Notifications {
 struct RunningJack {
     // Field order is drop order: the client closes before the latency target goes.
     active: AsyncClient<Notifications, Process>,
+    /// Our ports in link-memory order (see [`RunningOutput::connections`]): the outputs,
+    /// then `midi_in` and the inputs `in_1 ..` where opened; each with whether it is an
+    /// input (its links come from the peer).
+    own_ports: Vec<(String, bool)>,
     format: Arc<LiveFormat>,
     stats: Arc<OutputStats>,
     lost: Arc<AtomicBool>,
@@ -502,8 +513,8 @@ struct RunningJack {
 }
 
 impl RunningJack {
-    fn own_port(&self, channel: usize) -> String {
-        format!("{}:{}", self.active.as_client().name(), PORT_NAMES[channel])
+    fn own_port(&self, k: usize) -> String {
+        format!("{}:{}", self.active.as_client().name(), self.own_ports[k].0)
     }
 }
 
@@ -534,7 +545,7 @@ impl RunningOutput for RunningJack {
 
     fn connections(&self) -> Vec<Vec<String>> {
         let client = self.active.as_client();
-        (0..PORT_NAMES.len())
+        (0..self.own_ports.len())
             .map(|k| {
                 client
                     .port_by_name(&self.own_port(k))
@@ -549,18 +560,23 @@ impl RunningOutput for RunningJack {
     }
 
     fn connect(&self, channel: usize, peer: &str) -> Result<PeerLink, AudioError> {
-        if channel >= PORT_NAMES.len() {
+        let Some(&(_, is_input)) = self.own_ports.get(channel) else {
             return Err(AudioError::Unsupported {
                 backend: BACKEND,
-                what: format!("output channel {channel}; there are {}", PORT_NAMES.len()),
+                what: format!("port {channel}; there are {}", self.own_ports.len()),
             });
-        }
+        };
         let client = self.active.as_client();
         if client.port_by_name(peer).is_none() {
             return Ok(PeerLink::Absent);
         }
         let own = self.own_port(channel);
-        match client.connect_ports_by_name(&own, peer) {
+        let (from, to) = if is_input {
+            (peer, own.as_str())
+        } else {
+            (own.as_str(), peer)
+        };
+        match client.connect_ports_by_name(from, to) {
             Ok(()) => Ok(PeerLink::Linked),
             Err(::jack::Error::PortAlreadyConnected(..)) => Ok(PeerLink::AlreadyLinked),
             Err(e) => Err(backend_error(&format!("connecting {own} to {peer}"), e)),

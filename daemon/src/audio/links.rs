@@ -1,6 +1,7 @@
-//! [`LinkMemory`]: which ports each output channel feeds, learned from the server's graph
-//! while the output runs, so that the same links can be restored when the output comes
-//! back after its server went away.
+//! [`LinkMemory`]: which ports each output channel feeds (and which feed each input port:
+//! JACK's `midi_in`, `in_1 ..`, numbered after the channels), learned from the server's
+//! graph while the output runs, so that the same links can be restored when the output
+//! comes back after its server went away.
 //!
 //! Rules:
 //! - A link seen in the graph is remembered at once.
@@ -70,6 +71,10 @@ impl LinkMemory {
         now: Instant,
         mut vanished: impl FnMut(&str) -> bool,
     ) {
+        // An output with input ports (MIDI, live input) lists them after its channels.
+        if graph.len() > self.channels.len() {
+            self.channels.resize(graph.len(), Vec::new());
+        }
         for (k, links) in self.channels.iter_mut().enumerate() {
             let seen = graph.get(k).map(Vec::as_slice).unwrap_or_default();
             for (peer, state) in links.iter_mut() {

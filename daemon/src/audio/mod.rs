@@ -491,8 +491,9 @@ pub trait RunningOutput: Send {
     fn called_every_period(&self) -> bool {
         false
     }
-    /// For each output channel, the full names of the ports it feeds now; empty for
-    /// backends without a port graph.
+    /// For each of our ports, the full names of the ports it is linked to now: the output
+    /// channels first (the ports each feeds), then any input ports (the ports that feed
+    /// each: JACK's `midi_in` and `in_1 ..`); empty for backends without a port graph.
     fn connections(&self) -> Vec<Vec<String>> {
         Vec::new()
     }
@@ -501,7 +502,8 @@ pub trait RunningOutput: Send {
     fn has_port(&self, _name: &str) -> bool {
         false
     }
-    /// Make output channel `channel` feed the port named `peer`.
+    /// Link our port `channel` (as numbered by [`connections`](Self::connections)) with the
+    /// port named `peer`: an output channel feeds it, an input port is fed by it.
     fn connect(&self, channel: usize, peer: &str) -> Result<PeerLink, AudioError> {
         Err(AudioError::Unsupported {
             backend: self.name(),

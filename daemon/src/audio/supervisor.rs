@@ -601,11 +601,19 @@ impl Watch {
         };
         for (channel, peer) in self.links.pending() {
             match running.connect(channel, &peer) {
-                Ok(PeerLink::Linked) => {
+                Ok(PeerLink::Linked) if channel < OUTPUT_CHANNELS => {
                     log::info!(
                         "audio: {} channel {} feeds {peer} again",
                         self.choice,
                         channel + 1
+                    );
+                    self.links.restored(channel, &peer);
+                }
+                Ok(PeerLink::Linked) => {
+                    log::info!(
+                        "audio: {} input port {} is fed by {peer} again",
+                        self.choice,
+                        channel + 1 - OUTPUT_CHANNELS
                     );
                     self.links.restored(channel, &peer);
                 }

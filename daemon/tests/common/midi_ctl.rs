@@ -25,6 +25,28 @@ impl MidiController {
     /// Opens the controller on the session's server and connects its port to `to` (waiting
     /// up to 10 s for that port to appear).
     pub fn connect(to: &str) -> MidiController {
+        let controller = MidiController::open();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match controller
+                .active
+                .as_client()
+                .connect_ports_by_name(&format!("{CLIENT}:midi_out"), to)
+            {
+                Ok(()) => break,
+                Err(e) if Instant::now() > deadline => panic!("connecting to {to}: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(50)),
+            }
+        }
+        // The graph takes the new link (and reorders the clients: the controller before its
+        // reader) within a few cycles; a message written before that could be lost.
+        std::thread::sleep(Duration::from_millis(200));
+        controller
+    }
+
+    /// Opens the controller on the session's server, its port linked to nothing (someone
+    /// else links it: latentd restoring a link it remembers).
+    pub fn open() -> MidiController {
         let (client, _) = jack::Client::new(CLIENT, jack::ClientOptions::NO_START_SERVER)
             .expect("controller client");
         let mut port = client
@@ -50,20 +72,6 @@ impl MidiController {
         let active = client
             .activate_async((), jack::contrib::ClosureProcessHandler::new(process))
             .expect("activate the controller");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            match active
-                .as_client()
-                .connect_ports_by_name(&format!("{CLIENT}:midi_out"), to)
-            {
-                Ok(()) => break,
-                Err(e) if Instant::now() > deadline => panic!("connecting to {to}: {e}"),
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
-        // The graph takes the new link (and reorders the clients: the controller before its
-        // reader) within a few cycles; a message written before that could be lost.
-        std::thread::sleep(Duration::from_millis(200));
         MidiController { active, queue }
     }
 
