@@ -128,14 +128,10 @@ fn apply_live(running: &mut Settings, new: &Settings, live: &LiveParts<'_>) -> V
 
     let knob_sets = changed_knob_defaults(&running.knobs, &new.knobs);
     if !knob_sets.is_empty() {
-        let named: Vec<(&str, f64)> = knob_sets
-            .iter()
-            .map(|&(id, value)| (id.spec().name, value))
-            .collect();
-        match live.dispatcher.set_knobs_as_osc(&named) {
+        match live.dispatcher.set_knobs_as_client(&knob_sets) {
             Ok(()) => {
-                for (name, value) in named {
-                    applied.push(format!("engine.knobs.{name} = {value}"));
+                for &(id, value) in &knob_sets {
+                    applied.push(format!("engine.knobs.{} = {value}", id.spec().name));
                 }
                 running.knobs = new.knobs.clone();
             }

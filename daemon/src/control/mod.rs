@@ -44,7 +44,7 @@ use latentd_engine::runner::trace::ActionKind;
 use latentd_osc_schema::presets::FadeCurve;
 use latentd_osc_schema::record::timestamped_name;
 use latentd_osc_schema::reply::{self, StatusReport};
-use latentd_osc_schema::rosc::{OscBundle, OscMessage, OscPacket, OscTime, OscType, encoder};
+use latentd_osc_schema::rosc::{OscPacket, OscTime, OscType};
 use latentd_osc_schema::{Command, Fail, RecordFile, Schema, Timed, When, ntp_to_unix_seconds};
 
 use crate::audio::supervisor::OutputStateHandle;
@@ -243,42 +243,28 @@ impl Dispatcher {
     }
 
     /// Set knobs exactly as one OSC bundle of `/knob/<name> <value>` messages from a
-    /// client would (the config reload uses it): decoded and range-checked by the schema,
-    /// checked against the engine, published at once in one store publish, echoed to the
-    /// `/notify` subscribers and saved with the session. All or nothing: the error names
-    /// the first refusal.
-    pub fn set_knobs_as_osc(&self, values: &[(&str, f64)]) -> Result<(), String> {
-        let bundle = OscPacket::Bundle(OscBundle {
-            timetag: OscTime::from((0, 1)), // "immediately"
-            content: values
-                .iter()
-                .map(|&(name, value)| {
-                    OscPacket::Message(OscMessage {
-                        addr: format!("/knob/{name}"),
-                        args: vec![OscType::Double(value)],
-                    })
-                })
-                .collect(),
-        });
-        let bytes = encoder::encode(&bundle).map_err(|e| e.to_string())?;
-        let commands = self
-            .schema
-            .decode(&bytes)
-            .map_err(|f| format!("{}: {}", f.address, f.reason))?
-            .value;
-        let mut sets = Vec::with_capacity(commands.len());
-        for command in &commands {
-            if let Some(why) = self.refusal(command) {
+    /// client would (the config reload uses it): range-checked by the schema's rule
+    /// ([`ParamSpec::check_value`](latentd_osc_schema::ParamSpec::check_value)), checked
+    /// against the engine, published at once in one store publish, echoed to the `/notify`
+    /// subscribers and saved with the session. All or nothing: the error names the first
+    /// refusal.
+    pub fn set_knobs_as_client(&self, values: &[(KnobId, f64)]) -> Result<(), String> {
+        let mut sets = Vec::with_capacity(values.len());
+        for &(id, value) in values {
+            let spec = latentd_osc_schema::ParamSpec::from(id.spec());
+            let value = spec
+                .check_value(value)
+                .map_err(|why| format!("/knob/{}: {why}", spec.name))?;
+            let command = Command::SetKnob {
+                index: id as usize,
+                name: spec.name,
+                value,
+                glide_s: 0.0,
+            };
+            if let Some(why) = self.refusal(&command) {
                 return Err(format!("{}: {why}", command.address()));
             }
-            match *command {
-                Command::SetKnob { name, value, .. } => {
-                    if let Some(id) = KnobId::from_name(name) {
-                        sets.push((id, name, value));
-                    }
-                }
-                ref other => return Err(format!("{}: not a knob set", other.address())),
-            }
+            sets.push((id, spec.name, value));
         }
         let mut failures = Vec::new();
         if !sets.is_empty() {
