@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use latentd::cli::{Invocation, parse_args};
 use latentd::logging;
-use latentd::service::{self, EXIT_STARTUP, EXIT_STOPPED};
+use latentd::service::{self, EXIT_STARTUP, ServiceError};
 
 /// Allocation in the realtime callback aborts debug builds (`assert_no_alloc`).
 #[cfg(debug_assertions)]
@@ -35,11 +35,11 @@ fn main() -> ExitCode {
     }
     match service::run(&settings, args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err((EXIT_STOPPED, message)) => {
-            log::info!("{message}");
+        Err(e @ ServiceError::Stopped(_)) => {
+            log::info!("{e}");
             ExitCode::SUCCESS
         }
-        Err((code, message)) => fail(code, &message),
+        Err(e) => fail(e.exit_code(), &e),
     }
 }
 

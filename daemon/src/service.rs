@@ -102,16 +102,46 @@ pub const MODEL_FAULT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// Longest wait for the fade-out at stop.
 const FADE_TIMEOUT: Duration = Duration::from_millis(200);
 
-type Failure = (u8, String);
+/// Why the service ended early, with the exit status each reason gives
+/// ([`ServiceError::exit_code`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Bad input at start (a file, a port, a model, the state); nothing was left running.
+    #[error("{0}")]
+    Startup(String),
+    /// A failure while running or stopping.
+    #[error("{0}")]
+    Runtime(String),
+    /// A start cut short by a stop signal (while a file loaded): nothing was changed.
+    #[error("stop signal received: {0}")]
+    Stopped(String),
+}
+
+impl ServiceError {
+    /// The process's exit status: [`EXIT_STARTUP`], [`EXIT_RUNTIME`] or [`EXIT_STOPPED`].
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Startup(_) => EXIT_STARTUP,
+            Self::Runtime(_) => EXIT_RUNTIME,
+            Self::Stopped(_) => EXIT_STOPPED,
+        }
+    }
+}
+
+type Failure = ServiceError;
 
 fn startup(e: &dyn std::fmt::Display) -> Failure {
-    (EXIT_STARTUP, e.to_string())
+    ServiceError::Startup(e.to_string())
+}
+
+fn runtime(e: &dyn std::fmt::Display) -> Failure {
+    ServiceError::Runtime(e.to_string())
 }
 
 /// A load at start that failed (exit 2) or was cut short by a stop signal (exit 0).
 fn load_failure(what: &str, e: LoadError) -> Failure {
     match e {
-        LoadError::Stopped(_) => (EXIT_STOPPED, format!("stop signal received: {e}")),
+        LoadError::Stopped(_) => ServiceError::Stopped(e.to_string()),
         e => startup(&format!("{what} {e}")),
     }
 }
@@ -196,8 +226,8 @@ pub fn run(settings: &Settings, args: Vec<OsString>) -> Result<(), Failure> {
         startup(&e)
     })?;
     let result = run_session(&settings, args, Some(&nsm));
-    if let Err((_, why)) = &result {
-        nsm.open_failed(why);
+    if let Err(why) = &result {
+        nsm.open_failed(&why.to_string());
     }
     result
 }
@@ -588,7 +618,7 @@ fn run_session(
     let nsm_thread = match nsm {
         Some(nsm) => Some(
             nsm.opened(Arc::clone(&session))
-                .map_err(|e| (EXIT_RUNTIME, format!("NSM: answering the open: {e}")))?,
+                .map_err(|e| runtime(&format!("NSM: answering the open: {e}")))?,
         ),
         None => None,
     };
@@ -607,7 +637,7 @@ fn run_session(
                 ],
                 Some(Arc::clone(&health_state) as Arc<dyn crate::systemd::Veto>),
             )
-            .map_err(|e| (EXIT_RUNTIME, format!("watchdog: {e}")))?,
+            .map_err(|e| runtime(&format!("watchdog: {e}")))?,
         ),
         None => None,
     };
@@ -677,9 +707,9 @@ fn run_session(
         stats.xruns,
         stats.record_dropped
     );
-    stopped.map_err(|e| (EXIT_RUNTIME, e.to_string()))?;
+    stopped.map_err(|e| runtime(&e))?;
     if let Some(recorded) = recorded {
-        let finished = recorded.map_err(|e| (EXIT_RUNTIME, e.to_string()))?;
+        let finished = recorded.map_err(|e| runtime(&e))?;
         log::info!("recorded {} frames", finished.frames);
     }
     Ok(())
