@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::jack_tone::{PERIOD, RATE, start_tone_daemon};
 use common::midi_ctl::MidiController;
 use common::osc_client::{Link, Transport, msg, number, s};
-use common::service_fixture::NotifySocket;
+use common::service_fixture::{Daemon, NotifySocket};
 use latentd_tests::JackSession;
 use rosc::{OscPacket, OscType};
 use tempfile::TempDir;
@@ -80,18 +80,20 @@ fn maps(ctl: &mut Link) -> Vec<(i32, i32, String, String)> {
     }
 }
 
-#[test]
-fn controllers_move_knobs_and_subscribers_see_them() {
-    let session = JackSession::start(RATE, PERIOD);
-    let dir = TempDir::new().unwrap();
-    let notify = NotifySocket::bind(dir.path());
+/// The tone daemon with MIDI on and the config's map (channel 1 CC 20 -> `ch_g0`), once its
+/// `midi_in` port is up; its OSC address and a `/notify` subscriber.
+fn start_midi_daemon(
+    session: &JackSession,
+    dir: &TempDir,
+    notify: &NotifySocket,
+) -> (Daemon, std::net::SocketAddr, Link) {
     let config = dir.path().join("latentd.toml");
     std::fs::write(
         &config,
         "[midi]\nenabled = true\n\n[[midi.map]]\nchannel = 1\ncc = 20\ntarget = \"ch_g0\"\n",
     )
     .unwrap();
-    let mut daemon = start_tone_daemon(&session, &dir, &notify, &config, &[]);
+    let daemon = start_tone_daemon(session, dir, notify, &config, &[]);
     daemon.wait_line(
         "MIDI input on: port latentd:midi_in",
         Duration::from_secs(2),
@@ -100,6 +102,15 @@ fn controllers_move_knobs_and_subscribers_see_them() {
     let mut sub = Link::connect(addr, Transport::Udp);
     sub.send(&msg("/notify", vec![OscType::Int(1)]));
     assert_eq!(sub.expect("/done"), vec![s("/notify")]);
+    (daemon, addr, sub)
+}
+
+#[test]
+fn controllers_move_knobs_and_subscribers_see_them() {
+    let session = JackSession::start(RATE, PERIOD);
+    let dir = TempDir::new().unwrap();
+    let notify = NotifySocket::bind(dir.path());
+    let (mut daemon, addr, mut sub) = start_midi_daemon(&session, &dir, &notify);
     let mut ctl = Link::connect(addr, Transport::Udp);
     let midi = MidiController::connect("latentd:midi_in");
 
@@ -274,6 +285,7 @@ fn controllers_move_knobs_and_subscribers_see_them() {
     // A restart restores the session's maps (over the config's), and they work at once.
     let notify_dir = TempDir::new().unwrap();
     let notify = NotifySocket::bind(notify_dir.path());
+    let config = dir.path().join("latentd.toml");
     let mut daemon = start_tone_daemon(&session, &dir, &notify, &config, &[]);
     let addr = daemon.osc_addr(Duration::from_secs(2));
     let mut ctl = Link::connect(addr, Transport::Udp);
@@ -339,21 +351,7 @@ fn the_controller_link_comes_back_after_a_server_restart() {
     let mut session = JackSession::start(RATE, PERIOD);
     let dir = TempDir::new().unwrap();
     let notify = NotifySocket::bind(dir.path());
-    let config = dir.path().join("latentd.toml");
-    std::fs::write(
-        &config,
-        "[midi]\nenabled = true\n\n[[midi.map]]\nchannel = 1\ncc = 20\ntarget = \"ch_g0\"\n",
-    )
-    .unwrap();
-    let daemon = start_tone_daemon(&session, &dir, &notify, &config, &[]);
-    daemon.wait_line(
-        "MIDI input on: port latentd:midi_in",
-        Duration::from_secs(2),
-    );
-    let addr = daemon.osc_addr(Duration::from_secs(2));
-    let mut sub = Link::connect(addr, Transport::Udp);
-    sub.send(&msg("/notify", vec![OscType::Int(1)]));
-    assert_eq!(sub.expect("/done"), vec![s("/notify")]);
+    let (daemon, _, mut sub) = start_midi_daemon(&session, &dir, &notify);
     let midi = MidiController::connect("latentd:midi_in");
     midi.cc(1, 20, 127);
     assert!(close(echo(&mut sub, "ch_g0"), 3.0));
