@@ -24,7 +24,7 @@ use latentd_engine::lock::MutexExt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -234,10 +234,6 @@ pub struct Capture {
     current: Mutex<Option<(Arc<Flags>, JoinHandle<()>)>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock_unpoisoned()
-}
-
 impl Capture {
     /// A capture reading `reader`, placing against `ring` played at `rates`, handing the
     /// clip to `jobs`, saving under `save`.
@@ -279,11 +275,11 @@ impl Capture {
                 "seconds must be above 0 and at most {max}; got {seconds}"
             )));
         }
-        let Some(jobs) = lock(&self.jobs).clone() else {
+        let Some(jobs) = self.jobs.lock_unpoisoned().clone() else {
             return Err(CaptureError::Unavailable("shutting down".into()));
         };
-        let mut current = lock(&self.current);
-        let Some(mut reader) = lock(&self.reader).take() else {
+        let mut current = self.current.lock_unpoisoned();
+        let Some(mut reader) = self.reader.lock_unpoisoned().take() else {
             return Err(CaptureError::Running);
         };
         // The previous capture's thread has given the reader back: it is ending.
@@ -333,7 +329,7 @@ impl Capture {
 
     /// End the running capture (see the module doc).
     pub fn stop(&self) -> Result<(), CaptureError> {
-        match lock(&self.current).as_ref() {
+        match self.current.lock_unpoisoned().as_ref() {
             Some((flags, _)) if !flags.finished.load(Ordering::Acquire) => {
                 flags.stop.store(true, Ordering::Release);
                 Ok(())
@@ -344,12 +340,12 @@ impl Capture {
 
     /// End a running capture without a source, join its thread, and let the job queue go.
     pub fn shutdown(&self) {
-        let current = lock(&self.current).take();
+        let current = self.current.lock_unpoisoned().take();
         if let Some((flags, thread)) = current {
             flags.cancel.store(true, Ordering::Release);
             let _ = thread.join();
         }
-        lock(&self.jobs).take();
+        self.jobs.lock_unpoisoned().take();
     }
 }
 
@@ -366,7 +362,7 @@ impl Run {
         let outcome = self.collect(&mut reader);
         let capture = &self.capture;
         capture.shared.armed.store(false, Ordering::Release);
-        *lock(&capture.reader) = Some(reader);
+        *capture.reader.lock_unpoisoned() = Some(reader);
         self.flags.finished.store(true, Ordering::Release);
         let failure = match outcome {
             Ok(Some(audio)) => {

@@ -26,7 +26,7 @@
 
 use crate::lock::MutexExt;
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use triple_buffer::{Input, Output, triple_buffer};
 
@@ -235,10 +235,6 @@ impl<C: Send + Sync + 'static> ConditioningReader<C> {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock_unpoisoned()
-}
-
 /// The prompt check every way of setting a prompt goes through (OSC, the config file, the
 /// state file): not blank, at most [`MAX_PROMPT_CHARS`] characters.
 pub fn check_prompt(field: &'static str, text: &str) -> Result<(), ConditioningError> {
@@ -308,7 +304,7 @@ impl<E: ConditionEncoder> Conditioner<E> {
 
     /// The newest commit (for replies and state saving; the engine uses its reader).
     pub fn committed(&self) -> Arc<Conditioning<E::Cond>> {
-        Arc::clone(&lock(&self.state).committed)
+        Arc::clone(&self.state.lock_unpoisoned().committed)
     }
 
     /// Encodes and commits a prompt; returns the commit event (also sent to the channel).
@@ -372,7 +368,7 @@ impl<E: ConditionEncoder> Conditioner<E> {
 
     /// Removes the timbre reference (no encode; O(1)).
     pub fn clear_timbre(&self) -> ConditioningEvent {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock_unpoisoned();
         self.commit(&mut state, |next| {
             next.timbre = None;
             (ConditioningChange::ClearTimbre, Vec::new())
@@ -381,7 +377,7 @@ impl<E: ConditionEncoder> Conditioner<E> {
 
     /// Removes the structure reference (no encode; O(1)).
     pub fn clear_structure(&self) -> ConditioningEvent {
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock_unpoisoned();
         self.commit(&mut state, |next| {
             next.structure = None;
             (ConditioningChange::ClearStructure, Vec::new())
@@ -393,17 +389,17 @@ impl<E: ConditionEncoder> Conditioner<E> {
         encode: impl Fn() -> Result<R, ConditioningError>,
         install: impl FnOnce(&mut Conditioning<E::Cond>, R) -> (ConditioningChange, Vec<String>),
     ) -> Result<ConditioningEvent, ConditioningError> {
-        let _encoding = lock(&self.encode_lock);
+        let _encoding = self.encode_lock.lock_unpoisoned();
         for _ in 0..UNLOCKED_ATTEMPTS {
-            let snapshot_epoch = lock(&self.state).committed.epoch;
+            let snapshot_epoch = self.state.lock_unpoisoned().committed.epoch;
             let encoded = encode()?;
-            let mut state = lock(&self.state);
+            let mut state = self.state.lock_unpoisoned();
             if state.committed.epoch == snapshot_epoch {
                 return Ok(self.commit(&mut state, |next| install(next, encoded)));
             }
             // A commit landed during the encode: drop this one, re-snapshot, re-encode.
         }
-        let mut state = lock(&self.state);
+        let mut state = self.state.lock_unpoisoned();
         let encoded = encode()?;
         Ok(self.commit(&mut state, |next| install(next, encoded)))
     }

@@ -248,7 +248,7 @@ impl OutputSupervisor {
 
     /// Where the output stands now.
     pub fn status(&self) -> OutputStatus {
-        let published = lock(&self.published).clone();
+        let published = self.published.lock_unpoisoned().clone();
         OutputStatus {
             backend: self.backend,
             state: published.state,
@@ -304,33 +304,29 @@ pub struct OutputStateHandle {
 impl OutputStateHandle {
     /// Where the output stands now and how many times it came back after a loss.
     pub fn get(&self) -> (OutputState, u64) {
-        let published = lock(&self.published);
+        let published = self.published.lock_unpoisoned();
         (published.state, published.reconnects)
     }
 
     /// The output's period in frames, as the live output reports it (the last one while
     /// lost); refreshed every [`TICK`].
     pub fn period_frames(&self) -> usize {
-        lock(&self.published).format.period_frames
+        self.published.lock_unpoisoned().format.period_frames
     }
 
     /// The output's latency to the listener in ms, as its server reports it
     /// ([`RunningOutput::latency_frames`]; the last one while lost); refreshed every
     /// [`TICK`].
     pub fn latency_ms(&self) -> f64 {
-        let published = lock(&self.published);
+        let published = self.published.lock_unpoisoned();
         published.latency_frames as f64 * 1e3 / f64::from(published.format.sample_rate.max(1))
     }
 
     /// How the server schedules the callback's thread, as last checked (once per output
     /// started); `None` before the first check.
     pub fn callback_scheduling(&self) -> Option<Scheduling> {
-        lock(&self.published).callback
+        self.published.lock_unpoisoned().callback
     }
-}
-
-fn lock(published: &Mutex<Published>) -> std::sync::MutexGuard<'_, Published> {
-    published.lock_unpoisoned()
 }
 
 /// Open the output `choice` names for the slot's ring: a server known to run at another
@@ -644,7 +640,7 @@ impl Watch {
                 attempts,
             },
         };
-        let mut published = lock(&self.published);
+        let mut published = self.published.lock_unpoisoned();
         published.state = state;
         published.reconnects = self.reconnects;
         if let Some(running) = &self.running {

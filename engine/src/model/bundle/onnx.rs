@@ -33,7 +33,7 @@ use crate::lock::MutexExt;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use ort::AsPointer;
 use ort::environment::Environment;
@@ -267,10 +267,6 @@ fn file_name(dir: &Path, file: &Path) -> String {
 /// The process's ONNX Runtime: the first library loaded serves every later bundle.
 static RUNTIME: Mutex<Option<(PathBuf, Environment)>> = Mutex::new(None);
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock_unpoisoned()
-}
-
 /// Where the ONNX Runtime library is: `explicit`, else [`LIBRARY_ENV`], else the first of
 /// [`INSTALLED_LIBRARY`] beside the executable (a package) and [`CHECKOUT_LIBRARY`] (a
 /// binary built in a source checkout, where `scripts/setup.sh` installs the library). An
@@ -322,7 +318,7 @@ pub fn find_library(explicit: Option<&Path>) -> Result<PathBuf, OnnxLoadError> {
 /// is an error, never a panic: `ort`'s loader asserts on some bad libraries, so it runs
 /// under `catch_unwind`.
 pub fn runtime(explicit: Option<&Path>) -> Result<(PathBuf, Environment), OnnxLoadError> {
-    let mut rt = lock(&RUNTIME);
+    let mut rt = RUNTIME.lock_unpoisoned();
     if let Some((path, env)) = rt.as_ref() {
         return Ok((path.clone(), env.clone()));
     }
@@ -981,7 +977,7 @@ impl OnnxModel {
             .filter(|s| s.data.len() == want)
             .map(|s| &s.data[..]);
 
-        let mut state = lock(&self.dit);
+        let mut state = self.dit.lock_unpoisoned();
         let DitState {
             session,
             runs,
@@ -1245,7 +1241,7 @@ impl ConditionEncoder for OnnxModel {
         let tokens = ids.len();
         let input = Tensor::from_array(([1usize, tokens], ids.into_boxed_slice()))
             .map_err(|e| refused(e.to_string()))?;
-        let mut session = lock(&text.session);
+        let mut session = text.session.lock_unpoisoned();
         let outputs = session
             .run(ort::inputs!["ids" => input])
             .map_err(|e| refused(format!("text model: {e}")))?;
@@ -1329,7 +1325,7 @@ impl Model for OnnxModel {
         }
         let input = Tensor::from_array(([1usize, a, s], planar.into_boxed_slice()))
             .map_err(|e| refused(e.to_string()))?;
-        let mut session = lock(encoder);
+        let mut session = encoder.lock_unpoisoned();
         let outputs = session
             .run(ort::inputs!["audio" => input])
             .map_err(|e| refused(format!("encoder: {e}")))?;
@@ -1447,7 +1443,7 @@ impl Model for OnnxModel {
             let i = i.rem_euclid(n as isize) as usize;
             &src.data[i * c..(i + 1) * c]
         };
-        let mut state = lock(&self.decoder);
+        let mut state = self.decoder.lock_unpoisoned();
         let DecoderState { session, runs } = &mut *state;
         let at = match runs.iter().position(|r| r.window == window) {
             Some(i) => i,
