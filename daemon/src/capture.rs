@@ -7,7 +7,7 @@
 //! clock and the ring's playhead then ([`InputBlock`]). A [`Window`] on the input clock is
 //! kept: it starts at the first period read (or, quantized, at the next loop wrap, found by
 //! [`WrapGeometry::wrap_in`]) plus the round-trip latency (the input ports' capture latency
-//! and the output's playback latency, [`InputShared::round_trip_frames`]): a player hears
+//! and the output's playback latency, `Capture::round_trip_frames`): a player hears
 //! the loop that much after the callback plays it and is heard that much later again, so
 //! the first frames that belong to the loop's start arrive that many frames late and the
 //! ones before them are dropped. It ends `seconds` later (default: the loop's length), or
@@ -34,6 +34,7 @@ use latentd_osc_schema::{Fail, reply};
 
 use crate::audio::Rates;
 use crate::audio::input::{InputBlock, InputReader, InputShared};
+use crate::audio::supervisor::OutputStateHandle;
 use crate::control::jobs::{Job, JobQueue};
 use crate::osc::ReplyTo;
 
@@ -224,6 +225,8 @@ pub struct Capture {
     /// The queue's reader; taken by the running capture, `None` meanwhile.
     reader: Mutex<Option<InputReader>>,
     shared: Arc<InputShared>,
+    /// The output whose playback latency is half the round trip.
+    output: OutputStateHandle,
     ring: RingHandle,
     rates: Rates,
     /// Gone once [`Capture::shutdown`] ran.
@@ -235,10 +238,11 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// A capture reading `reader`, placing against `ring` played at `rates`, handing the
-    /// clip to `jobs`, saving under `save`.
+    /// A capture reading `reader`, compensating `output`'s latency, placing against `ring`
+    /// played at `rates`, handing the clip to `jobs`, saving under `save`.
     pub fn new(
         reader: InputReader,
+        output: OutputStateHandle,
         ring: RingHandle,
         rates: Rates,
         jobs: JobQueue,
@@ -247,12 +251,20 @@ impl Capture {
         Arc::new(Self {
             shared: Arc::clone(&reader.shared),
             reader: Mutex::new(Some(reader)),
+            output,
             ring,
             rates,
             jobs: Mutex::new(Some(jobs)),
             save,
             current: Mutex::new(None),
         })
+    }
+
+    /// The latency to compensate, in frames at the output's rate: what the player hears
+    /// from the output reaches the input this much later (playback plus capture).
+    fn round_trip_frames(&self) -> u64 {
+        u64::from(self.shared.capture_latency.load(Ordering::Relaxed))
+            + self.output.latency_frames() as u64
     }
 
     /// Start a capture; its end replies to `reply_to` (see the module doc). Refused, with
@@ -289,7 +301,7 @@ impl Capture {
         reader.clear();
         let flags = Arc::new(Flags::default());
         let length = (seconds * f64::from(self.rates.output)).round() as u64;
-        let window = Window::new(self.shared.round_trip_frames(), length, request.quantize);
+        let window = Window::new(self.round_trip_frames(), length, request.quantize);
         // Long enough for a wrap to come round twice, the capture and the latency.
         let deadline = Duration::from_secs_f64(2.0 * loop_s + seconds + 5.0);
         let run = Run {
@@ -313,7 +325,7 @@ impl Capture {
                     } else {
                         ""
                     },
-                    self.shared.round_trip_frames()
+                    self.round_trip_frames()
                 );
                 Ok(())
             }

@@ -489,6 +489,7 @@ fn run_session(
     let capture = input_reader.map(|reader| {
         Capture::new(
             reader,
+            running.state_handle(),
             ring_handle.clone(),
             rates,
             jobs.clone(),

@@ -11,8 +11,8 @@
 //! against the loop (quantize to the wrap) and notice a lost period (a gap in the clock).
 //! A period that does not fit whole is dropped and counted ([`InputShared::overruns`]).
 //!
-//! The backend reports the input latency (the ports' capture latency range) and the
-//! output's playback latency into [`InputShared`]; the capture compensates both.
+//! The backend reports the input latency (the ports' capture latency range) into
+//! [`InputShared`]; the capture compensates it and the output's playback latency.
 //!
 //! Threading: [`InputTap::process`] runs on the realtime thread: no allocation, no lock,
 //! no syscall (the queues are wait-free, the rest atomics). [`InputReader`] is `Send`, one
@@ -51,20 +51,10 @@ pub struct InputShared {
     pub overruns: AtomicU64,
     /// Input ports the running output opened (0: none, or a backend without inputs).
     pub ports: AtomicUsize,
-    /// Largest capture latency of the input ports, frames (what lies upstream).
+    /// Largest capture latency of the input ports, frames (what lies upstream). The
+    /// output's playback latency, the other half of the round trip, is the output's own
+    /// ([`OutputStateHandle::latency_frames`](super::supervisor::OutputStateHandle::latency_frames)).
     pub capture_latency: AtomicU32,
-    /// Largest playback latency of the output ports, frames (what lies downstream, plus
-    /// the period latentd holds).
-    pub playback_latency: AtomicU32,
-}
-
-impl InputShared {
-    /// The latency to compensate, in frames at the output's rate: what the player hears
-    /// from the output reaches the input this much later (playback plus capture).
-    pub fn round_trip_frames(&self) -> u64 {
-        u64::from(self.capture_latency.load(Ordering::Relaxed))
-            + u64::from(self.playback_latency.load(Ordering::Relaxed))
-    }
 }
 
 /// The callback's end (see the module doc).

@@ -113,7 +113,7 @@ struct LatencyTarget {
     format: Arc<LiveFormat>,
     /// Our input ports, whose capture latency the live input compensates.
     inputs: Vec<*mut ::jack::jack_sys::jack_port_t>,
-    /// Where the latencies are reported (set once, before the client activates).
+    /// Where the capture latency is reported (set once, before the client activates).
     report: OnceLock<Arc<InputShared>>,
 }
 
@@ -123,9 +123,10 @@ unsafe impl Send for LatencyTarget {}
 unsafe impl Sync for LatencyTarget {}
 
 /// libjack's latency callback (notification thread). In playback mode JACK has just set
-/// each output port's range to what lies downstream; add the one period we hold. In
-/// capture mode it has set each input port's range to what lies upstream. Both maxima go
-/// to the live input's report, when there is one.
+/// each output port's range to what lies downstream; add the one period we hold, and keep
+/// the maximum as the output's latency ([`RunningOutput::latency_frames`]). In capture mode
+/// it has set each input port's range to what lies upstream; the maximum goes to the live
+/// input's report, when there is one.
 unsafe extern "C" fn on_latency(
     mode: ::jack::jack_sys::jack_latency_callback_mode_t,
     arg: *mut c_void,
@@ -170,9 +171,6 @@ unsafe extern "C" fn on_latency(
         .format
         .playback_latency
         .store(most, Ordering::Relaxed);
-    if let Some(report) = target.report.get() {
-        report.playback_latency.store(most, Ordering::Relaxed);
-    }
 }
 
 /// An opened JACK client with its two ports registered, not yet processing.

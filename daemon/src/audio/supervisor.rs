@@ -322,6 +322,11 @@ impl OutputStateHandle {
         published.latency_frames as f64 * 1e3 / f64::from(published.format.sample_rate.max(1))
     }
 
+    /// [`latency_ms`](Self::latency_ms) in frames at the output's rate.
+    pub fn latency_frames(&self) -> usize {
+        self.published.lock_unpoisoned().latency_frames
+    }
+
     /// How the server schedules the callback's thread, as last checked (once per output
     /// started); `None` before the first check.
     pub fn callback_scheduling(&self) -> Option<Scheduling> {
