@@ -28,6 +28,7 @@ pub mod knobs;
 pub mod limits;
 pub mod media;
 pub mod midi;
+mod named;
 pub mod oscquery_http;
 pub mod pattern;
 pub mod presets;

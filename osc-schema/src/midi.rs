@@ -6,6 +6,7 @@
 //!
 //! Threading: constants and pure functions; usable from any thread.
 
+use crate::named;
 use crate::presets::FadeCurve;
 use crate::schema::Schema;
 
@@ -69,10 +70,7 @@ impl MidiAction {
 
     /// The action's target name.
     pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(a, _, _)| *a == self)
-            .map_or("", |(_, n, _)| n)
+        named::name_of(&Self::ALL, self)
     }
 }
 
@@ -146,22 +144,17 @@ impl MidiMode {
 
     /// The mode of that name; the error lists the names.
     pub fn from_name(name: &str) -> Result<MidiMode, String> {
-        Self::ALL
-            .iter()
-            .find(|(_, n, _)| *n == name)
-            .map(|(m, _, _)| *m)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Self::ALL.iter().map(|(_, n, _)| *n).collect();
-                format!("unknown mode {name:?}; modes are: {}", names.join(", "))
-            })
+        named::find(&Self::ALL, name).ok_or_else(|| {
+            format!(
+                "unknown mode {name:?}; modes are: {}",
+                named::listed(&Self::ALL)
+            )
+        })
     }
 
     /// The mode's name on the wire.
     pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(m, _, _)| *m == self)
-            .map_or("absolute", |(_, n, _)| n)
+        named::name_of(&Self::ALL, self)
     }
 }
 
@@ -227,13 +220,12 @@ impl Schema {
                 name: self.knobs()[index].name,
             });
         }
-        if let Some((action, _, _)) = MidiAction::ALL.iter().find(|(_, n, _)| *n == name) {
-            return Ok(MidiTarget::Action(*action));
+        if let Some(action) = named::find(&MidiAction::ALL, name) {
+            return Ok(MidiTarget::Action(action));
         }
-        let actions: Vec<&str> = MidiAction::ALL.iter().map(|(_, n, _)| *n).collect();
         Err(format!(
             "unknown target {name:?}; a target is a knob name (see the knob table) or one of: {}",
-            actions.join(", ")
+            named::listed(&MidiAction::ALL)
         ))
     }
 

@@ -5,6 +5,8 @@
 //!
 //! Threading: constants and pure functions; usable from any thread.
 
+use crate::named;
+
 /// Longest preset name, in bytes.
 pub const MAX_PRESET_NAME_BYTES: usize = 64;
 
@@ -78,22 +80,17 @@ impl FadeCurve {
 
     /// The curve of that name; the error lists the names.
     pub fn from_name(name: &str) -> Result<FadeCurve, String> {
-        Self::ALL
-            .iter()
-            .find(|(_, n, _)| *n == name)
-            .map(|(c, _, _)| *c)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Self::ALL.iter().map(|(_, n, _)| *n).collect();
-                format!("unknown curve {name:?}; curves are: {}", names.join(", "))
-            })
+        named::find(&Self::ALL, name).ok_or_else(|| {
+            format!(
+                "unknown curve {name:?}; curves are: {}",
+                named::listed(&Self::ALL)
+            )
+        })
     }
 
     /// The curve's name on the wire.
     pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(c, _, _)| *c == self)
-            .map_or("linear", |(_, n, _)| n)
+        named::name_of(&Self::ALL, self)
     }
 }
 
