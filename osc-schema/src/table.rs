@@ -231,8 +231,9 @@ pub const ADDRESSES: &[AddressSpec] = &[
             ),
         ],
         timing: Timing::Asynchronous,
-        reply: "`/done /prompt <epoch> [unknown]` once the engine uses it, `unknown` (the \
-                words the model does not know, space-separated) only when there are any; \
+        reply: "`/done /prompt <epoch> [unknown]` once the prompt is encoded and committed (the \
+                engine's next tick uses it), `unknown` (the words the model does not know, \
+                space-separated) only when there are any; \
                 subscribers receive `/prompt/applied <epoch> <tags>`",
         doc: "Replace the text conditioning. Encoding runs on the encoder thread; a newer \
               prompt supersedes an older one still encoding.",

@@ -87,7 +87,7 @@ A client whose queue would overflow, or that stays behind for more than {} s, is
     );
     let _ = writeln!(
         w,
-        "- Bundles: all elements apply atomically (same engine tick). A bundle whose timetag is in the future applies at the audio frame corresponding to that time; \"immediately\" (0, 1) or a past time applies at once. Nested bundles are refused."
+        "- Bundles: all elements apply atomically (same engine tick). A bundle whose timetag is in the future waits and is applied when the daemon's wall clock (keep sender and daemon in NTP/PTP sync) reaches the timetag; the engine tick after that uses it, so what it changes is heard one knob-to-ear latency later (docs/PERFORMANCE.md; add `output_latency_ms` of `/status.reply` for the ear). Nothing compensates for that: send a bundle that much early to hear it at a given time. \"Immediately\" (0, 1) or a past time applies at once. Nested bundles are refused."
     );
     let _ = writeln!(
         w,

@@ -400,3 +400,61 @@ fn the_seed_changes_the_music_at_full_denoise_and_repeats_exactly() {
         "melody band levels differ by {melody_diff} dB"
     );
 }
+
+/// A slot at denoise 0.5 over the test loop: mean absolute change between adjacent latent
+/// frames per channel group, and the melody pitch channel's standard deviation.
+fn slot_motion(steps: u32, sde: bool, guidance: f64) -> ([f32; GROUPS], f32) {
+    // A fresh model per run: the prompt's target (where guidance applies) is cached.
+    let model = BuiltinModel::new();
+    let source = model.encode_source(view(&test_loop())).unwrap();
+    let cond = prompt_cond(&model, "medium pluck bass drums");
+    let (store, mut reader) = KnobStore::new();
+    store.set("guidance", guidance).unwrap();
+    store.set("sampler", if sde { 1.0 } else { 0.0 }).unwrap();
+    let knobs = reader.read().clone();
+    let mut params = SlotParams::from_knobs(&knobs);
+    params.denoise = 0.5;
+    params.steps = steps;
+    let out = run_request(&model, params, 0, 75, Some(&source), None, &knobs, &cond).unwrap();
+    let frames: Vec<&[f32]> = out.data.chunks_exact(LATENT_CHANNELS).collect();
+    let mut jitter = [0.0f32; GROUPS];
+    for (g, j) in jitter.iter_mut().enumerate() {
+        let channels = g * 8..g * 8 + 8;
+        let sum: f32 = frames
+            .windows(2)
+            .flat_map(|w| channels.clone().map(move |c| (w[1][c] - w[0][c]).abs()))
+            .sum();
+        *j = sum / ((frames.len() - 1) * 8) as f32;
+    }
+    let pitch: Vec<f32> = frames.iter().map(|f| f[MELODY]).collect();
+    let mean = pitch.iter().sum::<f32>() / pitch.len() as f32;
+    let sd = (pitch.iter().map(|p| (p - mean).powi(2)).sum::<f32>() / pitch.len() as f32).sqrt();
+    (jitter, sd)
+}
+
+/// docs/engine.md says so: in this model more steps do not smooth, they add frame-to-frame
+/// movement (each step moves every frame on its own), in the ODE and the SDE sampler.
+#[test]
+fn more_steps_add_frame_to_frame_jitter() {
+    for sde in [false, true] {
+        let (few, _) = slot_motion(2, sde, 1.0);
+        let (many, _) = slot_motion(16, sde, 1.0);
+        println!("sde {sde}: jitter per group at 2 steps {few:.3?}, at 16 {many:.3?}");
+        for g in 0..4 {
+            assert!(
+                many[g] > few[g] * 1.05,
+                "sde {sde}, envelope group {g}: {few:?} vs {many:?}"
+            );
+        }
+    }
+}
+
+/// docs/engine.md says so: guidance scales every channel's deviation from its loop mean,
+/// the melody's pitch included (intervals widen), not only accents.
+#[test]
+fn guidance_widens_the_melody_pitch_spread() {
+    let (_, plain) = slot_motion(8, false, 1.0);
+    let (_, guided) = slot_motion(8, false, 3.0);
+    println!("melody pitch sd: guidance 1 {plain:.3}, guidance 3 {guided:.3}");
+    assert!(guided > plain * 1.2, "{plain} vs {guided}");
+}
