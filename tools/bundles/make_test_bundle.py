@@ -23,7 +23,7 @@ paths a real exported bundle takes (names, layouts, dynamic axes, patching, opti
   tag ids (line numbers of `tags.txt`, from 0) + a residual SiLU MLP.
 - `--fault KIND` writes a broken bundle instead (see FAULTS), for the tests that latentd
   refuses it with one clear error.
-- `bundle.toml`: the manifest in the form of issue 13, plus a `[parity]` section whose
+- `bundle.toml`: the manifest (docs/bundles.md), plus a `[parity]` section whose
   expected outputs are computed by `onnx.reference.ReferenceEvaluator` (the ONNX package's
   own numpy implementation of the operators; onnxruntime is not needed here), so a runtime
   that loads the bundle can prove it computes what the graphs mean.
@@ -103,7 +103,7 @@ MIN_CONV_CHANNELS = 8
 PRESETS = {
     # The CI bundle: a few hundred KB.
     "tiny": dict(width=32, layers=1, heads=2, conv_width=32, name="tiny-random"),
-    # The benchmark bundle of issue 13 (about 3.4 M DiT parameters).
+    # The CPU benchmark bundle (docs/PERFORMANCE.md; about 3.4 M DiT parameters).
     "acestep-shaped": dict(
         width=192, layers=4, heads=4, conv_width=128, name="acestep-shaped-random"
     ),
