@@ -16,6 +16,14 @@ export LATENTD_REQUIRE_ORT="${LATENTD_REQUIRE_ORT:-1}"
 # (unshare -rn, ip from iproute2, installed above); as root that always works, so a skip
 # is a failure unless the caller says otherwise.
 export LATENTD_REQUIRE_NETNS="${LATENTD_REQUIRE_NETNS:-1}"
+# The tmpfs fault tests (disk full, read-only state folder) mount a small tmpfs: where this
+# shell may mount one (root with CAP_SYS_ADMIN, as in CI), a skip is a failure.
+probe=$(mktemp -d)
+if mount -t tmpfs -o size=1m tmpfs "$probe" 2>/dev/null; then
+    umount "$probe"
+    export LATENTD_REQUIRE_MOUNT="${LATENTD_REQUIRE_MOUNT:-1}"
+fi
+rmdir "$probe"
 # Free disk, printed first: a full disk shows up later as a linker Bus error.
 df -h . | tail -1
 # The fault tests (faults, service) need the test-only hooks: `required-features` skips
