@@ -16,7 +16,8 @@
 //! the [`Meters`] it keeps on what it played. Each period runs with subnormals flushed to
 //! zero, and the first one after the supervisor asks leaves its thread handle for the
 //! realtime check ([`realtime`]). With MIDI input on, the JACK callback also copies its
-//! `midi_in` port's messages into [`midi_in`]'s queue, under the same rules.
+//! `midi_in` port's messages into [`midi_in`]'s queue, and the PipeWire output's MIDI
+//! stream callback does the same with its event buffers, under the same rules.
 
 pub mod convert;
 pub mod input;
@@ -27,6 +28,7 @@ pub mod null;
 pub mod realtime;
 pub mod select;
 pub mod slot;
+pub mod spa_sequence;
 pub mod supervisor;
 
 pub use convert::{RateConverter, Rates};

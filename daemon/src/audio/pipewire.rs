@@ -16,6 +16,18 @@
 //! (filling the whole buffer would queue huge buffers: a few callbacks a second and high
 //! latency), sets the chunk and queues the buffer back. It allocates nothing, takes no
 //! lock and logs nothing.
+//!
+//! MIDI input (with [`PipeWireOptions::midi_in`]): a second stream, created and connected
+//! with the playback stream, an input of format `application/control` (what `pw-midiplay`,
+//! `pw-cat --midi` and PipeWire's ALSA MIDI bridge send) with `media.type = Midi`, so
+//! PipeWire lists it as a `Stream/Input/Midi` node named `<node name>-midi-in`
+//! ([`pipewire_midi_node_name`]). It only links when asked: `midi_autoconnect` lets the
+//! session manager pick a source; otherwise a peer targets it (`pw-midiplay --target`) or a
+//! user links it (`pw-link`). Its `process` callback, also on the data thread and under the
+//! same rules, walks each buffer's event sequence ([`super::spa_sequence`]) and queues the
+//! Control and Program Changes in [`super::midi_in`]'s queue, each stamped with the ring's
+//! frame clock at that cycle plus its offset, as the JACK callback does; malformed buffers
+//! are skipped and counted ([`MidiInput::note_malformed`]).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -29,10 +41,20 @@ use pw::properties::properties;
 use pw::spa;
 use pw::stream::{StreamFlags, StreamListener, StreamRc, StreamState};
 
+use latentd_engine::RingHandle;
+
+use super::midi_in::{MidiInHandle, MidiInput, pipewire_midi_node_name};
+use super::realtime::rt_guard;
+use super::spa_sequence;
 use super::{
     AudioError, AudioOutput, OutputFormat, OutputStats, OutputStatsSnapshot, ProcessorSlot,
     RunningOutput,
 };
+
+// The hand-written pod constants must be SPA's.
+const _: () = assert!(spa_sequence::SPA_TYPE_SEQUENCE == spa::sys::SPA_TYPE_Sequence);
+const _: () = assert!(spa_sequence::SPA_TYPE_BYTES == spa::sys::SPA_TYPE_Bytes);
+const _: () = assert!(spa_sequence::SPA_CONTROL_MIDI == spa::sys::SPA_CONTROL_Midi);
 
 const BACKEND: &str = "pipewire";
 
@@ -61,6 +83,12 @@ pub struct PipeWireOptions {
     /// Period asked for through `node.latency` (`period/rate`); the graph may run another
     /// quantum, which [`OutputStats::max_period_frames`] reveals.
     pub period_frames: usize,
+    /// MIDI input: create the `<node name>-midi-in` stream and queue its Control and
+    /// Program Changes here (`None`: no MIDI stream).
+    pub midi_in: Option<MidiInHandle>,
+    /// Let the session manager link the MIDI stream to a source of its choice; off, it
+    /// waits for a peer or `pw-link`.
+    pub midi_autoconnect: bool,
 }
 
 impl Default for PipeWireOptions {
@@ -70,6 +98,8 @@ impl Default for PipeWireOptions {
             target: None,
             sample_rate: 48_000,
             period_frames: 256,
+            midi_in: None,
+            midi_autoconnect: false,
         }
     }
 }
@@ -364,10 +394,13 @@ fn run_loop(
 
     main_loop.run();
 
-    // Destroying the stream removes it from the data loop, so `process` has stopped
+    // Destroying a stream removes it from the data loop, so `process` has stopped
     // running once this returns.
     if let Some(stream) = active.borrow_mut().take() {
         let _ = stream.stream.disconnect();
+        if let Some(midi) = &stream.midi {
+            let _ = midi.stream.disconnect();
+        }
         drop(stream);
     }
 }
@@ -375,6 +408,14 @@ fn run_loop(
 /// The stream and its listener, kept alive on the loop thread while playing.
 struct ActiveStream {
     // Field order is drop order: the listener goes before the stream.
+    _listener: StreamListener<()>,
+    stream: StreamRc,
+    /// The MIDI input stream, when MIDI input is on.
+    midi: Option<MidiStream>,
+}
+
+/// The MIDI input stream and its listener (field order is drop order).
+struct MidiStream {
     _listener: StreamListener<()>,
     stream: StreamRc,
 }
@@ -404,6 +445,7 @@ fn start_stream(
     let stream = StreamRc::new(core.clone(), &options.node_name, props)
         .map_err(|e| backend_err("stream", e))?;
 
+    let ring = processor.ring_handle();
     let fallback_frames = options.period_frames;
     let listener = stream
         .add_local_listener_with_user_data(())
@@ -430,9 +472,132 @@ fn start_stream(
             &mut params,
         )
         .map_err(|e| backend_err("stream connect", e))?;
+    let midi = match &options.midi_in {
+        Some(queue) => Some(start_midi_stream(core, options, queue.clone(), ring)?),
+        None => None,
+    };
     Ok(ActiveStream {
         _listener: listener,
         stream,
+        midi,
+    })
+}
+
+/// Create and connect the MIDI input stream feeding `queue`.
+fn start_midi_stream(
+    core: &pw::core::CoreRc,
+    options: &PipeWireOptions,
+    queue: MidiInHandle,
+    ring: RingHandle,
+) -> Result<MidiStream, AudioError> {
+    let backend_err = |what: &str, e: pw::Error| AudioError::Backend {
+        backend: BACKEND,
+        reason: format!("MIDI {what}: {e}"),
+    };
+    let name = pipewire_midi_node_name(&options.node_name);
+    let props = properties! {
+        *pw::keys::MEDIA_TYPE => "Midi",
+        *pw::keys::MEDIA_CATEGORY => "Capture",
+        *pw::keys::MEDIA_ROLE => "Music",
+        *pw::keys::APP_NAME => "latentd",
+        *pw::keys::NODE_NAME => name.as_str(),
+        *pw::keys::NODE_DESCRIPTION => format!("{} MIDI in", options.node_name),
+    };
+    let stream = StreamRc::new(core.clone(), &name, props).map_err(|e| backend_err("stream", e))?;
+    let listener = stream
+        .add_local_listener_with_user_data(())
+        .state_changed(|_, _, old, new| match new {
+            StreamState::Error(message) => log::error!("pipewire MIDI stream: error: {message}"),
+            new => log::info!("pipewire MIDI stream: {old:?} -> {new:?}"),
+        })
+        .process(move |stream, _| read_midi(stream, &queue.0, &ring))
+        .register()
+        .map_err(|e| backend_err("stream listener", e))?;
+    let format = midi_format_pod()?;
+    let mut params = [
+        spa::pod::Pod::from_bytes(&format).ok_or_else(|| AudioError::Backend {
+            backend: BACKEND,
+            reason: "MIDI format pod did not parse".to_owned(),
+        })?,
+    ];
+    let mut flags = StreamFlags::MAP_BUFFERS | StreamFlags::RT_PROCESS;
+    if options.midi_autoconnect {
+        flags |= StreamFlags::AUTOCONNECT;
+    }
+    stream
+        .connect(spa::utils::Direction::Input, None, flags, &mut params)
+        .map_err(|e| backend_err("stream connect", e))?;
+    Ok(MidiStream {
+        _listener: listener,
+        stream,
+    })
+}
+
+/// The MIDI stream's realtime `process` body: one buffer's events into the queue, stamped
+/// with the ring's frame clock now plus each event's offset.
+#[inline]
+fn read_midi(stream: &pw::stream::Stream, queue: &MidiInput, ring: &RingHandle) {
+    rt_guard(|| {
+        let Some(mut buffer) = stream.dequeue_buffer() else {
+            return;
+        };
+        let Some(data) = buffer.datas_mut().first_mut() else {
+            return;
+        };
+        // `Data::chunk` asserts; a buffer without one carries nothing to read.
+        if data.as_raw().chunk.is_null() {
+            return;
+        }
+        let (offset, size) = {
+            let chunk = data.chunk();
+            (chunk.offset() as usize, chunk.size() as usize)
+        };
+        if size == 0 {
+            return;
+        }
+        let Some(bytes) = data.data() else {
+            return;
+        };
+        let Some(valid) = offset
+            .checked_add(size)
+            .and_then(|end| bytes.get(offset..end))
+        else {
+            queue.note_malformed(1);
+            return;
+        };
+        let frame = ring.playhead_and_clock().1;
+        let mut events = spa_sequence::midi_events(valid);
+        queue.push_period(frame, &mut events);
+        queue.note_malformed(events.malformed());
+        // Dropping `buffer` gives it back to the stream.
+    });
+}
+
+/// The MIDI stream's EnumFormat pod: `application/control`.
+fn midi_format_pod() -> Result<Vec<u8>, AudioError> {
+    let id = |raw: u32| spa::pod::Value::Id(spa::utils::Id(raw));
+    let object = spa::pod::Object {
+        type_: spa::utils::SpaTypes::ObjectParamFormat.as_raw(),
+        id: spa::param::ParamType::EnumFormat.as_raw(),
+        properties: vec![
+            spa::pod::Property::new(
+                spa::sys::SPA_FORMAT_mediaType,
+                id(spa::sys::SPA_MEDIA_TYPE_application),
+            ),
+            spa::pod::Property::new(
+                spa::sys::SPA_FORMAT_mediaSubtype,
+                id(spa::sys::SPA_MEDIA_SUBTYPE_control),
+            ),
+        ],
+    };
+    spa::pod::serialize::PodSerializer::serialize(
+        std::io::Cursor::new(Vec::new()),
+        &spa::pod::Value::Object(object),
+    )
+    .map(|(cursor, _)| cursor.into_inner())
+    .map_err(|e| AudioError::Backend {
+        backend: BACKEND,
+        reason: format!("MIDI format pod: {e:?}"),
     })
 }
 

@@ -77,7 +77,8 @@ pub struct OutputOptions {
     pub sample_rate: u32,
     /// Period for outputs that let latentd choose (null, PipeWire).
     pub period_frames: usize,
-    /// MIDI input: the queue a JACK output's `midi_in` port feeds (`None`: no MIDI port).
+    /// MIDI input: the queue a JACK output's `midi_in` port or a PipeWire output's MIDI
+    /// stream feeds (`None`: no MIDI input).
     pub midi_in: Option<super::midi_in::MidiInHandle>,
     /// Input ports for a live capture (JACK only; 0: none).
     pub inputs: usize,
@@ -180,6 +181,8 @@ fn open_pipewire(opts: &OutputOptions) -> Result<Box<dyn AudioOutput>, AudioErro
             target: None,
             sample_rate: opts.sample_rate,
             period_frames: opts.period_frames,
+            midi_in: opts.midi_in.clone(),
+            midi_autoconnect: opts.autoconnect,
         },
     )?));
     #[cfg(not(feature = "pipewire"))]
