@@ -581,6 +581,7 @@ fn start_input_stream(
     stream
         .connect(spa::utils::Direction::Input, None, flags, &mut params)
         .map_err(|e| backend_err("stream connect", e))?;
+    log::info!("audio: live input on: PipeWire node {name} ({channels} channels)");
     Ok(InputStream {
         _listener: listener,
         stream,

@@ -158,7 +158,7 @@ mod tests {
                 self.bytes.extend_from_slice(&field.to_ne_bytes());
             }
             self.bytes.extend_from_slice(value);
-            while self.bytes.len() % 8 != 0 {
+            while !self.bytes.len().is_multiple_of(8) {
                 self.bytes.push(0);
             }
             self
