@@ -616,10 +616,13 @@ fn read_input(
     rt_guard(|| {
         if let Ok(time) = stream.time() {
             let tick = time.rate();
-            // delay ticks of num/denom seconds, in frames at `rate`.
-            let frames =
-                u64::try_from(time.delay()).unwrap_or(0) * u64::from(tick.num) * u64::from(rate)
-                    / u64::from(tick.denom.max(1));
+            // delay ticks of num/denom seconds, in frames at `rate` (saturating: a wild
+            // value must not overflow-panic in a debug build).
+            let frames = u64::try_from(time.delay())
+                .unwrap_or(0)
+                .saturating_mul(u64::from(tick.num))
+                .saturating_mul(u64::from(rate))
+                / u64::from(tick.denom.max(1));
             shared
                 .capture_latency
                 .store(u32::try_from(frames).unwrap_or(u32::MAX), Ordering::Relaxed);
