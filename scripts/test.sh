@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Install what is missing, then run every test in the workspace. The JACK tests start and
-# stop their own private dummy servers, the PipeWire test its own private graph (dbus,
+# stop their own private dummy servers, the PipeWire tests their own private graphs (dbus,
 # pipewire, wireplumber, a null sink); nothing needs to be running beforehand.
 # Extra arguments go to the workspace `cargo test` run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-# The PipeWire test skips (saying why) when a graph cannot start; here everything it needs
+# The PipeWire tests skip (saying why) when a graph cannot start; here everything they need
 # was just installed, so a skip is a failure unless the caller says otherwise.
 export LATENTD_REQUIRE_PIPEWIRE="${LATENTD_REQUIRE_PIPEWIRE:-1}"
 # setup.sh installed ONNX Runtime (.ort/) and the bundle tools (python onnx): the model

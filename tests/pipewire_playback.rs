@@ -73,6 +73,7 @@ fn pipewire_output_plays_the_ring_into_a_null_sink() {
         target: Some(graph.sink_name().to_owned()),
         sample_rate: RATE,
         period_frames: PERIOD,
+        ..PipeWireOptions::default()
     };
     let output = PipeWireOutput::open(&options).expect("open the pipewire output");
     let format = output.format();

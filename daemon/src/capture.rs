@@ -276,7 +276,8 @@ impl Capture {
     ) -> Result<(), CaptureError> {
         if self.shared.ports.load(Ordering::Relaxed) == 0 {
             return Err(CaptureError::NoInputs(
-                "the running output opened none (only the JACK output has input ports)".into(),
+                "the running output opened none (only the JACK and PipeWire outputs have inputs)"
+                    .into(),
             ));
         }
         let loop_s = self.ring.loop_frames() as f64 / f64::from(self.rates.ring.max(1));

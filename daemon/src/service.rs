@@ -272,8 +272,8 @@ fn run_session(
         inputs: settings.inputs,
     };
     let output = open_output(settings.backend, &output_options).map_err(|e| startup(&e))?;
-    // Only a JACK output has a MIDI port; elsewhere MIDI input stays off (a learn is
-    // refused rather than left waiting forever).
+    // JACK has a MIDI port, PipeWire a MIDI stream; the null output has neither (a learn
+    // is refused rather than left waiting forever).
     let (midi_in, midi_reader) = match output.name() {
         "jack" if settings.midi => {
             log::info!(
@@ -283,10 +283,18 @@ fn run_session(
             );
             (midi_in, midi_reader)
         }
+        "pipewire" if settings.midi => {
+            log::info!(
+                "MIDI input on: PipeWire node {}",
+                crate::audio::midi_in::pipewire_midi_node_name(&settings.client_name)
+            );
+            (midi_in, midi_reader)
+        }
         other if settings.midi => {
             log::warn!(
-                "MIDI input asked for, but the {other} output has no MIDI port (only JACK \
-                 has one in this build): MIDI input is off"
+                "MIDI input asked for, but the {other} output has no MIDI port (it talks to \
+                 no audio server, so nothing could feed one; JACK and PipeWire have one): \
+                 MIDI input is off"
             );
             (None, None)
         }

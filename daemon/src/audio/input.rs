@@ -11,8 +11,15 @@
 //! against the loop (quantize to the wrap) and notice a lost period (a gap in the clock).
 //! A period that does not fit whole is dropped and counted ([`InputShared::overruns`]).
 //!
-//! The backend reports the input latency (the ports' capture latency range) into
-//! [`InputShared`]; the capture compensates it and the output's playback latency.
+//! The JACK callback queues its input ports in the same period it plays
+//! ([`InputTap::process`]); the PipeWire output's input stream has a callback of its own,
+//! on the same data thread, which queues its interleaved buffer
+//! ([`InputTap::process_interleaved`] through
+//! [`ProcessorSlot::queue_input_interleaved`](super::ProcessorSlot::queue_input_interleaved)).
+//!
+//! The backend reports the input latency (JACK: the ports' capture latency range;
+//! PipeWire: the input stream's delay) into [`InputShared`]; the capture compensates it and
+//! the output's playback latency.
 //!
 //! Threading: [`InputTap::process`] runs on the realtime thread: no allocation, no lock,
 //! no syscall (the queues are wait-free, the rest atomics). [`InputReader`] is `Send`, one
@@ -130,6 +137,35 @@ impl InputTap {
     #[inline]
     pub fn process(&mut self, inputs: &[&[f32]]) {
         let n = inputs.iter().map(|s| s.len()).min().unwrap_or(0);
+        let ch = self.channels;
+        self.queue(n, |idx| {
+            inputs.get(idx % ch).map_or(0.0, |port| port[idx / ch])
+        });
+    }
+
+    /// Queue one period of interleaved input, `channels` samples a frame (channels beyond
+    /// the tap's are left out, missing ones read as silence), as [`Self::process`] does.
+    /// Realtime-safe.
+    #[inline]
+    pub fn process_interleaved(&mut self, samples: &[f32], channels: usize) {
+        let channels = channels.max(1);
+        let n = samples.len() / channels;
+        let ch = self.channels;
+        self.queue(n, |idx| {
+            let (frame, k) = (idx / ch, idx % ch);
+            if k < channels {
+                samples[frame * channels + k]
+            } else {
+                0.0
+            }
+        });
+    }
+
+    /// Queue `n` frames whose interleaved sample `idx` (of `n * channels`) is
+    /// `sample(idx)`: count them on the input clock, and while armed copy them with their
+    /// header, or drop and count the whole period when it does not fit.
+    #[inline]
+    fn queue(&mut self, n: usize, sample: impl Fn(usize) -> f32) {
         let start = self.clock;
         self.clock += n as u64;
         if n == 0 || !self.shared.armed.load(Ordering::Acquire) {
@@ -144,8 +180,7 @@ impl InputTap {
         if let Ok(mut chunk) = self.samples.write_chunk_uninit(n * ch) {
             let (a, b) = chunk.as_mut_slices();
             for (idx, slot) in a.iter_mut().chain(b.iter_mut()).enumerate() {
-                let v = inputs.get(idx % ch).map_or(0.0, |port| port[idx / ch]);
-                slot.write(v);
+                slot.write(sample(idx));
             }
             // SAFETY: every slot of both slices was written just above.
             unsafe { chunk.commit_all() };
@@ -219,6 +254,29 @@ mod tests {
             .collect();
         assert_eq!(playheads, [0, 64, 128]);
         assert_eq!(rx.samples.slots(), 3 * 64 * 2);
+    }
+
+    #[test]
+    fn interleaved_input_is_queued_like_ports_without_allocating() {
+        let (_w, reader) = ring();
+        let (mut tap, mut rx) = input_queue(2, 48_000, reader.handle());
+        rx.shared.armed.store(true, Ordering::Release);
+        let stereo: Vec<f32> = (0..8).map(|i| i as f32).collect();
+        assert_no_alloc::assert_no_alloc(|| tap.process_interleaved(&stereo, 2));
+        let block = rx.blocks.pop().unwrap();
+        assert_eq!((block.start, block.frames), (0, 4));
+        let got: Vec<f32> = std::iter::from_fn(|| rx.samples.pop().ok()).collect();
+        assert_eq!(got, stereo);
+        // Three channels into a two-channel tap: the third is left out.
+        let three = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        assert_no_alloc::assert_no_alloc(|| tap.process_interleaved(&three, 3));
+        assert_eq!(rx.blocks.pop().unwrap().start, 4);
+        let got: Vec<f32> = std::iter::from_fn(|| rx.samples.pop().ok()).collect();
+        assert_eq!(got, [1.0, 2.0, 4.0, 5.0]);
+        // One channel into two: the second reads as silence.
+        assert_no_alloc::assert_no_alloc(|| tap.process_interleaved(&[7.0, 8.0], 1));
+        let got: Vec<f32> = std::iter::from_fn(|| rx.samples.pop().ok()).collect();
+        assert_eq!(got, [7.0, 0.0, 8.0, 0.0]);
     }
 
     #[test]

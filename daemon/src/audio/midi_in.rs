@@ -1,5 +1,7 @@
-//! MIDI input's realtime end: the audio callback copies the Control Change and Program
-//! Change messages of its period into a preallocated queue ([`MidiInput::push_period`]);
+//! MIDI input's realtime end: the audio callback (JACK's process callback, or the PipeWire
+//! MIDI stream's, which reads its buffer with [`super::spa_sequence`]) copies the Control
+//! Change and Program Change messages of its period into a preallocated queue
+//! ([`MidiInput::push_period`]);
 //! the control side drains it ([`MidiInReader`]) and applies them (`control::midi`).
 //!
 //! Each message is stamped with its frame on the ring's clock (the clock at the period's
@@ -24,8 +26,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::realtime::rt_guard;
 
-/// The JACK output's MIDI input port, registered when MIDI input is on.
+/// The JACK output's MIDI input port, registered when MIDI input is on; the PipeWire
+/// output's MIDI input node is named `<node name>-midi-in` ([`pipewire_midi_node_name`]).
 pub const MIDI_PORT_NAME: &str = "midi_in";
+
+/// `node.name` of the PipeWire output's MIDI input stream, for an output named `node`.
+pub fn pipewire_midi_node_name(node: &str) -> String {
+    format!("{node}-midi-in")
+}
 
 /// Messages the queue holds: far more than a controller sends between two drains.
 pub const MIDI_QUEUE_CAPACITY: usize = 1024;
@@ -53,6 +61,8 @@ pub struct MidiInput {
     received: AtomicU64,
     /// Messages dropped: the queue was full, or another callback held it.
     dropped: AtomicU64,
+    /// Malformed input the callback skipped (PipeWire: a bad or truncated event buffer).
+    malformed: AtomicU64,
 }
 
 // SAFETY: the producer is `Send` and only reached by the one thread that set `busy` from
@@ -77,6 +87,7 @@ impl MidiInput {
             producer: UnsafeCell::new(producer),
             received: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
         });
         (
             MidiInHandle(Arc::clone(&input)),
@@ -129,6 +140,19 @@ impl MidiInput {
     /// Messages dropped so far (a full queue, or overlapping callbacks).
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Count `n` malformed items the callback skipped. Realtime-safe (one atomic add).
+    #[inline]
+    pub fn note_malformed(&self, n: u32) {
+        if n > 0 {
+            self.malformed.fetch_add(u64::from(n), Ordering::Relaxed);
+        }
+    }
+
+    /// Malformed items skipped so far.
+    pub fn malformed(&self) -> u64 {
+        self.malformed.load(Ordering::Relaxed)
     }
 }
 

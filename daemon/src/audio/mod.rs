@@ -11,12 +11,14 @@
 //! Threading: outputs are opened, started and stopped on the main thread. The realtime
 //! callback only calls [`PeriodProcessor::process_planar`] (or
 //! [`PeriodProcessor::process_duplex`], which first queues the input ports for a live
-//! capture, [`input`]) or [`PeriodProcessor::process_interleaved`]: no allocation (checked by `assert_no_alloc` in
-//! debug builds), no lock, no syscall, no logging; it reports through atomic counters and
+//! capture, [`input`]) or [`PeriodProcessor::process_interleaved`] (a PipeWire input
+//! stream's callback: [`PeriodProcessor::queue_input_interleaved`]): no allocation (checked
+//! by `assert_no_alloc` in debug builds), no lock, no syscall, no logging; it reports through atomic counters and
 //! the [`Meters`] it keeps on what it played. Each period runs with subnormals flushed to
 //! zero, and the first one after the supervisor asks leaves its thread handle for the
 //! realtime check ([`realtime`]). With MIDI input on, the JACK callback also copies its
-//! `midi_in` port's messages into [`midi_in`]'s queue, under the same rules.
+//! `midi_in` port's messages into [`midi_in`]'s queue, and the PipeWire output's MIDI
+//! stream callback does the same with its event buffers, under the same rules.
 
 pub mod convert;
 pub mod input;
@@ -27,6 +29,7 @@ pub mod null;
 pub mod realtime;
 pub mod select;
 pub mod slot;
+pub mod spa_sequence;
 pub mod supervisor;
 
 pub use convert::{RateConverter, Rates};
@@ -203,6 +206,15 @@ impl PeriodProcessor {
             rt_guard(|| tap.process(inputs));
         }
         self.process_planar(outputs);
+    }
+
+    /// Queue one period of interleaved input (`channels` samples a frame) to the input
+    /// tap, if there is one, without playing anything: for an input stream with a callback
+    /// of its own (PipeWire). Realtime-safe.
+    pub fn queue_input_interleaved(&mut self, samples: &[f32], channels: usize) {
+        if let Some(tap) = self.input.as_mut() {
+            rt_guard(|| tap.process_interleaved(samples, channels));
+        }
     }
 
     /// Play the ring through an output at `output_rate` (frames per second), converting in

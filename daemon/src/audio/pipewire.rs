@@ -16,10 +16,34 @@
 //! (filling the whole buffer would queue huge buffers: a few callbacks a second and high
 //! latency), sets the chunk and queues the buffer back. It allocates nothing, takes no
 //! lock and logs nothing.
+//!
+//! MIDI input (with [`PipeWireOptions::midi_in`]): a second stream, created and connected
+//! with the playback stream, an input of format `application/control` (what `pw-midiplay`,
+//! `pw-cat --midi` and PipeWire's ALSA MIDI bridge send) with `media.type = Midi`, so
+//! PipeWire lists it as a `Stream/Input/Midi` node named `<node name>-midi-in`
+//! ([`pipewire_midi_node_name`]). It only links when asked: `autoconnect_inputs` lets the
+//! session manager pick a source; otherwise a peer targets it (`pw-midiplay --target`) or a
+//! user links it (`pw-link`). Its `process` callback, also on the data thread and under the
+//! same rules, walks each buffer's event sequence ([`super::spa_sequence`]) and queues the
+//! Control and Program Changes in [`super::midi_in`]'s queue, each stamped with the ring's
+//! frame clock at that cycle plus its offset, as the JACK callback does; malformed buffers
+//! are skipped and counted ([`MidiInput::note_malformed`]).
+//!
+//! Live input (with [`PipeWireOptions::inputs`] > 0 and a processor with an input tap): a
+//! third stream, `<node name>-input` ([`pipewire_input_node_name`]), a `Stream/Input/Audio`
+//! node of that many F32 channels at the output's rate (PipeWire converts), linked like the
+//! MIDI stream (autoconnect takes the default source). Its `process` callback queues each
+//! buffer, interleaved, into the processor's input tap
+//! ([`ProcessorSlot::queue_input_interleaved`]) and stores the stream's delay (what lies
+//! upstream, as PipeWire reports it; 0 when it reports none) as the capture latency. Both
+//! streams' callbacks run on the one data thread, in the same graph cycle once linked, so
+//! an input period's playhead is the ring's within a period. An input stream that nothing
+//! feeds is not scheduled: a capture then waits (or `/capture/stop` ends it).
 
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -29,10 +53,21 @@ use pw::properties::properties;
 use pw::spa;
 use pw::stream::{StreamFlags, StreamListener, StreamRc, StreamState};
 
+use latentd_engine::RingHandle;
+
+use super::input::{InputShared, MAX_INPUTS};
+use super::midi_in::{MidiInHandle, MidiInput, pipewire_midi_node_name};
+use super::realtime::rt_guard;
+use super::spa_sequence;
 use super::{
     AudioError, AudioOutput, OutputFormat, OutputStats, OutputStatsSnapshot, ProcessorSlot,
     RunningOutput,
 };
+
+// The hand-written pod constants must be SPA's.
+const _: () = assert!(spa_sequence::SPA_TYPE_SEQUENCE == spa::sys::SPA_TYPE_Sequence);
+const _: () = assert!(spa_sequence::SPA_TYPE_BYTES == spa::sys::SPA_TYPE_Bytes);
+const _: () = assert!(spa_sequence::SPA_CONTROL_MIDI == spa::sys::SPA_CONTROL_Midi);
 
 const BACKEND: &str = "pipewire";
 
@@ -61,6 +96,15 @@ pub struct PipeWireOptions {
     /// Period asked for through `node.latency` (`period/rate`); the graph may run another
     /// quantum, which [`OutputStats::max_period_frames`] reveals.
     pub period_frames: usize,
+    /// MIDI input: create the `<node name>-midi-in` stream and queue its Control and
+    /// Program Changes here (`None`: no MIDI stream).
+    pub midi_in: Option<MidiInHandle>,
+    /// Let the session manager link the MIDI and live-input streams to sources of its
+    /// choice; off, they wait for a peer or `pw-link`.
+    pub autoconnect_inputs: bool,
+    /// Channels of the live-input stream (0: none; at most [`MAX_INPUTS`]); it only runs
+    /// when the processor has an input tap. Linked like the MIDI stream.
+    pub inputs: usize,
 }
 
 impl Default for PipeWireOptions {
@@ -70,6 +114,9 @@ impl Default for PipeWireOptions {
             target: None,
             sample_rate: 48_000,
             period_frames: 256,
+            midi_in: None,
+            autoconnect_inputs: false,
+            inputs: 0,
         }
     }
 }
@@ -219,6 +266,14 @@ impl AudioOutput for PipeWireOutput {
     ) -> Result<Box<dyn RunningOutput>, AudioError> {
         let this = *self;
         let stats = processor.stats();
+        let inputs = this.options.inputs.min(MAX_INPUTS);
+        match processor.input() {
+            Some(report) => report.ports.store(inputs, Ordering::Relaxed),
+            None if inputs > 0 => {
+                log::warn!("pipewire: an input stream asked for without a live input to feed");
+            }
+            None => {}
+        }
         let (reply_tx, reply_rx) = mpsc::sync_channel(1);
         if this
             .loop_thread
@@ -364,10 +419,13 @@ fn run_loop(
 
     main_loop.run();
 
-    // Destroying the stream removes it from the data loop, so `process` has stopped
+    // Destroying a stream removes it from the data loop, so `process` has stopped
     // running once this returns.
     if let Some(stream) = active.borrow_mut().take() {
         let _ = stream.stream.disconnect();
+        for extra in stream.midi.iter().chain(&stream.input) {
+            let _ = extra.stream.disconnect();
+        }
         drop(stream);
     }
 }
@@ -375,6 +433,16 @@ fn run_loop(
 /// The stream and its listener, kept alive on the loop thread while playing.
 struct ActiveStream {
     // Field order is drop order: the listener goes before the stream.
+    _listener: StreamListener<()>,
+    stream: StreamRc,
+    /// The MIDI input stream, when MIDI input is on.
+    midi: Option<InputStream>,
+    /// The live-input stream, when inputs are asked for.
+    input: Option<InputStream>,
+}
+
+/// An input stream (MIDI or live audio) and its listener (field order is drop order).
+struct InputStream {
     _listener: StreamListener<()>,
     stream: StreamRc,
 }
@@ -404,6 +472,17 @@ fn start_stream(
     let stream = StreamRc::new(core.clone(), &options.node_name, props)
         .map_err(|e| backend_err("stream", e))?;
 
+    let ring = processor.ring_handle();
+    let input = match (options.inputs.min(MAX_INPUTS), processor.input()) {
+        (0, _) | (_, None) => None,
+        (channels, Some(shared)) => Some(start_input_stream(
+            core,
+            options,
+            channels,
+            Arc::clone(&processor),
+            shared,
+        )?),
+    };
     let fallback_frames = options.period_frames;
     let listener = stream
         .add_local_listener_with_user_data(())
@@ -415,7 +494,13 @@ fn start_stream(
         .register()
         .map_err(|e| backend_err("stream listener", e))?;
 
-    let format = format_pod(options.sample_rate)?;
+    let format = format_pod(
+        options.sample_rate,
+        &[
+            spa::sys::SPA_AUDIO_CHANNEL_FL,
+            spa::sys::SPA_AUDIO_CHANNEL_FR,
+        ],
+    )?;
     let mut params = [
         spa::pod::Pod::from_bytes(&format).ok_or_else(|| AudioError::Backend {
             backend: BACKEND,
@@ -430,9 +515,266 @@ fn start_stream(
             &mut params,
         )
         .map_err(|e| backend_err("stream connect", e))?;
+    let midi = match &options.midi_in {
+        Some(queue) => Some(start_midi_stream(core, options, queue.clone(), ring)?),
+        None => None,
+    };
     Ok(ActiveStream {
         _listener: listener,
         stream,
+        midi,
+        input,
+    })
+}
+
+/// `node.name` of the PipeWire output's live-input stream, for an output named `node`.
+pub fn pipewire_input_node_name(node: &str) -> String {
+    format!("{node}-input")
+}
+
+/// Create and connect the live-input stream of `channels` channels feeding `processor`'s
+/// input tap, reporting its delay into `shared`.
+fn start_input_stream(
+    core: &pw::core::CoreRc,
+    options: &PipeWireOptions,
+    channels: usize,
+    processor: Arc<ProcessorSlot>,
+    shared: Arc<InputShared>,
+) -> Result<InputStream, AudioError> {
+    let backend_err = |what: &str, e: pw::Error| AudioError::Backend {
+        backend: BACKEND,
+        reason: format!("input {what}: {e}"),
+    };
+    let name = pipewire_input_node_name(&options.node_name);
+    let props = properties! {
+        *pw::keys::MEDIA_TYPE => "Audio",
+        *pw::keys::MEDIA_CATEGORY => "Capture",
+        *pw::keys::MEDIA_ROLE => "Music",
+        *pw::keys::APP_NAME => "latentd",
+        *pw::keys::NODE_NAME => name.as_str(),
+        *pw::keys::NODE_DESCRIPTION => format!("{} input", options.node_name),
+        *pw::keys::AUDIO_CHANNELS => channels.to_string(),
+        *pw::keys::NODE_LATENCY => format!("{}/{}", options.period_frames, options.sample_rate),
+    };
+    let stream = StreamRc::new(core.clone(), &name, props).map_err(|e| backend_err("stream", e))?;
+    let rate = options.sample_rate;
+    let listener = stream
+        .add_local_listener_with_user_data(())
+        .state_changed(|_, _, old, new| match new {
+            StreamState::Error(message) => log::error!("pipewire input stream: error: {message}"),
+            new => log::info!("pipewire input stream: {old:?} -> {new:?}"),
+        })
+        .process(move |stream, _| read_input(stream, &processor, channels, &shared, rate))
+        .register()
+        .map_err(|e| backend_err("stream listener", e))?;
+    let format = format_pod(options.sample_rate, &input_positions(channels))?;
+    let mut params = [
+        spa::pod::Pod::from_bytes(&format).ok_or_else(|| AudioError::Backend {
+            backend: BACKEND,
+            reason: "input format pod did not parse".to_owned(),
+        })?,
+    ];
+    let mut flags = StreamFlags::MAP_BUFFERS | StreamFlags::RT_PROCESS;
+    if options.autoconnect_inputs {
+        flags |= StreamFlags::AUTOCONNECT;
+    }
+    stream
+        .connect(spa::utils::Direction::Input, None, flags, &mut params)
+        .map_err(|e| backend_err("stream connect", e))?;
+    log::info!("audio: live input on: PipeWire node {name} ({channels} channels)");
+    Ok(InputStream {
+        _listener: listener,
+        stream,
+    })
+}
+
+/// Channel positions of an input stream: MONO, FL FR, else AUX0 .. (as `pw-record` and
+/// the session manager expect for one, two and more channels).
+fn input_positions(channels: usize) -> Vec<u32> {
+    match channels {
+        1 => vec![spa::sys::SPA_AUDIO_CHANNEL_MONO],
+        2 => vec![
+            spa::sys::SPA_AUDIO_CHANNEL_FL,
+            spa::sys::SPA_AUDIO_CHANNEL_FR,
+        ],
+        n => (0..n as u32)
+            .map(|k| spa::sys::SPA_AUDIO_CHANNEL_AUX0 + k)
+            .collect(),
+    }
+}
+
+/// The input stream's realtime `process` body: one buffer, interleaved, into the input
+/// tap; the stream's delay into the capture latency, in frames at `rate`.
+#[inline]
+fn read_input(
+    stream: &pw::stream::Stream,
+    processor: &ProcessorSlot,
+    channels: usize,
+    shared: &InputShared,
+    rate: u32,
+) {
+    rt_guard(|| {
+        if let Ok(time) = stream.time() {
+            let tick = time.rate();
+            // delay ticks of num/denom seconds, in frames at `rate` (saturating: a wild
+            // value must not overflow-panic in a debug build).
+            let frames = u64::try_from(time.delay())
+                .unwrap_or(0)
+                .saturating_mul(u64::from(tick.num))
+                .saturating_mul(u64::from(rate))
+                / u64::from(tick.denom.max(1));
+            shared
+                .capture_latency
+                .store(u32::try_from(frames).unwrap_or(u32::MAX), Ordering::Relaxed);
+        }
+        let Some(mut buffer) = stream.dequeue_buffer() else {
+            return;
+        };
+        let Some(data) = buffer.datas_mut().first_mut() else {
+            return;
+        };
+        if data.as_raw().chunk.is_null() {
+            return;
+        }
+        let (offset, size) = {
+            let chunk = data.chunk();
+            (chunk.offset() as usize, chunk.size() as usize)
+        };
+        let Some(bytes) = data.data() else {
+            return;
+        };
+        let Some(valid) = offset
+            .checked_add(size)
+            .and_then(|end| bytes.get(offset..end))
+        else {
+            return;
+        };
+        // SAFETY: every bit pattern is a valid f32; align_to only reinterprets the aligned
+        // middle part, and a misaligned buffer is skipped.
+        let (head, samples, _) = unsafe { valid.align_to::<f32>() };
+        if head.is_empty() {
+            let frames = samples.len() / channels;
+            processor.queue_input_interleaved(&samples[..frames * channels], channels);
+        }
+        // Dropping `buffer` gives it back to the stream.
+    });
+}
+
+/// Create and connect the MIDI input stream feeding `queue`.
+fn start_midi_stream(
+    core: &pw::core::CoreRc,
+    options: &PipeWireOptions,
+    queue: MidiInHandle,
+    ring: RingHandle,
+) -> Result<InputStream, AudioError> {
+    let backend_err = |what: &str, e: pw::Error| AudioError::Backend {
+        backend: BACKEND,
+        reason: format!("MIDI {what}: {e}"),
+    };
+    let name = pipewire_midi_node_name(&options.node_name);
+    let props = properties! {
+        *pw::keys::MEDIA_TYPE => "Midi",
+        *pw::keys::MEDIA_CATEGORY => "Capture",
+        *pw::keys::MEDIA_ROLE => "Music",
+        *pw::keys::APP_NAME => "latentd",
+        *pw::keys::NODE_NAME => name.as_str(),
+        *pw::keys::NODE_DESCRIPTION => format!("{} MIDI in", options.node_name),
+    };
+    let stream = StreamRc::new(core.clone(), &name, props).map_err(|e| backend_err("stream", e))?;
+    let listener = stream
+        .add_local_listener_with_user_data(())
+        .state_changed(|_, _, old, new| match new {
+            StreamState::Error(message) => log::error!("pipewire MIDI stream: error: {message}"),
+            new => log::info!("pipewire MIDI stream: {old:?} -> {new:?}"),
+        })
+        .process(move |stream, _| read_midi(stream, &queue.0, &ring))
+        .register()
+        .map_err(|e| backend_err("stream listener", e))?;
+    let format = midi_format_pod()?;
+    let mut params = [
+        spa::pod::Pod::from_bytes(&format).ok_or_else(|| AudioError::Backend {
+            backend: BACKEND,
+            reason: "MIDI format pod did not parse".to_owned(),
+        })?,
+    ];
+    let mut flags = StreamFlags::MAP_BUFFERS | StreamFlags::RT_PROCESS;
+    if options.autoconnect_inputs {
+        flags |= StreamFlags::AUTOCONNECT;
+    }
+    stream
+        .connect(spa::utils::Direction::Input, None, flags, &mut params)
+        .map_err(|e| backend_err("stream connect", e))?;
+    Ok(InputStream {
+        _listener: listener,
+        stream,
+    })
+}
+
+/// The MIDI stream's realtime `process` body: one buffer's events into the queue, stamped
+/// with the ring's frame clock now plus each event's offset.
+#[inline]
+fn read_midi(stream: &pw::stream::Stream, queue: &MidiInput, ring: &RingHandle) {
+    rt_guard(|| {
+        let Some(mut buffer) = stream.dequeue_buffer() else {
+            return;
+        };
+        let Some(data) = buffer.datas_mut().first_mut() else {
+            return;
+        };
+        // `Data::chunk` asserts; a buffer without one carries nothing to read.
+        if data.as_raw().chunk.is_null() {
+            return;
+        }
+        let (offset, size) = {
+            let chunk = data.chunk();
+            (chunk.offset() as usize, chunk.size() as usize)
+        };
+        if size == 0 {
+            return;
+        }
+        let Some(bytes) = data.data() else {
+            return;
+        };
+        let Some(valid) = offset
+            .checked_add(size)
+            .and_then(|end| bytes.get(offset..end))
+        else {
+            queue.note_malformed(1);
+            return;
+        };
+        let frame = ring.playhead_and_clock().1;
+        let mut events = spa_sequence::midi_events(valid);
+        queue.push_period(frame, &mut events);
+        queue.note_malformed(events.malformed());
+        // Dropping `buffer` gives it back to the stream.
+    });
+}
+
+/// The MIDI stream's EnumFormat pod: `application/control`.
+fn midi_format_pod() -> Result<Vec<u8>, AudioError> {
+    let id = |raw: u32| spa::pod::Value::Id(spa::utils::Id(raw));
+    let object = spa::pod::Object {
+        type_: spa::utils::SpaTypes::ObjectParamFormat.as_raw(),
+        id: spa::param::ParamType::EnumFormat.as_raw(),
+        properties: vec![
+            spa::pod::Property::new(
+                spa::sys::SPA_FORMAT_mediaType,
+                id(spa::sys::SPA_MEDIA_TYPE_application),
+            ),
+            spa::pod::Property::new(
+                spa::sys::SPA_FORMAT_mediaSubtype,
+                id(spa::sys::SPA_MEDIA_SUBTYPE_control),
+            ),
+        ],
+    };
+    spa::pod::serialize::PodSerializer::serialize(
+        std::io::Cursor::new(Vec::new()),
+        &spa::pod::Value::Object(object),
+    )
+    .map(|(cursor, _)| cursor.into_inner())
+    .map_err(|e| AudioError::Backend {
+        backend: BACKEND,
+        reason: format!("MIDI format pod: {e:?}"),
     })
 }
 
@@ -467,15 +809,16 @@ fn fill_buffer(stream: &pw::stream::Stream, processor: &ProcessorSlot, fallback:
     // Dropping `buffer` queues it back to the stream.
 }
 
-/// The EnumFormat pod: F32LE, stereo FL FR, at `rate`.
-fn format_pod(rate: u32) -> Result<Vec<u8>, AudioError> {
+/// The EnumFormat pod: F32LE, interleaved, at `rate`, one channel per position.
+fn format_pod(rate: u32, positions: &[u32]) -> Result<Vec<u8>, AudioError> {
     let mut info = spa::param::audio::AudioInfoRaw::new();
     info.set_format(spa::param::audio::AudioFormat::F32LE);
     info.set_rate(rate);
-    info.set_channels(CHANNELS as u32);
+    info.set_channels(positions.len() as u32);
     let mut position = [0; spa::param::audio::MAX_CHANNELS];
-    position[0] = spa::sys::SPA_AUDIO_CHANNEL_FL;
-    position[1] = spa::sys::SPA_AUDIO_CHANNEL_FR;
+    for (slot, &p) in position.iter_mut().zip(positions) {
+        *slot = p;
+    }
     info.set_position(position);
     let object = spa::pod::Object {
         type_: spa::utils::SpaTypes::ObjectParamFormat.as_raw(),

@@ -77,9 +77,11 @@ pub struct OutputOptions {
     pub sample_rate: u32,
     /// Period for outputs that let latentd choose (null, PipeWire).
     pub period_frames: usize,
-    /// MIDI input: the queue a JACK output's `midi_in` port feeds (`None`: no MIDI port).
+    /// MIDI input: the queue a JACK output's `midi_in` port or a PipeWire output's MIDI
+    /// stream feeds (`None`: no MIDI input).
     pub midi_in: Option<super::midi_in::MidiInHandle>,
-    /// Input ports for a live capture (JACK only; 0: none).
+    /// Input ports (JACK) or input stream channels (PipeWire) for a live capture (0: none;
+    /// the null output opens none).
     pub inputs: usize,
 }
 
@@ -128,7 +130,8 @@ fn open_null(opts: &OutputOptions) -> Result<Box<dyn AudioOutput>, AudioError> {
     )?))
 }
 
-/// Only the JACK output opens input ports; elsewhere `audio.inputs` is said to be ignored.
+/// The JACK output opens input ports, the PipeWire output an input stream; the null output
+/// has none, and says that `audio.inputs` is ignored.
 fn warn_no_inputs(backend: &str, opts: &OutputOptions) {
     if opts.inputs > 0 {
         log::warn!(
@@ -172,7 +175,6 @@ fn pipewire_reachable() -> bool {
 
 #[cfg_attr(not(feature = "pipewire"), allow(unused_variables))]
 fn open_pipewire(opts: &OutputOptions) -> Result<Box<dyn AudioOutput>, AudioError> {
-    warn_no_inputs("pipewire", opts);
     #[cfg(feature = "pipewire")]
     return Ok(Box::new(super::pipewire::PipeWireOutput::open(
         &super::pipewire::PipeWireOptions {
@@ -180,6 +182,9 @@ fn open_pipewire(opts: &OutputOptions) -> Result<Box<dyn AudioOutput>, AudioErro
             target: None,
             sample_rate: opts.sample_rate,
             period_frames: opts.period_frames,
+            midi_in: opts.midi_in.clone(),
+            autoconnect_inputs: opts.autoconnect,
+            inputs: opts.inputs,
         },
     )?));
     #[cfg(not(feature = "pipewire"))]

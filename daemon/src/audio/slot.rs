@@ -6,9 +6,10 @@
 //! by whichever realtime callback runs now. The callback borrows the processor for one
 //! period through a try-lock (one atomic compare-exchange, one store; it never waits): if
 //! the processor is busy, which only happens when a dying output's callback overlaps the
-//! next output's, the period is played as silence. Nothing else touches the processor;
-//! the other threads only read the shared handles (stats, fade, ring, callback thread) taken
-//! at creation.
+//! next output's, the period is played as silence (an input period, see
+//! [`ProcessorSlot::queue_input_interleaved`], is lost and counted). Nothing else touches
+//! the processor; the other threads only read the shared handles (stats, fade, ring,
+//! callback thread) taken at creation.
 
 use std::cell::UnsafeCell;
 use std::sync::Arc;
@@ -104,6 +105,23 @@ impl ProcessorSlot {
             .is_none()
         {
             out.fill(0.0);
+        }
+    }
+
+    /// One period of an input stream's interleaved samples into the processor's input
+    /// tap, if it has one ([`PeriodProcessor::queue_input_interleaved`]); for a backend
+    /// whose input has a callback of its own (PipeWire). If the processor is busy the
+    /// period is lost, counted as an overrun while a capture is armed. Realtime-safe.
+    #[inline]
+    pub fn queue_input_interleaved(&self, samples: &[f32], channels: usize) {
+        if self
+            .with(|p| p.queue_input_interleaved(samples, channels))
+            .is_none()
+            && let Some(input) = &self.input
+            && input.armed.load(Ordering::Relaxed)
+        {
+            let frames = samples.len() / channels.max(1);
+            input.overruns.fetch_add(frames as u64, Ordering::Relaxed);
         }
     }
 

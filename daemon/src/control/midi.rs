@@ -337,14 +337,15 @@ fn recall(name: &str) -> Command {
 }
 
 /// Start the `midi-in` thread: every [`DRAIN_EVERY`] it applies what the queue holds,
-/// through `dispatcher`, and logs messages the callback had to drop (at most once a
-/// second). Stop it before the dispatcher's last holders go.
+/// through `dispatcher`, and logs messages the callback had to drop and malformed input
+/// it skipped (at most once a second). Stop it before the dispatcher's last holders go.
 pub fn spawn_drain(
     mut reader: MidiInReader,
     dispatcher: Arc<Dispatcher>,
 ) -> std::io::Result<StoppableThread<()>> {
     StoppableThread::spawn("midi-in", move |stop| {
         let mut dropped_seen = 0;
+        let mut malformed_seen = 0;
         let mut logged_at: Option<Instant> = None;
         loop {
             while let Some(raw) = reader.pop() {
@@ -358,6 +359,16 @@ pub fn spawn_drain(
                     dropped - dropped_seen
                 );
                 dropped_seen = dropped;
+                logged_at = Some(Instant::now());
+            }
+            let malformed = reader.input().malformed();
+            if malformed > malformed_seen && logged_at.is_none_or(|t| t.elapsed().as_secs() >= 1) {
+                log::warn!(
+                    "MIDI: {} malformed event buffer item(s) skipped by the audio callback \
+                     ({malformed} since start)",
+                    malformed - malformed_seen
+                );
+                malformed_seen = malformed;
                 logged_at = Some(Instant::now());
             }
             match stop.recv_timeout(DRAIN_EVERY) {
