@@ -59,7 +59,7 @@ use crate::audio::input::input_queue;
 use crate::audio::midi_in::{MIDI_QUEUE_CAPACITY, MidiInput};
 use crate::audio::select::{OUTPUT_CHANNELS, OutputOptions, open_output};
 use crate::audio::supervisor::OutputSupervisor;
-use crate::audio::{FadeOut, PeriodProcessor, Rates};
+use crate::audio::{AudioError, FadeOut, PeriodProcessor, Rates};
 use crate::capture::Capture;
 use crate::cli::{EngineChoice, Settings};
 use crate::control::jobs::{JobContext, JobWorker};
@@ -109,9 +109,16 @@ pub enum ServiceError {
     /// Bad input at start (a file, a port, a model, the state); nothing was left running.
     #[error("{0}")]
     Startup(String),
+    /// The audio output could not be opened or started (no server, the client name taken,
+    /// a format it cannot play): a failure at start, exit status 2.
+    #[error(transparent)]
+    Output(AudioError),
     /// A failure while running or stopping.
     #[error("{0}")]
     Runtime(String),
+    /// The audio output failed to stop cleanly: exit status 1.
+    #[error(transparent)]
+    OutputStop(AudioError),
     /// A start cut short by a stop signal (while a file loaded): nothing was changed.
     #[error("stop signal received: {0}")]
     Stopped(String),
@@ -121,8 +128,8 @@ impl ServiceError {
     /// The process's exit status: [`EXIT_STARTUP`], [`EXIT_RUNTIME`] or [`EXIT_STOPPED`].
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Startup(_) => EXIT_STARTUP,
-            Self::Runtime(_) => EXIT_RUNTIME,
+            Self::Startup(_) | Self::Output(_) => EXIT_STARTUP,
+            Self::Runtime(_) | Self::OutputStop(_) => EXIT_RUNTIME,
             Self::Stopped(_) => EXIT_STOPPED,
         }
     }
@@ -271,7 +278,7 @@ fn run_session(
         midi_in: midi_in.clone(),
         inputs: settings.inputs,
     };
-    let output = open_output(settings.backend, &output_options).map_err(|e| startup(&e))?;
+    let output = open_output(settings.backend, &output_options).map_err(Failure::Output)?;
     // Only a JACK output has a MIDI port; elsewhere MIDI input stays off (a learn is
     // refused rather than left waiting forever).
     let (midi_in, midi_reader) = match output.name() {
@@ -434,7 +441,7 @@ fn run_session(
     }
     let mut processor = PeriodProcessor::new(reader, Some(tap))
         .converting_to(format.sample_rate, format.period_frames)
-        .map_err(|e| startup(&e))?;
+        .map_err(Failure::Output)?;
     // The live input's queue, when input ports are asked for (`/capture`).
     let mut input_reader = None;
     if settings.inputs > 0 {
@@ -457,7 +464,7 @@ fn run_session(
     // The supervisor keeps the output alive: a JACK server that goes away is retried with
     // backoff and our ports and connections come back with it; the ring plays on.
     let running =
-        OutputSupervisor::adopt(output, output_options, processor).map_err(|e| startup(&e))?;
+        OutputSupervisor::adopt(output, output_options, processor).map_err(Failure::Output)?;
     log::info!(
         "playing a loop of {} frames ({:.2} s){}{}",
         ring_handle.loop_frames(),
@@ -708,7 +715,7 @@ fn run_session(
         stats.xruns,
         stats.record_dropped
     );
-    stopped.map_err(|e| runtime(&e))?;
+    stopped.map_err(Failure::OutputStop)?;
     if let Some(recorded) = recorded {
         let finished = recorded.map_err(|e| runtime(&e))?;
         log::info!("recorded {} frames", finished.frames);
@@ -1081,5 +1088,31 @@ fn test_fault_hook(engine: &Arc<DaemonEngine>) {
                 log::warn!("test hook: stalling the engine thread for {seconds} s");
                 engine.inject_stall(seconds);
             });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_output_failure_exits_2_at_start_and_1_at_stop_with_the_output_s_own_line() {
+        let unreachable = || AudioError::ServerUnreachable {
+            backend: "jack",
+            detail: "could not connect to the JACK server".into(),
+        };
+        let at_start = ServiceError::Output(unreachable());
+        assert_eq!(at_start.exit_code(), EXIT_STARTUP);
+        assert_eq!(at_start.to_string(), unreachable().to_string());
+        assert!(matches!(
+            at_start,
+            ServiceError::Output(AudioError::ServerUnreachable { .. })
+        ));
+        let at_stop = ServiceError::OutputStop(AudioError::Other {
+            backend: "null",
+            detail: "the clock thread panicked".into(),
+        });
+        assert_eq!(at_stop.exit_code(), EXIT_RUNTIME);
+        assert_eq!(at_stop.to_string(), "null: the clock thread panicked");
     }
 }

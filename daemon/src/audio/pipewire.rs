@@ -94,9 +94,9 @@ impl LoopThread {
         // A send error means the loop already ended; joining tells how.
         let _ = self.commands.send(Command::Quit);
         match self.thread.take() {
-            Some(thread) => thread.join().map_err(|_| AudioError::Backend {
+            Some(thread) => thread.join().map_err(|_| AudioError::Other {
                 backend: BACKEND,
-                reason: "the PipeWire loop thread panicked".to_owned(),
+                detail: "the PipeWire loop thread panicked".to_owned(),
             }),
             None => Ok(()),
         }
@@ -119,7 +119,7 @@ impl PipeWireOutput {
     /// Connect to the PipeWire server (found as libpipewire finds it: `PIPEWIRE_REMOTE`,
     /// `PIPEWIRE_RUNTIME_DIR`, `XDG_RUNTIME_DIR`) on a new loop thread.
     ///
-    /// Fails with [`AudioError::Unreachable`] when no server answers within
+    /// Fails with [`AudioError::ServerUnreachable`] when no server answers within
     /// [`STARTUP_TIMEOUT`], and with [`AudioError::Unsupported`] for a zero rate or period
     /// or a node name PipeWire cannot take.
     pub fn open(options: &PipeWireOptions) -> Result<Self, AudioError> {
@@ -140,9 +140,9 @@ impl PipeWireOutput {
         let thread = std::thread::Builder::new()
             .name("pipewire-loop".to_owned())
             .spawn(move || run_loop(&thread_options, &ready_tx, command_rx))
-            .map_err(|e| AudioError::Backend {
+            .map_err(|e| AudioError::Other {
                 backend: BACKEND,
-                reason: format!("cannot spawn the loop thread: {e}"),
+                detail: format!("cannot spawn the loop thread: {e}"),
             })?;
         let mut loop_thread = LoopThread {
             commands,
@@ -153,24 +153,24 @@ impl PipeWireOutput {
                 options: options.clone(),
                 loop_thread,
             }),
-            Ok(Err(reason)) => Err(AudioError::Unreachable {
+            Ok(Err(detail)) => Err(AudioError::ServerUnreachable {
                 backend: BACKEND,
-                reason,
+                detail,
             }),
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 // The server accepted nothing in time; do not wait on a stuck loop.
                 let _ = loop_thread.commands.send(Command::Quit);
                 loop_thread.thread = None;
-                Err(AudioError::Unreachable {
+                Err(AudioError::ServerUnreachable {
                     backend: BACKEND,
-                    reason: format!("no answer within {} ms", timeout.as_millis()),
+                    detail: format!("no answer within {} ms", timeout.as_millis()),
                 })
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 let joined = loop_thread.quit_and_join();
-                Err(AudioError::Unreachable {
+                Err(AudioError::ServerUnreachable {
                     backend: BACKEND,
-                    reason: match joined {
+                    detail: match joined {
                         Ok(()) => "the loop thread ended before connecting".to_owned(),
                         Err(e) => e.to_string(),
                     },
@@ -226,9 +226,9 @@ impl AudioOutput for PipeWireOutput {
             .send(Command::Start(processor, reply_tx))
             .is_err()
         {
-            return Err(AudioError::Backend {
+            return Err(AudioError::Other {
                 backend: BACKEND,
-                reason: "the PipeWire loop is gone".to_owned(),
+                detail: "the PipeWire loop is gone".to_owned(),
             });
         }
         match reply_rx.recv_timeout(STARTUP_TIMEOUT) {
@@ -238,9 +238,9 @@ impl AudioOutput for PipeWireOutput {
                 loop_thread: this.loop_thread,
             })),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(AudioError::Backend {
+            Err(_) => Err(AudioError::Other {
                 backend: BACKEND,
-                reason: "the PipeWire loop did not answer the start request".to_owned(),
+                detail: "the PipeWire loop did not answer the start request".to_owned(),
             }),
         }
     }
@@ -385,9 +385,9 @@ fn start_stream(
     options: &PipeWireOptions,
     processor: Arc<ProcessorSlot>,
 ) -> Result<ActiveStream, AudioError> {
-    let backend_err = |what: &str, e: pw::Error| AudioError::Backend {
+    let backend_err = |what: &str, e: pw::Error| AudioError::Other {
         backend: BACKEND,
-        reason: format!("{what}: {e}"),
+        detail: format!("{what}: {e}"),
     };
     let mut props = properties! {
         *pw::keys::MEDIA_TYPE => "Audio",
@@ -417,9 +417,9 @@ fn start_stream(
 
     let format = format_pod(options.sample_rate)?;
     let mut params = [
-        spa::pod::Pod::from_bytes(&format).ok_or_else(|| AudioError::Backend {
+        spa::pod::Pod::from_bytes(&format).ok_or_else(|| AudioError::Other {
             backend: BACKEND,
-            reason: "format pod did not parse".to_owned(),
+            detail: "format pod did not parse".to_owned(),
         })?,
     ];
     stream
@@ -429,7 +429,10 @@ fn start_stream(
             StreamFlags::AUTOCONNECT | StreamFlags::MAP_BUFFERS | StreamFlags::RT_PROCESS,
             &mut params,
         )
-        .map_err(|e| backend_err("stream connect", e))?;
+        .map_err(|e| AudioError::Activation {
+            backend: BACKEND,
+            detail: format!("stream connect: {e}"),
+        })?;
     Ok(ActiveStream {
         _listener: listener,
         stream,
@@ -487,8 +490,8 @@ fn format_pod(rate: u32) -> Result<Vec<u8>, AudioError> {
         &spa::pod::Value::Object(object),
     )
     .map(|(cursor, _)| cursor.into_inner())
-    .map_err(|e| AudioError::Backend {
+    .map_err(|e| AudioError::Other {
         backend: BACKEND,
-        reason: format!("format pod: {e:?}"),
+        detail: format!("format pod: {e:?}"),
     })
 }

@@ -192,9 +192,9 @@ impl OutputSupervisor {
         let backend = output.name();
         let choice = backend
             .parse::<BackendChoice>()
-            .map_err(|e| AudioError::Backend {
+            .map_err(|e| AudioError::Other {
                 backend,
-                reason: format!("cannot supervise this output: {e}"),
+                detail: format!("cannot supervise this output: {e}"),
             })?;
         let slot = ProcessorSlot::new(processor);
         let running = start_on(output, &slot)?;
@@ -232,9 +232,9 @@ impl OutputSupervisor {
         let thread = std::thread::Builder::new()
             .name("latentd-audio-supervisor".into())
             .spawn(move || watch.run(&stop_rx))
-            .map_err(|e| AudioError::Backend {
+            .map_err(|e| AudioError::Other {
                 backend,
-                reason: format!("cannot start the supervising thread: {e}"),
+                detail: format!("cannot start the supervising thread: {e}"),
             })?;
         log::info!("audio: supervising the {backend} output");
         Ok(Self {
@@ -279,9 +279,9 @@ impl OutputSupervisor {
             return Ok(());
         };
         let _ = self.stop.send(());
-        thread.join().map_err(|_| AudioError::Backend {
+        thread.join().map_err(|_| AudioError::Other {
             backend: self.backend,
-            reason: "the supervising thread panicked".into(),
+            detail: "the supervising thread panicked".into(),
         })?
     }
 }
@@ -350,18 +350,12 @@ fn reopen(
 }
 
 fn rate_mismatch(backend: &'static str, server: u32, rates: Rates) -> AudioError {
-    let Rates { ring, output } = rates;
-    let what = if rates.converts() {
-        format!(
-            "the server runs at {server} Hz but the {ring} Hz loop is converted to {output} Hz \
-             (a rate change while running is not followed); waiting for a server at {output} Hz"
-        )
-    } else {
-        format!(
-            "the server runs at {server} Hz but the loop is at {ring} Hz; waiting for a server at {ring} Hz"
-        )
-    };
-    AudioError::Unsupported { backend, what }
+    AudioError::RateMismatch {
+        backend,
+        server,
+        wanted: rates.output,
+        ring: rates.ring,
+    }
 }
 
 /// Check that `output` can play the slot (the rate it plays at; the ring's guard grown for
@@ -573,11 +567,11 @@ impl Watch {
                 self.failed += 1;
                 let message = e.to_string();
                 if self.last_error.as_deref() != Some(message.as_str()) {
-                    match e {
-                        AudioError::Unsupported { .. } => log::error!(
+                    match e.retry_may_help() {
+                        false => log::error!(
                             "audio: cannot reopen the {backend} output: {message}; retrying"
                         ),
-                        _ => log::warn!(
+                        true => log::warn!(
                             "audio: cannot reopen the {backend} output yet: {message}; retrying every {:.1} s at most",
                             RETRY_CAP.as_secs_f64()
                         ),
@@ -820,16 +814,21 @@ mod tests {
     fn an_output_at_another_rate_than_the_ring_is_refused() {
         let (p, _ring) = processor(48_000);
         match OutputSupervisor::start(BackendChoice::Null, options(44_100), p) {
-            Err(AudioError::Unsupported {
-                backend: "null",
-                what,
-            }) => {
+            Err(
+                e @ AudioError::RateMismatch {
+                    backend: "null",
+                    server: 44_100,
+                    wanted: 48_000,
+                    ring: 48_000,
+                },
+            ) => {
                 assert!(
-                    what.contains("44100 Hz but the loop is at 48000 Hz"),
-                    "{what}"
+                    e.to_string()
+                        .contains("44100 Hz but the loop is at 48000 Hz"),
+                    "{e}"
                 )
             }
-            Err(e) => panic!("expected Unsupported, got {e}"),
+            Err(e) => panic!("expected RateMismatch, got {e}"),
             Ok(_) => panic!("started at 44100 Hz on a 48000 Hz ring"),
         }
     }
