@@ -35,6 +35,12 @@
 //! otherwise) and published ([`OutputStateHandle::callback_scheduling`]); losing the output
 //! disarms the check, so a thread is only asked about while its output runs.
 //!
+//! The supervisor owns latentd's one stop fade, whoever stops the output:
+//! [`OutputSupervisor::fade_out`] ramps the output to silence and waits for it (the daemon
+//! calls it at its step of the stop order, [`crate::service::Daemon::stop`]);
+//! [`OutputSupervisor::stop`] and a drop (a start that failed half-way) fade the same way
+//! when nobody did, then stop the output.
+//!
 //! Threading: [`OutputSupervisor::start`] and [`OutputSupervisor::stop`] run on the main
 //! thread; one supervising thread (`latentd-audio-supervisor`) owns the running output,
 //! watches it every [`TICK`], logs every transition and publishes the status behind a
@@ -269,7 +275,19 @@ impl OutputSupervisor {
         }
     }
 
-    /// Fade to silence (if playing), stop the output and the supervising thread.
+    /// The stop fade: ramp the output to silence and wait until it is silent (at most
+    /// [`FADE_TIMEOUT`]; a lost output is not waited for, nothing calls its callback). Once
+    /// asked, the fade holds: an output that plays the slot later (a server back during the
+    /// stop) plays the rest of the ramp, then silence. The daemon calls it at the step of
+    /// its stop order where the sound must end ([`crate::service`]); [`stop`](Self::stop)
+    /// (and a drop) call it too, and it returns at once on an output already silent.
+    pub fn fade_out(&self) {
+        let playing = self.published.lock_unpoisoned().state == OutputState::Running;
+        fade_to_silence(&self.slot, self.backend, playing);
+    }
+
+    /// Fade to silence ([`fade_out`](Self::fade_out)) if playing, stop the output and the
+    /// supervising thread.
     pub fn stop(mut self) -> Result<(), AudioError> {
         self.stop_and_join()
     }
@@ -691,14 +709,29 @@ impl Watch {
             log::info!("audio: stopping; the {} output was lost", self.backend());
             return Ok(());
         };
-        if !self.slot.fade().fade_and_wait(FADE_TIMEOUT) {
-            log::warn!(
-                "audio: the {} output did not fade to silence within {:.1} s",
-                self.backend(),
-                FADE_TIMEOUT.as_secs_f64()
-            );
-        }
+        fade_to_silence(&self.slot, self.backend(), true);
         running.stop()
+    }
+}
+
+/// The one stop fade of latentd's output, whoever stops it ([`OutputSupervisor::fade_out`]
+/// on the daemon's stop, the supervising thread's shutdown otherwise): ask `slot`'s
+/// processor to fade ([`super::FadeOut`]) and, while `playing`, wait until it is silent,
+/// at most [`FADE_TIMEOUT`]. Returns at once when it is silent already.
+fn fade_to_silence(slot: &ProcessorSlot, backend: &str, playing: bool) {
+    let fade = slot.fade();
+    if fade.is_silent() {
+        return;
+    }
+    if !playing {
+        fade.request();
+        return;
+    }
+    if !fade.fade_and_wait(FADE_TIMEOUT) {
+        log::warn!(
+            "audio: the {backend} output did not fade to silence within {:.1} s",
+            FADE_TIMEOUT.as_secs_f64()
+        );
     }
 }
 
