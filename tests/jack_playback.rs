@@ -164,10 +164,10 @@ fn an_absent_server_is_unreachable_and_a_running_one_reachable() {
     unsafe { std::env::set_var("JACK_DEFAULT_SERVER", &absent) };
     assert!(!JackOutput::server_reachable());
     match JackOutput::open(&JackOptions::default()) {
-        Err(AudioError::Unreachable {
+        Err(AudioError::ServerUnreachable {
             backend: "jack", ..
         }) => {}
-        Err(other) => panic!("expected Unreachable, got {other}"),
+        Err(other) => panic!("expected ServerUnreachable, got {other}"),
         Ok(_) => panic!("opened a client on the absent server {absent}"),
     }
 }
@@ -177,8 +177,10 @@ fn a_taken_client_name_is_a_precise_error() {
     let _session = JackSession::start(48_000, 256);
     let first = JackOutput::open(&JackOptions::default()).unwrap();
     match JackOutput::open(&JackOptions::default()) {
-        Err(e @ AudioError::Backend { .. }) => assert!(e.to_string().contains("already taken")),
-        Err(other) => panic!("expected Backend, got {other}"),
+        Err(e @ AudioError::ClientNameTaken { .. }) => {
+            assert!(e.to_string().contains("already taken"), "{e}")
+        }
+        Err(other) => panic!("expected ClientNameTaken, got {other}"),
         Ok(_) => panic!("a second client named latentd was opened"),
     }
     drop(first);

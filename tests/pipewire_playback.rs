@@ -137,11 +137,11 @@ fn no_server_is_unreachable() {
         std::env::set_var("PIPEWIRE_RUNTIME_DIR", &empty);
     }
     match PipeWireOutput::open(&PipeWireOptions::default()) {
-        Err(AudioError::Unreachable { backend, reason }) => {
+        Err(AudioError::ServerUnreachable { backend, detail }) => {
             assert_eq!(backend, "pipewire");
-            println!("no server: {reason}");
+            println!("no server: {detail}");
         }
-        Err(other) => panic!("expected Unreachable, got {other}"),
+        Err(other) => panic!("expected ServerUnreachable, got {other}"),
         Ok(_) => panic!("opened a PipeWire output with no server running"),
     }
     assert!(!PipeWireOutput::server_reachable());

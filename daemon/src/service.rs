@@ -21,10 +21,14 @@
 //! model run failed or gave NaN / Inf, as the engine counts them in
 //! [`EngineStats::model_faults`]; at most one line per [`MODEL_FAULT_LOG_EVERY`], with the
 //! count), which the `STATUS=` line also carries.
-//! Stop (SIGINT, SIGTERM and the other stop signals of [`crate::signals`]): watchdog pings
-//! end, `STOPPING=1`, the health and schedule threads end, fade to silence, zeroconf
-//! goodbyes, close OSC, finish the queued jobs, save the state, stop the engine and the
-//! output, complete a running recording, print the counters.
+//! Stop (SIGINT, SIGTERM and the other stop signals of [`crate::signals`]; a session
+//! manager's quit and systemd's stop are SIGTERM too): [`Daemon::stop`], the one place the
+//! order is written, each step logged (`stop: ...`): watchdog pings end, `STOPPING=1`; the
+//! NSM, health, schedule and MIDI threads end; fade to silence (the output's supervisor
+//! owns the one stop fade, [`OutputSupervisor::fade_out`]); zeroconf goodbyes; close OSC,
+//! OSCQuery and the capture; finish the queued jobs, save the state; stop the output and the
+//! engine; complete a running recording, print the counters. A start that fails half-way
+//! drops what it built in reverse order; an output already playing fades as it drops.
 //!
 //! SIGUSR1 writes the engine's trace as JSON lines beside the state file. Every other signal
 //! that would end the process is ignored with a log line (see [`crate::signals`]).
@@ -59,7 +63,7 @@ use crate::audio::input::input_queue;
 use crate::audio::midi_in::{MIDI_QUEUE_CAPACITY, MidiInput};
 use crate::audio::select::{OUTPUT_CHANNELS, OutputOptions, open_output};
 use crate::audio::supervisor::OutputSupervisor;
-use crate::audio::{FadeOut, PeriodProcessor, Rates};
+use crate::audio::{AudioError, PeriodProcessor, Rates};
 use crate::capture::Capture;
 use crate::cli::{EngineChoice, Settings};
 use crate::control::jobs::{JobContext, JobWorker};
@@ -71,7 +75,7 @@ use crate::engine_select::ChosenModel;
 use crate::health::{HealthParts, HealthState, HealthThread, RecordAlarm};
 use crate::load::{LoadError, load_wav_or_stop};
 use crate::metrics::{Metrics, MetricsSources};
-use crate::nsm::NsmClient;
+use crate::nsm::{NsmClient, NsmThread};
 use crate::osc::oscquery::{KnobValues, OscQueryConfig, OscQueryServer};
 use crate::osc::{DEFAULT_MAX_SUBSCRIBERS, OscConfig, OscServer, Subscribers};
 use crate::presets::{PresetLibrary, presets_dir};
@@ -80,6 +84,7 @@ use crate::reload::{LiveParts, reload_config};
 use crate::schedule::{LocalClock, ScheduleRunner};
 use crate::signals::{IgnoredLog, SignalAction};
 use crate::state::{DebouncedSaver, PersistentState, StateStore};
+use crate::stoppable::StoppableThread;
 use crate::systemd::{
     Liveness, Notifier, WatchdogSupervisor, Watched, ping_interval, watchdog_timeout_from_env,
 };
@@ -99,8 +104,6 @@ const STATE_DEBOUNCE: Duration = Duration::from_millis(500);
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// At most one log line about runtime model faults per this span.
 pub const MODEL_FAULT_LOG_EVERY: Duration = Duration::from_secs(10);
-/// Longest wait for the fade-out at stop.
-const FADE_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Why the service ended early, with the exit status each reason gives
 /// ([`ServiceError::exit_code`]).
@@ -109,9 +112,16 @@ pub enum ServiceError {
     /// Bad input at start (a file, a port, a model, the state); nothing was left running.
     #[error("{0}")]
     Startup(String),
+    /// The audio output could not be opened or started (no server, the client name taken,
+    /// a format it cannot play): a failure at start, exit status 2.
+    #[error(transparent)]
+    Output(AudioError),
     /// A failure while running or stopping.
     #[error("{0}")]
     Runtime(String),
+    /// The audio output failed to stop cleanly: exit status 1.
+    #[error(transparent)]
+    OutputStop(AudioError),
     /// A start cut short by a stop signal (while a file loaded): nothing was changed.
     #[error("stop signal received: {0}")]
     Stopped(String),
@@ -121,8 +131,8 @@ impl ServiceError {
     /// The process's exit status: [`EXIT_STARTUP`], [`EXIT_RUNTIME`] or [`EXIT_STOPPED`].
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Startup(_) => EXIT_STARTUP,
-            Self::Runtime(_) => EXIT_RUNTIME,
+            Self::Startup(_) | Self::Output(_) => EXIT_STARTUP,
+            Self::Runtime(_) | Self::OutputStop(_) => EXIT_RUNTIME,
             Self::Stopped(_) => EXIT_STOPPED,
         }
     }
@@ -239,7 +249,72 @@ fn run_session(
     args: Vec<OsString>,
     nsm: Option<&NsmClient>,
 ) -> Result<(), Failure> {
-    let mut signals = crate::signals::install()
+    let mut daemon = start(settings, nsm)?;
+    daemon.serve(args);
+    daemon.stop()
+}
+
+/// The running daemon: every part [`start`] built, held until [`Daemon::stop`]
+/// stops them in the one order written there. The parts are grouped by role, and the
+/// groups are declared in the order they stop, so that a daemon dropped without `stop` (a
+/// panic while serving) ends them in nearly the same order; its output then fades as it
+/// drops ([`OutputSupervisor`]'s drop).
+pub struct Daemon<'a> {
+    settings: &'a Settings,
+    nsm: Option<&'a NsmClient>,
+    signals: Signals,
+    systemd: SystemdParts,
+    actors: Actors,
+    control: ControlParts,
+    output: OutputParts,
+    engine: EngineParts,
+}
+
+/// systemd's side: `READY=1` / `STATUS=` / `STOPPING=1`, and the watchdog's pings.
+struct SystemdParts {
+    notifier: Notifier,
+    watchdog: Option<WatchdogSupervisor>,
+}
+
+/// The threads that act on their own, not asked by a client: the NSM thread (saves on the
+/// session manager's request), health alarms, schedule cues, the MIDI drain.
+struct Actors {
+    nsm_thread: Option<NsmThread>,
+    health: HealthThread,
+    health_state: Arc<HealthState>,
+    schedule: ScheduleRunner,
+    midi_thread: Option<StoppableThread<()>>,
+}
+
+/// The control surface and what serves it: zeroconf, OSC, OSCQuery, the live capture, the
+/// dispatcher, the job worker (encoder) and the session (the state file's saver).
+struct ControlParts {
+    advertiser: Option<Advertiser>,
+    osc: OscServer,
+    oscquery: Option<OscQueryServer>,
+    capture: Option<Arc<Capture>>,
+    dispatcher: Arc<Dispatcher>,
+    worker: JobWorker,
+    session: Arc<Session>,
+}
+
+/// The audio output (its supervisor owns the stop fade), the recorder behind its tap, and
+/// the ring's counters for the last line.
+struct OutputParts {
+    running: OutputSupervisor,
+    recorder: Arc<Recorder>,
+    ring: latentd_engine::RingHandle,
+}
+
+/// Start every part in the order of the module doc; under a session manager (`nsm`)
+/// its open is answered once the daemon is ready. A failure returns at once: what was
+/// built so far drops in the reverse order it was built (an output already playing
+/// fades as its supervisor drops).
+pub fn start<'a>(
+    settings: &'a Settings,
+    nsm: Option<&'a NsmClient>,
+) -> Result<Daemon<'a>, ServiceError> {
+    let signals = crate::signals::install()
         .map_err(|e| startup(&format!("cannot install signal handlers: {e}")))?;
     // Set by a stop signal: the loads of the start give up on it (SIGTERM within 1 s).
     let stop_requested = crate::signals::stop_flag()
@@ -271,7 +346,7 @@ fn run_session(
         midi_in: midi_in.clone(),
         inputs: settings.inputs,
     };
-    let output = open_output(settings.backend, &output_options).map_err(|e| startup(&e))?;
+    let output = open_output(settings.backend, &output_options).map_err(Failure::Output)?;
     // JACK has a MIDI port, PipeWire a MIDI stream; the null output has neither (a learn
     // is refused rather than left waiting forever).
     let (midi_in, midi_reader) = match output.name() {
@@ -442,7 +517,7 @@ fn run_session(
     }
     let mut processor = PeriodProcessor::new(reader, Some(tap))
         .converting_to(format.sample_rate, format.period_frames)
-        .map_err(|e| startup(&e))?;
+        .map_err(Failure::Output)?;
     // The live input's queue, when input ports are asked for (`/capture`).
     let mut input_reader = None;
     if settings.inputs > 0 {
@@ -461,11 +536,10 @@ fn run_session(
     }
     let output_stats = processor.stats();
     let meters = processor.meters();
-    let fade = processor.fade();
     // The supervisor keeps the output alive: a JACK server that goes away is retried with
     // backoff and our ports and connections come back with it; the ring plays on.
     let running =
-        OutputSupervisor::adopt(output, output_options, processor).map_err(|e| startup(&e))?;
+        OutputSupervisor::adopt(output, output_options, processor).map_err(Failure::Output)?;
     log::info!(
         "playing a loop of {} frames ({:.2} s){}{}",
         ring_handle.loop_frames(),
@@ -651,77 +725,169 @@ fn run_session(
         None => None,
     };
     test_fault_hook(&engine);
-
-    serve(
-        &mut signals,
-        &notifier,
-        &LiveParts {
-            dispatcher: &dispatcher,
-            engine: &*engine,
-            osc: &osc,
-            oscquery: oscquery.as_ref(),
-            nsm,
-            schedule: &schedule,
-        },
-        &health_state,
+    Ok(Daemon {
         settings,
-        args,
-    );
+        nsm,
+        signals,
+        systemd: SystemdParts { notifier, watchdog },
+        actors: Actors {
+            nsm_thread,
+            health,
+            health_state,
+            schedule,
+            midi_thread,
+        },
+        control: ControlParts {
+            advertiser,
+            osc,
+            oscquery,
+            capture,
+            dispatcher,
+            worker,
+            session,
+        },
+        output: OutputParts {
+            running,
+            recorder,
+            ring: ring_handle,
+        },
+        engine: EngineParts {
+            engine,
+            conditioner,
+            stop_engine,
+        },
+    })
+}
 
-    // Stop, in reverse order; no watchdog ping follows STOPPING=1.
-    if let Some(w) = watchdog {
-        w.stop();
+impl Daemon<'_> {
+    /// Serve until a stop signal: reloads on SIGHUP, `STATUS=` lines, engine fault reports
+    /// (see the module doc); `args` is the command line, for reloads.
+    pub fn serve(&mut self, args: Vec<OsString>) {
+        let live = LiveParts {
+            dispatcher: &self.control.dispatcher,
+            engine: &*self.engine.engine,
+            osc: &self.control.osc,
+            oscquery: self.control.oscquery.as_ref(),
+            nsm: self.nsm,
+            schedule: &self.actors.schedule,
+        };
+        serve(
+            &mut self.signals,
+            &self.systemd.notifier,
+            &live,
+            &self.actors.health_state,
+            self.settings,
+            args,
+        );
     }
-    let _ = notifier.stopping();
-    if let Some(t) = nsm_thread {
-        t.stop();
+
+    /// Stop every part, in this order, the one place it is written; each step is logged
+    /// (`stop: ...`, info) before it runs:
+    ///
+    /// 1. systemd: the watchdog's pings end, then `STOPPING=1` (no ping may follow it).
+    /// 2. What acts on its own ends: the NSM thread (no save request mid-stop), the health
+    ///    thread (the fade is no silence alarm), the schedule (no cue fires into a stopping
+    ///    daemon), the MIDI drain.
+    /// 3. The stop fade, [`OutputSupervisor::fade_out`], its one owner: the output ramps to
+    ///    silence while everything else still runs, so no later step can click.
+    /// 4. Zeroconf goodbyes, before the ports close: browsers drop latentd before a client
+    ///    can be refused.
+    /// 5. OSC and OSCQuery close, then the capture ends (a running one without a source):
+    ///    no client reaches a part that is stopping.
+    /// 6. The queued jobs finish (the dispatcher goes, and with it the last sender of the
+    ///    encoder's queue), then the session is saved: every change so far, the jobs'
+    ///    included, is in the state file.
+    /// 7. The output stops (nothing reads the ring any more), then the engine.
+    /// 8. The recording completes (it holds all that was played, the fade included), and
+    ///    the counters line is printed.
+    pub fn stop(self) -> Result<(), ServiceError> {
+        let Daemon {
+            systemd,
+            actors,
+            control,
+            output,
+            engine,
+            ..
+        } = self;
+        step("watchdog pings end, STOPPING=1");
+        if let Some(w) = systemd.watchdog {
+            w.stop();
+        }
+        let _ = systemd.notifier.stopping();
+
+        step("NSM, health, schedule and MIDI threads end");
+        if let Some(t) = actors.nsm_thread {
+            t.stop();
+        }
+        actors.health.stop();
+        actors.schedule.stop();
+        if let Some(t) = actors.midi_thread {
+            t.stop();
+        }
+
+        step("fade to silence");
+        output.running.fade_out();
+
+        step("zeroconf goodbyes");
+        if let Some(a) = control.advertiser {
+            a.stop();
+        }
+
+        step("OSC, OSCQuery and the capture close");
+        control.osc.shutdown();
+        drop(control.oscquery);
+        if let Some(capture) = &control.capture {
+            capture.shutdown(); // a running capture ends without a source; its queue sender goes
+        }
+
+        step("queued jobs finish, the session is saved");
+        drop(control.dispatcher); // the last queue sender goes with it: the encoder finishes and ends
+        control.worker.join();
+        control.session.flush();
+
+        step("output and engine stop");
+        // The conditioner lives on until the engine has stopped, as it always did.
+        let EngineParts {
+            engine,
+            conditioner: _conditioner,
+            stop_engine,
+        } = engine;
+        drop(engine);
+        let stats = output.running.status().stats;
+        let stopped = output.running.stop();
+        if let Err(e) = stop_engine() {
+            log::warn!("engine: {e}");
+        }
+
+        step("the recording completes");
+        let recorded = match output.recorder.stop() {
+            Ok(finished) => Some(Ok(finished)),
+            Err(RecordError::Idle { .. }) => None,
+            Err(e) => Some(Err(e)),
+        };
+        drop(output.recorder);
+        let counters = output.ring.counters();
+        eprintln!(
+            "latentd: stopped: periods={} frames={} torn_reads={} late_frames={} xruns={} record_dropped={}",
+            counters.periods,
+            counters.frames_played,
+            counters.torn_reads,
+            counters.late_frames,
+            stats.xruns,
+            stats.record_dropped
+        );
+        stopped.map_err(Failure::OutputStop)?;
+        if let Some(recorded) = recorded {
+            let finished = recorded.map_err(|e| runtime(&e))?;
+            log::info!("recorded {} frames", finished.frames);
+        }
+        Ok(())
     }
-    health.stop();
-    schedule.stop();
-    if let Some(t) = midi_thread {
-        t.stop();
-    }
-    stop_audio(&fade);
-    // Goodbyes before the ports close: browsers drop latentd before a client can be refused.
-    if let Some(a) = advertiser {
-        a.stop();
-    }
-    osc.shutdown();
-    drop(oscquery);
-    if let Some(capture) = &capture {
-        capture.shutdown(); // a running capture ends without a source; its queue sender goes
-    }
-    drop(dispatcher); // the last queue sender goes with it: the encoder finishes and ends
-    worker.join();
-    session.flush();
-    drop(engine);
-    let stats = running.status().stats;
-    let stopped = running.stop();
-    if let Err(e) = stop_engine() {
-        log::warn!("engine: {e}");
-    }
-    let recorded = match recorder.stop() {
-        Ok(finished) => Some(Ok(finished)),
-        Err(RecordError::Idle { .. }) => None,
-        Err(e) => Some(Err(e)),
-    };
-    drop(recorder);
-    let counters = ring_handle.counters();
-    eprintln!(
-        "latentd: stopped: periods={} frames={} torn_reads={} late_frames={} xruns={} record_dropped={}",
-        counters.periods,
-        counters.frames_played,
-        counters.torn_reads,
-        counters.late_frames,
-        stats.xruns,
-        stats.record_dropped
-    );
-    stopped.map_err(|e| runtime(&e))?;
-    if let Some(recorded) = recorded {
-        let finished = recorded.map_err(|e| runtime(&e))?;
-        log::info!("recorded {} frames", finished.frames);
-    }
-    Ok(())
+}
+
+/// Log one step of [`Daemon::stop`] before it runs.
+fn step(what: &str) {
+    log::info!("stop: {what}");
 }
 
 /// Serve until SIGINT or SIGTERM: reload on SIGHUP, refresh `STATUS=` (at once when a health
@@ -918,13 +1084,6 @@ fn dump_trace(engine: &DaemonEngine, state_path: &Path) {
     }
 }
 
-/// Fade to silence so stopping never clicks.
-fn stop_audio(fade: &FadeOut) {
-    if !fade.fade_and_wait(FADE_TIMEOUT) {
-        log::debug!("fade-out did not complete (the output had stopped calling back)");
-    }
-}
-
 /// MIDI maps at start: the saved session's when it has any, else the config's; each
 /// checked as `/midi/map` checks it, a bad one skipped with a warning.
 fn start_midi_maps(
@@ -1089,5 +1248,31 @@ fn test_fault_hook(engine: &Arc<DaemonEngine>) {
                 log::warn!("test hook: stalling the engine thread for {seconds} s");
                 engine.inject_stall(seconds);
             });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_output_failure_exits_2_at_start_and_1_at_stop_with_the_output_s_own_line() {
+        let unreachable = || AudioError::ServerUnreachable {
+            backend: "jack",
+            detail: "could not connect to the JACK server".into(),
+        };
+        let at_start = ServiceError::Output(unreachable());
+        assert_eq!(at_start.exit_code(), EXIT_STARTUP);
+        assert_eq!(at_start.to_string(), unreachable().to_string());
+        assert!(matches!(
+            at_start,
+            ServiceError::Output(AudioError::ServerUnreachable { .. })
+        ));
+        let at_stop = ServiceError::OutputStop(AudioError::Other {
+            backend: "null",
+            detail: "the clock thread panicked".into(),
+        });
+        assert_eq!(at_stop.exit_code(), EXIT_RUNTIME);
+        assert_eq!(at_stop.to_string(), "null: the clock thread panicked");
     }
 }

@@ -2,13 +2,15 @@
 //! survives SIGKILL with a valid WAV header; signals that are no stop request (SIGUSR2,
 //! SIGALRM, SIGPIPE, a real-time signal) are ignored and stop signals save the session;
 //! trace dumps made in the same second never overwrite each other; SIGTERM while a long
-//! source loads (at start or over `/source`) ends the daemon within a second.
+//! source loads (at start or over `/source`) ends the daemon within a second; a stop runs
+//! its steps in the order `service::Daemon::stop` declares, the fade before the output
+//! stops and the recording completes.
 
 mod common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::service_fixture::{Daemon, Launch, Osc};
+use common::service_fixture::{Daemon, Launch, NotifySocket, Osc};
 use rosc::OscType;
 use tempfile::TempDir;
 
@@ -214,4 +216,114 @@ fn sigterm_while_a_source_loads_over_osc_exits_within_a_second() {
         daemon.lines().join("\n")
     );
     assert_eq!(status.code(), Some(0));
+}
+
+/// The stop's steps, in the order they must run (written here on purpose, apart from
+/// `service::Daemon::stop`, so that reordering the stop fails this test).
+const STOP_ORDER: &[&str] = &[
+    "stop: watchdog pings end, STOPPING=1",
+    "stop: NSM, health, schedule and MIDI threads end",
+    "stop: fade to silence",
+    "stop: zeroconf goodbyes",
+    "stop: OSC, OSCQuery and the capture close",
+    "stop: queued jobs finish, the session is saved",
+    "stop: output and engine stop",
+    "stop: the recording completes",
+    "latentd: stopped:",
+    "recorded ",
+];
+
+#[test]
+fn sigterm_stops_the_parts_in_their_declared_order_fading_before_the_output_stops() {
+    let dir = TempDir::new().unwrap();
+    // A loud constant loop: whatever the recording's end, it is this level or the fade.
+    let source = dir.path().join("source.wav");
+    common::write_float_wav(&source, 2, 48_000, &vec![0.5; 2 * 48_000]);
+    let record = dir.path().join("take.wav");
+    let notify = NotifySocket::bind(dir.path());
+    let mut daemon = Daemon::start(
+        &dir,
+        Launch {
+            notify: Some(&notify),
+            ..engine_off(&[
+                "--source",
+                source.to_str().unwrap(),
+                "--record",
+                record.to_str().unwrap(),
+                "--rate",
+                "48000",
+                "--period",
+                "256",
+            ])
+        },
+    );
+    notify.until("READY=1", START);
+    let osc = Osc::new(daemon.osc_addr(START));
+    osc.send("/knob/denoise", vec![OscType::Float(0.375)]);
+    assert_eq!(osc.knob("denoise"), 0.375);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let (status, took) = daemon.terminate();
+    let lines = daemon.lines();
+    let log = lines.join("\n");
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(
+        took < Duration::from_secs(1),
+        "stopping took {took:?}:\n{log}"
+    );
+    let at: Vec<usize> = STOP_ORDER
+        .iter()
+        .map(|step| {
+            lines
+                .iter()
+                .position(|l| l.contains(step))
+                .unwrap_or_else(|| panic!("no {step:?} line:\n{log}"))
+        })
+        .collect();
+    assert!(
+        at.windows(2).all(|w| w[0] < w[1]),
+        "the stop ran out of order (line numbers {at:?} for {STOP_ORDER:#?}):\n{log}"
+    );
+    // Each step once.
+    for step in &STOP_ORDER[..8] {
+        assert_eq!(
+            lines.iter().filter(|l| l.contains(step)).count(),
+            1,
+            "{log}"
+        );
+    }
+    // systemd heard STOPPING=1.
+    notify.until("STOPPING=1", Duration::from_secs(1));
+    // The session was saved with the change made just before the signal (inside the save
+    // debounce: only the stop's save writes it).
+    assert_eq!(saved_state(&daemon)["knobs"]["denoise"], 0.375);
+    // The recording completed after the fade: it plays the loop at full level, then ramps
+    // down to exact silence, never back up (a stop that cut the output, or completed the
+    // recording before the fade, ends it at 0.5).
+    let recorded: Vec<f32> = hound::WavReader::open(&record)
+        .unwrap()
+        .samples::<f32>()
+        .map(Result::unwrap)
+        .collect();
+    let left: Vec<f32> = recorded.chunks_exact(2).map(|f| f[0]).collect();
+    assert!(
+        left.len() > 48_000 / 10,
+        "only {} frames recorded",
+        left.len()
+    );
+    let fade_start = left
+        .iter()
+        .position(|&s| s != 0.5)
+        .expect("the recording ends in a fade");
+    assert!(fade_start > 0, "the recording starts faded");
+    let ending = &left[fade_start..];
+    assert!(
+        ending.windows(2).all(|w| w[1] <= w[0]),
+        "the ending rises again: {ending:?}"
+    );
+    assert_eq!(
+        *ending.last().unwrap(),
+        0.0,
+        "the recording ends at {ending:?}"
+    );
 }

@@ -189,25 +189,29 @@ pub struct JackOutput {
 fn open_error(name: &str, e: ::jack::Error) -> AudioError {
     match e {
         ::jack::Error::ClientError(status) if status.contains(ClientStatus::SERVER_FAILED) => {
-            AudioError::Unreachable {
+            AudioError::ServerUnreachable {
                 backend: BACKEND,
-                reason: format!("could not connect to the JACK server ({status:?})"),
+                detail: format!("could not connect to the JACK server ({status:?})"),
             }
         }
         // libjack2 reports a taken exact name as a bare server error; ask the server.
-        ::jack::Error::ClientError(status) if client_name_taken(name) => AudioError::Backend {
+        ::jack::Error::ClientError(status) if client_name_taken(name) => {
+            AudioError::ClientNameTaken {
+                backend: BACKEND,
+                name: name.to_owned(),
+                detail: format!("{status:?}"),
+            }
+        }
+        ::jack::Error::ClientError(status) => AudioError::ClientRefused {
             backend: BACKEND,
-            reason: format!("client name {name:?} already taken on this server ({status:?})"),
+            name: name.to_owned(),
+            detail: format!("{status:?}"),
         },
-        ::jack::Error::ClientError(status) => AudioError::Backend {
+        ::jack::Error::LibraryError(reason) => AudioError::ServerUnreachable {
             backend: BACKEND,
-            reason: format!("the JACK server refused client {name:?} ({status:?})"),
+            detail: format!("libjack could not be loaded: {reason}"),
         },
-        ::jack::Error::LibraryError(reason) => AudioError::Unreachable {
-            backend: BACKEND,
-            reason: format!("libjack could not be loaded: {reason}"),
-        },
-        other => backend_error("opening the client", other),
+        other => other_error("opening the client", other),
     }
 }
 
@@ -217,10 +221,19 @@ fn client_name_taken(name: &str) -> bool {
         .is_ok_and(|(probe, _)| probe.uuid_of_client_by_name(name).is_some())
 }
 
-fn backend_error(what: &str, e: ::jack::Error) -> AudioError {
-    AudioError::Backend {
+/// The catch-all for a server call that failed in a way no caller acts on.
+fn other_error(what: &str, e: ::jack::Error) -> AudioError {
+    AudioError::Other {
         backend: BACKEND,
-        reason: format!("{what}: {e}"),
+        detail: format!("{what}: {e}"),
+    }
+}
+
+fn port_error(port: &str, e: ::jack::Error) -> AudioError {
+    AudioError::PortRegistration {
+        backend: BACKEND,
+        port: port.to_owned(),
+        detail: e.to_string(),
     }
 }
 
@@ -237,7 +250,7 @@ impl JackOutput {
         let register = |name: &str| {
             client
                 .register_port(name, AudioOut::default())
-                .map_err(|e| backend_error(&format!("registering port {name}"), e))
+                .map_err(|e| port_error(name, e))
         };
         let ports = [register(PORT_NAMES[0])?, register(PORT_NAMES[1])?];
         if options.inputs > MAX_INPUTS {
@@ -251,7 +264,7 @@ impl JackOutput {
                 let name = input_port_name(k);
                 client
                     .register_port(&name, AudioIn::default())
-                    .map_err(|e| backend_error(&format!("registering port {name}"), e))
+                    .map_err(|e| port_error(&name, e))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let format = Arc::new(LiveFormat {
@@ -275,16 +288,16 @@ impl JackOutput {
             )
         };
         if rc != 0 {
-            return Err(AudioError::Backend {
+            return Err(AudioError::Other {
                 backend: BACKEND,
-                reason: format!("setting the latency callback failed (code {rc})"),
+                detail: format!("setting the latency callback failed (code {rc})"),
             });
         }
         let midi = match &options.midi_in {
             Some(queue) => Some((
                 client
                     .register_port(MIDI_PORT_NAME, MidiIn::default())
-                    .map_err(|e| backend_error(&format!("registering port {MIDI_PORT_NAME}"), e))?,
+                    .map_err(|e| port_error(MIDI_PORT_NAME, e))?,
                 queue.clone(),
             )),
             None => None,
@@ -393,9 +406,13 @@ impl AudioOutput for JackOutput {
             midi,
             inputs,
         };
-        let active = client
-            .activate_async(notifications, process)
-            .map_err(|e| backend_error("activating the client", e))?;
+        let active =
+            client
+                .activate_async(notifications, process)
+                .map_err(|e| AudioError::Activation {
+                    backend: BACKEND,
+                    detail: e.to_string(),
+                })?;
         if options.autoconnect {
             JackOutput::autoconnect(active.as_client());
         }
@@ -577,7 +594,12 @@ impl RunningOutput for RunningJack {
         match client.connect_ports_by_name(from, to) {
             Ok(()) => Ok(PeerLink::Linked),
             Err(::jack::Error::PortAlreadyConnected(..)) => Ok(PeerLink::AlreadyLinked),
-            Err(e) => Err(backend_error(&format!("connecting {own} to {peer}"), e)),
+            Err(e) => Err(AudioError::Link {
+                backend: BACKEND,
+                port: own,
+                peer: peer.to_owned(),
+                detail: e.to_string(),
+            }),
         }
     }
 
@@ -594,7 +616,7 @@ impl RunningOutput for RunningJack {
         } = *self;
         let (client, _notifications, _process) = active
             .deactivate()
-            .map_err(|e| backend_error("deactivating the client", e))?;
+            .map_err(|e| other_error("deactivating the client", e))?;
         drop(client);
         drop(_latency);
         Ok(())

@@ -21,6 +21,7 @@
 //! stream callback does the same with its event buffers, under the same rules.
 
 pub mod convert;
+pub mod error;
 pub mod input;
 pub mod links;
 pub mod meter;
@@ -33,6 +34,7 @@ pub mod spa_sequence;
 pub mod supervisor;
 
 pub use convert::{RateConverter, Rates};
+pub use error::AudioError;
 pub use meter::{MeterTotals, Meters};
 pub use realtime::{CallbackThread, Scheduling};
 pub use slot::ProcessorSlot;
@@ -401,38 +403,6 @@ impl PeriodProcessor {
             .max_period_frames
             .fetch_max(frames as u64, Ordering::Relaxed);
     }
-}
-
-/// Why an output could not be opened, started or run.
-#[derive(Debug, thiserror::Error)]
-pub enum AudioError {
-    /// No server of this kind answered.
-    #[error("{backend}: no server reachable: {reason}")]
-    Unreachable {
-        /// Backend name.
-        backend: &'static str,
-        /// What failed.
-        reason: String,
-    },
-    /// This build lacks the backend's cargo feature.
-    #[error("{0}: this build of latentd was made without it")]
-    NotBuilt(&'static str),
-    /// The server's format is one latentd cannot follow.
-    #[error("{backend}: unsupported: {what}")]
-    Unsupported {
-        /// Backend name.
-        backend: &'static str,
-        /// What is unsupported.
-        what: String,
-    },
-    /// Any other backend failure.
-    #[error("{backend}: {reason}")]
-    Backend {
-        /// Backend name.
-        backend: &'static str,
-        /// What failed.
-        reason: String,
-    },
 }
 
 /// An opened output whose format is known; start it to play.

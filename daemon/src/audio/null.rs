@@ -103,9 +103,9 @@ impl AudioOutput for NullOutput {
                         }
                     }
                 })
-                .map_err(|e| AudioError::Backend {
+                .map_err(|e| AudioError::Other {
                     backend: "null",
-                    reason: format!("cannot start the clock thread: {e}"),
+                    detail: format!("cannot start the clock thread: {e}"),
                 })?
         };
         Ok(Box::new(RunningNull {
@@ -153,9 +153,9 @@ impl RunningOutput for RunningNull {
 
     fn stop(self: Box<Self>) -> Result<(), AudioError> {
         self.stop.store(true, Ordering::Release);
-        self.thread.join().map_err(|_| AudioError::Backend {
+        self.thread.join().map_err(|_| AudioError::Other {
             backend: "null",
-            reason: "the clock thread panicked".into(),
+            detail: "the clock thread panicked".into(),
         })
     }
 }

@@ -141,9 +141,9 @@ impl LoopThread {
         // A send error means the loop already ended; joining tells how.
         let _ = self.commands.send(Command::Quit);
         match self.thread.take() {
-            Some(thread) => thread.join().map_err(|_| AudioError::Backend {
+            Some(thread) => thread.join().map_err(|_| AudioError::Other {
                 backend: BACKEND,
-                reason: "the PipeWire loop thread panicked".to_owned(),
+                detail: "the PipeWire loop thread panicked".to_owned(),
             }),
             None => Ok(()),
         }
@@ -166,7 +166,7 @@ impl PipeWireOutput {
     /// Connect to the PipeWire server (found as libpipewire finds it: `PIPEWIRE_REMOTE`,
     /// `PIPEWIRE_RUNTIME_DIR`, `XDG_RUNTIME_DIR`) on a new loop thread.
     ///
-    /// Fails with [`AudioError::Unreachable`] when no server answers within
+    /// Fails with [`AudioError::ServerUnreachable`] when no server answers within
     /// [`STARTUP_TIMEOUT`], and with [`AudioError::Unsupported`] for a zero rate or period
     /// or a node name PipeWire cannot take.
     pub fn open(options: &PipeWireOptions) -> Result<Self, AudioError> {
@@ -187,9 +187,9 @@ impl PipeWireOutput {
         let thread = std::thread::Builder::new()
             .name("pipewire-loop".to_owned())
             .spawn(move || run_loop(&thread_options, &ready_tx, command_rx))
-            .map_err(|e| AudioError::Backend {
+            .map_err(|e| AudioError::Other {
                 backend: BACKEND,
-                reason: format!("cannot spawn the loop thread: {e}"),
+                detail: format!("cannot spawn the loop thread: {e}"),
             })?;
         let mut loop_thread = LoopThread {
             commands,
@@ -200,24 +200,24 @@ impl PipeWireOutput {
                 options: options.clone(),
                 loop_thread,
             }),
-            Ok(Err(reason)) => Err(AudioError::Unreachable {
+            Ok(Err(detail)) => Err(AudioError::ServerUnreachable {
                 backend: BACKEND,
-                reason,
+                detail,
             }),
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 // The server accepted nothing in time; do not wait on a stuck loop.
                 let _ = loop_thread.commands.send(Command::Quit);
                 loop_thread.thread = None;
-                Err(AudioError::Unreachable {
+                Err(AudioError::ServerUnreachable {
                     backend: BACKEND,
-                    reason: format!("no answer within {} ms", timeout.as_millis()),
+                    detail: format!("no answer within {} ms", timeout.as_millis()),
                 })
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 let joined = loop_thread.quit_and_join();
-                Err(AudioError::Unreachable {
+                Err(AudioError::ServerUnreachable {
                     backend: BACKEND,
-                    reason: match joined {
+                    detail: match joined {
                         Ok(()) => "the loop thread ended before connecting".to_owned(),
                         Err(e) => e.to_string(),
                     },
@@ -281,9 +281,9 @@ impl AudioOutput for PipeWireOutput {
             .send(Command::Start(processor, reply_tx))
             .is_err()
         {
-            return Err(AudioError::Backend {
+            return Err(AudioError::Other {
                 backend: BACKEND,
-                reason: "the PipeWire loop is gone".to_owned(),
+                detail: "the PipeWire loop is gone".to_owned(),
             });
         }
         match reply_rx.recv_timeout(STARTUP_TIMEOUT) {
@@ -293,9 +293,9 @@ impl AudioOutput for PipeWireOutput {
                 loop_thread: this.loop_thread,
             })),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(AudioError::Backend {
+            Err(_) => Err(AudioError::Other {
                 backend: BACKEND,
-                reason: "the PipeWire loop did not answer the start request".to_owned(),
+                detail: "the PipeWire loop did not answer the start request".to_owned(),
             }),
         }
     }
@@ -453,9 +453,9 @@ fn start_stream(
     options: &PipeWireOptions,
     processor: Arc<ProcessorSlot>,
 ) -> Result<ActiveStream, AudioError> {
-    let backend_err = |what: &str, e: pw::Error| AudioError::Backend {
+    let backend_err = |what: &str, e: pw::Error| AudioError::Other {
         backend: BACKEND,
-        reason: format!("{what}: {e}"),
+        detail: format!("{what}: {e}"),
     };
     let mut props = properties! {
         *pw::keys::MEDIA_TYPE => "Audio",
@@ -502,9 +502,9 @@ fn start_stream(
         ],
     )?;
     let mut params = [
-        spa::pod::Pod::from_bytes(&format).ok_or_else(|| AudioError::Backend {
+        spa::pod::Pod::from_bytes(&format).ok_or_else(|| AudioError::Other {
             backend: BACKEND,
-            reason: "format pod did not parse".to_owned(),
+            detail: "format pod did not parse".to_owned(),
         })?,
     ];
     stream
@@ -514,7 +514,10 @@ fn start_stream(
             StreamFlags::AUTOCONNECT | StreamFlags::MAP_BUFFERS | StreamFlags::RT_PROCESS,
             &mut params,
         )
-        .map_err(|e| backend_err("stream connect", e))?;
+        .map_err(|e| AudioError::Activation {
+            backend: BACKEND,
+            detail: format!("stream connect: {e}"),
+        })?;
     let midi = match &options.midi_in {
         Some(queue) => Some(start_midi_stream(core, options, queue.clone(), ring)?),
         None => None,
@@ -541,9 +544,9 @@ fn start_input_stream(
     processor: Arc<ProcessorSlot>,
     shared: Arc<InputShared>,
 ) -> Result<InputStream, AudioError> {
-    let backend_err = |what: &str, e: pw::Error| AudioError::Backend {
+    let backend_err = |what: &str, e: pw::Error| AudioError::Other {
         backend: BACKEND,
-        reason: format!("input {what}: {e}"),
+        detail: format!("input {what}: {e}"),
     };
     let name = pipewire_input_node_name(&options.node_name);
     let props = properties! {
@@ -569,9 +572,9 @@ fn start_input_stream(
         .map_err(|e| backend_err("stream listener", e))?;
     let format = format_pod(options.sample_rate, &input_positions(channels))?;
     let mut params = [
-        spa::pod::Pod::from_bytes(&format).ok_or_else(|| AudioError::Backend {
+        spa::pod::Pod::from_bytes(&format).ok_or_else(|| AudioError::Other {
             backend: BACKEND,
-            reason: "input format pod did not parse".to_owned(),
+            detail: "input format pod did not parse".to_owned(),
         })?,
     ];
     let mut flags = StreamFlags::MAP_BUFFERS | StreamFlags::RT_PROCESS;
@@ -580,7 +583,10 @@ fn start_input_stream(
     }
     stream
         .connect(spa::utils::Direction::Input, None, flags, &mut params)
-        .map_err(|e| backend_err("stream connect", e))?;
+        .map_err(|e| AudioError::Activation {
+            backend: BACKEND,
+            detail: format!("input stream connect: {e}"),
+        })?;
     log::info!("audio: live input on: PipeWire node {name} ({channels} channels)");
     Ok(InputStream {
         _listener: listener,
@@ -667,9 +673,9 @@ fn start_midi_stream(
     queue: MidiInHandle,
     ring: RingHandle,
 ) -> Result<InputStream, AudioError> {
-    let backend_err = |what: &str, e: pw::Error| AudioError::Backend {
+    let backend_err = |what: &str, e: pw::Error| AudioError::Other {
         backend: BACKEND,
-        reason: format!("MIDI {what}: {e}"),
+        detail: format!("MIDI {what}: {e}"),
     };
     let name = pipewire_midi_node_name(&options.node_name);
     let props = properties! {
@@ -692,9 +698,9 @@ fn start_midi_stream(
         .map_err(|e| backend_err("stream listener", e))?;
     let format = midi_format_pod()?;
     let mut params = [
-        spa::pod::Pod::from_bytes(&format).ok_or_else(|| AudioError::Backend {
+        spa::pod::Pod::from_bytes(&format).ok_or_else(|| AudioError::Other {
             backend: BACKEND,
-            reason: "MIDI format pod did not parse".to_owned(),
+            detail: "MIDI format pod did not parse".to_owned(),
         })?,
     ];
     let mut flags = StreamFlags::MAP_BUFFERS | StreamFlags::RT_PROCESS;
@@ -703,7 +709,10 @@ fn start_midi_stream(
     }
     stream
         .connect(spa::utils::Direction::Input, None, flags, &mut params)
-        .map_err(|e| backend_err("stream connect", e))?;
+        .map_err(|e| AudioError::Activation {
+            backend: BACKEND,
+            detail: format!("MIDI stream connect: {e}"),
+        })?;
     Ok(InputStream {
         _listener: listener,
         stream,
@@ -772,9 +781,9 @@ fn midi_format_pod() -> Result<Vec<u8>, AudioError> {
         &spa::pod::Value::Object(object),
     )
     .map(|(cursor, _)| cursor.into_inner())
-    .map_err(|e| AudioError::Backend {
+    .map_err(|e| AudioError::Other {
         backend: BACKEND,
-        reason: format!("MIDI format pod: {e:?}"),
+        detail: format!("MIDI format pod: {e:?}"),
     })
 }
 
@@ -830,8 +839,8 @@ fn format_pod(rate: u32, positions: &[u32]) -> Result<Vec<u8>, AudioError> {
         &spa::pod::Value::Object(object),
     )
     .map(|(cursor, _)| cursor.into_inner())
-    .map_err(|e| AudioError::Backend {
+    .map_err(|e| AudioError::Other {
         backend: BACKEND,
-        reason: format!("format pod: {e:?}"),
+        detail: format!("format pod: {e:?}"),
     })
 }

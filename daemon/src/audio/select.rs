@@ -162,7 +162,7 @@ fn open_jack(opts: &OutputOptions) -> Result<Box<dyn AudioOutput>, AudioError> {
     #[cfg(not(feature = "jack"))]
     return {
         let _ = opts;
-        Err(AudioError::NotBuilt("jack"))
+        Err(AudioError::BackendUnavailable("jack"))
     };
 }
 
@@ -190,7 +190,7 @@ fn open_pipewire(opts: &OutputOptions) -> Result<Box<dyn AudioOutput>, AudioErro
     #[cfg(not(feature = "pipewire"))]
     return {
         let _ = opts;
-        Err(AudioError::NotBuilt("pipewire"))
+        Err(AudioError::BackendUnavailable("pipewire"))
     };
 }
 

@@ -35,6 +35,12 @@
 //! otherwise) and published ([`OutputStateHandle::callback_scheduling`]); losing the output
 //! disarms the check, so a thread is only asked about while its output runs.
 //!
+//! The supervisor owns latentd's one stop fade, whoever stops the output:
+//! [`OutputSupervisor::fade_out`] ramps the output to silence and waits for it (the daemon
+//! calls it at its step of the stop order, [`crate::service::Daemon::stop`]);
+//! [`OutputSupervisor::stop`] and a drop (a start that failed half-way) fade the same way
+//! when nobody did, then stop the output.
+//!
 //! Threading: [`OutputSupervisor::start`] and [`OutputSupervisor::stop`] run on the main
 //! thread; one supervising thread (`latentd-audio-supervisor`) owns the running output,
 //! watches it every [`TICK`], logs every transition and publishes the status behind a
@@ -192,9 +198,9 @@ impl OutputSupervisor {
         let backend = output.name();
         let choice = backend
             .parse::<BackendChoice>()
-            .map_err(|e| AudioError::Backend {
+            .map_err(|e| AudioError::Other {
                 backend,
-                reason: format!("cannot supervise this output: {e}"),
+                detail: format!("cannot supervise this output: {e}"),
             })?;
         let slot = ProcessorSlot::new(processor);
         let running = start_on(output, &slot)?;
@@ -232,9 +238,9 @@ impl OutputSupervisor {
         let thread = std::thread::Builder::new()
             .name("latentd-audio-supervisor".into())
             .spawn(move || watch.run(&stop_rx))
-            .map_err(|e| AudioError::Backend {
+            .map_err(|e| AudioError::Other {
                 backend,
-                reason: format!("cannot start the supervising thread: {e}"),
+                detail: format!("cannot start the supervising thread: {e}"),
             })?;
         log::info!("audio: supervising the {backend} output");
         Ok(Self {
@@ -269,7 +275,19 @@ impl OutputSupervisor {
         }
     }
 
-    /// Fade to silence (if playing), stop the output and the supervising thread.
+    /// The stop fade: ramp the output to silence and wait until it is silent (at most
+    /// [`FADE_TIMEOUT`]; a lost output is not waited for, nothing calls its callback). Once
+    /// asked, the fade holds: an output that plays the slot later (a server back during the
+    /// stop) plays the rest of the ramp, then silence. The daemon calls it at the step of
+    /// its stop order where the sound must end ([`crate::service`]); [`stop`](Self::stop)
+    /// (and a drop) call it too, and it returns at once on an output already silent.
+    pub fn fade_out(&self) {
+        let playing = self.published.lock_unpoisoned().state == OutputState::Running;
+        fade_to_silence(&self.slot, self.backend, playing);
+    }
+
+    /// Fade to silence ([`fade_out`](Self::fade_out)) if playing, stop the output and the
+    /// supervising thread.
     pub fn stop(mut self) -> Result<(), AudioError> {
         self.stop_and_join()
     }
@@ -279,9 +297,9 @@ impl OutputSupervisor {
             return Ok(());
         };
         let _ = self.stop.send(());
-        thread.join().map_err(|_| AudioError::Backend {
+        thread.join().map_err(|_| AudioError::Other {
             backend: self.backend,
-            reason: "the supervising thread panicked".into(),
+            detail: "the supervising thread panicked".into(),
         })?
     }
 }
@@ -350,18 +368,12 @@ fn reopen(
 }
 
 fn rate_mismatch(backend: &'static str, server: u32, rates: Rates) -> AudioError {
-    let Rates { ring, output } = rates;
-    let what = if rates.converts() {
-        format!(
-            "the server runs at {server} Hz but the {ring} Hz loop is converted to {output} Hz \
-             (a rate change while running is not followed); waiting for a server at {output} Hz"
-        )
-    } else {
-        format!(
-            "the server runs at {server} Hz but the loop is at {ring} Hz; waiting for a server at {ring} Hz"
-        )
-    };
-    AudioError::Unsupported { backend, what }
+    AudioError::RateMismatch {
+        backend,
+        server,
+        wanted: rates.output,
+        ring: rates.ring,
+    }
 }
 
 /// Check that `output` can play the slot (the rate it plays at; the ring's guard grown for
@@ -573,11 +585,11 @@ impl Watch {
                 self.failed += 1;
                 let message = e.to_string();
                 if self.last_error.as_deref() != Some(message.as_str()) {
-                    match e {
-                        AudioError::Unsupported { .. } => log::error!(
+                    match e.retry_may_help() {
+                        false => log::error!(
                             "audio: cannot reopen the {backend} output: {message}; retrying"
                         ),
-                        _ => log::warn!(
+                        true => log::warn!(
                             "audio: cannot reopen the {backend} output yet: {message}; retrying every {:.1} s at most",
                             RETRY_CAP.as_secs_f64()
                         ),
@@ -697,14 +709,29 @@ impl Watch {
             log::info!("audio: stopping; the {} output was lost", self.backend());
             return Ok(());
         };
-        if !self.slot.fade().fade_and_wait(FADE_TIMEOUT) {
-            log::warn!(
-                "audio: the {} output did not fade to silence within {:.1} s",
-                self.backend(),
-                FADE_TIMEOUT.as_secs_f64()
-            );
-        }
+        fade_to_silence(&self.slot, self.backend(), true);
         running.stop()
+    }
+}
+
+/// The one stop fade of latentd's output, whoever stops it ([`OutputSupervisor::fade_out`]
+/// on the daemon's stop, the supervising thread's shutdown otherwise): ask `slot`'s
+/// processor to fade ([`super::FadeOut`]) and, while `playing`, wait until it is silent,
+/// at most [`FADE_TIMEOUT`]. Returns at once when it is silent already.
+fn fade_to_silence(slot: &ProcessorSlot, backend: &str, playing: bool) {
+    let fade = slot.fade();
+    if fade.is_silent() {
+        return;
+    }
+    if !playing {
+        fade.request();
+        return;
+    }
+    if !fade.fade_and_wait(FADE_TIMEOUT) {
+        log::warn!(
+            "audio: the {backend} output did not fade to silence within {:.1} s",
+            FADE_TIMEOUT.as_secs_f64()
+        );
     }
 }
 
@@ -820,16 +847,21 @@ mod tests {
     fn an_output_at_another_rate_than_the_ring_is_refused() {
         let (p, _ring) = processor(48_000);
         match OutputSupervisor::start(BackendChoice::Null, options(44_100), p) {
-            Err(AudioError::Unsupported {
-                backend: "null",
-                what,
-            }) => {
+            Err(
+                e @ AudioError::RateMismatch {
+                    backend: "null",
+                    server: 44_100,
+                    wanted: 48_000,
+                    ring: 48_000,
+                },
+            ) => {
                 assert!(
-                    what.contains("44100 Hz but the loop is at 48000 Hz"),
-                    "{what}"
+                    e.to_string()
+                        .contains("44100 Hz but the loop is at 48000 Hz"),
+                    "{e}"
                 )
             }
-            Err(e) => panic!("expected Unsupported, got {e}"),
+            Err(e) => panic!("expected RateMismatch, got {e}"),
             Ok(_) => panic!("started at 44100 Hz on a 48000 Hz ring"),
         }
     }
