@@ -46,9 +46,10 @@ fi
 # runs them on a GPU machine.
 cargo build -p latentd --features cuda
 cargo test -p latentd-engine --features cuda --lib model::cuda
-# The ring's publish protocol, model-checked by loom (a separate build with --cfg loom).
+# The lock-free protocols, model-checked by loom (a separate build with --cfg loom): the
+# ring's publish and the realtime callbacks' try-lock (TryCell, the daemon's ProcessorSlot).
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
-    cargo test -p latentd-engine --release --test ring_loom
+    cargo test -p latentd-engine --release --test ring_loom --test try_cell_loom
 # The training-data generator (tools/train/data): composer determinism, real rendering
 # with tinysoundfont and the Debian soundfont setup.sh installed, tags, covers, seed spaces
 # (about 10 s; Python, no torch).
