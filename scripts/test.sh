@@ -47,9 +47,11 @@ fi
 cargo build -p latentd --features cuda
 cargo test -p latentd-engine --features cuda --lib model::cuda
 # The lock-free protocols, model-checked by loom (a separate build with --cfg loom): the
-# ring's publish and the realtime callbacks' try-lock (TryCell, the daemon's ProcessorSlot).
+# ring's publish, the realtime callbacks' try-lock (TryCell, the daemon's ProcessorSlot) and
+# the action log's applied prefix. Seconds in all; the one model too large to explore whole
+# bounds itself at 3 preemptions (actions_loom.rs says which).
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
-    cargo test -p latentd-engine --release --test ring_loom --test try_cell_loom
+    cargo test -p latentd-engine --release --test ring_loom --test try_cell_loom --test actions_loom
 # The training-data generator (tools/train/data): composer determinism, real rendering
 # with tinysoundfont and the Debian soundfont setup.sh installed, tags, covers, seed spaces
 # (about 10 s; Python, no torch).
