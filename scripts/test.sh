@@ -54,9 +54,12 @@ fi
 # runs them on a GPU machine.
 cargo build -p latentd --features cuda
 cargo test -p latentd-engine --features cuda --lib model::cuda
-# The ring's publish protocol, model-checked by loom (a separate build with --cfg loom).
+# The lock-free protocols, model-checked by loom (a separate build with --cfg loom): the
+# ring's publish, the realtime callbacks' try-lock (TryCell, the daemon's ProcessorSlot) and
+# the action log's applied prefix. Seconds in all; the one model too large to explore whole
+# bounds itself at 3 preemptions (actions_loom.rs says which).
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
-    cargo test -p latentd-engine --release --test ring_loom
+    cargo test -p latentd-engine --release --test ring_loom --test try_cell_loom --test actions_loom
 # The training-data generator (tools/train/data): composer determinism, real rendering
 # with tinysoundfont and the Debian soundfont setup.sh installed, tags, covers, seed spaces
 # (about 10 s; Python, no torch).
@@ -70,6 +73,9 @@ else
 fi
 if cargo clippy --version >/dev/null 2>&1; then
     cargo clippy --workspace --all-targets -- -D warnings
+    # The CUDA backend, which the run above does not compile: clippy.toml refuses the
+    # blocking cudarc calls outside its counting `Driver` (model/cuda/device.rs).
+    cargo clippy -p latentd-engine --features cuda --all-targets -- -D warnings
 else
     echo "test.sh: skipping clippy: it is not installed"
 fi

@@ -17,6 +17,8 @@
 //! - [`schedule`]: the flow-matching time schedule and its bounded cache.
 //! - [`rng`]: counter-based noise keyed by (seed, slot, step, draw index).
 //! - [`audio_clip`]: validated reference audio (interleaved `f32`).
+//! - [`try_cell`]: [`TryCell`], the never-waiting try-lock the daemon's realtime callbacks
+//!   share their period processor through.
 //!
 //! Threading rules are stated per module; the short version: the ring's reader belongs to the
 //! audio callback (no allocation, no lock, no syscall), its writer to the engine thread, and
@@ -37,7 +39,9 @@ pub mod rng;
 pub mod runner;
 pub mod schedule;
 mod sync;
+pub mod try_cell;
 
 pub use ring::{
     PlayheadRing, RingCounters, RingError, RingHandle, RingLoop, RingReader, RingWriter,
 };
+pub use try_cell::TryCell;

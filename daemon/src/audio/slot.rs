@@ -4,27 +4,23 @@
 //!
 //! Threading: the slot is shared (`Arc`) by the thread that starts and restarts outputs and
 //! by whichever realtime callback runs now. The callback borrows the processor for one
-//! period through a try-lock (one atomic compare-exchange, one store; it never waits): if
-//! the processor is busy, which only happens when a dying output's callback overlaps the
-//! next output's, the period is played as silence (an input period, see
-//! [`ProcessorSlot::queue_input_interleaved`], is lost and counted). Nothing else touches
-//! the processor; the other threads only read the shared handles (stats, fade, ring,
-//! callback thread) taken at creation.
+//! period through a [`TryCell`] (one atomic compare-exchange, one store; it never waits;
+//! loom checks the protocol in the engine crate): if the processor is busy, which only
+//! happens when a dying output's callback overlaps the next output's, the period is played
+//! as silence (an input period, see [`ProcessorSlot::queue_input_interleaved`], is lost and
+//! counted). Nothing else touches the processor; the other threads only read the shared
+//! handles (stats, fade, ring, callback thread) taken at creation.
 
-use std::cell::UnsafeCell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use latentd_engine::{PlayheadRing, RingHandle};
+use latentd_engine::{PlayheadRing, RingHandle, TryCell};
 
 use super::{CallbackThread, FadeOut, Meters, OutputStats, PeriodProcessor, Rates};
 
 /// A [`PeriodProcessor`] that outlives the outputs playing it.
 pub struct ProcessorSlot {
-    /// True while one callback holds the processor.
-    busy: AtomicBool,
-    /// Only reached through [`ProcessorSlot::with`], while `busy` is held.
-    processor: UnsafeCell<PeriodProcessor>,
+    /// Borrowed by one callback at a time, through [`ProcessorSlot::with`].
+    processor: TryCell<PeriodProcessor>,
     stats: Arc<OutputStats>,
     meters: Arc<Meters>,
     fade: Arc<FadeOut>,
@@ -34,24 +30,10 @@ pub struct ProcessorSlot {
     input: Option<Arc<super::input::InputShared>>,
 }
 
-// SAFETY: the processor is `Send` and is only ever reached by the one thread that set
-// `busy` from false to true, until it sets it back; the other fields are `Sync`.
-unsafe impl Sync for ProcessorSlot {}
-
-/// Releases the slot when the borrow ends, even if the period's work unwinds.
-struct Release<'a>(&'a AtomicBool);
-
-impl Drop for Release<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
-
 impl ProcessorSlot {
     /// Put `processor` in a new shared slot.
     pub fn new(processor: PeriodProcessor) -> Arc<Self> {
         Arc::new(Self {
-            busy: AtomicBool::new(false),
             stats: processor.stats(),
             meters: processor.meters(),
             fade: processor.fade(),
@@ -59,7 +41,7 @@ impl ProcessorSlot {
             ring: processor.ring_handle(),
             rates: processor.rates(),
             input: processor.input_shared(),
-            processor: UnsafeCell::new(processor),
+            processor: TryCell::new(processor),
         })
     }
 
@@ -67,16 +49,7 @@ impl ProcessorSlot {
     /// Realtime-safe: never waits.
     #[inline]
     pub fn with<R>(&self, f: impl FnOnce(&mut PeriodProcessor) -> R) -> Option<R> {
-        if self
-            .busy
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            return None;
-        }
-        let _release = Release(&self.busy);
-        // SAFETY: `busy` is ours until `_release` drops, so no other reference exists.
-        Some(f(unsafe { &mut *self.processor.get() }))
+        self.processor.with(f)
     }
 
     /// One period into planar outputs, or silence if the processor is busy. Realtime-safe.

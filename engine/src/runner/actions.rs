@@ -15,21 +15,28 @@
 //! [`ActionLog`] is shared (`Arc`): `begin` and `mark_applied` are lock-free and never
 //! block; only the engine thread calls [`ActionLog::advance_prefix`]. [`Control`] messages
 //! go through a `std::sync::mpsc` channel the engine drains with `try_recv` (it never
-//! waits on it).
+//! waits on it). The log's atomics come from `crate::sync`, so loom model-checks the
+//! protocol (`engine/tests/actions_loom.rs`, under `--cfg loom`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
+
+use crate::sync::{AtomicU64, Ordering};
 
 use super::lead::LeadConfig;
 use super::trace::{ActionEvent, Trace};
 
-/// Actions in flight the applied marks can tell apart.
-const SLOTS: usize = 4096;
+/// Actions in flight the applied marks can tell apart (8 under loom, where every atomic is
+/// a modelled location: enough for the model's few actions, never the "taken as applied"
+/// rule of [`ActionLog::advance_prefix`]).
+const SLOTS: usize = if cfg!(loom) { 8 } else { 4096 };
 
 /// Action ids and applied marks, shared by the control side and the engine.
 pub struct ActionLog {
+    /// The next id [`ActionLog::begin`] hands out (ids start at 1).
     next: AtomicU64,
+    /// Slot `id % SLOTS` holds `id` once that action is applied (release store, read with
+    /// acquire, so what was published before the mark is visible to whoever sees it).
     applied: Box<[AtomicU64]>,
 }
 

@@ -15,24 +15,32 @@
 //!   copy into a pinned buffer and one wait (the audio has to reach the ring): the only
 //!   blocking call per window.
 //!
-//! Calls that may block are counted ([`HostSyncCounts`]): the benchmark reports them per tick.
+//! Every driver call that may block the host is made through [`Driver`] and counted by phase
+//! ([`HostSyncCounts`], `host_sync`): the tick's entry points (`denoise_batch`, `start_slot`,
+//! `upload_curve`) and the decode's enter their phase; everything else is charged to the
+//! phase its caller is in (`other` unless inside a tick or decode), and a pinned buffer or a
+//! latent freed later to the phase it is freed in. The benchmark reports the counts per tick; the GPU test holds the tick's still.
+//! `clippy.toml` refuses the blocking cudarc methods everywhere else.
 //! A device error is kept ([`CudaModel::fault`]); after one the model does no more device work
 //! and [`super::failover::FailoverModel`] moves the engine to the CPU.
 //!
 //! Threading: `Send + Sync`; device state behind an uncontended mutex (engine thread); the
-//! encoder thread only runs the CPU encoders and one upload.
+//! encoder thread only runs the CPU encoders and one upload. The phase a blocking call is
+//! charged to is the calling thread's.
 
 use crate::lock::MutexExt;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::mem::ManuallyDrop;
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cudarc::driver::{
-    CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
-    DriverError, LaunchConfig, PinnedHostSlice, PushKernelArg, ValidAsZeroBits, sys,
+    CudaContext, CudaEvent, CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView, DevicePtr,
+    DeviceRepr, DriverError, LaunchConfig, PinnedHostSlice, PushKernelArg, ValidAsZeroBits, sys,
 };
-use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
+use cudarc::nvrtc::{CompileOptions, Ptx, compile_ptx_with_opts};
 
+use super::host_sync::{HostSyncCounts, HostSyncs, Phase, PhaseGuard};
 use super::{DecoderTables, KERNEL_NAMES, KERNEL_SOURCE, SlotStepRecord};
 use crate::audio_clip::AudioView;
 use crate::conditioning::EncodeError;
@@ -63,31 +71,235 @@ pub fn cuda_available() -> bool {
     CudaContext::device_count().is_ok_and(|n| n > 0)
 }
 
-/// Calls that may block the host, by where they happen.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct HostSyncCounts {
-    /// In the tick (`denoise_batch`, `start_slot`, curve and target uploads): waits that
-    /// actually had to wait for a staging buffer's previous copy.
-    pub tick: u64,
-    /// In decodes: the one wait for the window's audio, per window.
-    pub decode: u64,
-    /// Outside the tick loop (encodes, `latents_to_host`).
-    pub other: u64,
+/// A driver allocation whose release may block the host (pinned host memory always, device
+/// memory where allocation is not stream-ordered): dropped through [`HostSyncs`], so a free
+/// is charged to the phase it happens in, wherever the owner is dropped.
+struct Counted<R> {
+    res: ManuallyDrop<R>,
+    /// Whether dropping `res` blocks.
+    blocks: bool,
+    syncs: Arc<HostSyncs>,
 }
 
-#[derive(Default)]
-struct SyncCounters {
-    tick: AtomicU64,
-    decode: AtomicU64,
-    other: AtomicU64,
+/// A device buffer whose free is counted.
+type DeviceBuf<T> = Counted<CudaSlice<T>>;
+/// Pinned host memory (`cuMemFreeHost` blocks) whose free is counted.
+type PinnedBuf<T> = Counted<PinnedHostSlice<T>>;
+
+impl<R> Deref for Counted<R> {
+    type Target = R;
+    fn deref(&self) -> &R {
+        &self.res
+    }
+}
+
+impl<R> DerefMut for Counted<R> {
+    fn deref_mut(&mut self) -> &mut R {
+        &mut self.res
+    }
+}
+
+impl<R> Drop for Counted<R> {
+    fn drop(&mut self) {
+        // SAFETY: taken once, here, and never touched again.
+        let res = unsafe { ManuallyDrop::take(&mut self.res) };
+        self.syncs.blocking_if(self.blocks, || drop(res));
+    }
+}
+
+/// The context, its one stream and the blocking-call counts. Every cudarc call that may block
+/// the host is a method here, made through [`HostSyncs`]: synchronizes and event waits,
+/// pinned host allocations (and, through [`Counted`], their frees), device allocations and
+/// frees where they are not stream-ordered, copies from or to pageable memory, the context
+/// and module loads. The rest of the backend makes only calls that never block: launches,
+/// event records and queries, async copies between the device and pinned memory.
+///
+/// Pinned memory: cudarc's `PinnedHostSlice` accessors synchronize on the slice's own event,
+/// which cudarc records only while it tracks events; the backend turns tracking off
+/// ([`CudaContext::disable_event_tracking`]), so those accessors never wait, and the waits
+/// that keep a copy and the host apart are on the backend's own events, through
+/// [`Driver::wait`].
+struct Driver {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    syncs: Arc<HostSyncs>,
+    /// Allocations and frees are stream-ordered (`cuMemAllocAsync` / `cuMemFreeAsync`, the
+    /// device has memory pools): they do not block.
+    async_alloc: bool,
+}
+
+// The one place the blocking cudarc methods are called (clippy.toml refuses them elsewhere).
+#[allow(clippy::disallowed_methods)]
+impl Driver {
+    /// A context on device `ordinal` (blocks: driver initialisation) and its one stream.
+    fn new(ordinal: usize, syncs: Arc<HostSyncs>) -> Result<Self, DriverError> {
+        let ctx = syncs.blocking(|| CudaContext::new(ordinal))?;
+        // One stream: ordering is the stream's, cudarc's per-buffer events are not needed.
+        // SAFETY: no buffer of this context is shared between streams.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.new_stream()?;
+        Ok(Self {
+            async_alloc: ctx.has_async_alloc(),
+            ctx,
+            stream,
+            syncs,
+        })
+    }
+
+    fn counted<R>(&self, res: R, blocks: bool) -> Counted<R> {
+        Counted {
+            res: ManuallyDrop::new(res),
+            blocks,
+            syncs: Arc::clone(&self.syncs),
+        }
+    }
+
+    /// Loads compiled kernels (blocks).
+    fn load_module(&self, ptx: Ptx) -> Result<Arc<CudaModule>, DriverError> {
+        self.syncs.blocking(|| self.ctx.load_module(ptx))
+    }
+
+    /// `len` zeros on the device (the memset is async; the allocation blocks unless it is
+    /// stream-ordered). For buffers that live as long as the model.
+    fn alloc_zeros<T: DeviceRepr + ValidAsZeroBits>(
+        &self,
+        len: usize,
+    ) -> Result<CudaSlice<T>, DriverError> {
+        self.syncs
+            .blocking_if(!self.async_alloc, || self.stream.alloc_zeros(len))
+    }
+
+    /// `len` zeros on the device, freed through [`Counted`] wherever it is dropped.
+    fn device_buf<T: DeviceRepr + ValidAsZeroBits>(
+        &self,
+        len: usize,
+    ) -> Result<DeviceBuf<T>, DriverError> {
+        let buf = self.alloc_zeros(len)?;
+        Ok(self.counted(buf, !self.async_alloc))
+    }
+
+    /// An empty device buffer (an allocation of 0 bytes).
+    fn null<T>(&self) -> Result<DeviceBuf<T>, DriverError> {
+        let buf = self
+            .syncs
+            .blocking_if(!self.async_alloc, || self.stream.null())?;
+        Ok(self.counted(buf, !self.async_alloc))
+    }
+
+    /// Makes `buf` hold at least `len` elements (a new zeroed buffer; the old one is freed).
+    fn grow<T: DeviceRepr + ValidAsZeroBits>(
+        &self,
+        buf: &mut CudaSlice<T>,
+        len: usize,
+    ) -> Result<(), DriverError> {
+        if buf.len() < len {
+            let old = std::mem::replace(buf, self.alloc_zeros(len)?);
+            self.syncs.blocking_if(!self.async_alloc, || drop(old));
+        }
+        Ok(())
+    }
+
+    /// A device copy of pageable host data (blocks: pageable memory is staged by the
+    /// driver). For buffers that live as long as the model.
+    fn upload<T: DeviceRepr>(&self, host: &[T]) -> Result<CudaSlice<T>, DriverError> {
+        self.syncs.blocking(|| self.stream.clone_htod(host))
+    }
+
+    /// [`Driver::upload`], freed through [`Counted`] wherever it is dropped.
+    fn upload_buf<T: DeviceRepr>(&self, host: &[T]) -> Result<DeviceBuf<T>, DriverError> {
+        let buf = self.upload(host)?;
+        Ok(self.counted(buf, !self.async_alloc))
+    }
+
+    /// A host copy of a device buffer (blocks until the stream has run up to the copy).
+    fn download<T: DeviceRepr>(&self, buf: &CudaSlice<T>) -> Result<Vec<T>, DriverError> {
+        self.syncs.blocking(|| self.stream.clone_dtoh(buf))
+    }
+
+    /// Pinned host memory (blocks; so does its free).
+    ///
+    /// # Safety
+    /// The contents are uninitialised: write before reading.
+    unsafe fn alloc_pinned<T: DeviceRepr>(
+        &self,
+        len: usize,
+        flags: u32,
+    ) -> Result<PinnedBuf<T>, DriverError> {
+        // SAFETY: passed on to the caller.
+        let host = self
+            .syncs
+            .blocking(|| unsafe { self.ctx.alloc_pinned_with_flags(len, flags) })?;
+        Ok(self.counted(host, true))
+    }
+
+    /// Pinned memory to write into; never waits (see the type's doc).
+    fn pinned_mut<'a, T: ValidAsZeroBits>(
+        &self,
+        host: &'a mut PinnedHostSlice<T>,
+    ) -> Result<&'a mut [T], DriverError> {
+        host.as_mut_slice()
+    }
+
+    /// Pinned memory to read; never waits (see the type's doc): wait for the copy into it
+    /// first ([`Driver::wait`]).
+    fn pinned<'a, T: ValidAsZeroBits>(
+        &self,
+        host: &'a PinnedHostSlice<T>,
+    ) -> Result<&'a [T], DriverError> {
+        host.as_slice()
+    }
+
+    /// Async copy from pinned memory to the device (the host must leave `src` alone until
+    /// the copy is done: record an event after it).
+    fn copy_from_pinned<T: DeviceRepr>(
+        &self,
+        src: &PinnedHostSlice<T>,
+        dst: &mut CudaSlice<T>,
+    ) -> Result<(), DriverError> {
+        self.stream.memcpy_htod(src, dst)
+    }
+
+    /// Async copy from the device to pinned memory (wait on an event recorded after it
+    /// before reading `dst`).
+    fn copy_to_pinned<T: DeviceRepr>(
+        &self,
+        src: &CudaView<'_, T>,
+        dst: &mut PinnedHostSlice<T>,
+    ) -> Result<(), DriverError> {
+        self.stream.memcpy_dtoh(src, dst)
+    }
+
+    /// Waits until the work before `event`'s record is done (blocks).
+    fn wait(&self, event: &CudaEvent) -> Result<(), DriverError> {
+        self.syncs.blocking(|| event.synchronize())
+    }
+
+    /// Waits until the stream is idle (blocks).
+    fn synchronize(&self) -> Result<(), DriverError> {
+        self.syncs.blocking(|| self.stream.synchronize())
+    }
+
+    /// Milliseconds from `start` to `end` once `end` is complete, `None` before: a query,
+    /// never a wait (cudarc's `elapsed_ms` synchronizes both events, which returns at once
+    /// when both are complete: `start` was recorded before `end` on the one stream).
+    fn elapsed_if_done(
+        &self,
+        start: &CudaEvent,
+        end: &CudaEvent,
+    ) -> Result<Option<f32>, DriverError> {
+        if !end.try_is_complete()? {
+            return Ok(None);
+        }
+        start.elapsed_ms(end).map(Some)
+    }
 }
 
 /// Latents on the device (and, for encoded sources, their host copy).
 pub struct CudaLatents {
-    buf: Option<CudaSlice<f32>>,
+    buf: Option<DeviceBuf<f32>>,
     frames: usize,
     host: Option<Arc<Vec<f32>>>,
-    pool: Arc<Mutex<Vec<CudaSlice<f32>>>>,
+    pool: Arc<Mutex<Vec<DeviceBuf<f32>>>>,
 }
 
 impl CudaLatents {
@@ -115,13 +327,14 @@ impl Drop for CudaLatents {
             if pool.len() < POOL_CAP {
                 pool.push(buf);
             }
+            // Else `buf` is freed here (counted where that blocks).
         }
     }
 }
 
 /// A per-frame curve on the device, with the host values it came from.
 pub struct CudaCurve {
-    buf: CudaSlice<f32>,
+    buf: DeviceBuf<f32>,
     host: Vec<f32>,
 }
 
@@ -134,40 +347,38 @@ impl CudaCurve {
 
 /// A pinned host buffer for uploads, with the event that marks its last copy done.
 struct Staged<T> {
-    host: PinnedHostSlice<T>,
+    host: PinnedBuf<T>,
     done: CudaEvent,
     used: bool,
 }
 
 impl<T: DeviceRepr + ValidAsZeroBits> Staged<T> {
-    fn new(ctx: &Arc<CudaContext>, len: usize) -> Result<Self, DriverError> {
+    fn new(driver: &Driver, len: usize) -> Result<Self, DriverError> {
         Ok(Self {
             // SAFETY: every element is written before it is copied.
-            host: unsafe {
-                ctx.alloc_pinned_with_flags(len.max(1), sys::CU_MEMHOSTALLOC_WRITECOMBINED)
-            }?,
-            done: ctx.new_event(None)?,
+            host: unsafe { driver.alloc_pinned(len.max(1), sys::CU_MEMHOSTALLOC_WRITECOMBINED) }?,
+            done: driver.ctx.new_event(None)?,
             used: false,
         })
     }
 
     /// Fills the buffer's first `len` elements with `data` and copies the whole buffer to
-    /// `dst` (async; `dst` holds at least the buffer's length). Waits only if the previous
-    /// copy from this buffer has not finished, and counts that wait.
+    /// `dst` (async; `dst` holds at least the buffer's length). Waits (counted) only if the
+    /// previous copy from this buffer has not finished: the host never writes memory a copy
+    /// is still reading.
     fn upload(
         &mut self,
-        stream: &Arc<CudaStream>,
-        counter: &AtomicU64,
+        driver: &Driver,
         data: impl FnOnce(&mut [T]),
         len: usize,
         dst: &mut CudaSlice<T>,
     ) -> Result<(), DriverError> {
         if self.used && !self.done.try_is_complete()? {
-            counter.fetch_add(1, Ordering::Relaxed);
+            driver.wait(&self.done)?;
         }
-        data(&mut self.host.as_mut_slice()?[..len]);
-        stream.memcpy_htod(&self.host, dst)?;
-        self.done.record(stream)?;
+        data(&mut driver.pinned_mut(&mut self.host)?[..len]);
+        driver.copy_from_pinned(&self.host, dst)?;
+        self.done.record(&driver.stream)?;
         self.used = true;
         Ok(())
     }
@@ -196,7 +407,7 @@ struct Tables {
 struct DeviceTarget {
     seed: u32,
     host: Arc<Vec<f32>>,
-    dev: CudaSlice<f32>,
+    dev: DeviceBuf<f32>,
     stage: Staged<f32>,
     last_tick: u64,
 }
@@ -218,7 +429,9 @@ struct State {
     grain: CudaSlice<f32>,
     phases: CudaSlice<f64>,
     out_dev: CudaSlice<f32>,
-    out_host: Option<PinnedHostSlice<f32>>,
+    out_host: Option<PinnedBuf<f32>>,
+    /// Recorded after the copy into `out_host`; the decode waits on it.
+    out_ready: CudaEvent,
     tick_events: VecDeque<(CudaEvent, CudaEvent)>,
     decode_events: VecDeque<(CudaEvent, CudaEvent)>,
     spare_events: Vec<CudaEvent>,
@@ -228,15 +441,13 @@ struct State {
 /// The built-in model on a CUDA device (see the module doc).
 pub struct CudaModel {
     cpu: BuiltinModel,
-    ctx: Arc<CudaContext>,
-    stream: Arc<CudaStream>,
+    driver: Driver,
     kernels: Kernels,
     tables: Tables,
     name: String,
     state: Mutex<State>,
-    pool: Arc<Mutex<Vec<CudaSlice<f32>>>>,
+    pool: Arc<Mutex<Vec<DeviceBuf<f32>>>>,
     fault: Mutex<Option<String>>,
-    syncs: SyncCounters,
 }
 
 fn launch_cfg(n: usize) -> LaunchConfig {
@@ -248,26 +459,15 @@ fn launch_cfg(n: usize) -> LaunchConfig {
     }
 }
 
-fn grow<T: DeviceRepr + ValidAsZeroBits>(
-    stream: &Arc<CudaStream>,
-    buf: &mut CudaSlice<T>,
-    len: usize,
-) -> Result<(), DriverError> {
-    if buf.len() < len {
-        *buf = stream.alloc_zeros(len)?;
-    }
-    Ok(())
-}
-
 /// Makes sure `staged` holds exactly `len` elements (reallocated only when a shape changes:
 /// the loop length for targets and curves).
 fn ensure_staged<T: DeviceRepr + ValidAsZeroBits>(
-    ctx: &Arc<CudaContext>,
+    driver: &Driver,
     staged: &mut Option<Staged<T>>,
     len: usize,
 ) -> Result<(), DriverError> {
     if staged.as_ref().is_none_or(|s| s.host.len() != len.max(1)) {
-        *staged = Some(Staged::new(ctx, len)?);
+        *staged = Some(Staged::new(driver, len)?);
     }
     Ok(())
 }
@@ -284,12 +484,8 @@ impl CudaModel {
     }
 
     fn build(ordinal: usize) -> Result<Self, Box<dyn std::error::Error>> {
-        let ctx = CudaContext::new(ordinal)?;
-        // One stream: ordering is the stream's, cudarc's per-buffer events are not needed.
-        // SAFETY: no buffer of this context is shared between streams.
-        unsafe { ctx.disable_event_tracking() };
-        let stream = ctx.new_stream()?;
-        let name = ctx.name()?;
+        let driver = Driver::new(ordinal, Arc::new(HostSyncs::default()))?;
+        let name = driver.ctx.name()?;
         let ptx = compile_ptx_with_opts(
             KERNEL_SOURCE,
             CompileOptions {
@@ -303,7 +499,7 @@ impl CudaModel {
                 ..Default::default()
             },
         )?;
-        let module = ctx.load_module(ptx)?;
+        let module = driver.load_module(ptx)?;
         let f = |name: &str| module.load_function(name);
         debug_assert_eq!(KERNEL_NAMES[1], "ld_start_slot");
         let kernels = Kernels {
@@ -317,45 +513,44 @@ impl CudaModel {
         let t = DecoderTables::new(SAMPLE_RATE, FRAME_RATE);
         let tables = Tables {
             n: t.n,
-            bin_band: stream.clone_htod(&t.bin_band)?,
-            phase_sin: stream.clone_htod(&t.phase_sin)?,
-            phase_cos: stream.clone_htod(&t.phase_cos)?,
-            twiddle_cos: stream.clone_htod(&t.twiddle_cos)?,
-            twiddle_sin: stream.clone_htod(&t.twiddle_sin)?,
-            window: stream.clone_htod(&t.window)?,
+            bin_band: driver.upload(&t.bin_band)?,
+            phase_sin: driver.upload(&t.phase_sin)?,
+            phase_cos: driver.upload(&t.phase_cos)?,
+            twiddle_cos: driver.upload(&t.twiddle_cos)?,
+            twiddle_sin: driver.upload(&t.twiddle_sin)?,
+            window: driver.upload(&t.window)?,
         };
         let state = State {
             steps: [None, None],
             steps_next: 0,
-            steps_dev: stream.alloc_zeros(STEP_CAPACITY)?,
+            steps_dev: driver.alloc_zeros(STEP_CAPACITY)?,
             targets: Vec::new(),
             tick_serial: 0,
             curve_stage: None,
-            gains_stage: Staged::new(&ctx, 8)?,
-            gains_dev: stream.alloc_zeros(8)?,
-            re: stream.alloc_zeros(1)?,
-            im: stream.alloc_zeros(1)?,
-            grain: stream.alloc_zeros(1)?,
-            phases: stream.alloc_zeros(1)?,
-            out_dev: stream.alloc_zeros(1)?,
+            gains_stage: Staged::new(&driver, 8)?,
+            gains_dev: driver.alloc_zeros(8)?,
+            re: driver.alloc_zeros(1)?,
+            im: driver.alloc_zeros(1)?,
+            grain: driver.alloc_zeros(1)?,
+            phases: driver.alloc_zeros(1)?,
+            out_dev: driver.alloc_zeros(1)?,
             out_host: None,
+            out_ready: driver.ctx.new_event(None)?,
             tick_events: VecDeque::new(),
             decode_events: VecDeque::new(),
             spare_events: Vec::new(),
             times: DeviceTimes::default(),
         };
-        stream.synchronize()?;
+        driver.synchronize()?;
         Ok(Self {
             cpu: BuiltinModel::new(),
-            ctx,
-            stream,
+            driver,
             kernels,
             tables,
             name,
             state: Mutex::new(state),
             pool: Arc::new(Mutex::new(Vec::new())),
             fault: Mutex::new(None),
-            syncs: SyncCounters::default(),
         })
     }
 
@@ -371,11 +566,7 @@ impl CudaModel {
 
     /// Blocking calls so far (see [`HostSyncCounts`]).
     pub fn host_syncs(&self) -> HostSyncCounts {
-        HostSyncCounts {
-            tick: self.syncs.tick.load(Ordering::Relaxed),
-            decode: self.syncs.decode.load(Ordering::Relaxed),
-            other: self.syncs.other.load(Ordering::Relaxed),
-        }
+        self.driver.syncs.counts()
     }
 
     fn faulted(&self) -> bool {
@@ -403,8 +594,8 @@ impl CudaModel {
         };
         let buf = match reused {
             Some(b) => b,
-            // Stream-ordered allocation (cuMemAllocAsync): does not wait.
-            None => self.stream.alloc_zeros(len)?,
+            // Stream-ordered where the device has memory pools: then it does not wait.
+            None => self.driver.device_buf(len)?,
         };
         Ok(CudaLatents {
             buf: Some(buf),
@@ -418,13 +609,14 @@ impl CudaModel {
         match state.spare_events.pop() {
             Some(e) => Ok(e),
             None => self
+                .driver
                 .ctx
                 .new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT)),
         }
     }
 
     /// Resolves finished event pairs into `times` (non-blocking queries only).
-    fn resolve_times(state: &mut State) -> Result<(), DriverError> {
+    fn resolve_times(&self, state: &mut State) -> Result<(), DriverError> {
         for which in 0..2 {
             loop {
                 let queue = if which == 0 {
@@ -433,11 +625,10 @@ impl CudaModel {
                     &mut state.decode_events
                 };
                 let Some((a, b)) = queue.front() else { break };
-                if !b.try_is_complete()? {
+                let Some(ms) = self.driver.elapsed_if_done(a, b)? else {
                     break;
-                }
-                // Both recorded and complete: elapsed_ms's synchronize returns at once.
-                let s = f64::from(a.elapsed_ms(b)?) / 1e3;
+                };
+                let s = f64::from(ms) / 1e3;
                 let (a, b) = queue.pop_front().expect("front");
                 if which == 0 {
                     state.times.tick_s = Some(s);
@@ -466,10 +657,10 @@ impl CudaModel {
             return Ok(());
         };
         let len = frames * CHANNELS;
-        let stream = &self.stream;
+        let stream = &self.driver.stream;
         let mut guard = self.state();
         let st = &mut *guard;
-        Self::resolve_times(st)?;
+        self.resolve_times(st)?;
         // Targets, one per slot seed: built on the host by the CPU model's cache (only when
         // the conditioning, knobs or seed change), uploaded only when their values change.
         st.tick_serial += 1;
@@ -514,14 +705,13 @@ impl CudaModel {
             .as_ref()
             .is_none_or(|s| s.host.len() < records.len())
         {
-            st.steps[i] = Some(Staged::new(&self.ctx, cap)?);
+            st.steps[i] = Some(Staged::new(&self.driver, cap)?);
         }
         let staged_len = st.steps[i].as_ref().expect("staged").host.len();
-        grow(stream, &mut st.steps_dev, staged_len)?;
+        self.driver.grow(&mut st.steps_dev, staged_len)?;
         let stage = st.steps[i].as_mut().expect("staged");
         stage.upload(
-            stream,
-            &self.syncs.tick,
+            &self.driver,
             |h| h.copy_from_slice(&records),
             records.len(),
             &mut st.steps_dev,
@@ -570,8 +760,8 @@ impl CudaModel {
                 let entry = DeviceTarget {
                     seed,
                     host: Arc::new(Vec::new()),
-                    dev: self.stream.alloc_zeros(len.max(1))?,
-                    stage: Staged::new(&self.ctx, len)?,
+                    dev: self.driver.device_buf(len.max(1))?,
+                    stage: Staged::new(&self.driver, len)?,
                     last_tick: tick,
                 };
                 if st.targets.len() < TARGET_CACHE {
@@ -589,16 +779,11 @@ impl CudaModel {
         let t = &mut st.targets[at];
         t.last_tick = tick;
         if !Arc::ptr_eq(&t.host, &host) && *t.host != *host {
-            t.stage.upload(
-                &self.stream,
-                &self.syncs.tick,
-                |h| h.copy_from_slice(&host),
-                len,
-                &mut t.dev,
-            )?;
+            t.stage
+                .upload(&self.driver, |h| h.copy_from_slice(&host), len, &mut t.dev)?;
         }
         t.host = host;
-        Ok(t.dev.device_ptr(&self.stream).0)
+        Ok(t.dev.device_ptr(&self.driver.stream).0)
     }
 
     fn start_on_device(
@@ -607,7 +792,7 @@ impl CudaModel {
     ) -> Result<CudaLatents, DriverError> {
         let x = self.alloc_latents(start.frames)?;
         let n = (start.frames * CHANNELS) as i64;
-        let stream = &self.stream;
+        let stream = &self.driver.stream;
         let fits = |l: &CudaLatents| l.frames == start.frames;
         let src = start
             .source
@@ -618,7 +803,7 @@ impl CudaModel {
             _ => (0, 0.0),
         };
         let mut launch = stream.launch_builder(&self.kernels.start);
-        let xp = x.buf.as_ref().expect("fresh");
+        let xp = x.buf.as_deref().expect("fresh");
         launch
             .arg(xp)
             .arg(&n)
@@ -644,7 +829,7 @@ impl CudaModel {
         frames: usize,
         out: &mut [f32],
     ) -> Result<(), DriverError> {
-        let stream = &self.stream;
+        let stream = &self.driver.stream;
         let hop = (SAMPLE_RATE / FRAME_RATE) as usize;
         let total = latents.frames;
         let n = self.tables.n;
@@ -652,17 +837,16 @@ impl CudaModel {
         let grains = frames + 2;
         let mut guard = self.state();
         let st = &mut *guard;
-        Self::resolve_times(st)?;
+        self.resolve_times(st)?;
         let (start_ev, end_ev) = (self.event(st)?, self.event(st)?);
         start_ev.record(stream)?;
         st.gains_stage.upload(
-            stream,
-            &self.syncs.decode,
+            &self.driver,
             |h| h.copy_from_slice(gains),
             8,
             &mut st.gains_dev,
         )?;
-        let lat = latents.buf.as_ref().expect("latents present");
+        let lat = latents.buf.as_deref().expect("latents present");
         let (total_a, start_a, frames_a) =
             (total as i64, (start_frame % total) as i64, frames as i64);
         // The chunk's neighbours (`ld_chunk_frame`): a whole loop is its own.
@@ -681,9 +865,9 @@ impl CudaModel {
         let (hop_a, n_a, sr) = (hop as i32, n as i32, SAMPLE_RATE as f32);
         let mut grain_ptr = 0u64;
         if gains[..4].iter().any(|&g| g > 0.0) {
-            grow(stream, &mut st.re, grains * 2 * bins)?;
-            grow(stream, &mut st.im, grains * 2 * bins)?;
-            grow(stream, &mut st.grain, grains * 2 * n)?;
+            self.driver.grow(&mut st.re, grains * 2 * bins)?;
+            self.driver.grow(&mut st.im, grains * 2 * bins)?;
+            self.driver.grow(&mut st.grain, grains * 2 * n)?;
             let grains_a = grains as i32;
             let mut l = stream.launch_builder(&self.kernels.env_spectrum);
             l.arg(&mut st.re)
@@ -720,7 +904,7 @@ impl CudaModel {
         }
         let mut phases_ptr = 0u64;
         if gains[4] > 0.0 || gains[5] > 0.0 {
-            grow(stream, &mut st.phases, 2 * (total + 2))?;
+            self.driver.grow(&mut st.phases, 2 * (total + 2))?;
             let mut l = stream.launch_builder(&self.kernels.voice_phases);
             l.arg(&mut st.phases)
                 .arg(lat)
@@ -738,7 +922,7 @@ impl CudaModel {
             phases_ptr = st.phases.device_ptr(stream).0;
         }
         let want = frames * hop * 2;
-        grow(stream, &mut st.out_dev, want)?;
+        self.driver.grow(&mut st.out_dev, want)?;
         let mut l = stream.launch_builder(&self.kernels.mix);
         l.arg(&mut st.out_dev)
             .arg(&frames_a)
@@ -763,13 +947,15 @@ impl CudaModel {
         if st.out_host.as_ref().is_none_or(|h| h.len() != want) {
             // Plain pinned memory (not write-combined): the host reads it.
             // SAFETY: fully written by the copy below before it is read.
-            st.out_host = Some(unsafe { self.ctx.alloc_pinned_with_flags(want, 0) }?);
+            st.out_host = Some(unsafe { self.driver.alloc_pinned(want, 0) }?);
         }
         let host = st.out_host.as_mut().expect("allocated");
-        stream.memcpy_dtoh(&st.out_dev.slice(..want), host)?;
+        self.driver
+            .copy_to_pinned(&st.out_dev.slice(..want), host)?;
+        st.out_ready.record(stream)?;
         // The one blocking call per window: the audio must be on the host for the ring.
-        self.syncs.decode.fetch_add(1, Ordering::Relaxed);
-        out.copy_from_slice(host.as_slice()?);
+        self.driver.wait(&st.out_ready)?;
+        out.copy_from_slice(self.driver.pinned(host)?);
         st.decode_events.push_back((start_ev, end_ev));
         Ok(())
     }
@@ -779,8 +965,7 @@ impl CudaModel {
         data: Vec<f32>,
         frames: usize,
     ) -> Result<CudaLatents, DriverError> {
-        let buf = self.stream.clone_htod(&data)?;
-        self.syncs.other.fetch_add(1, Ordering::Relaxed);
+        let buf = self.driver.upload_buf(&data)?;
         Ok(CudaLatents {
             buf: Some(buf),
             frames,
@@ -801,9 +986,8 @@ impl CudaModel {
         if let Some(h) = &latents.host {
             return Ok(h.to_vec());
         }
-        self.syncs.other.fetch_add(1, Ordering::Relaxed);
-        let buf = latents.buf.as_ref().expect("latents present");
-        self.stream.clone_dtoh(buf).map_err(|e| e.to_string())
+        let buf = latents.buf.as_deref().expect("latents present");
+        self.driver.download(buf).map_err(|e| e.to_string())
     }
 }
 
@@ -870,15 +1054,16 @@ impl Model for CudaModel {
     }
 
     fn upload_curve(&self, host: &[f32]) -> CudaCurve {
-        let upload = || -> Result<CudaSlice<f32>, DriverError> {
-            let mut buf = self.stream.alloc_zeros(host.len().max(1))?;
+        // The pipeline uploads a new curve inside its tick, when the knobs change it.
+        let _phase = PhaseGuard::enter(Phase::Tick);
+        let upload = || -> Result<DeviceBuf<f32>, DriverError> {
+            let mut buf = self.driver.device_buf(host.len().max(1))?;
             if !host.is_empty() {
                 let mut st = self.state();
-                ensure_staged(&self.ctx, &mut st.curve_stage, host.len())?;
+                ensure_staged(&self.driver, &mut st.curve_stage, host.len())?;
                 let stage = st.curve_stage.as_mut().expect("staged");
                 stage.upload(
-                    &self.stream,
-                    &self.syncs.tick,
+                    &self.driver,
                     |h| h.copy_from_slice(host),
                     host.len(),
                     &mut buf,
@@ -897,12 +1082,13 @@ impl Model for CudaModel {
             // After a fault the curve keeps its host values only; a zero-length slice would
             // need the device, so the failover never passes such a curve to the device.
             buf: buf
-                .unwrap_or_else(|| self.stream.null().expect("null slice needs no device work")),
+                .unwrap_or_else(|| self.driver.null().expect("null slice needs no device work")),
             host: host.to_vec(),
         }
     }
 
     fn start_slot(&self, start: SlotStart<'_, CudaLatents>) -> CudaLatents {
+        let _phase = PhaseGuard::enter(Phase::Tick);
         let frames = start.frames;
         if !self.faulted() {
             match self.start_on_device(start) {
@@ -923,6 +1109,7 @@ impl Model for CudaModel {
         batch: &mut [SlotStep<'_, CudaLatents>],
         shared: &StepShared<'_, Self>,
     ) -> Result<(), ModelError> {
+        let _phase = PhaseGuard::enter(Phase::Tick);
         if self.faulted() || batch.iter().any(|s| s.x.buf.is_none()) {
             return Err(ModelError::Run {
                 file: "cuda",
@@ -953,6 +1140,7 @@ impl Model for CudaModel {
         frames: usize,
         out: &mut [f32],
     ) -> Result<(), DecodeError> {
+        let _phase = PhaseGuard::enter(Phase::Decode);
         let hop = (SAMPLE_RATE / FRAME_RATE) as usize;
         crate::model::check_decode_request(latents.frames, frames, hop * 2, out.len())?;
         if all_zero {
@@ -977,7 +1165,7 @@ impl Model for CudaModel {
 
     fn device_times(&self) -> Option<DeviceTimes> {
         let mut st = self.state();
-        if let Err(e) = Self::resolve_times(&mut st) {
+        if let Err(e) = self.resolve_times(&mut st) {
             drop(st);
             self.record_fault("event query", e);
             return None;

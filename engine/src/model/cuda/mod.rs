@@ -13,6 +13,8 @@
 //! - [`DecoderTables`]: the decoder's lookup tables, computed on the host once, uploaded once.
 //! - [`SlotStepRecord`]: one slot's per-tick values, as the denoise kernel reads them.
 //! - `device` (feature `cuda`): `CudaModel`.
+//! - `host_sync`: the counts of driver calls that may block the host, by the phase (tick,
+//!   decode, other) they are made in (plain Rust, tested without a device).
 //! - [`failover`]: a model that runs a device backend and falls back to the built-in CPU
 //!   model when the device fails, and the named mock device that tests it.
 //!
@@ -22,6 +24,8 @@
 #[cfg(feature = "cuda")]
 mod device;
 pub mod failover;
+#[cfg(any(feature = "cuda", test))]
+mod host_sync;
 
 #[cfg(test)]
 mod c_parity;
@@ -29,7 +33,9 @@ mod c_parity;
 mod gpu_tests;
 
 #[cfg(feature = "cuda")]
-pub use device::{CudaCurve, CudaLatents, CudaModel, HostSyncCounts, cuda_available};
+pub use device::{CudaCurve, CudaLatents, CudaModel, cuda_available};
+#[cfg(feature = "cuda")]
+pub use host_sync::HostSyncCounts;
 
 use super::builtin::layout::band_of;
 
