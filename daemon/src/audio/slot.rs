@@ -12,6 +12,7 @@
 //! handles (stats, fade, ring, callback thread) taken at creation.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use latentd_engine::{PlayheadRing, RingHandle, TryCell};
 
