@@ -22,6 +22,7 @@ pub mod record;
 pub mod reload;
 pub mod schedule;
 pub mod service;
+pub mod settings;
 pub mod signals;
 pub mod state;
 pub mod stoppable;

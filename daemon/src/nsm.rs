@@ -42,8 +42,8 @@ use std::time::{Duration, Instant};
 
 use rosc::{OscMessage, OscPacket, OscType};
 
-use crate::cli::{MAX_CLIENT_NAME, Settings};
 use crate::control::session::Session;
+use crate::settings::{MAX_CLIENT_NAME, Settings};
 use crate::stoppable::StoppableThread;
 
 /// The environment variable a session manager sets.

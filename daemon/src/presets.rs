@@ -72,7 +72,8 @@ impl Preset {
         }
         for (name, &value) in &self.knobs {
             if KnobId::from_name(name).is_some() {
-                crate::cli::check_knob(name, value).map_err(|e| format!("knob {name}: {e}"))?;
+                crate::settings::check_knob(name, value)
+                    .map_err(|e| format!("knob {name}: {e}"))?;
             }
         }
         for (field, prompt) in [("prompt", &self.prompt), ("prompt_b", &self.prompt_b)] {

@@ -48,9 +48,9 @@ use latentd_osc_schema::rosc::{OscMessage, OscPacket, OscType, encoder};
 use latentd_osc_schema::{Command, Schema, reply};
 use serde::Deserialize;
 
-use crate::cli::SettingsError;
 use crate::control::Dispatcher;
 use crate::osc::ReplyTo;
+use crate::settings::SettingsError;
 use crate::stoppable::StoppableThread;
 
 /// How often the schedule thread reads the clock.

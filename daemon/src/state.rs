@@ -142,7 +142,7 @@ impl PersistentState {
             if KnobId::from_name(name).is_none() {
                 return true;
             }
-            match crate::cli::check_knob(name, *value) {
+            match crate::settings::check_knob(name, *value) {
                 Ok(_) => true,
                 Err(e) => {
                     dropped.push(format!("knob {name} = {value} dropped: {e}"));
