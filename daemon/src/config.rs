@@ -9,8 +9,9 @@
 //! period = 256            # frames, for null and PipeWire
 //! inputs = 0              # JACK input ports in_1 .. in_N for /capture (0: none)
 //! [source]
-//! file = "loop.wav"       # the loop to play and re-imagine; without it: a text-only loop
-//! loop_seconds = 60.0     # loop length without a source file
+//! file = "loop.wav"       # the loop to play and re-imagine; without it the loop starts
+//!                         # silent and the engine fills it from the prompt (text only)
+//! loop_seconds = 60.0     # loop length without a source file (at most 600)
 //! [record]
 //! file = "out.wav"        # record what is played (32-bit float WAV) from the start
 //! split_s = 3600           # every recording rolls over to a new file this often
@@ -24,7 +25,7 @@
 //! [media]
 //! folder = "/srv/latentd/media" # paths given over OSC must stay inside it
 //! [engine]
-//! backend = "builtin-cpu"  # builtin-cpu | off (play the loop untouched)
+//! backend = "builtin-cpu"  # builtin-cpu | builtin-cuda | auto | bundle | off (untouched)
 //! prompt = "calm warm pad pluck bass"
 //! prompt_b = ""            # optional second prompt, mixed by the prompt_blend knob
 //! knobs = { denoise = 0.5, ch_g0 = 1.2 }

@@ -75,6 +75,8 @@ pub struct ModelSettings {
 
 /// Default intra-op threads per session: one core, leaving the rest to the audio server.
 pub const DEFAULT_MODEL_THREADS: usize = 1;
+/// The execution providers without `--ep` or `[model] ep`: the CPU alone.
+pub const DEFAULT_EP: Provider = Provider::Cpu;
 /// Accepted intra-op threads per session.
 pub const MODEL_THREADS_RANGE: std::ops::RangeInclusive<usize> = 1..=64;
 

@@ -12,32 +12,36 @@ use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use clap::Parser;
 use latentd_engine::conditioning::check_prompt;
 use latentd_engine::knobs::{self, KnobId};
 use latentd_engine::model::bundle::onnx::Provider;
 use latentd_engine::runner::lead::LeadConfig;
 use latentd_osc_schema::ParamSpec;
 
+use crate::audio::input::MAX_INPUTS;
 use crate::audio::select::BackendChoice;
-use crate::cli::{Cli, Command};
+use crate::cli::{
+    Cli, Command, DEFAULT_BACKEND, DEFAULT_CLIENT_NAME, DEFAULT_INPUTS, DEFAULT_LOOP_SECONDS,
+    DEFAULT_PERIOD, DEFAULT_RATE,
+};
 use crate::config::{
     AdvertiseKey, ConfigError, ConfigFile, ModelSection, default_config_path, read_config,
 };
 use crate::discovery::Advertise;
 use crate::engine_select::{
-    DEFAULT_MODEL_THREADS, EngineChoice, MODEL_THREADS_RANGE, ModelSettings, NO_BUNDLE,
+    DEFAULT_ENGINE, DEFAULT_EP, DEFAULT_MODEL_THREADS, EngineChoice, MODEL_THREADS_RANGE,
+    ModelSettings, NO_BUNDLE,
 };
 use crate::health::HealthConfig;
-use crate::logging::{LogLevel, LogTarget};
-use crate::osc::{Cidr, DEFAULT_PORT};
+use crate::logging::{DEFAULT_LEVEL, LogLevel, LogTarget};
+use crate::osc::{Cidr, DEFAULT_BIND, DEFAULT_OSCQUERY_PORT};
 use crate::schedule::{Cue, check_entries};
 
 /// Accepted sample rates, in Hz.
 pub const RATE_RANGE: std::ops::RangeInclusive<u32> = 8_000..=384_000;
 /// Accepted periods, in frames.
 pub const PERIOD_RANGE: std::ops::RangeInclusive<usize> = 16..=8192;
-/// Longest built-in test loop, in seconds: the longest loop a source file may hold.
+/// Longest loop without a source, in seconds: the longest loop a source file may hold.
 pub const MAX_LOOP_SECONDS: f64 = latentd_engine::audio_clip::MAX_CLIP_SECONDS;
 /// Longest client name (JACK's limit, less the terminating NUL).
 pub const MAX_CLIENT_NAME: usize = 63;
@@ -45,7 +49,7 @@ pub const MAX_CLIENT_NAME: usize = 63;
 /// Everything the daemon runs with, merged and validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
-    /// Loop source; `None` plays the built-in test loop.
+    /// Loop source; `None`: a silent loop of `loop_seconds` that the engine fills.
     pub source: Option<PathBuf>,
     /// Which output to open.
     pub backend: BackendChoice,
@@ -57,7 +61,7 @@ pub struct Settings {
     pub sample_rate: u32,
     /// Period for null and PipeWire outputs.
     pub period_frames: usize,
-    /// Length of the built-in test loop.
+    /// Length of the loop when there is no source.
     pub loop_seconds: f64,
     /// Where to record what is played.
     pub record: Option<PathBuf>,
@@ -135,7 +139,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match crate::cli::parse(args) {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -204,18 +208,20 @@ fn merge(
     let rate = pick(cli.rate, "--rate", file.audio.rate, "audio.rate");
     let sample_rate = match rate {
         Some((v, origin)) if !RATE_RANGE.contains(&v) => {
-            return Err(bad(&origin, v, "8000..=384000 Hz"));
+            let accepted = format!("{}..={} Hz", RATE_RANGE.start(), RATE_RANGE.end());
+            return Err(bad(&origin, v, &accepted));
         }
         Some((v, _)) => v,
-        None => 48_000,
+        None => DEFAULT_RATE,
     };
     let period = pick(cli.period, "--period", file.audio.period, "audio.period");
     let period_frames = match period {
         Some((v, origin)) if !PERIOD_RANGE.contains(&v) => {
-            return Err(bad(&origin, v, "16..=8192 frames"));
+            let accepted = format!("{}..={} frames", PERIOD_RANGE.start(), PERIOD_RANGE.end());
+            return Err(bad(&origin, v, &accepted));
         }
         Some((v, _)) => v,
-        None => 256,
+        None => DEFAULT_PERIOD,
     };
     let seconds = pick(
         cli.loop_seconds,
@@ -225,10 +231,11 @@ fn merge(
     );
     let loop_seconds = match seconds {
         Some((v, origin)) if !(v > 0.0 && v <= MAX_LOOP_SECONDS) => {
-            return Err(bad(&origin, v, "seconds above 0 and at most 600"));
+            let accepted = format!("seconds above 0 and at most {MAX_LOOP_SECONDS}");
+            return Err(bad(&origin, v, &accepted));
         }
         Some((v, _)) => v,
-        None => 60.0,
+        None => DEFAULT_LOOP_SECONDS,
     };
     let name = pick(
         cli.client_name,
@@ -238,17 +245,18 @@ fn merge(
     );
     let client_name = match name {
         Some((v, origin)) if v.is_empty() || v.len() > MAX_CLIENT_NAME || v.contains(':') => {
-            return Err(bad(&origin, format!("{v:?}"), "1 to 63 bytes without ':'"));
+            let accepted = format!("1 to {MAX_CLIENT_NAME} bytes without ':'");
+            return Err(bad(&origin, format!("{v:?}"), &accepted));
         }
         Some((v, _)) => v,
-        None => "latentd".into(),
+        None => DEFAULT_CLIENT_NAME.into(),
     };
     let inputs = match pick(cli.inputs, "--inputs", file.audio.inputs, "audio.inputs") {
-        Some((v, origin)) if v > crate::audio::input::MAX_INPUTS => {
-            return Err(bad(&origin, v, "0..=8 input ports"));
+        Some((v, origin)) if v > MAX_INPUTS => {
+            return Err(bad(&origin, v, &format!("0..={MAX_INPUTS} input ports")));
         }
         Some((v, _)) => v,
-        None => 0,
+        None => DEFAULT_INPUTS,
     };
     let (engine, model) = model_settings(
         cli.engine,
@@ -259,10 +267,7 @@ fn merge(
     )?;
     Ok(Settings {
         source: cli.source.or(file.source.file),
-        backend: cli
-            .audio
-            .or(file.audio.backend)
-            .unwrap_or(BackendChoice::Auto),
+        backend: cli.audio.or(file.audio.backend).unwrap_or(DEFAULT_BACKEND),
         client_name,
         autoconnect: cli.autoconnect || file.audio.autoconnect.unwrap_or(false),
         sample_rate,
@@ -270,11 +275,14 @@ fn merge(
         loop_seconds,
         record: cli.record.or(file.record.file),
         record_config: record_config(file.record.split_s)?,
-        log_level: cli.log_level.or(file.log.level).unwrap_or(LogLevel::Info),
+        log_level: cli.log_level.or(file.log.level).unwrap_or(DEFAULT_LEVEL),
         log_target: log_target(cli.log_target, file.log.target)?,
         osc_bind: osc_bind(cli.osc, file.osc.bind)?,
         osc_allow: allowlist(file.osc.allowlist)?,
-        oscquery_port: cli.oscquery_port.or(file.osc.oscquery_port).unwrap_or(7771),
+        oscquery_port: cli
+            .oscquery_port
+            .or(file.osc.oscquery_port)
+            .unwrap_or(DEFAULT_OSCQUERY_PORT),
         advertise: advertise(file.osc.advertise)?,
         media_folder: media_folder(cli.media.or(file.media.folder))?,
         prompt: prompt(
@@ -355,14 +363,19 @@ fn model_settings(
         (Some(e), _) => e,
         (None, _) if bundle_given => EngineChoice::Bundle,
         (None, Some(e)) => e,
-        (None, None) => EngineChoice::BuiltinCpu,
+        (None, None) => DEFAULT_ENGINE,
     };
     if engine == EngineChoice::Bundle && bundle.is_none() {
         return Err(SettingsError(NO_BUNDLE.into()));
     }
     let threads = match file.threads {
         Some(t) if !MODEL_THREADS_RANGE.contains(&t) => {
-            return Err(bad("config key model.threads", t, "1..=64 threads"));
+            let accepted = format!(
+                "{}..={} threads",
+                MODEL_THREADS_RANGE.start(),
+                MODEL_THREADS_RANGE.end()
+            );
+            return Err(bad("config key model.threads", t, &accepted));
         }
         Some(t) => t,
         None => DEFAULT_MODEL_THREADS,
@@ -370,7 +383,7 @@ fn model_settings(
     let ep = match (ep_flag, file.ep) {
         (Some(list), _) => providers("--ep", list.split(',').map(str::trim))?,
         (None, Some(list)) => providers("config key model.ep", list.iter().map(String::as_str))?,
-        (None, None) => vec![Provider::Cpu],
+        (None, None) => vec![DEFAULT_EP],
     };
     Ok((
         engine,
@@ -419,7 +432,7 @@ fn osc_bind(flag: Option<SocketAddr>, file: Option<String>) -> Result<SocketAddr
                 "ADDR:PORT, e.g. \"127.0.0.1:7770\" or \"[::]:7770\"",
             )
         }),
-        None => Ok(SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))),
+        None => Ok(DEFAULT_BIND),
     }
 }
 

@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 use latentd_osc_schema::Schema;
 use latentd_osc_schema::generate::{METER_PATH, oscquery};
-pub use latentd_osc_schema::oscquery_http::{DEFAULT_PORT as DEFAULT_OSCQUERY_PORT, MAX_URL_BYTES};
+pub use latentd_osc_schema::oscquery_http::MAX_URL_BYTES;
 use serde_json::{Map, Value, json};
 
 use self::http::{Handler, HttpServer, Request, Response};
@@ -120,7 +120,7 @@ pub struct OscQueryConfig {
 impl Default for OscQueryConfig {
     fn default() -> OscQueryConfig {
         OscQueryConfig {
-            bind: SocketAddr::from(([127, 0, 0, 1], DEFAULT_OSCQUERY_PORT)),
+            bind: SocketAddr::new(super::DEFAULT_BIND.ip(), super::DEFAULT_OSCQUERY_PORT),
             allow: super::OscConfig::default().allow,
             name: "latentd".to_string(),
             osc_port: super::DEFAULT_PORT,
