@@ -13,10 +13,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use latentd_engine::conditioning::check_prompt;
-use latentd_engine::knobs::{self, KnobId};
+use latentd_engine::knobs::KnobId;
 use latentd_engine::model::bundle::onnx::Provider;
 use latentd_engine::runner::lead::LeadConfig;
-use latentd_osc_schema::ParamSpec;
 
 use crate::audio::input::MAX_INPUTS;
 use crate::audio::select::BackendChoice;
@@ -33,9 +32,10 @@ use crate::engine_select::{
     ModelSettings, NO_BUNDLE,
 };
 use crate::health::HealthConfig;
+use crate::knobs::check_knob;
 use crate::logging::{DEFAULT_LEVEL, LogLevel, LogTarget};
 use crate::osc::{Cidr, DEFAULT_BIND, DEFAULT_OSCQUERY_PORT};
-use crate::schedule::{Cue, check_entries};
+use crate::schedule::{Cue, ScheduleError, check_entries};
 
 /// Accepted sample rates, in Hz.
 pub const RATE_RANGE: std::ops::RangeInclusive<u32> = 8_000..=384_000;
@@ -129,6 +129,12 @@ pub struct SettingsError(pub String);
 
 impl From<ConfigError> for SettingsError {
     fn from(e: ConfigError) -> Self {
+        SettingsError(e.to_string())
+    }
+}
+
+impl From<ScheduleError> for SettingsError {
+    fn from(e: ScheduleError) -> Self {
         SettingsError(e.to_string())
     }
 }
@@ -509,25 +515,6 @@ fn prompt(
         },
         None => Ok(None),
     }
-}
-
-/// A knob value from the command line, the config file or the state file, checked like a
-/// knob set over OSC ([`ParamSpec::check_value`](latentd_osc_schema::ParamSpec::check_value): refused out of range or fractional for an
-/// integer knob, never rounded or clamped), then put in the engine's canonical form.
-pub fn check_knob(name: &str, value: f64) -> Result<(KnobId, f64), String> {
-    let names = || {
-        knobs::KNOBS
-            .iter()
-            .map(|k| k.name)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let id = KnobId::from_name(name)
-        .ok_or_else(|| format!("unknown knob {name:?}; known: {}", names()))?;
-    let spec = ParamSpec::from(id.spec());
-    let value = spec.check_value(value)?;
-    let value = knobs::canonicalize(id, value).map_err(|e| e.to_string())?;
-    Ok((id, value))
 }
 
 fn start_knobs(
