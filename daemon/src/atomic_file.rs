@@ -1,8 +1,7 @@
 //! Files replaced whole: [`write_atomically`] writes a temp file in the same directory,
 //! fsyncs it, renames it over the target and fsyncs the directory, so a crash leaves either
 //! the old file or the new one, never a torn one; [`remove_stray_temps`] clears what an
-//! interrupted write left. The state file ([`crate::state`]) and the preset files
-//! ([`crate::presets`]) are saved this way.
+//! interrupted write left. The state file and the preset files are saved this way.
 //!
 //! Threading: blocking file I/O; call it from the main thread or a worker thread, never from
 //! the audio callback.

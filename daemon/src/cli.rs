@@ -1,5 +1,5 @@
-//! The command line, as clap parses it: [`Cli`], its subcommand and value enums. The
-//! settings it yields once merged with the config file are [`crate::settings`]'s.
+//! The command line, as clap parses it: [`Cli`], its subcommand and value enums, and the
+//! defaults its flags show. The settings module merges it with the config file.
 //!
 //! `latentd [FLAGS]` runs the daemon; `latentd check-config [FILE]` validates a config file
 //! (the default one when `FILE` is omitted), prints the effective settings and exits.
@@ -33,8 +33,8 @@ pub const DEFAULT_BACKEND: BackendChoice = BackendChoice::Auto;
 pub const DEFAULT_INPUTS: usize = 0;
 
 /// The command line, as typed: a flag not given is `None` (or `false`, or empty), so the
-/// config file's value can stand; the defaults clap shows in `--help` are the ones
-/// [`crate::settings`] applies when neither gives a value (see [`parse`]).
+/// config file's value can stand; the defaults clap shows in `--help` are the ones the
+/// settings module applies when neither gives a value (see [`parse`]).
 #[derive(Debug, Parser)]
 #[command(
     name = "latentd",

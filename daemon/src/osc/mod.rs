@@ -75,7 +75,7 @@ pub enum Peer {
         /// Connection number.
         connection: u64,
     },
-    /// The daemon itself (a `[[schedule]]` cue, see [`crate::schedule`]): no network
+    /// The daemon itself (a `[[schedule]]` cue of the config file): no network
     /// client; its replies go to the log ([`ReplyTo::log`]).
     Daemon,
 }
