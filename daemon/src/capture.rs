@@ -1,7 +1,7 @@
 //! Live capture: `/capture/start [seconds] [quantize]` and `/capture/stop` read the input
 //! ports' queue ([`crate::audio::input`]) into a clip that becomes the new source through
-//! the `/source` path ([`Job::CaptureSource`]: re-encoded by the engine, `/done /source`,
-//! optionally saved as a WAV under `[capture] save`).
+//! the `/source` path (a [`ClipSink`]: the control job queue, where the engine re-encodes it,
+//! `/done /source`, optionally saved as a WAV under `[capture] save`).
 //!
 //! Placing the clip: every queued period carries its first frame's place on the input
 //! clock and the ring's playhead then ([`InputBlock`]). A [`Window`] on the input clock is
@@ -16,7 +16,7 @@
 //! Threading: [`Capture::start`] and [`Capture::stop`] run on control threads and only take
 //! short locks; each capture runs on its own `latentd-capture` thread, which drains the
 //! queue every few milliseconds (never blocking the callback, which only sees the
-//! `armed` flag and a wait-free queue), then hands the clip to the job queue (never
+//! `armed` flag and a wait-free queue), then hands the clip to its [`ClipSink`] (never
 //! blocks: a full queue is a `/fail /source`). [`Capture::shutdown`] ends a running capture
 //! without a source and joins its thread (at stop, before the job worker is joined).
 
@@ -35,8 +35,20 @@ use latentd_osc_schema::{Fail, reply};
 use crate::audio::Rates;
 use crate::audio::input::{InputBlock, InputReader, InputShared};
 use crate::audio::supervisor::OutputStateHandle;
-use crate::control::jobs::{Job, JobQueue};
 use crate::osc::ReplyTo;
+
+/// Where a finished capture goes: the control job queue's `/source` path, which re-encodes
+/// it, replies `/done /source` to `reply_to` and saves it under `save` when given.
+pub trait ClipSink: Send + Sync {
+    /// Hand `audio` on without blocking; `Err` with the reason when it cannot be taken (a
+    /// full queue, the daemon stopping): the capture then replies `/fail /source`.
+    fn take_clip(
+        &self,
+        audio: LoopAudio,
+        save: Option<PathBuf>,
+        reply_to: ReplyTo,
+    ) -> Result<(), String>;
+}
 
 /// How often the capture thread drains the queue (the queue holds seconds).
 const POLL: Duration = Duration::from_millis(5);
@@ -229,8 +241,8 @@ pub struct Capture {
     output: OutputStateHandle,
     ring: RingHandle,
     rates: Rates,
-    /// Gone once [`Capture::shutdown`] ran.
-    jobs: Mutex<Option<JobQueue>>,
+    /// Where clips go; gone once [`Capture::shutdown`] ran.
+    jobs: Mutex<Option<Arc<dyn ClipSink>>>,
     /// `[capture] save`: the folder captures are saved in.
     save: Option<PathBuf>,
     /// The last capture started, and its thread.
@@ -239,13 +251,13 @@ pub struct Capture {
 
 impl Capture {
     /// A capture reading `reader`, compensating `output`'s latency, placing against `ring`
-    /// played at `rates`, handing the clip to `jobs`, saving under `save`.
+    /// played at `rates`, handing the clip to `jobs` ([`ClipSink`]), saving under `save`.
     pub fn new(
         reader: InputReader,
         output: OutputStateHandle,
         ring: RingHandle,
         rates: Rates,
-        jobs: JobQueue,
+        jobs: impl ClipSink + 'static,
         save: Option<PathBuf>,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -254,7 +266,7 @@ impl Capture {
             output,
             ring,
             rates,
-            jobs: Mutex::new(Some(jobs)),
+            jobs: Mutex::new(Some(Arc::new(jobs))),
             save,
             current: Mutex::new(None),
         })
@@ -371,7 +383,7 @@ struct Run {
 }
 
 impl Run {
-    fn run(mut self, mut reader: InputReader, jobs: JobQueue, reply_to: ReplyTo) {
+    fn run(mut self, mut reader: InputReader, jobs: Arc<dyn ClipSink>, reply_to: ReplyTo) {
         let outcome = self.collect(&mut reader);
         let capture = &self.capture;
         capture.shared.armed.store(false, Ordering::Release);
@@ -380,11 +392,8 @@ impl Run {
         let failure = match outcome {
             Ok(Some(audio)) => {
                 log::info!("capture: {:.2} s captured", audio.seconds());
-                let job = Job::CaptureSource {
-                    audio,
-                    save: capture.save.clone(),
-                };
-                jobs.push(job, reply_to.clone()).err()
+                jobs.take_clip(audio, capture.save.clone(), reply_to.clone())
+                    .err()
             }
             Ok(None) => None,
             Err(reason) => Some(reason),

@@ -1,118 +1,40 @@
-//! The command line and the config file ([`crate::config`]), merged into one validated
-//! [`Settings`].
+//! The command line, as clap parses it: [`Cli`], its subcommand and value enums, and the
+//! defaults its flags show. The settings module merges it with the config file.
 //!
 //! `latentd [FLAGS]` runs the daemon; `latentd check-config [FILE]` validates a config file
 //! (the default one when `FILE` is omitted), prints the effective settings and exits.
-//! Command-line flags override the file. Unknown keys, wrong types and out-of-range values
-//! are errors that name the key, the value and what is accepted; every error is one line.
 //!
 //! Threading: main thread, before anything starts (and on SIGHUP, to reload).
 
-use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use latentd_engine::conditioning::check_prompt;
-use latentd_engine::knobs::{self, KnobId};
-use latentd_engine::model::bundle::onnx::Provider;
-use latentd_engine::runner::lead::LeadConfig;
-use latentd_osc_schema::ParamSpec;
-use serde::Deserialize;
+use std::ffi::OsString;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::audio::select::BackendChoice;
-use crate::config::{AdvertiseKey, ConfigFile, default_config_path, read_config};
-use crate::discovery::Advertise;
-use crate::health::HealthConfig;
-use crate::logging::LogTarget;
-use crate::osc::{Cidr, DEFAULT_PORT};
-use crate::schedule::{Cue, check_entries};
+use crate::engine_select::{DEFAULT_ENGINE, DEFAULT_EP, EngineChoice};
+use crate::logging::{DEFAULT_LEVEL, LogLevel, LogTarget};
+use crate::osc::{DEFAULT_BIND, DEFAULT_OSCQUERY_PORT};
 
-/// Accepted sample rates, in Hz.
-pub const RATE_RANGE: std::ops::RangeInclusive<u32> = 8_000..=384_000;
-/// Accepted periods, in frames.
-pub const PERIOD_RANGE: std::ops::RangeInclusive<usize> = 16..=8192;
-/// Longest built-in test loop, in seconds: the longest loop a source file may hold.
-pub const MAX_LOOP_SECONDS: f64 = latentd_engine::audio_clip::MAX_CLIP_SECONDS;
-/// Longest client name (JACK's limit, less the terminating NUL).
-pub const MAX_CLIENT_NAME: usize = 63;
+/// The rate of null and PipeWire outputs without `--rate` or `[audio] rate`, in Hz.
+pub const DEFAULT_RATE: u32 = 48_000;
+/// The period of null and PipeWire outputs without `--period` or `[audio] period`, in frames.
+pub const DEFAULT_PERIOD: usize = 256;
+/// The JACK client / PipeWire node name without `--client-name` or `[audio] client_name`.
+pub const DEFAULT_CLIENT_NAME: &str = "latentd";
+/// The loop's length when there is no source, without `--loop-seconds` or
+/// `[source] loop_seconds`, in seconds.
+pub const DEFAULT_LOOP_SECONDS: f64 = 60.0;
+/// The audio output without `--audio` or `[audio] backend`.
+pub const DEFAULT_BACKEND: BackendChoice = BackendChoice::Auto;
+/// JACK input ports without `--inputs` or `[audio] inputs`.
+pub const DEFAULT_INPUTS: usize = 0;
 
-/// Log verbosity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogLevel {
-    /// Nothing.
-    Off,
-    /// Errors only.
-    Error,
-    /// Warnings and errors.
-    Warn,
-    /// What the daemon does (the default).
-    Info,
-    /// Details for debugging.
-    Debug,
-    /// Everything.
-    Trace,
-}
-
-impl LogLevel {
-    /// The spelling in the config file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Off => "off",
-            Self::Error => "error",
-            Self::Warn => "warn",
-            Self::Info => "info",
-            Self::Debug => "debug",
-            Self::Trace => "trace",
-        }
-    }
-
-    /// As a `log` filter.
-    pub fn filter(self) -> log::LevelFilter {
-        match self {
-            Self::Off => log::LevelFilter::Off,
-            Self::Error => log::LevelFilter::Error,
-            Self::Warn => log::LevelFilter::Warn,
-            Self::Info => log::LevelFilter::Info,
-            Self::Debug => log::LevelFilter::Debug,
-            Self::Trace => log::LevelFilter::Trace,
-        }
-    }
-}
-
-/// Which engine generates into the ring.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum EngineChoice {
-    /// The built-in model on the CPU.
-    BuiltinCpu,
-    /// The built-in model on an NVIDIA GPU (CUDA; needs a build with `--features cuda`),
-    /// falling back to the CPU if the device fails while running.
-    BuiltinCuda,
-    /// CUDA when a usable device exists, else the CPU (the choice is logged).
-    Auto,
-    /// A model bundle on ONNX Runtime (`--model DIR` / `[model] bundle`, docs/bundles.md).
-    Bundle,
-    /// No generation: the ring plays the source (or silence) untouched; OSC still steers
-    /// the loop band and transport.
-    Off,
-}
-
-impl EngineChoice {
-    /// The spelling on the command line and in the config file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::BuiltinCpu => "builtin-cpu",
-            Self::BuiltinCuda => "builtin-cuda",
-            Self::Auto => "auto",
-            Self::Bundle => "bundle",
-            Self::Off => "off",
-        }
-    }
-}
-
-/// The command line, as typed (unset flags are `None`).
+/// The command line, as typed: a flag not given is `None` (or `false`, or empty), so the
+/// config file's value can stand; the defaults clap shows in `--help` are the ones the
+/// settings module applies when neither gives a value (see [`parse`]).
 #[derive(Debug, Parser)]
 #[command(
     name = "latentd",
@@ -120,12 +42,13 @@ impl EngineChoice {
     about = "Headless realtime generative-music daemon"
 )]
 pub struct Cli {
-    /// Loop source (any WAV; converted to the output's rate, stereo). Default: a built-in
-    /// test loop.
+    /// Loop source (any WAV; converted to the output's rate, stereo). Without one the loop
+    /// starts silent, --loop-seconds long, and the engine fills it from the prompt (with
+    /// `--engine off` it stays silent).
     #[arg(long, value_name = "FILE.wav")]
     pub source: Option<PathBuf>,
     /// Audio output: auto = JACK if a server answers, else PipeWire, else null.
-    #[arg(long, value_name = "BACKEND")]
+    #[arg(long, value_name = "BACKEND", default_value = DEFAULT_BACKEND.as_str())]
     pub audio: Option<BackendChoice>,
     /// Record what is played to this WAV file (32-bit float).
     #[arg(long, value_name = "FILE.wav")]
@@ -133,8 +56,8 @@ pub struct Cli {
     /// TOML config file; flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// JACK client name / PipeWire node name [default: latentd].
-    #[arg(long, value_name = "NAME")]
+    /// JACK client name / PipeWire node name.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_CLIENT_NAME)]
     pub client_name: Option<String>,
     /// Connect the output to the system playback ports.
     #[arg(long)]
@@ -142,26 +65,32 @@ pub struct Cli {
     /// MIDI input: open a JACK `midi_in` port (controllers move knobs through maps).
     #[arg(long)]
     pub midi: bool,
-    /// Sample rate for null and PipeWire outputs [default: 48000].
-    #[arg(long, value_name = "HZ")]
+    /// Sample rate for null and PipeWire outputs.
+    #[arg(long, value_name = "HZ", default_value = DEFAULT_RATE.to_string())]
     pub rate: Option<u32>,
-    /// Period for null and PipeWire outputs [default: 256].
-    #[arg(long, value_name = "FRAMES")]
+    /// Period for null and PipeWire outputs.
+    #[arg(long, value_name = "FRAMES", default_value = DEFAULT_PERIOD.to_string())]
     pub period: Option<usize>,
-    /// Length of the built-in test loop when there is no --source [default: 8].
-    #[arg(long, value_name = "S", allow_negative_numbers = true)]
+    /// Length of the loop when there is no --source, in seconds: it starts silent and the
+    /// engine fills it from the prompt.
+    #[arg(
+        long,
+        value_name = "S",
+        allow_negative_numbers = true,
+        default_value = DEFAULT_LOOP_SECONDS.to_string()
+    )]
     pub loop_seconds: Option<f64>,
-    /// Log verbosity [default: info].
-    #[arg(long, value_name = "LEVEL")]
+    /// Log verbosity.
+    #[arg(long, value_name = "LEVEL", default_value = DEFAULT_LEVEL.as_str())]
     pub log_level: Option<LogLevel>,
     /// Where logs go: auto (the journal under systemd, else stderr), journal, stderr.
-    #[arg(long, value_name = "TARGET")]
+    #[arg(long, value_name = "TARGET", default_value = LogTarget::Auto.as_str())]
     pub log_target: Option<String>,
-    /// OSC address for UDP and TCP [default: 127.0.0.1:7770].
-    #[arg(long, value_name = "ADDR:PORT")]
+    /// OSC address for UDP and TCP.
+    #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_BIND.to_string())]
     pub osc: Option<SocketAddr>,
-    /// OSCQuery HTTP port; 0 turns it off [default: 7771].
-    #[arg(long, value_name = "PORT")]
+    /// OSCQuery HTTP port; 0 turns it off.
+    #[arg(long, value_name = "PORT", default_value = DEFAULT_OSCQUERY_PORT.to_string())]
     pub oscquery_port: Option<u16>,
     /// Folder that paths given over OSC must stay inside [default: the working directory].
     #[arg(long, value_name = "DIR")]
@@ -172,10 +101,8 @@ pub struct Cli {
     /// A knob value at start, `name=value`; may repeat.
     #[arg(long = "knob", value_name = "NAME=VALUE")]
     pub knobs: Vec<String>,
-    /// Engine: builtin-cpu (the default), builtin-cuda (NVIDIA GPU; a build with the `cuda`
-    /// feature), auto (CUDA when a usable device exists, else the CPU), or off (play the loop
-    /// untouched).
-    #[arg(long, value_name = "ENGINE")]
+    /// Engine that generates into the loop; `--model DIR` alone picks `bundle`.
+    #[arg(long, value_name = "ENGINE", default_value = DEFAULT_ENGINE.as_str())]
     pub engine: Option<EngineChoice>,
     /// A model bundle folder (`bundle.toml` plus ONNX files, docs/bundles.md); implies
     /// `--engine bundle` unless `--engine` says otherwise.
@@ -183,16 +110,18 @@ pub struct Cli {
     pub model: Option<PathBuf>,
     /// ONNX Runtime execution providers to try in order, comma-separated (`tensorrt`,
     /// `cuda`, `cpu`; `[model] ep`).
-    #[arg(long, value_name = "LIST")]
+    #[arg(long, value_name = "LIST", default_value = DEFAULT_EP.name())]
     pub ep: Option<String>,
     /// Turn the near-playhead repatch off (for A/B latency measurement).
     #[arg(long)]
     pub no_repatch: bool,
-    /// State file (knobs, prompt, references, loop band, source).
+    /// State file (knobs, prompt, references, loop band, source) [default:
+    /// $STATE_DIRECTORY/state.json, else $XDG_STATE_HOME/latentd/state.json, else
+    /// ~/.local/state/latentd/state.json].
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
-    /// JACK input ports `in_1 .. in_N` for `/capture`; 0 opens none [default: 0].
-    #[arg(long, value_name = "N")]
+    /// JACK input ports `in_1 .. in_N` for `/capture`; 0 opens none.
+    #[arg(long, value_name = "N", default_value = DEFAULT_INPUTS.to_string())]
     pub inputs: Option<usize>,
     /// Subcommand; without one, run the daemon.
     #[command(subcommand)]
@@ -210,684 +139,29 @@ pub enum Command {
     },
 }
 
-/// Everything the daemon runs with, merged and validated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
-    /// Loop source; `None` plays the built-in test loop.
-    pub source: Option<PathBuf>,
-    /// Which output to open.
-    pub backend: BackendChoice,
-    /// JACK client / PipeWire node name.
-    pub client_name: String,
-    /// Connect to the system playback ports.
-    pub autoconnect: bool,
-    /// Rate for null and PipeWire outputs.
-    pub sample_rate: u32,
-    /// Period for null and PipeWire outputs.
-    pub period_frames: usize,
-    /// Length of the built-in test loop.
-    pub loop_seconds: f64,
-    /// Where to record what is played.
-    pub record: Option<PathBuf>,
-    /// How recordings are split.
-    pub record_config: crate::record::RecordConfig,
-    /// Log verbosity.
-    pub log_level: LogLevel,
-    /// Where logs go.
-    pub log_target: LogTarget,
-    /// OSC bind address (UDP and TCP).
-    pub osc_bind: SocketAddr,
-    /// Client networks served when bound wider than loopback.
-    pub osc_allow: Vec<Cidr>,
-    /// OSCQuery HTTP port (0: off).
-    pub oscquery_port: u16,
-    /// When the OSC and OSCQuery ports are advertised over zeroconf.
-    pub advertise: Advertise,
-    /// Folder OSC paths must stay inside.
-    pub media_folder: PathBuf,
-    /// Prompt at start (`None`: the saved one, else the engine's default prompt).
-    pub prompt: Option<String>,
-    /// Second prompt at start.
-    pub prompt_b: Option<String>,
-    /// Which engine generates.
-    pub engine: EngineChoice,
-    /// The model bundle and its runtime (`--engine bundle`).
-    pub model: ModelSettings,
-    /// Knob values at start, canonicalized (file first, then flags).
-    pub knobs: Vec<(KnobId, f64)>,
-    /// Lead and repatch settings.
-    pub lead: LeadConfig,
-    /// Silence and clip alarms.
-    pub health: HealthConfig,
-    /// State file.
-    pub state_path: PathBuf,
-    /// Cues at a local time of day (`[[schedule]]`), in file order.
-    pub schedule: Vec<Cue>,
-    /// The config file read, if any (SIGHUP re-reads it).
-    pub config_path: Option<PathBuf>,
-    /// MIDI input (`--midi`, `[midi] enabled`): a JACK `midi_in` port.
-    pub midi: bool,
-    /// MIDI maps of the config file (`[[midi.map]]`), checked as `/midi/map` checks them.
-    pub midi_maps: Vec<crate::midi::MidiMapEntry>,
-    /// Input ports for `/capture` (JACK only; 0: none).
-    pub inputs: usize,
-    /// `[capture] save`: the folder each capture is saved in as a WAV (`None`: not saved).
-    pub capture_save: Option<PathBuf>,
-}
-
-/// The model bundle the `bundle` engine runs, and how ONNX Runtime runs it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModelSettings {
-    /// The bundle folder (`--model DIR`, `[model] bundle`).
-    pub bundle: Option<PathBuf>,
-    /// The ONNX Runtime library (`[model] runtime`); `None`: `ORT_DYLIB_PATH`, else the
-    /// places docs/bundles.md lists.
-    pub runtime: Option<PathBuf>,
-    /// Intra-op threads of each ONNX Runtime session (`[model] threads`).
-    pub threads: usize,
-    /// Execution providers to try in order (`--ep`, `[model] ep`); CPU is the last resort.
-    pub ep: Vec<Provider>,
-}
-
-/// Default intra-op threads per session: one core, leaving the rest to the audio server.
-pub const DEFAULT_MODEL_THREADS: usize = 1;
-/// Accepted intra-op threads per session.
-pub const MODEL_THREADS_RANGE: std::ops::RangeInclusive<usize> = 1..=64;
-
-/// What the command line asks for.
-#[derive(Debug)]
-pub enum Invocation {
-    /// Run with these settings.
-    Run(Box<Settings>),
-    /// Print this (help or version) on stdout and exit 0.
-    Print(String),
-    /// `check-config`: these settings are valid; print them and exit 0.
-    CheckConfig(Box<Settings>),
-}
-
-/// A bad command line or config file, as one line of text.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct SettingsError(pub String);
-
-/// Parse `args` (program name first), read the config file if one is named, merge, validate.
-pub fn parse_args<I, T>(args: I) -> Result<Invocation, SettingsError>
+/// Parse `args` (program name first). Help, version and errors come from the command with
+/// every default shown; the values from the same command with the defaults removed, so a
+/// flag not typed is `None` and does not hide the config file's key.
+pub fn parse<I, T>(args: I) -> Result<Cli, clap::Error>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
-        Ok(cli) => cli,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            return match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-                    Ok(Invocation::Print(e.to_string()))
-                }
-                _ => Err(SettingsError(one_line_clap(&e.to_string()))),
-            };
-        }
-    };
-    let check = matches!(cli.command, Some(Command::CheckConfig { .. }));
-    let config_path = match &cli.command {
-        Some(Command::CheckConfig { file: Some(file) }) => Some(file.clone()),
-        _ => cli.config.clone().or_else(default_config_path),
-    };
-    if check && config_path.is_none() {
-        return Err(SettingsError(
-            "check-config: no config file given and none found at \
-             $XDG_CONFIG_HOME/latentd/latentd.toml or /etc/latentd/latentd.toml"
-                .into(),
-        ));
-    }
-    let file = match &config_path {
-        Some(path) => read_config(path)?,
-        None => ConfigFile::default(),
-    };
-    let settings = Box::new(merge(cli, file, config_path)?);
-    Ok(if check {
-        Invocation::CheckConfig(settings)
-    } else {
-        Invocation::Run(settings)
-    })
-}
-
-/// Re-read the config file for SIGHUP, with the same command line on top.
-pub fn reload<I, T>(args: I) -> Result<Settings, SettingsError>
-where
-    I: IntoIterator<Item = T>,
-    T: Into<OsString> + Clone,
-{
-    match parse_args(args)? {
-        Invocation::Run(s) | Invocation::CheckConfig(s) => Ok(*s),
-        Invocation::Print(_) => Err(SettingsError("reload: not a daemon command line".into())),
-    }
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    Cli::command().try_get_matches_from(&args)?;
+    let typed = Cli::command()
+        .mut_args(|arg| arg.default_value(None::<&'static str>))
+        .try_get_matches_from(&args)?;
+    Cli::from_arg_matches(&typed)
 }
 
 /// clap's multi-line message as one line: no `error:` prefix, no usage, no help hint.
-fn one_line_clap(text: &str) -> String {
-    text.lines()
+pub fn one_line(e: &clap::Error) -> String {
+    e.to_string()
+        .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more"))
         .map(|l| l.strip_prefix("error: ").unwrap_or(l))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// A flag's value if given, else the file's, with the name to blame in errors.
-fn pick<T>(flag: Option<T>, flag_name: &str, file: Option<T>, key: &str) -> Option<(T, String)> {
-    match (flag, file) {
-        (Some(v), _) => Some((v, flag_name.to_string())),
-        (None, Some(v)) => Some((v, format!("config key {key}"))),
-        (None, None) => None,
-    }
-}
-
-fn bad(origin: &str, value: impl std::fmt::Display, accepted: &str) -> SettingsError {
-    SettingsError(format!("{origin} = {value}: expected {accepted}"))
-}
-
-fn merge(
-    cli: Cli,
-    file: ConfigFile,
-    config_path: Option<PathBuf>,
-) -> Result<Settings, SettingsError> {
-    let rate = pick(cli.rate, "--rate", file.audio.rate, "audio.rate");
-    let sample_rate = match rate {
-        Some((v, origin)) if !RATE_RANGE.contains(&v) => {
-            return Err(bad(&origin, v, "8000..=384000 Hz"));
-        }
-        Some((v, _)) => v,
-        None => 48_000,
-    };
-    let period = pick(cli.period, "--period", file.audio.period, "audio.period");
-    let period_frames = match period {
-        Some((v, origin)) if !PERIOD_RANGE.contains(&v) => {
-            return Err(bad(&origin, v, "16..=8192 frames"));
-        }
-        Some((v, _)) => v,
-        None => 256,
-    };
-    let seconds = pick(
-        cli.loop_seconds,
-        "--loop-seconds",
-        file.source.loop_seconds,
-        "source.loop_seconds",
-    );
-    let loop_seconds = match seconds {
-        Some((v, origin)) if !(v > 0.0 && v <= MAX_LOOP_SECONDS) => {
-            return Err(bad(&origin, v, "seconds above 0 and at most 600"));
-        }
-        Some((v, _)) => v,
-        None => 60.0,
-    };
-    let name = pick(
-        cli.client_name,
-        "--client-name",
-        file.audio.client_name,
-        "audio.client_name",
-    );
-    let client_name = match name {
-        Some((v, origin)) if v.is_empty() || v.len() > MAX_CLIENT_NAME || v.contains(':') => {
-            return Err(bad(&origin, format!("{v:?}"), "1 to 63 bytes without ':'"));
-        }
-        Some((v, _)) => v,
-        None => "latentd".into(),
-    };
-    let inputs = match pick(cli.inputs, "--inputs", file.audio.inputs, "audio.inputs") {
-        Some((v, origin)) if v > crate::audio::input::MAX_INPUTS => {
-            return Err(bad(&origin, v, "0..=8 input ports"));
-        }
-        Some((v, _)) => v,
-        None => 0,
-    };
-    let (engine, model) = model_settings(
-        cli.engine,
-        cli.model,
-        cli.ep,
-        file.engine.backend,
-        file.model,
-    )?;
-    Ok(Settings {
-        source: cli.source.or(file.source.file),
-        backend: cli
-            .audio
-            .or(file.audio.backend)
-            .unwrap_or(BackendChoice::Auto),
-        client_name,
-        autoconnect: cli.autoconnect || file.audio.autoconnect.unwrap_or(false),
-        sample_rate,
-        period_frames,
-        loop_seconds,
-        record: cli.record.or(file.record.file),
-        record_config: record_config(file.record.split_s)?,
-        log_level: cli.log_level.or(file.log.level).unwrap_or(LogLevel::Info),
-        log_target: log_target(cli.log_target, file.log.target)?,
-        osc_bind: osc_bind(cli.osc, file.osc.bind)?,
-        osc_allow: allowlist(file.osc.allowlist)?,
-        oscquery_port: cli.oscquery_port.or(file.osc.oscquery_port).unwrap_or(7771),
-        advertise: advertise(file.osc.advertise)?,
-        media_folder: media_folder(cli.media.or(file.media.folder))?,
-        prompt: prompt(
-            "--prompt",
-            cli.prompt,
-            "engine.prompt",
-            file.engine.prompt,
-            "prompt",
-        )?,
-        // A blank second prompt means none.
-        prompt_b: prompt(
-            "engine.prompt_b",
-            None,
-            "engine.prompt_b",
-            file.engine.prompt_b.filter(|p| !p.trim().is_empty()),
-            "prompt_b",
-        )?,
-        engine,
-        model,
-        knobs: start_knobs(&file.engine.knobs, &cli.knobs)?,
-        lead: lead(file.lead, cli.no_repatch)?,
-        health: file
-            .health
-            .validate()
-            .map(|()| file.health)
-            .map_err(|e| SettingsError(format!("config section [health]: {e}")))?,
-        state_path: state_path(cli.state.or(file.state.path))?,
-        schedule: check_entries(&file.schedule)?,
-        config_path,
-        midi: cli.midi || file.midi.enabled.unwrap_or(false),
-        midi_maps: midi_maps(file.midi.map)?,
-        inputs,
-        capture_save: file.capture.save,
-    })
-}
-
-/// `[[midi.map]]` entries, each checked as `/midi/map` checks it (against the engine's
-/// knobs), with no two on one channel and controller.
-fn midi_maps(
-    entries: Vec<crate::midi::MidiMapEntry>,
-) -> Result<Vec<crate::midi::MidiMapEntry>, SettingsError> {
-    let schema = latentd_osc_schema::Schema::new(latentd_osc_schema::reference_knobs())
-        .map_err(|e| SettingsError(format!("knob table: {e}")))?;
-    let mut seen = std::collections::BTreeSet::new();
-    for entry in &entries {
-        let map = entry
-            .to_map(&schema)
-            .map_err(|e| SettingsError(format!("config [[midi.map]]: {e}")))?;
-        if !seen.insert((map.channel, map.cc)) {
-            return Err(SettingsError(format!(
-                "config [[midi.map]]: channel {} cc {} is mapped twice",
-                map.channel, map.cc
-            )));
-        }
-    }
-    if entries.len() > latentd_osc_schema::midi::MAX_MIDI_MAPS {
-        return Err(SettingsError(format!(
-            "config [[midi.map]]: {} maps; at most {}",
-            entries.len(),
-            latentd_osc_schema::midi::MAX_MIDI_MAPS
-        )));
-    }
-    Ok(entries)
-}
-
-/// The engine choice and the model bundle: `--model DIR` alone picks the bundle engine; the
-/// bundle engine without a bundle is refused.
-fn model_settings(
-    engine_flag: Option<EngineChoice>,
-    bundle_flag: Option<PathBuf>,
-    ep_flag: Option<String>,
-    engine_key: Option<EngineChoice>,
-    file: crate::config::ModelSection,
-) -> Result<(EngineChoice, ModelSettings), SettingsError> {
-    let bundle_given = bundle_flag.is_some();
-    let bundle = bundle_flag.or(file.bundle);
-    let engine = match (engine_flag, engine_key) {
-        (Some(e), _) => e,
-        (None, _) if bundle_given => EngineChoice::Bundle,
-        (None, Some(e)) => e,
-        (None, None) => EngineChoice::BuiltinCpu,
-    };
-    if engine == EngineChoice::Bundle && bundle.is_none() {
-        return Err(SettingsError(
-            "engine bundle: no bundle given (--model DIR or config key model.bundle)".into(),
-        ));
-    }
-    let threads = match file.threads {
-        Some(t) if !MODEL_THREADS_RANGE.contains(&t) => {
-            return Err(bad("config key model.threads", t, "1..=64 threads"));
-        }
-        Some(t) => t,
-        None => DEFAULT_MODEL_THREADS,
-    };
-    let ep = match (ep_flag, file.ep) {
-        (Some(list), _) => providers("--ep", list.split(',').map(str::trim))?,
-        (None, Some(list)) => providers("config key model.ep", list.iter().map(String::as_str))?,
-        (None, None) => vec![Provider::Cpu],
-    };
-    Ok((
-        engine,
-        ModelSettings {
-            bundle,
-            runtime: file.runtime,
-            threads,
-            ep,
-        },
-    ))
-}
-
-/// The execution providers `names` (from `origin`) list; an unknown or missing one is refused.
-fn providers<'a>(
-    origin: &str,
-    names: impl Iterator<Item = &'a str>,
-) -> Result<Vec<Provider>, SettingsError> {
-    let accepted = "a list of tensorrt, cuda, cpu";
-    let list = names
-        .map(|n| Provider::parse(n).ok_or_else(|| bad(origin, format!("{n:?}"), accepted)))
-        .collect::<Result<Vec<_>, _>>()?;
-    if list.is_empty() {
-        return Err(bad(origin, "an empty list", accepted));
-    }
-    Ok(list)
-}
-
-fn log_target(flag: Option<String>, file: Option<String>) -> Result<LogTarget, SettingsError> {
-    match pick(flag, "--log-target", file, "log.target") {
-        Some((v, origin)) => v
-            .parse()
-            .map_err(|_| bad(&origin, format!("{v:?}"), "auto, journal or stderr")),
-        None => Ok(LogTarget::Auto),
-    }
-}
-
-fn osc_bind(flag: Option<SocketAddr>, file: Option<String>) -> Result<SocketAddr, SettingsError> {
-    if let Some(addr) = flag {
-        return Ok(addr);
-    }
-    match file {
-        Some(text) => text.parse().map_err(|_| {
-            bad(
-                "config key osc.bind",
-                format!("{text:?}"),
-                "ADDR:PORT, e.g. \"127.0.0.1:7770\" or \"[::]:7770\"",
-            )
-        }),
-        None => Ok(SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT))),
-    }
-}
-
-fn advertise(file: Option<AdvertiseKey>) -> Result<Advertise, SettingsError> {
-    match file {
-        None => Ok(Advertise::default()),
-        Some(AdvertiseKey::Bool(true)) => Ok(Advertise::On),
-        Some(AdvertiseKey::Bool(false)) => Ok(Advertise::Off),
-        Some(AdvertiseKey::Text(text)) => Advertise::parse(&text).ok_or_else(|| {
-            bad(
-                "config key osc.advertise",
-                format!("{text:?}"),
-                "\"auto\", \"true\" or \"false\"",
-            )
-        }),
-    }
-}
-
-fn allowlist(file: Option<Vec<String>>) -> Result<Vec<Cidr>, SettingsError> {
-    let Some(entries) = file else {
-        return Ok(vec![
-            "127.0.0.0/8".parse().expect("valid"),
-            "::1/128".parse().expect("valid"),
-        ]);
-    };
-    entries
-        .iter()
-        .map(|e| {
-            e.parse().map_err(|_| {
-                bad(
-                    "config key osc.allowlist",
-                    format!("{e:?}"),
-                    "networks in CIDR notation, e.g. \"192.168.1.0/24\"",
-                )
-            })
-        })
-        .collect()
-}
-
-/// `[record]`'s split, checked; the default is [`crate::record::RecordConfig`]'s.
-fn record_config(split_s: Option<f64>) -> Result<crate::record::RecordConfig, SettingsError> {
-    let mut config = crate::record::RecordConfig::default();
-    if let Some(split_s) = split_s {
-        config.split_s = split_s;
-    }
-    config
-        .validate()
-        .map(|()| config)
-        .map_err(|e| SettingsError(format!("config section [record]: {e}")))
-}
-
-fn media_folder(dir: Option<PathBuf>) -> Result<PathBuf, SettingsError> {
-    let dir = match dir {
-        Some(d) => d,
-        None => std::env::current_dir()
-            .map_err(|e| SettingsError(format!("media folder: working directory: {e}")))?,
-    };
-    Ok(dir)
-}
-
-/// A prompt from the command line or the config file, checked like a prompt over OSC
-/// ([`check_prompt`]); `field` names it in the engine's message.
-fn prompt(
-    flag_name: &str,
-    flag: Option<String>,
-    key: &str,
-    file: Option<String>,
-    field: &'static str,
-) -> Result<Option<String>, SettingsError> {
-    match pick(flag, flag_name, file, key) {
-        Some((v, origin)) => match check_prompt(field, &v) {
-            Ok(()) => Ok(Some(v)),
-            Err(e) => Err(SettingsError(format!("{origin}: {e}"))),
-        },
-        None => Ok(None),
-    }
-}
-
-/// A knob value from the command line, the config file or the state file, checked like a
-/// knob set over OSC ([`ParamSpec::check_value`](latentd_osc_schema::ParamSpec::check_value): refused out of range or fractional for an
-/// integer knob, never rounded or clamped), then put in the engine's canonical form.
-pub fn check_knob(name: &str, value: f64) -> Result<(KnobId, f64), String> {
-    let names = || {
-        knobs::KNOBS
-            .iter()
-            .map(|k| k.name)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let id = KnobId::from_name(name)
-        .ok_or_else(|| format!("unknown knob {name:?}; known: {}", names()))?;
-    let spec = ParamSpec::from(id.spec());
-    let value = spec.check_value(value)?;
-    let value = knobs::canonicalize(id, value).map_err(|e| e.to_string())?;
-    Ok((id, value))
-}
-
-fn start_knobs(
-    file: &std::collections::BTreeMap<String, f64>,
-    flags: &[String],
-) -> Result<Vec<(KnobId, f64)>, SettingsError> {
-    let mut out: Vec<(KnobId, f64)> = Vec::new();
-    let mut set = |origin: String, name: &str, value: f64| {
-        let (id, value) =
-            check_knob(name, value).map_err(|e| SettingsError(format!("{origin}: {e}")))?;
-        out.retain(|(k, _)| *k != id);
-        out.push((id, value));
-        Ok::<(), SettingsError>(())
-    };
-    for (name, value) in file {
-        set(format!("config key engine.knobs.{name}"), name, *value)?;
-    }
-    for flag in flags {
-        let (name, value) = flag
-            .split_once('=')
-            .and_then(|(n, v)| Some((n.trim(), v.trim().parse::<f64>().ok()?)))
-            .ok_or_else(|| {
-                bad(
-                    "--knob",
-                    format!("{flag:?}"),
-                    "NAME=NUMBER, e.g. denoise=0.7",
-                )
-            })?;
-        set(format!("--knob {name}"), name, value)?;
-    }
-    Ok(out)
-}
-
-fn lead(mut lead: LeadConfig, no_repatch: bool) -> Result<LeadConfig, SettingsError> {
-    if no_repatch {
-        lead.repatch = false;
-    }
-    lead.validate()
-        .map_err(|e| SettingsError(format!("config section [lead]: {e}")))?;
-    Ok(lead)
-}
-
-/// The state file's path, refused when it names something that exists and is not a regular
-/// file: a FIFO would block the start, a device such as `/dev/zero` would be read until
-/// memory runs out, and neither may be moved aside as a corrupt state file would be.
-fn state_path(given: Option<PathBuf>) -> Result<PathBuf, SettingsError> {
-    let path = given.unwrap_or_else(default_state_path);
-    match std::fs::metadata(&path) {
-        Ok(meta) if !meta.is_file() => {
-            let kind = meta.file_type();
-            use std::os::unix::fs::FileTypeExt;
-            let what = if kind.is_dir() {
-                "a directory"
-            } else if kind.is_fifo() {
-                "a FIFO"
-            } else if kind.is_char_device() || kind.is_block_device() {
-                "a device"
-            } else {
-                "a special file"
-            };
-            Err(SettingsError(format!(
-                "state file {} is {what}, not a regular file",
-                path.display()
-            )))
-        }
-        _ => Ok(path),
-    }
-}
-
-/// `$STATE_DIRECTORY/state.json` under systemd, else `$XDG_STATE_HOME/latentd/state.json`,
-/// else `~/.local/state/latentd/state.json`, else `./latentd-state.json`.
-fn default_state_path() -> PathBuf {
-    if let Some(dir) = std::env::var_os("STATE_DIRECTORY") {
-        // systemd may pass several, colon-separated; the first is ours.
-        let first = dir
-            .to_string_lossy()
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .to_owned();
-        if !first.is_empty() {
-            return Path::new(&first).join("state.json");
-        }
-    }
-    if let Some(base) = std::env::var_os("XDG_STATE_HOME") {
-        return PathBuf::from(base).join("latentd/state.json");
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        return PathBuf::from(home).join(".local/state/latentd/state.json");
-    }
-    PathBuf::from("latentd-state.json")
-}
-
-#[cfg(test)]
-mod tests;
-
-impl Settings {
-    /// The effective settings as a config file (what `check-config` prints).
-    pub fn to_toml(&self) -> String {
-        let opt_key = |key: &str, p: &Option<PathBuf>| match p {
-            Some(p) => format!("{key} = {:?}", p.display().to_string()),
-            None => format!("# {key}: none"),
-        };
-        let opt_path = |p: &Option<PathBuf>| opt_key("file", p);
-        let knobs = self
-            .knobs
-            .iter()
-            .map(|(id, v)| format!("{} = {v}", id.spec().name))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let allow = self
-            .osc_allow
-            .iter()
-            .map(|c| format!("{:?}", c.to_string()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let lead = toml::to_string(&self.lead).unwrap_or_default();
-        let health = toml::to_string(&self.health).unwrap_or_default();
-        let midi = format!(
-            "\n[midi]\nenabled = {}\n{}",
-            self.midi,
-            if self.midi_maps.is_empty() {
-                "# [[midi.map]]: none\n".to_string()
-            } else {
-                self.midi_maps
-                    .iter()
-                    .map(|m| format!("[[midi.map]]\n{}", toml::to_string(m).unwrap_or_default()))
-                    .collect()
-            }
-        );
-        let schedule: String = if self.schedule.is_empty() {
-            "\n# [[schedule]]: none\n".into()
-        } else {
-            self.schedule
-                .iter()
-                .map(|cue| format!("\n{}", cue.to_toml()))
-                .collect()
-        };
-        format!(
-            "# effective settings{}\n\
-             [audio]\nbackend = \"{}\"\nclient_name = {:?}\nautoconnect = {}\nrate = {}\n\
-             period = {}\ninputs = {}\n\n[source]\n{}\nloop_seconds = {}\n\n[record]\n{}\nsplit_s = {}\n\n[capture]\n{}\n\n\
-             [osc]\nbind = \"{}\"\nallowlist = [{allow}]\noscquery_port = {}\nadvertise = \"{}\"\n\n\
-             [media]\nfolder = {:?}\n\n[engine]\nbackend = \"{}\"\nprompt = {:?}\nprompt_b = {:?}\n\
-             knobs = {{ {knobs} }}\n\n[model]\n{}\n{}\nthreads = {}\nep = [{}]\n\n[lead]\n{lead}\n[health]\n{health}\n[state]\npath = {:?}\n\n\
-             [log]\nlevel = \"{}\"\ntarget = \"{}\"\n{midi}{schedule}",
-            match &self.config_path {
-                Some(p) => format!(" (from {})", p.display()),
-                None => " (no config file)".into(),
-            },
-            self.backend,
-            self.client_name,
-            self.autoconnect,
-            self.sample_rate,
-            self.period_frames,
-            self.inputs,
-            opt_path(&self.source),
-            self.loop_seconds,
-            opt_path(&self.record),
-            self.record_config.split_s,
-            opt_key("save", &self.capture_save),
-            self.osc_bind,
-            self.oscquery_port,
-            self.advertise.as_str(),
-            self.media_folder.display().to_string(),
-            self.engine.as_str(),
-            self.prompt.as_deref().unwrap_or(""),
-            self.prompt_b.as_deref().unwrap_or(""),
-            opt_key("bundle", &self.model.bundle),
-            opt_key("runtime", &self.model.runtime),
-            self.model.threads,
-            self.model
-                .ep
-                .iter()
-                .map(|p| format!("{:?}", p.name()))
-                .collect::<Vec<_>>()
-                .join(", "),
-            self.state_path.display().to_string(),
-            self.log_level.as_str(),
-            self.log_target.as_str(),
-        )
-    }
 }

@@ -9,8 +9,9 @@
 //! period = 256            # frames, for null and PipeWire
 //! inputs = 0              # JACK input ports in_1 .. in_N for /capture (0: none)
 //! [source]
-//! file = "loop.wav"       # the loop to play and re-imagine; without it: a text-only loop
-//! loop_seconds = 60.0     # loop length without a source file
+//! file = "loop.wav"       # the loop to play and re-imagine; without it the loop starts
+//!                         # silent and the engine fills it from the prompt (text only)
+//! loop_seconds = 60.0     # loop length without a source file (at most 600)
 //! [record]
 //! file = "out.wav"        # record what is played (32-bit float WAV) from the start
 //! split_s = 3600           # every recording rolls over to a new file this often
@@ -24,7 +25,7 @@
 //! [media]
 //! folder = "/srv/latentd/media" # paths given over OSC must stay inside it
 //! [engine]
-//! backend = "builtin-cpu"  # builtin-cpu | off (play the loop untouched)
+//! backend = "builtin-cpu"  # builtin-cpu | builtin-cuda | auto | bundle | off (untouched)
 //! prompt = "calm warm pad pluck bass"
 //! prompt_b = ""            # optional second prompt, mixed by the prompt_blend knob
 //! knobs = { denoise = 0.5, ch_g0 = 1.2 }
@@ -70,13 +71,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use latentd_engine::input_file::read_bounded_to_string;
+use latentd_engine::input_file::{InputFileError, read_bounded_to_string};
 use latentd_engine::runner::lead::LeadConfig;
 use serde::Deserialize;
 
 use crate::audio::select::BackendChoice;
-use crate::cli::{LogLevel, SettingsError};
+use crate::engine_select::EngineChoice;
 use crate::health::HealthConfig;
+use crate::logging::LogLevel;
 use crate::schedule::ScheduleFileEntry;
 
 /// `[audio]`.
@@ -145,7 +147,7 @@ pub struct MediaSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EngineSection {
-    pub(crate) backend: Option<crate::cli::EngineChoice>,
+    pub(crate) backend: Option<EngineChoice>,
     pub(crate) prompt: Option<String>,
     pub(crate) prompt_b: Option<String>,
     #[serde(default)]
@@ -225,28 +227,45 @@ pub struct ConfigFile {
 /// Largest config file read, in bytes.
 pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
+/// Why a config file cannot be used; one line that names the file (and the line and key).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Missing, not a regular file, unreadable or larger than [`MAX_CONFIG_BYTES`].
+    #[error("config {0}")]
+    Read(#[from] InputFileError),
+    /// Not TOML, or not this schema (an unknown key, a wrong type, a bad variant).
+    #[error("config {}: {}{message}", path.display(), line_prefix(at))]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The line number and the offending line (trimmed), when TOML knows where.
+        at: Option<(usize, String)>,
+        /// TOML's message, on one line.
+        message: String,
+    },
+}
+
+/// `line N: `text`: ` when the line is known.
+fn line_prefix(at: &Option<(usize, String)>) -> String {
+    at.as_ref()
+        .map(|(n, line)| format!("line {n}: `{line}`: "))
+        .unwrap_or_default()
+}
+
 /// Read and parse a config file; errors name the file, the line and the key.
-pub fn read_config(path: &Path) -> Result<ConfigFile, SettingsError> {
-    let text = read_bounded_to_string(path, MAX_CONFIG_BYTES)
-        .map_err(|e| SettingsError(format!("config {e}")))?;
+pub fn read_config(path: &Path) -> Result<ConfigFile, ConfigError> {
+    let text = read_bounded_to_string(path, MAX_CONFIG_BYTES)?;
     toml::from_str(&text).map_err(|e| {
-        let (line_no, line) = match e.span() {
-            Some(span) => {
-                let start = span.start.min(text.len());
-                let line_no = text[..start].matches('\n').count() + 1;
-                let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
-                (line_no, line)
-            }
-            None => (0, ""),
-        };
-        let message = e.message().trim().replace('\n', " ");
-        if line.is_empty() {
-            SettingsError(format!("config {}: {message}", path.display()))
-        } else {
-            SettingsError(format!(
-                "config {}: line {line_no}: `{line}`: {message}",
-                path.display()
-            ))
+        let at = e.span().and_then(|span| {
+            let start = span.start.min(text.len());
+            let line_no = text[..start].matches('\n').count() + 1;
+            let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+            (!line.is_empty()).then(|| (line_no, line.to_owned()))
+        });
+        ConfigError::Parse {
+            path: path.to_owned(),
+            at,
+            message: e.message().trim().replace('\n', " "),
         }
     })
 }

@@ -18,13 +18,67 @@
 //!
 //! Threading: called once at start; the name closure is called from any thread.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use latentd_engine::knobs::KnobId;
 use latentd_engine::model::Geometry;
-use latentd_engine::model::bundle::onnx::{OnnxModel, OnnxOptions};
+use latentd_engine::model::bundle::onnx::{OnnxModel, OnnxOptions, Provider};
 
-use crate::cli::{EngineChoice, Settings};
+/// Which engine generates into the ring (`--engine`, `[engine] backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EngineChoice {
+    /// The built-in model on the CPU.
+    BuiltinCpu,
+    /// The built-in model on an NVIDIA GPU (CUDA; needs a build with `--features cuda`),
+    /// falling back to the CPU if the device fails while running.
+    BuiltinCuda,
+    /// CUDA when a usable device exists, else the CPU (the choice is logged).
+    Auto,
+    /// A model bundle on ONNX Runtime (`--model DIR` / `[model] bundle`, docs/bundles.md).
+    Bundle,
+    /// No generation: the ring plays the source (or silence) untouched; OSC still steers
+    /// the loop band and transport.
+    Off,
+}
+
+/// The engine without `--engine`, `--model` or `[engine] backend`.
+pub const DEFAULT_ENGINE: EngineChoice = EngineChoice::BuiltinCpu;
+
+impl EngineChoice {
+    /// The spelling on the command line and in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BuiltinCpu => "builtin-cpu",
+            Self::BuiltinCuda => "builtin-cuda",
+            Self::Auto => "auto",
+            Self::Bundle => "bundle",
+            Self::Off => "off",
+        }
+    }
+}
+
+/// The model bundle the `bundle` engine runs, and how ONNX Runtime runs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSettings {
+    /// The bundle folder (`--model DIR`, `[model] bundle`).
+    pub bundle: Option<PathBuf>,
+    /// The ONNX Runtime library (`[model] runtime`); `None`: `ORT_DYLIB_PATH`, else the
+    /// places docs/bundles.md lists.
+    pub runtime: Option<PathBuf>,
+    /// Intra-op threads of each ONNX Runtime session (`[model] threads`).
+    pub threads: usize,
+    /// Execution providers to try in order (`--ep`, `[model] ep`); CPU is the last resort.
+    pub ep: Vec<Provider>,
+}
+
+/// Default intra-op threads per session: one core, leaving the rest to the audio server.
+pub const DEFAULT_MODEL_THREADS: usize = 1;
+/// The execution providers without `--ep` or `[model] ep`: the CPU alone.
+pub const DEFAULT_EP: Provider = Provider::Cpu;
+/// Accepted intra-op threads per session.
+pub const MODEL_THREADS_RANGE: std::ops::RangeInclusive<usize> = 1..=64;
 
 /// The backend running now, in words (changes once if the device fails).
 pub type BackendName = Arc<dyn Fn() -> String + Send + Sync>;
@@ -33,15 +87,16 @@ pub type BackendName = Arc<dyn Fn() -> String + Send + Sync>;
 const NO_CUDA: &str = "--engine builtin-cuda: this latentd was built without CUDA support (build with --features cuda)";
 
 /// Why `bundle` is refused without a bundle.
-const NO_BUNDLE: &str = "engine bundle: no bundle given (--model DIR or config key model.bundle)";
+pub const NO_BUNDLE: &str =
+    "engine bundle: no bundle given (--model DIR or config key model.bundle)";
 
-/// Whether this build can run the engine `settings` choose at all: `builtin-cuda` needs the
+/// Whether this build can run `engine` (with `model`) at all: `builtin-cuda` needs the
 /// `cuda` feature, `bundle` a bundle. Whether a device is usable, or a bundle loads, is
 /// only known when the model is built.
-pub fn check_choice(settings: &Settings) -> Result<(), String> {
-    match settings.engine {
+pub fn check_choice(engine: EngineChoice, model: &ModelSettings) -> Result<(), String> {
+    match engine {
         EngineChoice::BuiltinCuda if !cfg!(feature = "cuda") => Err(NO_CUDA.into()),
-        EngineChoice::Bundle if settings.model.bundle.is_none() => Err(NO_BUNDLE.into()),
+        EngineChoice::Bundle if model.bundle.is_none() => Err(NO_BUNDLE.into()),
         _ => Ok(()),
     }
 }
@@ -84,17 +139,20 @@ impl ChosenModel {
     }
 }
 
-/// Builds the model `settings` ask for (see the module doc).
-pub fn build_model(settings: &Settings) -> Result<(ChosenModel, BackendName), String> {
-    if settings.engine != EngineChoice::Bundle {
-        let (model, name) = imp::build_builtin(settings.engine)?;
+/// Builds the model `engine` (with `settings` for a bundle) asks for (see the module doc).
+pub fn build_model(
+    engine: EngineChoice,
+    settings: &ModelSettings,
+) -> Result<(ChosenModel, BackendName), String> {
+    if engine != EngineChoice::Bundle {
+        let (model, name) = imp::build_builtin(engine)?;
         return Ok((ChosenModel::Builtin(model), name));
     }
-    let dir = settings.model.bundle.as_deref().ok_or(NO_BUNDLE)?;
+    let dir = settings.bundle.as_deref().ok_or(NO_BUNDLE)?;
     let options = OnnxOptions {
-        library: settings.model.runtime.clone(),
-        intra_threads: settings.model.threads,
-        providers: settings.model.ep.clone(),
+        library: settings.runtime.clone(),
+        intra_threads: settings.threads,
+        providers: settings.ep.clone(),
         ..OnnxOptions::default()
     };
     let model =

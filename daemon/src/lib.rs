@@ -2,6 +2,7 @@
 //! line and config file, and later OSC transport and systemd glue) so integration tests can
 //! drive them in-process.
 
+pub mod atomic_file;
 pub mod audio;
 pub mod capture;
 pub mod cli;
@@ -10,6 +11,7 @@ pub mod control;
 pub mod discovery;
 pub mod engine_select;
 pub mod health;
+pub mod knobs;
 pub mod load;
 pub mod logging;
 pub mod metrics;
@@ -22,6 +24,7 @@ pub mod record;
 pub mod reload;
 pub mod schedule;
 pub mod service;
+pub mod settings;
 pub mod signals;
 pub mod state;
 pub mod stoppable;

@@ -20,6 +20,53 @@ use log::{Level, LevelFilter, Log};
 
 use crate::stoppable::StoppableThread;
 
+/// Log verbosity (`--log-level`, `[log] level`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Nothing.
+    Off,
+    /// Errors only.
+    Error,
+    /// Warnings and errors.
+    Warn,
+    /// What the daemon does (the default).
+    Info,
+    /// Details for debugging.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+/// The level without `--log-level` or `[log] level`.
+pub const DEFAULT_LEVEL: LogLevel = LogLevel::Info;
+
+impl LogLevel {
+    /// The spelling on the command line and in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Error => "error",
+            Self::Warn => "warn",
+            Self::Info => "info",
+            Self::Debug => "debug",
+            Self::Trace => "trace",
+        }
+    }
+
+    /// As a `log` filter.
+    pub fn filter(self) -> log::LevelFilter {
+        match self {
+            Self::Off => log::LevelFilter::Off,
+            Self::Error => log::LevelFilter::Error,
+            Self::Warn => log::LevelFilter::Warn,
+            Self::Info => log::LevelFilter::Info,
+            Self::Debug => log::LevelFilter::Debug,
+            Self::Trace => log::LevelFilter::Trace,
+        }
+    }
+}
+
 /// Where log records go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogTarget {

@@ -3,9 +3,9 @@
 
 use std::process::ExitCode;
 
-use latentd::cli::{Invocation, parse_args};
 use latentd::logging;
 use latentd::service::{self, EXIT_STARTUP, ServiceError};
+use latentd::settings::{Invocation, parse_args};
 
 /// Allocation in the realtime callback aborts debug builds (`assert_no_alloc`).
 #[cfg(debug_assertions)]

@@ -39,9 +39,6 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::control::{DaemonEngine, Dispatcher};
 use crate::health::HealthState;
 
-/// The `Content-Type` of a scrape's answer.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
 /// Where a scrape reads from.
 pub struct MetricsSources {
     /// The `/status.reply` figures.

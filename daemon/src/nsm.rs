@@ -4,7 +4,7 @@
 //!
 //! The order at start, so that the session's client id is the JACK client's name:
 //!
-//! 1. [`NsmClient::join`] (first thing in [`crate::service::run`], before any output or
+//! 1. [`NsmClient::join`] (the service's first step at start, before any output or
 //!    file opens): bind a UDP socket, send `/nsm/server/announce s:latentd s:<capabilities>
 //!    s:<executable> i:1 i:2 i:<pid>`, take the server's `/reply`, then wait (at most
 //!    [`OPEN_TIMEOUT`]) for `/nsm/client/open s:path s:display_name s:client_id`. An
@@ -42,8 +42,8 @@ use std::time::{Duration, Instant};
 
 use rosc::{OscMessage, OscPacket, OscType};
 
-use crate::cli::{MAX_CLIENT_NAME, Settings};
 use crate::control::session::Session;
+use crate::settings::{MAX_CLIENT_NAME, Settings};
 use crate::stoppable::StoppableThread;
 
 /// The environment variable a session manager sets.

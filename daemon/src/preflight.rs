@@ -22,7 +22,8 @@ use latentd_engine::runner::engine_config::EngineConfig;
 use latentd_osc_schema::MediaRoot;
 
 use crate::audio::Rates;
-use crate::cli::{EngineChoice, Settings};
+use crate::engine_select::EngineChoice;
+use crate::settings::Settings;
 
 /// Run every check; the first failure is one line, as the start would print it.
 pub fn check(settings: &Settings) -> Result<(), String> {
@@ -34,7 +35,7 @@ pub fn check(settings: &Settings) -> Result<(), String> {
         crate::record::check_record_path(path)?;
     }
     MediaRoot::new(&settings.media_folder).map_err(|e| format!("media folder: {e}"))?;
-    crate::engine_select::check_choice(settings)?;
+    crate::engine_select::check_choice(settings.engine, &settings.model)?;
     if settings.engine == EngineChoice::Bundle {
         // A bundle's rate and window are known once it is loaded: the start checks them.
         return Ok(());

@@ -4,7 +4,7 @@
 //!
 //! The [`PresetLibrary`] reads every preset at start and keeps them in memory, so a recall
 //! or a morph (an XY pad sends many a second) touches no file; a save writes the file
-//! atomically ([`crate::state::write_atomically`], like the state file) and only then
+//! atomically ([`crate::atomic_file::write_atomically`], like the state file) and only then
 //! replaces the copy in memory, and a delete removes the file, then the copy: a failed
 //! write changes nothing. Names are checked by the OSC contract's
 //! [`check_preset_name`], also for files found on disk (others are skipped with a warning,
@@ -27,7 +27,7 @@ use latentd_engine::knobs::KnobId;
 use latentd_osc_schema::presets::{MAX_PRESETS, check_preset_name};
 use serde::{Deserialize, Serialize};
 
-use crate::state::{remove_stray_temps, write_atomically};
+use crate::atomic_file::{remove_stray_temps, write_atomically};
 
 /// The preset file format version this build writes and reads.
 pub const PRESET_VERSION: u32 = 1;
@@ -72,7 +72,7 @@ impl Preset {
         }
         for (name, &value) in &self.knobs {
             if KnobId::from_name(name).is_some() {
-                crate::cli::check_knob(name, value).map_err(|e| format!("knob {name}: {e}"))?;
+                crate::knobs::check_knob(name, value).map_err(|e| format!("knob {name}: {e}"))?;
             }
         }
         for (field, prompt) in [("prompt", &self.prompt), ("prompt_b", &self.prompt_b)] {

@@ -21,8 +21,8 @@
 //!
 //! A write that fails (a full disk, an I/O error) ends the recording on the writer thread:
 //! the flag falls (the audio plays on), the part's header is repaired to count the whole
-//! frames that reached the file, and [`RecordEvents::faulted`] reports it (the daemon
-//! raises the `record` alarm, see [`crate::health::RecordAlarm`]).
+//! frames that reached the file, and [`RecordEvents::faulted`] reports it (the daemon's
+//! health module implements [`RecordEvents`] to raise the `record` alarm).
 
 use latentd_engine::lock::MutexExt;
 use std::fs::{File, OpenOptions};

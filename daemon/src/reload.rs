@@ -1,6 +1,6 @@
 //! SIGHUP: re-read the config and apply what can change while the audio plays.
 //!
-//! The file is read and validated as a whole first ([`crate::cli::reload`]: the same
+//! The file is read and validated as a whole first ([`crate::settings::reload`]: the same
 //! command line on top); a file that does not parse or validate is refused and nothing
 //! changes. Then, live:
 //!
@@ -29,11 +29,11 @@ use std::ffi::OsString;
 
 use latentd_engine::knobs::{KNOBS, KnobId};
 
-use crate::cli::{Settings, reload};
 use crate::control::{DaemonEngine, Dispatcher};
 use crate::osc::OscServer;
 use crate::osc::oscquery::OscQueryServer;
 use crate::schedule::ScheduleRunner;
+use crate::settings::{Settings, reload};
 use crate::systemd::Notifier;
 
 /// The running parts a reload changes.

@@ -20,7 +20,7 @@
 //! `/transport/play` or `/transport/pause`, `/prompt`): at load the entry becomes that
 //! message and the OSC contract's own decoder checks it ([`Cue::from_file`]), so a config
 //! is refused exactly where a client's message would be, and at its minute the decoded
-//! [`Command`] goes through the same [`Dispatcher::apply`] as a client's (its asynchronous
+//! [`Command`] goes through the same `Dispatcher::apply` as a client's (its asynchronous
 //! replies, such as a prompt's `/done`, go to the log). A preset is looked up when the cue
 //! fires: one saved later is found, one deleted since is a warning in the log.
 //!
@@ -31,9 +31,9 @@
 //! rather than never, and a minute it repeats (a fall-back hour) fires once.
 //!
 //! Threading: the `schedule` thread ([`ScheduleRunner`]) reads its [`WallClock`] every
-//! [`POLL`] and fires through a [`CueSink`] (the [`Dispatcher`], a control-side path: it
-//! never waits on the engine or the audio thread). The main thread replaces the entries on
-//! a config reload (a short mutex hold).
+//! [`POLL`] and fires through a [`CueSink`] (control's `Dispatcher`, which implements it: a
+//! control-side path that never waits on the engine or the audio thread). The main thread
+//! replaces the entries on a config reload (a short mutex hold).
 
 use latentd_engine::lock::MutexExt;
 use std::fmt;
@@ -45,12 +45,9 @@ use jiff::civil::DateTime;
 use latentd_engine::conditioning::check_prompt;
 use latentd_osc_schema::presets::FadeCurve;
 use latentd_osc_schema::rosc::{OscMessage, OscPacket, OscType, encoder};
-use latentd_osc_schema::{Command, Schema, reply};
+use latentd_osc_schema::{Command, Schema};
 use serde::Deserialize;
 
-use crate::cli::SettingsError;
-use crate::control::Dispatcher;
-use crate::osc::ReplyTo;
 use crate::stoppable::StoppableThread;
 
 /// How often the schedule thread reads the clock.
@@ -386,25 +383,47 @@ impl fmt::Display for Cue {
     }
 }
 
+/// Why the `[[schedule]]` entries of a config file are refused (one line).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    /// The knob table could not make the OSC schema the entries are checked against.
+    #[error("knob table: {0}")]
+    KnobTable(String),
+    /// An entry is not a cue: named by its place in the file (from 1) and its `at`.
+    #[error("config [[schedule]] entry {entry}{}: {why}", at_suffix(at))]
+    Entry {
+        /// The entry's place in the file, from 1.
+        entry: usize,
+        /// Its `at`, as written, if it has one.
+        at: Option<String>,
+        /// What is wrong with it.
+        why: String,
+    },
+}
+
+/// ` (at "22:30")` when the entry has an `at`.
+fn at_suffix(at: &Option<String>) -> String {
+    at.as_deref()
+        .map(|a| format!(" (at {a:?})"))
+        .unwrap_or_default()
+}
+
 /// Check every `[[schedule]]` entry of a config file (see [`Cue::from_file`]); the error
 /// names the entry by its place in the file and its `at`.
-pub fn check_entries(entries: &[ScheduleFileEntry]) -> Result<Vec<Cue>, SettingsError> {
+pub fn check_entries(entries: &[ScheduleFileEntry]) -> Result<Vec<Cue>, ScheduleError> {
     if entries.is_empty() {
         return Ok(Vec::new());
     }
     let schema = Schema::new(latentd_osc_schema::reference_knobs())
-        .map_err(|e| SettingsError(format!("knob table: {e}")))?;
+        .map_err(|e| ScheduleError::KnobTable(e.to_string()))?;
     entries
         .iter()
         .enumerate()
         .map(|(i, entry)| {
-            Cue::from_file(entry, &schema).map_err(|why| {
-                let at = entry
-                    .at
-                    .as_deref()
-                    .map(|a| format!(" (at {a:?})"))
-                    .unwrap_or_default();
-                SettingsError(format!("config [[schedule]] entry {}{at}: {why}", i + 1))
+            Cue::from_file(entry, &schema).map_err(|why| ScheduleError::Entry {
+                entry: i + 1,
+                at: entry.at.clone(),
+                why,
             })
         })
         .collect()
@@ -526,36 +545,6 @@ impl Cues {
 pub trait CueSink: Send + Sync + 'static {
     /// Run `cue` now.
     fn fire(&self, cue: &Cue);
-}
-
-impl CueSink for Dispatcher {
-    /// Apply the cue's command as a client's would be applied; log it, and push
-    /// `/schedule/fired` to the `/notify` subscribers. A refusal (a preset deleted since
-    /// the config was read) is a warning; later replies (a prompt's `/done` or `/fail`) go to
-    /// the log.
-    fn fire(&self, cue: &Cue) {
-        let reply_to = ReplyTo::log("schedule");
-        let replies: Vec<String> = self
-            .apply(&reply_to, vec![cue.command.clone()])
-            .iter()
-            .map(crate::osc::describe_reply)
-            .collect();
-        let refusals: Vec<&String> = replies.iter().filter(|r| r.starts_with("/fail ")).collect();
-        if refusals.is_empty() {
-            log::info!("schedule: {cue}: fired");
-            for other in &replies {
-                log::info!("schedule: {other}");
-            }
-            self.push(&reply::schedule_fired(
-                &cue.at.to_string(),
-                &cue.action.to_string(),
-            ));
-        } else {
-            for refusal in refusals {
-                log::warn!("schedule: {cue}: not applied: {refusal}");
-            }
-        }
-    }
 }
 
 /// The `schedule` thread: reads its clock every poll and fires the due cues.

@@ -65,13 +65,13 @@ use crate::audio::select::{OUTPUT_CHANNELS, OutputOptions, open_output};
 use crate::audio::supervisor::OutputSupervisor;
 use crate::audio::{AudioError, PeriodProcessor, Rates};
 use crate::capture::Capture;
-use crate::cli::{EngineChoice, Settings};
 use crate::control::jobs::{JobContext, JobWorker};
 use crate::control::midi::{MidiControl, spawn_drain};
 use crate::control::session::Session;
 use crate::control::{ControlHandler, DaemonEngine, Dispatcher, StatusSources};
 use crate::discovery::{Advertiser, Announcement};
 use crate::engine_select::ChosenModel;
+use crate::engine_select::EngineChoice;
 use crate::health::{HealthParts, HealthState, HealthThread, RecordAlarm};
 use crate::load::{LoadError, load_wav_or_stop};
 use crate::metrics::{Metrics, MetricsSources};
@@ -82,6 +82,7 @@ use crate::presets::{PresetLibrary, presets_dir};
 use crate::record::{RecordError, RecordFormat, RecordTarget, Recorder};
 use crate::reload::{LiveParts, reload_config};
 use crate::schedule::{LocalClock, ScheduleRunner};
+use crate::settings::Settings;
 use crate::signals::{IgnoredLog, SignalAction};
 use crate::state::{DebouncedSaver, PersistentState, StateStore};
 use crate::stoppable::StoppableThread;
@@ -388,8 +389,8 @@ pub fn start<'a>(
     let saver = DebouncedSaver::spawn(store, STATE_DEBOUNCE)
         .map_err(|e| startup(&format!("state saver: {e}")))?;
 
-    let (model, backend_name) =
-        crate::engine_select::build_model(settings).map_err(|e| startup(&e))?;
+    let (model, backend_name) = crate::engine_select::build_model(settings.engine, &settings.model)
+        .map_err(|e| startup(&e))?;
     let geometry = model.geometry();
     let inert_knobs = model.inert_knobs();
     let (knobs, knob_reader) = KnobStore::new();

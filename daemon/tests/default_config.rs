@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use latentd::audio::select::BackendChoice;
-use latentd::cli::{Invocation, Settings, parse_args};
+use latentd::settings::{Invocation, Settings, parse_args};
 
 const DEFAULT_CONFIG: &str = include_str!("../../systemd/latentd.toml");
 

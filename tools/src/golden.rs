@@ -12,7 +12,7 @@ use std::sync::Arc;
 use clap::{Args, ValueEnum};
 use latentd::audio::PeriodProcessor;
 use latentd::audio::select::{BackendChoice, OutputOptions, open_output};
-use latentd::cli::EngineChoice;
+use latentd::engine_select::EngineChoice;
 use latentd_engine::PlayheadRing;
 use latentd_engine::model::Model;
 use latentd_engine::model::bundle::onnx::{OnnxModel, OnnxOptions};

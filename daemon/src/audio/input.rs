@@ -1,5 +1,5 @@
 //! Live input: the audio callback's copy of the input ports into a preallocated queue,
-//! with the frame clock each period started at, for [`crate::capture`] to read.
+//! with the frame clock each period started at, for the live capture (`/capture`) to read.
 //!
 //! [`input_queue`] makes the two ends. The callback end, [`InputTap`], lives in the
 //! [`PeriodProcessor`](super::PeriodProcessor) (so it survives a lost output, as the record

@@ -108,7 +108,7 @@ pub struct OutputStatsSnapshot {
     pub max_period_frames: u64,
 }
 
-/// The record tap's callback end ([`crate::record::Recorder::spawn`] makes it): while
+/// The record tap's callback end (the recorder's `Recorder::spawn` makes it): while
 /// `armed` is up, the frames played go, interleaved, into `producer`, as many as fit (the
 /// rest count as `record_dropped`); while it is down the callback only reads the flag.
 pub struct RecordTap {

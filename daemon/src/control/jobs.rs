@@ -110,6 +110,18 @@ pub struct JobQueue {
     tx: SyncSender<(Job, ReplyTo)>,
 }
 
+impl crate::capture::ClipSink for JobQueue {
+    /// A captured clip becomes the new source through the `/source` path.
+    fn take_clip(
+        &self,
+        audio: LoopAudio,
+        save: Option<PathBuf>,
+        reply_to: ReplyTo,
+    ) -> Result<(), String> {
+        self.push(Job::CaptureSource { audio, save }, reply_to)
+    }
+}
+
 impl JobQueue {
     /// Queue `job`; its reply goes to `reply_to`. Never blocks.
     pub fn push(&self, job: Job, reply_to: ReplyTo) -> Result<(), String> {

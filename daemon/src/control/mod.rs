@@ -53,6 +53,7 @@ use crate::capture::{Capture, CaptureError, CaptureRequest};
 use crate::osc::{CommandHandler, Peer, ReplyTo, Subscribers};
 use crate::presets::{PRESET_VERSION, Preset, PresetLibrary};
 use crate::record::{RecordTarget, Recorder};
+use crate::schedule::{Cue, CueSink};
 use jobs::{Job, JobQueue};
 use scheduler::Scheduler;
 use session::Session;
@@ -861,6 +862,36 @@ impl CommandHandler for ControlHandler {
                 self.dispatcher.apply(reply, packet.value)
             }
             When::Immediately => self.dispatcher.apply(reply, packet.value),
+        }
+    }
+}
+
+impl CueSink for Dispatcher {
+    /// Apply the cue's command as a client's would be applied; log it, and push
+    /// `/schedule/fired` to the `/notify` subscribers. A refusal (a preset deleted since
+    /// the config was read) is a warning; later replies (a prompt's `/done` or `/fail`) go to
+    /// the log.
+    fn fire(&self, cue: &Cue) {
+        let reply_to = ReplyTo::log("schedule");
+        let replies: Vec<String> = self
+            .apply(&reply_to, vec![cue.command.clone()])
+            .iter()
+            .map(crate::osc::describe_reply)
+            .collect();
+        let refusals: Vec<&String> = replies.iter().filter(|r| r.starts_with("/fail ")).collect();
+        if refusals.is_empty() {
+            log::info!("schedule: {cue}: fired");
+            for other in &replies {
+                log::info!("schedule: {other}");
+            }
+            self.push(&reply::schedule_fired(
+                &cue.at.to_string(),
+                &cue.action.to_string(),
+            ));
+        } else {
+            for refusal in refusals {
+                log::warn!("schedule: {cue}: not applied: {refusal}");
+            }
         }
     }
 }

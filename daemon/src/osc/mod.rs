@@ -51,8 +51,17 @@ pub use latentd_osc_schema::framing::{
 pub use subscribers::Subscribers;
 use subscribers::{Sink, Subscription};
 
-/// Default OSC port (UDP and TCP).
-pub const DEFAULT_PORT: u16 = 7770;
+/// Default OSC port (UDP and TCP), as the published contract (docs/osc.md) states it.
+pub const DEFAULT_PORT: u16 = latentd_osc_schema::generate::DEFAULT_PORT;
+
+/// Default OSC address: [`DEFAULT_PORT`] on the loopback interface.
+pub const DEFAULT_BIND: SocketAddr = SocketAddr::new(
+    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+    DEFAULT_PORT,
+);
+
+/// Default OSCQuery HTTP port, on the OSC address (the contract's, as for [`DEFAULT_PORT`]).
+pub const DEFAULT_OSCQUERY_PORT: u16 = latentd_osc_schema::oscquery_http::DEFAULT_PORT;
 
 /// A client: where a packet came from and where replies go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,7 +75,7 @@ pub enum Peer {
         /// Connection number.
         connection: u64,
     },
-    /// The daemon itself (a `[[schedule]]` cue, see [`crate::schedule`]): no network
+    /// The daemon itself (a `[[schedule]]` cue of the config file): no network
     /// client; its replies go to the log ([`ReplyTo::log`]).
     Daemon,
 }
@@ -183,7 +192,7 @@ pub struct OscConfig {
 impl Default for OscConfig {
     fn default() -> OscConfig {
         OscConfig {
-            bind: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
+            bind: DEFAULT_BIND,
             allow: vec![
                 "127.0.0.0/8".parse().expect("valid"),
                 "::1/128".parse().expect("valid"),

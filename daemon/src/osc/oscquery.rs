@@ -7,7 +7,7 @@
 //!   node exists but has no such attribute (`/status?VALUE`: write-only), 400 for an attribute
 //!   OSCQuery does not define.
 //! - `GET /?HOST_INFO`: `NAME`, `OSC_PORT`, `OSC_TRANSPORT`, `EXTENSIONS`.
-//! - `GET /metrics`: the daemon's Prometheus metrics ([`crate::metrics`]), same allowlist.
+//! - `GET /metrics`: the daemon's Prometheus metrics ([`KnobValues::metrics`]), same allowlist.
 //! - 404 for an unknown path, 405 for methods other than GET and HEAD, 403 for peers outside
 //!   the allowlist (the same rule as the OSC server; a reload swaps it,
 //!   [`OscQueryServer::set_allowed_networks`]).
@@ -36,13 +36,16 @@ use std::sync::Arc;
 
 use latentd_osc_schema::Schema;
 use latentd_osc_schema::generate::{METER_PATH, oscquery};
-pub use latentd_osc_schema::oscquery_http::{DEFAULT_PORT as DEFAULT_OSCQUERY_PORT, MAX_URL_BYTES};
+pub use latentd_osc_schema::oscquery_http::MAX_URL_BYTES;
+
+/// The `Content-Type` of the answer to `GET /metrics` (OpenMetrics text).
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 use serde_json::{Map, Value, json};
 
 use self::http::{Handler, HttpServer, Request, Response};
 use super::{Allowlist, Cidr, SharedAllowlist};
 
-/// Where the daemon's Prometheus metrics are served ([`crate::metrics`]), beside the
+/// Where the daemon's Prometheus metrics are served ([`KnobValues::metrics`]), beside the
 /// namespace (no OSC address is named so).
 pub const METRICS_PATH: &str = "/metrics";
 
@@ -74,7 +77,7 @@ pub trait KnobValues: Send + Sync + 'static {
     fn levels(&self) -> Option<Vec<f64>> {
         None
     }
-    /// The `GET /metrics` answer (OpenMetrics text, [`crate::metrics`]); `None` (the
+    /// The `GET /metrics` answer (OpenMetrics text, made by the daemon's metrics module); `None` (the
     /// default) answers 404.
     fn metrics(&self) -> Option<String> {
         None
@@ -120,7 +123,7 @@ pub struct OscQueryConfig {
 impl Default for OscQueryConfig {
     fn default() -> OscQueryConfig {
         OscQueryConfig {
-            bind: SocketAddr::from(([127, 0, 0, 1], DEFAULT_OSCQUERY_PORT)),
+            bind: SocketAddr::new(super::DEFAULT_BIND.ip(), super::DEFAULT_OSCQUERY_PORT),
             allow: super::OscConfig::default().allow,
             name: "latentd".to_string(),
             osc_port: super::DEFAULT_PORT,
@@ -274,7 +277,7 @@ impl Namespace {
         match self.values.metrics() {
             Some(text) => Response {
                 status: 200,
-                headers: vec![("Content-Type", crate::metrics::CONTENT_TYPE)],
+                headers: vec![("Content-Type", METRICS_CONTENT_TYPE)],
                 body: text.into_bytes(),
             },
             None => Response::text(404, "no metrics here\n"),

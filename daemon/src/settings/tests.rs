@@ -323,3 +323,99 @@ fn input_ports_and_the_capture_folder_come_from_the_file_or_the_flag() {
         "--inputs = 9: expected 0..=8 input ports"
     );
 }
+
+/// The example config file of [`crate::config`]'s module doc, as TOML.
+fn documented_config() -> String {
+    let source = include_str!("../config.rs");
+    let doc: String = source
+        .lines()
+        .filter_map(|l| l.strip_prefix("//!"))
+        .map(|l| l.strip_prefix(' ').unwrap_or(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let start = doc.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let end = start + doc[start..].find("```").expect("its end");
+    doc[start..end].to_owned()
+}
+
+#[test]
+fn the_documented_config_parses_and_shows_the_real_defaults_and_choices() {
+    let text = documented_config();
+    let file: ConfigFile = toml::from_str(&text).expect("the documented config parses");
+    assert_eq!(file.audio.backend, Some(DEFAULT_BACKEND));
+    assert_eq!(file.audio.client_name.as_deref(), Some(DEFAULT_CLIENT_NAME));
+    assert_eq!(file.audio.rate, Some(DEFAULT_RATE));
+    assert_eq!(file.audio.period, Some(DEFAULT_PERIOD));
+    assert_eq!(file.audio.inputs, Some(DEFAULT_INPUTS));
+    assert_eq!(file.source.loop_seconds, Some(DEFAULT_LOOP_SECONDS));
+    assert_eq!(file.osc.bind, Some(DEFAULT_BIND.to_string()));
+    assert_eq!(file.osc.oscquery_port, Some(DEFAULT_OSCQUERY_PORT));
+    assert_eq!(file.engine.backend, Some(DEFAULT_ENGINE));
+    assert_eq!(file.model.threads, Some(DEFAULT_MODEL_THREADS));
+    assert_eq!(file.log.level, Some(DEFAULT_LEVEL));
+    assert_eq!(
+        DEFAULT_BIND.ip().to_string(),
+        latentd_osc_schema::generate::DEFAULT_HOST
+    );
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} = ")))
+            .unwrap_or_else(|| panic!("no {key} line"))
+            .to_owned()
+    };
+    // `backend` appears under [audio] first, then under [engine].
+    let audio = line("backend");
+    for name in BackendChoice::ACCEPTED.split(", ") {
+        assert!(
+            audio.contains(name),
+            "[audio] backend omits {name}: {audio}"
+        );
+    }
+    let engine = text
+        .lines()
+        .filter(|l| l.starts_with("backend = "))
+        .nth(1)
+        .expect("[engine] backend");
+    for choice in <EngineChoice as clap::ValueEnum>::value_variants() {
+        assert!(
+            engine.contains(choice.as_str()),
+            "[engine] backend omits {}: {engine}",
+            choice.as_str()
+        );
+    }
+}
+
+#[test]
+fn help_shows_the_defaults_the_merge_applies() {
+    let argv = ["latentd", "--help"];
+    let Ok(Invocation::Print(help)) = parse_args(argv) else {
+        panic!("--help prints");
+    };
+    for (flag, default) in [
+        ("--loop-seconds", DEFAULT_LOOP_SECONDS.to_string()),
+        ("--rate", DEFAULT_RATE.to_string()),
+        ("--period", DEFAULT_PERIOD.to_string()),
+        ("--client-name", DEFAULT_CLIENT_NAME.to_string()),
+        ("--osc", DEFAULT_BIND.to_string()),
+        ("--oscquery-port", DEFAULT_OSCQUERY_PORT.to_string()),
+        ("--engine", DEFAULT_ENGINE.as_str().to_string()),
+        ("--log-level", DEFAULT_LEVEL.as_str().to_string()),
+        ("--inputs", DEFAULT_INPUTS.to_string()),
+    ] {
+        let start = help
+            .find(&format!("      {flag} <"))
+            .unwrap_or_else(|| panic!("{flag} in --help"));
+        let entry = &help[start..];
+        let entry = &entry[..entry[1..].find("\n      --").map_or(entry.len(), |i| i + 1)];
+        assert!(
+            entry.contains(&format!("[default: {default}]")),
+            "{flag} shows [default: {default}]: {entry}"
+        );
+    }
+    assert!(!help.contains("test loop"), "{help}");
+    // The merge's defaults are the ones shown.
+    let s = run(&[]).unwrap();
+    assert_eq!(s.loop_seconds, DEFAULT_LOOP_SECONDS);
+    assert_eq!(s.oscquery_port, DEFAULT_OSCQUERY_PORT);
+    assert_eq!(s.osc_bind, DEFAULT_BIND);
+}
