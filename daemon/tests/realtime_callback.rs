@@ -197,6 +197,9 @@ fn the_reported_scheduling_is_what_a_realtime_server_gives_its_clients() {
     let realtime = policy == libc::SCHED_FIFO || policy == libc::SCHED_RR;
     assert_eq!(line.contains("WARN"), !realtime, "{line}");
     assert_eq!(realtime_gauge(metrics), if realtime { 1.0 } else { 0.0 });
+    // And the same answer in /status.reply's last field.
+    let osc = common::service_fixture::Osc::new(daemon.osc_addr(Duration::from_secs(5)));
+    assert_eq!(osc.status().callback_realtime, i32::from(realtime));
     // Once per stream: no second report while the same output plays.
     std::thread::sleep(Duration::from_millis(300));
     let reports = daemon

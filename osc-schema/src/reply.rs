@@ -122,6 +122,9 @@ pub struct StatusReport {
     /// the playback latency range of latentd's ports, a netjack2 hop included; other
     /// outputs: the period).
     pub output_latency_ms: f64,
+    /// Whether the audio callback's thread runs with realtime scheduling (`SCHED_FIFO` /
+    /// `SCHED_RR`), as checked once per output started; `None` before the first check.
+    pub callback_realtime: Option<bool>,
 }
 
 /// Output channels the meters report (`/meter`, `/status.reply`): latentd plays stereo.
@@ -223,9 +226,9 @@ pub fn schedule_fired(at: &str, action: &str) -> OscPacket {
 /// `/status.reply s backend, i sample_rate, i period_frames, f playhead_s, f loop_s,
 /// f ticks_per_s, f tick_ms_p50, f lead_s, i xruns, i late_landings, f last_knob_to_ear_ms,
 /// i engine_restarts, s output, i output_reconnects, f peak_dbfs_1, f rms_dbfs_1,
-/// f peak_dbfs_2, f rms_dbfs_2, s inert_knobs, f output_latency_ms` (counters saturate at
-/// i32::MAX; -1 stands for "not measured"; levels as in [`meter`]; `inert_knobs`
-/// comma-separated, empty for none).
+/// f peak_dbfs_2, f rms_dbfs_2, s inert_knobs, f output_latency_ms, i callback_realtime`
+/// (counters saturate at i32::MAX; -1 stands for "not measured"; levels as in [`meter`];
+/// `inert_knobs` comma-separated, empty for none; `callback_realtime` 1, 0 or -1).
 pub fn status_reply(s: &StatusReport) -> OscPacket {
     let int = |v: u64| OscType::Int(i32::try_from(v).unwrap_or(i32::MAX));
     let mut args = vec![
@@ -247,6 +250,11 @@ pub fn status_reply(s: &StatusReport) -> OscPacket {
     args.extend(level_args(&s.levels));
     args.push(OscType::String(s.inert_knobs.join(",")));
     args.push(OscType::Float(s.output_latency_ms as f32));
+    args.push(OscType::Int(match s.callback_realtime {
+        Some(true) => 1,
+        Some(false) => 0,
+        None => -1,
+    }));
     message("/status.reply", args)
 }
 

@@ -506,7 +506,8 @@ pub const ADDRESSES: &[AddressSpec] = &[
                 f loop_s, f ticks_per_s, f tick_ms_p50, f lead_s, i xruns, i late_landings, \
                 f last_knob_to_ear_ms, i engine_restarts, s output, i output_reconnects, \
                 f peak_dbfs_1, f rms_dbfs_1, f peak_dbfs_2, f rms_dbfs_2, s inert_knobs, \
-                f output_latency_ms` (`last_knob_to_ear_ms` is -1 until measured)",
+                f output_latency_ms, i callback_realtime` (`last_knob_to_ear_ms` is -1 until \
+                measured)",
         doc: "Report engine and output health. `sample_rate` is the engine's and the loop's \
               rate (48000 for the built-in model), the one `playhead_s` and `loop_s` are \
               counted in; `period_frames` is the output's period. An output at another rate \
@@ -527,6 +528,10 @@ pub const ADDRESSES: &[AddressSpec] = &[
               ports (its period plus all that lies downstream, a netjack2 hop included, \
               docs/operations.md), for PipeWire and the null output the period; add it to \
               a knob-to-ear figure measured at the ports to get the figure at the ear. \
+              `callback_realtime` is 1 when the audio callback's thread runs with realtime \
+              scheduling (`SCHED_FIFO` / `SCHED_RR`), 0 when it does not (expect xruns \
+              under load: docs/operations.md, Realtime), -1 until checked; it is checked \
+              once per output started (also `latentd_callback_realtime` in `/metrics`). \
               Subscribers \
               (`/notify`) are pushed a `/status.reply` whenever `backend`, `output` or \
               `engine_restarts` changes.",

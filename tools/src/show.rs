@@ -71,7 +71,7 @@ const STATUS_FIELDS: &[(&str, &str)] = &[
 ];
 
 /// Every field of `/status.reply`, in wire order, with its unit: [`STATUS_FIELDS`], then
-/// the levels, then the inert knobs and the output's latency.
+/// the levels, then the inert knobs, the output's latency and the callback's scheduling.
 fn status_fields() -> Vec<(String, &'static str)> {
     STATUS_FIELDS
         .iter()
@@ -80,6 +80,7 @@ fn status_fields() -> Vec<(String, &'static str)> {
         .chain([
             ("inert_knobs".to_string(), ""),
             ("output_latency_ms".to_string(), "ms"),
+            ("callback_realtime".to_string(), ""),
         ])
         .collect()
 }
@@ -173,6 +174,7 @@ mod tests {
             levels: [Level::from_linear(0.5, 0.25), Level::SILENT],
             inert_knobs: vec!["guidance".into(), "cfg_rescale".into()],
             output_latency_ms: 10.5,
+            callback_realtime: Some(false),
         };
         let packet = status_reply(&report);
         let text = status(messages(&packet)[0]).unwrap();
@@ -203,7 +205,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("output_latency_ms    10.5 ms\n"), "{text}");
-        assert_eq!(text.lines().count(), 20);
+        assert!(text.contains("callback_realtime    0\n"), "{text}");
+        assert_eq!(text.lines().count(), 21);
     }
 
     #[test]

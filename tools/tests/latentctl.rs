@@ -69,6 +69,7 @@ impl CommandHandler for KnobTable {
                     levels: [Level::from_linear(0.5, 0.25), Level::SILENT],
                     inert_knobs: Vec::new(),
                     output_latency_ms: 10.5,
+                    callback_realtime: None,
                 })),
                 Cmd::Sync(id) => replies.push(reply::synced(id)),
                 Cmd::Version => replies.push(reply::version_reply("latentd", "test")),

@@ -788,6 +788,11 @@ impl Dispatcher {
             levels: self.status.meters.levels(),
             inert_knobs: self.status.inert_knobs.clone(),
             output_latency_ms: self.status.output_state.latency_ms(),
+            callback_realtime: self
+                .status
+                .output_state
+                .callback_scheduling()
+                .map(|s| s.is_realtime()),
         }
     }
 

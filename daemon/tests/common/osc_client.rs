@@ -294,14 +294,16 @@ pub struct Status {
     pub inert_knobs: Vec<String>,
     /// The output's latency to the listener, as its server reports it.
     pub output_latency_ms: f64,
+    /// 1 when the callback runs realtime, 0 when not, -1 until checked.
+    pub callback_realtime: i32,
 }
 
 impl Status {
     /// Parses `/status.reply`'s arguments (panics on any other shape).
     pub fn parse(args: &[OscType]) -> Status {
         // 14 fields, peak and RMS of each of the two output channels, the inert knobs, the
-        // output's latency.
-        assert_eq!(args.len(), 20, "/status.reply {args:?}");
+        // output's latency, the callback's scheduling.
+        assert_eq!(args.len(), 21, "/status.reply {args:?}");
         let OscType::String(backend) = &args[0] else {
             panic!("backend {:?}", args[0]);
         };
@@ -337,6 +339,7 @@ impl Status {
                 other => panic!("/status.reply field 18: expected s, got {other:?}"),
             },
             output_latency_ms: float(19),
+            callback_realtime: int(&args[20]),
         }
     }
 }
