@@ -12,7 +12,7 @@
 //! | `latentd_late_landings_total` | counter | ring writes that landed (partly) in the guard |
 //! | `latentd_engine_restarts_total` | counter | engine pipeline restarts |
 //! | `latentd_output_reconnects_total` | counter | returns of the output after a loss |
-//! | `latentd_midi_messages_total`, `latentd_midi_dropped_total` | counter | MIDI messages the callback queued and dropped (only with MIDI input on, [`crate::audio::midi_in`]) |
+//! | `latentd_midi_messages_total`, `latentd_midi_dropped_total`, `latentd_midi_malformed_total` | counter | MIDI messages the callback queued and dropped, malformed input it skipped (only with MIDI input on, [`crate::audio::midi_in`]) |
 //! | `latentd_output_up` | gauge | 1 while the output runs, 0 while lost or reconnecting |
 //! | `latentd_callback_realtime` | gauge | 1 when the callback's thread runs `SCHED_FIFO` / `SCHED_RR`, 0 when not; absent until checked ([`crate::audio::realtime`]) |
 //! | `latentd_lead_seconds` | gauge | the frontier lead |
@@ -146,18 +146,24 @@ impl Collector for MetricsSources {
             "Times the audio output came back after a loss",
             status.output_reconnects,
         )?;
-        if let Some((received, dropped)) = self.dispatcher.midi_counters() {
+        if let Some(midi) = self.dispatcher.midi_counters() {
             counter(
                 enc,
                 "midi_messages",
                 "MIDI Control and Program Changes the audio callback queued",
-                received,
+                midi.received,
             )?;
             counter(
                 enc,
                 "midi_dropped",
                 "MIDI messages the audio callback dropped: its queue was full",
-                dropped,
+                midi.dropped,
+            )?;
+            counter(
+                enc,
+                "midi_malformed",
+                "Malformed MIDI input (PipeWire events or buffers) the callback skipped",
+                midi.malformed,
             )?;
         }
         gauge(

@@ -293,6 +293,7 @@ fn the_callback_stays_allocation_free_with_midi_flooding_in() {
     // The queue filled (1024) and the rest of the flood was dropped, counted.
     assert!(counter("latentd_midi_messages_total ") >= 1024.0, "{body}");
     assert!(counter("latentd_midi_dropped_total ") > 0.0, "{body}");
+    assert_eq!(counter("latentd_midi_malformed_total "), 0.0, "{body}");
     let before = playhead(&daemon);
     std::thread::sleep(Duration::from_millis(300));
     assert_ne!(playhead(&daemon), before, "the callback stopped playing");

@@ -213,9 +213,13 @@ impl Dispatcher {
     }
 
     /// MIDI messages the callback queued and dropped so far; `None` while MIDI input is off.
-    pub fn midi_counters(&self) -> Option<(u64, u64)> {
+    pub fn midi_counters(&self) -> Option<MidiCounters> {
         let input = self.midi.input.as_ref()?;
-        Some((input.received(), input.dropped()))
+        Some(MidiCounters {
+            received: input.received(),
+            dropped: input.dropped(),
+            malformed: input.malformed(),
+        })
     }
 
     fn save_midi_maps(&self, maps: &[MidiMap]) {
@@ -326,6 +330,17 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// What the MIDI input's callback counted since start (`/metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MidiCounters {
+    /// Control and Program Changes queued.
+    pub received: u64,
+    /// Messages dropped: the queue was full.
+    pub dropped: u64,
+    /// Malformed events or buffers skipped (PipeWire event sequences; JACK never has any).
+    pub malformed: u64,
 }
 
 fn recall(name: &str) -> Command {
