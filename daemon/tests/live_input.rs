@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use common::jack_tone::{PERIOD, RATE, START};
 use common::osc_client::Status;
 use common::service_fixture::{Daemon, Launch, NotifySocket};
+use common::tone::tone_over_neighbours;
 use jack::contrib::ClosureProcessHandler;
 use jack::{AudioOut, Client, ClientOptions, Control, ProcessScope};
 use latentd_tests::{JackCapture, JackSession};
@@ -37,30 +38,6 @@ const TONE_LEVEL: f32 = 0.5;
 const LOOP_S: &str = "2";
 /// Frames analysed for each spectrum (0.25 s: 4 Hz bins).
 const WINDOW: usize = 12_000;
-
-/// Power of `samples` at `hz` (Goertzel), normalised to the window.
-fn power_at(samples: &[f32], hz: f32) -> f32 {
-    let w = TAU * hz / RATE as f32;
-    let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f32, 0.0f32);
-    for &x in samples {
-        let s0 = x + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    let n = samples.len() as f32;
-    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (n * n)
-}
-
-/// The tone's bin against the loudest of its neighbours (±150 Hz to ±400 Hz).
-fn tone_over_neighbours(samples: &[f32]) -> (f32, f32) {
-    let tone = power_at(samples, TONE_HZ);
-    let neighbours = [-400.0, -300.0, -150.0, 150.0, 300.0, 400.0]
-        .iter()
-        .map(|d| power_at(samples, TONE_HZ + d))
-        .fold(0.0f32, f32::max);
-    (tone, neighbours)
-}
 
 /// A client `tone` with two outputs playing the sine (a preallocated closure: no
 /// allocation in its callback), linked to latentd's input ports.
@@ -232,7 +209,7 @@ fn a_tone_fed_into_the_input_ports_becomes_the_source_and_is_heard() {
         let end = rec.frames();
         (end - WINDOW..end).map(|i| rec.frame(i)[0]).collect()
     };
-    let (tone_before, _) = tone_over_neighbours(&before);
+    let (tone_before, _) = tone_over_neighbours(&before, TONE_HZ, RATE);
     assert!(
         tone_before < 1e-8,
         "a tone before the capture: {tone_before}"
@@ -260,7 +237,7 @@ fn a_tone_fed_into_the_input_ports_becomes_the_source_and_is_heard() {
         .step_by(2)
         .map(Result::unwrap)
         .collect();
-    let (tone_saved, _) = tone_over_neighbours(&left);
+    let (tone_saved, _) = tone_over_neighbours(&left, TONE_HZ, RATE);
     assert!(
         tone_saved > 0.5 * TONE_LEVEL * TONE_LEVEL / 4.0,
         "{tone_saved}"
@@ -284,7 +261,7 @@ fn a_tone_fed_into_the_input_ports_becomes_the_source_and_is_heard() {
         let end = rec.frames();
         (end - WINDOW..end).map(|i| rec.frame(i)[0]).collect()
     };
-    let (tone_after, neighbours) = tone_over_neighbours(&after);
+    let (tone_after, neighbours) = tone_over_neighbours(&after, TONE_HZ, RATE);
     eprintln!(
         "1 kHz bin before {tone_before:.3e}, after {tone_after:.3e}; neighbours after \
          {neighbours:.3e}; {:?}",

@@ -22,7 +22,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::osc_client::{Link, Status, Transport, msg};
+use common::pipewire::{has_node, in_path, skip_or_fail};
 use common::service_fixture::{Daemon, Launch, NotifySocket};
+use common::tone::tone_over_neighbours;
 use latentd_tests::pipewire_graph::PipeWireGraph;
 use rosc::{OscMessage, OscPacket, OscType};
 use tempfile::TempDir;
@@ -37,55 +39,6 @@ const TONE_LEVEL: f32 = 0.5;
 const TONE_S: u32 = 10;
 /// Frames analysed for each spectrum (0.25 s: 4 Hz bins).
 const WINDOW: usize = 12_000;
-
-/// Power of `samples` at `hz` (Goertzel), normalised to the window.
-fn power_at(samples: &[f32], hz: f32) -> f32 {
-    let w = TAU * hz / RATE as f32;
-    let coeff = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0f32, 0.0f32);
-    for &x in samples {
-        let s0 = x + coeff * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    let n = samples.len() as f32;
-    (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (n * n)
-}
-
-/// The tone's bin against the loudest of its neighbours (±150 Hz to ±400 Hz).
-fn tone_over_neighbours(samples: &[f32]) -> (f32, f32) {
-    let tone = power_at(samples, TONE_HZ);
-    let neighbours = [-400.0, -300.0, -150.0, 150.0, 300.0, 400.0]
-        .iter()
-        .map(|d| power_at(samples, TONE_HZ + d))
-        .fold(0.0f32, f32::max);
-    (tone, neighbours)
-}
-
-fn skip_or_fail(reason: &str) {
-    if std::env::var("LATENTD_REQUIRE_PIPEWIRE").as_deref() == Ok("1") {
-        panic!("pipewire test required (LATENTD_REQUIRE_PIPEWIRE=1) but: {reason}");
-    }
-    println!("SKIPPED: pipewire live input test: {reason}");
-}
-
-/// Whether `program` is an executable found in `PATH`.
-fn in_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-}
-
-/// Whether the graph lists a node named `name` now.
-fn has_node(graph: &PipeWireGraph, name: &str) -> bool {
-    graph
-        .command("pw-cli")
-        .args(["ls", "Node"])
-        .stderr(Stdio::null())
-        .output()
-        .is_ok_and(|out| {
-            String::from_utf8_lossy(&out.stdout).contains(&format!("node.name = \"{name}\""))
-        })
-}
 
 /// The next `/done` or `/fail` naming `address` within `timeout` (others skipped).
 fn answer(osc: &mut Link, address: &str, timeout: Duration) -> OscMessage {
@@ -170,12 +123,15 @@ fn record_output(graph: &PipeWireGraph, path: &Path, span: Duration) -> Vec<f32>
 fn a_tone_played_into_the_input_stream_becomes_the_source_and_is_heard() {
     for tool in ["pw-cat", "pw-record"] {
         if !in_path(tool) {
-            return skip_or_fail(&format!("`{tool}` not found in PATH"));
+            return skip_or_fail(
+                "pipewire live input test",
+                &format!("`{tool}` not found in PATH"),
+            );
         }
     }
     let graph = match PipeWireGraph::start() {
         Ok(graph) => graph,
-        Err(reason) => return skip_or_fail(&reason.to_string()),
+        Err(reason) => return skip_or_fail("pipewire live input test", &reason.to_string()),
     };
     let dir = TempDir::new().unwrap();
     let tone: Vec<f32> = (0..RATE * TONE_S)
@@ -248,7 +204,7 @@ fn a_tone_played_into_the_input_stream_becomes_the_source_and_is_heard() {
         &dir.path().join("before.wav"),
         Duration::from_millis(700),
     );
-    let (tone_before, _) = tone_over_neighbours(&before);
+    let (tone_before, _) = tone_over_neighbours(&before, TONE_HZ, RATE);
     assert!(
         tone_before < 1e-8,
         "a tone before the capture: {tone_before}"
@@ -323,7 +279,7 @@ fn a_tone_played_into_the_input_stream_becomes_the_source_and_is_heard() {
         (wav.spec().channels, wav.spec().sample_rate, wav.duration()),
         (2, RATE, RATE)
     );
-    let (tone_saved, _) = tone_over_neighbours(&last_window_left(&saved));
+    let (tone_saved, _) = tone_over_neighbours(&last_window_left(&saved), TONE_HZ, RATE);
     let expected = TONE_LEVEL * TONE_LEVEL / 4.0;
     assert!(
         tone_saved > 0.5 * expected,
@@ -347,7 +303,7 @@ fn a_tone_played_into_the_input_stream_becomes_the_source_and_is_heard() {
             &dir.path().join(format!("after-{take}.wav")),
             Duration::from_millis(700),
         );
-        let (tone, neighbours) = tone_over_neighbours(&after);
+        let (tone, neighbours) = tone_over_neighbours(&after, TONE_HZ, RATE);
         if tone > 0.5 * expected || take == 5 {
             break (tone, neighbours);
         }

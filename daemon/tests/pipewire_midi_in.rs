@@ -20,6 +20,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::osc_client::{Link, Transport, msg, number, s};
+use common::pipewire::{has_node, in_path, skip_or_fail};
 use common::service_fixture::{Daemon, Launch, NotifySocket};
 use latentd_tests::pipewire_graph::PipeWireGraph;
 use rosc::{OscPacket, OscType};
@@ -78,39 +79,14 @@ fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-5
 }
 
-fn skip_or_fail(reason: &str) {
-    if std::env::var("LATENTD_REQUIRE_PIPEWIRE").as_deref() == Ok("1") {
-        panic!("pipewire test required (LATENTD_REQUIRE_PIPEWIRE=1) but: {reason}");
-    }
-    println!("SKIPPED: pipewire MIDI test: {reason}");
-}
-
-/// Whether `program` is an executable found in `PATH`.
-fn in_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-}
-
-/// Whether the graph lists a node named `name` now.
-fn has_node(graph: &PipeWireGraph, name: &str) -> bool {
-    graph
-        .command("pw-cli")
-        .args(["ls", "Node"])
-        .stderr(Stdio::null())
-        .output()
-        .is_ok_and(|out| {
-            String::from_utf8_lossy(&out.stdout).contains(&format!("node.name = \"{name}\""))
-        })
-}
-
 #[test]
 fn a_pipewire_midi_peer_moves_mapped_knobs() {
     if !in_path("pw-midiplay") {
-        return skip_or_fail("`pw-midiplay` not found in PATH");
+        return skip_or_fail("pipewire MIDI test", "`pw-midiplay` not found in PATH");
     }
     let graph = match PipeWireGraph::start() {
         Ok(graph) => graph,
-        Err(reason) => return skip_or_fail(&reason.to_string()),
+        Err(reason) => return skip_or_fail("pipewire MIDI test", &reason.to_string()),
     };
     let dir = TempDir::new().unwrap();
     let notify = NotifySocket::bind(dir.path());

@@ -544,10 +544,6 @@ fn start_input_stream(
     processor: Arc<ProcessorSlot>,
     shared: Arc<InputShared>,
 ) -> Result<InputStream, AudioError> {
-    let backend_err = |what: &str, e: pw::Error| AudioError::Other {
-        backend: BACKEND,
-        detail: format!("input {what}: {e}"),
-    };
     let name = pipewire_input_node_name(&options.node_name);
     let props = properties! {
         *pw::keys::MEDIA_TYPE => "Audio",
@@ -559,22 +555,46 @@ fn start_input_stream(
         *pw::keys::AUDIO_CHANNELS => channels.to_string(),
         *pw::keys::NODE_LATENCY => format!("{}/{}", options.period_frames, options.sample_rate),
     };
-    let stream = StreamRc::new(core.clone(), &name, props).map_err(|e| backend_err("stream", e))?;
     let rate = options.sample_rate;
+    let format = format_pod(options.sample_rate, &input_positions(channels))?;
+    let stream = connect_input_stream(core, options, "input", &name, props, format, move |s| {
+        read_input(s, &processor, channels, &shared, rate)
+    })?;
+    log::info!("audio: live input on: PipeWire node {name} ({channels} channels)");
+    Ok(stream)
+}
+
+/// Create, listen to and connect one of the input streams (live input, MIDI): `kind`
+/// names it in logs and errors, `process` is its realtime body (the data thread's rules:
+/// no allocation, lock, log or syscall). Linked by the session manager only with
+/// `autoconnect_inputs`.
+fn connect_input_stream(
+    core: &pw::core::CoreRc,
+    options: &PipeWireOptions,
+    kind: &'static str,
+    name: &str,
+    props: pw::properties::PropertiesBox,
+    format: Vec<u8>,
+    mut process: impl FnMut(&pw::stream::Stream) + 'static,
+) -> Result<InputStream, AudioError> {
+    let backend_err = |what: &str, e: pw::Error| AudioError::Other {
+        backend: BACKEND,
+        detail: format!("{kind} {what}: {e}"),
+    };
+    let stream = StreamRc::new(core.clone(), name, props).map_err(|e| backend_err("stream", e))?;
     let listener = stream
         .add_local_listener_with_user_data(())
-        .state_changed(|_, _, old, new| match new {
-            StreamState::Error(message) => log::error!("pipewire input stream: error: {message}"),
-            new => log::info!("pipewire input stream: {old:?} -> {new:?}"),
+        .state_changed(move |_, _, old, new| match new {
+            StreamState::Error(message) => log::error!("pipewire {kind} stream: error: {message}"),
+            new => log::info!("pipewire {kind} stream: {old:?} -> {new:?}"),
         })
-        .process(move |stream, _| read_input(stream, &processor, channels, &shared, rate))
+        .process(move |stream, _| process(stream))
         .register()
         .map_err(|e| backend_err("stream listener", e))?;
-    let format = format_pod(options.sample_rate, &input_positions(channels))?;
     let mut params = [
         spa::pod::Pod::from_bytes(&format).ok_or_else(|| AudioError::Other {
             backend: BACKEND,
-            detail: "input format pod did not parse".to_owned(),
+            detail: format!("{kind} format pod did not parse"),
         })?,
     ];
     let mut flags = StreamFlags::MAP_BUFFERS | StreamFlags::RT_PROCESS;
@@ -585,9 +605,8 @@ fn start_input_stream(
         .connect(spa::utils::Direction::Input, None, flags, &mut params)
         .map_err(|e| AudioError::Activation {
             backend: BACKEND,
-            detail: format!("input stream connect: {e}"),
+            detail: format!("{kind} stream connect: {e}"),
         })?;
-    log::info!("audio: live input on: PipeWire node {name} ({channels} channels)");
     Ok(InputStream {
         _listener: listener,
         stream,
@@ -673,10 +692,6 @@ fn start_midi_stream(
     queue: MidiInHandle,
     ring: RingHandle,
 ) -> Result<InputStream, AudioError> {
-    let backend_err = |what: &str, e: pw::Error| AudioError::Other {
-        backend: BACKEND,
-        detail: format!("MIDI {what}: {e}"),
-    };
     let name = pipewire_midi_node_name(&options.node_name);
     let props = properties! {
         *pw::keys::MEDIA_TYPE => "Midi",
@@ -686,37 +701,15 @@ fn start_midi_stream(
         *pw::keys::NODE_NAME => name.as_str(),
         *pw::keys::NODE_DESCRIPTION => format!("{} MIDI in", options.node_name),
     };
-    let stream = StreamRc::new(core.clone(), &name, props).map_err(|e| backend_err("stream", e))?;
-    let listener = stream
-        .add_local_listener_with_user_data(())
-        .state_changed(|_, _, old, new| match new {
-            StreamState::Error(message) => log::error!("pipewire MIDI stream: error: {message}"),
-            new => log::info!("pipewire MIDI stream: {old:?} -> {new:?}"),
-        })
-        .process(move |stream, _| read_midi(stream, &queue.0, &ring))
-        .register()
-        .map_err(|e| backend_err("stream listener", e))?;
-    let format = midi_format_pod()?;
-    let mut params = [
-        spa::pod::Pod::from_bytes(&format).ok_or_else(|| AudioError::Other {
-            backend: BACKEND,
-            detail: "MIDI format pod did not parse".to_owned(),
-        })?,
-    ];
-    let mut flags = StreamFlags::MAP_BUFFERS | StreamFlags::RT_PROCESS;
-    if options.autoconnect_inputs {
-        flags |= StreamFlags::AUTOCONNECT;
-    }
-    stream
-        .connect(spa::utils::Direction::Input, None, flags, &mut params)
-        .map_err(|e| AudioError::Activation {
-            backend: BACKEND,
-            detail: format!("MIDI stream connect: {e}"),
-        })?;
-    Ok(InputStream {
-        _listener: listener,
-        stream,
-    })
+    connect_input_stream(
+        core,
+        options,
+        "MIDI",
+        &name,
+        props,
+        midi_format_pod()?,
+        move |s| read_midi(s, &queue.0, &ring),
+    )
 }
 
 /// The MIDI stream's realtime `process` body: one buffer's events into the queue, stamped

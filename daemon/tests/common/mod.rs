@@ -12,8 +12,10 @@ pub mod http;
 pub mod jack_tone;
 pub mod midi_ctl;
 pub mod osc_client;
+pub mod pipewire;
 pub mod service_fixture;
 pub mod tmpfs;
+pub mod tone;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
