@@ -655,23 +655,7 @@ fn read_input(
         let Some(mut buffer) = stream.dequeue_buffer() else {
             return;
         };
-        let Some(data) = buffer.datas_mut().first_mut() else {
-            return;
-        };
-        if data.as_raw().chunk.is_null() {
-            return;
-        }
-        let (offset, size) = {
-            let chunk = data.chunk();
-            (chunk.offset() as usize, chunk.size() as usize)
-        };
-        let Some(bytes) = data.data() else {
-            return;
-        };
-        let Some(valid) = offset
-            .checked_add(size)
-            .and_then(|end| bytes.get(offset..end))
-        else {
+        let Some(Ok(valid)) = chunk_bytes(&mut buffer) else {
             return;
         };
         // SAFETY: every bit pattern is a valid f32; align_to only reinterprets the aligned
@@ -720,29 +704,10 @@ fn read_midi(stream: &pw::stream::Stream, queue: &MidiInput, ring: &RingHandle) 
         let Some(mut buffer) = stream.dequeue_buffer() else {
             return;
         };
-        let Some(data) = buffer.datas_mut().first_mut() else {
-            return;
-        };
-        // `Data::chunk` asserts; a buffer without one carries nothing to read.
-        if data.as_raw().chunk.is_null() {
-            return;
-        }
-        let (offset, size) = {
-            let chunk = data.chunk();
-            (chunk.offset() as usize, chunk.size() as usize)
-        };
-        if size == 0 {
-            return;
-        }
-        let Some(bytes) = data.data() else {
-            return;
-        };
-        let Some(valid) = offset
-            .checked_add(size)
-            .and_then(|end| bytes.get(offset..end))
-        else {
-            queue.note_malformed(1);
-            return;
+        let valid = match chunk_bytes(&mut buffer) {
+            Some(Ok(valid)) => valid,
+            Some(Err(ChunkOutOfBounds)) => return queue.note_malformed(1),
+            None => return,
         };
         let frame = ring.playhead_and_clock().1;
         let mut events = spa_sequence::midi_events(valid);
@@ -750,6 +715,36 @@ fn read_midi(stream: &pw::stream::Stream, queue: &MidiInput, ring: &RingHandle) 
         queue.note_malformed(events.malformed());
         // Dropping `buffer` gives it back to the stream.
     });
+}
+
+/// A buffer whose chunk points outside its data.
+struct ChunkOutOfBounds;
+
+/// The bytes a dequeued buffer carries this cycle (its first data, cut to the chunk's
+/// offset and size): `None` when it carries nothing (no data, no chunk, an empty chunk),
+/// an error when the chunk points outside the data. Realtime-safe.
+fn chunk_bytes<'b>(
+    buffer: &'b mut pw::buffer::Buffer<'_>,
+) -> Option<Result<&'b [u8], ChunkOutOfBounds>> {
+    let data = buffer.datas_mut().first_mut()?;
+    // `Data::chunk` asserts; a buffer without one carries nothing to read.
+    if data.as_raw().chunk.is_null() {
+        return None;
+    }
+    let (offset, size) = {
+        let chunk = data.chunk();
+        (chunk.offset() as usize, chunk.size() as usize)
+    };
+    if size == 0 {
+        return None;
+    }
+    let bytes = data.data()?;
+    Some(
+        offset
+            .checked_add(size)
+            .and_then(|end| bytes.get(offset..end))
+            .ok_or(ChunkOutOfBounds),
+    )
 }
 
 /// The MIDI stream's EnumFormat pod: `application/control`.
