@@ -21,7 +21,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::jack_tone::{PERIOD, RATE, START};
-use common::osc_client::Status;
+use common::osc_client::{Status, done_or_fail};
 use common::service_fixture::{Daemon, Launch, NotifySocket};
 use common::tone::tone_over_neighbours;
 use jack::contrib::ClosureProcessHandler;
@@ -125,18 +125,8 @@ impl Replies {
                 continue;
             };
             let (_, packet) = rosc::decoder::decode_udp(&buffer[..n]).unwrap();
-            let mut queue = vec![packet];
-            while let Some(packet) = queue.pop() {
-                match packet {
-                    OscPacket::Bundle(b) => queue.extend(b.content),
-                    OscPacket::Message(m)
-                        if (m.addr == "/done" || m.addr == "/fail")
-                            && m.args.first() == Some(&OscType::String(address.into())) =>
-                    {
-                        return m;
-                    }
-                    OscPacket::Message(_) => {}
-                }
+            if let Some(m) = done_or_fail(packet, address) {
+                return m;
             }
         }
     }

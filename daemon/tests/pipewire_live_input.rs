@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::osc_client::{Link, Status, Transport, msg};
-use common::pipewire::{has_node, in_path, skip_or_fail};
+use common::osc_client::{Link, Status, Transport, done_or_fail, msg};
+use common::pipewire::{in_path, skip_or_fail, wait_for_node};
 use common::service_fixture::{Daemon, Launch, NotifySocket};
 use common::tone::tone_over_neighbours;
 use latentd_tests::pipewire_graph::PipeWireGraph;
@@ -48,18 +48,8 @@ fn answer(osc: &mut Link, address: &str, timeout: Duration) -> OscMessage {
         let Some(packet) = osc.recv(left) else {
             panic!("no /done or /fail {address} within {timeout:?}");
         };
-        let mut queue = vec![packet];
-        while let Some(packet) = queue.pop() {
-            match packet {
-                OscPacket::Bundle(b) => queue.extend(b.content),
-                OscPacket::Message(m)
-                    if (m.addr == "/done" || m.addr == "/fail")
-                        && m.args.first() == Some(&OscType::String(address.into())) =>
-                {
-                    return m;
-                }
-                OscPacket::Message(_) => {}
-            }
+        if let Some(m) = done_or_fail(packet, address) {
+            return m;
         }
     }
 }
@@ -182,16 +172,7 @@ fn a_tone_played_into_the_input_stream_becomes_the_source_and_is_heard() {
         },
     );
     notify.until("READY=1", Duration::from_secs(30));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !has_node(&graph, INPUT_NODE) {
-        assert!(
-            Instant::now() < deadline,
-            "no node {INPUT_NODE} in the graph:\n{}\n{}",
-            daemon.lines().join("\n"),
-            graph.log_tail(30)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_node(&graph, &daemon, INPUT_NODE);
     assert!(
         !daemon.has_line("has no input ports"),
         "{}",

@@ -20,7 +20,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::osc_client::{Link, Transport, msg, number, s};
-use common::pipewire::{has_node, in_path, skip_or_fail};
+use common::pipewire::{in_path, skip_or_fail, wait_for_node};
 use common::service_fixture::{Daemon, Launch, NotifySocket};
 use latentd_tests::pipewire_graph::PipeWireGraph;
 use rosc::{OscPacket, OscType};
@@ -122,16 +122,7 @@ fn a_pipewire_midi_peer_moves_mapped_knobs() {
         &format!("MIDI input on: PipeWire node {MIDI_NODE}"),
         Duration::from_secs(2),
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !has_node(&graph, MIDI_NODE) {
-        assert!(
-            Instant::now() < deadline,
-            "no node {MIDI_NODE} in the graph:\n{}\n{}",
-            daemon.lines().join("\n"),
-            graph.log_tail(30)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_node(&graph, &daemon, MIDI_NODE);
 
     let addr = daemon.osc_addr(Duration::from_secs(2));
     let mut sub = Link::connect(addr, Transport::Udp);

@@ -217,6 +217,24 @@ fn decode(bytes: &[u8]) -> OscPacket {
 }
 
 /// An OSC message.
+/// The `/done` or `/fail` naming `address` in `packet` (bundles opened), if it holds one.
+pub fn done_or_fail(packet: OscPacket, address: &str) -> Option<OscMessage> {
+    let mut queue = vec![packet];
+    while let Some(packet) = queue.pop() {
+        match packet {
+            OscPacket::Bundle(b) => queue.extend(b.content),
+            OscPacket::Message(m)
+                if (m.addr == "/done" || m.addr == "/fail")
+                    && m.args.first() == Some(&OscType::String(address.into())) =>
+            {
+                return Some(m);
+            }
+            OscPacket::Message(_) => {}
+        }
+    }
+    None
+}
+
 pub fn msg(addr: &str, args: Vec<OscType>) -> OscPacket {
     OscPacket::Message(OscMessage {
         addr: addr.into(),

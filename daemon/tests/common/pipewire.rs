@@ -2,8 +2,11 @@
 //! when the graph or a tool is missing, and look a node up in the graph.
 
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use latentd_tests::pipewire_graph::PipeWireGraph;
+
+use super::service_fixture::Daemon;
 
 /// Skip `test` saying why, or panic when `LATENTD_REQUIRE_PIPEWIRE=1` (scripts/test.sh).
 pub fn skip_or_fail(test: &str, reason: &str) {
@@ -29,4 +32,19 @@ pub fn has_node(graph: &PipeWireGraph, name: &str) -> bool {
         .is_ok_and(|out| {
             String::from_utf8_lossy(&out.stdout).contains(&format!("node.name = \"{name}\""))
         })
+}
+
+/// Wait (up to 10 s) until the graph lists `daemon`'s node `name`; panics with the daemon's
+/// and the graph's logs otherwise.
+pub fn wait_for_node(graph: &PipeWireGraph, daemon: &Daemon, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !has_node(graph, name) {
+        assert!(
+            Instant::now() < deadline,
+            "no node {name} in the graph:\n{}\n{}",
+            daemon.lines().join("\n"),
+            graph.log_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
