@@ -37,7 +37,9 @@ const ECHO: Duration = Duration::from_secs(3);
 fn write_midi_file(path: &Path) {
     #[rustfmt::skip]
     let track: &[u8] = &[
-        0x00, 0xB0, 20, 127,  // delta 0: ch 1 CC 20 = 127
+        // delta 192 (1 s at the default 120 bpm): pw-midiplay starts its clock before
+        // the session manager has linked it to latentd; an event at 0 can be lost.
+        0x81, 0x40, 0xB0, 20, 127,  // ch 1 CC 20 = 127
         0x18, 0x90, 60, 100,  // delta 24: ch 1 note on (ignored)
         0x18, 0xB1, 21, 64,   // delta 24: ch 2 CC 21 = 64
         0x18, 0xE0, 0, 0x40,  // delta 24: pitch bend (ignored)
