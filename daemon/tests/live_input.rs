@@ -17,17 +17,16 @@
 mod common;
 
 use std::f32::consts::TAU;
-use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use common::jack_tone::{PERIOD, RATE, START};
-use common::osc_client::{Status, done_or_fail};
+use common::osc_client::{Link, Transport, msg};
 use common::service_fixture::{Daemon, Launch, NotifySocket};
 use common::tone::tone_over_neighbours;
 use jack::contrib::ClosureProcessHandler;
 use jack::{AudioOut, Client, ClientOptions, Control, ProcessScope};
 use latentd_tests::{JackCapture, JackSession};
-use rosc::{OscMessage, OscPacket, OscType};
+use rosc::{OscMessage, OscType};
 use tempfile::TempDir;
 
 /// The tone fed into the input ports.
@@ -72,7 +71,7 @@ fn play_tone_into_latentd() -> jack::AsyncClient<(), impl jack::ProcessHandler> 
 }
 
 /// `latentd --audio jack --engine off --loop-seconds 2 <extra>` on `session`'s server.
-fn start_daemon(session: &JackSession, dir: &TempDir, extra: &[&str]) -> (Daemon, Replies) {
+fn start_daemon(session: &JackSession, dir: &TempDir, extra: &[&str]) -> (Daemon, Link) {
     let notify = NotifySocket::bind(dir.path());
     let args: Vec<&str> = ["--loop-seconds", LOOP_S]
         .iter()
@@ -84,73 +83,8 @@ fn start_daemon(session: &JackSession, dir: &TempDir, extra: &[&str]) -> (Daemon
         Launch::engine_off_on_jack(session.server.name(), &notify, &args),
     );
     notify.until("READY=1", START);
-    let osc = Replies::new(daemon.osc_addr(Duration::from_secs(5)));
+    let osc = Link::connect(daemon.osc_addr(Duration::from_secs(5)), Transport::Udp);
     (daemon, osc)
-}
-
-/// A raw OSC/UDP client that sees every reply (the fixture's skips what it is not
-/// waiting for).
-struct Replies {
-    socket: UdpSocket,
-    to: SocketAddr,
-}
-
-impl Replies {
-    fn new(to: SocketAddr) -> Self {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        Self { socket, to }
-    }
-
-    fn send(&self, addr: &str, args: Vec<OscType>) {
-        let packet = OscPacket::Message(OscMessage {
-            addr: addr.into(),
-            args,
-        });
-        let bytes = rosc::encoder::encode(&packet).unwrap();
-        self.socket.send_to(&bytes, self.to).unwrap();
-    }
-
-    /// The next `/done` or `/fail` naming `address` within `timeout` (others skipped).
-    fn answer(&self, address: &str, timeout: Duration) -> OscMessage {
-        let end = Instant::now() + timeout;
-        let mut buffer = [0u8; 65_536];
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "no /done or /fail {address} within {timeout:?}"
-            );
-            self.socket.set_read_timeout(Some(left)).unwrap();
-            let Ok(n) = self.socket.recv(&mut buffer) else {
-                continue;
-            };
-            let (_, packet) = rosc::decoder::decode_udp(&buffer[..n]).unwrap();
-            if let Some(m) = done_or_fail(packet, address) {
-                return m;
-            }
-        }
-    }
-
-    /// `/status`'s `loop_s`.
-    fn loop_s(&self) -> f64 {
-        self.send("/status", vec![]);
-        let end = Instant::now() + Duration::from_secs(2);
-        let mut buffer = [0u8; 65_536];
-        while Instant::now() < end {
-            self.socket
-                .set_read_timeout(Some(Duration::from_millis(100)))
-                .unwrap();
-            let Ok(n) = self.socket.recv(&mut buffer) else {
-                continue;
-            };
-            if let (_, OscPacket::Message(m)) = rosc::decoder::decode_udp(&buffer[..n]).unwrap()
-                && m.addr == "/status.reply"
-            {
-                return Status::parse(&m.args).loop_s;
-            }
-        }
-        panic!("no /status.reply");
-    }
 }
 
 fn is_fail(m: &OscMessage) -> bool {
@@ -179,7 +113,7 @@ fn a_tone_fed_into_the_input_ports_becomes_the_source_and_is_heard() {
     )
     .unwrap();
     let config = config.display().to_string();
-    let (daemon, osc) = start_daemon(&session, &dir, &["--inputs", "2", "--config", &config]);
+    let (daemon, mut osc) = start_daemon(&session, &dir, &["--inputs", "2", "--config", &config]);
     let ports = session.server.list_ports();
     for port in [
         "latentd:in_1",
@@ -207,7 +141,10 @@ fn a_tone_fed_into_the_input_ports_becomes_the_source_and_is_heard() {
 
     // One second of the input, from the next wrap of the two-second loop: a loop of
     // another length, so the ring plays the capture itself (`--engine off`).
-    osc.send("/capture/start", vec![OscType::Float(1.0), OscType::Int(1)]);
+    osc.send(&msg(
+        "/capture/start",
+        vec![OscType::Float(1.0), OscType::Int(1)],
+    ));
     let started = osc.answer("/capture/start", Duration::from_secs(2));
     assert!(!is_fail(&started), "{started:?}");
     let done = osc.answer("/source", Duration::from_secs(10));
@@ -236,11 +173,11 @@ fn a_tone_fed_into_the_input_ports_becomes_the_source_and_is_heard() {
     assert_eq!(std::fs::read_dir(&saves).unwrap().count(), 1);
     // The reader adopts the new loop at its next turn, then crossfades into it.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while (osc.loop_s() - 1.0).abs() > 0.01 {
+    while (osc.status_among_others(Duration::from_secs(2)).loop_s - 1.0).abs() > 0.01 {
         assert!(
             Instant::now() < deadline,
             "the loop is still {} s",
-            osc.loop_s()
+            osc.status_among_others(Duration::from_secs(2)).loop_s
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -301,8 +238,8 @@ fn a_tone_fed_into_the_input_ports_becomes_the_source_and_is_heard() {
 fn bad_captures_fail_and_change_nothing() {
     let session = JackSession::start(RATE, PERIOD);
     let dir = TempDir::new().unwrap();
-    let (daemon, osc) = start_daemon(&session, &dir, &["--inputs", "2"]);
-    let loop_s = osc.loop_s();
+    let (daemon, mut osc) = start_daemon(&session, &dir, &["--inputs", "2"]);
+    let loop_s = osc.status_among_others(Duration::from_secs(2)).loop_s;
     for (args, why) in [
         (vec![OscType::Float(0.0)], "above 0"),
         (vec![OscType::Float(-1.0)], "above 0"),
@@ -311,21 +248,24 @@ fn bad_captures_fail_and_change_nothing() {
         (vec![OscType::Float(1.0), OscType::Int(2)], "i 0 or i 1"),
         (vec![OscType::String("long".into())], "seconds"),
     ] {
-        osc.send("/capture/start", args.clone());
+        osc.send(&msg("/capture/start", args.clone()));
         let m = osc.answer("/capture/start", Duration::from_secs(2));
         assert!(is_fail(&m), "{args:?}: {m:?}");
         assert!(reason(&m).contains(why), "{args:?}: {}", reason(&m));
     }
     // Nothing runs: a stop fails.
-    osc.send("/capture/stop", vec![]);
+    osc.send(&msg("/capture/stop", vec![]));
     let m = osc.answer("/capture/stop", Duration::from_secs(2));
     assert!(is_fail(&m) && reason(&m).contains("no capture"), "{m:?}");
     // One capture at a time (quantized to a wrap two seconds away: still waiting).
-    osc.send("/capture/start", vec![OscType::Float(1.0), OscType::Int(1)]);
+    osc.send(&msg(
+        "/capture/start",
+        vec![OscType::Float(1.0), OscType::Int(1)],
+    ));
     assert!(!is_fail(
         &osc.answer("/capture/start", Duration::from_secs(2))
     ));
-    osc.send("/capture/start", vec![]);
+    osc.send(&msg("/capture/start", vec![]));
     let m = osc.answer("/capture/start", Duration::from_secs(2));
     assert!(
         is_fail(&m) && reason(&m).contains("already running"),
@@ -333,13 +273,16 @@ fn bad_captures_fail_and_change_nothing() {
     );
     // Stopped before any audio (it had to wait for the wrap, or it had only the latency):
     // the source path fails and the loop stays.
-    osc.send("/capture/stop", vec![]);
+    osc.send(&msg("/capture/stop", vec![]));
     assert!(!is_fail(
         &osc.answer("/capture/stop", Duration::from_secs(2))
     ));
     let m = osc.answer("/source", Duration::from_secs(10));
     assert!(is_fail(&m), "{m:?}");
-    assert_eq!(osc.loop_s(), loop_s);
+    assert_eq!(
+        osc.status_among_others(Duration::from_secs(2)).loop_s,
+        loop_s
+    );
     drop(daemon);
 }
 
@@ -347,8 +290,8 @@ fn bad_captures_fail_and_change_nothing() {
 fn a_capture_without_input_ports_fails_with_the_reason() {
     let session = JackSession::start(RATE, PERIOD);
     let dir = TempDir::new().unwrap();
-    let (_daemon, osc) = start_daemon(&session, &dir, &[]);
-    let loop_s = osc.loop_s();
+    let (_daemon, mut osc) = start_daemon(&session, &dir, &[]);
+    let loop_s = osc.status_among_others(Duration::from_secs(2)).loop_s;
     assert!(
         !session
             .server
@@ -357,7 +300,7 @@ fn a_capture_without_input_ports_fails_with_the_reason() {
             .any(|p| p == "latentd:in_1"),
         "no input ports without --inputs"
     );
-    osc.send("/capture/start", vec![]);
+    osc.send(&msg("/capture/start", vec![]));
     let m = osc.answer("/capture/start", Duration::from_secs(2));
     assert!(is_fail(&m), "{m:?}");
     assert!(
@@ -365,7 +308,10 @@ fn a_capture_without_input_ports_fails_with_the_reason() {
         "{}",
         reason(&m)
     );
-    assert_eq!(osc.loop_s(), loop_s);
+    assert_eq!(
+        osc.status_among_others(Duration::from_secs(2)).loop_s,
+        loop_s
+    );
 }
 
 #[test]
@@ -389,8 +335,8 @@ fn the_null_output_has_no_input_ports_to_capture() {
         "{:?}",
         daemon.lines()
     );
-    let osc = Replies::new(daemon.osc_addr(Duration::from_secs(5)));
-    osc.send("/capture/start", vec![]);
+    let mut osc = Link::connect(daemon.osc_addr(Duration::from_secs(5)), Transport::Udp);
+    osc.send(&msg("/capture/start", vec![]));
     let m = osc.answer("/capture/start", Duration::from_secs(2));
     assert!(
         is_fail(&m) && reason(&m).contains("no input ports"),

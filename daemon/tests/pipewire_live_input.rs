@@ -21,12 +21,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::osc_client::{Link, Status, Transport, done_or_fail, msg};
+use common::osc_client::{Link, Transport, msg};
 use common::pipewire::{in_path, skip_or_fail, wait_for_node};
 use common::service_fixture::{Daemon, Launch, NotifySocket};
 use common::tone::tone_over_neighbours;
 use latentd_tests::pipewire_graph::PipeWireGraph;
-use rosc::{OscMessage, OscPacket, OscType};
+use rosc::OscType;
 use tempfile::TempDir;
 
 /// The daemon's input node (`--client-name` is the default, `latentd`).
@@ -39,34 +39,6 @@ const TONE_LEVEL: f32 = 0.5;
 const TONE_S: u32 = 10;
 /// Frames analysed for each spectrum (0.25 s: 4 Hz bins).
 const WINDOW: usize = 12_000;
-
-/// The next `/done` or `/fail` naming `address` within `timeout` (others skipped).
-fn answer(osc: &mut Link, address: &str, timeout: Duration) -> OscMessage {
-    let end = Instant::now() + timeout;
-    loop {
-        let left = end.saturating_duration_since(Instant::now());
-        let Some(packet) = osc.recv(left) else {
-            panic!("no /done or /fail {address} within {timeout:?}");
-        };
-        if let Some(m) = done_or_fail(packet, address) {
-            return m;
-        }
-    }
-}
-
-/// `/status`'s `loop_s` (other replies skipped).
-fn loop_s(osc: &mut Link) -> f64 {
-    osc.send(&msg("/status", vec![]));
-    let end = Instant::now() + Duration::from_secs(2);
-    while let Some(left) = end.checked_duration_since(Instant::now()) {
-        if let Some(OscPacket::Message(m)) = osc.recv(left)
-            && m.addr == "/status.reply"
-        {
-            return Status::parse(&m.args).loop_s;
-        }
-    }
-    panic!("no /status.reply");
-}
 
 /// SIGINT, so a PipeWire tool finishes its file, then reap it.
 fn stop_gracefully(child: &mut Child) {
@@ -239,9 +211,9 @@ fn a_tone_played_into_the_input_stream_becomes_the_source_and_is_heard() {
         "/capture/start",
         vec![OscType::Float(1.0), OscType::Int(1)],
     ));
-    let started = answer(&mut osc, "/capture/start", Duration::from_secs(2));
+    let started = osc.answer("/capture/start", Duration::from_secs(2));
     assert_eq!(started.addr, "/done", "{started:?}");
-    let done = answer(&mut osc, "/source", Duration::from_secs(10));
+    let done = osc.answer("/source", Duration::from_secs(10));
     assert_eq!(
         done.addr,
         "/done",
@@ -269,7 +241,7 @@ fn a_tone_played_into_the_input_stream_becomes_the_source_and_is_heard() {
 
     // The reader adopts the one-second loop at its next turn, then crossfades into it.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while (loop_s(&mut osc) - 1.0).abs() > 0.01 {
+    while (osc.status_among_others(Duration::from_secs(2)).loop_s - 1.0).abs() > 0.01 {
         assert!(Instant::now() < deadline, "the loop is still 2 s");
         std::thread::sleep(Duration::from_millis(50));
     }

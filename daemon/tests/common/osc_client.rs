@@ -196,6 +196,36 @@ impl Link {
         self.send(&msg("/status", vec![]));
         Status::parse(&self.expect("/status.reply"))
     }
+
+    /// `/status`, parsed, skipping what arrives before its reply within `limit` (pushes,
+    /// late answers).
+    pub fn status_among_others(&mut self, limit: Duration) -> Status {
+        self.send(&msg("/status", vec![]));
+        let end = Instant::now() + limit;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            if let Some(OscPacket::Message(m)) = self.recv(left)
+                && m.addr == "/status.reply"
+            {
+                return Status::parse(&m.args);
+            }
+        }
+        panic!("{:?}: no /status.reply within {limit:?}", self.transport);
+    }
+
+    /// The next `/done` or `/fail` naming `address` within `limit` (bundles opened, other
+    /// packets skipped).
+    pub fn answer(&mut self, address: &str, limit: Duration) -> OscMessage {
+        let end = Instant::now() + limit;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            let Some(packet) = self.recv(left) else {
+                panic!("no /done or /fail {address} within {limit:?}");
+            };
+            if let Some(m) = done_or_fail(packet, address) {
+                return m;
+            }
+        }
+    }
 }
 
 fn bundle_knobs(b: &OscBundle) -> Vec<(String, f64)> {
@@ -218,7 +248,7 @@ fn decode(bytes: &[u8]) -> OscPacket {
 
 /// An OSC message.
 /// The `/done` or `/fail` naming `address` in `packet` (bundles opened), if it holds one.
-pub fn done_or_fail(packet: OscPacket, address: &str) -> Option<OscMessage> {
+fn done_or_fail(packet: OscPacket, address: &str) -> Option<OscMessage> {
     let mut queue = vec![packet];
     while let Some(packet) = queue.pop() {
         match packet {
