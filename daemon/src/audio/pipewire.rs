@@ -764,15 +764,7 @@ fn midi_format_pod() -> Result<Vec<u8>, AudioError> {
             ),
         ],
     };
-    spa::pod::serialize::PodSerializer::serialize(
-        std::io::Cursor::new(Vec::new()),
-        &spa::pod::Value::Object(object),
-    )
-    .map(|(cursor, _)| cursor.into_inner())
-    .map_err(|e| AudioError::Other {
-        backend: BACKEND,
-        detail: format!("MIDI format pod: {e:?}"),
-    })
+    serialize_pod(object, "MIDI format pod")
 }
 
 /// The realtime `process` body: one buffer, `min(requested, capacity)` frames.
@@ -822,6 +814,11 @@ fn format_pod(rate: u32, positions: &[u32]) -> Result<Vec<u8>, AudioError> {
         id: spa::param::ParamType::EnumFormat.as_raw(),
         properties: info.into(),
     };
+    serialize_pod(object, "format pod")
+}
+
+/// `object` as the bytes of a pod (`what` names it in the error).
+fn serialize_pod(object: spa::pod::Object, what: &str) -> Result<Vec<u8>, AudioError> {
     spa::pod::serialize::PodSerializer::serialize(
         std::io::Cursor::new(Vec::new()),
         &spa::pod::Value::Object(object),
@@ -829,6 +826,6 @@ fn format_pod(rate: u32, positions: &[u32]) -> Result<Vec<u8>, AudioError> {
     .map(|(cursor, _)| cursor.into_inner())
     .map_err(|e| AudioError::Other {
         backend: BACKEND,
-        detail: format!("format pod: {e:?}"),
+        detail: format!("{what}: {e:?}"),
     })
 }
