@@ -13,7 +13,7 @@ use super::c_parity::DECODE_REL_TOL;
 use super::{CudaModel, cuda_available};
 use crate::audio_clip::AudioView;
 use crate::conditioning::Conditioning;
-use crate::knobs::KnobStore;
+use crate::knobs::{KnobSnapshot, KnobStore};
 use crate::model::Model;
 use crate::model::builtin::BuiltinModel;
 use crate::pipeline::{FinishedLatent, StreamPipeline};
@@ -49,13 +49,9 @@ fn rel_rms(a: &[f32], b: &[f32]) -> f64 {
     (err / norm.max(1e-30)).sqrt()
 }
 
-/// Runs the streaming pipeline for `ticks`; returns finished latents (host) and the decoded
-/// window of each.
-fn stream<M: Model<Cond = crate::model::builtin::BuiltinCond>>(
-    model: Arc<M>,
-    ticks: usize,
-    sde: bool,
-) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+/// A streaming pipeline on `model` over the test audio as its source, and the knobs it
+/// runs with: depth 4, SDE amplitude 0.6 with `sde`, else 0.
+fn pipeline_on<M: Model>(model: &Arc<M>, sde: bool) -> (StreamPipeline<M>, KnobSnapshot) {
     let (store, mut reader) = KnobStore::new();
     store.set("sde_amp", if sde { 0.6 } else { 0.0 }).unwrap();
     store.set("depth", 4.0).unwrap();
@@ -67,9 +63,19 @@ fn stream<M: Model<Cond = crate::model::builtin::BuiltinCond>>(
         sample_rate: 48_000,
     };
     let source = Arc::new(model.encode_source(view).unwrap());
-    let frames = model.latent_frames(&source);
-    let mut p = StreamPipeline::new(Arc::clone(&model), frames);
+    let mut p = StreamPipeline::new(Arc::clone(model), model.latent_frames(&source));
     p.set_source(Some(source));
+    (p, knobs)
+}
+
+/// Runs the streaming pipeline for `ticks`; returns finished latents (host) and the decoded
+/// window of each.
+fn stream<M: Model<Cond = crate::model::builtin::BuiltinCond>>(
+    model: Arc<M>,
+    ticks: usize,
+    sde: bool,
+) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let (mut p, knobs) = pipeline_on(&model, sde);
     let cond = Conditioning::default();
     let (mut lat, mut dec) = (Vec::new(), Vec::new());
     let mut fin: Vec<FinishedLatent<M::Latents>> = Vec::new();
@@ -171,19 +177,7 @@ fn gpu_decodes_a_walk_chunk_with_its_neighbours_like_the_cpu() {
 fn the_tick_does_not_block_the_host() {
     let Some(gpu) = device() else { return };
     let gpu = Arc::new(gpu);
-    let (store, mut reader) = KnobStore::new();
-    store.set("sde_amp", 0.6).unwrap();
-    store.set("depth", 4.0).unwrap();
-    let knobs = reader.read().clone();
-    let a = audio();
-    let view = AudioView {
-        samples: &a,
-        channels: 2,
-        sample_rate: 48_000,
-    };
-    let source = Arc::new(gpu.encode_source(view).unwrap());
-    let mut p = StreamPipeline::new(Arc::clone(&gpu), gpu.latent_frames(&source));
-    p.set_source(Some(source));
+    let (mut p, knobs) = pipeline_on(&gpu, true);
     let cond = Conditioning::default();
     let mut fin: Vec<FinishedLatent<super::CudaLatents>> = Vec::new();
     let mut out = vec![0.0f32; 9 * 1920 * 2];
