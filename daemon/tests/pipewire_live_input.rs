@@ -22,7 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::osc_client::{Link, Transport, msg};
-use common::pipewire::{in_path, skip_or_fail, wait_for_node};
+use common::pipewire::{daemon_env, in_path, skip_or_fail, wait_for_node};
 use common::service_fixture::{Daemon, Launch, NotifySocket};
 use common::tone::tone_over_neighbours;
 use latentd_tests::pipewire_graph::PipeWireGraph;
@@ -114,13 +114,7 @@ fn a_tone_played_into_the_input_stream_becomes_the_source_and_is_heard() {
     .unwrap();
 
     let notify = NotifySocket::bind(dir.path());
-    let mut env: Vec<(&str, String)> = graph
-        .client_env()
-        .into_iter()
-        .map(|(k, v)| (k, v.to_string_lossy().into_owned()))
-        .collect();
-    // The fixture points PIPEWIRE_REMOTE nowhere; name the graph's socket instead.
-    env.push(("PIPEWIRE_REMOTE", "pipewire-0".to_owned()));
+    let env = daemon_env(&graph);
     let daemon = Daemon::start(
         &dir,
         Launch {

@@ -20,7 +20,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::osc_client::{Link, Transport, msg, number, s};
-use common::pipewire::{in_path, skip_or_fail, wait_for_node};
+use common::pipewire::{daemon_env, in_path, skip_or_fail, wait_for_node};
 use common::service_fixture::{Daemon, Launch, NotifySocket};
 use latentd_tests::pipewire_graph::PipeWireGraph;
 use rosc::{OscPacket, OscType};
@@ -98,13 +98,7 @@ fn a_pipewire_midi_peer_moves_mapped_knobs() {
         "[midi]\nenabled = true\n\n[[midi.map]]\nchannel = 1\ncc = 20\ntarget = \"ch_g0\"\n",
     )
     .unwrap();
-    let mut env: Vec<(&str, String)> = graph
-        .client_env()
-        .into_iter()
-        .map(|(k, v)| (k, v.to_string_lossy().into_owned()))
-        .collect();
-    // The fixture points PIPEWIRE_REMOTE nowhere; name the graph's socket instead.
-    env.push(("PIPEWIRE_REMOTE", "pipewire-0".to_owned()));
+    let env = daemon_env(&graph);
     let mut daemon = Daemon::start(
         &dir,
         Launch {

@@ -48,3 +48,15 @@ pub fn wait_for_node(graph: &PipeWireGraph, daemon: &Daemon, name: &str) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// The environment a daemon needs to join `graph` (as `Launch::env`): the graph's client
+/// variables, and `PIPEWIRE_REMOTE` naming its socket (the fixture points it nowhere).
+pub fn daemon_env(graph: &PipeWireGraph) -> Vec<(&'static str, String)> {
+    let mut env: Vec<(&'static str, String)> = graph
+        .client_env()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_string_lossy().into_owned()))
+        .collect();
+    env.push(("PIPEWIRE_REMOTE", "pipewire-0".to_owned()));
+    env
+}
