@@ -45,12 +45,7 @@ fn play(server: &JackServer, library: &Path, model: &Path) -> (Vec<f32>, String)
     // Let the engine overwrite the silent loop it starts from.
     std::thread::sleep(PLAY);
     let backend = osc.status().backend;
-    let (status, _) = daemon.terminate();
-    assert!(
-        status.success(),
-        "{status:?}\n{}",
-        daemon.lines().join("\n")
-    );
+    daemon.stop_cleanly();
     let mut reader = hound::WavReader::open(&record).unwrap();
     let samples: Vec<f32> = reader.samples::<f32>().map(Result::unwrap).collect();
     (samples, backend)

@@ -51,6 +51,5 @@ fn the_knobs_a_bundle_cannot_honour_are_logged_at_start() {
         "{line}"
     );
     assert!(line.contains("bundle tiny-random"), "{line}");
-    let (exit, _) = daemon.terminate();
-    assert!(exit.success(), "{exit:?}\n{}", daemon.lines().join("\n"));
+    daemon.stop_cleanly();
 }

@@ -149,8 +149,7 @@ fn a_panicking_engine_tick_is_caught_counted_and_never_heard() {
     assert_eq!(heard.engine_restarts, 1, "{heard:?}");
     std::thread::sleep(Duration::from_millis(1500));
 
-    let (status, _) = daemon.terminate();
-    assert_eq!(status.code(), Some(0), "{}", daemon.lines().join("\n"));
+    daemon.stop_cleanly();
     assert_eq!(
         daemon
             .lines()
@@ -283,8 +282,7 @@ fn a_full_state_disk_keeps_the_old_state_and_saves_again_once_freed() {
     });
     assert_eq!(now["knobs"]["denoise"], 0.5);
     assert_eq!(names_in(fs.path()), ["state.json"]);
-    let (status, _) = daemon.terminate();
-    assert_eq!(status.code(), Some(0), "{}", daemon.lines().join("\n"));
+    daemon.stop_cleanly();
 }
 
 #[test]
@@ -302,8 +300,7 @@ fn a_read_only_state_dir_keeps_the_old_state_and_the_exit_saves_once_writable() 
     // Writable again: the refused session is kept pending and written at exit, without
     // another change.
     fs.set_read_only(false);
-    let (status, _) = daemon.terminate();
-    assert_eq!(status.code(), Some(0), "{}", daemon.lines().join("\n"));
+    daemon.stop_cleanly();
     let at_exit: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&daemon.state).unwrap()).unwrap();
     assert_eq!(at_exit["knobs"]["denoise"], 0.5);

@@ -95,8 +95,7 @@ fn sigterm_fades_out_without_a_click_and_exits_0_within_a_second() {
     let osc = Osc::new(daemon.osc_addr(Duration::from_secs(2)));
     osc.send("/knob/denoise", vec![OscType::Float(0.75)]);
     assert_eq!(osc.knob("denoise"), 0.75);
-    let (status, took) = daemon.terminate();
-    assert_eq!(status.code(), Some(0), "{:?}", daemon.lines());
+    let took = daemon.stop_cleanly();
     assert!(took < Duration::from_secs(1), "exit took {took:?}");
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&daemon.state).expect("the state file"))
@@ -304,8 +303,7 @@ fn sighup_reloads_never_interrupt_the_audio() {
         !lines.iter().any(|l| l.contains("config reload refused")),
         "{lines:?}"
     );
-    let (status, _) = daemon.terminate();
-    assert_eq!(status.code(), Some(0));
+    daemon.stop_cleanly();
     let rec = capture.finish();
     eprintln!(
         "captured {} frames; reload windows {reloads:?}; quiet windows {quiet:?}; frame-time \

@@ -84,8 +84,7 @@ fn sigusr2_sigalrm_sigpipe_and_realtime_signals_are_ignored_and_nothing_is_lost(
     daemon.wait_line("SIGRTMIN+2 received: ignored", Duration::from_secs(2));
     // Still serving, the knob as set.
     assert_eq!(osc.knob("denoise"), 0.25);
-    let (status, _) = daemon.terminate();
-    assert_eq!(status.code(), Some(0));
+    daemon.stop_cleanly();
     assert_eq!(saved_state(&daemon)["knobs"]["denoise"], 0.25);
 }
 
@@ -151,8 +150,7 @@ fn two_trace_dumps_in_one_second_leave_two_files() {
         })
         .count();
     assert_eq!(traces, 2);
-    let (status, _) = daemon.terminate();
-    assert_eq!(status.code(), Some(0));
+    daemon.stop_cleanly();
 }
 
 /// A mono 16-bit WAV of `seconds` of silence at `rate`, written as a header and a sparse

@@ -265,12 +265,7 @@ fn controllers_move_knobs_and_subscribers_see_them() {
 
     midi.close();
     // Let the debounced save (500 ms) see the last change before the stop writes it.
-    let (status, _) = daemon.terminate();
-    assert!(
-        status.success(),
-        "{status:?}\n{}",
-        daemon.lines().join("\n")
-    );
+    daemon.stop_cleanly();
     let state = std::fs::read_to_string(&daemon.state).unwrap();
     let saved: serde_json::Value = serde_json::from_str(&state).unwrap();
     let saved_maps = saved["midi_maps"].as_array().expect("midi_maps saved");

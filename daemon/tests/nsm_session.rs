@@ -251,8 +251,7 @@ fn under_nsm_it_announces_opens_as_the_client_id_and_saves_into_the_session() {
     let m = nsm.answer_to("/nsm/client/open");
     assert_eq!(m.addr, "/error", "{m:?}");
     assert_eq!(m.args[1], OscType::Int(-1), "{m:?}");
-    let (status, _) = daemon.terminate();
-    assert_eq!(status.code(), Some(0), "{:?}", daemon.lines());
+    daemon.stop_cleanly();
 
     // Into the same session again: its state is loaded.
     let nsm = NsmServer::bind();
@@ -262,8 +261,7 @@ fn under_nsm_it_announces_opens_as_the_client_id_and_saves_into_the_session() {
     announce_and_open(&daemon, &nsm, &notify, &path, "nQXYZ");
     let osc = Osc::new(daemon.osc_addr(REPLY));
     assert!((osc.knob("denoise") - 0.8).abs() < 1e-6);
-    let (status, _) = daemon.terminate();
-    assert_eq!(status.code(), Some(0), "{:?}", daemon.lines());
+    daemon.stop_cleanly();
 }
 
 #[test]

@@ -177,10 +177,5 @@ fn a_pipewire_midi_peer_moves_mapped_knobs() {
         daemon.lines().join("\n")
     );
 
-    let (status, _) = daemon.terminate();
-    assert!(
-        status.success(),
-        "{status:?}\n{}",
-        daemon.lines().join("\n")
-    );
+    daemon.stop_cleanly();
 }

@@ -93,8 +93,7 @@ fn presets_are_saved_listed_recalled_and_deleted_across_a_restart() {
     assert_eq!(saved["version"], 1);
     assert_eq!(saved["knobs"]["guidance"], 4.0);
     assert_eq!(saved["knobs"]["steps"], 12.0);
-    let (status, _) = daemon.terminate();
-    assert!(status.success(), "{}", daemon.lines().join("\n"));
+    daemon.stop_cleanly();
 
     let (_daemon, addr) = start(&dir, None);
     let mut c = Link::connect(addr, Transport::Udp);

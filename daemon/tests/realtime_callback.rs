@@ -299,12 +299,7 @@ fn the_callback_stays_allocation_free_with_midi_flooding_in() {
     assert_ne!(playhead(&daemon), before, "the callback stopped playing");
     assert!(daemon.exited().is_none(), "{}", daemon.lines().join("\n"));
     midi.close();
-    let (status, _) = daemon.terminate();
-    assert!(
-        status.success(),
-        "{status:?}\n{}",
-        daemon.lines().join("\n")
-    );
+    daemon.stop_cleanly();
 }
 
 /// The callback with the live input enabled: `--inputs 2`, the dummy server's capture

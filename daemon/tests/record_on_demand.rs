@@ -203,8 +203,7 @@ fn start_and_stop_over_osc_record_a_wav_as_long_as_the_time_between() {
     assert_eq!(osc.stop().0, name);
     let (_, samples) = read_wav(&media.join(&name));
     assert!(samples.len() / 2 >= RATE as usize / 5, "{}", samples.len());
-    let (status, _) = daemon.terminate();
-    assert_eq!(status.code(), Some(0));
+    daemon.stop_cleanly();
 }
 
 #[test]
@@ -251,8 +250,7 @@ fn a_recording_splits_into_valid_files_whose_lengths_add_up() {
             "phase step {step} where two parts meet at frame {at}; the tone's is {expected}"
         );
     }
-    let (status, _) = daemon.terminate();
-    assert_eq!(status.code(), Some(0));
+    daemon.stop_cleanly();
 }
 
 #[test]
@@ -306,8 +304,7 @@ fn bad_names_fail_and_change_nothing() {
     );
     assert_eq!(osc.stop().0, "one.wav");
     assert!(!media.join("two.wav").exists());
-    let (status, _) = daemon.terminate();
-    assert_eq!(status.code(), Some(0));
+    daemon.stop_cleanly();
 }
 
 #[test]
@@ -364,7 +361,6 @@ fn a_full_disk_stops_the_recording_with_an_alarm_and_never_the_audio() {
     std::thread::sleep(Duration::from_millis(200));
     osc.stop();
     read_wav(&media.join("again.wav"));
-    let (status, _) = daemon.terminate();
-    assert_eq!(status.code(), Some(0), "{:?}", daemon.lines());
+    daemon.stop_cleanly();
     drop(fs);
 }

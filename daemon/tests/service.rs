@@ -259,8 +259,7 @@ fn sighup_reloads_the_log_level_live_refuses_a_bad_file_and_keeps_playing() {
         s0.xruns,
         s1.xruns
     );
-    let (status, _) = daemon.terminate();
-    assert_eq!(status.code(), Some(0));
+    daemon.stop_cleanly();
 }
 
 #[test]
@@ -289,8 +288,7 @@ fn the_session_is_saved_debounced_and_at_exit_and_restored_at_start() {
     // A change right before SIGTERM is written at exit.
     osc.send("/knob/denoise", vec![OscType::Float(0.75)]);
     assert_eq!(osc.knob("denoise"), 0.75);
-    let (status, took) = daemon.terminate();
-    assert_eq!(status.code(), Some(0));
+    let took = daemon.stop_cleanly();
     assert!(took < Duration::from_secs(1), "exit took {took:?}");
     let at_exit: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&daemon.state).unwrap()).unwrap();
@@ -352,8 +350,7 @@ fn a_corrupt_state_file_is_moved_aside_and_the_daemon_starts_from_defaults() {
     );
     let osc = Osc::new(daemon.osc_addr(Duration::from_secs(2)));
     assert_eq!(osc.knob("denoise"), 0.5);
-    let (status, _) = daemon.terminate();
-    assert_eq!(status.code(), Some(0));
+    daemon.stop_cleanly();
     assert_eq!(
         std::fs::read(&moved[0]).unwrap(),
         bad,
@@ -388,8 +385,7 @@ fn a_saved_source_that_is_gone_is_skipped_not_fatal() {
         0.25,
         "the rest of the state is restored"
     );
-    let (status, _) = daemon.terminate();
-    assert_eq!(status.code(), Some(0));
+    daemon.stop_cleanly();
 }
 
 fn wait_for_state(

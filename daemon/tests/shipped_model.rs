@@ -142,12 +142,7 @@ fn the_shipped_model_plays_music_on_its_default_prompt() {
     assert_eq!(done.args.len(), 3, "{:?}", done.args);
     assert_eq!(done.args[2], OscType::String("zzgrok".into()));
 
-    let (status, _) = daemon.terminate();
-    assert!(
-        status.success(),
-        "{status:?}\n{}",
-        daemon.lines().join("\n")
-    );
+    daemon.stop_cleanly();
     let mut reader = hound::WavReader::open(&record).unwrap();
     let played: Vec<f32> = reader.samples::<f32>().map(Result::unwrap).collect();
     assert!(played.iter().all(|s| s.is_finite()), "non-finite samples");

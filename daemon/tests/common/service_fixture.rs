@@ -320,6 +320,19 @@ impl Daemon {
         std::thread::sleep(Duration::from_millis(50));
         (status, took)
     }
+
+    /// [`terminate`](Self::terminate), which must end in exit status 0 (else a panic with
+    /// the status and the daemon's log); how long the exit took.
+    pub fn stop_cleanly(&mut self) -> Duration {
+        let (status, took) = self.terminate();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "{status:?}\n{}",
+            self.lines().join("\n")
+        );
+        took
+    }
 }
 
 impl Drop for Daemon {
