@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Debian package: latentd and latentctl in one cargo build (cargo-deb alone would
 # build only the package it packs), then `cargo deb -p latentd --no-build` packs both
-# binaries, the units, the sysusers/tmpfiles snippets, the config and docs/operations.md
+# binaries, the units, the sysusers/tmpfiles snippets, the config, docs/operations.md, the
+# gm-tiny model bundle and the ONNX Runtime library with its licence (from .ort/, which
+# scripts/setup.sh fills)
 # ([package.metadata.deb] in daemon/Cargo.toml). Prints the .deb's path as the last line of
 # stdout; everything else goes to stderr.
 #
@@ -45,6 +47,10 @@ case $profile in dev | test) profile_dir=debug ;; bench) profile_dir=release ;; 
 if [[ $prebuilt == no ]]; then
     cargo build --locked --profile "$profile" -p latentd -p latentctl >&2
 fi
+# The package ships ONNX Runtime and latentd's own model (daemon/Cargo.toml's assets).
+for asset in .ort/libonnxruntime.so .ort/LICENSE .ort/ThirdPartyNotices.txt models/gm-tiny/bundle.toml; do
+    [[ -f $asset ]] || { echo "build-deb: no $asset (run scripts/setup.sh first)" >&2; exit 1; }
+done
 for bin in latentd latentctl; do
     [[ -x $target_dir/$profile_dir/$bin ]] ||
         { echo "build-deb: no $target_dir/$profile_dir/$bin (build it first, or drop --prebuilt)" >&2; exit 1; }

@@ -75,13 +75,15 @@ fi
 
 # The ONNX Runtime library the `onnx` model backend loads at run time (the `ort` crate
 # is built with load-dynamic: nothing is downloaded at build time). It comes from the
-# `onnxruntime` wheel on PyPI, one file unpacked into the ignored folder .ort/ at the
-# repository root; latentd finds it there, or through ORT_DYLIB_PATH or the config's
-# `[model] runtime` (docs/bundles.md). .ort/VERSION records the version installed.
+# `onnxruntime` wheel on PyPI, unpacked with its LICENSE and ThirdPartyNotices.txt into the
+# ignored folder .ort/ at the repository root; latentd finds it there, or through
+# ORT_DYLIB_PATH or the config's `[model] runtime` (docs/bundles.md); the Debian package
+# ships all three (scripts/build-deb.sh). .ort/VERSION records the version installed.
 ort_version=1.32.0
 repo_root=$(cd "$(dirname "$0")/.." && pwd)
 ort_dir="$repo_root/.ort"
-if [[ -f $ort_dir/libonnxruntime.so && $(cat "$ort_dir/VERSION" 2>/dev/null) == "$ort_version" ]]; then
+if [[ -f $ort_dir/libonnxruntime.so && -f $ort_dir/LICENSE && -f $ort_dir/ThirdPartyNotices.txt &&
+    $(cat "$ort_dir/VERSION" 2>/dev/null) == "$ort_version" ]]; then
     : # present, right version
 else
     echo "setup: installing ONNX Runtime $ort_version into $ort_dir (from the onnxruntime wheel)" >&2
@@ -99,11 +101,18 @@ wheel_dir, ort_dir, version = sys.argv[1:]
 wheels = glob.glob(os.path.join(wheel_dir, "onnxruntime-*.whl"))
 if len(wheels) != 1:
     sys.exit(f"setup: expected one onnxruntime wheel in {wheel_dir}, found {wheels}")
-member = f"onnxruntime/capi/libonnxruntime.so.{version}"
-tmp = os.path.join(ort_dir, "libonnxruntime.so.tmp")
-with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(member) as src, open(tmp, "wb") as dst:
-    shutil.copyfileobj(src, dst)
-os.replace(tmp, os.path.join(ort_dir, "libonnxruntime.so"))
+# The library, and its licence and third-party notices (the Debian package ships all three).
+members = {
+    f"onnxruntime/capi/libonnxruntime.so.{version}": "libonnxruntime.so",
+    "onnxruntime/LICENSE": "LICENSE",
+    "onnxruntime/ThirdPartyNotices.txt": "ThirdPartyNotices.txt",
+}
+with zipfile.ZipFile(wheels[0]) as wheel:
+    for member, name in members.items():
+        tmp = os.path.join(ort_dir, name + ".tmp")
+        with wheel.open(member) as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.replace(tmp, os.path.join(ort_dir, name))
 PY
     echo "$ort_version" >"$ort_dir/VERSION"
     rm -rf "$wheel_dir"

@@ -12,8 +12,9 @@
 #    package (the text files equal their sources in the repository), the config is a
 #    conffile, `latentd` is a system user in audio/video/render, the unit is enabled,
 #    /srv/latentd/media exists, `latentd check-config /etc/latentd/latentd.toml` passes;
-#    latentd, run as `latentd` on the installed config (null audio), saves a knob set over
-#    OSC to /var/lib/latentd/state.json.
+#    latentd, run as `latentd` on the installed config (null audio), plays the packaged
+#    gm-tiny model on the packaged ONNX Runtime (named in /status, audible in its meters) and
+#    saves a knob set over OSC to /var/lib/latentd/state.json.
 # 2. The config is edited; UPGRADE.deb (a higher version; repacked here to ship a changed
 #    default config, so dpkg has a conffile conflict to settle) is installed with
 #    --force-confold: the edit is kept (the new default lands in .dpkg-dist), dpkg reports the
@@ -128,8 +129,15 @@ for pair in "$config:systemd/latentd.toml" \
     "/usr/lib/systemd/user/latentd.service:systemd/user/latentd.service" \
     "/usr/lib/sysusers.d/latentd.conf:systemd/latentd.sysusers" \
     "/usr/lib/tmpfiles.d/latentd.conf:systemd/latentd.tmpfile" \
-    "/usr/share/doc/latentd/operations.md:docs/operations.md"; do
+    "/usr/share/doc/latentd/operations.md:docs/operations.md" \
+    "/usr/lib/latentd/libonnxruntime.so:.ort/libonnxruntime.so" \
+    "/usr/share/doc/latentd/onnxruntime/LICENSE:.ort/LICENSE" \
+    "/usr/share/doc/latentd/onnxruntime/ThirdPartyNotices.txt:.ort/ThirdPartyNotices.txt"; do
     cmp -s "${pair%%:*}" "$here/${pair#*:}" || fail "${pair%%:*} differs from ${pair#*:}"
+done
+for file in "$here"/models/gm-tiny/*; do
+    installed=/usr/share/latentd/models/gm-tiny/$(basename "$file")
+    cmp -s "$installed" "$file" || fail "$installed differs from models/gm-tiny/$(basename "$file") (or is missing)"
 done
 dpkg-query -W -f='${Conffiles}\n' latentd | grep -q "^ $config " || fail "$config is not a conffile"
 
@@ -145,9 +153,27 @@ check_enabled "after install"
 /usr/bin/latentd check-config "$config" >"$work/check.out" 2>&1 ||
     { cat "$work/check.out" >&2; fail "latentd check-config $config failed"; }
 
+# The installed config plays the packaged gm-tiny on the packaged ONNX Runtime, and it is
+# heard: /status names both and the output's peak rises above -60 dBFS within 30 s.
+plays_gm_tiny() {
+    local expected='^backend +bundle: gm-tiny \(onnx bundle, ONNX Runtime CPU provider, /usr/(bin/\.\./)?lib/latentd/libonnxruntime\.so\)$'
+    for _ in $(seq 60); do
+        /usr/bin/latentctl --port "$osc_port" --timeout 0.5 status >"$work/status.out" 2>&1 || true
+        if grep -qE "$expected" "$work/status.out" &&
+            awk '$1 == "peak_dbfs_1" && $2 > -60 { found = 1 } END { exit !found }' "$work/status.out"; then
+            return 0
+        fi
+        sleep 0.5
+    done
+    echo "verify-deb: expected backend '$expected' and peak_dbfs_1 above -60; last status:" >&2
+    cat "$work/status.out" >&2
+    return 1
+}
+
 step "running the installed latentd as user latentd"
 # What the unit's StateDirectory= makes before the first start.
 install -d -o latentd -g latentd -m 0750 "$state_dir"
+with_daemon plays_gm_tiny
 with_daemon /usr/bin/latentctl --port "$osc_port" --tcp send /knob/denoise 0.73
 [[ -f $state_dir/state.json ]] || fail "latentd saved no $state_dir/state.json"
 [[ $(stat -c %U "$state_dir/state.json") == latentd ]] || fail "$state_dir/state.json is not owned by latentd"

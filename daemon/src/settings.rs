@@ -354,7 +354,8 @@ fn midi_maps(
     Ok(entries)
 }
 
-/// The engine choice and the model bundle: `--model DIR` alone picks the bundle engine; the
+/// The engine choice and the model bundle: a bundle (`--model DIR` or `[model] bundle`) picks
+/// the bundle engine unless an engine is named (flag first, then `[engine] backend`); the
 /// bundle engine without a bundle is refused.
 fn model_settings(
     engine_flag: Option<EngineChoice>,
@@ -363,12 +364,13 @@ fn model_settings(
     engine_key: Option<EngineChoice>,
     file: ModelSection,
 ) -> Result<(EngineChoice, ModelSettings), SettingsError> {
-    let bundle_given = bundle_flag.is_some();
+    let flag_names_bundle = bundle_flag.is_some();
     let bundle = bundle_flag.or(file.bundle);
     let engine = match (engine_flag, engine_key) {
         (Some(e), _) => e,
-        (None, _) if bundle_given => EngineChoice::Bundle,
+        (None, _) if flag_names_bundle => EngineChoice::Bundle,
         (None, Some(e)) => e,
+        (None, None) if bundle.is_some() => EngineChoice::Bundle,
         (None, None) => DEFAULT_ENGINE,
     };
     if engine == EngineChoice::Bundle && bundle.is_none() {

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use latentd::audio::select::BackendChoice;
+use latentd::engine_select::EngineChoice;
 use latentd::settings::{Invocation, Settings, parse_args};
 
 const DEFAULT_CONFIG: &str = include_str!("../../systemd/latentd.toml");
@@ -30,6 +31,12 @@ fn the_daemon_accepts_the_shipped_config() {
     assert_eq!(s.oscquery_port, 7771);
     assert_eq!(s.media_folder, PathBuf::from("/srv/latentd/media"));
     assert!(s.prompt.as_deref().is_some_and(|p| p.contains("pad")));
+    // The package's default engine is its own trained model, installed beside the config.
+    assert_eq!(s.engine, EngineChoice::Bundle);
+    assert_eq!(
+        s.model.bundle.as_deref(),
+        Some(std::path::Path::new("/usr/share/latentd/models/gm-tiny"))
+    );
     assert_eq!(s.knobs.len(), 3);
     assert!(s.lead.repatch);
 }

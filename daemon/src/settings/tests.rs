@@ -419,3 +419,36 @@ fn help_shows_the_defaults_the_merge_applies() {
     assert_eq!(s.oscquery_port, DEFAULT_OSCQUERY_PORT);
     assert_eq!(s.osc_bind, DEFAULT_BIND);
 }
+
+#[test]
+fn a_bundle_from_the_file_or_the_flag_picks_the_bundle_engine_unless_one_is_named() {
+    let with_bundle = config_file("bundle", "[model]\nbundle = \"/srv/models/gm\"\n");
+    let file = with_bundle.to_str().unwrap();
+    let s = run(&["--config", file]).unwrap();
+    assert_eq!(s.engine, EngineChoice::Bundle);
+    assert_eq!(s.model.bundle.as_deref(), Some(Path::new("/srv/models/gm")));
+    let s = run(&["--config", file, "--engine", "builtin-cpu"]).unwrap();
+    assert_eq!(s.engine, EngineChoice::BuiltinCpu);
+
+    let named = config_file(
+        "bundle-named",
+        "[engine]\nbackend = \"builtin-cpu\"\n[model]\nbundle = \"/srv/models/gm\"\n",
+    );
+    let s = run(&["--config", named.to_str().unwrap()]).unwrap();
+    assert_eq!(s.engine, EngineChoice::BuiltinCpu);
+    // The flag names the bundle: it wins over the file's engine.
+    let s = run(&[
+        "--config",
+        named.to_str().unwrap(),
+        "--model",
+        "/srv/models/other",
+    ])
+    .unwrap();
+    assert_eq!(s.engine, EngineChoice::Bundle);
+    assert_eq!(
+        s.model.bundle.as_deref(),
+        Some(Path::new("/srv/models/other"))
+    );
+
+    assert_eq!(run(&[]).unwrap().engine, DEFAULT_ENGINE);
+}
