@@ -40,7 +40,9 @@ pub struct EngineConfig {
     /// How long after inbound activity the engine ticks at the active interval.
     pub active_window_s: f64,
     /// With no inbound activity for this many seconds the engine stops generating (the
-    /// ring keeps looping); any input resumes it at once. 0 disables the idle pause.
+    /// ring keeps looping); any input resumes it at once. 0 disables the idle pause. A loop
+    /// with no source is first written whole (until then the rest of it is silence), so
+    /// it idles only after every part has been written once.
     pub idle_after_s: f64,
     /// Events the trace keeps (oldest dropped first).
     pub trace_capacity: usize,

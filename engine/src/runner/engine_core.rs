@@ -66,6 +66,7 @@
 //! buffers, the ring write is lock-free, and nothing is logged.
 
 mod attribution;
+mod loop_coverage;
 mod stats_outlet;
 mod tick_schedule;
 mod walk_latents;
@@ -77,6 +78,7 @@ use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
 use self::attribution::{ActionAttributor, Attribution};
+use self::loop_coverage::LoopCoverage;
 use self::stats_outlet::{Recorder, StatsOutlet};
 use self::tick_schedule::TickSchedule;
 use self::walk_latents::{WalkLatents, WindowDecoder};
@@ -179,6 +181,8 @@ pub struct EngineCore<M: Model> {
     control: Receiver<Control<M::Latents>>,
     actions: ActionAttributor,
     schedule: TickSchedule,
+    /// What of the loop has been written since it began (the idle rule without a source).
+    coverage: LoopCoverage,
     faults: FaultHooks,
     out: StatsOutlet,
     recorder: Recorder,
@@ -259,6 +263,7 @@ impl<M: Model> EngineCore<M> {
             lead_s: Vec::with_capacity(config.sample_capacity),
             late_landings: 0,
         };
+        let coverage = LoopCoverage::new(ring.loop_frames(), hop);
         Ok(Self {
             pipeline: StreamPipeline::new(Arc::clone(&model), latent_frames),
             model,
@@ -284,6 +289,7 @@ impl<M: Model> EngineCore<M> {
             control,
             actions: ActionAttributor::new(),
             schedule: TickSchedule::new(config.start_paused),
+            coverage,
             faults: FaultHooks::default(),
             out: StatsOutlet::new(stats_in),
             recorder: Recorder::new(record, config.sample_capacity),
@@ -388,15 +394,19 @@ impl<M: Model> EngineCore<M> {
         activity
     }
 
-    /// Whether generation is paused by the idle rule at `now_s`.
+    /// Whether generation is paused by the idle rule at `now_s`: no input for
+    /// `idle_after_s`, and the ring holds a whole loop (a source, or, without one, every part
+    /// of the loop written once: [`LoopCoverage`]).
     pub fn idle(&self, now_s: f64) -> bool {
-        self.schedule.idle(now_s, &self.config)
+        let whole_loop = self.walk.source.is_some() || self.coverage.complete();
+        whole_loop && self.schedule.idle(now_s, &self.config)
     }
 
     /// When the next tick is due (seconds on the clock's timeline); `None` while paused,
     /// idle or stopped (the caller waits for input).
     pub fn next_tick_due(&self, now_s: f64) -> Option<f64> {
-        self.schedule.next_due(now_s, &self.config)
+        self.schedule
+            .next_due(now_s, &self.config, self.idle(now_s))
     }
 
     /// Run one tick now (see the module doc). A panic inside is caught and counted.
@@ -468,6 +478,7 @@ impl<M: Model> EngineCore<M> {
             return false;
         };
         let latent_frames = self.writer.loop_frames() / self.decoder.hop;
+        self.coverage = LoopCoverage::new(self.writer.loop_frames(), self.decoder.hop);
         self.pipeline = StreamPipeline::new(Arc::clone(&self.model), latent_frames);
         self.actions.pipeline_restarted();
         self.finished.clear();
@@ -868,6 +879,7 @@ impl<M: Model> EngineCore<M> {
             let report = self
                 .writer
                 .write(seg.ring_start, self.decoder.audio(offset, len))?;
+            self.coverage.mark(seg.ring_start, len);
             let event = WriteEvent {
                 kind: if i == 0 {
                     picked.kind

@@ -1,7 +1,8 @@
 //! Faults inside the tick, in simulated time: a panic is caught, counted, the pipeline
 //! restarted, and the ring keeps playing (no silence) while the engine keeps writing
 //! afterwards; a failed model call is the pipeline tick's `Err`, counted once by the runner,
-//! and the count survives the pipeline's rebuild.
+//! and the count survives the pipeline's rebuild. The idle pause waits for a loop without a
+//! source to be written whole.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -189,15 +190,7 @@ fn a_panic_in_the_tick_is_caught_and_the_ring_keeps_playing() {
         .filter(|w| w.kind == WriteKind::Frontier && w.issued_frame > 48_000 * 2)
         .count();
     assert!(frontier_after > 5);
-    let silent = sim
-        .clock()
-        .played()
-        .chunks(2)
-        .fold((0usize, 0usize), |(run, longest), f| {
-            let run = if f == [0.0, 0.0] { run + 1 } else { 0 };
-            (run, longest.max(run))
-        })
-        .1;
+    let silent = longest_silence(sim.clock().played());
     assert!(silent < 48, "{silent}");
 }
 
@@ -336,4 +329,45 @@ fn an_interrupt_is_counted_apart_from_faults_and_the_engine_ticks_again_at_once(
         .filter(|w| w.kind == WriteKind::Frontier)
         .count();
     assert!(frontier > 10, "{frontier}");
+}
+
+/// The longest run of silent frames in `frames` (interleaved stereo).
+fn longest_silence(frames: &[f32]) -> usize {
+    frames
+        .chunks(2)
+        .fold((0usize, 0usize), |(run, longest), f| {
+            let run = if f == [0.0, 0.0] { run + 1 } else { 0 };
+            (run, longest.max(run))
+        })
+        .1
+}
+
+#[test]
+fn a_loop_without_a_source_is_written_whole_before_the_engine_idles() {
+    // A 6 s loop generated from the prompt alone (the ring starts silent), nobody touching
+    // anything, and an idle pause after 1 s. The engine must fill the whole loop before it
+    // idles: the second lap plays no silence. (Before, it idled ~1 s in and every later lap
+    // played ~5 s of silence.)
+    let ring =
+        PlayheadRing::silence(6 * 48_000, 2, 48_000, PlayheadRing::guard_for_period(128)).unwrap();
+    let config = EngineConfig {
+        idle_after_s: 1.0,
+        ..EngineConfig::default()
+    };
+    let mut sim =
+        SimHarness::new(faulty(0..0, 0..0), ring, 128, config, SimCosts::default()).unwrap();
+    sim.clock().record_output();
+    sim.run_until(14.0);
+    // It idled once the loop was whole: nothing was written in the last laps.
+    let last_write = sim.record().trace.writes().map(|w| w.issued_frame).max();
+    assert!(
+        last_write.is_some_and(|f| f < 9 * 48_000),
+        "the engine never idled: last write issued at frame {last_write:?}"
+    );
+    let second_lap = &sim.clock().played()[6 * 48_000 * 2..12 * 48_000 * 2];
+    let silent = longest_silence(second_lap);
+    assert!(
+        silent < 480,
+        "the second lap holds {silent} silent frames in a row"
+    );
 }

@@ -41,14 +41,15 @@ impl TickSchedule {
         self.activity_pending = false;
     }
 
-    /// Whether generation is paused by the idle rule at `now_s`.
+    /// Whether no input arrived for `idle_after_s` before `now_s`.
     pub fn idle(&self, now_s: f64, config: &EngineConfig) -> bool {
         config.idle_after_s > 0.0 && now_s - self.last_activity_s > config.idle_after_s
     }
 
-    /// When the next tick is due; `None` while paused, idle or stopped.
-    pub fn next_due(&self, now_s: f64, config: &EngineConfig) -> Option<f64> {
-        if self.stopped || self.paused || self.idle(now_s, config) {
+    /// When the next tick is due; `None` while paused, `idle` (the core's idle rule, of
+    /// which [`Self::idle`] is the input part) or stopped.
+    pub fn next_due(&self, now_s: f64, config: &EngineConfig, idle: bool) -> Option<f64> {
+        if self.stopped || self.paused || idle {
             return None;
         }
         if self.activity_pending {
