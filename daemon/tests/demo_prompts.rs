@@ -11,6 +11,7 @@ use std::time::Duration;
 use common::{Daemon, wait_timeout};
 use latentd_engine::audio_clip::AudioView;
 use latentd_engine::model::builtin::analysis::band_levels_db;
+use latentd_engine::model::builtin::layout::band_of;
 
 /// Play `args` for a few seconds of generated audio; return the recording's left channel
 /// after the first second (by then the engine's windows have replaced the silent start).
@@ -44,23 +45,44 @@ fn rms(x: &[f32]) -> f64 {
     (x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / x.len().max(1) as f64).sqrt()
 }
 
-/// Spectral centroid on the model's own log-spaced band analysis (the measure
-/// docs/engine.md states "bright" raises): the power-weighted mean band index.
-fn centroid_band(x: &[f32]) -> f64 {
+/// Brightness on the model's own log-spaced band analysis (docs/engine.md: "bright" is a
+/// brighter tilt, stronger upper partials): per frame (1/25 s), the power above 2 kHz over
+/// the power below it, in dB; of those the median. A ratio per frame follows the tilt
+/// whatever notes happen to play (a spectral centroid swings with the melody by more than
+/// the prompt moves it). Silent frames (the ring before the engine's first writes reach
+/// the playhead) are left out. Panics unless at least one second of frames holds sound.
+fn brightness_db(x: &[f32]) -> f64 {
+    const FRAME_RATE: u32 = 25;
+    let frame_len = 48_000 / FRAME_RATE as usize;
+    let split = band_of(2000.0).expect("2 kHz is inside the analysis bands");
     let view = AudioView {
         samples: x,
         channels: 1,
         sample_rate: 48_000,
     };
-    let (mut num, mut den) = (0.0f64, 0.0f64);
-    for frame in band_levels_db(view, 25) {
-        for (b, db) in frame.iter().enumerate() {
-            let p = 10f64.powf(f64::from(*db) / 10.0) * 1.2f64.powi(b as i32);
-            num += p * b as f64;
-            den += p;
-        }
-    }
-    num / den
+    let frames = band_levels_db(view, FRAME_RATE);
+    let mut ratios: Vec<f64> = frames
+        .iter()
+        .zip(x.chunks(frame_len))
+        .filter(|(_, samples)| rms(samples) >= 1e-4)
+        .map(|(frame, _)| {
+            let power = |bands: &[f32]| {
+                bands
+                    .iter()
+                    .map(|db| 10f64.powf(f64::from(*db) / 10.0))
+                    .sum::<f64>()
+            };
+            10.0 * (power(&frame[split..]) / power(&frame[..split])).log10()
+        })
+        .collect();
+    assert!(
+        ratios.len() >= FRAME_RATE as usize,
+        "only {} of {} frames hold sound",
+        ratios.len(),
+        frames.len()
+    );
+    ratios.sort_by(f64::total_cmp);
+    ratios[ratios.len() / 2]
 }
 
 #[test]
@@ -72,10 +94,11 @@ fn prompts_and_gains_change_what_is_played_in_the_documented_direction() {
         rms(&bright) > 1e-3 && rms(&dark) > 1e-3,
         "the engine plays sound"
     );
-    let (cb, cd) = (centroid_band(&bright), centroid_band(&dark));
+    let (hb, hd) = (brightness_db(&bright), brightness_db(&dark));
     assert!(
-        cb > cd + 1.0,
-        "\"bright\" should sound brighter than \"dark\": centroid band {cb:.2} vs {cd:.2}"
+        hb > hd + 2.0,
+        "\"bright\" should sound brighter than \"dark\": power above 2 kHz over below, \
+         {hb:.1} dB vs {hd:.1} dB"
     );
 
     let gains: Vec<String> = (0..8).map(|g| format!("ch_g{g}=0")).collect();
