@@ -137,6 +137,16 @@ impl ChosenModel {
             Self::Bundle(m) => m.manifest().sampler.start_knobs().to_vec(),
         }
     }
+
+    /// The walk-mode chunk the model asks for, seconds: a bundle's `[dit] chunk_frames`
+    /// (docs/bundles.md); `None` (the engine's default) for the built-in model and for a
+    /// bundle that names none.
+    pub fn walk_chunk_s(&self) -> Option<f64> {
+        match self {
+            Self::Builtin(_) => None,
+            Self::Bundle(m) => m.manifest().walk_chunk_s(),
+        }
+    }
 }
 
 /// Builds the model `engine` (with `settings` for a bundle) asks for (see the module doc).

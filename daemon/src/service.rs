@@ -451,10 +451,12 @@ pub fn start<'a>(
     let (writer, reader) = ring.split();
 
     let generate = settings.engine != EngineChoice::Off;
+    let default_config = EngineConfig::default();
     let engine_config = EngineConfig {
         lead: settings.lead,
         start_paused: !generate,
-        ..EngineConfig::default()
+        walk_chunk_s: model.walk_chunk_s().unwrap_or(default_config.walk_chunk_s),
+        ..default_config
     };
     let inputs = EngineInputs {
         ring: writer,

@@ -110,6 +110,9 @@ pub fn run(args: GoldenArgs) -> Result<(), String> {
             let model = OnnxModel::load(dir, OnnxOptions::default())
                 .map_err(|e| format!("model {}: {e}", dir.display()))?;
             eprintln!("engine backend: bundle: {}", model.describe());
+            if let Some(chunk_s) = model.manifest().walk_chunk_s() {
+                opts.engine.walk_chunk_s = chunk_s;
+            }
             run_golden(Arc::new(model), &opts, &args)?
         }
         None => {

@@ -56,10 +56,11 @@ pub struct EngineConfig {
     /// Walk mode ([`super::walk`]): a loop longer than this many seconds is generated in
     /// chunks of this length around the playhead (default 60 s, the model's window).
     pub walk_chunk_s: f64,
-    /// Walk mode: the pipeline switches to the next chunk when the playhead is this many
-    /// seconds from the chunk's end (default 3 s: a pipeline drain plus the lead ceiling),
-    /// so fresh latents for the next chunk exist when the playhead crosses. Below
-    /// `walk_chunk_s`.
+    /// Walk mode: the pipeline switches to the next chunk at the latest when the playhead
+    /// is this many seconds from the chunk's end (default 3 s: a slow pipeline's drain plus
+    /// the lead ceiling), so fresh latents for the next chunk exist when the playhead
+    /// crosses. A faster pipeline switches later: twice its measured drain plus lead, at
+    /// least 0.5 s. Below `walk_chunk_s`.
     pub walk_prewarm_s: f64,
 }
 

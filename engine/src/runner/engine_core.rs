@@ -97,6 +97,10 @@ use crate::model::{Model, ModelError};
 use crate::pipeline::{FinishedLatent, StreamPipeline};
 use crate::ring::{BLOCK_FRAMES, RingHandle, RingLoop, RingWriter};
 
+/// The shortest walk-mode prewarm, seconds (see [`EngineCore::walk_prewarm_s`]): a margin
+/// for a tick that runs long just after a switch.
+const WALK_PREWARM_FLOOR_S: f64 = 0.5;
+
 fn geo_err(e: TargetingError) -> EngineError {
     EngineError::Geometry(e.to_string())
 }
@@ -549,16 +553,20 @@ impl<M: Model> EngineCore<M> {
         }
     }
 
-    /// Walk mode: move the pipeline to the chunk holding the point `walk_prewarm_s` along
-    /// the reader's path, so fresh latents for the next chunk exist before the playhead
-    /// crosses into it. Nothing when the loop is one chunk.
-    fn follow_playhead(&mut self, clock: &mut dyn EngineClock) -> Result<(), EngineError> {
+    /// Walk mode: move the pipeline to the chunk holding the point
+    /// [`Self::walk_prewarm_s`] along the reader's path, so fresh latents for the next chunk
+    /// exist before the playhead crosses into it. Nothing when the loop is one chunk.
+    fn follow_playhead(
+        &mut self,
+        clock: &mut dyn EngineClock,
+        knobs: &KnobSnapshot,
+    ) -> Result<(), EngineError> {
         if !self.walk.windows.walking() {
             return Ok(());
         }
         self.follow_band();
         let (playhead, _) = clock.playhead_and_clock();
-        let prewarm = seconds_to_frames(self.config.walk_prewarm_s, self.rate);
+        let prewarm = seconds_to_frames(self.walk_prewarm_s(knobs, clock.now_s()), self.rate);
         let ahead = self.geometry()?.advance(playhead, prewarm);
         let want = self.walk.windows.window_of(ahead);
         if self.walk.pipeline_chunk == Some(want) {
@@ -573,6 +581,19 @@ impl<M: Model> EngineCore<M> {
         self.walk.pipeline_chunk = Some(want);
         self.out.stats.walk_chunk = want;
         Ok(())
+    }
+
+    /// How far ahead of the playhead walk mode moves the pipeline on to the next chunk:
+    /// twice what the switch needs (a fresh pipeline's first latent, `depth` gaps between
+    /// fresh latents, then the frontier lead), within [`WALK_PREWARM_FLOOR_S`] and
+    /// `walk_prewarm_s`. While the pipeline works on the next chunk, nothing new reaches the
+    /// playhead's stretch of the current one, so a knob turned then waits for the crossing:
+    /// the prewarm is kept as short as the pipeline allows.
+    fn walk_prewarm_s(&self, knobs: &KnobSnapshot, now_s: f64) -> f64 {
+        let depth = f64::from(knobs.u32(KnobId::depth).max(1));
+        let needed = depth * self.lead.interval_ema_s() + self.lead.lead_s(now_s);
+        let ceiling = self.config.walk_prewarm_s;
+        (2.0 * needed).clamp(WALK_PREWARM_FLOOR_S.min(ceiling), ceiling)
     }
 
     fn tick_body(&mut self, clock: &mut dyn EngineClock) -> Result<(), EngineError> {
@@ -594,7 +615,7 @@ impl<M: Model> EngineCore<M> {
             self.write_window(clock, WriteKind::KnobRepatch, chunk, &latent, attr, &knobs)?;
             self.out.stats.repatches += 1;
         }
-        self.follow_playhead(clock)?;
+        self.follow_playhead(clock, &knobs)?;
         let chunk = self.walk.pipeline_chunk.unwrap_or(0);
         let before = self.pipeline.in_flight();
         self.finished.clear();

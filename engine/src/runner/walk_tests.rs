@@ -102,6 +102,22 @@ fn a_150_s_source_walks_through_its_60_s_chunks() {
             first.issued_frame
         );
         assert!(first.ring_start >= boundary % loop_frames);
+        // ... yet the pipeline stayed on the playhead's chunk until shortly before: the
+        // prewarm follows the (fast) pipeline, not the 3 s ceiling, so a knob turned up to
+        // then still reaches the stretch the playhead plays next.
+        let previous = (chunk + walk.count() - 1) % walk.count();
+        let last = writes
+            .iter()
+            .filter(|w| w.kind == WriteKind::Frontier && walk.chunk_of(w.ring_start) == previous)
+            .filter(|w| w.issued_frame < boundary as u64)
+            .map(|w| w.issued_frame)
+            .max()
+            .unwrap();
+        assert!(
+            last > (boundary - 2 * RATE) as u64,
+            "chunk {previous}: the last fresh write {:.2} s before the boundary",
+            (boundary as u64 - last) as f64 / RATE as f64
+        );
     }
     // Fresh writes followed the playhead into every chunk, at the lead ahead of it.
     for chunk in 0..walk.count() {

@@ -23,3 +23,7 @@ ENC_HOP = 480
 ENC_BINS = ENC_N_FFT // 2 + 1  # 481
 
 assert SAMPLES_PER_LATENT % HOP == 0 and N_FFT >= 2 * HOP
+
+# The latent lengths the DiT is trained on (2 to 8 s); the longest is the bundle's
+# `[dit] chunk_frames` (smoke.CHUNK_FRAMES): latentd generates longer loops in chunks of it.
+DIT_CROP_FRAMES = (50, 100, 150, 200)

@@ -61,6 +61,12 @@ def agree(path, feeds, expected, tol=2e-3):
     return err
 
 
+# The longest crop the DiT is trained on (8 s): a longer loop is generated in chunks of this
+# length (walk mode, docs/bundles.md), which keeps each DiT run in the shape it learned and
+# its cost bounded on one CPU core.
+CHUNK_FRAMES = max(g.DIT_CROP_FRAMES)
+
+
 def manifest(name: str, provenance: str, steps: int = 8, default_prompt: str | None = None) -> str:
     """gm-tiny's `bundle.toml` (latentd-bundle/1, docs/bundles.md), from the geometry."""
     return f"""format = "latentd-bundle/1"
@@ -83,6 +89,7 @@ guidance = "cfg"
 [dit]
 file = "dit.onnx"
 t_multiple = 2
+chunk_frames = {CHUNK_FRAMES}
 
 [decoder]
 file = "decoder.onnx"

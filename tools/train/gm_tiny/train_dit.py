@@ -39,7 +39,7 @@ SHIFT = 3.0
 NULL_P = 0.15
 COVER_P = 0.4
 TAG_KEEP_P = 0.7
-CROP_FRAMES = (50, 100, 150, 200)
+CROP_FRAMES = g.DIT_CROP_FRAMES
 
 
 def load_autoencoder(path: Path) -> Autoencoder:

@@ -56,6 +56,12 @@ pub const MAX_AUDIO_CHANNELS: u32 = 8;
 pub const MAX_LATENT_CHANNELS: u32 = 4096;
 /// Largest `[dit] t_multiple`.
 pub const MAX_T_MULTIPLE: u32 = 64;
+/// Shortest `[dit] chunk_frames`, in seconds of latents: walk mode moves to the next chunk
+/// 3 s before a chunk's end ([`crate::runner::EngineConfig::walk_prewarm_s`]),
+/// so a chunk must be longer than that.
+pub const MIN_CHUNK_SECONDS: u32 = 4;
+/// Largest `[dit] chunk_frames`.
+pub const MAX_CHUNK_FRAMES: u32 = 1 << 20;
 /// Largest `[decoder] context_frames` (frames decoded on each side of the kept part).
 pub const MAX_CONTEXT_FRAMES: u32 = 256;
 /// Largest `[decoder] n_fft`.
@@ -267,6 +273,9 @@ pub struct DitSpec {
     pub file: PathBuf,
     /// T given to the DiT is a multiple of this (the caller pads).
     pub t_multiple: usize,
+    /// Latent frames one DiT run should cover: a longer loop is generated in chunks of
+    /// about this length (walk mode). `None`: the engine's default chunk.
+    pub chunk_frames: Option<usize>,
 }
 
 /// `[decoder]`.
@@ -497,6 +506,17 @@ pub struct BundleManifest {
     pub parity: Option<ParitySpec>,
 }
 
+impl BundleManifest {
+    /// The walk-mode chunk the bundle asks for, seconds: `[dit] chunk_frames` at its latent
+    /// frame rate (what [`crate::runner::EngineConfig::walk_chunk_s`] should be); `None`
+    /// when it names none.
+    pub fn walk_chunk_s(&self) -> Option<f64> {
+        self.dit
+            .chunk_frames
+            .map(|frames| frames as f64 / f64::from(self.geometry.latent_frame_rate))
+    }
+}
+
 // The manifest as written: serde structs, unknown keys refused. Enumerated values are
 // strings here and typed in validation, so a bad one is reported with the accepted list.
 
@@ -542,6 +562,7 @@ struct RawSampler {
 struct RawDit {
     file: String,
     t_multiple: u32,
+    chunk_frames: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -768,6 +789,15 @@ impl Validator<'_> {
             file: self.graph("[dit] file", &raw.dit.file)?,
             t_multiple: in_range("[dit] t_multiple", raw.dit.t_multiple, 1, MAX_T_MULTIPLE)?
                 as usize,
+            chunk_frames: raw
+                .dit
+                .chunk_frames
+                .map(|frames| {
+                    let min = MIN_CHUNK_SECONDS * geometry.latent_frame_rate;
+                    in_range("[dit] chunk_frames", frames, min, MAX_CHUNK_FRAMES)
+                })
+                .transpose()?
+                .map(|frames| frames as usize),
         };
         let decoder = DecoderSpec {
             file: self.graph("[decoder] file", &raw.decoder.file)?,

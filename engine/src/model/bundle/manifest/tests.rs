@@ -99,7 +99,8 @@ fn the_reference_manifest_is_accepted_with_typed_values_and_absolute_paths() {
         m.dit,
         DitSpec {
             file: root.join("dit.onnx"),
-            t_multiple: 2
+            t_multiple: 2,
+            chunk_frames: None,
         }
     );
     assert_eq!(
@@ -159,7 +160,7 @@ fn a_wrong_format_string_is_refused() {
 fn an_unknown_key_is_refused_naming_it_and_its_section() {
     assert_eq!(
         refusal("t_multiple = 2", "t_multiple = 2\nwindow = 3"),
-        "bundle.toml: line 18 ([dit]): unknown field `window`, expected `file` or `t_multiple`"
+        "bundle.toml: line 18 ([dit]): unknown field `window`, expected one of `file`, `t_multiple`, `chunk_frames`"
     );
     let e = refusal("[encoder]", "[structure]\nfile = \"s.onnx\"\n[encoder]");
     assert!(e.contains("unknown field `structure`"), "{e}");
@@ -207,6 +208,27 @@ fn t_multiple_zero_and_a_huge_context_are_refused() {
     assert_eq!(
         refusal("context_frames = 8", "context_frames = 100000"),
         "bundle.toml: [decoder] context_frames: 100000 (accepted: 0 to 256)"
+    );
+}
+
+#[test]
+fn a_chunk_length_is_read_and_one_the_walk_cannot_take_is_refused() {
+    let dir = bundle(&edited(
+        "t_multiple = 2 ",
+        "t_multiple = 2\nchunk_frames = 250",
+    ));
+    let m = load(dir.path()).unwrap();
+    assert_eq!(m.dit.chunk_frames, Some(250));
+    assert_eq!(m.walk_chunk_s(), Some(10.0));
+    // At 25 frames/s a chunk must be at least 4 s: walk mode switches 3 s before its end.
+    assert_eq!(
+        refusal("t_multiple = 2 ", "t_multiple = 2\nchunk_frames = 99"),
+        "bundle.toml: [dit] chunk_frames: 99 (accepted: 100 to 1048576)"
+    );
+    let e = refusal("t_multiple = 2 ", "t_multiple = 2\nchunk_frames = -1");
+    assert!(
+        e.starts_with("bundle.toml: line 18 ([dit]): invalid value"),
+        "{e}"
     );
 }
 
