@@ -400,7 +400,7 @@ impl<M: Model> EngineCore<M> {
 
     /// Whether generation is paused by the idle rule at `now_s`: no input for
     /// `idle_after_s`, and the ring holds a whole loop (a source, or, without one, every part
-    /// of the loop written once: [`LoopCoverage`]).
+    /// of the loop written once: `LoopCoverage`).
     pub fn idle(&self, now_s: f64) -> bool {
         let whole_loop = self.walk.source.is_some() || self.coverage.complete();
         whole_loop && self.schedule.idle(now_s, &self.config)
