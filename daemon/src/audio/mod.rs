@@ -462,8 +462,9 @@ pub trait RunningOutput: Send {
             log::debug!("audio: closing a lost output: {e}");
         }
     }
-    /// True once the server told this output it is gone (JACK's shutdown notice): the
-    /// callback will not run again. Backends without such a notice say false.
+    /// True once the server told this output it is gone (JACK's shutdown notice) or the
+    /// connection to it was lost (PipeWire): the callback will not run again. Backends
+    /// without such a notice say false.
     fn server_lost(&self) -> bool {
         false
     }

@@ -9,7 +9,19 @@
 //! `pw::channel`: `Command::Start` hands over the [`ProcessorSlot`] and creates the
 //! stream, `Command::Quit` quits the loop, after which the thread destroys the stream
 //! (which waits until the data thread no longer calls `process`) and exits; the caller
-//! joins it.
+//! joins it. `Command::Quit` travels through the loop's own event, never through the
+//! server, so stopping does not depend on a live server.
+//!
+//! Server loss is noticed on the loop thread, never in `process`: an error on the core
+//! itself (libpipewire reports a server that went away as `-EPIPE`, "connection error", on
+//! id 0) or the playback stream falling back to `Unconnected` after the server had taken it
+//! (its node removed) sets an atomic flag, which [`RunningOutput::server_lost`] reads for
+//! the supervisor ([`super::supervisor`]); a lost connection also quits the loop, so the
+//! thread tears down and ends by itself. The supervisor then abandons the output (waiting
+//! at most 2 s for the thread) and reopens: opening while no server listens fails at once
+//! ([`AudioError::ServerUnreachable`], worth retrying). A stream in `Error` is not lost:
+//! WirePlumber says "no node available" to a stream it has no sink for yet, and links it
+//! once one appears.
 //!
 //! The stream is connected with `RT_PROCESS`, so `process` runs on PipeWire's own data
 //! thread. There it dequeues one buffer, fills exactly `min(requested, capacity)` frames
@@ -40,10 +52,10 @@
 //! an input period's playhead is the ring's within a period. An input stream that nothing
 //! feeds is not scheduled: a capture then waits (or `/capture/stop` ends it).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -82,6 +94,11 @@ pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Longest [`PipeWireOutput::server_reachable`] waits.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Longest abandoning a lost output waits for its loop thread to end; a thread still busy
+/// after that is left to end alone, so that a teardown stuck on a dead server cannot hold
+/// up the supervisor.
+const ABANDON_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How to open the PipeWire output.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +150,11 @@ enum Command {
 struct LoopThread {
     commands: pw::channel::Sender<Command>,
     thread: Option<JoinHandle<()>>,
+    /// Disconnected once the thread has torn everything down (its sender is dropped as
+    /// the thread's body returns).
+    ended: mpsc::Receiver<()>,
+    /// Set on the loop thread when the server went away (see [`run_loop`]).
+    server_lost: Arc<AtomicBool>,
 }
 
 impl LoopThread {
@@ -146,6 +168,25 @@ impl LoopThread {
                 detail: "the PipeWire loop thread panicked".to_owned(),
             }),
             None => Ok(()),
+        }
+    }
+
+    /// Quit the loop and wait at most `limit` for the thread to end; past that, leave it
+    /// to end alone (its stream is no longer called by a server that is gone).
+    fn quit_and_join_within(&mut self, limit: Duration) -> Result<(), AudioError> {
+        let _ = self.commands.send(Command::Quit);
+        match self.ended.recv_timeout(limit) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => self.quit_and_join(),
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                self.thread = None;
+                Err(AudioError::Other {
+                    backend: BACKEND,
+                    detail: format!(
+                        "the PipeWire loop thread did not end within {} ms; left to end alone",
+                        limit.as_millis()
+                    ),
+                })
+            }
         }
     }
 }
@@ -183,10 +224,16 @@ impl PipeWireOutput {
         validate(options)?;
         let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), String>>(1);
         let (commands, command_rx) = pw::channel::channel::<Command>();
+        let (ended_tx, ended) = mpsc::sync_channel::<()>(0);
+        let server_lost = Arc::new(AtomicBool::new(false));
         let thread_options = options.clone();
+        let thread_server_lost = Arc::clone(&server_lost);
         let thread = std::thread::Builder::new()
             .name("pipewire-loop".to_owned())
-            .spawn(move || run_loop(&thread_options, &ready_tx, command_rx))
+            .spawn(move || {
+                run_loop(&thread_options, &ready_tx, command_rx, &thread_server_lost);
+                drop(ended_tx);
+            })
             .map_err(|e| AudioError::Other {
                 backend: BACKEND,
                 detail: format!("cannot spawn the loop thread: {e}"),
@@ -194,6 +241,8 @@ impl PipeWireOutput {
         let mut loop_thread = LoopThread {
             commands,
             thread: Some(thread),
+            ended,
+            server_lost,
         };
         match ready_rx.recv_timeout(timeout) {
             Ok(Ok(())) => Ok(Self {
@@ -332,13 +381,30 @@ impl RunningOutput for RunningPipeWire {
     fn stop(mut self: Box<Self>) -> Result<(), AudioError> {
         self.loop_thread.quit_and_join()
     }
+
+    /// Quits the loop like [`stop`](RunningOutput::stop), but waits at most
+    /// [`ABANDON_TIMEOUT`] for the thread: the supervisor must not hang on a dead server.
+    fn abandon(mut self: Box<Self>) {
+        if let Err(e) = self.loop_thread.quit_and_join_within(ABANDON_TIMEOUT) {
+            log::warn!("audio: closing a lost output: {e}");
+        }
+    }
+
+    /// Set on the loop thread when the connection to the server is lost (a core error on
+    /// the core itself) or the playback stream fell back to `Unconnected` after the server
+    /// had taken it.
+    fn server_lost(&self) -> bool {
+        self.loop_thread.server_lost.load(Ordering::Acquire)
+    }
 }
 
-/// The loop thread's body: connect, report, serve commands until told to quit.
+/// The loop thread's body: connect, report, serve commands until told to quit or the
+/// connection to the server is lost (then `server_lost` is set).
 fn run_loop(
     options: &PipeWireOptions,
     ready: &mpsc::SyncSender<Result<(), String>>,
     commands: pw::channel::Receiver<Command>,
+    server_lost: &Arc<AtomicBool>,
 ) {
     pw::init();
     let setup = || -> Result<_, String> {
@@ -385,9 +451,18 @@ fn run_loop(
         .error({
             let ready_once = Rc::clone(&ready_once);
             let main_loop = main_loop.clone();
+            let server_lost = Arc::clone(server_lost);
             move |id, _seq, res, message| match ready_once.borrow_mut().take() {
                 Some(tx) => {
                     let _ = tx.send(Err(format!("core error {res}: {message}")));
+                    main_loop.quit();
+                }
+                // An error on the core itself is the connection's (libpipewire reports a
+                // server that went away as -EPIPE, "connection error"): nothing on this
+                // connection works again, so the loop ends and the supervisor reopens.
+                None if id == pw::core::PW_ID_CORE => {
+                    log::warn!("pipewire: the connection to the server is lost ({res}: {message})");
+                    server_lost.store(true, Ordering::Release);
                     main_loop.quit();
                 }
                 None => log::warn!("pipewire: object {id}: error {res}: {message}"),
@@ -401,9 +476,10 @@ fn run_loop(
         let core = core.clone();
         let active = Rc::clone(&active);
         let options = options.clone();
+        let server_lost = Arc::clone(server_lost);
         move |command| match command {
             Command::Start(processor, reply) => {
-                let result = start_stream(&core, &options, processor);
+                let result = start_stream(&core, &options, processor, &server_lost);
                 let reply_value = match result {
                     Ok(stream) => {
                         *active.borrow_mut() = Some(stream);
@@ -447,11 +523,13 @@ struct InputStream {
     stream: StreamRc,
 }
 
-/// Create the playback stream, hand it the processor and connect it.
+/// Create the playback stream, hand it the processor and connect it; `server_lost` is set
+/// when the stream falls back to `Unconnected` after the server had taken it.
 fn start_stream(
     core: &pw::core::CoreRc,
     options: &PipeWireOptions,
     processor: Arc<ProcessorSlot>,
+    server_lost: &Arc<AtomicBool>,
 ) -> Result<ActiveStream, AudioError> {
     let backend_err = |what: &str, e: pw::Error| AudioError::Other {
         backend: BACKEND,
@@ -484,11 +562,27 @@ fn start_stream(
         )?),
     };
     let fallback_frames = options.period_frames;
+    // Whether the server took the stream (it reached `Paused` or `Streaming`); only a
+    // stream it had taken is lost when it falls back, not one refused while connecting.
+    // `Error` is not a loss: the session manager sets it on a stream it has no sink for
+    // yet ("no node available", as when the stream returns before the sink does), and
+    // links the stream once a sink appears; reopening would only churn.
+    let taken = Cell::new(false);
+    let server_lost = Arc::clone(server_lost);
     let listener = stream
         .add_local_listener_with_user_data(())
-        .state_changed(|_, _, old, new| match new {
-            StreamState::Error(message) => log::error!("pipewire stream: error: {message}"),
-            new => log::info!("pipewire stream: {old:?} -> {new:?}"),
+        .state_changed(move |_, _, old, new| {
+            match &new {
+                StreamState::Paused | StreamState::Streaming => taken.set(true),
+                StreamState::Unconnected if taken.get() => {
+                    server_lost.store(true, Ordering::Release);
+                }
+                _ => {}
+            }
+            match new {
+                StreamState::Error(message) => log::error!("pipewire stream: error: {message}"),
+                new => log::info!("pipewire stream: {old:?} -> {new:?}"),
+            }
         })
         .process(move |stream, _| fill_buffer(stream, &processor, fallback_frames))
         .register()

@@ -6,10 +6,12 @@
 //! the new output and restores the port links it remembered ([`LinkMemory`]).
 //!
 //! Loss is noticed two ways: the backend says so ([`RunningOutput::server_lost`]: JACK's
-//! shutdown notice), or a backend whose server calls it every period
+//! shutdown notice; PipeWire's lost connection, or its playback stream dropped by the
+//! server), or a backend whose server calls it every period
 //! ([`RunningOutput::called_every_period`]: JACK, null) has not been called for
-//! [`STALL_LIMIT`]. PipeWire has neither, so a PipeWire output is supervised (status,
-//! stop) but not recovered.
+//! [`STALL_LIMIT`]. PipeWire is not called every period (an unlinked or suspended stream
+//! legitimately is not), so a PipeWire server is recovered when it goes away (exits,
+//! crashes, restarts: its socket closes), not when it freezes with its socket open.
 //!
 //! A stall without the server's goodbye may be a server that froze (SIGSTOP, a hung
 //! machine) and resumes: the stalled output is kept, not abandoned, while reopening is
@@ -466,7 +468,10 @@ impl Watch {
             self.progress_at = now;
         }
         let lost = if running.server_lost() {
-            Some(("the server shut the client down".to_owned(), false))
+            Some((
+                "the server is gone or shut the client down".to_owned(),
+                false,
+            ))
         } else if running.called_every_period() && now - self.progress_at >= STALL_LIMIT {
             let reason = format!("no callback for {:.1} s", STALL_LIMIT.as_secs_f64());
             Some((reason, true))
