@@ -1,5 +1,6 @@
-//! The native PipeWire output on a private PipeWire graph: it must refuse cleanly when no
-//! server answers, then, on a graph with a null sink, run its realtime callback at the
+//! The native PipeWire output on a private PipeWire graph: it must refuse cleanly and at
+//! once when no server answers (a typed error worth retrying, as the supervisor does while
+//! a server is away), then, on a graph with a null sink, run its realtime callback at the
 //! requested period, play the ring without torn reads, and deliver the ring's exact signal
 //! to the sink (recorded with `pw-record` from the sink's monitor).
 //!
@@ -136,14 +137,23 @@ fn no_server_is_unreachable() {
         std::env::set_var("XDG_RUNTIME_DIR", &empty);
         std::env::set_var("PIPEWIRE_RUNTIME_DIR", &empty);
     }
+    // The supervisor retries this open with backoff while a server is away: it must fail
+    // at once, not after the startup timeout, and say that retrying may help.
+    let asked = std::time::Instant::now();
     match PipeWireOutput::open(&PipeWireOptions::default()) {
-        Err(AudioError::ServerUnreachable { backend, detail }) => {
-            assert_eq!(backend, "pipewire");
-            println!("no server: {detail}");
+        Err(e @ AudioError::ServerUnreachable { .. }) => {
+            assert_eq!(e.backend(), "pipewire");
+            assert!(e.retry_may_help(), "{e}");
+            println!("no server: {e}");
         }
         Err(other) => panic!("expected ServerUnreachable, got {other}"),
         Ok(_) => panic!("opened a PipeWire output with no server running"),
     }
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "failing to open took {:?}",
+        asked.elapsed()
+    );
     assert!(!PipeWireOutput::server_reachable());
     let bad = PipeWireOptions {
         period_frames: 0,

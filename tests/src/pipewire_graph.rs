@@ -2,6 +2,12 @@
 //! (Debian's `minimal.conf` minus its ALSA nodes), `wireplumber`, and one null sink created
 //! at run time, as /work/shared/notes/headless-audio.md describes.
 //!
+//! [`PipeWireGraph::kill_servers`] and [`PipeWireGraph::start_servers`] take PipeWire and
+//! WirePlumber away (SIGKILL, as a crash) and bring them back in the same runtime directory
+//! and on the same bus, as a restart of the user's session services looks to a client;
+//! [`PipeWireGraph::create_sink`] then brings back a null sink of the same name (a sound
+//! card's sink also appears a moment after the servers).
+//!
 //! Threading: a [`PipeWireGraph`] is a plain value owned by one test. [`Drop`] kills the
 //! processes it started, by PID (through their [`Child`] handles), and removes the runtime
 //! directory. Nothing here touches the test process's environment except
@@ -72,21 +78,49 @@ impl PipeWireGraph {
             sink_name: format!("latentd-test-sink-{}", unique_suffix()),
             children: Vec::new(),
         };
-        let conf = graph.runtime_dir.join("headless.conf");
+        let conf = graph.conf_path();
         std::fs::write(&conf, headless_conf(&minimal))
             .map_err(|e| SkipReason(format!("cannot write {}: {e}", conf.display())))?;
         graph.start_dbus()?;
-        graph.spawn_logged("pipewire", &[OsString::from("-c"), conf.into_os_string()])?;
-        let socket = graph.runtime_dir.join("pipewire-0");
-        graph.wait_for("the pipewire socket", |_| socket.exists())?;
-        graph.spawn_logged("wireplumber", &[])?;
-        graph.wait_for("wireplumber to connect", |graph| {
+        graph.start_servers()?;
+        graph.create_sink()?;
+        Ok(graph)
+    }
+
+    /// Kill PipeWire and WirePlumber (SIGKILL, as a crash) and reap them; D-Bus and the
+    /// runtime directory stay. Their clients see the connection close.
+    pub fn kill_servers(&mut self) {
+        for name in ["wireplumber", "pipewire"] {
+            if let Some(at) = self.children.iter().position(|(n, _)| *n == name) {
+                let (_, mut child) = self.children.remove(at);
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    /// Start PipeWire and WirePlumber (again, after [`kill_servers`](Self::kill_servers))
+    /// in the runtime directory; returns once WirePlumber is connected, with no sink yet
+    /// ([`create_sink`](Self::create_sink)). Their logs are appended to.
+    pub fn start_servers(&mut self) -> Result<(), SkipReason> {
+        let socket = self.runtime_dir.join("pipewire-0");
+        // A killed server leaves its socket file behind: wait for the new one.
+        for stale in ["pipewire-0", "pipewire-0-manager"] {
+            let _ = std::fs::remove_file(self.runtime_dir.join(stale));
+        }
+        let conf = self.conf_path();
+        self.spawn_logged("pipewire", &[OsString::from("-c"), conf.into_os_string()])?;
+        self.wait_for("the pipewire socket", |_| socket.exists())?;
+        self.spawn_logged("wireplumber", &[])?;
+        self.wait_for("wireplumber to connect", |graph| {
             graph
                 .capture("pw-cli", &["ls", "Client"])
                 .is_some_and(|out| out.contains("application.name = \"WirePlumber\""))
-        })?;
-        graph.create_sink()?;
-        Ok(graph)
+        })
+    }
+
+    fn conf_path(&self) -> PathBuf {
+        self.runtime_dir.join("headless.conf")
     }
 
     /// The private runtime directory (`XDG_RUNTIME_DIR` and `PIPEWIRE_RUNTIME_DIR`).
@@ -186,9 +220,12 @@ impl PipeWireGraph {
         Ok(())
     }
 
-    /// Spawn `program` aimed at the graph, stdout and stderr into `<program>.log`.
+    /// Spawn `program` aimed at the graph, stdout and stderr appended to `<program>.log`.
     fn spawn_logged(&mut self, program: &'static str, args: &[OsString]) -> Result<(), SkipReason> {
-        let log = std::fs::File::create(self.log_path(program))
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(program))
             .map_err(|e| SkipReason(format!("cannot create {program}.log: {e}")))?;
         let log_err = log
             .try_clone()
@@ -205,9 +242,9 @@ impl PipeWireGraph {
         Ok(())
     }
 
-    /// Create the null sink and wait until WirePlumber has made it the default sink
-    /// (which shows that its policy is running).
-    fn create_sink(&mut self) -> Result<(), SkipReason> {
+    /// Create the null sink ([`sink_name`](Self::sink_name)) and wait until WirePlumber
+    /// has made it the default sink (which shows that its policy is running).
+    pub fn create_sink(&mut self) -> Result<(), SkipReason> {
         let spec = format!(
             "{{ factory.name=support.null-audio-sink node.name={} media.class=Audio/Sink \
              object.linger=true audio.position=[FL FR] }}",
