@@ -13,13 +13,12 @@
 //! callback aborts the test in debug builds.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use latentd::audio::pipewire::{PipeWireOptions, PipeWireOutput};
 use latentd::audio::{AudioError, AudioOutput, PeriodProcessor};
 use latentd_engine::PlayheadRing;
-use latentd_tests::pipewire_graph::{CLIENT_ENV_REMOVE, PipeWireGraph};
+use latentd_tests::pipewire_graph::{CLIENT_ENV_REMOVE, PipeWireGraph, stop_gracefully};
 
 #[global_allocator]
 static ALLOCATOR: assert_no_alloc::AllocDisabler = assert_no_alloc::AllocDisabler;
@@ -175,21 +174,6 @@ fn test_signal(frames: usize) -> Vec<f32> {
             (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5
         })
         .collect()
-}
-
-/// SIGINT, so pw-record finishes the WAV header, then reap it.
-fn stop_gracefully(recorder: &mut std::process::Child) {
-    let _ = Command::new("kill")
-        .args(["-INT", &recorder.id().to_string()])
-        .status();
-    for _ in 0..50 {
-        if let Ok(Some(_)) = recorder.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(40));
-    }
-    let _ = recorder.kill();
-    let _ = recorder.wait();
 }
 
 /// Samples closer than this are the same sample (PipeWire passes F32 through exactly at

@@ -18,14 +18,14 @@ mod common;
 
 use std::f32::consts::TAU;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::osc_client::{Link, Transport, msg};
 use common::pipewire::{daemon_env, in_path, skip_or_fail, wait_for_node};
 use common::service_fixture::{Daemon, Launch, NotifySocket};
 use common::tone::tone_over_neighbours;
-use latentd_tests::pipewire_graph::PipeWireGraph;
+use latentd_tests::pipewire_graph::{PipeWireGraph, stop_gracefully};
 use rosc::OscType;
 use tempfile::TempDir;
 
@@ -39,17 +39,6 @@ const TONE_LEVEL: f32 = 0.5;
 const TONE_S: u32 = 10;
 /// Frames analysed for each spectrum (0.25 s: 4 Hz bins).
 const WINDOW: usize = 12_000;
-
-/// SIGINT, so a PipeWire tool finishes its file, then reap it.
-fn stop_gracefully(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    if common::wait_timeout(child, Duration::from_secs(2)).is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
 
 /// The left channel of the last [`WINDOW`] frames of a stereo float WAV.
 fn last_window_left(path: &Path) -> Vec<f32> {

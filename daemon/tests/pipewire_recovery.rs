@@ -24,13 +24,13 @@ mod common;
 
 use std::f32::consts::TAU;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::pipewire::{daemon_env, in_path, skip_or_fail, wait_for_node};
 use common::service_fixture::{Daemon, Launch, NotifySocket, Osc, Status};
 use common::tone::tone_over_neighbours;
-use latentd_tests::pipewire_graph::PipeWireGraph;
+use latentd_tests::pipewire_graph::{PipeWireGraph, stop_gracefully};
 use tempfile::TempDir;
 
 /// The daemon's playback node (`--client-name` is the default, `latentd`).
@@ -55,17 +55,6 @@ const SINKLESS: Duration = Duration::from_millis(1000);
 /// Takes of [`hear_tone`] until the tone is heard: the session manager links the new
 /// stream a moment after the sink exists, and a loaded machine may run the graph behind.
 const TAKES: usize = 5;
-
-/// SIGINT, so a PipeWire tool finishes its file, then reap it.
-fn stop_gracefully(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    if common::wait_timeout(child, Duration::from_secs(2)).is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
 
 /// The left channel of the last [`WINDOW`] frames of a stereo float WAV (empty when the
 /// recording is shorter, or was not written).

@@ -408,6 +408,22 @@ pub fn find_in_path(binary: &str) -> Option<PathBuf> {
         })
 }
 
+/// SIGINT a PipeWire tool (`pw-record`, `pw-cat`), so it finishes its file's header, and
+/// reap it; killed outright if it has not ended within 2 s.
+pub fn stop_gracefully(tool: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-INT", &tool.id().to_string()])
+        .status();
+    for _ in 0..50 {
+        if let Ok(Some(_)) = tool.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    let _ = tool.kill();
+    let _ = tool.wait();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
