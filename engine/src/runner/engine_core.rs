@@ -88,7 +88,9 @@ use super::engine_config::{EngineConfig, EngineError, EngineStats};
 use super::knob_to_ear::KnobToEar;
 use super::lead::{LeadConfig, LeadController, seconds_to_frames};
 use super::metrics::ActionLatency;
-use super::targeting::{LoopGeometry, TargetingError, WritePlan, frontier_target, repatch_target};
+use super::targeting::{
+    LoopGeometry, TargetingError, WritePlan, chunk_start_backfill, frontier_target, repatch_target,
+};
 use super::trace::{ActionEvent, ActionKind, Trace, WriteEvent, WriteKind, start_reached_frame};
 use super::walk::{WalkLayout, WalkWindows};
 use crate::conditioning::ConditioningReader;
@@ -145,6 +147,14 @@ struct PickedLatent<L> {
     attr: Attribution,
 }
 
+/// A planned write before its decode: the plan and the reader and loop it was made from.
+struct Placed {
+    plan: WritePlan,
+    playhead: usize,
+    frame: u64,
+    geometry: LoopGeometry,
+}
+
 /// Where a decoded window goes: the plan, the decoded frames to skip (the reader came
 /// too close to them during the decode), and the reader as it was when placed.
 struct Placement {
@@ -187,6 +197,9 @@ pub struct EngineCore<M: Model> {
     schedule: TickSchedule,
     /// What of the loop has been written since it began (the idle rule without a source).
     coverage: LoopCoverage,
+    /// The walk chunk the last frontier write aimed into (a change calls for a backfill at
+    /// the new chunk's start: [`chunk_start_backfill`]).
+    frontier_chunk: Option<usize>,
     faults: FaultHooks,
     out: StatsOutlet,
     recorder: Recorder,
@@ -294,6 +307,7 @@ impl<M: Model> EngineCore<M> {
             actions: ActionAttributor::new(),
             schedule: TickSchedule::new(config.start_paused),
             coverage,
+            frontier_chunk: None,
             faults: FaultHooks::default(),
             out: StatsOutlet::new(stats_in),
             recorder: Recorder::new(record, config.sample_capacity),
@@ -522,6 +536,7 @@ impl<M: Model> EngineCore<M> {
         self.walk.windows.set_band(None);
         self.follow_band();
         self.walk.pipeline_chunk = None;
+        self.frontier_chunk = None;
     }
 
     /// Window `w`'s part of the source.
@@ -722,6 +737,72 @@ impl<M: Model> EngineCore<M> {
         let Some(plan) = self.plan_write(clock, near, &geometry, playhead)? else {
             return Ok(());
         };
+        if !near && let Some(backfill) = self.frontier_backfill(&geometry, playhead, plan.target())
+        {
+            let at = Placed {
+                plan: backfill,
+                playhead,
+                frame,
+                geometry,
+            };
+            self.write_planned(clock, kind, chunk, latent, attr, knobs, at)?;
+        }
+        let at = Placed {
+            plan,
+            playhead,
+            frame,
+            geometry,
+        };
+        self.write_planned(clock, kind, chunk, latent, attr, knobs, at)
+    }
+
+    /// The backfill a frontier write aimed at `target` needs first: when the frontier has
+    /// just entered another walk chunk, a window at the chunk's start
+    /// ([`chunk_start_backfill`]).
+    fn frontier_backfill(
+        &mut self,
+        geometry: &LoopGeometry,
+        playhead: usize,
+        target: usize,
+    ) -> Option<WritePlan> {
+        if !self.walk.windows.walking() {
+            return None;
+        }
+        let chunk = self.walk.windows.window_of(target);
+        if self.frontier_chunk.replace(chunk) == Some(chunk) {
+            return None;
+        }
+        let (chunk_start, _) = self.walk.windows.ring_range(chunk);
+        chunk_start_backfill(
+            geometry,
+            playhead,
+            target,
+            chunk_start,
+            self.ring.guard_frames() + BLOCK_FRAMES,
+            self.decoder.keep_len,
+        )
+    }
+
+    /// The rest of [`Self::write_window`] once its plan is made: pick the latent, decode,
+    /// place, write.
+    #[allow(clippy::too_many_arguments)]
+    fn write_planned(
+        &mut self,
+        clock: &mut dyn EngineClock,
+        kind: WriteKind,
+        chunk: usize,
+        latent: &Arc<M::Latents>,
+        attr: Attribution,
+        knobs: &KnobSnapshot,
+        at: Placed,
+    ) -> Result<(), EngineError> {
+        let near = matches!(kind, WriteKind::Repatch | WriteKind::KnobRepatch);
+        let Placed {
+            plan,
+            playhead,
+            frame,
+            geometry,
+        } = at;
         let Some(picked) = self.pick_latent(plan.target(), kind, chunk, latent, attr) else {
             return Ok(());
         };

@@ -371,3 +371,30 @@ fn a_loop_without_a_source_is_written_whole_before_the_engine_idles() {
         "the second lap holds {silent} silent frames in a row"
     );
 }
+
+#[test]
+fn a_walking_loop_without_a_source_leaves_no_hole_at_its_chunk_boundaries() {
+    // A 24 s loop generated from the prompt alone in 6 s chunks. Every chunk's first fresh
+    // write aims at `playhead + lead`, which lies past the chunk's start by however far the
+    // playhead moved since the last write into the chunk before (clamped at its end); that
+    // stretch must be written too, or each boundary plays a hole of silence every lap.
+    let ring =
+        PlayheadRing::silence(24 * 48_000, 2, 48_000, PlayheadRing::guard_for_period(128)).unwrap();
+    let config = EngineConfig {
+        idle_after_s: 0.0,
+        walk_chunk_s: 6.0,
+        walk_prewarm_s: 2.0,
+        ..EngineConfig::default()
+    };
+    let mut sim =
+        SimHarness::new(faulty(0..0, 0..0), ring, 128, config, SimCosts::default()).unwrap();
+    sim.clock().record_output();
+    sim.run_until(49.0);
+    assert!(sim.stats().walk_switches >= 7, "{:?}", sim.stats());
+    let second_lap = &sim.clock().played()[24 * 48_000 * 2..48 * 48_000 * 2];
+    let silent = longest_silence(second_lap);
+    assert!(
+        silent < 480,
+        "the second lap holds {silent} silent frames in a row"
+    );
+}

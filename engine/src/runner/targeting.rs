@@ -265,6 +265,37 @@ pub fn frontier_target(
     Ok(WritePlan::two(head, wrap))
 }
 
+/// The backfill at a walk chunk's start. Writes stay inside their chunk, so the last
+/// frontier write before a chunk stops at its end, and the first one into it starts at
+/// `target` (`playhead + lead`), past the chunk's start by however far the playhead moved
+/// in between: `[chunk_start, target)` would never be written. A window written at
+/// `chunk_start` fills it. `None` when there is nothing to fill (`target` is the chunk's
+/// start), when a band is armed (a band's writes wrap inside it), or when the reader is too
+/// close: `chunk_start` must be at least `guard_frames` ahead of `playhead` and before
+/// `target` along the reader's path.
+pub fn chunk_start_backfill(
+    geometry: &LoopGeometry,
+    playhead: usize,
+    target: usize,
+    chunk_start: usize,
+    guard_frames: usize,
+    window_frames: usize,
+) -> Option<WritePlan> {
+    if geometry.band().is_some() || target == chunk_start {
+        return None;
+    }
+    let to_start = geometry.frames_until_reached(playhead, chunk_start)?;
+    let to_target = geometry.frames_until_reached(playhead, target)?;
+    if to_start < guard_frames as u64 || to_start >= to_target {
+        return None;
+    }
+    Some(WritePlan::one(Segment {
+        ring_start: chunk_start,
+        window_offset: 0,
+        len: window_frames,
+    }))
+}
+
 /// The near-playhead repatch: the kept window placed `repatch_lead_frames` along the
 /// reader's path, but never inside the guard (at least `guard_frames` ahead). `None` when
 /// it should be skipped.

@@ -433,3 +433,35 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_chunk_start_the_frontier_jumped_over_is_backfilled_while_the_reader_is_short_of_it() {
+    let g = no_band();
+    let start = 48_000 * 8; // a chunk boundary at 8 s
+    // The playhead 0.2 s before it, the frontier target 0.05 s past it: fill from it.
+    let plan = chunk_start_backfill(&g, start - 9_600, start + 2_400, start, GUARD, WINDOW);
+    assert_eq!(plan.unwrap().segments(), &[seg(start, 0, WINDOW)]);
+    // The target on the start itself: nothing was jumped over.
+    assert_eq!(
+        chunk_start_backfill(&g, start - 9_600, start, start, GUARD, WINDOW),
+        None
+    );
+    // The reader inside the guard of the start, or past it: too late.
+    assert_eq!(
+        chunk_start_backfill(&g, start - GUARD / 2, start + 2_400, start, GUARD, WINDOW),
+        None
+    );
+    assert_eq!(
+        chunk_start_backfill(&g, start + 100, start + 2_400, start, GUARD, WINDOW),
+        None
+    );
+    // Across the loop's end: the chunk starting at frame 0.
+    let plan = chunk_start_backfill(&g, LOOP - 9_600, 2_400, 0, GUARD, WINDOW);
+    assert_eq!(plan.unwrap().segments(), &[seg(0, 0, WINDOW)]);
+    // With a band armed the band's own wrap writes cover it.
+    let b = band(0, LOOP / 2);
+    assert_eq!(
+        chunk_start_backfill(&b, start - 9_600, start + 2_400, start, GUARD, WINDOW),
+        None
+    );
+}
