@@ -737,6 +737,12 @@ impl<M: Model> EngineCore<M> {
         let Some(plan) = self.plan_write(clock, near, &geometry, playhead)? else {
             return Ok(());
         };
+        let fresh = PickedLatent {
+            kind,
+            chunk,
+            latent: Arc::clone(latent),
+            attr,
+        };
         if !near && let Some(backfill) = self.frontier_backfill(&geometry, playhead, plan.target())
         {
             let at = Placed {
@@ -745,7 +751,7 @@ impl<M: Model> EngineCore<M> {
                 frame,
                 geometry,
             };
-            self.write_planned(clock, kind, chunk, latent, attr, knobs, at)?;
+            self.write_planned(clock, &fresh, knobs, at)?;
         }
         let at = Placed {
             plan,
@@ -753,7 +759,7 @@ impl<M: Model> EngineCore<M> {
             frame,
             geometry,
         };
-        self.write_planned(clock, kind, chunk, latent, attr, knobs, at)
+        self.write_planned(clock, &fresh, knobs, at)
     }
 
     /// The backfill a frontier write aimed at `target` needs first: when the frontier has
@@ -783,27 +789,23 @@ impl<M: Model> EngineCore<M> {
         )
     }
 
-    /// The rest of [`Self::write_window`] once its plan is made: pick the latent, decode,
-    /// place, write.
-    #[allow(clippy::too_many_arguments)]
+    /// The rest of [`Self::write_window`] once its plan is made: pick the latent (`fresh`,
+    /// or the newest of the window the target falls in), decode, place, write.
     fn write_planned(
         &mut self,
         clock: &mut dyn EngineClock,
-        kind: WriteKind,
-        chunk: usize,
-        latent: &Arc<M::Latents>,
-        attr: Attribution,
+        fresh: &PickedLatent<M::Latents>,
         knobs: &KnobSnapshot,
         at: Placed,
     ) -> Result<(), EngineError> {
-        let near = matches!(kind, WriteKind::Repatch | WriteKind::KnobRepatch);
+        let near = matches!(fresh.kind, WriteKind::Repatch | WriteKind::KnobRepatch);
         let Placed {
             plan,
             playhead,
             frame,
             geometry,
         } = at;
-        let Some(picked) = self.pick_latent(plan.target(), kind, chunk, latent, attr) else {
+        let Some(picked) = self.pick_latent(plan.target(), fresh) else {
             return Ok(());
         };
         let decoded = self.decode_timed(clock, &picked, knobs, plan.target())?;
@@ -846,27 +848,22 @@ impl<M: Model> EngineCore<M> {
             .map_err(geo_err)
     }
 
-    /// The latent a write aimed at `target` decodes: `latent` when the target falls in
+    /// The latent a write aimed at `target` decodes: `fresh` when the target falls in
     /// its own window, else that window's newest (`None` without one).
     fn pick_latent(
         &self,
         target: usize,
-        kind: WriteKind,
-        chunk: usize,
-        latent: &Arc<M::Latents>,
-        attr: Attribution,
+        fresh: &PickedLatent<M::Latents>,
     ) -> Option<PickedLatent<M::Latents>> {
         let target_chunk = self.walk.windows.window_of(target);
-        if target_chunk == chunk {
+        if target_chunk == fresh.chunk {
             return Some(PickedLatent {
-                kind,
-                chunk,
-                latent: Arc::clone(latent),
-                attr,
+                latent: Arc::clone(&fresh.latent),
+                ..*fresh
             });
         }
         let (older, older_attr) = self.walk.newest_of[target_chunk].clone()?;
-        let kind = match kind {
+        let kind = match fresh.kind {
             WriteKind::Frontier => WriteKind::GapFill,
             k => k,
         };
