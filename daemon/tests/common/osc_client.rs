@@ -119,6 +119,8 @@ impl Link {
                     s.set_read_timeout(Some(left)).unwrap();
                     match s.recv_from(&mut buf) {
                         Ok((n, _)) => self.received.push_back(decode(&buf[..n])),
+                        // A signal another test's child or timer delivered to this process.
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                         Err(_) => return None,
                     }
                 }
@@ -131,6 +133,7 @@ impl Link {
                                 self.received.push_back(decode(&frame.unwrap()));
                             }
                         }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                         Err(_) => return None,
                     }
                 }
