@@ -147,14 +147,6 @@ struct PickedLatent<L> {
     attr: Attribution,
 }
 
-/// A planned write before its decode: the plan and the reader and loop it was made from.
-struct Placed {
-    plan: WritePlan,
-    playhead: usize,
-    frame: u64,
-    geometry: LoopGeometry,
-}
-
 /// Where a decoded window goes: the plan, the decoded frames to skip (the reader came
 /// too close to them during the decode), and the reader as it was when placed.
 struct Placement {
@@ -745,21 +737,23 @@ impl<M: Model> EngineCore<M> {
         };
         if !near && let Some(backfill) = self.frontier_backfill(&geometry, playhead, plan.target())
         {
-            let at = Placed {
+            let planned = Placement {
                 plan: backfill,
+                skip: 0,
                 playhead,
                 frame,
                 geometry,
             };
-            self.write_planned(clock, &fresh, knobs, at)?;
+            self.write_planned(clock, &fresh, knobs, planned)?;
         }
-        let at = Placed {
+        let planned = Placement {
             plan,
+            skip: 0,
             playhead,
             frame,
             geometry,
         };
-        self.write_planned(clock, &fresh, knobs, at)
+        self.write_planned(clock, &fresh, knobs, planned)
     }
 
     /// The backfill a frontier write aimed at `target` needs first: when the frontier has
@@ -789,39 +783,30 @@ impl<M: Model> EngineCore<M> {
         )
     }
 
-    /// The rest of [`Self::write_window`] once its plan is made: pick the latent (`fresh`,
-    /// or the newest of the window the target falls in), decode, place, write.
+    /// The rest of [`Self::write_window`] once its plan is made (`planned`, as the reader
+    /// was when planned, nothing skipped): pick the latent (`fresh`, or the newest of the
+    /// window the target falls in), decode, place (a near write again, after the decode),
+    /// write.
     fn write_planned(
         &mut self,
         clock: &mut dyn EngineClock,
         fresh: &PickedLatent<M::Latents>,
         knobs: &KnobSnapshot,
-        at: Placed,
+        planned: Placement,
     ) -> Result<(), EngineError> {
         let near = matches!(fresh.kind, WriteKind::Repatch | WriteKind::KnobRepatch);
-        let Placed {
-            plan,
-            playhead,
-            frame,
-            geometry,
-        } = at;
-        let Some(picked) = self.pick_latent(plan.target(), fresh) else {
+        let target = planned.plan.target();
+        let Some(picked) = self.pick_latent(target, fresh) else {
             return Ok(());
         };
-        let decoded = self.decode_timed(clock, &picked, knobs, plan.target())?;
+        let decoded = self.decode_timed(clock, &picked, knobs, target)?;
         let placement = if near {
-            match self.place_after_decode(clock, &plan, picked.chunk, decoded)? {
+            match self.place_after_decode(clock, &planned.plan, picked.chunk, decoded)? {
                 Some(p) => p,
                 None => return Ok(()),
             }
         } else {
-            Placement {
-                plan,
-                skip: 0,
-                playhead,
-                frame,
-                geometry,
-            }
+            planned
         };
         let avail = if near { decoded } else { usize::MAX };
         self.write_placed(&placement, &picked, avail)
