@@ -342,29 +342,25 @@ fn longest_silence(frames: &[f32]) -> usize {
         .1
 }
 
-#[test]
-fn a_loop_without_a_source_is_written_whole_before_the_engine_idles() {
-    // A 6 s loop generated from the prompt alone (the ring starts silent), nobody touching
-    // anything, and an idle pause after 1 s. The engine must fill the whole loop before it
-    // idles: the second lap plays no silence. (Before, it idled ~1 s in and every later lap
-    // played ~5 s of silence.)
-    let ring =
-        PlayheadRing::silence(6 * 48_000, 2, 48_000, PlayheadRing::guard_for_period(128)).unwrap();
-    let config = EngineConfig {
-        idle_after_s: 1.0,
-        ..EngineConfig::default()
-    };
+/// A simulated engine generating a `loop_s`-second loop from the prompt alone (the ring
+/// starts silent), recording what it plays.
+fn sourceless_sim(loop_s: usize, config: EngineConfig) -> SimHarness<FaultyModel> {
+    let ring = PlayheadRing::silence(
+        loop_s * 48_000,
+        2,
+        48_000,
+        PlayheadRing::guard_for_period(128),
+    )
+    .unwrap();
     let mut sim =
         SimHarness::new(faulty(0..0, 0..0), ring, 128, config, SimCosts::default()).unwrap();
     sim.clock().record_output();
-    sim.run_until(14.0);
-    // It idled once the loop was whole: nothing was written in the last laps.
-    let last_write = sim.record().trace.writes().map(|w| w.issued_frame).max();
-    assert!(
-        last_write.is_some_and(|f| f < 9 * 48_000),
-        "the engine never idled: last write issued at frame {last_write:?}"
-    );
-    let second_lap = &sim.clock().played()[6 * 48_000 * 2..12 * 48_000 * 2];
+    sim
+}
+
+/// The second lap of a `loop_s`-second loop played no silence longer than 10 ms.
+fn assert_second_lap_sounds(sim: &mut SimHarness<FaultyModel>, loop_s: usize) {
+    let second_lap = &sim.clock().played()[loop_s * 48_000 * 2..2 * loop_s * 48_000 * 2];
     let silent = longest_silence(second_lap);
     assert!(
         silent < 480,
@@ -373,28 +369,40 @@ fn a_loop_without_a_source_is_written_whole_before_the_engine_idles() {
 }
 
 #[test]
+fn a_loop_without_a_source_is_written_whole_before_the_engine_idles() {
+    // A 6 s loop generated from the prompt alone (the ring starts silent), nobody touching
+    // anything, and an idle pause after 1 s. The engine must fill the whole loop before it
+    // idles: the second lap plays no silence. (Before, it idled ~1 s in and every later lap
+    // played ~5 s of silence.)
+    let config = EngineConfig {
+        idle_after_s: 1.0,
+        ..EngineConfig::default()
+    };
+    let mut sim = sourceless_sim(6, config);
+    sim.run_until(14.0);
+    // It idled once the loop was whole: nothing was written in the last laps.
+    let last_write = sim.record().trace.writes().map(|w| w.issued_frame).max();
+    assert!(
+        last_write.is_some_and(|f| f < 9 * 48_000),
+        "the engine never idled: last write issued at frame {last_write:?}"
+    );
+    assert_second_lap_sounds(&mut sim, 6);
+}
+
+#[test]
 fn a_walking_loop_without_a_source_leaves_no_hole_at_its_chunk_boundaries() {
     // A 24 s loop generated from the prompt alone in 6 s chunks. Every chunk's first fresh
     // write aims at `playhead + lead`, which lies past the chunk's start by however far the
     // playhead moved since the last write into the chunk before (clamped at its end); that
     // stretch must be written too, or each boundary plays a hole of silence every lap.
-    let ring =
-        PlayheadRing::silence(24 * 48_000, 2, 48_000, PlayheadRing::guard_for_period(128)).unwrap();
     let config = EngineConfig {
         idle_after_s: 0.0,
         walk_chunk_s: 6.0,
         walk_prewarm_s: 2.0,
         ..EngineConfig::default()
     };
-    let mut sim =
-        SimHarness::new(faulty(0..0, 0..0), ring, 128, config, SimCosts::default()).unwrap();
-    sim.clock().record_output();
+    let mut sim = sourceless_sim(24, config);
     sim.run_until(49.0);
     assert!(sim.stats().walk_switches >= 7, "{:?}", sim.stats());
-    let second_lap = &sim.clock().played()[24 * 48_000 * 2..48 * 48_000 * 2];
-    let silent = longest_silence(second_lap);
-    assert!(
-        silent < 480,
-        "the second lap holds {silent} silent frames in a row"
-    );
+    assert_second_lap_sounds(&mut sim, 24);
 }
