@@ -133,7 +133,7 @@ fn full_namespace_matches_the_schema_with_live_values() {
         denoise["DESCRIPTION"]
             .as_str()
             .unwrap()
-            .contains("how far from the source")
+            .contains("how far from its base")
     );
     assert_eq!(denoise["VALUE"], json!([0.25]));
     // Integer knobs report integers; the u32 seed is beyond int32 (type `d`).

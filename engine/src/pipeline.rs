@@ -11,6 +11,10 @@
 //!   is one (`queue_cap = 1`: [`StreamPipeline::submit`] replaces it, the newest wins), else
 //!   from the knobs of that tick. Each slot keeps its own seed, denoise, steps, shift and cached
 //!   schedule until it finishes.
+//! - `denoise` is how far from its *base* a slot starts: the source, moved toward a past
+//!   finished latent by `feedback` (that latent alone without a source). A slot with no base
+//!   (no source, and no feedback latent of the loop's length) runs its whole schedule as if
+//!   `denoise` were 1, as SDE slots always do: it starts from pure noise, which is `t = 1`.
 //! - Shared curves (`x0_target`, the SDE curve from `sde_amp` / `periodicity`, guidance, blends)
 //!   apply to every in-flight slot from the next tick.
 //! - Changing `depth` or `steps` never drops a slot: in-flight slots finish on their own
@@ -71,9 +75,24 @@ impl SlotParams {
         }
     }
 
-    fn schedule(&self, cache: &mut ScheduleCache) -> Arc<Schedule> {
-        let denoise = if self.sde { 1.0 } else { self.denoise };
+    /// The slot's schedule. `denoise` is how far from its base (the source, or a feedback
+    /// latent) a slot starts; an SDE slot, or one with no base to start from, runs the whole
+    /// schedule (`denoise = 1`): its start is pure noise, which is what `t = 1` means, and a
+    /// shorter schedule would leave that noise in its result (at `denoise = 0`, all of it).
+    fn schedule(&self, cache: &mut ScheduleCache, has_base: bool) -> Arc<Schedule> {
+        let denoise = if self.sde || !has_base {
+            1.0
+        } else {
+            self.denoise
+        };
         cache.get(self.steps, denoise, self.shift)
+    }
+
+    /// The past finished latent this slot's start blends in, if it uses one.
+    fn feedback_latent<L>(&self, history: impl Fn(usize) -> Option<L>) -> Option<L> {
+        (self.feedback > 0.0)
+            .then(|| history(self.feedback_depth.max(1) as usize - 1))
+            .flatten()
     }
 }
 
@@ -129,9 +148,7 @@ fn start_slot<M: Model>(
     source: Option<&M::Latents>,
     past: Option<&M::Latents>,
 ) -> M::Latents {
-    let feedback = past
-        .filter(|_| params.feedback > 0.0)
-        .map(|p| (p, params.feedback));
+    let feedback = past.map(|p| (p, params.feedback));
     model.start_slot(SlotStart {
         frames,
         source,
@@ -312,11 +329,12 @@ impl<M: Model> StreamPipeline<M> {
             .pending
             .take()
             .unwrap_or_else(|| SlotParams::from_knobs(knobs));
-        let schedule = params.schedule(&mut self.schedules);
-        let past = self
-            .history
-            .get(params.feedback_depth.max(1) as usize - 1)
-            .map(|p| &**p);
+        let fits = |l: &&M::Latents| self.model.latent_frames(l) == self.frames;
+        let past = params
+            .feedback_latent(|i| self.history.get(i).map(|p| &**p))
+            .filter(fits);
+        let has_base = self.source.as_deref().filter(fits).is_some() || past.is_some();
+        let schedule = params.schedule(&mut self.schedules, has_base);
         let serial = self.next_serial;
         let x = start_slot(
             &*self.model,
@@ -374,7 +392,10 @@ pub fn run_request<M: Model>(
     cond: &Conditioning<M::Cond>,
 ) -> Result<M::Latents, ModelError> {
     let mut cache = ScheduleCache::new();
-    let schedule = params.schedule(&mut cache);
+    let fits = |l: &&M::Latents| model.latent_frames(l) == frames;
+    let past = params.feedback_latent(|_| past).filter(fits);
+    let has_base = source.filter(fits).is_some() || past.is_some();
+    let schedule = params.schedule(&mut cache, has_base);
     let x = start_slot(model, params, serial, &schedule, frames, source, past);
     let mut slot = Slot {
         serial,

@@ -75,7 +75,7 @@ macro_rules! knob_table {
 
 knob_table! {
     denoise = "denoise", 0, 1, 0.5, "", Float, PerSlot,
-        "ODE: how far from the source a new slot starts (0 = the source, 1 = pure noise)";
+        "ODE: how far from its base (source or feedback latent) a new slot starts (0 = base; no base: 1)";
     sampler = "sampler", 0, 1, 0, "", Int, PerSlot,
         "sampling mode of new slots: 0 = ODE (Euler, uses denoise), 1 = SDE (uses sde_amp)";
     sde_amp = "sde_amp", 0, 1, 0.5, "", Float, SharedCurve,

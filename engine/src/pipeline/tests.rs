@@ -239,3 +239,44 @@ fn depth_and_steps_changes_keep_in_flight_slots() {
     );
     assert_eq!(pipeline.in_flight(), 1);
 }
+
+#[test]
+fn a_slot_without_a_base_runs_its_whole_schedule_whatever_denoise_says() {
+    let model = Arc::new(BuiltinModel::new());
+    let cond = conditioning(&model);
+    let src = source(&model);
+    let alone = |denoise: f64, source: Option<&CpuLatents>| {
+        let k = knobs(&[("denoise", denoise)]);
+        let params = SlotParams::from_knobs(&k);
+        let x = run_request(&*model, params, 0, FRAMES, source, None, &k, &cond).unwrap();
+        bits(&model, &x)
+    };
+    // No source and no feedback: nothing to start near, so every denoise runs from t = 1
+    // (before, denoise 0 delivered the start noise itself, and 0.5 half-denoised noise).
+    let full = alone(1.0, None);
+    assert_eq!(alone(0.0, None), full, "denoise 0, no base");
+    assert_eq!(alone(0.5, None), full, "denoise 0.5, no base");
+    // With a source, denoise still sets how far from it a slot starts.
+    assert_ne!(alone(0.5, Some(&src)), alone(1.0, Some(&src)));
+
+    // The stream follows the same rule. With feedback 1 and denoise 0, the slots that start
+    // before any has finished (serials 0-3 at depth 4) have no base and run whole; the first
+    // to start after serial 0 finished (serial 4) has serial 0 as its base, and denoise 0
+    // gives it back unchanged.
+    let k = knobs(&[("denoise", 0.0), ("feedback", 1.0)]);
+    let mut pipeline = StreamPipeline::new(Arc::clone(&model), FRAMES);
+    let mut finished = Vec::new();
+    for _ in 0..40 {
+        pipeline.tick(&k, &cond, &mut finished).expect("tick");
+    }
+    let by_serial = |n: u32| {
+        let done = finished.iter().find(|f| f.serial == n);
+        bits(&model, &done.expect("finished").latents)
+    };
+    for n in 0..4 {
+        let params = SlotParams::from_knobs(&k);
+        let whole = run_request(&*model, params, n, FRAMES, None, None, &k, &cond).unwrap();
+        assert_eq!(by_serial(n), bits(&model, &whole), "serial {n} runs whole");
+    }
+    assert_eq!(by_serial(4), by_serial(0), "serial 4 starts at its base");
+}
