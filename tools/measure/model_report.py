@@ -38,6 +38,8 @@ PROMPTS = {
     "tonal_organ": "organ jazz nodrums",
 }
 PICTURES = ["default", "tonal_strings", "bright", "dark"]
+# The prompts with drums, whose beat strength (sound.py) the summary reports.
+BEAT_RUNS = ["default", "drums", "bright", "dark"]
 
 
 class Jack:
@@ -155,6 +157,10 @@ def main():
         "heldout_source_pitch_step_rate": float(np.mean([
             sound.analyze(args.out / f"source{i}.wav", None, LOOP_S)["pitch_step_rate"]
             for i in range(args.clips)])),
+        "beat_strength": {k: runs[k]["beat_strength"] for k in BEAT_RUNS},
+        "heldout_source_beat_strength": [
+            sound.analyze(args.out / f"source{i}.wav", None, LOOP_S)["beat_strength"]
+            for i in range(args.clips)],
     }
     (args.out / "report.json").write_text(json.dumps({"summary": summary, "runs": runs},
                                                      indent=1))

@@ -6,7 +6,8 @@
 `analyze` prints one JSON object for the last whole loop of a recording (before the stop fade) (`--record`, 32-bit
 float or 16-bit PCM WAV): the power-weighted spectral centroid (Hz), the onset rate (spectral
 flux above 4 kHz, per second), the fraction of noise-like frames (spectral flatness > 0.3
-among frames within 40 dB of the loudest), the pitch-step rate (below), the RMS level and,
+among frames within 40 dB of the loudest), the pitch-step rate (below), the beat strength
+(below), the RMS level and,
 with `--source`, the loop aligned to the source by circular cross-correlation and then the
 mean absolute log-mel error (64 bands, dB, floored 80 dB below the source's peak) and the
 chroma correlation with the source.
@@ -17,6 +18,12 @@ the loudest frame, neither starts an onset (broadband flux under the clip's 75th
 percentile) and the peak magnitude changes by under 3 dB; a *pitch step* is a sustained pair
 whose peak moves by more than 0.5 semitone (a held note should not move; a pair across a
 note change is usually not sustained). Reported as steps per sustained pair.
+
+Beat strength: the onset envelope (mean positive log-power flux, 2048-point frames every
+10 ms), cut into 5 s windows 2.5 s apart; per window the highest normalised autocorrelation
+at lags 0.3-1.5 s (a beat at 40-200 BPM), and the median over the windows. Music with a
+steady beat scores high (the training set's drum clips: 0.76-0.87); sound whose onsets fall
+anywhere scores low (decoded Gaussian latents: 0.13).
 
 numpy only (matplotlib for `spectrogram`); no state; the same file gives the same numbers.
 """
@@ -171,6 +178,25 @@ def pitch_steps(audio: np.ndarray, rate: int) -> dict:
             "pitch_step_rate": float(steps.sum() / pairs) if pairs else 0.0}
 
 
+BEAT_WINDOW_S = 5.0
+BEAT_LAGS_S = (0.3, 1.5)
+
+
+def beat_strength(audio: np.ndarray, rate: int) -> float:
+    hop = int(0.01 * rate)
+    logp = np.log(stft_power(audio.mean(axis=1), 2048, hop) + 1e-10)
+    flux = np.maximum(0, np.diff(logp, axis=0)).mean(axis=1)
+    n = int(BEAT_WINDOW_S / 0.01)
+    lo, hi = (int(s / 0.01) for s in BEAT_LAGS_S)
+    peaks = []
+    for start in range(0, max(1, len(flux) - n + 1), n // 2):
+        x = flux[start:start + n] - flux[start:start + n].mean()
+        ac = np.correlate(x, x, "full")[len(x) - 1:]
+        if len(x) > hi and ac[0] > 0:
+            peaks.append(float(ac[lo:hi + 1].max() / ac[0]))
+    return float(np.median(peaks)) if peaks else 0.0
+
+
 def analyze(path: Path, source: Path | None, loop_s: float) -> dict:
     audio, rate = read_wav(path)
     loop = last_loop(audio, rate, loop_s)
@@ -178,7 +204,8 @@ def analyze(path: Path, source: Path | None, loop_s: float) -> dict:
            "rms_dbfs": float(10 * np.log10((loop ** 2).mean() + 1e-20)),
            "centroid_hz": spectral_centroid(loop, rate),
            "onsets_per_s": onset_count(loop, rate) / loop_s,
-           "noise_frames": noise_fraction(loop, rate)}
+           "noise_frames": noise_fraction(loop, rate),
+           "beat_strength": beat_strength(loop, rate)}
     out.update(pitch_steps(loop, rate))
     if source is not None:
         src, src_rate = read_wav(source)
