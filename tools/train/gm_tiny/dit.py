@@ -8,8 +8,10 @@ generation from tags alone). Output `velocity [B,T,64]` for `x_t = t*noise + (1-
 `v = noise - x0`.
 
 Shape: patch 2 over time (T even: the host pads), `depth` blocks of adaLN-zero modulated
-self-attention (no positional table: a depthwise convolution in each block gives local order,
-so any loop length works), cross-attention to the tags with a learned always-present null key
+self-attention with rotary position embeddings (RoPE: relative positions, no table, so any loop
+length runs, and attention can tell a beat's distance from another's; a model trained with
+`rope=False` has only the depthwise convolution of each block for order, which sees about
++-16 latent frames and cannot keep a beat, docs/models.md), cross-attention to the tags with a learned always-present null key
 (masked padding rows never take weight, and the null condition is well defined), and an MLP.
 The padding/null masks are computed with tensor ops, never with shape-dependent Python
 branches, so the ONNX export keeps dynamic B, T and L.
@@ -31,12 +33,30 @@ def timestep_features(t, dim: int):
     return torch.cat([torch.cos(angle), torch.sin(angle)], dim=-1)
 
 
-def attention(q, k, v, heads: int, bias=None):
+ROPE_THETA = 10000.0
+
+
+def rotary(x):
+    """RoPE over the sequence axis of `x [B, heads, N, hd]` (positions 0..N-1, rotate-half
+    pairing). Built from the input's shape with tensor ops, so the export keeps N dynamic."""
+    n, hd = x.shape[-2], x.shape[-1]
+    half = hd // 2
+    freqs = torch.exp(-math.log(ROPE_THETA) * torch.arange(half, dtype=x.dtype) / half)
+    pos = torch.arange(n, dtype=x.dtype)
+    angle = pos[:, None] * freqs[None]
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    a, b = x[..., :half], x[..., half:]
+    return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)
+
+
+def attention(q, k, v, heads: int, bias=None, rope: bool = False):
     b, n, d = q.shape
     hd = d // heads
     q = q.reshape(b, n, heads, hd).transpose(1, 2)
     k = k.reshape(b, k.shape[1], heads, hd).transpose(1, 2)
     v = v.reshape(b, v.shape[1], heads, hd).transpose(1, 2)
+    if rope:
+        q, k = rotary(q), rotary(k)
     w = (q @ k.transpose(-1, -2)) / math.sqrt(hd)
     if bias is not None:
         w = w + bias
@@ -44,9 +64,10 @@ def attention(q, k, v, heads: int, bias=None):
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, heads: int):
+    def __init__(self, dim: int, heads: int, rope: bool):
         super().__init__()
         self.heads = heads
+        self.rope = rope
         self.mod = nn.Linear(dim, 6 * dim)
         nn.init.zeros_(self.mod.weight)
         nn.init.zeros_(self.mod.bias)
@@ -65,7 +86,7 @@ class Block(nn.Module):
         s1, g1, b1, s2, g2, b2 = self.mod(c)[:, None].chunk(6, dim=-1)
         h = self.norm1(x) * (1 + s1) + b1
         q, k, v = self.qkv(h).chunk(3, dim=-1)
-        h = attention(q, k, v, self.heads) + self.mix(h.transpose(1, 2)).transpose(1, 2)
+        h = attention(q, k, v, self.heads, rope=self.rope) + self.mix(h.transpose(1, 2)).transpose(1, 2)
         x = x + g1 * self.proj(h)
         k, v = self.kv(text).chunk(2, dim=-1)
         x = x + self.cross(attention(self.q(self.norm2(x)), k, v, self.heads, text_bias))
@@ -75,15 +96,16 @@ class Block(nn.Module):
 
 class Dit(nn.Module):
     def __init__(self, dim: int = 192, depth: int = 4, heads: int = 4, text_dim: int = 64,
-                 patch: int = 2):
+                 patch: int = 2, rope: bool = True):
         super().__init__()
+        self.rope = rope
         c = g.LATENT_CHANNELS
         self.patch = patch
         self.inp = nn.Linear(patch * 3 * c, dim)
         self.time = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.text = nn.Linear(text_dim, dim)
         self.null_key = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
-        self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
+        self.blocks = nn.ModuleList(Block(dim, heads, rope) for _ in range(depth))
         self.out_mod = nn.Linear(dim, 2 * dim)
         nn.init.zeros_(self.out_mod.weight)
         nn.init.zeros_(self.out_mod.bias)

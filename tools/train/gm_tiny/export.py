@@ -4,7 +4,9 @@
         --data /work/data/train --out models/gm-tiny
 
 Writes encoder.onnx, decoder.onnx (output `stft`, inverted by latentd), dit.onnx, text.onnx,
-tags.txt, bundle.toml, PROVENANCE.md. Weights are stored as fp16 initializers each followed by
+tags.txt, bundle.toml, PROVENANCE.md. With `--autoencoder-from BUNDLE` instead of `--ae`, the
+encoder and decoder graphs are copied from an existing bundle (a DiT retrained on that bundle's
+latents, `train_dit --encoder-onnx`) and only dit.onnx and text.onnx are exported. Weights are stored as fp16 initializers each followed by
 a Cast to f32 (ONNX Runtime folds the casts when it loads the graph, so the CPU computes in
 f32 and the files are half the size). Every graph is checked against torch with
 `onnx.reference` at shapes other than the export's (dynamic axes stay dynamic).
@@ -12,6 +14,8 @@ f32 and the files are half the size). Every graph is checked against torch with
 
 import argparse
 import json
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +25,7 @@ from onnx import helper, numpy_helper
 
 from . import geometry as g
 from .dit import Dit, TagEmbedding
-from .smoke import agree, export_graphs, manifest
+from .smoke import agree, export_dit_text, export_graphs, manifest
 from .train_dit import autoencoder_from
 
 MIN_FP16_ELEMENTS = 256
@@ -66,7 +70,10 @@ def ae_stages(ckpt) -> str:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ae", type=Path, required=True)
+    ae_source = ap.add_mutually_exclusive_group(required=True)
+    ae_source.add_argument("--ae", type=Path, help="the autoencoder checkpoint to export")
+    ae_source.add_argument("--autoencoder-from", type=Path,
+                           help="copy encoder.onnx and decoder.onnx from this bundle")
     ap.add_argument("--dit", type=Path, required=True)
     ap.add_argument("--data", type=Path, action="append", required=True,
                     help="a training set (its PROVENANCE.md is copied); repeat for each")
@@ -77,29 +84,40 @@ def main():
     args = ap.parse_args()
 
     torch.manual_seed(0)
-    ae_ckpt = torch.load(args.ae, map_location="cpu")
-    ae = autoencoder_from(ae_ckpt)
     ckpt = torch.load(args.dit, map_location="cpu")
     vocab = ckpt["vocab"]
-    dit, text = Dit().eval(), TagEmbedding(len(vocab)).eval()
+    arch = ckpt.get("arch", {"rope": False})
+    dit, text = Dit(**arch).eval(), TagEmbedding(len(vocab)).eval()
     dit.load_state_dict(ckpt["dit"])
     text.load_state_dict(ckpt["text"])
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
+    ae_ckpt = ae = None
+    if args.ae:
+        ae_ckpt = torch.load(args.ae, map_location="cpu")
+        ae = autoencoder_from(ae_ckpt)
+        ae_text = ae_stages(ae_ckpt)
+    else:
+        ae_text = copy_autoencoder(args.autoencoder_from, out)
     t = 12
-    audio = 0.1 * torch.randn(1, g.AUDIO_CHANNELS, t * g.SAMPLES_PER_LATENT)
     ids = torch.tensor([[1, 2, 3]])
     x = torch.randn(2, t, g.LATENT_CHANNELS)
     ts = torch.tensor([0.9, 0.3])
     ctx = torch.zeros(2, t, 2 * g.LATENT_CHANNELS)
+    audio = 0.1 * torch.randn(1, g.AUDIO_CHANNELS, t * g.SAMPLES_PER_LATENT)
     with torch.no_grad():
-        z = ae.encoder(audio)
         cond = torch.cat([text(ids), torch.zeros(1, 3, 64)])
-        export_graphs(out, ae, dit, text, (audio, z, (x, ts, cond, ctx), ids))
+        if ae is None:
+            export_dit_text(out, dit, text, (x, ts, cond, ctx), ids)
+        else:
+            export_graphs(out, ae, dit, text, (audio, ae.encoder(audio), (x, ts, cond, ctx), ids))
+    exported = {"dit": dit, "text": text}
+    if ae is not None:
+        exported = {"encoder": ae.encoder, "decoder": ae.decoder, **exported}
     fp16 = {}
     if not args.fp32:
-        for name in ("encoder", "decoder", "dit", "text"):
+        for name in exported:
             fp16[name] = store_fp16(out / f"{name}.onnx")
 
     # Agreement at other shapes than the export's, after the fp16 rewrite (tolerance: fp16
@@ -110,24 +128,27 @@ def main():
     x2, c2 = torch.randn(3, 14, 64), torch.randn(3, 14, 128)
     e2 = torch.cat([text(torch.tensor([[4, 5, 6, 7]]))] * 3)
     t2 = torch.tensor([0.5, 0.2, 0.7])
+    errs = {}
     with torch.no_grad():
-        errs = {
-            "encoder": agree(out / "encoder.onnx", {"audio": a2}, ae.encoder(a2), tol),
-            "decoder": agree(out / "decoder.onnx", {"latents": z2}, ae.decoder(z2), tol),
-            "dit": agree(out / "dit.onnx", {"hidden_states": x2, "timestep": t2,
-                                            "encoder_hidden_states": e2, "context_latents": c2},
-                         dit(x2, t2, e2, c2), tol),
-            "text": agree(out / "text.onnx", {"ids": torch.tensor([[0, 9]])},
-                          text(torch.tensor([[0, 9]])), tol),
-        }
+        if ae is not None:
+            errs["encoder"] = agree(out / "encoder.onnx", {"audio": a2}, ae.encoder(a2), tol)
+            errs["decoder"] = agree(out / "decoder.onnx", {"latents": z2}, ae.decoder(z2), tol)
+        errs["dit"] = agree(out / "dit.onnx", {"hidden_states": x2, "timestep": t2,
+                                               "encoder_hidden_states": e2, "context_latents": c2},
+                            dit(x2, t2, e2, c2), tol)
+        errs["text"] = agree(out / "text.onnx", {"ids": torch.tensor([[0, 9]])},
+                             text(torch.tensor([[0, 9]])), tol)
     (out / "tags.txt").write_text("".join(f"{tag}\n" for tag in vocab))
-    params = {name: sum(p.numel() for p in m.parameters())
-              for name, m in [("encoder", ae.encoder), ("decoder", ae.decoder), ("dit", dit),
-                              ("text", text)]}
+    params = {name: sum(p.numel() for p in m.parameters()) for name, m in exported.items()}
     provenance = (f"gm-tiny, trained by latentd's tools/train on procedurally composed music "
                   f"rendered with MIT-licensed General MIDI soundfonts; "
-                  f"autoencoder {ae_stages(ae_ckpt)}, DiT {ckpt['step']} steps; PROVENANCE.md")
+                  f"autoencoder {ae_text}, {dit_words(ckpt, arch)}; PROVENANCE.md")
     (out / "bundle.toml").write_text(manifest(args.name, provenance, default_prompt=args.default_prompt))
+    if ae_ckpt is not None:
+        ae_line = (f"{ae_text}, heldout log-mel error "
+                   f"{ae_ckpt.get('heldout_log_mel_db', float('nan')):.2f} dB (64 bands)")
+    else:
+        ae_line = f"{ae_text} (encoder.onnx and decoder.onnx copied from `{args.autoencoder_from}`)"
     # Each training set's own provenance, its headings moved under this file's.
     data_provenance = "\n".join(
         f"### `{d.name}`\n\n" + (d / "PROVENANCE.md").read_text().replace("\n## ", "\n#### ")
@@ -138,9 +159,8 @@ def main():
         "Weights trained here, from scratch, by `tools/train/gm_tiny` (no pretrained weights, "
         "no downloaded audio). Licence: MIT (the weights, the code, the soundfont).\n\n"
         f"- parameters: {json.dumps(params)}\n"
-        f"- autoencoder: {ae_stages(ae_ckpt)}, heldout log-mel error "
-        f"{ae_ckpt.get('heldout_log_mel_db', float('nan')):.2f} dB (64 bands)\n"
-        f"- DiT + tag embedding: {ckpt['step']} steps (EMA weights)\n"
+        f"- autoencoder: {ae_line}\n"
+        f"- DiT + tag embedding: {dit_words(ckpt, arch)} (EMA weights)\n"
         f"- stored as fp16 initializers: {json.dumps(fp16)}\n"
         f"- max |onnx.reference - torch| per graph: {json.dumps(errs)}\n\n"
         "## Training data\n\nThe commands that trained each stage on these sets are in "
@@ -148,6 +168,22 @@ def main():
     size = sum(p.stat().st_size for p in out.iterdir())
     print(json.dumps({"out": str(out), "bytes": size, "params": params, "fp16": fp16,
                       "errors": errs}))
+
+
+def dit_words(ckpt, arch) -> str:
+    rope = "rotary positions" if arch.get("rope") else "no positions"
+    return f"DiT {ckpt['step']} steps ({rope})"
+
+
+def copy_autoencoder(bundle: Path, out: Path) -> str:
+    """Copies `bundle`'s encoder.onnx and decoder.onnx into `out`; returns how they were
+    trained, in the words of `bundle`'s manifest provenance."""
+    found = re.search(r"autoencoder (.*?), DiT", (bundle / "bundle.toml").read_text())
+    assert found, f"{bundle}/bundle.toml: its provenance does not say how the autoencoder was trained"
+    for name in ("encoder.onnx", "decoder.onnx"):
+        if bundle.resolve() != out.resolve():
+            shutil.copyfile(bundle / name, out / name)
+    return found.group(1)
 
 
 if __name__ == "__main__":

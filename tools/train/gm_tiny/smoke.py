@@ -35,6 +35,11 @@ def export_graphs(out: Path, ae, dit, text, examples):
            {"audio": {0: "B", 2: "S"}, "latents": {0: "B", 2: "T"}})
     export(ae.decoder, (z,), out / "decoder.onnx", ["latents"], ["stft"],
            {"latents": {0: "B", 2: "T"}, "stft": {0: "B", 2: "N"}})
+    export_dit_text(out, dit, text, dit_args, ids)
+
+
+def export_dit_text(out: Path, dit, text, dit_args, ids):
+    """dit.onnx and text.onnx (see [`export_graphs`])."""
     export(dit, dit_args, out / "dit.onnx",
            ["hidden_states", "timestep", "encoder_hidden_states", "context_latents"],
            ["velocity"],

@@ -4,6 +4,11 @@ stage-1 autoencoder.
     python3 -m tools.train.gm_tiny.train_dit --ae /work/runs/ae/ae.pt \
         --data /work/data/train --data /work/data/train2 --out /work/runs/dit --steps 6000
 
+`--encoder-onnx models/gm-tiny/encoder.onnx` takes the latents from a bundle's exported encoder
+(ONNX Runtime) instead of an autoencoder checkpoint: the DiT of a shipped bundle can be
+retrained without the checkpoint its autoencoder came from (the latents are the same up to
+the fp16 rounding of the encoder's weights).
+
 Every clip is encoded once (cached next to the output as `latents-<folder>.pt`). A training
 example is a random crop of one clip's latents with:
 - the condition: a random subset of the clip's tags (each kept with p = 0.7, at least one,
@@ -53,13 +58,22 @@ def autoencoder_from(ckpt: dict) -> Autoencoder:
     return ae.eval()
 
 
+def onnx_encoder(path: Path):
+    """An exported `encoder.onnx` as a function `audio [1, A, S]` -> `latents [1, C, T]`."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda audio: torch.from_numpy(session.run(["latents"], {"audio": audio.numpy()})[0])
+
+
 @torch.no_grad()
-def encode_folder(ae, folder: Path, cache: Path):
-    """Scaled latents [N, T, C] of every clip in a dataset folder, plus its metadata."""
+def encode_folder(encode, folder: Path, cache: Path):
+    """Scaled latents [N, T, C] of every clip in a dataset folder, plus its metadata;
+    `encode` maps `audio [1, A, S]` to `latents [1, C, T]`."""
     if cache.exists():
         return torch.load(cache)
     clips = ClipSet(folder)
-    lat = torch.stack([ae.encoder(clips.clip(i)[None])[0].T for i in range(len(clips))])
+    lat = torch.stack([encode(clips.clip(i)[None])[0].T for i in range(len(clips))])
     out = {"latents": lat.contiguous(), "meta": clips.meta, "tags": clips.tags}
     torch.save(out, cache)
     return out
@@ -128,7 +142,9 @@ def shifted(u):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--ae", type=Path, required=True)
+    source = ap.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ae", type=Path, help="the stage-1 autoencoder checkpoint")
+    source.add_argument("--encoder-onnx", type=Path, help="a bundle's exported encoder")
     ap.add_argument("--data", type=Path, action="append", required=True)
     ap.add_argument("--heldout", type=Path)
     ap.add_argument("--out", type=Path, required=True)
@@ -137,20 +153,33 @@ def main():
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--init", type=Path,
+                    help="start from this dit.pt (its EMA weights) instead of random weights")
+    ap.add_argument("--no-rope", action="store_true",
+                    help="no rotary positions (how gm-tiny's first DiT was trained)")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     rnd = random.Random(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    ae = load_autoencoder(args.ae)
-    encoded = [encode_folder(ae, d, args.out / f"latents-{d.name}.pt") for d in args.data]
+    encode = onnx_encoder(args.encoder_onnx) if args.encoder_onnx else load_autoencoder(args.ae).encoder
+    encoded = [encode_folder(encode, d, args.out / f"latents-{d.name}.pt") for d in args.data]
     vocab = encoded[0]["tags"]
     examples = Examples(encoded, vocab)
     held = None
     if args.heldout:
-        held = Examples([encode_folder(ae, args.heldout, args.out / "latents-heldout.pt")], vocab)
-    dit, text = Dit().train(), TagEmbedding(len(vocab)).train()
+        held = Examples([encode_folder(encode, args.heldout, args.out / "latents-heldout.pt")], vocab)
+    arch = {"rope": not args.no_rope}
+    dit, text = Dit(**arch).train(), TagEmbedding(len(vocab)).train()
+    done_before = 0
+    if args.init:
+        init = torch.load(args.init, map_location="cpu")
+        assert init["vocab"] == vocab and init.get("arch", {"rope": False}) == arch, \
+            f"{args.init}: another vocabulary or architecture"
+        dit.load_state_dict(init["dit"])
+        text.load_state_dict(init["text"])
+        done_before = init["step"]
     ema = copy.deepcopy(dit).eval()
     ema_text = copy.deepcopy(text).eval()
     params = list(dit.parameters()) + list(text.parameters())
@@ -203,8 +232,8 @@ def main():
             if held is not None and ((step + 1) % 1000 == 0 or last):
                 entry["heldout_flow_mse_t02_05_08"] = heldout_loss()
             if (step + 1) % 1000 == 0 or last:
-                torch.save({"step": step + 1, "dit": ema.state_dict(),
-                            "text": ema_text.state_dict(), "vocab": vocab}, args.out / "dit.pt")
+                torch.save({"step": done_before + step + 1, "dit": ema.state_dict(),
+                            "text": ema_text.state_dict(), "vocab": vocab, "arch": arch}, args.out / "dit.pt")
             print(json.dumps(entry), flush=True)
             log.write(json.dumps(entry) + "\n")
             log.flush()

@@ -1,0 +1,97 @@
+"""Where a bundle's beat is lost: the beat strength (tools/measure/sound.py) of heldout clips
+with drums, of the same clips through the bundle's encoder and decoder, and of samples the
+DiT makes offline from tags alone (one 8 s window, Euler steps of the engine's shifted
+schedule, optional classifier-free guidance), all without latentd's streaming.
+
+    python3 -m tools.train.gm_tiny.probe_beat --bundle models/gm-tiny --heldout /work/data/heldout
+
+Prints one JSON object. If the sources and their reconstructions keep a beat and the DiT's
+samples do not, the denoiser is what lacks it (docs/models.md, "Limits").
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import torch
+
+from . import geometry as g
+from .autoencoder import istft
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "measure"))
+from sound import beat_strength, read_wav  # noqa: E402
+
+PROMPTS = ["techno drums fast energetic", "pop piano bass drums", "house drums bass"]
+FRAMES = 200  # 8 s, the longest training crop
+SHIFT = 3.0
+
+
+class Bundle:
+    def __init__(self, folder: Path):
+        def session(name):
+            return onnxruntime.InferenceSession(str(folder / f"{name}.onnx"),
+                                                providers=["CPUExecutionProvider"])
+        self.encoder, self.decoder = session("encoder"), session("decoder")
+        self.dit, self.text = session("dit"), session("text")
+        self.vocab = (folder / "tags.txt").read_text().split()
+
+    def decode(self, latents):  # [1, C, T] -> audio [S, A]
+        stft = self.decoder.run(None, {"latents": latents.astype(np.float32)})[0]
+        return istft(torch.from_numpy(stft))[0].numpy().T
+
+    def encode(self, audio):  # [S, A] -> [1, C, T]
+        return self.encoder.run(None, {"audio": audio.T[None].astype(np.float32)})[0]
+
+    def velocity(self, x, t, cond, ctx):
+        feeds = {"hidden_states": x, "timestep": np.array([t], np.float32),
+                 "encoder_hidden_states": cond, "context_latents": ctx}
+        return self.dit.run(None, feeds)[0]
+
+    def sample(self, prompt: str, seed: int, steps: int, guidance: float):
+        ids = np.array([[self.vocab.index(w) for w in prompt.split()]], dtype=np.int64)
+        cond = self.text.run(None, {"ids": ids})[0]
+        x = np.random.default_rng(seed).standard_normal((1, FRAMES, g.LATENT_CHANNELS))
+        x = x.astype(np.float32)
+        ctx = np.zeros((1, FRAMES, 2 * g.LATENT_CHANNELS), np.float32)
+        lin = np.linspace(1.0, 0.0, steps + 1)
+        ts = SHIFT * lin / (1 + (SHIFT - 1) * lin)
+        for t, t_next in zip(ts[:-1], ts[1:]):
+            v = self.velocity(x, t, cond, ctx)
+            if guidance != 1.0:
+                v_null = self.velocity(x, t, np.zeros_like(cond), ctx)
+                v = v_null + guidance * (v - v_null)
+            x = (x + (t_next - t) * v).astype(np.float32)
+        return self.decode(x.transpose(0, 2, 1))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bundle", type=Path, required=True)
+    ap.add_argument("--heldout", type=Path, required=True)
+    ap.add_argument("--clips", type=int, default=4)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=8)
+    args = ap.parse_args()
+    bundle = Bundle(args.bundle)
+    meta = [json.loads(line) for line in (args.heldout / "clips.jsonl").read_text().splitlines()]
+    drums = [m for m in meta if m["has_drums"]][: args.clips]
+    sources, recon = [], []
+    for m in drums:
+        audio, rate = read_wav(args.heldout / m["file"])
+        sources.append(beat_strength(audio, rate))
+        recon.append(beat_strength(bundle.decode(bundle.encode(audio)), rate))
+    samples = {f"{p} (guidance {gd:g})": [beat_strength(bundle.sample(p, s, args.steps, gd),
+                                                        g.SAMPLE_RATE)
+                                          for s in range(args.seeds)]
+               for p in PROMPTS for gd in (1.0, 3.0)}
+    rounded = {k: [round(v, 3) for v in vs] for k, vs in samples.items()}
+    print(json.dumps({"bundle": str(args.bundle), "heldout_sources": np.round(sources, 3).tolist(),
+                      "through_the_autoencoder": np.round(recon, 3).tolist(),
+                      "dit_samples": rounded}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
