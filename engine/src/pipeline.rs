@@ -87,12 +87,38 @@ impl SlotParams {
         };
         cache.get(self.steps, denoise, self.shift)
     }
+}
 
-    /// The past finished latent this slot's start blends in, if it uses one.
-    fn feedback_latent<L>(&self, history: impl Fn(usize) -> Option<L>) -> Option<L> {
-        (self.feedback > 0.0)
-            .then(|| history(self.feedback_depth.max(1) as usize - 1))
-            .flatten()
+/// What a new slot starts near: the source and the past finished latent `feedback` blends
+/// in, each only when it has the loop's length (a model ignores any other).
+struct SlotBase<'a, L> {
+    source: Option<&'a L>,
+    past: Option<&'a L>,
+}
+
+impl<'a, L> SlotBase<'a, L> {
+    /// The base of a slot with `params` over `frames` latent frames; `history(i)` is the
+    /// finished latent `i + 1` back.
+    fn of<M: Model<Latents = L>>(
+        model: &M,
+        params: &SlotParams,
+        frames: usize,
+        source: Option<&'a L>,
+        history: impl Fn(usize) -> Option<&'a L>,
+    ) -> Self {
+        let fits = |l: &&L| model.latent_frames(l) == frames;
+        let past = (params.feedback > 0.0)
+            .then(|| history(params.feedback_depth.max(1) as usize - 1))
+            .flatten();
+        Self {
+            source: source.filter(fits),
+            past: past.filter(fits),
+        }
+    }
+
+    /// Whether there is anything to start near.
+    fn exists(&self) -> bool {
+        self.source.is_some() || self.past.is_some()
     }
 }
 
@@ -145,13 +171,12 @@ fn start_slot<M: Model>(
     serial: u32,
     schedule: &Schedule,
     frames: usize,
-    source: Option<&M::Latents>,
-    past: Option<&M::Latents>,
+    base: SlotBase<'_, M::Latents>,
 ) -> M::Latents {
-    let feedback = past.map(|p| (p, params.feedback));
+    let feedback = base.past.map(|p| (p, params.feedback));
     model.start_slot(SlotStart {
         frames,
-        source,
+        source: base.source,
         feedback,
         t_start: schedule.t_start(),
         noise: NoiseKey {
@@ -329,22 +354,16 @@ impl<M: Model> StreamPipeline<M> {
             .pending
             .take()
             .unwrap_or_else(|| SlotParams::from_knobs(knobs));
-        let fits = |l: &&M::Latents| self.model.latent_frames(l) == self.frames;
-        let past = params
-            .feedback_latent(|i| self.history.get(i).map(|p| &**p))
-            .filter(fits);
-        let has_base = self.source.as_deref().filter(fits).is_some() || past.is_some();
-        let schedule = params.schedule(&mut self.schedules, has_base);
-        let serial = self.next_serial;
-        let x = start_slot(
+        let base = SlotBase::of(
             &*self.model,
-            params,
-            serial,
-            &schedule,
+            &params,
             self.frames,
             self.source.as_deref(),
-            past,
+            |i| self.history.get(i).map(|p| &**p),
         );
+        let schedule = params.schedule(&mut self.schedules, base.exists());
+        let serial = self.next_serial;
+        let x = start_slot(&*self.model, params, serial, &schedule, self.frames, base);
         self.next_serial = self.next_serial.wrapping_add(1);
         self.last_start = Some(self.tick);
         self.slots.push(Slot {
@@ -392,11 +411,9 @@ pub fn run_request<M: Model>(
     cond: &Conditioning<M::Cond>,
 ) -> Result<M::Latents, ModelError> {
     let mut cache = ScheduleCache::new();
-    let fits = |l: &&M::Latents| model.latent_frames(l) == frames;
-    let past = params.feedback_latent(|_| past).filter(fits);
-    let has_base = source.filter(fits).is_some() || past.is_some();
-    let schedule = params.schedule(&mut cache, has_base);
-    let x = start_slot(model, params, serial, &schedule, frames, source, past);
+    let base = SlotBase::of(model, &params, frames, source, |_| past);
+    let schedule = params.schedule(&mut cache, base.exists());
+    let x = start_slot(model, params, serial, &schedule, frames, base);
     let mut slot = Slot {
         serial,
         params,
