@@ -143,6 +143,8 @@ def main():
 
     recon = [f"recon{i}" for i in range(args.clips)]
     tonal = [k for k in PROMPTS if k.startswith("tonal")]
+    sources = [sound.analyze(args.out / f"source{i}.wav", None, LOOP_S)
+               for i in range(args.clips)]
     summary = {
         "reconstruction_log_mel_db": mean("log_mel_error_db", recon),
         "reconstruction_log_mel_db_analytic": mean("log_mel_error_db",
@@ -154,13 +156,10 @@ def main():
         "tonal_pitch_step_rate": {k: runs[k]["pitch_step_rate"] for k in tonal},
         "cover_chroma_correlation_0.3": runs["cover_0.3"]["chroma_correlation"],
         "cover_chroma_correlation_1": runs["cover_1"]["chroma_correlation"],
-        "heldout_source_pitch_step_rate": float(np.mean([
-            sound.analyze(args.out / f"source{i}.wav", None, LOOP_S)["pitch_step_rate"]
-            for i in range(args.clips)])),
+        "heldout_source_pitch_step_rate": float(np.mean([s["pitch_step_rate"]
+                                                         for s in sources])),
         "beat_strength": {k: runs[k]["beat_strength"] for k in BEAT_RUNS},
-        "heldout_source_beat_strength": [
-            sound.analyze(args.out / f"source{i}.wav", None, LOOP_S)["beat_strength"]
-            for i in range(args.clips)],
+        "heldout_source_beat_strength": [s["beat_strength"] for s in sources],
     }
     (args.out / "report.json").write_text(json.dumps({"summary": summary, "runs": runs},
                                                      indent=1))

@@ -11,8 +11,9 @@ Shape: patch 2 over time (T even: the host pads), `depth` blocks of adaLN-zero m
 self-attention with rotary position embeddings (RoPE: relative positions, no table, so any loop
 length runs, and attention can tell a beat's distance from another's; a model trained with
 `rope=False` has only the depthwise convolution of each block for order, which sees about
-+-16 latent frames and cannot keep a beat, docs/models.md), cross-attention to the tags with a learned always-present null key
-(masked padding rows never take weight, and the null condition is well defined), and an MLP.
++-16 latent frames and cannot keep a beat, docs/models.md), cross-attention to the tags with
+a learned always-present null key (masked padding rows never take weight, and the null
+condition is well defined), and an MLP.
 The padding/null masks are computed with tensor ops, never with shape-dependent Python
 branches, so the ONNX export keeps dynamic B, T and L.
 """
@@ -86,7 +87,8 @@ class Block(nn.Module):
         s1, g1, b1, s2, g2, b2 = self.mod(c)[:, None].chunk(6, dim=-1)
         h = self.norm1(x) * (1 + s1) + b1
         q, k, v = self.qkv(h).chunk(3, dim=-1)
-        h = attention(q, k, v, self.heads, rope=self.rope) + self.mix(h.transpose(1, 2)).transpose(1, 2)
+        mixed = self.mix(h.transpose(1, 2)).transpose(1, 2)
+        h = attention(q, k, v, self.heads, rope=self.rope) + mixed
         x = x + g1 * self.proj(h)
         k, v = self.kv(text).chunk(2, dim=-1)
         x = x + self.cross(attention(self.q(self.norm2(x)), k, v, self.heads, text_bias))
@@ -98,7 +100,6 @@ class Dit(nn.Module):
     def __init__(self, dim: int = 192, depth: int = 4, heads: int = 4, text_dim: int = 64,
                  patch: int = 2, rope: bool = True):
         super().__init__()
-        self.rope = rope
         c = g.LATENT_CHANNELS
         self.patch = patch
         self.inp = nn.Linear(patch * 3 * c, dim)
@@ -131,6 +132,12 @@ class Dit(nn.Module):
         s, sh = self.out_mod(cond)[:, None].chunk(2, dim=-1)
         y = self.out(self.out_norm(x) * (1 + s) + sh)
         return y.reshape(b, t, c)
+
+
+def checkpoint_arch(ckpt: dict) -> dict:
+    """The `Dit` keyword arguments a `train_dit` checkpoint was trained with; a checkpoint
+    saved before they were recorded is gm-tiny's first DiT, without positions."""
+    return ckpt.get("arch", {"rope": False})
 
 
 class TagEmbedding(nn.Module):

@@ -6,9 +6,9 @@
 Writes encoder.onnx, decoder.onnx (output `stft`, inverted by latentd), dit.onnx, text.onnx,
 tags.txt, bundle.toml, PROVENANCE.md. With `--autoencoder-from BUNDLE` instead of `--ae`, the
 encoder and decoder graphs are copied from an existing bundle (a DiT retrained on that bundle's
-latents, `train_dit --encoder-onnx`) and only dit.onnx and text.onnx are exported. Weights are stored as fp16 initializers each followed by
-a Cast to f32 (ONNX Runtime folds the casts when it loads the graph, so the CPU computes in
-f32 and the files are half the size). Every graph is checked against torch with
+latents, `train_dit --encoder-onnx`) and only dit.onnx and text.onnx are exported. Weights
+are stored as fp16 initializers each followed by a Cast to f32 (ONNX Runtime folds the casts
+when it loads the graph, so the CPU computes in f32 and the files are half the size). Every graph is checked against torch with
 `onnx.reference` at shapes other than the export's (dynamic axes stay dynamic).
 """
 
@@ -24,7 +24,7 @@ import torch
 from onnx import helper, numpy_helper
 
 from . import geometry as g
-from .dit import Dit, TagEmbedding
+from .dit import Dit, TagEmbedding, checkpoint_arch
 from .smoke import agree, export_dit_text, export_graphs, manifest
 from .train_dit import autoencoder_from
 
@@ -86,7 +86,7 @@ def main():
     torch.manual_seed(0)
     ckpt = torch.load(args.dit, map_location="cpu")
     vocab = ckpt["vocab"]
-    arch = ckpt.get("arch", {"rope": False})
+    arch = checkpoint_arch(ckpt)
     dit, text = Dit(**arch).eval(), TagEmbedding(len(vocab)).eval()
     dit.load_state_dict(ckpt["dit"])
     text.load_state_dict(ckpt["text"])
@@ -179,7 +179,8 @@ def copy_autoencoder(bundle: Path, out: Path) -> str:
     """Copies `bundle`'s encoder.onnx and decoder.onnx into `out`; returns how they were
     trained, in the words of `bundle`'s manifest provenance."""
     found = re.search(r"autoencoder (.*?), DiT", (bundle / "bundle.toml").read_text())
-    assert found, f"{bundle}/bundle.toml: its provenance does not say how the autoencoder was trained"
+    assert found, (f"{bundle}/bundle.toml: its provenance does not say how the autoencoder "
+                   "was trained")
     for name in ("encoder.onnx", "decoder.onnx"):
         if bundle.resolve() != out.resolve():
             shutil.copyfile(bundle / name, out / name)

@@ -1,7 +1,7 @@
 """Where a bundle's beat is lost: the beat strength (tools/measure/sound.py) of heldout clips
 with drums, of the same clips through the bundle's encoder and decoder, and of samples the
-DiT makes offline from tags alone (one 8 s window, Euler steps of the engine's shifted
-schedule, optional classifier-free guidance), all without latentd's streaming.
+DiT makes offline from tags alone (one 8 s window, Euler steps of the shifted schedule
+the DiT was trained on, optional classifier-free guidance), all without latentd's streaming.
 
     python3 -m tools.train.gm_tiny.probe_beat --bundle models/gm-tiny --heldout /work/data/heldout
 
@@ -20,13 +20,13 @@ import torch
 
 from . import geometry as g
 from .autoencoder import istft
+from .smoke import CHUNK_FRAMES as FRAMES  # one chunk as latentd generates it
+from .train_dit import shifted
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "measure"))
 from sound import beat_strength, read_wav  # noqa: E402
 
 PROMPTS = ["techno drums fast energetic", "pop piano bass drums", "house drums bass"]
-FRAMES = 200  # 8 s, the longest training crop
-SHIFT = 3.0
 
 
 class Bundle:
@@ -56,8 +56,7 @@ class Bundle:
         x = np.random.default_rng(seed).standard_normal((1, FRAMES, g.LATENT_CHANNELS))
         x = x.astype(np.float32)
         ctx = np.zeros((1, FRAMES, 2 * g.LATENT_CHANNELS), np.float32)
-        lin = np.linspace(1.0, 0.0, steps + 1)
-        ts = SHIFT * lin / (1 + (SHIFT - 1) * lin)
+        ts = shifted(np.linspace(1.0, 0.0, steps + 1))  # t warped as in training
         for t, t_next in zip(ts[:-1], ts[1:]):
             v = self.velocity(x, t, cond, ctx)
             if guidance != 1.0:

@@ -38,7 +38,7 @@ from . import geometry as g
 from .autoencoder import Autoencoder
 from .clips import ClipSet
 from .smoke import warmup_cosine
-from .dit import Dit, TagEmbedding
+from .dit import Dit, TagEmbedding, checkpoint_arch
 
 SHIFT = 3.0
 NULL_P = 0.15
@@ -163,19 +163,23 @@ def main():
     torch.set_num_threads(args.threads)
     rnd = random.Random(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    encode = onnx_encoder(args.encoder_onnx) if args.encoder_onnx else load_autoencoder(args.ae).encoder
+    if args.encoder_onnx:
+        encode = onnx_encoder(args.encoder_onnx)
+    else:
+        encode = load_autoencoder(args.ae).encoder
     encoded = [encode_folder(encode, d, args.out / f"latents-{d.name}.pt") for d in args.data]
     vocab = encoded[0]["tags"]
     examples = Examples(encoded, vocab)
     held = None
     if args.heldout:
-        held = Examples([encode_folder(encode, args.heldout, args.out / "latents-heldout.pt")], vocab)
+        cache = args.out / "latents-heldout.pt"
+        held = Examples([encode_folder(encode, args.heldout, cache)], vocab)
     arch = {"rope": not args.no_rope}
     dit, text = Dit(**arch).train(), TagEmbedding(len(vocab)).train()
     done_before = 0
     if args.init:
         init = torch.load(args.init, map_location="cpu")
-        assert init["vocab"] == vocab and init.get("arch", {"rope": False}) == arch, \
+        assert init["vocab"] == vocab and checkpoint_arch(init) == arch, \
             f"{args.init}: another vocabulary or architecture"
         dit.load_state_dict(init["dit"])
         text.load_state_dict(init["text"])
@@ -233,7 +237,8 @@ def main():
                 entry["heldout_flow_mse_t02_05_08"] = heldout_loss()
             if (step + 1) % 1000 == 0 or last:
                 torch.save({"step": done_before + step + 1, "dit": ema.state_dict(),
-                            "text": ema_text.state_dict(), "vocab": vocab, "arch": arch}, args.out / "dit.pt")
+                            "text": ema_text.state_dict(), "vocab": vocab, "arch": arch},
+                           args.out / "dit.pt")
             print(json.dumps(entry), flush=True)
             log.write(json.dumps(entry) + "\n")
             log.flush()
