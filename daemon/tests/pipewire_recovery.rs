@@ -71,10 +71,39 @@ fn last_window_left(path: &Path) -> Vec<f32> {
     left[left.len().saturating_sub(WINDOW)..].to_vec()
 }
 
+/// The power a sine at [`TONE_LEVEL`] puts in its bin.
+const TONE_POWER: f32 = TONE_LEVEL * TONE_LEVEL / 4.0;
+
+/// Whether `(tone, neighbours)` power (from [`tone_over_neighbours`]) is the tone heard: at
+/// least half its power, and 1000 times its neighbours'.
+fn tone_heard((tone, neighbours): (f32, f32)) -> bool {
+    tone > 0.5 * TONE_POWER && tone > 1000.0 * neighbours
+}
+
+/// Asserts [`tone_heard`] of what [`hear_tone`] heard `when` (panics with `diagnose`'s
+/// text).
+fn assert_tone_heard(when: &str, (tone, neighbours): (f32, f32), diagnose: &dyn Fn() -> String) {
+    assert!(
+        tone_heard((tone, neighbours)),
+        "{when}: the tone's bin {tone:.3e} (a sine at {TONE_LEVEL} gives {TONE_POWER:.3e}), \
+         its neighbours' {neighbours:.3e}\n{}",
+        diagnose()
+    );
+}
+
+/// Asserts the `/status` output state and reconnect count (panics with `diagnose`'s text).
+fn assert_output(status: &Status, state: &str, reconnects: i32, diagnose: &dyn Fn() -> String) {
+    assert_eq!(
+        (status.output.as_str(), status.output_reconnects),
+        (state, reconnects),
+        "{}",
+        diagnose()
+    );
+}
+
 /// Record the null sink's monitor with `pw-record` for 0.7 s, up to [`TAKES`] times until
 /// the tone is in the last window; the tone's and its neighbours' power in the last take.
 fn hear_tone(graph: &PipeWireGraph, dir: &Path, what: &str) -> (f32, f32) {
-    let expected = TONE_LEVEL * TONE_LEVEL / 4.0;
     let mut result = (0.0, 0.0);
     for take in 1..=TAKES {
         let path = dir.join(format!("{what}-{take}.wav"));
@@ -93,7 +122,7 @@ fn hear_tone(graph: &PipeWireGraph, dir: &Path, what: &str) -> (f32, f32) {
         let window = last_window_left(&path);
         if window.len() == WINDOW {
             result = tone_over_neighbours(&window, TONE_HZ, RATE);
-            if result.0 > 0.5 * expected && result.0 > 1000.0 * result.1 {
+            if tone_heard(result) {
                 eprintln!(
                     "{what}: the tone heard in take {take}: {:.3e} against {:.3e}",
                     result.0, result.1
@@ -169,21 +198,11 @@ fn the_pipewire_output_comes_back_after_the_server_restarts() {
     notify.until("READY=1", Duration::from_secs(30));
     wait_for_node(&graph, &daemon, NODE);
     let osc = Osc::new(daemon.osc_addr(Duration::from_secs(2)));
-    let before = osc.status();
-    assert_eq!(
-        (before.output.as_str(), before.output_reconnects),
-        ("running", 0),
-        "{}",
-        daemon.lines().join("\n")
-    );
-    let expected = TONE_LEVEL * TONE_LEVEL / 4.0;
-    let (heard, neighbours) = hear_tone(&graph, dir.path(), "before");
-    assert!(
-        heard > 0.5 * expected && heard > 1000.0 * neighbours,
-        "before the restart: the tone's bin {heard:.3e} (a sine at {TONE_LEVEL} gives \
-         {expected:.3e}), its neighbours' {neighbours:.3e}\n{}\n{}",
-        daemon.lines().join("\n"),
-        graph.log_tail(30)
+    assert_output(&osc.status(), "running", 0, &|| daemon.lines().join("\n"));
+    assert_tone_heard(
+        "before the restart",
+        hear_tone(&graph, dir.path(), "before"),
+        &|| format!("{}\n{}", daemon.lines().join("\n"), graph.log_tail(30)),
     );
 
     // The servers go away; the daemon lives on and says so.
@@ -196,13 +215,9 @@ fn the_pipewire_output_comes_back_after_the_server_restarts() {
     });
     daemon.wait_line("pipewire output lost", Duration::from_secs(1));
     std::thread::sleep(AWAY.saturating_sub(killed.elapsed()));
-    let away = osc.status();
-    assert_eq!(
-        (away.output.as_str(), away.output_reconnects),
-        ("reconnecting", 0),
-        "{}",
+    assert_output(&osc.status(), "reconnecting", 0, &|| {
         daemon.lines()[mark..].join("\n")
-    );
+    });
     assert!(
         daemon.exited().is_none(),
         "the daemon exited without its server"
@@ -226,33 +241,31 @@ fn the_pipewire_output_comes_back_after_the_server_restarts() {
     wait_for_node(&graph, &daemon, NODE);
     daemon.wait_line("pipewire output back after", Duration::from_secs(1));
     std::thread::sleep(SINKLESS);
-    let sinkless = osc.status();
-    assert_eq!(
-        (sinkless.output.as_str(), sinkless.output_reconnects),
-        ("running", 1),
-        "with no sink to link to: {}",
-        daemon.lines()[mark..].join("\n")
-    );
+    assert_output(&osc.status(), "running", 1, &|| {
+        format!(
+            "with no sink to link to: {}",
+            daemon.lines()[mark..].join("\n")
+        )
+    });
 
     // The sink returns; the session manager links the daemon's stream to it.
     graph
         .create_sink()
         .unwrap_or_else(|reason| panic!("creating the sink again: {reason}"));
-    let (heard, neighbours) = hear_tone(&graph, dir.path(), "after");
-    assert!(
-        heard > 0.5 * expected && heard > 1000.0 * neighbours,
-        "after the restart: the tone's bin {heard:.3e} (a sine at {TONE_LEVEL} gives \
-         {expected:.3e}), its neighbours' {neighbours:.3e}\n{}\n{}",
-        daemon.lines()[mark..].join("\n"),
-        graph.log_tail(30)
+    assert_tone_heard(
+        "after the restart",
+        hear_tone(&graph, dir.path(), "after"),
+        &|| {
+            format!(
+                "{}\n{}",
+                daemon.lines()[mark..].join("\n"),
+                graph.log_tail(30)
+            )
+        },
     );
-    let after = osc.status();
-    assert_eq!(
-        (after.output.as_str(), after.output_reconnects),
-        ("running", 1),
-        "{}",
+    assert_output(&osc.status(), "running", 1, &|| {
         daemon.lines()[mark..].join("\n")
-    );
+    });
     assert!(
         !daemon.has_line("the callback dropped"),
         "{}",
