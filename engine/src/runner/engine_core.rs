@@ -735,25 +735,19 @@ impl<M: Model> EngineCore<M> {
             latent: Arc::clone(latent),
             attr,
         };
-        if !near && let Some(backfill) = self.frontier_backfill(&geometry, playhead, plan.target())
-        {
-            let planned = Placement {
-                plan: backfill,
-                skip: 0,
-                playhead,
-                frame,
-                geometry,
-            };
-            self.write_planned(clock, &fresh, knobs, planned)?;
-        }
-        let planned = Placement {
+        // A planned write: the reader as it was when planned, nothing skipped.
+        let planned = |plan| Placement {
             plan,
             skip: 0,
             playhead,
             frame,
             geometry,
         };
-        self.write_planned(clock, &fresh, knobs, planned)
+        if !near && let Some(backfill) = self.frontier_backfill(&geometry, playhead, plan.target())
+        {
+            self.write_planned(clock, &fresh, knobs, planned(backfill))?;
+        }
+        self.write_planned(clock, &fresh, knobs, planned(plan))
     }
 
     /// The backfill a frontier write aimed at `target` needs first: when the frontier has
