@@ -107,7 +107,7 @@ fn main() {
     let cond = Conditioning::prompt_only(1, tags, a);
     let (store, _reader) = KnobStore::new();
     let knobs = store.current();
-    let start = |slot: u32| {
+    let start = |window: u32| {
         model.start_slot(SlotStart {
             frames,
             source: None,
@@ -115,7 +115,7 @@ fn main() {
             t_start: 1.0,
             noise: NoiseKey {
                 seed: 1,
-                slot,
+                window,
                 step: 0,
             },
         })
@@ -142,7 +142,7 @@ fn main() {
                 x0_lock: 0.0,
                 noise: NoiseKey {
                     seed: 1,
-                    slot: i as u32,
+                    window: i as u32,
                     step: 1,
                 },
             })

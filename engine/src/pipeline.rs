@@ -19,8 +19,10 @@
 //!   apply to every in-flight slot from the next tick.
 //! - Changing `depth` or `steps` never drops a slot: in-flight slots finish on their own
 //!   schedules; only the start rule changes.
-//! - Slot serials (0, 1, 2, ...) key the noise: a request run alone ([`run_request`]) draws
-//!   exactly what it drew in the stream, so the two agree bit for bit.
+//! - The noise is keyed by the slot's seed and the walk window it generates, not by its serial
+//!   (see [`crate::rng`]): slots that run with the same values make the same latent, so the
+//!   stretches of the loop they each write join into one take. A request run alone
+//!   ([`run_request`]) draws exactly what it drew in the stream, so the two agree bit for bit.
 //! - A failed batched model call leaves every slot unchanged, yet their step advances; the
 //!   tick returns the error and the caller counts it (the runner does, in
 //!   [`EngineStats::model_faults`](crate::runner::EngineStats::model_faults), so the count
@@ -124,7 +126,7 @@ impl<'a, L> SlotBase<'a, L> {
 
 /// A slot's result.
 pub struct FinishedLatent<L> {
-    /// The slot's serial (its noise key's `slot`).
+    /// The slot's serial: 0, 1, 2, ... in start order.
     pub serial: u32,
     /// The values it ran with.
     pub params: SlotParams,
@@ -136,6 +138,8 @@ pub struct FinishedLatent<L> {
 
 struct Slot<L> {
     serial: u32,
+    /// The key of the slot's start noise; step `k` draws from `noise.at_step(k + 1)`.
+    noise: NoiseKey,
     params: SlotParams,
     schedule: Arc<Schedule>,
     step: usize,
@@ -168,7 +172,7 @@ pub fn sde_curve(amp: f32, periodicity: f32, frames: usize, frame_rate: u32) -> 
 fn start_slot<M: Model>(
     model: &M,
     params: SlotParams,
-    serial: u32,
+    noise: NoiseKey,
     schedule: &Schedule,
     frames: usize,
     base: SlotBase<'_, M::Latents>,
@@ -179,12 +183,17 @@ fn start_slot<M: Model>(
         source: base.source,
         feedback,
         t_start: schedule.t_start(),
-        noise: NoiseKey {
-            seed: params.seed,
-            slot: serial,
-            step: INIT_STEP,
-        },
+        noise,
     })
+}
+
+/// The key of the start noise of a slot with `params` in walk window `window`.
+fn start_noise(params: &SlotParams, window: u32) -> NoiseKey {
+    NoiseKey {
+        seed: params.seed,
+        window,
+        step: INIT_STEP,
+    }
 }
 
 fn slot_step<'a, L>(slot: &'a mut Slot<L>, knobs: &KnobSnapshot) -> SlotStep<'a, L> {
@@ -203,11 +212,7 @@ fn slot_step<'a, L>(slot: &'a mut Slot<L>, knobs: &KnobSnapshot) -> SlotStep<'a,
         t_start: t[0],
         sde: slot.params.sde,
         x0_lock,
-        noise: NoiseKey {
-            seed: slot.params.seed,
-            slot: slot.serial,
-            step: k as u32 + 1,
-        },
+        noise: slot.noise.at_step(k as u32 + 1),
     }
 }
 
@@ -218,6 +223,7 @@ pub struct StreamPipeline<M: Model> {
     source: Option<Arc<M::Latents>>,
     slots: Vec<Slot<M::Latents>>,
     pending: Option<SlotParams>,
+    window: u32,
     next_serial: u32,
     schedules: ScheduleCache,
     history: VecDeque<Arc<M::Latents>>,
@@ -235,6 +241,7 @@ impl<M: Model> StreamPipeline<M> {
             source: None,
             slots: Vec::new(),
             pending: None,
+            window: 0,
             next_serial: 0,
             schedules: ScheduleCache::new(),
             history: VecDeque::with_capacity(FEEDBACK_HISTORY),
@@ -253,12 +260,14 @@ impl<M: Model> StreamPipeline<M> {
         self.source = source;
     }
 
-    /// Moves the pipeline to another window of a longer loop (a walk-mode chunk, see
-    /// [`crate::runner::walk`]): its source (or none) and its length (the source's, or
-    /// `frames` without one). Unlike [`Self::set_source`], the slots in flight and the
-    /// feedback history are dropped: they belong to the old window (its source anchors
-    /// every step, and its length may differ). Serials go on, so noise keys never repeat.
-    pub fn set_window(&mut self, source: Option<Arc<M::Latents>>, frames: usize) {
+    /// Moves the pipeline to window `window` of a longer loop (a walk-mode chunk or band
+    /// window, see [`crate::runner::walk`]): its source (or none) and its length (the
+    /// source's, or `frames` without one). Unlike [`Self::set_source`], the slots in flight
+    /// and the feedback history are dropped: they belong to the old window (its source anchors
+    /// every step, and its length may differ). New slots draw the window's own noise, so
+    /// windows of one loop differ and a window met again replays its take.
+    pub fn set_window(&mut self, window: u32, source: Option<Arc<M::Latents>>, frames: usize) {
+        self.window = window;
         self.slots.clear();
         self.history.clear();
         self.last_start = None;
@@ -363,11 +372,13 @@ impl<M: Model> StreamPipeline<M> {
         );
         let schedule = params.schedule(&mut self.schedules, base.exists());
         let serial = self.next_serial;
-        let x = start_slot(&*self.model, params, serial, &schedule, self.frames, base);
+        let noise = start_noise(&params, self.window);
+        let x = start_slot(&*self.model, params, noise, &schedule, self.frames, base);
         self.next_serial = self.next_serial.wrapping_add(1);
         self.last_start = Some(self.tick);
         self.slots.push(Slot {
             serial,
+            noise,
             params,
             schedule,
             step: 0,
@@ -397,13 +408,13 @@ impl<M: Model> StreamPipeline<M> {
 }
 
 /// Runs one request to completion on its own (a batch of one per step), with fixed knobs and
-/// conditioning: the reference the stream must match bit for bit. A failed model call ends
-/// the request with its error.
+/// conditioning, in walk window `window` (0 for a loop of one window): the reference the
+/// stream must match bit for bit. A failed model call ends the request with its error.
 #[allow(clippy::too_many_arguments)]
 pub fn run_request<M: Model>(
     model: &M,
     params: SlotParams,
-    serial: u32,
+    window: u32,
     frames: usize,
     source: Option<&M::Latents>,
     past: Option<&M::Latents>,
@@ -413,9 +424,11 @@ pub fn run_request<M: Model>(
     let mut cache = ScheduleCache::new();
     let base = SlotBase::of(model, &params, frames, source, |_| past);
     let schedule = params.schedule(&mut cache, base.exists());
-    let x = start_slot(model, params, serial, &schedule, frames, base);
+    let noise = start_noise(&params, window);
+    let x = start_slot(model, params, noise, &schedule, frames, base);
     let mut slot = Slot {
-        serial,
+        serial: 0,
+        noise,
         params,
         schedule,
         step: 0,

@@ -1,17 +1,20 @@
 //! Counter-based random numbers for the sampler: every draw is a pure function of
-//! (seed, slot, step, draw index), so a run can be replayed bit for bit whatever the order in
+//! (seed, window, step, draw index), so a run can be replayed bit for bit whatever the order in
 //! which slots are ticked, and a slot run alone draws exactly what it drew in the stream.
 //!
 //! Construction: ChaCha8 (the `chacha20` crate's `ChaCha8Rng`, RustCrypto) with
 //! - key = the 32-bit seed, little endian, in bytes 0..4, then the ASCII tag `latentd-noise`
 //!   in bytes 4..17, zeros after (a domain separator, fixed forever);
-//! - stream (64-bit nonce) = `slot << 32 | step`;
+//! - stream (64-bit nonce) = `window << 32 | step`;
 //! - word position = `2 * (draw_index / 2)`, i.e. draws come in Box–Muller pairs.
 //!
-//! `slot` is the request's serial number in the pipeline (0 for the first slot started, 1 for
-//! the next, ...), not the index of the buffer it happens to occupy. `step` is
-//! [`INIT_STEP`] for the starting noise of a slot and `k + 1` for the noise injected by the step
-//! that moves the slot from schedule point `k` to `k + 1`.
+//! `window` is the walk window the slot generates (0 when the loop is one window, chunk `k`
+//! or the band window otherwise, see [`crate::runner::walk`]). It is not the slot's serial:
+//! every slot of one window and seed starts from the same noise, so slots that run with the
+//! same values agree, and the stretches of the loop they each write join into one take
+//! instead of a patchwork of independent samples. `step` is [`INIT_STEP`] for the starting
+//! noise of a slot and `k + 1` for the noise injected by the step that moves the slot from
+//! schedule point `k` to `k + 1`.
 //!
 //! Gaussian transform (fixed, documented, in `f32`): words `w0, w1` at positions `2j, 2j+1`
 //! give `u1 = (w0 >> 8) as f32 * 2^-24 + 2^-25` (in (0, 1), never 0), `u2 = (w1 >> 8) as f32 *
@@ -27,13 +30,13 @@ use rand_core::{Rng, SeedableRng};
 /// The `step` value used for the noise a slot starts from.
 pub const INIT_STEP: u32 = 0;
 
-/// Which noise stream a draw comes from: (seed, slot serial, step).
+/// Which noise stream a draw comes from: (seed, walk window, step).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct NoiseKey {
     /// The stream seed (the `seed` knob when the slot started).
     pub seed: u32,
-    /// The slot's request serial number.
-    pub slot: u32,
+    /// The walk window the slot generates (0 for a loop of one window).
+    pub window: u32,
     /// [`INIT_STEP`] for the start noise, `k + 1` for step `k`'s injected noise.
     pub step: u32,
 }
@@ -50,7 +53,7 @@ impl NoiseKey {
         key[..4].copy_from_slice(&self.seed.to_le_bytes());
         key[4..4 + TAG.len()].copy_from_slice(TAG);
         let mut rng = ChaCha8Rng::from_seed(key);
-        rng.set_stream((u64::from(self.slot) << 32) | u64::from(self.step));
+        rng.set_stream((u64::from(self.window) << 32) | u64::from(self.step));
         rng
     }
 }
@@ -97,7 +100,7 @@ mod tests {
 
     const KEY: NoiseKey = NoiseKey {
         seed: 7,
-        slot: 3,
+        window: 3,
         step: 2,
     };
 
@@ -118,7 +121,7 @@ mod tests {
         let base = gaussian_at(KEY, 10);
         for other in [
             NoiseKey { seed: 8, ..KEY },
-            NoiseKey { slot: 4, ..KEY },
+            NoiseKey { window: 4, ..KEY },
             KEY.at_step(3),
         ] {
             assert_ne!(

@@ -132,7 +132,7 @@ fn unknown_words_are_reported_and_an_all_unknown_prompt_refused() {
 fn start(
     model: &OnnxModel,
     frames: usize,
-    serial: u32,
+    noise_window: u32,
     source: Option<&OnnxLatents>,
 ) -> OnnxLatents {
     model.start_slot(SlotStart {
@@ -142,7 +142,7 @@ fn start(
         t_start: 0.8,
         noise: NoiseKey {
             seed: 5,
-            slot: serial,
+            window: noise_window,
             step: 0,
         },
     })
@@ -152,7 +152,7 @@ fn start(
 fn step_batch(
     model: &OnnxModel,
     xs: &mut [OnnxLatents],
-    serials: &[u32],
+    noise_windows: &[u32],
     shared: &StepShared<'_, OnnxModel>,
     sde: bool,
 ) {
@@ -160,8 +160,8 @@ fn step_batch(
     for k in 0..3 {
         let mut batch: Vec<SlotStep<'_, OnnxLatents>> = xs
             .iter_mut()
-            .zip(serials)
-            .map(|(x, &serial)| SlotStep {
+            .zip(noise_windows)
+            .map(|(x, &noise_window)| SlotStep {
                 x,
                 t_curr: ts[k],
                 t_next: ts[k + 1],
@@ -170,7 +170,7 @@ fn step_batch(
                 x0_lock: 0.3,
                 noise: NoiseKey {
                     seed: 5,
-                    slot: serial,
+                    window: noise_window,
                     step: k as u32 + 1,
                 },
             })
@@ -194,13 +194,13 @@ fn a_slot_gives_the_same_bits_alone_or_in_a_batch_of_four() {
             source: Some(&source),
             sde_curve: Some(&curve),
         };
-        let serials = [0u32, 1, 2, 3];
-        let mut together: Vec<_> = serials
+        let noise_windows = [0u32, 1, 2, 3];
+        let mut together: Vec<_> = noise_windows
             .iter()
             .map(|&s| start(&model, frames, s, Some(&source)))
             .collect();
-        step_batch(&model, &mut together, &serials, &shared, sde);
-        for (i, &s) in serials.iter().enumerate() {
+        step_batch(&model, &mut together, &noise_windows, &shared, sde);
+        for (i, &s) in noise_windows.iter().enumerate() {
             let mut alone = vec![start(&model, frames, s, Some(&source))];
             step_batch(&model, &mut alone, &[s], &shared, sde);
             let a: Vec<u32> = alone[0].as_slice().iter().map(|v| v.to_bits()).collect();
@@ -287,7 +287,7 @@ fn per_tick_step_does_not_allocate(model: &OnnxModel) {
                 x0_lock: 0.2,
                 noise: NoiseKey {
                     seed: 1,
-                    slot: i as u32,
+                    window: i as u32,
                     step: 1,
                 },
             })
@@ -498,7 +498,7 @@ fn a_nan_at_run_time_is_a_typed_error_and_leaves_the_slots_unchanged() {
             x0_lock: 0.0,
             noise: NoiseKey {
                 seed: 0,
-                slot: 0,
+                window: 0,
                 step: 1,
             },
         })
@@ -586,7 +586,7 @@ fn a_cfg_bundle_doubles_the_batch_and_the_guidance_knob_moves_the_result() {
     let model = load(dir.path()).expect("the cfg bundle loads");
     let frames = 12;
     let cond = prompt(&model, "epic brass choir");
-    let run = |guidance: f64, serials: &[u32]| -> Vec<OnnxLatents> {
+    let run = |guidance: f64, noise_windows: &[u32]| -> Vec<OnnxLatents> {
         let k = knobs(&[(KnobId::guidance, guidance), (KnobId::cfg_rescale, 0.5)]);
         let shared = StepShared {
             cond: &cond,
@@ -594,11 +594,11 @@ fn a_cfg_bundle_doubles_the_batch_and_the_guidance_knob_moves_the_result() {
             source: None,
             sde_curve: None,
         };
-        let mut xs: Vec<_> = serials
+        let mut xs: Vec<_> = noise_windows
             .iter()
             .map(|&s| start(&model, frames, s, None))
             .collect();
-        step_batch(&model, &mut xs, serials, &shared, false);
+        step_batch(&model, &mut xs, noise_windows, &shared, false);
         xs
     };
     let plain = run(1.0, &[0, 1]);
@@ -631,7 +631,7 @@ fn one_step(
             x0_lock: 0.0,
             noise: NoiseKey {
                 seed: 0,
-                slot: slot as u32,
+                window: slot as u32,
                 step: 1,
             },
         })

@@ -199,7 +199,7 @@ mod tests {
 
     const KEY: NoiseKey = NoiseKey {
         seed: 11,
-        slot: 2,
+        window: 2,
         step: 3,
     };
 

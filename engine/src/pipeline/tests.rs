@@ -63,7 +63,11 @@ fn bits(model: &BuiltinModel, l: &CpuLatents) -> Vec<u32> {
         .collect()
 }
 
-/// Streams `ticks` ticks, submitting a different request every few ticks.
+/// The walk window the parity streams generate (not 0, so the window reaches the noise key).
+const PARITY_WINDOW: u32 = 3;
+
+/// Streams `ticks` ticks in window [`PARITY_WINDOW`], submitting a different request every few
+/// ticks.
 fn stream(
     model: &Arc<BuiltinModel>,
     knobs: &KnobSnapshot,
@@ -71,7 +75,7 @@ fn stream(
     ticks: usize,
 ) -> Vec<FinishedLatent<CpuLatents>> {
     let mut pipeline = StreamPipeline::new(Arc::clone(model), FRAMES);
-    pipeline.set_source(Some(source(model)));
+    pipeline.set_window(PARITY_WINDOW, Some(source(model)), FRAMES);
     let mut finished = Vec::new();
     for tick in 0..ticks {
         if tick % 3 == 0 {
@@ -95,7 +99,7 @@ fn drain_parity(knobs: KnobSnapshot) {
         let alone = run_request(
             &*model,
             done.params,
-            done.serial,
+            PARITY_WINDOW,
             FRAMES,
             Some(&src),
             None,
@@ -150,6 +154,49 @@ fn same_inputs_give_bit_identical_latents() {
             .collect();
         assert_eq!(a.len(), c.len());
     }
+}
+
+/// The finished latents of `ticks` ticks in window `window` of the source loop, as bits.
+fn window_takes(
+    model: &Arc<BuiltinModel>,
+    k: &KnobSnapshot,
+    window: u32,
+    ticks: usize,
+) -> Vec<Vec<u32>> {
+    let cond = conditioning(model);
+    let mut pipeline = StreamPipeline::new(Arc::clone(model), FRAMES);
+    pipeline.set_window(window, Some(source(model)), FRAMES);
+    let mut finished = Vec::new();
+    for _ in 0..ticks {
+        pipeline.tick(k, &cond, &mut finished).expect("tick");
+    }
+    finished.iter().map(|f| bits(model, &f.latents)).collect()
+}
+
+#[test]
+fn slots_with_the_same_values_make_one_take_per_window_and_seed() {
+    // Every slot of a window starts from the same noise, so with the knobs held the
+    // stretches that the slots write join into one take, not a patchwork of samples. Another
+    // window or another seed is another take; a window met again replays its own.
+    let model = Arc::new(BuiltinModel::new());
+    let held = knobs(&[("denoise", 0.7), ("feedback", 0.0), ("seed", 5.0)]);
+    let first = window_takes(&model, &held, 0, 30);
+    assert!(first.len() >= 8, "only {} finished", first.len());
+    assert!(first.iter().all(|take| *take == first[0]), "one take");
+    let other_window = window_takes(&model, &held, 1, 12);
+    assert!(other_window.iter().all(|take| *take == other_window[0]));
+    assert_ne!(other_window[0], first[0], "window 1 has its own take");
+    let reseeded = knobs(&[("denoise", 0.7), ("feedback", 0.0), ("seed", 6.0)]);
+    assert_ne!(
+        window_takes(&model, &reseeded, 0, 12)[0],
+        first[0],
+        "seed 6"
+    );
+    assert_eq!(
+        window_takes(&model, &held, 0, 12)[0],
+        first[0],
+        "window 0 again"
+    );
 }
 
 #[test]
@@ -275,7 +322,7 @@ fn a_slot_without_a_base_runs_its_whole_schedule_whatever_denoise_says() {
     };
     for n in 0..4 {
         let params = SlotParams::from_knobs(&k);
-        let whole = run_request(&*model, params, n, FRAMES, None, None, &k, &cond).unwrap();
+        let whole = run_request(&*model, params, 0, FRAMES, None, None, &k, &cond).unwrap();
         assert_eq!(by_serial(n), bits(&model, &whole), "serial {n} runs whole");
     }
     assert_eq!(by_serial(4), by_serial(0), "serial 4 starts at its base");

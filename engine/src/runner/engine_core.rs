@@ -584,7 +584,7 @@ impl<M: Model> EngineCore<M> {
         }
         let (_, frames) = self.walk.windows.latent_range(want);
         self.pipeline
-            .set_window(self.walk.chunks[want].clone(), frames);
+            .set_window(want as u32, self.walk.chunks[want].clone(), frames);
         self.walk.pipeline_chunk = Some(want);
         self.out.stats.walk_chunk = want;
         Ok(())

@@ -849,7 +849,7 @@ impl OnnxModel {
         crate::rng::fill_gaussian(
             crate::rng::NoiseKey {
                 seed: 0,
-                slot: 0,
+                window: 0,
                 step: 0,
             },
             0,
@@ -872,7 +872,7 @@ impl OnnxModel {
             x0_lock: 0.0,
             noise: crate::rng::NoiseKey {
                 seed: 0,
-                slot: 0,
+                window: 0,
                 step: 1,
             },
         }];

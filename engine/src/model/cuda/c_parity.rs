@@ -169,7 +169,7 @@ impl Blob {
             .f32(r.t_next)
             .f32(r.t_start)
             .f32(r.x0_lock);
-        for v in [r.sde, r.seed, r.slot, r.step, r.active, r.pad] {
+        for v in [r.sde, r.seed, r.window, r.step, r.active, r.pad] {
             self.u32(v);
         }
         self
@@ -198,17 +198,17 @@ fn noise_kernel_draws_the_rust_stream_bit_for_bit() {
     for key in [
         NoiseKey {
             seed: 0,
-            slot: 0,
+            window: 0,
             step: 0,
         },
         NoiseKey {
             seed: 7,
-            slot: 3,
+            window: 3,
             step: 2,
         },
         NoiseKey {
             seed: u32::MAX,
-            slot: 70_000,
+            window: 70_000,
             step: 33,
         },
     ] {
@@ -217,7 +217,7 @@ fn noise_kernel_draws_the_rust_stream_bit_for_bit() {
             "noise",
             &Blob::default()
                 .u32(key.seed)
-                .u32(key.slot)
+                .u32(key.window)
                 .u32(key.step)
                 .u64(n)
                 .0,
@@ -260,7 +260,7 @@ fn start_kernel_matches_the_rust_slot_start() {
     let fb = CpuLatents::from_host(host(&src).iter().map(|v| v * 0.5 + 0.1).collect());
     let key = NoiseKey {
         seed: 9,
-        slot: 4,
+        window: 4,
         step: 0,
     };
     for (with_src, with_fb, t) in [
@@ -279,7 +279,7 @@ fn start_kernel_matches_the_rust_slot_start() {
         let n = frames * 64;
         let mut blob = Blob::default();
         blob.u32(key.seed)
-            .u32(key.slot)
+            .u32(key.window)
             .u32(key.step)
             .f32(t)
             .f32(0.25)
@@ -327,7 +327,7 @@ fn denoise_kernel_matches_the_rust_batch_step() {
                 fill_gaussian(
                     NoiseKey {
                         seed: 1,
-                        slot: s as u32,
+                        window: s as u32,
                         step: 0,
                     },
                     0,
@@ -354,7 +354,7 @@ fn denoise_kernel_matches_the_rust_batch_step() {
                 x0_lock: if with_src { lock } else { 0.0 },
                 sde: sde as u32,
                 seed: 5,
-                slot: s as u32,
+                window: s as u32,
                 step: 3,
                 active: (t > 0.0) as u32,
                 ..Default::default()
@@ -376,7 +376,7 @@ fn denoise_kernel_matches_the_rust_batch_step() {
                 x0_lock: lock,
                 noise: NoiseKey {
                     seed: 5,
-                    slot: s as u32,
+                    window: s as u32,
                     step: 3,
                 },
             })

@@ -691,7 +691,7 @@ impl CudaModel {
                 x0_lock: if source.is_some() { s.x0_lock } else { 0.0 },
                 sde: u32::from(s.sde),
                 seed: s.noise.seed,
-                slot: s.noise.slot,
+                window: s.noise.window,
                 step: s.noise.step,
                 active: u32::from(s.t_curr > 0.0 && s.x.frames == frames),
                 pad: 0,
@@ -812,7 +812,7 @@ impl CudaModel {
             .arg(&w)
             .arg(&start.t_start)
             .arg(&start.noise.seed)
-            .arg(&start.noise.slot)
+            .arg(&start.noise.window)
             .arg(&start.noise.step);
         // SAFETY: matches `ld_start_slot`; addresses are live buffers of n floats or 0.
         unsafe { launch.launch(launch_cfg(n as usize)) }?;

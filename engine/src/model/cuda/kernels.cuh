@@ -48,8 +48,8 @@ typedef unsigned long long ld_u64;
     c += d; b ^= c; b = (b << 7) | (b >> 25);
 
 /* Words 2j and 2j+1 (j = word_pair) of the ChaCha8 keystream keyed like rng.rs: key =
- * seed LE, "latentd-noise", zeros; stream = slot << 32 | step; 64-bit block counter. */
-LD_DEV void ld_chacha8_pair(ld_u32 seed, ld_u32 slot, ld_u32 step, ld_u64 word, ld_u32 *w0,
+ * seed LE, "latentd-noise", zeros; stream = window << 32 | step; 64-bit block counter. */
+LD_DEV void ld_chacha8_pair(ld_u32 seed, ld_u32 window, ld_u32 step, ld_u64 word, ld_u32 *w0,
                             ld_u32 *w1) {
     ld_u64 block = word / 16;
     ld_u32 s[16];
@@ -61,7 +61,7 @@ LD_DEV void ld_chacha8_pair(ld_u32 seed, ld_u32 slot, ld_u32 step, ld_u64 word, 
     s[8] = 0x00000065u; /* "e"    */
     s[9] = 0; s[10] = 0; s[11] = 0;
     s[12] = (ld_u32)block; s[13] = (ld_u32)(block >> 32);
-    s[14] = step; s[15] = slot;
+    s[14] = step; s[15] = window;
     ld_u32 x[16];
     for (int k = 0; k < 16; ++k) x[k] = s[k];
     for (int r = 0; r < 4; ++r) {
@@ -75,10 +75,10 @@ LD_DEV void ld_chacha8_pair(ld_u32 seed, ld_u32 slot, ld_u32 step, ld_u64 word, 
     *w1 = x[j + 1] + s[j + 1];
 }
 
-/* Gaussian draw `index` of stream (seed, slot, step): Box-Muller in f32, as rng.rs. */
-LD_DEV float ld_gaussian(ld_u32 seed, ld_u32 slot, ld_u32 step, ld_u64 index) {
+/* Gaussian draw `index` of stream (seed, window, step): Box-Muller in f32, as rng.rs. */
+LD_DEV float ld_gaussian(ld_u32 seed, ld_u32 window, ld_u32 step, ld_u64 index) {
     ld_u32 w0, w1;
-    ld_chacha8_pair(seed, slot, step, index & ~(ld_u64)1, &w0, &w1);
+    ld_chacha8_pair(seed, window, step, index & ~(ld_u64)1, &w0, &w1);
     const float scale = 1.0f / 16777216.0f;
     float u1 = (float)(w0 >> 8) * scale + scale * 0.5f;
     float u2 = (float)(w1 >> 8) * scale;
@@ -87,8 +87,8 @@ LD_DEV float ld_gaussian(ld_u32 seed, ld_u32 slot, ld_u32 step, ld_u64 index) {
     return (index & 1) ? r * sinf(theta) : r * cosf(theta);
 }
 
-LD_GLOBAL ld_gaussian_fill(float *out, long long n, ld_u32 seed, ld_u32 slot, ld_u32 step) {
-    LD_FOR_EACH(i, n) { out[i] = ld_gaussian(seed, slot, step, (ld_u64)i); }
+LD_GLOBAL ld_gaussian_fill(float *out, long long n, ld_u32 seed, ld_u32 window, ld_u32 step) {
+    LD_FOR_EACH(i, n) { out[i] = ld_gaussian(seed, window, step, (ld_u64)i); }
 }
 
 /* ---------------------------------------------------------- slot start (SlotStart) ---- */
@@ -96,11 +96,11 @@ LD_GLOBAL ld_gaussian_fill(float *out, long long n, ld_u32 seed, ld_u32 slot, ld
 /* x = noise; with a base (source moved toward the feedback latent by fb_weight, or either
  * alone) and t_start < 1: x = t * noise + (1 - t) * base. */
 LD_GLOBAL ld_start_slot(float *x, long long n, ld_u64 source_ptr, ld_u64 feedback_ptr,
-                        float fb_weight, float t_start, ld_u32 seed, ld_u32 slot, ld_u32 step) {
+                        float fb_weight, float t_start, ld_u32 seed, ld_u32 window, ld_u32 step) {
     const float *src = (const float *)source_ptr;
     const float *fb = (const float *)feedback_ptr;
     LD_FOR_EACH(i, n) {
-        float v = ld_gaussian(seed, slot, step, (ld_u64)i);
+        float v = ld_gaussian(seed, window, step, (ld_u64)i);
         if ((src || fb) && t_start < 1.0f) {
             float base;
             if (src && fb) base = src[i] + fb_weight * (fb[i] - src[i]);
@@ -124,7 +124,7 @@ typedef struct {
     float x0_lock;   /* already 0 when there is no source */
     ld_u32 sde;
     ld_u32 seed;
-    ld_u32 slot;
+    ld_u32 window;
     ld_u32 step;
     ld_u32 active;   /* 0: t_curr <= 0, the slot is left alone */
     ld_u32 pad;
@@ -165,7 +165,7 @@ LD_GLOBAL ld_denoise_batch(const ld_slot_step *steps, int slots, long long len,
         float x0 = m + k * (xi - (1.0f - t) * m);
         if (src) x0 += st->x0_lock * (src[i] - x0);
         if (st->sde) {
-            float nz = ld_gaussian(st->seed, st->slot, st->step, (ld_u64)i);
+            float nz = ld_gaussian(st->seed, st->window, st->step, (ld_u64)i);
             float full = tn * nz + (1.0f - tn) * x0;
             if (src) {
                 float sdc = 0.0f;

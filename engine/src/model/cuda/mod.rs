@@ -73,8 +73,8 @@ pub struct SlotStepRecord {
     pub sde: u32,
     /// Noise key: seed.
     pub seed: u32,
-    /// Noise key: slot serial.
-    pub slot: u32,
+    /// Noise key: walk window.
+    pub window: u32,
     /// Noise key: step.
     pub step: u32,
     /// 0 when the slot is left alone (`t_curr <= 0`).
