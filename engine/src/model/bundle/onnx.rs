@@ -15,7 +15,8 @@
 //!   decoder with `output = "stft"` gives `stft [1,A,W*hop/stft_hop,F,2]` instead, which
 //!   [`Istft`] (allocated with the window's tensors) inverts on the engine thread;
 //! - the encoder maps a source `audio [1,A,S]` → `latents [1,C,S/hop]`; the text model maps
-//!   tag ids `ids [1,L] int64` → `encoder_hidden_states [1,L,D]`.
+//!   tag ids `ids [1,L] int64` → `encoder_hidden_states [1,R,D]` (`R` the graph's own: `L`
+//!   for plain tags).
 //!
 //! Per tick, latentd's own code does not allocate: the DiT's and the decoder's input and
 //! output tensors are allocated once per shape (`(rows, T, L)` / window) and bound to an
@@ -1238,8 +1239,7 @@ impl ConditionEncoder for OnnxModel {
             field: "tags",
             reason,
         };
-        let tokens = ids.len();
-        let input = Tensor::from_array(([1usize, tokens], ids.into_boxed_slice()))
+        let input = Tensor::from_array(([1usize, ids.len()], ids.into_boxed_slice()))
             .map_err(|e| refused(e.to_string()))?;
         let mut session = text.session.lock_unpoisoned();
         let outputs = session
@@ -1248,12 +1248,17 @@ impl ConditionEncoder for OnnxModel {
         let (shape, data) = outputs["encoder_hidden_states"]
             .try_extract_tensor::<f32>()
             .map_err(|e| refused(format!("text model: {e}")))?;
-        let want = [1, tokens as i64, self.cond_width as i64];
-        if shape[..] != want {
-            return Err(refused(format!(
-                "text model output has shape {shape:?}, expected {want:?}"
-            )));
-        }
+        // The condition's length is the graph's: one row per tag, or more (ACE-Step's text
+        // graph wraps the tags in its caption template and adds lyric and timbre rows).
+        let tokens = match shape[..] {
+            [1, rows, width] if rows >= 1 && width == self.cond_width as i64 => rows as usize,
+            _ => {
+                return Err(refused(format!(
+                    "text model output has shape {shape:?}, expected [1, rows >= 1, {}]",
+                    self.cond_width
+                )));
+            }
+        };
         if data.iter().any(|v| !v.is_finite()) {
             return Err(refused("text model output holds a non-finite value".into()));
         }
