@@ -6,6 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+# The ACE-Step export tool's dependencies (torch, diffusers, transformers): its tests and the
+# daemon test that plays its exports must run, not skip.
+./scripts/setup-export-tools.sh
+export LATENTD_REQUIRE_EXPORT_TOOLS="${LATENTD_REQUIRE_EXPORT_TOOLS:-1}"
 # The PipeWire tests skip (saying why) when a graph cannot start; here everything they need
 # was just installed, so a skip is a failure unless the caller says otherwise.
 export LATENTD_REQUIRE_PIPEWIRE="${LATENTD_REQUIRE_PIPEWIRE:-1}"
@@ -64,6 +68,10 @@ RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
 # with tinysoundfont and the Debian soundfont setup.sh installed, tags, covers, seed spaces
 # (about 10 s; Python, no torch).
 python3 -m unittest discover -s tools/train/tests
+# The ACE-Step exporter on ACE-Step v1.5's model code at small widths, random weights: the
+# graphs against the torch modules at new shapes, batch rows, the DiT's convention mapping
+# (about a minute).
+python3 -m unittest discover -s tools/export-acestep/tests
 # The house gates, mechanical: formatting, clippy with warnings as errors, rustdoc without
 # warnings (each skipped, saying so, where the toolchain lacks the component).
 if cargo fmt --version >/dev/null 2>&1; then

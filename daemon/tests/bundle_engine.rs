@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use common::service_fixture::{Daemon, Launch, Osc};
 use latentd_tests::JackServer;
-use latentd_tests::test_bundles::{bundle, library};
+use latentd_tests::test_bundles::{acestep_export, bundle, library};
 
 const RATE: u32 = 48_000;
 const PERIOD: usize = 256;
@@ -133,6 +133,34 @@ fn plays_and_its_weights_make_its_sound(decoder: &str) {
         changed > 1.0 && changed > 3.0 * same,
         "other weights did not change the sound: {changed:.2} dB vs {same:.2} dB between two \
          runs of the same bundle"
+    );
+}
+
+#[test]
+fn an_acestep_export_plays_through_jack_and_its_weights_make_its_sound() {
+    // ACE-Step v1.5's own model code (diffusers' transformer, condition encoder, audio
+    // tokenizer, Oobleck VAE; transformers' Qwen3) at small widths with random weights,
+    // exported by tools/export-acestep: the graphs latentd gets from a real checkpoint.
+    let Some(library) = library() else { return };
+    let Some(seed0) = acestep_export(0) else {
+        return;
+    };
+    let seed7 = acestep_export(7).expect("the first export ran");
+    let server = JackServer::start(RATE, PERIOD);
+    let (first, backend) = play(&server, &library, seed0.path());
+    assert!(
+        backend.starts_with("bundle: acestep-tiny-random") && backend.contains("CPU"),
+        "/status backend {backend:?}"
+    );
+    assert!(first.iter().all(|s| s.is_finite()), "non-finite samples");
+    let level = rms(&first[first.len() - 2 * 2 * RATE as usize..]);
+    assert!(level > 1e-4, "the export played silence: rms {level}");
+    let (other, _) = play(&server, &library, seed7.path());
+    let changed = mean_abs_db(&profile(&first), &profile(&other));
+    eprintln!("spectral distance between the seeds' exports: {changed:.2} dB");
+    assert!(
+        changed > 1.0,
+        "other weights did not change the sound: {changed:.2} dB"
     );
 }
 

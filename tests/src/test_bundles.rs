@@ -1,5 +1,6 @@
 //! Shared by the ONNX tests and bench: where the ONNX Runtime library is, and random-weight
-//! test bundles written by `tools/bundles/make_test_bundle.py` into temp folders.
+//! test bundles written into temp folders by `tools/bundles/make_test_bundle.py` or, in
+//! ACE-Step v1.5's architecture, by `tools/export-acestep/export_acestep.py`.
 //!
 //! A test that needs the library skips (printing `SKIPPED: <why>`) only when the library or
 //! the bundle tooling is absent, and fails instead when `LATENTD_REQUIRE_ORT=1` (CI).
@@ -15,10 +16,19 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Set to `1` to make the ACE-Step export tests fail, not skip, without torch, diffusers and
+/// transformers (`scripts/test.sh` installs them and sets it).
+pub const REQUIRE_EXPORT_ENV: &str = "LATENTD_REQUIRE_EXPORT_TOOLS";
+
 /// Skips (returns `None` after printing why) or, under `LATENTD_REQUIRE_ORT=1`, fails.
 pub fn skip<T>(why: &str) -> Option<T> {
-    if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") {
-        panic!("{REQUIRE_ENV}=1 but: {why}");
+    skip_unless_required(REQUIRE_ENV, why)
+}
+
+/// Skips (returns `None` after printing why) or, when `env` is `1`, fails.
+fn skip_unless_required<T>(env: &str, why: &str) -> Option<T> {
+    if std::env::var(env).is_ok_and(|v| v == "1") {
+        panic!("{env}=1 but: {why}");
     }
     println!("SKIPPED: {why}");
     None
@@ -68,6 +78,33 @@ pub fn bundle(args: &[&str]) -> Option<tempfile::TempDir> {
         )),
         Err(e) => skip(&format!("python3 not runnable: {e}")),
     }
+}
+
+/// Writes a random-weight bundle in ACE-Step v1.5's own architecture (diffusers' model code
+/// at small widths) with `tools/export-acestep/export_acestep.py --random-tiny --seed SEED`
+/// into a new temp folder. Skips without torch, diffusers and transformers unless
+/// [`REQUIRE_EXPORT_ENV`] is `1`.
+pub fn acestep_export(seed: u32) -> Option<tempfile::TempDir> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = repo_root().join("tools/export-acestep/export_acestep.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .args(["--random-tiny", "--seed", &seed.to_string(), "--out"])
+        .arg(dir.path())
+        .output();
+    let why = match out {
+        Ok(o) if o.status.success() => return Some(dir),
+        Ok(o) => format!(
+            "export_acestep.py failed (torch, diffusers and transformers needed; \
+             scripts/test.sh installs them): {}",
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        ),
+        Err(e) => format!("python3 not runnable: {e}"),
+    };
+    skip_unless_required(REQUIRE_EXPORT_ENV, &why)
 }
 
 /// Edits `file` in the bundle `dir` with a Python snippet that sees the loaded model as `m`

@@ -1,0 +1,144 @@
+"""The ACE-Step exporter on ACE-Step v1.5's own model code (diffusers, transformers) at small
+widths with random weights: the exported graphs agree with the torch modules on ONNX Runtime
+at shapes other than the ones they were traced at, rows of a batch do not see each other, and
+the DiT's mapping of latentd's conventions (null condition, no source) is ACE-Step's.
+
+    python3 -m unittest discover -s tools/export-acestep/tests
+
+Needs torch, diffusers, transformers and onnxruntime (scripts/test.sh installs them). Without
+them the tests skip, unless LATENTD_REQUIRE_EXPORT_TOOLS=1, when they fail.
+"""
+
+import importlib.util
+import os
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+TOOL = Path(__file__).resolve().parents[1]
+NEEDED = ["torch", "diffusers", "transformers", "onnxruntime", "onnx"]
+MISSING = [m for m in NEEDED if importlib.util.find_spec(m) is None]
+if MISSING and os.environ.get("LATENTD_REQUIRE_EXPORT_TOOLS") == "1":
+    raise RuntimeError(f"LATENTD_REQUIRE_EXPORT_TOOLS=1 but {', '.join(MISSING)} missing")
+
+if not MISSING:
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    sys.path.insert(0, str(TOOL))
+    import export_acestep as ea
+
+# Float32 graphs against the same float32 modules: differences are rounding only.
+TOLERANCE = 2e-5
+
+
+@unittest.skipIf(MISSING, f"missing: {', '.join(MISSING)}")
+class ExportedGraphs(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+        cls.out = Path(cls.dir.name)
+        cls.parts = ea.random_tiny(seed=3)
+        cls.tags = ea.tag_vocabulary(ea.DEFAULT_TAGS)
+        cls.report = ea.export(cls.parts, cls.tags, cls.out, "test", 8, 3.0, 30, "pop piano")
+        cls.dit = ea.Dit(cls.parts.transformer, cls.parts.condition_encoder,
+                         cls.parts.audio_tokenizer, cls.parts.detokenizer).eval()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dir.cleanup()
+
+    def session(self, graph):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        return ort.InferenceSession(str(self.out / f"{graph}.onnx"), options)
+
+    def dit_inputs(self, batch, frames, rows, seed):
+        g = torch.Generator().manual_seed(seed)
+        given = torch.ones(batch, frames, 64)
+        given[batch // 2:] = 0.0
+        return {
+            "hidden_states": torch.randn(batch, frames, 64, generator=g),
+            "timestep": torch.rand(batch, generator=g),
+            "encoder_hidden_states": torch.randn(batch, rows, 64, generator=g),
+            "context_latents": torch.cat([torch.randn(batch, frames, 64, generator=g), given], -1),
+        }
+
+    def test_the_manifest_states_the_measured_geometry(self):
+        toml = (self.out / "bundle.toml").read_text()
+        self.assertIn("t_multiple = 10", toml)  # patch 2 and the 5-frame cover-hint pool
+        self.assertIn(f"context_frames = {self.report['context_frames']}", toml)
+        self.assertGreaterEqual(self.report["context_frames"], 1)
+        self.assertEqual((self.out / "tags.txt").read_text().split(), self.tags)
+
+    def test_the_dit_graph_follows_the_module_at_new_shapes(self):
+        session = self.session("dit")
+        for batch, frames, rows in [(1, 10, 5), (3, 30, 2), (4, 50, 7)]:
+            inputs = self.dit_inputs(batch, frames, rows, seed=batch)
+            with torch.no_grad():
+                want = self.dit(*inputs.values()).numpy()
+            got = session.run(["velocity"], {k: v.numpy() for k, v in inputs.items()})[0]
+            self.assertEqual(got.shape, (batch, frames, 64))
+            self.assertLess(float(np.abs(got - want).max()), TOLERANCE, (batch, frames, rows))
+
+    def test_dit_rows_do_not_see_each_other(self):
+        session = self.session("dit")
+        inputs = {k: v.numpy() for k, v in self.dit_inputs(4, 20, 3, seed=9).items()}
+        together = session.run(["velocity"], inputs)[0]
+        for row in range(4):
+            alone = session.run(["velocity"], {k: v[row:row + 1] for k, v in inputs.items()})[0]
+            self.assertLess(float(np.abs(alone[0] - together[row]).max()), TOLERANCE, row)
+
+    def test_a_null_row_is_the_learned_null_condition_and_no_source_is_silence(self):
+        inputs = self.dit_inputs(1, 20, 4, seed=4)
+        inputs["encoder_hidden_states"].zero_()
+        inputs["context_latents"][..., 64:] = 0.0
+        with torch.no_grad():
+            got = self.dit(*inputs.values())
+            enc = self.parts.condition_encoder
+            context = torch.cat([enc.silence_latent[:, :20], torch.ones(1, 20, 64)], -1)
+            want = self.parts.transformer(
+                hidden_states=inputs["hidden_states"], timestep=inputs["timestep"],
+                timestep_r=inputs["timestep"],
+                encoder_hidden_states=enc.null_condition_emb.expand(1, 4, -1),
+                context_latents=context, return_dict=False)[0]
+        self.assertLess(float((got - want).abs().max()), 1e-6)
+
+    def test_the_text_graph_is_the_condition_encoder_for_any_tags(self):
+        session = self.session("text")
+        text = ea.build_text(self.parts, self.tags, 30)
+        self.assertLess(self.report["text_vs_condition_encoder"], 1e-5)
+        lengths = []
+        for ids in ([0], [5, 6, 7, 8], [len(self.tags) - 1, 0, 0]):
+            x = torch.tensor([ids])
+            with torch.no_grad():
+                want = text(x).numpy()
+            self.assertLess(ea.check_text_against_condition_encoder(self.parts, text, x), 1e-5)
+            got = session.run(["encoder_hidden_states"], {"ids": x.numpy()})[0]
+            self.assertEqual(got.shape, want.shape)
+            self.assertLess(float(np.abs(got - want).max()), TOLERANCE, ids)
+            lengths.append(got.shape[1])
+        self.assertEqual(len(set(lengths)), 3, "the caption grows with the tags")
+
+    def test_the_vae_graphs_follow_the_modules_at_new_lengths(self):
+        decoder, encoder = self.session("decoder"), self.session("encoder")
+        g = torch.Generator().manual_seed(2)
+        for batch, frames in [(1, 19), (2, 4)]:
+            latents = torch.randn(batch, 64, frames, generator=g)
+            with torch.no_grad():
+                want = ea.Decoder(self.parts.vae)(latents).numpy()
+            got = decoder.run(["audio"], {"latents": latents.numpy()})[0]
+            self.assertEqual(got.shape, (batch, 2, frames * 1920))
+            self.assertLess(float(np.abs(got - want).max()), TOLERANCE)
+            audio = 0.1 * torch.randn(batch, 2, frames * 1920, generator=g)
+            with torch.no_grad():
+                want = ea.Encoder(self.parts.vae)(audio).numpy()
+            got = encoder.run(["latents"], {"audio": audio.numpy()})[0]
+            self.assertEqual(got.shape, (batch, 64, frames))
+            self.assertLess(float(np.abs(got - want).max()), TOLERANCE)
+
+
+if __name__ == "__main__":
+    unittest.main()
