@@ -488,17 +488,22 @@ def toml_tensor(graph: str, name: str, array: np.ndarray) -> str:
             f'dtype = "{DTYPES[array.dtype]}", shape = [{shape}] }},')
 
 
+def geometry_section() -> str:
+    """The `[geometry]` table of ACE-Step v1.5's latent geometry (also the export tools')."""
+    return f"""[geometry]
+sample_rate = {SAMPLE_RATE}
+audio_channels = {AUDIO_CHANNELS}
+latent_channels = {LATENT_CHANNELS}
+latent_frame_rate = {LATENT_FRAME_RATE}
+"""
+
+
 def manifest(args, parity_runs: list[str]) -> str:
     return f"""format = "{FORMAT}"
 name = "{args.name}"
 license = "MIT"
 provenance = "random weights (seed {args.seed}, width {args.width}, {args.layers} layer(s), {args.heads} heads) written by latentd tools/bundles/make_test_bundle.py; not a trained model"
-[geometry]
-sample_rate = {SAMPLE_RATE}
-audio_channels = {AUDIO_CHANNELS}
-latent_channels = {LATENT_CHANNELS}
-latent_frame_rate = {LATENT_FRAME_RATE}
-[sampler]
+{geometry_section()}[sampler]
 convention = "flow-velocity"   # x_t = t*noise + (1-t)*x0, v = noise - x0
 default_steps = {DEFAULT_STEPS}
 default_shift = {DEFAULT_SHIFT}

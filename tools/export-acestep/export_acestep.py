@@ -52,18 +52,14 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bundles"))
-from make_test_bundle import toml_tensor, write_bytes  # noqa: E402
+from make_test_bundle import (  # noqa: E402
+    AUDIO_CHANNELS, FORMAT, LATENT_CHANNELS, LATENT_FRAME_RATE, PARITY_ATOL, PARITY_RTOL,
+    SAMPLE_RATE, geometry_section, toml_tensor, write_bytes)
 
-SAMPLE_RATE = 48000
-AUDIO_CHANNELS = 2
-LATENT_CHANNELS = 64
-LATENT_FRAME_RATE = 25
 SAMPLES_PER_FRAME = SAMPLE_RATE // LATENT_FRAME_RATE
 # ACE-Step's timbre reference: 30 s of latents (`timbre_fix_frame` in the pipeline).
 TIMBRE_FRAMES = 30 * LATENT_FRAME_RATE
 OPSET = 18
-PARITY_ATOL = 1e-4
-PARITY_RTOL = 1e-3
 # One ONNX file holds at most 2 GiB (protobuf); past this the weights go to a .data file.
 EXTERNAL_DATA_BYTES = 1 << 30
 DEFAULT_TAGS = Path(__file__).with_name("tags.txt")
@@ -199,7 +195,8 @@ class Parts:
     """The checkpoint's modules, eval mode, f32, attention made exportable."""
 
     def __init__(self, transformer, condition_encoder, vae, text_encoder, tokenize,
-                 audio_tokenizer=None, detokenizer=None, provenance="", guidance="none"):
+                 audio_tokenizer=None, detokenizer=None, provenance="", guidance="none",
+                 license=None):
         self.transformer = transformer
         self.condition_encoder = condition_encoder
         self.vae = vae
@@ -209,6 +206,7 @@ class Parts:
         self.detokenizer = detokenizer
         self.provenance = provenance
         self.guidance = guidance
+        self.license = license
         for m in self.modules():
             m.eval().float().requires_grad_(False)
         use_export_attention(*self.modules())
@@ -261,6 +259,23 @@ def load_checkpoint(path: Path) -> Parts:
                  provenance=provenance, guidance="none" if turbo else "cfg")
 
 
+def card_license(path: Path) -> str | None:
+    """The `license:` of the checkpoint's model card front matter (README.md), if stated."""
+    card = path / "README.md"
+    if not card.is_file():
+        return None
+    lines = card.read_text(errors="replace").splitlines()
+    if not lines or lines[0].strip() != "---":
+        return None
+    for line in lines[1:]:
+        if line.strip() == "---":
+            return None
+        key, _, value = line.partition(":")
+        if key.strip() == "license" and value.strip():
+            return value.strip().strip("'\"")
+    return None
+
+
 def random_tiny(seed: int) -> Parts:
     """ACE-Step v1.5's architecture at small widths with random weights, and a stand-in for
     the Qwen tokenizer (a fixed hash of each character): proves the graphs export and load,
@@ -295,7 +310,7 @@ def random_tiny(seed: int) -> Parts:
                  lambda s: [(ord(ch) * 31 + 7) % vocab for ch in s], tokenizer, detokenizer,
                  provenance=f"random weights (seed {seed}) in ACE-Step v1.5's architecture at small "
                  "widths (DiT 64 wide, 2 layers), written by latentd tools/export-acestep "
-                 "--random-tiny; not a trained model", guidance="none")
+                 "--random-tiny; not a trained model", guidance="none", license="MIT")
 
 
 # ------------------------------------------------------------------------------- text ---
@@ -408,16 +423,11 @@ def decoder_reach(decoder: Decoder, frames: int = 40) -> int:
 
 def manifest(name: str, parts: Parts, steps: int, shift: float, context_frames: int,
              default_prompt: str, parity: list[str]) -> str:
-    return f"""format = "latentd-bundle/1"
+    return f"""format = "{FORMAT}"
 name = "{name}"
-license = "MIT"
+license = {json.dumps(parts.license)}
 provenance = {json.dumps(parts.provenance)}
-[geometry]
-sample_rate = {SAMPLE_RATE}
-audio_channels = {AUDIO_CHANNELS}
-latent_channels = {LATENT_CHANNELS}
-latent_frame_rate = {LATENT_FRAME_RATE}
-[sampler]
+{geometry_section()}[sampler]
 convention = "flow-velocity"
 default_steps = {steps}
 default_shift = {shift}
@@ -512,6 +522,8 @@ def main(argv=None) -> int:
     parser.add_argument("--duration", type=int, default=30,
                         help="the duration the caption's metadata states, seconds (default 30)")
     parser.add_argument("--seed", type=int, default=0, help="weight seed for --random-tiny")
+    parser.add_argument("--license",
+                        help="the weights' licence (default: the checkpoint's model card says)")
     parser.add_argument("--default-prompt", default="pop piano bass drums",
                         help="what a fresh start plays (tags of the vocabulary)")
     args = parser.parse_args(argv)
@@ -522,7 +534,12 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"--default-prompt: not in the vocabulary: {' '.join(unknown)}")
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    license = args.license or (None if args.random_tiny else card_license(args.checkpoint))
+    if not args.random_tiny and not license:
+        parser.error(f"{args.checkpoint}: its model card (README.md) states no licence; "
+                     "name it with --license")
     parts = random_tiny(args.seed) if args.random_tiny else load_checkpoint(args.checkpoint)
+    parts.license = license or parts.license
     name = args.name or ("acestep-tiny-random" if args.random_tiny else "acestep-v15")
     print(json.dumps(export(parts, tags, args.out, name, args.steps, args.shift, args.duration,
                             args.default_prompt)))
