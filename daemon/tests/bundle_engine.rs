@@ -2,8 +2,10 @@
 //! random-weight `latentd-bundle/1` (written by `tools/bundles/make_test_bundle.py`, run on
 //! ONNX Runtime through the library `scripts/setup.sh` installs) into a private JACK dummy
 //! server; `/status.reply` names the bundle and its provider; other weights give another
-//! sound; the same for a bundle whose decoder outputs an STFT (inverted by the host); a
-//! broken bundle is one error line and exit 2.
+//! sound; the same for a bundle whose decoder outputs an STFT (inverted by the host) and for
+//! bundles in ACE-Step v1.5's own architecture written by tools/export-acestep; a timbre
+//! reference is taken by a bundle with a timbre graph and refused by one without; a broken
+//! bundle is one error line and exit 2.
 //!
 //! Skips (printing `SKIPPED: <why>`) without python3 + onnx or the runtime library, and fails
 //! instead under `LATENTD_REQUIRE_ORT=1` (CI sets it).
@@ -19,6 +21,7 @@ use std::time::Duration;
 use common::service_fixture::{Daemon, Launch, Osc};
 use latentd_tests::JackServer;
 use latentd_tests::test_bundles::{acestep_export, bundle, library};
+use rosc::OscType;
 
 const RATE: u32 = 48_000;
 const PERIOD: usize = 256;
@@ -34,14 +37,32 @@ const FRAME: usize = 2048;
 /// Runs the daemon on `server` with `model` for [`PLAY`] after it starts playing; returns
 /// what it played (interleaved stereo at the server's rate) and its `/status` backend.
 fn play(server: &JackServer, library: &Path, model: &Path) -> (Vec<f32>, String) {
+    play_with_timbre(server, library, model, None)
+}
+
+/// [`play`], with `timbre` (stereo samples at [`RATE`]) committed as the timbre reference
+/// first, when given.
+fn play_with_timbre(
+    server: &JackServer,
+    library: &Path,
+    model: &Path,
+    timbre: Option<&[f32]>,
+) -> (Vec<f32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("played.wav");
-    let mut daemon = Daemon::start(
-        &dir,
-        Launch::bundle_on_jack(server.name(), library, model, 8, &record),
-    );
+    let mut launch = Launch::bundle_on_jack(server.name(), library, model, 8, &record);
+    launch
+        .args
+        .extend(["--media".into(), dir.path().display().to_string()]);
+    let mut daemon = Daemon::start(&dir, launch);
     daemon.wait_line("playing a loop of 384000 frames", START);
     let osc = Osc::new(daemon.osc_addr(START));
+    if let Some(samples) = timbre {
+        write_wav(&dir.path().join("timbre.wav"), samples);
+        osc.send("/timbre", vec![OscType::String("timbre.wav".into())]);
+        let done = osc.reply("/done", START).expect("no /done /timbre");
+        assert_eq!(done.args[0], OscType::String("/timbre".into()), "{done:?}");
+    }
     // Let the engine overwrite the silent loop it starts from.
     std::thread::sleep(PLAY);
     let backend = osc.status().backend;
@@ -49,6 +70,20 @@ fn play(server: &JackServer, library: &Path, model: &Path) -> (Vec<f32>, String)
     let mut reader = hound::WavReader::open(&record).unwrap();
     let samples: Vec<f32> = reader.samples::<f32>().map(Result::unwrap).collect();
     (samples, backend)
+}
+
+fn write_wav(path: &Path, stereo: &[f32]) {
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: RATE,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for &s in stereo {
+        w.write_sample(s).unwrap();
+    }
+    w.finalize().unwrap();
 }
 
 /// Mean level in dB of [`BANDS`] log-spaced bands over the last 2 s of the left channel.
@@ -162,6 +197,51 @@ fn an_acestep_export_plays_through_jack_and_its_weights_make_its_sound() {
         changed > 1.0,
         "other weights did not change the sound: {changed:.2} dB"
     );
+}
+
+/// `seconds` of a bright stereo buzz (a 1760 Hz saw) at [`RATE`].
+fn buzz(seconds: f32) -> Vec<f32> {
+    (0..(seconds * RATE as f32) as usize)
+        .flat_map(|i| {
+            let v = 0.4 * (2.0 * (i as f32 * 1760.0 / RATE as f32).fract() - 1.0);
+            [v, -v]
+        })
+        .collect()
+}
+
+#[test]
+fn a_timbre_reference_is_taken_by_a_bundle_with_a_timbre_graph_and_refused_without() {
+    // `/timbre FILE` on a bundle with a `[timbre]` graph is encoded and committed (`/done`,
+    // the sound stays finite; that the rows move the DiT by timbre_strength is
+    // engine/tests/onnx_model.rs's); on one without, it is `/fail` naming why, and the
+    // daemon plays on.
+    let Some(library) = library() else { return };
+    let Some(with) = bundle(&["--preset", "tiny", "--timbre"]) else {
+        return;
+    };
+    let without = bundle(&["--preset", "tiny"]).expect("the first bundle was written");
+    let server = JackServer::start(RATE, PERIOD);
+    let (timbred, backend) = play_with_timbre(&server, &library, with.path(), Some(&buzz(2.0)));
+    assert!(timbred.iter().all(|s| s.is_finite()), "non-finite samples");
+    assert!(rms(&timbred[timbred.len() / 2..]) > 0.01, "{backend}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("played.wav");
+    let mut launch = Launch::bundle_on_jack(server.name(), &library, without.path(), 8, &record);
+    launch
+        .args
+        .extend(["--media".into(), dir.path().display().to_string()]);
+    let mut daemon = Daemon::start(&dir, launch);
+    daemon.wait_line("playing a loop of 384000 frames", START);
+    let osc = Osc::new(daemon.osc_addr(START));
+    write_wav(&dir.path().join("timbre.wav"), &buzz(1.0));
+    osc.send("/timbre", vec![OscType::String("timbre.wav".into())]);
+    let fail = osc.reply("/fail", START).expect("no /fail /timbre");
+    assert_eq!(fail.args[0], OscType::String("/timbre".into()), "{fail:?}");
+    let reason = format!("{:?}", fail.args[1]);
+    assert!(reason.contains("takes no timbre reference"), "{reason}");
+    assert!(osc.status().backend.starts_with("bundle: tiny-random"));
+    daemon.stop_cleanly();
 }
 
 #[test]

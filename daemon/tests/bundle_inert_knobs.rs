@@ -1,7 +1,7 @@
 //! Knobs a bundle cannot honour are named at start: the tiny test bundle
 //! (`guidance = "none"`, with `[text]` and `[encoder]`) makes `guidance` and `cfg_rescale`
-//! inert, and the timbre and structure strengths (this backend takes no reference), but not
-//! `prompt_blend` or `x0_target`.
+//! inert, and the timbre and structure strengths (it has no `[timbre]`, and bundles take no
+//! structure reference), but not `prompt_blend` or `x0_target`.
 //!
 //! Skips (printing `SKIPPED: <why>`) without python3 + onnx or the runtime library, and fails
 //! instead under `LATENTD_REQUIRE_ORT=1`.

@@ -692,3 +692,90 @@ fn an_interrupt_stops_a_running_denoise_and_leaves_the_slots_unchanged() {
         "the interrupted step took {stopped_after:?}, a whole one {whole:?}"
     );
 }
+
+/// `seconds` of a stereo saw at `hz` (the tiny bundle's rate, 48 kHz).
+fn saw(hz: f32, seconds: f32) -> Vec<f32> {
+    (0..(48_000.0 * seconds) as usize)
+        .flat_map(|i| {
+            let v = 0.4 * (2.0 * (i as f32 * hz / 48_000.0).fract() - 1.0);
+            [v, 0.5 * v]
+        })
+        .collect()
+}
+
+fn view(samples: &[f32]) -> latentd_engine::audio_clip::AudioView<'_> {
+    latentd_engine::audio_clip::AudioView {
+        samples,
+        channels: 2,
+        sample_rate: 48_000,
+    }
+}
+
+#[test]
+fn a_timbre_reference_moves_the_condition_by_its_strength() {
+    let Some(_) = options() else { return };
+    let Some(dir) = test_bundles::bundle(&["--preset", "tiny", "--timbre"]) else {
+        return;
+    };
+    let model = load(dir.path()).expect("the timbre bundle loads");
+    assert!(!model.inert_knobs().contains(&"timbre_strength"));
+    let (low, high) = (saw(110.0, 1.5), saw(1760.0, 3.0));
+    let low_rows = model.encode_timbre(view(&low)).expect("encodes");
+    let high_rows = model.encode_timbre(view(&high)).expect("encodes");
+    assert_ne!(low_rows, high_rows, "another reference, other rows");
+    let mono = latentd_engine::audio_clip::AudioView {
+        samples: &low,
+        channels: 1,
+        sample_rate: 48_000,
+    };
+    let refused = model
+        .encode_timbre(mono)
+        .expect_err("mono is not the bundle's");
+    assert!(refused.to_string().contains("timbre"), "{refused}");
+
+    let frames = 12;
+    let plain = prompt(&model, "epic brass choir");
+    let with = |rows: &OnnxCond| Conditioning {
+        timbre: Some(Arc::new(rows.clone())),
+        ..plain.clone()
+    };
+    let run = |cond: &Conditioning<OnnxCond>, strength: f64| -> Vec<u32> {
+        let k = knobs(&[(KnobId::timbre_strength, strength)]);
+        let shared = StepShared {
+            cond,
+            knobs: &k,
+            source: None,
+            sde_curve: None,
+        };
+        let mut xs = vec![start(&model, frames, 0, None)];
+        step_batch(&model, &mut xs, &[0], &shared, false);
+        xs[0].as_slice().iter().map(|v| v.to_bits()).collect()
+    };
+    let none = run(&plain, 1.0);
+    assert_eq!(
+        run(&with(&high_rows), 0.0),
+        none,
+        "strength 0 is no reference"
+    );
+    let high_full = run(&with(&high_rows), 1.0);
+    assert_ne!(high_full, none, "the reference reaches the DiT");
+    assert_ne!(run(&with(&high_rows), 0.5), high_full, "strength moves it");
+    assert_ne!(
+        run(&with(&low_rows), 1.0),
+        high_full,
+        "each reference its own"
+    );
+}
+
+#[test]
+fn a_bundle_without_a_timbre_graph_refuses_a_reference() {
+    let Some((_dir, model)) = tiny(0) else { return };
+    assert!(model.inert_knobs().contains(&"timbre_strength"));
+    let err = model
+        .encode_timbre(view(&saw(220.0, 1.0)))
+        .expect_err("no [timbre]");
+    assert!(
+        err.to_string().contains("takes no timbre reference"),
+        "{err}"
+    );
+}

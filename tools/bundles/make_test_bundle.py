@@ -89,6 +89,9 @@ ENVELOPE_FIR_GRID = 4096
 # `--fault dit-nan-late`: timesteps below this give NaN. Under the last step of the default
 # schedule (8 steps at shift 3 end at t = 0.3), above the load probe's t = 1.
 NAN_BELOW_TIMESTEP = 0.45
+# The timbre graph (--timbre): reference frames in, condition rows out.
+TIMBRE_FRAMES = 50
+TIMBRE_ROWS = 2
 PARITY_ATOL = 1e-4
 PARITY_RTOL = 1e-3
 # Weight scale of the conv stacks: keeps the signal's level through the SiLU stages.
@@ -453,6 +456,26 @@ def build_text(args, rng) -> onnx.ModelProto:
     )
 
 
+def build_timbre(args, rng) -> onnx.ModelProto:
+    """A reference's latents -> TIMBRE_ROWS condition rows: the mean and the spread over
+    frames of each channel, each row its own projection of them (SiLU MLP)."""
+    c, d = LATENT_CHANNELS, args.width
+    g = Graph(rng, "timbre")
+    mean = g.op("ReduceMean", ["reference_latents"], axes=[1], keepdims=1)
+    centred = g.op("Sub", ["reference_latents", mean])
+    spread = g.op("ReduceMean", [g.op("Mul", [centred, centred])], axes=[1], keepdims=1)
+    stats = g.op("Concat", [mean, spread], axis=2)  # [1, 1, 2C]
+    rows = g.op("MatMul", [stats, g.weight((2 * c, TIMBRE_ROWS * d), 1.0 / np.sqrt(2 * c))])
+    h = g.op("Reshape", [g.silu(rows), g.const(np.array([1, TIMBRE_ROWS, d], np.int64), "shape")])
+    g.named("Add", [g.linear(h, d, d), g.weight((1, TIMBRE_ROWS, d), 0.5, "bias")], "encoder_hidden_states")
+    return g.model(
+        "timbre",
+        [f32_input("reference_latents", [1, TIMBRE_FRAMES, c])],
+        [f32_input("encoder_hidden_states", [1, TIMBRE_ROWS, d])],
+        f"random timbre rows from a reference's channel statistics, seed {args.seed}",
+    )
+
+
 def parity_cases(args, rng) -> dict[str, tuple[dict, list[str]]]:
     """Per graph: the inputs (name -> array) and the output names to compare."""
     c, d = LATENT_CHANNELS, args.width
@@ -476,7 +499,10 @@ def parity_cases(args, rng) -> dict[str, tuple[dict, list[str]]]:
             ["latents"],
         ),
         "text": ({"ids": np.array([[0, 7, len(TAGS) - 1]], np.int64)}, ["encoder_hidden_states"]),
-    }
+    } | ({"timbre": (
+        {"reference_latents": rng.normal(size=(1, TIMBRE_FRAMES, c)).astype(np.float32)},
+        ["encoder_hidden_states"],
+    )} if args.timbre else {})
 
 
 DTYPES = {np.dtype(np.float32): "f32", np.dtype(np.int64): "i64"}
@@ -520,7 +546,13 @@ file = "encoder.onnx"
 kind = "tags"
 vocab = "tags.txt"             # one tag a line; unknown words are reported, never silently dropped
 file = "text.onnx"
-{parity_section(parity_runs)}"""
+{timbre_section(args)}{parity_section(parity_runs)}"""
+
+
+def timbre_section(args) -> str:
+    if not args.timbre:
+        return ""
+    return f'[timbre]\nfile = "timbre.onnx"\nreference_frames = {TIMBRE_FRAMES}\n'
 
 
 def decoder_output(args) -> str:
@@ -565,6 +597,8 @@ def main(argv=None) -> int:
         "--decoder", choices=["audio", "stft"], default="audio",
         help="what the decoder outputs: audio samples, or an STFT the host inverts",
     )
+    parser.add_argument("--timbre", action="store_true",
+                        help=f"add a timbre graph ({TIMBRE_FRAMES} reference frames -> {TIMBRE_ROWS} rows)")
     parser.add_argument("--out", required=True, type=Path, help="bundle folder to write")
     args = parser.parse_args(argv)
     for key, value in PRESETS[args.preset].items():
@@ -588,7 +622,7 @@ def main(argv=None) -> int:
         "decoder": (build_stft_decoder if args.decoder == "stft" else build_decoder)(args, rng(2)),
         "encoder": build_encoder(args, rng(3)),
         "text": build_text(args, rng(4)),
-    }
+    } | ({"timbre": build_timbre(args, rng(6))} if args.timbre else {})
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     runs = []

@@ -816,6 +816,14 @@ impl Validator<'_> {
         let timbre = raw
             .timbre
             .map(|t| -> Result<TimbreSpec, BundleError> {
+                if encoder.is_none() {
+                    // A reference reaches the timbre graph as latents of the bundle's encoder.
+                    return Err(invalid(
+                        "[timbre] file",
+                        format!("{:?}", t.file),
+                        "only with an [encoder] section (references are encoded by it)",
+                    ));
+                }
                 Ok(TimbreSpec {
                     file: self.graph("[timbre] file", &t.file)?,
                     reference_frames: in_range(

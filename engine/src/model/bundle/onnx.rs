@@ -258,6 +258,25 @@ pub enum OnnxCond {
         /// `[tokens, D]`, row-major.
         embedding: Vec<f32>,
     },
+    /// A timbre reference's encoding: `tokens` rows of the DiT's condition width, the timbre
+    /// graph's output for the reference.
+    Timbre {
+        /// Rows (`K`, the timbre graph's).
+        tokens: usize,
+        /// `[tokens, D]`, row-major.
+        embedding: Vec<f32>,
+    },
+}
+
+impl OnnxCond {
+    /// The rows: `(count, [count, D] row-major)`.
+    fn rows(&self) -> Embedding<'_> {
+        match self {
+            Self::Prompt { tokens, embedding } | Self::Timbre { tokens, embedding } => {
+                (*tokens, &embedding[..])
+            }
+        }
+    }
 }
 
 /// `file` as the bundle names it (relative to its folder), for messages.
@@ -567,8 +586,27 @@ struct DitRun {
     cond: Tensor<f32>,
     context: Option<Tensor<f32>>,
     velocity: Tensor<f32>,
-    /// The conditioning (and blend, and CFG half) `cond` holds now.
-    cond_filled: Option<(Conditioning<OnnxCond>, u32, bool)>,
+    /// What `cond` holds now.
+    cond_filled: Option<CondFill>,
+}
+
+/// What a DiT run's condition tensor was filled from: the commit, the `prompt_blend` and
+/// `timbre_strength` knobs (as bits) and whether the batch is CFG-doubled.
+struct CondFill {
+    cond: Conditioning<OnnxCond>,
+    blend: u32,
+    timbre_strength: u32,
+    cfg: bool,
+}
+
+impl CondFill {
+    fn holds(&self, cond: &Conditioning<OnnxCond>, blend: f32, strength: f32, cfg: bool) -> bool {
+        same_arc(&self.cond.prompt, &cond.prompt)
+            && same_arc(&self.cond.timbre, &cond.timbre)
+            && self.blend == blend.to_bits()
+            && self.timbre_strength == strength.to_bits()
+            && self.cfg == cfg
+    }
 }
 
 struct DitState {
@@ -598,6 +636,19 @@ struct TextModel {
     vocab: HashMap<String, i64>,
 }
 
+/// The `[timbre]` graph: a reference's latents in, condition rows out.
+struct TimbreModel {
+    session: Mutex<Session>,
+    /// Latent frames of one reference (`[timbre] reference_frames`).
+    reference_frames: usize,
+    /// The graph's rows for an all-zero reference (no reference): `[tokens, D]`. Every
+    /// condition ends with these, moved toward a committed reference's rows by
+    /// `timbre_strength`.
+    neutral: Vec<f32>,
+    /// Rows the graph returns (`K`).
+    tokens: usize,
+}
+
 /// A model bundle on ONNX Runtime (see the module doc).
 pub struct OnnxModel {
     manifest: BundleManifest,
@@ -616,6 +667,7 @@ pub struct OnnxModel {
     decoder: Mutex<DecoderState>,
     encoder: Option<Mutex<Session>>,
     text: Option<TextModel>,
+    timbre: Option<TimbreModel>,
 }
 
 /// The DiT's run options and whether an interrupt is asked for (ORT's flag cannot be read).
@@ -812,6 +864,49 @@ impl OnnxModel {
                 });
             }
         };
+        let timbre = match &spec.timbre {
+            Some(t) => {
+                let name = file_name(&dir, &t.file);
+                let mut s = open(&t.file)?;
+                let (_, outs) = check_tensors(
+                    &s,
+                    &name,
+                    &[(f32_tensor("reference_latents", 3), true)],
+                    &[f32_tensor("encoder_hidden_states", 3)],
+                )?;
+                check_dim(
+                    &name,
+                    "encoder_hidden_states",
+                    &outs[0],
+                    2,
+                    cond_width,
+                    "the DiT's condition width",
+                )?;
+                let neutral_reference = vec![0.0f32; t.reference_frames * c];
+                let (tokens, neutral) =
+                    run_timbre(&mut s, t.reference_frames, c, neutral_reference).map_err(
+                        |reason| OnnxLoadError::Tensor {
+                            file: name,
+                            tensor: "encoder_hidden_states".into(),
+                            reason: format!("on an all-zero reference: {reason}"),
+                        },
+                    )?;
+                if tokens == 0 || neutral.len() != tokens * cond_width {
+                    return Err(OnnxLoadError::Tensor {
+                        file: file_name(&dir, &t.file),
+                        tensor: "encoder_hidden_states".into(),
+                        reason: format!("{tokens} rows of {} values", neutral.len()),
+                    });
+                }
+                Some(TimbreModel {
+                    session: Mutex::new(s),
+                    reference_frames: t.reference_frames,
+                    neutral,
+                    tokens,
+                })
+            }
+            None => None,
+        };
 
         let model = Self {
             manifest: spec,
@@ -832,6 +927,7 @@ impl OnnxModel {
             }),
             encoder,
             text,
+            timbre,
         };
         model.probe().map_err(OnnxLoadError::Probe)?;
         Ok(model)
@@ -918,8 +1014,8 @@ impl OnnxModel {
     /// The knobs this bundle cannot honour (they change nothing it plays), in knob-table
     /// order: `guidance` and `cfg_rescale` with `guidance = "none"`; `prompt_blend` without
     /// `[text]` (there is no prompt to blend); `x0_target` without `[encoder]` (no source
-    /// to lock to); `timbre_strength` and `structure_strength` always (this backend takes
-    /// no timbre or structure reference).
+    /// to lock to); `timbre_strength` without `[timbre]`; `structure_strength` always (this
+    /// backend takes no structure reference).
     pub fn inert_knobs(&self) -> Vec<&'static str> {
         let m = &self.manifest;
         let no_guidance = m.sampler.guidance == Guidance::None;
@@ -927,7 +1023,7 @@ impl OnnxModel {
             (KnobId::guidance, no_guidance),
             (KnobId::cfg_rescale, no_guidance),
             (KnobId::x0_target, m.encoder.is_none()),
-            (KnobId::timbre_strength, true),
+            (KnobId::timbre_strength, m.timbre.is_none()),
             (KnobId::structure_strength, true),
             (KnobId::prompt_blend, m.text.is_none()),
         ]
@@ -970,9 +1066,11 @@ impl OnnxModel {
         let m = self.manifest.dit.t_multiple.max(1);
         let tp = frames.div_ceil(m) * m;
         let (prompt_a, prompt_b) = prompt_embeddings(shared.cond);
-        let tokens = prompt_a.map_or(1, |p| p.0).max(prompt_b.map_or(1, |p| p.0));
+        let prompt_tokens = prompt_a.map_or(1, |p| p.0).max(prompt_b.map_or(1, |p| p.0));
+        let tokens = prompt_tokens + self.timbre.as_ref().map_or(0, |t| t.tokens);
         let d = self.cond_width;
         let blend = shared.knobs.f32(KnobId::prompt_blend);
+        let strength = shared.knobs.f32(KnobId::timbre_strength);
         let source = shared
             .source
             .filter(|s| s.data.len() == want)
@@ -1012,20 +1110,31 @@ impl OnnxModel {
         for (r, t) in ts.iter_mut().enumerate() {
             *t = batch[r % b].t_curr;
         }
-        let filled_now = run.cond_filled.as_ref().is_some_and(|(cond, bits, half)| {
-            same_prompt(cond, shared.cond) && *bits == blend.to_bits() && *half == cfg
-        });
+        let filled_now = run
+            .cond_filled
+            .as_ref()
+            .is_some_and(|f| f.holds(shared.cond, blend, strength, cfg));
         if !filled_now {
             let (_, ehs) = run.cond.extract_tensor_mut();
             let row_len = tokens * d;
+            let reference = shared.cond.timbre.as_deref().map(OnnxCond::rows);
             for (r, row) in ehs.chunks_exact_mut(row_len).enumerate() {
                 if r >= b {
                     row.fill(0.0); // the null condition
                     continue;
                 }
-                fill_condition(row, d, prompt_a, prompt_b, blend);
+                let (prompt, timbre) = row.split_at_mut(prompt_tokens * d);
+                fill_condition(prompt, d, prompt_a, prompt_b, blend);
+                if let Some(t) = &self.timbre {
+                    fill_timbre(timbre, &t.neutral, reference, strength);
+                }
             }
-            run.cond_filled = Some((shared.cond.clone(), blend.to_bits(), cfg));
+            run.cond_filled = Some(CondFill {
+                cond: shared.cond.clone(),
+                blend: blend.to_bits(),
+                timbre_strength: strength.to_bits(),
+                cfg,
+            });
         }
         if let Some(ctx) = run.context.as_mut() {
             let (_, ctx) = ctx.extract_tensor_mut();
@@ -1160,22 +1269,30 @@ type Embedding<'a> = (usize, &'a [f32]);
 fn prompt_embeddings(
     cond: &Conditioning<OnnxCond>,
 ) -> (Option<Embedding<'_>>, Option<Embedding<'_>>) {
-    fn emb(c: &OnnxCond) -> Embedding<'_> {
-        match c {
-            OnnxCond::Prompt { tokens, embedding } => (*tokens, &embedding[..]),
-        }
-    }
     match &cond.prompt {
-        Some(p) => (Some(emb(&p.a.cond)), p.b.as_ref().map(|b| emb(&b.cond))),
+        Some(p) => (Some(p.a.cond.rows()), p.b.as_ref().map(|b| b.cond.rows())),
         None => (None, None),
     }
 }
 
-fn same_prompt(a: &Conditioning<OnnxCond>, b: &Conditioning<OnnxCond>) -> bool {
-    match (&a.prompt, &b.prompt) {
+/// Whether `a` and `b` are the same commit (or both absent).
+fn same_arc<T>(a: &Option<Arc<T>>, b: &Option<Arc<T>>) -> bool {
+    match (a, b) {
         (Some(x), Some(y)) => Arc::ptr_eq(x, y),
         (None, None) => true,
         _ => false,
+    }
+}
+
+/// A condition row's timbre rows: the neutral rows (no reference), moved toward the
+/// reference's by `strength`; the neutral rows alone without a reference (or one of another
+/// row count, which [`OnnxModel::encode_timbre`] never makes).
+fn fill_timbre(rows: &mut [f32], neutral: &[f32], reference: Option<Embedding<'_>>, strength: f32) {
+    rows.copy_from_slice(neutral);
+    if let Some((_, r)) = reference.filter(|(_, r)| r.len() == rows.len()) {
+        for (x, y) in rows.iter_mut().zip(r) {
+            *x += strength * (y - *x);
+        }
     }
 }
 
@@ -1201,6 +1318,97 @@ fn fill_condition(
             *x += blend * (y - *x);
         }
     }
+}
+
+impl OnnxModel {
+    /// Encodes `audio` (the bundle's rate and channels) into latents; `field` names what it is
+    /// in a refusal (`source`, `timbre`).
+    fn encode_audio(
+        &self,
+        field: &'static str,
+        audio: AudioView<'_>,
+    ) -> Result<OnnxLatents, EncodeError> {
+        audio.validate(field)?;
+        let g = self.manifest.geometry;
+        let refused = |reason: String| EncodeError::Refused { field, reason };
+
+        let Some(encoder) = &self.encoder else {
+            return Err(refused(format!(
+                "bundle `{}` has no encoder",
+                self.manifest.name
+            )));
+        };
+        if audio.sample_rate != g.sample_rate || audio.channels != g.audio_channels {
+            return Err(refused(format!(
+                "{} Hz x {} channels given, the bundle takes {} Hz x {} (convert first)",
+                audio.sample_rate, audio.channels, g.sample_rate, g.audio_channels
+            )));
+        }
+        // A whole number of latent frames: the loop is periodic, so wrap to pad.
+        let hop = g.samples_per_latent_frame();
+        let given = audio.frames();
+        let frames = ((given as f64 / hop as f64).round() as usize).max(1);
+        let s = frames * hop;
+        let a = g.audio_channels;
+        let mut planar = vec![0.0f32; a * s];
+        for ch in 0..a {
+            for i in 0..s {
+                planar[ch * s + i] = audio.samples[(i % given) * a + ch];
+            }
+        }
+        let input = Tensor::from_array(([1usize, a, s], planar.into_boxed_slice()))
+            .map_err(|e| refused(e.to_string()))?;
+        let mut session = encoder.lock_unpoisoned();
+        let outputs = session
+            .run(ort::inputs!["audio" => input])
+            .map_err(|e| refused(format!("encoder: {e}")))?;
+        let (shape, data) = outputs["latents"]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| refused(format!("encoder: {e}")))?;
+        let c = g.latent_channels;
+        let want = [1, c as i64, frames as i64];
+        if shape[..] != want {
+            return Err(refused(format!(
+                "encoder output has shape {shape:?}, expected {want:?}"
+            )));
+        }
+        if data.iter().any(|v| !v.is_finite()) {
+            return Err(refused("encoder output holds a non-finite value".into()));
+        }
+        let mut out = vec![0.0f32; frames * c];
+        for ch in 0..c {
+            for f in 0..frames {
+                out[f * c + ch] = data[ch * frames + f];
+            }
+        }
+        Ok(OnnxLatents { frames, data: out })
+    }
+}
+
+/// Runs the timbre graph on `reference` (`[frames, C]` frame-major): `(rows, [rows, D])`.
+fn run_timbre(
+    session: &mut Session,
+    frames: usize,
+    channels: usize,
+    reference: Vec<f32>,
+) -> Result<(usize, Vec<f32>), String> {
+    let input = Tensor::from_array(([1usize, frames, channels], reference.into_boxed_slice()))
+        .map_err(|e| e.to_string())?;
+    let outputs = session
+        .run(ort::inputs!["reference_latents" => input])
+        .map_err(|e| format!("timbre graph: {e}"))?;
+    let (shape, data) = outputs["encoder_hidden_states"]
+        .try_extract_tensor::<f32>()
+        .map_err(|e| format!("timbre graph: {e}"))?;
+    let [1, rows, _] = shape[..] else {
+        return Err(format!(
+            "timbre graph output has shape {shape:?}, expected [1, rows, D]"
+        ));
+    };
+    if data.iter().any(|v| !v.is_finite()) {
+        return Err("timbre graph output holds a non-finite value".into());
+    }
+    Ok((rows.max(0) as usize, data.to_vec()))
 }
 
 impl ConditionEncoder for OnnxModel {
@@ -1271,11 +1479,37 @@ impl ConditionEncoder for OnnxModel {
         })
     }
 
-    fn encode_timbre(&self, _audio: AudioView<'_>) -> Result<OnnxCond, EncodeError> {
-        Err(EncodeError::Refused {
+    fn encode_timbre(&self, audio: AudioView<'_>) -> Result<OnnxCond, EncodeError> {
+        let refused = |reason: String| EncodeError::Refused {
             field: "timbre",
-            reason: format!("bundle `{}` takes no timbre reference", self.manifest.name),
-        })
+            reason,
+        };
+        let Some(timbre) = &self.timbre else {
+            return Err(refused(format!(
+                "bundle `{}` takes no timbre reference",
+                self.manifest.name
+            )));
+        };
+        let latents = self.encode_audio("timbre", audio)?;
+        // The graph takes `reference_frames` frames: a shorter reference repeats (it is a
+        // sound's colour, not a part of the loop), a longer one is cut.
+        let c = self.manifest.geometry.latent_channels;
+        let f = timbre.reference_frames;
+        let reference: Vec<f32> = (0..f)
+            .flat_map(|i| {
+                let at = (i % latents.frames) * c;
+                latents.data[at..at + c].iter().copied()
+            })
+            .collect();
+        let mut session = timbre.session.lock_unpoisoned();
+        let (tokens, embedding) = run_timbre(&mut session, f, c, reference).map_err(refused)?;
+        if tokens != timbre.tokens || embedding.len() != timbre.neutral.len() {
+            return Err(refused(format!(
+                "the timbre graph returned {tokens} rows; it returned {} for no reference",
+                timbre.tokens
+            )));
+        }
+        Ok(OnnxCond::Timbre { tokens, embedding })
     }
 
     fn encode_structure(&self, _audio: AudioView<'_>) -> Result<OnnxCond, EncodeError> {
@@ -1298,62 +1532,7 @@ impl Model for OnnxModel {
     }
 
     fn encode_source(&self, audio: AudioView<'_>) -> Result<OnnxLatents, EncodeError> {
-        audio.validate("source")?;
-        let g = self.manifest.geometry;
-        let refused = |reason: String| EncodeError::Refused {
-            field: "source",
-            reason,
-        };
-        let Some(encoder) = &self.encoder else {
-            return Err(refused(format!(
-                "bundle `{}` has no encoder",
-                self.manifest.name
-            )));
-        };
-        if audio.sample_rate != g.sample_rate || audio.channels != g.audio_channels {
-            return Err(refused(format!(
-                "{} Hz x {} channels given, the bundle takes {} Hz x {} (convert first)",
-                audio.sample_rate, audio.channels, g.sample_rate, g.audio_channels
-            )));
-        }
-        // A whole number of latent frames: the loop is periodic, so wrap to pad.
-        let hop = g.samples_per_latent_frame();
-        let given = audio.frames();
-        let frames = ((given as f64 / hop as f64).round() as usize).max(1);
-        let s = frames * hop;
-        let a = g.audio_channels;
-        let mut planar = vec![0.0f32; a * s];
-        for ch in 0..a {
-            for i in 0..s {
-                planar[ch * s + i] = audio.samples[(i % given) * a + ch];
-            }
-        }
-        let input = Tensor::from_array(([1usize, a, s], planar.into_boxed_slice()))
-            .map_err(|e| refused(e.to_string()))?;
-        let mut session = encoder.lock_unpoisoned();
-        let outputs = session
-            .run(ort::inputs!["audio" => input])
-            .map_err(|e| refused(format!("encoder: {e}")))?;
-        let (shape, data) = outputs["latents"]
-            .try_extract_tensor::<f32>()
-            .map_err(|e| refused(format!("encoder: {e}")))?;
-        let c = g.latent_channels;
-        let want = [1, c as i64, frames as i64];
-        if shape[..] != want {
-            return Err(refused(format!(
-                "encoder output has shape {shape:?}, expected {want:?}"
-            )));
-        }
-        if data.iter().any(|v| !v.is_finite()) {
-            return Err(refused("encoder output holds a non-finite value".into()));
-        }
-        let mut out = vec![0.0f32; frames * c];
-        for ch in 0..c {
-            for f in 0..frames {
-                out[f * c + ch] = data[ch * frames + f];
-            }
-        }
-        Ok(OnnxLatents { frames, data: out })
+        self.encode_audio("source", audio)
     }
 
     fn latent_frames(&self, latents: &OnnxLatents) -> usize {

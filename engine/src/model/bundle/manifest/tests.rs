@@ -370,6 +370,27 @@ fn cfg_needs_a_text_condition() {
 }
 
 #[test]
+fn a_timbre_graph_is_read_and_needs_an_encoder() {
+    let timbre =
+        format!("{REFERENCE_MANIFEST}[timbre]\nfile = \"text.onnx\"\nreference_frames = 750\n");
+    let dir = bundle(&timbre);
+    let t = load(dir.path()).unwrap().timbre.unwrap();
+    assert_eq!(
+        (t.file, t.reference_frames),
+        (canonical(&dir).join("text.onnx"), 750)
+    );
+    let without_encoder = timbre.replace("[encoder]\nfile = \"encoder.onnx\"\n", "");
+    assert!(!without_encoder.contains("[encoder]"));
+    let e = load(bundle(&without_encoder).path())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        r#"bundle.toml: [timbre] file: "text.onnx" (accepted: only with an [encoder] section (references are encoded by it))"#
+    );
+}
+
+#[test]
 fn a_missing_file_is_named_with_the_folder() {
     let dir = bundle(REFERENCE_MANIFEST);
     fs::remove_file(dir.path().join("dit.onnx")).unwrap();
