@@ -197,6 +197,14 @@ fn an_acestep_export_plays_through_jack_and_its_weights_make_its_sound() {
         changed > 1.0,
         "other weights did not change the sound: {changed:.2} dB"
     );
+
+    // A timbre reference goes through the export's encoder and timbre graph (one row among
+    // the caption's hundreds here, so its effect on random weights is small: the graphs
+    // themselves are checked in tools/export-acestep/tests).
+    let (timbred, _) = play_with_timbre(&server, &library, seed0.path(), Some(&buzz(2.0)));
+    assert!(timbred.iter().all(|s| s.is_finite()), "non-finite samples");
+    let moved = mean_abs_db(&profile(&first), &profile(&timbred));
+    eprintln!("spectral distance with the timbre reference: {moved:.2} dB");
 }
 
 /// `seconds` of a bright stereo buzz (a 1760 Hz saw) at [`RATE`].

@@ -94,14 +94,20 @@ pub fn acestep_export(seed: u32) -> Option<tempfile::TempDir> {
         .output();
     let why = match out {
         Ok(o) if o.status.success() => return Some(dir),
-        Ok(o) => format!(
-            "export_acestep.py failed (torch, diffusers and transformers needed; \
-             scripts/test.sh installs them): {}",
-            String::from_utf8_lossy(&o.stderr)
+        Ok(o) => {
+            // The exception's own line (torch's exporter ends with generic advice).
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            let line = stderr
                 .lines()
-                .last()
-                .unwrap_or("")
-        ),
+                .rev()
+                .find(|l| l.contains("Error") || l.contains("error:"))
+                .or_else(|| stderr.lines().last())
+                .unwrap_or("");
+            format!(
+                "export_acestep.py failed (torch, diffusers and transformers needed; \
+                 scripts/test.sh installs them): {line}"
+            )
+        }
         Err(e) => format!("python3 not runnable: {e}"),
     };
     skip_unless_required(REQUIRE_EXPORT_ENV, &why)

@@ -22,11 +22,15 @@ What each graph holds (docs/models.md, "ACE-Step v1.5 through the export tool"):
 - `decoder.onnx` / `encoder.onnx`: the Oobleck VAE (weight norm folded), the encoder
   returning the latent distribution's mean. The manifest's `context_frames` is the decoder's
   receptive field, measured here (how far a change to one latent frame reaches).
-- `text.onnx`: tag ids in, the condition encoder's packed sequence out. The graph maps each
-  tag to its Qwen3 token ids (a table made here with the checkpoint's tokenizer: `" tag,"`),
-  wraps them in ACE-Step's SFT caption template, runs Qwen3 and the text projector, and puts
-  the instrumental lyric and the silence timbre encodings (computed here, constant) first,
-  as the condition encoder packs them.
+- `text.onnx`: tag ids in, condition rows out. The graph maps each tag to its Qwen3 token
+  ids (a table made here with the checkpoint's tokenizer: `" tag,"`), wraps them in
+  ACE-Step's SFT caption template, runs Qwen3 and the text projector, and puts the
+  instrumental lyric's encoding (computed here, constant) first.
+- `timbre.onnx`: a reference's latents (`[1, 750, 64]`, 30 s) in, its timbre row out (the
+  condition encoder's timbre encoder); an all-zero reference is the silence latent. latentd
+  appends these rows to the text's, for no reference the graph's own all-zero output, so
+  the condition holds what ACE-Step's condition encoder packs (lyric, timbre, text) in
+  another order, which the DiT's position-free cross-attention does not see.
 
 Export traps handled (../shared/notes/models.md): GQA attention runs with K/V heads repeated
 (no `enable_gqa`), masks are additive biases built from the sequence length, `T` is padded
@@ -188,6 +192,35 @@ class Text(nn.Module):
         return torch.cat([self.fixed_rows, self.projector(hidden)], dim=1)
 
 
+class Timbre(nn.Module):
+    """A timbre reference's latents -> its condition row (ACE-Step's timbre encoder; an
+    all-zero reference, latentd's "no reference", is the checkpoint's silence latent, as the
+    pipeline uses when it is given none)."""
+
+    def __init__(self, condition_encoder):
+        super().__init__()
+        self.encoder = condition_encoder.timbre_encoder
+        self.register_buffer("silence", condition_encoder.silence_latent[:, :TIMBRE_FRAMES].detach().clone())
+
+    def forward(self, reference_latents):
+        none = reference_latents.abs().amax(dim=(0, 1, 2)) == 0
+        reference = torch.where(none, self.silence, reference_latents)
+        # The encoder's unpacking of references per batch item (bincount, argsort, a
+        # data-dependent size) does not export; for one reference of one item it is that
+        # reference's pooled row, so it is swapped for exactly that while tracing.
+        self.encoder.unpack_timbre_embeddings = one_reference_rows
+        try:
+            rows, _ = self.encoder(reference, torch.zeros(1, dtype=torch.long, device=reference.device))
+        finally:
+            del self.encoder.unpack_timbre_embeddings
+        return rows
+
+
+def one_reference_rows(pooled: torch.Tensor, order_mask: torch.Tensor):
+    """ACE-Step's `unpack_timbre_embeddings` for one reference of one batch item."""
+    return pooled[None, :, :], torch.ones(1, pooled.shape[0], dtype=torch.long, device=pooled.device)
+
+
 # --------------------------------------------------------------------------- the model ---
 
 
@@ -326,20 +359,15 @@ def caption_template(tokenize, duration_s: int) -> tuple[list[int], list[int]]:
     return tokenize(before), tokenize(after)
 
 
-def fixed_condition_rows(parts: Parts) -> torch.Tensor:
-    """The instrumental lyric and silence timbre encodings, packed as the condition encoder
-    packs them ahead of the text: `[1, rows, D]`."""
-    from diffusers.pipelines.ace_step.modeling_ace_step import _pack_sequences
+INSTRUMENTAL_LYRIC = "# Languages\nen\n\n# Lyric\n<|endoftext|>"
 
-    enc = parts.condition_encoder
-    lyric_ids = torch.tensor([parts.tokenize("# Languages\nen\n\n# Lyric\n<|endoftext|>")])
+
+def lyric_rows(parts: Parts) -> torch.Tensor:
+    """The instrumental lyric's encoding (the pipeline's lyric for no lyrics): `[1, rows, D]`."""
+    lyric_ids = torch.tensor([parts.tokenize(INSTRUMENTAL_LYRIC)])
     lyric_embeds = parts.text_encoder.get_input_embeddings()(lyric_ids)
-    lyric_mask = torch.ones(lyric_ids.shape, dtype=torch.bool)
-    lyric = enc.lyric_encoder(inputs_embeds=lyric_embeds, attention_mask=lyric_mask)
-    reference = enc.silence_latent[:, :TIMBRE_FRAMES, :]
-    timbre, timbre_mask = enc.timbre_encoder(reference, torch.zeros(1, dtype=torch.long))
-    packed, mask = _pack_sequences(lyric, timbre, lyric_mask, timbre_mask.bool())
-    return packed[:, : int(mask.sum())]
+    mask = torch.ones(lyric_ids.shape, dtype=torch.bool)
+    return parts.condition_encoder.lyric_encoder(inputs_embeds=lyric_embeds, attention_mask=mask)
 
 
 def tag_vocabulary(path: Path) -> list[str]:
@@ -353,25 +381,31 @@ def build_text(parts: Parts, tags: list[str], duration_s: int) -> Text:
     prefix, suffix = caption_template(parts.tokenize, duration_s)
     tag_tokens = [parts.tokenize(f" {tag},") for tag in tags]
     return Text(parts.text_encoder, parts.condition_encoder.text_projector, tag_tokens, prefix, suffix,
-                fixed_condition_rows(parts)).eval()
+                lyric_rows(parts)).eval()
 
 
-def check_text_against_condition_encoder(parts: Parts, text: Text, ids: torch.Tensor) -> float:
-    """Max |difference| between the text graph's module and the condition encoder run the
-    pipeline's way on the same caption (they must agree: the graph only re-orders work)."""
+def check_against_condition_encoder(parts: Parts, text: Text, timbre: Timbre, ids: torch.Tensor,
+                                    reference: torch.Tensor) -> float:
+    """Max |difference| between the condition latentd assembles (the text graph's rows, then
+    the timbre graph's) and the condition encoder run the pipeline's way on the same caption and
+    reference, which packs lyric, timbre, text. The DiT's cross-attention has no positions, so
+    only the rows matter, not their order; they are compared in the encoder's order."""
     tags = ids[0]
     tokens = text.table[tags][text.used[tags]]
     caption = torch.cat([text.prefix, tokens, text.suffix])[None, :]
     hidden = parts.text_encoder(input_ids=caption).last_hidden_state
-    lyric_ids = torch.tensor([parts.tokenize("# Languages\nen\n\n# Lyric\n<|endoftext|>")])
-    reference = parts.condition_encoder.silence_latent[:, :TIMBRE_FRAMES, :]
+    lyric_ids = torch.tensor([parts.tokenize(INSTRUMENTAL_LYRIC)])
+    silence = reference.abs().amax() == 0
     expected, _ = parts.condition_encoder(
         text_hidden_states=hidden, text_attention_mask=torch.ones(caption.shape, dtype=torch.bool),
         lyric_hidden_states=parts.text_encoder.get_input_embeddings()(lyric_ids),
         lyric_attention_mask=torch.ones(lyric_ids.shape, dtype=torch.bool),
-        refer_audio_acoustic_hidden_states_packed=reference,
+        refer_audio_acoustic_hidden_states_packed=timbre.silence if silence else reference,
         refer_audio_order_mask=torch.zeros(1, dtype=torch.long))
-    return float((text(ids) - expected).abs().max())
+    lyric = text.fixed_rows.shape[1]
+    text_rows, timbre_rows = text(ids), timbre(reference)
+    got = torch.cat([text_rows[:, :lyric], timbre_rows, text_rows[:, lyric:]], dim=1)
+    return float((got - expected).abs().max())
 
 
 # ----------------------------------------------------------------------------- export ---
@@ -440,6 +474,9 @@ file = "decoder.onnx"
 context_frames = {context_frames}
 [encoder]
 file = "encoder.onnx"
+[timbre]
+file = "timbre.onnx"
+reference_frames = {TIMBRE_FRAMES}
 [text]
 kind = "tags"
 vocab = "tags.txt"
@@ -490,19 +527,26 @@ def export(parts: Parts, tags: list[str], out: Path, name: str, steps: int, shif
                  out / "encoder.onnx")
 
     text = build_text(parts, tags, duration_s)
+    timbre = Timbre(parts.condition_encoder).eval()
     text_inputs = {"ids": torch.tensor([[0, len(tags) // 2, len(tags) - 1]])}
-    report["text_vs_condition_encoder"] = check_text_against_condition_encoder(parts, text, text_inputs["ids"])
-    if report["text_vs_condition_encoder"] > 1e-4:
-        raise SystemExit(f"export-acestep: the text graph differs from the condition encoder by "
-                         f"{report['text_vs_condition_encoder']:.2e}")
+    timbre_inputs = {"reference_latents": torch.randn(1, TIMBRE_FRAMES, c, generator=g)}
+    with torch.no_grad():
+        report["condition_vs_condition_encoder"] = max(
+            check_against_condition_encoder(parts, text, timbre, text_inputs["ids"], reference)
+            for reference in (timbre_inputs["reference_latents"], torch.zeros(1, TIMBRE_FRAMES, c)))
+    if report["condition_vs_condition_encoder"] > 1e-4:
+        raise SystemExit(f"export-acestep: the text and timbre graphs differ from the condition "
+                         f"encoder by {report['condition_vs_condition_encoder']:.2e}")
     export_graph(text, text_inputs, ["encoder_hidden_states"],
                  {"ids": {1: "L"}, "encoder_hidden_states": {1: "R"}}, out / "text.onnx")
+    export_graph(timbre, timbre_inputs, ["encoder_hidden_states"], {}, out / "timbre.onnx")
     (out / "tags.txt").write_text("\n".join(tags) + "\n")
 
     parity = [parity_run("dit", dit, dit_inputs, "velocity", out),
               parity_run("decoder", decoder, dec_inputs, "audio", out),
               parity_run("encoder", encoder, enc_inputs, "latents", out),
-              parity_run("text", text, text_inputs, "encoder_hidden_states", out)]
+              parity_run("text", text, text_inputs, "encoder_hidden_states", out),
+              parity_run("timbre", timbre, timbre_inputs, "encoder_hidden_states", out)]
     write_bytes(out / "bundle.toml", manifest(name, parts, steps, shift, context_frames, default_prompt, parity).encode())
     report["bytes"] = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     return report

@@ -106,21 +106,49 @@ class ExportedGraphs(unittest.TestCase):
                 context_latents=context, return_dict=False)[0]
         self.assertLess(float((got - want).abs().max()), 1e-6)
 
-    def test_the_text_graph_is_the_condition_encoder_for_any_tags(self):
+    def test_text_and_timbre_rows_are_the_condition_encoders_for_any_tags(self):
         session = self.session("text")
         text = ea.build_text(self.parts, self.tags, 30)
-        self.assertLess(self.report["text_vs_condition_encoder"], 1e-5)
+        timbre = ea.Timbre(self.parts.condition_encoder).eval()
+        self.assertLess(self.report["condition_vs_condition_encoder"], 1e-5)
+        g = torch.Generator().manual_seed(8)
+        references = [torch.zeros(1, ea.TIMBRE_FRAMES, 64), torch.randn(1, ea.TIMBRE_FRAMES, 64, generator=g)]
         lengths = []
-        for ids in ([0], [5, 6, 7, 8], [len(self.tags) - 1, 0, 0]):
+        for ids, reference in zip(([0], [5, 6, 7, 8], [len(self.tags) - 1, 0, 0]), references * 2):
             x = torch.tensor([ids])
             with torch.no_grad():
                 want = text(x).numpy()
-            self.assertLess(ea.check_text_against_condition_encoder(self.parts, text, x), 1e-5)
+                err = ea.check_against_condition_encoder(self.parts, text, timbre, x, reference)
+            self.assertLess(err, 1e-5, ids)
             got = session.run(["encoder_hidden_states"], {"ids": x.numpy()})[0]
             self.assertEqual(got.shape, want.shape)
             self.assertLess(float(np.abs(got - want).max()), TOLERANCE, ids)
             lengths.append(got.shape[1])
         self.assertEqual(len(set(lengths)), 3, "the caption grows with the tags")
+
+    def test_the_timbre_graph_maps_no_reference_to_silence(self):
+        session = self.session("timbre")
+        timbre = ea.Timbre(self.parts.condition_encoder).eval()
+        zero = torch.zeros(1, ea.TIMBRE_FRAMES, 64)
+        g = torch.Generator().manual_seed(6)
+        reference = torch.randn(1, ea.TIMBRE_FRAMES, 64, generator=g)
+        with torch.no_grad():
+            silence_rows, _ = self.parts.condition_encoder.timbre_encoder(
+                timbre.silence, torch.zeros(1, dtype=torch.long))
+            for x, want in ((zero, silence_rows), (reference, timbre(reference))):
+                got = session.run(["encoder_hidden_states"], {"reference_latents": x.numpy()})[0]
+                self.assertLess(float(np.abs(got - want.numpy()).max()), TOLERANCE)
+        self.assertGreater(float((timbre(reference) - silence_rows).abs().max()), 1e-3)
+
+    def test_the_dit_does_not_see_the_order_of_condition_rows(self):
+        # latentd puts the timbre rows after the text's, ACE-Step's encoder before: the same
+        # velocity either way.
+        session = self.session("dit")
+        inputs = {k: v.numpy() for k, v in self.dit_inputs(2, 20, 6, seed=12).items()}
+        shuffled = dict(inputs, encoder_hidden_states=inputs["encoder_hidden_states"][:, [3, 5, 0, 4, 1, 2]])
+        a = session.run(["velocity"], inputs)[0]
+        b = session.run(["velocity"], shuffled)[0]
+        self.assertLess(float(np.abs(a - b).max()), TOLERANCE)
 
     def test_the_vae_graphs_follow_the_modules_at_new_lengths(self):
         decoder, encoder = self.session("decoder"), self.session("encoder")
