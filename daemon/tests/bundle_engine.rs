@@ -50,13 +50,7 @@ fn play_with_timbre(
 ) -> (Vec<f32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("played.wav");
-    let mut launch = Launch::bundle_on_jack(server.name(), library, model, 8, &record);
-    launch
-        .args
-        .extend(["--media".into(), dir.path().display().to_string()]);
-    let mut daemon = Daemon::start(&dir, launch);
-    daemon.wait_line("playing a loop of 384000 frames", START);
-    let osc = Osc::new(daemon.osc_addr(START));
+    let (mut daemon, osc) = start_playing(server, library, model, &dir, &record);
     if let Some(samples) = timbre {
         write_wav(&dir.path().join("timbre.wav"), samples);
         osc.send("/timbre", vec![OscType::String("timbre.wav".into())]);
@@ -72,18 +66,28 @@ fn play_with_timbre(
     (samples, backend)
 }
 
+/// Starts the daemon on `server` with `model`, recording to `record`, its media folder `dir`;
+/// returns once it plays, with an OSC client.
+fn start_playing(
+    server: &JackServer,
+    library: &Path,
+    model: &Path,
+    dir: &tempfile::TempDir,
+    record: &Path,
+) -> (Daemon, Osc) {
+    let mut launch = Launch::bundle_on_jack(server.name(), library, model, 8, record);
+    launch
+        .args
+        .extend(["--media".into(), dir.path().display().to_string()]);
+    let daemon = Daemon::start(dir, launch);
+    daemon.wait_line("playing a loop of 384000 frames", START);
+    let osc = Osc::new(daemon.osc_addr(START));
+    (daemon, osc)
+}
+
+/// Writes interleaved stereo at [`RATE`] as a float WAV.
 fn write_wav(path: &Path, stereo: &[f32]) {
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: RATE,
-        bits_per_sample: 32,
-        sample_format: hound::SampleFormat::Float,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for &s in stereo {
-        w.write_sample(s).unwrap();
-    }
-    w.finalize().unwrap();
+    common::write_float_wav(path, 2, RATE, stereo);
 }
 
 /// Mean level in dB of [`BANDS`] log-spaced bands over the last 2 s of the left channel.
@@ -235,13 +239,7 @@ fn a_timbre_reference_is_taken_by_a_bundle_with_a_timbre_graph_and_refused_witho
 
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("played.wav");
-    let mut launch = Launch::bundle_on_jack(server.name(), &library, without.path(), 8, &record);
-    launch
-        .args
-        .extend(["--media".into(), dir.path().display().to_string()]);
-    let mut daemon = Daemon::start(&dir, launch);
-    daemon.wait_line("playing a loop of 384000 frames", START);
-    let osc = Osc::new(daemon.osc_addr(START));
+    let (mut daemon, osc) = start_playing(&server, &library, without.path(), &dir, &record);
     write_wav(&dir.path().join("timbre.wav"), &buzz(1.0));
     osc.send("/timbre", vec![OscType::String("timbre.wav".into())]);
     let fail = osc.reply("/fail", START).expect("no /fail /timbre");
