@@ -83,7 +83,7 @@ knob_table! {
     periodicity = "periodicity", 0, 12.5, 0, "Hz", Float, SharedCurve,
         "SDE: cycles per second of the generation/source blend (0 = constant)";
     seed = "seed", 0, u32::MAX, 0, "", Int, PerSlot,
-        "noise seed of new slots";
+        "noise seed of new slots: the same seed and knobs replay the same take";
     shift = "shift", 1, 6, 3.5, "", Float, PerSlot,
         "schedule warp: higher spends more steps at high noise (broad strokes)";
     guidance = "guidance", 1, 15, 1, "", Float, SharedCurve,
