@@ -884,20 +884,12 @@ impl OnnxModel {
                 )?;
                 let neutral_reference = vec![0.0f32; t.reference_frames * c];
                 let (tokens, neutral) =
-                    run_timbre(&mut s, t.reference_frames, c, neutral_reference).map_err(
-                        |reason| OnnxLoadError::Tensor {
+                    run_timbre(&mut s, t.reference_frames, c, cond_width, neutral_reference)
+                        .map_err(|reason| OnnxLoadError::Tensor {
                             file: name,
                             tensor: "encoder_hidden_states".into(),
                             reason: format!("on an all-zero reference: {reason}"),
-                        },
-                    )?;
-                if tokens == 0 || neutral.len() != tokens * cond_width {
-                    return Err(OnnxLoadError::Tensor {
-                        file: file_name(&dir, &t.file),
-                        tensor: "encoder_hidden_states".into(),
-                        reason: format!("{tokens} rows of {} values", neutral.len()),
-                    });
-                }
+                        })?;
                 Some(TimbreModel {
                     session: Mutex::new(s),
                     reference_frames: t.reference_frames,
@@ -1385,11 +1377,12 @@ impl OnnxModel {
     }
 }
 
-/// Runs the timbre graph on `reference` (`[frames, C]` frame-major): `(rows, [rows, D])`.
+/// Runs the timbre graph on `reference` (`[frames, C]` frame-major): `(rows, [rows, width])`.
 fn run_timbre(
     session: &mut Session,
     frames: usize,
     channels: usize,
+    width: usize,
     reference: Vec<f32>,
 ) -> Result<(usize, Vec<f32>), String> {
     let input = Tensor::from_array(([1usize, frames, channels], reference.into_boxed_slice()))
@@ -1397,18 +1390,31 @@ fn run_timbre(
     let outputs = session
         .run(ort::inputs!["reference_latents" => input])
         .map_err(|e| format!("timbre graph: {e}"))?;
+    condition_rows(&outputs, "timbre graph", width)
+}
+
+/// A text or timbre graph's `encoder_hidden_states`, checked: `[1, rows >= 1, width]` and
+/// finite. `(rows, [rows, width] row-major)`; `graph` names it in the error.
+fn condition_rows(
+    outputs: &ort::session::SessionOutputs<'_>,
+    graph: &str,
+    width: usize,
+) -> Result<(usize, Vec<f32>), String> {
     let (shape, data) = outputs["encoder_hidden_states"]
         .try_extract_tensor::<f32>()
-        .map_err(|e| format!("timbre graph: {e}"))?;
-    let [1, rows, _] = shape[..] else {
-        return Err(format!(
-            "timbre graph output has shape {shape:?}, expected [1, rows, D]"
-        ));
+        .map_err(|e| format!("{graph}: {e}"))?;
+    let rows = match shape[..] {
+        [1, rows, w] if rows >= 1 && w == width as i64 => rows as usize,
+        _ => {
+            return Err(format!(
+                "{graph} output has shape {shape:?}, expected [1, rows >= 1, {width}]"
+            ));
+        }
     };
     if data.iter().any(|v| !v.is_finite()) {
-        return Err("timbre graph output holds a non-finite value".into());
+        return Err(format!("{graph} output holds a non-finite value"));
     }
-    Ok((rows.max(0) as usize, data.to_vec()))
+    Ok((rows, data.to_vec()))
 }
 
 impl ConditionEncoder for OnnxModel {
@@ -1453,28 +1459,12 @@ impl ConditionEncoder for OnnxModel {
         let outputs = session
             .run(ort::inputs!["ids" => input])
             .map_err(|e| refused(format!("text model: {e}")))?;
-        let (shape, data) = outputs["encoder_hidden_states"]
-            .try_extract_tensor::<f32>()
-            .map_err(|e| refused(format!("text model: {e}")))?;
         // The condition's length is the graph's: one row per tag, or more (ACE-Step's text
-        // graph wraps the tags in its caption template and adds lyric and timbre rows).
-        let tokens = match shape[..] {
-            [1, rows, width] if rows >= 1 && width == self.cond_width as i64 => rows as usize,
-            _ => {
-                return Err(refused(format!(
-                    "text model output has shape {shape:?}, expected [1, rows >= 1, {}]",
-                    self.cond_width
-                )));
-            }
-        };
-        if data.iter().any(|v| !v.is_finite()) {
-            return Err(refused("text model output holds a non-finite value".into()));
-        }
+        // graph wraps the tags in its caption template and adds a lyric's rows).
+        let (tokens, embedding) =
+            condition_rows(&outputs, "text model", self.cond_width).map_err(refused)?;
         Ok(PromptEncoding {
-            cond: OnnxCond::Prompt {
-                tokens,
-                embedding: data.to_vec(),
-            },
+            cond: OnnxCond::Prompt { tokens, embedding },
             unknown_words,
         })
     }
@@ -1502,8 +1492,9 @@ impl ConditionEncoder for OnnxModel {
             })
             .collect();
         let mut session = timbre.session.lock_unpoisoned();
-        let (tokens, embedding) = run_timbre(&mut session, f, c, reference).map_err(refused)?;
-        if tokens != timbre.tokens || embedding.len() != timbre.neutral.len() {
+        let (tokens, embedding) =
+            run_timbre(&mut session, f, c, self.cond_width, reference).map_err(refused)?;
+        if tokens != timbre.tokens {
             return Err(refused(format!(
                 "the timbre graph returned {tokens} rows; it returned {} for no reference",
                 timbre.tokens
