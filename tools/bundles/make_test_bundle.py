@@ -524,6 +524,19 @@ latent_frame_rate = {LATENT_FRAME_RATE}
 """
 
 
+def parity_run(graph: str, inputs: dict, outputs: dict, out: Path) -> str:
+    """Writes one `[[parity.run]]`'s tensors (name -> numpy array) under `out/parity/`, raw
+    little-endian, and returns its TOML (also the export tools')."""
+    lines = [f'[[parity.run]]\ngraph = "{graph}"\n']
+    for section, tensors in (("inputs", inputs), ("outputs", outputs)):
+        lines.append(f"{section} = [\n")
+        for name, array in tensors.items():
+            write_bytes(out / "parity" / f"{graph}.{name}.bin", array.astype(array.dtype.newbyteorder("<")).tobytes())
+            lines.append(toml_tensor(graph, name, array) + "\n")
+        lines.append("]\n")
+    return "".join(lines)
+
+
 def manifest(args, parity_runs: list[str]) -> str:
     return f"""format = "{FORMAT}"
 name = "{args.name}"
@@ -630,19 +643,12 @@ def main(argv=None) -> int:
     for graph, (inputs, output_names) in cases.items():
         model = models[graph]
         expected = ReferenceEvaluator(model).run(output_names, inputs)
-        lines = [f'[[parity.run]]\ngraph = "{graph}"\ninputs = [\n']
-        for name, array in inputs.items():
-            write_bytes(out / "parity" / f"{graph}.{name}.bin", array.astype(array.dtype.newbyteorder("<")).tobytes())
-            lines.append(toml_tensor(graph, name, array) + "\n")
-        lines.append("]\noutputs = [\n")
+        outputs = {}
         for name, array in zip(output_names, expected):
-            array = np.asarray(array, np.float32)
-            if not np.all(np.isfinite(array)):
+            outputs[name] = np.asarray(array, np.float32)
+            if not np.all(np.isfinite(outputs[name])):
                 raise SystemExit(f"make_test_bundle: {graph}.{name}: reference output not finite")
-            write_bytes(out / "parity" / f"{graph}.{name}.bin", array.astype("<f4").tobytes())
-            lines.append(toml_tensor(graph, name, array) + "\n")
-        lines.append("]\n")
-        runs.append("".join(lines))
+        runs.append(parity_run(graph, inputs, outputs, out))
     for graph, model in models.items():
         write_bytes(out / f"{graph}.onnx", model.SerializeToString(deterministic=True))
     write_bytes(out / "tags.txt", ("\n".join(TAGS) + "\n").encode())

@@ -58,7 +58,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bundles"))
 from make_test_bundle import (  # noqa: E402
     AUDIO_CHANNELS, FORMAT, LATENT_CHANNELS, LATENT_FRAME_RATE, PARITY_ATOL, PARITY_RTOL,
-    SAMPLE_RATE, geometry_section, toml_tensor, write_bytes)
+    SAMPLE_RATE, geometry_section, parity_run, write_bytes)
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // LATENT_FRAME_RATE
 # ACE-Step's timbre reference: 30 s of latents (`timbre_fix_frame` in the pipeline).
@@ -184,11 +184,14 @@ class Text(nn.Module):
         self.register_buffer("suffix", torch.tensor(suffix, dtype=torch.long))
         self.register_buffer("fixed_rows", fixed_rows.detach().clone())
 
-    def forward(self, ids):
+    def caption(self, ids):
+        """The caption's token ids for tag ids `[1, L]`: `[1, N]`."""
         tags = ids[0]
         tokens = self.table[tags][self.used[tags]]
-        caption = torch.cat([self.prefix, tokens, self.suffix])[None, :]
-        hidden = self.text_encoder(input_ids=caption).last_hidden_state
+        return torch.cat([self.prefix, tokens, self.suffix])[None, :]
+
+    def forward(self, ids):
+        hidden = self.text_encoder(input_ids=self.caption(ids)).last_hidden_state
         return torch.cat([self.fixed_rows, self.projector(hidden)], dim=1)
 
 
@@ -202,9 +205,13 @@ class Timbre(nn.Module):
         self.encoder = condition_encoder.timbre_encoder
         self.register_buffer("silence", condition_encoder.silence_latent[:, :TIMBRE_FRAMES].detach().clone())
 
-    def forward(self, reference_latents):
+    def reference(self, reference_latents):
+        """The reference the encoder sees: the silence latent for an all-zero one."""
         none = reference_latents.abs().amax(dim=(0, 1, 2)) == 0
-        reference = torch.where(none, self.silence, reference_latents)
+        return torch.where(none, self.silence, reference_latents)
+
+    def forward(self, reference_latents):
+        reference = self.reference(reference_latents)
         # The encoder's unpacking of references per batch item (bincount, argsort, a
         # data-dependent size) does not export; for one reference of one item it is that
         # reference's pooled row, so it is swapped for exactly that while tracing.
@@ -362,12 +369,18 @@ def caption_template(tokenize, duration_s: int) -> tuple[list[int], list[int]]:
 INSTRUMENTAL_LYRIC = "# Languages\nen\n\n# Lyric\n<|endoftext|>"
 
 
-def lyric_rows(parts: Parts) -> torch.Tensor:
-    """The instrumental lyric's encoding (the pipeline's lyric for no lyrics): `[1, rows, D]`."""
+def lyric_input(parts: Parts) -> tuple[torch.Tensor, torch.Tensor]:
+    """The instrumental lyric (the pipeline's lyric for no lyrics) as the condition encoder
+    takes it: token embeddings `[1, N, text width]` and an all-true mask."""
     lyric_ids = torch.tensor([parts.tokenize(INSTRUMENTAL_LYRIC)])
-    lyric_embeds = parts.text_encoder.get_input_embeddings()(lyric_ids)
-    mask = torch.ones(lyric_ids.shape, dtype=torch.bool)
-    return parts.condition_encoder.lyric_encoder(inputs_embeds=lyric_embeds, attention_mask=mask)
+    embeds = parts.text_encoder.get_input_embeddings()(lyric_ids)
+    return embeds, torch.ones(lyric_ids.shape, dtype=torch.bool)
+
+
+def lyric_rows(parts: Parts) -> torch.Tensor:
+    """The instrumental lyric's encoding: `[1, rows, D]`."""
+    embeds, mask = lyric_input(parts)
+    return parts.condition_encoder.lyric_encoder(inputs_embeds=embeds, attention_mask=mask)
 
 
 def tag_vocabulary(path: Path) -> list[str]:
@@ -390,17 +403,13 @@ def check_against_condition_encoder(parts: Parts, text: Text, timbre: Timbre, id
     the timbre graph's) and the condition encoder run the pipeline's way on the same caption and
     reference, which packs lyric, timbre, text. The DiT's cross-attention has no positions, so
     only the rows matter, not their order; they are compared in the encoder's order."""
-    tags = ids[0]
-    tokens = text.table[tags][text.used[tags]]
-    caption = torch.cat([text.prefix, tokens, text.suffix])[None, :]
+    caption = text.caption(ids)
     hidden = parts.text_encoder(input_ids=caption).last_hidden_state
-    lyric_ids = torch.tensor([parts.tokenize(INSTRUMENTAL_LYRIC)])
-    silence = reference.abs().amax() == 0
+    lyric_embeds, lyric_mask = lyric_input(parts)
     expected, _ = parts.condition_encoder(
         text_hidden_states=hidden, text_attention_mask=torch.ones(caption.shape, dtype=torch.bool),
-        lyric_hidden_states=parts.text_encoder.get_input_embeddings()(lyric_ids),
-        lyric_attention_mask=torch.ones(lyric_ids.shape, dtype=torch.bool),
-        refer_audio_acoustic_hidden_states_packed=timbre.silence if silence else reference,
+        lyric_hidden_states=lyric_embeds, lyric_attention_mask=lyric_mask,
+        refer_audio_acoustic_hidden_states_packed=timbre.reference(reference),
         refer_audio_order_mask=torch.zeros(1, dtype=torch.long))
     lyric = text.fixed_rows.shape[1]
     text_rows, timbre_rows = text(ids), timbre(reference)
@@ -425,19 +434,11 @@ def export_graph(module: nn.Module, inputs: dict, outputs: list[str], dynamic: d
                     location=path.name + ".data" if big else None)
 
 
-def parity_run(graph: str, module: nn.Module, inputs: dict, output: str, out: Path) -> str:
+def torch_parity_run(graph: str, module: nn.Module, inputs: dict, output: str, out: Path) -> str:
     """Writes one `[[parity.run]]`: the inputs and the torch module's output."""
     with torch.no_grad():
         expected = module(*inputs.values()).numpy()
-    lines = [f'[[parity.run]]\ngraph = "{graph}"\ninputs = [\n']
-    for name, tensor in list(inputs.items()) + [(output, None)]:
-        array = (tensor.numpy() if tensor is not None else expected)
-        write_bytes(out / "parity" / f"{graph}.{name}.bin", array.astype(array.dtype.newbyteorder("<")).tobytes())
-        if tensor is None:
-            lines.append("]\noutputs = [\n")
-        lines.append(toml_tensor(graph, name, array) + "\n")
-    lines.append("]\n")
-    return "".join(lines)
+    return parity_run(graph, {k: v.numpy() for k, v in inputs.items()}, {output: expected}, out)
 
 
 def decoder_reach(decoder: Decoder, frames: int = 40) -> int:
@@ -542,11 +543,11 @@ def export(parts: Parts, tags: list[str], out: Path, name: str, steps: int, shif
     export_graph(timbre, timbre_inputs, ["encoder_hidden_states"], {}, out / "timbre.onnx")
     (out / "tags.txt").write_text("\n".join(tags) + "\n")
 
-    parity = [parity_run("dit", dit, dit_inputs, "velocity", out),
-              parity_run("decoder", decoder, dec_inputs, "audio", out),
-              parity_run("encoder", encoder, enc_inputs, "latents", out),
-              parity_run("text", text, text_inputs, "encoder_hidden_states", out),
-              parity_run("timbre", timbre, timbre_inputs, "encoder_hidden_states", out)]
+    parity = [torch_parity_run("dit", dit, dit_inputs, "velocity", out),
+              torch_parity_run("decoder", decoder, dec_inputs, "audio", out),
+              torch_parity_run("encoder", encoder, enc_inputs, "latents", out),
+              torch_parity_run("text", text, text_inputs, "encoder_hidden_states", out),
+              torch_parity_run("timbre", timbre, timbre_inputs, "encoder_hidden_states", out)]
     write_bytes(out / "bundle.toml", manifest(name, parts, steps, shift, context_frames, default_prompt, parity).encode())
     report["bytes"] = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     return report
