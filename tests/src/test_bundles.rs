@@ -58,26 +58,12 @@ pub fn library() -> Option<PathBuf> {
 
 /// Writes a test bundle with `make_test_bundle.py <args>` into a new temp folder.
 pub fn bundle(args: &[&str]) -> Option<tempfile::TempDir> {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let script = repo_root().join("tools/bundles/make_test_bundle.py");
-    let out = Command::new("python3")
-        .arg(&script)
-        .args(args)
-        .arg("--out")
-        .arg(dir.path())
-        .output();
-    match out {
-        Ok(o) if o.status.success() => Some(dir),
-        Ok(o) => skip(&format!(
-            "make_test_bundle.py {args:?} failed (python3 with onnx + numpy needed; \
-             scripts/setup.sh): {}",
-            String::from_utf8_lossy(&o.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        )),
-        Err(e) => skip(&format!("python3 not runnable: {e}")),
-    }
+    write_bundle(
+        "tools/bundles/make_test_bundle.py",
+        args,
+        "python3 with onnx + numpy needed; scripts/setup.sh",
+        REQUIRE_ENV,
+    )
 }
 
 /// Writes a random-weight bundle in ACE-Step v1.5's own architecture (diffusers' model code
@@ -85,17 +71,35 @@ pub fn bundle(args: &[&str]) -> Option<tempfile::TempDir> {
 /// into a new temp folder. Skips without torch, diffusers and transformers unless
 /// [`REQUIRE_EXPORT_ENV`] is `1`.
 pub fn acestep_export(seed: u32) -> Option<tempfile::TempDir> {
+    write_bundle(
+        "tools/export-acestep/export_acestep.py",
+        &["--random-tiny", "--seed", &seed.to_string()],
+        "torch, diffusers and transformers needed; scripts/test.sh installs them",
+        REQUIRE_EXPORT_ENV,
+    )
+}
+
+/// Runs the bundle writer `script` (relative to the repository) with `args --out <a new temp
+/// folder>`; on failure skips, saying what it `needs` and the error's line, or fails when
+/// `require_env` is `1`.
+fn write_bundle(
+    script: &str,
+    args: &[&str],
+    needs: &str,
+    require_env: &str,
+) -> Option<tempfile::TempDir> {
     let dir = tempfile::tempdir().expect("temp dir");
-    let script = repo_root().join("tools/export-acestep/export_acestep.py");
     let out = Command::new("python3")
-        .arg(&script)
-        .args(["--random-tiny", "--seed", &seed.to_string(), "--out"])
+        .arg(repo_root().join(script))
+        .args(args)
+        .arg("--out")
         .arg(dir.path())
         .output();
     let why = match out {
         Ok(o) if o.status.success() => return Some(dir),
         Ok(o) => {
-            // The exception's own line (torch's exporter ends with generic advice).
+            // The exception's own line (torch's exporter ends with generic advice), else the
+            // last.
             let stderr = String::from_utf8_lossy(&o.stderr);
             let line = stderr
                 .lines()
@@ -103,14 +107,12 @@ pub fn acestep_export(seed: u32) -> Option<tempfile::TempDir> {
                 .find(|l| l.contains("Error") || l.contains("error:"))
                 .or_else(|| stderr.lines().last())
                 .unwrap_or("");
-            format!(
-                "export_acestep.py failed (torch, diffusers and transformers needed; \
-                 scripts/test.sh installs them): {line}"
-            )
+            let name = Path::new(script).file_name().unwrap_or_default().display();
+            format!("{name} {args:?} failed ({needs}): {line}")
         }
         Err(e) => format!("python3 not runnable: {e}"),
     };
-    skip_unless_required(REQUIRE_EXPORT_ENV, &why)
+    skip_unless_required(require_env, &why)
 }
 
 /// Edits `file` in the bundle `dir` with a Python snippet that sees the loaded model as `m`
