@@ -1,7 +1,20 @@
 #!/usr/bin/env bash
 # Install what latentd needs to build and test (Debian/Ubuntu), skipping what is present.
 # Idempotent: run it as often as you like.
+#
+#   scripts/setup.sh                  # the daemon, its tests' tools (scripts/run.sh)
+#   scripts/setup.sh --export-tools   # and tools/export-acestep's (scripts/test.sh)
 set -euo pipefail
+
+export_tools=0
+case "${1:-}" in
+    --export-tools) export_tools=1 ;;
+    "") ;;
+    *)
+        echo "setup: unknown argument: $1 (accepted: --export-tools)" >&2
+        exit 2
+        ;;
+esac
 
 packages=(
     build-essential pkg-config clang
@@ -117,6 +130,28 @@ PY
     echo "$ort_version" >"$ort_dir/VERSION"
     rm -rf "$wheel_dir"
     trap - EXIT
+fi
+
+# --export-tools: what tools/export-acestep needs: torch (with its exporter's onnxscript),
+# diffusers and transformers (ACE-Step v1.5's model code), and the onnxruntime Python package
+# (its tests check the graphs with it; the same version as the library above). For the
+# export tool and its tests only: the daemon needs none of this. torch comes from PyPI, with
+# the CUDA libraries its wheel depends on (about 5 GB installed): a CPU-only wheel would need
+# download.pytorch.org, which CI cannot reach.
+if ((export_tools)); then
+    missing=()
+    for pin in torch==2.15.0 onnxscript==0.7.2 diffusers==0.42.1 transformers==5.25.0 \
+        "onnxruntime==$ort_version"; do
+        name=${pin%%==*} version=${pin##*==}
+        if ! python3 -c "import importlib.metadata as m, sys; sys.exit(m.version('$name') != '$version')" 2>/dev/null; then
+            missing+=("$pin")
+        fi
+    done
+    if ((${#missing[@]})); then
+        echo "setup: installing ${missing[*]} (pip)" >&2
+        # onnx stays at the version pinned above for the test bundles.
+        pip_install "${missing[@]}" "onnx==$onnx_version"
+    fi
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -5,10 +5,9 @@
 # Extra arguments go to the workspace `cargo test` run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh
-# The ACE-Step export tool's dependencies (torch, diffusers, transformers): its tests and the
-# daemon test that plays its exports must run, not skip.
-./scripts/setup-export-tools.sh
+# With the ACE-Step export tool's dependencies (torch, diffusers, transformers): its tests
+# and the daemon test that plays its exports must run, not skip.
+./scripts/setup.sh --export-tools
 export LATENTD_REQUIRE_EXPORT_TOOLS="${LATENTD_REQUIRE_EXPORT_TOOLS:-1}"
 # The PipeWire tests skip (saying why) when a graph cannot start; here everything they need
 # was just installed, so a skip is a failure unless the caller says otherwise.
