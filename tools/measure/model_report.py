@@ -28,6 +28,10 @@ import numpy as np
 import sound
 
 LOOP_S = 10.0
+# Every run is a fresh daemon (its own state folder) recording with `--record` from its
+# start: the recorder is armed before the output's first period and the playhead starts at
+# the loop's start, so the recording's first frame is loop position 0.
+PLAYHEAD_START = 0
 PROMPTS = {
     "drums": "pop piano bass drums",
     "nodrums": "pop piano bass nodrums",
@@ -119,7 +123,7 @@ def main():
         def run(name, extra, source=None):
             wav = args.out / f"{name}.wav"
             play(args, jack, wav, extra, args.seconds)
-            runs[name] = sound.analyze(wav, source, LOOP_S)
+            runs[name] = sound.analyze(wav, source, LOOP_S, PLAYHEAD_START)
             print(json.dumps({name: runs[name]}), flush=True)
 
         run("default", model + ["--knob", "denoise=1"])

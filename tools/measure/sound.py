@@ -8,7 +8,8 @@ float or 16-bit PCM WAV): the power-weighted spectral centroid (Hz), the onset r
 flux above 4 kHz, per second), the fraction of noise-like frames (spectral flatness > 0.3
 among frames within 40 dB of the loudest), the pitch-step rate (below), the beat strength
 (below), the RMS level and,
-with `--source`, the loop aligned to the source by circular cross-correlation and then the
+with `--source`, the loop lined up with the source (by `--playhead-start` where the
+recording's start in the loop is known, else estimated by `alignment_lag`) and then the
 mean absolute log-mel error (64 bands, dB, floored 80 dB below the source's peak) and the
 chroma correlation with the source.
 
@@ -73,23 +74,73 @@ def read_wav(path: Path) -> tuple[np.ndarray, int]:
 STOP_FADE_S = 0.25  # the daemon fades out on SIGINT: the recording's tail is not the model's
 
 
-def last_loop(audio: np.ndarray, rate: int, loop_s: float) -> np.ndarray:
-    """The last whole loop before the stop fade (a file shorter than a loop plus the fade is
-    taken as a plain clip: its last `loop_s` seconds)."""
+def last_loop_start(frames: int, rate: int, loop_s: float) -> int:
+    """Where the last whole loop before the stop fade starts in a recording of `frames`
+    frames (a file shorter than a loop plus the fade is taken as a plain clip: its last
+    `loop_s` seconds)."""
     n, fade = int(round(loop_s * rate)), int(STOP_FADE_S * rate)
-    if len(audio) < n:
-        raise SystemExit(f"recording is {len(audio) / rate:.2f} s, shorter than one {loop_s} s loop")
-    if len(audio) < n + fade:
-        return audio[-n:]
-    return audio[len(audio) - fade - n: len(audio) - fade]
+    if frames < n:
+        raise SystemExit(f"recording is {frames / rate:.2f} s, shorter than one {loop_s} s loop")
+    return frames - n if frames < n + fade else frames - fade - n
 
 
-def align(loop: np.ndarray, source: np.ndarray) -> np.ndarray:
-    """`loop` rotated so it lines up with `source` (same length), by circular
-    cross-correlation of the mono mixes."""
+def last_loop(audio: np.ndarray, rate: int, loop_s: float) -> np.ndarray:
+    """The last whole loop before the stop fade (see `last_loop_start`)."""
+    start = last_loop_start(len(audio), rate, loop_s)
+    return audio[start: start + int(round(loop_s * rate))]
+
+
+ALIGN_HOP_S = 0.005  # the envelopes' frame step
+# A waveform correlation (normalised) at least this high means the output kept the source's
+# waveform, and the waveform's peak then places it to the sample.
+WAVEFORM_KEPT = 0.5
+
+
+def envelope_correlation(loop: np.ndarray, source: np.ndarray, rate: int, hop: int) -> np.ndarray:
+    """Circular cross-correlation, per lag of `hop` samples, of the two log-mel envelopes
+    (frames 4 hops long, each band's mean removed); index `i` is the lag `i * hop`."""
+    frames = len(loop) // hop
+    n_fft = 4 * hop
+    fb = mel_filters(rate, n_fft, 32 if n_fft >= 1024 else 16)
+
+    def envelope(x: np.ndarray) -> np.ndarray:
+        pad = np.pad(x.mean(axis=1), (n_fft // 2, n_fft // 2), mode="wrap")
+        idx = np.arange(n_fft)[None, :] + hop * np.arange(frames)[:, None]
+        spec = np.fft.rfft(pad[idx] * np.hanning(n_fft + 1)[:-1][None, :], axis=1)
+        db = 10 * np.log10((spec.real ** 2 + spec.imag ** 2) @ fb.T + 1e-10)
+        db = np.maximum(db, db.max() - 80.0)
+        return db - db.mean(axis=0, keepdims=True)
+
+    ea, eb = envelope(loop), envelope(source)
+    spectrum = (np.fft.rfft(eb, axis=0) * np.conj(np.fft.rfft(ea, axis=0))).sum(axis=1)
+    return np.fft.irfft(spectrum, n=frames)
+
+
+def alignment_lag(loop: np.ndarray, source: np.ndarray, rate: int) -> int:
+    """The rotation (samples, for `np.roll(loop, lag, axis=0)`) that lines `loop` up with
+    `source` (same length), estimated.
+
+    The waveform alone is no guide for a model that keeps the music but not its phase (a
+    decoder that predicts its own phase): its correlation peak with the source can be
+    anywhere (one gm-tiny reconstruction was put 0.49 s off by it, which read as 2 dB more
+    log-mel error). So the lag is found on the log-mel envelopes in 5 ms steps, refined
+    between steps by a parabola through the peak (within about 1 ms on gm-tiny's
+    reconstructions); then, only where the waveforms still correlate (`WAVEFORM_KEPT`
+    within half a step of it), to the sample by the mono mixes' correlation."""
+    n = len(loop)
+    hop = max(1, int(ALIGN_HOP_S * rate))
+    env = envelope_correlation(loop, source, rate, hop)
+    i = int(np.argmax(env))
+    before, peak, after = env[i - 1], env[i], env[(i + 1) % len(env)]
+    curve = before - 2 * peak + after
+    frac = 0.5 * (before - after) / curve if curve < 0 else 0.0
+    lag = int(round((i + frac) * hop)) % n
     a, b = loop.mean(axis=1), source.mean(axis=1)
-    corr = np.fft.irfft(np.fft.rfft(b) * np.conj(np.fft.rfft(a)), n=len(a))
-    return np.roll(loop, int(np.argmax(corr)), axis=0)
+    wave = np.fft.irfft(np.fft.rfft(b) * np.conj(np.fft.rfft(a)), n=n)
+    wave /= np.sqrt((a.astype(np.float64) ** 2).sum() * (b.astype(np.float64) ** 2).sum()) + 1e-20
+    near = (lag + np.arange(-(hop // 2), hop // 2 + 1)) % n
+    best = near[np.argmax(wave[near])]
+    return int(best) if wave[best] >= WAVEFORM_KEPT else lag
 
 
 def stft_power(mono: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
@@ -197,7 +248,13 @@ def beat_strength(audio: np.ndarray, rate: int) -> float:
     return float(np.median(peaks)) if peaks else 0.0
 
 
-def analyze(path: Path, source: Path | None, loop_s: float) -> dict:
+def analyze(path: Path, source: Path | None, loop_s: float,
+            playhead_start: int | None = None) -> dict:
+    """The measures of the last whole loop of the recording at `path`; with `source`, also
+    against it. `playhead_start`: the loop position (frames) the recording's first frame
+    played, when known (a daemon started with `--record` and a fresh state starts at 0); it
+    lines the loop up with the source exactly. Without it the lag is estimated
+    (`alignment_lag`)."""
     audio, rate = read_wav(path)
     loop = last_loop(audio, rate, loop_s)
     out = {"file": str(path), "seconds": loop_s,
@@ -216,7 +273,14 @@ def analyze(path: Path, source: Path | None, loop_s: float) -> dict:
             raise SystemExit(f"{source} is shorter than the {loop_s} s loop")
         if src.shape[1] == 1:
             src = np.repeat(src, 2, axis=1)
-        aligned = align(loop, src)
+        estimated = alignment_lag(loop, src, rate)
+        lag = estimated
+        if playhead_start is not None:
+            lag = (last_loop_start(len(audio), rate, loop_s) + playhead_start) % len(loop)
+            off = (estimated - lag + len(loop) // 2) % len(loop) - len(loop) // 2
+            out["alignment_estimate_off_ms"] = 1000.0 * off / rate
+        out["alignment"] = "playhead" if playhead_start is not None else "estimated"
+        aligned = np.roll(loop, lag, axis=0)
         out["log_mel_error_db"] = log_mel_error_db(aligned, src, rate)
         out["chroma_correlation"] = chroma_correlation(aligned, src, rate)
     return out
@@ -248,6 +312,9 @@ def main():
     a.add_argument("wav", type=Path)
     a.add_argument("--source", type=Path)
     a.add_argument("--loop-s", type=float, default=10.0)
+    a.add_argument("--playhead-start", type=int,
+                   help="loop position (frames) of the recording's first frame, when known "
+                        "(0 for `latentd --record` from a fresh start); else it is estimated")
     s = sub.add_parser("spectrogram")
     s.add_argument("wav", type=Path)
     s.add_argument("png", type=Path)
@@ -255,7 +322,7 @@ def main():
     s.add_argument("--loop-s", type=float, default=10.0)
     args = ap.parse_args()
     if args.cmd == "analyze":
-        print(json.dumps(analyze(args.wav, args.source, args.loop_s)))
+        print(json.dumps(analyze(args.wav, args.source, args.loop_s, args.playhead_start)))
     else:
         spectrogram(args.wav, args.png, args.title, args.loop_s)
 
