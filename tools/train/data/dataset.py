@@ -37,12 +37,34 @@ ENERGETIC_MIN = 1.5  # composition energy score at/above which a clip is `energe
 CALM_MAX = 0.75  # ... at/below which it is `calm`
 BRIGHT_QUANTILES = (1 / 3, 2 / 3)  # centroid below the first is `dark`, above the second `bright`
 
-# Soundfonts: path -> (Debian package, licence). Only MIT-licensed GM fonts; never GPL ones.
+# Licence-checked soundfonts, known by content (SHA-256) so a copy anywhere (a GPU machine's
+# carried folder) is accepted and nothing else is: hash -> (installed path, Debian package,
+# licence). Only MIT-licensed GM fonts; never GPL ones.
 SOUNDFONTS = {
-    "/usr/share/sounds/sf3/MuseScore_General_Lite.sf3": ("musescore-general-soundfont-small", "MIT"),
-    "/usr/share/sounds/sf2/FluidR3_GM.sf2": ("fluid-soundfont-gm", "MIT"),
+    "916aaca6b0eb9f9083eb42399614acb2ff4ec72ce28dffff1814592a9696b479": (
+        "/usr/share/sounds/sf3/MuseScore_General_Lite.sf3", "musescore-general-soundfont-small", "MIT"),
+    "74594e8f4250680adf590507a306655a299935343583256f3b722c48a1bc1cb0": (
+        "/usr/share/sounds/sf2/FluidR3_GM.sf2", "fluid-soundfont-gm", "MIT"),
 }
 DEFAULT_SOUNDFONTS = ["/usr/share/sounds/sf3/MuseScore_General_Lite.sf3"]
+
+
+def soundfont_licence(path: str) -> tuple[str, str]:
+    """(Debian package, licence) of a licence-checked soundfont at `path`, by its content;
+    ValueError for a missing file or any other font."""
+    if not os.path.exists(path):
+        known = ", ".join(f"{p} (Debian package {pkg})" for p, pkg, _ in SOUNDFONTS.values())
+        raise ValueError(f"soundfont {path} is missing (the licence-checked ones: {known})")
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() not in SOUNDFONTS:
+        names = sorted(os.path.basename(p) for p, _, _ in SOUNDFONTS.values())
+        raise ValueError(f"soundfont {path} is not one of the licence-checked ones {names} "
+                         f"(SHA-256 {digest.hexdigest()})")
+    _, pkg, lic = SOUNDFONTS[digest.hexdigest()]
+    return pkg, lic
 
 
 def group_seed(base_seed: int, group: int, heldout: bool) -> int:
@@ -203,11 +225,7 @@ def make_dataset(out_dir: str, clips: int, seconds: float, seed: int, jobs: int,
                  soundfonts: list | None = None, brightness_from: str | None = None, log=sys.stderr) -> dict:
     """Generate the dataset; return a summary (records, thresholds, elapsed seconds)."""
     soundfonts = soundfonts or DEFAULT_SOUNDFONTS
-    for sf in soundfonts:
-        if sf not in SOUNDFONTS:
-            raise ValueError(f"soundfont {sf} is not one of the licence-checked ones: {sorted(SOUNDFONTS)}")
-        if not os.path.exists(sf):
-            raise ValueError(f"soundfont {sf} is missing (install Debian package {SOUNDFONTS[sf][0]})")
+    licences = {sf: soundfont_licence(sf) for sf in soundfonts}
     group_seed(seed, (clips - 1) // COVERS, heldout)  # raises ValueError when out of range
     t0 = time.time()
     os.makedirs(os.path.join(out_dir, "clips"), exist_ok=True)
@@ -235,11 +253,12 @@ def make_dataset(out_dir: str, clips: int, seconds: float, seed: int, jobs: int,
                    "source": brightness_from or "this dataset"}, f, indent=1)
         f.write("\n")
     elapsed = time.time() - t0
-    _write_provenance(out_dir, clips, seconds, seed, heldout, soundfonts, thresholds, brightness_from, elapsed)
+    _write_provenance(out_dir, clips, seconds, seed, heldout, licences, thresholds, brightness_from, elapsed)
     return {"records": records, "thresholds": thresholds, "elapsed": elapsed}
 
 
-def _write_provenance(out_dir, clips, seconds, seed, heldout, soundfonts, thresholds, brightness_from, elapsed):
+def _write_provenance(out_dir, clips, seconds, seed, heldout, licences, thresholds, brightness_from, elapsed):
+    soundfonts = list(licences)
     lo_seed = group_seed(seed, 0, heldout)
     hi_seed = group_seed(seed, max(0, (clips - 1) // COVERS), heldout)
     lines = [
@@ -265,7 +284,7 @@ def _write_provenance(out_dir, clips, seconds, seed, heldout, soundfonts, thresh
         "",
     ]
     for sf in soundfonts:
-        pkg, lic = SOUNDFONTS[sf]
+        pkg, lic = licences[sf]
         lines.append(f"- `{os.path.basename(sf)}` ({sf}): Debian package `{pkg}` version {_package_version(pkg)},"
                      f" licence {lic} (see /usr/share/doc/{pkg}/copyright).")
     with open(os.path.join(out_dir, "PROVENANCE.md"), "w") as f:

@@ -42,8 +42,8 @@ def rotary(x):
     pairing). Built from the input's shape with tensor ops, so the export keeps N dynamic."""
     n, hd = x.shape[-2], x.shape[-1]
     half = hd // 2
-    freqs = torch.exp(-math.log(ROPE_THETA) * torch.arange(half, dtype=x.dtype) / half)
-    pos = torch.arange(n, dtype=x.dtype)
+    freqs = torch.exp(-math.log(ROPE_THETA) * torch.arange(half, dtype=x.dtype, device=x.device) / half)
+    pos = torch.arange(n, dtype=x.dtype, device=x.device)
     angle = pos[:, None] * freqs[None]
     cos, sin = torch.cos(angle), torch.sin(angle)
     a, b = x[..., :half], x[..., half:]

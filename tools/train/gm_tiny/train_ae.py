@@ -7,8 +7,9 @@ scale (per-channel mean / std over the training set) so the DiT sees unit-varian
 Losses: multi-resolution STFT (256..2048) and log-mel L1 on the inverse-STFT audio, plus L1 of
 the log magnitude at the decoder's own STFT; the latents get a small L2 penalty and, during
 training, Gaussian noise, so the decoder tolerates the DiT's imprecision. Deterministic for a
-given seed, step count and thread count. Writes `ae.pt` (weights, sizes, step, latent scale)
-and `ae-log.jsonl` (one line per log interval, heldout log-mel error in dB at each eval).
+given seed, step count and thread count (on the CPU; CUDA kernels may differ run to run).
+`--device cuda` trains on a GPU; `--budget-minutes M` fits the step count to M minutes.
+Writes `ae.pt` (weights, sizes, step, latent scale) and `ae-log.jsonl` (one line per log interval, heldout log-mel error in dB at each eval).
 """
 
 import argparse
@@ -22,6 +23,7 @@ import torch
 
 from . import geometry as g
 from .autoencoder import Autoencoder, istft, stft
+from .budget import StepBudget, cpu_state, device_from
 from .clips import ClipSet
 from .smoke import warmup_cosine
 from .losses import log_mel_error_db, mel_l1, multi_resolution_stft
@@ -81,7 +83,7 @@ def heldout_error_db(ae, clips: ClipSet, count: int = 8) -> float:
     ae.eval()
     errs = []
     for i in range(min(count, len(clips))):
-        audio = clips.clip(i)[None]
+        audio = clips.clip(i)[None].to(ae.encoder.latent_std.device)
         pred = istft(ae.decoder(ae.encoder(audio)))
         errs.append(float(log_mel_error_db(pred, audio)))
     ae.train()
@@ -94,7 +96,7 @@ def latent_scale(ae, clips: ClipSet):
     ae.eval()
     total, sq, n = 0.0, 0.0, 0
     for i in range(len(clips)):
-        z = ae.encoder.raw(clips.clip(i)[None])[0].double()  # [C, T]
+        z = ae.encoder.raw(clips.clip(i)[None].to(ae.encoder.latent_std.device))[0].double()
         total = total + z.sum(1)
         sq = sq + (z * z).sum(1)
         n += z.shape[1]
@@ -114,6 +116,9 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
+    ap.add_argument("--budget-minutes", type=float,
+                    help="run at most the steps that fit this many minutes (budget.py)")
     ap.add_argument("--eval-every", type=int, default=500)
     ap.add_argument("--init", type=Path, help="start from this checkpoint (ae.pt)")
     ap.add_argument("--decoder-only", action="store_true",
@@ -125,6 +130,7 @@ def main():
     if args.decoder_only and not args.init:
         ap.error("--decoder-only needs --init")
 
+    device = device_from(args.device)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
@@ -138,8 +144,7 @@ def main():
         ae.load_state_dict(init["state"])
         stages = init.get("stages", [{"steps": init["step"], "decoder_only": False,
                                       "phase_weight": 0.0}])
-    stages = stages + [{"steps": args.steps, "decoder_only": args.decoder_only,
-                        "phase_weight": args.phase_weight}]
+    ae.to(device)
     if args.decoder_only:
         ae.encoder.requires_grad_(False)
     trained = ae.decoder if args.decoder_only else ae
@@ -149,23 +154,26 @@ def main():
     opt = torch.optim.AdamW(trained.parameters(), lr=args.lr, betas=(0.8, 0.99), weight_decay=1e-4)
     warmup = min(200, args.steps // 10)
 
+    budget = StepBudget(args.steps, args.budget_minutes)
+
     def lr_at(step):
-        return warmup_cosine(step, args.lr, warmup, args.steps)
+        return warmup_cosine(step, args.lr, warmup, budget.steps)
 
     log = open(args.out / "ae-log.jsonl", "w")
     started, running = time.time(), []
     samples = args.frames * g.SAMPLES_PER_LATENT
-    for step in range(args.steps):
+    step = 0
+    while step < budget.steps:
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
-        audio = train.crops(rng, args.batch, samples)
+        audio = train.crops(rng, args.batch, samples).to(device, non_blocking=True)
         loss, _ = reconstruction_loss(ae, audio, train=True, phase_weight=args.phase_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
         opt.step()
         running.append(float(loss.detach()))
-        last = step + 1 == args.steps
+        last = step + 1 == budget.after_step(step + 1)
         if (step + 1) % 50 == 0 or last:
             entry = {"step": step + 1, "loss": float(np.mean(running)), "lr": lr_at(step),
                      "elapsed_s": round(time.time() - started, 1)}
@@ -173,20 +181,23 @@ def main():
             if (step + 1) % args.eval_every == 0 or last:
                 entry["heldout_log_mel_db"] = heldout_error_db(ae, heldout)
                 torch.save({"step": step + 1,
-                            "state": ae.state_dict()}, args.out / "ae.pt")
+                            "state": cpu_state(ae)}, args.out / "ae.pt")
             print(json.dumps(entry), flush=True)
             log.write(json.dumps(entry) + "\n")
             log.flush()
+        step += 1
+    stages = stages + [{"steps": budget.steps, "decoder_only": args.decoder_only,
+                        "phase_weight": args.phase_weight}]
     if not args.decoder_only:
         mean, std = latent_scale(ae, train)
         ae.set_latent_scale(mean, std)
     std = ae.encoder.latent_std
-    final = {"step": args.steps, "heldout_log_mel_db": heldout_error_db(ae, heldout, 60),
+    final = {"step": budget.steps, "heldout_log_mel_db": heldout_error_db(ae, heldout, 60),
              "latent_std_range": [float(std.min()), float(std.max())]}
     print(json.dumps(final), flush=True)
     log.write(json.dumps(final) + "\n")
-    torch.save({"step": args.steps, "stages": stages,
-                "state": ae.state_dict(), "heldout_log_mel_db": final["heldout_log_mel_db"]},
+    torch.save({"step": budget.steps, "stages": stages,
+                "state": cpu_state(ae), "heldout_log_mel_db": final["heldout_log_mel_db"]},
                args.out / "ae.pt")
 
 

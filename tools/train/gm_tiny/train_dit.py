@@ -22,6 +22,7 @@ example is a random crop of one clip's latents with:
 Crop lengths vary per batch (2 to 8 s) so the DiT, which has no positional table, sees many
 window lengths. An exponential moving average of the weights (0.999) is what gets exported.
 Writes `dit.pt` and `dit-log.jsonl` (training loss, heldout flow loss at fixed t).
+`--device cuda` trains on a GPU; `--budget-minutes M` fits the step count to M minutes.
 """
 
 import argparse
@@ -36,6 +37,7 @@ import torch
 
 from . import geometry as g
 from .autoencoder import Autoencoder
+from .budget import StepBudget, cpu_state, device_from
 from .clips import ClipSet
 from .smoke import warmup_cosine
 from .dit import Dit, TagEmbedding, checkpoint_arch
@@ -102,6 +104,8 @@ class Examples:
         return len(self.tag_ids)
 
     def batch(self, rnd: random.Random, size: int, frames: int, dim: int, table):
+        """`(x0, context, condition)` on the tag table's device."""
+        device = next(table.parameters()).device
         n, total, c = self.latents.shape
         x0 = torch.empty(size, frames, c)
         ctx = torch.zeros(size, frames, 2 * c)
@@ -122,11 +126,11 @@ class Examples:
                 rnd.shuffle(kept)
                 ids.append(kept)
         longest = max(1, max(len(k) for k in ids))
-        cond = torch.zeros(size, longest, dim)
+        cond = torch.zeros(size, longest, dim, device=device)
         for b, kept in enumerate(ids):
             if kept:
-                cond[b, : len(kept)] = table(torch.tensor(kept))
-        return x0, ctx, cond
+                cond[b, : len(kept)] = table(torch.tensor(kept, device=device))
+        return x0.to(device), ctx.to(device), cond
 
 
 def flow_loss(dit, x0, ctx, cond, t):
@@ -153,12 +157,16 @@ def main():
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
+    ap.add_argument("--budget-minutes", type=float,
+                    help="run at most the steps that fit this many minutes (budget.py)")
     ap.add_argument("--init", type=Path,
                     help="start from this dit.pt (its EMA weights) instead of random weights")
     ap.add_argument("--no-rope", action="store_true",
                     help="no rotary positions (how gm-tiny's first DiT was trained)")
     args = ap.parse_args()
 
+    device = device_from(args.device)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     rnd = random.Random(args.seed)
@@ -166,7 +174,10 @@ def main():
     if args.encoder_onnx:
         encode = onnx_encoder(args.encoder_onnx)
     else:
-        encode = load_autoencoder(args.ae).encoder
+        encoder = load_autoencoder(args.ae).encoder.to(device)
+
+        def encode(audio):
+            return encoder(audio.to(device)).cpu()
     encoded = [encode_folder(encode, d, args.out / f"latents-{d.name}.pt") for d in args.data]
     vocab = encoded[0]["tags"]
     examples = Examples(encoded, vocab)
@@ -184,6 +195,8 @@ def main():
         dit.load_state_dict(init["dit"])
         text.load_state_dict(init["text"])
         done_before = init["step"]
+    dit.to(device)
+    text.to(device)
     ema = copy.deepcopy(dit).eval()
     ema_text = copy.deepcopy(text).eval()
     params = list(dit.parameters()) + list(text.parameters())
@@ -192,8 +205,10 @@ def main():
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
     warmup = min(300, args.steps // 10)
 
+    budget = StepBudget(args.steps, args.budget_minutes)
+
     def lr_at(step):
-        return warmup_cosine(step, args.lr, warmup, args.steps)
+        return warmup_cosine(step, args.lr, warmup, budget.steps)
 
     @torch.no_grad()
     def heldout_loss():
@@ -202,22 +217,23 @@ def main():
         losses = []
         for t in (0.2, 0.5, 0.8):
             x0, ctx, cond = held.batch(r, 32, 100, 64, ema_text)
-            noise = torch.randn(x0.shape, generator=gen)
-            tt = torch.full((32,), t)
+            noise = torch.randn(x0.shape, generator=gen).to(device)
+            tt = torch.full((32,), t, device=device)
             xt = t * noise + (1 - t) * x0
             losses.append(float(((ema(xt, tt, cond, ctx) - (noise - x0)) ** 2).mean()))
         return losses
 
     log = open(args.out / "dit-log.jsonl", "w")
     started, running = time.time(), []
-    for step in range(args.steps):
+    step = 0
+    while step < budget.steps:
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
         frames = rnd.choice(CROP_FRAMES)
         size = args.batch * CROP_FRAMES[-1] // frames // 2 * 2 or 2
         size = min(size, 4 * args.batch)
         x0, ctx, cond = examples.batch(rnd, size, frames, 64, text)
-        t = shifted(torch.rand(size))
+        t = shifted(torch.rand(size)).to(device)
         loss = flow_loss(dit, x0, ctx, cond, t)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -228,7 +244,7 @@ def main():
             for e, p in zip(list(ema.parameters()) + list(ema_text.parameters()), params):
                 e.mul_(decay).add_(p.detach(), alpha=1 - decay)
         running.append(float(loss.detach()))
-        last = step + 1 == args.steps
+        last = step + 1 == budget.after_step(step + 1)
         if (step + 1) % 100 == 0 or last:
             entry = {"step": step + 1, "loss": float(np.mean(running)), "lr": lr_at(step),
                      "elapsed_s": round(time.time() - started, 1)}
@@ -236,12 +252,13 @@ def main():
             if held is not None and ((step + 1) % 1000 == 0 or last):
                 entry["heldout_flow_mse_t02_05_08"] = heldout_loss()
             if (step + 1) % 1000 == 0 or last:
-                torch.save({"step": done_before + step + 1, "dit": ema.state_dict(),
-                            "text": ema_text.state_dict(), "vocab": vocab, "arch": arch},
+                torch.save({"step": done_before + step + 1, "dit": cpu_state(ema),
+                            "text": cpu_state(ema_text), "vocab": vocab, "arch": arch},
                            args.out / "dit.pt")
             print(json.dumps(entry), flush=True)
             log.write(json.dumps(entry) + "\n")
             log.flush()
+        step += 1
 
 
 if __name__ == "__main__":

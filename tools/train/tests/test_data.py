@@ -20,7 +20,8 @@ sys.path.insert(0, TRAIN_DIR)
 from data import vocab  # noqa: E402
 from data.composer import DRUM_CHANNEL, STYLES, compose, orchestrate  # noqa: E402
 from data.dataset import (  # noqa: E402
-    DEFAULT_SOUNDFONTS, HELDOUT_BASE, events_json, group_seed, make_dataset, plan_clip, score_tags)
+    DEFAULT_SOUNDFONTS, HELDOUT_BASE, events_json, group_seed, make_dataset, plan_clip, score_tags,
+    soundfont_licence)
 from data.features import onset_count  # noqa: E402
 from data.render import SAMPLE_RATE, Renderer  # noqa: E402
 
@@ -200,6 +201,28 @@ class CliTest(unittest.TestCase):
                 p = subprocess.run([sys.executable, script, "--out", d] + args, capture_output=True, text=True)
                 self.assertEqual(p.returncode, 2, p.stderr)
                 self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+
+
+class SoundfontTest(unittest.TestCase):
+    def test_a_copy_is_accepted_by_content_and_an_altered_one_refused(self):
+        with tempfile.TemporaryDirectory() as d:
+            copy = os.path.join(d, "carried.sf3")
+            with open(SF, "rb") as f:
+                body = bytearray(f.read())
+            with open(copy, "wb") as f:
+                f.write(body)
+            self.assertEqual(soundfont_licence(copy), ("musescore-general-soundfont-small", "MIT"))
+            make_dataset(os.path.join(d, "set"), 1, 1.0, 1, 1, False, [copy])
+            provenance = read(os.path.join(d, "set", "PROVENANCE.md"))
+            self.assertIn("`carried.sf3`", provenance)
+            self.assertIn("musescore-general-soundfont-small", provenance)
+            body[len(body) // 2] ^= 1
+            with open(copy, "wb") as f:
+                f.write(body)
+            with self.assertRaisesRegex(ValueError, "not one of the licence-checked"):
+                soundfont_licence(copy)
+            with self.assertRaisesRegex(ValueError, "missing"):
+                soundfont_licence(os.path.join(d, "absent.sf2"))
 
 
 if __name__ == "__main__":

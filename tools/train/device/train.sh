@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Train gm-tiny end to end ON a lent GPU machine, from the repository root, in one `device`
+# call (at most 10 minutes): render the data there, train the autoencoder, fine-tune its
+# decoder with the phase losses, train the DiT, export the bundle and evaluate it. What
+# tools/train/README.md's CPU commands do, on CUDA, with step counts fitted to minutes
+# (budget.py: each stage prints the steps it ran, and they go into the bundle's provenance).
+#
+# Needs target/device-carry/ from tools/train/device/prepare.sh (named in `carry`). Writes
+# $OUT/result.tgz.NN: parts of one archive (the `device` tool returns files of 16 MiB at
+# most) holding the bundle (bundle/), the final checkpoints (ae.pt, dit.pt), every stage's
+# log and eval.txt; and $OUT/summary.txt. Here: cat result.tgz.* | tar xz.
+#
+# Knobs (environment): DEVICE (cuda), CLIPS (training clips, 3000), AE_MIN (2.5), DEC_MIN (1),
+# DIT_MIN (2.5), JOBS (render processes, 16), WORK (/tmp/gm-train).
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+OUT="${OUT:?set OUT to the folder results go to}"
+DEVICE="${DEVICE:-cuda}" CLIPS="${CLIPS:-3000}" JOBS="${JOBS:-16}" WORK="${WORK:-/tmp/gm-train}"
+AE_MIN="${AE_MIN:-2.5}" DEC_MIN="${DEC_MIN:-1}" DIT_MIN="${DIT_MIN:-2.5}"
+CARRY=target/device-carry
+SF="$CARRY/sf/MuseScore_General_Lite.sf3"
+[ -f "$SF" ] || { echo "train: $SF is missing: run tools/train/device/prepare.sh here and carry $CARRY" >&2; exit 2; }
+mkdir -p "$OUT" "$WORK"
+started=$(date +%s)
+stage() { echo "== $1 at $(( $(date +%s) - started )) s" | tee -a "$WORK/stages.txt"; }
+
+if ! python3 -c "import tinysoundfont" 2>/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$WORK/site" \
+        "$CARRY"/wheels/*.whl
+    export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true) >"$WORK/card.txt" 2>&1
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" \
+    | tee -a "$WORK/card.txt"
+
+stage "data: $CLIPS training clips, 60 heldout"
+python3 tools/train/make_dataset.py --out "$WORK/data/train" --clips "$CLIPS" --seconds 8 \
+    --seed 1 --jobs "$JOBS" --soundfont "$SF" >"$WORK/data.log" 2>&1
+python3 tools/train/make_dataset.py --out "$WORK/data/heldout" --clips 60 --seed 1 --heldout \
+    --brightness-from "$WORK/data/train" --jobs "$JOBS" --soundfont "$SF" >>"$WORK/data.log" 2>&1
+
+stage "autoencoder, $AE_MIN min"
+python3 -m tools.train.gm_tiny.train_ae --data "$WORK/data/train" --heldout "$WORK/data/heldout" \
+    --out "$WORK/ae" --steps 200000 --batch 32 --device "$DEVICE" --budget-minutes "$AE_MIN" \
+    --eval-every 1000 --threads 4 >"$WORK/ae.log" 2>&1
+stage "decoder with phase losses, $DEC_MIN min"
+python3 -m tools.train.gm_tiny.train_ae --data "$WORK/data/train" --heldout "$WORK/data/heldout" \
+    --out "$WORK/ae-dec" --steps 200000 --batch 32 --lr 5e-4 --init "$WORK/ae/ae.pt" \
+    --decoder-only --phase-weight 1.0 --device "$DEVICE" --budget-minutes "$DEC_MIN" \
+    --eval-every 1000 --threads 4 >"$WORK/ae-dec.log" 2>&1
+stage "DiT, $DIT_MIN min"
+python3 -m tools.train.gm_tiny.train_dit --ae "$WORK/ae/ae.pt" --data "$WORK/data/train" \
+    --heldout "$WORK/data/heldout" --out "$WORK/dit" --steps 200000 --batch 64 \
+    --device "$DEVICE" --budget-minutes "$DIT_MIN" --threads 4 >"$WORK/dit.log" 2>&1
+stage "export"
+python3 -m tools.train.gm_tiny.export --ae "$WORK/ae-dec/ae.pt" --dit "$WORK/dit/dit.pt" \
+    --data "$WORK/data/train" --out "$WORK/bundle" --default-prompt "pop piano bass drums" \
+    >"$WORK/export.log" 2>&1
+stage "evaluate"
+python3 -m tools.train.gm_tiny.eval_ae --ae "$WORK/ae/ae.pt" --ae "$WORK/ae-dec/ae.pt" \
+    --heldout "$WORK/data/heldout" --clips 12 --threads 8 >"$WORK/eval.txt" 2>&1
+stage "done"
+
+{
+    cat "$WORK/card.txt" "$WORK/stages.txt" "$WORK/eval.txt"
+    grep -h "^budget:" "$WORK/ae.log" "$WORK/ae-dec.log" "$WORK/dit.log"
+    tail -n 1 "$WORK/ae.log" "$WORK/ae-dec.log" "$WORK/dit.log"
+} >"$OUT/summary.txt" 2>&1
+tar czf "$WORK/result.tgz" -C "$WORK" bundle ae-dec/ae.pt dit/dit.pt card.txt stages.txt eval.txt \
+    data.log ae.log ae-dec.log dit.log export.log ae/ae-log.jsonl ae-dec/ae-log.jsonl dit/dit-log.jsonl
+split -b 15M -d "$WORK/result.tgz" "$OUT/result.tgz."
+cat "$OUT/summary.txt"
