@@ -11,12 +11,14 @@
 # log and eval.txt; and $OUT/summary.txt. Here: cat result.tgz.* | tar xz.
 #
 # Knobs (environment): DEVICE (cuda), CLIPS (training clips, 3000), AE_MIN (2.5), DEC_MIN (1),
-# DIT_MIN (2.5), JOBS (render processes, 16), WORK (/tmp/gm-train).
+# DIT_MIN (2.5), JOBS (render processes, 16), WORK (/tmp/gm-train), ENC_HIRES_BINS (the
+# encoder's 12.5 Hz fine view, 160 bins; 0 = gm-tiny's shipped encoder; README: why).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 OUT="${OUT:?set OUT to the folder results go to}"
 DEVICE="${DEVICE:-cuda}" CLIPS="${CLIPS:-3000}" JOBS="${JOBS:-16}" WORK="${WORK:-/tmp/gm-train}"
 AE_MIN="${AE_MIN:-2.5}" DEC_MIN="${DEC_MIN:-1}" DIT_MIN="${DIT_MIN:-2.5}"
+ENC_HIRES_BINS="${ENC_HIRES_BINS:-160}"
 CARRY=target/device-carry
 SF="$CARRY/sf/MuseScore_General_Lite.sf3"
 [ -f "$SF" ] || { echo "train: $SF is missing: run tools/train/device/prepare.sh here and carry $CARRY" >&2; exit 2; }
@@ -42,7 +44,7 @@ python3 tools/train/make_dataset.py --out "$WORK/data/heldout" --clips 60 --seed
 stage "autoencoder, $AE_MIN min"
 python3 -m tools.train.gm_tiny.train_ae --data "$WORK/data/train" --heldout "$WORK/data/heldout" \
     --out "$WORK/ae" --steps 200000 --batch 32 --device "$DEVICE" --budget-minutes "$AE_MIN" \
-    --eval-every 1000 --threads 4 >"$WORK/ae.log" 2>&1
+    --enc-hires-bins "$ENC_HIRES_BINS" --eval-every 1000 --threads 4 >"$WORK/ae.log" 2>&1
 stage "decoder with phase losses, $DEC_MIN min"
 python3 -m tools.train.gm_tiny.train_ae --data "$WORK/data/train" --heldout "$WORK/data/heldout" \
     --out "$WORK/ae-dec" --steps 200000 --batch 32 --lr 5e-4 --init "$WORK/ae/ae.pt" \

@@ -1,7 +1,8 @@
 """The gm-tiny autoencoder: audio 48 kHz stereo <-> 64 latent channels at 25 fps.
 
 Encoder: log-magnitude STFT (n_fft 960, hop 480, computed by a fixed DFT convolution so the
-graph exports to plain ONNX Conv) -> ConvNeXt blocks at 100 frames/s -> a stride-4 convolution
+graph exports to plain ONNX Conv; optionally also the lowest bins of an n_fft 3840 STFT, a
+12.5 Hz fine view for low notes) -> ConvNeXt blocks at 100 frames/s -> a stride-4 convolution
 to 25 fps -> ConvNeXt blocks -> 64 channels.
 
 Decoder (Vocos-style): 64 channels at 25 fps -> ConvNeXt blocks -> x4 upsampling by channel
@@ -49,12 +50,12 @@ class ConvNeXt(nn.Module):
 
 class DftMagnitude(nn.Module):
     """Log-magnitude STFT as a strided Conv1d with a fixed windowed-DFT basis (center=True,
-    reflect padding, like torch.stft), frames 0..S/hop-1."""
+    reflect padding, like torch.stft), frames 0..S/hop-1; bins 0..`bins`-1 (all by default)."""
 
-    def __init__(self, n_fft: int, hop: int):
+    def __init__(self, n_fft: int, hop: int, bins: int | None = None):
         super().__init__()
         self.n_fft, self.hop = n_fft, hop
-        bins = n_fft // 2 + 1
+        self.bins = bins = bins or n_fft // 2 + 1
         n = torch.arange(n_fft, dtype=torch.float64)
         k = torch.arange(bins, dtype=torch.float64)
         window = torch.hann_window(n_fft, periodic=True, dtype=torch.float64)
@@ -69,7 +70,8 @@ class DftMagnitude(nn.Module):
             w = torch.hann_window(self.n_fft, periodic=True, device=audio.device)
             spec = torch.stft(audio.reshape(b * a, s), self.n_fft, self.hop, window=w,
                               center=True, pad_mode="reflect", return_complex=True)
-            mag = torch.sqrt(spec.real ** 2 + spec.imag ** 2 + 1e-10)[:, :, : s // self.hop]
+            spec = spec[:, : self.bins, : s // self.hop]
+            mag = torch.sqrt(spec.real ** 2 + spec.imag ** 2 + 1e-10)
             return torch.log(mag + 1e-4).reshape(b, -1, s // self.hop)
         x = audio.reshape(b * a, 1, s)
         x = F.pad(x, (self.n_fft // 2, self.n_fft // 2), mode="reflect")
@@ -80,10 +82,16 @@ class DftMagnitude(nn.Module):
 
 
 class Encoder(nn.Module):
-    def __init__(self, dim: int = 256, blocks: int = 2):
+    """`hires_bins > 0` adds a second view: the lowest `hires_bins` bins of an n_fft
+    `ENC_HIRES_N_FFT` STFT on the same frame centres (12.5 Hz apart where the first view's
+    are 50 Hz apart, too coarse to tell a low note from its neighbours)."""
+
+    def __init__(self, dim: int = 256, blocks: int = 2, hires_bins: int = 0):
         super().__init__()
         self.features = DftMagnitude(g.ENC_N_FFT, g.ENC_HOP)
-        self.inp = nn.Conv1d(g.AUDIO_CHANNELS * g.ENC_BINS, dim, 3, padding=1)
+        self.hires = DftMagnitude(g.ENC_HIRES_N_FFT, g.ENC_HOP, hires_bins) if hires_bins else None
+        inputs = g.ENC_BINS + hires_bins
+        self.inp = nn.Conv1d(g.AUDIO_CHANNELS * inputs, dim, 3, padding=1)
         self.fine = nn.Sequential(*[ConvNeXt(dim, 7) for _ in range(blocks)])
         self.down = nn.Conv1d(dim, dim, g.FRAMES_PER_LATENT, stride=g.FRAMES_PER_LATENT)
         self.coarse = nn.Sequential(*[ConvNeXt(dim, 5) for _ in range(blocks)])
@@ -92,7 +100,10 @@ class Encoder(nn.Module):
         self.register_buffer("latent_std", torch.ones(g.LATENT_CHANNELS, 1))
 
     def raw(self, audio):  # [B, A, S] -> [B, C, S / 1920], before the fixed scaling
-        x = self.fine(self.inp(self.features(audio)))
+        x = self.features(audio)
+        if self.hires is not None:
+            x = torch.cat([x, self.hires(audio)], dim=1)
+        x = self.fine(self.inp(x))
         return self.out(self.coarse(self.down(x)))
 
     def forward(self, audio):
@@ -151,8 +162,12 @@ def stft(audio):
 
 
 class Autoencoder(nn.Module):
+    """`sizes`: `enc_*` / `dec_*` keyword arguments of the encoder and decoder (a checkpoint
+    stores them as `sizes`; none means the defaults, gm-tiny's shipped shapes)."""
+
     def __init__(self, **sizes):
         super().__init__()
+        self.sizes = dict(sizes)
         enc = {k[4:]: v for k, v in sizes.items() if k.startswith("enc_")}
         dec = {k[4:]: v for k, v in sizes.items() if k.startswith("dec_")}
         self.encoder = Encoder(**enc)

@@ -50,8 +50,9 @@ def main():
     torch.set_num_threads(args.threads)
     clips = ClipSet(args.heldout)
     for path in args.ae:
-        ae = Autoencoder()
-        ae.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["state"])
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ae = Autoencoder(**ckpt.get("sizes", {}))
+        ae.load_state_dict(ckpt["state"])
         print(json.dumps({"ae": str(path), **evaluate(ae, clips, args.clips)}), flush=True)
 
 

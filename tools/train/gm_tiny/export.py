@@ -62,10 +62,12 @@ def ae_stages(ckpt) -> str:
     """How the autoencoder checkpoint was trained, stage by stage, in words."""
     stages = ckpt.get("stages", [{"steps": ckpt["step"], "decoder_only": False,
                                   "phase_weight": 0.0}])
+    hires = ckpt.get("sizes", {}).get("enc_hires_bins", 0)
+    view = f" (encoder with a {hires}-bin 12.5 Hz fine view)" if hires else ""
     return " then ".join(
         f"{st['steps']} steps" + (" (decoder only)" if st["decoder_only"] else "")
         + (f" with phase losses x{st['phase_weight']:g}" if st["phase_weight"] else "")
-        for st in stages)
+        for st in stages) + view
 
 
 def main():

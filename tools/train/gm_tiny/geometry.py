@@ -21,6 +21,8 @@ FRAMES_PER_LATENT = SAMPLES_PER_LATENT // HOP  # 4
 ENC_N_FFT = 960
 ENC_HOP = 480
 ENC_BINS = ENC_N_FFT // 2 + 1  # 481
+# The encoder's optional fine view (`Encoder(hires_bins=...)`): 12.5 Hz bins, same frame centres.
+ENC_HIRES_N_FFT = 3840
 
 assert SAMPLES_PER_LATENT % HOP == 0 and N_FFT >= 2 * HOP
 

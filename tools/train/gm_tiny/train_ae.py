@@ -124,6 +124,9 @@ def main():
     ap.add_argument("--decoder-only", action="store_true",
                     help="train the decoder only: the encoder (and so the latents a DiT was "
                          "trained on, and the latent scale) stays as --init has it")
+    ap.add_argument("--enc-hires-bins", type=int, default=0,
+                    help="the encoder's fine view: the lowest N bins of an n_fft 3840 STFT "
+                         "(160: up to 2 kHz); 0 = none, gm-tiny's shipped encoder")
     ap.add_argument("--phase-weight", type=float, default=0.0,
                     help="weight of the anti-wrapping phase losses (0: magnitude losses only)")
     args = ap.parse_args()
@@ -136,14 +139,17 @@ def main():
     rng = np.random.default_rng(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     train, heldout = ClipSet(args.data), ClipSet(args.heldout)
-    ae = Autoencoder().train()
     # What trained these weights, stage by stage (the export writes it into PROVENANCE.md).
     stages = []
     if args.init:
         init = torch.load(args.init, map_location="cpu", weights_only=False)
+        ae = Autoencoder(**init.get("sizes", {})).train()
         ae.load_state_dict(init["state"])
         stages = init.get("stages", [{"steps": init["step"], "decoder_only": False,
                                       "phase_weight": 0.0}])
+    else:
+        sizes = {"enc_hires_bins": args.enc_hires_bins} if args.enc_hires_bins else {}
+        ae = Autoencoder(**sizes).train()
     ae.to(device)
     if args.decoder_only:
         ae.encoder.requires_grad_(False)
@@ -180,7 +186,7 @@ def main():
             running = []
             if (step + 1) % args.eval_every == 0 or last:
                 entry["heldout_log_mel_db"] = heldout_error_db(ae, heldout)
-                torch.save({"step": step + 1,
+                torch.save({"step": step + 1, "sizes": ae.sizes,
                             "state": cpu_state(ae)}, args.out / "ae.pt")
             print(json.dumps(entry), flush=True)
             log.write(json.dumps(entry) + "\n")
@@ -196,7 +202,7 @@ def main():
              "latent_std_range": [float(std.min()), float(std.max())]}
     print(json.dumps(final), flush=True)
     log.write(json.dumps(final) + "\n")
-    torch.save({"step": budget.steps, "stages": stages,
+    torch.save({"step": budget.steps, "stages": stages, "sizes": ae.sizes,
                 "state": cpu_state(ae), "heldout_log_mel_db": final["heldout_log_mel_db"]},
                args.out / "ae.pt")
 

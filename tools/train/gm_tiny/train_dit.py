@@ -55,7 +55,7 @@ def load_autoencoder(path: Path) -> Autoencoder:
 
 def autoencoder_from(ckpt: dict) -> Autoencoder:
     """The frozen autoencoder of a `train_ae` checkpoint."""
-    ae = Autoencoder()
+    ae = Autoencoder(**ckpt.get("sizes", {}))
     ae.load_state_dict(ckpt["state"])
     return ae.eval()
 

@@ -1,0 +1,64 @@
+"""Tests of gm-tiny's autoencoder graphs: the encoder trains on torch.stft magnitudes but
+exports a fixed DFT convolution; the two must agree, with and without the fine view
+(`hires_bins`), on ONNX Runtime at a length other than the export's. And a checkpoint's
+`sizes` rebuild the same shapes.
+
+Needs torch, onnx and onnxruntime (scripts/test.sh installs them with the export tools);
+without them the tests skip, unless LATENTD_REQUIRE_EXPORT_TOOLS=1, when they fail.
+"""
+
+import importlib.util
+import os
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+MISSING = [m for m in ("torch", "onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+if MISSING and os.environ.get("LATENTD_REQUIRE_EXPORT_TOOLS") == "1":
+    raise RuntimeError(f"LATENTD_REQUIRE_EXPORT_TOOLS=1 but {', '.join(MISSING)} missing")
+if not MISSING:
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
+    from tools.train.gm_tiny import geometry as g
+    from tools.train.gm_tiny.autoencoder import Autoencoder
+    from tools.train.gm_tiny.smoke import export
+
+
+@unittest.skipIf(MISSING, f"missing: {', '.join(MISSING)}")
+class EncoderExportTest(unittest.TestCase):
+    def check(self, sizes: dict):
+        torch.manual_seed(3)
+        ae = Autoencoder(**sizes).eval()
+        traced = 0.1 * torch.randn(1, g.AUDIO_CHANNELS, 8 * g.SAMPLES_PER_LATENT)
+        # Another length, and music-like content: a low note, a high one, a little noise.
+        t = torch.arange(13 * g.SAMPLES_PER_LATENT) / g.SAMPLE_RATE
+        tone = 0.3 * torch.sin(2 * torch.pi * 98.0 * t) + 0.1 * torch.sin(2 * torch.pi * 1318.5 * t)
+        audio = (tone + 0.01 * torch.randn(2, len(t)))[None]
+        with tempfile.TemporaryDirectory() as d, torch.no_grad():
+            path = Path(d) / "encoder.onnx"
+            export(ae.encoder, (traced,), path, ["audio"], ["latents"],
+                   {"audio": {0: "B", 2: "S"}, "latents": {0: "B", 2: "T"}})
+            got = ort.InferenceSession(str(path)).run(None, {"audio": audio.numpy()})[0]
+            want = ae.encoder(audio).numpy()
+        self.assertEqual(got.shape, (1, g.LATENT_CHANNELS, 13))
+        err = float(np.abs(got - want).max())
+        self.assertLess(err, 1e-3 * float(np.abs(want).max()), f"{sizes}: {err}")
+        return ae
+
+    def test_the_shipped_encoder_exports_what_it_trains(self):
+        self.check({})
+
+    def test_the_fine_view_exports_what_it_trains(self):
+        ae = self.check({"enc_hires_bins": 160})
+        self.assertEqual(ae.encoder.hires.bins, 160)
+        self.assertEqual(ae.encoder.inp.in_channels, g.AUDIO_CHANNELS * (g.ENC_BINS + 160))
+        again = Autoencoder(**ae.sizes)
+        again.load_state_dict(ae.state_dict())  # raises on any shape that differs
+
+
+if __name__ == "__main__":
+    unittest.main()
