@@ -35,7 +35,8 @@ What each graph holds (docs/models.md, "ACE-Step v1.5 through the export tool"):
 Export traps handled (../shared/notes/models.md): GQA attention runs with K/V heads repeated
 (no `enable_gqa`), masks are additive biases built from the sequence length, `T` is padded
 by latentd to `t_multiple` (no shape branch), graphs past 2 GB keep their weights in
-external data files.
+external data files. `--weights fp16` stores the weights as fp16 (rounded in torch first, so
+the parity vectors are the graphs'); the graphs compute in f32.
 
 Threading: a command-line tool; single-threaded apart from torch's own pools.
 """
@@ -47,6 +48,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bundles"))
 from make_test_bundle import (  # noqa: E402
     AUDIO_CHANNELS, FORMAT, LATENT_CHANNELS, LATENT_FRAME_RATE, PARITY_ATOL, PARITY_RTOL,
     SAMPLE_RATE, geometry_section, parity_run, write_bytes)
+import onnx_weights  # noqa: E402  (tools/bundles, beside make_test_bundle)
 
 SAMPLES_PER_FRAME = SAMPLE_RATE // LATENT_FRAME_RATE
 # ACE-Step's timbre reference: 30 s of latents (`timbre_fix_frame` in the pipeline).
@@ -420,18 +423,40 @@ def check_against_condition_encoder(parts: Parts, text: Text, timbre: Timbre, id
 # ----------------------------------------------------------------------------- export ---
 
 
-def export_graph(module: nn.Module, inputs: dict, outputs: list[str], dynamic: dict, path: Path) -> None:
-    """Exports `module` with named inputs and outputs; weights past 1 GiB go to `<file>.data`."""
-    tmp = path.with_name(path.name + ".tmp")
+def round_to_fp16(*modules: nn.Module) -> None:
+    """Rounds every floating parameter and buffer of `modules` to the nearest fp16 value
+    (kept as f32), so a graph's weights are stored as fp16 without a further loss and the
+    torch modules the parity vectors and checks come from are the graphs'."""
     with torch.no_grad():
-        torch.onnx.export(module, tuple(inputs.values()), str(tmp), input_names=list(inputs),
-                          output_names=outputs, dynamic_axes=dynamic, opset_version=OPSET,
-                          dynamo=True, external_data=False)
-    model = onnx.load(str(tmp))
-    tmp.unlink()
+        for module in modules:
+            for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
+                if not tensor.is_floating_point():
+                    continue
+                if tensor.numel() and float(tensor.abs().max()) >= onnx_weights.FP16_MAX:
+                    raise SystemExit(f"export-acestep: --weights fp16: {name} overflows fp16")
+                tensor.copy_(tensor.half().float())
+
+
+def export_graph(module: nn.Module, inputs: dict, outputs: list[str], dynamic: dict, path: Path,
+                 fp16: bool = False) -> tuple[int, int]:
+    """Exports `module` with named inputs and outputs; weights past 1 GiB go to `<file>.data`.
+    With `fp16`, large weights (rounded to fp16 by `round_to_fp16`) are stored as fp16
+    (tools/bundles/onnx_weights.py; the graph still computes in f32); constants the exporter
+    folded stay f32. Returns the (tensors, elements) stored as fp16."""
+    # torch writes graphs past 2 GB with external data of its own, whatever it is asked:
+    # export into a scratch folder beside the bundle, which goes with everything in it.
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=path.parent) as scratch:
+        tmp = Path(scratch) / path.name
+        with torch.no_grad():
+            torch.onnx.export(module, tuple(inputs.values()), str(tmp), input_names=list(inputs),
+                              output_names=outputs, dynamic_axes=dynamic, opset_version=OPSET,
+                              dynamo=True, external_data=False)
+        model = onnx.load(str(tmp))
+    stored = onnx_weights.store_fp16(model, exact_only=True) if fp16 else (0, 0)
     big = sum(t.ByteSize() for t in model.graph.initializer) > EXTERNAL_DATA_BYTES
     onnx.save_model(model, str(path), save_as_external_data=big, all_tensors_to_one_file=True,
                     location=path.name + ".data" if big else None)
+    return stored
 
 
 def torch_parity_run(graph: str, module: nn.Module, inputs: dict, output: str, out: Path) -> str:
@@ -491,12 +516,22 @@ rtol = {PARITY_RTOL}
 
 
 def export(parts: Parts, tags: list[str], out: Path, name: str, steps: int, shift: float,
-           duration_s: int, default_prompt: str) -> dict:
+           duration_s: int, default_prompt: str, weights: str = "f32") -> dict:
     out.mkdir(parents=True, exist_ok=True)
+    fp16 = weights == "fp16"
+    if fp16:
+        round_to_fp16(*parts.modules())
+        parts.provenance += "; weights stored as fp16 (computed in f32)"
     g = torch.Generator().manual_seed(5)
     c, tm = LATENT_CHANNELS, parts.t_multiple
     width = parts.condition_encoder.config.hidden_size
-    report = {"out": str(out), "t_multiple": tm}
+    report = {"out": str(out), "t_multiple": tm, "weights": weights, "fp16": {}}
+
+    def export_graph_named(module, inputs, outputs, dynamic, graph):
+        if fp16:  # the wrapper's own constants too (the text graph's lyric rows)
+            round_to_fp16(module)
+        report["fp16"][graph] = export_graph(module, inputs, outputs, dynamic,
+                                             out / f"{graph}.onnx", fp16)
 
     dit = Dit(parts.transformer, parts.condition_encoder, parts.audio_tokenizer, parts.detokenizer).eval()
     frames = 2 * tm
@@ -508,24 +543,24 @@ def export(parts: Parts, tags: list[str], out: Path, name: str, steps: int, shif
         "encoder_hidden_states": torch.cat([torch.randn(1, 3, width, generator=g), torch.zeros(1, 3, width)]),
         "context_latents": torch.cat([torch.randn(2, frames, c, generator=g), given], dim=-1),
     }
-    export_graph(dit, dit_inputs, ["velocity"], {
+    export_graph_named(dit, dit_inputs, ["velocity"], {
         "hidden_states": {0: "B", 1: "T"}, "timestep": {0: "B"},
         "encoder_hidden_states": {0: "B", 1: "L"}, "context_latents": {0: "B", 1: "T"},
-        "velocity": {0: "B", 1: "T"}}, out / "dit.onnx")
+        "velocity": {0: "B", 1: "T"}}, "dit")
 
     decoder = Decoder(parts.vae).eval()
     # The decoder's receptive field, measured: windows decoded with this much context on
     # each side join without a seam.
     context_frames = report["context_frames"] = max(1, decoder_reach(decoder))
     dec_inputs = {"latents": torch.randn(1, c, 3, generator=g)}
-    export_graph(decoder, dec_inputs, ["audio"], {"latents": {0: "B", 2: "T"}, "audio": {0: "B", 2: "S"}},
-                 out / "decoder.onnx")
+    export_graph_named(decoder, dec_inputs, ["audio"],
+                       {"latents": {0: "B", 2: "T"}, "audio": {0: "B", 2: "S"}}, "decoder")
 
     encoder = Encoder(parts.vae).eval()
     t = torch.arange(2 * SAMPLES_PER_FRAME) / SAMPLE_RATE
     enc_inputs = {"audio": (0.5 * torch.sin(2 * math.pi * 220.0 * t)).expand(1, AUDIO_CHANNELS, -1).contiguous()}
-    export_graph(encoder, enc_inputs, ["latents"], {"audio": {0: "B", 2: "S"}, "latents": {0: "B", 2: "T"}},
-                 out / "encoder.onnx")
+    export_graph_named(encoder, enc_inputs, ["latents"],
+                       {"audio": {0: "B", 2: "S"}, "latents": {0: "B", 2: "T"}}, "encoder")
 
     text = build_text(parts, tags, duration_s)
     timbre = Timbre(parts.condition_encoder).eval()
@@ -538,9 +573,9 @@ def export(parts: Parts, tags: list[str], out: Path, name: str, steps: int, shif
     if report["condition_vs_condition_encoder"] > 1e-4:
         raise SystemExit(f"export-acestep: the text and timbre graphs differ from the condition "
                          f"encoder by {report['condition_vs_condition_encoder']:.2e}")
-    export_graph(text, text_inputs, ["encoder_hidden_states"],
-                 {"ids": {1: "L"}, "encoder_hidden_states": {1: "R"}}, out / "text.onnx")
-    export_graph(timbre, timbre_inputs, ["encoder_hidden_states"], {}, out / "timbre.onnx")
+    export_graph_named(text, text_inputs, ["encoder_hidden_states"],
+                       {"ids": {1: "L"}, "encoder_hidden_states": {1: "R"}}, "text")
+    export_graph_named(timbre, timbre_inputs, ["encoder_hidden_states"], {}, "timbre")
     (out / "tags.txt").write_text("\n".join(tags) + "\n")
 
     parity = [torch_parity_run("dit", dit, dit_inputs, "velocity", out),
@@ -569,6 +604,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="weight seed for --random-tiny")
     parser.add_argument("--license",
                         help="the weights' licence (default: the checkpoint's model card says)")
+    parser.add_argument("--weights", choices=["f32", "fp16"], default="f32",
+                        help="how the graphs store their weights: fp16 halves the files (the "
+                             "weights are rounded to fp16 first; the graphs compute in f32)")
     parser.add_argument("--default-prompt", default="pop piano bass drums",
                         help="what a fresh start plays (tags of the vocabulary)")
     args = parser.parse_args(argv)
@@ -587,7 +625,7 @@ def main(argv=None) -> int:
     parts.license = license or parts.license
     name = args.name or ("acestep-tiny-random" if args.random_tiny else "acestep-v15")
     print(json.dumps(export(parts, tags, args.out, name, args.steps, args.shift, args.duration,
-                            args.default_prompt)))
+                            args.default_prompt, args.weights)))
     return 0
 
 

@@ -167,6 +167,34 @@ class ExportedGraphs(unittest.TestCase):
             self.assertEqual(got.shape, (batch, 64, frames))
             self.assertLess(float(np.abs(got - want).max()), TOLERANCE)
 
+    def test_fp16_weights_halve_the_weights_and_compute_what_the_rounded_modules_do(self):
+        out = self.out / "fp16"
+        parts = ea.random_tiny(seed=3)
+        report = ea.export(parts, self.tags, out, "test", 8, 3.0, 30, "pop piano", "fp16")
+        params = sum(p.numel() for p in parts.transformer.parameters())
+        self.assertGreater(report["fp16"]["dit"][1], 0.9 * params)
+        for graph in ("dit", "encoder"):
+            f32, f16 = ((d / f"{graph}.onnx").stat().st_size for d in (self.out, out))
+            self.assertLess(f16, 0.7 * f32, graph)
+        self.assertIn("weights stored as fp16", (out / "bundle.toml").read_text())
+        graphs = {f"{g}.onnx" for g in ("dit", "decoder", "encoder", "text", "timbre")}
+        self.assertEqual({p.name for p in out.iterdir()}, graphs | {"bundle.toml", "tags.txt", "parity"})
+        rounded = ea.Dit(parts.transformer, parts.condition_encoder, parts.audio_tokenizer,
+                         parts.detokenizer).eval()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        session = ort.InferenceSession(str(out / "dit.onnx"), options)
+        inputs = self.dit_inputs(3, 30, 4, seed=11)
+        with torch.no_grad():
+            want = rounded(*inputs.values()).numpy()
+            unrounded = self.dit(*inputs.values()).numpy()
+        got = session.run(["velocity"], {k: v.numpy() for k, v in inputs.items()})[0]
+        self.assertLess(float(np.abs(got - want).max()), TOLERANCE)
+        # The rounding is real (the graph is not the f32 one) and small.
+        moved = float(np.abs(got - unrounded).max())
+        self.assertGreater(moved, 10 * TOLERANCE)
+        self.assertLess(moved, 0.05 * float(np.abs(unrounded).max()))
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -16,46 +16,29 @@ import argparse
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
-from onnx import helper, numpy_helper
 
 from . import geometry as g
 from .dit import Dit, TagEmbedding, checkpoint_arch
 from .smoke import agree, export_dit_text, export_graphs, manifest
 from .train_dit import autoencoder_from
 
-MIN_FP16_ELEMENTS = 256
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bundles"))
+import onnx_weights  # noqa: E402  (tools/bundles is not a package)
 
 
 def store_fp16(path: Path) -> tuple[int, int]:
-    """Rewrite a graph's large f32 initializers as fp16 + Cast. Returns (tensors, elements)."""
+    """Rewrite a graph's large f32 initializers as fp16 + Cast (tools/bundles/onnx_weights.py).
+    Returns (tensors, elements)."""
     model = onnx.load(str(path))
-    graph = model.graph
-    casts, kept, count, elements = [], [], 0, 0
-    for init in graph.initializer:
-        array = numpy_helper.to_array(init)
-        if init.data_type != onnx.TensorProto.FLOAT or array.size < MIN_FP16_ELEMENTS:
-            kept.append(init)
-            continue
-        assert np.all(np.abs(array) < 65000), f"{init.name} overflows fp16"
-        half = numpy_helper.from_array(array.astype(np.float16), init.name + "_fp16")
-        kept.append(half)
-        casts.append(helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT,
-                                      name=init.name + "_cast"))
-        count += 1
-        elements += array.size
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    nodes = list(graph.node)
-    del graph.node[:]
-    graph.node.extend(casts + nodes)
+    stored = onnx_weights.store_fp16(model)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
-    return count, elements
+    return stored
 
 
 def ae_stages(ckpt) -> str:
