@@ -9,7 +9,8 @@ the log magnitude at the decoder's own STFT; the latents get a small L2 penalty 
 training, Gaussian noise, so the decoder tolerates the DiT's imprecision. Deterministic for a
 given seed, step count and thread count (on the CPU; CUDA kernels may differ run to run).
 `--device cuda` trains on a GPU; `--budget-minutes M` fits the step count to M minutes.
-Writes `ae.pt` (weights, sizes, step, latent scale) and `ae-log.jsonl` (one line per log interval, heldout log-mel error in dB at each eval).
+Writes `ae.pt` (weights, sizes, step, latent scale) and `ae-log.jsonl` (one line per log
+interval, heldout log-mel error in dB at each eval).
 """
 
 import argparse
