@@ -12,7 +12,6 @@ import random
 import sys
 import tempfile
 import unittest
-import wave
 from dataclasses import replace
 
 import numpy as np
@@ -22,6 +21,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "measure"))
 
 from data.composer import DRUM_CHANNEL, compose, orchestrate  # noqa: E402
+from data.dataset import write_wav  # noqa: E402
 from data.render import SAMPLE_RATE  # noqa: E402
 from sound import STOP_FADE_S, alignment_lag, analyze, beat_strength  # noqa: E402
 from test_data import renderer  # noqa: E402
@@ -69,15 +69,6 @@ def scramble_phase(x: np.ndarray, seed: int) -> np.ndarray:
         out[idx] += np.fft.irfft(spec, n=n_fft, axis=0) * win[:, None]
         norm[idx] += win ** 2
     return (out / norm[:, None]).astype(np.float32)
-
-
-def write_wav(path: str, audio: np.ndarray):
-    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
-    with wave.open(path, "wb") as w:
-        w.setnchannels(audio.shape[1])
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes(pcm.tobytes())
 
 
 class AlignmentTest(unittest.TestCase):
