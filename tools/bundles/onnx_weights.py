@@ -1,47 +1,69 @@
-"""Store an ONNX graph's weights as fp16 while it computes in f32: every large f32
-initializer becomes an fp16 initializer followed by a Cast to f32 under its old name, so the
-graph's interface and the runtime's arithmetic stay f32 (ONNX Runtime folds the casts when
-it loads the graph) and the file holds half the bytes.
+"""Store an ONNX graph's weights in half precision while it computes in f32: every large f32
+initializer becomes an fp16 (or bf16) initializer followed by a Cast to f32 under its old
+name, so the graph's interface and the runtime's arithmetic stay f32 (ONNX Runtime folds the
+casts when it loads the graph) and the file holds half the bytes.
+
+fp16 keeps 10 bits of mantissa but overflows past 65504; bf16 keeps 7 bits with f32's range,
+and holds a bf16 checkpoint exactly.
 
 Shared by gm-tiny's export (tools/train/gm_tiny/export.py) and the ACE-Step export
-(tools/export-acestep). numpy and onnx only; a function of its arguments.
+(tools/export-acestep). numpy, ml_dtypes (onnx's own dependency) and onnx only; a function of
+its arguments.
 """
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
 # Initializers smaller than this stay f32 (biases, norms: no size to gain).
-MIN_FP16_ELEMENTS = 256
-# The largest finite fp16 magnitude.
-FP16_MAX = 65504.0
+MIN_HALF_ELEMENTS = 256
+# The half-precision formats: numpy dtype. A stored initializer is named `<name>_<format>`.
+HALF = {"fp16": np.float16, "bf16": ml_dtypes.bfloat16}
 
 
-def store_fp16(model: onnx.ModelProto, exact_only: bool = False) -> tuple[int, int]:
-    """Rewrites `model` in place; returns (tensors, elements) stored as fp16. A weight past
-    fp16's range raises ValueError naming it (nothing is rewritten then). `exact_only`:
-    convert only initializers fp16 holds exactly (weights rounded beforehand), leaving f32
-    what the exporter computed and folded into constants (rotary tables, say), which fp16
-    would round."""
+def original_name(name: str) -> str:
+    """The f32 initializer a stored half-precision one stands for (`up.weight_fp16` ->
+    `up.weight`); other names unchanged."""
+    for half in HALF:
+        if name.endswith("_" + half):
+            return name.removesuffix("_" + half)
+    return name
+
+
+def rounded(array: np.ndarray, half: str) -> np.ndarray:
+    """`array` rounded to `half` and back to f32 (inf where it overflows)."""
+    with np.errstate(over="ignore"):
+        return array.astype(HALF[half]).astype(np.float32)
+
+
+def store_half(model: onnx.ModelProto, half: str = "fp16",
+               exact_only: bool = False) -> tuple[int, int]:
+    """Rewrites `model` in place; returns (tensors, elements) stored as `half` ("fp16" or
+    "bf16"). A weight past the format's range raises ValueError naming it (nothing is
+    rewritten then). `exact_only`: convert only initializers the format holds exactly
+    (weights rounded beforehand), leaving f32 what the exporter computed and folded into
+    constants (rotary tables, say), which the format would round."""
     graph = model.graph
     casts, kept, count, elements = [], [], 0, 0
     for init in graph.initializer:
         array = numpy_helper.to_array(init)
-        if init.data_type != onnx.TensorProto.FLOAT or array.size < MIN_FP16_ELEMENTS:
+        if init.data_type != onnx.TensorProto.FLOAT or array.size < MIN_HALF_ELEMENTS:
             kept.append(init)
             continue
-        if exact_only and not np.array_equal(array.astype(np.float16).astype(np.float32), array):
+        near = rounded(array, half)
+        if exact_only and not np.array_equal(near, array):
             kept.append(init)
             continue
-        if not np.all(np.abs(array) < FP16_MAX):
-            raise ValueError(f"initializer {init.name} overflows fp16 (|x| up to "
+        if not np.all(np.isfinite(near)):
+            raise ValueError(f"initializer {init.name} overflows {half} (|x| up to "
                              f"{float(np.abs(array).max()):.3g})")
-        half = numpy_helper.from_array(array.astype(np.float16), init.name + "_fp16")
-        kept.append(half)
-        casts.append(helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT,
-                                      name=init.name + "_cast"))
+        stored = numpy_helper.from_array(array.astype(HALF[half]), f"{init.name}_{half}")
+        kept.append(stored)
+        casts.append(helper.make_node("Cast", [stored.name], [init.name],
+                                      to=onnx.TensorProto.FLOAT, name=init.name + "_cast"))
         count += 1
         elements += array.size
     del graph.initializer[:]

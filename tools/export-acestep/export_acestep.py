@@ -35,8 +35,10 @@ What each graph holds (docs/models.md, "ACE-Step v1.5 through the export tool"):
 Export traps handled (../shared/notes/models.md): GQA attention runs with K/V heads repeated
 (no `enable_gqa`), masks are additive biases built from the sequence length, `T` is padded
 by latentd to `t_multiple` (no shape branch), graphs past 2 GB keep their weights in
-external data files. `--weights fp16` stores the weights as fp16 (rounded in torch first, so
-the parity vectors are the graphs'); the graphs compute in f32.
+external data files. `--weights fp16` or `--weights bf16` stores the weights in half
+precision (rounded in torch first, so the parity vectors are the graphs'; bf16 holds a bf16
+checkpoint exactly and cannot overflow, fp16 loses its smallest weights); the graphs compute
+in f32.
 
 Threading: a command-line tool; single-threaded apart from torch's own pools.
 """
@@ -423,26 +425,31 @@ def check_against_condition_encoder(parts: Parts, text: Text, timbre: Timbre, id
 # ----------------------------------------------------------------------------- export ---
 
 
-def round_to_fp16(*modules: nn.Module) -> None:
-    """Rounds every floating parameter and buffer of `modules` to the nearest fp16 value
-    (kept as f32), so a graph's weights are stored as fp16 without a further loss and the
+# `--weights`: the torch dtype each half-precision format rounds to.
+HALF_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def round_to_half(half: str, *modules: nn.Module) -> None:
+    """Rounds every floating parameter and buffer of `modules` to the nearest `half` value
+    (kept as f32), so a graph's weights are stored as `half` without a further loss and the
     torch modules the parity vectors and checks come from are the graphs'."""
     with torch.no_grad():
         for module in modules:
             for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
                 if not tensor.is_floating_point():
                     continue
-                if tensor.numel() and float(tensor.abs().max()) >= onnx_weights.FP16_MAX:
-                    raise SystemExit(f"export-acestep: --weights fp16: {name} overflows fp16")
-                tensor.copy_(tensor.half().float())
+                near = tensor.to(HALF_DTYPES[half]).float()
+                if not bool(torch.isfinite(near).all()) and bool(torch.isfinite(tensor).all()):
+                    raise SystemExit(f"export-acestep: --weights {half}: {name} overflows {half}")
+                tensor.copy_(near)
 
 
 def export_graph(module: nn.Module, inputs: dict, outputs: list[str], dynamic: dict, path: Path,
-                 fp16: bool = False) -> tuple[int, int]:
+                 half: str | None = None) -> tuple[int, int]:
     """Exports `module` with named inputs and outputs; weights past 1 GiB go to `<file>.data`.
-    With `fp16`, large weights (rounded to fp16 by `round_to_fp16`) are stored as fp16
-    (tools/bundles/onnx_weights.py; the graph still computes in f32); constants the exporter
-    folded stay f32. Returns the (tensors, elements) stored as fp16."""
+    With `half` ("fp16", "bf16"), large weights (rounded by `round_to_half`) are stored in
+    that format (tools/bundles/onnx_weights.py; the graph still computes in f32); constants
+    the exporter folded stay f32. Returns the (tensors, elements) stored in half precision."""
     # torch writes graphs past 2 GB with external data of its own, whatever it is asked:
     # export into a scratch folder beside the bundle, which goes with everything in it.
     with tempfile.TemporaryDirectory(prefix=".export-", dir=path.parent) as scratch:
@@ -452,7 +459,7 @@ def export_graph(module: nn.Module, inputs: dict, outputs: list[str], dynamic: d
                               output_names=outputs, dynamic_axes=dynamic, opset_version=OPSET,
                               dynamo=True, external_data=False)
         model = onnx.load(str(tmp))
-    stored = onnx_weights.store_fp16(model, exact_only=True) if fp16 else (0, 0)
+    stored = onnx_weights.store_half(model, half, exact_only=True) if half else (0, 0)
     big = sum(t.ByteSize() for t in model.graph.initializer) > EXTERNAL_DATA_BYTES
     onnx.save_model(model, str(path), save_as_external_data=big, all_tensors_to_one_file=True,
                     location=path.name + ".data" if big else None)
@@ -518,20 +525,20 @@ rtol = {PARITY_RTOL}
 def export(parts: Parts, tags: list[str], out: Path, name: str, steps: int, shift: float,
            duration_s: int, default_prompt: str, weights: str = "f32") -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    fp16 = weights == "fp16"
-    if fp16:
-        round_to_fp16(*parts.modules())
-        parts.provenance += "; weights stored as fp16 (computed in f32)"
+    half = weights if weights in HALF_DTYPES else None
+    if half:
+        round_to_half(half, *parts.modules())
+        parts.provenance += f"; weights stored as {half} (computed in f32)"
     g = torch.Generator().manual_seed(5)
     c, tm = LATENT_CHANNELS, parts.t_multiple
     width = parts.condition_encoder.config.hidden_size
-    report = {"out": str(out), "t_multiple": tm, "weights": weights, "fp16": {}}
+    report = {"out": str(out), "t_multiple": tm, "weights": weights, "half": {}}
 
     def export_graph_named(module, inputs, outputs, dynamic, graph):
-        if fp16:  # the wrapper's own constants too (the text graph's lyric rows)
-            round_to_fp16(module)
-        report["fp16"][graph] = export_graph(module, inputs, outputs, dynamic,
-                                             out / f"{graph}.onnx", fp16)
+        if half:  # the wrapper's own constants too (the text graph's lyric rows)
+            round_to_half(half, module)
+        report["half"][graph] = export_graph(module, inputs, outputs, dynamic,
+                                             out / f"{graph}.onnx", half)
 
     dit = Dit(parts.transformer, parts.condition_encoder, parts.audio_tokenizer, parts.detokenizer).eval()
     frames = 2 * tm
@@ -604,9 +611,10 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="weight seed for --random-tiny")
     parser.add_argument("--license",
                         help="the weights' licence (default: the checkpoint's model card says)")
-    parser.add_argument("--weights", choices=["f32", "fp16"], default="f32",
-                        help="how the graphs store their weights: fp16 halves the files (the "
-                             "weights are rounded to fp16 first; the graphs compute in f32)")
+    parser.add_argument("--weights", choices=["f32", *HALF_DTYPES], default="f32",
+                        help="how the graphs store their weights: fp16 or bf16 halve the files "
+                             "(the weights are rounded first; the graphs compute in f32); bf16 "
+                             "holds a bf16 checkpoint exactly")
     parser.add_argument("--default-prompt", default="pop piano bass drums",
                         help="what a fresh start plays (tags of the vocabulary)")
     args = parser.parse_args(argv)

@@ -24,6 +24,7 @@ if MISSING and os.environ.get("LATENTD_REQUIRE_EXPORT_TOOLS") == "1":
 
 if not MISSING:
     import numpy as np
+    import onnx
     import onnxruntime as ort
     import torch
 
@@ -167,16 +168,21 @@ class ExportedGraphs(unittest.TestCase):
             self.assertEqual(got.shape, (batch, 64, frames))
             self.assertLess(float(np.abs(got - want).max()), TOLERANCE)
 
-    def test_fp16_weights_halve_the_weights_and_compute_what_the_rounded_modules_do(self):
-        out = self.out / "fp16"
+    def check_half_weights(self, half: str, onnx_type: int):
+        """`--weights half`: the weights take about half the bytes, are stored as `onnx_type`,
+        and the graphs compute what the rounded modules do."""
+        out = self.out / half
         parts = ea.random_tiny(seed=3)
-        report = ea.export(parts, self.tags, out, "test", 8, 3.0, 30, "pop piano", "fp16")
+        report = ea.export(parts, self.tags, out, "test", 8, 3.0, 30, "pop piano", half)
         params = sum(p.numel() for p in parts.transformer.parameters())
-        self.assertGreater(report["fp16"]["dit"][1], 0.9 * params)
+        self.assertGreater(report["half"]["dit"][1], 0.9 * params)
         for graph in ("dit", "encoder"):
-            f32, f16 = ((d / f"{graph}.onnx").stat().st_size for d in (self.out, out))
-            self.assertLess(f16, 0.7 * f32, graph)
-        self.assertIn("weights stored as fp16", (out / "bundle.toml").read_text())
+            f32, small = ((d / f"{graph}.onnx").stat().st_size for d in (self.out, out))
+            self.assertLess(small, 0.7 * f32, graph)
+        stored = {i.data_type for i in onnx.load(str(out / "dit.onnx")).graph.initializer
+                  if i.name.endswith("_" + half)}
+        self.assertEqual(stored, {onnx_type})
+        self.assertIn(f"weights stored as {half}", (out / "bundle.toml").read_text())
         graphs = {f"{g}.onnx" for g in ("dit", "decoder", "encoder", "text", "timbre")}
         self.assertEqual({p.name for p in out.iterdir()}, graphs | {"bundle.toml", "tags.txt", "parity"})
         rounded = ea.Dit(parts.transformer, parts.condition_encoder, parts.audio_tokenizer,
@@ -194,6 +200,13 @@ class ExportedGraphs(unittest.TestCase):
         moved = float(np.abs(got - unrounded).max())
         self.assertGreater(moved, 10 * TOLERANCE)
         self.assertLess(moved, 0.05 * float(np.abs(unrounded).max()))
+        return moved
+
+    def test_fp16_weights_halve_the_weights_and_compute_what_the_rounded_modules_do(self):
+        self.check_half_weights("fp16", onnx.TensorProto.FLOAT16)
+
+    def test_bf16_weights_halve_the_weights_and_compute_what_the_rounded_modules_do(self):
+        self.check_half_weights("bf16", onnx.TensorProto.BFLOAT16)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ def store_fp16(path: Path) -> tuple[int, int]:
     """Rewrite a graph's large f32 initializers as fp16 + Cast (tools/bundles/onnx_weights.py).
     Returns (tensors, elements)."""
     model = onnx.load(str(path))
-    stored = onnx_weights.store_fp16(model)
+    stored = onnx_weights.store_half(model, "fp16")
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return stored
