@@ -1,7 +1,7 @@
 """Clip sets for training: a `make_dataset.py` folder loaded into memory once.
 
 `ClipSet(folder)` reads `clips.jsonl` and every WAV (48 kHz stereo 16-bit) into one int16
-array `[N, A, S]`; `crops(rng, batch, samples)` draws random float crops. Single-threaded,
+array `[N, A, S]` (`ClipSet([folder, ...])`: the clips of every folder, in order); `crops(rng, batch, samples)` draws random float crops. Single-threaded,
 no workers: the training loop is the only reader.
 """
 
@@ -25,11 +25,13 @@ def read_wav(path: Path) -> np.ndarray:
 
 
 class ClipSet:
-    def __init__(self, folder: Path, limit: int | None = None):
-        self.folder = Path(folder)
-        lines = (self.folder / "clips.jsonl").read_text().splitlines()
-        self.meta = [json.loads(line) for line in lines][:limit]
-        self.audio = np.stack([read_wav(self.folder / m["file"]) for m in self.meta])
+    def __init__(self, folders: Path | list[Path], limit: int | None = None):
+        folders = [Path(f) for f in (folders if isinstance(folders, list) else [folders])]
+        self.folder = folders[0]
+        entries = [(folder, json.loads(line)) for folder in folders
+                   for line in (folder / "clips.jsonl").read_text().splitlines()][:limit]
+        self.meta = [meta for _, meta in entries]
+        self.audio = np.stack([read_wav(folder / meta["file"]) for folder, meta in entries])
         self.tags = (self.folder / "tags.txt").read_text().split()
 
     def __len__(self):

@@ -46,9 +46,12 @@ def ae_stages(ckpt) -> str:
     stages = ckpt.get("stages", [{"steps": ckpt["step"], "decoder_only": False,
                                   "phase_weight": 0.0}])
     hires = ckpt.get("sizes", {}).get("enc_hires_bins", 0)
-    view = f" (encoder with a {hires}-bin 12.5 Hz fine view)" if hires else ""
+    # A stage read back from a bundle says so in its own words already.
+    from_bundle = any("bundle" in st for st in stages)
+    view = f" (encoder with a {hires}-bin 12.5 Hz fine view)" if hires and not from_bundle else ""
     return " then ".join(
-        f"{st['steps']} steps" + (" (decoder only)" if st["decoder_only"] else "")
+        st["words"] if "bundle" in st  # read back from a bundle (from_bundle.py)
+        else f"{st['steps']} steps" + (" (decoder only)" if st["decoder_only"] else "")
         + (f" with phase losses x{st['phase_weight']:g}" if st["phase_weight"] else "")
         for st in stages) + view
 

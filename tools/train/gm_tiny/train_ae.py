@@ -108,7 +108,8 @@ def latent_scale(ae, clips: ClipSet):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--data", type=Path, action="append", required=True,
+                    help="a training set; repeat for each")
     ap.add_argument("--heldout", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--steps", type=int, default=6000)

@@ -1,0 +1,78 @@
+"""Tests of `from_bundle`: the shipped gm-tiny bundle reads back into torch modules that
+compute what its graphs compute, so training can go on from it; a graph whose weights do not
+map onto the module is refused, naming the parameter.
+
+Needs torch, onnx and onnxruntime (scripts/test.sh installs them with the export tools);
+without them the tests skip, unless LATENTD_REQUIRE_EXPORT_TOOLS=1, when they fail.
+"""
+
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+MISSING = [m for m in ("torch", "onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+if MISSING and os.environ.get("LATENTD_REQUIRE_EXPORT_TOOLS") == "1":
+    raise RuntimeError(f"LATENTD_REQUIRE_EXPORT_TOOLS=1 but {', '.join(MISSING)} missing")
+if not MISSING:
+    import onnx
+    import torch
+
+    ROOT = Path(__file__).resolve().parents[3]
+    sys.path.insert(0, str(ROOT))
+    from tools.train.gm_tiny import from_bundle
+    from tools.train.gm_tiny.autoencoder import Autoencoder
+
+    BUNDLE = ROOT / "models" / "gm-tiny"
+
+
+@unittest.skipIf(MISSING, f"missing: {', '.join(MISSING)}")
+class FromBundleTest(unittest.TestCase):
+    def test_the_shipped_bundle_reads_back_and_agrees_with_its_graphs(self):
+        torch.set_num_threads(1)
+        ae, errs = from_bundle.read_autoencoder(BUNDLE)
+        vocab = (BUNDLE / "tags.txt").read_text().split()
+        dit, text, arch, dit_errs = from_bundle.read_dit(BUNDLE, vocab)
+        errs.update(dit_errs)
+        self.assertEqual(set(errs), {"encoder", "decoder", "dit", "text"})
+        for graph, err in errs.items():
+            self.assertLessEqual(err, from_bundle.AGREEMENT, graph)
+        self.assertEqual(arch, {"rope": False})  # gm-tiny's DiT has no positions
+        # Trained weights, not a fresh module's: the decoder's head differs from a new one.
+        fresh = Autoencoder().decoder.head.weight.detach()
+        self.assertGreater(float((ae.decoder.head.weight.detach() - fresh).abs().mean()), 1e-3)
+        words, steps = from_bundle.bundle_words(BUNDLE)
+        self.assertIn("steps", words)
+        self.assertGreater(steps, 0)
+
+    def test_a_graph_missing_a_weight_is_refused_naming_it(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "decoder.onnx"
+            shutil.copyfile(BUNDLE / "decoder.onnx", path)
+            model = onnx.load(str(path))
+            renamed = next(i for i in model.graph.initializer if i.name.startswith("head.bias"))
+            for node in model.graph.node:
+                node.input[:] = ["stray" if x == renamed.name else x for x in node.input]
+            renamed.name = "stray"
+            onnx.save(model, str(path))
+            with self.assertRaises(from_bundle.BundleWeightsError) as caught:
+                from_bundle.load_graph_into(Autoencoder().decoder, path)
+        self.assertIn("head.bias", str(caught.exception))
+
+    def test_a_weight_of_another_shape_is_refused_naming_it(self):
+        wider = Autoencoder(dec_dim=128).decoder
+        with self.assertRaises(from_bundle.BundleWeightsError) as caught:
+            from_bundle.load_graph_into(wider, BUNDLE / "decoder.onnx")
+        self.assertIn("inp.weight", str(caught.exception))
+
+    def test_scopes_name_the_module(self):
+        self.assertEqual(from_bundle.linear_scope("/coarse/coarse.0/up/MatMul"), "coarse.0.up")
+        self.assertEqual(from_bundle.linear_scope("/blocks.0/mlp/mlp.0/MatMul"), "blocks.0.mlp.0")
+        self.assertEqual(from_bundle.linear_scope("/head/MatMul"), "head")
+
+
+if __name__ == "__main__":
+    unittest.main()
