@@ -43,12 +43,24 @@ fn tiny(seed: u32) -> Option<(tempfile::TempDir, OnnxModel)> {
 
 /// [`tiny`] with `--decoder <decoder>` (`audio` or `stft`).
 fn tiny_decoding(seed: u32, decoder: &str) -> Option<(tempfile::TempDir, OnnxModel)> {
+    tiny_with(seed, &["--decoder", decoder])
+}
+
+/// [`tiny`] with more `make_test_bundle.py` arguments.
+fn tiny_with(seed: u32, extra: &[&str]) -> Option<(tempfile::TempDir, OnnxModel)> {
     options()?;
     let seed = seed.to_string();
-    let dir = test_bundles::bundle(&["--preset", "tiny", "--seed", &seed, "--decoder", decoder])?;
+    let mut args = vec!["--preset", "tiny", "--seed", &seed];
+    args.extend_from_slice(extra);
+    let dir = test_bundles::bundle(&args)?;
     let model = load(dir.path()).expect("the tiny bundle loads");
     Some((dir, model))
 }
+
+/// `make_test_bundle.py --decoder-frame-offset`'s tone in loop time: its period in samples
+/// and its amplitude (FRAME_TONE_PERIOD, FRAME_TONE_GAIN there).
+const FRAME_TONE_PERIOD: usize = 1201;
+const FRAME_TONE_GAIN: f32 = 0.05;
 
 fn prompt(model: &OnnxModel, tags: &str) -> Conditioning<OnnxCond> {
     let a = model.encode_prompt(tags).expect("prompt encodes");
@@ -518,10 +530,18 @@ fn a_nan_at_run_time_is_a_typed_error_and_leaves_the_slots_unchanged() {
 
 #[test]
 fn a_walk_chunk_decodes_like_the_same_window_of_the_whole_loop() {
-    use latentd_engine::model::ChunkPlace;
     let Some((_dir, model)) = tiny(0) else { return };
+    chunk_windows_decode_like_the_loop(&model);
+    // A decoder that takes `frame_offset` is told the window's place in the loop, not in
+    // the chunk: otherwise its tone would restart at each chunk and these would differ.
+    let (_dir, model) = tiny_with(0, &["--decoder-frame-offset"]).expect("seed 0 loaded");
+    chunk_windows_decode_like_the_loop(&model);
+}
+
+fn chunk_windows_decode_like_the_loop(model: &OnnxModel) {
+    use latentd_engine::model::ChunkPlace;
     let total = 60;
-    let whole = start(&model, total, 7, None);
+    let whole = start(model, total, 7, None);
     let chunk = model.slice_latents(&whole, 20, 20);
     let before = model.slice_latents(&whole, 0, 20);
     let after = model.slice_latents(&whole, 40, 20);
@@ -567,6 +587,37 @@ fn a_walk_chunk_decodes_like_the_same_window_of_the_whole_loop() {
         silent.iter().all(|&v| v == 0.0),
         "all-zero gains give exact silence"
     );
+}
+
+#[test]
+fn a_decoder_told_its_frame_offset_continues_a_tone_across_windows() {
+    // The same seed with and without `--decoder-frame-offset`: the same decoder weights, so
+    // the outputs differ by the tone alone, which follows loop time only if every window is
+    // given its own first frame (negative at the loop's start, where context reaches back).
+    let Some((_d0, plain)) = tiny(0) else { return };
+    let (_d1, toned) = tiny_with(0, &["--decoder-frame-offset"]).expect("seed 0 loaded");
+    let total = 30;
+    let latents = start(&plain, total, 3, None);
+    let gains = [1.0; 8];
+    let (a, hop) = (2, 1920);
+    let mut worst = 0.0f32;
+    for (first, frames) in [(0usize, 7usize), (7, 9), (16, 1), (17, 13)] {
+        let mut without = vec![0.0f32; frames * hop * a];
+        let mut with = vec![0.0f32; frames * hop * a];
+        plain
+            .decode_window(&latents, &gains, false, first, frames, &mut without)
+            .expect("decode");
+        toned
+            .decode_window(&latents, &gains, false, first, frames, &mut with)
+            .expect("decode");
+        for (i, (w, p)) in with.iter().zip(&without).enumerate() {
+            let t = first * hop + i / a;
+            let phase = std::f32::consts::TAU * (t % FRAME_TONE_PERIOD) as f32;
+            let tone = FRAME_TONE_GAIN * (phase / FRAME_TONE_PERIOD as f32).sin();
+            worst = worst.max((w - p - tone).abs());
+        }
+    }
+    assert!(worst < 1e-5, "the tone is off loop time by up to {worst}");
 }
 
 #[test]

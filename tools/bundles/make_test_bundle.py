@@ -13,7 +13,11 @@ paths a real exported bundle takes (names, layouts, dynamic axes, patching, opti
   projection, unpatch.
 - `decoder.onnx`: `latents [B,C,T]` -> `audio [B,A,T*rate/fps]`: 1x1 conv, strided
   transposed-conv upsampling stages with SiLU, output conv, a linear-phase FIR per channel
-  that imposes a random smooth spectral envelope, tanh.
+  that imposes a random smooth spectral envelope, tanh. With `--decoder-frame-offset` it
+  also takes `frame_offset [1] int64` (the window's first latent frame in the loop) and adds
+  a 40 Hz tone in the loop's own time, `FRAME_TONE_GAIN * sin(2 pi t / 1201)` at loop
+  sample `t`: a partial that continues across decode windows only if latentd passes each
+  window's place.
   With `--decoder stft`: `latents [B,C,T]` -> `stft [B,A,N,F,2]` (n_fft 1920, hop 480,
   N = 4T, F = 961; the host inverts it): 1x1 conv, one transposed-conv stage to the STFT
   frame rate with SiLU, a 1x1 conv to A*F*2 channels, tanh, scale, reshape / transpose,
@@ -69,6 +73,11 @@ MLP_RATIO = 3
 DEFAULT_STEPS = 8
 DEFAULT_SHIFT = 3.0
 DECODER_CONTEXT_FRAMES = 8
+# `--decoder-frame-offset`: the tone the decoder adds in loop time (40 Hz: its period, 1201
+# samples, a prime, divides no whole number of latent frames short of 1201, so a window
+# given another place shows).
+FRAME_TONE_PERIOD = 1201
+FRAME_TONE_GAIN = 0.05
 # `--decoder stft`: the STFT geometry of latentd's own model (4 STFT frames per latent frame).
 STFT_N_FFT = 1920
 STFT_HOP = 480
@@ -391,13 +400,36 @@ def build_decoder(args, rng) -> onnx.ModelProto:
              pads=[pad, pad], group=AUDIO_CHANNELS)
     if args.fault == "decoder-nan":
         x = g.op("Mul", [x, g.const(np.float32(np.nan), "nan")])
-    g.named("Tanh", [x], "audio")
+    inputs = [f32_input("latents", ["B", LATENT_CHANNELS, "T"])]
+    if args.decoder_frame_offset:
+        g.named("Identity", [add_frame_tone(g, g.op("Tanh", [x]))], "audio")
+        inputs.append(helper.make_tensor_value_info("frame_offset", TensorProto.INT64, [1]))
+    else:
+        g.named("Tanh", [x], "audio")
     return g.model(
         "decoder",
-        [f32_input("latents", ["B", LATENT_CHANNELS, "T"])],
+        inputs,
         [f32_input("audio", ["B", AUDIO_CHANNELS, "S"])],
-        f"random transposed-conv decoder, strides {factors}, envelope FIR, seed {args.seed}",
+        f"random transposed-conv decoder, strides {factors}, envelope FIR, seed {args.seed}"
+        + (", 40 Hz tone in loop time" if args.decoder_frame_offset else ""),
     )
+
+
+def add_frame_tone(g: Graph, audio: str) -> str:
+    """`audio + FRAME_TONE_GAIN * sin(2 pi t / FRAME_TONE_PERIOD)`, `t` the loop sample of
+    each output sample: `frame_offset * rate / fps + n` (exact in int64, reduced to one
+    period before it is a float)."""
+    samples = g.op("Gather", [g.op("Shape", [audio]), g.const(np.array(2, np.int64), "axis2")])
+    n = g.op("Range", [g.const(np.array(0, np.int64), "zero"), samples,
+                       g.const(np.array(1, np.int64), "one")])
+    first = g.op("Mul", ["frame_offset", g.const(np.array([SAMPLE_RATE // LATENT_FRAME_RATE],
+                                                          np.int64), "spf")])
+    t = g.op("Mod", [g.op("Add", [n, first]), g.const(np.array([FRAME_TONE_PERIOD], np.int64),
+                                                     "period")], fmod=0)
+    angle = g.op("Mul", [g.op("Cast", [t], to=TensorProto.FLOAT),
+                         g.const(np.array([2 * np.pi / FRAME_TONE_PERIOD], np.float32), "turn")])
+    tone = g.op("Mul", [g.op("Sin", [angle]), g.const(np.float32(FRAME_TONE_GAIN), "tone_gain")])
+    return g.op("Add", [audio, tone])
 
 
 def build_stft_decoder(args, rng) -> onnx.ModelProto:
@@ -491,7 +523,8 @@ def parity_cases(args, rng) -> dict[str, tuple[dict, list[str]]]:
     return {
         "dit": (dit_inputs, ["velocity"]),
         "decoder": (
-            {"latents": rng.normal(size=(1, c, 3)).astype(np.float32)},
+            {"latents": rng.normal(size=(1, c, 3)).astype(np.float32)}
+            | ({"frame_offset": np.array([-5], np.int64)} if args.decoder_frame_offset else {}),
             ["stft" if args.decoder == "stft" else "audio"],
         ),
         "encoder": (
@@ -610,6 +643,8 @@ def main(argv=None) -> int:
         "--decoder", choices=["audio", "stft"], default="audio",
         help="what the decoder outputs: audio samples, or an STFT the host inverts",
     )
+    parser.add_argument("--decoder-frame-offset", action="store_true",
+                        help="the audio decoder takes frame_offset and adds a tone in loop time")
     parser.add_argument("--timbre", action="store_true",
                         help=f"add a timbre graph ({TIMBRE_FRAMES} reference frames -> {TIMBRE_ROWS} rows)")
     parser.add_argument("--out", required=True, type=Path, help="bundle folder to write")
@@ -622,6 +657,8 @@ def main(argv=None) -> int:
     if args.width % args.heads or (args.width // args.heads) % 2:
         parser.error(f"--width {args.width} must be --heads {args.heads} times an even head size")
 
+    if args.decoder_frame_offset and args.decoder != "audio":
+        parser.error("--decoder-frame-offset needs --decoder audio")
     if args.fault in ("stft-output-name", "stft-bins") and args.decoder != "stft":
         parser.error(f"--fault {args.fault} needs --decoder stft")
 

@@ -13,7 +13,9 @@
 //!   frames plus `context_frames` on each side, keeping the centre; the eight channel-group
 //!   gains scale the latent channel groups (`C / 8` channels each) before decoding; a
 //!   decoder with `output = "stft"` gives `stft [1,A,W*hop/stft_hop,F,2]` instead, which
-//!   [`Istft`] (allocated with the window's tensors) inverts on the engine thread;
+//!   [`Istft`] (allocated with the window's tensors) inverts on the engine thread; a decoder
+//!   that takes the optional `frame_offset [1] int64` gets the loop index of the window's
+//!   first latent frame;
 //! - the encoder maps a source `audio [1,A,S]` → `latents [1,C,S/hop]`; the text model maps
 //!   tag ids `ids [1,L] int64` → `encoder_hidden_states [1,R,D]` (`R` the graph's own: `L`
 //!   for plain tags).
@@ -424,6 +426,15 @@ const fn f32_tensor(name: &'static str, rank: usize) -> Convention {
     }
 }
 
+/// The decoder's optional input: the loop index of the window's first latent frame,
+/// `frame_offset [1] int64` (docs/bundles.md). A decoder that turns its partials' phases by
+/// their position in the loop takes it, so a held note continues across windows.
+const FRAME_OFFSET: Convention = Convention {
+    name: "frame_offset",
+    ty: TensorElementType::Int64,
+    rank: 1,
+};
+
 /// Static dims of one checked tensor (`None` where dynamic).
 type Dims = Vec<Option<usize>>;
 
@@ -621,6 +632,8 @@ struct DecodeRun {
     window: usize,
     binding: IoBinding,
     latents: Tensor<f32>,
+    /// [`FRAME_OFFSET`], where the decoder takes it.
+    frame_offset: Option<Tensor<i64>>,
     /// The graph's output: `audio`, or `stft` for `istft` to invert.
     output: Tensor<f32>,
     istft: Option<Istft>,
@@ -660,6 +673,8 @@ pub struct OnnxModel {
     /// The DiT's condition width `D`.
     cond_width: usize,
     has_context: bool,
+    /// The decoder takes [`FRAME_OFFSET`].
+    decoder_takes_offset: bool,
     dit: Mutex<DitState>,
     /// [`Model::interrupt_denoise`]'s request: the DiT runs with these options, whose
     /// terminate flag ONNX Runtime checks between kernels.
@@ -770,9 +785,10 @@ impl OnnxModel {
         let (ins, outs) = check_tensors(
             &decoder,
             &dec_file,
-            &[(f32_tensor("latents", 3), true)],
+            &[(f32_tensor("latents", 3), true), (FRAME_OFFSET, false)],
             &[out_convention],
         )?;
+        let decoder_takes_offset = ins[1].is_some();
         if let DecoderOutput::Stft { n_fft, .. } = spec.decoder.output {
             check_dim(
                 &dec_file,
@@ -907,6 +923,7 @@ impl OnnxModel {
             skipped,
             cond_width,
             has_context,
+            decoder_takes_offset,
             dit: Mutex::new(DitState {
                 session: dit,
                 runs: Vec::new(),
@@ -1243,12 +1260,22 @@ impl OnnxModel {
         };
         let mut binding = session.create_binding().map_err(&err)?;
         binding.bind_input("latents", &latents).map_err(&err)?;
+        let frame_offset = if self.decoder_takes_offset {
+            let offset = Tensor::<i64>::new(&Allocator::default(), vec![1usize]).map_err(&err)?;
+            binding
+                .bind_input(FRAME_OFFSET.name, &offset)
+                .map_err(&err)?;
+            Some(offset)
+        } else {
+            None
+        };
         let name = self.manifest.decoder.output.tensor();
         binding.bind_output(name, &mut output).map_err(&err)?;
         Ok(DecodeRun {
             window,
             binding,
             latents,
+            frame_offset,
             output,
             istft,
         })
@@ -1634,6 +1661,12 @@ impl Model for OnnxModel {
             }
         };
         let run = &mut runs[at];
+        if let Some(offset) = &mut run.frame_offset {
+            // The window's first frame in the loop (negative where it reaches back past the
+            // loop's start): one count for every window, so a partial continues across them.
+            let chunk_start = place.map_or(0, |p| p.loop_offset);
+            offset.extract_tensor_mut().1[0] = (chunk_start + start) as i64 - ctx as i64;
+        }
         let group = c / CHANNEL_GROUPS;
         let (_, lat) = run.latents.extract_tensor_mut();
         for w in 0..window {
