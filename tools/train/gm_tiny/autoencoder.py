@@ -110,9 +110,39 @@ class Encoder(nn.Module):
         return (self.raw(audio) - self.latent_mean) / self.latent_std
 
 
+def frame_rotation(deviation, frame_offset, frames: int):
+    """The phase (radians) a partial `deviation` bins off each bin's centre gains by STFT
+    frame `m = 4 * frame_offset + n` since frame 0: `(pi / 2) * (k + deviation) * m` for bin
+    `k` (hop 480 is a quarter of n_fft 1920, so bin k turns k quarter turns a frame).
+    `deviation` [B, A, N, F]; `frame_offset` [B] int64, the first latent frame's index.
+    The integer part is exact in int64 and the rest is reduced to one turn before it meets
+    the learned phase, so f32 holds it to ~0.01 rad for offsets up to 10,000 latent frames."""
+    m = frame_offset.reshape(-1, 1) * g.FRAMES_PER_LATENT + torch.arange(
+        frames, device=deviation.device)  # [B, N]
+    k = torch.arange(g.BINS, device=deviation.device)
+    quarters = torch.remainder(m[..., None] * k, 4)  # [B, N, F], the bin centres' turns
+    x = deviation * m[:, None, :, None].to(deviation.dtype)  # quarter turns off the centres
+    x = x - 4.0 * torch.floor(x / 4.0)
+    return (math.pi / 2) * (quarters[:, None].to(deviation.dtype) + x)
+
+
 class Decoder(nn.Module):
-    def __init__(self, dim: int = 256, fine_dim: int = 128, blocks: int = 3, fine_blocks: int = 2):
+    """`position_phase`: besides a log magnitude and a phase, the head predicts for each bin
+    how far (within +-2 bins) its partial lies off the bin's centre, and the phase of frame
+    `m` gains the turn that partial makes by then ([`frame_rotation`]). The decoder then takes
+    the first latent frame's index (`frame_offset`): a held note decodes to a steady partial
+    at its own frequency. Without it (gm-tiny's shipped decoder) each latent frame's 4 STFT
+    frames carry their own absolute phase, so a held latent repeats every 40 ms and its
+    partials fall on a comb 25 Hz apart (docs/models.md, Limits)."""
+
+    # How far off its bin centre a partial may lie, in bins (25 Hz each).
+    MAX_DEVIATION = 2.0
+
+    def __init__(self, dim: int = 256, fine_dim: int = 128, blocks: int = 3, fine_blocks: int = 2,
+                 position_phase: bool = False):
         super().__init__()
+        self.position_phase = position_phase
+        self.parts = 3 if position_phase else 2
         self.register_buffer("latent_mean", torch.zeros(g.LATENT_CHANNELS, 1))
         self.register_buffer("latent_std", torch.ones(g.LATENT_CHANNELS, 1))
         self.inp = nn.Conv1d(g.LATENT_CHANNELS, dim, 3, padding=1)
@@ -121,12 +151,12 @@ class Decoder(nn.Module):
         self.fine_dim = fine_dim
         self.fine = nn.Sequential(*[ConvNeXt(fine_dim, 7) for _ in range(fine_blocks)])
         self.norm = nn.LayerNorm(fine_dim)
-        self.head = nn.Linear(fine_dim, g.AUDIO_CHANNELS * g.BINS * 2)
+        self.head = nn.Linear(fine_dim, g.AUDIO_CHANNELS * g.BINS * self.parts)
 
-    def forward(self, latents):  # [B, C, T] -> stft [B, A, 4T, F, 2]
-        return self.from_raw(latents * self.latent_std + self.latent_mean)
+    def forward(self, latents, frame_offset=None):  # [B, C, T] -> stft [B, A, 4T, F, 2]
+        return self.from_raw(latents * self.latent_std + self.latent_mean, frame_offset)
 
-    def from_raw(self, z):  # unscaled latents (the encoder's `raw`) -> stft
+    def from_raw(self, z, frame_offset=None):  # unscaled latents (the encoder's `raw`) -> stft
         b, _, t = z.shape
         x = self.coarse(self.inp(z))
         # Channel shuffle x4: [B, 4*D, T] -> [B, D, 4T], frame 4t+k from group k.
@@ -135,11 +165,29 @@ class Decoder(nn.Module):
         x = self.fine(x).transpose(1, 2)  # [B, N, D]
         y = self.head(self.norm(x))  # [B, N, A*F*2]
         n = t * g.FRAMES_PER_LATENT
-        y = y.reshape(b, n, g.AUDIO_CHANNELS, 2, g.BINS).permute(0, 2, 1, 4, 3)  # [B,A,N,F,2]
-        logmag = torch.clamp(y[..., 0], max=8.0)
+        y = y.reshape(b, n, g.AUDIO_CHANNELS, self.parts, g.BINS).permute(0, 2, 1, 4, 3)
+        logmag = torch.clamp(y[..., 0], max=8.0)  # y: [B, A, N, F, parts]
         phase = y[..., 1]
+        if self.position_phase:
+            if frame_offset is None:
+                frame_offset = torch.zeros(1, dtype=torch.long, device=z.device)
+            deviation = self.MAX_DEVIATION * torch.tanh(y[..., 2])
+            phase = phase + frame_rotation(deviation, frame_offset, n)
         mag = torch.exp(logmag)
         return torch.stack([mag * torch.cos(phase), mag * torch.sin(phase)], dim=-1)
+
+
+def with_position_phase(state: dict) -> dict:
+    """A shipped-style decoder's state (2 parts per bin) widened for `position_phase`: the
+    magnitude and phase rows kept, the deviation rows zero (every partial on its bin's
+    centre until trained)."""
+    out = dict(state)
+    for key in ("decoder.head.weight", "decoder.head.bias"):
+        old = state[key]
+        rows = old.reshape(g.AUDIO_CHANNELS, 2, g.BINS, *old.shape[1:])
+        wide = torch.cat([rows, torch.zeros_like(rows[:, :1])], dim=1)
+        out[key] = wide.reshape(g.AUDIO_CHANNELS * 3 * g.BINS, *old.shape[1:])
+    return out
 
 
 def istft(stft):

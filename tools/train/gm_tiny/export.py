@@ -53,6 +53,7 @@ def ae_stages(ckpt) -> str:
         st["words"] if "bundle" in st  # read back from a bundle (from_bundle.py)
         else f"{st['steps']} steps" + (" (decoder only)" if st["decoder_only"] else "")
         + (f" with phase losses x{st['phase_weight']:g}" if st["phase_weight"] else "")
+        + (" turning phases by frame position" if st.get("position_phase") else "")
         for st in stages) + view
 
 
@@ -120,7 +121,11 @@ def main():
     with torch.no_grad():
         if ae is not None:
             errs["encoder"] = agree(out / "encoder.onnx", {"audio": a2}, ae.encoder(a2), tol)
-            errs["decoder"] = agree(out / "decoder.onnx", {"latents": z2}, ae.decoder(z2), tol)
+            feeds, offset = {"latents": z2}, None
+            if ae.decoder.position_phase:
+                offset = torch.tensor([-7])
+                feeds["frame_offset"] = offset
+            errs["decoder"] = agree(out / "decoder.onnx", feeds, ae.decoder(z2, offset), tol)
         errs["dit"] = agree(out / "dit.onnx", {"hidden_states": x2, "timestep": t2,
                                                "encoder_hidden_states": e2, "context_latents": c2},
                             dit(x2, t2, e2, c2), tol)

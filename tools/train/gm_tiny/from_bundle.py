@@ -101,7 +101,10 @@ def load_graph_into(module: torch.nn.Module, path: Path) -> None:
                                      f"graph, {list(current.shape)} in the module")
         state[key] = torch.from_numpy(np.ascontiguousarray(value))
     if missing:
-        raise BundleWeightsError(f"{path.name}: not in the graph: {', '.join(missing)}")
+        # The exporter keeps one copy of equal initializers: untrained norms and scales
+        # (all ones, all 0.1) come out shared, so only trained modules read back.
+        raise BundleWeightsError(f"{path.name}: not in the graph: {', '.join(missing)} "
+                                 "(equal tensors are stored once: is it trained?)")
     unused = sorted(set(by_module) - used)
     if unused:
         raise BundleWeightsError(f"{path.name}: MatMul weights of no parameter: {unused}")
@@ -129,11 +132,16 @@ def bundle_words(bundle: Path) -> tuple[str, int]:
 
 
 def autoencoder_sizes(bundle: Path) -> dict:
-    """`Autoencoder` sizes from the encoder's first convolution (the fine view widens it)."""
+    """`Autoencoder` sizes from the encoder's first convolution (the fine view widens it)
+    and the decoder's head (a third part per bin for `position_phase`)."""
     named, _ = graph_weights(bundle / "encoder.onnx")
     inputs = named["inp.weight"].shape[1] // g.AUDIO_CHANNELS
     hires = inputs - g.ENC_BINS
-    return {"enc_hires_bins": hires} if hires else {}
+    sizes = {"enc_hires_bins": hires} if hires else {}
+    _, by_module = graph_weights(bundle / "decoder.onnx")
+    if by_module["head"].shape[0] == 3 * g.AUDIO_CHANNELS * g.BINS:
+        sizes["dec_position_phase"] = True
+    return sizes
 
 
 def read_autoencoder(bundle: Path) -> tuple[Autoencoder, dict]:
@@ -143,10 +151,13 @@ def read_autoencoder(bundle: Path) -> tuple[Autoencoder, dict]:
     gen = torch.Generator().manual_seed(3)
     audio = 0.1 * torch.randn(1, g.AUDIO_CHANNELS, 7 * g.SAMPLES_PER_LATENT, generator=gen)
     latents = torch.randn(1, g.LATENT_CHANNELS, 13, generator=gen)
+    feeds, offset = {"latents": latents}, None
+    if ae.decoder.position_phase:
+        offset = torch.tensor([41])
+        feeds["frame_offset"] = offset
     with torch.no_grad():
         errs = {"encoder": disagreement(bundle / "encoder.onnx", {"audio": audio}, ae.encoder(audio)),
-                "decoder": disagreement(bundle / "decoder.onnx", {"latents": latents},
-                                        ae.decoder(latents))}
+                "decoder": disagreement(bundle / "decoder.onnx", feeds, ae.decoder(latents, offset))}
     return ae, errs
 
 

@@ -31,11 +31,22 @@ def export_graphs(out: Path, ae, dit, text, examples):
     """The four graphs with latentd's tensor names and dynamic axes (docs/bundles.md);
     `examples` = (audio, latents, (x, t, condition, context), ids) to trace them with."""
     audio, z, dit_args, ids = examples
+    export_autoencoder(out, ae, audio, z)
+    export_dit_text(out, dit, text, dit_args, ids)
+
+
+def export_autoencoder(out: Path, ae, audio, z):
+    """encoder.onnx and decoder.onnx (see [`export_graphs`]); a `position_phase` decoder also
+    takes `frame_offset [1] int64`."""
     export(ae.encoder, (audio,), out / "encoder.onnx", ["audio"], ["latents"],
            {"audio": {0: "B", 2: "S"}, "latents": {0: "B", 2: "T"}})
-    export(ae.decoder, (z,), out / "decoder.onnx", ["latents"], ["stft"],
-           {"latents": {0: "B", 2: "T"}, "stft": {0: "B", 2: "N"}})
-    export_dit_text(out, dit, text, dit_args, ids)
+    if ae.decoder.position_phase:  # it also takes the window's first frame in the loop
+        export(ae.decoder, (z, torch.tensor([3])), out / "decoder.onnx",
+               ["latents", "frame_offset"], ["stft"],
+               {"latents": {0: "B", 2: "T"}, "stft": {0: "B", 2: "N"}})
+    else:
+        export(ae.decoder, (z,), out / "decoder.onnx", ["latents"], ["stft"],
+               {"latents": {0: "B", 2: "T"}, "stft": {0: "B", 2: "N"}})
 
 
 def export_dit_text(out: Path, dit, text, dit_args, ids):

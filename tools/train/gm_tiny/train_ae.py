@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import geometry as g
-from .autoencoder import Autoencoder, istft, stft
+from .autoencoder import Autoencoder, istft, stft, with_position_phase
 from .budget import StepBudget, cpu_state, device_from
 from .clips import ClipSet
 from .smoke import warmup_cosine
@@ -31,6 +31,9 @@ from .losses import log_mel_error_db, mel_l1, multi_resolution_stft
 
 LATENT_NOISE = 0.1
 LATENT_L2 = 1e-3
+# `--position-phase` training draws each crop's first latent frame index below this (a
+# 400 s loop; latentd's loops are shorter).
+POSITION_OFFSETS = 10_000
 
 
 def anti_wrapped(x):
@@ -66,7 +69,11 @@ def reconstruction_loss(ae, audio, train: bool, phase_weight: float = 0.0):
     reg = (z * z).mean()
     if train:
         z = z + LATENT_NOISE * torch.randn_like(z)
-    spec = ae.decoder.from_raw(z)
+    offset = None
+    if ae.decoder.position_phase and train:
+        # Any frame of a loop: the rotation must hold wherever the window lies.
+        offset = torch.randint(0, POSITION_OFFSETS, (audio.shape[0],), device=audio.device)
+    spec = ae.decoder.from_raw(z, offset)
     pred = istft(spec)
     target = stft(audio)
     target_mag = torch.linalg.vector_norm(target, dim=-1)
@@ -129,6 +136,10 @@ def main():
     ap.add_argument("--enc-hires-bins", type=int, default=0,
                     help="the encoder's fine view: the lowest N bins of an n_fft 3840 STFT "
                          "(160: up to 2 kHz); 0 = none, gm-tiny's shipped encoder")
+    ap.add_argument("--position-phase", action="store_true",
+                    help="the decoder turns each partial's phase by its frame position "
+                         "(autoencoder.Decoder); with --init from a decoder without it, the "
+                         "head is widened (with_position_phase)")
     ap.add_argument("--phase-weight", type=float, default=0.0,
                     help="weight of the anti-wrapping phase losses (0: magnitude losses only)")
     args = ap.parse_args()
@@ -145,12 +156,18 @@ def main():
     stages = []
     if args.init:
         init = torch.load(args.init, map_location="cpu", weights_only=False)
-        ae = Autoencoder(**init.get("sizes", {})).train()
-        ae.load_state_dict(init["state"])
+        sizes, state = dict(init.get("sizes", {})), init["state"]
+        if args.position_phase and not sizes.get("dec_position_phase"):
+            sizes["dec_position_phase"] = True
+            state = with_position_phase(state)
+        ae = Autoencoder(**sizes).train()
+        ae.load_state_dict(state)
         stages = init.get("stages", [{"steps": init["step"], "decoder_only": False,
                                       "phase_weight": 0.0}])
     else:
         sizes = {"enc_hires_bins": args.enc_hires_bins} if args.enc_hires_bins else {}
+        if args.position_phase:
+            sizes["dec_position_phase"] = True
         ae = Autoencoder(**sizes).train()
     ae.to(device)
     if args.decoder_only:
@@ -195,6 +212,7 @@ def main():
             log.flush()
         step += 1
     stages = stages + [{"steps": budget.steps, "decoder_only": args.decoder_only,
+                        "position_phase": args.position_phase,
                         "phase_weight": args.phase_weight}]
     if not args.decoder_only:
         mean, std = latent_scale(ae, train)

@@ -8,6 +8,7 @@ without them the tests skip, unless LATENTD_REQUIRE_EXPORT_TOOLS=1, when they fa
 """
 
 import importlib.util
+import math
 import os
 import sys
 import tempfile
@@ -58,6 +59,21 @@ class EncoderExportTest(unittest.TestCase):
         self.assertEqual(ae.encoder.inp.in_channels, g.AUDIO_CHANNELS * (g.ENC_BINS + 160))
         again = Autoencoder(**ae.sizes)
         again.load_state_dict(ae.state_dict())  # raises on any shape that differs
+
+
+@unittest.skipIf(MISSING, f"missing: {', '.join(MISSING)}")
+class FrameRotationTest(unittest.TestCase):
+    def test_a_held_partial_turns_evenly_across_latent_frames_at_any_offset(self):
+        # A partial 0.37 bins above bin 10's centre: the same phase step every STFT frame,
+        # across the 4-frame groups of each latent frame, near the loop's start and far in.
+        from tools.train.gm_tiny.autoencoder import frame_rotation
+        want = (math.pi / 2) * (10 + 0.37)
+        for offset in (-3, 0, 9000):
+            deviation = torch.full((1, 1, 40, g.BINS), 0.37)
+            phase = frame_rotation(deviation, torch.tensor([offset]), 40)[0, 0, :, 10]
+            step = torch.diff(phase.double()) - want
+            wrapped = torch.remainder(step + math.pi, 2 * math.pi) - math.pi
+            self.assertLess(float(wrapped.abs().max()), 2e-3, offset)
 
 
 if __name__ == "__main__":

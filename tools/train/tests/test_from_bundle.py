@@ -24,7 +24,10 @@ if not MISSING:
     ROOT = Path(__file__).resolve().parents[3]
     sys.path.insert(0, str(ROOT))
     from tools.train.gm_tiny import from_bundle
+    from tools.train.gm_tiny import geometry as g
     from tools.train.gm_tiny.autoencoder import Autoencoder
+    from tools.train.gm_tiny.from_bundle import onnx_weights
+    from tools.train.gm_tiny.smoke import export_autoencoder
 
     BUNDLE = ROOT / "models" / "gm-tiny"
 
@@ -67,6 +70,25 @@ class FromBundleTest(unittest.TestCase):
         with self.assertRaises(from_bundle.BundleWeightsError) as caught:
             from_bundle.load_graph_into(wider, BUNDLE / "decoder.onnx")
         self.assertIn("inp.weight", str(caught.exception))
+
+    def test_a_position_phase_decoder_reads_back_with_its_frame_offset(self):
+        torch.manual_seed(5)
+        ae = Autoencoder(dec_position_phase=True).eval()
+        with torch.no_grad():  # trained weights: no two tensors alike (see load_graph_into)
+            for p in ae.parameters():
+                p.add_(0.01 * torch.randn_like(p))
+        audio = 0.1 * torch.randn(1, g.AUDIO_CHANNELS, 6 * g.SAMPLES_PER_LATENT)
+        with tempfile.TemporaryDirectory() as d, torch.no_grad():
+            export_autoencoder(Path(d), ae, audio, ae.encoder(audio))
+            for name in ("encoder", "decoder"):
+                model = onnx.load(str(Path(d) / f"{name}.onnx"))
+                onnx_weights.store_half(model, "fp16")
+                onnx.save(model, str(Path(d) / f"{name}.onnx"))
+            self.assertEqual(from_bundle.autoencoder_sizes(Path(d)), {"dec_position_phase": True})
+            back, errs = from_bundle.read_autoencoder(Path(d))
+        for graph, err in errs.items():
+            self.assertLessEqual(err, from_bundle.AGREEMENT, graph)
+        self.assertTrue(back.decoder.position_phase)
 
     def test_scopes_name_the_module(self):
         self.assertEqual(from_bundle.linear_scope("/coarse/coarse.0/up/MatMul"), "coarse.0.up")
