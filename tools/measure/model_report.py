@@ -6,7 +6,8 @@ docs/models.md reports, record each from the daemon's own output, and measure th
 
 Each scenario starts a fresh latentd (`--audio jack`, a 10 s loop, its own state folder),
 records `--seconds` of output, stops it with SIGINT and measures the last whole loop with
-`sound.py`: generation from tags alone (denoise 1, no source), reconstruction of heldout
+`sound.py`: generation from tags alone (denoise 1, no source; the drums / nodrums pair on
+`--drum-seeds` seeds, since a loop is one take per seed), reconstruction of heldout
 clips the model never saw (denoise 0, next to the analytic built-in model on the same clip)
 and covers (denoise 0.3 and 1 on a heldout source). Writes `report.json` (every run and the
 ratios the issue asks for) and, with `--pictures`, spectrograms of four prompts.
@@ -15,6 +16,7 @@ ratios the issue asks for) and, with `--pictures`, spectrograms of four prompts.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import signal
@@ -114,7 +116,12 @@ def main():
     ap.add_argument("--seconds", type=float, default=3 * LOOP_S)
     ap.add_argument("--clips", type=int, default=4, help="heldout clips for reconstruction")
     ap.add_argument("--pictures", type=Path)
+    ap.add_argument("--drum-seeds", type=int, default=4,
+                    help="seeds the drums / nodrums ratio is measured on (0, 1, ...)")
     args = ap.parse_args()
+    if args.pictures and importlib.util.find_spec("matplotlib") is None:
+        # Say so now, not after the runs (minutes): the pictures are drawn last.
+        ap.error("--pictures needs matplotlib (python3 -m pip install matplotlib)")
     args.out.mkdir(parents=True, exist_ok=True)
     model = ["--model", str(args.model)]
     jack = Jack(f"measure{os.getpid()}")
@@ -129,6 +136,12 @@ def main():
         run("default", model + ["--knob", "denoise=1"])
         for key, prompt in PROMPTS.items():
             run(key, model + ["--prompt", prompt, "--knob", "denoise=1"])
+        # A loop is one take per seed (docs/engine.md), so the drums ratio is a seed's:
+        # seed 0 is the runs above, the others are recorded here.
+        for seed in range(1, args.drum_seeds):
+            for key in ("drums", "nodrums"):
+                run(f"{key}_seed{seed}", model + ["--prompt", PROMPTS[key], "--knob", "denoise=1",
+                                                  "--knob", f"seed={seed}"])
         for i in range(args.clips):
             src = source_clip(args.heldout, 2 * i, args.out / f"source{i}.wav")
             run(f"recon{i}", model + ["--source", str(src), "--knob", "denoise=0"], src)
@@ -145,6 +158,10 @@ def main():
     def mean(key, names):
         return float(np.mean([runs[n][key] for n in names]))
 
+    def drums_ratio(suffix):
+        return runs["drums" + suffix]["onsets_per_s"] / max(runs["nodrums" + suffix]["onsets_per_s"],
+                                                           1e-9)
+
     recon = [f"recon{i}" for i in range(args.clips)]
     tonal = [k for k in PROMPTS if k.startswith("tonal")]
     sources = [sound.analyze(args.out / f"source{i}.wav", None, LOOP_S)
@@ -153,8 +170,9 @@ def main():
         "reconstruction_log_mel_db": mean("log_mel_error_db", recon),
         "reconstruction_log_mel_db_analytic": mean("log_mel_error_db",
                                                    [r + "_analytic" for r in recon]),
-        "drums_over_nodrums_onset_rate": runs["drums"]["onsets_per_s"]
-        / max(runs["nodrums"]["onsets_per_s"], 1e-9),
+        "drums_over_nodrums_onset_rate": drums_ratio(""),
+        "drums_over_nodrums_onset_rate_by_seed": [drums_ratio(f"_seed{seed}" if seed else "")
+                                                  for seed in range(args.drum_seeds)],
         "bright_over_dark_centroid": runs["bright"]["centroid_hz"] / runs["dark"]["centroid_hz"],
         "tonal_noise_frames": {k: runs[k]["noise_frames"] for k in tonal},
         "tonal_pitch_step_rate": {k: runs[k]["pitch_step_rate"] for k in tonal},
