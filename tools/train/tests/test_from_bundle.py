@@ -6,7 +6,6 @@ Needs torch, onnx and onnxruntime (scripts/test.sh installs them with the export
 without them the tests skip, unless LATENTD_REQUIRE_EXPORT_TOOLS=1, when they fail.
 """
 
-import importlib.util
 import os
 import shutil
 import sys
@@ -14,9 +13,10 @@ import tempfile
 import unittest
 from pathlib import Path
 
-MISSING = [m for m in ("torch", "onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
-if MISSING and os.environ.get("LATENTD_REQUIRE_EXPORT_TOOLS") == "1":
-    raise RuntimeError(f"LATENTD_REQUIRE_EXPORT_TOOLS=1 but {', '.join(MISSING)} missing")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from needs import missing  # noqa: E402  (beside this file)
+
+MISSING = missing("torch", "onnx", "onnxruntime")
 if not MISSING:
     import onnx
     import torch
