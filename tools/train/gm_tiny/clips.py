@@ -1,8 +1,9 @@
 """Clip sets for training: a `make_dataset.py` folder loaded into memory once.
 
 `ClipSet(folder)` reads `clips.jsonl` and every WAV (48 kHz stereo 16-bit) into one int16
-array `[N, A, S]` (`ClipSet([folder, ...])`: the clips of every folder, in order); `crops(rng, batch, samples)` draws random float crops. Single-threaded,
-no workers: the training loop is the only reader.
+array `[N, A, S]` (`ClipSet([folder, ...])`: the clips of every folder, in order);
+`crops(rng, batch, samples)` draws random float crops. Single-threaded, no workers: the
+training loop is the only reader.
 """
 
 import json

@@ -171,13 +171,20 @@ def dit_words(ckpt, arch) -> str:
 def copy_autoencoder(bundle: Path, out: Path) -> str:
     """Copies `bundle`'s encoder.onnx and decoder.onnx into `out`; returns how they were
     trained, in the words of `bundle`'s manifest provenance."""
-    found = re.search(r"autoencoder (.*?), DiT", (bundle / "bundle.toml").read_text())
-    assert found, (f"{bundle}/bundle.toml: its provenance does not say how the autoencoder "
+    words = autoencoder_words(bundle)
+    assert words, (f"{bundle}/bundle.toml: its provenance does not say how the autoencoder "
                    "was trained")
     for name in ("encoder.onnx", "decoder.onnx"):
         if bundle.resolve() != out.resolve():
             shutil.copyfile(bundle / name, out / name)
-    return found.group(1)
+    return words
+
+
+def autoencoder_words(bundle: Path) -> str | None:
+    """How `bundle`'s autoencoder was trained, in the words of its manifest's provenance
+    (written by `main`), or None where it does not say."""
+    found = re.search(r"autoencoder (.*?), DiT", (bundle / "bundle.toml").read_text())
+    return found.group(1) if found else None
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from onnx import numpy_helper
 from . import geometry as g
 from .autoencoder import Autoencoder
 from .dit import Dit, TagEmbedding
+from .export import autoencoder_words
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bundles"))
 import onnx_weights  # noqa: E402  (tools/bundles is not a package)
@@ -64,12 +65,13 @@ def linear_scope(node_name: str) -> str:
 
 
 def graph_weights(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """The graph's named initializers as f32 (an `_fp16` suffix dropped), and the transposed
-    `MatMul` weights by module (see the module doc)."""
+    """The graph's named initializers as f32 (an `_fp16` / `_bf16` suffix dropped), and the
+    transposed `MatMul` weights by module (see the module doc)."""
     model = onnx.load(str(path))
     named = {}
     for init in model.graph.initializer:
-        named[onnx_weights.original_name(init.name)] = numpy_helper.to_array(init).astype(np.float32)
+        array = numpy_helper.to_array(init).astype(np.float32)
+        named[onnx_weights.original_name(init.name)] = array
     produced_by_cast = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "Cast"}
     by_module = {}
     for node in model.graph.node:
@@ -84,9 +86,10 @@ def graph_weights(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarr
     return named, by_module
 
 
-def load_graph_into(module: torch.nn.Module, path: Path) -> None:
-    """Fills `module`'s parameters and persistent buffers from the graph at `path`."""
-    named, by_module = graph_weights(path)
+def load_graph_into(module: torch.nn.Module, path: Path, weights=None) -> None:
+    """Fills `module`'s parameters and persistent buffers from the graph at `path`
+    (`weights`: its `graph_weights`, where already read)."""
+    named, by_module = weights or graph_weights(path)
     state, missing, used = {}, [], set()
     for key, current in module.state_dict().items():
         value = named.get(key)
@@ -122,32 +125,32 @@ def disagreement(path: Path, feeds: dict[str, torch.Tensor], expected: torch.Ten
 def bundle_words(bundle: Path) -> tuple[str, int]:
     """How the bundle's autoencoder was trained (its manifest's provenance, in words) and its
     DiT's training steps."""
-    text = (bundle / "bundle.toml").read_text()
-    ae = re.search(r"autoencoder (.*?), DiT", text)
-    dit = re.search(r"DiT (\d+) steps", text)
+    ae = autoencoder_words(bundle)
+    dit = re.search(r"DiT (\d+) steps", (bundle / "bundle.toml").read_text())
     if not ae or not dit:
         raise BundleWeightsError(f"{bundle}/bundle.toml: its provenance does not say how the "
                                  "autoencoder and the DiT were trained")
-    return ae.group(1), int(dit.group(1))
+    return ae, int(dit.group(1))
 
 
-def autoencoder_sizes(bundle: Path) -> dict:
+def autoencoder_sizes(encoder_weights, decoder_weights) -> dict:
     """`Autoencoder` sizes from the encoder's first convolution (the fine view widens it)
-    and the decoder's head (a third part per bin for `position_phase`)."""
-    named, _ = graph_weights(bundle / "encoder.onnx")
-    inputs = named["inp.weight"].shape[1] // g.AUDIO_CHANNELS
+    and the decoder's head (a third part per bin for `position_phase`); each argument is a
+    graph's `graph_weights`."""
+    inputs = encoder_weights[0]["inp.weight"].shape[1] // g.AUDIO_CHANNELS
     hires = inputs - g.ENC_BINS
     sizes = {"enc_hires_bins": hires} if hires else {}
-    _, by_module = graph_weights(bundle / "decoder.onnx")
-    if by_module["head"].shape[0] == 3 * g.AUDIO_CHANNELS * g.BINS:
+    if decoder_weights[1]["head"].shape[0] == 3 * g.AUDIO_CHANNELS * g.BINS:
         sizes["dec_position_phase"] = True
     return sizes
 
 
 def read_autoencoder(bundle: Path) -> tuple[Autoencoder, dict]:
-    ae = Autoencoder(**autoencoder_sizes(bundle)).eval()
-    load_graph_into(ae.encoder, bundle / "encoder.onnx")
-    load_graph_into(ae.decoder, bundle / "decoder.onnx")
+    enc_path, dec_path = bundle / "encoder.onnx", bundle / "decoder.onnx"
+    enc, dec = graph_weights(enc_path), graph_weights(dec_path)
+    ae = Autoencoder(**autoencoder_sizes(enc, dec)).eval()
+    load_graph_into(ae.encoder, enc_path, enc)
+    load_graph_into(ae.decoder, dec_path, dec)
     gen = torch.Generator().manual_seed(3)
     audio = 0.1 * torch.randn(1, g.AUDIO_CHANNELS, 7 * g.SAMPLES_PER_LATENT, generator=gen)
     latents = torch.randn(1, g.LATENT_CHANNELS, 13, generator=gen)
@@ -156,8 +159,8 @@ def read_autoencoder(bundle: Path) -> tuple[Autoencoder, dict]:
         offset = torch.tensor([41])
         feeds["frame_offset"] = offset
     with torch.no_grad():
-        errs = {"encoder": disagreement(bundle / "encoder.onnx", {"audio": audio}, ae.encoder(audio)),
-                "decoder": disagreement(bundle / "decoder.onnx", feeds, ae.decoder(latents, offset))}
+        errs = {"encoder": disagreement(enc_path, {"audio": audio}, ae.encoder(audio)),
+                "decoder": disagreement(dec_path, feeds, ae.decoder(latents, offset))}
     return ae, errs
 
 
@@ -171,13 +174,15 @@ def read_dit(bundle: Path, vocab: list[str]) -> tuple[Dit, TagEmbedding, dict, d
     ids = torch.tensor([[4, 5, 6, 7]]) % len(vocab)
     feeds = {"hidden_states": x, "timestep": t, "context_latents": ctx}
     tried = {}
+    path = bundle / "dit.onnx"
+    weights = graph_weights(path)
     with torch.no_grad():
         cond = torch.cat([text(ids)] * 3)
         feeds["encoder_hidden_states"] = cond
         for rope in (False, True):
             dit = Dit(rope=rope).eval()
-            load_graph_into(dit, bundle / "dit.onnx")
-            err = disagreement(bundle / "dit.onnx", feeds, dit(x, t, cond, ctx))
+            load_graph_into(dit, path, weights)
+            err = disagreement(path, feeds, dit(x, t, cond, ctx))
             tried[f"rope={rope}"] = err
             if err <= AGREEMENT:
                 errs = {"dit": err, "text": disagreement(bundle / "text.onnx", {"ids": ids},

@@ -40,13 +40,11 @@ def export_autoencoder(out: Path, ae, audio, z):
     takes `frame_offset [1] int64`."""
     export(ae.encoder, (audio,), out / "encoder.onnx", ["audio"], ["latents"],
            {"audio": {0: "B", 2: "S"}, "latents": {0: "B", 2: "T"}})
+    args, inputs = (z,), ["latents"]
     if ae.decoder.position_phase:  # it also takes the window's first frame in the loop
-        export(ae.decoder, (z, torch.tensor([3])), out / "decoder.onnx",
-               ["latents", "frame_offset"], ["stft"],
-               {"latents": {0: "B", 2: "T"}, "stft": {0: "B", 2: "N"}})
-    else:
-        export(ae.decoder, (z,), out / "decoder.onnx", ["latents"], ["stft"],
-               {"latents": {0: "B", 2: "T"}, "stft": {0: "B", 2: "N"}})
+        args, inputs = (z, torch.tensor([3])), ["latents", "frame_offset"]
+    export(ae.decoder, args, out / "decoder.onnx", inputs, ["stft"],
+           {"latents": {0: "B", 2: "T"}, "stft": {0: "B", 2: "N"}})
 
 
 def export_dit_text(out: Path, dit, text, dit_args, ids):
