@@ -12,13 +12,15 @@
 #
 # Knobs (environment): DEVICE (cuda), CLIPS (training clips, 3000), AE_MIN (2.5), DEC_MIN (1),
 # DIT_MIN (2.5), JOBS (render processes, 16), WORK (/tmp/gm-train), ENC_HIRES_BINS (the
-# encoder's 12.5 Hz fine view, 160 bins; 0 = gm-tiny's shipped encoder; README: why).
+# encoder's 12.5 Hz fine view, 160 bins; 0 = gm-tiny's shipped encoder; README: why),
+# DEC_POSITION_PHASE (1: the decoder stage trains a new position-phase decoder for the
+# stage-1 encoder instead of fine-tuning stage 1's; README: why; 0 by default).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 OUT="${OUT:?set OUT to the folder results go to}"
 DEVICE="${DEVICE:-cuda}" CLIPS="${CLIPS:-3000}" JOBS="${JOBS:-16}" WORK="${WORK:-/tmp/gm-train}"
 AE_MIN="${AE_MIN:-2.5}" DEC_MIN="${DEC_MIN:-1}" DIT_MIN="${DIT_MIN:-2.5}"
-ENC_HIRES_BINS="${ENC_HIRES_BINS:-160}"
+ENC_HIRES_BINS="${ENC_HIRES_BINS:-160}" DEC_POSITION_PHASE="${DEC_POSITION_PHASE:-0}"
 CARRY=target/device-carry
 SF="$CARRY/sf/MuseScore_General_Lite.sf3"
 [ -f "$SF" ] || { echo "train: $SF is missing: run tools/train/device/prepare.sh here and carry $CARRY" >&2; exit 2; }
@@ -45,9 +47,14 @@ stage "autoencoder, $AE_MIN min"
 python3 -m tools.train.gm_tiny.train_ae --data "$WORK/data/train" --heldout "$WORK/data/heldout" \
     --out "$WORK/ae" --steps 200000 --batch 32 --device "$DEVICE" --budget-minutes "$AE_MIN" \
     --enc-hires-bins "$ENC_HIRES_BINS" --eval-every 1000 --threads 4 >"$WORK/ae.log" 2>&1
-stage "decoder with phase losses, $DEC_MIN min"
+if [ "$DEC_POSITION_PHASE" = 1 ]; then
+    decoder=(--lr 1e-3 --fresh-decoder --position-phase)
+else
+    decoder=(--lr 5e-4)
+fi
+stage "decoder with phase losses (${decoder[*]}), $DEC_MIN min"
 python3 -m tools.train.gm_tiny.train_ae --data "$WORK/data/train" --heldout "$WORK/data/heldout" \
-    --out "$WORK/ae-dec" --steps 200000 --batch 32 --lr 5e-4 --init "$WORK/ae/ae.pt" \
+    --out "$WORK/ae-dec" --steps 200000 --batch 32 "${decoder[@]}" --init "$WORK/ae/ae.pt" \
     --decoder-only --phase-weight 1.0 --device "$DEVICE" --budget-minutes "$DEC_MIN" \
     --eval-every 1000 --threads 4 >"$WORK/ae-dec.log" 2>&1
 stage "DiT, $DIT_MIN min"

@@ -110,39 +110,60 @@ class Encoder(nn.Module):
         return (self.raw(audio) - self.latent_mean) / self.latent_std
 
 
+# A position-phase decoder's deviations are multiples of 1 / PHASE_GRID bins (3.125 Hz), so
+# its turns repeat every PHASE_GRID latent frames (4 * PHASE_GRID STFT frames) and only the
+# frame's place in that period matters (`frame_rotation`).
+PHASE_GRID = 8
+# How far off its bin's centre a partial may lie, in bins (25 Hz each): the two bins either
+# side of a partial carry most of it; a bin turned at a rate far from its own makes grains
+# that do not add up to a tone (measured: a decoder allowed 2 bins put its loudest bins there
+# and held tones came out on the 25 Hz comb).
+MAX_DEVIATION = 1.0
+
+
 def frame_rotation(deviation, frame_offset, frames: int):
-    """The phase (radians) a partial `deviation` bins off each bin's centre gains by STFT
-    frame `m = 4 * frame_offset + n` since frame 0: `(pi / 2) * (k + deviation) * m` for bin
-    `k` (hop 480 is a quarter of n_fft 1920, so bin k turns k quarter turns a frame).
-    `deviation` [B, A, N, F]; `frame_offset` [B] int64, the first latent frame's index.
-    The integer part is exact in int64 and the rest is reduced to one turn before it meets
-    the learned phase, so f32 holds it to ~0.01 rad for offsets up to 10,000 latent frames."""
-    m = frame_offset.reshape(-1, 1) * g.FRAMES_PER_LATENT + torch.arange(
-        frames, device=deviation.device)  # [B, N]
+    """The turn (radians) of a partial `deviation` bins off bin `k`'s centre at STFT frame
+    `m = 4 * frame_offset + n`: `(pi / 2) * (k + d) * (m mod 4 * PHASE_GRID)`, `d` the
+    deviation clamped to +-`MAX_DEVIATION` bins and rounded to a multiple of
+    `1 / PHASE_GRID` (both straight through: the gradient is the raw deviation's, so a
+    deviation pushed past the clamp is never stuck there, as one behind a tanh was).
+
+    Hop 480 is a quarter of n_fft 1920, so such a partial turns `(pi / 2) * (k + d)` a
+    frame; on the grid it makes a whole number of turns in a period, so the turn goes on
+    across each period's end without a step, at any loop position, and the decoder only
+    ever sees small frame counts (a count from the loop's start made every deviation's
+    gradient grow with the position). `deviation` [B, A, N, F]; `frame_offset` [B] int64,
+    the first latent frame's index (may be negative)."""
+    period = g.FRAMES_PER_LATENT * PHASE_GRID
+    m = torch.remainder(frame_offset.reshape(-1, 1) * g.FRAMES_PER_LATENT
+                        + torch.arange(frames, device=deviation.device), period)  # [B, N]
     k = torch.arange(g.BINS, device=deviation.device)
     quarters = torch.remainder(m[..., None] * k, 4)  # [B, N, F], the bin centres' turns
-    x = deviation * m[:, None, :, None].to(deviation.dtype)  # quarter turns off the centres
-    x = x - 4.0 * torch.floor(x / 4.0)
-    return (math.pi / 2) * (quarters[:, None].to(deviation.dtype) + x)
+    on_grid = torch.round(deviation.clamp(-MAX_DEVIATION, MAX_DEVIATION) * PHASE_GRID) / PHASE_GRID
+    d = deviation + (on_grid - deviation).detach()
+    return (math.pi / 2) * (quarters[:, None].to(d.dtype) + d * m[:, None, :, None].to(d.dtype))
 
 
 class Decoder(nn.Module):
-    """`position_phase`: besides a log magnitude and a phase, the head predicts for each bin
-    how far (within +-2 bins) its partial lies off the bin's centre, and the phase of frame
-    `m` gains the turn that partial makes by then ([`frame_rotation`]). The decoder then takes
-    the first latent frame's index (`frame_offset`): a held note decodes to a steady partial
-    at its own frequency. Without it (gm-tiny's shipped decoder) each latent frame's 4 STFT
-    frames carry their own absolute phase, so a held latent repeats every 40 ms and its
-    partials fall on a comb 25 Hz apart (docs/models.md, Limits)."""
+    """Latents -> a complex STFT, 4 frames per latent frame.
 
-    # How far off its bin centre a partial may lie, in bins (25 Hz each).
-    MAX_DEVIATION = 2.0
+    Without `position_phase` (gm-tiny's shipped decoder) the head predicts a log magnitude
+    and a phase for each bin of each STFT frame. Each latent frame's 4 STFT frames then carry
+    their own absolute phase, so a held latent repeats every 40 ms and its partials fall on
+    a comb 25 Hz apart (docs/models.md, Limits).
+
+    With `position_phase` the head predicts only the log magnitudes, and a second head, at
+    the latent rate, predicts for each bin of each latent frame a phase and how far (within
+    +-1 bin, on a 1/8-bin grid) its partial lies off the bin's centre; the STFT frames of
+    that latent frame turn from that phase at that partial's rate, counted from the frame's
+    place in the loop ([`frame_rotation`]; the decoder takes the first latent frame's index,
+    `frame_offset`). A held latent then decodes to steady partials at their own frequencies,
+    and nothing but the turn moves the phase within a latent frame."""
 
     def __init__(self, dim: int = 256, fine_dim: int = 128, blocks: int = 3, fine_blocks: int = 2,
                  position_phase: bool = False):
         super().__init__()
         self.position_phase = position_phase
-        self.parts = 3 if position_phase else 2
         self.register_buffer("latent_mean", torch.zeros(g.LATENT_CHANNELS, 1))
         self.register_buffer("latent_std", torch.ones(g.LATENT_CHANNELS, 1))
         self.inp = nn.Conv1d(g.LATENT_CHANNELS, dim, 3, padding=1)
@@ -151,43 +172,46 @@ class Decoder(nn.Module):
         self.fine_dim = fine_dim
         self.fine = nn.Sequential(*[ConvNeXt(fine_dim, 7) for _ in range(fine_blocks)])
         self.norm = nn.LayerNorm(fine_dim)
-        self.head = nn.Linear(fine_dim, g.AUDIO_CHANNELS * g.BINS * self.parts)
+        self.head = nn.Linear(fine_dim, g.AUDIO_CHANNELS * g.BINS * (1 if position_phase else 2))
+        if position_phase:
+            self.phase_norm = nn.LayerNorm(dim)
+            self.phase_head = nn.Linear(dim, g.AUDIO_CHANNELS * g.BINS * 2)
 
     def forward(self, latents, frame_offset=None):  # [B, C, T] -> stft [B, A, 4T, F, 2]
         return self.from_raw(latents * self.latent_std + self.latent_mean, frame_offset)
 
     def from_raw(self, z, frame_offset=None):  # unscaled latents (the encoder's `raw`) -> stft
+        logmag, phase, rotation = self.polar(z, frame_offset)
+        return to_stft(logmag, phase + rotation)
+
+    def polar(self, z, frame_offset=None):
+        """The STFT in parts, each [B, A, N, F]: the log magnitude, the head's phase and the
+        position turn (`frame_rotation`; zero without `position_phase`)."""
         b, _, t = z.shape
-        x = self.coarse(self.inp(z))
+        coarse = self.coarse(self.inp(z))  # [B, D, T]
         # Channel shuffle x4: [B, 4*D, T] -> [B, D, 4T], frame 4t+k from group k.
-        x = self.up(x).reshape(b, g.FRAMES_PER_LATENT, self.fine_dim, t)
+        x = self.up(coarse).reshape(b, g.FRAMES_PER_LATENT, self.fine_dim, t)
         x = x.permute(0, 2, 3, 1).reshape(b, self.fine_dim, t * g.FRAMES_PER_LATENT)
         x = self.fine(x).transpose(1, 2)  # [B, N, D]
-        y = self.head(self.norm(x))  # [B, N, A*F*2]
         n = t * g.FRAMES_PER_LATENT
-        y = y.reshape(b, n, g.AUDIO_CHANNELS, self.parts, g.BINS).permute(0, 2, 1, 4, 3)
+        y = self.head(self.norm(x))  # [B, N, A*F*parts]
+        parts = 1 if self.position_phase else 2
+        y = y.reshape(b, n, g.AUDIO_CHANNELS, parts, g.BINS).permute(0, 2, 1, 4, 3)
         logmag = torch.clamp(y[..., 0], max=8.0)  # y: [B, A, N, F, parts]
-        phase = y[..., 1]
-        if self.position_phase:
-            if frame_offset is None:
-                frame_offset = torch.zeros(1, dtype=torch.long, device=z.device)
-            deviation = self.MAX_DEVIATION * torch.tanh(y[..., 2])
-            phase = phase + frame_rotation(deviation, frame_offset, n)
-        mag = torch.exp(logmag)
-        return torch.stack([mag * torch.cos(phase), mag * torch.sin(phase)], dim=-1)
+        if not self.position_phase:
+            return logmag, y[..., 1], torch.zeros_like(logmag)
+        if frame_offset is None:
+            frame_offset = torch.zeros(1, dtype=torch.long, device=z.device)
+        p = self.phase_head(self.phase_norm(coarse.transpose(1, 2)))  # [B, T, A*F*2]
+        p = p.reshape(b, t, g.AUDIO_CHANNELS, 2, g.BINS).permute(0, 2, 1, 4, 3)
+        p = torch.repeat_interleave(p, g.FRAMES_PER_LATENT, dim=2)  # [B, A, N, F, 2]
+        return logmag, p[..., 0], frame_rotation(p[..., 1], frame_offset, n)
 
 
-def with_position_phase(state: dict) -> dict:
-    """A shipped-style decoder's state (2 parts per bin) widened for `position_phase`: the
-    magnitude and phase rows kept, the deviation rows zero (every partial on its bin's
-    centre until trained)."""
-    out = dict(state)
-    for key in ("decoder.head.weight", "decoder.head.bias"):
-        old = state[key]
-        rows = old.reshape(g.AUDIO_CHANNELS, 2, g.BINS, *old.shape[1:])
-        wide = torch.cat([rows, torch.zeros_like(rows[:, :1])], dim=1)
-        out[key] = wide.reshape(g.AUDIO_CHANNELS * 3 * g.BINS, *old.shape[1:])
-    return out
+def to_stft(logmag, phase):
+    """[B, A, N, F] log magnitude and phase -> stft [B, A, N, F, 2]."""
+    mag = torch.exp(logmag)
+    return torch.stack([mag * torch.cos(phase), mag * torch.sin(phase)], dim=-1)
 
 
 def istft(stft):

@@ -2,7 +2,7 @@
 
 `ClipSet(folder)` reads `clips.jsonl` and every WAV (48 kHz stereo 16-bit) into one int16
 array `[N, A, S]` (`ClipSet([folder, ...])`: the clips of every folder, in order);
-`crops(rng, batch, samples)` draws random float crops. Single-threaded, no workers: the
+`crops(rng, batch, samples)` draws random float crops (and the latent frame each starts at). Single-threaded, no workers: the
 training loop is the only reader.
 """
 
@@ -42,13 +42,17 @@ class ClipSet:
         """Clip i as float [A, S] in -1..1."""
         return torch.from_numpy(self.audio[i].astype(np.float32) / 32768.0)
 
-    def crops(self, rng: np.random.Generator, batch: int, samples: int) -> torch.Tensor:
-        """`batch` random crops [B, A, samples], starting on a latent-frame boundary."""
+    def crops(self, rng: np.random.Generator, batch: int,
+              samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """`batch` random crops [B, A, samples], each starting on a latent-frame boundary,
+        and those starts [B] int64 (the crop's first latent frame in its clip)."""
         n, _, s = self.audio.shape
         frames = (s - samples) // g.SAMPLES_PER_LATENT
         out = np.empty((batch, self.audio.shape[1], samples), dtype=np.float32)
+        starts = np.empty(batch, dtype=np.int64)
         for b in range(batch):
             i = rng.integers(n)
-            start = rng.integers(frames + 1) * g.SAMPLES_PER_LATENT
-            out[b] = self.audio[i, :, start:start + samples] / 32768.0
-        return torch.from_numpy(out)
+            starts[b] = rng.integers(frames + 1)
+            at = int(starts[b]) * g.SAMPLES_PER_LATENT
+            out[b] = self.audio[i, :, at:at + samples] / 32768.0
+        return torch.from_numpy(out), torch.from_numpy(starts)

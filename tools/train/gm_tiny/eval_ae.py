@@ -1,7 +1,9 @@
 """Judge an autoencoder checkpoint on heldout clips it never saw: log-mel error (dB, 64 bands,
 the reconstruction metric docs/models.md reports) and chroma correlation (do the notes come
 back in tune: 1 is the same pitch classes frame by frame), both from `tools/measure/sound.py`
-so they are the figures the daemon's own output is judged by.
+so they are the figures the daemon's own output is judged by; and where the partials of
+held tones land (`held_tones`: the 25 Hz comb of a decoder that cannot turn a partial's
+phase across latent frames shows there first).
 
     python3 -m tools.train.gm_tiny.eval_ae --ae /work/runs/ae/ae.pt --heldout /work/data/heldout
 
@@ -39,6 +41,36 @@ def evaluate(ae: Autoencoder, clips: ClipSet, count: int) -> dict:
             "chroma_correlation": float(np.mean(chromas))}
 
 
+# Held tones: 4 s of five harmonics on each of these fundamentals (Hz), judged on the middle
+# 2 s with 0.5 Hz bins.
+HELD_TONES_HZ = (110.0, 196.0, 261.6, 440.0, 523.3)
+HELD_HARMONICS = 3  # the lowest ones judged
+
+
+@torch.no_grad()
+def held_tones(ae: Autoencoder) -> dict:
+    """`held_tone_purity`: the share of each of the lowest harmonics' power (within 30 Hz)
+    that lies within 3 Hz of it, mean over tones and harmonics (a clean partial: near 1; a
+    comb 25 Hz apart: near 0 unless the harmonic sits on a line); `held_tone_cents`: how far
+    the strongest line near each harmonic is from it, mean absolute cents."""
+    ae.eval()
+    rate = g.SAMPLE_RATE
+    t = np.arange(4 * rate) / rate
+    purity, cents = [], []
+    for f0 in HELD_TONES_HZ:
+        tone = sum(0.2 / h * np.sin(2 * np.pi * h * f0 * t + h) for h in range(1, 6))
+        audio = torch.from_numpy(np.stack([tone, tone]).astype(np.float32))[None]
+        out = istft(ae.decoder(ae.encoder(audio)))[0].numpy().mean(axis=0)
+        power = np.abs(np.fft.rfft(out[rate:3 * rate] * np.hanning(2 * rate))) ** 2
+        freqs = np.fft.rfftfreq(2 * rate, 1.0 / rate)
+        for h in range(1, HELD_HARMONICS + 1):
+            near = np.abs(freqs - h * f0) < 30.0
+            purity.append(power[near & (np.abs(freqs - h * f0) < 3.0)].sum() / power[near].sum())
+            strongest = freqs[np.argmax(np.where(near, power, 0.0))]
+            cents.append(abs(1200 * np.log2(strongest / (h * f0))))
+    return {"held_tone_purity": float(np.mean(purity)), "held_tone_cents": float(np.mean(cents))}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ae", type=Path, required=True, action="append",
@@ -53,7 +85,8 @@ def main():
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
         ae = Autoencoder(**ckpt.get("sizes", {}))
         ae.load_state_dict(ckpt["state"])
-        print(json.dumps({"ae": str(path), **evaluate(ae, clips, args.clips)}), flush=True)
+        print(json.dumps({"ae": str(path), **evaluate(ae, clips, args.clips), **held_tones(ae)}),
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -23,17 +23,18 @@ import numpy as np
 import torch
 
 from . import geometry as g
-from .autoencoder import Autoencoder, istft, stft, with_position_phase
+from .autoencoder import Autoencoder, Decoder, istft, stft, to_stft
 from .budget import StepBudget, cpu_state, device_from
 from .clips import ClipSet
 from .smoke import warmup_cosine
 from .losses import log_mel_error_db, mel_l1, multi_resolution_stft
 
 LATENT_NOISE = 0.1
+# STFT sizes long enough to resolve 25 Hz (8192 samples: 5.9 Hz bins), added to a
+# position-phase decoder's loss: the shorter sizes cannot tell a held partial from the
+# frame-rate comb that stands in for it, so only these reward moving off it.
+COMB_SIZES = (4096, 8192)
 LATENT_L2 = 1e-3
-# `--position-phase` training draws each crop's first latent frame index below this (a
-# 400 s loop; latentd's loops are shorter).
-POSITION_OFFSETS = 10_000
 
 
 def anti_wrapped(x):
@@ -41,13 +42,20 @@ def anti_wrapped(x):
     return (x - 2 * math.pi * torch.round(x / (2 * math.pi))).abs()
 
 
-def phase_loss(spec, target):
+def phase_loss(spec, target, anchored_phase=None):
     """Anti-wrapping losses on the instantaneous phase, the group delay (phase step across
     bins) and the instantaneous frequency (phase step across frames) of the decoder's STFT
     against the source's (APNet, Ai & Ling 2023), each weighted by the source's magnitude so
     silent bins do not count. Magnitude losses alone leave the phase free; the decoder then
-    makes a frame-rate comb (lines every 25 Hz) in place of the notes' partials."""
+    makes a frame-rate comb (lines every 25 Hz) in place of the notes' partials.
+
+    `anchored_phase`: the phase the instantaneous and group-delay terms see, where it differs
+    from the spectrum's (a position-phase decoder's, with its turn's gradient held back:
+    the turn grows with the frame's place in its period, so those terms would push a
+    deviation by the frame count; the frequency term's step from frame to frame does not)."""
     pred_phase = torch.atan2(spec[..., 1], spec[..., 0])  # [B, A, N, F]
+    if anchored_phase is None:
+        anchored_phase = pred_phase
     true_phase = torch.atan2(target[..., 1], target[..., 0])
     weight = torch.linalg.vector_norm(target, dim=-1)
     weight = weight / (weight.mean(dim=(-1, -2), keepdim=True) + 1e-8)
@@ -55,33 +63,37 @@ def phase_loss(spec, target):
     def mean(x, w):
         return (x * w).sum() / (w.sum() + 1e-8)
 
-    diff = pred_phase - true_phase
-    instant = mean(anti_wrapped(diff), weight)
-    group = mean(anti_wrapped(diff[..., 1:] - diff[..., :-1]),
+    anchored = anchored_phase - true_phase
+    instant = mean(anti_wrapped(anchored), weight)
+    group = mean(anti_wrapped(anchored[..., 1:] - anchored[..., :-1]),
                  torch.minimum(weight[..., 1:], weight[..., :-1]))
+    diff = pred_phase - true_phase
     freq = mean(anti_wrapped(diff[..., 1:, :] - diff[..., :-1, :]),
                 torch.minimum(weight[..., 1:, :], weight[..., :-1, :]))
     return instant + group + 2.0 * freq
 
 
-def reconstruction_loss(ae, audio, train: bool, phase_weight: float = 0.0):
+def reconstruction_loss(ae, audio, train: bool, phase_weight: float = 0.0, first_frames=None):
+    """`first_frames` [B] int64: each crop's first latent frame in its clip, what a
+    position-phase decoder is told (`frame_offset`): its turns then keep time with the
+    source's own, so the phases the losses ask for are ones it can give."""
     z = ae.encoder.raw(audio)
     reg = (z * z).mean()
     if train:
         z = z + LATENT_NOISE * torch.randn_like(z)
-    offset = None
-    if ae.decoder.position_phase and train:
-        # Any frame of a loop: the rotation must hold wherever the window lies.
-        offset = torch.randint(0, POSITION_OFFSETS, (audio.shape[0],), device=audio.device)
-    spec = ae.decoder.from_raw(z, offset)
+    logmag, head_phase, rotation = ae.decoder.polar(z, first_frames)
+    spec = to_stft(logmag, head_phase + rotation)
     pred = istft(spec)
     target = stft(audio)
     target_mag = torch.linalg.vector_norm(target, dim=-1)
     pred_mag = torch.linalg.vector_norm(spec, dim=-1)
     direct = (torch.log(pred_mag + 1e-5) - torch.log(target_mag + 1e-5)).abs().mean()
     loss = multi_resolution_stft(pred, audio) + mel_l1(pred, audio) + 0.5 * direct
+    if ae.decoder.position_phase:
+        loss = loss + multi_resolution_stft(pred, audio, sizes=COMB_SIZES)
     if phase_weight > 0:
-        loss = loss + phase_weight * phase_loss(spec, target)
+        anchored = head_phase + rotation.detach() if ae.decoder.position_phase else None
+        loss = loss + phase_weight * phase_loss(spec, target, anchored)
     return loss + LATENT_L2 * reg, pred
 
 
@@ -138,13 +150,19 @@ def main():
                          "(160: up to 2 kHz); 0 = none, gm-tiny's shipped encoder")
     ap.add_argument("--position-phase", action="store_true",
                     help="the decoder turns each partial's phase by its frame position "
-                         "(autoencoder.Decoder); with --init from a decoder without it, the "
-                         "head is widened (with_position_phase)")
+                         "(autoencoder.Decoder); from a decoder without it, only with "
+                         "--fresh-decoder")
+    ap.add_argument("--fresh-decoder", action="store_true",
+                    help="with --decoder-only: train a new decoder from random weights for "
+                         "--init's encoder (a position-phase decoder cannot be reached from "
+                         "one without it; tools/train/README.md)")
     ap.add_argument("--phase-weight", type=float, default=0.0,
                     help="weight of the anti-wrapping phase losses (0: magnitude losses only)")
     args = ap.parse_args()
     if args.decoder_only and not args.init:
         ap.error("--decoder-only needs --init")
+    if args.fresh_decoder and not args.decoder_only:
+        ap.error("--fresh-decoder needs --decoder-only")
 
     device = device_from(args.device)
     torch.manual_seed(args.seed)
@@ -157,13 +175,21 @@ def main():
     if args.init:
         init = torch.load(args.init, map_location="cpu", weights_only=False)
         sizes, state = dict(init.get("sizes", {})), init["state"]
-        if args.position_phase and not sizes.get("dec_position_phase"):
-            sizes["dec_position_phase"] = True
-            state = with_position_phase(state)
         ae = Autoencoder(**sizes).train()
         ae.load_state_dict(state)
         stages = init.get("stages", [{"steps": init["step"], "decoder_only": False,
                                       "phase_weight": 0.0}])
+        if args.fresh_decoder:
+            # The encoder and its latent scale stay (so a DiT trained on them stays valid);
+            # the decoder starts from random weights.
+            if args.position_phase:
+                sizes["dec_position_phase"] = True
+            ae.sizes = sizes
+            ae.decoder = Decoder(**{k[4:]: v for k, v in sizes.items() if k.startswith("dec_")})
+            ae.set_latent_scale(ae.encoder.latent_mean, ae.encoder.latent_std)
+            stages = [st for st in stages if not st.get("decoder_only")]
+        elif args.position_phase and not sizes.get("dec_position_phase"):
+            ap.error("--position-phase from a decoder without it needs --fresh-decoder")
     else:
         sizes = {"enc_hires_bins": args.enc_hires_bins} if args.enc_hires_bins else {}
         if args.position_phase:
@@ -191,8 +217,10 @@ def main():
     while step < budget.steps:
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
-        audio = train.crops(rng, args.batch, samples).to(device, non_blocking=True)
-        loss, _ = reconstruction_loss(ae, audio, train=True, phase_weight=args.phase_weight)
+        audio, first_frames = train.crops(rng, args.batch, samples)
+        loss, _ = reconstruction_loss(ae, audio.to(device, non_blocking=True), train=True,
+                                      phase_weight=args.phase_weight,
+                                      first_frames=first_frames.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
@@ -213,6 +241,7 @@ def main():
         step += 1
     stages = stages + [{"steps": budget.steps, "decoder_only": args.decoder_only,
                         "position_phase": args.position_phase,
+                        "fresh_decoder": args.fresh_decoder,
                         "phase_weight": args.phase_weight}]
     if not args.decoder_only:
         mean, std = latent_scale(ae, train)
