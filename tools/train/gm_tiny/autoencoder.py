@@ -182,11 +182,12 @@ class Decoder(nn.Module):
 
     def from_raw(self, z, frame_offset=None):  # unscaled latents (the encoder's `raw`) -> stft
         logmag, phase, rotation = self.polar(z, frame_offset)
-        return to_stft(logmag, phase + rotation)
+        return to_stft(logmag, phase if rotation is None else phase + rotation)
 
     def polar(self, z, frame_offset=None):
         """The STFT in parts, each [B, A, N, F]: the log magnitude, the head's phase and the
-        position turn (`frame_rotation`; zero without `position_phase`)."""
+        position turn (`frame_rotation`; None without `position_phase`, so an exported
+        plain decoder adds no zeros on latentd's decode path)."""
         b, _, t = z.shape
         coarse = self.coarse(self.inp(z))  # [B, D, T]
         # Channel shuffle x4: [B, 4*D, T] -> [B, D, 4T], frame 4t+k from group k.
@@ -199,7 +200,7 @@ class Decoder(nn.Module):
         y = y.reshape(b, n, g.AUDIO_CHANNELS, parts, g.BINS).permute(0, 2, 1, 4, 3)
         logmag = torch.clamp(y[..., 0], max=8.0)  # y: [B, A, N, F, parts]
         if not self.position_phase:
-            return logmag, y[..., 1], torch.zeros_like(logmag)
+            return logmag, y[..., 1], None
         if frame_offset is None:
             frame_offset = torch.zeros(1, dtype=torch.long, device=z.device)
         p = self.phase_head(self.phase_norm(coarse.transpose(1, 2)))  # [B, T, A*F*2]
@@ -233,6 +234,11 @@ def stft(audio):
     return torch.view_as_real(spec.transpose(1, 2)).reshape(b, a, s // g.HOP, g.BINS, 2)
 
 
+def decoder_sizes(sizes: dict) -> dict:
+    """The `Decoder` keyword arguments among an `Autoencoder`'s `sizes` (`dec_*`)."""
+    return {k[4:]: v for k, v in sizes.items() if k.startswith("dec_")}
+
+
 class Autoencoder(nn.Module):
     """`sizes`: `enc_*` / `dec_*` keyword arguments of the encoder and decoder (a checkpoint
     stores them as `sizes`; none means the defaults, gm-tiny's shipped shapes)."""
@@ -241,9 +247,8 @@ class Autoencoder(nn.Module):
         super().__init__()
         self.sizes = dict(sizes)
         enc = {k[4:]: v for k, v in sizes.items() if k.startswith("enc_")}
-        dec = {k[4:]: v for k, v in sizes.items() if k.startswith("dec_")}
         self.encoder = Encoder(**enc)
-        self.decoder = Decoder(**dec)
+        self.decoder = Decoder(**decoder_sizes(sizes))
 
     def set_latent_scale(self, mean, std):
         for part in (self.encoder, self.decoder):

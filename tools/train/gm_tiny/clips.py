@@ -2,8 +2,8 @@
 
 `ClipSet(folder)` reads `clips.jsonl` and every WAV (48 kHz stereo 16-bit) into one int16
 array `[N, A, S]` (`ClipSet([folder, ...])`: the clips of every folder, in order);
-`crops(rng, batch, samples)` draws random float crops (and the latent frame each starts at). Single-threaded, no workers: the
-training loop is the only reader.
+`crops(rng, batch, samples)` draws random float crops (and the latent frame each starts
+at). Single-threaded, no workers: the training loop is the only reader.
 """
 
 import json

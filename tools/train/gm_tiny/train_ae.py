@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import geometry as g
-from .autoencoder import Autoencoder, Decoder, istft, stft, to_stft
+from .autoencoder import Autoencoder, Decoder, decoder_sizes, istft, stft, to_stft
 from .budget import StepBudget, cpu_state, device_from
 from .clips import ClipSet
 from .smoke import warmup_cosine
@@ -82,7 +82,7 @@ def reconstruction_loss(ae, audio, train: bool, phase_weight: float = 0.0, first
     if train:
         z = z + LATENT_NOISE * torch.randn_like(z)
     logmag, head_phase, rotation = ae.decoder.polar(z, first_frames)
-    spec = to_stft(logmag, head_phase + rotation)
+    spec = to_stft(logmag, head_phase if rotation is None else head_phase + rotation)
     pred = istft(spec)
     target = stft(audio)
     target_mag = torch.linalg.vector_norm(target, dim=-1)
@@ -92,7 +92,7 @@ def reconstruction_loss(ae, audio, train: bool, phase_weight: float = 0.0, first
     if ae.decoder.position_phase:
         loss = loss + multi_resolution_stft(pred, audio, sizes=COMB_SIZES)
     if phase_weight > 0:
-        anchored = head_phase + rotation.detach() if ae.decoder.position_phase else None
+        anchored = None if rotation is None else head_phase + rotation.detach()
         loss = loss + phase_weight * phase_loss(spec, target, anchored)
     return loss + LATENT_L2 * reg, pred
 
@@ -185,7 +185,7 @@ def main():
             if args.position_phase:
                 sizes["dec_position_phase"] = True
             ae.sizes = sizes
-            ae.decoder = Decoder(**{k[4:]: v for k, v in sizes.items() if k.startswith("dec_")})
+            ae.decoder = Decoder(**decoder_sizes(sizes))
             ae.set_latent_scale(ae.encoder.latent_mean, ae.encoder.latent_std)
             stages = [st for st in stages if not st.get("decoder_only")]
         elif args.position_phase and not sizes.get("dec_position_phase"):
