@@ -8,7 +8,7 @@ and holds a bf16 checkpoint exactly.
 
 Shared by gm-tiny's export (tools/train/gm_tiny/export.py) and the ACE-Step export
 (tools/export-acestep). numpy, ml_dtypes (onnx's own dependency) and onnx only; a function of
-its arguments.
+its arguments (`round_weights` takes torch modules without importing torch).
 """
 
 from __future__ import annotations
@@ -37,6 +37,27 @@ def rounded(array: np.ndarray, half: str) -> np.ndarray:
     """`array` rounded to `half` and back to f32 (inf where it overflows)."""
     with np.errstate(over="ignore"):
         return array.astype(HALF[half]).astype(np.float32)
+
+
+def round_weights(modules, half: str) -> int:
+    """Rounds every f32 parameter and buffer of the torch `modules` to the nearest `half`
+    value, in place and kept as f32, so the exported graph's weights are stored as `half`
+    without a further loss (`store_half(..., exact_only=True)`) and the modules that checks
+    and parity vectors run are the graphs'. A weight past the format's range raises
+    ValueError naming it, and then nothing is rounded. Returns the tensors rounded.
+
+    Written through `tensor.detach().numpy()`, a view of a CPU tensor's memory."""
+    views = [(name, tensor.detach().numpy()) for module in modules
+             for name, tensor in [*module.named_parameters(), *module.named_buffers()]
+             if str(tensor.dtype) == "torch.float32"]
+    nearest = [(name, view, rounded(view, half)) for name, view in views]
+    for name, view, near in nearest:
+        if not np.all(np.isfinite(near)) and np.all(np.isfinite(view)):
+            raise ValueError(f"weight {name} overflows {half} (|x| up to "
+                             f"{float(np.abs(view).max()):.3g})")
+    for _, view, near in nearest:
+        np.copyto(view, near)
+    return len(nearest)
 
 
 def store_half(model: onnx.ModelProto, half: str = "fp16",

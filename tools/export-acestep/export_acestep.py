@@ -425,23 +425,18 @@ def check_against_condition_encoder(parts: Parts, text: Text, timbre: Timbre, id
 # ----------------------------------------------------------------------------- export ---
 
 
-# `--weights`: the torch dtype each half-precision format rounds to.
-HALF_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+# `--weights`: the half-precision formats a bundle's weights may be stored in.
+HALF_FORMATS = ("fp16", "bf16")
 
 
 def round_to_half(half: str, *modules: nn.Module) -> None:
-    """Rounds every floating parameter and buffer of `modules` to the nearest `half` value
-    (kept as f32), so a graph's weights are stored as `half` without a further loss and the
-    torch modules the parity vectors and checks come from are the graphs'."""
-    with torch.no_grad():
-        for module in modules:
-            for name, tensor in list(module.named_parameters()) + list(module.named_buffers()):
-                if not tensor.is_floating_point():
-                    continue
-                near = tensor.to(HALF_DTYPES[half]).float()
-                if not bool(torch.isfinite(near).all()) and bool(torch.isfinite(tensor).all()):
-                    raise SystemExit(f"export-acestep: --weights {half}: {name} overflows {half}")
-                tensor.copy_(near)
+    """Rounds the modules' weights to `half` (onnx_weights.round_weights), so a graph's
+    weights are stored as `half` without a further loss and the torch modules the parity
+    vectors and checks come from are the graphs'."""
+    try:
+        onnx_weights.round_weights(modules, half)
+    except ValueError as err:
+        raise SystemExit(f"export-acestep: --weights {half}: {err}") from None
 
 
 def export_graph(module: nn.Module, inputs: dict, outputs: list[str], dynamic: dict, path: Path,
@@ -525,7 +520,7 @@ rtol = {PARITY_RTOL}
 def export(parts: Parts, tags: list[str], out: Path, name: str, steps: int, shift: float,
            duration_s: int, default_prompt: str, weights: str = "f32") -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    half = weights if weights in HALF_DTYPES else None
+    half = weights if weights in HALF_FORMATS else None
     if half:
         round_to_half(half, *parts.modules())
         parts.provenance += f"; weights stored as {half} (computed in f32)"
@@ -611,7 +606,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="weight seed for --random-tiny")
     parser.add_argument("--license",
                         help="the weights' licence (default: the checkpoint's model card says)")
-    parser.add_argument("--weights", choices=["f32", *HALF_DTYPES], default="f32",
+    parser.add_argument("--weights", choices=["f32", *HALF_FORMATS], default="f32",
                         help="how the graphs store their weights: fp16 or bf16 halve the files "
                              "(the weights are rounded first; the graphs compute in f32); bf16 "
                              "holds a bf16 checkpoint exactly")

@@ -41,18 +41,6 @@ def store_fp16(path: Path) -> tuple[int, int]:
     return stored
 
 
-def round_to_fp16(*modules: torch.nn.Module) -> None:
-    """Rounds every floating parameter and buffer of `modules` to fp16 (kept as f32), so the
-    graphs store their weights as fp16 without a further loss and the agreement checks run
-    the modules the graphs hold. A position-phase decoder rounds its deviations to a grid,
-    and weights that differ by fp16's rounding move some of them to the next grid point."""
-    with torch.no_grad():
-        for module in modules:
-            for tensor in list(module.parameters()) + list(module.buffers()):
-                if tensor.is_floating_point():
-                    tensor.copy_(torch.from_numpy(onnx_weights.rounded(tensor.numpy(), "fp16")))
-
-
 def ae_stages(ckpt) -> str:
     """How the autoencoder checkpoint was trained, stage by stage, in words."""
     stages = ckpt.get("stages", [{"steps": ckpt["step"], "decoder_only": False,
@@ -103,7 +91,10 @@ def main():
     else:
         ae_text = copy_autoencoder(args.autoencoder_from, out)
     if not args.fp32:
-        round_to_fp16(*(m for m in (ae, dit, text) if m is not None))
+        # A position-phase decoder rounds its deviations to a grid, and weights that differ
+        # by fp16's rounding move some of them to the next grid point: round the modules
+        # first, so the agreement checks run what the graphs hold.
+        onnx_weights.round_weights([m for m in (ae, dit, text) if m is not None], "fp16")
     t = 12
     ids = torch.tensor([[1, 2, 3]])
     x = torch.randn(2, t, g.LATENT_CHANNELS)

@@ -90,6 +90,25 @@ class FromBundleTest(unittest.TestCase):
             self.assertLessEqual(err, from_bundle.AGREEMENT, graph)
         self.assertTrue(back.decoder.position_phase)
 
+    def test_rounded_weights_are_stored_as_fp16_exactly_and_an_overflow_rounds_none(self):
+        torch.manual_seed(2)
+        layer = torch.nn.Linear(300, 4)
+        before = layer.weight.detach().clone()
+        self.assertEqual(onnx_weights.round_weights([layer], "fp16"), 2)
+        # Moved by at most fp16's half step (2^-11 relative), and now exact in fp16.
+        self.assertLessEqual(float(((layer.weight - before).abs() / before.abs()).max()), 2 ** -11)
+        weight = layer.weight.detach().numpy()
+        self.assertTrue((weight.astype("float16").astype("float32") == weight).all())
+        layer = torch.nn.Linear(300, 4)  # not yet rounded
+        huge = torch.nn.Linear(300, 4)
+        with torch.no_grad():
+            huge.bias[1] = 1e6
+        kept = [t.detach().clone() for t in (layer.weight, huge.weight)]
+        with self.assertRaises(ValueError) as caught:
+            onnx_weights.round_weights([layer, huge], "fp16")
+        self.assertIn("bias", str(caught.exception))
+        self.assertTrue(torch.equal(layer.weight, kept[0]) and torch.equal(huge.weight, kept[1]))
+
     def test_scopes_name_the_module(self):
         self.assertEqual(from_bundle.linear_scope("/coarse/coarse.0/up/MatMul"), "coarse.0.up")
         self.assertEqual(from_bundle.linear_scope("/blocks.0/mlp/mlp.0/MatMul"), "blocks.0.mlp.0")
