@@ -52,6 +52,8 @@ def ae_stages(ckpt) -> str:
     return " then ".join(
         st["words"] if "bundle" in st  # read back from a bundle (from_bundle.py)
         else f"{st['steps']} steps" + (" (a new decoder, the encoder kept)" if st.get("fresh_decoder")
+                                       else " (a new phase head, the magnitudes kept)"
+                                       if st.get("keep_magnitudes")
                                        else " (decoder only)" if st["decoder_only"] else "")
         + (f" with phase losses x{st['phase_weight']:g}" if st["phase_weight"] else "")
         + (" turning phases by frame position" if st.get("position_phase") else "")

@@ -81,8 +81,8 @@ def reconstruction_loss(ae, audio, train: bool, phase_weight: float = 0.0, first
     reg = (z * z).mean()
     if train:
         z = z + LATENT_NOISE * torch.randn_like(z)
-    logmag, head_phase, rotation = ae.decoder.polar(z, first_frames)
-    spec = to_stft(logmag, head_phase if rotation is None else head_phase + rotation)
+    logmag, head_phase, turn = ae.decoder.polar(z, first_frames)
+    spec = to_stft(logmag, head_phase, turn)
     pred = istft(spec)
     target = stft(audio)
     target_mag = torch.linalg.vector_norm(target, dim=-1)
@@ -92,9 +92,28 @@ def reconstruction_loss(ae, audio, train: bool, phase_weight: float = 0.0, first
     if ae.decoder.position_phase:
         loss = loss + multi_resolution_stft(pred, audio, sizes=COMB_SIZES)
     if phase_weight > 0:
-        anchored = None if rotation is None else head_phase + rotation.detach()
+        anchored = None if turn is None else head_phase + turn.angle
         loss = loss + phase_weight * phase_loss(spec, target, anchored)
     return loss + LATENT_L2 * reg, pred
+
+
+@torch.no_grad()
+def with_phase_head(plain: Decoder, sizes: dict) -> Decoder:
+    """A position-phase decoder that decodes `plain`'s log magnitudes: every weight but the
+    head's phase rows is `plain`'s, and the phase head starts from random weights. Trained
+    alone (`--keep-magnitudes`), it cannot disturb the magnitudes the trunk learned, which a
+    whole decoder widened this way did (tools/train/README.md)."""
+    assert not plain.position_phase and sizes.get("position_phase")
+    decoder = Decoder(**sizes)
+    state = {k: v for k, v in plain.state_dict().items() if not k.startswith("head.")}
+    # The plain head's rows are [A, parts=2, F]: part 0 the log magnitude, part 1 the phase.
+    for name in ("weight", "bias"):
+        rows = plain.head.state_dict()[name]
+        state["head." + name] = rows.reshape(g.AUDIO_CHANNELS, 2, g.BINS, -1)[:, 0].reshape(
+            g.AUDIO_CHANNELS * g.BINS, *rows.shape[1:])
+    missing, unexpected = decoder.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.startswith("phase_") for k in missing), (missing, unexpected)
+    return decoder
 
 
 @torch.no_grad()
@@ -156,6 +175,10 @@ def main():
                     help="with --decoder-only: train a new decoder from random weights for "
                          "--init's encoder (a position-phase decoder cannot be reached from "
                          "one without it; tools/train/README.md)")
+    ap.add_argument("--keep-magnitudes", action="store_true",
+                    help="with --decoder-only --position-phase from a decoder without it: the "
+                         "new decoder keeps --init's trunk and log-magnitude head, and only its "
+                         "phase head (new, random) is trained")
     ap.add_argument("--phase-weight", type=float, default=0.0,
                     help="weight of the anti-wrapping phase losses (0: magnitude losses only)")
     args = ap.parse_args()
@@ -163,6 +186,10 @@ def main():
         ap.error("--decoder-only needs --init")
     if args.fresh_decoder and not args.decoder_only:
         ap.error("--fresh-decoder needs --decoder-only")
+    if args.keep_magnitudes and not (args.decoder_only and args.position_phase):
+        ap.error("--keep-magnitudes needs --decoder-only and --position-phase")
+    if args.keep_magnitudes and args.fresh_decoder:
+        ap.error("--keep-magnitudes and --fresh-decoder are two different starts; pick one")
 
     device = device_from(args.device)
     torch.manual_seed(args.seed)
@@ -188,8 +215,15 @@ def main():
             ae.decoder = Decoder(**decoder_sizes(sizes))
             ae.set_latent_scale(ae.encoder.latent_mean, ae.encoder.latent_std)
             stages = [st for st in stages if not st.get("decoder_only")]
+        elif args.keep_magnitudes:
+            if sizes.get("dec_position_phase"):
+                ap.error("--keep-magnitudes: --init's decoder already has position phase")
+            sizes["dec_position_phase"] = True
+            ae.sizes = sizes
+            ae.decoder = with_phase_head(ae.decoder, decoder_sizes(sizes))
         elif args.position_phase and not sizes.get("dec_position_phase"):
-            ap.error("--position-phase from a decoder without it needs --fresh-decoder")
+            ap.error("--position-phase from a decoder without it needs --fresh-decoder "
+                     "or --keep-magnitudes")
     else:
         sizes = {"enc_hires_bins": args.enc_hires_bins} if args.enc_hires_bins else {}
         if args.position_phase:
@@ -199,6 +233,10 @@ def main():
     if args.decoder_only:
         ae.encoder.requires_grad_(False)
     trained = ae.decoder if args.decoder_only else ae
+    if args.keep_magnitudes:
+        ae.decoder.requires_grad_(False)
+        trained = torch.nn.ModuleList([ae.decoder.phase_norm, ae.decoder.phase_head])
+        trained.requires_grad_(True)
     params = {k: sum(p.numel() for p in m.parameters()) for k, m in
               [("encoder", ae.encoder), ("decoder", ae.decoder)]}
     print(f"autoencoder: {params}, {len(train)} clips", flush=True)
@@ -242,6 +280,7 @@ def main():
     stages = stages + [{"steps": budget.steps, "decoder_only": args.decoder_only,
                         "position_phase": args.position_phase,
                         "fresh_decoder": args.fresh_decoder,
+                        "keep_magnitudes": args.keep_magnitudes,
                         "phase_weight": args.phase_weight}]
     if not args.decoder_only:
         mean, std = latent_scale(ae, train)

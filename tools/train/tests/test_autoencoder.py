@@ -27,6 +27,7 @@ if not MISSING:
     from tools.train.gm_tiny import geometry as g
     from tools.train.gm_tiny.autoencoder import Autoencoder
     from tools.train.gm_tiny.smoke import export
+    from tools.train.gm_tiny.train_ae import with_phase_head
 
 
 @unittest.skipIf(MISSING, f"missing: {', '.join(MISSING)}")
@@ -71,7 +72,7 @@ class FrameRotationTest(unittest.TestCase):
         want = (math.pi / 2) * (10 + round(0.37 * PHASE_GRID) / PHASE_GRID)
         for offset in (-3, 0, 9001):
             deviation = torch.full((1, 1, 80, g.BINS), 0.37)
-            phase = frame_rotation(deviation, torch.tensor([offset]), 80)[0, 0, :, 10]
+            phase = frame_rotation(deviation, torch.tensor([offset]), 80).angle[0, 0, :, 10]
             step = torch.diff(phase.double()) - want
             wrapped = torch.remainder(step + math.pi, 2 * math.pi) - math.pi
             self.assertLess(float(wrapped.abs().max()), 1e-4, offset)
@@ -79,22 +80,47 @@ class FrameRotationTest(unittest.TestCase):
     def test_the_turn_depends_on_the_place_in_the_period_only(self):
         from tools.train.gm_tiny.autoencoder import PHASE_GRID, frame_rotation
         deviation = torch.randn(2, 2, 24, g.BINS)
-        a = frame_rotation(deviation, torch.tensor([5, -1]), 24)
-        b = frame_rotation(deviation, torch.tensor([5 + 7 * PHASE_GRID, PHASE_GRID - 1]), 24)
+        a = frame_rotation(deviation, torch.tensor([5, -1]), 24).angle
+        b = frame_rotation(deviation, torch.tensor([5 + 7 * PHASE_GRID, PHASE_GRID - 1]), 24).angle
         self.assertTrue(torch.equal(a, b))
 
-    def test_the_deviation_learns_through_the_rounding_and_the_clamp(self):
-        from tools.train.gm_tiny.autoencoder import MAX_DEVIATION, frame_rotation
-        for start in (0.01, 1.7 * MAX_DEVIATION):
-            deviation = torch.full((1, 1, 8, g.BINS), start, requires_grad=True)
-            frame_rotation(deviation, torch.tensor([0]), 8).sum().backward()
-            # Frame 0 of the period has not turned yet; every later one has a gradient.
-            self.assertEqual(float(deviation.grad[:, :, 0].abs().max()), 0.0)
-            self.assertGreater(float(deviation.grad[:, :, 1:].abs().min()), 0.0, start)
-        # Past the clamp the turn is the clamp's.
-        far = frame_rotation(torch.full((1, 1, 8, g.BINS), 1.7), torch.tensor([0]), 8)
-        edge = frame_rotation(torch.full((1, 1, 8, g.BINS), MAX_DEVIATION), torch.tensor([0]), 8)
-        self.assertTrue(torch.equal(far, edge))
+    def test_training_plays_the_rounded_turn_and_its_gradient_finds_the_right_grid_point(self):
+        from tools.train.gm_tiny.autoencoder import MAX_DEVIATION, PHASE_GRID, frame_rotation
+        offset = torch.tensor([2])
+        # The phasor training decodes with is the rounded turn's, exactly as played.
+        deviation = 0.6 * torch.randn(1, 2, 16, g.BINS)
+        turn = frame_rotation(deviation, offset, 16, soft=True)
+        self.assertTrue(torch.equal(turn.angle, frame_rotation(deviation, offset, 16).angle))
+        self.assertLess(float((turn.phasor - torch.stack([turn.angle.cos(), turn.angle.sin()],
+                                                         -1)).abs().max()), 1e-5)
+        # A deviation that rounds to the grid point next to a partial's, from either side or
+        # from past the clamp, is moved toward it by the gradient of matching its phasors
+        # over the period's first 12 frames (over a whole period every wrong grid point's
+        # phasors are orthogonal to the partial's, 1 step off or 8).
+        offset = torch.tensor([0])
+        for partial, start in ((3, 2.2), (3, 3.8), (-5, -6.3), (7, 1.7 * MAX_DEVIATION * PHASE_GRID)):
+            target = frame_rotation(torch.full((1, 1, 12, g.BINS), partial / PHASE_GRID),
+                                    offset, 12).angle
+            deviation = torch.full((1, 1, 12, g.BINS), start / PHASE_GRID, requires_grad=True)
+            phasor = frame_rotation(deviation, offset, 12, soft=True).phasor
+            loss = -(phasor[..., 0] * target.cos() + phasor[..., 1] * target.sin()).sum()
+            loss.backward()
+            toward = -deviation.grad.sum(dim=2) * (partial - start)
+            self.assertGreater(float(toward.min()), 0.0, start)
+
+
+class KeepMagnitudesTest(unittest.TestCase):
+    def test_a_phase_head_added_to_a_plain_decoder_keeps_its_magnitudes(self):
+        torch.manual_seed(4)
+        plain = Autoencoder().decoder.eval()
+        widened = with_phase_head(plain, {"position_phase": True}).eval()
+        z = torch.randn(2, g.LATENT_CHANNELS, 6)
+        with torch.no_grad():
+            logmag, head_phase, _ = plain.polar(z)
+            kept, phase, turn = widened.polar(z, torch.tensor([3, 7]))
+        self.assertTrue(torch.equal(logmag, kept))
+        self.assertIsNotNone(turn)
+        self.assertFalse(torch.equal(head_phase, phase))  # the phase is the new head's
 
 
 class _StftPassThrough(torch.nn.Module if not MISSING else object):
