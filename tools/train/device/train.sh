@@ -13,8 +13,8 @@
 # Knobs (environment): DEVICE (cuda), CLIPS (training clips, 3000), AE_MIN (2.5), DEC_MIN (1),
 # DIT_MIN (2.5), JOBS (render processes, 16), WORK (/tmp/gm-train), ENC_HIRES_BINS (the
 # encoder's 12.5 Hz fine view, 160 bins; 0 = gm-tiny's shipped encoder; README: why),
-# DEC_POSITION_PHASE (1: the decoder stage trains a new position-phase decoder for the
-# stage-1 encoder instead of fine-tuning stage 1's; README: why; 0 by default).
+# DEC_POSITION_PHASE (1: the decoder stage turns stage 1's decoder into a position-phase one,
+# its deviations taught from the sources, instead of fine-tuning it; README: why; 0 by default).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 OUT="${OUT:?set OUT to the folder results go to}"
@@ -47,16 +47,29 @@ stage "autoencoder, $AE_MIN min"
 python3 -m tools.train.gm_tiny.train_ae --data "$WORK/data/train" --heldout "$WORK/data/heldout" \
     --out "$WORK/ae" --steps 200000 --batch 32 --device "$DEVICE" --budget-minutes "$AE_MIN" \
     --enc-hires-bins "$ENC_HIRES_BINS" --eval-every 1000 --threads 4 >"$WORK/ae.log" 2>&1
+decoder_stage() {  # out init minutes train_ae-arguments...
+    local out="$1" init="$2" minutes="$3"
+    shift 3
+    python3 -m tools.train.gm_tiny.train_ae --data "$WORK/data/train" --heldout "$WORK/data/heldout" \
+        --out "$WORK/$out" --steps 200000 --batch 32 --init "$init" --decoder-only \
+        --device "$DEVICE" --budget-minutes "$minutes" --eval-every 1000 --threads 4 "$@" \
+        >"$WORK/$out.log" 2>&1
+}
 if [ "$DEC_POSITION_PHASE" = 1 ]; then
-    decoder=(--lr 1e-3 --fresh-decoder --position-phase)
+    # A fifth of the time teaches a new deviation head on the stage-1 magnitudes, the rest
+    # trains the whole decoder under the rule (README: "Where the position-phase decoder's
+    # phase must come from").
+    fifth=$(python3 -c "print($DEC_MIN / 5)") rest=$(python3 -c "print($DEC_MIN * 4 / 5)")
+    stage "deviation head on the stage-1 magnitudes, $fifth min"
+    decoder_stage ae-dev "$WORK/ae/ae.pt" "$fifth" --position-phase --keep-magnitudes \
+        --deviation-weight 1 --lr 1e-3
+    stage "position-phase decoder, $rest min"
+    decoder_stage ae-dec "$WORK/ae-dev/ae.pt" "$rest" --position-phase --deviation-weight 1 \
+        --lr 3e-4
 else
-    decoder=(--lr 5e-4)
+    stage "decoder with phase losses, $DEC_MIN min"
+    decoder_stage ae-dec "$WORK/ae/ae.pt" "$DEC_MIN" --phase-weight 1.0 --lr 5e-4
 fi
-stage "decoder with phase losses (${decoder[*]}), $DEC_MIN min"
-python3 -m tools.train.gm_tiny.train_ae --data "$WORK/data/train" --heldout "$WORK/data/heldout" \
-    --out "$WORK/ae-dec" --steps 200000 --batch 32 "${decoder[@]}" --init "$WORK/ae/ae.pt" \
-    --decoder-only --phase-weight 1.0 --device "$DEVICE" --budget-minutes "$DEC_MIN" \
-    --eval-every 1000 --threads 4 >"$WORK/ae-dec.log" 2>&1
 stage "DiT, $DIT_MIN min"
 python3 -m tools.train.gm_tiny.train_dit --ae "$WORK/ae/ae.pt" --data "$WORK/data/train" \
     --heldout "$WORK/data/heldout" --out "$WORK/dit" --steps 200000 --batch 64 \

@@ -122,6 +122,8 @@ PHASE_GRID = 8
 MAX_DEVIATION = 1.0
 
 
+# A position-phase decoder's phase before its turn, [F]: pi on odd bins (`Decoder`).
+LOBE_PHASE = math.pi * (torch.arange(g.BINS) % 2).float()
 # Training weighs a rounded deviation against the grid points up to NEIGHBOURS steps either
 # side of it (`Turn`), softly over about SOFT_WIDTH steps.
 NEIGHBOURS = 2
@@ -146,6 +148,7 @@ class Turn(NamedTuple):
 
     angle: torch.Tensor
     phasor: torch.Tensor | None
+    deviation: torch.Tensor  # the head's raw deviation (bins), [B, A, N, F]
 
 
 def period_frames(frame_offset, frames: int, device):
@@ -185,7 +188,7 @@ def frame_rotation(deviation, frame_offset, frames: int, soft: bool = False) -> 
     limit = MAX_DEVIATION * PHASE_GRID
     steps = deviation * PHASE_GRID
     if not soft:
-        return Turn(turn_angle(torch.round(steps.clamp(-limit, limit)), m), None)
+        return Turn(turn_angle(torch.round(steps.clamp(-limit, limit)), m), None, deviation)
     # Straight through the clamp (so a deviation pushed past it is never stuck there).
     steps = steps + (steps.clamp(-limit, limit) - steps).detach()
     nearest = torch.round(steps.detach())
@@ -198,7 +201,7 @@ def frame_rotation(deviation, frame_offset, frames: int, soft: bool = False) -> 
     turns = turn_angle(candidates, m)
     phasor = torch.stack([(weight * torch.cos(turns)).sum(-1),
                           (weight * torch.sin(turns)).sum(-1)], dim=-1)
-    return Turn(angle, phasor)
+    return Turn(angle, phasor, deviation)
 
 
 class Decoder(nn.Module):
@@ -210,12 +213,19 @@ class Decoder(nn.Module):
     a comb 25 Hz apart (docs/models.md, Limits).
 
     With `position_phase` the head predicts only the log magnitudes, and a second head, at
-    the latent rate, predicts for each bin of each latent frame a phase and how far (within
-    +-1 bin, on a 1/8-bin grid) its partial lies off the bin's centre; the STFT frames of
-    that latent frame turn from that phase at that partial's rate, counted from the frame's
-    place in the loop ([`frame_rotation`]; the decoder takes the first latent frame's index,
-    `frame_offset`). A held latent then decodes to steady partials at their own frequencies,
-    and nothing but the turn moves the phase within a latent frame."""
+    the latent rate, predicts for each bin of each latent frame how far (within +-1 bin, on
+    a 1/8-bin grid) its partial lies off the bin's centre; the STFT frames turn at that
+    partial's rate, counted from the frame's place in the loop ([`frame_rotation`]; the
+    decoder takes the first latent frame's index, `frame_offset`), from a fixed phase that
+    alternates by pi from bin to bin (`LOBE_PHASE`). A held latent then decodes to steady
+    partials at their own frequencies, and nothing but the turn moves the phase.
+
+    Why a fixed phase (measured offline, tools/train/README.md): a Hann-windowed partial's
+    bins in its main lobe have phases pi apart from bin to bin at every frame, whatever its
+    frequency, so once the turns are right that pattern is the whole answer; an absolute
+    phase the head would have to guess is not in latents from a magnitude-only encoder.
+    With the source's own deviations, gm-tiny's magnitudes decode to chroma 0.73 with it
+    and 0.61 with a zero phase (0.47 as shipped)."""
 
     def __init__(self, dim: int = 256, fine_dim: int = 128, blocks: int = 3, fine_blocks: int = 2,
                  position_phase: bool = False):
@@ -231,14 +241,12 @@ class Decoder(nn.Module):
         self.norm = nn.LayerNorm(fine_dim)
         self.head = nn.Linear(fine_dim, g.AUDIO_CHANNELS * g.BINS * (1 if position_phase else 2))
         if position_phase:
-            self.phase_norm = nn.LayerNorm(dim)
-            self.phase_head = nn.Linear(dim, g.AUDIO_CHANNELS * g.BINS * 2)
+            self.deviation_norm = nn.LayerNorm(dim)
+            self.deviation_head = nn.Linear(dim, g.AUDIO_CHANNELS * g.BINS)
             # Every bin starts at its centre: random deviations start on random grid points,
             # a beating no neighbouring step undoes (measured: 0.4 dB worse at the start).
-            with torch.no_grad():
-                rows = self.phase_head.weight.view(g.AUDIO_CHANNELS, 2, g.BINS, dim)
-                rows[:, 1].zero_()
-                self.phase_head.bias.view(g.AUDIO_CHANNELS, 2, g.BINS)[:, 1].zero_()
+            nn.init.zeros_(self.deviation_head.weight)
+            nn.init.zeros_(self.deviation_head.bias)
 
     def forward(self, latents, frame_offset=None):  # [B, C, T] -> stft [B, A, 4T, F, 2]
         return self.from_raw(latents * self.latent_std + self.latent_mean, frame_offset)
@@ -247,8 +255,8 @@ class Decoder(nn.Module):
         return to_stft(*self.polar(z, frame_offset))
 
     def polar(self, z, frame_offset=None):
-        """The STFT in parts: the log magnitude and the head's phase, each [B, A, N, F], and
-        the position turn ([`Turn`], its phasor in training only; None without
+        """The STFT in parts: the log magnitude [B, A, N, F], the phase before the turn
+        ([B, A, N, F], or `LOBE_PHASE` [F] with `position_phase`) and the position turn ([`Turn`], its phasor in training only; None without
         `position_phase`, so an exported plain decoder adds no zeros on latentd's decode
         path)."""
         b, _, t = z.shape
@@ -266,11 +274,11 @@ class Decoder(nn.Module):
             return logmag, y[..., 1], None
         if frame_offset is None:
             frame_offset = torch.zeros(1, dtype=torch.long, device=z.device)
-        p = self.phase_head(self.phase_norm(coarse.transpose(1, 2)))  # [B, T, A*F*2]
-        p = p.reshape(b, t, g.AUDIO_CHANNELS, 2, g.BINS).permute(0, 2, 1, 4, 3)
-        p = torch.repeat_interleave(p, g.FRAMES_PER_LATENT, dim=2)  # [B, A, N, F, 2]
+        d = self.deviation_head(self.deviation_norm(coarse.transpose(1, 2)))  # [B, T, A*F]
+        d = d.reshape(b, t, g.AUDIO_CHANNELS, g.BINS).transpose(1, 2)
+        d = torch.repeat_interleave(d, g.FRAMES_PER_LATENT, dim=2)  # [B, A, N, F]
         soft = self.training and torch.is_grad_enabled()
-        return logmag, p[..., 0], frame_rotation(p[..., 1], frame_offset, n, soft)
+        return logmag, LOBE_PHASE.to(d.device), frame_rotation(d, frame_offset, n, soft)
 
 
 def to_stft(logmag, phase, turn: Turn | None = None):

@@ -135,12 +135,12 @@ def bundle_words(bundle: Path) -> tuple[str, int]:
 
 def autoencoder_sizes(encoder_weights, decoder_weights) -> dict:
     """`Autoencoder` sizes from the encoder's first convolution (the fine view widens it)
-    and the decoder's heads (`position_phase` adds a phase head at the latent rate); each argument is a
+    and the decoder's heads (`position_phase` adds a deviation head at the latent rate); each argument is a
     graph's `graph_weights`."""
     inputs = encoder_weights[0]["inp.weight"].shape[1] // g.AUDIO_CHANNELS
     hires = inputs - g.ENC_BINS
     sizes = {"enc_hires_bins": hires} if hires else {}
-    if "phase_head" in decoder_weights[1]:
+    if "deviation_head" in decoder_weights[1]:
         sizes["dec_position_phase"] = True
     return sizes
 

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from . import geometry as g
-from .autoencoder import Autoencoder, Decoder, decoder_sizes, istft, stft, to_stft
+from .autoencoder import (MAX_DEVIATION, Autoencoder, Decoder, decoder_sizes, istft, stft,
+                          to_stft)
 from .budget import StepBudget, cpu_state, device_from
 from .clips import ClipSet
 from .smoke import warmup_cosine
@@ -73,7 +74,37 @@ def phase_loss(spec, target, anchored_phase=None):
     return instant + group + 2.0 * freq
 
 
-def reconstruction_loss(ae, audio, train: bool, phase_weight: float = 0.0, first_frames=None):
+def source_steps(target):
+    """Each bin's phase step from one STFT frame to the next less its centre's turn
+    `(pi / 2) k`, as the complex `X[m+1] conj(X[m]) exp(-i (pi / 2) k)`: real and imaginary
+    parts, each [B, A, N - 1, F]. Its angle over `pi / 2` is how far (in bins, within +-2)
+    the partial that dominates the bin lies off its centre: a position-phase decoder's
+    deviation, as the source has it."""
+    step, before = target[..., 1:, :, :], target[..., :-1, :, :]
+    re = step[..., 0] * before[..., 0] + step[..., 1] * before[..., 1]
+    im = step[..., 1] * before[..., 0] - step[..., 0] * before[..., 1]
+    k = (math.pi / 2) * torch.arange(g.BINS, device=target.device)
+    cos, sin = torch.cos(k), torch.sin(k)
+    return re * cos + im * sin, im * cos - re * sin
+
+
+def deviation_loss(deviation, target):
+    """How far a position-phase decoder's raw deviations (bins, [B, A, N, F]) are from the
+    source's own (`source_steps`), clamped to the deviations the decoder can play and
+    weighted by the source's magnitude (the two frames' smaller), so quiet bins do not
+    count: a direct target for what the turn's gradient does not find (`probe_deviation`)."""
+    re, im = source_steps(target)
+    want = (torch.atan2(im, re) / (math.pi / 2)).clamp(-MAX_DEVIATION, MAX_DEVIATION)
+    magnitude = torch.linalg.vector_norm(target, dim=-1)
+    weight = torch.minimum(magnitude[..., 1:, :], magnitude[..., :-1, :])
+    weight = weight / (weight.mean(dim=(-1, -2), keepdim=True) + 1e-8)
+    # Past the clamp a deviation plays as the clamp: let it go a little past, no further.
+    got = deviation[..., :-1, :].clamp(-1.5 * MAX_DEVIATION, 1.5 * MAX_DEVIATION)
+    return ((got - want).abs() * weight).sum() / (weight.sum() + 1e-8)
+
+
+def reconstruction_loss(ae, audio, train: bool, phase_weight: float = 0.0, first_frames=None,
+                        deviation_weight: float = 0.0):
     """`first_frames` [B] int64: each crop's first latent frame in its clip, what a
     position-phase decoder is told (`frame_offset`): its turns then keep time with the
     source's own, so the phases the losses ask for are ones it can give."""
@@ -94,15 +125,17 @@ def reconstruction_loss(ae, audio, train: bool, phase_weight: float = 0.0, first
     if phase_weight > 0:
         anchored = None if turn is None else head_phase + turn.angle
         loss = loss + phase_weight * phase_loss(spec, target, anchored)
+    if deviation_weight > 0 and turn is not None:
+        loss = loss + deviation_weight * deviation_loss(turn.deviation, target)
     return loss + LATENT_L2 * reg, pred
 
 
 @torch.no_grad()
-def with_phase_head(plain: Decoder, sizes: dict) -> Decoder:
+def with_deviation_head(plain: Decoder, sizes: dict) -> Decoder:
     """A position-phase decoder that decodes `plain`'s log magnitudes: every weight but the
-    head's phase rows is `plain`'s, and the phase head starts from random weights. Trained
-    alone (`--keep-magnitudes`), it cannot disturb the magnitudes the trunk learned, which a
-    whole decoder widened this way did (tools/train/README.md)."""
+    head's phase rows is `plain`'s, and the deviation head starts at zero (every bin at its
+    centre). Trained alone (`--keep-magnitudes`), it cannot disturb the magnitudes the trunk
+    learned."""
     assert not plain.position_phase and sizes.get("position_phase")
     decoder = Decoder(**sizes)
     state = {k: v for k, v in plain.state_dict().items() if not k.startswith("head.")}
@@ -112,7 +145,7 @@ def with_phase_head(plain: Decoder, sizes: dict) -> Decoder:
         state["head." + name] = rows.reshape(g.AUDIO_CHANNELS, 2, g.BINS, -1)[:, 0].reshape(
             g.AUDIO_CHANNELS * g.BINS, *rows.shape[1:])
     missing, unexpected = decoder.load_state_dict(state, strict=False)
-    assert not unexpected and all(k.startswith("phase_") for k in missing), (missing, unexpected)
+    assert not unexpected and all(k.startswith("deviation_") for k in missing), (missing, unexpected)
     return decoder
 
 
@@ -178,9 +211,12 @@ def main():
     ap.add_argument("--keep-magnitudes", action="store_true",
                     help="with --decoder-only --position-phase from a decoder without it: the "
                          "new decoder keeps --init's trunk and log-magnitude head, and only its "
-                         "phase head (new, random) is trained")
+                         "deviation head (new, from zero) is trained")
     ap.add_argument("--phase-weight", type=float, default=0.0,
                     help="weight of the anti-wrapping phase losses (0: magnitude losses only)")
+    ap.add_argument("--deviation-weight", type=float, default=0.0,
+                    help="position phase: weight of the distance of the decoder's deviations "
+                         "to the source's own (deviation_loss)")
     args = ap.parse_args()
     if args.decoder_only and not args.init:
         ap.error("--decoder-only needs --init")
@@ -188,6 +224,8 @@ def main():
         ap.error("--fresh-decoder needs --decoder-only")
     if args.keep_magnitudes and not (args.decoder_only and args.position_phase):
         ap.error("--keep-magnitudes needs --decoder-only and --position-phase")
+    if args.deviation_weight and not args.position_phase:
+        ap.error("--deviation-weight needs --position-phase")
     if args.keep_magnitudes and args.fresh_decoder:
         ap.error("--keep-magnitudes and --fresh-decoder are two different starts; pick one")
 
@@ -220,7 +258,7 @@ def main():
                 ap.error("--keep-magnitudes: --init's decoder already has position phase")
             sizes["dec_position_phase"] = True
             ae.sizes = sizes
-            ae.decoder = with_phase_head(ae.decoder, decoder_sizes(sizes))
+            ae.decoder = with_deviation_head(ae.decoder, decoder_sizes(sizes))
         elif args.position_phase and not sizes.get("dec_position_phase"):
             ap.error("--position-phase from a decoder without it needs --fresh-decoder "
                      "or --keep-magnitudes")
@@ -235,7 +273,7 @@ def main():
     trained = ae.decoder if args.decoder_only else ae
     if args.keep_magnitudes:
         ae.decoder.requires_grad_(False)
-        trained = torch.nn.ModuleList([ae.decoder.phase_norm, ae.decoder.phase_head])
+        trained = torch.nn.ModuleList([ae.decoder.deviation_norm, ae.decoder.deviation_head])
         trained.requires_grad_(True)
     params = {k: sum(p.numel() for p in m.parameters()) for k, m in
               [("encoder", ae.encoder), ("decoder", ae.decoder)]}
@@ -258,6 +296,7 @@ def main():
         audio, first_frames = train.crops(rng, args.batch, samples)
         loss, _ = reconstruction_loss(ae, audio.to(device, non_blocking=True), train=True,
                                       phase_weight=args.phase_weight,
+                                      deviation_weight=args.deviation_weight,
                                       first_frames=first_frames.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -281,7 +320,8 @@ def main():
                         "position_phase": args.position_phase,
                         "fresh_decoder": args.fresh_decoder,
                         "keep_magnitudes": args.keep_magnitudes,
-                        "phase_weight": args.phase_weight}]
+                        "phase_weight": args.phase_weight,
+                        "deviation_weight": args.deviation_weight}]
     if not args.decoder_only:
         mean, std = latent_scale(ae, train)
         ae.set_latent_scale(mean, std)

@@ -27,7 +27,7 @@ if not MISSING:
     from tools.train.gm_tiny import geometry as g
     from tools.train.gm_tiny.autoencoder import Autoencoder
     from tools.train.gm_tiny.smoke import export
-    from tools.train.gm_tiny.train_ae import with_phase_head
+    from tools.train.gm_tiny.train_ae import with_deviation_head
 
 
 @unittest.skipIf(MISSING, f"missing: {', '.join(MISSING)}")
@@ -109,11 +109,33 @@ class FrameRotationTest(unittest.TestCase):
             self.assertGreater(float(toward.min()), 0.0, start)
 
 
+class DeviationLossTest(unittest.TestCase):
+    def test_a_tones_own_deviations_score_best(self):
+        from tools.train.gm_tiny.autoencoder import stft
+        from tools.train.gm_tiny.train_ae import deviation_loss
+        # A tone 0.375 bins above bin 20's centre: bin 19 wants +1 (clamped from 1.375),
+        # bin 20 +0.375, bin 21 -0.625, bin 22 -1 (clamped from -1.625).
+        t = torch.arange(g.SAMPLE_RATE) / g.SAMPLE_RATE
+        tone = torch.sin(2 * math.pi * 20.375 * 25.0 * t + 0.3)[None, None].repeat(1, 2, 1)
+        target = stft(tone)
+        frames = target.shape[2]
+
+        def loss(at_20):
+            deviation = torch.zeros(1, 2, frames, g.BINS)
+            for k in range(19, 23):
+                deviation[..., k] = at_20 + 20 - k
+            return float(deviation_loss(deviation, target))
+
+        right = loss(0.375)
+        for wrong in (0.0, 0.25, 0.5, -0.375):
+            self.assertLess(right, loss(wrong), wrong)
+
+
 class KeepMagnitudesTest(unittest.TestCase):
     def test_a_phase_head_added_to_a_plain_decoder_keeps_its_magnitudes(self):
         torch.manual_seed(4)
         plain = Autoencoder().decoder.eval()
-        widened = with_phase_head(plain, {"position_phase": True}).eval()
+        widened = with_deviation_head(plain, {"position_phase": True}).eval()
         z = torch.randn(2, g.LATENT_CHANNELS, 6)
         with torch.no_grad():
             logmag, head_phase, _ = plain.polar(z)
