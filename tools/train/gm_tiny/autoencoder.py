@@ -256,9 +256,9 @@ class Decoder(nn.Module):
 
     def polar(self, z, frame_offset=None):
         """The STFT in parts: the log magnitude [B, A, N, F], the phase before the turn
-        ([B, A, N, F], or `LOBE_PHASE` [F] with `position_phase`) and the position turn ([`Turn`], its phasor in training only; None without
-        `position_phase`, so an exported plain decoder adds no zeros on latentd's decode
-        path)."""
+        ([B, A, N, F], or `LOBE_PHASE` [F] with `position_phase`) and the position turn
+        ([`Turn`], its phasor in training only; None without `position_phase`, so an
+        exported plain decoder adds no zeros on latentd's decode path)."""
         b, _, t = z.shape
         coarse = self.coarse(self.inp(z))  # [B, D, T]
         # Channel shuffle x4: [B, 4*D, T] -> [B, D, 4T], frame 4t+k from group k.

@@ -37,7 +37,8 @@ from . import geometry as g
 from .autoencoder import stft
 from .budget import cpu_state
 from .clips import ClipSet
-from .train_ae import heldout_error_db, reconstruction_loss, source_steps, with_deviation_head
+from .train_ae import (heldout_error_db, reconstruction_loss, source_steps, train_deviations_only,
+                       with_deviation_head)
 
 ARMS = ("soft", "straight", "supervised")
 ROUNDED = autoencoder.frame_rotation  # the `straight` arm replaces the module's
@@ -132,15 +133,11 @@ def main():
         return
     sizes = {**autoencoder.decoder_sizes(ae.sizes), "position_phase": True}
     ae.decoder = with_deviation_head(ae.decoder, sizes)
-    ae.requires_grad_(False)
-    decoder = ae.decoder
-    trained = [decoder.deviation_norm, decoder.deviation_head]
-    for module in trained:
-        module.requires_grad_(True)
+    ae.encoder.requires_grad_(False)
+    trained = train_deviations_only(ae.decoder)
     if args.arm == "straight":
         autoencoder.frame_rotation = straight_through  # Decoder.polar looks it up by name
-    opt = torch.optim.AdamW([p for m in trained for p in m.parameters()], lr=args.lr,
-                            betas=(0.8, 0.99))
+    opt = torch.optim.AdamW(trained.parameters(), lr=args.lr, betas=(0.8, 0.99))
     train, heldout = ClipSet(args.data), ClipSet(args.heldout)
     print(json.dumps({"arm": args.arm, "step": 0,
                       "heldout_log_mel_db": heldout_error_db(ae, heldout)}), flush=True)

@@ -149,6 +149,14 @@ def with_deviation_head(plain: Decoder, sizes: dict) -> Decoder:
     return decoder
 
 
+def train_deviations_only(decoder: Decoder) -> torch.nn.ModuleList:
+    """Freezes `decoder` but for its deviation head (`--keep-magnitudes`), and returns the
+    modules left to train."""
+    decoder.requires_grad_(False)
+    trained = torch.nn.ModuleList([decoder.deviation_norm, decoder.deviation_head])
+    return trained.requires_grad_(True)
+
+
 @torch.no_grad()
 def heldout_error_db(ae, clips: ClipSet, count: int = 8) -> float:
     """Mean log-mel error (dB, 64 bands) of whole heldout clips through encode -> decode."""
@@ -272,9 +280,7 @@ def main():
         ae.encoder.requires_grad_(False)
     trained = ae.decoder if args.decoder_only else ae
     if args.keep_magnitudes:
-        ae.decoder.requires_grad_(False)
-        trained = torch.nn.ModuleList([ae.decoder.deviation_norm, ae.decoder.deviation_head])
-        trained.requires_grad_(True)
+        trained = train_deviations_only(ae.decoder)
     params = {k: sum(p.numel() for p in m.parameters()) for k, m in
               [("encoder", ae.encoder), ("decoder", ae.decoder)]}
     print(f"autoencoder: {params}, {len(train)} clips", flush=True)

@@ -132,7 +132,7 @@ class DeviationLossTest(unittest.TestCase):
 
 
 class KeepMagnitudesTest(unittest.TestCase):
-    def test_a_phase_head_added_to_a_plain_decoder_keeps_its_magnitudes(self):
+    def test_a_deviation_head_added_to_a_plain_decoder_keeps_its_magnitudes(self):
         torch.manual_seed(4)
         plain = Autoencoder().decoder.eval()
         widened = with_deviation_head(plain, {"position_phase": True}).eval()
@@ -142,7 +142,7 @@ class KeepMagnitudesTest(unittest.TestCase):
             kept, phase, turn = widened.polar(z, torch.tensor([3, 7]))
         self.assertTrue(torch.equal(logmag, kept))
         self.assertIsNotNone(turn)
-        self.assertFalse(torch.equal(head_phase, phase))  # the phase is the new head's
+        self.assertFalse(torch.equal(head_phase, phase))  # the phase is the lobe phase
 
 
 class _StftPassThrough(torch.nn.Module if not MISSING else object):
