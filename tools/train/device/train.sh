@@ -13,17 +13,28 @@
 # Knobs (environment): DEVICE (cuda), CLIPS (training clips, 3000), AE_MIN (2.5), DEC_MIN (1),
 # DIT_MIN (2.5), JOBS (render processes, 16), WORK (/tmp/gm-train), ENC_HIRES_BINS (the
 # encoder's 12.5 Hz fine view, 160 bins; 0 = gm-tiny's shipped encoder; README: why),
-# DEC_POSITION_PHASE (1: the decoder stage turns stage 1's decoder into a position-phase one,
-# its deviations taught from the sources, instead of fine-tuning it; README: why; 0 by default).
+# DEC_POSITION_PHASE (0 by default: stage 1's plain decoder, fine-tuned with the phase losses;
+# peaks: the autoencoder trains with a position-phase decoder from the start, its phase read
+# from its magnitudes' peaks, and the decoder stage goes on with it; 1: the decoder stage turns
+# stage 1's decoder into a position-phase one with a deviation head taught from the sources;
+# README: why), DEC_FINE_DIM (the decoder's width at the STFT frame rate, which bounds the rank
+# of its log magnitudes; 0 = 128, gm-tiny's; README: why wider, and what it costs latentd's
+# decode).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 OUT="${OUT:?set OUT to the folder results go to}"
 DEVICE="${DEVICE:-cuda}" CLIPS="${CLIPS:-3000}" JOBS="${JOBS:-16}" WORK="${WORK:-/tmp/gm-train}"
 AE_MIN="${AE_MIN:-2.5}" DEC_MIN="${DEC_MIN:-1}" DIT_MIN="${DIT_MIN:-2.5}"
 ENC_HIRES_BINS="${ENC_HIRES_BINS:-160}" DEC_POSITION_PHASE="${DEC_POSITION_PHASE:-0}"
+DEC_FINE_DIM="${DEC_FINE_DIM:-0}"
 CARRY=target/device-carry
 SF="$CARRY/sf/MuseScore_General_Lite.sf3"
 [ -f "$SF" ] || { echo "train: $SF is missing: run tools/train/device/prepare.sh here and carry $CARRY" >&2; exit 2; }
+case "$DEC_POSITION_PHASE" in
+    0 | 1) AE_DECODER=() ;;
+    peaks) AE_DECODER=(--position-phase --deviations peaks) ;;
+    *) echo "train: DEC_POSITION_PHASE=$DEC_POSITION_PHASE: 0, 1 or peaks" >&2; exit 2 ;;
+esac
 mkdir -p "$OUT" "$WORK"
 started=$(date +%s)
 stage() { echo "== $1 at $(( $(date +%s) - started )) s" | tee -a "$WORK/stages.txt"; }
@@ -46,7 +57,9 @@ python3 tools/train/make_dataset.py --out "$WORK/data/heldout" --clips 60 --seed
 stage "autoencoder, $AE_MIN min"
 python3 -m tools.train.gm_tiny.train_ae --data "$WORK/data/train" --heldout "$WORK/data/heldout" \
     --out "$WORK/ae" --steps 200000 --batch 32 --device "$DEVICE" --budget-minutes "$AE_MIN" \
-    --enc-hires-bins "$ENC_HIRES_BINS" --eval-every 1000 --threads 4 >"$WORK/ae.log" 2>&1
+    --enc-hires-bins "$ENC_HIRES_BINS" --dec-fine-dim "$DEC_FINE_DIM" --eval-every 1000 \
+    --threads 4 "${AE_DECODER[@]}" \
+    >"$WORK/ae.log" 2>&1
 decoder_stage() {  # out init minutes train_ae-arguments...
     local out="$1" init="$2" minutes="$3"
     shift 3
@@ -66,6 +79,9 @@ if [ "$DEC_POSITION_PHASE" = 1 ]; then
     stage "position-phase decoder, $rest min"
     decoder_stage ae-dec "$WORK/ae-dev/ae.pt" "$rest" --position-phase --deviation-weight 1 \
         --lr 3e-4
+elif [ "$DEC_POSITION_PHASE" = peaks ]; then
+    stage "position-phase decoder (deviations from its peaks), $DEC_MIN min"
+    decoder_stage ae-dec "$WORK/ae/ae.pt" "$DEC_MIN" "${AE_DECODER[@]}" --lr 3e-4
 else
     stage "decoder with phase losses, $DEC_MIN min"
     decoder_stage ae-dec "$WORK/ae/ae.pt" "$DEC_MIN" --phase-weight 1.0 --lr 5e-4

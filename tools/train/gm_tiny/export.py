@@ -41,24 +41,39 @@ def store_fp16(path: Path) -> tuple[int, int]:
     return stored
 
 
+def stage_words(st: dict) -> str:
+    """One autoencoder training stage (a checkpoint's `stages` entry), in words."""
+    if "bundle" in st:  # read back from a bundle (from_bundle.py): its own words already
+        return st["words"]
+    words = [f"{st['steps']} steps"]
+    if st.get("fresh_decoder"):
+        words.append("(a new decoder, the encoder kept)")
+    elif st.get("keep_magnitudes"):
+        words.append("(a new deviation head, the magnitudes kept)")
+    elif st["decoder_only"]:
+        words.append("(decoder only)")
+    if st["phase_weight"]:
+        words.append(f"with phase losses x{st['phase_weight']:g}")
+    if st.get("position_phase"):
+        words.append("turning phases by frame position")
+        if st.get("deviations") == "peaks":
+            words.append("(deviations from the magnitudes' peaks)")
+    if st.get("deviation_weight"):
+        words.append(f"(deviations taught x{st['deviation_weight']:g})")
+    return " ".join(words)
+
+
 def ae_stages(ckpt) -> str:
     """How the autoencoder checkpoint was trained, stage by stage, in words."""
     stages = ckpt.get("stages", [{"steps": ckpt["step"], "decoder_only": False,
                                   "phase_weight": 0.0}])
     hires = ckpt.get("sizes", {}).get("enc_hires_bins", 0)
-    # A stage read back from a bundle says so in its own words already.
-    from_bundle = any("bundle" in st for st in stages)
+    from_bundle = any("bundle" in st for st in stages)  # its words name the fine view
     view = f" (encoder with a {hires}-bin 12.5 Hz fine view)" if hires and not from_bundle else ""
-    return " then ".join(
-        st["words"] if "bundle" in st  # read back from a bundle (from_bundle.py)
-        else f"{st['steps']} steps" + (" (a new decoder, the encoder kept)" if st.get("fresh_decoder")
-                                       else " (a new deviation head, the magnitudes kept)"
-                                       if st.get("keep_magnitudes")
-                                       else " (decoder only)" if st["decoder_only"] else "")
-        + (f" with phase losses x{st['phase_weight']:g}" if st["phase_weight"] else "")
-        + (" turning phases by frame position" if st.get("position_phase") else "")
-        + (f" (deviations taught x{st['deviation_weight']:g})" if st.get("deviation_weight") else "")
-        for st in stages) + view
+    fine_dim = ckpt.get("sizes", {}).get("dec_fine_dim")
+    if fine_dim and not from_bundle:
+        view += f" (decoder {fine_dim} wide at the STFT frame rate)"
+    return " then ".join(stage_words(st) for st in stages) + view
 
 
 def main():

@@ -36,7 +36,7 @@ import torch
 from onnx import numpy_helper
 
 from . import geometry as g
-from .autoencoder import Autoencoder
+from .autoencoder import Autoencoder, Decoder, position_phase_sizes
 from .dit import Dit, TagEmbedding
 from .export import autoencoder_words
 
@@ -133,22 +133,28 @@ def bundle_words(bundle: Path) -> tuple[str, int]:
     return ae, int(dit.group(1))
 
 
-def autoencoder_sizes(encoder_weights, decoder_weights) -> dict:
+def autoencoder_sizes(encoder_weights, decoder_weights, decoder_inputs: list[str]) -> dict:
     """`Autoencoder` sizes from the encoder's first convolution (the fine view widens it)
-    and the decoder's heads (`position_phase` adds a deviation head at the latent rate); each argument is a
-    graph's `graph_weights`."""
+    and the decoder: its width at the STFT frame rate (its last norm's), and a position-phase one takes `frame_offset`, and has a deviation head at
+    the latent rate unless it reads its deviations from its magnitudes' peaks. The weights
+    are each graph's `graph_weights`, `decoder_inputs` the decoder graph's input names."""
     inputs = encoder_weights[0]["inp.weight"].shape[1] // g.AUDIO_CHANNELS
     hires = inputs - g.ENC_BINS
     sizes = {"enc_hires_bins": hires} if hires else {}
-    if "deviation_head" in decoder_weights[1]:
-        sizes["dec_position_phase"] = True
+    fine_dim = decoder_weights[0]["norm.weight"].shape[0]
+    if fine_dim != Decoder().fine_dim:
+        sizes["dec_fine_dim"] = fine_dim
+    if "frame_offset" in decoder_inputs:
+        sizes.update(position_phase_sizes(
+            "head" if "deviation_head" in decoder_weights[1] else "peaks"))
     return sizes
 
 
 def read_autoencoder(bundle: Path) -> tuple[Autoencoder, dict]:
     enc_path, dec_path = bundle / "encoder.onnx", bundle / "decoder.onnx"
     enc, dec = graph_weights(enc_path), graph_weights(dec_path)
-    ae = Autoencoder(**autoencoder_sizes(enc, dec)).eval()
+    dec_inputs = [i.name for i in onnx.load(str(dec_path), load_external_data=False).graph.input]
+    ae = Autoencoder(**autoencoder_sizes(enc, dec, dec_inputs)).eval()
     load_graph_into(ae.encoder, enc_path, enc)
     load_graph_into(ae.decoder, dec_path, dec)
     gen = torch.Generator().manual_seed(3)

@@ -12,7 +12,8 @@ Step 0 is the yardstick: every deviation 0, each bin turning at its own centre's
 
 `--ceiling` trains nothing: it scores (`eval_ae`'s measures, 10 heldout clips) what the
 position-phase rule makes of the plain decoder's magnitudes, or of the source's, with the
-source's own deviations per latent frame (`source_steps`), the bound of any deviation head.
+source's own deviations per latent frame (`source_steps`), the bound of any deviation head,
+or with deviations read from the magnitudes' own peaks (`autoencoder.peak_deviations`).
 
     python3 -m tools.train.gm_tiny.probe_deviation --ae /work/runs/base/ae.pt \\
         --data /work/data/train --heldout /work/data/heldout --arm supervised \\
@@ -34,11 +35,11 @@ import torch
 
 from . import autoencoder, eval_ae
 from . import geometry as g
-from .autoencoder import stft
+from .autoencoder import position_phase_from, stft
 from .budget import cpu_state
 from .clips import ClipSet
-from .train_ae import (heldout_error_db, reconstruction_loss, source_steps, train_deviations_only,
-                       with_deviation_head)
+from .train_ae import (heldout_error_db, reconstruction_loss, source_steps,
+                       train_deviations_only)
 
 ARMS = ("soft", "straight", "supervised")
 ROUNDED = autoencoder.frame_rotation  # the `straight` arm replaces the module's
@@ -66,10 +67,11 @@ class Ceiling(torch.nn.Module):
 
 class RuleDecoder(torch.nn.Module):
     """Audio -> the STFT the position-phase rule plays: magnitudes (the plain autoencoder's
-    decode, or the source's with `source_magnitudes`), the source's deviations per latent
-    frame (or 0), and the lobe phase (or 0)."""
+    decode, or the source's with `source_magnitudes`), deviations per latent frame (`source`:
+    the source's own; `peaks`: read from the magnitudes played, `autoencoder.peak_deviations`;
+    `zero`), and the lobe phase (or 0)."""
 
-    def __init__(self, plain, source_magnitudes=False, deviations=True, lobe_phase=True):
+    def __init__(self, plain, source_magnitudes=False, deviations="source", lobe_phase=True):
         super().__init__()
         self.plain, self.rule = plain, (source_magnitudes, deviations, lobe_phase)
 
@@ -80,6 +82,11 @@ class RuleDecoder(torch.nn.Module):
         n = min(target.shape[2], decoded.shape[2])
         target, decoded = target[:, :, :n], decoded[:, :, :n]
         magnitude = torch.linalg.vector_norm(target if source_magnitudes else decoded, dim=-1)
+        logmag = torch.log(magnitude + 1e-7)
+        phase = autoencoder.LOBE_PHASE if lobe_phase else torch.zeros(g.BINS)
+        if deviations == "peaks":
+            turn = ROUNDED(autoencoder.peak_deviations(logmag), torch.tensor([0]), n)
+            return autoencoder.to_stft(logmag, phase, turn)
         re, im = source_steps(target)
         b, a, _, f = re.shape
         pad = torch.zeros(b, a, 1, f)  # the last frame's step: none, taken as 0
@@ -87,19 +94,21 @@ class RuleDecoder(torch.nn.Module):
         group = (b, a, n // g.FRAMES_PER_LATENT, g.FRAMES_PER_LATENT, f)
         angle = torch.atan2(im.reshape(group).sum(3), re.reshape(group).sum(3))
         deviation = torch.repeat_interleave(angle / (math.pi / 2), g.FRAMES_PER_LATENT, dim=2)
-        if not deviations:
+        if deviations == "zero":
             deviation = torch.zeros_like(deviation)
         turn = ROUNDED(deviation, torch.tensor([0]), n)
-        phase = autoencoder.LOBE_PHASE if lobe_phase else torch.zeros(g.BINS)
-        return autoencoder.to_stft(torch.log(magnitude + 1e-7), phase, turn)
+        return autoencoder.to_stft(logmag, phase, turn)
 
 
 def ceiling(plain, heldout):
     arms = {"as decoded": None,
             "its magnitudes, the source's deviations": Ceiling(plain),
             "its magnitudes, the source's deviations, phase 0": Ceiling(plain, lobe_phase=False),
-            "its magnitudes, deviations 0": Ceiling(plain, deviations=False),
-            "the source's magnitudes and deviations": Ceiling(plain, source_magnitudes=True)}
+            "its magnitudes, deviations 0": Ceiling(plain, deviations="zero"),
+            "the source's magnitudes and deviations": Ceiling(plain, source_magnitudes=True),
+            "its magnitudes, deviations from their peaks": Ceiling(plain, deviations="peaks"),
+            "the source's magnitudes, deviations from their peaks":
+                Ceiling(plain, source_magnitudes=True, deviations="peaks")}
     for name, model in arms.items():
         model = model or plain
         print(json.dumps({"ceiling": name, **eval_ae.evaluate(model, heldout, 10),
@@ -132,7 +141,7 @@ def main():
             ceiling(ae.eval(), ClipSet(args.heldout))
         return
     sizes = {**autoencoder.decoder_sizes(ae.sizes), "position_phase": True}
-    ae.decoder = with_deviation_head(ae.decoder, sizes)
+    ae.decoder = position_phase_from(ae.decoder, sizes)
     ae.encoder.requires_grad_(False)
     trained = train_deviations_only(ae.decoder)
     if args.arm == "straight":

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 from . import geometry as g
-from .autoencoder import (MAX_DEVIATION, Autoencoder, Decoder, decoder_sizes, istft, stft,
-                          to_stft)
+from .autoencoder import (DEVIATION_SOURCES, MAX_DEVIATION, Autoencoder, Decoder,
+                          decoder_sizes, istft, position_phase_from, position_phase_sizes,
+                          stft, to_stft)
 from .budget import StepBudget, cpu_state, device_from
 from .clips import ClipSet
 from .smoke import warmup_cosine
@@ -130,25 +131,6 @@ def reconstruction_loss(ae, audio, train: bool, phase_weight: float = 0.0, first
     return loss + LATENT_L2 * reg, pred
 
 
-@torch.no_grad()
-def with_deviation_head(plain: Decoder, sizes: dict) -> Decoder:
-    """A position-phase decoder that decodes `plain`'s log magnitudes: every weight but the
-    head's phase rows is `plain`'s, and the deviation head starts at zero (every bin at its
-    centre). Trained alone (`--keep-magnitudes`), it cannot disturb the magnitudes the trunk
-    learned."""
-    assert not plain.position_phase and sizes.get("position_phase")
-    decoder = Decoder(**sizes)
-    state = {k: v for k, v in plain.state_dict().items() if not k.startswith("head.")}
-    # The plain head's rows are [A, parts=2, F]: part 0 the log magnitude, part 1 the phase.
-    for name in ("weight", "bias"):
-        rows = plain.head.state_dict()[name]
-        state["head." + name] = rows.reshape(g.AUDIO_CHANNELS, 2, g.BINS, -1)[:, 0].reshape(
-            g.AUDIO_CHANNELS * g.BINS, *rows.shape[1:])
-    missing, unexpected = decoder.load_state_dict(state, strict=False)
-    assert not unexpected and all(k.startswith("deviation_") for k in missing), (missing, unexpected)
-    return decoder
-
-
 def train_deviations_only(decoder: Decoder) -> torch.nn.ModuleList:
     """Freezes `decoder` but for its deviation head (`--keep-magnitudes`), and returns the
     modules left to train."""
@@ -208,6 +190,10 @@ def main():
     ap.add_argument("--enc-hires-bins", type=int, default=0,
                     help="the encoder's fine view: the lowest N bins of an n_fft 3840 STFT "
                          "(160: up to 2 kHz); 0 = none, gm-tiny's shipped encoder")
+    ap.add_argument("--dec-fine-dim", type=int, default=0,
+                    help="a new decoder's width at the STFT frame rate, the rank of its "
+                         "log magnitudes (0 = 128, gm-tiny's shipped decoder; README: why "
+                         "wider)")
     ap.add_argument("--position-phase", action="store_true",
                     help="the decoder turns each partial's phase by its frame position "
                          "(autoencoder.Decoder); from a decoder without it, only with "
@@ -220,6 +206,11 @@ def main():
                     help="with --decoder-only --position-phase from a decoder without it: the "
                          "new decoder keeps --init's trunk and log-magnitude head, and only its "
                          "deviation head (new, from zero) is trained")
+    ap.add_argument("--deviations", choices=DEVIATION_SOURCES, default="head",
+                    help="with --position-phase: where each bin's deviation comes from, a "
+                         "head of its own or the magnitudes' peaks (autoencoder.peak_deviations; "
+                         "no weights, so from a plain --init decoder the whole decoder goes on "
+                         "from its magnitudes)")
     ap.add_argument("--phase-weight", type=float, default=0.0,
                     help="weight of the anti-wrapping phase losses (0: magnitude losses only)")
     ap.add_argument("--deviation-weight", type=float, default=0.0,
@@ -236,6 +227,17 @@ def main():
         ap.error("--deviation-weight needs --position-phase")
     if args.keep_magnitudes and args.fresh_decoder:
         ap.error("--keep-magnitudes and --fresh-decoder are two different starts; pick one")
+    if args.dec_fine_dim and args.init and not args.fresh_decoder:
+        ap.error("--dec-fine-dim shapes a new decoder: from --init only with --fresh-decoder")
+    peaks = args.deviations == "peaks"
+    if peaks and not args.position_phase:
+        ap.error("--deviations needs --position-phase")
+    if peaks and (args.keep_magnitudes or args.deviation_weight):
+        ap.error("--deviations peaks has no deviation head: --keep-magnitudes and "
+                 "--deviation-weight train one")
+    if peaks and args.phase_weight:
+        ap.error("--deviations peaks: the phase follows from the magnitudes, so the phase "
+                 "losses have nothing to move")
 
     device = device_from(args.device)
     torch.manual_seed(args.seed)
@@ -256,24 +258,31 @@ def main():
             # The encoder and its latent scale stay (so a DiT trained on them stays valid);
             # the decoder starts from random weights.
             if args.position_phase:
-                sizes["dec_position_phase"] = True
+                sizes.update(position_phase_sizes(args.deviations))
+            if args.dec_fine_dim:
+                sizes["dec_fine_dim"] = args.dec_fine_dim
             ae.sizes = sizes
             ae.decoder = Decoder(**decoder_sizes(sizes))
             ae.set_latent_scale(ae.encoder.latent_mean, ae.encoder.latent_std)
             stages = [st for st in stages if not st.get("decoder_only")]
-        elif args.keep_magnitudes:
-            if sizes.get("dec_position_phase"):
-                ap.error("--keep-magnitudes: --init's decoder already has position phase")
-            sizes["dec_position_phase"] = True
+        elif (args.keep_magnitudes or peaks) and not sizes.get("dec_position_phase"):
+            sizes.update(position_phase_sizes(args.deviations))
             ae.sizes = sizes
-            ae.decoder = with_deviation_head(ae.decoder, decoder_sizes(sizes))
+            ae.decoder = position_phase_from(ae.decoder, decoder_sizes(sizes))
+        elif args.keep_magnitudes:
+            ap.error("--keep-magnitudes: --init's decoder already has position phase")
         elif args.position_phase and not sizes.get("dec_position_phase"):
-            ap.error("--position-phase from a decoder without it needs --fresh-decoder "
-                     "or --keep-magnitudes")
+            ap.error("--position-phase from a decoder without it needs --fresh-decoder, "
+                     "--keep-magnitudes or --deviations peaks")
+        elif args.position_phase and sizes.get("dec_deviations", "head") != args.deviations:
+            ap.error(f"--deviations {args.deviations}: --init's decoder takes its deviations "
+                     f"from its {sizes.get('dec_deviations', 'head')}")
     else:
         sizes = {"enc_hires_bins": args.enc_hires_bins} if args.enc_hires_bins else {}
         if args.position_phase:
-            sizes["dec_position_phase"] = True
+            sizes.update(position_phase_sizes(args.deviations))
+        if args.dec_fine_dim:
+            sizes["dec_fine_dim"] = args.dec_fine_dim
         ae = Autoencoder(**sizes).train()
     ae.to(device)
     if args.decoder_only:
@@ -326,6 +335,7 @@ def main():
                         "position_phase": args.position_phase,
                         "fresh_decoder": args.fresh_decoder,
                         "keep_magnitudes": args.keep_magnitudes,
+                        "deviations": args.deviations if args.position_phase else None,
                         "phase_weight": args.phase_weight,
                         "deviation_weight": args.deviation_weight}]
     if not args.decoder_only:

@@ -25,9 +25,8 @@ if not MISSING:
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
     from tools.train.gm_tiny import geometry as g
-    from tools.train.gm_tiny.autoencoder import Autoencoder
+    from tools.train.gm_tiny.autoencoder import Autoencoder, position_phase_from
     from tools.train.gm_tiny.smoke import export
-    from tools.train.gm_tiny.train_ae import with_deviation_head
 
 
 @unittest.skipIf(MISSING, f"missing: {', '.join(MISSING)}")
@@ -131,18 +130,51 @@ class DeviationLossTest(unittest.TestCase):
             self.assertLess(right, loss(wrong), wrong)
 
 
+@unittest.skipIf(MISSING, f"missing: {', '.join(MISSING)}")
+class PeakDeviationsTest(unittest.TestCase):
+    def test_partials_between_bins_are_placed_where_they_are(self):
+        from tools.train.gm_tiny.autoencoder import peak_deviations, stft
+        # Two partials, 0.375 above bin 20's centre and 0.3 below bin 31's, the second 12 dB
+        # quieter: each bin within 1 of a partial takes that partial's place less its own
+        # index. A flat spectrum has no peaks: every deviation is 0.
+        t = torch.arange(g.SAMPLE_RATE) / g.SAMPLE_RATE
+        tone = (torch.sin(2 * math.pi * 20.375 * 25.0 * t + 0.3)
+                + 0.25 * torch.sin(2 * math.pi * 30.7 * 25.0 * t))[None, None].repeat(1, 2, 1)
+        logmag = torch.log(torch.linalg.vector_norm(stft(tone), dim=-1) + 1e-7)
+        deviation = peak_deviations(logmag)[0, :, 8:-8]  # away from the clip's ends
+        for partial in (20.375, 30.7):
+            for k in range(math.ceil(partial - 1), math.floor(partial + 1) + 1):
+                got = deviation[..., k]
+                self.assertLess(float((got - (partial - k)).abs().max()), 0.06, (partial, k))
+        flat = peak_deviations(torch.zeros(1, 1, 2 * g.FRAMES_PER_LATENT, g.BINS))
+        self.assertEqual(float(flat.abs().max()), 0.0)
+
+    def test_the_decoder_reads_its_deviations_from_its_own_magnitudes(self):
+        from tools.train.gm_tiny.autoencoder import frame_rotation, peak_deviations
+        torch.manual_seed(6)
+        decoder = Autoencoder(dec_position_phase=True, dec_deviations="peaks").decoder.eval()
+        self.assertFalse(hasattr(decoder, "deviation_head"))
+        z, offset = torch.randn(1, g.LATENT_CHANNELS, 5), torch.tensor([9])
+        with torch.no_grad():
+            logmag, _, turn = decoder.polar(z, offset)
+        want = frame_rotation(peak_deviations(logmag), offset, logmag.shape[2]).angle
+        self.assertTrue(torch.equal(turn.angle, want))
+
+
 class KeepMagnitudesTest(unittest.TestCase):
-    def test_a_deviation_head_added_to_a_plain_decoder_keeps_its_magnitudes(self):
+    def test_a_plain_decoder_turned_position_phase_keeps_its_magnitudes(self):
         torch.manual_seed(4)
         plain = Autoencoder().decoder.eval()
-        widened = with_deviation_head(plain, {"position_phase": True}).eval()
         z = torch.randn(2, g.LATENT_CHANNELS, 6)
-        with torch.no_grad():
-            logmag, head_phase, _ = plain.polar(z)
-            kept, phase, turn = widened.polar(z, torch.tensor([3, 7]))
-        self.assertTrue(torch.equal(logmag, kept))
-        self.assertIsNotNone(turn)
-        self.assertFalse(torch.equal(head_phase, phase))  # the phase is the lobe phase
+        for deviations in ("head", "peaks"):
+            widened = position_phase_from(plain, {"position_phase": True,
+                                                  "deviations": deviations}).eval()
+            with torch.no_grad():
+                logmag, head_phase, _ = plain.polar(z)
+                kept, phase, turn = widened.polar(z, torch.tensor([3, 7]))
+            self.assertTrue(torch.equal(logmag, kept), deviations)
+            self.assertIsNotNone(turn)
+            self.assertFalse(torch.equal(head_phase, phase))  # the phase is the lobe phase
 
 
 class _StftPassThrough(torch.nn.Module if not MISSING else object):
@@ -162,6 +194,25 @@ class _StftPassThrough(torch.nn.Module if not MISSING else object):
         return torch.repeat_interleave(first, g.FRAMES_PER_LATENT, dim=2)[:, :, : spec.shape[2]]
 
 
+class _PeakRule(torch.nn.Module if not MISSING else object):
+    """An "autoencoder" whose latents are the source's STFT magnitudes, decoded by the
+    position-phase rule with deviations from their own peaks (`Decoder(deviations="peaks")`
+    given perfect magnitudes)."""
+
+    def __init__(self):
+        super().__init__()
+        from tools.train.gm_tiny.autoencoder import stft
+        self.encoder = lambda audio: torch.linalg.vector_norm(stft(audio), dim=-1)
+
+    @staticmethod
+    def decoder(magnitude):
+        from tools.train.gm_tiny.autoencoder import (LOBE_PHASE, frame_rotation,
+                                                     peak_deviations, to_stft)
+        logmag = torch.log(magnitude + 1e-7)
+        turn = frame_rotation(peak_deviations(logmag), torch.tensor([0]), logmag.shape[2])
+        return to_stft(logmag, LOBE_PHASE, turn)
+
+
 @unittest.skipIf(MISSING, f"missing: {', '.join(MISSING)}")
 class HeldTonesTest(unittest.TestCase):
     def test_a_perfect_decoder_keeps_held_partials_and_a_frame_rate_comb_does_not(self):
@@ -172,6 +223,12 @@ class HeldTonesTest(unittest.TestCase):
         self.assertLess(clean["held_tone_cents"], 1.0)
         self.assertLess(comb["held_tone_purity"], 0.5)
         self.assertGreater(comb["held_tone_cents"], 10.0)
+
+    def test_magnitudes_phased_by_their_own_peaks_keep_held_partials(self):
+        from tools.train.gm_tiny.eval_ae import held_tones
+        scores = held_tones(_PeakRule())
+        self.assertGreater(scores["held_tone_purity"], 0.9)
+        self.assertLess(scores["held_tone_cents"], 10.0)
 
 
 if __name__ == "__main__":

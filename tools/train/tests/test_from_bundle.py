@@ -71,9 +71,15 @@ class FromBundleTest(unittest.TestCase):
             from_bundle.load_graph_into(wider, BUNDLE / "decoder.onnx")
         self.assertIn("inp.weight", str(caught.exception))
 
-    def test_a_position_phase_decoder_reads_back_with_its_frame_offset(self):
+    def test_a_position_phase_or_wider_decoder_reads_back_as_it_was_made(self):
+        for sizes in ({"dec_position_phase": True},
+                      {"dec_position_phase": True, "dec_deviations": "peaks", "dec_fine_dim": 96}):
+            with self.subTest(sizes=sizes):
+                self.check_reads_back(sizes)
+
+    def check_reads_back(self, sizes: dict):
         torch.manual_seed(5)
-        ae = Autoencoder(dec_position_phase=True).eval()
+        ae = Autoencoder(**sizes).eval()
         with torch.no_grad():  # trained weights: no two tensors alike (see load_graph_into)
             for p in ae.parameters():
                 p.add_(0.01 * torch.randn_like(p))
@@ -85,7 +91,7 @@ class FromBundleTest(unittest.TestCase):
                 onnx_weights.store_half(model, "fp16")
                 onnx.save(model, str(Path(d) / f"{name}.onnx"))
             back, errs = from_bundle.read_autoencoder(Path(d))
-        self.assertEqual(back.sizes, {"dec_position_phase": True})
+        self.assertEqual(back.sizes, sizes)
         for graph, err in errs.items():
             self.assertLessEqual(err, from_bundle.AGREEMENT, graph)
         self.assertTrue(back.decoder.position_phase)
