@@ -259,6 +259,13 @@ def peak_deviations(logmag):
     return deviation.reshape(b, a, n, f)
 
 
+def peak_turn(logmag, frame_offset) -> Turn:
+    """The turn a position-phase decoder with `deviations="peaks"` plays for the log
+    magnitudes [B, A, N, F] (`peak_deviations`; no gradient reaches the magnitudes through
+    it), from `frame_offset` [B] int64, the first latent frame's index."""
+    return frame_rotation(peak_deviations(logmag.detach()), frame_offset, logmag.shape[2])
+
+
 class Decoder(nn.Module):
     """Latents -> a complex STFT, 4 frames per latent frame.
 
@@ -336,7 +343,7 @@ class Decoder(nn.Module):
             frame_offset = torch.zeros(1, dtype=torch.long, device=z.device)
         phase = LOBE_PHASE.to(z.device)
         if self.deviations == "peaks":
-            return logmag, phase, frame_rotation(peak_deviations(logmag.detach()), frame_offset, n)
+            return logmag, phase, peak_turn(logmag, frame_offset)
         d = self.deviation_head(self.deviation_norm(coarse.transpose(1, 2)))  # [B, T, A*F]
         d = d.reshape(b, t, g.AUDIO_CHANNELS, g.BINS).transpose(1, 2)
         d = torch.repeat_interleave(d, g.FRAMES_PER_LATENT, dim=2)  # [B, A, N, F]

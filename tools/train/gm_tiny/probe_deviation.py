@@ -85,8 +85,8 @@ class RuleDecoder(torch.nn.Module):
         logmag = torch.log(magnitude + 1e-7)
         phase = autoencoder.LOBE_PHASE if lobe_phase else torch.zeros(g.BINS)
         if deviations == "peaks":
-            turn = ROUNDED(autoencoder.peak_deviations(logmag), torch.tensor([0]), n)
-            return autoencoder.to_stft(logmag, phase, turn)
+            return autoencoder.to_stft(logmag, phase,
+                                       autoencoder.peak_turn(logmag, torch.tensor([0])))
         re, im = source_steps(target)
         b, a, _, f = re.shape
         pad = torch.zeros(b, a, 1, f)  # the last frame's step: none, taken as 0

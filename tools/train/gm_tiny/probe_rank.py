@@ -25,7 +25,7 @@ import torch
 
 from . import eval_ae
 from . import geometry as g
-from .autoencoder import LOBE_PHASE, frame_rotation, peak_deviations, stft, to_stft
+from .autoencoder import LOBE_PHASE, peak_turn, stft, to_stft
 from .clips import ClipSet
 
 
@@ -47,8 +47,7 @@ class Projection(torch.nn.Module):
         if self.basis is not None:
             logmag = (logmag - self.mean) @ self.basis.T @ self.basis + self.mean
         if self.peaks:
-            turn = frame_rotation(peak_deviations(logmag), torch.tensor([0]), n)
-            return to_stft(logmag, LOBE_PHASE, turn)
+            return to_stft(logmag, LOBE_PHASE, peak_turn(logmag, torch.tensor([0])))
         return to_stft(logmag, torch.atan2(spec[..., 1], spec[..., 0]))
 
 

@@ -167,6 +167,15 @@ def latent_scale(ae, clips: ClipSet):
     return mean.float(), std.float()
 
 
+def new_decoder_sizes(args) -> dict:
+    """The `dec_*` sizes of a decoder made new (from scratch or `--fresh-decoder`): its
+    width and where its deviations come from, as the arguments ask."""
+    sizes = position_phase_sizes(args.deviations) if args.position_phase else {}
+    if args.dec_fine_dim:
+        sizes["dec_fine_dim"] = args.dec_fine_dim
+    return sizes
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, action="append", required=True,
@@ -257,10 +266,7 @@ def main():
         if args.fresh_decoder:
             # The encoder and its latent scale stay (so a DiT trained on them stays valid);
             # the decoder starts from random weights.
-            if args.position_phase:
-                sizes.update(position_phase_sizes(args.deviations))
-            if args.dec_fine_dim:
-                sizes["dec_fine_dim"] = args.dec_fine_dim
+            sizes.update(new_decoder_sizes(args))
             ae.sizes = sizes
             ae.decoder = Decoder(**decoder_sizes(sizes))
             ae.set_latent_scale(ae.encoder.latent_mean, ae.encoder.latent_std)
@@ -279,10 +285,7 @@ def main():
                      f"from its {sizes.get('dec_deviations', 'head')}")
     else:
         sizes = {"enc_hires_bins": args.enc_hires_bins} if args.enc_hires_bins else {}
-        if args.position_phase:
-            sizes.update(position_phase_sizes(args.deviations))
-        if args.dec_fine_dim:
-            sizes["dec_fine_dim"] = args.dec_fine_dim
+        sizes.update(new_decoder_sizes(args))
         ae = Autoencoder(**sizes).train()
     ae.to(device)
     if args.decoder_only:

@@ -206,11 +206,9 @@ class _PeakRule(torch.nn.Module if not MISSING else object):
 
     @staticmethod
     def decoder(magnitude):
-        from tools.train.gm_tiny.autoencoder import (LOBE_PHASE, frame_rotation,
-                                                     peak_deviations, to_stft)
+        from tools.train.gm_tiny.autoencoder import LOBE_PHASE, peak_turn, to_stft
         logmag = torch.log(magnitude + 1e-7)
-        turn = frame_rotation(peak_deviations(logmag), torch.tensor([0]), logmag.shape[2])
-        return to_stft(logmag, LOBE_PHASE, turn)
+        return to_stft(logmag, LOBE_PHASE, peak_turn(logmag, torch.tensor([0])))
 
 
 @unittest.skipIf(MISSING, f"missing: {', '.join(MISSING)}")
