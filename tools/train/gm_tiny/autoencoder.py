@@ -222,7 +222,7 @@ def _shifted(x, s: int, fill: float):
 
 def peak_deviations(logmag):
     """Each bin's deviation (bins) read from the log magnitudes themselves, [B, A, N, F] ->
-    [B, A, N, F]: per latent frame (the mean log magnitude of its 4 STFT frames), each local
+    [B, A, N / 4, F] (one per latent frame): per latent frame (the mean log magnitude of its 4 STFT frames), each local
     maximum along frequency is a partial, placed between bins by a parabola through the peak
     and its neighbours; every bin takes the place of the loudest partial within
     `PEAK_REACH` bins of it, less its own index (0 where there is none).
@@ -236,7 +236,7 @@ def peak_deviations(logmag):
 
     Written for ONNX Runtime's speed on latentd's decode path (a max and a gather over the
     shifted copies, no selects: ORT's `Where` made a first form cost more than the rest of
-    the decoder)."""
+    the decoder; one stack, not two, took the search from 1.7 to 1.2 ms)."""
     b, a, n, f = logmag.shape
     t = n // g.FRAMES_PER_LATENT
     level = logmag.reshape(b * a * t, g.FRAMES_PER_LATENT, f).mean(dim=1, keepdim=True)
@@ -248,22 +248,22 @@ def peak_deviations(logmag):
     offset = (0.5 * (left - right) / torch.clamp(bend, max=-1e-6) * peak).clamp(-0.5, 0.5)
     # Non-peaks sink far below every peak, so the loudest of the bins in reach is a peak
     # wherever there is one.
-    loudness = level - 1e4 * (1.0 - peak)
-    reach = range(-PEAK_REACH, PEAK_REACH + 1)
-    best, which = torch.stack([_shifted(loudness, s, -1e4) for s in reach], dim=-2).max(dim=-2)
-    # A peak s bins above a bin lies s plus its offset from it.
-    place = torch.stack([s + _shifted(offset, s, 0.0) for s in reach], dim=-2)
+    r = PEAK_REACH
+    loudness = F.pad(level - 1e4 * (1.0 - peak), (r, r), value=-1e4)
+    best, which = torch.stack([loudness[..., s: s + f] for s in range(2 * r + 1)], dim=-2).max(dim=-2)
+    # Bin k's loudest peak is bin k + which - r of the level, at its offset from there.
+    at = which + torch.arange(f, device=level.device)
+    place = torch.gather(F.pad(offset, (r, r)), -1, at) + (which - r).to(level.dtype)
     found = (best > -5e3).to(level.dtype)
-    deviation = torch.gather(place, -2, which.unsqueeze(-2)).squeeze(-2) * found
-    deviation = deviation.reshape(b, a, t, 1, f).expand(b, a, t, g.FRAMES_PER_LATENT, f)
-    return deviation.reshape(b, a, n, f)
+    return (place * found).reshape(b, a, t, f)
 
 
 def peak_turn(logmag, frame_offset) -> Turn:
     """The turn a position-phase decoder with `deviations="peaks"` plays for the log
     magnitudes [B, A, N, F] (`peak_deviations`; no gradient reaches the magnitudes through
     it), from `frame_offset` [B] int64, the first latent frame's index."""
-    return frame_rotation(peak_deviations(logmag.detach()), frame_offset, logmag.shape[2])
+    deviation = torch.repeat_interleave(peak_deviations(logmag.detach()), g.FRAMES_PER_LATENT, dim=2)
+    return frame_rotation(deviation, frame_offset, logmag.shape[2])
 
 
 class Decoder(nn.Module):
@@ -289,10 +289,16 @@ class Decoder(nn.Module):
     frequency, so once the turns are right that pattern is the whole answer; an absolute
     phase the head would have to guess is not in latents from a magnitude-only encoder.
     With the source's own deviations, gm-tiny's magnitudes decode to chroma 0.73 with it
-    and 0.61 with a zero phase (0.47 as shipped)."""
+    and 0.61 with a zero phase (0.47 as shipped).
+
+    With `latent_head` a second linear head reads the latent-rate features (`dim` wide) and
+    adds its log magnitudes to each of their 4 STFT frames: the magnitudes then span
+    `fine_dim + dim` dimensions, not `fine_dim`, for a quarter of the frames' cost; what
+    changes within a latent frame (attacks) stays with the frame-rate head."""
 
     def __init__(self, dim: int = 256, fine_dim: int = 128, blocks: int = 3, fine_blocks: int = 2,
-                 position_phase: bool = False, deviations: str = "head"):
+                 position_phase: bool = False, deviations: str = "head",
+                 latent_head: bool = False):
         super().__init__()
         if deviations not in DEVIATION_SOURCES:
             raise ValueError(f"deviations {deviations!r}: one of {DEVIATION_SOURCES}")
@@ -307,6 +313,13 @@ class Decoder(nn.Module):
         self.fine = nn.Sequential(*[ConvNeXt(fine_dim, 7) for _ in range(fine_blocks)])
         self.norm = nn.LayerNorm(fine_dim)
         self.head = nn.Linear(fine_dim, g.AUDIO_CHANNELS * g.BINS * (1 if position_phase else 2))
+        if latent_head:
+            # Starts silent: a fresh decoder learns both heads together from there.
+            self.latent_norm = nn.LayerNorm(dim)
+            self.latent_head = nn.Linear(dim, g.AUDIO_CHANNELS * g.BINS)
+            nn.init.zeros_(self.latent_head.weight)
+            nn.init.zeros_(self.latent_head.bias)
+        self.latent_head_on = latent_head
         if self.deviations == "head":
             self.deviation_norm = nn.LayerNorm(dim)
             self.deviation_head = nn.Linear(dim, g.AUDIO_CHANNELS * g.BINS)
@@ -319,13 +332,21 @@ class Decoder(nn.Module):
         return self.from_raw(latents * self.latent_std + self.latent_mean, frame_offset)
 
     def from_raw(self, z, frame_offset=None):  # unscaled latents (the encoder's `raw`) -> stft
+        if self.position_phase and not (self.training and torch.is_grad_enabled()):
+            logmag, _, deviation = self.parts(z)
+            return played_stft(logmag, deviation, self._offset(frame_offset, z))
         return to_stft(*self.polar(z, frame_offset))
 
-    def polar(self, z, frame_offset=None):
-        """The STFT in parts: the log magnitude [B, A, N, F], the phase before the turn
-        ([B, A, N, F], or `LOBE_PHASE` [F] with `position_phase`) and the position turn
-        ([`Turn`], its phasor in training only; None without `position_phase`, so an
-        exported plain decoder adds no zeros on latentd's decode path)."""
+    @staticmethod
+    def _offset(frame_offset, z):
+        if frame_offset is None:
+            return torch.zeros(1, dtype=torch.long, device=z.device)
+        return frame_offset
+
+    def parts(self, z):
+        """What the head predicts: the log magnitude [B, A, N, F]; the phase [B, A, N, F]
+        (without `position_phase`, else None); the deviations, one per latent frame
+        [B, A, T, F] (with `position_phase`, else None)."""
         b, _, t = z.shape
         coarse = self.coarse(self.inp(z))  # [B, D, T]
         # Channel shuffle x4: [B, 4*D, T] -> [B, D, 4T], frame 4t+k from group k.
@@ -336,19 +357,64 @@ class Decoder(nn.Module):
         y = self.head(self.norm(x))  # [B, N, A*F*parts]
         parts = 1 if self.position_phase else 2
         y = y.reshape(b, n, g.AUDIO_CHANNELS, parts, g.BINS).permute(0, 2, 1, 4, 3)
-        logmag = torch.clamp(y[..., 0], max=8.0)  # y: [B, A, N, F, parts]
+        logmag = y[..., 0]  # y: [B, A, N, F, parts]
+        if self.latent_head_on:
+            level = self.latent_head(self.latent_norm(coarse.transpose(1, 2)))  # [B, T, A*F]
+            level = level.reshape(b, t, 1, g.AUDIO_CHANNELS, g.BINS).permute(0, 3, 1, 2, 4)
+            logmag = (logmag.reshape(b, g.AUDIO_CHANNELS, t, g.FRAMES_PER_LATENT, g.BINS)
+                      + level).reshape(b, g.AUDIO_CHANNELS, n, g.BINS)
+        logmag = torch.clamp(logmag, max=8.0)
         if not self.position_phase:
             return logmag, y[..., 1], None
-        if frame_offset is None:
-            frame_offset = torch.zeros(1, dtype=torch.long, device=z.device)
-        phase = LOBE_PHASE.to(z.device)
         if self.deviations == "peaks":
-            return logmag, phase, peak_turn(logmag, frame_offset)
+            return logmag, None, peak_deviations(logmag.detach())
         d = self.deviation_head(self.deviation_norm(coarse.transpose(1, 2)))  # [B, T, A*F]
-        d = d.reshape(b, t, g.AUDIO_CHANNELS, g.BINS).transpose(1, 2)
-        d = torch.repeat_interleave(d, g.FRAMES_PER_LATENT, dim=2)  # [B, A, N, F]
-        soft = self.training and torch.is_grad_enabled()
-        return logmag, phase, frame_rotation(d, frame_offset, n, soft)
+        return logmag, None, d.reshape(b, t, g.AUDIO_CHANNELS, g.BINS).transpose(1, 2)
+
+    def polar(self, z, frame_offset=None):
+        """The STFT in parts: the log magnitude [B, A, N, F], the phase before the turn
+        ([B, A, N, F], or `LOBE_PHASE` [F] with `position_phase`) and the position turn
+        ([`Turn`], its phasor in training only; None without `position_phase`, so an
+        exported plain decoder adds no zeros on latentd's decode path). Training's form:
+        decoding in eval mode plays the same turns from a table ([`played_stft`])."""
+        logmag, head_phase, deviation = self.parts(z)
+        if not self.position_phase:
+            return logmag, head_phase, None
+        d = torch.repeat_interleave(deviation, g.FRAMES_PER_LATENT, dim=2)  # [B, A, N, F]
+        soft = self.deviations == "head" and self.training and torch.is_grad_enabled()
+        turn = frame_rotation(d, self._offset(frame_offset, z), logmag.shape[2], soft)
+        return logmag, LOBE_PHASE.to(z.device), turn
+
+
+# The rule's turn a frame in 32nds of a circle (`TURN_STEPS`): a partial `s / PHASE_GRID`
+# bins off bin `k`'s centre turns `(pi / 2) * (k + s / PHASE_GRID)` a frame (hop = n_fft / 4),
+# `PHASE_GRID * k + s` steps of `2 pi / TURN_STEPS`, of which only the remainder matters.
+TURN_STEPS = 4 * PHASE_GRID
+
+
+def played_stft(logmag, deviation, frame_offset):
+    """The STFT a position-phase decoder plays, [B, A, N, F, 2], from its log magnitudes
+    [B, A, N, F], its deviations per latent frame [B, A, N / 4, F] (bins) and the first
+    latent frame's index `frame_offset` [B] int64: `to_stft(logmag, LOBE_PHASE,
+    frame_rotation(...))` within float rounding, in fewer operations.
+
+    Why: this is latentd's decode path, where every decoder-scope knob waits on it, and
+    ONNX Runtime spends its time on the operations over every bin of every frame. Here the
+    turn's rate is reduced to whole steps once per latent frame, and each frame's angle is
+    one multiply and one add before its cosine and sine (measured, tools/train/README.md).
+    A lookup of the 32 phasors was slower still: ORT's integer multiply, remainder and
+    gather over every bin cost more than the arithmetic they replace."""
+    b, a, n, f = logmag.shape
+    t = deviation.shape[2]
+    limit = MAX_DEVIATION * PHASE_GRID
+    steps = torch.round((deviation * PHASE_GRID).clamp(-limit, limit))
+    k = torch.arange(f, device=logmag.device, dtype=logmag.dtype)
+    rate = torch.remainder(PHASE_GRID * k + steps, TURN_STEPS)  # [B, A, T, F], whole steps
+    m = period_frames(frame_offset, n, logmag.device).to(logmag.dtype) * (2 * math.pi / TURN_STEPS)
+    angle = rate[:, :, :, None, :] * m.reshape(-1, 1, t, g.FRAMES_PER_LATENT, 1)
+    angle = angle.reshape(b, a, n, f) + LOBE_PHASE.to(logmag.device)
+    mag = torch.exp(logmag)
+    return torch.stack([mag * torch.cos(angle), mag * torch.sin(angle)], dim=-1)
 
 
 def to_stft(logmag, phase, turn: Turn | None = None):

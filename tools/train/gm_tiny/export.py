@@ -70,9 +70,11 @@ def ae_stages(ckpt) -> str:
     hires = ckpt.get("sizes", {}).get("enc_hires_bins", 0)
     from_bundle = any("bundle" in st for st in stages)  # its words name the fine view
     view = f" (encoder with a {hires}-bin 12.5 Hz fine view)" if hires and not from_bundle else ""
-    fine_dim = ckpt.get("sizes", {}).get("dec_fine_dim")
-    if fine_dim and not from_bundle:
-        view += f" (decoder {fine_dim} wide at the STFT frame rate)"
+    sizes = ckpt.get("sizes", {})
+    if sizes.get("dec_fine_dim") and not from_bundle:
+        view += f" (decoder {sizes['dec_fine_dim']} wide at the STFT frame rate)"
+    if sizes.get("dec_latent_head") and not from_bundle:
+        view += " (decoder with a latent-rate magnitude head)"
     return " then ".join(stage_words(st) for st in stages) + view
 
 

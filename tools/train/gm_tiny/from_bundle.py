@@ -135,8 +135,8 @@ def bundle_words(bundle: Path) -> tuple[str, int]:
 
 def autoencoder_sizes(encoder_weights, decoder_weights, decoder_inputs: list[str]) -> dict:
     """`Autoencoder` sizes from the encoder's first convolution (the fine view widens it)
-    and the decoder: its width at the STFT frame rate (its last norm's), and whether it
-    takes `frame_offset` (position phase), with a deviation head at the latent rate or
+    and the decoder: its width at the STFT frame rate (its last norm's), whether it has a
+    latent-rate magnitude head, and whether it takes `frame_offset` (position phase), with a deviation head at the latent rate or
     deviations read from its magnitudes' peaks. The weights are each graph's
     `graph_weights`, `decoder_inputs` the decoder graph's input names."""
     inputs = encoder_weights[0]["inp.weight"].shape[1] // g.AUDIO_CHANNELS
@@ -145,6 +145,8 @@ def autoencoder_sizes(encoder_weights, decoder_weights, decoder_inputs: list[str
     fine_dim = decoder_weights[0]["norm.weight"].shape[0]
     if fine_dim != Decoder().fine_dim:
         sizes["dec_fine_dim"] = fine_dim
+    if "latent_head" in decoder_weights[1]:
+        sizes["dec_latent_head"] = True
     if "frame_offset" in decoder_inputs:
         sizes.update(position_phase_sizes(
             "head" if "deviation_head" in decoder_weights[1] else "peaks"))

@@ -173,6 +173,8 @@ def new_decoder_sizes(args) -> dict:
     sizes = position_phase_sizes(args.deviations) if args.position_phase else {}
     if args.dec_fine_dim:
         sizes["dec_fine_dim"] = args.dec_fine_dim
+    if args.dec_latent_head:
+        sizes["dec_latent_head"] = True
     return sizes
 
 
@@ -199,6 +201,9 @@ def main():
     ap.add_argument("--enc-hires-bins", type=int, default=0,
                     help="the encoder's fine view: the lowest N bins of an n_fft 3840 STFT "
                          "(160: up to 2 kHz); 0 = none, gm-tiny's shipped encoder")
+    ap.add_argument("--dec-latent-head", action="store_true",
+                    help="a new decoder also predicts log magnitudes from its latent-rate "
+                         "features, added to each of their STFT frames (README: rank)")
     ap.add_argument("--dec-fine-dim", type=int, default=0,
                     help="a new decoder's width at the STFT frame rate, the rank of its "
                          "log magnitudes (0 = 128, gm-tiny's shipped decoder; README: why "
@@ -236,8 +241,9 @@ def main():
         ap.error("--deviation-weight needs --position-phase")
     if args.keep_magnitudes and args.fresh_decoder:
         ap.error("--keep-magnitudes and --fresh-decoder are two different starts; pick one")
-    if args.dec_fine_dim and args.init and not args.fresh_decoder:
-        ap.error("--dec-fine-dim shapes a new decoder: from --init only with --fresh-decoder")
+    if (args.dec_fine_dim or args.dec_latent_head) and args.init and not args.fresh_decoder:
+        ap.error("--dec-fine-dim and --dec-latent-head shape a new decoder: from --init only "
+                 "with --fresh-decoder")
     peaks = args.deviations == "peaks"
     if peaks and not args.position_phase:
         ap.error("--deviations needs --position-phase")

@@ -73,7 +73,9 @@ class FromBundleTest(unittest.TestCase):
 
     def test_a_position_phase_or_wider_decoder_reads_back_as_it_was_made(self):
         for sizes in ({"dec_position_phase": True},
-                      {"dec_position_phase": True, "dec_deviations": "peaks", "dec_fine_dim": 96}):
+                      {"dec_position_phase": True, "dec_deviations": "peaks", "dec_fine_dim": 96},
+                      {"dec_position_phase": True, "dec_deviations": "peaks",
+                       "dec_latent_head": True}):
             with self.subTest(sizes=sizes):
                 self.check_reads_back(sizes)
 
