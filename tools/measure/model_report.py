@@ -106,6 +106,29 @@ def source_clip(heldout: Path, index: int, out: Path) -> Path:
     return out
 
 
+def data_drums_ratio(data: Path, prompt: str) -> dict:
+    """The drums / nodrums onset-rate ratio of the training clips in `data`
+    (make_dataset's `clips.jsonl`) whose style is the one `prompt` names, measured as the
+    model's runs are (`sound.onset_count` over each whole clip): what a model that follows
+    its data shows for that pair of prompts."""
+    rows = [json.loads(line) for line in (data / "clips.jsonl").read_text().splitlines()]
+    styles = {row["style"] for row in rows} & set(prompt.split())
+    if len(styles) != 1:
+        raise SystemExit(f"--data: {prompt!r} names {len(styles)} of the data's styles, not one")
+    style = styles.pop()
+    rates = {True: [], False: []}
+    for row in rows:
+        if row["style"] == style:
+            audio, rate = sound.read_wav(data / row["file"])
+            rates[row["has_drums"]].append(sound.onset_count(audio, rate) * rate / len(audio))
+    if not (rates[True] and rates[False]):
+        raise SystemExit(f"--data: no {style} clips {'with' if not rates[True] else 'without'} drums")
+    drums, nodrums = float(np.mean(rates[True])), float(np.mean(rates[False]))
+    return {"style": style, "clips_drums": len(rates[True]), "clips_nodrums": len(rates[False]),
+            "drums_onsets_per_s": drums, "nodrums_onsets_per_s": nodrums,
+            "ratio": drums / max(nodrums, 1e-9)}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--latentd", type=Path, required=True)
@@ -116,12 +139,19 @@ def main():
     ap.add_argument("--seconds", type=float, default=3 * LOOP_S)
     ap.add_argument("--clips", type=int, default=4, help="heldout clips for reconstruction")
     ap.add_argument("--pictures", type=Path)
+    ap.add_argument("--data", type=Path,
+                    help="the training data (make_dataset's output): also report its own "
+                         "drums / nodrums onset ratio for the prompts' style")
     ap.add_argument("--drum-seeds", type=int, default=4,
                     help="seeds the drums / nodrums ratio is measured on (0, 1, ...)")
     args = ap.parse_args()
     if args.pictures and importlib.util.find_spec("matplotlib") is None:
         # Say so now, not after the runs (minutes): the pictures are drawn last.
         ap.error("--pictures needs matplotlib (python3 -m pip install matplotlib)")
+    if args.data and not (args.data / "clips.jsonl").is_file():
+        ap.error(f"--data {args.data}: no clips.jsonl (make_dataset's output)")
+    # Before the runs (minutes), so a --data that cannot answer fails at once.
+    data_ratio = data_drums_ratio(args.data, PROMPTS["drums"]) if args.data else None
     args.out.mkdir(parents=True, exist_ok=True)
     model = ["--model", str(args.model)]
     jack = Jack(f"measure{os.getpid()}")
@@ -183,6 +213,8 @@ def main():
         "beat_strength": {k: runs[k]["beat_strength"] for k in BEAT_RUNS},
         "heldout_source_beat_strength": [s["beat_strength"] for s in sources],
     }
+    if data_ratio is not None:
+        summary["data_drums_over_nodrums_onset_rate"] = data_ratio
     (args.out / "report.json").write_text(json.dumps({"summary": summary, "runs": runs},
                                                      indent=1))
     print(json.dumps(summary, indent=1))
