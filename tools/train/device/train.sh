@@ -19,7 +19,9 @@
 # stage 1's decoder into a position-phase one with a deviation head taught from the sources;
 # README: why), DEC_FINE_DIM (the decoder's width at the STFT frame rate, which bounds the rank
 # of its log magnitudes; 0 = 128, gm-tiny's; README: why wider, and what it costs latentd's
-# decode).
+# decode), DEC_LATENT_HEAD (with DEC_POSITION_PHASE=peaks, 1 by default: the decoder also
+# predicts log magnitudes from its latent-rate features, 256 more dimensions for a sixth more
+# decode; README: "A latent-rate magnitude head").
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 OUT="${OUT:?set OUT to the folder results go to}"
@@ -27,6 +29,7 @@ DEVICE="${DEVICE:-cuda}" CLIPS="${CLIPS:-3000}" JOBS="${JOBS:-16}" WORK="${WORK:
 AE_MIN="${AE_MIN:-2.5}" DEC_MIN="${DEC_MIN:-1}" DIT_MIN="${DIT_MIN:-2.5}"
 ENC_HIRES_BINS="${ENC_HIRES_BINS:-160}" DEC_POSITION_PHASE="${DEC_POSITION_PHASE:-0}"
 DEC_FINE_DIM="${DEC_FINE_DIM:-0}"
+DEC_LATENT_HEAD="${DEC_LATENT_HEAD:-$([ "$DEC_POSITION_PHASE" = peaks ] && echo 1 || echo 0)}"
 CARRY=target/device-carry
 SF="$CARRY/sf/MuseScore_General_Lite.sf3"
 [ -f "$SF" ] || { echo "train: $SF is missing: run tools/train/device/prepare.sh here and carry $CARRY" >&2; exit 2; }
@@ -34,6 +37,12 @@ case "$DEC_POSITION_PHASE" in
     0 | 1) AE_DECODER=() ;;
     peaks) AE_DECODER=(--position-phase --deviations peaks) ;;
     *) echo "train: DEC_POSITION_PHASE=$DEC_POSITION_PHASE: 0, 1 or peaks" >&2; exit 2 ;;
+esac
+case "$DEC_LATENT_HEAD/$DEC_POSITION_PHASE" in  # stage 1's new decoder; the rest keep its shape
+    0/*) NEW_DECODER=() ;;
+    1/peaks) NEW_DECODER=(--dec-latent-head) ;;
+    1/*) echo "train: DEC_LATENT_HEAD=1 needs DEC_POSITION_PHASE=peaks" >&2; exit 2 ;;
+    *) echo "train: DEC_LATENT_HEAD=$DEC_LATENT_HEAD: 0 or 1" >&2; exit 2 ;;
 esac
 mkdir -p "$OUT" "$WORK"
 started=$(date +%s)
@@ -58,7 +67,7 @@ stage "autoencoder, $AE_MIN min"
 python3 -m tools.train.gm_tiny.train_ae --data "$WORK/data/train" --heldout "$WORK/data/heldout" \
     --out "$WORK/ae" --steps 200000 --batch 32 --device "$DEVICE" --budget-minutes "$AE_MIN" \
     --enc-hires-bins "$ENC_HIRES_BINS" --dec-fine-dim "$DEC_FINE_DIM" --eval-every 1000 \
-    --threads 4 "${AE_DECODER[@]}" \
+    --threads 4 "${AE_DECODER[@]}" "${NEW_DECODER[@]}" \
     >"$WORK/ae.log" 2>&1
 decoder_stage() {  # out init minutes train_ae-arguments...
     local out="$1" init="$2" minutes="$3"

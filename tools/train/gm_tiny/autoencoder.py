@@ -236,7 +236,7 @@ def peak_deviations(logmag):
 
     Written for ONNX Runtime's speed on latentd's decode path (a max and a gather over the
     shifted copies, no selects: ORT's `Where` made a first form cost more than the rest of
-    the decoder; one stack, not two, took the search from 1.7 to 1.2 ms)."""
+    the decoder)."""
     b, a, n, f = logmag.shape
     t = n // g.FRAMES_PER_LATENT
     level = logmag.reshape(b * a * t, g.FRAMES_PER_LATENT, f).mean(dim=1, keepdim=True)
@@ -248,14 +248,16 @@ def peak_deviations(logmag):
     offset = (0.5 * (left - right) / torch.clamp(bend, max=-1e-6) * peak).clamp(-0.5, 0.5)
     # Non-peaks sink far below every peak, so the loudest of the bins in reach is a peak
     # wherever there is one.
-    r = PEAK_REACH
-    loudness = F.pad(level - 1e4 * (1.0 - peak), (r, r), value=-1e4)
-    best, which = torch.stack([loudness[..., s: s + f] for s in range(2 * r + 1)], dim=-2).max(dim=-2)
-    # Bin k's loudest peak is bin k + which - r of the level, at its offset from there.
-    at = which + torch.arange(f, device=level.device)
-    place = torch.gather(F.pad(offset, (r, r)), -1, at) + (which - r).to(level.dtype)
+    loudness = level - 1e4 * (1.0 - peak)
+    reach = range(-PEAK_REACH, PEAK_REACH + 1)
+    best, which = torch.stack([_shifted(loudness, s, -1e4) for s in reach], dim=-2).max(dim=-2)
+    # A peak s bins above a bin lies s plus its offset from it. (Gathered among the 5 shifted
+    # copies, not by index from the padded offsets: onnx.reference, which checks the export,
+    # cannot gather among more than a few dozen.)
+    place = torch.stack([s + _shifted(offset, s, 0.0) for s in reach], dim=-2)
     found = (best > -5e3).to(level.dtype)
-    return (place * found).reshape(b, a, t, f)
+    deviation = torch.gather(place, -2, which.unsqueeze(-2)).squeeze(-2) * found
+    return deviation.reshape(b, a, t, f)
 
 
 def peak_turn(logmag, frame_offset) -> Turn:
@@ -302,6 +304,9 @@ class Decoder(nn.Module):
         super().__init__()
         if deviations not in DEVIATION_SOURCES:
             raise ValueError(f"deviations {deviations!r}: one of {DEVIATION_SOURCES}")
+        if latent_head and not position_phase:
+            raise ValueError("latent_head: a position-phase decoder's (its head predicts "
+                             "magnitudes only)")
         self.position_phase = position_phase
         self.deviations = deviations if position_phase else None
         self.register_buffer("latent_mean", torch.zeros(g.LATENT_CHANNELS, 1))
@@ -355,15 +360,12 @@ class Decoder(nn.Module):
         x = self.fine(x).transpose(1, 2)  # [B, N, D]
         n = t * g.FRAMES_PER_LATENT
         y = self.head(self.norm(x))  # [B, N, A*F*parts]
+        if self.latent_head_on:  # position phase only: y is all log magnitudes
+            level = self.latent_head(self.latent_norm(coarse.transpose(1, 2)))  # [B, T, A*F]
+            y = (y.reshape(b, t, g.FRAMES_PER_LATENT, -1) + level[:, :, None]).reshape(b, n, -1)
         parts = 1 if self.position_phase else 2
         y = y.reshape(b, n, g.AUDIO_CHANNELS, parts, g.BINS).permute(0, 2, 1, 4, 3)
-        logmag = y[..., 0]  # y: [B, A, N, F, parts]
-        if self.latent_head_on:
-            level = self.latent_head(self.latent_norm(coarse.transpose(1, 2)))  # [B, T, A*F]
-            level = level.reshape(b, t, 1, g.AUDIO_CHANNELS, g.BINS).permute(0, 3, 1, 2, 4)
-            logmag = (logmag.reshape(b, g.AUDIO_CHANNELS, t, g.FRAMES_PER_LATENT, g.BINS)
-                      + level).reshape(b, g.AUDIO_CHANNELS, n, g.BINS)
-        logmag = torch.clamp(logmag, max=8.0)
+        logmag = torch.clamp(y[..., 0], max=8.0)  # y: [B, A, N, F, parts]
         if not self.position_phase:
             return logmag, y[..., 1], None
         if self.deviations == "peaks":

@@ -241,6 +241,8 @@ def main():
         ap.error("--deviation-weight needs --position-phase")
     if args.keep_magnitudes and args.fresh_decoder:
         ap.error("--keep-magnitudes and --fresh-decoder are two different starts; pick one")
+    if args.dec_latent_head and not args.position_phase:
+        ap.error("--dec-latent-head needs --position-phase (a plain head predicts phases too)")
     if (args.dec_fine_dim or args.dec_latent_head) and args.init and not args.fresh_decoder:
         ap.error("--dec-fine-dim and --dec-latent-head shape a new decoder: from --init only "
                  "with --fresh-decoder")

@@ -27,7 +27,7 @@ if not MISSING:
     from tools.train.gm_tiny import geometry as g
     from tools.train.gm_tiny.autoencoder import Autoencoder
     from tools.train.gm_tiny.from_bundle import onnx_weights
-    from tools.train.gm_tiny.smoke import export_autoencoder
+    from tools.train.gm_tiny.smoke import agree, export_autoencoder
 
     BUNDLE = ROOT / "models" / "gm-tiny"
 
@@ -88,6 +88,10 @@ class FromBundleTest(unittest.TestCase):
         audio = 0.1 * torch.randn(1, g.AUDIO_CHANNELS, 6 * g.SAMPLES_PER_LATENT)
         with tempfile.TemporaryDirectory() as d, torch.no_grad():
             export_autoencoder(Path(d), ae, audio, ae.encoder(audio))
+            # The export's own check (onnx.reference, not ORT) must run the graph too.
+            z, offset = torch.randn(1, g.LATENT_CHANNELS, 7), torch.tensor([-3])
+            agree(Path(d) / "decoder.onnx", {"latents": z, "frame_offset": offset},
+                  ae.decoder(z, offset))
             for name in ("encoder", "decoder"):
                 model = onnx.load(str(Path(d) / f"{name}.onnx"))
                 onnx_weights.store_half(model, "fp16")
