@@ -222,7 +222,8 @@ def _shifted(x, s: int, fill: float):
 
 def peak_deviations(logmag):
     """Each bin's deviation (bins) read from the log magnitudes themselves, [B, A, N, F] ->
-    [B, A, N / 4, F] (one per latent frame): per latent frame (the mean log magnitude of its 4 STFT frames), each local
+    [B, A, N / 4, F], one per latent frame: per latent frame (the mean log magnitude of its
+    4 STFT frames), each local
     maximum along frequency is a partial, placed between bins by a parabola through the peak
     and its neighbours; every bin takes the place of the loudest partial within
     `PEAK_REACH` bins of it, less its own index (0 where there is none).
@@ -264,7 +265,8 @@ def peak_turn(logmag, frame_offset) -> Turn:
     """The turn a position-phase decoder with `deviations="peaks"` plays for the log
     magnitudes [B, A, N, F] (`peak_deviations`; no gradient reaches the magnitudes through
     it), from `frame_offset` [B] int64, the first latent frame's index."""
-    deviation = torch.repeat_interleave(peak_deviations(logmag.detach()), g.FRAMES_PER_LATENT, dim=2)
+    deviation = torch.repeat_interleave(peak_deviations(logmag.detach()), g.FRAMES_PER_LATENT,
+                                        dim=2)
     return frame_rotation(deviation, frame_offset, logmag.shape[2])
 
 

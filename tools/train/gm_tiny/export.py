@@ -70,11 +70,14 @@ def ae_stages(ckpt) -> str:
     hires = ckpt.get("sizes", {}).get("enc_hires_bins", 0)
     from_bundle = any("bundle" in st for st in stages)  # its words name the fine view
     view = f" (encoder with a {hires}-bin 12.5 Hz fine view)" if hires and not from_bundle else ""
-    sizes = ckpt.get("sizes", {})
-    if sizes.get("dec_fine_dim") and not from_bundle:
-        view += f" (decoder {sizes['dec_fine_dim']} wide at the STFT frame rate)"
-    if sizes.get("dec_latent_head") and not from_bundle:
-        view += " (decoder with a latent-rate magnitude head)"
+    # The decoder's shape is named by a bundle's words only if no new decoder came after it.
+    fresh = max((i for i, st in enumerate(stages) if st.get("fresh_decoder")), default=0)
+    if not any("bundle" in st for st in stages[fresh:]):
+        sizes = ckpt.get("sizes", {})
+        if sizes.get("dec_fine_dim"):
+            view += f" (decoder {sizes['dec_fine_dim']} wide at the STFT frame rate)"
+        if sizes.get("dec_latent_head"):
+            view += " (decoder with a latent-rate magnitude head)"
     return " then ".join(stage_words(st) for st in stages) + view
 
 

@@ -136,9 +136,10 @@ def bundle_words(bundle: Path) -> tuple[str, int]:
 def autoencoder_sizes(encoder_weights, decoder_weights, decoder_inputs: list[str]) -> dict:
     """`Autoencoder` sizes from the encoder's first convolution (the fine view widens it)
     and the decoder: its width at the STFT frame rate (its last norm's), whether it has a
-    latent-rate magnitude head, and whether it takes `frame_offset` (position phase), with a deviation head at the latent rate or
-    deviations read from its magnitudes' peaks. The weights are each graph's
-    `graph_weights`, `decoder_inputs` the decoder graph's input names."""
+    latent-rate magnitude head, and whether it takes `frame_offset` (position phase), with
+    a deviation head at the latent rate or deviations read from its magnitudes' peaks. The
+    weights are each graph's `graph_weights`, `decoder_inputs` the decoder graph's input
+    names."""
     inputs = encoder_weights[0]["inp.weight"].shape[1] // g.AUDIO_CHANNELS
     hires = inputs - g.ENC_BINS
     sizes = {"enc_hires_bins": hires} if hires else {}

@@ -121,6 +121,19 @@ class FromBundleTest(unittest.TestCase):
         self.assertIn("bias", str(caught.exception))
         self.assertTrue(torch.equal(layer.weight, kept[0]) and torch.equal(huge.weight, kept[1]))
 
+    def test_a_new_decoder_after_a_bundle_is_named_by_its_own_shape(self):
+        from tools.train.gm_tiny.export import ae_stages
+        bundle = {"bundle": "gm-tiny", "words": "4000 steps"}
+        fresh = {"steps": 1500, "decoder_only": True, "fresh_decoder": True,
+                 "phase_weight": 0.0, "position_phase": True, "deviations": "peaks"}
+        sizes = {"dec_position_phase": True, "dec_deviations": "peaks", "dec_latent_head": True}
+        words = ae_stages({"step": 1500, "stages": [bundle, fresh], "sizes": sizes})
+        self.assertTrue(words.startswith("4000 steps then 1500 steps (a new decoder"), words)
+        self.assertIn("latent-rate magnitude head", words)
+        # The bundle's own words describe its decoder: nothing is added to them.
+        only_bundle = {"step": 0, "stages": [bundle], "sizes": {"dec_fine_dim": 96}}
+        self.assertEqual(ae_stages(only_bundle), "4000 steps")
+
     def test_scopes_name_the_module(self):
         self.assertEqual(from_bundle.linear_scope("/coarse/coarse.0/up/MatMul"), "coarse.0.up")
         self.assertEqual(from_bundle.linear_scope("/blocks.0/mlp/mlp.0/MatMul"), "blocks.0.mlp.0")
