@@ -172,6 +172,13 @@ def turn_angle(steps, m):
     return (math.pi / 2) * (quarters[:, None].to(steps.dtype) + steps * m.to(steps.dtype) / PHASE_GRID)
 
 
+def grid_steps(deviation):
+    """`deviation` (bins) clamped to +-`MAX_DEVIATION` and rounded to whole grid steps of
+    `1 / PHASE_GRID` bins: what every form of the rule plays."""
+    limit = MAX_DEVIATION * PHASE_GRID
+    return torch.round((deviation * PHASE_GRID).clamp(-limit, limit))
+
+
 def frame_rotation(deviation, frame_offset, frames: int, soft: bool = False) -> Turn:
     """The turn of a partial `deviation` bins off bin `k`'s centre at STFT frame
     `m = 4 * frame_offset + n`: `(pi / 2) * (k + d) * (m mod 4 * PHASE_GRID)`, `d` the
@@ -185,10 +192,10 @@ def frame_rotation(deviation, frame_offset, frames: int, soft: bool = False) -> 
     ever sees small frame counts (a count from the loop's start made every deviation's
     gradient grow with the position). `deviation` [B, A, N, F]."""
     m = period_frames(frame_offset, frames, deviation.device)
+    if not soft:
+        return Turn(turn_angle(grid_steps(deviation), m), None, deviation)
     limit = MAX_DEVIATION * PHASE_GRID
     steps = deviation * PHASE_GRID
-    if not soft:
-        return Turn(turn_angle(torch.round(steps.clamp(-limit, limit)), m), None, deviation)
     # Straight through the clamp (so a deviation pushed past it is never stuck there).
     steps = steps + (steps.clamp(-limit, limit) - steps).detach()
     nearest = torch.round(steps.detach())
@@ -380,7 +387,7 @@ class Decoder(nn.Module):
         ([B, A, N, F], or `LOBE_PHASE` [F] with `position_phase`) and the position turn
         ([`Turn`], its phasor in training only; None without `position_phase`, so an
         exported plain decoder adds no zeros on latentd's decode path). Training's form:
-        decoding in eval mode plays the same turns from a table ([`played_stft`])."""
+        decoding in eval mode plays the same turns in fewer operations ([`played_stft`])."""
         logmag, head_phase, deviation = self.parts(z)
         if not self.position_phase:
             return logmag, head_phase, None
@@ -410,10 +417,8 @@ def played_stft(logmag, deviation, frame_offset):
     gather over every bin cost more than the arithmetic they replace."""
     b, a, n, f = logmag.shape
     t = deviation.shape[2]
-    limit = MAX_DEVIATION * PHASE_GRID
-    steps = torch.round((deviation * PHASE_GRID).clamp(-limit, limit))
     k = torch.arange(f, device=logmag.device, dtype=logmag.dtype)
-    rate = torch.remainder(PHASE_GRID * k + steps, TURN_STEPS)  # [B, A, T, F], whole steps
+    rate = torch.remainder(PHASE_GRID * k + grid_steps(deviation), TURN_STEPS)  # [B, A, T, F]
     m = period_frames(frame_offset, n, logmag.device).to(logmag.dtype) * (2 * math.pi / TURN_STEPS)
     angle = rate[:, :, :, None, :] * m.reshape(-1, 1, t, g.FRAMES_PER_LATENT, 1)
     angle = angle.reshape(b, a, n, f) + LOBE_PHASE.to(logmag.device)

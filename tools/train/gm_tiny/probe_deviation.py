@@ -50,9 +50,8 @@ def straight_through(deviation, frame_offset, frames: int, soft: bool = False):
     if not soft:
         return ROUNDED(deviation, frame_offset, frames)
     m = autoencoder.period_frames(frame_offset, frames, deviation.device)
-    limit = autoencoder.MAX_DEVIATION * autoencoder.PHASE_GRID
     steps = deviation * autoencoder.PHASE_GRID
-    steps = steps + (torch.round(steps.clamp(-limit, limit)) - steps).detach()
+    steps = steps + (autoencoder.grid_steps(deviation) - steps).detach()
     return autoencoder.Turn(autoencoder.turn_angle(steps, m), None, deviation)
 
 
