@@ -78,11 +78,11 @@ fn start_daemon(session: &JackSession, dir: &TempDir, extra: &[&str]) -> (Daemon
         .chain(extra)
         .copied()
         .collect();
-    let daemon = Daemon::start(
+    let mut daemon = Daemon::start(
         dir,
         Launch::engine_off_on_jack(session.server.name(), &notify, &args),
     );
-    notify.until("READY=1", START);
+    daemon.until_ready(&notify, START);
     let osc = Link::connect(daemon.osc_addr(Duration::from_secs(5)), Transport::Udp);
     (daemon, osc)
 }
@@ -318,7 +318,7 @@ fn a_capture_without_input_ports_fails_with_the_reason() {
 fn the_null_output_has_no_input_ports_to_capture() {
     let dir = TempDir::new().unwrap();
     let notify = NotifySocket::bind(dir.path());
-    let daemon = Daemon::start(
+    let mut daemon = Daemon::start(
         &dir,
         Launch {
             notify: Some(&notify),
@@ -329,7 +329,7 @@ fn the_null_output_has_no_input_ports_to_capture() {
             ..Launch::default()
         },
     );
-    notify.until("READY=1", START);
+    daemon.until_ready(&notify, START);
     assert!(
         daemon.has_line("has no input ports"),
         "{:?}",

@@ -139,7 +139,7 @@ fn daemon_report_with(
         .local_addr()
         .unwrap()
         .port();
-    let daemon = Daemon::start(
+    let mut daemon = Daemon::start(
         dir,
         Launch {
             oscquery_port,
@@ -150,7 +150,7 @@ fn daemon_report_with(
             )
         },
     );
-    notify.until("READY=1", START);
+    daemon.until_ready(&notify, START);
     let line = daemon.wait_line("audio: the jack callback runs", Duration::from_secs(5));
     eprintln!("the daemon said: {line}");
     (
@@ -321,7 +321,7 @@ fn the_callback_with_input_ports_and_a_running_capture_does_not_allocate() {
             &["--source", source.to_str().unwrap(), "--inputs", "2"],
         ),
     );
-    notify.until("READY=1", START);
+    daemon.until_ready(&notify, START);
     let (patch, _) =
         jack::Client::new("rt-patch", jack::ClientOptions::NO_START_SERVER).expect("patch client");
     for k in 1..=2 {

@@ -27,7 +27,8 @@ const START: Duration = Duration::from_secs(30);
 const LOOP_SECONDS: &str = "120";
 
 /// A daemon reading `config`, OSC on `osc_bind`, OSCQuery on a free port, with `extra`
-/// arguments; waits for `READY=1`.
+/// arguments; waits for `READY=1`. The free port is only free when it was picked: a daemon
+/// that loses it to another test's socket before binding it is started again on another.
 fn start(
     dir: &TempDir,
     notify: &NotifySocket,
@@ -35,26 +36,36 @@ fn start(
     osc_bind: &str,
     extra: &[&str],
 ) -> Daemon {
-    let oscquery_port = common::http::free_port();
-    let mut args = vec![
-        "--config".to_string(),
-        config.display().to_string(),
-        "--loop-seconds".into(),
-        LOOP_SECONDS.into(),
-    ];
-    args.extend(extra.iter().map(|a| a.to_string()));
-    let daemon = Daemon::start(
-        dir,
-        Launch {
-            notify: Some(notify),
-            args,
-            osc_bind: osc_bind.into(),
-            oscquery_port,
-            ..Launch::default()
-        },
-    );
-    notify.until("READY=1", START);
-    daemon
+    let mut tries = 0;
+    loop {
+        let oscquery_port = common::http::free_port();
+        let mut args = vec![
+            "--config".to_string(),
+            config.display().to_string(),
+            "--loop-seconds".into(),
+            LOOP_SECONDS.into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let mut daemon = Daemon::start(
+            dir,
+            Launch {
+                notify: Some(notify),
+                args,
+                osc_bind: osc_bind.into(),
+                oscquery_port,
+                ..Launch::default()
+            },
+        );
+        match daemon.start_outcome(notify, START) {
+            Ok(_) => return daemon,
+            Err(failure)
+                if tries < 2 && failure.contains(&format!("OSCQuery on port {oscquery_port}")) =>
+            {
+                tries += 1;
+            }
+            Err(failure) => panic!("{failure}"),
+        }
+    }
 }
 
 /// Rewrite `config`, send SIGHUP, wait for `READY=1` and the reload's log line (the `n`th

@@ -330,7 +330,7 @@ fn a_corrupt_state_file_is_moved_aside_and_the_daemon_starts_from_defaults() {
             ..Launch::default()
         },
     );
-    notify.until("READY=1", START);
+    daemon.until_ready(&notify, START);
     let moved: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())

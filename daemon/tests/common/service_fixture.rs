@@ -267,6 +267,53 @@ impl Daemon {
         }
     }
 
+    /// Waits for `READY=1` on `notify` (the datagrams until it, the last one `READY=1`).
+    /// A daemon that exits first fails the test at once with its exit status and log, and
+    /// one still starting after `timeout` fails with its log: the reason is in the failure,
+    /// not lost with the child.
+    pub fn until_ready(
+        &mut self,
+        notify: &NotifySocket,
+        timeout: Duration,
+    ) -> Vec<(String, Instant)> {
+        self.start_outcome(notify, timeout)
+            .unwrap_or_else(|failure| panic!("{failure}"))
+    }
+
+    /// [`until_ready`](Self::until_ready), with the failure returned instead of panicking.
+    pub fn start_outcome(
+        &mut self,
+        notify: &NotifySocket,
+        timeout: Duration,
+    ) -> Result<Vec<(String, Instant)>, String> {
+        let end = Instant::now() + timeout;
+        let mut got = Vec::new();
+        loop {
+            if let Some(m) = notify.receive(Duration::from_millis(100)) {
+                let ready = m.0.lines().any(|l| l == "READY=1");
+                got.push(m);
+                if ready {
+                    return Ok(got);
+                }
+                continue;
+            }
+            if let Some(status) = self.exited() {
+                // Let the reader thread take the last lines.
+                std::thread::sleep(Duration::from_millis(50));
+                return Err(format!(
+                    "exited before READY=1 ({status:?}); notify got {got:?}; log:\n{}",
+                    self.lines().join("\n")
+                ));
+            }
+            if Instant::now() > end {
+                return Err(format!(
+                    "no READY=1 within {timeout:?}; notify got {got:?}; log:\n{}",
+                    self.lines().join("\n")
+                ));
+            }
+        }
+    }
+
     /// Whether a stderr line contains `text` now.
     pub fn has_line(&self, text: &str) -> bool {
         self.lines().iter().any(|l| l.contains(text))
