@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Command line: generate a licence-clean training (or heldout) dataset for latentd's model.
 
-    python3 tools/train/make_dataset.py --out DIR --clips N --seconds 8 --seed S --jobs 2 [--heldout] [--stats]
+    python3 tools/train/make_dataset.py --out DIR --clips N --seconds 8 --seed S --jobs 2 [--heldout] [--sparse-without-drums] [--stats]
 
 Writes DIR/clips/NNNNN.wav, DIR/events/NNNNN.json, DIR/clips.jsonl, DIR/tags.txt,
 DIR/brightness.json and DIR/PROVENANCE.md (see tools/train/README.md). Bad arguments:
@@ -27,6 +27,9 @@ def main() -> int:
     ap.add_argument("--heldout", action="store_true", help="use the heldout seed space (never in training)")
     ap.add_argument("--soundfont", action="append", help=f"soundfont path (repeatable; default {DEFAULT_SOUNDFONTS})")
     ap.add_argument("--brightness-from", help="take the bright/dark thresholds from this dataset's brightness.json")
+    ap.add_argument("--sparse-without-drums", action="store_true",
+                    help="arrange the clips without drums sparse: held chords, half-note bass, no arpeggio,"
+                         " long melody notes (off: their style's own rhythm section, as gm-tiny's data)")
     ap.add_argument("--stats", action="store_true", help="print the count per tag at the end")
     args = ap.parse_args()
     if args.clips < 1 or args.seconds <= 0 or args.seconds > 600 or args.jobs < 1:
@@ -34,7 +37,8 @@ def main() -> int:
         return 2
     try:
         summary = make_dataset(args.out, args.clips, args.seconds, args.seed, args.jobs, args.heldout,
-                               args.soundfont, args.brightness_from)
+                               args.soundfont, args.brightness_from,
+                               sparse_without_drums=args.sparse_without_drums)
     except (ValueError, OSError) as e:
         print(f"make_dataset: {e}", file=sys.stderr)
         return 2

@@ -156,8 +156,17 @@ def _chord(scale_pcs, root_deg, sevenths):
     return [scale_pcs[d % 7] + 12 * (d // 7) for d in degs]  # semitones above the tonic
 
 
-def compose(seed: int, seconds: float = 8.0, drums: bool | None = None, style: str | None = None) -> Composition:
-    """Compose one clip of `seconds` from `seed`. `drums`/`style` force a choice (tests, covers)."""
+def compose(seed: int, seconds: float = 8.0, drums: bool | None = None, style: str | None = None,
+            sparse_without_drums: bool = False) -> Composition:
+    """Compose one clip of `seconds` from `seed`. `drums`/`style` force a choice (tests, covers).
+
+    `sparse_without_drums`: a clip without drums is arranged as a band plays when the drums
+    drop out (a breakdown, a ballad verse): held chords, bass on the half notes, no
+    arpeggio, the melody in long notes. Off, a clip without drums keeps its style's
+    rhythm section (pop's quarter-note chords and eighth-note bass), which is how the
+    shipped gm-tiny's data was made. The random draws are the same either way, so every
+    clip with drums, and every choice of key, tempo and progression, stays as it was.
+    """
     rng = random.Random(seed)
     style_name = style or rng.choice(sorted(STYLES))
     st = STYLES[style_name]
@@ -167,6 +176,7 @@ def compose(seed: int, seconds: float = 8.0, drums: bool | None = None, style: s
     has_drums = rng.random() < st.drums_p
     if drums is not None:
         has_drums = drums
+    sparse = sparse_without_drums and not has_drums
     scale = SCALES[mode]
     beat = 60.0 / tempo
     bar = 4 * beat
@@ -186,8 +196,8 @@ def compose(seed: int, seconds: float = 8.0, drums: bool | None = None, style: s
                               int(key), int(max(1, min(127, vel)))))
 
     use_pad = rng.random() < st.pad_p
-    use_arp = rng.random() < st.arp_p
-    chord_rhythm = st.chord_rhythm
+    use_arp = rng.random() < st.arp_p and not sparse
+    chord_rhythm = "sustain" if sparse else st.chord_rhythm
     # Chords (channel 1).
     ch = PARTS["chords"]
     for i, deg in enumerate(chord_seq):
@@ -226,7 +236,7 @@ def compose(seed: int, seconds: float = 8.0, drums: bool | None = None, style: s
         t0 = i * chord_len
         root = bass_base + scale[deg % 7]
         fifth = bass_base + _chord(scale, deg, False)[2]
-        r = st.bass_rhythm
+        r = "roots" if sparse and st.bass_rhythm != "sparse" else st.bass_rhythm
         if r == "roots":
             for b in range(int(chord_len / beat) // 2):
                 add(t0 + 2 * b * beat, 1.9 * beat, ch, root if b % 2 == 0 else fifth, 90)
@@ -253,7 +263,7 @@ def compose(seed: int, seconds: float = 8.0, drums: bool | None = None, style: s
     # Melody (channel 0): two-bar motifs, repeated with variation, chord tones on strong beats.
     ch = PARTS["melody"]
     center = rng.choice([60, 64, 67, 72, 76])
-    slow = tempo < 90 or style_name in ("ambient",)
+    slow = tempo < 90 or style_name in ("ambient",) or sparse
     durs_beats = [2.0, 1.5, 1.0, 3.0, 4.0] if slow else ([1.0, 0.5, 0.5, 0.25, 1.5] if density > 1.2 else
                                                          [1.0, 0.5, 2.0, 1.5])
     scale_keys = [k for k in range(center - 14, center + 15) if (k - tonic) % 12 in scale]

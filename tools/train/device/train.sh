@@ -21,14 +21,16 @@
 # of its log magnitudes; 0 = 128, gm-tiny's; README: why wider, and what it costs latentd's
 # decode), DEC_LATENT_HEAD (with DEC_POSITION_PHASE=peaks, 1 by default: the decoder also
 # predicts log magnitudes from its latent-rate features, 256 more dimensions for a sixth more
-# decode; README: "A latent-rate magnitude head").
+# decode; README: "A latent-rate magnitude head"), SPARSE_WITHOUT_DRUMS (1 by default: the
+# training clips without drums are arranged sparse, as the shipped DiT's last stage saw them,
+# so that `nodrums` is heard; 0: their style's own rhythm section; README: "Clips without drums").
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 OUT="${OUT:?set OUT to the folder results go to}"
 DEVICE="${DEVICE:-cuda}" CLIPS="${CLIPS:-3000}" JOBS="${JOBS:-16}" WORK="${WORK:-/tmp/gm-train}"
 AE_MIN="${AE_MIN:-2.5}" DEC_MIN="${DEC_MIN:-1}" DIT_MIN="${DIT_MIN:-2.5}"
 ENC_HIRES_BINS="${ENC_HIRES_BINS:-160}" DEC_POSITION_PHASE="${DEC_POSITION_PHASE:-0}"
-DEC_FINE_DIM="${DEC_FINE_DIM:-0}"
+DEC_FINE_DIM="${DEC_FINE_DIM:-0}" SPARSE_WITHOUT_DRUMS="${SPARSE_WITHOUT_DRUMS:-1}"
 DEC_LATENT_HEAD="${DEC_LATENT_HEAD:-$([ "$DEC_POSITION_PHASE" = peaks ] && echo 1 || echo 0)}"
 CARRY=target/device-carry
 SF="$CARRY/sf/MuseScore_General_Lite.sf3"
@@ -43,6 +45,11 @@ case "$DEC_LATENT_HEAD/$DEC_POSITION_PHASE" in  # stage 1's new decoder; the res
     1/peaks) NEW_DECODER=(--dec-latent-head) ;;
     1/*) echo "train: DEC_LATENT_HEAD=1 needs DEC_POSITION_PHASE=peaks" >&2; exit 2 ;;
     *) echo "train: DEC_LATENT_HEAD=$DEC_LATENT_HEAD: 0 or 1" >&2; exit 2 ;;
+esac
+case "$SPARSE_WITHOUT_DRUMS" in
+    0) SPARSE=() ;;
+    1) SPARSE=(--sparse-without-drums) ;;
+    *) echo "train: SPARSE_WITHOUT_DRUMS=$SPARSE_WITHOUT_DRUMS: 0 or 1" >&2; exit 2 ;;
 esac
 mkdir -p "$OUT" "$WORK"
 started=$(date +%s)
@@ -59,7 +66,7 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.i
 
 stage "data: $CLIPS training clips, 60 heldout"
 python3 tools/train/make_dataset.py --out "$WORK/data/train" --clips "$CLIPS" --seconds 8 \
-    --seed 1 --jobs "$JOBS" --soundfont "$SF" >"$WORK/data.log" 2>&1
+    --seed 1 --jobs "$JOBS" --soundfont "$SF" "${SPARSE[@]}" >"$WORK/data.log" 2>&1
 python3 tools/train/make_dataset.py --out "$WORK/data/heldout" --clips 60 --seed 1 --heldout \
     --brightness-from "$WORK/data/train" --jobs "$JOBS" --soundfont "$SF" >>"$WORK/data.log" 2>&1
 
