@@ -112,6 +112,8 @@ def main():
         ae = autoencoder_from(ae_ckpt)
         ae_text = ae_stages(ae_ckpt)
     else:
+        # Read before the copy: `--out` may be that very bundle, its PROVENANCE.md rewritten below.
+        carried = carried_autoencoder_provenance(args.autoencoder_from)
         ae_text = copy_autoencoder(args.autoencoder_from, out)
     if not args.fp32:
         # A position-phase decoder rounds its deviations to a grid, and weights that differ
@@ -166,6 +168,10 @@ def main():
                              text(torch.tensor([[0, 9]])), tol)
     (out / "tags.txt").write_text("".join(f"{tag}\n" for tag in vocab))
     params = {name: sum(p.numel() for p in m.parameters()) for name, m in exported.items()}
+    if ae_ckpt is None:
+        # The copied graphs are the bytes their bundle's provenance describes: carry its facts.
+        params, fp16, errs = ({**carried[key], **mine} for key, mine in
+                              (("parameters", params), ("fp16", fp16), ("errors", errs)))
     provenance = (f"gm-tiny, trained by latentd's tools/train on procedurally composed music "
                   f"rendered with MIT-licensed General MIDI soundfonts; "
                   f"autoencoder {ae_text}, {dit_words(ckpt, arch)}; PROVENANCE.md")
@@ -174,7 +180,8 @@ def main():
         ae_line = (f"{ae_text}, heldout log-mel error "
                    f"{ae_ckpt.get('heldout_log_mel_db', float('nan')):.2f} dB (64 bands)")
     else:
-        ae_line = f"{ae_text} (encoder.onnx and decoder.onnx copied from `{args.autoencoder_from}`)"
+        ae_line = (f"{carried['line'] or ae_text} ({COPIED} from `{args.autoencoder_from}`; "
+                   "their figures below are from its provenance)")
     # Each training set's own provenance, its headings moved under this file's.
     data_provenance = "\n".join(
         f"### `{d.name}`\n\n" + (d / "PROVENANCE.md").read_text().replace("\n## ", "\n#### ")
@@ -186,7 +193,7 @@ def main():
         "no downloaded audio). Licence: MIT (the weights, the code, the soundfont).\n\n"
         f"- parameters: {json.dumps(params)}\n"
         f"- autoencoder: {ae_line}\n"
-        f"- DiT + tag embedding: {dit_words(ckpt, arch)} (EMA weights)\n"
+        f"- {dit_words(ckpt, arch)}, with its tag embedding (EMA weights)\n"
         f"- stored as fp16 initializers: {json.dumps(fp16)}\n"
         f"- max |onnx.reference - torch| per graph: {json.dumps(errs)}\n\n"
         "## Training data\n\nThe commands that trained each stage on these sets are in "
@@ -211,6 +218,26 @@ def copy_autoencoder(bundle: Path, out: Path) -> str:
         if bundle.resolve() != out.resolve():
             shutil.copyfile(bundle / name, out / name)
     return words
+
+
+COPIED = "encoder.onnx and decoder.onnx copied unchanged"
+
+
+def carried_autoencoder_provenance(bundle: Path) -> dict:
+    """What `bundle`'s PROVENANCE.md (written by `main`) says of its encoder and decoder: the
+    `line` after "- autoencoder: " (without an earlier copy's note; None where there is
+    none), and their entries of the `parameters`, `fp16` and `errors` lines (empty where the
+    file or the line is missing). A bundle that copies them on keeps saying what they are."""
+    path = bundle / "PROVENANCE.md"
+    text = path.read_text() if path.exists() else ""
+    line = re.search(r"^- autoencoder: (.*)$", text, re.M)
+    facts = {"line": line.group(1).split(f" ({COPIED}")[0] if line else None}
+    for key, label in (("parameters", "parameters"), ("fp16", "stored as fp16 initializers"),
+                       ("errors", "max |onnx.reference - torch| per graph")):
+        found = re.search(rf"^- {re.escape(label)}: (\{{.*\}})$", text, re.M)
+        entries = json.loads(found.group(1)) if found else {}
+        facts[key] = {g: entries[g] for g in ("encoder", "decoder") if g in entries}
+    return facts
 
 
 def autoencoder_words(bundle: Path) -> str | None:

@@ -134,6 +134,23 @@ class FromBundleTest(unittest.TestCase):
         only_bundle = {"step": 0, "stages": [bundle], "sizes": {"dec_fine_dim": 96}}
         self.assertEqual(ae_stages(only_bundle), "4000 steps")
 
+    def test_a_bundle_that_copies_an_autoencoder_carries_its_provenance(self):
+        from tools.train.gm_tiny.export import COPIED, carried_autoencoder_provenance
+        facts = carried_autoencoder_provenance(BUNDLE)
+        self.assertIn("heldout log-mel error", facts["line"])
+        self.assertEqual(facts["parameters"], {"encoder": 2605120, "decoder": 2067204})
+        self.assertEqual(set(facts["fp16"]), {"encoder", "decoder"})
+        self.assertEqual(set(facts["errors"]), {"encoder", "decoder"})
+        with tempfile.TemporaryDirectory() as d:
+            # A copy of a copy says where it came from once, not once per copy.
+            copied = (BUNDLE / "PROVENANCE.md").read_text().replace(
+                facts["line"], f"{facts['line']} ({COPIED} from `elsewhere`; ...)")
+            (Path(d) / "PROVENANCE.md").write_text(copied)
+            self.assertEqual(carried_autoencoder_provenance(Path(d))["line"], facts["line"])
+            (Path(d) / "PROVENANCE.md").unlink()
+            self.assertEqual(carried_autoencoder_provenance(Path(d)),
+                             {"line": None, "parameters": {}, "fp16": {}, "errors": {}})
+
     def test_scopes_name_the_module(self):
         self.assertEqual(from_bundle.linear_scope("/coarse/coarse.0/up/MatMul"), "coarse.0.up")
         self.assertEqual(from_bundle.linear_scope("/blocks.0/mlp/mlp.0/MatMul"), "blocks.0.mlp.0")
