@@ -55,7 +55,7 @@ pub fn start_tone_daemon(
         dir,
         Launch::engine_off_on_jack(session.server.name(), notify, &args),
     );
-    daemon.until_ready(&notify, START);
+    daemon.until_ready(notify, START);
     // Into the private server, at its rate: the ring (at the engine's rate) plays unconverted.
     daemon.wait_line("audio: jack output, 48000 Hz", Duration::from_secs(2));
     assert!(
