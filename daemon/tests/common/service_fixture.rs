@@ -21,6 +21,9 @@ use tempfile::TempDir;
 pub use super::osc_client::Status;
 use super::{BIN, isolated_env};
 
+/// Notify datagrams as received, each with its arrival time.
+pub type Datagrams = Vec<(String, Instant)>;
+
 /// A Unix datagram socket bound where `NOTIFY_SOCKET` will point, as systemd owns it.
 pub struct NotifySocket {
     socket: UnixDatagram,
@@ -90,19 +93,36 @@ impl NotifySocket {
     }
 
     /// Datagrams until one contains `line` (returned last), or panic after `timeout`.
-    pub fn until(&self, line: &str, timeout: Duration) -> Vec<(String, Instant)> {
+    pub fn until(&self, line: &str, timeout: Duration) -> Datagrams {
+        self.until_or(line, timeout, || false)
+            .unwrap_or_else(|got| panic!("no {line} within {timeout:?}; got {got:?}"))
+    }
+
+    /// Datagrams until one contains `line` (returned last); `Err` with those received when
+    /// `timeout` passes or `give_up` (asked at least every 100 ms while nothing arrives)
+    /// says so.
+    pub fn until_or(
+        &self,
+        line: &str,
+        timeout: Duration,
+        mut give_up: impl FnMut() -> bool,
+    ) -> Result<Datagrams, Datagrams> {
         let end = Instant::now() + timeout;
         let mut out = Vec::new();
         while let Some(left) = end.checked_duration_since(Instant::now()) {
-            if let Some(m) = self.receive(left) {
-                let done = m.0.lines().any(|l| l == line);
-                out.push(m);
-                if done {
-                    return out;
+            match self.receive(left.min(Duration::from_millis(100))) {
+                Some(m) => {
+                    let done = m.0.lines().any(|l| l == line);
+                    out.push(m);
+                    if done {
+                        return Ok(out);
+                    }
                 }
+                None if give_up() => return Err(out),
+                None => {}
             }
         }
-        panic!("no {line} within {timeout:?}; got {out:?}");
+        Err(out)
     }
 }
 
@@ -267,17 +287,13 @@ impl Daemon {
         }
     }
 
-    /// Waits for `READY=1` on `notify` (the datagrams until it, the last one `READY=1`).
-    /// A daemon that exits first fails the test at once with its exit status and log, and
-    /// one still starting after `timeout` fails with its log: the reason is in the failure,
-    /// not lost with the child.
-    pub fn until_ready(
-        &mut self,
-        notify: &NotifySocket,
-        timeout: Duration,
-    ) -> Vec<(String, Instant)> {
-        self.start_outcome(notify, timeout)
-            .unwrap_or_else(|failure| panic!("{failure}"))
+    /// Waits for `READY=1` on `notify`. A daemon that exits first fails the test at once
+    /// with its exit status and log, and one still starting after `timeout` fails with its
+    /// log: the reason is in the failure, not lost with the child.
+    pub fn until_ready(&mut self, notify: &NotifySocket, timeout: Duration) {
+        if let Err(failure) = self.start_outcome(notify, timeout) {
+            panic!("{failure}");
+        }
     }
 
     /// [`until_ready`](Self::until_ready), with the failure returned instead of panicking.
@@ -285,33 +301,23 @@ impl Daemon {
         &mut self,
         notify: &NotifySocket,
         timeout: Duration,
-    ) -> Result<Vec<(String, Instant)>, String> {
-        let end = Instant::now() + timeout;
-        let mut got = Vec::new();
-        loop {
-            if let Some(m) = notify.receive(Duration::from_millis(100)) {
-                let ready = m.0.lines().any(|l| l == "READY=1");
-                got.push(m);
-                if ready {
-                    return Ok(got);
-                }
-                continue;
-            }
-            if let Some(status) = self.exited() {
+    ) -> Result<(), String> {
+        let got = match notify.until_or("READY=1", timeout, || self.exited().is_some()) {
+            Ok(_) => return Ok(()),
+            Err(got) => got,
+        };
+        let why = match self.exited() {
+            Some(status) => {
                 // Let the reader thread take the last lines.
                 std::thread::sleep(Duration::from_millis(50));
-                return Err(format!(
-                    "exited before READY=1 ({status:?}); notify got {got:?}; log:\n{}",
-                    self.lines().join("\n")
-                ));
+                format!("exited before READY=1 ({status:?})")
             }
-            if Instant::now() > end {
-                return Err(format!(
-                    "no READY=1 within {timeout:?}; notify got {got:?}; log:\n{}",
-                    self.lines().join("\n")
-                ));
-            }
-        }
+            None => format!("no READY=1 within {timeout:?}"),
+        };
+        Err(format!(
+            "{why}; notify got {got:?}; log:\n{}",
+            self.lines().join("\n")
+        ))
     }
 
     /// Whether a stderr line contains `text` now.
