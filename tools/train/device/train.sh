@@ -15,11 +15,13 @@
 # encoder's 12.5 Hz fine view, 160 bins; 0 = gm-tiny's shipped encoder; README: why),
 # DEC_POSITION_PHASE (0 by default: stage 1's plain decoder, fine-tuned with the phase losses;
 # peaks: the autoencoder trains with a position-phase decoder from the start, its phase read
-# from its magnitudes' peaks, and the decoder stage goes on with it; 1: the decoder stage turns
+# from its magnitudes' peaks, and the decoder stage goes on with it; partials: the same with
+# only the peaks that stand out as partials, every other bin played as noise (README:
+# "Bins without a partial"); 1: the decoder stage turns
 # stage 1's decoder into a position-phase one with a deviation head taught from the sources;
 # README: why), DEC_FINE_DIM (the decoder's width at the STFT frame rate, which bounds the rank
 # of its log magnitudes; 0 = 128, gm-tiny's; README: why wider, and what it costs latentd's
-# decode), DEC_LATENT_HEAD (with DEC_POSITION_PHASE=peaks, 1 by default: the decoder also
+# decode), DEC_LATENT_HEAD (with DEC_POSITION_PHASE=peaks or partials, 1 by default: the decoder also
 # predicts log magnitudes from its latent-rate features, 256 more dimensions for a sixth more
 # decode; README: "A latent-rate magnitude head"), SPARSE_WITHOUT_DRUMS (1 by default: the
 # training clips without drums are arranged sparse, as the shipped DiT's last stage saw them,
@@ -31,19 +33,21 @@ DEVICE="${DEVICE:-cuda}" CLIPS="${CLIPS:-3000}" JOBS="${JOBS:-16}" WORK="${WORK:
 AE_MIN="${AE_MIN:-2.5}" DEC_MIN="${DEC_MIN:-1}" DIT_MIN="${DIT_MIN:-2.5}"
 ENC_HIRES_BINS="${ENC_HIRES_BINS:-160}" DEC_POSITION_PHASE="${DEC_POSITION_PHASE:-0}"
 DEC_FINE_DIM="${DEC_FINE_DIM:-0}" SPARSE_WITHOUT_DRUMS="${SPARSE_WITHOUT_DRUMS:-1}"
-DEC_LATENT_HEAD="${DEC_LATENT_HEAD:-$([ "$DEC_POSITION_PHASE" = peaks ] && echo 1 || echo 0)}"
+# Position-phase decoders whose deviations are read from their magnitudes (no deviation head).
+READ_DEVIATIONS=$(case "$DEC_POSITION_PHASE" in peaks | partials) echo 1 ;; *) echo 0 ;; esac)
+DEC_LATENT_HEAD="${DEC_LATENT_HEAD:-$READ_DEVIATIONS}"
 CARRY=target/device-carry
 SF="$CARRY/sf/MuseScore_General_Lite.sf3"
 [ -f "$SF" ] || { echo "train: $SF is missing: run tools/train/device/prepare.sh here and carry $CARRY" >&2; exit 2; }
 case "$DEC_POSITION_PHASE" in
     0 | 1) AE_DECODER=() ;;
-    peaks) AE_DECODER=(--position-phase --deviations peaks) ;;
-    *) echo "train: DEC_POSITION_PHASE=$DEC_POSITION_PHASE: 0, 1 or peaks" >&2; exit 2 ;;
+    peaks | partials) AE_DECODER=(--position-phase --deviations "$DEC_POSITION_PHASE") ;;
+    *) echo "train: DEC_POSITION_PHASE=$DEC_POSITION_PHASE: 0, 1, peaks or partials" >&2; exit 2 ;;
 esac
-case "$DEC_LATENT_HEAD/$DEC_POSITION_PHASE" in  # stage 1's new decoder; the rest keep its shape
+case "$DEC_LATENT_HEAD/$READ_DEVIATIONS" in  # stage 1's new decoder; the rest keep its shape
     0/*) NEW_DECODER=() ;;
-    1/peaks) NEW_DECODER=(--dec-latent-head) ;;
-    1/*) echo "train: DEC_LATENT_HEAD=1 needs DEC_POSITION_PHASE=peaks" >&2; exit 2 ;;
+    1/1) NEW_DECODER=(--dec-latent-head) ;;
+    1/*) echo "train: DEC_LATENT_HEAD=1 needs DEC_POSITION_PHASE=peaks or partials" >&2; exit 2 ;;
     *) echo "train: DEC_LATENT_HEAD=$DEC_LATENT_HEAD: 0 or 1" >&2; exit 2 ;;
 esac
 case "$SPARSE_WITHOUT_DRUMS" in
@@ -95,8 +99,8 @@ if [ "$DEC_POSITION_PHASE" = 1 ]; then
     stage "position-phase decoder, $rest min"
     decoder_stage ae-dec "$WORK/ae-dev/ae.pt" "$rest" --position-phase --deviation-weight 1 \
         --lr 3e-4
-elif [ "$DEC_POSITION_PHASE" = peaks ]; then
-    stage "position-phase decoder (deviations from its peaks), $DEC_MIN min"
+elif [ "$READ_DEVIATIONS" = 1 ]; then
+    stage "position-phase decoder (deviations from its $DEC_POSITION_PHASE), $DEC_MIN min"
     decoder_stage ae-dec "$WORK/ae/ae.pt" "$DEC_MIN" "${AE_DECODER[@]}" --lr 3e-4
 else
     stage "decoder with phase losses, $DEC_MIN min"

@@ -211,10 +211,22 @@ def frame_rotation(deviation, frame_offset, frames: int, soft: bool = False) -> 
     return Turn(angle, phasor, deviation)
 
 
-# Where a position-phase decoder's deviations come from: its own head, or its magnitudes'
-# peaks (`peak_deviations`).
-DEVIATION_SOURCES = ("head", "peaks")
+# Where a position-phase decoder's deviations come from: its own head, its magnitudes' peaks
+# (`peak_deviations`), or the peaks that stand out as partials, with every other bin played
+# as noise (`partial_deviations`).
+DEVIATION_SOURCES = ("head", "peaks", "partials")
 PEAK_REACH = 2  # a bin takes its deviation from the loudest peak up to this many bins away
+# A partial (`deviations="partials"`) is a peak at least PARTIAL_PROMINENCE (natural log of
+# magnitude: 3 dB) above the quietest bin within PROMINENCE_REACH bins of it.
+PARTIAL_PROMINENCE = 0.35
+PROMINENCE_REACH = 3
+# The phase of a bin with no partial in reach (`deviations="partials"`), per STFT frame of
+# the turn's period and bin, [TURN_STEPS, F]: fixed, uniformly random, so such bins add up
+# to noise. Why (tools/train/README.md, partials): under the rule, a bin with no partial
+# turns at its centre's rate from `LOBE_PHASE`, and all such bins together are the
+# harmonics of 25 Hz in one phase: a click every 40 ms, which the onset measure counts and
+# the ear hears as a buzz on held chords.
+NOISE_PHASE_SEED = 7
 
 
 def _shifted(x, s: int, fill: float):
@@ -225,6 +237,53 @@ def _shifted(x, s: int, fill: float):
     if s > 0:
         return F.pad(x, (0, s), value=fill)[..., s:]
     return F.pad(x, (-s, 0), value=fill)[..., : x.shape[-1]]
+
+
+def _latent_level(logmag):
+    """The mean log magnitude of each latent frame's 4 STFT frames, [B, A, N, F] ->
+    [B * A * N / 4, 1, F]."""
+    b, a, n, f = logmag.shape
+    return logmag.reshape(b * a * (n // g.FRAMES_PER_LATENT), g.FRAMES_PER_LATENT, f).mean(
+        dim=1, keepdim=True)
+
+
+def _peaks(level, prominence: float | None):
+    """Each bin's deviation (bins) and whether a peak lies within `PEAK_REACH` of it (1 or
+    0), from `level` [X, 1, F]; `prominence`: a peak must also stand this far above the
+    quietest bin within `PROMINENCE_REACH` of it (None: every local maximum counts)."""
+    # Strict local maxima; the first and last bins never count (their outside is padded
+    # louder).
+    left, right = _shifted(level, -1, 1e4), _shifted(level, 1, 1e4)
+    bend = left - 2.0 * level + right
+    peak = (level > left) & (level >= right) & (bend < -1e-6)
+    if prominence is not None:
+        around = range(-PROMINENCE_REACH, PROMINENCE_REACH + 1)
+        low = torch.stack([_shifted(level, s, 1e4) for s in around], dim=-2).min(dim=-2).values
+        peak = peak & (level - low > prominence)
+    peak = peak.to(level.dtype)
+    offset = (0.5 * (left - right) / torch.clamp(bend, max=-1e-6) * peak).clamp(-0.5, 0.5)
+    # Non-peaks sink far below every peak, so the loudest of the bins in reach is a peak
+    # wherever there is one.
+    loudness = level - 1e4 * (1.0 - peak)
+    reach = range(-PEAK_REACH, PEAK_REACH + 1)
+    best, which = torch.stack([_shifted(loudness, s, -1e4) for s in reach], dim=-2).max(dim=-2)
+    # A peak s bins above a bin lies s plus its offset from it. (Gathered among the 5 shifted
+    # copies, not by index from the padded offsets: onnx.reference, which checks the export,
+    # cannot gather among more than a few dozen.)
+    place = torch.stack([s + _shifted(offset, s, 0.0) for s in reach], dim=-2)
+    found = (best > -5e3).to(level.dtype)
+    deviation = torch.gather(place, -2, which.unsqueeze(-2)).squeeze(-2) * found
+    return deviation, found
+
+
+def partial_deviations(logmag):
+    """`peak_deviations` for the peaks that stand out as partials (`PARTIAL_PROMINENCE`),
+    and where each bin has one within reach, [B, A, N, F] -> deviations and 0/1 partial,
+    each [B, A, N / 4, F]: what `deviations="partials"` plays (`played_stft`)."""
+    b, a, n, f = logmag.shape
+    deviation, found = _peaks(_latent_level(logmag), PARTIAL_PROMINENCE)
+    t = n // g.FRAMES_PER_LATENT
+    return deviation.reshape(b, a, t, f), found.reshape(b, a, t, f)
 
 
 def peak_deviations(logmag):
@@ -246,26 +305,8 @@ def peak_deviations(logmag):
     shifted copies, no selects: ORT's `Where` made a first form cost more than the rest of
     the decoder)."""
     b, a, n, f = logmag.shape
-    t = n // g.FRAMES_PER_LATENT
-    level = logmag.reshape(b * a * t, g.FRAMES_PER_LATENT, f).mean(dim=1, keepdim=True)
-    # Strict local maxima; the first and last bins never count (their outside is padded
-    # louder).
-    left, right = _shifted(level, -1, 1e4), _shifted(level, 1, 1e4)
-    bend = left - 2.0 * level + right
-    peak = ((level > left) & (level >= right) & (bend < -1e-6)).to(level.dtype)
-    offset = (0.5 * (left - right) / torch.clamp(bend, max=-1e-6) * peak).clamp(-0.5, 0.5)
-    # Non-peaks sink far below every peak, so the loudest of the bins in reach is a peak
-    # wherever there is one.
-    loudness = level - 1e4 * (1.0 - peak)
-    reach = range(-PEAK_REACH, PEAK_REACH + 1)
-    best, which = torch.stack([_shifted(loudness, s, -1e4) for s in reach], dim=-2).max(dim=-2)
-    # A peak s bins above a bin lies s plus its offset from it. (Gathered among the 5 shifted
-    # copies, not by index from the padded offsets: onnx.reference, which checks the export,
-    # cannot gather among more than a few dozen.)
-    place = torch.stack([s + _shifted(offset, s, 0.0) for s in reach], dim=-2)
-    found = (best > -5e3).to(level.dtype)
-    deviation = torch.gather(place, -2, which.unsqueeze(-2)).squeeze(-2) * found
-    return deviation.reshape(b, a, t, f)
+    deviation, _ = _peaks(_latent_level(logmag), None)
+    return deviation.reshape(b, a, n // g.FRAMES_PER_LATENT, f)
 
 
 def peak_turn(logmag, frame_offset) -> Turn:
@@ -275,6 +316,15 @@ def peak_turn(logmag, frame_offset) -> Turn:
     deviation = torch.repeat_interleave(peak_deviations(logmag.detach()), g.FRAMES_PER_LATENT,
                                         dim=2)
     return frame_rotation(deviation, frame_offset, logmag.shape[2])
+
+
+class Parts(NamedTuple):
+    """What a decoder's heads predict (`Decoder.parts`)."""
+
+    logmag: torch.Tensor  # [B, A, N, F]
+    phase: torch.Tensor | None  # [B, A, N, F] without position phase, else None
+    deviation: torch.Tensor | None  # [B, A, N / 4, F] (bins) with position phase, else None
+    partial: torch.Tensor | None  # [B, A, N / 4, F], 1 or 0, with deviations="partials"
 
 
 class Decoder(nn.Module):
@@ -289,7 +339,9 @@ class Decoder(nn.Module):
     each latent frame the decoder finds how far (within +-1 bin, on a 1/8-bin grid) its
     partial lies off the bin's centre: a second head at the latent rate predicts it
     (`deviations="head"`), or it is read from the magnitudes' own peaks
-    (`deviations="peaks"`, [`peak_deviations`]; no weights). The STFT frames turn at that
+    (`deviations="peaks"`, [`peak_deviations`]; no weights), or from the peaks that stand
+    out as partials, every other bin then playing noise (`deviations="partials"`,
+    [`partial_deviations`]; no weights). The STFT frames turn at that
     partial's rate, counted from the frame's place in the loop ([`frame_rotation`]; the
     decoder takes the first latent frame's index, `frame_offset`), from a fixed phase that
     alternates by pi from bin to bin (`LOBE_PHASE`). A held latent then decodes to steady
@@ -347,8 +399,9 @@ class Decoder(nn.Module):
 
     def from_raw(self, z, frame_offset=None):  # unscaled latents (the encoder's `raw`) -> stft
         if self.position_phase and not (self.training and torch.is_grad_enabled()):
-            logmag, _, deviation = self.parts(z)
-            return played_stft(logmag, deviation, self._offset(frame_offset, z))
+            parts = self.parts(z)
+            return played_stft(parts.logmag, parts.deviation, self._offset(frame_offset, z),
+                               parts.partial)
         return to_stft(*self.polar(z, frame_offset))
 
     @staticmethod
@@ -357,10 +410,8 @@ class Decoder(nn.Module):
             return torch.zeros(1, dtype=torch.long, device=z.device)
         return frame_offset
 
-    def parts(self, z):
-        """What the head predicts: the log magnitude [B, A, N, F]; the phase [B, A, N, F]
-        (without `position_phase`, else None); the deviations, one per latent frame
-        [B, A, T, F] (with `position_phase`, else None)."""
+    def parts(self, z) -> Parts:
+        """What the heads predict ([`Parts`])."""
         b, _, t = z.shape
         coarse = self.coarse(self.inp(z))  # [B, D, T]
         # Channel shuffle x4: [B, 4*D, T] -> [B, D, 4T], frame 4t+k from group k.
@@ -376,25 +427,35 @@ class Decoder(nn.Module):
         y = y.reshape(b, n, g.AUDIO_CHANNELS, parts, g.BINS).permute(0, 2, 1, 4, 3)
         logmag = torch.clamp(y[..., 0], max=8.0)  # y: [B, A, N, F, parts]
         if not self.position_phase:
-            return logmag, y[..., 1], None
+            return Parts(logmag, y[..., 1], None, None)
         if self.deviations == "peaks":
-            return logmag, None, peak_deviations(logmag.detach())
+            return Parts(logmag, None, peak_deviations(logmag.detach()), None)
+        if self.deviations == "partials":
+            return Parts(logmag, None, *partial_deviations(logmag.detach()))
         d = self.deviation_head(self.deviation_norm(coarse.transpose(1, 2)))  # [B, T, A*F]
-        return logmag, None, d.reshape(b, t, g.AUDIO_CHANNELS, g.BINS).transpose(1, 2)
+        return Parts(logmag, None, d.reshape(b, t, g.AUDIO_CHANNELS, g.BINS).transpose(1, 2),
+                     None)
 
     def polar(self, z, frame_offset=None):
         """The STFT in parts: the log magnitude [B, A, N, F], the phase before the turn
-        ([B, A, N, F], or `LOBE_PHASE` [F] with `position_phase`) and the position turn
+        ([B, A, N, F], or `LOBE_PHASE` [F] with `position_phase`; with `deviations=
+        "partials"` [B, A, N, F], `NOISE_PHASE` where a bin has no partial) and the position turn
         ([`Turn`], its phasor in training only; None without `position_phase`, so an
         exported plain decoder adds no zeros on latentd's decode path). Training's form:
         decoding in eval mode plays the same turns in fewer operations ([`played_stft`])."""
-        logmag, head_phase, deviation = self.parts(z)
+        logmag, head_phase, deviation, partial = self.parts(z)
         if not self.position_phase:
             return logmag, head_phase, None
         d = torch.repeat_interleave(deviation, g.FRAMES_PER_LATENT, dim=2)  # [B, A, N, F]
         soft = self.deviations == "head" and self.training and torch.is_grad_enabled()
-        turn = frame_rotation(d, self._offset(frame_offset, z), logmag.shape[2], soft)
-        return logmag, LOBE_PHASE.to(z.device), turn
+        offset = self._offset(frame_offset, z)
+        turn = frame_rotation(d, offset, logmag.shape[2], soft)
+        if partial is None:
+            return logmag, LOBE_PHASE.to(z.device), turn
+        kept = torch.repeat_interleave(partial, g.FRAMES_PER_LATENT, dim=2)
+        noise = NOISE_PHASE.to(z.device)[period_frames(offset, logmag.shape[2], z.device)]
+        phase = kept * LOBE_PHASE.to(z.device) + (1.0 - kept) * noise[:, None]
+        return logmag, phase, Turn(turn.angle * kept, None, deviation)
 
 
 # The rule's turn a frame in 32nds of a circle (`TURN_STEPS`): a partial `s / PHASE_GRID`
@@ -403,11 +464,24 @@ class Decoder(nn.Module):
 TURN_STEPS = 4 * PHASE_GRID
 
 
-def played_stft(logmag, deviation, frame_offset):
+def _noise_phase():
+    gen = torch.Generator().manual_seed(NOISE_PHASE_SEED)
+    phase = (2.0 * torch.rand(TURN_STEPS, g.BINS, generator=gen) - 1.0) * math.pi
+    # Exact in fp16, so a bundle stores it as it is whether or not its weights are halved
+    # (and `from_bundle` finds it there).
+    return phase.half().float()
+
+
+NOISE_PHASE = _noise_phase()  # see NOISE_PHASE_SEED
+
+
+def played_stft(logmag, deviation, frame_offset, partial=None):
     """The STFT a position-phase decoder plays, [B, A, N, F, 2], from its log magnitudes
     [B, A, N, F], its deviations per latent frame [B, A, N / 4, F] (bins) and the first
     latent frame's index `frame_offset` [B] int64: `to_stft(logmag, LOBE_PHASE,
-    frame_rotation(...))` within float rounding, in fewer operations.
+    frame_rotation(...))` within float rounding, in fewer operations. `partial` [B, A, N / 4,
+    F] (`deviations="partials"`): 1 where a bin plays its partial so, 0 where it plays
+    `NOISE_PHASE` instead.
 
     Why: this is latentd's decode path, where every decoder-scope knob waits on it, and
     ONNX Runtime spends its time on the operations over every bin of every frame. Here the
@@ -419,9 +493,14 @@ def played_stft(logmag, deviation, frame_offset):
     t = deviation.shape[2]
     k = torch.arange(f, device=logmag.device, dtype=logmag.dtype)
     rate = torch.remainder(PHASE_GRID * k + grid_steps(deviation), TURN_STEPS)  # [B, A, T, F]
-    m = period_frames(frame_offset, n, logmag.device).to(logmag.dtype) * (2 * math.pi / TURN_STEPS)
+    period = period_frames(frame_offset, n, logmag.device)  # [B, N]
+    m = period.to(logmag.dtype) * (2 * math.pi / TURN_STEPS)
     angle = rate[:, :, :, None, :] * m.reshape(-1, 1, t, g.FRAMES_PER_LATENT, 1)
     angle = angle.reshape(b, a, n, f) + LOBE_PHASE.to(logmag.device)
+    if partial is not None:
+        noise = NOISE_PHASE.to(logmag.device)[period][:, None]  # [B, 1, N, F]
+        kept = torch.repeat_interleave(partial, g.FRAMES_PER_LATENT, dim=2)
+        angle = noise + kept * (angle - noise)
     mag = torch.exp(logmag)
     return torch.stack([mag * torch.cos(angle), mag * torch.sin(angle)], dim=-1)
 

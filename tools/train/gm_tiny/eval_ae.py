@@ -49,19 +49,24 @@ HELD_HARMONICS = 3  # the lowest ones judged
 
 @torch.no_grad()
 def held_tones(ae: Autoencoder) -> dict:
+    """`held_tones_of` the autoencoder's encode and decode."""
+    ae.eval()
+    return held_tones_of(lambda audio: istft(ae.decoder(ae.encoder(audio)))[0].numpy().T)
+
+
+def held_tones_of(decode) -> dict:
     """`held_tone_purity`: the share of each of the lowest harmonics' power (within 30 Hz)
     that lies within 3 Hz of it, mean over tones and harmonics (a clean partial: near 1; a
     comb 25 Hz apart: near 0 unless the harmonic sits on a line); `held_tone_cents`: how far
-    the strongest line near each harmonic is from it, mean absolute cents."""
-    ae.eval()
+    the strongest line near each harmonic is from it, mean absolute cents. `decode`: audio
+    [1, A, S] (a torch tensor) -> what comes back, [S, A] (numpy)."""
     rate = g.SAMPLE_RATE
     t = np.arange(4 * rate) / rate
     purity, cents = [], []
     for f0 in HELD_TONES_HZ:
         tone = sum(0.2 / h * np.sin(2 * np.pi * h * f0 * t + h) for h in range(1, 6))
-        audio = torch.from_numpy(np.stack([tone, tone]).astype(np.float32))[None]
-        out = istft(ae.decoder(ae.encoder(audio)))[0].numpy().mean(axis=0)
-        power = np.abs(np.fft.rfft(out[rate:3 * rate] * np.hanning(2 * rate))) ** 2
+        out = decode(torch.from_numpy(np.stack([tone, tone]).astype(np.float32))[None])
+        power = np.abs(np.fft.rfft(out.mean(axis=1)[rate:3 * rate] * np.hanning(2 * rate))) ** 2
         freqs = np.fft.rfftfreq(2 * rate, 1.0 / rate)
         for h in range(1, HELD_HARMONICS + 1):
             near = np.abs(freqs - h * f0) < 30.0

@@ -58,6 +58,9 @@ def stage_words(st: dict) -> str:
         words.append("turning phases by frame position")
         if st.get("deviations") == "peaks":
             words.append("(deviations from the magnitudes' peaks)")
+        elif st.get("deviations") == "partials":
+            words.append("(deviations from the partials among the magnitudes' peaks, "
+                         "noise elsewhere)")
     if st.get("deviation_weight"):
         words.append(f"(deviations taught x{st['deviation_weight']:g})")
     return " ".join(words)

@@ -36,7 +36,7 @@ import torch
 from onnx import numpy_helper
 
 from . import geometry as g
-from .autoencoder import Autoencoder, Decoder, position_phase_sizes
+from .autoencoder import NOISE_PHASE, Autoencoder, Decoder, position_phase_sizes
 from .dit import Dit, TagEmbedding
 from .export import autoencoder_words
 
@@ -133,13 +133,27 @@ def bundle_words(bundle: Path) -> tuple[str, int]:
     return ae, int(dit.group(1))
 
 
-def autoencoder_sizes(encoder_weights, decoder_weights, decoder_inputs: list[str]) -> dict:
+def holds_noise_phase(model: onnx.ModelProto) -> bool:
+    """Whether a decoder graph holds `NOISE_PHASE` (a position-phase decoder with
+    `deviations="partials"`), as an initializer (halved or not) or a Constant node."""
+    tensors = list(model.graph.initializer) + [
+        a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute
+        if a.name == "value"]
+    noise = NOISE_PHASE.numpy()
+    return any(tuple(t.dims) == noise.shape
+               and np.array_equal(numpy_helper.to_array(t).astype(np.float32), noise)
+               for t in tensors)
+
+
+def autoencoder_sizes(encoder_weights, decoder_weights, decoder_inputs: list[str],
+                      noise_phase: bool = False) -> dict:
     """`Autoencoder` sizes from the encoder's first convolution (the fine view widens it)
     and the decoder: its width at the STFT frame rate (its last norm's), whether it has a
     latent-rate magnitude head, and whether it takes `frame_offset` (position phase), with
-    a deviation head at the latent rate or deviations read from its magnitudes' peaks. The
+    a deviation head at the latent rate, deviations read from its magnitudes' peaks, or
+    from their partials (its graph then holds `NOISE_PHASE` for the other bins). The
     weights are each graph's `graph_weights`, `decoder_inputs` the decoder graph's input
-    names."""
+    names, `noise_phase` whether it holds `NOISE_PHASE` (`holds_noise_phase`)."""
     inputs = encoder_weights[0]["inp.weight"].shape[1] // g.AUDIO_CHANNELS
     hires = inputs - g.ENC_BINS
     sizes = {"enc_hires_bins": hires} if hires else {}
@@ -150,15 +164,18 @@ def autoencoder_sizes(encoder_weights, decoder_weights, decoder_inputs: list[str
         sizes["dec_latent_head"] = True
     if "frame_offset" in decoder_inputs:
         sizes.update(position_phase_sizes(
-            "head" if "deviation_head" in decoder_weights[1] else "peaks"))
+            "head" if "deviation_head" in decoder_weights[1]
+            else "partials" if noise_phase else "peaks"))
     return sizes
 
 
 def read_autoencoder(bundle: Path) -> tuple[Autoencoder, dict]:
     enc_path, dec_path = bundle / "encoder.onnx", bundle / "decoder.onnx"
     enc, dec = graph_weights(enc_path), graph_weights(dec_path)
-    dec_inputs = [i.name for i in onnx.load(str(dec_path), load_external_data=False).graph.input]
-    ae = Autoencoder(**autoencoder_sizes(enc, dec, dec_inputs)).eval()
+    dec_graph = onnx.load(str(dec_path))
+    dec_inputs = [i.name for i in dec_graph.graph.input]
+    sizes = autoencoder_sizes(enc, dec, dec_inputs, holds_noise_phase(dec_graph))
+    ae = Autoencoder(**sizes).eval()
     load_graph_into(ae.encoder, enc_path, enc)
     load_graph_into(ae.decoder, dec_path, dec)
     gen = torch.Generator().manual_seed(3)

@@ -51,6 +51,11 @@ class Bundle:
         return self.dit.run(None, feeds)[0]
 
     def sample(self, prompt: str, seed: int, steps: int, guidance: float):
+        """One 8 s window sampled from tags alone, decoded: audio [S, A]."""
+        return self.decode(self.latents(prompt, seed, steps, guidance))
+
+    def latents(self, prompt: str, seed: int, steps: int, guidance: float):
+        """`sample`'s latents, [1, C, T]."""
         ids = np.array([[self.vocab.index(w) for w in prompt.split()]], dtype=np.int64)
         cond = self.text.run(None, {"ids": ids})[0]
         x = np.random.default_rng(seed).standard_normal((1, FRAMES, g.LATENT_CHANNELS))
@@ -63,7 +68,7 @@ class Bundle:
                 v_null = self.velocity(x, t, np.zeros_like(cond), ctx)
                 v = v_null + guidance * (v - v_null)
             x = (x + (t_next - t) * v).astype(np.float32)
-        return self.decode(x.transpose(0, 2, 1))
+        return x.transpose(0, 2, 1)
 
 
 def main():

@@ -222,9 +222,11 @@ def main():
                          "deviation head (new, from zero) is trained")
     ap.add_argument("--deviations", choices=DEVIATION_SOURCES, default="head",
                     help="with --position-phase: where each bin's deviation comes from, a "
-                         "head of its own or the magnitudes' peaks (autoencoder.peak_deviations; "
-                         "no weights, so from a plain --init decoder the whole decoder goes on "
-                         "from its magnitudes)")
+                         "head of its own, the magnitudes' peaks (autoencoder.peak_deviations) "
+                         "or the peaks that stand out as partials, every other bin played as "
+                         "noise (autoencoder.partial_deviations); the last two have no "
+                         "weights, so from a plain --init decoder the whole decoder goes on "
+                         "from its magnitudes")
     ap.add_argument("--phase-weight", type=float, default=0.0,
                     help="weight of the anti-wrapping phase losses (0: magnitude losses only)")
     ap.add_argument("--deviation-weight", type=float, default=0.0,
@@ -246,15 +248,16 @@ def main():
     if (args.dec_fine_dim or args.dec_latent_head) and args.init and not args.fresh_decoder:
         ap.error("--dec-fine-dim and --dec-latent-head shape a new decoder: from --init only "
                  "with --fresh-decoder")
-    peaks = args.deviations == "peaks"
+    # Deviations read from the magnitudes (no deviation head).
+    peaks = args.deviations != "head"
     if peaks and not args.position_phase:
         ap.error("--deviations needs --position-phase")
     if peaks and (args.keep_magnitudes or args.deviation_weight):
-        ap.error("--deviations peaks has no deviation head: --keep-magnitudes and "
-                 "--deviation-weight train one")
+        ap.error(f"--deviations {args.deviations} has no deviation head: --keep-magnitudes "
+                 "and --deviation-weight train one")
     if peaks and args.phase_weight:
-        ap.error("--deviations peaks: the phase follows from the magnitudes, so the phase "
-                 "losses have nothing to move")
+        ap.error(f"--deviations {args.deviations}: the phase follows from the magnitudes, so "
+                 "the phase losses have nothing to move")
 
     device = device_from(args.device)
     torch.manual_seed(args.seed)

@@ -25,7 +25,7 @@ if not MISSING:
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", ".."))
     from tools.train.gm_tiny import geometry as g
-    from tools.train.gm_tiny.autoencoder import Autoencoder, position_phase_from
+    from tools.train.gm_tiny.autoencoder import DEVIATION_SOURCES, Autoencoder, position_phase_from
     from tools.train.gm_tiny.smoke import export
 
 
@@ -168,7 +168,7 @@ class PeakDeviationsTest(unittest.TestCase):
         # negative ones included, and for deviations on, between and past the grid points
         # (within float rounding: its angles run to about 200 radians, 1e-4 is -80 dB).
         from tools.train.gm_tiny.autoencoder import to_stft
-        for deviations in ("head", "peaks"):
+        for deviations in ("head", "peaks", "partials"):
             torch.manual_seed(7)
             decoder = Autoencoder(dec_position_phase=True, dec_deviations=deviations).decoder.eval()
             if deviations == "head":  # spread the deviations over the whole +-1 bin and past it
@@ -177,11 +177,54 @@ class PeakDeviationsTest(unittest.TestCase):
             with torch.no_grad():
                 want = to_stft(*decoder.polar(z, offset))
                 got = decoder.from_raw(z, offset)
-                _, _, deviation = decoder.parts(z)
+                deviation = decoder.parts(z).deviation
             self.assertGreater(float(deviation.abs().max()), 0.3, deviations)
             self.assertEqual(got.shape, want.shape)
             scale = float(want.abs().max())
             self.assertLess(float((got - want).abs().max()), 1e-4 * scale, deviations)
+
+
+@unittest.skipIf(MISSING, f"missing: {', '.join(MISSING)}")
+class PartialsTest(unittest.TestCase):
+    def test_only_peaks_that_stand_out_are_partials(self):
+        from tools.train.gm_tiny.autoencoder import partial_deviations, peak_deviations, stft
+        # A tone 0.25 above bin 40's centre over a smooth floor 57 dB down whose ripples
+        # (what a decoder's smoothed magnitudes have, 1.7 dB) are local maxima too: the
+        # bins within 2 of the tone are a partial and take its place; the ripples are not.
+        t = torch.arange(g.SAMPLE_RATE) / g.SAMPLE_RATE
+        tone = torch.sin(2 * math.pi * 40.25 * 25.0 * t)[None, None]
+        ripple = torch.exp(-0.5 + 0.1 * torch.sin(0.7 * torch.arange(g.BINS)))
+        logmag = torch.log(torch.linalg.vector_norm(stft(tone), dim=-1) + ripple)
+        self.assertGreater(float(peak_deviations(logmag)[0, 0, 2:-2, 100:].abs().mean()), 0.1)
+        deviation, partial = partial_deviations(logmag)
+        inner = slice(2, -2)  # away from the clip's ends
+        for k in range(38, 43):
+            self.assertEqual(float(partial[0, 0, inner, k].min()), 1.0, k)
+            got = deviation[0, 0, inner, k]
+            self.assertLess(float((got - (40.25 - k)).abs().max()), 0.06, k)
+        floor = partial[0, 0, inner, 100:]
+        self.assertEqual(float(floor.max()), 0.0)
+
+    def test_bins_without_a_partial_play_noise_not_clicks(self):
+        # A flat spectrum has no partial. Turned from the lobe phase at their centres' rates
+        # (`deviations="peaks"`), its bins are the harmonics of 25 Hz in one phase: a click
+        # every 40 ms. Played as noise (`"partials"`), the same magnitudes keep a steady
+        # envelope.
+        from tools.train.gm_tiny.autoencoder import istft, played_stft
+        frames = 8 * g.FRAMES_PER_LATENT
+        logmag = torch.zeros(1, 1, frames, g.BINS)
+        deviation = torch.zeros(1, 1, frames // g.FRAMES_PER_LATENT, g.BINS)
+        offset = torch.tensor([5])
+
+        def crest(partial):
+            audio = istft(played_stft(logmag, deviation, offset, partial))[0, 0]
+            audio = audio[g.N_FFT: -g.N_FFT]
+            return float(audio.abs().max() / audio.pow(2).mean().sqrt())
+
+        clicks = crest(None)
+        noise = crest(torch.zeros_like(deviation))
+        self.assertGreater(clicks, 20.0)
+        self.assertLess(noise, 6.0)
 
 
 class KeepMagnitudesTest(unittest.TestCase):
@@ -189,7 +232,7 @@ class KeepMagnitudesTest(unittest.TestCase):
         torch.manual_seed(4)
         plain = Autoencoder().decoder.eval()
         z = torch.randn(2, g.LATENT_CHANNELS, 6)
-        for deviations in ("head", "peaks"):
+        for deviations in DEVIATION_SOURCES:
             widened = position_phase_from(plain, {"position_phase": True,
                                                   "deviations": deviations}).eval()
             with torch.no_grad():

@@ -75,6 +75,8 @@ class FromBundleTest(unittest.TestCase):
         for sizes in ({"dec_position_phase": True},
                       {"dec_position_phase": True, "dec_deviations": "peaks", "dec_fine_dim": 96},
                       {"dec_position_phase": True, "dec_deviations": "peaks",
+                       "dec_latent_head": True},
+                      {"dec_position_phase": True, "dec_deviations": "partials",
                        "dec_latent_head": True}):
             with self.subTest(sizes=sizes):
                 self.check_reads_back(sizes)
