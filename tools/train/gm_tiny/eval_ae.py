@@ -27,13 +27,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "measure"))
 import sound  # noqa: E402  (tools/measure is not a package)
 
 
+def round_trip(ae: Autoencoder):
+    """The autoencoder's encode and decode as `evaluate_of` and `held_tones_of` take them:
+    audio [1, A, S] (a torch tensor) -> what comes back, [S, A] (numpy)."""
+    return lambda audio: istft(ae.decoder(ae.encoder(audio)))[0].numpy().T
+
+
 @torch.no_grad()
 def evaluate(ae: Autoencoder, clips: ClipSet, count: int) -> dict:
+    """`evaluate_of` the autoencoder's encode and decode."""
     ae.eval()
+    return evaluate_of(round_trip(ae), clips, count)
+
+
+def evaluate_of(decode, clips: ClipSet, count: int) -> dict:
+    """Log-mel error and chroma correlation of the first `count` clips through `decode`
+    (audio [1, A, S] torch -> [S, A] numpy), against the clips themselves."""
     errors, chromas = [], []
     for i in range(min(count, len(clips))):
         audio = clips.clip(i)[None]
-        pred = istft(ae.decoder(ae.encoder(audio)))[0].numpy().T
+        pred = decode(audio)
         source = audio[0].numpy().T[: len(pred)]
         errors.append(sound.log_mel_error_db(pred, source, g.SAMPLE_RATE))
         chromas.append(sound.chroma_correlation(pred, source, g.SAMPLE_RATE))
@@ -51,7 +64,7 @@ HELD_HARMONICS = 3  # the lowest ones judged
 def held_tones(ae: Autoencoder) -> dict:
     """`held_tones_of` the autoencoder's encode and decode."""
     ae.eval()
-    return held_tones_of(lambda audio: istft(ae.decoder(ae.encoder(audio)))[0].numpy().T)
+    return held_tones_of(round_trip(ae))
 
 
 def held_tones_of(decode) -> dict:

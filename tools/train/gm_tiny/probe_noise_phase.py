@@ -22,21 +22,17 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import geometry as g
 from .autoencoder import (Autoencoder, istft, partial_deviations, peak_deviations,
                           played_stft, to_stft)
 from .clips import ClipSet
-from .eval_ae import held_tones_of
+from .eval_ae import evaluate_of, held_tones_of
 from .probe_beat import Bundle
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data.features import onset_count  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "measure"))
-import sound  # noqa: E402  (tools/measure is not a package)
 
 RULES = ("plain", "peaks", "partials", "noise")
 PROMPTS = ("pop piano bass drums", "pop piano bass nodrums", "classical strings slow nodrums")
@@ -87,16 +83,13 @@ def main():
                 audio = decode(z, rule)
                 row.setdefault(prompt, []).append(
                     round(onset_count(audio, rate) / (len(audio) / rate), 2))
-            errors, chromas = [], []
-            for i in range(min(args.clips, len(clips))):
-                source = clips.clip(i)[None]
-                pred = decode(ae.encoder(source), rule)
-                source = source[0].numpy().T[: len(pred)]
-                errors.append(sound.log_mel_error_db(pred, source, rate))
-                chromas.append(sound.chroma_correlation(pred, source, rate))
-            row["log_mel_error_db"] = round(float(np.mean(errors)), 3)
-            row["chroma_correlation"] = round(float(np.mean(chromas)), 3)
-            tones = held_tones_of(lambda audio: decode(ae.encoder(audio), rule))
+            def round_trip(audio):
+                return decode(ae.encoder(audio), rule)
+
+            heldout = evaluate_of(round_trip, clips, args.clips)
+            for key in ("log_mel_error_db", "chroma_correlation"):
+                row[key] = round(heldout[key], 3)
+            tones = held_tones_of(round_trip)
             row.update({k: round(v, 3) for k, v in tones.items()})
             print(json.dumps(row), flush=True)
 
