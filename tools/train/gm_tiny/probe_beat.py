@@ -37,13 +37,23 @@ class Bundle:
         self.encoder, self.decoder = session("encoder"), session("decoder")
         self.dit, self.text = session("dit"), session("text")
         self.vocab = (folder / "tags.txt").read_text().split()
+        # A decoder that turns its phase with the loop position (`--position-phase`) takes
+        # the window's first frame; offline, every window starts the loop.
+        self.positional = "frame_offset" in {i.name for i in self.decoder.get_inputs()}
 
     def decode(self, latents):  # [1, C, T] -> audio [S, A]
-        stft = self.decoder.run(None, {"latents": latents.astype(np.float32)})[0]
+        feeds = {"latents": latents.astype(np.float32)}
+        if self.positional:
+            feeds["frame_offset"] = np.zeros(1, np.int64)
+        stft = self.decoder.run(None, feeds)[0]
         return istft(torch.from_numpy(stft))[0].numpy().T
 
     def encode(self, audio):  # [S, A] -> [1, C, T]
         return self.encoder.run(None, {"audio": audio.T[None].astype(np.float32)})[0]
+
+    def tag_ids(self, prompt: str):
+        """The text graph's `ids [1, L]` of a prompt of the bundle's tags."""
+        return np.array([[self.vocab.index(w) for w in prompt.split()]], dtype=np.int64)
 
     def velocity(self, x, t, cond, ctx):
         feeds = {"hidden_states": x, "timestep": np.array([t], np.float32),
@@ -56,8 +66,7 @@ class Bundle:
 
     def latents(self, prompt: str, seed: int, steps: int, guidance: float):
         """`sample`'s latents, [1, C, T]."""
-        ids = np.array([[self.vocab.index(w) for w in prompt.split()]], dtype=np.int64)
-        cond = self.text.run(None, {"ids": ids})[0]
+        cond = self.text.run(None, {"ids": self.tag_ids(prompt)})[0]
         x = np.random.default_rng(seed).standard_normal((1, FRAMES, g.LATENT_CHANNELS))
         x = x.astype(np.float32)
         ctx = np.zeros((1, FRAMES, 2 * g.LATENT_CHANNELS), np.float32)

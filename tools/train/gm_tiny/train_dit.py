@@ -14,7 +14,7 @@ example is a random crop of one clip's latents with:
 - the condition: a random subset of the clip's tags (each kept with p = 0.7, at least one,
   shuffled), or, with p = 0.15, the null condition (all-zero rows), so classifier-free
   guidance has a trained unconditional branch;
-- the context: with p = 0.4 the cover partner's latents (`make_dataset.py`: clips 2g and 2g+1
+- the context: with p = 0.4 (`--cover-p`) the cover partner's latents (`make_dataset.py`: clips 2g and 2g+1
   are the same composition on other instruments) with a mask of ones, else zeros (generation
   from tags alone);
 - `t` uniform, warped by the engine's default shift (3): `t' = s t / (1 + (s - 1) t)`;
@@ -84,7 +84,8 @@ def encode_folder(encode, folder: Path, cache: Path):
 class Examples:
     """Latents, tag ids and cover partners of one or more encoded folders."""
 
-    def __init__(self, encoded: list, vocab: list[str]):
+    def __init__(self, encoded: list, vocab: list[str], cover_p: float = COVER_P):
+        self.cover_p = cover_p
         index = {t: i for i, t in enumerate(vocab)}
         self.latents, self.tag_ids, self.partner = [], [], []
         for enc in encoded:
@@ -115,7 +116,7 @@ class Examples:
             start = rnd.randrange(total - frames + 1)
             x0[b] = self.latents[i, start:start + frames]
             j = self.partner[i]
-            if j >= 0 and rnd.random() < COVER_P:
+            if j >= 0 and rnd.random() < self.cover_p:
                 ctx[b, :, :c] = self.latents[j, start:start + frames]
                 ctx[b, :, c:] = 1.0
             if rnd.random() < NULL_P:
@@ -162,6 +163,9 @@ def main():
                     help="run at most the steps that fit this many minutes (budget.py)")
     ap.add_argument("--init", type=Path,
                     help="start from this dit.pt (its EMA weights) instead of random weights")
+    ap.add_argument("--cover-p", type=float, default=COVER_P,
+                    help="share of examples whose context is their cover partner's latents "
+                         "(the rest are generation from tags alone)")
     ap.add_argument("--no-rope", action="store_true",
                     help="no rotary positions (how gm-tiny's first DiT was trained)")
     args = ap.parse_args()
@@ -180,7 +184,7 @@ def main():
             return encoder(audio.to(device)).cpu()
     encoded = [encode_folder(encode, d, args.out / f"latents-{d.name}.pt") for d in args.data]
     vocab = encoded[0]["tags"]
-    examples = Examples(encoded, vocab)
+    examples = Examples(encoded, vocab, args.cover_p)
     held = None
     if args.heldout:
         cache = args.out / "latents-heldout.pt"
