@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Command line: generate a licence-clean training (or heldout) dataset for latentd's model.
 
-    python3 tools/train/make_dataset.py --out DIR --clips N --seconds 8 --seed S --jobs 2 [--heldout] [--sparse-without-drums] [--stats]
+    python3 tools/train/make_dataset.py --out DIR --clips N --seconds 8 --seed S --jobs 2 [--heldout] [--without-drums style|sparse|held] [--stats]
 
 Writes DIR/clips/NNNNN.wav, DIR/events/NNNNN.json, DIR/clips.jsonl, DIR/tags.txt,
 DIR/brightness.json and DIR/PROVENANCE.md (see tools/train/README.md). Bad arguments:
@@ -14,6 +14,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from data.composer import WITHOUT_DRUMS  # noqa: E402
 from data.dataset import DEFAULT_SOUNDFONTS, make_dataset, tag_stats  # noqa: E402
 
 
@@ -27,9 +28,12 @@ def main() -> int:
     ap.add_argument("--heldout", action="store_true", help="use the heldout seed space (never in training)")
     ap.add_argument("--soundfont", action="append", help=f"soundfont path (repeatable; default {DEFAULT_SOUNDFONTS})")
     ap.add_argument("--brightness-from", help="take the bright/dark thresholds from this dataset's brightness.json")
-    ap.add_argument("--sparse-without-drums", action="store_true",
-                    help="arrange the clips without drums sparse: held chords, half-note bass, no arpeggio,"
-                         " long melody notes (off: their style's own rhythm section, as gm-tiny's data)")
+    arrangement = ap.add_mutually_exclusive_group()
+    arrangement.add_argument("--without-drums", choices=list(WITHOUT_DRUMS), default="style",
+                             help="how the clips without drums are arranged: "
+                                  + "; ".join(f"{k}: {v}" for k, v in WITHOUT_DRUMS.items()))
+    arrangement.add_argument("--sparse-without-drums", dest="without_drums", action="store_const",
+                             const="sparse", help="the same as --without-drums sparse")
     ap.add_argument("--stats", action="store_true", help="print the count per tag at the end")
     args = ap.parse_args()
     if args.clips < 1 or args.seconds <= 0 or args.seconds > 600 or args.jobs < 1:
@@ -38,7 +42,7 @@ def main() -> int:
     try:
         summary = make_dataset(args.out, args.clips, args.seconds, args.seed, args.jobs, args.heldout,
                                args.soundfont, args.brightness_from,
-                               sparse_without_drums=args.sparse_without_drums)
+                               without_drums=args.without_drums)
     except (ValueError, OSError) as e:
         print(f"make_dataset: {e}", file=sys.stderr)
         return 2

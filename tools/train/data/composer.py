@@ -18,6 +18,13 @@ from .vocab import DRUM_KITS, FAMILY_PROGRAMS, PROGRAM_FAMILY
 DRUM_CHANNEL = 9  # GM channel 10
 # Pitched parts and their MIDI channels.
 PARTS = {"melody": 0, "chords": 1, "bass": 2, "arp": 3}
+# How the clips without drums are arranged (`compose`'s `without_drums`), densest first.
+WITHOUT_DRUMS = {
+    "style": "their style's own rhythm section",
+    "sparse": "arranged sparse (held chords, half-note bass, no arpeggio, long melody notes)",
+    "held": "arranged held (held chords, the bass held through each chord, no arpeggio, melody"
+            " notes of two beats or more)",
+}
 
 SCALES = {
     "major": [0, 2, 4, 5, 7, 9, 11],
@@ -157,16 +164,18 @@ def _chord(scale_pcs, root_deg, sevenths):
 
 
 def compose(seed: int, seconds: float = 8.0, drums: bool | None = None, style: str | None = None,
-            sparse_without_drums: bool = False) -> Composition:
+            without_drums: str = "style") -> Composition:
     """Compose one clip of `seconds` from `seed`. `drums`/`style` force a choice (tests, covers).
 
-    `sparse_without_drums`: a clip without drums is arranged as a band plays when the drums
-    drop out (a breakdown, a ballad verse): held chords, bass on the half notes, no
-    arpeggio, the melody in long notes. Off, a clip without drums keeps its style's
-    rhythm section (pop's quarter-note chords and eighth-note bass), which is how the
-    shipped gm-tiny's data was made. The random draws are the same either way, so every
-    clip with drums, and every choice of key, tempo and progression, stays as it was.
+    `without_drums` (a key of `WITHOUT_DRUMS`) arranges the clips without drums: `style` is
+    how gm-tiny's first data was made (pop's quarter-note chords and eighth-note bass);
+    `sparse` is how a band plays when the drums drop out (a breakdown, a ballad verse);
+    `held` is sparser still.
+    The random draws are the same for `style` and `sparse`, so every clip with drums, and
+    every choice of key, tempo and progression, stays as it was under all three.
     """
+    if without_drums not in WITHOUT_DRUMS:
+        raise ValueError(f"without_drums {without_drums!r}: one of {', '.join(WITHOUT_DRUMS)}")
     rng = random.Random(seed)
     style_name = style or rng.choice(sorted(STYLES))
     st = STYLES[style_name]
@@ -176,7 +185,8 @@ def compose(seed: int, seconds: float = 8.0, drums: bool | None = None, style: s
     has_drums = rng.random() < st.drums_p
     if drums is not None:
         has_drums = drums
-    sparse = sparse_without_drums and not has_drums
+    sparse = without_drums != "style" and not has_drums
+    held = without_drums == "held" and not has_drums
     scale = SCALES[mode]
     beat = 60.0 / tempo
     bar = 4 * beat
@@ -237,7 +247,9 @@ def compose(seed: int, seconds: float = 8.0, drums: bool | None = None, style: s
         root = bass_base + scale[deg % 7]
         fifth = bass_base + _chord(scale, deg, False)[2]
         r = "roots" if sparse and st.bass_rhythm != "sparse" else st.bass_rhythm
-        if r == "roots":
+        if held:
+            add(t0, chord_len * 0.98, ch, root, 90)
+        elif r == "roots":
             for b in range(int(chord_len / beat) // 2):
                 add(t0 + 2 * b * beat, 1.9 * beat, ch, root if b % 2 == 0 else fifth, 90)
         elif r == "eighths":
@@ -264,13 +276,15 @@ def compose(seed: int, seconds: float = 8.0, drums: bool | None = None, style: s
     ch = PARTS["melody"]
     center = rng.choice([60, 64, 67, 72, 76])
     slow = tempo < 90 or style_name in ("ambient",) or sparse
-    durs_beats = [2.0, 1.5, 1.0, 3.0, 4.0] if slow else ([1.0, 0.5, 0.5, 0.25, 1.5] if density > 1.2 else
+    durs_beats = [2.0, 3.0, 4.0] if held else [2.0, 1.5, 1.0, 3.0, 4.0] if slow else ([1.0, 0.5, 0.5, 0.25, 1.5] if density > 1.2 else
                                                          [1.0, 0.5, 2.0, 1.5])
     scale_keys = [k for k in range(center - 14, center + 15) if (k - tonic) % 12 in scale]
 
     def motif(length_beats):
         out, t = [], 0.0
         while t < length_beats:
+            if held and length_beats - t < 2.0:
+                break  # a rest to the phrase's end rather than a short note
             d = rng.choice(durs_beats)
             if rng.random() < 0.15 * (1.5 - min(density, 1.4)):
                 t += d  # rest

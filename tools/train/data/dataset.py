@@ -24,10 +24,14 @@ from multiprocessing import Pool
 import numpy as np
 
 from . import GENERATOR_VERSION
-from .composer import DRUM_CHANNEL, PARTS, compose, orchestrate, solo_composition
+from .composer import DRUM_CHANNEL, PARTS, WITHOUT_DRUMS, compose, orchestrate, solo_composition
 from .features import spectral_centroid
 from .render import SAMPLE_RATE, Renderer, tinysoundfont_version
 from .vocab import PROGRAM_FAMILY, TAGS, tempo_tag
+
+# The command-line flag of each arrangement of the clips without drums (`compose`'s
+# `without_drums`); `sparse` keeps the flag it was first recorded with.
+WITHOUT_DRUMS_FLAGS = {"style": "", "sparse": " --sparse-without-drums", "held": " --without-drums held"}
 
 HELDOUT_BASE = 1 << 40
 SEED_STRIDE = 1 << 24  # groups per base seed
@@ -75,14 +79,14 @@ def group_seed(base_seed: int, group: int, heldout: bool) -> int:
 
 
 def plan_clip(index: int, base_seed: int, seconds: float, heldout: bool, soundfonts: list,
-              sparse_without_drums: bool = False):
+              without_drums: str = "style"):
     """The composition, orchestration and augmentation of clip `index` (deterministic).
 
-    `sparse_without_drums`: [`compose`]'s choice for the clips without drums."""
+    `without_drums`: [`compose`]'s arrangement of the clips without drums."""
     group = index // COVERS
     variant = index % COVERS
     cseed = group_seed(base_seed, group, heldout)
-    comp = compose(cseed, seconds, sparse_without_drums=sparse_without_drums)
+    comp = compose(cseed, seconds, without_drums=without_drums)
     grng = random.Random(cseed * 7 + 1)
     solo = grng.random() < SOLO_P
     if solo:
@@ -165,10 +169,10 @@ def _renderer(sf_path: str) -> Renderer:
 
 
 def render_clip(index: int, base_seed: int, seconds: float, heldout: bool, soundfonts: list, out_dir: str,
-                sparse_without_drums: bool = False):
+                without_drums: str = "style"):
     """Render clip `index` to out_dir/clips/NNNNN.wav; return its record (without brightness)."""
     group, variant, comp, orch, aug, sf, solo = plan_clip(index, base_seed, seconds, heldout, soundfonts,
-                                                          sparse_without_drums)
+                                                          without_drums)
     audio = _renderer(sf).render(comp.notes, orch.programs, orch.kit, seconds,
                                  pans={int(k): v for k, v in aug["pans"].items()},
                                  tuning_cents=aug["tuning_cents"])
@@ -228,7 +232,7 @@ def _package_version(pkg: str) -> str:
 
 def make_dataset(out_dir: str, clips: int, seconds: float, seed: int, jobs: int, heldout: bool,
                  soundfonts: list | None = None, brightness_from: str | None = None, log=sys.stderr,
-                 sparse_without_drums: bool = False) -> dict:
+                 without_drums: str = "style") -> dict:
     """Generate the dataset; return a summary (records, thresholds, elapsed seconds)."""
     soundfonts = soundfonts or DEFAULT_SOUNDFONTS
     licences = {sf: soundfont_licence(sf) for sf in soundfonts}
@@ -236,7 +240,9 @@ def make_dataset(out_dir: str, clips: int, seconds: float, seed: int, jobs: int,
     t0 = time.time()
     os.makedirs(os.path.join(out_dir, "clips"), exist_ok=True)
     os.makedirs(os.path.join(out_dir, "events"), exist_ok=True)
-    work = [(i, seed, seconds, heldout, soundfonts, out_dir, sparse_without_drums) for i in range(clips)]
+    if without_drums not in WITHOUT_DRUMS:
+        raise ValueError(f"without_drums {without_drums!r}: one of {', '.join(WITHOUT_DRUMS)}")
+    work = [(i, seed, seconds, heldout, soundfonts, out_dir, without_drums) for i in range(clips)]
     if jobs > 1:
         with Pool(jobs) as pool:
             records = pool.map(_render_star, work, chunksize=max(1, clips // (jobs * 8)))
@@ -260,12 +266,12 @@ def make_dataset(out_dir: str, clips: int, seconds: float, seed: int, jobs: int,
         f.write("\n")
     elapsed = time.time() - t0
     _write_provenance(out_dir, clips, seconds, seed, heldout, licences, thresholds, brightness_from, elapsed,
-                      sparse_without_drums)
+                      without_drums)
     return {"records": records, "thresholds": thresholds, "elapsed": elapsed}
 
 
 def _write_provenance(out_dir, clips, seconds, seed, heldout, licences, thresholds, brightness_from, elapsed,
-                      sparse_without_drums):
+                      without_drums):
     soundfonts = list(licences)
     lo_seed = group_seed(seed, 0, heldout)
     hi_seed = group_seed(seed, max(0, (clips - 1) // COVERS), heldout)
@@ -277,13 +283,12 @@ def _write_provenance(out_dir, clips, seconds, seed, heldout, licences, threshol
         f"- Command: `python3 tools/train/make_dataset.py --out {out_dir} --clips {clips} --seconds {seconds:g}"
         f" --seed {seed}{' --heldout' if heldout else ''}"
         f"{' --brightness-from ' + brightness_from if brightness_from else ''}"
-        f"{' --sparse-without-drums' if sparse_without_drums else ''}"
+        f"{WITHOUT_DRUMS_FLAGS[without_drums]}"
         + "".join(f" --soundfont {sf}" for sf in soundfonts if soundfonts != DEFAULT_SOUNDFONTS) + "`",
         f"- Seed space: {'heldout' if heldout else 'training'}; composition seeds {lo_seed}..{hi_seed}"
         f" (training seeds < {HELDOUT_BASE}, heldout seeds >= {HELDOUT_BASE}).",
         f"- Clips: {clips} x {seconds:g} s, 48 kHz stereo 16-bit PCM; {COVERS} renderings per composition (`group`).",
-        "- Clips without drums: " + ("arranged sparse (held chords, half-note bass, no arpeggio, long melody notes)."
-                                     if sparse_without_drums else "their style's own rhythm section."),
+        f"- Clips without drums: {WITHOUT_DRUMS[without_drums]}.",
         f"- Renderer: tinysoundfont {tinysoundfont_version()} (PyPI, MIT), numpy {np.__version__},"
         f" Python {sys.version.split()[0]}. Note events and tags are deterministic; audio may differ"
         " with another renderer version.",

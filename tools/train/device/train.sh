@@ -23,16 +23,17 @@
 # of its log magnitudes; 0 = 128, gm-tiny's; README: why wider, and what it costs latentd's
 # decode), DEC_LATENT_HEAD (with DEC_POSITION_PHASE=peaks or partials, 1 by default: the decoder also
 # predicts log magnitudes from its latent-rate features, 256 more dimensions for a sixth more
-# decode; README: "A latent-rate magnitude head"), SPARSE_WITHOUT_DRUMS (1 by default: the
-# training clips without drums are arranged sparse, as the shipped DiT's last stage saw them,
-# so that `nodrums` is heard; 0: their style's own rhythm section; README: "Clips without drums").
+# decode; README: "A latent-rate magnitude head"), WITHOUT_DRUMS (held by default: how the
+# training clips without drums are arranged, as the shipped DiT's last stage saw them, so that
+# `nodrums` is heard; sparse or style: make_dataset's other arrangements; README: "Clips
+# without drums").
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 OUT="${OUT:?set OUT to the folder results go to}"
 DEVICE="${DEVICE:-cuda}" CLIPS="${CLIPS:-3000}" JOBS="${JOBS:-16}" WORK="${WORK:-/tmp/gm-train}"
 AE_MIN="${AE_MIN:-2.5}" DEC_MIN="${DEC_MIN:-1}" DIT_MIN="${DIT_MIN:-2.5}"
 ENC_HIRES_BINS="${ENC_HIRES_BINS:-160}" DEC_POSITION_PHASE="${DEC_POSITION_PHASE:-0}"
-DEC_FINE_DIM="${DEC_FINE_DIM:-0}" SPARSE_WITHOUT_DRUMS="${SPARSE_WITHOUT_DRUMS:-1}"
+DEC_FINE_DIM="${DEC_FINE_DIM:-0}" WITHOUT_DRUMS="${WITHOUT_DRUMS:-held}"
 # Position-phase decoders whose deviations are read from their magnitudes (no deviation head).
 READ_DEVIATIONS=$(case "$DEC_POSITION_PHASE" in peaks | partials) echo 1 ;; *) echo 0 ;; esac)
 DEC_LATENT_HEAD="${DEC_LATENT_HEAD:-$READ_DEVIATIONS}"
@@ -50,10 +51,9 @@ case "$DEC_LATENT_HEAD/$READ_DEVIATIONS" in  # stage 1's new decoder; the rest k
     1/*) echo "train: DEC_LATENT_HEAD=1 needs DEC_POSITION_PHASE=peaks or partials" >&2; exit 2 ;;
     *) echo "train: DEC_LATENT_HEAD=$DEC_LATENT_HEAD: 0 or 1" >&2; exit 2 ;;
 esac
-case "$SPARSE_WITHOUT_DRUMS" in
-    0) SPARSE=() ;;
-    1) SPARSE=(--sparse-without-drums) ;;
-    *) echo "train: SPARSE_WITHOUT_DRUMS=$SPARSE_WITHOUT_DRUMS: 0 or 1" >&2; exit 2 ;;
+case "$WITHOUT_DRUMS" in
+    style | sparse | held) ;;
+    *) echo "train: WITHOUT_DRUMS=$WITHOUT_DRUMS: style, sparse or held" >&2; exit 2 ;;
 esac
 mkdir -p "$OUT" "$WORK"
 started=$(date +%s)
@@ -70,7 +70,7 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.i
 
 stage "data: $CLIPS training clips, 60 heldout"
 python3 tools/train/make_dataset.py --out "$WORK/data/train" --clips "$CLIPS" --seconds 8 \
-    --seed 1 --jobs "$JOBS" --soundfont "$SF" "${SPARSE[@]}" >"$WORK/data.log" 2>&1
+    --seed 1 --jobs "$JOBS" --soundfont "$SF" --without-drums "$WITHOUT_DRUMS" >"$WORK/data.log" 2>&1
 python3 tools/train/make_dataset.py --out "$WORK/data/heldout" --clips 60 --seed 1 --heldout \
     --brightness-from "$WORK/data/train" --jobs "$JOBS" --soundfont "$SF" >>"$WORK/data.log" 2>&1
 

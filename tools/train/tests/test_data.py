@@ -82,27 +82,42 @@ class ComposerTest(unittest.TestCase):
                 self.assertNotIn("drums", tags)
 
     def test_sparse_without_drums_thins_only_the_clips_without_drums(self):
-        """A clip with drums is the same either way; one without has held chords, no arpeggio,
-        at most two bass notes a bar, and under half the note onsets of its style's own arrangement."""
+        """A clip with drums is the same under every arrangement; one without has held chords, no
+        arpeggio, at most two bass notes a bar (`sparse`) or one a chord (`held`), and under half
+        the note onsets of its style's own arrangement (`held`: fewer still than `sparse`)."""
         from data.composer import PARTS
-        onsets = [0, 0]  # distinct note starts over the clips without drums: dense, sparse
+        onsets = {"style": 0, "sparse": 0, "held": 0}  # distinct note starts, clips without drums
         for s in range(120):
-            dense, sparse = compose(s), compose(s, sparse_without_drums=True)
-            self.assertEqual((dense.style, dense.tempo, dense.key, dense.mode, dense.has_drums),
-                             (sparse.style, sparse.tempo, sparse.key, sparse.mode, sparse.has_drums))
-            if dense.has_drums:
-                self.assertEqual(events_json(dense), events_json(sparse), f"seed {s}")
-                continue
-            bar = 4 * 60.0 / sparse.tempo
-            bars = int(np.ceil(sparse.seconds / bar))
-            by_part = {p: [n for n in sparse.notes if n.chan == c] for p, c in PARTS.items()}
-            self.assertEqual(by_part["arp"], [], f"seed {s}")
-            self.assertLessEqual(len({n.start for n in by_part["chords"]}), 2 * bars, f"seed {s}")
-            self.assertLessEqual(len({n.start for n in by_part["bass"]}), 2 * bars, f"seed {s}")
-            onsets[0] += len({n.start for n in dense.notes})
-            onsets[1] += len({n.start for n in sparse.notes})
-        # Measured: 928 distinct note starts in the style's arrangements, 349 sparse.
-        self.assertLess(onsets[1], 0.5 * onsets[0], onsets)
+            made = {w: compose(s, without_drums=w) for w in onsets}
+            dense = made["style"]
+            for w, clip in made.items():
+                self.assertEqual((dense.style, dense.tempo, dense.key, dense.mode, dense.has_drums),
+                                 (clip.style, clip.tempo, clip.key, clip.mode, clip.has_drums), w)
+                if dense.has_drums:
+                    self.assertEqual(events_json(dense), events_json(clip), f"seed {s} {w}")
+                    continue
+                onsets[w] += len({n.start for n in clip.notes})
+                if w == "style":
+                    continue
+                bar = 4 * 60.0 / clip.tempo
+                bars = int(np.ceil(clip.seconds / bar))
+                by_part = {p: [n for n in clip.notes if n.chan == c] for p, c in PARTS.items()}
+                chords = {n.start for n in by_part["chords"]}
+                self.assertEqual(by_part["arp"], [], f"seed {s} {w}")
+                self.assertLessEqual(len(chords), 2 * bars, f"seed {s} {w}")
+                self.assertLessEqual(len({n.start for n in by_part["bass"]}), 2 * bars, f"seed {s} {w}")
+                if w == "held":
+                    self.assertLessEqual({n.start for n in by_part["bass"]}, chords, f"seed {s}")
+                    beat = 60.0 / clip.tempo
+                    inner = [n for n in by_part["melody"] if n.start + n.dur < clip.seconds - 1e-3]
+                    self.assertTrue(all(n.dur >= 1.9 * beat for n in inner), f"seed {s}")
+        # Measured: 928 distinct note starts in the style's arrangements, 349 sparse, 250 held.
+        self.assertLess(onsets["sparse"], 0.5 * onsets["style"], onsets)
+        self.assertLess(onsets["held"], 0.8 * onsets["sparse"], onsets)
+
+    def test_an_unknown_arrangement_is_refused(self):
+        with self.assertRaisesRegex(ValueError, "without_drums 'none'"):
+            compose(1, without_drums="none")
 
 
 class TagsTest(unittest.TestCase):
