@@ -44,8 +44,12 @@ class FromBundleTest(unittest.TestCase):
         for graph, err in errs.items():
             self.assertLessEqual(err, from_bundle.AGREEMENT, graph)
         self.assertEqual(arch, {"rope": False})  # gm-tiny's DiT has no positions
+        # The decoder shipped since 2026-12-08 (docs/models.md): phase read from its
+        # magnitudes' partials, turned by frame position, a latent-rate magnitude head.
+        self.assertEqual(ae.sizes, {"dec_position_phase": True, "dec_deviations": "partials",
+                                    "dec_latent_head": True})
         # Trained weights, not a fresh module's: the decoder's head differs from a new one.
-        fresh = Autoencoder().decoder.head.weight.detach()
+        fresh = Autoencoder(**ae.sizes).decoder.head.weight.detach()
         self.assertGreater(float((ae.decoder.head.weight.detach() - fresh).abs().mean()), 1e-3)
         words, steps = from_bundle.bundle_words(BUNDLE)
         self.assertIn("steps", words)
@@ -61,8 +65,9 @@ class FromBundleTest(unittest.TestCase):
                 node.input[:] = ["stray" if x == renamed.name else x for x in node.input]
             renamed.name = "stray"
             onnx.save(model, str(path))
+            sizes = from_bundle.read_autoencoder(BUNDLE)[0].sizes  # the shipped decoder's form
             with self.assertRaises(from_bundle.BundleWeightsError) as caught:
-                from_bundle.load_graph_into(Autoencoder().decoder, path)
+                from_bundle.load_graph_into(Autoencoder(**sizes).decoder, path)
         self.assertIn("head.bias", str(caught.exception))
 
     def test_a_weight_of_another_shape_is_refused_naming_it(self):
@@ -140,7 +145,7 @@ class FromBundleTest(unittest.TestCase):
         from tools.train.gm_tiny.export import COPIED, carried_autoencoder_provenance
         facts = carried_autoencoder_provenance(BUNDLE)
         self.assertIn("heldout log-mel error", facts["line"])
-        self.assertEqual(facts["parameters"], {"encoder": 2605120, "decoder": 2067204})
+        self.assertEqual(facts["parameters"], {"encoder": 2605120, "decoder": 2313732})
         self.assertEqual(set(facts["fp16"]), {"encoder", "decoder"})
         self.assertEqual(set(facts["errors"]), {"encoder", "decoder"})
         with tempfile.TemporaryDirectory() as d:
