@@ -7,4 +7,4 @@ audio), `dataset` (clip generation, tags, WAV/JSONL/provenance output). Pure Pyt
 numpy; single-threaded per process (the dataset module fans out over processes).
 """
 
-GENERATOR_VERSION = "1.1.0"
+GENERATOR_VERSION = "1.2.0"  # 1.1: --sparse-without-drums; 1.2: --without-drums held

@@ -163,6 +163,12 @@ def _chord(scale_pcs, root_deg, sevenths):
     return [scale_pcs[d % 7] + 12 * (d // 7) for d in degs]  # semitones above the tonic
 
 
+def check_without_drums(without_drums: str):
+    """Raise ValueError unless `without_drums` names an arrangement (`WITHOUT_DRUMS`)."""
+    if without_drums not in WITHOUT_DRUMS:
+        raise ValueError(f"without_drums {without_drums!r}: one of {', '.join(WITHOUT_DRUMS)}")
+
+
 def compose(seed: int, seconds: float = 8.0, drums: bool | None = None, style: str | None = None,
             without_drums: str = "style") -> Composition:
     """Compose one clip of `seconds` from `seed`. `drums`/`style` force a choice (tests, covers).
@@ -174,8 +180,7 @@ def compose(seed: int, seconds: float = 8.0, drums: bool | None = None, style: s
     The random draws are the same for `style` and `sparse`, so every clip with drums, and
     every choice of key, tempo and progression, stays as it was under all three.
     """
-    if without_drums not in WITHOUT_DRUMS:
-        raise ValueError(f"without_drums {without_drums!r}: one of {', '.join(WITHOUT_DRUMS)}")
+    check_without_drums(without_drums)
     rng = random.Random(seed)
     style_name = style or rng.choice(sorted(STYLES))
     st = STYLES[style_name]

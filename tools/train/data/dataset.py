@@ -24,7 +24,8 @@ from multiprocessing import Pool
 import numpy as np
 
 from . import GENERATOR_VERSION
-from .composer import DRUM_CHANNEL, PARTS, WITHOUT_DRUMS, compose, orchestrate, solo_composition
+from .composer import (DRUM_CHANNEL, PARTS, WITHOUT_DRUMS, check_without_drums, compose, orchestrate,
+                       solo_composition)
 from .features import spectral_centroid
 from .render import SAMPLE_RATE, Renderer, tinysoundfont_version
 from .vocab import PROGRAM_FAMILY, TAGS, tempo_tag
@@ -240,8 +241,7 @@ def make_dataset(out_dir: str, clips: int, seconds: float, seed: int, jobs: int,
     t0 = time.time()
     os.makedirs(os.path.join(out_dir, "clips"), exist_ok=True)
     os.makedirs(os.path.join(out_dir, "events"), exist_ok=True)
-    if without_drums not in WITHOUT_DRUMS:
-        raise ValueError(f"without_drums {without_drums!r}: one of {', '.join(WITHOUT_DRUMS)}")
+    check_without_drums(without_drums)  # before the workers start
     work = [(i, seed, seconds, heldout, soundfonts, out_dir, without_drums) for i in range(clips)]
     if jobs > 1:
         with Pool(jobs) as pool:
