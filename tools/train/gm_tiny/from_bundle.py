@@ -64,10 +64,12 @@ def linear_scope(node_name: str) -> str:
     return ".".join(names)
 
 
-def graph_weights(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def graph_weights(path: Path, model: onnx.ModelProto | None = None
+                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The graph's named initializers as f32 (an `_fp16` / `_bf16` suffix dropped), and the
-    transposed `MatMul` weights by module (see the module doc)."""
-    model = onnx.load(str(path))
+    transposed `MatMul` weights by module (see the module doc); `model`: the graph at
+    `path`, where already loaded."""
+    model = model or onnx.load(str(path))
     named = {}
     for init in model.graph.initializer:
         array = numpy_helper.to_array(init).astype(np.float32)
@@ -171,8 +173,8 @@ def autoencoder_sizes(encoder_weights, decoder_weights, decoder_inputs: list[str
 
 def read_autoencoder(bundle: Path) -> tuple[Autoencoder, dict]:
     enc_path, dec_path = bundle / "encoder.onnx", bundle / "decoder.onnx"
-    enc, dec = graph_weights(enc_path), graph_weights(dec_path)
     dec_graph = onnx.load(str(dec_path))
+    enc, dec = graph_weights(enc_path), graph_weights(dec_path, dec_graph)
     dec_inputs = [i.name for i in dec_graph.graph.input]
     sizes = autoencoder_sizes(enc, dec, dec_inputs, holds_noise_phase(dec_graph))
     ae = Autoencoder(**sizes).eval()
