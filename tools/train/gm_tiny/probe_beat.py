@@ -71,13 +71,18 @@ class Bundle:
         x = x.astype(np.float32)
         ctx = np.zeros((1, FRAMES, 2 * g.LATENT_CHANNELS), np.float32)
         ts = shifted(np.linspace(1.0, 0.0, steps + 1))  # t warped as in training
+        return self.integrate(x, ts, cond, ctx, guidance).transpose(0, 2, 1)
+
+    def integrate(self, x, ts, cond, ctx, guidance: float = 1.0):
+        """Euler steps of the DiT's velocity from `x` [1, T, C] at `ts[0]` down the points
+        `ts`, with optional classifier-free guidance: the latents at `ts[-1]`, [1, T, C]."""
         for t, t_next in zip(ts[:-1], ts[1:]):
             v = self.velocity(x, t, cond, ctx)
             if guidance != 1.0:
                 v_null = self.velocity(x, t, np.zeros_like(cond), ctx)
                 v = v_null + guidance * (v - v_null)
             x = (x + (t_next - t) * v).astype(np.float32)
-        return x.transpose(0, 2, 1)
+        return x
 
 
 def main():

@@ -50,9 +50,7 @@ def cover(bundle: Bundle, source, prompt: str, denoise: float, seed: int, with_c
     ts = schedule(steps, denoise)
     noise = np.random.default_rng(seed).standard_normal(x0.shape)
     x = (ts[0] * noise + (1 - ts[0]) * x0).astype(np.float32)
-    for t, t_next in zip(ts[:-1], ts[1:]):
-        x = (x + (t_next - t) * bundle.velocity(x, t, cond, ctx)).astype(np.float32)
-    return x.transpose(0, 2, 1)
+    return bundle.integrate(x, ts, cond, ctx).transpose(0, 2, 1)
 
 
 def main():
