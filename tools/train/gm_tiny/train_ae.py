@@ -249,13 +249,13 @@ def main():
         ap.error("--dec-fine-dim and --dec-latent-head shape a new decoder: from --init only "
                  "with --fresh-decoder")
     # Deviations read from the magnitudes (no deviation head).
-    peaks = args.deviations != "head"
-    if peaks and not args.position_phase:
+    read_deviations = args.deviations != "head"
+    if read_deviations and not args.position_phase:
         ap.error("--deviations needs --position-phase")
-    if peaks and (args.keep_magnitudes or args.deviation_weight):
+    if read_deviations and (args.keep_magnitudes or args.deviation_weight):
         ap.error(f"--deviations {args.deviations} has no deviation head: --keep-magnitudes "
                  "and --deviation-weight train one")
-    if peaks and args.phase_weight:
+    if read_deviations and args.phase_weight:
         ap.error(f"--deviations {args.deviations}: the phase follows from the magnitudes, so "
                  "the phase losses have nothing to move")
 
@@ -282,7 +282,7 @@ def main():
             ae.decoder = Decoder(**decoder_sizes(sizes))
             ae.set_latent_scale(ae.encoder.latent_mean, ae.encoder.latent_std)
             stages = [st for st in stages if not st.get("decoder_only")]
-        elif (args.keep_magnitudes or peaks) and not sizes.get("dec_position_phase"):
+        elif (args.keep_magnitudes or read_deviations) and not sizes.get("dec_position_phase"):
             sizes.update(position_phase_sizes(args.deviations))
             ae.sizes = sizes
             ae.decoder = position_phase_from(ae.decoder, decoder_sizes(sizes))
@@ -290,7 +290,7 @@ def main():
             ap.error("--keep-magnitudes: --init's decoder already has position phase")
         elif args.position_phase and not sizes.get("dec_position_phase"):
             ap.error("--position-phase from a decoder without it needs --fresh-decoder, "
-                     "--keep-magnitudes or --deviations peaks")
+                     "--keep-magnitudes or --deviations peaks or partials")
         elif args.position_phase and sizes.get("dec_deviations", "head") != args.deviations:
             ap.error(f"--deviations {args.deviations}: --init's decoder takes its deviations "
                      f"from its {sizes.get('dec_deviations', 'head')}")
